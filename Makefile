@@ -1,0 +1,82 @@
+# chamois - build, test, run, install.  Run ./configure first.
+-include config.mk
+ifeq ($(wildcard config.mk),)
+$(error run ./configure first)
+endif
+
+DESTDIR ?=
+BUILD := build
+CPPFLAGS += -I. $(PKG_CFLAGS)
+
+COMMON_SRC := common/log.c common/util.c common/hmap.c common/addr.c \
+	common/config.c common/tables.c common/worker.c common/body.c
+SMTPD_SRC := smtpd/session.c smtpd/commands.c smtpd/reply.c \
+	smtpd/dataphase.c smtpd/listener.c smtpd/tls.c maildir/maildir.c
+DAEMON_SRC := smtpd/main.c
+
+obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
+LIB_OBJ := $(call obj,$(COMMON_SRC) $(SMTPD_SRC))
+
+PROGRAMS := bin/chamoisd bin/chamoisctl bin/chamois-sendmail
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+PYTEST ?= /usr/bin/python3 -m pytest
+
+.PHONY: all check check-unit check-integration run install clean
+all: $(PROGRAMS)
+
+$(BUILD)/%.o: %.c config.mk config.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+bin/chamoisd: $(call obj,$(DAEMON_SRC)) $(LIB_OBJ)
+	@mkdir -p bin
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+bin/chamoisctl: $(call obj,queue/chamoisctl.c) $(LIB_OBJ)
+	@mkdir -p bin
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+bin/chamois-sendmail: $(call obj,queue/sendmail.c) $(LIB_OBJ)
+	@mkdir -p bin
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CMOCKA_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ \
+		$(LIBS) $(CMOCKA_LIBS)
+
+check: check-unit check-integration
+
+check-unit: $(UNIT_BIN)
+	@test -n "$(CMOCKA_LIBS)" || { echo "make check needs cmocka: apt-get install libcmocka-dev, then ./configure"; exit 1; }
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+check-integration: $(PROGRAMS)
+	$(PYTEST) -q tests/integration
+
+# the development setup: loopback ports, state under ./run/
+run: $(PROGRAMS)
+	@sh etc/dev/setup.sh run
+	@echo "chamoisd on 127.0.0.1:2525 (Ctrl-C stops it). Send it a message:"
+	@echo "    swaks --server 127.0.0.1:2525 --to demo@chamois.test"
+	@echo "and read it in run/maildir/chamois.test/demo/new/"
+	bin/chamoisd -d -f run/chamois.conf
+
+install: $(PROGRAMS)
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin \
+		$(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man8 \
+		$(DESTDIR)$(SYSCONFDIR)/chamois $(DESTDIR)$(PREFIX)/lib/systemd/system
+	install -m 755 bin/chamoisd $(DESTDIR)$(PREFIX)/sbin/chamoisd
+	install -m 755 bin/chamoisctl $(DESTDIR)$(PREFIX)/sbin/chamoisctl
+	install -m 755 bin/chamois-sendmail $(DESTDIR)$(PREFIX)/sbin/chamois-sendmail
+	install -m 644 doc/chamoisd.8 $(DESTDIR)$(PREFIX)/share/man/man8/chamoisd.8
+	install -m 644 doc/chamois.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/chamois.conf.5
+	install -m 644 etc/chamois.conf.sample $(DESTDIR)$(SYSCONFDIR)/chamois/chamois.conf.sample
+	sed -e 's|@SBINDIR@|$(PREFIX)/sbin|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+		etc/chamoisd.service.in > $(DESTDIR)$(PREFIX)/lib/systemd/system/chamoisd.service
+
+clean:
+	rm -rf $(BUILD) bin
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,44 @@
+/* addr.h - RFC 5321 / RFC 6531 mailbox parsing and look-up keys. */
+#ifndef CHAMOIS_ADDR_H
+#define CHAMOIS_ADDR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "limits.h"
+
+struct mailaddr {
+	/* canonical local part: unquoted when it is a dot-string */
+	char local[PATH_MAX_OCTETS + 1];
+	/* the domain as the peer spelled it (U-label or A-label or literal) */
+	char domain[DOMAIN_MAX + 1];
+};
+
+#define ADDR_F_UTF8	0x01	/* non-ASCII allowed (SMTPUTF8, RFC 6531) */
+#define ADDR_F_NODOMAIN	0x02	/* "<postmaster>" without a domain (RCPT) */
+
+enum addr_status {
+	ADDR_OK,
+	ADDR_NULL,		/* "<>" */
+	ADDR_SYNTAX,
+	ADDR_TOOLONG,
+	ADDR_NONASCII,		/* non-ASCII without ADDR_F_UTF8 */
+};
+
+/*
+ * addr_parse_path - parse a reverse- or forward-path "<...>" starting at
+ * *sp (a source route is accepted and ignored, RFC 5321 4.1.2 and C.);
+ * on success *sp points past the '>'.
+ */
+enum addr_status addr_parse_path(const char **sp, struct mailaddr *, int flags);
+/* addr_parse - parse a bare "local@domain" (tables, aliases) */
+enum addr_status addr_parse(const char *, struct mailaddr *, int flags);
+/* addr_domain_key - domain as a lower-case IDNA A-label; false if invalid */
+bool addr_domain_key(const char *domain, char *out, size_t size);
+/* addr_key - "local@domain" with ASCII folded and the domain as A-label */
+bool addr_key(const struct mailaddr *, char *out, size_t size);
+/* addr_format - "local@domain" as parsed (or "local" without domain) */
+void addr_format(const struct mailaddr *, char *out, size_t size);
+bool utf8_valid(const char *, size_t);
+
+#endif

@@ -1,0 +1,157 @@
+/*
+ * body.c - message bodies as they arrive.
+ *
+ * A body stays in an evbuffer up to BODY_SPILL_BYTES; past that it is
+ * written to an unlinked temporary file in spool_dir, so a session holds at
+ * most that much memory whatever the client sends.  Writing to the page
+ * cache happens on the loop; nothing here syncs: the final copies (Maildir
+ * files, the queue) are the durable ones.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+
+#include "body.h"
+#include "limits.h"
+#include "util.h"
+
+void
+body_init(struct body *b, const char *spool_dir)
+{
+	memset(b, 0, sizeof(*b));
+	b->mem = evbuffer_new();
+	if (b->mem == NULL)
+		fatalx("evbuffer_new");
+	b->spool_fd = -1;
+	b->spool_dir = spool_dir;
+}
+
+static int
+body_spill(struct body *b)
+{
+	if (b->spool_fd == -1) {
+		b->spool_fd = open(b->spool_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+		if (b->spool_fd == -1) {
+			char path[4096];
+
+			if (!bsnprintf(path, sizeof(path), "%s/spool.XXXXXX",
+			    b->spool_dir))
+				return (errno = ENAMETOOLONG, -1);
+			if ((b->spool_fd = mkostemp(path, O_CLOEXEC)) == -1)
+				return -1;
+			unlink(path);
+		}
+	}
+	while (evbuffer_get_length(b->mem) > 0) {
+		struct evbuffer_iovec v[16];
+		int n = evbuffer_peek(b->mem, -1, NULL, v, 16);
+		struct iovec iov[16];
+		ssize_t w;
+
+		if (n > 16)
+			n = 16;
+		for (int i = 0; i < n; i++) {
+			iov[i].iov_base = v[i].iov_base;
+			iov[i].iov_len = v[i].iov_len;
+		}
+		w = pwritev(b->spool_fd, iov, n, b->spool_len);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		b->spool_len += w;
+		evbuffer_drain(b->mem, (size_t)w);
+	}
+	return 0;
+}
+
+int
+body_append(struct body *b, const void *p, size_t n)
+{
+	if (evbuffer_add(b->mem, p, n) == -1)
+		return (errno = ENOMEM, -1);
+	b->size += n;
+	if (evbuffer_get_length(b->mem) >= BODY_SPILL_BYTES)
+		return body_spill(b);
+	return 0;
+}
+
+static int
+write_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+int
+body_write_fd(const struct body *b, int fd)
+{
+	struct evbuffer_ptr pos;
+	struct evbuffer_iovec v;
+
+	if (b->spool_fd != -1) {
+		char buf[65536];
+		off_t off = 0;
+
+		while (off < b->spool_len) {
+			ssize_t r = pread(b->spool_fd, buf, sizeof(buf), off);
+
+			if (r < 0) {
+				if (errno == EINTR)
+					continue;
+				return -1;
+			}
+			if (r == 0)
+				return (errno = EIO, -1);
+			if (write_all(fd, buf, (size_t)r) == -1)
+				return -1;
+			off += r;
+		}
+	}
+	/* walk the evbuffer without draining it: several copies are written */
+	evbuffer_ptr_set(b->mem, &pos, 0, EVBUFFER_PTR_SET);
+	while (evbuffer_peek(b->mem, -1, &pos, &v, 1) > 0) {
+		if (write_all(fd, v.iov_base, v.iov_len) == -1)
+			return -1;
+		if (evbuffer_ptr_set(b->mem, &pos, v.iov_len, EVBUFFER_PTR_ADD) == -1)
+			break;
+	}
+	return 0;
+}
+
+void
+body_reset(struct body *b)
+{
+	evbuffer_drain(b->mem, evbuffer_get_length(b->mem));
+	if (b->spool_fd != -1)
+		close(b->spool_fd);
+	b->spool_fd = -1;
+	b->spool_len = 0;
+	b->size = 0;
+}
+
+void
+body_free(struct body *b)
+{
+	if (b->mem == NULL)
+		return;
+	body_reset(b);
+	evbuffer_free(b->mem);
+	b->mem = NULL;
+}

@@ -1,0 +1,30 @@
+/* body.h - a message body: in memory while small, spilled to disk beyond. */
+#ifndef CHAMOIS_BODY_H
+#define CHAMOIS_BODY_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+struct evbuffer;
+
+struct body {
+	struct evbuffer *mem;	/* the tail not yet in the spool file */
+	int spool_fd;		/* unlinked temporary file, or -1 */
+	off_t spool_len;
+	uint64_t size;		/* octets in all */
+	const char *spool_dir;
+};
+
+void body_init(struct body *, const char *spool_dir);
+/* body_append - add octets; -1 with errno set when spilling failed */
+int body_append(struct body *, const void *, size_t);
+/*
+ * body_write_fd - write the whole body to fd (safe on a worker thread while
+ * nothing else touches the body); -1 with errno set on failure.
+ */
+int body_write_fd(const struct body *, int fd);
+/* body_reset - drop everything (memory and spool) */
+void body_reset(struct body *);
+void body_free(struct body *);
+
+#endif

@@ -1,0 +1,609 @@
+/*
+ * config.c - parse chamois.conf (SPEC 3).
+ *
+ * One setting a line, "key value...", '#' starts a comment.  Every key is
+ * a row of config_params[] with its type, bounds and default; parsing a
+ * line is a table look-up plus the type's parser.  Every problem is
+ * reported as "FILE:LINE: message" and the whole file is read so that -n
+ * shows them all at once.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "config.h"
+#include "limits.h"
+#include "util.h"
+
+enum param_type {
+	P_STRING,	/* one word */
+	P_PATH,		/* one word, relative to the config's directory */
+	P_HOSTNAME,
+	P_UINT,
+	P_SIZE,		/* bytes, with an optional k/m/g suffix */
+	P_DURATION,
+	P_DOMAINS,
+	P_LISTEN,
+	P_HOSTPORT,
+	P_SECRET,	/* repeatable */
+	P_ADDRESS,
+};
+
+struct param {
+	const char *name;
+	enum param_type type;
+	size_t offset;
+	uint64_t min, max;
+	bool repeat;
+};
+
+#define OFF(f) offsetof(struct config, f)
+static const struct param config_params[] = {
+	{ "aliases",			P_PATH,	OFF(aliases), 0, 0, false },
+	{ "dns_server",			P_HOSTPORT, OFF(dns_server), 0, 0, false },
+	{ "domains",			P_DOMAINS, OFF(domains), 0, 0, false },
+	{ "forward_data_budget",	P_DURATION, OFF(forward_data_budget), 1, 3600, false },
+	{ "forward_rcpt_budget",	P_DURATION, OFF(forward_rcpt_budget), 1, 3600, false },
+	{ "hostname",			P_HOSTNAME, OFF(hostname), 0, 0, false },
+	{ "listen",			P_LISTEN, OFF(listens), 0, 0, true },
+	{ "maildir_root",		P_PATH, OFF(maildir_root), 0, 0, false },
+	{ "mailboxes",			P_PATH, OFF(mailboxes), 0, 0, false },
+	{ "max_connections",		P_UINT, OFF(max_connections), 1, 1000000, false },
+	{ "max_connections_per_address", P_UINT, OFF(max_connections_per_address), 1, 1000000, false },
+	{ "max_errors",			P_UINT, OFF(max_errors), 1, 1000, false },
+	{ "max_message_size",		P_SIZE, OFF(max_message_size), 1024, (uint64_t)1 << 40, false },
+	{ "max_recipients",		P_UINT, OFF(max_recipients), 1, 100000, false },
+	{ "postmaster",			P_ADDRESS, OFF(postmaster), 0, 0, false },
+	{ "queue_dir",			P_PATH, OFF(queue_dir), 0, 0, false },
+	{ "queue_lifetime",		P_DURATION, OFF(queue_lifetime), 60, 365 * 86400, false },
+	{ "remote_port",		P_UINT, OFF(remote_port), 1, 65535, false },
+	{ "sasl_db",			P_PATH, OFF(sasl_db), 0, 0, false },
+	{ "shutdown_grace",		P_DURATION, OFF(shutdown_grace), 1, 3600, false },
+	{ "smtp_timeout",		P_DURATION, OFF(smtp_timeout), 1, 3600, false },
+	{ "srs_secret",			P_SECRET, OFF(srs_secrets), 0, 0, true },
+	{ "tls_cert",			P_PATH, OFF(tls_cert), 0, 0, false },
+	{ "tls_key",			P_PATH, OFF(tls_key), 0, 0, false },
+	{ "user",			P_STRING, OFF(user), 0, 0, false },
+	{ "worker_threads",		P_UINT, OFF(worker_threads), 1, 256, false },
+};
+
+_Static_assert(nitems(config_params) <= 32, "config.lines is too small");
+
+struct parser {
+	struct config *c;
+	const char *file;
+	int line;
+	config_problem_fn fn;
+	void *arg;
+	int problems;
+	bool seen[nitems(config_params)];
+};
+
+void
+config_problem(config_problem_fn fn, void *arg, const char *file, int line,
+    const char *fmt, ...)
+{
+	char msg[1024], out[1400];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (line > 0)
+		snprintf(out, sizeof(out), "%s:%d: %s", file, line, msg);
+	else
+		snprintf(out, sizeof(out), "%s: %s", file, msg);
+	fn(arg, out);
+}
+
+#define PROBLEM(p, ...) do {						\
+	config_problem((p)->fn, (p)->arg, (p)->file, (p)->line, __VA_ARGS__); \
+	(p)->problems++;						\
+} while (0)
+
+const char *
+config_role_name(enum listen_role r)
+{
+	switch (r) {
+	case ROLE_MX:		return "mx";
+	case ROLE_SUBMISSION:	return "submission";
+	case ROLE_SUBMISSIONS:	return "submissions";
+	}
+	return "?";
+}
+
+bool
+config_parse_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *len)
+{
+	char host[INET6_ADDRSTRLEN + 1];
+	const char *colon, *hs = s;
+	size_t hl;
+	char *end;
+	unsigned long port;
+
+	memset(ss, 0, sizeof(*ss));
+	if (*s == '[') {
+		const char *close = strchr(s, ']');
+
+		if (close == NULL || close[1] != ':')
+			return false;
+		hs = s + 1;
+		hl = (size_t)(close - hs);
+		colon = close + 1;
+	} else {
+		if ((colon = strrchr(s, ':')) == NULL)
+			return false;
+		hl = (size_t)(colon - s);
+	}
+	if (hl == 0 || hl >= sizeof(host))
+		return false;
+	memcpy(host, hs, hl);
+	host[hl] = '\0';
+	errno = 0;
+	port = strtoul(colon + 1, &end, 10);
+	if (colon[1] == '\0' || *end != '\0' || errno || port > 65535)
+		return false;
+	if (*s == '[') {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+
+		if (inet_pton(AF_INET6, host, &s6->sin6_addr) != 1)
+			return false;
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)port);
+		*len = sizeof(*s6);
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+
+		if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
+			return false;
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)port);
+		*len = sizeof(*s4);
+	}
+	return true;
+}
+
+bool
+config_parse_duration(const char *s, unsigned *out)
+{
+	char *end;
+	unsigned long long v, mult = 1;
+
+	if (!isdigit((unsigned char)*s))
+		return false;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return false;
+	if (*end != '\0') {
+		if (end[1] != '\0')
+			return false;
+		switch (*end) {
+		case 's': mult = 1; break;
+		case 'm': mult = 60; break;
+		case 'h': mult = 3600; break;
+		case 'd': mult = 86400; break;
+		case 'w': mult = 7 * 86400; break;
+		default: return false;
+		}
+	}
+	if (v > UINT_MAX / mult)
+		return false;
+	*out = (unsigned)(v * mult);
+	return true;
+}
+
+static bool
+parse_u64(const char *s, uint64_t *out, bool suffixes)
+{
+	char *end;
+	unsigned long long v, mult = 1;
+
+	if (!isdigit((unsigned char)*s))
+		return false;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return false;
+	if (*end != '\0') {
+		if (!suffixes || end[1] != '\0')
+			return false;
+		switch (tolower((unsigned char)*end)) {
+		case 'k': mult = 1024; break;
+		case 'm': mult = 1024 * 1024; break;
+		case 'g': mult = 1024 * 1024 * 1024; break;
+		default: return false;
+		}
+	}
+	if (v > UINT64_MAX / mult)
+		return false;
+	*out = v * mult;
+	return true;
+}
+
+static char *
+make_path(const struct config *c, const char *word)
+{
+	if (word[0] == '/')
+		return xstrdup(word);
+	return xasprintf("%s/%s", c->dir, word);
+}
+
+static bool
+valid_hostname(const char *s)
+{
+	struct mailaddr a;
+	char buf[DOMAIN_MAX + 8];
+
+	if (!bsnprintf(buf, sizeof(buf), "x@%s", s) || s[0] == '[')
+		return false;
+	return addr_parse(buf, &a, 0) == ADDR_OK;
+}
+
+/* parse_value - one line's value words into the config field */
+static void
+parse_value(struct parser *p, const struct param *pm, char **words, int nwords)
+{
+	struct config *c = p->c;
+	void *field = (char *)c + pm->offset;
+	int want = pm->type == P_DOMAINS ? -1 : pm->type == P_LISTEN ? 2 : 1;
+
+	if (nwords == 0) {
+		PROBLEM(p, "%s: missing value", pm->name);
+		return;
+	}
+	if (want > 0 && nwords != want) {
+		PROBLEM(p, "%s: expected %d value%s, got %d", pm->name, want,
+		    want == 1 ? "" : "s", nwords);
+		return;
+	}
+	switch (pm->type) {
+	case P_STRING:
+		free(*(char **)field);
+		*(char **)field = xstrdup(words[0]);
+		break;
+	case P_PATH:
+		free(*(char **)field);
+		*(char **)field = make_path(c, words[0]);
+		if (pm->offset == OFF(mailboxes))
+			c->mailboxes_line = p->line;
+		else if (pm->offset == OFF(aliases))
+			c->aliases_line = p->line;
+		break;
+	case P_HOSTNAME:
+		if (!valid_hostname(words[0])) {
+			PROBLEM(p, "%s: '%s' is not a valid host name", pm->name, words[0]);
+			return;
+		}
+		free(*(char **)field);
+		*(char **)field = xstrdup(words[0]);
+		break;
+	case P_ADDRESS: {
+		struct mailaddr a;
+
+		if (addr_parse(words[0], &a, ADDR_F_UTF8) != ADDR_OK) {
+			PROBLEM(p, "%s: '%s' is not a valid address", pm->name, words[0]);
+			return;
+		}
+		free(*(char **)field);
+		*(char **)field = xstrdup(words[0]);
+		c->postmaster_line = p->line;
+		break;
+	}
+	case P_UINT:
+	case P_SIZE: {
+		uint64_t v;
+
+		if (!parse_u64(words[0], &v, pm->type == P_SIZE) ||
+		    v < pm->min || v > pm->max) {
+			PROBLEM(p, "%s: '%s' is not a number from %llu to %llu",
+			    pm->name, words[0], (unsigned long long)pm->min,
+			    (unsigned long long)pm->max);
+			return;
+		}
+		if (pm->type == P_SIZE)
+			*(uint64_t *)field = v;
+		else
+			*(unsigned *)field = (unsigned)v;
+		break;
+	}
+	case P_DURATION: {
+		unsigned v;
+
+		if (!config_parse_duration(words[0], &v) || v < pm->min ||
+		    v > pm->max) {
+			PROBLEM(p, "%s: '%s' is not a duration from %llus to %llus "
+			    "(like 90s, 30m, 4h, 5d)", pm->name, words[0],
+			    (unsigned long long)pm->min, (unsigned long long)pm->max);
+			return;
+		}
+		*(unsigned *)field = v;
+		break;
+	}
+	case P_DOMAINS:
+		for (int i = 0; i < nwords; i++) {
+			char key[DOMAIN_MAX + 1];
+
+			if (!valid_hostname(words[i]) ||
+			    !addr_domain_key(words[i], key, sizeof(key))) {
+				PROBLEM(p, "domains: '%s' is not a valid domain", words[i]);
+				continue;
+			}
+			if (config_is_local_domain(c, key))
+				continue;
+			c->domains = xreallocarray(c->domains, c->ndomains + 1,
+			    sizeof(*c->domains));
+			c->domains[c->ndomains++] = xstrdup(key);
+		}
+		c->domains_line = p->line;
+		break;
+	case P_LISTEN: {
+		struct listen_addr la;
+
+		memset(&la, 0, sizeof(la));
+		if (strcmp(words[0], "mx") == 0)
+			la.role = ROLE_MX;
+		else if (strcmp(words[0], "submission") == 0)
+			la.role = ROLE_SUBMISSION;
+		else if (strcmp(words[0], "submissions") == 0)
+			la.role = ROLE_SUBMISSIONS;
+		else {
+			PROBLEM(p, "listen: unknown role '%s' (mx, submission "
+			    "or submissions)", words[0]);
+			return;
+		}
+		if (!config_parse_hostport(words[1], &la.ss, &la.sslen)) {
+			PROBLEM(p, "listen: '%s' is not ADDRESS:PORT (IPv6 as "
+			    "[::1]:PORT)", words[1]);
+			return;
+		}
+		str_copy(la.text, words[1], sizeof(la.text));
+		la.line = p->line;
+		c->listens = xreallocarray(c->listens, c->nlistens + 1,
+		    sizeof(*c->listens));
+		c->listens[c->nlistens++] = la;
+		break;
+	}
+	case P_HOSTPORT:
+		if (!config_parse_hostport(words[0], &c->dns_server,
+		    &c->dns_server_len)) {
+			PROBLEM(p, "%s: '%s' is not ADDRESS:PORT", pm->name, words[0]);
+			return;
+		}
+		free(c->dns_server_text);
+		c->dns_server_text = xstrdup(words[0]);
+		break;
+	case P_SECRET:
+		if (strlen(words[0]) < 16) {
+			PROBLEM(p, "%s: a secret needs at least 16 characters",
+			    pm->name);
+			return;
+		}
+		c->srs_secrets = xreallocarray(c->srs_secrets,
+		    c->nsrs_secrets + 1, sizeof(char *));
+		c->srs_secrets[c->nsrs_secrets++] = xstrdup(words[0]);
+		break;
+	}
+}
+
+static const struct param *
+param_lookup(const char *name)
+{
+	for (size_t i = 0; i < nitems(config_params); i++)
+		if (strcmp(config_params[i].name, name) == 0)
+			return &config_params[i];
+	return NULL;
+}
+
+static void
+parse_line(struct parser *p, char *line)
+{
+	char *words[64], *hash, *tok, *save;
+	int n = 0;
+	const struct param *pm;
+
+	if ((hash = strchr(line, '#')) != NULL)
+		*hash = '\0';
+	for (tok = strtok_r(line, " \t\r\n", &save); tok;
+	    tok = strtok_r(NULL, " \t\r\n", &save)) {
+		if (n == (int)nitems(words)) {
+			PROBLEM(p, "too many words on one line");
+			return;
+		}
+		words[n++] = tok;
+	}
+	if (n == 0)
+		return;
+	if ((pm = param_lookup(words[0])) == NULL) {
+		PROBLEM(p, "unknown key '%s'", words[0]);
+		return;
+	}
+	if (!pm->repeat && p->seen[pm - config_params]) {
+		PROBLEM(p, "'%s' is set twice", pm->name);
+		return;
+	}
+	p->seen[pm - config_params] = true;
+	p->c->lines[pm - config_params] = p->line;
+	parse_value(p, pm, words + 1, n - 1);
+}
+
+static void
+config_defaults(struct config *c)
+{
+	c->max_message_size = 26214400;
+	c->max_recipients = 100;
+	c->forward_rcpt_budget = 60;
+	c->forward_data_budget = 180;
+	c->remote_port = 25;
+	c->queue_lifetime = 5 * 86400;
+	c->max_connections = DEF_MAX_CONNECTIONS;
+	c->max_connections_per_address = DEF_MAX_CONN_PER_ADDR;
+	c->max_errors = DEF_MAX_ERRORS;
+	c->smtp_timeout = SERVER_TIMEOUT_SEC;
+	c->shutdown_grace = DEF_SHUTDOWN_GRACE_SEC;
+	c->worker_threads = 8;
+}
+
+/* default_hostname - the system's fully qualified name (SPEC 3) */
+static char *
+default_hostname(void)
+{
+	char name[256];
+	struct addrinfo hints, *res = NULL;
+	char *out;
+
+	if (gethostname(name, sizeof(name)) == -1)
+		return xstrdup("localhost");
+	name[sizeof(name) - 1] = '\0';
+	if (strchr(name, '.'))
+		return xstrdup(name);
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_flags = AI_CANONNAME;
+	if (getaddrinfo(name, NULL, &hints, &res) == 0 && res->ai_canonname &&
+	    strchr(res->ai_canonname, '.'))
+		out = xstrdup(res->ai_canonname);
+	else
+		out = xstrdup(name);
+	if (res)
+		freeaddrinfo(res);
+	return out;
+}
+
+/* config_check - what only the whole file can tell */
+static void
+config_check(struct parser *p)
+{
+	struct config *c = p->c;
+	bool sub = false;
+
+	/* a missing key is reported at the end of the file */
+	if (p->line == 0)
+		p->line = 1;
+	for (size_t i = 0; i < c->nlistens; i++)
+		if (c->listens[i].role != ROLE_MX)
+			sub = true;
+	if (c->nlistens == 0)
+		PROBLEM(p, "missing required key 'listen'");
+	if (c->ndomains == 0 && !p->seen[param_lookup("domains") - config_params])
+		PROBLEM(p, "missing required key 'domains'");
+	if (c->mailboxes == NULL)
+		PROBLEM(p, "missing required key 'mailboxes'");
+	if (c->maildir_root == NULL)
+		PROBLEM(p, "missing required key 'maildir_root'");
+	if (c->queue_dir == NULL)
+		PROBLEM(p, "missing required key 'queue_dir'");
+	if ((c->tls_cert == NULL) != (c->tls_key == NULL))
+		PROBLEM(p, "tls_cert and tls_key go together");
+	if (sub && c->tls_cert == NULL)
+		PROBLEM(p, "a submission role needs tls_cert and tls_key");
+	if (sub && c->sasl_db == NULL)
+		PROBLEM(p, "a submission role needs sasl_db");
+	if (c->hostname == NULL)
+		c->hostname = default_hostname();
+}
+
+struct config *
+config_load(const char *path, config_problem_fn fn, void *arg)
+{
+	struct parser p;
+	struct config *c;
+	FILE *f;
+	char *line = NULL, *slash, *abs;
+	size_t cap = 0;
+	ssize_t len;
+
+	memset(&p, 0, sizeof(p));
+	p.file = path;
+	p.fn = fn;
+	p.arg = arg;
+	if ((f = fopen(path, "r")) == NULL) {
+		config_problem(fn, arg, path, 0, "cannot open: %s", strerror(errno));
+		return NULL;
+	}
+	c = xcalloc(1, sizeof(*c));
+	p.c = c;
+	config_defaults(c);
+	c->path = xstrdup(path);
+	abs = realpath(path, NULL);
+	if (abs == NULL)
+		abs = xstrdup(path);
+	if ((slash = strrchr(abs, '/')) != NULL) {
+		*slash = '\0';
+		c->dir = xstrdup(abs[0] ? abs : "/");
+	} else
+		c->dir = xstrdup(".");
+	free(abs);
+	while ((len = getline(&line, &cap, f)) != -1) {
+		p.line++;
+		if (memchr(line, '\0', (size_t)len) != NULL) {
+			PROBLEM(&p, "NUL byte in line");
+			continue;
+		}
+		parse_line(&p, line);
+	}
+	free(line);
+	fclose(f);
+	config_check(&p);
+	if (p.problems) {
+		config_free(c);
+		return NULL;
+	}
+	c->last_line = p.line;
+	return c;
+}
+
+int
+config_line(const struct config *c, const char *key)
+{
+	const struct param *pm = param_lookup(key);
+
+	if (pm && c->lines[pm - config_params] > 0)
+		return c->lines[pm - config_params];
+	return c->last_line > 0 ? c->last_line : 1;
+}
+
+bool
+config_is_local_domain(const struct config *c, const char *key)
+{
+	for (size_t i = 0; i < c->ndomains; i++)
+		if (strcmp(c->domains[i], key) == 0)
+			return true;
+	return false;
+}
+
+void
+config_free(struct config *c)
+{
+	if (c == NULL)
+		return;
+	free(c->path);
+	free(c->dir);
+	free(c->hostname);
+	free(c->listens);
+	free(c->tls_cert);
+	free(c->tls_key);
+	for (size_t i = 0; i < c->ndomains; i++)
+		free(c->domains[i]);
+	free(c->domains);
+	free(c->mailboxes);
+	free(c->aliases);
+	free(c->postmaster);
+	free(c->maildir_root);
+	free(c->queue_dir);
+	free(c->sasl_db);
+	for (size_t i = 0; i < c->nsrs_secrets; i++)
+		free(c->srs_secrets[i]);
+	free(c->srs_secrets);
+	free(c->dns_server_text);
+	free(c->user);
+	free(c);
+}

@@ -1,0 +1,86 @@
+/* config.h - chamois.conf: one parameter table, FILE:LINE errors. */
+#ifndef CHAMOIS_CONFIG_H
+#define CHAMOIS_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+enum listen_role {
+	ROLE_MX,		/* port 25: inbound from the world */
+	ROLE_SUBMISSION,	/* port 587: STARTTLS, then AUTH */
+	ROLE_SUBMISSIONS,	/* port 465: implicit TLS, then AUTH */
+};
+
+struct listen_addr {
+	enum listen_role role;
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+	char text[80];		/* as written: "127.0.0.1:25" */
+	int line;
+};
+
+struct config {
+	char *path;		/* the config file */
+	char *dir;		/* its directory, for relative paths */
+	char *hostname;
+	struct listen_addr *listens;
+	size_t nlistens;
+	char *tls_cert, *tls_key;
+	char **domains;		/* lower-case A-labels */
+	size_t ndomains;
+	int domains_line;
+	char *mailboxes, *aliases;
+	int mailboxes_line, aliases_line;
+	char *postmaster;
+	int postmaster_line;
+	char *maildir_root;
+	char *queue_dir;
+	char *sasl_db;
+	uint64_t max_message_size;
+	unsigned max_recipients;
+	char **srs_secrets;
+	size_t nsrs_secrets;
+	unsigned forward_rcpt_budget;	/* seconds */
+	unsigned forward_data_budget;
+	struct sockaddr_storage dns_server;
+	socklen_t dns_server_len;
+	char *dns_server_text;
+	unsigned remote_port;
+	unsigned queue_lifetime;
+	char *user;
+	/* session limits: documented keys beyond SPEC 3 (chamois.conf(5)) */
+	unsigned max_connections;
+	unsigned max_connections_per_address;
+	unsigned max_errors;
+	unsigned smtp_timeout;
+	unsigned shutdown_grace;
+	unsigned worker_threads;
+	int lines[32];		/* where each key was set, by table row */
+	int last_line;
+};
+
+/* problem reporter: receives "FILE:LINE: message" lines */
+typedef void (*config_problem_fn)(void *arg, const char *line);
+
+/*
+ * config_load - read and check path; every problem is reported through fn.
+ * Returns NULL if there was any.
+ */
+struct config *config_load(const char *path, config_problem_fn fn, void *arg);
+void config_free(struct config *);
+/* config_is_local_domain - domain given as a lower-case A-label */
+bool config_is_local_domain(const struct config *, const char *domain_key);
+/* config_problem - format one "FILE:LINE: message" and hand it to fn */
+void config_problem(config_problem_fn fn, void *arg, const char *file, int line,
+    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+const char *config_role_name(enum listen_role);
+/* config_line - the line that set key, or the last line of the file */
+int config_line(const struct config *, const char *key);
+/* config_parse_hostport - "1.2.3.4:25" or "[::1]:25" */
+bool config_parse_hostport(const char *, struct sockaddr_storage *, socklen_t *);
+/* config_parse_duration - "90s", "30m", "4h", "5d" (a bare number is seconds) */
+bool config_parse_duration(const char *, unsigned *seconds);
+
+#endif

@@ -1,0 +1,37 @@
+/* tables.h - mailboxes and aliases: loading, checks and look-ups. */
+#ifndef CHAMOIS_TABLES_H
+#define CHAMOIS_TABLES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config.h"
+
+struct tables;
+
+/* what one recipient address delivers to, aliases expanded */
+struct expansion {
+	char **mailboxes;	/* table spellings, each once */
+	size_t nmailboxes;
+	char *external;		/* the one external target, or NULL */
+};
+
+/*
+ * tables_load - read the mailboxes and aliases files named by c and check
+ * them (SPEC 3: cycles, more than one external target, local targets that
+ * are neither mailbox nor alias); every problem goes to fn as FILE:LINE.
+ * NULL if there was any.
+ */
+struct tables *tables_load(const struct config *c, config_problem_fn fn, void *arg);
+void tables_free(struct tables *);
+/*
+ * tables_resolve - expand key (from addr_key(): "local@domain" folded, or
+ * "postmaster") into exp; false if the address is not a local recipient.
+ * user+tag@domain resolves as user@domain unless it is in a table itself,
+ * and postmaster@ every local domain is always a recipient.
+ */
+bool tables_resolve(const struct tables *, const char *key, struct expansion *exp);
+void expansion_free(struct expansion *);
+size_t tables_mailbox_count(const struct tables *);
+
+#endif

@@ -1,0 +1,200 @@
+/*
+ * util.c - the small helpers every module needs: x* allocation that dies
+ * on failure, string copies whose truncation is an error, directory syncs.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+
+#include "util.h"
+
+void *
+xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+
+	if (p == NULL)
+		fatal("malloc");
+	return p;
+}
+
+void *
+xcalloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size ? size : 1);
+
+	if (p == NULL)
+		fatal("calloc");
+	return p;
+}
+
+void *
+xreallocarray(void *p, size_t n, size_t size)
+{
+	if (size && n > SIZE_MAX / size)
+		fatalx("xreallocarray: overflow");
+	p = realloc(p, n * size > 0 ? n * size : 1);
+	if (p == NULL)
+		fatal("realloc");
+	return p;
+}
+
+char *
+xstrdup(const char *s)
+{
+	char *p = strdup(s);
+
+	if (p == NULL)
+		fatal("strdup");
+	return p;
+}
+
+char *
+xstrndup(const char *s, size_t n)
+{
+	char *p = strndup(s, n);
+
+	if (p == NULL)
+		fatal("strndup");
+	return p;
+}
+
+char *
+xasprintf(const char *fmt, ...)
+{
+	va_list ap;
+	char *p;
+	int r;
+
+	va_start(ap, fmt);
+	r = vasprintf(&p, fmt, ap);
+	va_end(ap);
+	if (r < 0)
+		fatal("vasprintf");
+	return p;
+}
+
+bool
+bsnprintf(char *buf, size_t size, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = vsnprintf(buf, size, fmt, ap);
+	va_end(ap);
+	return r >= 0 && (size_t)r < size;
+}
+
+bool
+str_copy(char *dst, const char *src, size_t size)
+{
+	size_t n = strlen(src);
+
+	if (size == 0)
+		return false;
+	if (n >= size) {
+		memcpy(dst, src, size - 1);
+		dst[size - 1] = '\0';
+		return false;
+	}
+	memcpy(dst, src, n + 1);
+	return true;
+}
+
+void
+str_lower(char *s)
+{
+	for (; *s; s++)
+		if (*s >= 'A' && *s <= 'Z')
+			*s = (char)(*s - 'A' + 'a');
+}
+
+bool
+str_has_prefix_ci(const char *s, const char *prefix)
+{
+	return strncasecmp(s, prefix, strlen(prefix)) == 0;
+}
+
+char *
+str_trim(char *s)
+{
+	char *e;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	e = s + strlen(s);
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' ||
+	    e[-1] == '\n'))
+		*--e = '\0';
+	return s;
+}
+
+bool
+str_is_ascii(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] >= 0x80)
+			return false;
+	return true;
+}
+
+/* fsync_dir - make a directory's entries durable */
+int
+fsync_dir(const char *path)
+{
+	int fd, r, e;
+
+	if ((fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+		return -1;
+	r = fsync(fd);
+	e = errno;
+	close(fd);
+	errno = e;
+	return r;
+}
+
+/*
+ * mkdir_synced - mkdir -p whose every new directory is synced, and so is
+ * the parent that gained it, before it returns.
+ */
+int
+mkdir_synced(const char *path, unsigned mode)
+{
+	char parent[4096], tmp[4096];
+	struct stat st;
+
+	if (stat(path, &st) == 0)
+		return S_ISDIR(st.st_mode) ? 0 : (errno = ENOTDIR, -1);
+	if (errno != ENOENT)
+		return -1;
+	if (!str_copy(tmp, path, sizeof(tmp)))
+		return (errno = ENAMETOOLONG, -1);
+	str_copy(parent, dirname(tmp), sizeof(parent));
+	if (strcmp(parent, path) != 0 && mkdir_synced(parent, mode) == -1)
+		return -1;
+	if (mkdir(path, mode) == -1 && errno != EEXIST)
+		return -1;
+	if (fsync_dir(path) == -1 || fsync_dir(parent) == -1)
+		return -1;
+	return 0;
+}
+
+uint64_t
+random_u64(void)
+{
+	uint64_t v;
+
+	if (RAND_bytes((unsigned char *)&v, sizeof(v)) != 1)
+		fatalx("RAND_bytes failed");
+	return v;
+}

@@ -1,0 +1,44 @@
+/* maildir.h - durable delivery into Maildirs (SPEC 4). */
+#ifndef CHAMOIS_MAILDIR_H
+#define CHAMOIS_MAILDIR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "../common/result.h"
+
+struct body;
+
+/* one copy: a mailbox and the header lines written before the body */
+struct maildir_copy {
+	const char *mailbox;	/* table spelling: local@domain */
+	char *prefix;		/* e.g. "Return-Path: <a@b>\nDelivered-To: c@d\n" */
+	char *path;		/* out: the file in new/ */
+};
+
+struct maildir_delivery {
+	const char *root;	/* maildir_root */
+	const char *hostname;
+	struct maildir_copy *copies;
+	size_t ncopies;
+	const struct body *body;
+	enum result result;	/* out */
+	int error;		/* out: errno of the failure */
+	const char *failed_step; /* out: what failed, for the log */
+};
+
+/*
+ * maildir_deliver - write every copy to tmp/, sync each, move them all
+ * into new/ and sync the directories; on any failure no copy is left in
+ * new/.  Blocking: runs on a worker thread.
+ */
+void maildir_deliver(struct maildir_delivery *);
+/* maildir_dir - "root/domain/local" for a table spelling; false if too long */
+bool maildir_dir(const char *root, const char *mailbox, char *out, size_t size);
+/* maildir_unique - a Maildir file name: time.M<usec>P<pid>Q<n>R<rnd>.host,S=size */
+bool maildir_unique(char *out, size_t size, const char *hostname,
+    unsigned long long filesize);
+/* maildir_result - errno to TEMPFAIL with 4.3.0, or 4.3.1 for a full disk */
+const char *maildir_reply(int error);
+
+#endif

@@ -1,0 +1,738 @@
+/*
+ * commands.c - the ESMTP command table and what each command does.
+ *
+ * smtpd_cmds[] names, for every verb, the states it is allowed in and its
+ * handler; smtpd_command() applies the table, so a handler checks only its
+ * own arguments.  Handlers answer through smtpd_reply() and never touch
+ * the connection.  The end of DATA hands the message to maildir/ on a
+ * worker thread and answers when the copies are on disk.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "../common/limits.h"
+#include "../common/util.h"
+#include "../common/worker.h"
+#include "../maildir/maildir.h"
+#include "smtpd.h"
+
+#define STB(st)		(1u << (st))
+#define ST_ANY_CMD	(STB(ST_CONNECTED) | STB(ST_HELO) | STB(ST_MAIL) | STB(ST_RCPT))
+
+#define CMD_NOARG	0x01	/* takes no argument */
+
+struct smtpd_cmd {
+	const char *verb;
+	unsigned states;	/* STB() mask of states that allow it */
+	unsigned flags;
+	void (*fn)(struct smtpd_session *, char *arg);
+	const char *out_of_sequence;	/* 503 reply when not allowed */
+};
+
+static void cmd_helo(struct smtpd_session *, char *);
+static void cmd_ehlo(struct smtpd_session *, char *);
+static void cmd_mail(struct smtpd_session *, char *);
+static void cmd_rcpt(struct smtpd_session *, char *);
+static void cmd_data(struct smtpd_session *, char *);
+static void cmd_rset(struct smtpd_session *, char *);
+static void cmd_noop(struct smtpd_session *, char *);
+static void cmd_quit(struct smtpd_session *, char *);
+static void cmd_vrfy(struct smtpd_session *, char *);
+static void cmd_expn(struct smtpd_session *, char *);
+static void cmd_help(struct smtpd_session *, char *);
+static void cmd_starttls(struct smtpd_session *, char *);
+static void cmd_auth(struct smtpd_session *, char *);
+
+static const struct smtpd_cmd smtpd_cmds[] = {
+	{ "HELO", ST_ANY_CMD, 0, cmd_helo, NULL },
+	{ "EHLO", ST_ANY_CMD, 0, cmd_ehlo, NULL },
+	{ "MAIL", STB(ST_HELO), 0, cmd_mail,
+	    "503 5.5.1 Send HELO/EHLO first, and no nested MAIL" },
+	{ "RCPT", STB(ST_MAIL) | STB(ST_RCPT), 0, cmd_rcpt,
+	    "503 5.5.1 Need MAIL before RCPT" },
+	{ "DATA", STB(ST_MAIL) | STB(ST_RCPT), CMD_NOARG, cmd_data,
+	    "503 5.5.1 Need MAIL and RCPT before DATA" },
+	{ "RSET", ST_ANY_CMD, CMD_NOARG, cmd_rset, NULL },
+	{ "NOOP", ST_ANY_CMD, 0, cmd_noop, NULL },
+	{ "QUIT", ST_ANY_CMD, CMD_NOARG, cmd_quit, NULL },
+	{ "VRFY", ST_ANY_CMD, 0, cmd_vrfy, NULL },
+	{ "EXPN", ST_ANY_CMD, 0, cmd_expn, NULL },
+	{ "HELP", ST_ANY_CMD, 0, cmd_help, NULL },
+	{ "STARTTLS", STB(ST_CONNECTED) | STB(ST_HELO), CMD_NOARG, cmd_starttls,
+	    "503 5.5.1 STARTTLS not allowed inside a transaction" },
+	{ "AUTH", STB(ST_HELO), 0, cmd_auth,
+	    "503 5.5.1 Send EHLO first, and no AUTH inside a transaction" },
+};
+
+/* verbs of other protocols: a client speaking them is not an SMTP client */
+static const char *const foreign_verbs[] = {
+	"GET", "POST", "HEAD", "PUT", "CONNECT", "OPTIONS", "DELETE",
+};
+
+void
+smtpd_greet(struct smtpd_session *s)
+{
+	smtpd_reply(s, "220 %s ESMTP chamois", smtpd.cfg->hostname);
+}
+
+static void
+tx_reset(struct smtpd_session *s)
+{
+	smtpd_tx_free(s->tx);
+	s->tx = NULL;
+	if (s->state != ST_CLOSING)
+		smtpd_enter_state(s, s->helo[0] ? ST_HELO : ST_CONNECTED);
+}
+
+/* tx_end - after a transaction's last reply: go on, or stop (SIGTERM) */
+static void
+tx_end(struct smtpd_session *s)
+{
+	tx_reset(s);
+	if ((s->flags & SF_STOP) && s->state != ST_CLOSING) {
+		smtpd_reply(s, "421 4.3.2 %s Service shutting down",
+		    smtpd.cfg->hostname);
+		smtpd_close_after_reply(s);
+	}
+}
+
+void
+smtpd_command(struct smtpd_session *s, char *line, size_t len)
+{
+	const struct smtpd_cmd *cmd = NULL;
+	char *arg, verb[16];
+	size_t vlen;
+
+	if (memchr(line, '\0', len) != NULL) {
+		str_copy(s->last_cmd, "(NUL in command)", sizeof(s->last_cmd));
+		smtpd_reply(s, "500 5.5.2 NUL character in command");
+		return;
+	}
+	log_escape(s->last_cmd, sizeof(s->last_cmd), line,
+	    str_has_prefix_ci(line, "AUTH ") ? 4 : len);
+	if ((s->flags & SF_STOP) && s->tx == NULL) {
+		smtpd_reply(s, "421 4.3.2 %s Service shutting down",
+		    smtpd.cfg->hostname);
+		smtpd_close_after_reply(s);
+		return;
+	}
+	vlen = strcspn(line, " ");
+	arg = line + vlen;
+	while (*arg == ' ')
+		arg++;
+	for (size_t i = 0; vlen < sizeof(verb) && i < nitems(smtpd_cmds); i++)
+		if (strncasecmp(line, smtpd_cmds[i].verb, vlen) == 0 &&
+		    smtpd_cmds[i].verb[vlen] == '\0')
+			cmd = &smtpd_cmds[i];
+	if (cmd == NULL) {
+		for (size_t i = 0; i < nitems(foreign_verbs); i++)
+			if (vlen == strlen(foreign_verbs[i]) &&
+			    strncmp(line, foreign_verbs[i], vlen) == 0) {
+				log_info("%s smtp disconnect reason=foreign-protocol",
+				    s->idstr);
+				smtpd_reply(s, "500 5.5.1 This is an SMTP server");
+				smtpd_close_after_reply(s);
+				return;
+			}
+		smtpd_reply(s, "500 5.5.1 Command not recognized");
+		return;
+	}
+	if (!(cmd->states & STB(s->state))) {
+		if (strcmp(cmd->verb, "DATA") == 0 && s->state == ST_HELO)
+			smtpd_reply(s, "503 5.5.1 Need MAIL before DATA");
+		else if (strcmp(cmd->verb, "MAIL") == 0 && s->state == ST_CONNECTED)
+			smtpd_reply(s, "503 5.5.1 Send HELO/EHLO first");
+		else if (strcmp(cmd->verb, "MAIL") == 0)
+			smtpd_reply(s, "503 5.5.1 Nested MAIL command");
+		else if (strcmp(cmd->verb, "RCPT") == 0 && s->state == ST_CONNECTED)
+			smtpd_reply(s, "503 5.5.1 Send HELO/EHLO first");
+		else
+			smtpd_reply(s, "%s", cmd->out_of_sequence);
+		return;
+	}
+	if ((cmd->flags & CMD_NOARG) && *arg != '\0') {
+		smtpd_reply(s, "501 5.5.4 Syntax: %s (no arguments)", cmd->verb);
+		return;
+	}
+	cmd->fn(s, arg);
+}
+
+/* helo_arg - the first word of HELO/EHLO, printable ASCII; false if bad */
+static bool
+helo_arg(struct smtpd_session *s, char *arg)
+{
+	size_t n = strcspn(arg, " ");
+
+	if (n == 0 || n > HELO_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)arg[i] <= 0x20 || (unsigned char)arg[i] >= 0x7f)
+			return false;
+	memcpy(s->helo, arg, n);
+	s->helo[n] = '\0';
+	return true;
+}
+
+static void
+cmd_helo(struct smtpd_session *s, char *arg)
+{
+	if (!helo_arg(s, arg)) {
+		smtpd_reply(s, "501 5.5.4 Syntax: HELO hostname");
+		return;
+	}
+	s->flags &= ~SF_EHLO;
+	tx_reset(s);
+	smtpd_reply(s, "250 %s", smtpd.cfg->hostname);
+}
+
+static bool
+tls_available(const struct smtpd_session *s)
+{
+	return !(s->flags & SF_TLS) &&
+	    (s->role == ROLE_MX ? smtpd.tls_mx : smtpd.tls_sub) != NULL;
+}
+
+static void
+cmd_ehlo(struct smtpd_session *s, char *arg)
+{
+	const char *lines[12];
+	char first[HELO_MAX + DOMAIN_MAX + 100], size[40];
+	size_t n = 0;
+
+	if (!helo_arg(s, arg)) {
+		smtpd_reply(s, "501 5.5.4 Syntax: EHLO hostname");
+		return;
+	}
+	s->flags |= SF_EHLO;
+	tx_reset(s);
+	snprintf(first, sizeof(first), "%s Hello %s [%s]", smtpd.cfg->hostname,
+	    s->helo, s->peer_text);
+	snprintf(size, sizeof(size), "SIZE %" PRIu64, smtpd.cfg->max_message_size);
+	lines[n++] = first;
+	lines[n++] = "PIPELINING";
+	lines[n++] = size;
+	lines[n++] = "8BITMIME";
+	lines[n++] = "ENHANCEDSTATUSCODES";
+	if (tls_available(s))
+		lines[n++] = "STARTTLS";
+	lines[n++] = "SMTPUTF8";
+	smtpd_reply_lines(s, 250, lines, n);
+}
+
+static void
+cmd_starttls(struct smtpd_session *s, char *arg)
+{
+	if (s->flags & SF_TLS) {
+		smtpd_reply(s, "503 5.5.1 TLS already active");
+		return;
+	}
+	if (!tls_available(s)) {
+		smtpd_reply(s, "502 5.5.1 STARTTLS not available");
+		return;
+	}
+	smtpd_reply(s, "220 2.0.0 Ready to start TLS");
+	tx_reset(s);
+	smtpd_start_tls(s);
+}
+
+static void
+cmd_auth(struct smtpd_session *s, char *arg)
+{
+	/* SPEC 4: no AUTH on the mx role; submission arrives with SASL */
+	smtpd_reply(s, "502 5.5.1 AUTH not available on this port");
+}
+
+static void
+cmd_rset(struct smtpd_session *s, char *arg)
+{
+	tx_reset(s);
+	smtpd_reply(s, "250 2.0.0 Ok");
+	if (s->flags & SF_STOP)
+		tx_end(s);
+}
+
+static void
+cmd_noop(struct smtpd_session *s, char *arg)
+{
+	smtpd_reply(s, "250 2.0.0 Ok");
+}
+
+static void
+cmd_quit(struct smtpd_session *s, char *arg)
+{
+	smtpd_reply(s, "221 2.0.0 Bye");
+	log_info("%s smtp disconnect reason=quit", s->idstr);
+	smtpd_close_after_reply(s);
+}
+
+static void
+cmd_vrfy(struct smtpd_session *s, char *arg)
+{
+	/* RFC 5321 3.5.3: 252 says "try it" without telling who exists */
+	smtpd_reply(s, "252 2.5.2 Cannot VRFY user, but will accept message");
+}
+
+static void
+cmd_expn(struct smtpd_session *s, char *arg)
+{
+	smtpd_reply(s, "502 5.5.1 EXPN not available");
+}
+
+static void
+cmd_help(struct smtpd_session *s, char *arg)
+{
+	smtpd_reply(s, "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA RSET "
+	    "NOOP QUIT VRFY HELP STARTTLS");
+}
+
+/* path_arg - "FROM:" or "TO:" followed by a path; returns the path or NULL */
+static const char *
+path_arg(char *arg, const char *keyword)
+{
+	size_t n = strlen(keyword);
+
+	if (strncasecmp(arg, keyword, n) != 0)
+		return NULL;
+	arg += n;
+	/* RFC 5321 has no space here, but many clients send one */
+	while (*arg == ' ')
+		arg++;
+	return *arg == '<' ? arg : NULL;
+}
+
+static const char *
+addr_status_reply(enum addr_status st, bool sender)
+{
+	switch (st) {
+	case ADDR_TOOLONG:
+		return sender ? "501 5.1.7 Sender address too long" :
+		    "501 5.1.3 Recipient address too long";
+	case ADDR_NONASCII:
+		return "553 5.6.7 Non-ASCII address requires SMTPUTF8";
+	default:
+		return sender ? "501 5.1.7 Bad sender address syntax" :
+		    "501 5.1.3 Bad recipient address syntax";
+	}
+}
+
+static void
+cmd_mail(struct smtpd_session *s, char *arg)
+{
+	const char *p = path_arg(arg, "FROM:");
+	struct mailaddr a;
+	enum addr_status st;
+	bool smtputf8 = false, body8 = false;
+	char *params, *tok, *save;
+	struct smtpd_tx *tx;
+
+	if (s->role != ROLE_MX && !(s->flags & SF_AUTH)) {
+		smtpd_reply(s, "530 5.7.0 Authentication required");
+		return;
+	}
+	if (p == NULL) {
+		smtpd_reply(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
+		return;
+	}
+	st = addr_parse_path(&p, &a, ADDR_F_UTF8);
+	if (st != ADDR_OK && st != ADDR_NULL) {
+		smtpd_reply(s, "%s", addr_status_reply(st, true));
+		return;
+	}
+	if (*p != '\0' && *p != ' ') {
+		smtpd_reply(s, "501 5.1.7 Bad sender address syntax");
+		return;
+	}
+	params = (char *)p;
+	for (tok = strtok_r(params, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
+		if (str_has_prefix_ci(tok, "SIZE=")) {
+			char *end;
+			unsigned long long v;
+
+			errno = 0;
+			v = strtoull(tok + 5, &end, 10);
+			if (!isdigit((unsigned char)tok[5]) || *end || errno ||
+			    strlen(tok + 5) > 20) {
+				smtpd_reply(s, "501 5.5.4 Bad SIZE parameter");
+				return;
+			}
+			if (v > smtpd.cfg->max_message_size) {
+				smtpd_reply(s, "552 5.3.4 Message size exceeds fixed "
+				    "maximum message size");
+				return;
+			}
+		} else if (strcasecmp(tok, "BODY=8BITMIME") == 0) {
+			body8 = true;
+		} else if (strcasecmp(tok, "BODY=7BIT") == 0) {
+			body8 = false;
+		} else if (strcasecmp(tok, "SMTPUTF8") == 0) {
+			smtputf8 = true;
+		} else {
+			smtpd_reply(s, "555 5.5.4 Unsupported parameter");
+			return;
+		}
+	}
+	if (st == ADDR_OK && !smtputf8 &&
+	    (!str_is_ascii(a.local, strlen(a.local)) ||
+	    !str_is_ascii(a.domain, strlen(a.domain)))) {
+		smtpd_reply(s, "553 5.6.7 Non-ASCII sender address requires SMTPUTF8");
+		return;
+	}
+	tx = xcalloc(1, sizeof(*tx));
+	tx->n = ++s->ntx;
+	snprintf(tx->id, sizeof(tx->id), "%s.%u", s->idstr, tx->n);
+	if (st == ADDR_OK)
+		addr_format(&a, tx->sender, sizeof(tx->sender));
+	tx->smtputf8 = smtputf8;
+	tx->body8bit = body8;
+	tx->hdr.at_bol = true;
+	s->tx = tx;
+	smtpd_enter_state(s, ST_MAIL);
+	log_info("%s smtp mail from=<%s> helo=%s", tx->id, tx->sender, s->helo);
+	smtpd_reply(s, "250 2.1.0 Ok");
+}
+
+static void
+tx_add_mailbox(struct smtpd_tx *tx, const char *mb)
+{
+	for (size_t i = 0; i < tx->nmailboxes; i++)
+		if (strcmp(tx->mailboxes[i], mb) == 0)
+			return;
+	tx->mailboxes = xreallocarray(tx->mailboxes, tx->nmailboxes + 1,
+	    sizeof(char *));
+	tx->mailboxes[tx->nmailboxes++] = xstrdup(mb);
+}
+
+/* route_of - the route key of an expansion: "local" or "forward:DOMAIN" */
+static enum smtpd_route
+route_of(const struct expansion *exp, char *key, size_t size)
+{
+	if (exp->external == NULL) {
+		str_copy(key, "local", size);
+		return ROUTE_LOCAL;
+	}
+	const char *at = strrchr(exp->external, '@');
+	char dom[DOMAIN_MAX + 1] = "";
+
+	if (at)
+		addr_domain_key(at + 1, dom, sizeof(dom));
+	bsnprintf(key, size, "forward:%s", dom);
+	return ROUTE_FORWARD;
+}
+
+static void
+cmd_rcpt(struct smtpd_session *s, char *arg)
+{
+	struct smtpd_tx *tx = s->tx;
+	const char *p = path_arg(arg, "TO:");
+	struct mailaddr a;
+	enum addr_status st;
+	struct expansion exp;
+	char key[PATH_MAX_OCTETS + 1], rkey[sizeof(tx->route_key)];
+	char shown[PATH_MAX_OCTETS + 1];
+	enum smtpd_route route;
+
+	if (p == NULL) {
+		smtpd_reply(s, "501 5.5.4 Syntax: RCPT TO:<address>");
+		return;
+	}
+	st = addr_parse_path(&p, &a, ADDR_F_UTF8 | ADDR_F_NODOMAIN);
+	if (st != ADDR_OK) {
+		smtpd_reply(s, "%s", addr_status_reply(st, false));
+		return;
+	}
+	if (*p != '\0') {
+		/* no RCPT parameter is advertised (no DSN extension) */
+		smtpd_reply(s, *p == ' ' ? "555 5.5.4 Unsupported parameter" :
+		    "501 5.1.3 Bad recipient address syntax");
+		return;
+	}
+	addr_format(&a, shown, sizeof(shown));
+	if (!tx->smtputf8 && !str_is_ascii(shown, strlen(shown))) {
+		smtpd_reply(s, "553 5.6.7 Non-ASCII recipient address requires "
+		    "SMTPUTF8");
+		return;
+	}
+	if (tx->nrcpts >= smtpd.cfg->max_recipients) {
+		smtpd_reply(s, "452 4.5.3 Too many recipients");
+		return;
+	}
+	if (!addr_key(&a, key, sizeof(key))) {
+		smtpd_reply(s, "501 5.1.3 Bad recipient address syntax");
+		return;
+	}
+	if (a.domain[0] != '\0') {
+		const char *at = strrchr(key, '@');
+
+		if (a.domain[0] == '[' || !config_is_local_domain(smtpd.cfg, at + 1)) {
+			smtpd_reply(s, "554 5.7.1 <%s>: Relay access denied", shown);
+			return;
+		}
+	}
+	if (!tables_resolve(smtpd.tables, key, &exp)) {
+		smtpd_reply(s, "550 5.1.1 <%s>: Recipient address rejected: "
+		    "User unknown", shown);
+		return;
+	}
+	route = route_of(&exp, rkey, sizeof(rkey));
+	if (tx->route != ROUTE_NONE && strcmp(rkey, tx->route_key) != 0) {
+		expansion_free(&exp);
+		smtpd_reply(s, "452 4.5.3 <%s>: send this recipient in a separate "
+		    "transaction", shown);
+		return;
+	}
+	if (route == ROUTE_FORWARD) {
+		/* XXX synchronous forwarding is not built yet */
+		expansion_free(&exp);
+		smtpd_reply(s, "451 4.3.0 <%s>: Forwarding is not available yet",
+		    shown);
+		return;
+	}
+	tx->route = route;
+	str_copy(tx->route_key, rkey, sizeof(tx->route_key));
+	for (size_t i = 0; i < exp.nmailboxes; i++)
+		tx_add_mailbox(tx, exp.mailboxes[i]);
+	expansion_free(&exp);
+	tx->rcpts = xreallocarray(tx->rcpts, tx->nrcpts + 1, sizeof(char *));
+	tx->rcpts[tx->nrcpts++] = xstrdup(shown);
+	smtpd_enter_state(s, ST_RCPT);
+	log_info("%s smtp rcpt to=<%s> result=accepted route=%s", tx->id, shown,
+	    rkey);
+	smtpd_reply(s, "250 2.1.5 Ok");
+}
+
+/* rfc5322_date - "Mon, 23 Nov 2026 17:28:39 +0000" */
+static void
+rfc5322_date(char *buf, size_t size)
+{
+	time_t now = time(NULL);
+	struct tm tm;
+
+	localtime_r(&now, &tm);
+	strftime(buf, size, "%a, %d %b %Y %H:%M:%S %z", &tm);
+}
+
+/* received_header - RFC 5321 4.4 trace field, LF line ends */
+static char *
+received_header(struct smtpd_session *s)
+{
+	struct smtpd_tx *tx = s->tx;
+	char date[64], forclause[PATH_MAX_OCTETS + 16] = "", tls[160] = "";
+	const char *proto;
+	bool v6 = strchr(s->peer_text, ':') != NULL;
+
+	rfc5322_date(date, sizeof(date));
+	if (tx->nrcpts == 1)
+		snprintf(forclause, sizeof(forclause), "\n\tfor <%s>", tx->rcpts[0]);
+	if (s->flags & SF_TLS)
+		snprintf(tls, sizeof(tls), "\n\t(using %s)", s->tls_info);
+	/* RFC 3848 and RFC 6531 7.7 protocol names */
+	if (tx->smtputf8)
+		proto = (s->flags & SF_TLS) ? ((s->flags & SF_AUTH) ?
+		    "UTF8SMTPSA" : "UTF8SMTPS") : "UTF8SMTP";
+	else if (!(s->flags & SF_EHLO))
+		proto = "SMTP";
+	else
+		proto = (s->flags & SF_TLS) ? ((s->flags & SF_AUTH) ?
+		    "ESMTPSA" : "ESMTPS") : "ESMTP";
+	return xasprintf("Received: from %s ([%s%s])\n\tby %s (chamois) with %s "
+	    "id %s%s%s;\n\t%s\n", s->helo, v6 ? "IPv6:" : "", s->peer_text,
+	    smtpd.cfg->hostname, proto, tx->id, tls, forclause, date);
+}
+
+static void
+cmd_data(struct smtpd_session *s, char *arg)
+{
+	struct smtpd_tx *tx = s->tx;
+	char *rcv;
+
+	if (tx->nrcpts == 0) {
+		/* RFC 5321 3.3: DATA without any accepted recipient */
+		smtpd_reply(s, "554 5.5.1 No valid recipients");
+		return;
+	}
+	data_scanner_init(&tx->scan);
+	header_scanner_init(&tx->hdr);
+	body_init(&tx->body, smtpd.cfg->queue_dir);
+	rcv = received_header(s);
+	if (body_append(&tx->body, rcv, strlen(rcv)) == -1) {
+		tx->store_errno = errno;
+		s->flags |= SF_DATA_FAIL;
+	}
+	free(rcv);
+	smtpd_enter_state(s, ST_DATA);
+	smtpd_reply(s, "354 End data with <CR><LF>.<CR><LF>");
+}
+
+/* is_loop - does a Delivered-To of the message name one of our recipients? */
+static const char *
+delivered_to_loop(const struct smtpd_tx *tx)
+{
+	for (size_t i = 0; i < tx->hdr.ndelivered; i++) {
+		struct mailaddr a;
+		char dk[PATH_MAX_OCTETS + 1];
+
+		if (addr_parse(tx->hdr.delivered_to[i], &a, ADDR_F_UTF8) != ADDR_OK ||
+		    !addr_key(&a, dk, sizeof(dk)))
+			continue;
+		for (size_t j = 0; j < tx->nmailboxes; j++) {
+			struct mailaddr m;
+			char mk[PATH_MAX_OCTETS + 1];
+
+			if (addr_parse(tx->mailboxes[j], &m, ADDR_F_UTF8) == ADDR_OK &&
+			    addr_key(&m, mk, sizeof(mk)) && strcmp(mk, dk) == 0)
+				return tx->mailboxes[j];
+		}
+		for (size_t j = 0; j < tx->nrcpts; j++) {
+			struct mailaddr r;
+			char rk[PATH_MAX_OCTETS + 1];
+
+			if (addr_parse(tx->rcpts[j], &r, ADDR_F_UTF8) == ADDR_OK &&
+			    addr_key(&r, rk, sizeof(rk)) && strcmp(rk, dk) == 0)
+				return tx->rcpts[j];
+		}
+	}
+	return NULL;
+}
+
+static void
+maildir_work(void *arg)
+{
+	struct smtpd_session *s = arg;
+
+	maildir_deliver(s->tx->delivery);
+}
+
+static void
+maildir_done(void *arg)
+{
+	struct smtpd_session *s = arg;
+	struct smtpd_tx *tx = s->tx;
+	struct maildir_delivery *d = tx->delivery;
+
+	if (d->result == RES_OK) {
+		for (size_t i = 0; i < d->ncopies; i++)
+			log_info("%s delivery mailbox=%s result=delivered path=%s",
+			    tx->id, d->copies[i].mailbox, d->copies[i].path);
+	} else {
+		errno = d->error;
+		log_warn("%s delivery result=deferred step=%s", tx->id,
+		    d->failed_step ? d->failed_step : "?");
+	}
+	if (!smtpd_session_job_done(s))
+		return;
+	if (d->result == RES_OK)
+		smtpd_reply(s, "250 2.0.0 Ok: delivered as %s", tx->id);
+	else
+		smtpd_reply(s, "%s", maildir_reply(d->error));
+	tx_end(s);
+	smtpd_resume(s);
+}
+
+static void
+deliver_local(struct smtpd_session *s)
+{
+	struct smtpd_tx *tx = s->tx;
+	struct maildir_delivery *d = xcalloc(1, sizeof(*d));
+
+	d->root = smtpd.cfg->maildir_root;
+	d->hostname = smtpd.cfg->hostname;
+	d->body = &tx->body;
+	d->ncopies = tx->nmailboxes;
+	d->copies = xcalloc(d->ncopies, sizeof(*d->copies));
+	for (size_t i = 0; i < d->ncopies; i++) {
+		d->copies[i].mailbox = tx->mailboxes[i];
+		d->copies[i].prefix = xasprintf("Return-Path: <%s>\n"
+		    "Delivered-To: %s\n", tx->sender, tx->mailboxes[i]);
+	}
+	tx->delivery = d;
+	smtpd_enter_state(s, ST_DELIVER);
+	s->job_pending = true;
+	worker_submit(maildir_work, maildir_done, s);
+}
+
+/* data_end - the final dot has arrived: every check, then delivery */
+static void
+data_end(struct smtpd_session *s)
+{
+	struct smtpd_tx *tx = s->tx;
+	const char *loop;
+
+	log_info("%s smtp message size=%" PRIu64 " received=%u", tx->id,
+	    tx->scan.octets, tx->hdr.received);
+	if (tx->too_big)
+		smtpd_reply(s, "552 5.3.4 Message size exceeds fixed maximum "
+		    "message size");
+	else if (tx->scan.long_line)
+		smtpd_reply(s, "554 5.6.0 Message refused: a line is longer than "
+		    "1000 octets (RFC 5321 4.5.3.1.6)");
+	else if (s->flags & SF_DATA_FAIL)
+		smtpd_reply(s, "%s", maildir_reply(tx->store_errno));
+	else if (tx->hdr.received > RECEIVED_MAX)
+		smtpd_reply(s, "554 5.4.6 Too many Received headers: mail loop");
+	else if ((loop = delivered_to_loop(tx)) != NULL)
+		smtpd_reply(s, "554 5.4.6 Mail loop: already delivered to <%s>", loop);
+	else {
+		deliver_local(s);
+		return;
+	}
+	s->flags &= ~SF_DATA_FAIL;
+	tx_end(s);
+}
+
+/* smtpd_data_input - feed the DATA scanner from the input buffer */
+void
+smtpd_data_input(struct smtpd_session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct smtpd_tx *tx = s->tx;
+	static char out[16384];
+
+	while (s->state == ST_DATA) {
+		struct evbuffer_iovec v;
+		enum data_status st;
+		size_t used, olen, n;
+
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0)
+			return;
+		n = v.iov_len < sizeof(out) ? v.iov_len : sizeof(out);
+		used = data_scan(&tx->scan, v.iov_base, n, out, &olen, &st);
+		if (!tx->hdr.done)
+			header_scan(&tx->hdr, out, olen);
+		if (tx->scan.octets > smtpd.cfg->max_message_size) {
+			/* SPEC 4: nothing is kept past the limit */
+			if (!tx->too_big)
+				body_reset(&tx->body);
+			tx->too_big = true;
+		} else if (!(s->flags & SF_DATA_FAIL) &&
+		    body_append(&tx->body, out, olen) == -1) {
+			tx->store_errno = errno;
+			s->flags |= SF_DATA_FAIL;
+			body_reset(&tx->body);
+		}
+		evbuffer_drain(in, used);
+		switch (st) {
+		case DATA_MORE:
+			break;
+		case DATA_END:
+			data_end(s);
+			return;
+		case DATA_BARE_CR:
+		case DATA_BARE_LF:
+			log_info("%s smtp disconnect reason=bare-%s", tx->id,
+			    st == DATA_BARE_CR ? "cr" : "lf");
+			smtpd_reply(s, "521 5.5.2 Bare %s received; only CRLF ends "
+			    "a line (RFC 5321 2.3.8); closing connection",
+			    st == DATA_BARE_CR ? "CR" : "LF");
+			smtpd_close_after_reply(s);
+			return;
+		}
+	}
+}

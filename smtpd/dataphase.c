@@ -1,0 +1,180 @@
+/*
+ * dataphase.c - scanning the octets that follow DATA.
+ *
+ * data_scan() is a byte-at-a-time state machine over the wire form: it
+ * finds <CRLF>.<CRLF>, undoes dot-stuffing (RFC 5321 4.5.2), turns CRLF
+ * into LF for Maildir, measures lines against RFC 5321 4.5.3.1.6 and
+ * stops at the first bare CR or bare LF.  header_scan() reads the LF form
+ * of the header section for loop detection (RFC 5321 6.3).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "../common/limits.h"
+#include "../common/util.h"
+#include "dataphase.h"
+
+enum {
+	DS_BOL,		/* at the start of a line */
+	DS_TEXT,	/* inside a line */
+	DS_CR,		/* CR seen inside a line */
+	DS_DOT,		/* '.' at the start of a line */
+	DS_DOT_CR,	/* ".\r" at the start of a line */
+};
+
+void
+data_scanner_init(struct data_scanner *sc)
+{
+	memset(sc, 0, sizeof(*sc));
+	/* DATA's reply ends a line, so the message starts at a line start */
+	sc->state = DS_BOL;
+}
+
+static inline void
+line_octet(struct data_scanner *sc)
+{
+	if (++sc->line_len > TEXT_LINE_MAX)
+		sc->long_line = true;
+}
+
+size_t
+data_scan(struct data_scanner *sc, const char *in, size_t len, char *out,
+    size_t *outlen, enum data_status *st)
+{
+	size_t i, o = 0;
+
+	*st = DATA_MORE;
+	for (i = 0; i < len; i++) {
+		char c = in[i];
+
+		switch (sc->state) {
+		case DS_BOL:
+			sc->line_len = 0;
+			if (c == '.') {
+				line_octet(sc);
+				sc->state = DS_DOT;
+				continue;
+			}
+			sc->state = DS_TEXT;
+			/* FALLTHROUGH */
+		case DS_TEXT:
+			line_octet(sc);
+			if (c == '\r') {
+				sc->state = DS_CR;
+			} else if (c == '\n') {
+				*st = DATA_BARE_LF;
+				goto out;
+			} else {
+				out[o++] = c;
+				sc->octets++;
+			}
+			break;
+		case DS_CR:
+			line_octet(sc);
+			if (c != '\n') {
+				*st = DATA_BARE_CR;
+				goto out;
+			}
+			out[o++] = '\n';
+			sc->octets += 2;
+			sc->state = DS_BOL;
+			break;
+		case DS_DOT:
+			line_octet(sc);
+			if (c == '\r') {
+				sc->state = DS_DOT_CR;
+			} else if (c == '\n') {
+				*st = DATA_BARE_LF;
+				goto out;
+			} else {
+				/* the stuffed dot is dropped */
+				out[o++] = c;
+				sc->octets++;
+				sc->state = DS_TEXT;
+			}
+			break;
+		case DS_DOT_CR:
+			if (c != '\n') {
+				*st = DATA_BARE_CR;
+				goto out;
+			}
+			*st = DATA_END;
+			i++;
+			goto out;
+		}
+	}
+out:
+	*outlen = o;
+	return i;
+}
+
+void
+header_scanner_init(struct header_scanner *h)
+{
+	memset(h, 0, sizeof(*h));
+	h->at_bol = true;
+}
+
+void
+header_scanner_free(struct header_scanner *h)
+{
+	for (size_t i = 0; i < h->ndelivered; i++)
+		free(h->delivered_to[i]);
+	h->ndelivered = 0;
+}
+
+/* header_value - the value of field name in line, or NULL */
+static const char *
+header_value(const char *line, const char *name)
+{
+	size_t n = strlen(name);
+
+	if (strncasecmp(line, name, n) != 0 || line[n] != ':')
+		return NULL;
+	return line + n + 1;
+}
+
+static void
+header_line(struct header_scanner *h)
+{
+	const char *v;
+
+	h->line[h->linelen] = '\0';
+	if (h->linelen == 0) {
+		h->done = true;
+		return;
+	}
+	if (header_value(h->line, "Received")) {
+		h->received++;
+	} else if ((v = header_value(h->line, "Delivered-To")) != NULL &&
+	    h->ndelivered < HEADER_KEEP_MAX) {
+		char *val = xstrdup(v), *s = str_trim(val);
+		size_t n = strlen(s);
+
+		if (s[0] == '<' && n > 1 && s[n - 1] == '>') {
+			s[n - 1] = '\0';
+			s++;
+		}
+		h->delivered_to[h->ndelivered++] = xstrdup(s);
+		free(val);
+	}
+}
+
+void
+header_scan(struct header_scanner *h, const char *text, size_t len)
+{
+	for (size_t i = 0; i < len && !h->done; i++) {
+		unsigned char c = (unsigned char)text[i];
+
+		if (c == '\n') {
+			header_line(h);
+			h->linelen = 0;
+			continue;
+		}
+		if (c >= 0x80)
+			h->non_ascii = true;
+		if (h->linelen < HEADER_LINE_KEEP)
+			h->line[h->linelen++] = (char)c;
+	}
+}

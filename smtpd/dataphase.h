@@ -1,0 +1,56 @@
+/* dataphase.h - the DATA phase: end-of-data detection and header checks. */
+#ifndef CHAMOIS_DATAPHASE_H
+#define CHAMOIS_DATAPHASE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum data_status {
+	DATA_MORE,	/* all input consumed, no end yet */
+	DATA_END,	/* <CRLF>.<CRLF> seen; input after it is not consumed */
+	DATA_BARE_CR,	/* a CR not followed by LF */
+	DATA_BARE_LF,	/* an LF not preceded by CR */
+};
+
+/*
+ * The only end of data is <CRLF>.<CRLF> (RFC 5321 4.1.1.4); a bare CR or
+ * LF anywhere stops the scan, so that no sequence can be read as an end
+ * by a later server (SMTP smuggling).  Output is the message with LF line
+ * ends and dot-stuffing undone.
+ */
+struct data_scanner {
+	int state;
+	size_t line_len;	/* octets of the current line, CRLF included */
+	bool long_line;		/* a line over TEXT_LINE_MAX was seen */
+	uint64_t octets;	/* message octets in wire form (CRLF) */
+};
+
+void data_scanner_init(struct data_scanner *);
+/*
+ * data_scan - consume up to len octets of in, write at most as many to
+ * out (*outlen); returns the octets consumed and sets *st.
+ */
+size_t data_scan(struct data_scanner *, const char *in, size_t len, char *out,
+    size_t *outlen, enum data_status *st);
+
+#define HEADER_KEEP_MAX		64	/* Delivered-To values remembered */
+#define HEADER_LINE_KEEP	320	/* octets of a header line examined */
+
+/* header_scanner - watches the header section of the LF-form message */
+struct header_scanner {
+	bool done;		/* the blank line that ends the header was seen */
+	bool non_ascii;		/* an octet >= 0x80 in the header section */
+	unsigned received;	/* Received: fields */
+	char *delivered_to[HEADER_KEEP_MAX];
+	size_t ndelivered;
+	char line[HEADER_LINE_KEEP + 1];
+	size_t linelen;
+	bool at_bol;
+};
+
+void header_scanner_init(struct header_scanner *);
+void header_scan(struct header_scanner *, const char *text, size_t len);
+void header_scanner_free(struct header_scanner *);
+
+#endif

@@ -1,0 +1,284 @@
+/*
+ * main.c - chamoisd: read the config, bind, drop privileges, run the loop.
+ *
+ * chamoisd [-f FILE] [-d] [-n] [-v]   (chamoisd(8))
+ *
+ * Signals: SIGTERM/SIGINT stop accepting and let transactions in flight
+ * finish (up to shutdown_grace); SIGHUP reloads the tables and the TLS
+ * certificate, keeping the old ones if the new ones are broken.
+ */
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include "../common/hmap.h"
+#include "../common/util.h"
+#include "../common/worker.h"
+#include "../config.h"
+#include "smtpd.h"
+
+/* configs replaced by SIGHUP: sessions may still point into them */
+static struct config **retired;
+static size_t nretired;
+static const char *config_path = CHAMOIS_CONFIG_FILE;
+
+static void
+print_problem(void *arg, const char *line)
+{
+	fprintf(stderr, "%s\n", line);
+}
+
+static void
+log_problem(void *arg, const char *line)
+{
+	log_warnx("config %s", line);
+}
+
+/*
+ * load_all - config, tables and TLS contexts, every problem reported;
+ * false if any.
+ */
+static bool
+load_all(const char *path, config_problem_fn fn, struct config **cp,
+    struct tables **tp, SSL_CTX **mx, SSL_CTX **sub)
+{
+	struct config *c;
+	bool ok = true;
+	char err[512];
+
+	*cp = NULL;
+	*tp = NULL;
+	*mx = *sub = NULL;
+	if ((c = config_load(path, fn, NULL)) == NULL)
+		return false;
+	if ((*tp = tables_load(c, fn, NULL)) == NULL)
+		ok = false;
+	if (c->tls_cert) {
+		if ((*mx = smtpd_tls_ctx(c->tls_cert, c->tls_key, false, err,
+		    sizeof(err))) == NULL ||
+		    (*sub = smtpd_tls_ctx(c->tls_cert, c->tls_key, true, err,
+		    sizeof(err))) == NULL) {
+			config_problem(fn, NULL, c->path,
+			    config_line(c, "tls_cert"), "%s", err);
+			ok = false;
+		}
+	}
+	if (c->user && getpwnam(c->user) == NULL) {
+		config_problem(fn, NULL, c->path, config_line(c, "user"),
+		    "user: no such user '%s'",
+		    c->user);
+		ok = false;
+	}
+	*cp = c;
+	return ok;
+}
+
+static void
+free_loaded(struct config *c, struct tables *t, SSL_CTX *mx, SSL_CTX *sub)
+{
+	tables_free(t);
+	SSL_CTX_free(mx);
+	SSL_CTX_free(sub);
+	config_free(c);
+}
+
+/* reload - SIGHUP: new tables and certificate, each only if it is sound */
+static void
+reload(void)
+{
+	struct config *c;
+	struct tables *t;
+	SSL_CTX *mx, *sub;
+	char err[512];
+
+	log_info("reload config=%s", config_path);
+	if ((c = config_load(config_path, log_problem, NULL)) == NULL) {
+		log_warnx("reload failed: config has errors; the old one stays");
+		return;
+	}
+	if ((t = tables_load(c, log_problem, NULL)) == NULL) {
+		log_warnx("reload failed: tables have errors; the old ones stay");
+		config_free(c);
+		return;
+	}
+	mx = sub = NULL;
+	if (c->tls_cert &&
+	    ((mx = smtpd_tls_ctx(c->tls_cert, c->tls_key, false, err, sizeof(err))) == NULL ||
+	    (sub = smtpd_tls_ctx(c->tls_cert, c->tls_key, true, err, sizeof(err))) == NULL)) {
+		log_warnx("reload: %s; the old certificate stays", err);
+		SSL_CTX_free(mx);
+		mx = smtpd.tls_mx ? (SSL_CTX_up_ref(smtpd.tls_mx), smtpd.tls_mx) : NULL;
+		sub = smtpd.tls_sub ? (SSL_CTX_up_ref(smtpd.tls_sub), smtpd.tls_sub) : NULL;
+	}
+	/* listeners keep their sockets: new listen lines need a restart */
+	retired = xreallocarray(retired, nretired + 1, sizeof(*retired));
+	retired[nretired++] = smtpd.cfg;
+	tables_free(smtpd.tables);
+	SSL_CTX_free(smtpd.tls_mx);
+	SSL_CTX_free(smtpd.tls_sub);
+	smtpd.cfg = c;
+	smtpd.tables = t;
+	smtpd.tls_mx = mx;
+	smtpd.tls_sub = sub;
+	log_info("reload done mailboxes=%zu tls=%s", tables_mailbox_count(t),
+	    mx ? "yes" : "no");
+}
+
+static void
+grace_cb(evutil_socket_t fd, short what, void *arg)
+{
+	log_warnx("shutdown grace period over; closing the remaining sessions");
+	smtpd_sessions_kill();
+}
+
+static void
+signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	if (sig == SIGHUP) {
+		reload();
+		return;
+	}
+	if (smtpd.stopping) {
+		log_warnx("second signal: closing every session now");
+		smtpd_sessions_kill();
+		return;
+	}
+	log_info("stopping signal=%d sessions=%u", (int)sig, smtpd.nsessions);
+	smtpd.stopping = true;
+	smtpd_listeners_stop();
+	smtpd.grace_ev = evtimer_new(smtpd.base, grace_cb, NULL);
+	struct timeval grace = { smtpd.cfg->shutdown_grace, 0 };
+
+	evtimer_add(smtpd.grace_ev, &grace);
+	smtpd_sessions_stop();
+}
+
+static void
+drop_privileges(const char *user)
+{
+	struct passwd *pw = getpwnam(user);
+
+	if (pw == NULL)
+		fatalx("user: no such user '%s'", user);
+	if (initgroups(pw->pw_name, pw->pw_gid) == -1 ||
+	    setgid(pw->pw_gid) == -1 || setuid(pw->pw_uid) == -1)
+		fatal("dropping privileges to %s", user);
+	if (setuid(0) != -1)
+		fatalx("privileges could be regained after dropping them");
+	log_info("running as user=%s uid=%u", user, (unsigned)pw->pw_uid);
+}
+
+/* prepare_dirs - queue_dir and maildir_root exist, owned by user */
+static void
+prepare_dirs(const struct config *c)
+{
+	const char *dirs[] = { c->queue_dir, c->maildir_root };
+	struct passwd *pw = c->user ? getpwnam(c->user) : NULL;
+
+	for (size_t i = 0; i < nitems(dirs); i++) {
+		if (mkdir_synced(dirs[i], 0700) == -1)
+			fatal("mkdir %s", dirs[i]);
+		if (pw && geteuid() == 0 && chown(dirs[i], pw->pw_uid, pw->pw_gid) == -1)
+			fatal("chown %s", dirs[i]);
+	}
+}
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: chamoisd [-f FILE] [-d] [-n] [-v]\n");
+	exit(2);
+}
+
+int
+main(int argc, char **argv)
+{
+	int ch, foreground = 0, check_only = 0, verbose = 0;
+	struct event *sigs[4];
+	const int signums[] = { SIGTERM, SIGINT, SIGHUP };
+	char err[1024];
+	bool ok;
+
+	while ((ch = getopt(argc, argv, "f:dnv")) != -1) {
+		switch (ch) {
+		case 'f': config_path = optarg; break;
+		case 'd': foreground = 1; break;
+		case 'n': check_only = 1; break;
+		case 'v': verbose++; break;
+		default: usage();
+		}
+	}
+	if (optind != argc)
+		usage();
+	log_init("chamoisd", foreground || check_only, verbose);
+
+	ok = load_all(config_path, print_problem, &smtpd.cfg, &smtpd.tables,
+	    &smtpd.tls_mx, &smtpd.tls_sub);
+	if (check_only) {
+		if (ok)
+			printf("%s: configuration OK\n", config_path);
+		free_loaded(smtpd.cfg, smtpd.tables, smtpd.tls_mx, smtpd.tls_sub);
+		return ok ? 0 : 1;
+	}
+	if (!ok)
+		return 1;
+
+	signal(SIGPIPE, SIG_IGN);
+	umask(077);
+	prepare_dirs(smtpd.cfg);
+	if (evthread_use_pthreads() == -1)
+		fatalx("evthread_use_pthreads");
+	if ((smtpd.base = event_base_new()) == NULL)
+		fatalx("event_base_new");
+	TAILQ_INIT(&smtpd.sessions);
+	smtpd.per_addr = hmap_new();
+	if (smtpd_listeners_bind(smtpd.cfg, err, sizeof(err)) == -1) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	if (smtpd.cfg->user)
+		drop_privileges(smtpd.cfg->user);
+	if (!foreground && daemon(0, 0) == -1)
+		fatal("daemon");
+	/* threads start after daemon(): fork keeps only the calling thread */
+	worker_init(smtpd.base, (int)smtpd.cfg->worker_threads);
+	for (size_t i = 0; i < nitems(signums); i++) {
+		sigs[i] = evsignal_new(smtpd.base, signums[i], signal_cb, NULL);
+		evsignal_add(sigs[i], NULL);
+	}
+	smtpd_listeners_start();
+	for (size_t i = 0; i < smtpd.cfg->nlistens; i++)
+		log_info("listening role=%s address=%s",
+		    config_role_name(smtpd.cfg->listens[i].role),
+		    smtpd.cfg->listens[i].text);
+	log_info("ready version=%s hostname=%s domains=%zu mailboxes=%zu",
+	    CHAMOIS_VERSION, smtpd.cfg->hostname, smtpd.cfg->ndomains,
+	    tables_mailbox_count(smtpd.tables));
+
+	event_base_dispatch(smtpd.base);
+
+	log_info("stopped");
+	worker_shutdown();
+	smtpd_listeners_stop();
+	for (size_t i = 0; i < nitems(signums); i++)
+		event_free(sigs[i]);
+	if (smtpd.grace_ev)
+		event_free(smtpd.grace_ev);
+	hmap_free(smtpd.per_addr, NULL);
+	free_loaded(smtpd.cfg, smtpd.tables, smtpd.tls_mx, smtpd.tls_sub);
+	for (size_t i = 0; i < nretired; i++)
+		config_free(retired[i]);
+	free(retired);
+	event_base_free(smtpd.base);
+	libevent_global_shutdown();
+	return 0;
+}

@@ -1,0 +1,68 @@
+/*
+ * reply.c - the only writer of replies (RFC 5321 4.2).
+ *
+ * Every reply goes through smtpd_reply(): it bounds the line, ends it with
+ * CRLF, logs every 4xx/5xx with the command that caused it, counts errors
+ * and, past max_errors, closes the session with 421 4.7.0.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "../common/limits.h"
+#include "../common/util.h"
+#include "smtpd.h"
+
+static void
+reply_count(struct smtpd_session *s, const char *line)
+{
+	if (line[0] != '4' && line[0] != '5')
+		return;
+	log_info("%s smtp failed-command command=\"%s\" result=\"%s\"",
+	    s->idstr, s->last_cmd, line);
+	if (++s->errors == smtpd.cfg->max_errors && s->state != ST_CLOSING) {
+		evbuffer_add_printf(bufferevent_get_output(s->bev),
+		    "421 4.7.0 %s Too many errors, closing connection\r\n",
+		    smtpd.cfg->hostname);
+		log_info("%s smtp disconnect reason=too-many-errors", s->idstr);
+		smtpd_close_after_reply(s);
+	}
+}
+
+/* smtpd_reply - one reply line, "NNN X.Y.Z text" */
+void
+smtpd_reply(struct smtpd_session *s, const char *fmt, ...)
+{
+	char line[REPLY_LINE_MAX - 1];
+	va_list ap;
+	int n;
+
+	if (s->state == ST_CLOSING)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (n < 4)
+		fatalx("smtpd_reply: reply too short: \"%s\"", line);
+	/* strip anything that would break the line structure */
+	for (char *p = line; *p; p++)
+		if (*p == '\r' || *p == '\n')
+			*p = ' ';
+	evbuffer_add_printf(bufferevent_get_output(s->bev), "%s\r\n", line);
+	log_debug("%s smtp reply \"%s\"", s->idstr, line);
+	reply_count(s, line);
+}
+
+/* smtpd_reply_lines - a multi-line reply: "NNN-line" ... "NNN line" */
+void
+smtpd_reply_lines(struct smtpd_session *s, int code, const char **lines, size_t n)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+
+	for (size_t i = 0; i < n; i++)
+		evbuffer_add_printf(out, "%03d%c%.*s\r\n", code,
+		    i + 1 < n ? '-' : ' ', REPLY_LINE_MAX - 6, lines[i]);
+}

@@ -1,0 +1,470 @@
+/*
+ * session.c - the life of one SMTP connection.
+ *
+ * A session is a bufferevent (plain, or OpenSSL after STARTTLS or on the
+ * submissions role) and an explicit state (enum smtpd_state), entered only
+ * through smtpd_enter_state().  Input is read line by line and handed to
+ * the command dispatcher (commands.c), or to the DATA scanner while a
+ * message arrives.  While a message is being stored the session stops
+ * reading, so pipelined commands wait their turn and replies stay in
+ * order.  A session that a worker job still refers to is freed when the
+ * job comes back.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <openssl/err.h>
+
+#include "../common/limits.h"
+#include "../common/util.h"
+#include "../common/worker.h"
+#include "../maildir/maildir.h"
+#include "smtpd.h"
+
+struct smtpd_daemon smtpd;
+
+/* input buffered per session before it is processed */
+#define SESSION_READ_HIWAT	(64 * 1024)
+
+static void session_read_cb(struct bufferevent *, void *);
+static void session_write_cb(struct bufferevent *, void *);
+static void session_event_cb(struct bufferevent *, short, void *);
+static void session_free(struct smtpd_session *);
+
+const char *
+smtpd_strstate(enum smtpd_state st)
+{
+	switch (st) {
+	case ST_CONNECTED:	return "connected";
+	case ST_HELO:		return "helo";
+	case ST_MAIL:		return "mail";
+	case ST_RCPT:		return "rcpt";
+	case ST_DATA:		return "data";
+	case ST_DELIVER:	return "deliver";
+	case ST_TLS:		return "tls";
+	case ST_CLOSING:	return "closing";
+	}
+	return "?";
+}
+
+/* smtpd_enter_state - every state change goes through here */
+void
+smtpd_enter_state(struct smtpd_session *s, enum smtpd_state st)
+{
+	log_debug("%s smtp state %s -> %s", s->idstr, smtpd_strstate(s->state),
+	    smtpd_strstate(st));
+	s->state = st;
+}
+
+static void
+session_setup_bev(struct smtpd_session *s)
+{
+	struct timeval tv = { smtpd.cfg->smtp_timeout, 0 };
+
+	bufferevent_setcb(s->bev, session_read_cb, session_write_cb,
+	    session_event_cb, s);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, SESSION_READ_HIWAT);
+	bufferevent_set_timeouts(s->bev, &tv, &tv);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+}
+
+static void
+refuse_fd(int fd, const char *line)
+{
+	ssize_t r = write(fd, line, strlen(line));
+
+	(void)r;
+	close(fd);
+}
+
+void
+smtpd_session_new(int fd, const struct sockaddr *sa, socklen_t salen,
+    enum listen_role role)
+{
+	struct smtpd_session *s;
+	char key[64];
+
+	if (smtpd.stopping) {
+		refuse_fd(fd, "421 4.3.2 Service shutting down\r\n");
+		return;
+	}
+	if (smtpd.nsessions >= smtpd.cfg->max_connections) {
+		log_warnx("smtp refused reason=max-connections");
+		refuse_fd(fd, "421 4.7.0 Too many connections, try again later\r\n");
+		return;
+	}
+	if (!smtpd_addr_admit(sa, key, sizeof(key))) {
+		log_warnx("smtp refused address=%s reason=max-connections-per-address",
+		    key);
+		refuse_fd(fd, "421 4.7.0 Too many connections from your address\r\n");
+		return;
+	}
+	s = xcalloc(1, sizeof(*s));
+	s->id = random_u64();
+	snprintf(s->idstr, sizeof(s->idstr), "%016llx", (unsigned long long)s->id);
+	s->role = role;
+	memcpy(&s->peer, sa, salen < sizeof(s->peer) ? salen : sizeof(s->peer));
+	str_copy(s->addr_key, key, sizeof(s->addr_key));
+	if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr,
+		    s->peer_text, sizeof(s->peer_text));
+	else
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr,
+		    s->peer_text, sizeof(s->peer_text));
+	TAILQ_INSERT_TAIL(&smtpd.sessions, s, entry);
+	smtpd.nsessions++;
+	log_info("%s smtp connected address=%s role=%s", s->idstr, s->peer_text,
+	    config_role_name(role));
+
+	if (role == ROLE_SUBMISSIONS) {
+		SSL *ssl = SSL_new(smtpd.tls_sub);
+
+		if (ssl == NULL)
+			fatalx("SSL_new");
+		s->bev = bufferevent_openssl_socket_new(smtpd.base, fd, ssl,
+		    BUFFEREVENT_SSL_ACCEPTING,
+		    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+		s->state = ST_TLS;
+	} else {
+		s->bev = bufferevent_socket_new(smtpd.base, fd,
+		    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+		s->state = ST_CONNECTED;
+	}
+	if (s->bev == NULL)
+		fatalx("bufferevent_socket_new");
+	session_setup_bev(s);
+	if (s->state == ST_CONNECTED)
+		smtpd_greet(s);
+}
+
+/*
+ * smtpd_start_tls - after "220 2.0.0 Ready to start TLS" is queued: drop
+ * whatever the client pipelined behind STARTTLS (it must never be executed
+ * as if it came over TLS) and layer OpenSSL over the connection.
+ */
+void
+smtpd_start_tls(struct smtpd_session *s)
+{
+	struct bufferevent *tls;
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	size_t junk = evbuffer_get_length(in);
+	SSL *ssl;
+
+	if (junk > 0) {
+		log_info("%s smtp discarded-after-starttls octets=%zu", s->idstr, junk);
+		evbuffer_drain(in, junk);
+	}
+	ssl = SSL_new(s->role == ROLE_MX ? smtpd.tls_mx : smtpd.tls_sub);
+	if (ssl == NULL)
+		fatalx("SSL_new");
+	tls = bufferevent_openssl_filter_new(smtpd.base, s->bev, ssl,
+	    BUFFEREVENT_SSL_ACCEPTING,
+	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	if (tls == NULL)
+		fatalx("bufferevent_openssl_filter_new");
+	s->bev = tls;
+	smtpd_enter_state(s, ST_TLS);
+	session_setup_bev(s);
+}
+
+static void
+tls_established(struct smtpd_session *s)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
+
+	bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
+	s->flags |= SF_TLS;
+	snprintf(s->tls_info, sizeof(s->tls_info), "%s %s", SSL_get_version(ssl),
+	    SSL_get_cipher_name(ssl));
+	log_info("%s smtp tls version=%s cipher=%s", s->idstr,
+	    SSL_get_version(ssl), SSL_get_cipher_name(ssl));
+	/* RFC 3207 4.2: forget everything learnt before TLS, HELO included */
+	s->helo[0] = '\0';
+	s->flags &= ~SF_EHLO;
+	smtpd_enter_state(s, ST_CONNECTED);
+	if (s->role == ROLE_SUBMISSIONS)
+		smtpd_greet(s);
+}
+
+/* session_input - process what has arrived, as far as the state allows */
+static void
+session_input(struct smtpd_session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+
+	for (;;) {
+		char *line;
+		size_t len;
+
+		switch (s->state) {
+		case ST_DATA:
+			smtpd_data_input(s);
+			if (s->state == ST_DATA)
+				return;
+			continue;
+		case ST_DELIVER:
+		case ST_TLS:
+		case ST_CLOSING:
+			return;
+		default:
+			break;
+		}
+		if (s->dead || s->state == ST_CLOSING)
+			return;
+		if (s->flags & SF_DISCARD) {
+			struct evbuffer_ptr p = evbuffer_search(in, "\n", 1, NULL);
+
+			if (p.pos == -1) {
+				evbuffer_drain(in, evbuffer_get_length(in));
+				return;
+			}
+			evbuffer_drain(in, (size_t)p.pos + 1);
+			s->flags &= ~SF_DISCARD;
+			continue;
+		}
+		line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF);
+		if (line == NULL) {
+			if (evbuffer_get_length(in) > COMMAND_LINE_MAX) {
+				str_copy(s->last_cmd, "(line too long)", sizeof(s->last_cmd));
+				smtpd_reply(s, "500 5.5.2 Line too long (RFC 5321 4.5.3.1.4)");
+				s->flags |= SF_DISCARD;
+				continue;
+			}
+			return;
+		}
+		if (len > COMMAND_LINE_MAX) {
+			str_copy(s->last_cmd, "(line too long)", sizeof(s->last_cmd));
+			smtpd_reply(s, "500 5.5.2 Line too long (RFC 5321 4.5.3.1.4)");
+		} else
+			smtpd_command(s, line, len);
+		free(line);
+	}
+}
+
+static void
+session_read_cb(struct bufferevent *bev, void *arg)
+{
+	session_input(arg);
+}
+
+/* smtpd_resume - go on with pipelined input after an asynchronous step */
+void
+smtpd_resume(struct smtpd_session *s)
+{
+	session_input(s);
+}
+
+/* the TLS layer's ciphertext, still on its way out, calls back here */
+static void
+underlying_drained_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+    void *arg)
+{
+	struct smtpd_session *s = arg;
+
+	if (info->n_deleted > 0 && evbuffer_get_length(buf) == 0)
+		bufferevent_trigger(s->bev, EV_WRITE, BEV_TRIG_IGNORE_WATERMARKS |
+		    BEV_TRIG_DEFER_CALLBACKS);
+}
+
+/*
+ * session_write_cb - a closing session is freed once its last reply has
+ * left, through the TLS layer's own buffer too.
+ */
+static void
+session_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct smtpd_session *s = arg;
+	struct bufferevent *under;
+
+	if (s->state != ST_CLOSING ||
+	    evbuffer_get_length(bufferevent_get_output(bev)) > 0)
+		return;
+	under = bufferevent_get_underlying(bev);
+	if (under && evbuffer_get_length(bufferevent_get_output(under)) > 0) {
+		if (!s->watching_underlying) {
+			evbuffer_add_cb(bufferevent_get_output(under),
+			    underlying_drained_cb, s);
+			s->watching_underlying = true;
+		}
+		return;
+	}
+	session_free(s);
+}
+
+static void
+session_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct smtpd_session *s = arg;
+
+	if (what & BEV_EVENT_CONNECTED) {
+		if (s->state == ST_TLS)
+			tls_established(s);
+		session_input(s);
+		return;
+	}
+	if (what & BEV_EVENT_TIMEOUT) {
+		if (s->state == ST_CLOSING) {
+			session_free(s);
+			return;
+		}
+		log_info("%s smtp disconnect reason=timeout state=%s", s->idstr,
+		    smtpd_strstate(s->state));
+		if (s->state != ST_TLS) {
+			smtpd_reply(s, "421 4.4.2 %s Timeout, closing connection",
+			    smtpd.cfg->hostname);
+			smtpd_close_after_reply(s);
+			bufferevent_enable(bev, EV_WRITE);
+			return;
+		}
+		session_free(s);
+		return;
+	}
+	if (what & BEV_EVENT_ERROR) {
+		unsigned long e = bufferevent_get_openssl_error(bev);
+
+		if (e) {
+			char buf[256];
+
+			ERR_error_string_n(e, buf, sizeof(buf));
+			log_info("%s smtp disconnect reason=tls-error error=\"%s\"",
+			    s->idstr, buf);
+		} else
+			log_info("%s smtp disconnect reason=io-error error=\"%s\"",
+			    s->idstr, strerror(EVUTIL_SOCKET_ERROR()));
+	} else if (what & BEV_EVENT_EOF)
+		log_info("%s smtp disconnect reason=eof state=%s", s->idstr,
+		    smtpd_strstate(s->state));
+	session_free(s);
+}
+
+/* smtpd_close_after_reply - stop reading; close once the output drains */
+void
+smtpd_close_after_reply(struct smtpd_session *s)
+{
+	if (s->state == ST_CLOSING)
+		return;
+	smtpd_enter_state(s, ST_CLOSING);
+	bufferevent_disable(s->bev, EV_READ);
+	/* never free here: callers still hold s; the write callback frees */
+	bufferevent_trigger(s->bev, EV_WRITE, BEV_TRIG_IGNORE_WATERMARKS |
+	    BEV_TRIG_DEFER_CALLBACKS);
+}
+
+void
+smtpd_tx_free(struct smtpd_tx *tx)
+{
+	if (tx == NULL)
+		return;
+	for (size_t i = 0; i < tx->nrcpts; i++)
+		free(tx->rcpts[i]);
+	free(tx->rcpts);
+	for (size_t i = 0; i < tx->nmailboxes; i++)
+		free(tx->mailboxes[i]);
+	free(tx->mailboxes);
+	header_scanner_free(&tx->hdr);
+	body_free(&tx->body);
+	if (tx->delivery) {
+		for (size_t i = 0; i < tx->delivery->ncopies; i++) {
+			free(tx->delivery->copies[i].prefix);
+			free(tx->delivery->copies[i].path);
+		}
+		free(tx->delivery->copies);
+		free(tx->delivery);
+	}
+	free(tx);
+}
+
+static void
+smtpd_maybe_exit(void)
+{
+	if (smtpd.stopping && smtpd.nsessions == 0 && worker_pending() == 0)
+		event_base_loopexit(smtpd.base, NULL);
+}
+
+/*
+ * session_free - close the connection now; the memory goes once no worker
+ * job refers to the session any more (see the job's done callback).
+ */
+static void
+session_free(struct smtpd_session *s)
+{
+	if (s->bev) {
+		bufferevent_free(s->bev);
+		s->bev = NULL;
+		TAILQ_REMOVE(&smtpd.sessions, s, entry);
+		smtpd.nsessions--;
+		smtpd_addr_release(s->addr_key);
+		log_debug("%s smtp closed", s->idstr);
+	}
+	if (s->job_pending) {
+		s->dead = true;
+		return;
+	}
+	smtpd_tx_free(s->tx);
+	free(s);
+	smtpd_maybe_exit();
+}
+
+/* smtpd_session_job_done - a worker job of s has come back; false if s is gone */
+bool
+smtpd_session_job_done(struct smtpd_session *s)
+{
+	s->job_pending = false;
+	if (s->dead) {
+		session_free(s);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * smtpd_sessions_stop - SIGTERM: idle sessions get 421 now; a session in a
+ * transaction finishes it first (commands.c checks SF_STOP).
+ */
+void
+smtpd_sessions_stop(void)
+{
+	struct smtpd_session *s, *next;
+
+	for (s = TAILQ_FIRST(&smtpd.sessions); s; s = next) {
+		next = TAILQ_NEXT(s, entry);
+		s->flags |= SF_STOP;
+		switch (s->state) {
+		case ST_CONNECTED:
+		case ST_HELO:
+			smtpd_reply(s, "421 4.3.2 %s Service shutting down",
+			    smtpd.cfg->hostname);
+			smtpd_close_after_reply(s);
+			break;
+		case ST_TLS:
+			session_free(s);
+			break;
+		default:
+			break;
+		}
+	}
+	smtpd_maybe_exit();
+}
+
+/* smtpd_sessions_kill - the grace period is over: close what is left */
+void
+smtpd_sessions_kill(void)
+{
+	struct smtpd_session *s, *next;
+
+	for (s = TAILQ_FIRST(&smtpd.sessions); s; s = next) {
+		next = TAILQ_NEXT(s, entry);
+		log_info("%s smtp disconnect reason=shutdown state=%s", s->idstr,
+		    smtpd_strstate(s->state));
+		session_free(s);
+	}
+	smtpd_maybe_exit();
+}

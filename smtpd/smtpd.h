@@ -1,0 +1,147 @@
+/*
+ * smtpd.h - the daemon: listeners, ESMTP sessions, routing.
+ * Prototypes are grouped under the file that defines them.
+ */
+#ifndef CHAMOIS_SMTPD_H
+#define CHAMOIS_SMTPD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include <openssl/ssl.h>
+
+#include "../common/addr.h"
+#include "../common/body.h"
+#include "../common/config.h"
+#include "../common/result.h"
+#include "../common/tables.h"
+#include "dataphase.h"
+
+struct event_base;
+struct bufferevent;
+struct evconnlistener;
+struct hmap;
+
+/* the daemon's state, one per process */
+struct smtpd_daemon {
+	struct event_base *base;
+	struct config *cfg;
+	struct tables *tables;
+	SSL_CTX *tls_mx;	/* port 25: any version the library allows */
+	SSL_CTX *tls_sub;	/* submission roles: TLS 1.2 or newer */
+	struct evconnlistener **listeners;
+	size_t nlisteners;
+	struct hmap *per_addr;	/* "1.2.3.4" or "2001:db8::/64" -> count */
+	unsigned nsessions;
+	bool stopping;
+	struct event *grace_ev;
+	TAILQ_HEAD(, smtpd_session) sessions;
+};
+
+extern struct smtpd_daemon smtpd;
+
+enum smtpd_state {
+	ST_CONNECTED,	/* greeting sent; HELO/EHLO expected */
+	ST_HELO,	/* HELO/EHLO done, no transaction */
+	ST_MAIL,	/* MAIL accepted, no recipient yet */
+	ST_RCPT,	/* at least one recipient accepted */
+	ST_DATA,	/* reading the message */
+	ST_DELIVER,	/* final dot seen, the message is being stored */
+	ST_TLS,		/* TLS handshake after STARTTLS */
+	ST_CLOSING,	/* last reply queued; close once it is written */
+};
+
+#define SF_EHLO		0x0001	/* EHLO (not HELO) */
+#define SF_TLS		0x0002	/* TLS is on */
+#define SF_AUTH		0x0004	/* authenticated (submission) */
+#define SF_DISCARD	0x0008	/* dropping the rest of an over-long line */
+#define SF_STOP		0x0010	/* daemon stopping: close after this transaction */
+#define SF_DATA_FAIL	0x0020	/* the body could not be stored */
+
+/* the route of a recipient: where its transaction goes (SPEC 4) */
+enum smtpd_route {
+	ROUTE_NONE,
+	ROUTE_LOCAL,	/* local mailboxes only */
+	ROUTE_FORWARD,	/* forwarded address (synchronous proxy) */
+};
+
+struct smtpd_tx {
+	unsigned n;			/* transaction number in the session */
+	char id[40];			/* session id + "." + n */
+	char sender[PATH_MAX_OCTETS + 1]; /* "" for <> */
+	bool smtputf8;
+	bool body8bit;
+	enum smtpd_route route;
+	char route_key[DOMAIN_MAX + 8];
+	char **rcpts;			/* RCPT addresses accepted, as given */
+	size_t nrcpts;
+	char **mailboxes;		/* local mailboxes, each once */
+	size_t nmailboxes;
+	struct data_scanner scan;
+	struct header_scanner hdr;
+	struct body body;
+	bool too_big;
+	int store_errno;
+	struct maildir_delivery *delivery;
+};
+
+struct smtpd_session {
+	TAILQ_ENTRY(smtpd_session) entry;
+	uint64_t id;
+	char idstr[17];
+	enum listen_role role;
+	struct bufferevent *bev;
+	struct sockaddr_storage peer;
+	char peer_text[64];		/* "1.2.3.4" or "::1" */
+	char addr_key[64];		/* per-address counter key */
+	enum smtpd_state state;
+	unsigned flags;
+	char helo[HELO_MAX + 1];
+	unsigned errors;
+	unsigned ntx;
+	char tls_info[128];		/* "TLSv1.3 TLS_AES_256_GCM_SHA384" */
+	char last_cmd[64];		/* escaped, for logging failures */
+	struct smtpd_tx *tx;
+	bool job_pending;		/* a worker job holds a pointer to us */
+	bool dead;			/* freed when the job comes back */
+	bool watching_underlying;	/* closing: waiting for TLS output */
+};
+
+/* reply.c */
+void smtpd_reply(struct smtpd_session *, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void smtpd_reply_lines(struct smtpd_session *, int code, const char **lines,
+    size_t n);
+
+/* session.c */
+void smtpd_session_new(int fd, const struct sockaddr *, socklen_t,
+    enum listen_role);
+void smtpd_enter_state(struct smtpd_session *, enum smtpd_state);
+const char *smtpd_strstate(enum smtpd_state);
+void smtpd_close_after_reply(struct smtpd_session *);
+void smtpd_resume(struct smtpd_session *);
+void smtpd_start_tls(struct smtpd_session *);
+void smtpd_sessions_stop(void);
+void smtpd_sessions_kill(void);
+bool smtpd_session_job_done(struct smtpd_session *);
+void smtpd_tx_free(struct smtpd_tx *);
+
+/* commands.c */
+void smtpd_greet(struct smtpd_session *);
+void smtpd_command(struct smtpd_session *, char *line, size_t len);
+void smtpd_data_input(struct smtpd_session *);
+
+/* listener.c */
+int smtpd_listeners_bind(const struct config *, char *err, size_t errsize);
+void smtpd_listeners_start(void);
+void smtpd_listeners_stop(void);
+bool smtpd_addr_admit(const struct sockaddr *, char *key, size_t keysize);
+void smtpd_addr_release(const char *key);
+
+/* tls.c */
+SSL_CTX *smtpd_tls_ctx(const char *cert, const char *key, bool strict,
+    char *err, size_t errsize);
+
+#endif

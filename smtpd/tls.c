@@ -1,0 +1,58 @@
+/*
+ * tls.c - server TLS contexts.
+ *
+ * Port 25 is opportunistic (RFC 7435): any version the library allows,
+ * since the alternative is plaintext.  The submission roles require
+ * TLS 1.2 or newer (SPEC 4).  Compression and renegotiation are off.
+ */
+#include <stdio.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "smtpd.h"
+
+static void
+tls_error(char *err, size_t size, const char *what, const char *file)
+{
+	char buf[256];
+
+	ERR_error_string_n(ERR_get_error(), buf, sizeof(buf));
+	snprintf(err, size, "%s %s: %s", what, file, buf);
+	ERR_clear_error();
+}
+
+SSL_CTX *
+smtpd_tls_ctx(const char *cert, const char *key, bool strict, char *err,
+    size_t errsize)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+	if (ctx == NULL) {
+		tls_error(err, errsize, "SSL_CTX_new", "");
+		return NULL;
+	}
+	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+	    SSL_OP_CIPHER_SERVER_PREFERENCE);
+	if (strict)
+		SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	else
+		SSL_CTX_set_min_proto_version(ctx, 0);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+		tls_error(err, errsize, "tls_cert", cert);
+		goto fail;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+		tls_error(err, errsize, "tls_key", key);
+		goto fail;
+	}
+	if (SSL_CTX_check_private_key(ctx) != 1) {
+		tls_error(err, errsize, "tls_key does not match tls_cert", key);
+		goto fail;
+	}
+	return ctx;
+fail:
+	SSL_CTX_free(ctx);
+	return NULL;
+}

@@ -1,0 +1,87 @@
+"""pytest fixtures for the chamois integration tests (see harness.py)."""
+
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import harness  # noqa: E402
+from harness import Chamoisd  # noqa: E402
+
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                   "runtime error:", "ThreadSanitizer")
+
+
+def _need_binary():
+    b = harness.chamoisd_binary()
+    if not b.exists():
+        pytest.skip("%s not built (run make, or set CHAMOISD)" % b)
+    return b
+
+
+@pytest.fixture
+def chamoisd_bin():
+    return _need_binary()
+
+
+@pytest.fixture
+def chamois_conf(tmp_path):
+    """Factory for Chamoisd instances that are configured but not started:
+    `chamois_conf(**kwargs)` -> Chamoisd (for `-n` and start-up tests).
+    Any instance a test starts anyway is stopped at teardown."""
+    _need_binary()
+    made = []
+
+    def make(**kwargs):
+        inst = Chamoisd(tmp_path / ("c%d" % len(made)), **kwargs)
+        made.append(inst)
+        return inst
+
+    yield make
+    for inst in made:
+        if inst.proc is not None:
+            inst.kill()
+
+
+@pytest.fixture
+def chamoisd(tmp_path):
+    """Factory: `chamoisd(**kwargs)` returns a started Chamoisd (kwargs as in
+    harness.Chamoisd).  Every instance is stopped at teardown, also when the
+    test failed; the teardown errors if a daemon died on its own during the
+    test, ignored SIGTERM for 10 s, or its log shows a sanitizer report."""
+    _need_binary()
+    started = []
+
+    def make(**kwargs):
+        inst = Chamoisd(tmp_path / ("d%d" % len(started)), **kwargs)
+        started.append(inst)
+        inst.start()
+        return inst
+
+    yield make
+
+    problems = []
+    for inst in started:
+        if inst.proc is not None and not inst.stopped and inst.proc.poll() is not None:
+            problems.append("chamoisd %s died during the test with exit code %s"
+                            % (inst.dir.name, inst.proc.returncode))
+        if not inst.stopped:
+            inst.stop()
+            if inst.killed:
+                problems.append("chamoisd %s ignored SIGTERM for 10 s (killed)" % inst.dir.name)
+        log = inst.log()
+        for mark in SANITIZER_MARKS:
+            if mark in log:
+                problems.append("chamoisd %s log has %r" % (inst.dir.name, mark))
+        tail = log[-6000:]
+        print("---- chamoisd %s log (%s) ----\n%s" % (inst.dir.name, inst.log_path, tail))
+    if problems:
+        pytest.fail("; ".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def mx(chamoisd):
+    """A started chamoisd with the default config (alice, bob @example.test)."""
+    return chamoisd()

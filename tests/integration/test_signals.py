@@ -1,0 +1,153 @@
+"""SIGTERM (graceful stop) and SIGHUP (table reload) (SPEC 2)."""
+
+import signal
+
+from harness import (check, port_accepts, sample_message, smtp_client, split_delivered,
+                     wait_until)
+
+
+def rcpt_reply(d, rcpt):
+    """Code of the reply to RCPT TO:<rcpt> on a fresh connection."""
+    with smtp_client(d) as s:
+        check(s.mail("s@remote.test"), 250, "2.1.0")
+        code, _ = s.rcpt(rcpt)
+        s.quit()
+    return code
+
+
+def test_sigterm_idle_exits_0(chamoisd):
+    d = chamoisd()
+    assert d.stop() == 0, d.log()
+    assert not d.killed
+    assert not port_accepts(d.host, d.port)
+
+
+def test_sigterm_during_data_finishes_transaction(chamoisd):
+    d = chamoisd()
+    msg = sample_message("in flight", body="first half\n" * 50 + "second half\n" * 50)
+    half = len(msg) // 2
+    c = d.dialog()
+    c.cmd("EHLO client.remote.test", "250")
+    c.cmd("MAIL FROM:<s@remote.test>", "250 2.1.0")
+    c.cmd("RCPT TO:<alice@example.test>", "250 2.1.5")
+    c.cmd("DATA", "354")
+    c.send(msg[:half])
+    d.signal(signal.SIGTERM)
+    # the daemon has seen the signal once it stops accepting connections
+    wait_until(lambda: not port_accepts(d.host, d.port, timeout=0.5), timeout=10,
+               what="chamoisd to stop accepting after SIGTERM")
+    assert d.running(), "chamoisd exited with a transaction in flight:\n" + d.log()
+    c.send(msg[half:] + b".\r\n")
+    c.expect("250 2.0.0")
+    [content] = d.messages("alice@example.test")
+    assert split_delivered(content)[1] == msg.replace(b"\r\n", b"\n")
+    # QUIT may still be answered, or the server may already have closed
+    try:
+        c.send(b"QUIT\r\n")
+        c.read_all_replies(timeout=5)
+    except OSError:
+        pass
+    c.close()
+    rc = d.wait(10)
+    d.stopped = True
+    assert rc == 0, "exit code %s; log:\n%s" % (rc, d.log())
+
+
+def test_sigterm_idle_session_does_not_block_exit(chamoisd):
+    d = chamoisd()
+    c = d.dialog()
+    c.cmd("EHLO client.remote.test", "250")
+    d.signal(signal.SIGTERM)
+    # an idle session (no transaction) is told 421 or closed; exit 0 soon
+    rc = d.wait(15)
+    d.stopped = True
+    assert rc == 0, "exit code %s; log:\n%s" % (rc, d.log())
+    replies, closed = c.read_all_replies(timeout=5)
+    assert closed
+    assert all(r.startswith("421") for r in replies), replies
+    c.close()
+
+
+def test_sighup_adds_mailbox(chamoisd):
+    d = chamoisd()
+    assert rcpt_reply(d, "carol@example.test") == 550
+    d.set_mailboxes(["alice@example.test", "bob@example.test", "carol@example.test"])
+    d.reload()
+    wait_until(lambda: rcpt_reply(d, "carol@example.test") == 250, timeout=10,
+               what="carol to be accepted after SIGHUP")
+    msg = sample_message("new user")
+    with smtp_client(d) as s:
+        check(s.mail("s@remote.test"), 250, "2.1.0")
+        check(s.rcpt("carol@example.test"), 250, "2.1.5")
+        check(s.data(msg), 250, "2.0.0")
+    [content] = d.messages("carol@example.test")
+    assert split_delivered(content)[1] == msg.replace(b"\r\n", b"\n")
+    assert d.running()
+
+
+def test_sighup_keeps_open_session(chamoisd):
+    d = chamoisd()
+    c = d.dialog()
+    c.cmd("EHLO client.remote.test", "250")
+    c.cmd("MAIL FROM:<s@remote.test>", "250 2.1.0")
+    d.set_mailboxes(["alice@example.test", "bob@example.test", "carol@example.test"])
+    d.reload()
+    wait_until(lambda: rcpt_reply(d, "carol@example.test") == 250, timeout=10,
+               what="carol to be accepted after SIGHUP")
+    c.cmd("RCPT TO:<alice@example.test>", "250 2.1.5")
+    c.cmd("DATA", "354")
+    c.send(sample_message("across reload") + b".\r\n")
+    c.expect("250 2.0.0")
+    c.cmd("QUIT", "221")
+    c.close()
+    assert len(d.messages("alice@example.test")) == 1
+
+
+def test_sighup_broken_aliases_keeps_old_tables(chamoisd):
+    d = chamoisd(aliases={"team@example.test": ["alice@example.test"]})
+    assert rcpt_reply(d, "team@example.test") == 250
+    log_before = len(d.log())
+    # broken: a syntax error, and a change that must not take effect
+    d.aliases_path.write_text("team@example.test: bob@example.test\n"
+                              "sales@example.test: alice@example.test\n"
+                              "this line is not an alias\n")
+    d.reload()
+    wait_until(lambda: "aliases" in d.log()[log_before:], timeout=10,
+               what="the broken aliases table to be logged")
+    assert d.running(), d.log()
+    # old tables still in force
+    assert rcpt_reply(d, "sales@example.test") == 550
+    assert rcpt_reply(d, "alice@example.test") == 250
+    assert rcpt_reply(d, "bob@example.test") == 250
+    with smtp_client(d) as s:
+        check(s.mail("s@remote.test"), 250, "2.1.0")
+        check(s.rcpt("team@example.test"), 250, "2.1.5")
+        check(s.data(sample_message("old alias")), 250, "2.0.0")
+    assert len(d.messages("alice@example.test")) == 1
+    assert d.messages("bob@example.test") == []
+    # fixing the file and reloading again works
+    d.set_aliases({"team@example.test": ["bob@example.test"]})
+    d.reload()
+    wait_until(lambda: rcpt_reply(d, "sales@example.test") == 550 and _team_goes_to_bob(d),
+               timeout=10, what="the fixed aliases table to take effect")
+
+
+def _team_goes_to_bob(d):
+    before = len(d.messages("bob@example.test"))
+    with smtp_client(d) as s:
+        check(s.mail("s@remote.test"), 250, "2.1.0")
+        check(s.rcpt("team@example.test"), 250, "2.1.5")
+        check(s.data(sample_message("probe")), 250, "2.0.0")
+    return len(d.messages("bob@example.test")) > before
+
+
+def test_sighup_broken_mailboxes_keeps_old_tables(chamoisd):
+    d = chamoisd()
+    d.mailboxes_path.unlink()
+    log_before = len(d.log())
+    d.reload()
+    wait_until(lambda: "mailboxes" in d.log()[log_before:], timeout=10,
+               what="the missing mailboxes table to be logged")
+    assert d.running(), d.log()
+    assert rcpt_reply(d, "alice@example.test") == 250
+    assert rcpt_reply(d, "bob@example.test") == 250
