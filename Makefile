@@ -10,12 +10,13 @@ CPPFLAGS += -I. $(PKG_CFLAGS)
 
 COMMON_SRC := common/log.c common/util.c common/hmap.c common/addr.c \
 	common/config.c common/tables.c common/worker.c common/body.c
-SMTPD_SRC := smtpd/session.c smtpd/commands.c smtpd/reply.c \
+SMTPD_SRC := smtpd/session.c smtpd/commands.c smtpd/parse.c smtpd/reply.c \
 	smtpd/dataphase.c smtpd/listener.c smtpd/tls.c maildir/maildir.c
 DAEMON_SRC := smtpd/main.c
 
 obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
 LIB_OBJ := $(call obj,$(COMMON_SRC) $(SMTPD_SRC))
+LIB := $(BUILD)/libchamois.a
 
 PROGRAMS := bin/chamoisd bin/chamoisctl bin/chamois-sendmail
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
@@ -29,19 +30,23 @@ $(BUILD)/%.o: %.c config.mk config.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
 
-bin/chamoisd: $(call obj,$(DAEMON_SRC)) $(LIB_OBJ)
+$(LIB): $(LIB_OBJ)
+	rm -f $@
+	$(AR) rcs $@ $^
+
+bin/chamoisd: $(call obj,$(DAEMON_SRC)) $(LIB)
 	@mkdir -p bin
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-bin/chamoisctl: $(call obj,queue/chamoisctl.c) $(LIB_OBJ)
+bin/chamoisctl: $(call obj,queue/chamoisctl.c) $(LIB)
 	@mkdir -p bin
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-bin/chamois-sendmail: $(call obj,queue/sendmail.c) $(LIB_OBJ)
+bin/chamois-sendmail: $(call obj,queue/sendmail.c) $(LIB)
 	@mkdir -p bin
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJ)
+$(BUILD)/tests/%: tests/unit/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CMOCKA_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ \
 		$(LIBS) $(CMOCKA_LIBS)

@@ -165,26 +165,10 @@ smtpd_command(struct smtpd_session *s, char *line, size_t len)
 	cmd->fn(s, arg);
 }
 
-/* helo_arg - the first word of HELO/EHLO, printable ASCII; false if bad */
-static bool
-helo_arg(struct smtpd_session *s, char *arg)
-{
-	size_t n = strcspn(arg, " ");
-
-	if (n == 0 || n > HELO_MAX)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)arg[i] <= 0x20 || (unsigned char)arg[i] >= 0x7f)
-			return false;
-	memcpy(s->helo, arg, n);
-	s->helo[n] = '\0';
-	return true;
-}
-
 static void
 cmd_helo(struct smtpd_session *s, char *arg)
 {
-	if (!helo_arg(s, arg)) {
+	if (!smtpd_parse_helo(arg, s->helo, sizeof(s->helo))) {
 		smtpd_reply(s, "501 5.5.4 Syntax: HELO hostname");
 		return;
 	}
@@ -207,7 +191,7 @@ cmd_ehlo(struct smtpd_session *s, char *arg)
 	char first[HELO_MAX + DOMAIN_MAX + 100], size[40];
 	size_t n = 0;
 
-	if (!helo_arg(s, arg)) {
+	if (!smtpd_parse_helo(arg, s->helo, sizeof(s->helo))) {
 		smtpd_reply(s, "501 5.5.4 Syntax: EHLO hostname");
 		return;
 	}
@@ -293,106 +277,28 @@ cmd_help(struct smtpd_session *s, char *arg)
 	    "NOOP QUIT VRFY HELP STARTTLS");
 }
 
-/* path_arg - "FROM:" or "TO:" followed by a path; returns the path or NULL */
-static const char *
-path_arg(char *arg, const char *keyword)
-{
-	size_t n = strlen(keyword);
-
-	if (strncasecmp(arg, keyword, n) != 0)
-		return NULL;
-	arg += n;
-	/* RFC 5321 has no space here, but many clients send one */
-	while (*arg == ' ')
-		arg++;
-	return *arg == '<' ? arg : NULL;
-}
-
-static const char *
-addr_status_reply(enum addr_status st, bool sender)
-{
-	switch (st) {
-	case ADDR_TOOLONG:
-		return sender ? "501 5.1.7 Sender address too long" :
-		    "501 5.1.3 Recipient address too long";
-	case ADDR_NONASCII:
-		return "553 5.6.7 Non-ASCII address requires SMTPUTF8";
-	default:
-		return sender ? "501 5.1.7 Bad sender address syntax" :
-		    "501 5.1.3 Bad recipient address syntax";
-	}
-}
-
 static void
 cmd_mail(struct smtpd_session *s, char *arg)
 {
-	const char *p = path_arg(arg, "FROM:");
-	struct mailaddr a;
-	enum addr_status st;
-	bool smtputf8 = false, body8 = false;
-	char *params, *tok, *save;
+	struct smtpd_mail_args m;
+	const char *err;
 	struct smtpd_tx *tx;
 
 	if (s->role != ROLE_MX && !(s->flags & SF_AUTH)) {
 		smtpd_reply(s, "530 5.7.0 Authentication required");
 		return;
 	}
-	if (p == NULL) {
-		smtpd_reply(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
-		return;
-	}
-	st = addr_parse_path(&p, &a, ADDR_F_UTF8);
-	if (st != ADDR_OK && st != ADDR_NULL) {
-		smtpd_reply(s, "%s", addr_status_reply(st, true));
-		return;
-	}
-	if (*p != '\0' && *p != ' ') {
-		smtpd_reply(s, "501 5.1.7 Bad sender address syntax");
-		return;
-	}
-	params = (char *)p;
-	for (tok = strtok_r(params, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
-		if (str_has_prefix_ci(tok, "SIZE=")) {
-			char *end;
-			unsigned long long v;
-
-			errno = 0;
-			v = strtoull(tok + 5, &end, 10);
-			if (!isdigit((unsigned char)tok[5]) || *end || errno ||
-			    strlen(tok + 5) > 20) {
-				smtpd_reply(s, "501 5.5.4 Bad SIZE parameter");
-				return;
-			}
-			if (v > smtpd.cfg->max_message_size) {
-				smtpd_reply(s, "552 5.3.4 Message size exceeds fixed "
-				    "maximum message size");
-				return;
-			}
-		} else if (strcasecmp(tok, "BODY=8BITMIME") == 0) {
-			body8 = true;
-		} else if (strcasecmp(tok, "BODY=7BIT") == 0) {
-			body8 = false;
-		} else if (strcasecmp(tok, "SMTPUTF8") == 0) {
-			smtputf8 = true;
-		} else {
-			smtpd_reply(s, "555 5.5.4 Unsupported parameter");
-			return;
-		}
-	}
-	if (st == ADDR_OK && !smtputf8 &&
-	    (!str_is_ascii(a.local, strlen(a.local)) ||
-	    !str_is_ascii(a.domain, strlen(a.domain)))) {
-		smtpd_reply(s, "553 5.6.7 Non-ASCII sender address requires SMTPUTF8");
+	if ((err = smtpd_parse_mail(arg, &m, smtpd.cfg->max_message_size)) != NULL) {
+		smtpd_reply(s, "%s", err);
 		return;
 	}
 	tx = xcalloc(1, sizeof(*tx));
 	tx->n = ++s->ntx;
 	snprintf(tx->id, sizeof(tx->id), "%s.%u", s->idstr, tx->n);
-	if (st == ADDR_OK)
-		addr_format(&a, tx->sender, sizeof(tx->sender));
-	tx->smtputf8 = smtputf8;
-	tx->body8bit = body8;
-	tx->hdr.at_bol = true;
+	if (!m.null_sender)
+		addr_format(&m.addr, tx->sender, sizeof(tx->sender));
+	tx->smtputf8 = m.smtputf8;
+	tx->body8bit = m.body8bit;
 	s->tx = tx;
 	smtpd_enter_state(s, ST_MAIL);
 	log_info("%s smtp mail from=<%s> helo=%s", tx->id, tx->sender, s->helo);
@@ -431,27 +337,15 @@ static void
 cmd_rcpt(struct smtpd_session *s, char *arg)
 {
 	struct smtpd_tx *tx = s->tx;
-	const char *p = path_arg(arg, "TO:");
 	struct mailaddr a;
-	enum addr_status st;
 	struct expansion exp;
 	char key[PATH_MAX_OCTETS + 1], rkey[sizeof(tx->route_key)];
 	char shown[PATH_MAX_OCTETS + 1];
 	enum smtpd_route route;
+	const char *err;
 
-	if (p == NULL) {
-		smtpd_reply(s, "501 5.5.4 Syntax: RCPT TO:<address>");
-		return;
-	}
-	st = addr_parse_path(&p, &a, ADDR_F_UTF8 | ADDR_F_NODOMAIN);
-	if (st != ADDR_OK) {
-		smtpd_reply(s, "%s", addr_status_reply(st, false));
-		return;
-	}
-	if (*p != '\0') {
-		/* no RCPT parameter is advertised (no DSN extension) */
-		smtpd_reply(s, *p == ' ' ? "555 5.5.4 Unsupported parameter" :
-		    "501 5.1.3 Bad recipient address syntax");
+	if ((err = smtpd_parse_rcpt(arg, &a)) != NULL) {
+		smtpd_reply(s, "%s", err);
 		return;
 	}
 	addr_format(&a, shown, sizeof(shown));

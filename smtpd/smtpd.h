@@ -133,6 +133,18 @@ void smtpd_greet(struct smtpd_session *);
 void smtpd_command(struct smtpd_session *, char *line, size_t len);
 void smtpd_data_input(struct smtpd_session *);
 
+/* parse.c */
+struct smtpd_mail_args {
+	struct mailaddr addr;
+	bool null_sender;
+	bool smtputf8;		/* SMTPUTF8 (RFC 6531) */
+	bool body8bit;		/* BODY=8BITMIME (RFC 6152) */
+	uint64_t size;		/* SIZE= (RFC 1870), 0 if not given */
+};
+const char *smtpd_parse_mail(char *arg, struct smtpd_mail_args *, uint64_t max_size);
+const char *smtpd_parse_rcpt(char *arg, struct mailaddr *);
+bool smtpd_parse_helo(const char *arg, char *out, size_t size);
+
 /* listener.c */
 int smtpd_listeners_bind(const struct config *, char *err, size_t errsize);
 void smtpd_listeners_start(void);

@@ -1,0 +1,21 @@
+#!/bin/sh
+# deps.sh - install the Debian packages chamois needs to build, run and
+# pass its tests (Debian 12).  Uses sudo when not run as root.
+set -eu
+pkgs="build-essential pkg-config openssl libssl-dev libevent-dev libdb5.3-dev
+libsasl2-dev libsasl2-modules sasl2-bin libc-ares-dev libidn2-dev libcmocka-dev
+python3 python3-pytest python3-aiosmtpd python3-dkim swaks msmtp dnsmasq-base
+dovecot-imapd iproute2"
+run() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+missing=
+for p in $pkgs; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
+done
+# apt-get download (the tests unpack Postfix) needs package lists
+if [ -n "$missing" ] || [ -z "$(ls /var/lib/apt/lists/ 2>/dev/null | grep -v -e lock -e partial)" ]; then
+	run env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+fi
+if [ -n "$missing" ]; then
+	echo "deps.sh: installing$missing"
+	run env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
+fi
