@@ -1,0 +1,158 @@
+"""Session limits, storage failures, privilege drop and installation.
+
+Limits are lowered through their chamois.conf keys so that each test is
+quick; what is asserted is what a sending server sees on the wire and what
+lands (or does not land) in the Maildirs.
+"""
+
+import os
+import pwd
+import subprocess
+
+import pytest
+
+from pathlib import Path
+
+from harness import ROOT, Chamoisd, Dialog, dot_stuff, sample_message, wait_until
+
+
+def send_message(d, rcpt, msg=None):
+    dlg = d.dialog()
+    dlg.cmd("EHLO client.remote.test", "250")
+    dlg.cmd("MAIL FROM:<sender@remote.test>", "250 2.1.0")
+    dlg.cmd("RCPT TO:<%s>" % rcpt, "250 2.1.5")
+    dlg.cmd("DATA", "354")
+    dlg.send(dot_stuff(msg or sample_message()) + b".\r\n")
+    return dlg
+
+
+def test_idle_timeout_gets_421_and_close(chamoisd):
+    d = chamoisd(extra_conf="smtp_timeout 1s")
+    dlg = d.dialog()
+    dlg.cmd("EHLO client.remote.test", "250")
+    reply = dlg.expect("421 4.4.2", timeout=10)
+    assert "Timeout" in reply
+    assert dlg.wait_closed(timeout=10)
+    # the server still serves others
+    dlg2 = d.dialog()
+    dlg2.cmd("NOOP", "250 2.0.0")
+
+
+def test_connections_per_address_limit(chamoisd):
+    d = chamoisd(extra_conf="max_connections_per_address 2")
+    first = first_dialog(d)
+    second = first_dialog(d)
+    third = Dialog(d.host, d.port)
+    third.expect("421 4.7.0")
+    assert third.wait_closed()
+    # a slot frees up when a client leaves
+    first.cmd("QUIT", "221")
+    assert first.wait_closed()
+    wait_until(lambda: _greets(d), what="a new connection to be accepted")
+    second.cmd("NOOP", "250")
+
+
+def _greets(d):
+    dlg = Dialog(d.host, d.port)
+    try:
+        return dlg.read_reply().startswith("220")
+    finally:
+        dlg.close()
+
+
+def first_dialog(d):
+    """A greeted Dialog, once the start-up probe's connection is gone."""
+    def attempt():
+        dlg = Dialog(d.host, d.port)
+        if dlg.read_reply().startswith("220"):
+            return dlg
+        dlg.close()
+        return None
+    return wait_until(attempt, what="a greeting")
+
+
+def test_total_connection_limit(chamoisd):
+    d = chamoisd(extra_conf="max_connections 1")
+    first = first_dialog(d)
+    second = Dialog(d.host, d.port)
+    second.expect("421 4.7.0")
+    first.cmd("NOOP", "250")
+
+
+def test_too_many_errors_closes_the_session(chamoisd):
+    d = chamoisd(extra_conf="max_errors 3")
+    dlg = d.dialog()
+    dlg.cmd("EHLO client.remote.test", "250")
+    dlg.cmd("BOGUS", "500 5.5.1")
+    dlg.cmd("RCPT TO:<alice@example.test>", "503 5.5.1")
+    dlg.send(b"MAIL FROM:<bad address>\r\n")
+    dlg.expect("501")
+    dlg.expect("421 4.7.0")
+    assert dlg.wait_closed()
+
+
+def test_maildir_failure_is_451_and_nothing_stored(chamoisd):
+    d = chamoisd()
+    # a file where alice's Maildir should be: even root cannot make it
+    domain_dir = d.maildir_root / "example.test"
+    domain_dir.mkdir(parents=True, exist_ok=True)
+    (domain_dir / "alice").write_text("not a directory\n")
+    dlg = send_message(d, "alice@example.test")
+    dlg.expect("451 4.3.0")
+    dlg.cmd("QUIT", "221")
+    assert not (d.maildir_root / "example.test" / "bob").exists()
+    stored = [p for p in d.stored_files() if p.name != "alice"]
+    assert stored == []
+    assert "result=deferred" in d.log()
+
+
+def test_failure_of_one_copy_leaves_no_copy(chamoisd):
+    d = chamoisd(aliases={"team@example.test": ["alice@example.test", "bob@example.test"]})
+    (d.maildir_root / "example.test").mkdir(parents=True, exist_ok=True)
+    (d.maildir_root / "example.test" / "bob").write_text("in the way\n")
+    dlg = send_message(d, "team@example.test")
+    dlg.expect("451 4.3.0")
+    assert d.messages("alice@example.test") == []
+    alice_tmp = d.maildir("alice@example.test") / "tmp"
+    assert not alice_tmp.exists() or list(alice_tmp.iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="privilege drop needs root")
+def test_privilege_drop_to_user(tmp_path, request):
+    nobody = pwd.getpwnam("nobody")
+    d = Chamoisd(tmp_path / "d", extra_conf="user nobody")
+    # nobody must be able to reach maildir_root through the test's folders
+    for parent in d.dir.parents:
+        if parent == Path("/"):
+            break
+        parent.chmod(parent.stat().st_mode | 0o011)
+    d.dir.chmod(0o711)
+    d.start()
+    request.addfinalizer(d.stop)
+    # the tables were read as root; the Maildirs are written as nobody
+    dlg = send_message(d, "alice@example.test")
+    dlg.expect("250 2.0.0")
+    dlg.cmd("QUIT", "221")
+    (path,) = d.message_files("alice@example.test")
+    st = path.stat()
+    assert st.st_uid == nobody.pw_uid
+    assert st.st_mode & 0o777 == 0o600
+    assert (d.maildir("alice@example.test") / "new").stat().st_mode & 0o777 == 0o700
+    status = open("/proc/%d/status" % d.proc.pid).read()
+    uids = [l for l in status.splitlines() if l.startswith("Uid:")][0].split()[1:]
+    assert set(int(u) for u in uids) == {nobody.pw_uid}
+
+
+def test_make_install_destdir(tmp_path):
+    dest = tmp_path / "dest"
+    subprocess.run(["make", "-s", "install", "DESTDIR=%s" % dest], cwd=ROOT,
+                   check=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    found = {str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file()}
+    names = {os.path.basename(p) for p in found}
+    for want in ("chamoisd", "chamoisctl", "chamois-sendmail", "chamoisd.8",
+                 "chamois.conf.5", "chamois.conf.sample", "chamoisd.service"):
+        assert want in names, (want, sorted(found))
+    unit = next(dest.rglob("chamoisd.service")).read_text()
+    assert "@SBINDIR@" not in unit and "chamoisd -d -f" in unit
+    sbin = next(p for p in dest.rglob("chamoisd") if p.is_file())
+    assert os.access(sbin, os.X_OK)
