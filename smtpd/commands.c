@@ -448,8 +448,8 @@ cmd_data(struct smtpd_session *s, char *arg)
 	char *rcv;
 
 	if (tx->nrcpts == 0) {
-		/* RFC 5321 3.3: DATA without any accepted recipient */
-		smtpd_reply(s, "554 5.5.1 No valid recipients");
+		/* RFC 5321 3.3 allows 503 or 554 here; 503: out of sequence */
+		smtpd_reply(s, "503 5.5.1 No valid recipients");
 		return;
 	}
 	data_scanner_init(&tx->scan);
