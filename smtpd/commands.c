@@ -456,10 +456,8 @@ cmd_data(struct smtpd_session *s, char *arg)
 	header_scanner_init(&tx->hdr);
 	body_init(&tx->body, smtpd.cfg->queue_dir);
 	rcv = received_header(s);
-	if (body_append(&tx->body, rcv, strlen(rcv)) == -1) {
+	if (body_append(&tx->body, rcv, strlen(rcv)) == -1)
 		tx->store_errno = errno;
-		s->flags |= SF_DATA_FAIL;
-	}
 	free(rcv);
 	smtpd_enter_state(s, ST_DATA);
 	smtpd_reply(s, "354 End data with <CR><LF>.<CR><LF>");
@@ -567,7 +565,7 @@ data_end(struct smtpd_session *s)
 	else if (tx->scan.long_line)
 		smtpd_reply(s, "554 5.6.0 Message refused: a line is longer than "
 		    "1000 octets (RFC 5321 4.5.3.1.6)");
-	else if (s->flags & SF_DATA_FAIL)
+	else if (tx->store_errno)
 		smtpd_reply(s, "%s", maildir_reply(tx->store_errno));
 	else if (tx->hdr.received > RECEIVED_MAX)
 		smtpd_reply(s, "554 5.4.6 Too many Received headers: mail loop");
@@ -577,7 +575,6 @@ data_end(struct smtpd_session *s)
 		deliver_local(s);
 		return;
 	}
-	s->flags &= ~SF_DATA_FAIL;
 	tx_end(s);
 }
 
@@ -605,10 +602,9 @@ smtpd_data_input(struct smtpd_session *s)
 			if (!tx->too_big)
 				body_reset(&tx->body);
 			tx->too_big = true;
-		} else if (!(s->flags & SF_DATA_FAIL) &&
+		} else if (tx->store_errno == 0 &&
 		    body_append(&tx->body, out, olen) == -1) {
-			tx->store_errno = errno;
-			s->flags |= SF_DATA_FAIL;
+			tx->store_errno = errno ? errno : EIO;
 			body_reset(&tx->body);
 		}
 		evbuffer_drain(in, used);

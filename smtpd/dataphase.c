@@ -113,7 +113,6 @@ void
 header_scanner_init(struct header_scanner *h)
 {
 	memset(h, 0, sizeof(*h));
-	h->at_bol = true;
 }
 
 void

@@ -46,7 +46,6 @@ struct header_scanner {
 	size_t ndelivered;
 	char line[HEADER_LINE_KEEP + 1];
 	size_t linelen;
-	bool at_bol;
 };
 
 void header_scanner_init(struct header_scanner *);

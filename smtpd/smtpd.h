@@ -58,7 +58,6 @@ enum smtpd_state {
 #define SF_AUTH		0x0004	/* authenticated (submission) */
 #define SF_DISCARD	0x0008	/* dropping the rest of an over-long line */
 #define SF_STOP		0x0010	/* daemon stopping: close after this transaction */
-#define SF_DATA_FAIL	0x0020	/* the body could not be stored */
 
 /* the route of a recipient: where its transaction goes (SPEC 4) */
 enum smtpd_route {
@@ -83,7 +82,7 @@ struct smtpd_tx {
 	struct header_scanner hdr;
 	struct body body;
 	bool too_big;
-	int store_errno;
+	int store_errno;		/* the body could not be kept: why */
 	struct maildir_delivery *delivery;
 };
 

@@ -140,3 +140,23 @@ def test_dovecot_two_messages_two_users(chamoisd, dovecot):
     assert bob[0].endswith(m2)
     _, rest = split_delivered(bob[0].replace(b"\r\n", b"\n"))
     assert rest == m2.replace(b"\r\n", b"\n")
+
+
+def test_dovecot_peer_selftest_handmade_maildir(tmp_path, dovecot):
+    """The peer itself, without chamoisd: a Maildir written by hand (root
+    owned, 0700, under pytest's tmp dir) is served over IMAP."""
+    import os
+    from types import SimpleNamespace
+
+    root = tmp_path / "maildir"
+    md = root / "example.test" / "alice"
+    for sub in ("tmp", "new", "cur"):
+        (md / sub).mkdir(parents=True, mode=0o700)
+    os.chmod(root, 0o700)
+    os.chmod(root / "example.test", 0o700)
+    content = ("Return-Path: <%s>\nSubject: caf\u00e9\n\nh\u00e9llo\n.\n..x\n" % SENDER).encode()
+    f = md / "new" / ("1700000000.M1P1.host,S=%d" % len(content))
+    f.write_bytes(content)
+    os.chmod(f, 0o600)
+    dv = dovecot(SimpleNamespace(maildir_root=root), users=("alice@example.test",))
+    assert dv.fetch("alice@example.test") == [crlf(content)]

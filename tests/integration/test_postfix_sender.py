@@ -126,6 +126,15 @@ def relay_dialogue(pf, port):
     return [(m.group(1), m.group(2)) for m in rx.finditer(pf.log())]
 
 
+def assert_no_retry(pf):
+    """Every attempt got a final reply: no lost session, nothing deferred
+    (a retry would also deliver a duplicate)."""
+    bad = [l for l in pf.log().splitlines()
+           if "status=deferred" in l or "lost connection with 127.0.0.1" in l
+           or "Cannot start TLS" in l or "TLS handshake" in l]
+    assert not bad, "\n".join(bad)
+
+
 def delivered(mx, address, count=1):
     return mx.wait_messages(address, count, timeout=QUEUE_TIMEOUT)
 
@@ -138,11 +147,14 @@ def test_postfix_relays_with_starttls_and_pipelining(chamoisd, postfix):
 
     assert pf.wait_queue_empty(QUEUE_TIMEOUT), "Postfix queue did not drain:\n%s\n%s" % (
         pf.queue_listing(), pf.log()[-4000:])
+    assert_no_retry(pf)
     files = delivered(mx, "alice@example.test")
     assert len(files) == 1
     headers, rest = split_delivered(files[0])
     assert headers[0] == ("Return-Path", "<%s>" % SENDER)
     assert headers[1] == ("Delivered-To", "alice@example.test")
+    # chamoisd's own Received notes the TLS session (RFC 3848 "ESMTPS").
+    assert "ESMTPS" in headers[2][1] or "TLS" in headers[2][1], headers[2]
     pf_received, original = strip_postfix_received(rest)
     assert b"by sender.example.net (Postfix)" in pf_received
     assert original == lf(msg), "message not intact:\n%r\n!=\n%r" % (original, lf(msg))
@@ -184,6 +196,7 @@ def test_postfix_two_recipients_one_transaction(chamoisd, postfix):
     pf.submit(msg, SENDER, ["alice@example.test", "bob@example.test"])
 
     assert pf.wait_queue_empty(QUEUE_TIMEOUT), pf.queue_listing()
+    assert_no_retry(pf)
     for rcpt in ("alice@example.test", "bob@example.test"):
         files = delivered(mx, rcpt)
         assert len(files) == 1, (rcpt, files)
@@ -226,6 +239,7 @@ def test_postfix_unknown_recipient_bounces_550_511(chamoisd, postfix, sink):
     # Postfix's DSN to the sender (sent to the sink) quotes the 550 5.1.1.
     wait_until(lambda: sink.messages, timeout=QUEUE_TIMEOUT, what="Postfix's DSN at the sink")
     assert pf.wait_queue_empty(QUEUE_TIMEOUT), pf.queue_listing()
+    assert_no_retry(pf)
     dsn_from, dsn_rcpts, dsn = sink.messages[0]
     assert dsn_from in ("", "<>"), dsn_from
     assert dsn_rcpts == [SENDER]
@@ -234,3 +248,44 @@ def test_postfix_unknown_recipient_bounces_550_511(chamoisd, postfix, sink):
     assert b"Status: 5.1.1" in dsn
     assert re.search(rb"Final-Recipient: rfc822; ?nobody@example\.test", dsn), dsn[:3000]
     assert not re.search(rb"Final-Recipient: rfc822; ?alice@example\.test", dsn), dsn[:3000]
+
+
+def test_postfix_peer_selftest_with_aiosmtpd(postfix_available, tmp_path, sink):
+    """The peer itself, without chamoisd: Postfix relays to an aiosmtpd
+    server that offers STARTTLS, and its sendmail works too.  When this
+    fails, the Postfix tests above say nothing about chamoisd."""
+    import ssl
+    from aiosmtpd.controller import Controller
+    from harness import make_cert
+
+    cert, key = make_cert(tmp_path / "cert")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    got = []
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):
+            got.append((envelope.rcpt_tos, envelope.original_content, session.ssl is not None))
+            return "250 2.0.0 OK"
+
+    port = free_port()
+    ctl = Controller(Handler(), hostname="127.0.0.1", port=port, tls_context=ctx,
+                     decode_data=False)
+    ctl.start()
+    pf = Postfix(tmp_path / "postfix", ("127.0.0.1", port), bounce_relay=("127.0.0.1", sink.port))
+    try:
+        pf.start()
+        msg = message("selftest")
+        pf.submit(msg, SENDER, ["alice@example.test"])
+        pf.submit(msg, SENDER, ["bob@example.test"], via="sendmail")
+        assert pf.wait_queue_empty(QUEUE_TIMEOUT), pf.queue_listing()
+        wait_until(lambda: len(got) == 2, 10, what="2 messages at aiosmtpd")
+        assert sorted(r for rcpts, _, _ in got for r in rcpts) == \
+            ["alice@example.test", "bob@example.test"]
+        assert all(tls for _, _, tls in got)
+        assert all(lf(content).endswith(lf(msg)) for _, content, _ in got)
+        assert "TLS connection established to 127.0.0.1[127.0.0.1]:%d" % port in pf.log()
+    finally:
+        pf.stop()
+        ctl.stop()
+        print(pf.log()[-4000:])

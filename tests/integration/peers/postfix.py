@@ -187,7 +187,6 @@ proxymap  unix  -       -       n       -       -       proxymap
 proxywrite unix -       -       n       -       1       proxymap
 smtp      unix  -       -       n       -       -       smtp
 relay     unix  -       -       n       -       -       smtp
-        -o syslog_name=postfix/$service_name
 showq     unix  n       -       n       -       -       showq
 error     unix  -       -       n       -       -       error
 retry     unix  -       -       n       -       -       error
@@ -446,7 +445,11 @@ class Postfix:
     # -- mail ----------------------------------------------------------
     def submit(self, msg: bytes, sender: str, recipients: Sequence[str],
                via: str = "smtp", timeout: float = 30) -> None:
-        """Hand a message to Postfix: via its smtpd ("smtp") or its sendmail."""
+        """Hand a message to Postfix: via its smtpd ("smtp") or its sendmail.
+
+        Postfix prepends one Received header and adds Message-ID, Date and
+        From when missing (via sendmail it also rewrites From with the
+        caller's name); otherwise it relays the message unchanged."""
         if isinstance(recipients, str):
             recipients = [recipients]
         if via == "smtp":
