@@ -1,7 +1,9 @@
 """pytest fixtures for the chamois integration tests (see harness.py)."""
 
 import os
+import shutil
 import sys
+import time
 
 import pytest
 
@@ -19,6 +21,30 @@ def _need_binary():
     if not b.exists():
         pytest.skip("%s not built (run make, or set CHAMOISD)" % b)
     return b
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _binary_snapshot(tmp_path_factory):
+    """Run the whole session on a copy of bin/chamoisd, so that a rebuild
+    during the run (make in another shell) cannot swap or truncate the
+    binary under the tests.  Skipped when $CHAMOISD names a binary."""
+    if os.environ.get("CHAMOISD"):
+        yield
+        return
+    src = harness.chamoisd_binary()
+    deadline = time.monotonic() + 10
+    while src.exists() and not os.access(src, os.X_OK) and time.monotonic() < deadline:
+        time.sleep(0.2)  # a linker may be writing it right now
+    if not src.exists():
+        yield
+        return
+    dst = tmp_path_factory.mktemp("bin") / "chamoisd"
+    shutil.copy2(src, dst)
+    os.environ["CHAMOISD"] = str(dst)
+    try:
+        yield
+    finally:
+        os.environ.pop("CHAMOISD", None)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import signal
+import smtplib
 import socket
 import ssl
 import subprocess
@@ -615,7 +616,6 @@ def maildir_size_from_name(path):
 # --------------------------------------------------------------------------
 # smtplib helpers
 
-import smtplib  # noqa: E402
 
 
 def smtp_client(d, ehlo=True, ipv6=False):
@@ -660,3 +660,11 @@ def sample_message(subject="test message", body=None, extra_headers=()):
     for h in extra_headers:
         head += h + "\n"
     return crlf(head + "\n" + body)
+
+
+def dot_stuff(msg):
+    """CRLF message -> the bytes to send after DATA, without the final dot
+    (every line starting with '.' gets another '.', RFC 5321 4.5.2)."""
+    if msg.startswith(b"."):
+        msg = b"." + msg
+    return msg.replace(b"\r\n.", b"\r\n..")

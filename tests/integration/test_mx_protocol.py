@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from harness import (Dialog, check, crlf, ipv6_loopback_available, sample_message,
+from harness import (Dialog, check, crlf, dot_stuff, ipv6_loopback_available, sample_message,
                      smtp_client, split_delivered, unverified_context)
 
 
@@ -190,7 +190,7 @@ def test_pipelined_transaction(mx):
         c.expect("550 5.1.1")
         c.expect("250 2.1.5")
         c.expect("354")
-        c.send(msg.replace(b"\r\n.", b"\r\n..") + b".\r\nQUIT\r\n")
+        c.send(dot_stuff(msg) + b".\r\nQUIT\r\n")
         c.expect("250 2.0.0")
         c.expect("221 2.0.0")
     for u in ("alice", "bob"):
@@ -206,18 +206,37 @@ def test_pipelined_two_transactions_with_rset(mx):
         c.expect("250 2.1.0")
         c.expect("250 2.1.5")
         c.expect("354")
-        c.send(m1.replace(b"\r\n.", b"\r\n..") + b".\r\n"
+        c.send(dot_stuff(m1) + b".\r\n"
                b"RSET\r\nMAIL FROM:<t@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n")
         c.expect("250 2.0.0")
         c.expect("250 2.0.0")
         c.expect("250 2.1.0")
         c.expect("250 2.1.5")
         c.expect("354")
-        c.send(m2.replace(b"\r\n.", b"\r\n..") + b".\r\nQUIT\r\n")
+        c.send(dot_stuff(m2) + b".\r\nQUIT\r\n")
         c.expect("250 2.0.0")
         c.expect("221")
     assert split_delivered(mx.messages("alice@example.test")[0])[1] == lf(m1)
     assert split_delivered(mx.messages("bob@example.test")[0])[1] == lf(m2)
+
+
+def test_pipelined_data_after_all_recipients_refused(mx):
+    """RFC 2920: DATA after no accepted RCPT is refused (503 or 554), never
+    354, and the client's next command is read as a command."""
+    with mx.dialog() as c:
+        c.cmd("EHLO client.remote.test", "250")
+        c.send(b"MAIL FROM:<s@remote.test>\r\n"
+               b"RCPT TO:<nobody@example.test>\r\n"
+               b"RCPT TO:<someone@remote.test>\r\n"
+               b"DATA\r\n")
+        c.expect("250 2.1.0")
+        c.expect("550 5.1.1")
+        c.expect("554 5.7.1")
+        text = c.expect("5")
+        assert text[:3] in ("503", "554"), text
+        c.cmd("RSET", "250 2.0.0")
+        c.cmd("QUIT", "221")
+    assert mx.stored_files() == []
 
 
 # ---------------------------------------------------------------- STARTTLS
@@ -265,7 +284,7 @@ def test_commands_pipelined_behind_starttls_discarded(mx):
         c.cmd("MAIL FROM:<s@remote.test>", "250 2.1.0")
         c.cmd("RCPT TO:<alice@example.test>", "250 2.1.5")
         c.cmd("DATA", "354")
-        c.send(sample_message("after") + b".\r\n")
+        c.send(dot_stuff(sample_message("after")) + b".\r\n")
         c.expect("250 2.0.0")
     [content] = mx.messages("alice@example.test")
     assert split_delivered(content)[0][0] == ("Return-Path", "<s@remote.test>")

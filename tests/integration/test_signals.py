@@ -2,7 +2,7 @@
 
 import signal
 
-from harness import (check, port_accepts, sample_message, smtp_client, split_delivered,
+from harness import (check, dot_stuff, port_accepts, sample_message, smtp_client, split_delivered,
                      wait_until)
 
 
@@ -25,19 +25,20 @@ def test_sigterm_idle_exits_0(chamoisd):
 def test_sigterm_during_data_finishes_transaction(chamoisd):
     d = chamoisd()
     msg = sample_message("in flight", body="first half\n" * 50 + "second half\n" * 50)
-    half = len(msg) // 2
+    wire = dot_stuff(msg)
+    half = len(wire) // 2
     c = d.dialog()
     c.cmd("EHLO client.remote.test", "250")
     c.cmd("MAIL FROM:<s@remote.test>", "250 2.1.0")
     c.cmd("RCPT TO:<alice@example.test>", "250 2.1.5")
     c.cmd("DATA", "354")
-    c.send(msg[:half])
+    c.send(wire[:half])
     d.signal(signal.SIGTERM)
     # the daemon has seen the signal once it stops accepting connections
     wait_until(lambda: not port_accepts(d.host, d.port, timeout=0.5), timeout=10,
                what="chamoisd to stop accepting after SIGTERM")
     assert d.running(), "chamoisd exited with a transaction in flight:\n" + d.log()
-    c.send(msg[half:] + b".\r\n")
+    c.send(wire[half:] + b".\r\n")
     c.expect("250 2.0.0")
     [content] = d.messages("alice@example.test")
     assert split_delivered(content)[1] == msg.replace(b"\r\n", b"\n")
@@ -96,7 +97,7 @@ def test_sighup_keeps_open_session(chamoisd):
                what="carol to be accepted after SIGHUP")
     c.cmd("RCPT TO:<alice@example.test>", "250 2.1.5")
     c.cmd("DATA", "354")
-    c.send(sample_message("across reload") + b".\r\n")
+    c.send(dot_stuff(sample_message("across reload")) + b".\r\n")
     c.expect("250 2.0.0")
     c.cmd("QUIT", "221")
     c.close()
@@ -151,3 +152,49 @@ def test_sighup_broken_mailboxes_keeps_old_tables(chamoisd):
     assert d.running(), d.log()
     assert rcpt_reply(d, "alice@example.test") == 250
     assert rcpt_reply(d, "bob@example.test") == 250
+
+
+def _peer_cert_der(d):
+    from harness import Dialog, unverified_context
+    with Dialog(d.host, d.port) as c:
+        c.expect("220")
+        c.cmd("EHLO client.remote.test", "250")
+        c.starttls(unverified_context())
+        return c.sock.getpeercert(binary_form=True)
+
+
+def _pem_to_der(path):
+    import ssl
+    return ssl.PEM_cert_to_DER_cert(open(path).read())
+
+
+def test_sighup_reloads_tls_certificate(chamoisd, tmp_path):
+    import subprocess
+    d = chamoisd()
+    old = _peer_cert_der(d)
+    assert old == _pem_to_der(d.dir / "cert.pem")
+    new_dir = tmp_path / "newcert"
+    new_dir.mkdir()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                    "-keyout", str(new_dir / "key.pem"), "-out", str(new_dir / "cert.pem"),
+                    "-days", "2", "-subj", "/CN=mx2.example.test"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    (d.dir / "key.pem").write_bytes((new_dir / "key.pem").read_bytes())
+    (d.dir / "cert.pem").write_bytes((new_dir / "cert.pem").read_bytes())
+    d.reload()
+    new = _pem_to_der(new_dir / "cert.pem")
+    wait_until(lambda: _peer_cert_der(d) == new, timeout=10,
+               what="the new certificate to be served after SIGHUP")
+
+
+def test_sighup_broken_certificate_keeps_old(chamoisd):
+    d = chamoisd()
+    old = _peer_cert_der(d)
+    log_before = len(d.log())
+    (d.dir / "cert.pem").write_text("-----BEGIN CERTIFICATE-----\nbroken\n"
+                                    "-----END CERTIFICATE-----\n")
+    d.reload()
+    wait_until(lambda: "cert.pem" in d.log()[log_before:], timeout=10,
+               what="the broken certificate to be logged")
+    assert d.running(), d.log()
+    assert _peer_cert_der(d) == old
