@@ -8,14 +8,13 @@ DESTDIR ?=
 BUILD := build
 CPPFLAGS += -I. $(PKG_CFLAGS)
 
-COMMON_SRC := common/log.c common/util.c common/hmap.c common/addr.c \
-	common/config.c common/tables.c common/worker.c common/body.c
-SMTPD_SRC := smtpd/session.c smtpd/commands.c smtpd/parse.c smtpd/reply.c \
-	smtpd/dataphase.c smtpd/listener.c smtpd/tls.c maildir/maildir.c
+# every module's sources go into one static library; programs pull what they use
+LIB_SRC := $(filter-out smtpd/main.c,$(wildcard common/*.c smtpd/*.c maildir/*.c \
+	outbound/*.c forward/*.c submission/*.c))
 DAEMON_SRC := smtpd/main.c
 
 obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
-LIB_OBJ := $(call obj,$(COMMON_SRC) $(SMTPD_SRC))
+LIB_OBJ := $(call obj,$(LIB_SRC))
 LIB := $(BUILD)/libchamois.a
 
 PROGRAMS := bin/chamoisd bin/chamoisctl bin/chamois-sendmail

@@ -1,0 +1,60 @@
+/*
+ * resolver.h - MX, A and AAAA look-ups with c-ares inside the event loop,
+ * shared by forward/ and queue/.
+ */
+#ifndef CHAMOIS_RESOLVER_H
+#define CHAMOIS_RESOLVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+struct event_base;
+struct resolver;
+struct resolver_query;
+
+enum dns_status {
+	DNS_OK,		/* targets has at least one address to try */
+	DNS_NXDOMAIN,	/* the domain does not exist: permanent (5.1.2) */
+	DNS_NULLMX,	/* RFC 7505 null MX: the domain takes no mail (5.1.10) */
+	DNS_NOHOST,	/* MX hosts (or the domain itself) have no address */
+	DNS_TEMPFAIL,	/* SERVFAIL, timeout, refused: try later (4.4.3) */
+};
+
+/* one address to connect to, in the order to try them */
+struct mx_target {
+	char host[256];			/* the MX host name (or the domain) */
+	unsigned preference;		/* MX preference; 0 for A/AAAA fallback */
+	struct sockaddr_storage ss;	/* port left 0: the caller sets it */
+	socklen_t sslen;
+};
+
+struct mx_answer {
+	enum dns_status status;
+	bool implicit;			/* no MX: the domain's own A/AAAA */
+	struct mx_target *targets;
+	size_t ntargets;
+};
+
+typedef void (*resolver_cb)(void *arg, const struct mx_answer *);
+
+/*
+ * resolver_new - a resolver on base; server (may be NULL: /etc/resolv.conf)
+ * is dns_server from chamois.conf.
+ */
+struct resolver *resolver_new(struct event_base *base,
+    const struct sockaddr *server, socklen_t serverlen);
+void resolver_free(struct resolver *);
+/*
+ * resolver_mx - look up where mail for domain (an A-label) goes: MX hosts
+ * by preference (random order among equal preferences), each host's AAAA
+ * and A addresses; no MX record at all means the domain's own AAAA/A
+ * (RFC 5321 5.1).  cb runs exactly once, on the loop, never from inside
+ * resolver_mx(); answers are cached for their TTL.  The query can be
+ * cancelled until cb has run; the answer is valid only during cb.
+ */
+struct resolver_query *resolver_mx(struct resolver *, const char *domain,
+    resolver_cb cb, void *arg);
+void resolver_cancel(struct resolver_query *);
+
+#endif
