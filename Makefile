@@ -45,10 +45,10 @@ bin/chamois-sendmail: $(call obj,queue/sendmail.c) $(LIB)
 	@mkdir -p bin
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(LIB)
+$(BUILD)/tests/%: tests/unit/%.c $(LIB) $(wildcard tests/unit/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CMOCKA_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ \
-		$(LIBS) $(CMOCKA_LIBS)
+	$(CC) $(CPPFLAGS) $(CMOCKA_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ \
+		$(filter-out %.h,$^) $(LIBS) $(CMOCKA_LIBS)
 
 check: check-unit check-integration
 

@@ -118,8 +118,12 @@ domain_len(const char *s, size_t n)
 
 		while (i < n && (is_letdig((unsigned char)s[i]) || s[i] == '-'))
 			i++;
-		if (i == start || i - start > 63 || s[start] == '-' ||
-		    s[i - 1] == '-')
+		/*
+		 * 63 octets per label (RFC 1035 2.3.4); for a U-label the limit
+		 * is on its A-label (RFC 5890 2.3.2.1), checked by IDNA later
+		 */
+		if (i == start || s[start] == '-' || s[i - 1] == '-' ||
+		    (i - start > 63 && str_is_ascii(s + start, i - start)))
 			return 0;
 		if (i + 1 < n && s[i] == '.' && s[i + 1] != '>' &&
 		    s[i + 1] != '\0') {
@@ -219,7 +223,8 @@ addr_check(struct mailaddr *a, int flags)
 {
 	size_t ll = strlen(a->local), dl = strlen(a->domain);
 
-	if (ll + dl + 1 > PATH_MAX_OCTETS)
+	/* RFC 5321 4.5.3.1.3: 256 octets for the path, '<' and '>' included */
+	if (ll + dl + 1 > PATH_MAX_OCTETS - 2)
 		return ADDR_TOOLONG;
 	if (!utf8_valid(a->local, ll) || !utf8_valid(a->domain, dl))
 		return ADDR_SYNTAX;
@@ -259,7 +264,7 @@ addr_parse_path(const char **sp, struct mailaddr *a, int flags)
 			if (dl == 0)
 				return ADDR_SYNTAX;
 			p += 1 + dl;
-			if (p < colon && *p++ != ',')
+			if (p < colon && (*p++ != ',' || p == colon))
 				return ADDR_SYNTAX;
 		}
 		s = colon + 1;

@@ -246,7 +246,7 @@ valid_hostname(const char *s)
 
 	if (!bsnprintf(buf, sizeof(buf), "x@%s", s) || s[0] == '[')
 		return false;
-	return addr_parse(buf, &a, 0) == ADDR_OK;
+	return addr_parse(buf, &a, ADDR_F_UTF8) == ADDR_OK;
 }
 
 /* parse_value - one line's value words into the config field */

@@ -2,8 +2,12 @@
 #ifndef CHAMOIS_LIMITS_H
 #define CHAMOIS_LIMITS_H
 
-/* RFC 5321 4.5.3.1.1-3: local part 64, domain 255, path 256 octets. */
-#define LOCALPART_MAX		64
+/*
+ * RFC 5321 4.5.3.1.1-3: local part 64, domain 255, path 256 octets.  The
+ * local part limit is not enforced: 4.5.3.1 asks servers to accept longer
+ * objects where they can, and real senders (SRS, VERP) exceed it; the
+ * path limit bounds it anyway.
+ */
 #define DOMAIN_MAX		255
 #define PATH_MAX_OCTETS		256
 /* RFC 5321 4.5.3.1.4 says 512; SPEC allows 2048 for long parameter lists. */

@@ -269,6 +269,29 @@ expand_add_external(struct expand_ctx *x, const char *target)
 		x->exp->external = xstrdup(target);
 }
 
+/*
+ * postmaster_key - the table key of the postmaster address into found, or
+ * "" after adding it as the external target; false if it is nothing
+ */
+static bool
+postmaster_key(const struct tables *t, char *found, size_t size,
+    struct expand_ctx *x)
+{
+	struct mailaddr a;
+	char pkey[PATH_MAX_OCTETS + 1];
+
+	if (t->postmaster == NULL ||
+	    addr_parse(t->postmaster, &a, ADDR_F_UTF8) != ADDR_OK ||
+	    !addr_key(&a, pkey, sizeof(pkey)))
+		return false;
+	if (!is_local(t->cfg, &a)) {
+		expand_add_external(x, t->postmaster);
+		found[0] = '\0';
+		return true;
+	}
+	return find_key(t, pkey, found, size);
+}
+
 static void
 expand_add_mailbox(struct expand_ctx *x, const char *key, const char *mb)
 {
@@ -307,9 +330,18 @@ expand_key(struct expand_ctx *x, const char *key)
 			continue;
 		}
 		if (!find_key(t, tkey, found, sizeof(found))) {
-			str_copy(x->unknown_buf, al->targets[i], sizeof(x->unknown_buf));
-			x->unknown = x->unknown_buf;
-			continue;
+			/* postmaster@ every local domain exists (RFC 5321 4.5.1) */
+			if (strncmp(tkey, "postmaster@", 11) == 0 &&
+			    postmaster_key(t, found, sizeof(found), x))
+				;
+			else {
+				str_copy(x->unknown_buf, al->targets[i],
+				    sizeof(x->unknown_buf));
+				x->unknown = x->unknown_buf;
+				continue;
+			}
+			if (found[0] == '\0')
+				continue;	/* the postmaster is external */
 		}
 		if (hmap_get(x->visiting, found)) {
 			/* "alice: alice, bob" keeps a copy in alice's own mailbox */
@@ -390,13 +422,13 @@ tables_load(const struct config *c, config_problem_fn fn, void *arg)
 	load_mailboxes(&l, c->mailboxes);
 	if (c->aliases)
 		load_aliases(&l, c->aliases);
+	t->postmaster = xstrdup(c->postmaster ? c->postmaster :
+	    t->first_mailbox ? t->first_mailbox : "");
 	if (l.problems == 0) {
 		struct check_ctx cc = { &l, c->aliases };
 
 		hmap_walk(t->aliases, check_alias, &cc);
 	}
-	t->postmaster = xstrdup(c->postmaster ? c->postmaster :
-	    t->first_mailbox ? t->first_mailbox : "");
 	if (l.problems == 0 && t->postmaster[0] == '\0') {
 		config_problem(fn, arg, c->path, c->mailboxes_line,
 		    "mailboxes: the table is empty, so postmaster has nowhere to go");

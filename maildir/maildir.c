@@ -103,18 +103,20 @@ write_all(int fd, const char *p, size_t n)
 	return 0;
 }
 
-struct copy_state {
-	char dir[4096];
-	char tmp[4096];
-	bool in_tmp, in_new;
-};
-
 #define FAIL(step) do { d->failed_step = (step); goto fail; } while (0)
 
-void
-maildir_deliver(struct maildir_delivery *d)
+static void
+copy_clear(struct maildir_copy *c)
 {
-	struct copy_state *cs = xcalloc(d->ncopies, sizeof(*cs));
+	free(c->tmp);
+	free(c->dir);
+	c->tmp = c->dir = NULL;
+}
+
+/* maildir_prepare - every copy written to tmp/ and synced */
+void
+maildir_prepare(struct maildir_delivery *d)
+{
 	size_t i;
 
 	d->result = RES_OK;
@@ -123,28 +125,29 @@ maildir_deliver(struct maildir_delivery *d)
 	for (i = 0; i < d->ncopies; i++) {
 		struct maildir_copy *c = &d->copies[i];
 		size_t plen = strlen(c->prefix);
-		char name[512];
+		char dir[4096], name[512];
 		int fd;
 
-		if (!maildir_dir(d->root, c->mailbox, cs[i].dir, sizeof(cs[i].dir))) {
+		if (!maildir_dir(d->root, c->mailbox, dir, sizeof(dir))) {
 			errno = ENAMETOOLONG;
 			FAIL("path");
 		}
-		if (maildir_make(cs[i].dir) == -1)
+		copy_clear(c);
+		c->dir = xstrdup(dir);
+		if (maildir_make(dir) == -1)
 			FAIL("mkdir");
 		if (!maildir_unique(name, sizeof(name), d->hostname,
-		    (unsigned long long)(plen + d->body->size)) ||
-		    !bsnprintf(cs[i].tmp, sizeof(cs[i].tmp), "%s/tmp/%s",
-		    cs[i].dir, name)) {
+		    (unsigned long long)(plen + d->body->size))) {
 			errno = ENAMETOOLONG;
 			FAIL("name");
 		}
+		c->tmp = xasprintf("%s/tmp/%s", dir, name);
 		free(c->path);
-		c->path = xasprintf("%s/new/%s", cs[i].dir, name);
-		fd = open(cs[i].tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		c->path = xasprintf("%s/new/%s", dir, name);
+		fd = open(c->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (fd == -1)
 			FAIL("open");
-		cs[i].in_tmp = true;
+		c->in_tmp = true;
 		if (write_all(fd, c->prefix, plen) == -1 ||
 		    body_write_fd(d->body, fd) == -1) {
 			int e = errno;
@@ -163,42 +166,95 @@ maildir_deliver(struct maildir_delivery *d)
 		if (close(fd) == -1)
 			FAIL("close");
 	}
-	for (i = 0; i < d->ncopies; i++) {
-		if (rename(cs[i].tmp, d->copies[i].path) == -1)
-			FAIL("rename");
-		cs[i].in_tmp = false;
-		cs[i].in_new = true;
-	}
-	for (i = 0; i < d->ncopies; i++) {
-		char newdir[4200];
-
-		/* copies in one mailbox share new/: sync it once */
-		bool again = false;
-
-		for (size_t j = 0; j < i; j++)
-			if (strcmp(cs[j].dir, cs[i].dir) == 0)
-				again = true;
-		if (again)
-			continue;
-		bsnprintf(newdir, sizeof(newdir), "%s/new", cs[i].dir);
-		if (fsync_dir(newdir) == -1)
-			FAIL("fsync new/");
-	}
-	free(cs);
 	return;
 fail:
 	d->error = errno;
 	d->result = RES_TEMPFAIL;
+	maildir_abort(d);
+}
+
+/* maildir_commit - move the prepared copies into new/, sync new/ */
+void
+maildir_commit(struct maildir_delivery *d)
+{
+	size_t i;
+
+	d->result = RES_OK;
+	d->error = 0;
+	d->failed_step = NULL;
 	for (i = 0; i < d->ncopies; i++) {
-		if (cs[i].in_tmp)
-			unlink(cs[i].tmp);
-		if (cs[i].in_new) {
+		struct maildir_copy *c = &d->copies[i];
+
+		if (rename(c->tmp, c->path) == -1)
+			FAIL("rename");
+		c->in_tmp = false;
+		c->in_new = true;
+	}
+	for (i = 0; i < d->ncopies; i++) {
+		char newdir[4200];
+		bool again = false;
+
+		/* copies in one Maildir share new/: sync it once */
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(d->copies[j].dir, d->copies[i].dir) == 0)
+				again = true;
+		if (again)
+			continue;
+		bsnprintf(newdir, sizeof(newdir), "%s/new", d->copies[i].dir);
+		if (fsync_dir(newdir) == -1)
+			FAIL("fsync new/");
+	}
+	for (i = 0; i < d->ncopies; i++)
+		copy_clear(&d->copies[i]);
+	return;
+fail:
+	d->error = errno;
+	d->result = RES_TEMPFAIL;
+	maildir_abort(d);
+}
+
+/* maildir_abort - remove every copy, in tmp/ or already in new/ */
+void
+maildir_abort(struct maildir_delivery *d)
+{
+	int e = errno;
+
+	for (size_t i = 0; i < d->ncopies; i++) {
+		struct maildir_copy *c = &d->copies[i];
+
+		if (c->in_tmp)
+			unlink(c->tmp);
+		if (c->in_new) {
 			char newdir[4200];
 
-			unlink(d->copies[i].path);
-			bsnprintf(newdir, sizeof(newdir), "%s/new", cs[i].dir);
+			unlink(c->path);
+			bsnprintf(newdir, sizeof(newdir), "%s/new", c->dir);
 			fsync_dir(newdir);
 		}
+		c->in_tmp = c->in_new = false;
+		copy_clear(c);
 	}
-	free(cs);
+	errno = e;
+}
+
+void
+maildir_deliver(struct maildir_delivery *d)
+{
+	maildir_prepare(d);
+	if (d->result == RES_OK)
+		maildir_commit(d);
+}
+
+void
+maildir_delivery_free(struct maildir_delivery *d)
+{
+	if (d == NULL)
+		return;
+	for (size_t i = 0; i < d->ncopies; i++) {
+		copy_clear(&d->copies[i]);
+		free(d->copies[i].prefix);
+		free(d->copies[i].path);
+	}
+	free(d->copies);
+	free(d);
 }

@@ -14,6 +14,9 @@ struct maildir_copy {
 	const char *mailbox;	/* table spelling: local@domain */
 	char *prefix;		/* e.g. "Return-Path: <a@b>\nDelivered-To: c@d\n" */
 	char *path;		/* out: the file in new/ */
+	char *tmp;		/* the file in tmp/ while prepared */
+	char *dir;		/* the Maildir */
+	bool in_tmp, in_new;
 };
 
 struct maildir_delivery {
@@ -30,9 +33,17 @@ struct maildir_delivery {
 /*
  * maildir_deliver - write every copy to tmp/, sync each, move them all
  * into new/ and sync the directories; on any failure no copy is left in
- * new/.  Blocking: runs on a worker thread.
+ * new/.  Blocking: runs on a worker thread.  It is maildir_prepare()
+ * then maildir_commit(); forwarding keeps local copies prepared in tmp/
+ * until the remote has accepted the message, and calls maildir_abort()
+ * if it does not.
  */
 void maildir_deliver(struct maildir_delivery *);
+void maildir_prepare(struct maildir_delivery *);
+void maildir_commit(struct maildir_delivery *);
+void maildir_abort(struct maildir_delivery *);
+/* maildir_delivery_free - the copies' strings and the delivery itself */
+void maildir_delivery_free(struct maildir_delivery *);
 /* maildir_dir - "root/domain/local" for a table spelling; false if too long */
 bool maildir_dir(const char *root, const char *mailbox, char *out, size_t size);
 /* maildir_unique - a Maildir file name: time.M<usec>P<pid>Q<n>R<rnd>.host,S=size */

@@ -453,7 +453,7 @@ cmd_data(struct smtpd_session *s, char *arg)
 		return;
 	}
 	data_scanner_init(&tx->scan);
-	header_scanner_init(&tx->hdr);
+	header_scanner_init(&tx->hdr, smtpd.cfg->hostname);
 	body_init(&tx->body, smtpd.cfg->queue_dir);
 	rcv = received_header(s);
 	if (body_append(&tx->body, rcv, strlen(rcv)) == -1)
@@ -557,6 +557,7 @@ data_end(struct smtpd_session *s)
 	struct smtpd_tx *tx = s->tx;
 	const char *loop;
 
+	header_scan_end(&tx->hdr);
 	log_info("%s smtp message size=%" PRIu64 " received=%u", tx->id,
 	    tx->scan.octets, tx->hdr.received);
 	if (tx->too_big)

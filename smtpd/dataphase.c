@@ -110,9 +110,11 @@ out:
 }
 
 void
-header_scanner_init(struct header_scanner *h)
+header_scanner_init(struct header_scanner *h, const char *hostname)
 {
 	memset(h, 0, sizeof(*h));
+	h->hostname = hostname;
+	h->at_bol = true;
 }
 
 void
@@ -120,7 +122,9 @@ header_scanner_free(struct header_scanner *h)
 {
 	for (size_t i = 0; i < h->ndelivered; i++)
 		free(h->delivered_to[i]);
-	h->ndelivered = 0;
+	for (size_t i = 0; i < h->nours; i++)
+		free(h->ours_for[i]);
+	h->ndelivered = h->nours = 0;
 }
 
 /* header_value - the value of field name in line, or NULL */
@@ -134,19 +138,43 @@ header_value(const char *line, const char *name)
 	return line + n + 1;
 }
 
+/* angle_addr - the address inside the first <...> at or after s */
+static char *
+angle_addr(const char *s)
+{
+	const char *lt = strchr(s, '<'), *gt;
+
+	if (lt == NULL || (gt = strchr(lt, '>')) == NULL)
+		return NULL;
+	return xstrndup(lt + 1, (size_t)(gt - lt - 1));
+}
+
+/* ours - a Received field written by this server: "by HOSTNAME (chamois)" */
+static bool
+ours(const struct header_scanner *h, const char *v)
+{
+	char mark[300];
+
+	return h->hostname && bsnprintf(mark, sizeof(mark), "by %s (chamois)",
+	    h->hostname) && strcasestr(v, mark) != NULL;
+}
+
+/* header_field - one whole (unfolded) field has been read */
 static void
-header_line(struct header_scanner *h)
+header_field(struct header_scanner *h)
 {
 	const char *v;
 
-	h->line[h->linelen] = '\0';
-	if (h->linelen == 0) {
-		h->done = true;
-		return;
-	}
-	if (header_value(h->line, "Received")) {
+	h->field[h->fieldlen] = '\0';
+	if ((v = header_value(h->field, "Received")) != NULL) {
+		const char *f;
+		char *a;
+
 		h->received++;
-	} else if ((v = header_value(h->line, "Delivered-To")) != NULL &&
+		if (ours(h, v) && h->nours < HEADER_KEEP_MAX &&
+		    (f = strstr(v, " for <")) != NULL && (a = angle_addr(f)) != NULL)
+			h->ours_for[h->nours++] = a;
+	} else if ((v = header_value(h->field, "Delivered-To")) != NULL &&
 	    h->ndelivered < HEADER_KEEP_MAX) {
 		char *val = xstrdup(v), *s = str_trim(val);
 		size_t n = strlen(s);
@@ -158,6 +186,7 @@ header_line(struct header_scanner *h)
 		h->delivered_to[h->ndelivered++] = xstrdup(s);
 		free(val);
 	}
+	h->fieldlen = 0;
 }
 
 void
@@ -166,14 +195,39 @@ header_scan(struct header_scanner *h, const char *text, size_t len)
 	for (size_t i = 0; i < len && !h->done; i++) {
 		unsigned char c = (unsigned char)text[i];
 
+		if (h->at_bol) {
+			h->at_bol = false;
+			if (c == ' ' || c == '\t') {
+				/* a continuation line: unfold into the field */
+				if (h->fieldlen < HEADER_FIELD_KEEP)
+					h->field[h->fieldlen++] = ' ';
+			} else if (h->in_field) {
+				header_field(h);
+				h->in_field = false;
+			}
+			if (c == '\n') {
+				/* the empty line: end of the header section */
+				h->done = true;
+				return;
+			}
+			h->in_field = true;
+		}
 		if (c == '\n') {
-			header_line(h);
-			h->linelen = 0;
+			h->at_bol = true;
 			continue;
 		}
 		if (c >= 0x80)
 			h->non_ascii = true;
-		if (h->linelen < HEADER_LINE_KEEP)
-			h->line[h->linelen++] = (char)c;
+		if (h->fieldlen < HEADER_FIELD_KEEP)
+			h->field[h->fieldlen++] = (char)c;
 	}
+}
+
+void
+header_scan_end(struct header_scanner *h)
+{
+	if (!h->done && h->in_field)
+		header_field(h);
+	h->in_field = false;
+	h->done = true;
 }

@@ -34,22 +34,34 @@ void data_scanner_init(struct data_scanner *);
 size_t data_scan(struct data_scanner *, const char *in, size_t len, char *out,
     size_t *outlen, enum data_status *st);
 
-#define HEADER_KEEP_MAX		64	/* Delivered-To values remembered */
-#define HEADER_LINE_KEEP	320	/* octets of a header line examined */
+#define HEADER_KEEP_MAX		64	/* addresses remembered per kind */
+#define HEADER_FIELD_KEEP	998	/* octets of an unfolded field examined */
 
-/* header_scanner - watches the header section of the LF-form message */
+/*
+ * header_scanner - watches the header section of the LF-form message:
+ * Received fields are counted, Delivered-To addresses kept, and so are
+ * the "for <address>" of Received fields that this server (hostname)
+ * wrote, to find forwarding loops.
+ */
 struct header_scanner {
+	const char *hostname;
 	bool done;		/* the blank line that ends the header was seen */
 	bool non_ascii;		/* an octet >= 0x80 in the header section */
 	unsigned received;	/* Received: fields */
 	char *delivered_to[HEADER_KEEP_MAX];
 	size_t ndelivered;
-	char line[HEADER_LINE_KEEP + 1];
-	size_t linelen;
+	char *ours_for[HEADER_KEEP_MAX];	/* our own Received ... for <x> */
+	size_t nours;
+	char field[HEADER_FIELD_KEEP + 1];	/* the field being read, unfolded */
+	size_t fieldlen;
+	bool in_field;
+	bool at_bol;
 };
 
-void header_scanner_init(struct header_scanner *);
+void header_scanner_init(struct header_scanner *, const char *hostname);
 void header_scan(struct header_scanner *, const char *text, size_t len);
+/* header_scan_end - the message ended: the last field is complete */
+void header_scan_end(struct header_scanner *);
 void header_scanner_free(struct header_scanner *);
 
 #endif

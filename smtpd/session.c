@@ -371,14 +371,7 @@ smtpd_tx_free(struct smtpd_tx *tx)
 	free(tx->mailboxes);
 	header_scanner_free(&tx->hdr);
 	body_free(&tx->body);
-	if (tx->delivery) {
-		for (size_t i = 0; i < tx->delivery->ncopies; i++) {
-			free(tx->delivery->copies[i].prefix);
-			free(tx->delivery->copies[i].path);
-		}
-		free(tx->delivery->copies);
-		free(tx->delivery);
-	}
+	maildir_delivery_free(tx->delivery);
 	free(tx);
 }
 
