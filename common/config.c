@@ -52,6 +52,9 @@ static const struct param config_params[] = {
 	{ "dns_server",			P_HOSTPORT, OFF(dns_server), 0, 0, false },
 	{ "domains",			P_DOMAINS, OFF(domains), 0, 0, false },
 	{ "forward_data_budget",	P_DURATION, OFF(forward_data_budget), 1, 3600, false },
+	{ "forward_max_per_client",	P_UINT, OFF(forward_max_per_client), 1, 100000, false },
+	{ "forward_max_per_domain",	P_UINT, OFF(forward_max_per_domain), 1, 100000, false },
+	{ "forward_max_sessions",	P_UINT, OFF(forward_max_sessions), 1, 100000, false },
 	{ "forward_rcpt_budget",	P_DURATION, OFF(forward_rcpt_budget), 1, 3600, false },
 	{ "hostname",			P_HOSTNAME, OFF(hostname), 0, 0, false },
 	{ "listen",			P_LISTEN, OFF(listens), 0, 0, true },
@@ -76,7 +79,7 @@ static const struct param config_params[] = {
 	{ "worker_threads",		P_UINT, OFF(worker_threads), 1, 256, false },
 };
 
-_Static_assert(nitems(config_params) <= 32, "config.lines is too small");
+_Static_assert(nitems(config_params) <= 48, "config.lines is too small");
 
 struct parser {
 	struct config *c;
@@ -451,6 +454,9 @@ config_defaults(struct config *c)
 	c->smtp_timeout = SERVER_TIMEOUT_SEC;
 	c->shutdown_grace = DEF_SHUTDOWN_GRACE_SEC;
 	c->worker_threads = 8;
+	c->forward_max_sessions = 100;
+	c->forward_max_per_domain = 20;
+	c->forward_max_per_client = 10;
 }
 
 /* default_hostname - the system's fully qualified name (SPEC 3) */

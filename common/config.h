@@ -57,7 +57,10 @@ struct config {
 	unsigned smtp_timeout;
 	unsigned shutdown_grace;
 	unsigned worker_threads;
-	int lines[32];		/* where each key was set, by table row */
+	unsigned forward_max_sessions;
+	unsigned forward_max_per_domain;
+	unsigned forward_max_per_client;
+	int lines[48];		/* where each key was set, by table row */
 	int last_line;
 };
 

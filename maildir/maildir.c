@@ -204,13 +204,26 @@ maildir_commit(struct maildir_delivery *d)
 		if (fsync_dir(newdir) == -1)
 			FAIL("fsync new/");
 	}
-	for (i = 0; i < d->ncopies; i++)
+	/* committed: nothing is left to undo */
+	for (i = 0; i < d->ncopies; i++) {
+		d->copies[i].in_new = false;
 		copy_clear(&d->copies[i]);
+	}
 	return;
 fail:
 	d->error = errno;
 	d->result = RES_TEMPFAIL;
 	maildir_abort(d);
+}
+
+void
+maildir_abort_prepared(struct maildir_delivery *d)
+{
+	for (size_t i = 0; i < d->ncopies; i++)
+		if (d->copies[i].in_tmp) {
+			unlink(d->copies[i].tmp);
+			d->copies[i].in_tmp = false;
+		}
 }
 
 /* maildir_abort - remove every copy, in tmp/ or already in new/ */

@@ -42,6 +42,8 @@ void maildir_deliver(struct maildir_delivery *);
 void maildir_prepare(struct maildir_delivery *);
 void maildir_commit(struct maildir_delivery *);
 void maildir_abort(struct maildir_delivery *);
+/* maildir_abort_prepared - remove copies still in tmp/ (never those in new/) */
+void maildir_abort_prepared(struct maildir_delivery *);
 /* maildir_delivery_free - the copies' strings and the delivery itself */
 void maildir_delivery_free(struct maildir_delivery *);
 /* maildir_dir - "root/domain/local" for a table spelling; false if too long */

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 struct event_base;
@@ -40,7 +41,8 @@ typedef void (*resolver_cb)(void *arg, const struct mx_answer *);
 
 /*
  * resolver_new - a resolver on base; server (may be NULL: /etc/resolv.conf)
- * is dns_server from chamois.conf.
+ * is dns_server from chamois.conf.  NULL (logged) when c-ares cannot be
+ * set up or server is not an IPv4/IPv6 address.
  */
 struct resolver *resolver_new(struct event_base *base,
     const struct sockaddr *server, socklen_t serverlen);
@@ -56,5 +58,17 @@ void resolver_free(struct resolver *);
 struct resolver_query *resolver_mx(struct resolver *, const char *domain,
     resolver_cb cb, void *arg);
 void resolver_cancel(struct resolver_query *);
+
+/*
+ * mx_order - the MX order (resolver_order.c, pure): sorts v by preference,
+ * lowest first, and shuffles each run of equal preferences with rnd(arg),
+ * which returns uniformly random 64-bit values (random_u64 in the daemon,
+ * a fixed sequence in tests).  index is the caller's and is carried along.
+ */
+struct mx_rank {
+	unsigned preference;
+	size_t index;
+};
+void mx_order(struct mx_rank *v, size_t n, uint64_t (*rnd)(void *), void *arg);
 
 #endif

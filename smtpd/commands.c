@@ -21,6 +21,7 @@
 #include "../common/limits.h"
 #include "../common/util.h"
 #include "../common/worker.h"
+#include "../forward/forward.h"
 #include "../maildir/maildir.h"
 #include "smtpd.h"
 
@@ -86,15 +87,18 @@ smtpd_greet(struct smtpd_session *s)
 static void
 tx_reset(struct smtpd_session *s)
 {
+	/* a forwarded RCPT may have opened a remote transaction, even a refused one */
+	if (s->tx)
+		fwd_rset(s);
 	smtpd_tx_free(s->tx);
 	s->tx = NULL;
 	if (s->state != ST_CLOSING)
 		smtpd_enter_state(s, s->helo[0] ? ST_HELO : ST_CONNECTED);
 }
 
-/* tx_end - after a transaction's last reply: go on, or stop (SIGTERM) */
-static void
-tx_end(struct smtpd_session *s)
+/* smtpd_tx_end - after a transaction's last reply: go on, or stop (SIGTERM) */
+void
+smtpd_tx_end(struct smtpd_session *s)
 {
 	tx_reset(s);
 	if ((s->flags & SF_STOP) && s->state != ST_CLOSING) {
@@ -240,7 +244,7 @@ cmd_rset(struct smtpd_session *s, char *arg)
 	tx_reset(s);
 	smtpd_reply(s, "250 2.0.0 Ok");
 	if (s->flags & SF_STOP)
-		tx_end(s);
+		smtpd_tx_end(s);
 }
 
 static void
@@ -299,6 +303,7 @@ cmd_mail(struct smtpd_session *s, char *arg)
 		addr_format(&m.addr, tx->sender, sizeof(tx->sender));
 	tx->smtputf8 = m.smtputf8;
 	tx->body8bit = m.body8bit;
+	tx->size_param = m.size;
 	s->tx = tx;
 	smtpd_enter_state(s, ST_MAIL);
 	log_info("%s smtp mail from=<%s> helo=%s", tx->id, tx->sender, s->helo);
@@ -316,21 +321,64 @@ tx_add_mailbox(struct smtpd_tx *tx, const char *mb)
 	tx->mailboxes[tx->nmailboxes++] = xstrdup(mb);
 }
 
+/* smtpd_tx_add_rcpt - an accepted recipient joins the transaction */
+void
+smtpd_tx_add_rcpt(struct smtpd_session *s, const char *shown,
+    const char *route_key, const struct expansion *exp)
+{
+	struct smtpd_tx *tx = s->tx;
+
+	tx->route = exp->external ? ROUTE_FORWARD : ROUTE_LOCAL;
+	str_copy(tx->route_key, route_key, sizeof(tx->route_key));
+	for (size_t i = 0; i < exp->nmailboxes; i++)
+		tx_add_mailbox(tx, exp->mailboxes[i]);
+	tx->rcpts = xreallocarray(tx->rcpts, tx->nrcpts + 1, sizeof(char *));
+	tx->rcpts[tx->nrcpts++] = xstrdup(shown);
+	log_info("%s smtp rcpt to=<%s> result=accepted route=%s", tx->id, shown,
+	    route_key);
+}
+
 /* route_of - the route key of an expansion: "local" or "forward:DOMAIN" */
-static enum smtpd_route
+static void
 route_of(const struct expansion *exp, char *key, size_t size)
 {
-	if (exp->external == NULL) {
-		str_copy(key, "local", size);
-		return ROUTE_LOCAL;
-	}
-	const char *at = strrchr(exp->external, '@');
+	const char *at;
 	char dom[DOMAIN_MAX + 1] = "";
 
-	if (at)
+	if (exp->external == NULL) {
+		str_copy(key, "local", size);
+		return;
+	}
+	if ((at = strrchr(exp->external, '@')) != NULL)
 		addr_domain_key(at + 1, dom, sizeof(dom));
 	bsnprintf(key, size, "forward:%s", dom);
-	return ROUTE_FORWARD;
+}
+
+/*
+ * srs_rcpt - an SRS0 address of ours: the bounce of a forwarded message,
+ * which goes back to the original sender, synchronously, from <> only.
+ * Returns NULL and fills exp, or the refusal.
+ */
+static const char *
+srs_rcpt(const struct smtpd_tx *tx, const struct mailaddr *a,
+    struct expansion *exp)
+{
+	char orig[PATH_MAX_OCTETS + 1];
+
+	memset(exp, 0, sizeof(*exp));
+	switch (srs_reverse(&smtpd.srs, a->local, time(NULL), orig, sizeof(orig))) {
+	case SRS_OK:
+		break;
+	case SRS_NOT_SRS:
+		return NULL;
+	default:
+		return "550 5.1.1 Invalid or expired SRS address";
+	}
+	if (tx->sender[0] != '\0')
+		return "550 5.7.1 This address only takes delivery status "
+		    "notifications (MAIL FROM:<>)";
+	exp->external = xstrdup(orig);
+	return NULL;
 }
 
 static void
@@ -341,9 +389,9 @@ cmd_rcpt(struct smtpd_session *s, char *arg)
 	struct expansion exp;
 	char key[PATH_MAX_OCTETS + 1], rkey[sizeof(tx->route_key)];
 	char shown[PATH_MAX_OCTETS + 1];
-	enum smtpd_route route;
 	const char *err;
 
+	memset(&exp, 0, sizeof(exp));
 	if ((err = smtpd_parse_rcpt(arg, &a)) != NULL) {
 		smtpd_reply(s, "%s", err);
 		return;
@@ -370,35 +418,31 @@ cmd_rcpt(struct smtpd_session *s, char *arg)
 			return;
 		}
 	}
-	if (!tables_resolve(smtpd.tables, key, &exp)) {
+	if (a.domain[0] != '\0' && (err = srs_rcpt(tx, &a, &exp)) != NULL) {
+		smtpd_reply(s, "%s <%s>", err, shown);
+		return;
+	}
+	if (exp.external == NULL && !tables_resolve(smtpd.tables, key, &exp)) {
 		smtpd_reply(s, "550 5.1.1 <%s>: Recipient address rejected: "
 		    "User unknown", shown);
 		return;
 	}
-	route = route_of(&exp, rkey, sizeof(rkey));
+	route_of(&exp, rkey, sizeof(rkey));
 	if (tx->route != ROUTE_NONE && strcmp(rkey, tx->route_key) != 0) {
+		/* SPEC 4: one route per transaction */
 		expansion_free(&exp);
 		smtpd_reply(s, "452 4.5.3 <%s>: send this recipient in a separate "
 		    "transaction", shown);
 		return;
 	}
-	if (route == ROUTE_FORWARD) {
-		/* XXX synchronous forwarding is not built yet */
+	if (exp.external != NULL) {
+		fwd_rcpt(s, shown, &exp);
 		expansion_free(&exp);
-		smtpd_reply(s, "451 4.3.0 <%s>: Forwarding is not available yet",
-		    shown);
 		return;
 	}
-	tx->route = route;
-	str_copy(tx->route_key, rkey, sizeof(tx->route_key));
-	for (size_t i = 0; i < exp.nmailboxes; i++)
-		tx_add_mailbox(tx, exp.mailboxes[i]);
+	smtpd_tx_add_rcpt(s, shown, rkey, &exp);
 	expansion_free(&exp);
-	tx->rcpts = xreallocarray(tx->rcpts, tx->nrcpts + 1, sizeof(char *));
-	tx->rcpts[tx->nrcpts++] = xstrdup(shown);
 	smtpd_enter_state(s, ST_RCPT);
-	log_info("%s smtp rcpt to=<%s> result=accepted route=%s", tx->id, shown,
-	    rkey);
 	smtpd_reply(s, "250 2.1.5 Ok");
 }
 
@@ -455,10 +499,14 @@ cmd_data(struct smtpd_session *s, char *arg)
 	data_scanner_init(&tx->scan);
 	header_scanner_init(&tx->hdr, smtpd.cfg->hostname);
 	body_init(&tx->body, smtpd.cfg->queue_dir);
-	rcv = received_header(s);
-	if (body_append(&tx->body, rcv, strlen(rcv)) == -1)
+	tx->received = rcv = received_header(s);
+	/* the body is kept only for local copies; forwarding streams it */
+	if (tx->nmailboxes > 0 && body_append(&tx->body, rcv, strlen(rcv)) == -1)
 		tx->store_errno = errno;
-	free(rcv);
+	if (tx->route == ROUTE_FORWARD) {
+		fwd_data(s);
+		return;
+	}
 	smtpd_enter_state(s, ST_DATA);
 	smtpd_reply(s, "354 End data with <CR><LF>.<CR><LF>");
 }
@@ -494,6 +542,17 @@ delivered_to_loop(const struct smtpd_tx *tx)
 	return NULL;
 }
 
+/* forwarded_loop - our own Received already names a recipient */
+static const char *
+forwarded_loop(const struct smtpd_tx *tx)
+{
+	for (size_t i = 0; i < tx->hdr.nours; i++)
+		for (size_t j = 0; j < tx->nrcpts; j++)
+			if (strcasecmp(tx->hdr.ours_for[i], tx->rcpts[j]) == 0)
+				return tx->rcpts[j];
+	return NULL;
+}
+
 static void
 maildir_work(void *arg)
 {
@@ -524,12 +583,13 @@ maildir_done(void *arg)
 		smtpd_reply(s, "250 2.0.0 Ok: delivered as %s", tx->id);
 	else
 		smtpd_reply(s, "%s", maildir_reply(d->error));
-	tx_end(s);
+	smtpd_tx_end(s);
 	smtpd_resume(s);
 }
 
-static void
-deliver_local(struct smtpd_session *s)
+/* smtpd_local_copies - the Maildir copies of this transaction */
+struct maildir_delivery *
+smtpd_local_copies(struct smtpd_session *s)
 {
 	struct smtpd_tx *tx = s->tx;
 	struct maildir_delivery *d = xcalloc(1, sizeof(*d));
@@ -544,10 +604,24 @@ deliver_local(struct smtpd_session *s)
 		d->copies[i].prefix = xasprintf("Return-Path: <%s>\n"
 		    "Delivered-To: %s\n", tx->sender, tx->mailboxes[i]);
 	}
-	tx->delivery = d;
-	smtpd_enter_state(s, ST_DELIVER);
+	return d;
+}
+
+/* smtpd_deliver_job - storage work for this session on a worker thread */
+void
+smtpd_deliver_job(struct smtpd_session *s, void (*work)(void *),
+    void (*done)(void *))
+{
 	s->job_pending = true;
-	worker_submit(maildir_work, maildir_done, s);
+	worker_submit(work, done, s);
+}
+
+static void
+deliver_local(struct smtpd_session *s)
+{
+	s->tx->delivery = smtpd_local_copies(s);
+	smtpd_enter_state(s, ST_DELIVER);
+	smtpd_deliver_job(s, maildir_work, maildir_done);
 }
 
 /* data_end - the final dot has arrived: every check, then delivery */
@@ -556,27 +630,36 @@ data_end(struct smtpd_session *s)
 {
 	struct smtpd_tx *tx = s->tx;
 	const char *loop;
+	char refusal[PATH_MAX_OCTETS + 64] = "";
 
 	header_scan_end(&tx->hdr);
 	log_info("%s smtp message size=%" PRIu64 " received=%u", tx->id,
 	    tx->scan.octets, tx->hdr.received);
 	if (tx->too_big)
-		smtpd_reply(s, "552 5.3.4 Message size exceeds fixed maximum "
-		    "message size");
+		str_copy(refusal, "552 5.3.4 Message size exceeds fixed maximum "
+		    "message size", sizeof(refusal));
 	else if (tx->scan.long_line)
-		smtpd_reply(s, "554 5.6.0 Message refused: a line is longer than "
-		    "1000 octets (RFC 5321 4.5.3.1.6)");
+		str_copy(refusal, "554 5.6.0 Message refused: a line is longer "
+		    "than 1000 octets (RFC 5321 4.5.3.1.6)", sizeof(refusal));
 	else if (tx->store_errno)
-		smtpd_reply(s, "%s", maildir_reply(tx->store_errno));
+		str_copy(refusal, maildir_reply(tx->store_errno), sizeof(refusal));
 	else if (tx->hdr.received > RECEIVED_MAX)
-		smtpd_reply(s, "554 5.4.6 Too many Received headers: mail loop");
-	else if ((loop = delivered_to_loop(tx)) != NULL)
-		smtpd_reply(s, "554 5.4.6 Mail loop: already delivered to <%s>", loop);
-	else {
-		deliver_local(s);
+		str_copy(refusal, "554 5.4.6 Too many Received headers: mail loop",
+		    sizeof(refusal));
+	else if ((loop = delivered_to_loop(tx)) != NULL ||
+	    (loop = forwarded_loop(tx)) != NULL)
+		bsnprintf(refusal, sizeof(refusal), "554 5.4.6 Mail loop: already "
+		    "delivered to <%s>", loop);
+	if (tx->route == ROUTE_FORWARD) {
+		fwd_end(s, refusal[0] ? refusal : NULL);
 		return;
 	}
-	tx_end(s);
+	if (refusal[0]) {
+		smtpd_reply(s, "%s", refusal);
+		smtpd_tx_end(s);
+		return;
+	}
+	deliver_local(s);
 }
 
 /* smtpd_data_input - feed the DATA scanner from the input buffer */
@@ -603,14 +686,20 @@ smtpd_data_input(struct smtpd_session *s)
 			if (!tx->too_big)
 				body_reset(&tx->body);
 			tx->too_big = true;
-		} else if (tx->store_errno == 0 &&
-		    body_append(&tx->body, out, olen) == -1) {
-			tx->store_errno = errno ? errno : EIO;
-			body_reset(&tx->body);
+		} else {
+			if (tx->nmailboxes > 0 && tx->store_errno == 0 &&
+			    body_append(&tx->body, out, olen) == -1) {
+				tx->store_errno = errno ? errno : EIO;
+				body_reset(&tx->body);
+			}
+			if (tx->route == ROUTE_FORWARD)
+				fwd_body(s, out, olen);
 		}
 		evbuffer_drain(in, used);
 		switch (st) {
 		case DATA_MORE:
+			if (s->flags & SF_PAUSED)
+				return;
 			break;
 		case DATA_END:
 			data_end(s);

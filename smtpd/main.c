@@ -17,6 +17,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <ifaddrs.h>
+#include <netinet/in.h>
+
 #include <event2/event.h>
 #include <event2/thread.h>
 
@@ -24,6 +27,7 @@
 #include "../common/util.h"
 #include "../common/worker.h"
 #include "../config.h"
+#include "../outbound/resolver.h"
 #include "smtpd.h"
 
 /* configs replaced by SIGHUP: sessions may still point into them */
@@ -193,6 +197,94 @@ prepare_dirs(const struct config *c)
 }
 
 static void
+add_self(const struct sockaddr *sa, unsigned port)
+{
+	struct sockaddr_storage ss;
+
+	memset(&ss, 0, sizeof(ss));
+	if (sa->sa_family == AF_INET) {
+		memcpy(&ss, sa, sizeof(struct sockaddr_in));
+		((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port);
+	} else if (sa->sa_family == AF_INET6) {
+		memcpy(&ss, sa, sizeof(struct sockaddr_in6));
+		((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
+	} else
+		return;
+	smtpd.self = xreallocarray(smtpd.self, smtpd.nself + 1, sizeof(ss));
+	smtpd.self[smtpd.nself++] = ss;
+}
+
+/*
+ * find_self - the addresses our mx role answers on, so that forwarding
+ * can refuse a target whose MX is this server (a wildcard listen address
+ * stands for every address of the machine)
+ */
+static void
+find_self(const struct config *c)
+{
+	struct ifaddrs *ifs = NULL;
+
+	getifaddrs(&ifs);
+	for (size_t i = 0; i < c->nlistens; i++) {
+		const struct listen_addr *la = &c->listens[i];
+		const struct sockaddr *sa = (const struct sockaddr *)&la->ss;
+		unsigned port;
+		bool any;
+
+		if (la->role != ROLE_MX)
+			continue;
+		if (sa->sa_family == AF_INET) {
+			port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
+			any = ((const struct sockaddr_in *)sa)->sin_addr.s_addr ==
+			    htonl(INADDR_ANY);
+		} else {
+			port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+			any = IN6_IS_ADDR_UNSPECIFIED(
+			    &((const struct sockaddr_in6 *)sa)->sin6_addr);
+		}
+		if (!any) {
+			add_self(sa, port);
+			continue;
+		}
+		for (struct ifaddrs *ifa = ifs; ifa; ifa = ifa->ifa_next)
+			if (ifa->ifa_addr && ifa->ifa_addr->sa_family == sa->sa_family)
+				add_self(ifa->ifa_addr, port);
+	}
+	if (ifs)
+		freeifaddrs(ifs);
+}
+
+/* outbound_init - resolver, client TLS, SRS: what forwarding needs */
+static bool
+outbound_init(const struct config *c)
+{
+	char err[512];
+
+	smtpd.resolver = resolver_new(smtpd.base, c->dns_server_len ?
+	    (const struct sockaddr *)&c->dns_server : NULL, c->dns_server_len);
+	if (smtpd.resolver == NULL) {
+		fprintf(stderr, "%s: cannot set up the DNS resolver\n", c->path);
+		return false;
+	}
+	if ((smtpd.tls_client = SSL_CTX_new(TLS_client_method())) == NULL)
+		return false;
+	/* opportunistic (RFC 7435): no verification, any version */
+	SSL_CTX_set_verify(smtpd.tls_client, SSL_VERIFY_NONE, NULL);
+	SSL_CTX_set_options(smtpd.tls_client, SSL_OP_NO_COMPRESSION |
+	    SSL_OP_NO_RENEGOTIATION);
+	if (srs_init(&smtpd.srs, c->srs_secrets, c->nsrs_secrets, c->queue_dir,
+	    err, sizeof(err)) == -1) {
+		fprintf(stderr, "%s:%d: srs_secret: %s\n", c->path,
+		    config_line(c, "srs_secret"), err);
+		return false;
+	}
+	find_self(c);
+	smtpd.fwd_per_domain = hmap_new();
+	smtpd.fwd_per_client = hmap_new();
+	return true;
+}
+
+static void
 usage(void)
 {
 	fprintf(stderr, "usage: chamoisd [-f FILE] [-d] [-n] [-v]\n");
@@ -245,6 +337,8 @@ main(int argc, char **argv)
 		fprintf(stderr, "%s\n", err);
 		return 1;
 	}
+	if (!outbound_init(smtpd.cfg))
+		return 1;
 	if (smtpd.cfg->user)
 		drop_privileges(smtpd.cfg->user);
 	if (!foreground && daemon(0, 0) == -1)
@@ -274,6 +368,12 @@ main(int argc, char **argv)
 	if (smtpd.grace_ev)
 		event_free(smtpd.grace_ev);
 	hmap_free(smtpd.per_addr, NULL);
+	hmap_free(smtpd.fwd_per_domain, NULL);
+	hmap_free(smtpd.fwd_per_client, NULL);
+	resolver_free(smtpd.resolver);
+	SSL_CTX_free(smtpd.tls_client);
+	srs_free(&smtpd.srs);
+	free(smtpd.self);
 	free_loaded(smtpd.cfg, smtpd.tables, smtpd.tls_mx, smtpd.tls_sub);
 	for (size_t i = 0; i < nretired; i++)
 		config_free(retired[i]);

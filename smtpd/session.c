@@ -26,6 +26,7 @@
 #include "../common/limits.h"
 #include "../common/util.h"
 #include "../common/worker.h"
+#include "../forward/forward.h"
 #include "../maildir/maildir.h"
 #include "smtpd.h"
 
@@ -50,6 +51,7 @@ smtpd_strstate(enum smtpd_state st)
 	case ST_DATA:		return "data";
 	case ST_DELIVER:	return "deliver";
 	case ST_TLS:		return "tls";
+	case ST_WAIT:		return "wait";
 	case ST_CLOSING:	return "closing";
 	}
 	return "?";
@@ -204,6 +206,8 @@ session_input(struct smtpd_session *s)
 		char *line;
 		size_t len;
 
+		if (s->flags & SF_PAUSED)
+			return;
 		switch (s->state) {
 		case ST_DATA:
 			smtpd_data_input(s);
@@ -211,6 +215,7 @@ session_input(struct smtpd_session *s)
 				return;
 			continue;
 		case ST_DELIVER:
+		case ST_WAIT:
 		case ST_TLS:
 		case ST_CLOSING:
 			return;
@@ -255,11 +260,17 @@ session_read_cb(struct bufferevent *bev, void *arg)
 	session_input(arg);
 }
 
-/* smtpd_resume - go on with pipelined input after an asynchronous step */
+/*
+ * smtpd_resume - go on with pipelined input after an asynchronous step;
+ * deferred, so that a step that finishes at once never nests the input
+ * loop inside itself
+ */
 void
 smtpd_resume(struct smtpd_session *s)
 {
-	session_input(s);
+	if (s->bev)
+		bufferevent_trigger(s->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS |
+		    BEV_TRIG_DEFER_CALLBACKS);
 }
 
 /* the TLS layer's ciphertext, still on its way out, calls back here */
@@ -371,7 +382,12 @@ smtpd_tx_free(struct smtpd_tx *tx)
 	free(tx->mailboxes);
 	header_scanner_free(&tx->hdr);
 	body_free(&tx->body);
-	maildir_delivery_free(tx->delivery);
+	free(tx->received);
+	if (tx->delivery) {
+		/* copies prepared in tmp/ for a transaction that did not finish */
+		maildir_abort_prepared(tx->delivery);
+		maildir_delivery_free(tx->delivery);
+	}
 	free(tx);
 }
 
@@ -390,6 +406,7 @@ static void
 session_free(struct smtpd_session *s)
 {
 	if (s->bev) {
+		fwd_session_free(s);
 		bufferevent_free(s->bev);
 		s->bev = NULL;
 		TAILQ_REMOVE(&smtpd.sessions, s, entry);

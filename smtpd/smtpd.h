@@ -17,12 +17,15 @@
 #include "../common/config.h"
 #include "../common/result.h"
 #include "../common/tables.h"
+#include "../forward/srs.h"
 #include "dataphase.h"
 
 struct event_base;
 struct bufferevent;
 struct evconnlistener;
 struct hmap;
+struct resolver;
+struct fwd;
 
 /* the daemon's state, one per process */
 struct smtpd_daemon {
@@ -37,6 +40,14 @@ struct smtpd_daemon {
 	unsigned nsessions;
 	bool stopping;
 	struct event *grace_ev;
+	struct resolver *resolver;	/* MX look-ups (outbound/) */
+	SSL_CTX *tls_client;		/* outbound STARTTLS, opportunistic */
+	struct srs srs;			/* forward/srs.c */
+	struct sockaddr_storage *self;	/* where our mx role listens (loops) */
+	size_t nself;
+	unsigned nfwd;			/* forward sessions open */
+	struct hmap *fwd_per_domain;	/* target domain -> forward sessions */
+	struct hmap *fwd_per_client;	/* client address key -> forward sessions */
 	TAILQ_HEAD(, smtpd_session) sessions;
 };
 
@@ -50,6 +61,7 @@ enum smtpd_state {
 	ST_DATA,	/* reading the message */
 	ST_DELIVER,	/* final dot seen, the message is being stored */
 	ST_TLS,		/* TLS handshake after STARTTLS */
+	ST_WAIT,	/* a remote server's answer is awaited (forwarding) */
 	ST_CLOSING,	/* last reply queued; close once it is written */
 };
 
@@ -58,6 +70,7 @@ enum smtpd_state {
 #define SF_AUTH		0x0004	/* authenticated (submission) */
 #define SF_DISCARD	0x0008	/* dropping the rest of an over-long line */
 #define SF_STOP		0x0010	/* daemon stopping: close after this transaction */
+#define SF_PAUSED	0x0020	/* input paused until the remote drains */
 
 /* the route of a recipient: where its transaction goes (SPEC 4) */
 enum smtpd_route {
@@ -72,6 +85,8 @@ struct smtpd_tx {
 	char sender[PATH_MAX_OCTETS + 1]; /* "" for <> */
 	bool smtputf8;
 	bool body8bit;
+	uint64_t size_param;		/* SIZE= of MAIL, 0 if none */
+	char *received;			/* our Received field, LF form */
 	enum smtpd_route route;
 	char route_key[DOMAIN_MAX + 8];
 	char **rcpts;			/* RCPT addresses accepted, as given */
@@ -103,6 +118,8 @@ struct smtpd_session {
 	char tls_info[128];		/* "TLSv1.3 TLS_AES_256_GCM_SHA384" */
 	char last_cmd[64];		/* escaped, for logging failures */
 	struct smtpd_tx *tx;
+	struct fwd *fwd;		/* the forwarding remote session, if any */
+	enum smtpd_state wait_from;	/* state to return to after ST_WAIT */
 	bool job_pending;		/* a worker job holds a pointer to us */
 	bool dead;			/* freed when the job comes back */
 	bool watching_underlying;	/* closing: waiting for TLS output */
@@ -129,6 +146,12 @@ void smtpd_tx_free(struct smtpd_tx *);
 
 /* commands.c */
 void smtpd_greet(struct smtpd_session *);
+void smtpd_tx_end(struct smtpd_session *);
+void smtpd_tx_add_rcpt(struct smtpd_session *, const char *shown,
+    const char *route_key, const struct expansion *);
+void smtpd_deliver_job(struct smtpd_session *, void (*work)(void *),
+    void (*done)(void *));
+struct maildir_delivery *smtpd_local_copies(struct smtpd_session *);
 void smtpd_command(struct smtpd_session *, char *line, size_t len);
 void smtpd_data_input(struct smtpd_session *);
 

@@ -1,0 +1,824 @@
+/*
+ * proxy.c - the synchronous forwarding proxy.
+ *
+ * One struct fwd ties an inbound session to one outbound client
+ * (outbound/client.c) for one target domain; it lives as long as the
+ * inbound session and is reused by its later transactions (RSET between
+ * them).  Each step that waits for the remote puts the inbound session in
+ * ST_WAIT under a budget timer (forward_rcpt_budget for everything behind
+ * one RCPT or DATA, forward_data_budget from the client's final dot to our
+ * reply) and answers the client with the remote's own reply, mapped by
+ * fwd_map_reply().  The final dot goes to the remote only after the
+ * client's final dot arrived, every check passed and the local copies (if
+ * any) are synced in tmp/; they move into new/ only after the remote's
+ * 2xx.  Nothing here ever makes a bounce.
+ *
+ * Outcomes before a remote answers (SPEC 4):
+ *   no such domain 550 5.1.2, null MX 556 5.1.10, DNS failure 451 4.4.3,
+ *   no MX reachable 451 4.4.1, budget exceeded or remote lost 451 4.4.2,
+ *   too many forward sessions 451 4.4.5, MX is ourselves 554 5.4.6.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "../common/hmap.h"
+#include "../common/util.h"
+#include "../common/worker.h"
+#include "../maildir/maildir.h"
+#include "../outbound/client.h"
+#include "../outbound/resolver.h"
+#include "../smtpd/smtpd.h"
+#include "forward.h"
+
+enum fwd_state {
+	FS_RESOLVING,
+	FS_CONNECTING,
+	FS_READY,
+	FS_DEAD,
+};
+
+/* what the inbound session is waiting for */
+enum fwd_wait {
+	W_NONE,
+	W_RCPT,		/* the remote's answer to a RCPT */
+	W_DATA,		/* 354 */
+	W_LOCAL,	/* local copies being synced in tmp/ */
+	W_DOT,		/* the remote's answer to the final dot */
+	W_COMMIT,	/* local copies moving into new/ */
+};
+
+struct fwd {
+	struct smtpd_session *s;
+	char domain[DOMAIN_MAX + 1];	/* target domain, A-label */
+	char client_key[64];		/* counted per client address */
+	enum fwd_state state;
+	struct resolver_query *q;
+	struct smtp_client *c;
+	struct event *timer;
+	enum fwd_wait wait;
+	bool in_tx;			/* MAIL sent in this transaction */
+	bool mail_refused;
+	struct smtp_reply mail_reply;
+	bool failed;			/* the remote was lost mid-message */
+	/* the RCPT being answered */
+	char *rcpt_shown;
+	struct expansion rcpt_exp;
+	char final_reply[SMTP_REPLY_TEXT_MAX + 32];
+};
+
+static void fwd_client_cb(void *, enum smtp_client_event, enum smtp_cmd,
+    enum smtp_fail, const struct smtp_reply *);
+
+/* fwd_map_reply - see forward.h; the table is in doc/forwarding.md */
+void
+fwd_map_reply(const struct smtp_reply *r, bool utf8, char *out, size_t size)
+{
+	char text[SMTP_REPLY_TEXT_MAX];
+	char esc[16];
+	int cls = r->code / 100;
+	size_t o = 0;
+
+	if (cls != 2 && cls != 4 && cls != 5) {
+		bsnprintf(out, size, "451 4.4.2 Unexpected reply from the "
+		    "next server (%d)", r->code);
+		return;
+	}
+	if (r->esc[0] == (char)('0' + cls))
+		str_copy(esc, r->esc, sizeof(esc));
+	else
+		bsnprintf(esc, sizeof(esc), "%d.0.0", cls);
+	for (const unsigned char *p = (const unsigned char *)r->text;
+	    *p && o + 1 < sizeof(text) && o < 400; p++) {
+		if (*p < 0x20 || *p == 0x7f)
+			text[o++] = ' ';
+		else if (*p >= 0x80 && !utf8)
+			text[o++] = '?';
+		else
+			text[o++] = (char)*p;
+	}
+	/* never cut a UTF-8 sequence in two */
+	while (o > 0 && ((unsigned char)text[o - 1] & 0xc0) == 0x80)
+		o--;
+	if (o > 0 && ((unsigned char)text[o - 1] & 0xc0) == 0xc0)
+		o--;
+	text[o] = '\0';
+	if (!utf8_valid(text, o))
+		for (size_t i = 0; i < o; i++)
+			if ((unsigned char)text[i] >= 0x80)
+				text[i] = '?';
+	bsnprintf(out, size, "%d %s %s", r->code, esc, o ? text : "(no text)");
+}
+
+/* counters: total, per target domain, per client address */
+static bool
+fwd_admit(const struct smtpd_session *s, const char *domain)
+{
+	const struct config *c = smtpd.cfg;
+	uintptr_t nd = (uintptr_t)hmap_get(smtpd.fwd_per_domain, domain);
+	uintptr_t nc = (uintptr_t)hmap_get(smtpd.fwd_per_client, s->addr_key);
+
+	if (smtpd.nfwd >= c->forward_max_sessions ||
+	    nd >= c->forward_max_per_domain || nc >= c->forward_max_per_client)
+		return false;
+	smtpd.nfwd++;
+	hmap_put(smtpd.fwd_per_domain, domain, (void *)(nd + 1));
+	hmap_put(smtpd.fwd_per_client, s->addr_key, (void *)(nc + 1));
+	return true;
+}
+
+static void
+count_release(struct hmap *m, const char *key)
+{
+	uintptr_t n = (uintptr_t)hmap_get(m, key);
+
+	if (n <= 1)
+		hmap_del(m, key);
+	else
+		hmap_put(m, key, (void *)(n - 1));
+}
+
+static void
+fwd_timer_stop(struct fwd *f)
+{
+	if (f->timer)
+		evtimer_del(f->timer);
+}
+
+static void fwd_timeout_cb(evutil_socket_t, short, void *);
+
+static void
+fwd_timer_start(struct fwd *f, unsigned seconds)
+{
+	struct timeval tv = { seconds, 0 };
+
+	if (f->timer == NULL)
+		f->timer = evtimer_new(smtpd.base, fwd_timeout_cb, f);
+	evtimer_add(f->timer, &tv);
+}
+
+/* fwd_close_remote - drop the remote session (no final dot is ever sent) */
+static void
+fwd_close_remote(struct fwd *f)
+{
+	if (f->q) {
+		resolver_cancel(f->q);
+		f->q = NULL;
+	}
+	if (f->c) {
+		smtp_client_free(f->c);
+		f->c = NULL;
+	}
+	f->state = FS_DEAD;
+	f->in_tx = false;
+}
+
+static void
+fwd_free(struct fwd *f)
+{
+	if (f == NULL)
+		return;
+	if (f->c && f->state == FS_READY && !f->in_tx) {
+		smtp_client_quit(f->c);
+		f->c = NULL;
+	}
+	fwd_close_remote(f);
+	if (f->timer)
+		event_free(f->timer);
+	free(f->rcpt_shown);
+	expansion_free(&f->rcpt_exp);
+	smtpd.nfwd--;
+	count_release(smtpd.fwd_per_domain, f->domain);
+	count_release(smtpd.fwd_per_client, f->client_key);
+	free(f);
+}
+
+/* session_wait / session_go_on - the inbound side of a remote step */
+static void
+session_wait(struct fwd *f, enum fwd_wait w)
+{
+	struct smtpd_session *s = f->s;
+
+	if (s->state != ST_WAIT)
+		s->wait_from = s->state;
+	f->wait = w;
+	smtpd_enter_state(s, ST_WAIT);
+}
+
+static void
+session_go_on(struct fwd *f, enum smtpd_state st)
+{
+	struct smtpd_session *s = f->s;
+
+	f->wait = W_NONE;
+	fwd_timer_stop(f);
+	if (s->state == ST_WAIT)
+		smtpd_enter_state(s, st);
+	smtpd_resume(s);
+}
+
+/* rcpt_done - the RCPT is answered: reply, remember it if accepted */
+static void
+rcpt_done(struct fwd *f, const char *reply)
+{
+	struct smtpd_session *s = f->s;
+	struct smtpd_tx *tx = s->tx;
+	char key[sizeof(tx->route_key)];
+
+	if (reply[0] == '2') {
+		bsnprintf(key, sizeof(key), "forward:%s", f->domain);
+		smtpd_tx_add_rcpt(s, f->rcpt_shown, key, &f->rcpt_exp);
+	} else
+		log_info("%s forward rcpt to=<%s> target=<%s> result=\"%s\"", tx->id,
+		    f->rcpt_shown, f->rcpt_exp.external, reply);
+	smtpd_reply(s, "%s", reply);
+	free(f->rcpt_shown);
+	f->rcpt_shown = NULL;
+	expansion_free(&f->rcpt_exp);
+	session_go_on(f, tx->nrcpts > 0 ? ST_RCPT : ST_MAIL);
+}
+
+static bool
+is_ascii(const char *s)
+{
+	return str_is_ascii(s, strlen(s));
+}
+
+/* srs_sender - the envelope sender the remote sees */
+static void
+srs_sender(const struct smtpd_tx *tx, char *out, size_t size)
+{
+	out[0] = '\0';
+	if (tx->sender[0] == '\0')
+		return;		/* <> stays <> */
+	if (!srs_forward(&smtpd.srs, tx->sender, smtpd.cfg->domains[0],
+	    time(NULL), out, size))
+		str_copy(out, tx->sender, size);
+}
+
+/* send_rcpt - the remote is ready: MAIL (once per transaction) and RCPT */
+static void
+send_rcpt(struct fwd *f)
+{
+	struct smtpd_tx *tx = f->s->tx;
+	const struct smtp_caps *caps = smtp_client_caps(f->c);
+	const char *target = f->rcpt_exp.external;
+	char sender[PATH_MAX_OCTETS * 2], params[128] = "", reply[SMTP_REPLY_TEXT_MAX + 32];
+	uint64_t size;
+
+	srs_sender(tx, sender, sizeof(sender));
+	/* what the remote cannot take is refused before any data moves */
+	if ((!is_ascii(target) || !is_ascii(sender)) && !caps->smtputf8) {
+		rcpt_done(f, "553 5.6.7 The next server does not support SMTPUTF8 "
+		    "for this non-ASCII address");
+		return;
+	}
+	if (tx->body8bit && !caps->eightbitmime) {
+		rcpt_done(f, "550 5.6.3 The next server does not accept 8-bit "
+		    "messages (no 8BITMIME)");
+		return;
+	}
+	size = tx->size_param ? tx->size_param + 1024 : 0;	/* + our Received */
+	if (size && caps->size && caps->size_max && size > caps->size_max) {
+		rcpt_done(f, "552 5.3.4 Message too big for the next server");
+		return;
+	}
+	if (f->mail_refused) {
+		fwd_map_reply(&f->mail_reply, tx->smtputf8, reply, sizeof(reply));
+		rcpt_done(f, reply);
+		return;
+	}
+	if (!f->in_tx) {
+		size_t o = 0;
+
+		if (size && caps->size)
+			o += (size_t)snprintf(params + o, sizeof(params) - o,
+			    "SIZE=%" PRIu64, size);
+		if (tx->body8bit)
+			o += (size_t)snprintf(params + o, sizeof(params) - o,
+			    "%sBODY=8BITMIME", o ? " " : "");
+		if (tx->smtputf8 && caps->smtputf8)
+			snprintf(params + o, sizeof(params) - o, "%sSMTPUTF8",
+			    o ? " " : "");
+		smtp_client_mail(f->c, sender, params);
+		f->in_tx = true;
+		f->mail_refused = false;
+	}
+	smtp_client_rcpt(f->c, target);
+}
+
+/* is_self - would this target reach our own mx role? (RFC 5321 5.1) */
+static bool
+is_self(const struct mx_target *t)
+{
+	if (strcasecmp(t->host, smtpd.cfg->hostname) == 0)
+		return true;
+	for (size_t i = 0; i < smtpd.nself; i++) {
+		const struct sockaddr_storage *me = &smtpd.self[i];
+		unsigned port;
+
+		if (me->ss_family != t->ss.ss_family)
+			continue;
+		if (me->ss_family == AF_INET) {
+			const struct sockaddr_in *a = (const void *)me;
+			const struct sockaddr_in *b = (const void *)&t->ss;
+
+			port = ntohs(a->sin_port);
+			if (port == smtpd.cfg->remote_port &&
+			    a->sin_addr.s_addr == b->sin_addr.s_addr)
+				return true;
+		} else {
+			const struct sockaddr_in6 *a = (const void *)me;
+			const struct sockaddr_in6 *b = (const void *)&t->ss;
+
+			port = ntohs(a->sin6_port);
+			if (port == smtpd.cfg->remote_port &&
+			    memcmp(&a->sin6_addr, &b->sin6_addr, 16) == 0)
+				return true;
+		}
+	}
+	return false;
+}
+
+static void
+fwd_resolved(void *arg, const struct mx_answer *ans)
+{
+	struct fwd *f = arg;
+	struct smtp_client_params p;
+	char reply[512];
+	size_t n;
+
+	f->q = NULL;
+	switch (ans->status) {
+	case DNS_NXDOMAIN:
+		bsnprintf(reply, sizeof(reply), "550 5.1.2 <%s>: the domain %s "
+		    "does not exist", f->rcpt_shown, f->domain);
+		break;
+	case DNS_NULLMX:
+		bsnprintf(reply, sizeof(reply), "556 5.1.10 <%s>: the domain %s "
+		    "accepts no mail (null MX)", f->rcpt_shown, f->domain);
+		break;
+	case DNS_NOHOST:
+	case DNS_TEMPFAIL:
+		bsnprintf(reply, sizeof(reply), "451 4.4.3 <%s>: DNS look-up for "
+		    "%s failed, try again later", f->rcpt_shown, f->domain);
+		break;
+	case DNS_OK:
+		/* drop ourselves and every less preferred host (RFC 5321 5.1) */
+		for (n = 0; n < ans->ntargets && !is_self(&ans->targets[n]); n++)
+			;
+		if (n == 0) {
+			bsnprintf(reply, sizeof(reply), "554 5.4.6 <%s>: mail for %s "
+			    "would loop back to this server", f->rcpt_shown, f->domain);
+			break;
+		}
+		memset(&p, 0, sizeof(p));
+		p.base = smtpd.base;
+		p.helo = smtpd.cfg->hostname;
+		p.tls = smtpd.tls_client;
+		p.targets = ans->targets;
+		p.ntargets = n;
+		p.port = smtpd.cfg->remote_port;
+		p.step_timeout.tv_sec = smtpd.cfg->forward_rcpt_budget;
+		p.cb = fwd_client_cb;
+		p.arg = f;
+		p.log_id = f->s->tx ? f->s->tx->id : f->s->idstr;
+		f->state = FS_CONNECTING;
+		f->c = smtp_client_new(&p);
+		return;
+	}
+	f->state = FS_DEAD;
+	log_info("%s forward dns domain=%s status=%d", f->s->idstr, f->domain,
+	    (int)ans->status);
+	rcpt_done(f, reply);
+}
+
+/* fwd_failed - the remote session ended under us */
+static void
+fwd_failed(struct fwd *f, enum smtp_fail why, const struct smtp_reply *r)
+{
+	struct smtpd_session *s = f->s;
+	char reply[512];
+
+	smtp_client_free(f->c);	/* safe inside its callback */
+	f->c = NULL;
+	f->state = FS_DEAD;
+	f->in_tx = false;
+	if (why == SMTP_FAIL_UNREACHABLE)
+		bsnprintf(reply, sizeof(reply), "451 4.4.1 No mail server for %s "
+		    "could be reached, try again later", f->domain);
+	else
+		bsnprintf(reply, sizeof(reply), "451 4.4.2 The next server for %s "
+		    "%s, try again later", f->domain, why == SMTP_FAIL_TIMEOUT ?
+		    "timed out" : why == SMTP_FAIL_CLOSING ? "is closing" :
+		    "was lost");
+	switch (f->wait) {
+	case W_RCPT:
+		if (f->rcpt_shown)
+			rcpt_done(f, reply);
+		break;
+	case W_DATA:
+		smtpd_reply(s, "%s", reply);
+		f->wait = W_NONE;
+		fwd_timer_stop(f);
+		smtpd_tx_end(s);
+		smtpd_resume(s);
+		break;
+	case W_DOT: {
+		struct maildir_delivery *d = s->tx->delivery;
+
+		if (d)
+			maildir_abort(d);
+		smtpd_reply(s, "%s", reply);
+		f->wait = W_NONE;
+		fwd_timer_stop(f);
+		smtpd_tx_end(s);
+		smtpd_resume(s);
+		break;
+	}
+	default:
+		/* streaming, or idle between transactions */
+		f->failed = s->tx != NULL;
+		if (s->flags & SF_PAUSED) {
+			s->flags &= ~SF_PAUSED;
+			bufferevent_enable(s->bev, EV_READ);
+			smtpd_resume(s);
+		}
+		break;
+	}
+}
+
+static void dot_done(struct fwd *, const struct smtp_reply *);
+
+static void
+fwd_client_cb(void *arg, enum smtp_client_event ev, enum smtp_cmd cmd,
+    enum smtp_fail why, const struct smtp_reply *r)
+{
+	struct fwd *f = arg;
+	struct smtpd_session *s = f->s;
+	char reply[SMTP_REPLY_TEXT_MAX + 32];
+	bool utf8 = s->tx && s->tx->smtputf8;
+
+	switch (ev) {
+	case SC_READY:
+		f->state = FS_READY;
+		if (f->wait == W_RCPT && f->rcpt_shown)
+			send_rcpt(f);
+		return;
+	case SC_FAILED:
+		fwd_failed(f, why, r);
+		return;
+	case SC_DRAINED:
+		if (s->flags & SF_PAUSED) {
+			s->flags &= ~SF_PAUSED;
+			bufferevent_enable(s->bev, EV_READ);
+			smtpd_resume(s);
+		}
+		return;
+	case SC_REPLY:
+		break;
+	}
+	switch (cmd) {
+	case SMTP_CMD_MAIL:
+		if (r->code / 100 != 2) {
+			f->mail_refused = true;
+			f->mail_reply = *r;
+		}
+		return;
+	case SMTP_CMD_RCPT:
+		if (f->wait != W_RCPT || f->rcpt_shown == NULL)
+			return;
+		if (f->mail_refused)
+			fwd_map_reply(&f->mail_reply, utf8, reply, sizeof(reply));
+		else
+			fwd_map_reply(r, utf8, reply, sizeof(reply));
+		rcpt_done(f, reply);
+		return;
+	case SMTP_CMD_DATA:
+		if (f->wait != W_DATA)
+			return;
+		if (r->code == 354) {
+			smtpd_reply(s, "354 End data with <CR><LF>.<CR><LF>");
+			smtp_client_body(f->c, s->tx->received, strlen(s->tx->received));
+			session_go_on(f, ST_DATA);
+			return;
+		}
+		if (r->code / 100 == 2 || r->code / 100 == 3)
+			bsnprintf(reply, sizeof(reply), "451 4.4.2 Unexpected reply "
+			    "to DATA from the next server (%d)", r->code);
+		else
+			fwd_map_reply(r, utf8, reply, sizeof(reply));
+		smtp_client_rset(f->c);
+		f->in_tx = false;
+		smtpd_reply(s, "%s", reply);
+		f->wait = W_NONE;
+		fwd_timer_stop(f);
+		smtpd_tx_end(s);
+		smtpd_resume(s);
+		return;
+	case SMTP_CMD_DOT:
+		f->in_tx = false;
+		if (f->wait == W_DOT)
+			dot_done(f, r);
+		return;
+	case SMTP_CMD_RSET:
+		return;
+	}
+}
+
+static void
+fwd_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct fwd *f = arg;
+	struct smtpd_session *s = f->s;
+	char reply[256];
+
+	bsnprintf(reply, sizeof(reply), "451 4.4.2 The next server for %s did "
+	    "not answer in time, try again later", f->domain);
+	log_info("%s forward timeout domain=%s wait=%d", s->idstr, f->domain,
+	    (int)f->wait);
+	switch (f->wait) {
+	case W_RCPT:
+		fwd_close_remote(f);
+		rcpt_done(f, reply);
+		return;
+	case W_DATA:
+	case W_DOT:
+		/*
+		 * XXX after the dot, the remote may still accept the message it
+		 * got: the sender retries and the message arrives twice.  The
+		 * budget keeps this window to a remote slower than
+		 * forward_data_budget (doc/forwarding.md).
+		 */
+		fwd_close_remote(f);
+		if (s->tx->delivery)
+			maildir_abort(s->tx->delivery);
+		smtpd_reply(s, "%s", reply);
+		f->wait = W_NONE;
+		smtpd_tx_end(s);
+		smtpd_resume(s);
+		return;
+	case W_LOCAL:
+	case W_COMMIT:
+		/* a worker job is running: its done callback answers */
+		fwd_close_remote(f);
+		f->failed = true;
+		return;
+	case W_NONE:
+		return;
+	}
+}
+
+void
+fwd_rcpt(struct smtpd_session *s, const char *shown, const struct expansion *exp)
+{
+	struct fwd *f = s->fwd;
+	const char *at = strrchr(exp->external, '@');
+	char domain[DOMAIN_MAX + 1] = "";
+
+	if (at == NULL || !addr_domain_key(at + 1, domain, sizeof(domain))) {
+		smtpd_reply(s, "451 4.3.0 <%s>: bad forwarding target", shown);
+		return;
+	}
+	if (f && (strcmp(f->domain, domain) != 0 || f->state == FS_DEAD)) {
+		if (s->tx->route == ROUTE_FORWARD && f->state == FS_DEAD) {
+			/* the remote session of this transaction is gone */
+			smtpd_reply(s, "451 4.4.2 <%s>: the next server was lost, "
+			    "try again later", shown);
+			return;
+		}
+		fwd_free(f);
+		s->fwd = f = NULL;
+	}
+	if (f == NULL) {
+		if (!fwd_admit(s, domain)) {
+			log_info("%s forward refused domain=%s reason=limit",
+			    s->idstr, domain);
+			smtpd_reply(s, "451 4.4.5 Too many forwarding sessions, try "
+			    "again later");
+			return;
+		}
+		f = xcalloc(1, sizeof(*f));
+		f->s = s;
+		str_copy(f->domain, domain, sizeof(f->domain));
+		str_copy(f->client_key, s->addr_key, sizeof(f->client_key));
+		s->fwd = f;
+		f->state = FS_RESOLVING;
+	}
+	f->rcpt_shown = xstrdup(shown);
+	f->rcpt_exp.external = xstrdup(exp->external);
+	f->rcpt_exp.nmailboxes = exp->nmailboxes;
+	f->rcpt_exp.mailboxes = xcalloc(exp->nmailboxes, sizeof(char *));
+	for (size_t i = 0; i < exp->nmailboxes; i++)
+		f->rcpt_exp.mailboxes[i] = xstrdup(exp->mailboxes[i]);
+	session_wait(f, W_RCPT);
+	fwd_timer_start(f, smtpd.cfg->forward_rcpt_budget);
+	log_info("%s forward rcpt to=<%s> target=<%s>", s->tx->id, shown,
+	    exp->external);
+	if (f->state == FS_READY)
+		send_rcpt(f);
+	else if (f->state == FS_RESOLVING && f->q == NULL && f->c == NULL)
+		f->q = resolver_mx(smtpd.resolver, f->domain, fwd_resolved, f);
+}
+
+void
+fwd_data(struct smtpd_session *s)
+{
+	struct fwd *f = s->fwd;
+
+	if (f == NULL || f->state != FS_READY || f->c == NULL) {
+		smtpd_reply(s, "451 4.4.2 The next server was lost, try again later");
+		smtpd_tx_end(s);
+		return;
+	}
+	f->failed = false;
+	session_wait(f, W_DATA);
+	fwd_timer_start(f, smtpd.cfg->forward_rcpt_budget);
+	smtp_client_data(f->c);
+}
+
+void
+fwd_body(struct smtpd_session *s, const char *text, size_t len)
+{
+	struct fwd *f = s->fwd;
+
+	if (f == NULL || f->failed || f->c == NULL || f->state != FS_READY)
+		return;
+	if (smtp_client_body(f->c, text, len)) {
+		/* the remote is slower than the client: stop reading for a while */
+		s->flags |= SF_PAUSED;
+		bufferevent_disable(s->bev, EV_READ);
+	}
+}
+
+static void
+local_prepare_work(void *arg)
+{
+	struct smtpd_session *s = arg;
+
+	maildir_prepare(s->tx->delivery);
+}
+
+static void
+local_commit_work(void *arg)
+{
+	struct smtpd_session *s = arg;
+
+	maildir_commit(s->tx->delivery);
+}
+
+static void
+send_dot(struct fwd *f)
+{
+	f->wait = W_DOT;
+	smtp_client_dot(f->c);
+}
+
+static void
+local_prepared(void *arg)
+{
+	struct smtpd_session *s = arg;
+	struct fwd *f;
+	struct maildir_delivery *d;
+
+	if (!smtpd_session_job_done(s))
+		return;
+	f = s->fwd;
+	d = s->tx->delivery;
+	if (d->result != RES_OK || f->failed || f->state != FS_READY) {
+		errno = d->error;
+		if (d->result != RES_OK)
+			log_warn("%s forward local-copy result=failed step=%s",
+			    s->tx->id, d->failed_step ? d->failed_step : "?");
+		/* the remote must not get a message whose local copy failed */
+		fwd_close_remote(f);
+		maildir_abort(d);
+		smtpd_reply(s, "%s", d->result != RES_OK ? maildir_reply(d->error) :
+		    "451 4.4.2 The next server was lost, try again later");
+		f->wait = W_NONE;
+		fwd_timer_stop(f);
+		smtpd_tx_end(s);
+		smtpd_resume(s);
+		return;
+	}
+	send_dot(f);
+}
+
+static void
+local_committed(void *arg)
+{
+	struct smtpd_session *s = arg;
+	struct fwd *f;
+	struct maildir_delivery *d;
+
+	if (!smtpd_session_job_done(s))
+		return;
+	f = s->fwd;
+	d = s->tx->delivery;
+	if (d->result != RES_OK) {
+		/* the remote has the message: a 4xx would duplicate it there */
+		errno = d->error;
+		log_warn("%s forward local-copy result=LOST-AFTER-REMOTE-ACCEPTED "
+		    "step=%s: the local copy could not be kept", s->tx->id,
+		    d->failed_step ? d->failed_step : "?");
+	} else
+		for (size_t i = 0; i < d->ncopies; i++)
+			log_info("%s delivery mailbox=%s result=delivered path=%s",
+			    s->tx->id, d->copies[i].mailbox, d->copies[i].path);
+	smtpd_reply(s, "%s", f->final_reply);
+	f->wait = W_NONE;
+	fwd_timer_stop(f);
+	smtpd_tx_end(s);
+	smtpd_resume(s);
+}
+
+/* dot_done - the remote answered our final dot */
+static void
+dot_done(struct fwd *f, const struct smtp_reply *r)
+{
+	struct smtpd_session *s = f->s;
+	struct maildir_delivery *d = s->tx->delivery;
+	bool utf8 = s->tx->smtputf8;
+
+	if (r->code / 100 == 2)
+		fwd_map_reply(r, utf8, f->final_reply, sizeof(f->final_reply));
+	else if (r->code / 100 == 3)
+		bsnprintf(f->final_reply, sizeof(f->final_reply), "451 4.4.2 "
+		    "Unexpected reply from the next server (%d)", r->code);
+	else
+		fwd_map_reply(r, utf8, f->final_reply, sizeof(f->final_reply));
+	log_info("%s forward result=\"%s\" remote=%s", s->tx->id, f->final_reply,
+	    smtp_client_caps(f->c)->addr);
+	if (r->code / 100 == 2 && d != NULL) {
+		f->wait = W_COMMIT;
+		smtpd_deliver_job(s, local_commit_work, local_committed);
+		return;
+	}
+	if (d)
+		maildir_abort(d);	/* refused: the local copy goes too */
+	smtpd_reply(s, "%s", f->final_reply);
+	f->wait = W_NONE;
+	fwd_timer_stop(f);
+	smtpd_tx_end(s);
+	smtpd_resume(s);
+}
+
+void
+fwd_end(struct smtpd_session *s, const char *refusal)
+{
+	struct fwd *f = s->fwd;
+	struct smtpd_tx *tx = s->tx;
+
+	if (refusal == NULL && (f == NULL || f->failed || f->state != FS_READY))
+		refusal = "451 4.4.2 The next server was lost, try again later";
+	if (refusal == NULL && tx->hdr.non_ascii &&
+	    !smtp_client_caps(f->c)->smtputf8)
+		refusal = "550 5.6.9 The message has non-ASCII headers and the "
+		    "next server does not support SMTPUTF8";
+	if (refusal) {
+		/* the remote never gets the final dot */
+		if (f)
+			fwd_close_remote(f);
+		smtpd_reply(s, "%s", refusal);
+		smtpd_tx_end(s);
+		return;
+	}
+	session_wait(f, W_LOCAL);
+	fwd_timer_start(f, smtpd.cfg->forward_data_budget);
+	if (tx->nmailboxes > 0) {
+		tx->delivery = smtpd_local_copies(s);
+		smtpd_deliver_job(s, local_prepare_work, local_prepared);
+		return;
+	}
+	send_dot(f);
+}
+
+void
+fwd_rset(struct smtpd_session *s)
+{
+	struct fwd *f = s->fwd;
+
+	if (f == NULL)
+		return;
+	if (f->in_tx && f->c && f->state == FS_READY) {
+		smtp_client_rset(f->c);
+		f->in_tx = false;
+	}
+	f->mail_refused = false;
+	f->failed = false;
+}
+
+void
+fwd_session_free(struct smtpd_session *s)
+{
+	fwd_free(s->fwd);
+	s->fwd = NULL;
+}

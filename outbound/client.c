@@ -1,0 +1,728 @@
+/*
+ * client.c - outbound SMTP on bufferevents.
+ *
+ * The session is a small state machine: CONNECT -> GREETING -> EHLO
+ * (-> HELO) [-> STARTTLS -> TLS -> EHLO] -> READY.  Before READY, any
+ * failure moves on to the next target (a failed TLS handshake first tries
+ * the same target again in plaintext: STARTTLS is opportunistic, RFC 7435).
+ * In READY, commands go out through a queue: all at once when the server
+ * offers PIPELINING (RFC 2920), else one per reply; replies are matched to
+ * commands in order.  A 421, a lost connection or a timeout ends the
+ * session with SC_FAILED.  Whatever the server sent before our STARTTLS
+ * took effect is discarded, and the body goes out with strict CRLF and
+ * dot-stuffing, so nothing can be smuggled to the next server through us.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <openssl/err.h>
+
+#include "../common/limits.h"
+#include "../common/util.h"
+#include "client.h"
+
+#define CLIENT_HIWAT	(256 * 1024)	/* body output held before pausing */
+#define CLIENT_LOWAT	(64 * 1024)
+
+enum cstate {
+	CS_CONNECT,
+	CS_GREETING,
+	CS_EHLO,
+	CS_HELO,
+	CS_STARTTLS,
+	CS_TLS,
+	CS_READY,
+	CS_DEAD,
+};
+
+struct pending {
+	TAILQ_ENTRY(pending) entry;
+	enum smtp_cmd cmd;
+	char *line;		/* NULL once sent */
+};
+TAILQ_HEAD(pending_list, pending);
+
+struct smtp_client {
+	struct smtp_client_params p;
+	struct mx_target *targets;
+	size_t cur;			/* target being tried */
+	bool plaintext;			/* TLS failed on this target: no STARTTLS */
+	struct bufferevent *bev;
+	enum cstate state;
+	struct smtp_caps caps;
+	struct smtp_reply reply;	/* being read */
+	size_t reply_octets;
+	struct smtp_reply last_refusal;	/* the last greeting/EHLO refusal */
+	bool reached;			/* some target greeted us with 2xx */
+	struct pending_list queue;	/* commands not yet answered */
+	bool body_bol;			/* body output is at a line start */
+	bool notify_drain;
+	int in_cb;
+	bool dead;
+	char id[48];
+};
+
+static void client_connect(struct smtp_client *);
+static void client_read_cb(struct bufferevent *, void *);
+static void client_write_cb(struct bufferevent *, void *);
+static void client_event_cb(struct bufferevent *, short, void *);
+
+/* smtp_reply_parse - one line of a reply, RFC 5321 4.2 */
+enum smtp_parse
+smtp_reply_parse(struct smtp_reply *r, const char *line, size_t len)
+{
+	int code;
+	const char *text;
+	size_t tlen, o;
+
+	if (len < 3 || !isdigit((unsigned char)line[0]) ||
+	    !isdigit((unsigned char)line[1]) || !isdigit((unsigned char)line[2]))
+		return SMTP_PARSE_ERROR;
+	if (len > 3 && line[3] != ' ' && line[3] != '-')
+		return SMTP_PARSE_ERROR;
+	code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
+	if (code < 200 || code > 599)
+		return SMTP_PARSE_ERROR;
+	if (r->code == 0)
+		r->code = code;
+	else if (r->code != code)
+		return SMTP_PARSE_ERROR;
+	text = len > 4 ? line + 4 : "";
+	tlen = len > 4 ? len - 4 : 0;
+	/* RFC 2034: the enhanced code leads every line; keep the first one */
+	if (tlen >= 5 && text[0] == line[0] && text[1] == '.') {
+		size_t i = 2, dots = 1;
+
+		while (i < tlen && i < 15 && (isdigit((unsigned char)text[i]) ||
+		    text[i] == '.')) {
+			if (text[i] == '.')
+				dots++;
+			i++;
+		}
+		if (dots == 2 && isdigit((unsigned char)text[i - 1]) &&
+		    (i == tlen || text[i] == ' ')) {
+			if (r->esc[0] == '\0') {
+				memcpy(r->esc, text, i);
+				r->esc[i] = '\0';
+			}
+			text += i;
+			tlen -= i;
+			while (tlen > 0 && *text == ' ') {
+				text++;
+				tlen--;
+			}
+		}
+	}
+	o = strlen(r->text);
+	if (o > 0 && o + 1 < sizeof(r->text) && tlen > 0)
+		r->text[o++] = ' ';
+	for (size_t i = 0; i < tlen && o + 1 < sizeof(r->text); i++)
+		r->text[o++] = text[i];
+	r->text[o] = '\0';
+	return len > 3 && line[3] == '-' ? SMTP_PARSE_MORE : SMTP_PARSE_DONE;
+}
+
+/* client_emit - call the owner; false if the client was freed meanwhile */
+static bool
+client_emit(struct smtp_client *c, enum smtp_client_event ev, enum smtp_cmd cmd,
+    enum smtp_fail why, const struct smtp_reply *r)
+{
+	c->in_cb++;
+	c->p.cb(c->p.arg, ev, cmd, why, r);
+	c->in_cb--;
+	if (c->dead && c->in_cb == 0) {
+		smtp_client_free(c);
+		return false;
+	}
+	return !c->dead;
+}
+
+static void
+client_close_bev(struct smtp_client *c)
+{
+	if (c->bev) {
+		bufferevent_free(c->bev);
+		c->bev = NULL;
+	}
+}
+
+static void
+queue_clear(struct smtp_client *c)
+{
+	struct pending *pc;
+
+	while ((pc = TAILQ_FIRST(&c->queue)) != NULL) {
+		TAILQ_REMOVE(&c->queue, pc, entry);
+		free(pc->line);
+		free(pc);
+	}
+}
+
+/* client_fail - the session is over */
+static void
+client_fail(struct smtp_client *c, enum smtp_fail why, const struct smtp_reply *r)
+{
+	static const char *const names[] = { "none", "unreachable", "lost",
+	    "timeout", "protocol", "closing" };
+
+	log_info("%s client failed reason=%s host=%s", c->id, names[why],
+	    c->caps.host);
+	client_close_bev(c);
+	c->state = CS_DEAD;
+	queue_clear(c);
+	client_emit(c, SC_FAILED, SMTP_CMD_MAIL, why, r);
+}
+
+/* client_next - give up on this target and try the next one */
+static void
+client_next(struct smtp_client *c, const char *why)
+{
+	log_info("%s client attempt-failed host=%s addr=%s reason=\"%s\"", c->id,
+	    c->caps.host, c->caps.addr, why);
+	client_close_bev(c);
+	if (c->state == CS_TLS && !c->plaintext) {
+		/* the handshake failed: the same host again, without TLS */
+		c->plaintext = true;
+	} else {
+		c->cur++;
+		c->plaintext = false;
+	}
+	if (c->cur >= c->p.ntargets) {
+		/*
+		 * unreachable means no server ever greeted us; one that did and
+		 * then said 421 or went away is a lost session
+		 */
+		client_fail(c, c->last_refusal.code == 421 ? SMTP_FAIL_CLOSING :
+		    c->reached ? SMTP_FAIL_LOST : SMTP_FAIL_UNREACHABLE,
+		    c->last_refusal.code ? &c->last_refusal : NULL);
+		return;
+	}
+	client_connect(c);
+}
+
+/*
+ * client_set_timeouts - writes always have a deadline; reads only while a
+ * reply is awaited, so an idle session kept for the next transaction is
+ * not failed for its silence.
+ */
+static void
+client_set_timeouts(struct smtp_client *c)
+{
+	bool awaiting = c->state != CS_READY || !TAILQ_EMPTY(&c->queue);
+
+	if (c->bev)
+		bufferevent_set_timeouts(c->bev, awaiting ? &c->p.step_timeout : NULL,
+		    &c->p.step_timeout);
+}
+
+static void
+client_setup_bev(struct smtp_client *c)
+{
+	bufferevent_setcb(c->bev, client_read_cb, client_write_cb,
+	    client_event_cb, c);
+	bufferevent_setwatermark(c->bev, EV_WRITE, CLIENT_LOWAT, 0);
+	client_set_timeouts(c);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+static void
+client_connect(struct smtp_client *c)
+{
+	struct mx_target *t = &c->targets[c->cur];
+	struct sockaddr_storage ss = t->ss;
+	char ip[INET6_ADDRSTRLEN];
+
+	memset(&c->caps, 0, sizeof(c->caps));
+	str_copy(c->caps.host, t->host, sizeof(c->caps.host));
+	if (ss.ss_family == AF_INET6) {
+		((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)c->p.port);
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, ip,
+		    sizeof(ip));
+		snprintf(c->caps.addr, sizeof(c->caps.addr), "[%s]:%u", ip, c->p.port);
+	} else {
+		((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)c->p.port);
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, ip,
+		    sizeof(ip));
+		snprintf(c->caps.addr, sizeof(c->caps.addr), "%s:%u", ip, c->p.port);
+	}
+	memset(&c->reply, 0, sizeof(c->reply));
+	c->reply_octets = 0;
+	c->state = CS_CONNECT;
+	c->bev = bufferevent_socket_new(c->p.base, -1,
+	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	if (c->bev == NULL)
+		fatalx("bufferevent_socket_new");
+	client_setup_bev(c);
+	log_debug("%s client connect host=%s addr=%s", c->id, t->host, c->caps.addr);
+	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&ss, t->sslen) == -1)
+		/* reported through the event callback as an error */
+		log_debug("%s client connect failed at once", c->id);
+}
+
+struct smtp_client *
+smtp_client_new(const struct smtp_client_params *p)
+{
+	struct smtp_client *c = xcalloc(1, sizeof(*c));
+
+	c->p = *p;
+	c->targets = xcalloc(p->ntargets, sizeof(*c->targets));
+	memcpy(c->targets, p->targets, p->ntargets * sizeof(*c->targets));
+	c->p.targets = NULL;
+	TAILQ_INIT(&c->queue);
+	str_copy(c->id, p->log_id ? p->log_id : "-", sizeof(c->id));
+	c->body_bol = true;
+	if (p->ntargets == 0)
+		fatalx("smtp_client_new: no targets");
+	client_connect(c);
+	return c;
+}
+
+void
+smtp_client_free(struct smtp_client *c)
+{
+	if (c == NULL)
+		return;
+	if (c->in_cb) {
+		/* freed from inside our own callback: finish when it returns */
+		c->dead = true;
+		client_close_bev(c);
+		return;
+	}
+	client_close_bev(c);
+	queue_clear(c);
+	free(c->targets);
+	free(c);
+}
+
+/* quitting clients drain "QUIT" and close on their own */
+static void
+quit_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	bufferevent_free(bev);
+}
+
+static void
+quit_write_cb(struct bufferevent *bev, void *arg)
+{
+	/* QUIT is out; the 221 does not matter */
+	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		bufferevent_free(bev);
+}
+
+void
+smtp_client_quit(struct smtp_client *c)
+{
+	struct bufferevent *bev = c->bev;
+	struct timeval tv = { 5, 0 };
+
+	if (bev && c->state == CS_READY) {
+		c->bev = NULL;
+		bufferevent_setcb(bev, NULL, quit_write_cb, quit_event_cb, NULL);
+		bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+		bufferevent_set_timeouts(bev, &tv, &tv);
+		bufferevent_disable(bev, EV_READ);
+		evbuffer_add(bufferevent_get_output(bev), "QUIT\r\n", 6);
+	}
+	smtp_client_free(c);
+}
+
+const struct smtp_caps *
+smtp_client_caps(const struct smtp_client *c)
+{
+	return &c->caps;
+}
+
+size_t
+smtp_client_pending(const struct smtp_client *c)
+{
+	return c->bev ? evbuffer_get_length(bufferevent_get_output(c->bev)) : 0;
+}
+
+void
+smtp_client_set_timeout(struct smtp_client *c, const struct timeval *tv)
+{
+	c->p.step_timeout = *tv;
+	if (c->bev)
+		client_set_timeouts(c);
+}
+
+static void
+client_send_line(struct smtp_client *c, const char *line)
+{
+	evbuffer_add_printf(bufferevent_get_output(c->bev), "%s\r\n", line);
+}
+
+/* queue_flush - send what may be sent now */
+static void
+queue_flush(struct smtp_client *c)
+{
+	struct pending *pc;
+	bool waiting = false;
+
+	if (c->state != CS_READY || c->bev == NULL)
+		return;
+	client_set_timeouts(c);
+	TAILQ_FOREACH(pc, &c->queue, entry) {
+		if (pc->line == NULL) {
+			waiting = true;
+			continue;
+		}
+		/* without PIPELINING, one command at a time (RFC 5321 4.3.1) */
+		if (waiting && !c->caps.pipelining)
+			return;
+		client_send_line(c, pc->line);
+		free(pc->line);
+		pc->line = NULL;
+		waiting = true;
+		/* RFC 2920 3.1: DATA ends a group; the body waits for 354 */
+		if (pc->cmd == SMTP_CMD_DATA)
+			return;
+	}
+}
+
+static void
+queue_add(struct smtp_client *c, enum smtp_cmd cmd, char *line)
+{
+	struct pending *pc = xcalloc(1, sizeof(*pc));
+
+	pc->cmd = cmd;
+	pc->line = line;
+	TAILQ_INSERT_TAIL(&c->queue, pc, entry);
+	queue_flush(c);
+}
+
+void
+smtp_client_mail(struct smtp_client *c, const char *from, const char *params)
+{
+	queue_add(c, SMTP_CMD_MAIL, xasprintf("MAIL FROM:<%s>%s%s", from,
+	    params && *params ? " " : "", params ? params : ""));
+}
+
+void
+smtp_client_rcpt(struct smtp_client *c, const char *to)
+{
+	queue_add(c, SMTP_CMD_RCPT, xasprintf("RCPT TO:<%s>", to));
+}
+
+void
+smtp_client_data(struct smtp_client *c)
+{
+	c->body_bol = true;
+	queue_add(c, SMTP_CMD_DATA, xstrdup("DATA"));
+}
+
+void
+smtp_client_rset(struct smtp_client *c)
+{
+	queue_add(c, SMTP_CMD_RSET, xstrdup("RSET"));
+}
+
+bool
+smtp_client_body(struct smtp_client *c, const char *text, size_t len)
+{
+	struct evbuffer *out;
+	size_t i = 0;
+
+	if (c->bev == NULL || c->state != CS_READY)
+		return false;
+	out = bufferevent_get_output(c->bev);
+	while (i < len) {
+		const char *nl;
+		size_t n;
+
+		if (c->body_bol && text[i] == '.')
+			evbuffer_add(out, ".", 1);	/* RFC 5321 4.5.2 */
+		nl = memchr(text + i, '\n', len - i);
+		n = nl ? (size_t)(nl - (text + i)) : len - i;
+		evbuffer_add(out, text + i, n);
+		i += n;
+		if (nl) {
+			evbuffer_add(out, "\r\n", 2);
+			i++;
+			c->body_bol = true;
+		} else
+			c->body_bol = false;
+	}
+	if (evbuffer_get_length(out) > CLIENT_HIWAT) {
+		c->notify_drain = true;
+		return true;
+	}
+	return false;
+}
+
+void
+smtp_client_dot(struct smtp_client *c)
+{
+	struct pending *pc;
+
+	if (c->bev == NULL || c->state != CS_READY)
+		return;
+	evbuffer_add_printf(bufferevent_get_output(c->bev), "%s.\r\n",
+	    c->body_bol ? "" : "\r\n");
+	pc = xcalloc(1, sizeof(*pc));
+	pc->cmd = SMTP_CMD_DOT;
+	TAILQ_INSERT_TAIL(&c->queue, pc, entry);
+	client_set_timeouts(c);
+}
+
+/* ehlo_keyword - one EHLO line (after the first): learn a capability */
+static void
+ehlo_keyword(struct smtp_client *c, const char *kw, size_t len)
+{
+	char word[64];
+	size_t n = 0;
+
+	while (n < len && n + 1 < sizeof(word) && kw[n] != ' ') {
+		word[n] = (char)toupper((unsigned char)kw[n]);
+		n++;
+	}
+	word[n] = '\0';
+	if (strcmp(word, "PIPELINING") == 0)
+		c->caps.pipelining = true;
+	else if (strcmp(word, "8BITMIME") == 0)
+		c->caps.eightbitmime = true;
+	else if (strcmp(word, "SMTPUTF8") == 0)
+		c->caps.smtputf8 = true;
+	else if (strcmp(word, "STARTTLS") == 0)
+		c->caps.starttls = true;
+	else if (strcmp(word, "SIZE") == 0) {
+		c->caps.size = true;
+		if (n < len)
+			c->caps.size_max = strtoull(kw + n + 1, NULL, 10);
+	}
+}
+
+static void
+client_ready(struct smtp_client *c)
+{
+	c->state = CS_READY;
+	log_info("%s client ready host=%s addr=%s tls=%s pipelining=%s", c->id,
+	    c->caps.host, c->caps.addr, c->caps.tls ? c->caps.tls_info : "no",
+	    c->caps.pipelining ? "yes" : "no");
+	if (client_emit(c, SC_READY, SMTP_CMD_MAIL, SMTP_FAIL_NONE, NULL))
+		queue_flush(c);
+}
+
+static void
+client_send_ehlo(struct smtp_client *c)
+{
+	bool tls = c->caps.tls;
+	char info[sizeof(c->caps.tls_info)];
+
+	str_copy(info, c->caps.tls_info, sizeof(info));
+	/* RFC 3207 4.2: forget what was learnt before TLS */
+	c->caps.esmtp = c->caps.pipelining = c->caps.size = false;
+	c->caps.eightbitmime = c->caps.smtputf8 = c->caps.starttls = false;
+	c->caps.size_max = 0;
+	c->caps.tls = tls;
+	str_copy(c->caps.tls_info, info, sizeof(c->caps.tls_info));
+	evbuffer_add_printf(bufferevent_get_output(c->bev), "EHLO %s\r\n", c->p.helo);
+	c->state = CS_EHLO;
+}
+
+static void
+client_start_tls(struct smtp_client *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct bufferevent *tls;
+	SSL *ssl;
+
+	/* nothing the server sent before the handshake may count after it */
+	evbuffer_drain(in, evbuffer_get_length(in));
+	if ((ssl = SSL_new(c->p.tls)) == NULL)
+		fatalx("SSL_new");
+	if (c->caps.host[0] && strchr(c->caps.host, '.'))
+		SSL_set_tlsext_host_name(ssl, c->caps.host);
+	tls = bufferevent_openssl_filter_new(c->p.base, c->bev, ssl,
+	    BUFFEREVENT_SSL_CONNECTING,
+	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	if (tls == NULL)
+		fatalx("bufferevent_openssl_filter_new");
+	bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
+	c->bev = tls;
+	c->state = CS_TLS;
+	client_setup_bev(c);
+}
+
+/* client_reply - one whole reply arrived */
+static void
+client_reply(struct smtp_client *c, struct smtp_reply *r)
+{
+	struct pending *pc;
+	char why[SMTP_REPLY_TEXT_MAX + 16];
+
+	switch (c->state) {
+	case CS_GREETING:
+		if (r->code / 100 != 2) {
+			/* RFC 5321 3.1: a 554 greeting refuses; try the next MX */
+			c->last_refusal = *r;
+			snprintf(why, sizeof(why), "greeting %d %s", r->code, r->text);
+			client_next(c, why);
+			return;
+		}
+		c->reached = true;
+		client_send_ehlo(c);
+		return;
+	case CS_EHLO:
+		if (r->code == 421) {
+			c->last_refusal = *r;
+			client_next(c, "421 to EHLO");
+			return;
+		}
+		if (r->code / 100 != 2) {
+			evbuffer_add_printf(bufferevent_get_output(c->bev),
+			    "HELO %s\r\n", c->p.helo);
+			c->state = CS_HELO;
+			return;
+		}
+		c->caps.esmtp = true;
+		if (c->caps.starttls && !c->caps.tls && !c->plaintext && c->p.tls) {
+			evbuffer_add_printf(bufferevent_get_output(c->bev),
+			    "STARTTLS\r\n");
+			c->state = CS_STARTTLS;
+			return;
+		}
+		client_ready(c);
+		return;
+	case CS_HELO:
+		if (r->code / 100 != 2) {
+			c->last_refusal = *r;
+			snprintf(why, sizeof(why), "HELO %d %s", r->code, r->text);
+			client_next(c, why);
+			return;
+		}
+		client_ready(c);
+		return;
+	case CS_STARTTLS:
+		if (r->code != 220) {
+			client_ready(c);	/* opportunistic: go on in plaintext */
+			return;
+		}
+		client_start_tls(c);
+		return;
+	case CS_READY:
+		if (r->code == 421) {
+			client_fail(c, SMTP_FAIL_CLOSING, r);
+			return;
+		}
+		if ((pc = TAILQ_FIRST(&c->queue)) == NULL || pc->line != NULL) {
+			client_fail(c, SMTP_FAIL_PROTOCOL, r);
+			return;
+		}
+		TAILQ_REMOVE(&c->queue, pc, entry);
+		{
+			enum smtp_cmd cmd = pc->cmd;
+
+			free(pc);
+			if (!client_emit(c, SC_REPLY, cmd, SMTP_FAIL_NONE, r))
+				return;
+		}
+		queue_flush(c);
+		return;
+	default:
+		client_fail(c, SMTP_FAIL_PROTOCOL, r);
+		return;
+	}
+}
+
+static void
+client_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct smtp_client *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+
+	while (c->bev == bev && c->state != CS_DEAD && c->state != CS_TLS) {
+		size_t len;
+		char *line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF);
+		enum smtp_parse st;
+
+		if (line == NULL) {
+			if (evbuffer_get_length(in) > SMTP_REPLY_MAX) {
+				if (c->state == CS_READY)
+					client_fail(c, SMTP_FAIL_PROTOCOL, NULL);
+				else
+					client_next(c, "reply line too long");
+			}
+			return;
+		}
+		c->reply_octets += len;
+		if (c->state == CS_EHLO && c->reply.code != 0 && len > 4)
+			ehlo_keyword(c, line + 4, len - 4);
+		st = smtp_reply_parse(&c->reply, line, len);
+		free(line);
+		if (st == SMTP_PARSE_ERROR || c->reply_octets > SMTP_REPLY_MAX) {
+			if (c->state == CS_READY)
+				client_fail(c, SMTP_FAIL_PROTOCOL, NULL);
+			else
+				client_next(c, "not an SMTP reply");
+			return;
+		}
+		if (st == SMTP_PARSE_DONE) {
+			struct smtp_reply r = c->reply;
+
+			memset(&c->reply, 0, sizeof(c->reply));
+			c->reply_octets = 0;
+			client_reply(c, &r);
+		}
+	}
+}
+
+static void
+client_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct smtp_client *c = arg;
+
+	if (c->notify_drain && c->state == CS_READY) {
+		c->notify_drain = false;
+		client_emit(c, SC_DRAINED, SMTP_CMD_DOT, SMTP_FAIL_NONE, NULL);
+	}
+}
+
+static void
+client_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct smtp_client *c = arg;
+
+	if (what & BEV_EVENT_CONNECTED) {
+		if (c->state == CS_CONNECT) {
+			c->state = CS_GREETING;
+			return;
+		}
+		if (c->state == CS_TLS) {
+			SSL *ssl = bufferevent_openssl_get_ssl(bev);
+
+			c->caps.tls = true;
+			snprintf(c->caps.tls_info, sizeof(c->caps.tls_info), "%s %s",
+			    SSL_get_version(ssl), SSL_get_cipher_name(ssl));
+			log_info("%s client tls host=%s version=%s cipher=%s", c->id,
+			    c->caps.host, SSL_get_version(ssl),
+			    SSL_get_cipher_name(ssl));
+			client_send_ehlo(c);
+		}
+		return;
+	}
+	if (c->state == CS_READY) {
+		client_fail(c, (what & BEV_EVENT_TIMEOUT) ? SMTP_FAIL_TIMEOUT :
+		    SMTP_FAIL_LOST, NULL);
+		return;
+	}
+	if (c->state == CS_TLS) {
+		unsigned long e = bufferevent_get_openssl_error(bev);
+		char buf[256] = "handshake failed";
+
+		if (e)
+			ERR_error_string_n(e, buf, sizeof(buf));
+		client_next(c, buf);
+		return;
+	}
+	client_next(c, (what & BEV_EVENT_TIMEOUT) ? "timeout" :
+	    (what & BEV_EVENT_EOF) ? "connection closed" : "connection failed");
+}

@@ -1,0 +1,118 @@
+/*
+ * client.h - the outbound SMTP client, shared by forward/ (synchronous
+ * proxy) and queue/ (delivery).
+ *
+ * One client is one SMTP session with one of a list of targets (the MX
+ * addresses, in order).  It connects, reads the greeting, says EHLO (HELO
+ * if refused), upgrades with STARTTLS when offered, and reports SC_READY
+ * with the capabilities learnt.  Commands may then be issued in any
+ * number; they are pipelined when the server offers PIPELINING, and each
+ * reply comes back, in order, as SC_REPLY naming its command.
+ */
+#ifndef CHAMOIS_CLIENT_H
+#define CHAMOIS_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/time.h>
+
+#include <openssl/ssl.h>
+
+#include "resolver.h"
+
+struct event_base;
+struct smtp_client;
+
+#define SMTP_REPLY_TEXT_MAX	512	/* bounded, RFC 5321 4.5.3.1.5 */
+#define SMTP_REPLY_MAX		4096	/* a multi-line reply in all */
+
+struct smtp_reply {
+	int code;			/* 200..599 */
+	char esc[16];			/* "5.1.1", or "" when the server gave none */
+	char text[SMTP_REPLY_TEXT_MAX];	/* text after code and esc, lines joined */
+};
+
+enum smtp_parse {
+	SMTP_PARSE_MORE,	/* a continuation line: more to come */
+	SMTP_PARSE_DONE,	/* the reply is complete */
+	SMTP_PARSE_ERROR,	/* not an SMTP reply */
+};
+
+/*
+ * smtp_reply_parse - feed one reply line (without CRLF) to r; r must be
+ * zeroed before the first line.  Pure, for unit tests and the client.
+ */
+enum smtp_parse smtp_reply_parse(struct smtp_reply *r, const char *line, size_t len);
+
+enum smtp_cmd {
+	SMTP_CMD_MAIL,
+	SMTP_CMD_RCPT,
+	SMTP_CMD_DATA,
+	SMTP_CMD_DOT,
+	SMTP_CMD_RSET,
+};
+
+enum smtp_client_event {
+	SC_READY,	/* session ready for MAIL; caps are known */
+	SC_REPLY,	/* the reply to one command (cmd, reply) */
+	SC_FAILED,	/* the session is over (why, reply) */
+	SC_DRAINED,	/* output below the low watermark: send more body */
+};
+
+enum smtp_fail {
+	SMTP_FAIL_NONE,
+	SMTP_FAIL_UNREACHABLE,	/* no target took a connection and said hello */
+	SMTP_FAIL_LOST,	/* the connection broke */
+	SMTP_FAIL_TIMEOUT,	/* a step took longer than step_timeout */
+	SMTP_FAIL_PROTOCOL,	/* a reply that is not SMTP, or unexpected */
+	SMTP_FAIL_CLOSING,	/* the server said 421 */
+};
+
+struct smtp_caps {
+	bool esmtp, pipelining, size, eightbitmime, smtputf8, starttls, tls;
+	uint64_t size_max;		/* 0 if SIZE had no number */
+	char tls_info[96];		/* "TLSv1.3 TLS_AES_256_GCM_SHA384" */
+	char host[256];			/* the target's host name */
+	char addr[64];			/* its address, "[1.2.3.4]:25" */
+};
+
+typedef void (*smtp_client_cb)(void *arg, enum smtp_client_event, enum smtp_cmd,
+    enum smtp_fail, const struct smtp_reply *);
+
+struct smtp_client_params {
+	struct event_base *base;
+	const char *helo;		/* our host name */
+	SSL_CTX *tls;			/* client context; NULL: never STARTTLS */
+	const struct mx_target *targets;	/* copied */
+	size_t ntargets;
+	unsigned port;			/* remote_port */
+	struct timeval step_timeout;	/* connect, and each reply */
+	smtp_client_cb cb;
+	void *arg;
+	const char *log_id;		/* for log lines */
+};
+
+struct smtp_client *smtp_client_new(const struct smtp_client_params *);
+/* smtp_client_free - close at once (mid-DATA: no final dot is ever sent) */
+void smtp_client_free(struct smtp_client *);
+/* smtp_client_quit - say QUIT and let go; no callback after this */
+void smtp_client_quit(struct smtp_client *);
+const struct smtp_caps *smtp_client_caps(const struct smtp_client *);
+void smtp_client_mail(struct smtp_client *, const char *from, const char *params);
+void smtp_client_rcpt(struct smtp_client *, const char *to);
+void smtp_client_data(struct smtp_client *);
+/*
+ * smtp_client_body - LF text (dot-stuffing undone) to send as CRLF,
+ * stuffed; true when the output is over the high watermark: stop feeding
+ * until SC_DRAINED.
+ */
+bool smtp_client_body(struct smtp_client *, const char *text, size_t len);
+/* smtp_client_dot - end the body (CRLF if needed, then ".") */
+void smtp_client_dot(struct smtp_client *);
+void smtp_client_rset(struct smtp_client *);
+/* smtp_client_pending - octets not yet written to the server */
+size_t smtp_client_pending(const struct smtp_client *);
+void smtp_client_set_timeout(struct smtp_client *, const struct timeval *);
+
+#endif

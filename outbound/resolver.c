@@ -1,0 +1,944 @@
+/*
+ * resolver.c - where mail for a domain goes: MX, AAAA and A look-ups with
+ * c-ares, driven by the libevent loop.
+ *
+ * c-ares tells us which sockets it wants watched (ARES_OPT_SOCK_STATE_CB):
+ * each gets a persistent event that calls ares_process_fd() when ready,
+ * and one timer, re-armed from ares_timeout() after every call into
+ * c-ares, drives its retransmissions and timeouts.  Nothing blocks.
+ *
+ * A query is a small state machine: the MX look-up, then AAAA and A for
+ * every MX host kept (or for the domain itself when it has no MX, RFC 5321
+ * 5.1), then the answer.  The answer is handed to the caller from an event
+ * of its own, never from inside resolver_mx() nor from inside c-ares, so
+ * the caller may start, cancel or free anything in its callback.  A
+ * cancelled query is detached from its resolver and freed when the last of
+ * its c-ares requests has called back (ares_destroy() calls them all back
+ * with ARES_EDESTRUCTION).
+ *
+ * Answers are cached per lower-case domain for the smallest TTL of the
+ * records used (at most RES_MAX_TTL); NXDOMAIN, null MX and no-address
+ * answers for RES_NEG_TTL at most; temporary failures never.  A cache hit
+ * shuffles the hosts of equal preference again.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <ares.h>
+#include <event2/event.h>
+
+#include "../common/hmap.h"
+#include "../common/util.h"
+#include "resolver.h"
+
+#ifndef T_MX
+#define T_MX		15
+#endif
+#ifndef T_A
+#define T_A		1
+#endif
+#ifndef T_AAAA
+#define T_AAAA		28
+#endif
+#ifndef C_IN
+#define C_IN		1
+#endif
+
+#define RES_TIMEOUT_MS	2000	/* per try; c-ares doubles it on retries */
+#define RES_TRIES	2
+#define RES_MAX_HOSTS	10	/* MX hosts looked up, best first */
+#define RES_MAX_ADDRS	4	/* addresses tried per host */
+#define RES_MAX_TTL	3600	/* seconds an answer is cached at most */
+#define RES_NEG_TTL	60	/* ... a negative one */
+#define RES_CACHE_MAX	1024	/* domains cached */
+
+struct rsock {
+	struct rsock *next;
+	struct resolver *r;
+	ares_socket_t fd;
+	struct event *ev;
+};
+
+struct cache_entry {
+	uint64_t expires;	/* monotonic ms */
+	struct mx_answer ans;	/* targets owned */
+	char key[256];
+};
+
+struct rhost {
+	char name[256];
+	unsigned preference;
+	struct sockaddr_in6 a6[RES_MAX_ADDRS];
+	size_t n6;
+	struct sockaddr_in a4[RES_MAX_ADDRS];
+	size_t n4;
+};
+
+enum qstage {
+	STAGE_MX,	/* waiting for the MX answer */
+	STAGE_ADDR,	/* waiting for AAAA and A answers */
+	STAGE_DONE,	/* ans is final, delivery scheduled */
+};
+
+struct resolver_query {
+	struct resolver *r;		/* NULL once detached (cancelled) */
+	struct resolver_query *prev, *next;
+	char domain[256];		/* lower case, no trailing dot */
+	resolver_cb cb;
+	void *arg;
+	struct event *deliver;
+	unsigned pending;		/* c-ares requests not called back */
+	enum qstage stage;
+	bool cancelled;
+	bool delivering;
+	bool tempfail;			/* an address look-up failed for now */
+	unsigned ttl;			/* smallest TTL seen, seconds */
+	struct rhost *hosts;
+	size_t nhosts;
+	struct mx_answer ans;
+};
+
+/* one c-ares request of a query */
+struct req {
+	struct resolver_query *q;
+	size_t host;
+	int type;
+};
+
+struct resolver {
+	struct event_base *base;
+	ares_channel ch;
+	struct event *timer;
+	struct rsock *socks;
+	struct resolver_query *queries;
+	struct hmap *cache;
+};
+
+static const char *
+status_name(enum dns_status st)
+{
+	switch (st) {
+	case DNS_OK:		return "ok";
+	case DNS_NXDOMAIN:	return "nxdomain";
+	case DNS_NULLMX:	return "nullmx";
+	case DNS_NOHOST:	return "nohost";
+	case DNS_TEMPFAIL:	return "tempfail";
+	}
+	return "?";
+}
+
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t
+rnd_default(void *arg)
+{
+	(void)arg;
+	return random_u64();
+}
+
+static const char *
+esc(char *buf, size_t size, const char *s)
+{
+	return log_escape(buf, size, s, strlen(s));
+}
+
+/* ---- c-ares in the event loop ---- */
+
+static void
+timer_rearm(struct resolver *r)
+{
+	struct timeval tv, *tvp;
+
+	tvp = ares_timeout(r->ch, NULL, &tv);
+	if (tvp != NULL)
+		evtimer_add(r->timer, tvp);
+	else
+		evtimer_del(r->timer);
+}
+
+static void
+timer_fire(evutil_socket_t fd, short what, void *arg)
+{
+	struct resolver *r = arg;
+
+	ares_process_fd(r->ch, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
+	timer_rearm(r);
+}
+
+static void
+sock_ready(evutil_socket_t fd, short what, void *arg)
+{
+	/* c-ares may close the socket (and free s) from inside */
+	struct resolver *r = ((struct rsock *)arg)->r;
+
+	ares_process_fd(r->ch, (what & EV_READ) ? fd : ARES_SOCKET_BAD,
+	    (what & EV_WRITE) ? fd : ARES_SOCKET_BAD);
+	timer_rearm(r);
+}
+
+static void
+sock_state(void *data, ares_socket_t fd, int readable, int writable)
+{
+	struct resolver *r = data;
+	struct rsock **sp, *s;
+
+	for (sp = &r->socks; *sp != NULL; sp = &(*sp)->next)
+		if ((*sp)->fd == fd)
+			break;
+	s = *sp;
+	if (!readable && !writable) {
+		if (s != NULL) {
+			*sp = s->next;
+			event_free(s->ev);
+			free(s);
+		}
+		return;
+	}
+	if (s == NULL) {
+		s = xcalloc(1, sizeof(*s));
+		s->r = r;
+		s->fd = fd;
+		s->next = r->socks;
+		r->socks = s;
+	} else
+		event_free(s->ev);
+	s->ev = event_new(r->base, fd, EV_PERSIST | (readable ? EV_READ : 0) |
+	    (writable ? EV_WRITE : 0), sock_ready, s);
+	if (s->ev == NULL)
+		fatalx("resolver: event_new failed");
+	event_add(s->ev, NULL);
+}
+
+/* ---- cache ---- */
+
+static void
+answer_copy(struct mx_answer *dst, const struct mx_answer *src)
+{
+	*dst = *src;
+	dst->targets = NULL;
+	if (src->ntargets > 0) {
+		dst->targets = xreallocarray(NULL, src->ntargets,
+		    sizeof(*src->targets));
+		memcpy(dst->targets, src->targets,
+		    src->ntargets * sizeof(*src->targets));
+	}
+}
+
+static void
+cache_entry_free(void *p)
+{
+	struct cache_entry *e = p;
+
+	free(e->ans.targets);
+	free(e);
+}
+
+struct cache_walk {
+	uint64_t now;
+	const char **expired;
+	size_t nexpired;
+	const struct cache_entry *oldest;
+};
+
+static void
+cache_walk_fn(const char *key, void *val, void *arg)
+{
+	struct cache_walk *w = arg;
+	const struct cache_entry *e = val;
+
+	if (e->expires <= w->now)
+		w->expired[w->nexpired++] = e->key;
+	if (w->oldest == NULL || e->expires < w->oldest->expires)
+		w->oldest = e;
+}
+
+/* cache_room - make room for one more entry: the expired go, else the oldest */
+static void
+cache_room(struct resolver *r)
+{
+	struct cache_walk w = { .now = now_ms() };
+	size_t n = hmap_count(r->cache), i;
+
+	if (n < RES_CACHE_MAX)
+		return;
+	w.expired = xreallocarray(NULL, n, sizeof(*w.expired));
+	hmap_walk(r->cache, cache_walk_fn, &w);
+	if (w.nexpired == 0 && w.oldest != NULL)
+		w.expired[w.nexpired++] = w.oldest->key;
+	for (i = 0; i < w.nexpired; i++)
+		cache_entry_free(hmap_del(r->cache, w.expired[i]));
+	free(w.expired);
+}
+
+static void
+cache_put(struct resolver *r, const char *key, const struct mx_answer *ans,
+    unsigned ttl)
+{
+	struct cache_entry *e, *old;
+
+	if (ttl == 0)
+		return;
+	if (hmap_get(r->cache, key) == NULL)
+		cache_room(r);
+	e = xcalloc(1, sizeof(*e));
+	if (!str_copy(e->key, key, sizeof(e->key))) {
+		free(e);
+		return;
+	}
+	e->expires = now_ms() + (uint64_t)ttl * 1000;
+	answer_copy(&e->ans, ans);
+	if ((old = hmap_put(r->cache, e->key, e)) != NULL)
+		cache_entry_free(old);
+}
+
+/*
+ * cache_get - copy a live entry's answer into ans, the hosts of equal
+ * preference shuffled again (a host's targets are consecutive).
+ */
+static bool
+cache_get(struct resolver *r, const char *key, struct mx_answer *ans,
+    unsigned *ttl)
+{
+	struct cache_entry *e = hmap_get(r->cache, key);
+	struct mx_rank *rank;
+	size_t *start, ngroups = 0, i, j, o, end;
+	const struct mx_target *t;
+	uint64_t now;
+
+	if (e == NULL)
+		return false;
+	if (e->expires <= (now = now_ms())) {
+		cache_entry_free(hmap_del(r->cache, key));
+		return false;
+	}
+	*ttl = (unsigned)((e->expires - now + 999) / 1000);
+	*ans = e->ans;
+	ans->targets = NULL;
+	if (e->ans.ntargets == 0)
+		return true;
+	t = e->ans.targets;
+	rank = xreallocarray(NULL, e->ans.ntargets, sizeof(*rank));
+	start = xreallocarray(NULL, e->ans.ntargets + 1, sizeof(*start));
+	for (i = 0; i < e->ans.ntargets; i++) {
+		if (i > 0 && t[i].preference == t[i - 1].preference &&
+		    strcmp(t[i].host, t[i - 1].host) == 0)
+			continue;
+		rank[ngroups].preference = t[i].preference;
+		rank[ngroups].index = ngroups;
+		start[ngroups++] = i;
+	}
+	start[ngroups] = e->ans.ntargets;
+	mx_order(rank, ngroups, rnd_default, NULL);
+	ans->targets = xreallocarray(NULL, e->ans.ntargets, sizeof(*t));
+	for (i = 0, o = 0; i < ngroups; i++) {
+		end = start[rank[i].index + 1];
+		for (j = start[rank[i].index]; j < end; j++)
+			ans->targets[o++] = t[j];
+	}
+	free(rank);
+	free(start);
+	return true;
+}
+
+/* ---- queries ---- */
+
+static void
+query_free(struct resolver_query *q)
+{
+	if (q->deliver != NULL)
+		event_free(q->deliver);
+	free(q->hosts);
+	free(q->ans.targets);
+	free(q);
+}
+
+static void
+query_unlink(struct resolver_query *q)
+{
+	struct resolver *r = q->r;
+
+	if (r == NULL)
+		return;
+	if (q->prev != NULL)
+		q->prev->next = q->next;
+	else
+		r->queries = q->next;
+	if (q->next != NULL)
+		q->next->prev = q->prev;
+	q->prev = q->next = NULL;
+	q->r = NULL;
+}
+
+static void
+deliver_fire(evutil_socket_t fd, short what, void *arg)
+{
+	struct resolver_query *q = arg;
+
+	/* detached first: the callback may free the resolver */
+	query_unlink(q);
+	q->delivering = true;
+	q->cb(q->arg, &q->ans);
+	query_free(q);
+}
+
+static void
+log_answer(const struct resolver_query *q, bool cached)
+{
+	char b1[300], b2[300], addr[INET6_ADDRSTRLEN];
+	const struct mx_target *t;
+	const void *a;
+	size_t i;
+
+	if (!log_verbose())
+		return;
+	log_debug("resolver: %s: %s%s%s, %zu targets, ttl %u",
+	    esc(b1, sizeof(b1), q->domain), status_name(q->ans.status),
+	    q->ans.implicit ? " (no MX: A/AAAA)" : "",
+	    cached ? " (cached)" : "", q->ans.ntargets, q->ttl);
+	for (i = 0; i < q->ans.ntargets; i++) {
+		t = &q->ans.targets[i];
+		if (t->ss.ss_family == AF_INET6)
+			a = &((const struct sockaddr_in6 *)&t->ss)->sin6_addr;
+		else
+			a = &((const struct sockaddr_in *)&t->ss)->sin_addr;
+		if (inet_ntop(t->ss.ss_family, a, addr, sizeof(addr)) == NULL)
+			str_copy(addr, "?", sizeof(addr));
+		log_debug("resolver: %s: target %zu: %s pref %u %s",
+		    b1, i, esc(b2, sizeof(b2), t->host), t->preference, addr);
+	}
+}
+
+/* finish - the answer is final: cache it for ttl seconds, deliver it */
+static void
+finish(struct resolver_query *q, enum dns_status st, unsigned ttl)
+{
+	q->stage = STAGE_DONE;
+	q->ans.status = st;
+	if (st != DNS_OK)
+		q->ans.ntargets = 0;
+	if (ttl > RES_MAX_TTL)
+		ttl = RES_MAX_TTL;
+	q->ttl = st == DNS_TEMPFAIL ? 0 : ttl;
+	log_answer(q, false);
+	if (q->r != NULL && q->ttl > 0)
+		cache_put(q->r, q->domain, &q->ans, q->ttl);
+	event_active(q->deliver, EV_TIMEOUT, 1);
+}
+
+static void ares_done(void *, int, int, unsigned char *, int);
+
+static void
+issue(struct resolver_query *q, size_t host, int type)
+{
+	struct req *rq = xmalloc(sizeof(*rq));
+	const char *name = type == T_MX ? q->domain : q->hosts[host].name;
+	char b[300];
+
+	rq->q = q;
+	rq->host = host;
+	rq->type = type;
+	log_debug("resolver: %s: query %s %s", q->domain,
+	    type == T_MX ? "MX" : type == T_A ? "A" : "AAAA",
+	    esc(b, sizeof(b), name));
+	q->pending++;
+	ares_query(q->r->ch, name, C_IN, type, ares_done, rq);
+}
+
+/* build - every address look-up is back: the targets, in order */
+static void
+build(struct resolver_query *q)
+{
+	struct mx_target *t;
+	struct rhost *h;
+	size_t i, j, n6, n4, max = q->nhosts * RES_MAX_ADDRS;
+
+	q->ans.targets = xreallocarray(NULL, max > 0 ? max : 1,
+	    sizeof(*q->ans.targets));
+	q->ans.ntargets = 0;
+	for (i = 0; i < q->nhosts; i++) {
+		h = &q->hosts[i];
+		/* IPv6 first, yet leave IPv4 at least half of the places */
+		n4 = h->n4 < RES_MAX_ADDRS / 2 ? h->n4 : RES_MAX_ADDRS / 2;
+		n6 = h->n6 < RES_MAX_ADDRS - n4 ? h->n6 : RES_MAX_ADDRS - n4;
+		n4 = h->n4 < RES_MAX_ADDRS - n6 ? h->n4 : RES_MAX_ADDRS - n6;
+		for (j = 0; j < n6 + n4; j++) {
+			t = &q->ans.targets[q->ans.ntargets++];
+			memset(t, 0, sizeof(*t));
+			str_copy(t->host, h->name, sizeof(t->host));
+			t->preference = h->preference;
+			if (j < n6) {
+				memcpy(&t->ss, &h->a6[j], sizeof(h->a6[j]));
+				t->sslen = sizeof(h->a6[j]);
+			} else {
+				memcpy(&t->ss, &h->a4[j - n6], sizeof(h->a4[0]));
+				t->sslen = sizeof(h->a4[0]);
+			}
+		}
+	}
+	if (q->ans.ntargets > 0)
+		/* an answer with a look-up missing is not cached */
+		finish(q, DNS_OK, q->tempfail ? 0 : q->ttl);
+	else if (q->tempfail)
+		finish(q, DNS_TEMPFAIL, 0);
+	else
+		finish(q, DNS_NOHOST, q->ttl < RES_NEG_TTL ? q->ttl : RES_NEG_TTL);
+}
+
+static void
+check_done(struct resolver_query *q)
+{
+	if (q->pending == 0 && q->stage == STAGE_ADDR)
+		build(q);
+}
+
+/* lookup_hosts - AAAA and A for every host */
+static void
+lookup_hosts(struct resolver_query *q)
+{
+	size_t i;
+
+	q->stage = STAGE_ADDR;
+	/* held while issuing: c-ares may call back from inside ares_query */
+	q->pending++;
+	for (i = 0; i < q->nhosts && !q->cancelled; i++) {
+		issue(q, i, T_AAAA);
+		if (!q->cancelled)
+			issue(q, i, T_A);
+	}
+	q->pending--;
+	check_done(q);
+}
+
+static void
+ttl_min(struct resolver_query *q, int ttl)
+{
+	unsigned t = ttl < 0 ? 0 : (unsigned)ttl;
+
+	if (t < q->ttl)
+		q->ttl = t;
+}
+
+/* skip_name - past the (possibly compressed) name at off; 0 when bad */
+static size_t
+skip_name(const unsigned char *p, size_t len, size_t off)
+{
+	while (off < len) {
+		if (p[off] == 0)
+			return off + 1;
+		if ((p[off] & 0xc0) == 0xc0)
+			return off + 2 <= len ? off + 2 : 0;
+		if ((p[off] & 0xc0) != 0)
+			return 0;
+		off += 1 + (size_t)p[off];
+	}
+	return 0;
+}
+
+/*
+ * answer_ttl - the smallest TTL of the answer section's records of type
+ * (ares_parse_mx_reply() keeps no TTL); false when the message is bad.
+ */
+static bool
+answer_ttl(const unsigned char *p, int alen, int type, unsigned *ttl)
+{
+	size_t len = alen < 0 ? 0 : (size_t)alen, off = 12, rdlen;
+	unsigned qd, an, i, t;
+	bool any = false;
+
+	if (len < 12)
+		return false;
+	qd = (unsigned)p[4] << 8 | p[5];
+	an = (unsigned)p[6] << 8 | p[7];
+	for (i = 0; i < qd; i++) {
+		if ((off = skip_name(p, len, off)) == 0 || off + 4 > len)
+			return false;
+		off += 4;
+	}
+	for (i = 0; i < an; i++) {
+		if ((off = skip_name(p, len, off)) == 0 || off + 10 > len)
+			return false;
+		t = (unsigned)p[off + 4] << 24 | (unsigned)p[off + 5] << 16 |
+		    (unsigned)p[off + 6] << 8 | p[off + 7];
+		if (t > 0x7fffffff)	/* RFC 2181 8 */
+			t = 0;
+		rdlen = (size_t)p[off + 8] << 8 | p[off + 9];
+		if (((unsigned)p[off] << 8 | p[off + 1]) == (unsigned)type &&
+		    (!any || t < *ttl)) {
+			*ttl = t;
+			any = true;
+		}
+		off += 10 + rdlen;
+		if (off > len)
+			return false;
+	}
+	if (!any)
+		*ttl = 0;
+	return true;
+}
+
+/*
+ * mx_hosts - the usable MX hosts of the reply, in the order to try them,
+ * at most RES_MAX_HOSTS of them, into q->hosts; how many.
+ */
+static size_t
+mx_hosts(struct resolver_query *q, struct ares_mx_reply *mx)
+{
+	struct ares_mx_reply *m, **use;
+	struct mx_rank *rank;
+	struct rhost *h;
+	size_t n = 0, i;
+	char b[300];
+
+	for (m = mx; m != NULL; m = m->next)
+		n++;
+	use = xreallocarray(NULL, n, sizeof(*use));
+	rank = xreallocarray(NULL, n, sizeof(*rank));
+	for (m = mx, n = 0; m != NULL; m = m->next) {
+		/* "." (RFC 7505) and names too long to keep are no host */
+		if (m->host[0] == '\0' || strcmp(m->host, ".") == 0 ||
+		    strlen(m->host) >= sizeof(h->name))
+			continue;
+		rank[n].preference = m->priority;
+		rank[n].index = n;
+		use[n++] = m;
+	}
+	mx_order(rank, n, rnd_default, NULL);
+	if (n > RES_MAX_HOSTS)
+		n = RES_MAX_HOSTS;
+	q->hosts = xcalloc(n > 0 ? n : 1, sizeof(*q->hosts));
+	for (i = 0; i < n; i++) {
+		h = &q->hosts[i];
+		m = use[rank[i].index];
+		str_copy(h->name, m->host, sizeof(h->name));
+		h->preference = m->priority;
+		log_debug("resolver: %s: MX %u %s", q->domain, h->preference,
+		    esc(b, sizeof(b), h->name));
+	}
+	free(use);
+	free(rank);
+	return q->nhosts = n;
+}
+
+static void
+mx_done(struct resolver_query *q, int status, unsigned char *abuf, int alen)
+{
+	struct ares_mx_reply *mx = NULL;
+	unsigned ttl = 0;
+	size_t n;
+	int rc;
+
+	switch (status) {
+	case ARES_SUCCESS:
+		rc = ares_parse_mx_reply(abuf, alen, &mx);
+		if (rc == ARES_ENODATA)		/* e.g. only a CNAME */
+			goto implicit;
+		if (rc != ARES_SUCCESS || !answer_ttl(abuf, alen, T_MX, &ttl)) {
+			log_debug("resolver: %s: bad MX answer: %s", q->domain,
+			    ares_strerror(rc));
+			if (mx != NULL)
+				ares_free_data(mx);
+			finish(q, DNS_TEMPFAIL, 0);
+			return;
+		}
+		ttl_min(q, (int)ttl);
+		n = mx_hosts(q, mx);
+		ares_free_data(mx);
+		if (n == 0)
+			finish(q, DNS_NULLMX, q->ttl < RES_NEG_TTL ? q->ttl :
+			    RES_NEG_TTL);
+		else
+			lookup_hosts(q);
+		return;
+	case ARES_ENODATA:
+	implicit:
+		log_debug("resolver: %s: no MX, using its A/AAAA", q->domain);
+		q->ans.implicit = true;
+		q->hosts = xcalloc(1, sizeof(*q->hosts));
+		q->nhosts = 1;
+		str_copy(q->hosts[0].name, q->domain, sizeof(q->hosts[0].name));
+		lookup_hosts(q);
+		return;
+	case ARES_ENOTFOUND:
+		finish(q, DNS_NXDOMAIN, RES_NEG_TTL);
+		return;
+	default:
+		log_debug("resolver: %s: MX look-up failed: %s", q->domain,
+		    ares_strerror(status));
+		finish(q, DNS_TEMPFAIL, 0);
+		return;
+	}
+}
+
+static void
+addr_done(struct resolver_query *q, size_t host, int type, int status,
+    unsigned char *abuf, int alen)
+{
+	struct rhost *h = &q->hosts[host];
+	struct ares_addrttl a4[RES_MAX_ADDRS];
+	struct ares_addr6ttl a6[RES_MAX_ADDRS];
+	int n = RES_MAX_ADDRS, rc, i;
+
+	if (status == ARES_ENODATA || status == ARES_ENOTFOUND)
+		return;		/* no address of this family */
+	if (status != ARES_SUCCESS) {
+		log_debug("resolver: %s: %s look-up for %s failed: %s",
+		    q->domain, type == T_A ? "A" : "AAAA", h->name,
+		    ares_strerror(status));
+		q->tempfail = true;
+		return;
+	}
+	if (type == T_A) {
+		rc = ares_parse_a_reply(abuf, alen, NULL, a4, &n);
+		for (i = 0; rc == ARES_SUCCESS && i < n; i++) {
+			struct sockaddr_in *sin = &h->a4[h->n4++];
+
+			memset(sin, 0, sizeof(*sin));
+			sin->sin_family = AF_INET;
+			sin->sin_addr = a4[i].ipaddr;
+			ttl_min(q, a4[i].ttl);
+		}
+	} else {
+		rc = ares_parse_aaaa_reply(abuf, alen, NULL, a6, &n);
+		for (i = 0; rc == ARES_SUCCESS && i < n; i++) {
+			struct sockaddr_in6 *sin6 = &h->a6[h->n6++];
+
+			memset(sin6, 0, sizeof(*sin6));
+			sin6->sin6_family = AF_INET6;
+			memcpy(&sin6->sin6_addr, &a6[i].ip6addr,
+			    sizeof(sin6->sin6_addr));
+			ttl_min(q, a6[i].ttl);
+		}
+	}
+	if (rc != ARES_SUCCESS && rc != ARES_ENODATA) {
+		log_debug("resolver: %s: bad %s answer for %s: %s", q->domain,
+		    type == T_A ? "A" : "AAAA", h->name, ares_strerror(rc));
+		q->tempfail = true;
+	}
+}
+
+static void
+ares_done(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+	struct req rq = *(struct req *)arg;
+	struct resolver_query *q = rq.q;
+
+	free(arg);
+	q->pending--;
+	if (q->cancelled || status == ARES_EDESTRUCTION) {
+		q->cancelled = true;
+		if (q->pending == 0 && !q->delivering) {
+			query_unlink(q);
+			query_free(q);
+		}
+		return;
+	}
+	if (rq.type == T_MX)
+		mx_done(q, status, abuf, alen);
+	else {
+		addr_done(q, rq.host, rq.type, status, abuf, alen);
+		check_done(q);
+	}
+}
+
+/* ---- the interface ---- */
+
+static pthread_once_t ares_once = PTHREAD_ONCE_INIT;
+
+static void
+ares_lib_init(void)
+{
+	int rc;
+
+	if ((rc = ares_library_init(ARES_LIB_INIT_ALL)) != ARES_SUCCESS)
+		log_warnx("resolver: ares_library_init: %s", ares_strerror(rc));
+}
+
+static bool
+set_server(struct resolver *r, const struct sockaddr *sa, socklen_t salen)
+{
+	struct ares_addr_port_node n;
+	unsigned port;
+	int rc;
+
+	memset(&n, 0, sizeof(n));
+	if (sa->sa_family == AF_INET && salen >= sizeof(struct sockaddr_in)) {
+		const struct sockaddr_in *sin = (const void *)sa;
+
+		n.family = AF_INET;
+		memcpy(&n.addr.addr4, &sin->sin_addr, sizeof(n.addr.addr4));
+		port = ntohs(sin->sin_port);
+	} else if (sa->sa_family == AF_INET6 &&
+	    salen >= sizeof(struct sockaddr_in6)) {
+		const struct sockaddr_in6 *sin6 = (const void *)sa;
+
+		n.family = AF_INET6;
+		memcpy(&n.addr.addr6, &sin6->sin6_addr, sizeof(n.addr.addr6));
+		port = ntohs(sin6->sin6_port);
+	} else {
+		log_warnx("resolver: dns_server is not an IPv4/IPv6 address");
+		return false;
+	}
+	if (port == 0)
+		port = 53;
+	n.udp_port = n.tcp_port = (int)port;
+	if ((rc = ares_set_servers_ports(r->ch, &n)) != ARES_SUCCESS) {
+		log_warnx("resolver: ares_set_servers_ports: %s",
+		    ares_strerror(rc));
+		return false;
+	}
+	log_debug("resolver: DNS server port %u", port);
+	return true;
+}
+
+struct resolver *
+resolver_new(struct event_base *base, const struct sockaddr *server,
+    socklen_t serverlen)
+{
+	struct resolver *r;
+	struct ares_options o;
+	int rc;
+
+	pthread_once(&ares_once, ares_lib_init);
+	r = xcalloc(1, sizeof(*r));
+	r->base = base;
+	memset(&o, 0, sizeof(o));
+	o.timeout = RES_TIMEOUT_MS;
+	o.tries = RES_TRIES;
+	o.sock_state_cb = sock_state;
+	o.sock_state_cb_data = r;
+	rc = ares_init_options(&r->ch, &o,
+	    ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_SOCK_STATE_CB);
+	if (rc != ARES_SUCCESS) {
+		log_warnx("resolver: ares_init_options: %s", ares_strerror(rc));
+		free(r);
+		return NULL;
+	}
+	if (server != NULL && !set_server(r, server, serverlen)) {
+		ares_destroy(r->ch);	/* no socket yet: nothing to unwatch */
+		free(r);
+		return NULL;
+	}
+	if ((r->timer = evtimer_new(base, timer_fire, r)) == NULL)
+		fatalx("resolver: evtimer_new failed");
+	r->cache = hmap_new();
+	return r;
+}
+
+void
+resolver_free(struct resolver *r)
+{
+	struct resolver_query *q;
+	struct rsock *s;
+
+	if (r == NULL)
+		return;
+	/* cancel everything; what c-ares still holds goes in ares_destroy */
+	while ((q = r->queries) != NULL) {
+		query_unlink(q);
+		q->cancelled = true;
+		event_del(q->deliver);
+		if (q->pending == 0)
+			query_free(q);
+	}
+	ares_destroy(r->ch);
+	while ((s = r->socks) != NULL) {
+		r->socks = s->next;
+		event_free(s->ev);
+		free(s);
+	}
+	event_free(r->timer);
+	hmap_free(r->cache, cache_entry_free);
+	free(r);
+}
+
+/*
+ * domain_ok - an A-label domain c-ares can look up as it is: LDH labels
+ * (and '_') of 1-63 octets, 253 at most in all.
+ */
+static bool
+domain_ok(const char *d, size_t len)
+{
+	size_t label = 0;
+
+	if (len == 0 || len > 253)
+		return false;
+	for (; *d != '\0'; d++) {
+		if (*d == '.') {
+			if (label == 0)
+				return false;
+			label = 0;
+		} else if ((*d >= 'a' && *d <= 'z') || (*d >= '0' && *d <= '9') ||
+		    *d == '-' || *d == '_') {
+			if (++label > 63)
+				return false;
+		} else
+			return false;
+	}
+	return label > 0;
+}
+
+struct resolver_query *
+resolver_mx(struct resolver *r, const char *domain, resolver_cb cb, void *arg)
+{
+	struct resolver_query *q = xcalloc(1, sizeof(*q));
+	size_t len;
+	char b[300];
+
+	q->r = r;
+	q->cb = cb;
+	q->arg = arg;
+	q->ttl = RES_MAX_TTL;
+	if ((q->deliver = evtimer_new(r->base, deliver_fire, q)) == NULL)
+		fatalx("resolver: evtimer_new failed");
+	q->next = r->queries;
+	if (r->queries != NULL)
+		r->queries->prev = q;
+	r->queries = q;
+
+	if (!str_copy(q->domain, domain, sizeof(q->domain)))
+		q->domain[0] = '\0';
+	len = strlen(q->domain);
+	if (len > 0 && q->domain[len - 1] == '.')
+		q->domain[--len] = '\0';
+	str_lower(q->domain);
+	if (!domain_ok(q->domain, len)) {
+		/* no such name can exist: as NXDOMAIN, not cached */
+		log_debug("resolver: bad domain %s", esc(b, sizeof(b), domain));
+		q->stage = STAGE_DONE;
+		q->ans.status = DNS_NXDOMAIN;
+		event_active(q->deliver, EV_TIMEOUT, 1);
+		return q;
+	}
+	if (cache_get(r, q->domain, &q->ans, &q->ttl)) {
+		q->stage = STAGE_DONE;
+		log_answer(q, true);
+		event_active(q->deliver, EV_TIMEOUT, 1);
+		return q;
+	}
+	issue(q, 0, T_MX);
+	timer_rearm(r);
+	return q;
+}
+
+void
+resolver_cancel(struct resolver_query *q)
+{
+	if (q == NULL || q->delivering || q->cancelled)
+		return;
+	q->cancelled = true;
+	event_del(q->deliver);
+	query_unlink(q);
+	if (q->pending == 0)
+		query_free(q);
+}
