@@ -65,6 +65,8 @@ run: $(PROGRAMS)
 	@echo "chamoisd on 127.0.0.1:2525 (Ctrl-C stops it). Send it a message:"
 	@echo "    swaks --server 127.0.0.1:2525 --to demo@chamois.test"
 	@echo "and read it in run/maildir/chamois.test/demo/new/"
+	@echo "Forwarding: start a sink (python3 -m aiosmtpd -n -l 127.0.0.1:2526),"
+	@echo "    then: swaks --server 127.0.0.1:2525 --to fwd@chamois.test"
 	bin/chamoisd -d -f run/chamois.conf
 
 install: $(PROGRAMS)

@@ -77,12 +77,16 @@ safe_path_part(const char *s)
 	    strchr(s, '"') == NULL && strchr(s, '\\') == NULL;
 }
 
-/* table_key - parse an address from a table; false (reported) if bad */
+/*
+ * table_key - parse an address from a table; false (reported) if bad.
+ * Only a forwarding target may have an address literal (user@[192.0.2.1]).
+ */
 static bool
 table_key(struct loader *l, int line, const char *s, struct mailaddr *a,
-    char *key, size_t size)
+    char *key, size_t size, bool literal_ok)
 {
-	if (addr_parse(s, a, ADDR_F_UTF8) != ADDR_OK || a->domain[0] == '[') {
+	if (addr_parse(s, a, ADDR_F_UTF8) != ADDR_OK ||
+	    (a->domain[0] == '[' && !literal_ok)) {
 		TPROBLEM(l, line, "'%s' is not a valid address", s);
 		return false;
 	}
@@ -141,7 +145,7 @@ load_mailboxes(struct loader *l, const char *path)
 		struct mailaddr a;
 		char key[PATH_MAX_OCTETS + 1];
 
-		if (!table_key(l, line, s, &a, key, sizeof(key)))
+		if (!table_key(l, line, s, &a, key, sizeof(key), false))
 			continue;
 		if (!is_local(t->cfg, &a)) {
 			TPROBLEM(l, line, "mailbox '%s' is not in a local domain "
@@ -192,7 +196,7 @@ load_aliases(struct loader *l, const char *path)
 		}
 		*colon = '\0';
 		s = str_trim(s);
-		if (!table_key(l, line, s, &a, key, sizeof(key)))
+		if (!table_key(l, line, s, &a, key, sizeof(key), false))
 			continue;
 		if (!is_local(t->cfg, &a)) {
 			TPROBLEM(l, line, "alias '%s' is not in a local domain", s);
@@ -213,7 +217,7 @@ load_aliases(struct loader *l, const char *path)
 			tok = str_trim(tok);
 			if (*tok == '\0')
 				continue;
-			if (!table_key(l, line, tok, &ta, tkey, sizeof(tkey)))
+			if (!table_key(l, line, tok, &ta, tkey, sizeof(tkey), true))
 				continue;
 			al->targets = xreallocarray(al->targets, al->ntargets + 1,
 			    sizeof(char *));

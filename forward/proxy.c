@@ -348,11 +348,56 @@ is_self(const struct mx_target *t)
 	return false;
 }
 
+/* fwd_connect - open the remote session to the first usable targets */
+static void
+fwd_connect(struct fwd *f, const struct mx_target *targets, size_t n)
+{
+	struct smtp_client_params p;
+
+	memset(&p, 0, sizeof(p));
+	p.base = smtpd.base;
+	p.helo = smtpd.cfg->hostname;
+	p.tls = smtpd.tls_client;
+	p.targets = targets;
+	p.ntargets = n;
+	p.port = smtpd.cfg->remote_port;
+	p.step_timeout.tv_sec = smtpd.cfg->forward_rcpt_budget;
+	p.cb = fwd_client_cb;
+	p.arg = f;
+	p.log_id = f->s->tx ? f->s->tx->id : f->s->idstr;
+	f->state = FS_CONNECTING;
+	f->c = smtp_client_new(&p);
+}
+
+/* literal_target - user@[192.0.2.1] or user@[IPv6:2001:db8::1]: no DNS */
+static bool
+literal_target(const char *domain, struct mx_target *t)
+{
+	char lit[DOMAIN_MAX + 1];
+	size_t n = strlen(domain);
+
+	memset(t, 0, sizeof(*t));
+	if (n < 3 || domain[0] != '[' || domain[n - 1] != ']' || n - 2 >= sizeof(lit))
+		return false;
+	memcpy(lit, domain + 1, n - 2);
+	lit[n - 2] = '\0';
+	str_copy(t->host, domain, sizeof(t->host));
+	if (strncasecmp(lit, "ipv6:", 5) == 0) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&t->ss;
+
+		s6->sin6_family = AF_INET6;
+		t->sslen = sizeof(*s6);
+		return inet_pton(AF_INET6, lit + 5, &s6->sin6_addr) == 1;
+	}
+	((struct sockaddr_in *)&t->ss)->sin_family = AF_INET;
+	t->sslen = sizeof(struct sockaddr_in);
+	return inet_pton(AF_INET, lit, &((struct sockaddr_in *)&t->ss)->sin_addr) == 1;
+}
+
 static void
 fwd_resolved(void *arg, const struct mx_answer *ans)
 {
 	struct fwd *f = arg;
-	struct smtp_client_params p;
 	char reply[512];
 	size_t n;
 
@@ -380,19 +425,7 @@ fwd_resolved(void *arg, const struct mx_answer *ans)
 			    "would loop back to this server", f->rcpt_shown, f->domain);
 			break;
 		}
-		memset(&p, 0, sizeof(p));
-		p.base = smtpd.base;
-		p.helo = smtpd.cfg->hostname;
-		p.tls = smtpd.tls_client;
-		p.targets = ans->targets;
-		p.ntargets = n;
-		p.port = smtpd.cfg->remote_port;
-		p.step_timeout.tv_sec = smtpd.cfg->forward_rcpt_budget;
-		p.cb = fwd_client_cb;
-		p.arg = f;
-		p.log_id = f->s->tx ? f->s->tx->id : f->s->idstr;
-		f->state = FS_CONNECTING;
-		f->c = smtp_client_new(&p);
+		fwd_connect(f, ans->targets, n);
 		return;
 	}
 	f->state = FS_DEAD;
@@ -625,8 +658,24 @@ fwd_rcpt(struct smtpd_session *s, const char *shown, const struct expansion *exp
 	    exp->external);
 	if (f->state == FS_READY)
 		send_rcpt(f);
-	else if (f->state == FS_RESOLVING && f->q == NULL && f->c == NULL)
-		f->q = resolver_mx(smtpd.resolver, f->domain, fwd_resolved, f);
+	else if (f->state == FS_RESOLVING && f->q == NULL && f->c == NULL) {
+		struct mx_target t;
+
+		if (f->domain[0] != '[') {
+			f->q = resolver_mx(smtpd.resolver, f->domain, fwd_resolved, f);
+			return;
+		}
+		if (!literal_target(f->domain, &t)) {
+			f->state = FS_DEAD;
+			rcpt_done(f, "550 5.1.2 Bad address literal in the forwarding "
+			    "target");
+		} else if (is_self(&t)) {
+			f->state = FS_DEAD;
+			rcpt_done(f, "554 5.4.6 The forwarding target would loop back "
+			    "to this server");
+		} else
+			fwd_connect(f, &t, 1);
+	}
 }
 
 void

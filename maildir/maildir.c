@@ -10,6 +10,7 @@
  * is in all its mailboxes or in none.  Runs on worker threads.
  */
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -270,4 +271,60 @@ maildir_delivery_free(struct maildir_delivery *d)
 	}
 	free(d->copies);
 	free(d);
+}
+
+/* clean_dir - unlink the regular files in dir older than cutoff */
+static unsigned
+clean_dir(const char *dir, time_t cutoff)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	unsigned n = 0;
+
+	if (d == NULL)
+		return 0;
+	while ((e = readdir(d)) != NULL) {
+		struct stat st;
+
+		if (e->d_name[0] == '.')
+			continue;
+		if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISREG(st.st_mode) && st.st_mtime < cutoff &&
+		    unlinkat(dirfd(d), e->d_name, 0) == 0)
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+unsigned
+maildir_clean_tmp(const char *root, time_t max_age)
+{
+	time_t cutoff = time(NULL) - max_age;
+	DIR *domains = opendir(root);
+	struct dirent *de;
+	unsigned n = 0;
+
+	if (domains == NULL)
+		return 0;
+	while ((de = readdir(domains)) != NULL) {
+		char path[4096];
+		DIR *users;
+		struct dirent *ue;
+
+		if (de->d_name[0] == '.' ||
+		    !bsnprintf(path, sizeof(path), "%s/%s", root, de->d_name) ||
+		    (users = opendir(path)) == NULL)
+			continue;
+		while ((ue = readdir(users)) != NULL) {
+			char tmp[4096];
+
+			if (ue->d_name[0] != '.' && bsnprintf(tmp, sizeof(tmp),
+			    "%s/%s/%s/tmp", root, de->d_name, ue->d_name))
+				n += clean_dir(tmp, cutoff);
+		}
+		closedir(users);
+	}
+	closedir(domains);
+	return n;
 }

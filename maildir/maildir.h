@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <time.h>
 
 #include "../common/result.h"
 
@@ -44,6 +45,12 @@ void maildir_commit(struct maildir_delivery *);
 void maildir_abort(struct maildir_delivery *);
 /* maildir_abort_prepared - remove copies still in tmp/ (never those in new/) */
 void maildir_abort_prepared(struct maildir_delivery *);
+/*
+ * maildir_clean_tmp - remove files older than max_age seconds from every
+ * root/domain/user/tmp/ (the Maildir convention says 36 hours); returns
+ * how many.  Blocking: runs on a worker thread.
+ */
+unsigned maildir_clean_tmp(const char *root, time_t max_age);
 /* maildir_delivery_free - the copies' strings and the delivery itself */
 void maildir_delivery_free(struct maildir_delivery *);
 /* maildir_dir - "root/domain/local" for a table spelling; false if too long */

@@ -27,6 +27,7 @@
 #include "../common/util.h"
 #include "../common/worker.h"
 #include "../config.h"
+#include "../maildir/maildir.h"
 #include "../outbound/resolver.h"
 #include "smtpd.h"
 
@@ -135,6 +136,46 @@ reload(void)
 	smtpd.tls_sub = sub;
 	log_info("reload done mailboxes=%zu tls=%s", tables_mailbox_count(t),
 	    mx ? "yes" : "no");
+}
+
+/* housekeeping: stale tmp/ files of interrupted deliveries, every 6 hours */
+#define TMP_MAX_AGE	(36 * 3600)	/* the Maildir convention */
+#define CLEAN_EVERY	(6 * 3600)
+
+struct clean_job {
+	char *root;
+	unsigned removed;
+};
+
+static void
+clean_work(void *arg)
+{
+	struct clean_job *j = arg;
+
+	j->removed = maildir_clean_tmp(j->root, TMP_MAX_AGE);
+}
+
+static void
+clean_done(void *arg)
+{
+	struct clean_job *j = arg;
+
+	if (j->removed)
+		log_info("maildir cleaned-tmp files=%u", j->removed);
+	free(j->root);
+	free(j);
+	smtpd_maybe_exit();
+}
+
+static void
+clean_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct clean_job *j = xcalloc(1, sizeof(*j));
+
+	if (smtpd.stopping)
+		return;
+	j->root = xstrdup(smtpd.cfg->maildir_root);
+	worker_submit(clean_work, clean_done, j);
 }
 
 static void
@@ -295,7 +336,7 @@ int
 main(int argc, char **argv)
 {
 	int ch, foreground = 0, check_only = 0, verbose = 0;
-	struct event *sigs[4];
+	struct event *sigs[4], *clean_ev;
 	const int signums[] = { SIGTERM, SIGINT, SIGHUP };
 	char err[1024];
 	bool ok;
@@ -349,6 +390,9 @@ main(int argc, char **argv)
 		sigs[i] = evsignal_new(smtpd.base, signums[i], signal_cb, NULL);
 		evsignal_add(sigs[i], NULL);
 	}
+	clean_ev = event_new(smtpd.base, -1, EV_PERSIST, clean_cb, NULL);
+	event_add(clean_ev, &(struct timeval){ CLEAN_EVERY, 0 });
+	clean_cb(-1, 0, NULL);
 	smtpd_listeners_start();
 	for (size_t i = 0; i < smtpd.cfg->nlistens; i++)
 		log_info("listening role=%s address=%s",
@@ -365,6 +409,7 @@ main(int argc, char **argv)
 	smtpd_listeners_stop();
 	for (size_t i = 0; i < nitems(signums); i++)
 		event_free(sigs[i]);
+	event_free(clean_ev);
 	if (smtpd.grace_ev)
 		event_free(smtpd.grace_ev);
 	hmap_free(smtpd.per_addr, NULL);

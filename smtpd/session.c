@@ -391,7 +391,8 @@ smtpd_tx_free(struct smtpd_tx *tx)
 	free(tx);
 }
 
-static void
+/* smtpd_maybe_exit - stopping, and nothing is left in flight: leave the loop */
+void
 smtpd_maybe_exit(void)
 {
 	if (smtpd.stopping && smtpd.nsessions == 0 && worker_pending() == 0)

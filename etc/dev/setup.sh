@@ -21,6 +21,9 @@ tls_cert cert.pem
 tls_key key.pem
 # no DNS look-up may leave the machine from a development setup
 dns_server 127.0.0.1:5353
+# forwarded mail goes to port 2526 (fwd@chamois.test -> sink@[127.0.0.1])
+remote_port 2526
+forward_rcpt_budget 10s
 CONF
 	# ::1 may be missing (containers without IPv6)
 	if ! (python3 -c 'import socket; s=socket.socket(socket.AF_INET6); s.bind(("::1",0))') 2>/dev/null; then
@@ -28,7 +31,14 @@ CONF
 	fi
 fi
 [ -f mailboxes ] || printf 'demo@chamois.test\n' > mailboxes
-[ -f aliases ] || printf '# address: target, target\nhello@chamois.test: demo@chamois.test\n' > aliases
+[ -f aliases ] || cat > aliases <<'ALIASES'
+# address: target, target
+hello@chamois.test: demo@chamois.test
+# a forwarded address: passed through, while the sender waits, to the
+# server on 127.0.0.1:2526 (remote_port); start one with
+#   python3 -m aiosmtpd -n -l 127.0.0.1:2526
+fwd@chamois.test: sink@[127.0.0.1]
+ALIASES
 if [ ! -f cert.pem ]; then
 	openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=mx.chamois.test" \
 		-addext "subjectAltName=DNS:mx.chamois.test,DNS:localhost" \

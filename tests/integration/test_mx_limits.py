@@ -8,6 +8,7 @@ lands (or does not land) in the Maildirs.
 import os
 import pwd
 import subprocess
+import time
 
 import pytest
 
@@ -156,3 +157,24 @@ def test_make_install_destdir(tmp_path):
     assert "@SBINDIR@" not in unit and "chamoisd -d -f" in unit
     sbin = next(p for p in dest.rglob("chamoisd") if p.is_file())
     assert os.access(sbin, os.X_OK)
+
+
+def test_stale_tmp_files_cleaned_at_start(chamois_conf):
+    """Files left in tmp/ by an interrupted delivery go after 36 hours
+    (the Maildir convention); younger ones stay."""
+    d = chamois_conf()
+    tmp = d.maildir("alice@example.test") / "tmp"
+    tmp.mkdir(parents=True)
+    old, young = tmp / "1.M1P1.old", tmp / "2.M2P2.young"
+    old.write_text("interrupted\n")
+    young.write_text("in progress\n")
+    day = 24 * 3600
+    os.utime(old, (time.time() - 2 * day, time.time() - 2 * day))
+    os.utime(young, (time.time() - day, time.time() - day))
+    d.start()
+    try:
+        wait_until(lambda: not old.exists(), what="the stale tmp/ file to go")
+        assert young.exists()
+        assert "cleaned-tmp files=1" in d.log()
+    finally:
+        assert d.stop() == 0
