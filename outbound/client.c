@@ -72,6 +72,8 @@ struct smtp_client {
 
 static void client_connect(struct smtp_client *);
 static void client_read_cb(struct bufferevent *, void *);
+static void client_read(struct smtp_client *, struct bufferevent *);
+static void client_event(struct smtp_client *, struct bufferevent *, short);
 static void client_write_cb(struct bufferevent *, void *);
 static void client_event_cb(struct bufferevent *, short, void *);
 
@@ -130,19 +132,36 @@ smtp_reply_parse(struct smtp_reply *r, const char *line, size_t len)
 	return len > 3 && line[3] == '-' ? SMTP_PARSE_MORE : SMTP_PARSE_DONE;
 }
 
-/* client_emit - call the owner; false if the client was freed meanwhile */
-static bool
-client_emit(struct smtp_client *c, enum smtp_client_event ev, enum smtp_cmd cmd,
-    enum smtp_fail why, const struct smtp_reply *r)
+/*
+ * client_hold / client_release - the owner may free the client from any
+ * callback; while a hold is on, smtp_client_free only marks it dead, and
+ * the last release frees it.  release returns false once it is dead.
+ */
+static void
+client_hold(struct smtp_client *c)
 {
 	c->in_cb++;
-	c->p.cb(c->p.arg, ev, cmd, why, r);
+}
+
+static bool
+client_release(struct smtp_client *c)
+{
 	c->in_cb--;
 	if (c->dead && c->in_cb == 0) {
 		smtp_client_free(c);
 		return false;
 	}
 	return !c->dead;
+}
+
+/* client_emit - call the owner; false if the client was freed meanwhile */
+static bool
+client_emit(struct smtp_client *c, enum smtp_client_event ev, enum smtp_cmd cmd,
+    enum smtp_fail why, const struct smtp_reply *r)
+{
+	client_hold(c);
+	c->p.cb(c->p.arg, ev, cmd, why, r);
+	return client_release(c);
 }
 
 static void
@@ -637,9 +656,19 @@ static void
 client_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct smtp_client *c = arg;
+
+	client_hold(c);
+	client_read(c, bev);
+	client_release(c);
+}
+
+static void
+client_read(struct smtp_client *c, struct bufferevent *bev)
+{
 	struct evbuffer *in = bufferevent_get_input(bev);
 
-	while (c->bev == bev && c->state != CS_DEAD && c->state != CS_TLS) {
+	while (!c->dead && c->bev == bev && c->state != CS_DEAD &&
+	    c->state != CS_TLS) {
 		size_t len;
 		char *line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF);
 		enum smtp_parse st;
@@ -680,7 +709,7 @@ client_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct smtp_client *c = arg;
 
-	if (c->notify_drain && c->state == CS_READY) {
+	if (!c->dead && c->notify_drain && c->state == CS_READY) {
 		c->notify_drain = false;
 		client_emit(c, SC_DRAINED, SMTP_CMD_DOT, SMTP_FAIL_NONE, NULL);
 	}
@@ -691,6 +720,15 @@ client_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct smtp_client *c = arg;
 
+	client_hold(c);
+	if (!c->dead)
+		client_event(c, bev, what);
+	client_release(c);
+}
+
+static void
+client_event(struct smtp_client *c, struct bufferevent *bev, short what)
+{
 	if (what & BEV_EVENT_CONNECTED) {
 		if (c->state == CS_CONNECT) {
 			c->state = CS_GREETING;
