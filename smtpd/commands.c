@@ -431,8 +431,8 @@ cmd_rcpt(struct smtpd_session *s, char *arg)
 	if (tx->route != ROUTE_NONE && strcmp(rkey, tx->route_key) != 0) {
 		/* SPEC 4: one route per transaction */
 		expansion_free(&exp);
-		smtpd_reply(s, "452 4.5.3 <%s>: send this recipient in a separate "
-		    "transaction", shown);
+		smtpd_reply(s, "452 4.5.3 send this recipient in a separate "
+		    "transaction");
 		return;
 	}
 	if (exp.external != NULL) {

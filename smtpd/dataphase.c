@@ -201,6 +201,8 @@ header_scan(struct header_scanner *h, const char *text, size_t len)
 				/* a continuation line: unfold into the field */
 				if (h->fieldlen < HEADER_FIELD_KEEP)
 					h->field[h->fieldlen++] = ' ';
+				h->in_field = true;
+				continue;
 			} else if (h->in_field) {
 				header_field(h);
 				h->in_field = false;
@@ -219,7 +221,7 @@ header_scan(struct header_scanner *h, const char *text, size_t len)
 		if (c >= 0x80)
 			h->non_ascii = true;
 		if (h->fieldlen < HEADER_FIELD_KEEP)
-			h->field[h->fieldlen++] = (char)c;
+			h->field[h->fieldlen++] = c == '\t' ? ' ' : (char)c;
 	}
 }
 

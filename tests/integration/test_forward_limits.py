@@ -1,0 +1,106 @@
+"""Forwarding limits and checks the other files do not cover: session limits
+(451 4.4.5), a declared SIZE the remote cannot take (552 5.3.4 at RCPT), our
+own Received for the forwarded address (a loop, 554 5.4.6 at the final dot,
+the remote never gets the dot), and a message larger than any buffer
+streamed through intact."""
+
+import harness
+from harness import sample_message, wait_until
+from peers.remote import (assert_reply, fwd_env, split_first_header,  # noqa: F401
+                          transaction)
+
+ALIASES = {"fwd@example.test": ["carol@remote.test"],
+           "fwd2@example.test": ["dan@remote2.test"]}
+BUDGETS = "forward_rcpt_budget 10s\nforward_data_budget 10s"
+
+
+def open_forward(d, rcpt="fwd@example.test"):
+    """A client session holding a forwarding session open (after RCPT)."""
+    c = harness.Dialog(d.host, d.port, timeout=15)
+    c.expect("220")
+    c.cmd("EHLO client.sender.test", "250")
+    c.cmd("MAIL FROM:<joe@sender.test>", "250")
+    return c, c.cmd("RCPT TO:<%s>" % rcpt, "")
+
+
+def test_per_client_limit_gives_451_445(fwd_env):
+    fwd_env.remote("remote.test")
+    d = fwd_env.daemon(aliases=ALIASES,
+                       extra_conf=BUDGETS + "\nforward_max_per_client 1")
+    a, reply = open_forward(d)
+    assert_reply(reply, "250")
+    b, reply = open_forward(d)
+    assert_reply(reply, "451 4.4.5")
+    # the slot comes back when the first client leaves
+    a.cmd("QUIT", "221")
+    a.close()
+
+    def retry():
+        return not b.cmd("RCPT TO:<fwd@example.test>", "").startswith("451 4.4.5")
+    wait_until(retry, what="the forwarding slot to be free again")
+    b.cmd("QUIT", "221")
+    b.close()
+    fwd_env.assert_no_bounce(local={})
+
+
+def test_per_domain_and_total_limits(fwd_env):
+    fwd_env.remote("remote.test")
+    fwd_env.remote("remote2.test")
+    d = fwd_env.daemon(aliases=ALIASES, extra_conf=BUDGETS +
+                       "\nforward_max_per_domain 1\nforward_max_sessions 2")
+    a, reply = open_forward(d)
+    assert_reply(reply, "250")
+    b, reply = open_forward(d)
+    assert_reply(reply, "451 4.4.5")          # remote.test has its one session
+    c, reply = open_forward(d, "fwd2@example.test")
+    assert_reply(reply, "250")                # another domain: fine
+    e, reply = open_forward(d, "fwd2@example.test")
+    assert_reply(reply, "451 4.4.5")          # two sessions in all
+    for x in (a, b, c, e):
+        x.close()
+
+
+def test_declared_size_over_remote_limit_is_552_at_rcpt(fwd_env):
+    r = fwd_env.remote("remote.test")   # aiosmtpd advertises SIZE 33554432
+    d = fwd_env.daemon(aliases=ALIASES, extra_conf=BUDGETS,
+                       max_message_size=100 * 1024 * 1024)
+    out = transaction(d, "joe@sender.test", ["fwd@example.test"],
+                      sample_message("big"), mail_params=" SIZE=40000000")
+    assert_reply(out["mail"], "250")
+    assert_reply(out["rcpt"][0], "552 5.3.4")
+    assert r.completed_data() == []
+    fwd_env.assert_no_bounce(local={})
+
+
+def test_our_received_for_the_forwarded_address_is_a_loop(fwd_env):
+    r = fwd_env.remote("remote.test")
+    d = fwd_env.daemon(aliases=ALIASES, extra_conf=BUDGETS)
+    looped = sample_message("been here", extra_headers=(
+        "Received: from a.sender.test ([192.0.2.1])\r\n"
+        "\tby mx.example.test (chamois) with ESMTP id 0123456789abcdef.1\r\n"
+        "\tfor <fwd@example.test>;\r\n"
+        "\tThu, 01 Jan 2026 00:00:00 +0000",))
+    out = transaction(d, "joe@sender.test", ["fwd@example.test"], looped)
+    assert_reply(out["rcpt"][0], "250")
+    assert_reply(out["eod"], "554 5.4.6")
+    r.wait_closed()
+    assert r.completed_data() == [], r.transcript()
+    # the same message for another forwarded address is no loop
+    out = transaction(d, "joe@sender.test", ["fwd@example.test"],
+                      sample_message("first time"))
+    assert_reply(out["eod"], "250")
+    fwd_env.assert_no_bounce(local={})
+
+
+def test_large_message_streams_through_intact(fwd_env):
+    r = fwd_env.remote("remote.test")
+    d = fwd_env.daemon(aliases=ALIASES, extra_conf="forward_data_budget 60s",
+                       max_message_size=20 * 1024 * 1024)
+    lines = "".join("%06d %s\n" % (i, ("." if i % 7 == 0 else "x") * 120)
+                    for i in range(25000))       # about 3 MB, dot lines too
+    msg = sample_message("large", body=lines)
+    out = transaction(d, "joe@sender.test", ["fwd@example.test"], msg, timeout=60)
+    assert_reply(out["eod"], "250")
+    [tx] = r.delivered()
+    assert split_first_header(tx.content)[1] == msg
+    fwd_env.assert_no_bounce(local={})
