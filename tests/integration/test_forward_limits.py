@@ -104,3 +104,31 @@ def test_large_message_streams_through_intact(fwd_env):
     [tx] = r.delivered()
     assert split_first_header(tx.content)[1] == msg
     fwd_env.assert_no_bounce(local={})
+
+
+def test_remote_session_reused_across_rset_and_transactions(fwd_env):
+    r = fwd_env.remote("remote.test")
+    d = fwd_env.daemon(aliases=ALIASES, extra_conf=BUDGETS)
+    c = harness.Dialog(d.host, d.port, timeout=15)
+    c.expect("220")
+    c.cmd("EHLO client.sender.test", "250")
+    c.cmd("MAIL FROM:<joe@sender.test>", "250")
+    c.cmd("RCPT TO:<fwd@example.test>", "250")
+    c.cmd("RSET", "250 2.0.0")
+    for subject in ("after rset", "second transaction"):
+        c.cmd("MAIL FROM:<ann@sender.test>", "250")
+        c.cmd("RCPT TO:<fwd@example.test>", "250")
+        c.cmd("DATA", "354")
+        c.send(harness.dot_stuff(sample_message(subject)) + b".\r\n")
+        c.expect("250")
+    c.cmd("QUIT", "221")
+    c.close()
+    r.wait_closed()
+    assert len(r.connections) == 1, r.transcript()
+    txs = r.transactions()
+    # the abandoned transaction, then the two delivered ones, all in one session
+    assert len(txs) == 3 and not txs[0].delivered, r.transcript()
+    assert [t.mail_from.split("=")[3] for t in txs[1:]] == ["sender.test"] * 2
+    assert all("=ann@" in t.mail_from for t in txs[1:])
+    assert len(r.delivered()) == 2
+    fwd_env.assert_no_bounce(local={})
