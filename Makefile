@@ -9,8 +9,9 @@ BUILD := build
 CPPFLAGS += -I. $(PKG_CFLAGS)
 
 # every module's sources go into one static library; programs pull what they use
-LIB_SRC := $(filter-out smtpd/main.c,$(wildcard common/*.c smtpd/*.c maildir/*.c \
-	outbound/*.c forward/*.c submission/*.c))
+PROGRAM_SRC := smtpd/main.c queue/chamoisctl.c queue/sendmail.c
+LIB_SRC := $(filter-out $(PROGRAM_SRC),$(wildcard common/*.c smtpd/*.c maildir/*.c \
+	outbound/*.c forward/*.c queue/*.c submission/*.c))
 DAEMON_SRC := smtpd/main.c
 
 obj = $(patsubst %.c,$(BUILD)/%.o,$(1))

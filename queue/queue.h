@@ -1,0 +1,155 @@
+/*
+ * queue.h - the queue: what local users send (submission, chamois-sendmail)
+ * is kept in a Berkeley DB environment in queue_dir until every recipient
+ * is delivered or has failed; failures come back as RFC 3464 reports into
+ * the sender's own Maildir, never over SMTP.
+ *
+ * Layers, each in its own file:
+ *   envelope.c   struct queue_msg <-> versioned record (pure)
+ *   queue_db.c   the only file that includes <db.h>: transactional store
+ *   schedule.c   next_attempt() (pure)
+ *   bounce.c     the RFC 3464 report (pure)
+ *   scheduler.c  on the loop: what is due, delivery, updates
+ *   submit.c     the submit socket of chamois-sendmail
+ *   admin.c      the admin socket of chamoisctl
+ */
+#ifndef CHAMOIS_QUEUE_H
+#define CHAMOIS_QUEUE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#define QUEUE_RECORD_VERSION	1
+#define QUEUE_ID_LEN		16	/* hex digits */
+
+enum rcpt_state {
+	RS_PENDING,	/* not tried yet */
+	RS_DEFERRED,	/* a temporary failure; next_attempt says when again */
+	RS_DELIVERED,
+	RS_FAILED,	/* permanent failure or expired: reported to the sender */
+};
+
+struct queue_rcpt {
+	char *addr;		/* where it goes: a mailbox spelling or an external address */
+	char *orig;		/* the recipient as the sender gave it (DSN) */
+	bool local;		/* addr is a local mailbox */
+	enum rcpt_state state;
+	unsigned attempts;
+	time_t next_attempt;
+	char status[16];	/* enhanced status of the last outcome, "4.4.1" */
+	char *last_reply;	/* the last reply or diagnostic, one line */
+	char *remote_mta;	/* the host that gave it, or "" */
+	bool reported;		/* a failure or delay report was made for it */
+};
+
+struct queue_msg {
+	unsigned version;
+	char id[QUEUE_ID_LEN + 1];
+	time_t created;
+	char *sender;		/* envelope sender; "" is <> */
+	char *owner;		/* local mailbox that gets reports: the logged-in
+				   user, the user who ran chamois-sendmail, or
+				   postmaster */
+	long uid;		/* uid of a chamois-sendmail caller, -1 if none */
+	uint64_t size;		/* octets of the body */
+	bool body8bit;
+	bool smtputf8;
+	struct queue_rcpt *rcpts;
+	size_t nrcpts;
+};
+
+/* envelope.c */
+/* queue_msg_encode - the record (text, one field a line); caller frees */
+char *queue_msg_encode(const struct queue_msg *, size_t *len);
+/* queue_msg_decode - 0, or -1 for a malformed record or an unknown version */
+int queue_msg_decode(const char *rec, size_t len, struct queue_msg *);
+void queue_msg_free(struct queue_msg *);	/* the fields, not the struct */
+void queue_msg_copy(struct queue_msg *dst, const struct queue_msg *src);
+void queue_new_id(char id[QUEUE_ID_LEN + 1]);
+bool queue_msg_done(const struct queue_msg *);	/* no pending/deferred left */
+
+/* queue_db.c - blocking: call from worker threads (the handle is thread-safe) */
+struct queue_store;
+struct body;
+struct queue_store *qstore_open(const char *dir, char *err, size_t errsize);
+void qstore_close(struct queue_store *);
+/* qstore_put - envelope and body in one transaction, durable on return */
+int qstore_put(struct queue_store *, const struct queue_msg *, const struct body *,
+    char *err, size_t errsize);
+/* qstore_update - the envelope only (recipient states) */
+int qstore_update(struct queue_store *, const struct queue_msg *);
+int qstore_delete(struct queue_store *, const char *id);
+/* qstore_walk - every envelope, in id order; fn returns non-zero to stop */
+int qstore_walk(struct queue_store *, int (*fn)(const struct queue_msg *, void *),
+    void *arg);
+/* qstore_get_body - the body (LF form) into *buf (malloc'd), *len */
+int qstore_get_body(struct queue_store *, const char *id, char **buf, size_t *len);
+/* qstore_checkpoint - checkpoint and remove log files no longer needed */
+int qstore_checkpoint(struct queue_store *);
+
+/* schedule.c */
+/*
+ * next_attempt - when a recipient deferred for the attempts-th time is
+ * tried again: growing intervals (documented in chamois.conf(5)), with
+ * rnd in [0, 1) spreading retries; never before now.
+ */
+time_t next_attempt(time_t created, unsigned attempts, time_t now, double rnd);
+
+/* headers.c - header fixes for messages that enter the queue */
+/*
+ * queue_fix_headers - the LF-form message msg[0..len) with Message-ID and
+ * Date added at the top when missing (RFC 5322 3.6); returns a new buffer
+ * (caller frees) and its length.  hostname goes into the Message-ID.
+ */
+char *queue_fix_headers(const char *msg, size_t len, const char *hostname,
+    time_t now, size_t *outlen);
+
+/* bounce.c */
+enum bounce_action {
+	BOUNCE_FAILED,	/* Action: failed (permanent failure or expiry) */
+	BOUNCE_DELAYED,	/* Action: delayed (still trying) */
+};
+/*
+ * bounce_build - an RFC 3464 report (multipart/report;
+ * report-type=delivery-status) about the recipients of msg selected by
+ * which[i], LF form, addressed From: MAILER-DAEMON@hostname To: msg->owner,
+ * with Auto-Submitted: auto-replied, a human-readable part, the
+ * message/delivery-status part (Reporting-MTA, Arrival-Date, per recipient
+ * Original-Recipient, Final-Recipient, Action, Status, Remote-MTA,
+ * Diagnostic-Code, Last-Attempt-Date) and the original message's header
+ * section (text/rfc822-headers).  headers is the original header section.
+ * Returns a malloc'd buffer and its length.
+ */
+char *bounce_build(const struct queue_msg *msg, const bool *which,
+    enum bounce_action, const char *headers, size_t headers_len,
+    const char *hostname, time_t now, size_t *len);
+
+/* scheduler.c - on the event loop */
+struct config;
+struct event_base;
+struct tables;
+/* queue_init - open the store (recovery), load every message, start timers */
+int queue_init(struct event_base *, char *err, size_t errsize);
+void queue_shutdown(void);
+/*
+ * queue_submit - take msg (sender, owner, uid, rcpts[].orig filled; the
+ * queue expands aliases and fills addr/local) and its LF-form body; both
+ * are owned by the queue from now on.  cb runs on the loop once the
+ * message is durable (error 0, its id) or could not be stored (errno:
+ * ENOSPC/EDQUOT mean a full disk).  The caller keeps arg alive until cb.
+ */
+typedef void (*queue_put_cb)(void *arg, int error, const char *id);
+void queue_submit(struct queue_msg *, struct body *, queue_put_cb, void *arg);
+/* the administrator's view (admin.c) */
+void queue_foreach(void (*fn)(const struct queue_msg *, void *), void *arg);
+const struct queue_msg *queue_lookup(const char *id);
+void queue_flush(void);		/* every deferred recipient is due now */
+/* queue_remove - forget a message (no report); false if unknown or busy */
+bool queue_remove(const char *id);
+/* queue_store_handle - the store, for admin jobs on worker threads */
+struct queue_store *queue_store_handle(void);
+
+#endif
