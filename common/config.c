@@ -49,6 +49,7 @@ struct param {
 #define OFF(f) offsetof(struct config, f)
 static const struct param config_params[] = {
 	{ "aliases",			P_PATH,	OFF(aliases), 0, 0, false },
+	{ "delay_warning_time",		P_DURATION, OFF(delay_warning_time), 0, 365 * 86400, false },
 	{ "dns_server",			P_HOSTPORT, OFF(dns_server), 0, 0, false },
 	{ "domains",			P_DOMAINS, OFF(domains), 0, 0, false },
 	{ "forward_data_budget",	P_DURATION, OFF(forward_data_budget), 1, 3600, false },
@@ -67,7 +68,9 @@ static const struct param config_params[] = {
 	{ "max_recipients",		P_UINT, OFF(max_recipients), 1, 100000, false },
 	{ "postmaster",			P_ADDRESS, OFF(postmaster), 0, 0, false },
 	{ "queue_dir",			P_PATH, OFF(queue_dir), 0, 0, false },
-	{ "queue_lifetime",		P_DURATION, OFF(queue_lifetime), 60, 365 * 86400, false },
+	{ "queue_lifetime",		P_DURATION, OFF(queue_lifetime), 1, 365 * 86400, false },
+	{ "queue_max_deliveries",	P_UINT, OFF(queue_max_deliveries), 1, 10000, false },
+	{ "queue_max_per_domain",	P_UINT, OFF(queue_max_per_domain), 1, 10000, false },
 	{ "remote_port",		P_UINT, OFF(remote_port), 1, 65535, false },
 	{ "sasl_db",			P_PATH, OFF(sasl_db), 0, 0, false },
 	{ "shutdown_grace",		P_DURATION, OFF(shutdown_grace), 1, 3600, false },
@@ -448,6 +451,9 @@ config_defaults(struct config *c)
 	c->forward_data_budget = 180;
 	c->remote_port = 25;
 	c->queue_lifetime = 5 * 86400;
+	c->delay_warning_time = 4 * 3600;
+	c->queue_max_deliveries = 20;
+	c->queue_max_per_domain = 4;
 	c->max_connections = DEF_MAX_CONNECTIONS;
 	c->max_connections_per_address = DEF_MAX_CONN_PER_ADDR;
 	c->max_errors = DEF_MAX_ERRORS;

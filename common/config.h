@@ -49,6 +49,9 @@ struct config {
 	char *dns_server_text;
 	unsigned remote_port;
 	unsigned queue_lifetime;
+	unsigned delay_warning_time;	/* 0: no delay notices */
+	unsigned queue_max_deliveries;	/* remote deliveries at once */
+	unsigned queue_max_per_domain;
 	char *user;
 	/* session limits: documented keys beyond SPEC 3 (chamois.conf(5)) */
 	unsigned max_connections;

@@ -1,18 +1,48 @@
 /*
  * chamoisctl.c - the administrator's view of the queue (SPEC 5), over the
- * daemon's admin socket.
+ * daemon's admin socket queue_dir/admin.sock (queue/admin.h, chamoisctl(8)).
  *
- * XXX The queue and its admin socket arrive with issue 5; until then this
- * program checks its arguments and reports that no admin socket answers.
+ * chamoisctl [-f FILE] queue | show ID | flush | delete ID | dump [FILE] |
+ *            restore [FILE]
+ *
+ * One command per connection: a line goes out, the answer comes back until
+ * the daemon closes; its last line is "OK" or "ERR <code> <text>".  Every
+ * line before it goes to stdout, the error to stderr.  A dump is framed
+ * (admin.h), so its bytes are copied exactly and the status line is kept
+ * out of the file; a dump into FILE goes to a temporary file that is
+ * renamed over FILE only once the daemon said OK.
+ *
+ * Exit: 0 OK, 1 ERR (or a local error), 2 usage, 75 (EX_TEMPFAIL) when
+ * chamoisd is not running or the connection broke.
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "../common/config.h"
 #include "../config.h"
+#include "admin.h"
+
+#define EXIT_OK		0
+#define EXIT_ERR	1
+#define EXIT_USAGE	2
+#define EXIT_TEMPFAIL	75	/* sysexits.h EX_TEMPFAIL */
+#define IDLE_TIMEOUT	330	/* seconds without a byte from the daemon
+				   (its own timeouts are 300) */
+#define IO_CHUNK	65536
+
+static const char *sock_path;	/* for messages */
 
 static void
 problem(void *arg, const char *line)
@@ -20,43 +50,468 @@ problem(void *arg, const char *line)
 	fprintf(stderr, "chamoisctl: %s\n", line);
 }
 
+static void die(int, const char *, ...) __attribute__((format(printf, 2, 3),
+    noreturn));
+
+static void
+die(int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("chamoisctl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(code);
+}
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: chamoisctl [-f FILE] queue | show ID | flush | "
+	    "delete ID | dump [FILE] | restore [FILE]\n");
+	exit(EXIT_USAGE);
+}
+
+/* connect_daemon - the admin socket of queue_dir, or exit */
+static int
+connect_daemon(const char *queue_dir)
+{
+	static char path[PATH_MAX + 32];
+	struct sockaddr_un sun;
+	int fd, dirfd = -1, e = 0;
+
+	snprintf(path, sizeof(path), "%s/%s", queue_dir, ADMIN_SOCKET_NAME);
+	sock_path = path;
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		/* too long for sun_path: through the directory's descriptor */
+		if ((dirfd = open(queue_dir, O_PATH | O_DIRECTORY | O_CLOEXEC)) == -1)
+			e = errno;
+		else
+			snprintf(sun.sun_path, sizeof(sun.sun_path),
+			    "/proc/self/fd/%d/%s", dirfd, ADMIN_SOCKET_NAME);
+	} else
+		memcpy(sun.sun_path, path, strlen(path) + 1);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		die(EXIT_ERR, "socket: %s", strerror(errno));
+	if (sun.sun_path[0] == '\0')
+		errno = e;
+	else if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
+		if (dirfd != -1)
+			close(dirfd);
+		return fd;
+	}
+	e = errno;
+	if (e == EACCES || e == EPERM)
+		die(EXIT_ERR, "permission denied: %s (only root and the daemon's "
+		    "user may use chamoisctl)", path);
+	if (e == ENOENT || e == ECONNREFUSED || e == ENOTDIR)
+		die(EXIT_TEMPFAIL, "chamoisd is not running (no admin socket "
+		    "answers at %s)", path);
+	die(EXIT_TEMPFAIL, "chamoisd is not running? %s: %s", path, strerror(e));
+}
+
+static void
+write_all(int fd, const void *p, size_t len, const char *what)
+{
+	const char *s = p;
+
+	while (len > 0) {
+		ssize_t n = write(fd, s, len);
+
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			if (what == NULL)	/* the socket */
+				die(EXIT_TEMPFAIL, "lost the connection to chamoisd: "
+				    "%s", strerror(errno));
+			die(EXIT_ERR, "writing %s: %s", what, strerror(errno));
+		}
+		s += n;
+		len -= (size_t)n;
+	}
+}
+
+/* wait_readable - poll fd for input, bounded by IDLE_TIMEOUT */
+static void
+wait_readable(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	int n;
+
+	while ((n = poll(&p, 1, IDLE_TIMEOUT * 1000)) == -1 && errno == EINTR)
+		;
+	if (n == 0)
+		die(EXIT_TEMPFAIL, "no answer from chamoisd for %d seconds",
+		    IDLE_TIMEOUT);
+}
+
+static ssize_t
+sock_read(int fd, char *buf, size_t size)
+{
+	ssize_t n;
+
+	wait_readable(fd);
+	while ((n = read(fd, buf, size)) == -1 && errno == EINTR)
+		;
+	if (n == -1 && errno != ECONNRESET)
+		die(EXIT_TEMPFAIL, "reading from chamoisd: %s", strerror(errno));
+	return n < 0 ? 0 : n;
+}
+
+/* ---- plain answers: every line to stdout, the last one is the status -- */
+
+struct answer {
+	char *buf;
+	size_t len, cap;
+};
+
+/* answer_feed - print every complete line but the last one seen so far */
+static void
+answer_feed(struct answer *a, const char *data, size_t len)
+{
+	char *last, *prev;
+	size_t upto;
+
+	if (a->len + len > a->cap) {
+		a->cap = (a->len + len) * 2;
+		if ((a->buf = realloc(a->buf, a->cap)) == NULL)
+			die(EXIT_ERR, "out of memory");
+	}
+	memcpy(a->buf + a->len, data, len);
+	a->len += len;
+	if ((last = memrchr(a->buf, '\n', a->len)) == NULL)
+		return;
+	if ((prev = memrchr(a->buf, '\n', (size_t)(last - a->buf))) == NULL)
+		return;
+	upto = (size_t)(prev - a->buf) + 1;
+	write_all(STDOUT_FILENO, a->buf, upto, "stdout");
+	memmove(a->buf, a->buf + upto, a->len - upto);
+	a->len -= upto;
+}
+
+/* answer_end - the daemon closed: the held line is the status; exit code */
+static int
+answer_end(struct answer *a)
+{
+	char *nl, *status;
+
+	if (a->len == 0 || (nl = memchr(a->buf, '\n', a->len)) == NULL)
+		die(EXIT_TEMPFAIL, "chamoisd closed the connection without an "
+		    "answer");
+	if ((size_t)(nl - a->buf) + 1 != a->len) {
+		/* a last line without its line end: not a status */
+		write_all(STDOUT_FILENO, a->buf, (size_t)(nl - a->buf) + 1, "stdout");
+		die(EXIT_TEMPFAIL, "chamoisd closed the connection in the middle "
+		    "of its answer");
+	}
+	*nl = '\0';
+	status = a->buf;
+	if (strcmp(status, "OK") == 0)
+		return EXIT_OK;
+	if (strncmp(status, "ERR ", 4) == 0) {
+		fprintf(stderr, "chamoisctl: %s\n", status + 4);
+		return EXIT_ERR;
+	}
+	fprintf(stderr, "chamoisctl: unexpected answer from chamoisd: %s\n", status);
+	return EXIT_ERR;
+}
+
+static int
+plain(int fd)
+{
+	struct answer a = { 0 };
+	char buf[IO_CHUNK];
+	ssize_t n;
+	int rc;
+
+	while ((n = sock_read(fd, buf, sizeof(buf))) > 0)
+		answer_feed(&a, buf, (size_t)n);
+	rc = answer_end(&a);
+	free(a.buf);
+	return rc;
+}
+
+/* ---- dump ------------------------------------------------------------- */
+
+struct reader {
+	int fd;
+	char buf[IO_CHUNK];
+	size_t pos, end;
+};
+
+static bool
+fill(struct reader *r)
+{
+	ssize_t n;
+
+	if (r->pos < r->end)
+		return true;
+	r->pos = r->end = 0;
+	if ((n = sock_read(r->fd, r->buf, sizeof(r->buf))) == 0)
+		return false;
+	r->end = (size_t)n;
+	return true;
+}
+
+/* read_line - one line (without LF) into line; false at EOF before it */
+static bool
+read_line(struct reader *r, char *line, size_t size)
+{
+	size_t n = 0;
+
+	for (;;) {
+		if (!fill(r))
+			return false;
+		char ch = r->buf[r->pos++];
+
+		if (ch == '\n')
+			break;
+		if (n + 1 < size)
+			line[n++] = ch;
+	}
+	line[n] = '\0';
+	return true;
+}
+
+/* copy_exact - n octets from the daemon to out */
+static bool
+copy_exact(struct reader *r, unsigned long long n, int out, const char *what)
+{
+	while (n > 0) {
+		size_t k;
+
+		if (!fill(r))
+			return false;
+		k = r->end - r->pos;
+		if (k > n)
+			k = (size_t)n;
+		write_all(out, r->buf + r->pos, k, what);
+		r->pos += k;
+		n -= k;
+	}
+	return true;
+}
+
+static char *tmp_path;
+
+static void
+remove_tmp(void)
+{
+	if (tmp_path)
+		unlink(tmp_path);
+}
+
+/*
+ * dump_file - a temporary file next to file (mode 0600: the dump holds
+ * every queued message), renamed over it once the dump is complete
+ */
+static int
+dump_file(const char *file)
+{
+	int out;
+
+	if (asprintf(&tmp_path, "%s.tmpXXXXXX", file) == -1)
+		die(EXIT_ERR, "out of memory");
+	if ((out = mkstemp(tmp_path)) == -1) {
+		free(tmp_path);
+		tmp_path = NULL;
+		die(EXIT_ERR, "cannot create a file next to %s: %s", file,
+		    strerror(errno));
+	}
+	atexit(remove_tmp);
+	return out;
+}
+
+static int
+dump(int fd, int out, const char *file)
+{
+	struct reader r = { .fd = fd };
+	char line[ADMIN_LINE_MAX + 64], magic[64];
+	unsigned long long envlen, bodylen;
+	unsigned long count, messages = 0;
+	const char *what = file ? file : "stdout";
+	int n;
+
+	snprintf(magic, sizeof(magic), "%s %d", ADMIN_DUMP_MAGIC,
+	    ADMIN_DUMP_VERSION);
+	if (!read_line(&r, line, sizeof(line)))
+		goto lost;
+	if (strncmp(line, "ERR ", 4) == 0)
+		die(EXIT_ERR, "%s", line + 4);
+	if (strcmp(line, magic) != 0)
+		die(EXIT_ERR, "unexpected answer from chamoisd: %s", line);
+	dprintf(out, "%s\n", line);
+	for (;;) {
+		char id[64];
+
+		if (!read_line(&r, line, sizeof(line)))
+			goto lost;
+		if (sscanf(line, "message %63s %llu %llu%n", id, &envlen, &bodylen,
+		    &n) == 3 && line[n] == '\0') {
+			write_all(out, line, strlen(line), what);
+			write_all(out, "\n", 1, what);
+			if (!copy_exact(&r, envlen + 1 + bodylen + 1, out, what))
+				goto lost;
+			messages++;
+			continue;
+		}
+		if (sscanf(line, "end %lu%n", &count, &n) == 1 && line[n] == '\0') {
+			dprintf(out, "%s\n", line);
+			break;
+		}
+		if (strncmp(line, "ERR ", 4) == 0)
+			die(EXIT_ERR, "%s", line + 4);
+		die(EXIT_ERR, "unexpected answer from chamoisd: %s", line);
+	}
+	if (!read_line(&r, line, sizeof(line)))
+		goto lost;
+	if (strncmp(line, "ERR ", 4) == 0)
+		die(EXIT_ERR, "%s", line + 4);
+	if (strcmp(line, "OK") != 0)
+		die(EXIT_ERR, "unexpected answer from chamoisd: %s", line);
+	if (file) {
+		if (fsync(out) == -1 || close(out) == -1)
+			die(EXIT_ERR, "writing %s: %s", tmp_path, strerror(errno));
+		if (rename(tmp_path, file) == -1)
+			die(EXIT_ERR, "rename %s to %s: %s", tmp_path, file,
+			    strerror(errno));
+		free(tmp_path);
+		tmp_path = NULL;
+		fprintf(stderr, "chamoisctl: %lu message%s dumped to %s\n",
+		    messages, messages == 1 ? "" : "s", file);
+	}
+	return EXIT_OK;
+lost:
+	die(EXIT_TEMPFAIL, "chamoisd closed the connection in the middle of "
+	    "the dump");
+}
+
+/* ---- restore ----------------------------------------------------------- */
+
+/*
+ * restore - stream the dump to the daemon while reading its answer: the
+ * daemon may answer (and stop reading) before the dump has all been sent
+ */
+static int
+restore(int fd, int src, const char *file)
+{
+	struct answer a = { 0 };
+	char in[IO_CHUNK], buf[IO_CHUNK];
+	size_t inpos = 0, inlen = 0;
+	bool in_eof = false, sending = true;
+	int rc;
+
+	for (;;) {
+		struct pollfd p[1] = { { .fd = fd, .events = POLLIN } };
+		ssize_t n;
+		int k;
+
+		if (sending && inpos == inlen && !in_eof) {
+			/* a file or pipe: reading it blocks only briefly */
+			while ((n = read(src, in, sizeof(in))) == -1 && errno == EINTR)
+				;
+			if (n == -1)
+				die(EXIT_ERR, "reading %s: %s", file ? file : "stdin",
+				    strerror(errno));
+			inpos = 0;
+			inlen = (size_t)n;
+			if (n == 0) {
+				in_eof = true;
+				shutdown(fd, SHUT_WR);
+				sending = false;
+			}
+		}
+		if (sending)
+			p[0].events |= POLLOUT;
+		while ((k = poll(p, 1, IDLE_TIMEOUT * 1000)) == -1 && errno == EINTR)
+			;
+		if (k == 0)
+			die(EXIT_TEMPFAIL, "no answer from chamoisd for %d seconds",
+			    IDLE_TIMEOUT);
+		if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+			while ((n = read(fd, buf, sizeof(buf))) == -1 && errno == EINTR)
+				;
+			if (n <= 0)
+				break;		/* the whole answer is in */
+			answer_feed(&a, buf, (size_t)n);
+		}
+		if (sending && (p[0].revents & POLLOUT)) {
+			n = send(fd, in + inpos, inlen - inpos, MSG_NOSIGNAL);
+			if (n == -1 && errno != EINTR && errno != EAGAIN)
+				sending = false;	/* the answer tells why */
+			else if (n > 0)
+				inpos += (size_t)n;
+		}
+	}
+	close(src);
+	rc = answer_end(&a);
+	free(a.buf);
+	return rc;
+}
+
 int
 main(int argc, char **argv)
 {
-	const char *conf = CHAMOIS_CONFIG_FILE;
-	static const char *const cmds[] = { "queue", "show", "flush", "delete" };
-	struct sockaddr_un sun;
+	static const struct {
+		const char *name, *line;
+		int minargs, maxargs;
+	} cmds[] = {
+		{ "queue", "QUEUE", 0, 0 }, { "show", "SHOW", 1, 1 },
+		{ "flush", "FLUSH", 0, 0 }, { "delete", "DELETE", 1, 1 },
+		{ "dump", "DUMP", 0, 1 }, { "restore", "RESTORE", 0, 1 },
+	};
+	const char *conf = CHAMOIS_CONFIG_FILE, *arg;
 	struct config *c;
-	int ch, fd, known = 0;
+	char line[ADMIN_LINE_MAX];
+	size_t i;
+	int ch, fd, nargs, src = STDIN_FILENO, out = STDOUT_FILENO;
 
 	while ((ch = getopt(argc, argv, "f:")) != -1) {
 		if (ch != 'f')
-			goto usage;
+			usage();
 		conf = optarg;
 	}
 	if (optind >= argc)
-		goto usage;
-	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
-		if (strcmp(argv[optind], cmds[i]) == 0)
-			known = 1;
-	if (!known)
-		goto usage;
+		usage();
+	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		if (strcmp(argv[optind], cmds[i].name) == 0)
+			break;
+	if (i == sizeof(cmds) / sizeof(cmds[0]))
+		usage();
+	nargs = argc - optind - 1;
+	if (nargs < cmds[i].minargs || nargs > cmds[i].maxargs)
+		usage();
+	arg = nargs ? argv[optind + 1] : NULL;
+	if (arg && strcmp(arg, "-") == 0 && cmds[i].minargs == 0)
+		arg = NULL;		/* dump - / restore -: stdout / stdin */
+	if (arg && cmds[i].minargs == 1 && (strlen(arg) > 64 ||
+	    strpbrk(arg, " \t\r\n") != NULL)) {
+		fprintf(stderr, "chamoisctl: malformed message id\n");
+		return EXIT_USAGE;
+	}
+
+	signal(SIGPIPE, SIG_IGN);
+	if (arg && strcmp(cmds[i].name, "restore") == 0 &&
+	    (src = open(arg, O_RDONLY | O_CLOEXEC)) == -1)
+		die(EXIT_ERR, "%s: %s", arg, strerror(errno));
 	if ((c = config_load(conf, problem, NULL)) == NULL)
-		return 1;
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/admin.sock", c->queue_dir);
-	fd = socket(AF_UNIX, SOCK_STREAM, 0);
-	if (fd == -1 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1)
-		fprintf(stderr, "chamoisctl: no admin socket answers at %s "
-		    "(is chamoisd running? this version has no queue yet)\n",
-		    sun.sun_path);
-	if (fd != -1)
-		close(fd);
+		return EXIT_ERR;
+	if (arg && strcmp(cmds[i].name, "dump") == 0)
+		out = dump_file(arg);
+	fd = connect_daemon(c->queue_dir);
 	config_free(c);
-	return 1;
-usage:
-	fprintf(stderr, "usage: chamoisctl [-f FILE] queue | show ID | flush | "
-	    "delete ID\n");
-	return 2;
+	if (cmds[i].minargs == 1)
+		snprintf(line, sizeof(line), "%s %s\n", cmds[i].line, arg);
+	else
+		snprintf(line, sizeof(line), "%s\n", cmds[i].line);
+	write_all(fd, line, strlen(line), NULL);
+	if (strcmp(cmds[i].name, "restore") == 0)
+		return restore(fd, src, arg);
+	if (strcmp(cmds[i].name, "dump") == 0)
+		return dump(fd, out, arg);
+	return plain(fd);
 }

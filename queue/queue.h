@@ -120,12 +120,13 @@ enum bounce_action {
  * message/delivery-status part (Reporting-MTA, Arrival-Date, per recipient
  * Original-Recipient, Final-Recipient, Action, Status, Remote-MTA,
  * Diagnostic-Code, Last-Attempt-Date) and the original message's header
- * section (text/rfc822-headers).  headers is the original header section.
- * Returns a malloc'd buffer and its length.
+ * section (text/rfc822-headers).  headers is the original header section;
+ * retry_until (delayed reports: created + queue_lifetime) is when the
+ * queue gives up.  Returns a malloc'd buffer and its length.
  */
 char *bounce_build(const struct queue_msg *msg, const bool *which,
     enum bounce_action, const char *headers, size_t headers_len,
-    const char *hostname, time_t now, size_t *len);
+    const char *hostname, time_t now, time_t retry_until, size_t *len);
 
 /* scheduler.c - on the event loop */
 struct config;
@@ -140,6 +141,8 @@ void queue_shutdown(void);
  * are owned by the queue from now on.  cb runs on the loop once the
  * message is durable (error 0, its id) or could not be stored (errno:
  * ENOSPC/EDQUOT mean a full disk).  The caller keeps arg alive until cb.
+ * A message whose id is already set (chamoisctl restore) keeps its id,
+ * its creation time and the state of every recipient whose addr is set.
  */
 typedef void (*queue_put_cb)(void *arg, int error, const char *id);
 void queue_submit(struct queue_msg *, struct body *, queue_put_cb, void *arg);

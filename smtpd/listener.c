@@ -44,8 +44,7 @@ smtpd_listeners_bind(const struct config *c, char *err, size_t errsize)
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 		if (la->ss.ss_family == AF_INET6)
 			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-		if (bind(fd, (const struct sockaddr *)&la->ss, la->sslen) == -1 ||
-		    listen(fd, 511) == -1) {
+		if (bind(fd, (const struct sockaddr *)&la->ss, la->sslen) == -1) {
 			snprintf(err, errsize, "%s:%d: listen %s: %s", c->path,
 			    la->line, la->text, strerror(errno));
 			close(fd);
@@ -82,6 +81,12 @@ smtpd_listeners_start(void)
 	for (size_t i = 0; i < nlisten_fds; i++) {
 		struct evconnlistener *l;
 
+		/*
+		 * bound as root long ago; listening only now, when the queue and
+		 * the local sockets are ready, so "the port answers" means ready
+		 */
+		if (listen(listen_fds[i], 511) == -1)
+			fatal("listen");
 		l = evconnlistener_new(smtpd.base, accept_cb,
 		    (void *)(intptr_t)listen_roles[i], LEV_OPT_CLOSE_ON_FREE, 0,
 		    listen_fds[i]);

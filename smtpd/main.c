@@ -29,6 +29,9 @@
 #include "../config.h"
 #include "../maildir/maildir.h"
 #include "../outbound/resolver.h"
+#include "../queue/admin.h"
+#include "../queue/queue.h"
+#include "../queue/submit.h"
 #include "smtpd.h"
 
 /* configs replaced by SIGHUP: sessions may still point into them */
@@ -200,6 +203,7 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 	log_info("stopping signal=%d sessions=%u", (int)sig, smtpd.nsessions);
 	smtpd.stopping = true;
 	smtpd_listeners_stop();
+	submit_stop();
 	smtpd.grace_ev = evtimer_new(smtpd.base, grace_cb, NULL);
 	struct timeval grace = { smtpd.cfg->shutdown_grace, 0 };
 
@@ -222,16 +226,23 @@ drop_privileges(const char *user)
 	log_info("running as user=%s uid=%u", user, (unsigned)pw->pw_uid);
 }
 
-/* prepare_dirs - queue_dir and maildir_root exist, owned by user */
+/*
+ * prepare_dirs - queue_dir and maildir_root exist, owned by user;
+ * queue_dir is 0711 so that every local user reaches the submit socket
+ * in it (the store below it, queue_dir/db, is 0700)
+ */
 static void
 prepare_dirs(const struct config *c)
 {
 	const char *dirs[] = { c->queue_dir, c->maildir_root };
+	const unsigned modes[] = { 0711, 0700 };
 	struct passwd *pw = c->user ? getpwnam(c->user) : NULL;
 
 	for (size_t i = 0; i < nitems(dirs); i++) {
-		if (mkdir_synced(dirs[i], 0700) == -1)
+		if (mkdir_synced(dirs[i], modes[i]) == -1)
 			fatal("mkdir %s", dirs[i]);
+		if (chmod(dirs[i], modes[i]) == -1)
+			fatal("chmod %s", dirs[i]);
 		if (pw && geteuid() == 0 && chown(dirs[i], pw->pw_uid, pw->pw_gid) == -1)
 			fatal("chown %s", dirs[i]);
 	}
@@ -372,6 +383,11 @@ main(int argc, char **argv)
 		fatalx("evthread_use_pthreads");
 	if ((smtpd.base = event_base_new()) == NULL)
 		fatalx("event_base_new");
+	/* at once: a signal during the slower start-up steps waits for the loop */
+	for (size_t i = 0; i < nitems(signums); i++) {
+		sigs[i] = evsignal_new(smtpd.base, signums[i], signal_cb, NULL);
+		evsignal_add(sigs[i], NULL);
+	}
 	TAILQ_INIT(&smtpd.sessions);
 	smtpd.per_addr = hmap_new();
 	if (smtpd_listeners_bind(smtpd.cfg, err, sizeof(err)) == -1) {
@@ -380,16 +396,22 @@ main(int argc, char **argv)
 	}
 	if (!outbound_init(smtpd.cfg))
 		return 1;
+	/* the local sockets are bound before privileges are dropped */
+	if (submit_init(smtpd.base, smtpd.cfg, err, sizeof(err)) == -1 ||
+	    admin_init(smtpd.base, smtpd.cfg, err, sizeof(err)) == -1) {
+		fprintf(stderr, "%s: %s\n", smtpd.cfg->path, err);
+		return 1;
+	}
 	if (smtpd.cfg->user)
 		drop_privileges(smtpd.cfg->user);
+	if (queue_init(smtpd.base, err, sizeof(err)) == -1) {
+		fprintf(stderr, "%s: queue: %s\n", smtpd.cfg->path, err);
+		return 1;
+	}
 	if (!foreground && daemon(0, 0) == -1)
 		fatal("daemon");
 	/* threads start after daemon(): fork keeps only the calling thread */
 	worker_init(smtpd.base, (int)smtpd.cfg->worker_threads);
-	for (size_t i = 0; i < nitems(signums); i++) {
-		sigs[i] = evsignal_new(smtpd.base, signums[i], signal_cb, NULL);
-		evsignal_add(sigs[i], NULL);
-	}
 	clean_ev = event_new(smtpd.base, -1, EV_PERSIST, clean_cb, NULL);
 	event_add(clean_ev, &(struct timeval){ CLEAN_EVERY, 0 });
 	clean_cb(-1, 0, NULL);
@@ -406,6 +428,9 @@ main(int argc, char **argv)
 
 	log_info("stopped");
 	worker_shutdown();
+	submit_shutdown();
+	admin_shutdown();
+	queue_shutdown();
 	smtpd_listeners_stop();
 	for (size_t i = 0; i < nitems(signums); i++)
 		event_free(sigs[i]);

@@ -368,10 +368,10 @@ static const struct conf_case conf_cases[] = {
 	  .problems = { { 7, "max_message_size: '1000' is not a number from 1024 to "
 	      "1099511627776" } } },
 	{ .label = "bad: duration unit", .text = BASE "queue_lifetime 5y\n",
-	  .problems = { { 7, "queue_lifetime: '5y' is not a duration from 60s to 31536000s "
+	  .problems = { { 7, "queue_lifetime: '5y' is not a duration from 1s to 31536000s "
 	      "(like 90s, 30m, 4h, 5d)" } } },
-	{ .label = "bad: duration under the minimum", .text = BASE "queue_lifetime 30s\n",
-	  .problems = { { 7, "queue_lifetime: '30s' is not a duration from 60s to 31536000s "
+	{ .label = "bad: duration under the minimum", .text = BASE "queue_lifetime 0s\n",
+	  .problems = { { 7, "queue_lifetime: '0s' is not a duration from 1s to 31536000s "
 	      "(like 90s, 30m, 4h, 5d)" } } },
 	{ .label = "bad: duration over the maximum", .text = BASE "smtp_timeout 2h\n",
 	  .problems = { { 7, "smtp_timeout: '2h' is not a duration from 1s to 3600s "

@@ -1,0 +1,641 @@
+/*
+ * bounce.c - the RFC 3464 delivery status notification (pure: no I/O, no
+ * clock; the only outside input is random_u64() for the Message-ID and
+ * the MIME boundary).
+ *
+ * The report is a multipart/report (RFC 6522) of three parts:
+ *   1. text/plain: what happened, one paragraph per recipient;
+ *   2. message/delivery-status (RFC 3464): Reporting-MTA and Arrival-Date,
+ *      then one block per recipient;
+ *   3. text/rfc822-headers: the header section of the original message.
+ *
+ * Internationalised mail (RFC 6533): an address or a diagnostic that is
+ * not ASCII makes part 2 a message/global-delivery-status, where the
+ * address type "utf-8" carries the UTF-8 address as it is; ASCII
+ * addresses keep the type "rfc822".  An original header section that is
+ * not ASCII makes part 3 a message/global-headers.  Such parts, the
+ * text part and the report itself then say Content-Transfer-Encoding:
+ * 8bit; the report only ever goes into a local Maildir.
+ *
+ * Everything taken from the queue record or from the original message is
+ * made safe before it is written: control characters become spaces,
+ * bytes that are not UTF-8 become '?', long values are folded at spaces
+ * (RFC 5322 2.2.3) and cut where a run without spaces would pass 998
+ * octets, the diagnostic and the header section have upper bounds, and
+ * the boundary is chosen after the parts are made, so that it occurs in
+ * none of them.
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../common/util.h"
+#include "queue.h"
+
+#define FOLD_WANT	78		/* fold a longer line where it has a space */
+#define FOLD_HARD	998		/* RFC 5322 2.1.1: never a longer line */
+#define DIAG_MAX	2048		/* octets of a diagnostic kept */
+#define HEADERS_MAX	(64 * 1024)	/* octets of the original header section kept */
+#define TEXT_INDENT	"    "
+
+struct buf {
+	char *p;
+	size_t len, cap;
+};
+
+static void
+buf_add(struct buf *b, const char *s, size_t n)
+{
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 1024;
+
+		while (b->len + n + 1 > cap)
+			cap *= 2;
+		b->p = xreallocarray(b->p, cap, 1);
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+static void
+buf_str(struct buf *b, const char *s)
+{
+	buf_add(b, s, strlen(s));
+}
+
+static void PRINTF(2, 3)
+buf_printf(struct buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+	int n;
+
+	va_start(ap, fmt);
+	n = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		fatal("vasprintf");
+	buf_add(b, s, (size_t)n);
+	free(s);
+}
+
+/*
+ * utf8_seq - the length of the well-formed UTF-8 sequence at s (RFC 3629:
+ * no overlong forms, no surrogates, nothing above U+10FFFF), 0 if none
+ */
+static size_t
+utf8_seq(const unsigned char *s, size_t n)
+{
+	size_t len;
+	unsigned char lo = 0x80, hi = 0xbf;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		len = 2;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+		len = 3;
+		if (s[0] == 0xe0)
+			lo = 0xa0;
+		else if (s[0] == 0xed)
+			hi = 0x9f;
+	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+		len = 4;
+		if (s[0] == 0xf0)
+			lo = 0x90;
+		else if (s[0] == 0xf4)
+			hi = 0x8f;
+	} else
+		return 0;
+	if (n < len || s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < len; i++)
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	return len;
+}
+
+/*
+ * clean - s made fit for one field or line: control characters and runs
+ * of blanks become one space, no blank at either end, bytes that are not
+ * UTF-8 become '?', cut to max octets (on a character boundary, marked
+ * "...").  Sets *utf8 when the result is not ASCII.  Caller frees.
+ */
+static char *
+clean(const char *s, size_t max, bool *utf8)
+{
+	const unsigned char *u = (const unsigned char *)(s ? s : "");
+	size_t n = strlen((const char *)u), o = 0, i = 0;
+	char *out = xmalloc(n + 4);
+
+	while (i < n) {
+		size_t k;
+
+		if (u[i] < 0x20 || u[i] == 0x7f || u[i] == ' ') {
+			if (o > 0 && out[o - 1] != ' ')
+				out[o++] = ' ';
+			i++;
+			continue;
+		}
+		if ((k = utf8_seq(u + i, n - i)) == 0) {
+			out[o++] = '?';
+			i++;
+			continue;
+		}
+		if (o + k > max) {
+			while (o > 0 && out[o - 1] == ' ')
+				o--;
+			memcpy(out + o, "...", 3);
+			o += 3;
+			break;
+		}
+		if (k > 1)
+			*utf8 = true;
+		memcpy(out + o, u + i, k);
+		o += k;
+		i += k;
+	}
+	while (o > 0 && out[o - 1] == ' ')
+		o--;
+	out[o] = '\0';
+	return out;
+}
+
+/*
+ * put_folded - s (cleaned: single spaces, no control characters) on a line
+ * that already holds col octets, then a newline.  Lines grow past
+ * FOLD_WANT only where s has no space, and never past FOLD_HARD; a run
+ * without spaces too long for a line is cut on a character boundary.
+ * With cont NULL this is a header field: it folds before a space, which
+ * stays, so that unfolding gives s back (a cut adds a space).  Otherwise
+ * it is text: a new line starts with cont instead of the space.
+ */
+static void
+put_folded(struct buf *b, size_t col, const char *s, const char *cont)
+{
+	size_t n = strlen(s), i = 0, start = col;
+	size_t indent = cont != NULL ? strlen(cont) : 1;
+
+	while (i < n) {
+		size_t j = i + 1, seg;
+
+		while (j < n && s[j] != ' ')
+			j++;
+		seg = j - i;
+		if (s[i] == ' ' && col + seg > FOLD_WANT && col > start) {
+			buf_add(b, "\n", 1);
+			col = 0;
+			if (cont != NULL) {
+				buf_str(b, cont);
+				col = indent;
+				i++;
+				seg--;
+			}
+			start = col;
+		}
+		while (col + seg > FOLD_HARD) {
+			size_t take = FOLD_HARD - col;
+
+			while (take > 1 && ((unsigned char)s[i + take] & 0xc0) == 0x80)
+				take--;
+			buf_add(b, s + i, take);
+			buf_add(b, "\n", 1);
+			buf_str(b, cont != NULL ? cont : " ");
+			col = start = indent;
+			i += take;
+			seg -= take;
+		}
+		buf_add(b, s + i, seg);
+		col += seg;
+		i += seg;
+	}
+	buf_add(b, "\n", 1);
+}
+
+/* put_field - "name: value", value folded */
+static void
+put_field(struct buf *b, const char *name, const char *value)
+{
+	buf_str(b, name);
+	buf_str(b, ": ");
+	put_folded(b, strlen(name) + 2, value, NULL);
+}
+
+/*
+ * date_822 - RFC 5322 3.3 date-time of t in the local time zone; the names
+ * are spelled here, not taken from the locale
+ */
+static void
+date_822(char *out, size_t size, time_t t)
+{
+	static const char *const days[] = { "Sun", "Mon", "Tue", "Wed", "Thu",
+	    "Fri", "Sat" };
+	static const char *const months[] = { "Jan", "Feb", "Mar", "Apr",
+	    "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+	struct tm tm;
+	char zone[8];
+	long off;
+
+	if (localtime_r(&t, &tm) == NULL) {
+		t = 0;
+		gmtime_r(&t, &tm);
+		tm.tm_gmtoff = 0;
+	}
+	off = tm.tm_gmtoff / 60;
+	snprintf(zone, sizeof(zone), "%c%02ld%02ld", off < 0 ? '-' : '+',
+	    (off < 0 ? -off : off) / 60 % 100, (off < 0 ? -off : off) % 60);
+	snprintf(out, size, "%s, %02d %s %04d %02d:%02d:%02d %s",
+	    days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12],
+	    tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec, zone);
+}
+
+/* status_ok - an RFC 3463 status code: class "." subject "." detail */
+static bool
+status_ok(const char *s)
+{
+	size_t n;
+
+	if (s[0] != '2' && s[0] != '4' && s[0] != '5')
+		return false;
+	if (s[1] != '.')
+		return false;
+	s += 2;
+	for (int part = 0; part < 2; part++) {
+		for (n = 0; s[n] >= '0' && s[n] <= '9'; n++)
+			;
+		if (n < 1 || n > 3)
+			return false;
+		s += n;
+		if (part == 0 && *s++ != '.')
+			return false;
+	}
+	return *s == '\0';
+}
+
+/* smtp_reply - the diagnostic looks like an SMTP reply ("550 ...", "451-...") */
+static bool
+smtp_reply(const char *s)
+{
+	return s[0] >= '2' && s[0] <= '5' && s[1] >= '0' && s[1] <= '9' &&
+	    s[2] >= '0' && s[2] <= '9' && (s[3] == '\0' || s[3] == ' ' ||
+	    s[3] == '-');
+}
+
+/* one selected recipient, cleaned */
+struct rinfo {
+	char *addr, *orig, *diag, *remote;
+	bool addr8, orig8;
+	char status[16];
+	unsigned attempts;
+};
+
+static void
+rinfo_fill(struct rinfo *r, const struct queue_rcpt *q, enum bounce_action action,
+    bool *any8)
+{
+	bool diag8 = false, remote8 = false;
+
+	r->addr = clean(q->addr, 1000, &r->addr8);
+	r->orig = clean(q->orig, 1000, &r->orig8);
+	if (r->orig[0] == '\0' || strcmp(r->orig, r->addr) == 0) {
+		free(r->orig);
+		r->orig = NULL;
+		r->orig8 = false;
+	}
+	r->diag = clean(q->last_reply, DIAG_MAX, &diag8);
+	r->remote = clean(q->remote_mta, 300, &remote8);
+	if (status_ok(q->status))
+		memcpy(r->status, q->status, strlen(q->status) + 1);
+	else
+		memcpy(r->status, action == BOUNCE_DELAYED ? "4.0.0" : "5.0.0", 6);
+	r->attempts = q->attempts;
+	if (r->addr8 || r->orig8 || diag8 || remote8)
+		*any8 = true;
+}
+
+static void
+rinfo_free(struct rinfo *r)
+{
+	free(r->addr);
+	free(r->orig);
+	free(r->diag);
+	free(r->remote);
+}
+
+/* the human-readable part */
+static void
+make_text(struct buf *b, const struct queue_msg *msg, const struct rinfo *rs,
+    size_t n, enum bounce_action action, const char *hostname, time_t until)
+{
+	char date[64], *para;
+
+	buf_printf(b, "This is the mail system at %s.\n\n", hostname);
+	if (action == BOUNCE_FAILED)
+		put_folded(b, 0, "Your message could not be delivered to the "
+		    "recipients below. The mail system has given up on them: "
+		    "either a server refused them for good, or they could not "
+		    "be reached for as long as messages are kept in the "
+		    "queue. The reason is given under each address.", "");
+	else {
+		if (until > 0)
+			date_822(date, sizeof(date), until);
+		para = xasprintf("Your message has not been delivered yet to "
+		    "the recipients below. The mail system is still trying, "
+		    "and will keep trying %s%s; you do not need to send it "
+		    "again. If it finally fails, you will get another report. "
+		    "The last reason is given under each address.",
+		    until > 0 ? "until " : "until the message has been in the "
+		    "queue for as long as messages are kept (queue_lifetime)",
+		    until > 0 ? date : "");
+		put_folded(b, 0, para, "");
+		free(para);
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct rinfo *r = &rs[i];
+		char *line;
+
+		buf_str(b, "\n");
+		if (r->orig != NULL)
+			line = xasprintf("<%s> (you sent it to <%s>)", r->addr,
+			    r->orig);
+		else
+			line = xasprintf("<%s>", r->addr);
+		put_folded(b, 0, line, TEXT_INDENT);
+		free(line);
+		if (r->diag[0] != '\0' && r->remote[0] != '\0')
+			line = xasprintf("%s said: %s", r->remote, r->diag);
+		else if (r->diag[0] != '\0')
+			line = xasprintf("%s", r->diag);
+		else if (r->attempts == 0)
+			line = xasprintf("(not tried: no reason was recorded)");
+		else
+			line = xasprintf("(no reason was recorded)");
+		buf_str(b, TEXT_INDENT);
+		put_folded(b, strlen(TEXT_INDENT), line, TEXT_INDENT);
+		free(line);
+	}
+	buf_str(b, "\n");
+	put_folded(b, 0, "The delivery report and the header section of your "
+	    "message are attached.", "");
+	buf_printf(b, "Queue ID: %s\n", msg->id);
+}
+
+/* addr_field - "rfc822; a@b" or, for a UTF-8 address, "utf-8; ..." */
+static void
+put_addr_field(struct buf *b, const char *name, const char *addr, bool utf8)
+{
+	char *v = xasprintf("%s; %s", utf8 ? "utf-8" : "rfc822", addr);
+
+	put_field(b, name, v);
+	free(v);
+}
+
+/* the message/delivery-status part (RFC 3464 2.2, 2.3) */
+static void
+make_status(struct buf *b, const struct queue_msg *msg, const struct rinfo *rs,
+    size_t n, enum bounce_action action, const char *hostname, time_t now,
+    time_t until)
+{
+	char date[64];
+	char *v;
+
+	v = xasprintf("dns; %s", hostname);
+	put_field(b, "Reporting-MTA", v);
+	free(v);
+	buf_printf(b, "X-Chamois-Queue-ID: %s\n", msg->id);
+	date_822(date, sizeof(date), msg->created);
+	put_field(b, "Arrival-Date", date);
+	for (size_t i = 0; i < n; i++) {
+		const struct rinfo *r = &rs[i];
+
+		buf_str(b, "\n");
+		if (r->orig != NULL)
+			put_addr_field(b, "Original-Recipient", r->orig, r->orig8);
+		put_addr_field(b, "Final-Recipient", r->addr, r->addr8);
+		put_field(b, "Action", action == BOUNCE_DELAYED ? "delayed" :
+		    "failed");
+		put_field(b, "Status", r->status);
+		if (r->remote[0] != '\0') {
+			v = xasprintf("dns; %s", r->remote);
+			put_field(b, "Remote-MTA", v);
+			free(v);
+		}
+		if (r->diag[0] != '\0') {
+			v = xasprintf("%s; %s", smtp_reply(r->diag) ? "smtp" :
+			    "X-Chamois", r->diag);
+			put_field(b, "Diagnostic-Code", v);
+			free(v);
+		}
+		/* the report is made right after the attempt that decided it */
+		if (r->attempts > 0) {
+			date_822(date, sizeof(date), now);
+			put_field(b, "Last-Attempt-Date", date);
+		}
+		if (action == BOUNCE_DELAYED && until > 0) {
+			date_822(date, sizeof(date), until);
+			put_field(b, "Will-Retry-Until", date);
+		}
+	}
+}
+
+/* field_start - line[0..n) starts a header field: ftext name, blanks, ':' */
+static bool
+field_start(const char *line, size_t n)
+{
+	size_t i = 0, name;
+
+	while (i < n && line[i] >= 33 && line[i] <= 126 && line[i] != ':')
+		i++;
+	name = i;
+	while (i < n && (line[i] == ' ' || line[i] == '\t'))
+		i++;
+	return name > 0 && i < n && line[i] == ':';
+}
+
+/*
+ * make_headers - the original header section, made safe: it ends at its
+ * first empty line (a body handed in by mistake stays out) or at a line
+ * that is neither a field nor the continuation of one, CRLF becomes
+ * LF, a CR elsewhere becomes a space, NUL
+ * and bytes that are not UTF-8 are replaced, a line longer than
+ * FOLD_HARD is cut with a fold, a section longer than HEADERS_MAX is cut
+ * there, and the last line ends with a newline.  Sets *utf8 for
+ * UTF-8 header fields (RFC 6532).
+ */
+static void
+make_headers(struct buf *b, const char *h, size_t len, bool *utf8)
+{
+	const unsigned char *u = (const unsigned char *)h;
+	size_t i = 0;
+	bool infield = false;
+
+	if (h == NULL)
+		return;
+	if (len > HEADERS_MAX)
+		len = HEADERS_MAX;
+	while (i < len) {
+		size_t e = i, col = 0, next;
+
+		while (e < len && u[e] != '\n')
+			e++;
+		next = e + 1;
+		if (e > i && u[e - 1] == '\r')
+			e--;	/* CRLF */
+		if (e == i || !(field_start(h + i, e - i) || (infield &&
+		    (u[i] == ' ' || u[i] == '\t'))))
+			break;	/* the end of the header section */
+		infield = true;
+		while (i < e) {
+			size_t k = utf8_seq(u + i, e - i);
+			char c[4];
+
+			if (col + (k ? k : 1) > FOLD_HARD) {
+				buf_add(b, "\n ", 2);
+				col = 1;
+			}
+			if (k == 0 || u[i] == '\0' || u[i] == '\r') {
+				c[0] = u[i] == '\r' ? ' ' : '?';
+				buf_add(b, c, 1);
+				i++;
+				col++;
+				continue;
+			}
+			if (k > 1)
+				*utf8 = true;
+			buf_add(b, (const char *)u + i, k);
+			i += k;
+			col += k;
+		}
+		buf_add(b, "\n", 1);
+		i = next;
+	}
+}
+
+static void
+put_part_head(struct buf *b, const char *boundary, const char *type,
+    const char *desc, bool eightbit)
+{
+	buf_printf(b, "\n--%s\n", boundary);
+	buf_printf(b, "Content-Description: %s\n", desc);
+	buf_printf(b, "Content-Type: %s\n", type);
+	buf_printf(b, "Content-Transfer-Encoding: %s\n\n", eightbit ? "8bit" : "7bit");
+}
+
+/*
+ * build - the report; until, when not 0, is when the queue gives up on
+ * the message (created + queue_lifetime): a delayed report then says so
+ * in the text and in Will-Retry-Until.
+ */
+static char *
+build(const struct queue_msg *msg, const bool *which,
+    enum bounce_action action, const char *headers, size_t headers_len,
+    const char *hostname, time_t now, time_t until, size_t *len)
+{
+	struct buf text = { 0 }, status = { 0 }, hdrs = { 0 }, out = { 0 };
+	struct rinfo *rs;
+	size_t n = 0;
+	bool status8 = false, hdrs8 = false, ignored = false;
+	char *boundary = NULL, *owner, *host, date[64];
+
+	*len = 0;
+	if (msg->nrcpts == 0)
+		return NULL;
+	host = clean(hostname != NULL && hostname[0] != '\0' ? hostname :
+	    "localhost", 255, &ignored);
+	rs = xcalloc(msg->nrcpts, sizeof(*rs));
+	for (size_t i = 0; i < msg->nrcpts; i++)
+		if (which == NULL || which[i])
+			rinfo_fill(&rs[n++], &msg->rcpts[i], action, &status8);
+	if (n == 0) {
+		free(rs);
+		free(host);
+		return NULL;
+	}
+	/* the owner goes only into To: (RFC 6532 allows UTF-8 there) */
+	owner = clean(msg->owner, 1000, &ignored);
+	if (owner[0] == '\0') {
+		free(owner);
+		owner = xstrdup("postmaster");
+	}
+
+	make_text(&text, msg, rs, n, action, host, until);
+	make_status(&status, msg, rs, n, action, host, now, until);
+	make_headers(&hdrs, headers, headers_len, &hdrs8);
+
+	/* a boundary that none of the parts holds (RFC 2046 5.1.1) */
+	for (;;) {
+		boundary = xasprintf("=_%s.%016" PRIx64, msg->id, random_u64());
+		if (memmem(text.p, text.len, boundary, strlen(boundary)) == NULL &&
+		    memmem(status.p, status.len, boundary, strlen(boundary)) == NULL &&
+		    (hdrs.len == 0 || memmem(hdrs.p, hdrs.len, boundary,
+		    strlen(boundary)) == NULL))
+			break;
+		free(boundary);
+	}
+
+	date_822(date, sizeof(date), now);
+	put_field(&out, "Date", date);
+	buf_printf(&out, "From: Mail Delivery System <MAILER-DAEMON@%s>\n", host);
+	if (strchr(owner, '@') != NULL)
+		buf_printf(&out, "To: <%s>\n", owner);
+	else
+		buf_printf(&out, "To: <%s@%s>\n", owner, host);
+	put_field(&out, "Subject", action == BOUNCE_DELAYED ?
+	    "Delayed Mail (still being retried)" :
+	    "Undelivered Mail Returned to Sender");
+	buf_printf(&out, "Message-ID: <%" PRId64 ".%016" PRIx64 ".%s@%s>\n",
+	    (int64_t)now, random_u64(), msg->id[0] ? msg->id : "dsn", host);
+	buf_str(&out, "Auto-Submitted: auto-replied\n");
+	buf_str(&out, "MIME-Version: 1.0\n");
+	buf_printf(&out, "Content-Type: multipart/report; report-type=delivery-status;\n"
+	    "\tboundary=\"%s\"\n", boundary);
+	if (status8 || hdrs8)
+		buf_str(&out, "Content-Transfer-Encoding: 8bit\n");
+	buf_str(&out, "\nThis is a MIME-encapsulated message.\n");
+
+	put_part_head(&out, boundary, "text/plain; charset=utf-8", "Notification",
+	    status8);
+	buf_add(&out, text.p, text.len);
+	put_part_head(&out, boundary, status8 ? "message/global-delivery-status" :
+	    "message/delivery-status", "Delivery report", status8);
+	buf_add(&out, status.p, status.len);
+	put_part_head(&out, boundary, hdrs8 ? "message/global-headers" :
+	    "text/rfc822-headers", action == BOUNCE_DELAYED ?
+	    "Delayed Message Headers" : "Undelivered Message Headers", hdrs8);
+	if (hdrs.len > 0)
+		buf_add(&out, hdrs.p, hdrs.len);
+	buf_printf(&out, "\n--%s--\n", boundary);
+
+	for (size_t i = 0; i < n; i++)
+		rinfo_free(&rs[i]);
+	free(rs);
+	free(text.p);
+	free(status.p);
+	free(hdrs.p);
+	free(boundary);
+	free(owner);
+	free(host);
+	*len = out.len;
+	return out.p;
+}
+
+/*
+ * bounce_build - see queue.h.  which NULL selects every recipient.  With
+ * no recipient selected there is nothing to report (RFC 3464 2.3 wants at
+ * least one): NULL, *len 0.  A delayed report with retry_until 0 names the
+ * queue_lifetime setting instead of a date (Will-Retry-Until is optional,
+ * RFC 3464 2.3.9).
+ */
+char *
+bounce_build(const struct queue_msg *msg, const bool *which,
+    enum bounce_action action, const char *headers, size_t headers_len,
+    const char *hostname, time_t now, time_t retry_until, size_t *len)
+{
+	return build(msg, which, action, headers, headers_len, hostname, now,
+	    action == BOUNCE_DELAYED ? retry_until : 0, len);
+}

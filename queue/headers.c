@@ -1,0 +1,142 @@
+/*
+ * headers.c - header fixes for messages that enter the queue (pure: no
+ * I/O, no clock; random_u64() makes the Message-ID unique).
+ *
+ * RFC 5322 3.6 wants exactly one Date and, SHOULD, one Message-ID; a
+ * message submitted without them gets them, at the top, the way a
+ * submission server adds them (RFC 6409 8.2, 8.3).  Only the header
+ * section is looked at: the lines from the top that are header fields
+ * ("name:", the obsolete "name :" too, RFC 5322 4.5.3) or their
+ * continuation lines.  It ends at the first empty line, at the end of the
+ * message, or at the first line that is neither; in that last case the
+ * message has no separator and its body would be read as a broken header
+ * field, so an empty line is put in front of that line (as Postfix's
+ * cleanup does).  Everything else is kept byte for byte.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "../common/util.h"
+#include "queue.h"
+
+/*
+ * date_822 - RFC 5322 3.3 date-time of t in the local time zone; the names
+ * are spelled here, not taken from the locale
+ */
+static void
+date_822(char *out, size_t size, time_t t)
+{
+	static const char *const days[] = { "Sun", "Mon", "Tue", "Wed", "Thu",
+	    "Fri", "Sat" };
+	static const char *const months[] = { "Jan", "Feb", "Mar", "Apr",
+	    "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+	struct tm tm;
+	char zone[8];
+	long off;
+
+	if (localtime_r(&t, &tm) == NULL) {
+		t = 0;
+		gmtime_r(&t, &tm);
+		tm.tm_gmtoff = 0;
+	}
+	off = tm.tm_gmtoff / 60;
+	snprintf(zone, sizeof(zone), "%c%02ld%02ld", off < 0 ? '-' : '+',
+	    (off < 0 ? -off : off) / 60 % 100, (off < 0 ? -off : off) % 60);
+	snprintf(out, size, "%s, %02d %s %04d %02d:%02d:%02d %s",
+	    days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12],
+	    tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec, zone);
+}
+
+/*
+ * field_name - the length of the field name when line[0..n) starts a
+ * header field (RFC 5322 3.6.8 ftext, then optional blanks, then ':'),
+ * else 0
+ */
+static size_t
+field_name(const char *line, size_t n)
+{
+	size_t i = 0, name;
+
+	while (i < n && line[i] >= 33 && line[i] <= 126 && line[i] != ':')
+		i++;
+	name = i;
+	while (i < n && (line[i] == ' ' || line[i] == '\t'))
+		i++;
+	if (name == 0 || i == n || line[i] != ':')
+		return 0;
+	return name;
+}
+
+static bool
+name_is(const char *line, size_t len, const char *want)
+{
+	return len == strlen(want) && strncasecmp(line, want, len) == 0;
+}
+
+char *
+queue_fix_headers(const char *msg, size_t len, const char *hostname,
+    time_t now, size_t *outlen)
+{
+	bool have_id = false, have_date = false, infield = false, sep = false;
+	size_t i = 0, body = len, hlen = 0, o = 0;
+	char head[512], date[64];
+	char *out;
+
+	if (hostname == NULL || hostname[0] == '\0')
+		hostname = "localhost";
+	while (i < len) {
+		const char *nl = memchr(msg + i, '\n', len - i);
+		size_t e = nl != NULL ? (size_t)(nl - msg) : len, n = e - i, name;
+
+		if (n == 0 || (n == 1 && msg[i] == '\r'))
+			break;		/* the separator */
+		if ((msg[i] == ' ' || msg[i] == '\t') && infield) {
+			i = e + 1;	/* a continuation line */
+			continue;
+		}
+		if ((name = field_name(msg + i, n)) == 0) {
+			sep = true;	/* the body, with no separator before it */
+			body = i;
+			break;
+		}
+		infield = true;
+		if (name_is(msg + i, name, "Message-ID"))
+			have_id = true;
+		else if (name_is(msg + i, name, "Date"))
+			have_date = true;
+		i = e + 1;
+	}
+
+	if (!have_id) {
+		struct tm tm;
+		char stamp[32];
+
+		gmtime_r(&now, &tm);
+		strftime(stamp, sizeof(stamp), "%Y%m%d%H%M%S", &tm);
+		hlen += (size_t)snprintf(head + hlen, sizeof(head) - hlen,
+		    "Message-ID: <%s.%016" PRIx64 "@%.255s>\n", stamp,
+		    random_u64(), hostname);
+	}
+	if (!have_date) {
+		date_822(date, sizeof(date), now);
+		hlen += (size_t)snprintf(head + hlen, sizeof(head) - hlen,
+		    "Date: %s\n", date);
+	}
+
+	out = xmalloc(hlen + len + 2);
+	memcpy(out, head, hlen);
+	o = hlen;
+	memcpy(out + o, msg, body);
+	o += body;
+	if (sep)
+		out[o++] = '\n';
+	memcpy(out + o, msg + body, len - body);
+	o += len - body;
+	out[o] = '\0';
+	*outlen = o;
+	return out;
+}

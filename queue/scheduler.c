@@ -1,0 +1,1253 @@
+/*
+ * scheduler.c - the queue on the event loop.
+ *
+ * Every message in the store is also in memory (a small server's queue is
+ * small): a list of entries, each with its envelope and the time its next
+ * recipient is due.  One timer wakes at the earliest due time; a due
+ * message gets one delivery attempt at a time: its body is read from the
+ * store on a worker thread, local recipients go to their Maildirs (the
+ * same durable path as the mx role), remote ones are grouped by domain,
+ * one SMTP transaction per domain through the shared outbound client.
+ * When every group has answered, the outcome is written back to the store
+ * (or the message deleted when nothing is left), failures and delays are
+ * reported into the owner's Maildir (RFC 3464, never over SMTP), and the
+ * next attempt is scheduled.
+ *
+ * Recipient outcomes:
+ *   2xx to the final dot                    delivered
+ *   5xx to MAIL, RCPT, DATA or the dot      failed (reported)
+ *   4xx, a lost or timed-out session,
+ *   no MX reachable, a DNS failure          deferred until queue_lifetime
+ *   no such domain, null MX                 failed (5.1.2, 5.1.10)
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "../common/addr.h"
+#include "../common/body.h"
+#include "../common/hmap.h"
+#include "../common/tables.h"
+#include "../common/util.h"
+#include "../common/worker.h"
+#include "../maildir/maildir.h"
+#include "../outbound/client.h"
+#include "../outbound/resolver.h"
+#include "../smtpd/smtpd.h"
+#include "queue.h"
+
+#define CHECKPOINT_EVERY	60	/* seconds */
+/* RFC 5321 4.5.3.2: the client's timeouts, minutes per step */
+#define CLIENT_STEP_TIMEOUT	300
+#define CLIENT_DOT_TIMEOUT	600
+
+struct qgroup;
+
+struct qentry {
+	TAILQ_ENTRY(qentry) entry;
+	struct queue_msg msg;
+	bool busy;		/* an attempt or a store operation is running */
+	bool removed;		/* queue_remove while busy */
+	time_t due;		/* earliest next_attempt of a waiting recipient */
+	/* the attempt in progress */
+	char *body;
+	size_t body_len;
+	int groups;		/* groups not finished yet */
+	struct body mdbody;	/* body view for Maildir copies */
+};
+TAILQ_HEAD(qentry_list, qentry);
+
+/* one destination of one attempt: the local Maildirs, or one domain */
+struct qgroup {
+	TAILQ_ENTRY(qgroup) entry;
+	struct qentry *e;
+	bool local;
+	char domain[DOMAIN_MAX + 1];
+	size_t *idx;		/* recipients (indexes into msg.rcpts) */
+	size_t n;
+	bool *accepted;		/* RCPT got 2xx */
+	size_t rcpt_replies;	/* RCPT replies seen (they come in order) */
+	struct resolver_query *q;
+	struct smtp_client *c;
+	bool mail_failed;
+	bool data_sent;
+	struct maildir_delivery *md;
+};
+
+TAILQ_HEAD(qgroup_list, qgroup);
+
+static struct {
+	struct event_base *base;
+	struct qgroup_list groups;	/* destinations being delivered to */
+	struct queue_store *store;
+	struct qentry_list msgs;
+	struct hmap *byid;
+	struct event *timer;
+	struct event *ckpt;
+	unsigned active;		/* remote groups in flight */
+	struct hmap *per_domain;	/* domain -> groups in flight */
+	bool stopping;
+} q;
+
+static void schedule(void);
+static void group_free(struct qgroup *);
+static void attempt_finish(struct qentry *);
+static void group_done(struct qgroup *);
+
+static const char *
+state_name(enum rcpt_state st)
+{
+	switch (st) {
+	case RS_PENDING:	return "pending";
+	case RS_DEFERRED:	return "deferred";
+	case RS_DELIVERED:	return "delivered";
+	case RS_FAILED:		return "failed";
+	}
+	return "?";
+}
+
+/* rcpt_outcome - record what happened to one recipient in this attempt */
+static void
+rcpt_outcome(struct qentry *e, size_t i, enum rcpt_state st, const char *status,
+    const char *reply, const char *mta)
+{
+	struct queue_rcpt *r = &e->msg.rcpts[i];
+
+	r->state = st;
+	str_copy(r->status, status, sizeof(r->status));
+	free(r->last_reply);
+	r->last_reply = xstrdup(reply ? reply : "");
+	free(r->remote_mta);
+	r->remote_mta = xstrdup(mta ? mta : "");
+	log_info("%s queue delivery to=<%s> result=%s status=%s remote=%s "
+	    "reply=\"%s\"", e->msg.id, r->addr, state_name(st), r->status,
+	    r->remote_mta[0] ? r->remote_mta : "-", r->last_reply);
+}
+
+/* reply_outcome - an SMTP reply as a recipient outcome */
+static void
+reply_outcome(struct qentry *e, size_t i, const struct smtp_reply *r,
+    const char *mta)
+{
+	char status[16], line[SMTP_REPLY_TEXT_MAX + 32];
+	int cls = r->code / 100;
+
+	if (r->esc[0] == (char)('0' + cls))
+		str_copy(status, r->esc, sizeof(status));
+	else
+		snprintf(status, sizeof(status), "%d.0.0", cls == 2 ? 2 : cls == 5 ? 5 : 4);
+	snprintf(line, sizeof(line), "%d %s %s", r->code, status, r->text);
+	rcpt_outcome(e, i, cls == 2 ? RS_DELIVERED : cls == 5 ? RS_FAILED :
+	    RS_DEFERRED, status, line, mta);
+}
+
+static void
+entry_free(struct qentry *e)
+{
+	queue_msg_free(&e->msg);
+	free(e->body);
+	if (e->mdbody.mem)
+		body_free(&e->mdbody);
+	free(e);
+}
+
+static void
+entry_due(struct qentry *e)
+{
+	e->due = 0;
+	for (size_t i = 0; i < e->msg.nrcpts; i++) {
+		const struct queue_rcpt *r = &e->msg.rcpts[i];
+
+		if ((r->state == RS_PENDING || r->state == RS_DEFERRED) &&
+		    (e->due == 0 || r->next_attempt < e->due))
+			e->due = r->next_attempt;
+	}
+}
+
+static struct qentry *
+entry_add(const struct queue_msg *m)
+{
+	struct qentry *e = xcalloc(1, sizeof(*e));
+
+	queue_msg_copy(&e->msg, m);
+	entry_due(e);
+	TAILQ_INSERT_TAIL(&q.msgs, e, entry);
+	hmap_put(q.byid, e->msg.id, e);
+	return e;
+}
+
+static void
+entry_remove(struct qentry *e)
+{
+	TAILQ_REMOVE(&q.msgs, e, entry);
+	hmap_del(q.byid, e->msg.id);
+	entry_free(e);
+}
+
+/* ---- start-up ---------------------------------------------------------- */
+
+static int
+load_cb(const struct queue_msg *m, void *arg)
+{
+	unsigned *n = arg;
+
+	entry_add(m);
+	(*n)++;
+	return 0;
+}
+
+struct ckpt_job {
+	int result;
+};
+
+static void
+ckpt_work(void *arg)
+{
+	struct ckpt_job *j = arg;
+
+	j->result = qstore_checkpoint(q.store);
+}
+
+static void
+ckpt_done(void *arg)
+{
+	struct ckpt_job *j = arg;
+
+	if (j->result != 0)
+		log_warn("queue checkpoint");
+	free(j);
+	smtpd_maybe_exit();
+}
+
+static void
+ckpt_cb(evutil_socket_t fd, short what, void *arg)
+{
+	if (!q.stopping)
+		worker_submit(ckpt_work, ckpt_done, xcalloc(1, sizeof(struct ckpt_job)));
+}
+
+static void
+timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	schedule();
+}
+
+int
+queue_init(struct event_base *base, char *err, size_t errsize)
+{
+	char dir[4096];
+	unsigned n = 0;
+	struct timeval tv = { CHECKPOINT_EVERY, 0 };
+
+	q.base = base;
+	TAILQ_INIT(&q.msgs);
+	TAILQ_INIT(&q.groups);
+	q.byid = hmap_new();
+	q.per_domain = hmap_new();
+	if (!bsnprintf(dir, sizeof(dir), "%s/db", smtpd.cfg->queue_dir)) {
+		snprintf(err, errsize, "queue_dir too long");
+		return -1;
+	}
+	if (mkdir_synced(dir, 0700) == -1) {
+		snprintf(err, errsize, "mkdir %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	if ((q.store = qstore_open(dir, err, errsize)) == NULL)
+		return -1;
+	if (qstore_walk(q.store, load_cb, &n) != 0) {
+		snprintf(err, errsize, "reading the queue in %s: %s", dir,
+		    strerror(errno));
+		return -1;
+	}
+	q.timer = evtimer_new(base, timer_cb, NULL);
+	q.ckpt = event_new(base, -1, EV_PERSIST, ckpt_cb, NULL);
+	event_add(q.ckpt, &tv);
+	log_info("queue ready messages=%u dir=%s", n, dir);
+	schedule();
+	return 0;
+}
+
+void
+queue_shutdown(void)
+{
+	struct qentry *e;
+	struct qgroup *g;
+
+	q.stopping = true;
+	/*
+	 * remote deliveries still talking are dropped: the store has the
+	 * state from before the attempt, so they are tried again after the
+	 * restart (a remote that accepted just now gets the message twice,
+	 * the window SMTP leaves; doc/queue.md)
+	 */
+	while ((g = TAILQ_FIRST(&q.groups)) != NULL) {
+		TAILQ_REMOVE(&q.groups, g, entry);
+		group_free(g);
+	}
+	if (q.timer)
+		event_free(q.timer);
+	if (q.ckpt)
+		event_free(q.ckpt);
+	q.timer = q.ckpt = NULL;
+	while ((e = TAILQ_FIRST(&q.msgs)) != NULL)
+		entry_remove(e);
+	hmap_free(q.byid, NULL);
+	hmap_free(q.per_domain, NULL);
+	q.byid = q.per_domain = NULL;
+	if (q.store)
+		qstore_close(q.store);
+	q.store = NULL;
+}
+
+/* ---- submission --------------------------------------------------------- */
+
+struct submit_job {
+	struct queue_msg *msg;
+	struct body *body;
+	queue_put_cb cb;
+	void *arg;
+	int result;
+	int error;
+	char err[256];
+};
+
+static void
+submit_work(void *arg)
+{
+	struct submit_job *j = arg;
+
+	if (j->error)
+		return;		/* refused before the store was asked */
+	j->result = qstore_put(q.store, j->msg, j->body, j->err, sizeof(j->err));
+	j->error = j->result ? errno : 0;
+}
+
+static void
+submit_done(void *arg)
+{
+	struct submit_job *j = arg;
+
+	if (j->result == 0 && !q.stopping) {
+		struct qentry *e = entry_add(j->msg);
+
+		log_info("%s queue stored from=<%s> owner=%s uid=%ld size=%" PRIu64
+		    " rcpts=%zu", e->msg.id, e->msg.sender, e->msg.owner,
+		    e->msg.uid, e->msg.size, e->msg.nrcpts);
+		j->cb(j->arg, 0, e->msg.id);
+		schedule();
+	} else {
+		errno = j->error;
+		log_warn("queue store failed: %s", j->err);
+		j->cb(j->arg, j->error ? j->error : EIO, NULL);
+	}
+	queue_msg_free(j->msg);
+	free(j->msg);
+	body_free(j->body);
+	free(j->body);
+	free(j);
+	smtpd_maybe_exit();
+}
+
+static void
+add_rcpt(struct queue_msg *m, struct queue_rcpt *out, size_t *n, const char *addr,
+    const char *orig, bool local)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (strcmp(out[i].addr, addr) == 0)
+			return;
+	memset(&out[*n], 0, sizeof(out[*n]));
+	out[*n].addr = xstrdup(addr);
+	out[*n].orig = xstrdup(orig);
+	out[*n].local = local;
+	out[*n].state = RS_PENDING;
+	out[*n].next_attempt = m->created;
+	out[*n].last_reply = xstrdup("");
+	out[*n].remote_mta = xstrdup("");
+	(*n)++;
+}
+
+/*
+ * expand - every recipient's destinations: local mailboxes (aliases
+ * expanded), the forwarded target of an alias (the sender is ours, so the
+ * queue delivers to it), or the address itself for other domains
+ */
+static void
+expand(struct queue_msg *m)
+{
+	struct queue_rcpt *out = NULL;
+	size_t n = 0, cap = 0;
+
+	for (size_t i = 0; i < m->nrcpts; i++) {
+		struct queue_rcpt *r = &m->rcpts[i];
+		struct mailaddr a;
+		char key[PATH_MAX_OCTETS + 1];
+		struct expansion exp;
+		const char *at;
+		bool local_dom = false;
+
+		if (cap < n + 64) {
+			cap = n + 64;
+			out = xreallocarray(out, cap, sizeof(*out));
+		}
+		if (r->addr != NULL) {		/* restored: keep as it is */
+			out[n] = *r;
+			memset(r, 0, sizeof(*r));
+			n++;
+			continue;
+		}
+		if (addr_parse(r->orig, &a, ADDR_F_UTF8) == ADDR_OK &&
+		    addr_key(&a, key, sizeof(key)) && (at = strrchr(key, '@')))
+			local_dom = config_is_local_domain(smtpd.cfg, at + 1);
+		if (!local_dom) {
+			add_rcpt(m, out, &n, r->orig, r->orig, false);
+			continue;
+		}
+		if (!tables_resolve(smtpd.tables, key, &exp)) {
+			add_rcpt(m, out, &n, r->orig, r->orig, true);
+			out[n - 1].state = RS_FAILED;
+			str_copy(out[n - 1].status, "5.1.1", sizeof(out[n - 1].status));
+			free(out[n - 1].last_reply);
+			out[n - 1].last_reply = xstrdup("550 5.1.1 no such local "
+			    "mailbox");
+			continue;
+		}
+		if (cap < n + exp.nmailboxes + 1) {
+			cap = n + exp.nmailboxes + 64;
+			out = xreallocarray(out, cap, sizeof(*out));
+		}
+		for (size_t k = 0; k < exp.nmailboxes; k++)
+			add_rcpt(m, out, &n, exp.mailboxes[k], r->orig, true);
+		if (exp.external)
+			add_rcpt(m, out, &n, exp.external, r->orig, false);
+		expansion_free(&exp);
+	}
+	for (size_t i = 0; i < m->nrcpts; i++) {
+		free(m->rcpts[i].addr);
+		free(m->rcpts[i].orig);
+		free(m->rcpts[i].last_reply);
+		free(m->rcpts[i].remote_mta);
+	}
+	free(m->rcpts);
+	m->rcpts = out;
+	m->nrcpts = n;
+}
+
+void
+queue_submit(struct queue_msg *m, struct body *b, queue_put_cb cb, void *arg)
+{
+	struct submit_job *j = xcalloc(1, sizeof(*j));
+
+	m->version = QUEUE_RECORD_VERSION;
+	if (m->id[0] == '\0') {
+		queue_new_id(m->id);
+		m->created = time(NULL);
+	}
+	if (m->owner == NULL)
+		m->owner = xstrdup("");
+	if (m->sender == NULL)
+		m->sender = xstrdup("");
+	m->size = b->size;
+	expand(m);
+	j->msg = m;
+	j->body = b;
+	j->cb = cb;
+	j->arg = arg;
+	if (hmap_get(q.byid, m->id) != NULL) {
+		/* a restored id still here (even one being removed) */
+		j->result = -1;
+		j->error = EEXIST;
+		snprintf(j->err, sizeof(j->err), "%s is already queued", m->id);
+	}
+	worker_submit(submit_work, submit_done, j);
+}
+
+/* ---- administration ----------------------------------------------------- */
+
+void
+queue_foreach(void (*fn)(const struct queue_msg *, void *), void *arg)
+{
+	struct qentry *e;
+
+	TAILQ_FOREACH(e, &q.msgs, entry)
+		if (!e->removed)
+			fn(&e->msg, arg);
+}
+
+const struct queue_msg *
+queue_lookup(const char *id)
+{
+	struct qentry *e = hmap_get(q.byid, id);
+
+	return e && !e->removed ? &e->msg : NULL;
+}
+
+void
+queue_flush(void)
+{
+	struct qentry *e;
+	time_t now = time(NULL);
+
+	TAILQ_FOREACH(e, &q.msgs, entry) {
+		for (size_t i = 0; i < e->msg.nrcpts; i++)
+			if (e->msg.rcpts[i].state == RS_DEFERRED)
+				e->msg.rcpts[i].next_attempt = now;
+		entry_due(e);
+	}
+	log_info("queue flush");
+	schedule();
+}
+
+struct delete_job {
+	char id[QUEUE_ID_LEN + 1];
+	int result;
+};
+
+static void
+delete_work(void *arg)
+{
+	struct delete_job *j = arg;
+
+	j->result = qstore_delete(q.store, j->id);
+}
+
+static void
+delete_done(void *arg)
+{
+	struct delete_job *j = arg;
+
+	if (j->result != 0)
+		log_warn("%s queue delete", j->id);
+	free(j);
+	smtpd_maybe_exit();
+}
+
+static void
+store_delete(const char *id)
+{
+	struct delete_job *j = xcalloc(1, sizeof(*j));
+
+	str_copy(j->id, id, sizeof(j->id));
+	worker_submit(delete_work, delete_done, j);
+}
+
+bool
+queue_remove(const char *id)
+{
+	struct qentry *e = hmap_get(q.byid, id);
+
+	if (e == NULL || e->removed)
+		return false;
+	log_info("%s queue removed by the administrator", id);
+	if (e->busy) {
+		/* the attempt in flight finishes, then the message goes */
+		e->removed = true;
+		return true;
+	}
+	store_delete(id);
+	entry_remove(e);
+	return true;
+}
+
+struct queue_store *
+queue_store_handle(void)
+{
+	return q.store;
+}
+
+/* ---- reports ------------------------------------------------------------- */
+
+struct report_job {
+	struct maildir_delivery *md;
+	struct body body;
+	char *mailbox;
+	char id[QUEUE_ID_LEN + 1];
+};
+
+static void
+report_work(void *arg)
+{
+	struct report_job *j = arg;
+
+	maildir_deliver(j->md);
+}
+
+static void
+report_done(void *arg)
+{
+	struct report_job *j = arg;
+
+	if (j->md->result == RES_OK)
+		log_info("%s queue report delivered mailbox=%s path=%s", j->id,
+		    j->mailbox, j->md->copies[0].path);
+	else {
+		errno = j->md->error;
+		log_warn("%s queue report LOST mailbox=%s step=%s", j->id,
+		    j->mailbox, j->md->failed_step ? j->md->failed_step : "?");
+	}
+	maildir_delivery_free(j->md);
+	body_free(&j->body);
+	free(j->mailbox);
+	free(j);
+	smtpd_maybe_exit();
+}
+
+/* report_mailbox - the Maildir the owner's reports go to, else postmaster's */
+static char *
+report_mailbox(const struct queue_msg *m)
+{
+	const char *candidates[] = { m->owner, "postmaster" };
+
+	for (size_t i = 0; i < nitems(candidates); i++) {
+		struct mailaddr a;
+		char key[PATH_MAX_OCTETS + 1];
+		struct expansion exp;
+		char *mb = NULL;
+
+		if (candidates[i] == NULL || candidates[i][0] == '\0')
+			continue;
+		if (i == 0 && (addr_parse(candidates[i], &a, ADDR_F_UTF8) != ADDR_OK ||
+		    !addr_key(&a, key, sizeof(key))))
+			continue;
+		if (i == 1)
+			str_copy(key, "postmaster", sizeof(key));
+		if (!tables_resolve(smtpd.tables, key, &exp))
+			continue;
+		if (exp.nmailboxes > 0)
+			mb = xstrdup(exp.mailboxes[0]);
+		expansion_free(&exp);
+		if (mb)
+			return mb;
+	}
+	return NULL;
+}
+
+/*
+ * report - an RFC 3464 report about the recipients selected by which[]
+ * into the owner's Maildir; a message from <> never gets one
+ */
+static void
+report(struct qentry *e, const bool *which, enum bounce_action action)
+{
+	struct report_job *j;
+	const char *hdr_end;
+	size_t hlen, len;
+	char *text, *mb;
+
+	if (e->msg.sender[0] == '\0')
+		return;
+	if ((mb = report_mailbox(&e->msg)) == NULL) {
+		log_warnx("%s queue report nowhere to go owner=%s", e->msg.id,
+		    e->msg.owner);
+		return;
+	}
+	/* the original header section: up to the first empty line */
+	hdr_end = e->body ? memmem(e->body, e->body_len, "\n\n", 2) : NULL;
+	hlen = hdr_end ? (size_t)(hdr_end - e->body) + 1 : e->body ? e->body_len : 0;
+	text = bounce_build(&e->msg, which, action, e->body ? e->body : "", hlen,
+	    smtpd.cfg->hostname, time(NULL), e->msg.created +
+	    (time_t)smtpd.cfg->queue_lifetime, &len);
+	j = xcalloc(1, sizeof(*j));
+	str_copy(j->id, e->msg.id, sizeof(j->id));
+	j->mailbox = mb;
+	body_init(&j->body, smtpd.cfg->queue_dir);
+	body_append(&j->body, text, len);
+	free(text);
+	j->md = xcalloc(1, sizeof(*j->md));
+	j->md->root = smtpd.cfg->maildir_root;
+	j->md->hostname = smtpd.cfg->hostname;
+	j->md->body = &j->body;
+	j->md->ncopies = 1;
+	j->md->copies = xcalloc(1, sizeof(*j->md->copies));
+	j->md->copies[0].mailbox = j->mailbox;
+	j->md->copies[0].prefix = xasprintf("Return-Path: <>\nDelivered-To: %s\n", mb);
+	log_info("%s queue report action=%s owner=%s mailbox=%s", e->msg.id,
+	    action == BOUNCE_FAILED ? "failed" : "delayed", e->msg.owner, mb);
+	worker_submit(report_work, report_done, j);
+}
+
+/* ---- attempts -------------------------------------------------------------- */
+
+static bool
+rcpt_due(const struct queue_rcpt *r, time_t now)
+{
+	return (r->state == RS_PENDING || r->state == RS_DEFERRED) &&
+	    r->next_attempt <= now;
+}
+
+static void
+group_free(struct qgroup *g)
+{
+	if (g->q)
+		resolver_cancel(g->q);
+	if (g->c)
+		smtp_client_free(g->c);
+	if (g->md)
+		maildir_delivery_free(g->md);
+	free(g->idx);
+	free(g->accepted);
+	free(g);
+}
+
+static void
+domain_count(const char *domain, int delta)
+{
+	uintptr_t n = (uintptr_t)hmap_get(q.per_domain, domain);
+
+	n = delta > 0 ? n + 1 : n - 1;
+	if (n == 0)
+		hmap_del(q.per_domain, domain);
+	else
+		hmap_put(q.per_domain, domain, (void *)n);
+}
+
+/* group_all - the same outcome for every recipient of the group still open */
+static void
+group_all(struct qgroup *g, enum rcpt_state st, const char *status,
+    const char *reply, const char *mta, bool only_accepted)
+{
+	for (size_t k = 0; k < g->n; k++) {
+		struct queue_rcpt *r = &g->e->msg.rcpts[g->idx[k]];
+
+		if (r->state != RS_PENDING && r->state != RS_DEFERRED)
+			continue;	/* already decided in this attempt */
+		if (only_accepted && !g->accepted[k])
+			continue;
+		rcpt_outcome(g->e, g->idx[k], st, status, reply, mta);
+	}
+}
+
+/* ---- local group ---- */
+
+static void
+local_work(void *arg)
+{
+	struct qgroup *g = arg;
+
+	maildir_deliver(g->md);
+}
+
+static void
+local_done(void *arg)
+{
+	struct qgroup *g = arg;
+
+	if (g->md->result == RES_OK)
+		group_all(g, RS_DELIVERED, "2.0.0", "delivered to Maildir", "", false);
+	else {
+		char why[128];
+
+		snprintf(why, sizeof(why), "%s (%s)", maildir_reply(g->md->error),
+		    g->md->failed_step ? g->md->failed_step : "?");
+		group_all(g, RS_DEFERRED, g->md->error == ENOSPC ? "4.3.1" : "4.3.0",
+		    why, "", false);
+	}
+	group_done(g);
+}
+
+static void
+local_start(struct qgroup *g)
+{
+	struct qentry *e = g->e;
+	struct maildir_delivery *d = xcalloc(1, sizeof(*d));
+
+	d->root = smtpd.cfg->maildir_root;
+	d->hostname = smtpd.cfg->hostname;
+	d->body = &e->mdbody;
+	d->ncopies = g->n;
+	d->copies = xcalloc(g->n, sizeof(*d->copies));
+	for (size_t k = 0; k < g->n; k++) {
+		const struct queue_rcpt *r = &e->msg.rcpts[g->idx[k]];
+
+		d->copies[k].mailbox = r->addr;
+		d->copies[k].prefix = xasprintf("Return-Path: <%s>\nDelivered-To: %s\n",
+		    e->msg.sender, r->addr);
+	}
+	g->md = d;
+	worker_submit(local_work, local_done, g);
+}
+
+/* ---- remote group ---- */
+
+static size_t
+count_lines(const char *p, size_t len)
+{
+	size_t n = 0;
+
+	for (const char *e = p + len; (p = memchr(p, '\n', (size_t)(e - p))); p++)
+		n++;
+	return n;
+}
+
+static const char *
+group_mta(const struct qgroup *g)
+{
+	return g->c ? smtp_client_caps(g->c)->host : g->domain;
+}
+
+static void
+remote_client_cb(void *arg, enum smtp_client_event ev, enum smtp_cmd cmd,
+    enum smtp_fail why, const struct smtp_reply *r)
+{
+	struct qgroup *g = arg;
+	struct qentry *e = g->e;
+	const struct smtp_caps *caps;
+	char mta[300];
+
+	snprintf(mta, sizeof(mta), "%s", group_mta(g));
+	switch (ev) {
+	case SC_DRAINED:
+		return;
+	case SC_FAILED: {
+		char line[SMTP_REPLY_TEXT_MAX + 64];
+		const char *status = why == SMTP_FAIL_UNREACHABLE ? "4.4.1" : "4.4.2";
+
+		if (r && r->code)
+			snprintf(line, sizeof(line), "%d %s %s", r->code,
+			    r->esc[0] ? r->esc : status, r->text);
+		else
+			snprintf(line, sizeof(line), "%s", why == SMTP_FAIL_UNREACHABLE ?
+			    "no mail server could be reached" : why == SMTP_FAIL_TIMEOUT ?
+			    "timeout" : "connection lost");
+		/* a 5xx greeting on every host is still only "not now" */
+		group_all(g, RS_DEFERRED, status, line, mta, false);
+		smtp_client_free(g->c);
+		g->c = NULL;
+		group_done(g);
+		return;
+	}
+	case SC_READY: {
+		char params[128] = "";
+		size_t o = 0;
+		bool need_utf8 = e->msg.smtputf8;
+
+		caps = smtp_client_caps(g->c);
+		if (need_utf8 && !caps->smtputf8) {
+			/* RFC 6531 3.4: it cannot go there as it is */
+			group_all(g, RS_FAILED, "5.6.7", "550 5.6.7 the receiving "
+			    "server does not support SMTPUTF8", mta, false);
+			smtp_client_quit(g->c);
+			g->c = NULL;
+			group_done(g);
+			return;
+		}
+		if (caps->size)	/* octets on the wire: each LF becomes CRLF */
+			o += (size_t)snprintf(params + o, sizeof(params) - o,
+			    "SIZE=%zu", e->body_len + count_lines(e->body, e->body_len));
+		if (e->msg.body8bit && caps->eightbitmime)
+			o += (size_t)snprintf(params + o, sizeof(params) - o,
+			    "%sBODY=8BITMIME", o ? " " : "");
+		if (need_utf8)
+			snprintf(params + o, sizeof(params) - o, "%sSMTPUTF8",
+			    o ? " " : "");
+		smtp_client_mail(g->c, e->msg.sender, params);
+		for (size_t k = 0; k < g->n; k++)
+			smtp_client_rcpt(g->c, e->msg.rcpts[g->idx[k]].addr);
+		smtp_client_data(g->c);
+		return;
+	}
+	case SC_REPLY:
+		break;
+	}
+	switch (cmd) {
+	case SMTP_CMD_MAIL:
+		if (r->code / 100 != 2) {
+			g->mail_failed = true;
+			for (size_t k = 0; k < g->n; k++)
+				reply_outcome(e, g->idx[k], r, mta);
+		}
+		return;
+	case SMTP_CMD_RCPT: {
+		/* replies come in the order of the RCPTs */
+		size_t k = g->rcpt_replies++;
+
+		if (k >= g->n || g->mail_failed)
+			return;
+		if (r->code / 100 == 2)
+			g->accepted[k] = true;
+		else
+			reply_outcome(e, g->idx[k], r, mta);
+		return;
+	}
+	case SMTP_CMD_DATA: {
+		bool any = false;
+
+		for (size_t k = 0; k < g->n; k++)
+			any = any || g->accepted[k];
+		if (g->mail_failed || !any || r->code != 354) {
+			for (size_t k = 0; k < g->n && any && !g->mail_failed; k++) {
+				if (!g->accepted[k])
+					continue;
+				if (r->code / 100 == 4 || r->code / 100 == 5)
+					reply_outcome(e, g->idx[k], r, mta);
+				else
+					rcpt_outcome(e, g->idx[k], RS_DEFERRED, "4.0.0",
+					    "unexpected reply to DATA", mta);
+			}
+			smtp_client_quit(g->c);
+			g->c = NULL;
+			group_done(g);
+			return;
+		}
+		smtp_client_set_timeout(g->c, &(struct timeval){ CLIENT_DOT_TIMEOUT, 0 });
+		smtp_client_body(g->c, e->body, e->body_len);
+		smtp_client_dot(g->c);
+		g->data_sent = true;
+		return;
+	}
+	case SMTP_CMD_DOT:
+		for (size_t k = 0; k < g->n; k++)
+			if (g->accepted[k])
+				reply_outcome(e, g->idx[k], r, mta);
+		smtp_client_quit(g->c);
+		g->c = NULL;
+		group_done(g);
+		return;
+	case SMTP_CMD_RSET:
+		return;
+	}
+}
+
+static void
+remote_resolved(void *arg, const struct mx_answer *ans)
+{
+	struct qgroup *g = arg;
+	struct smtp_client_params p;
+
+	g->q = NULL;
+	switch (ans->status) {
+	case DNS_NXDOMAIN:
+		group_all(g, RS_FAILED, "5.1.2", "the domain does not exist", "", false);
+		group_done(g);
+		return;
+	case DNS_NULLMX:
+		group_all(g, RS_FAILED, "5.1.10", "the domain accepts no mail (null MX)",
+		    "", false);
+		group_done(g);
+		return;
+	case DNS_NOHOST:
+	case DNS_TEMPFAIL:
+		group_all(g, RS_DEFERRED, "4.4.3", "DNS look-up failed", "", false);
+		group_done(g);
+		return;
+	case DNS_OK:
+		break;
+	}
+	memset(&p, 0, sizeof(p));
+	p.base = q.base;
+	p.helo = smtpd.cfg->hostname;
+	p.tls = smtpd.tls_client;
+	p.targets = ans->targets;
+	p.ntargets = ans->ntargets;
+	p.port = smtpd.cfg->remote_port;
+	p.step_timeout.tv_sec = CLIENT_STEP_TIMEOUT;
+	p.cb = remote_client_cb;
+	p.arg = g;
+	p.log_id = g->e->msg.id;
+	g->c = smtp_client_new(&p);
+}
+
+static void
+remote_start(struct qgroup *g)
+{
+	TAILQ_INSERT_TAIL(&q.groups, g, entry);
+	q.active++;
+	domain_count(g->domain, +1);
+	g->q = resolver_mx(smtpd.resolver, g->domain, remote_resolved, g);
+}
+
+/* group_done - one destination has answered; the last one ends the attempt */
+static void
+group_done(struct qgroup *g)
+{
+	struct qentry *e = g->e;
+
+	if (!g->local) {
+		TAILQ_REMOVE(&q.groups, g, entry);
+		q.active--;
+		domain_count(g->domain, -1);
+	}
+	group_free(g);
+	if (--e->groups == 0)
+		attempt_finish(e);
+	else
+		schedule();
+}
+
+/* ---- one attempt ---- */
+
+struct body_job {
+	struct qentry *e;
+	char *buf;
+	size_t len;
+	int result;
+	int error;
+};
+
+static void
+body_work(void *arg)
+{
+	struct body_job *j = arg;
+
+	j->result = qstore_get_body(q.store, j->e->msg.id, &j->buf, &j->len);
+	j->error = errno;
+}
+
+static void attempt_groups(struct qentry *);
+
+static void
+body_done(void *arg)
+{
+	struct body_job *j = arg;
+	struct qentry *e = j->e;
+
+	if (j->result != 0) {
+		errno = j->error;
+		log_warn("%s queue cannot read the body", e->msg.id);
+		e->busy = false;
+		free(j);
+		schedule();
+		return;
+	}
+	e->body = j->buf;
+	e->body_len = j->len;
+	free(j);
+	body_init(&e->mdbody, smtpd.cfg->queue_dir);
+	evbuffer_add_reference(e->mdbody.mem, e->body, e->body_len, NULL, NULL);
+	e->mdbody.size = e->body_len;
+	attempt_groups(e);
+}
+
+/* domain_of - the A-label domain of an address, for grouping */
+static void
+domain_of(const char *addr, char *out, size_t size)
+{
+	const char *at = strrchr(addr, '@');
+
+	if (at == NULL || !addr_domain_key(at + 1, out, size))
+		str_copy(out, "", size);
+}
+
+/* attempt_groups - split the due recipients by destination and start them */
+static void
+attempt_groups(struct qentry *e)
+{
+	time_t now = time(NULL);
+	struct qgroup **gs = NULL;
+	size_t ng = 0;
+
+	for (size_t i = 0; i < e->msg.nrcpts; i++) {
+		struct queue_rcpt *r = &e->msg.rcpts[i];
+		char dom[DOMAIN_MAX + 1] = "";
+		struct qgroup *g = NULL;
+
+		if (!rcpt_due(r, now))
+			continue;
+		if (!r->local)
+			domain_of(r->addr, dom, sizeof(dom));
+		for (size_t k = 0; k < ng; k++)
+			if (gs[k]->local == r->local && strcmp(gs[k]->domain, dom) == 0)
+				g = gs[k];
+		if (g == NULL) {
+			g = xcalloc(1, sizeof(*g));
+			g->e = e;
+			g->local = r->local;
+			str_copy(g->domain, dom, sizeof(g->domain));
+			gs = xreallocarray(gs, ng + 1, sizeof(*gs));
+			gs[ng++] = g;
+		}
+		g->idx = xreallocarray(g->idx, g->n + 1, sizeof(*g->idx));
+		g->idx[g->n++] = i;
+	}
+	e->groups = (int)ng;
+	if (ng == 0) {
+		free(gs);
+		attempt_finish(e);
+		return;
+	}
+	for (size_t k = 0; k < ng; k++) {
+		struct qgroup *g = gs[k];
+
+		g->accepted = xcalloc(g->n, sizeof(bool));
+		for (size_t m = 0; m < g->n; m++)
+			e->msg.rcpts[g->idx[m]].attempts++;
+		if (g->local)
+			local_start(g);
+		else if (g->domain[0] == '\0') {
+			group_all(g, RS_FAILED, "5.1.3", "bad recipient address", "",
+			    false);
+			g->local = true;	/* nothing in flight to count */
+			group_done(g);
+		} else
+			remote_start(g);
+	}
+	free(gs);
+}
+
+struct update_job {
+	struct qentry *e;
+	struct queue_msg snapshot;
+	bool delete;
+	int result;
+};
+
+static void
+update_work(void *arg)
+{
+	struct update_job *j = arg;
+
+	j->result = j->delete ? qstore_delete(q.store, j->snapshot.id) :
+	    qstore_update(q.store, &j->snapshot);
+}
+
+static void
+update_done(void *arg)
+{
+	struct update_job *j = arg;
+	struct qentry *e = j->e;
+
+	if (j->result != 0)
+		log_warn("%s queue update", e->msg.id);
+	queue_msg_free(&j->snapshot);
+	e->busy = false;
+	if (j->delete || e->removed) {
+		if (e->removed && !j->delete)
+			store_delete(e->msg.id);
+		entry_remove(e);
+	}
+	free(j);
+	schedule();
+	smtpd_maybe_exit();
+}
+
+/*
+ * attempt_finish - every destination answered: retry times, expiry,
+ * reports, and the new state into the store
+ */
+static void
+attempt_finish(struct qentry *e)
+{
+	time_t now = time(NULL);
+	bool expired = now - e->msg.created >= (time_t)smtpd.cfg->queue_lifetime;
+	bool *fail = xcalloc(e->msg.nrcpts, sizeof(bool));
+	bool *delay = xcalloc(e->msg.nrcpts, sizeof(bool));
+	bool anyfail = false, anydelay = false;
+	struct update_job *j;
+
+	for (size_t i = 0; i < e->msg.nrcpts; i++) {
+		struct queue_rcpt *r = &e->msg.rcpts[i];
+
+		if (r->state == RS_DEFERRED || r->state == RS_PENDING) {
+			if (expired) {
+				char *why = xasprintf("%s (gave up after the queue "
+				    "lifetime)", r->last_reply[0] ? r->last_reply :
+				    "not delivered");
+
+				free(r->last_reply);
+				r->last_reply = why;
+				if (r->status[0] == '\0')
+					str_copy(r->status, "4.4.7", sizeof(r->status));
+				r->state = RS_FAILED;
+				log_info("%s queue expired to=<%s>", e->msg.id, r->addr);
+			} else if (r->state == RS_DEFERRED) {
+				r->next_attempt = next_attempt(e->msg.created,
+				    r->attempts, now, (double)(random_u64() >> 11) /
+				    (double)(1ULL << 53));
+				if (smtpd.cfg->delay_warning_time && !r->reported &&
+				    now - e->msg.created >=
+				    (time_t)smtpd.cfg->delay_warning_time) {
+					delay[i] = anydelay = true;
+					r->reported = true;
+				}
+			}
+		}
+		if (r->state == RS_FAILED && !r->reported) {
+			fail[i] = anyfail = true;
+			r->reported = true;
+		}
+	}
+	if (anyfail)
+		report(e, fail, BOUNCE_FAILED);
+	if (anydelay)
+		report(e, delay, BOUNCE_DELAYED);
+	free(fail);
+	free(delay);
+	free(e->body);
+	e->body = NULL;
+	e->body_len = 0;
+	body_free(&e->mdbody);
+	entry_due(e);
+	j = xcalloc(1, sizeof(*j));
+	j->e = e;
+	j->delete = queue_msg_done(&e->msg);
+	queue_msg_copy(&j->snapshot, &e->msg);
+	if (j->delete)
+		log_info("%s queue done", e->msg.id);
+	worker_submit(update_work, update_done, j);
+}
+
+/* attempt - start one delivery attempt of e */
+static void
+attempt(struct qentry *e)
+{
+	struct body_job *j = xcalloc(1, sizeof(*j));
+
+	e->busy = true;
+	j->e = e;
+	worker_submit(body_work, body_done, j);
+}
+
+/* could_start - a due message whose remote domains all have room */
+static bool
+could_start(const struct qentry *e, time_t now)
+{
+	for (size_t i = 0; i < e->msg.nrcpts; i++) {
+		const struct queue_rcpt *r = &e->msg.rcpts[i];
+		char dom[DOMAIN_MAX + 1];
+
+		if (!rcpt_due(r, now) || r->local)
+			continue;
+		if (q.active >= smtpd.cfg->queue_max_deliveries)
+			return false;
+		domain_of(r->addr, dom, sizeof(dom));
+		if ((uintptr_t)hmap_get(q.per_domain, dom) >=
+		    smtpd.cfg->queue_max_per_domain)
+			return false;
+	}
+	return true;
+}
+
+/* schedule - start what is due and allowed; arm the timer for the rest */
+static void
+schedule(void)
+{
+	struct qentry *e;
+	time_t now = time(NULL), next = 0;
+
+	if (q.stopping || q.timer == NULL)
+		return;
+	TAILQ_FOREACH(e, &q.msgs, entry) {
+		if (e->busy || e->removed || e->due == 0)
+			continue;
+		if (e->due <= now && could_start(e, now)) {
+			attempt(e);
+			continue;
+		}
+		if (e->due > now && (next == 0 || e->due < next))
+			next = e->due;
+	}
+	evtimer_del(q.timer);
+	if (next) {
+		struct timeval tv = { next - now, 0 };
+
+		evtimer_add(q.timer, &tv);
+	}
+}

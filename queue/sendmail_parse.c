@@ -1,0 +1,739 @@
+/*
+ * sendmail_parse.c - the pure parts of chamois-sendmail: stdin into LF
+ * form, the header section, RFC 5322 address lists, the From: field.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "../common/util.h"
+#include "sendmail_parse.h"
+
+/* ---------------------------------------------------------------- lists */
+
+void
+sm_addrs_add(struct sm_addrs *a, const char *s)
+{
+	a->v = xreallocarray(a->v, a->n + 1, sizeof(*a->v));
+	a->v[a->n++] = xstrdup(s);
+}
+
+void
+sm_addrs_free(struct sm_addrs *a)
+{
+	for (size_t i = 0; i < a->n; i++)
+		free(a->v[i]);
+	free(a->v);
+	a->v = NULL;
+	a->n = 0;
+}
+
+/* -------------------------------------------------------- address lists */
+
+enum tok_type {
+	T_ATOM,		/* atext run (UTF-8 allowed, RFC 6532) */
+	T_QSTR,		/* "quoted string", kept with its quotes */
+	T_DLIT,		/* [domain literal] */
+	T_SPECIAL,	/* one of < > : ; , @ . */
+};
+
+struct tok {
+	enum tok_type type;
+	char *text;
+};
+
+struct toks {
+	struct tok *v;
+	size_t n;
+};
+
+static void
+toks_add(struct toks *t, enum tok_type type, const char *s, size_t n)
+{
+	t->v = xreallocarray(t->v, t->n + 1, sizeof(*t->v));
+	t->v[t->n].type = type;
+	t->v[t->n].text = xstrndup(s, n);
+	t->n++;
+}
+
+static void
+toks_free(struct toks *t)
+{
+	for (size_t i = 0; i < t->n; i++)
+		free(t->v[i].text);
+	free(t->v);
+}
+
+static bool
+is_wsp(int c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+static bool
+is_special(int c)
+{
+	return c != '\0' && strchr("<>:;,@.()\"[]", c) != NULL;
+}
+
+/*
+ * quoted - a quoted string or domain literal starting at s[*i] (the
+ * opening character), line folds removed, quoted pairs kept; false if it
+ * is not closed
+ */
+static bool
+quoted(const char *s, size_t len, size_t *i, char close, char **out, size_t *outlen)
+{
+	char *b = xmalloc(len - *i + 1);
+	size_t n = 0, j = *i;
+
+	b[n++] = s[j++];
+	while (j < len && s[j] != close) {
+		if (s[j] == '\r' || s[j] == '\n') {
+			j++;
+			continue;
+		}
+		if (s[j] == '\\' && j + 1 < len) {
+			b[n++] = s[j++];
+			if (s[j] == '\r' || s[j] == '\n')	/* not a real pair */
+				continue;
+		}
+		b[n++] = s[j++];
+	}
+	if (j >= len) {
+		free(b);
+		return false;
+	}
+	b[n++] = s[j++];
+	*i = j;
+	*out = b;
+	*outlen = n;
+	return true;
+}
+
+static int
+tokenize(const char *s, size_t len, struct toks *t, char *err, size_t errsize)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		char c = s[i];
+
+		if (is_wsp(c)) {
+			i++;
+		} else if (c == '(') {
+			int depth = 0;
+
+			for (; i < len; i++) {
+				if (s[i] == '\\' && i + 1 < len)
+					i++;
+				else if (s[i] == '(')
+					depth++;
+				else if (s[i] == ')' && --depth == 0)
+					break;
+			}
+			if (i >= len) {
+				snprintf(err, errsize, "unterminated comment");
+				return -1;
+			}
+			i++;
+		} else if (c == ')') {
+			snprintf(err, errsize, "unbalanced ')'");
+			return -1;
+		} else if (c == '"' || c == '[') {
+			char *q;
+			size_t qn;
+
+			if (!quoted(s, len, &i, c == '"' ? '"' : ']', &q, &qn)) {
+				snprintf(err, errsize, "unterminated %s",
+				    c == '"' ? "quoted string" : "domain literal");
+				return -1;
+			}
+			toks_add(t, c == '"' ? T_QSTR : T_DLIT, q, qn);
+			free(q);
+		} else if (c == ']') {
+			snprintf(err, errsize, "unbalanced ']'");
+			return -1;
+		} else if (is_special(c)) {
+			toks_add(t, T_SPECIAL, &s[i], 1);
+			i++;
+		} else {
+			size_t start = i;
+
+			while (i < len && !is_wsp(s[i]) && !is_special(s[i]))
+				i++;
+			toks_add(t, T_ATOM, s + start, i - start);
+		}
+	}
+	return 0;
+}
+
+static bool
+tok_is(const struct tok *t, char c)
+{
+	return t->type == T_SPECIAL && t->text[0] == c;
+}
+
+static bool
+is_word(const struct tok *t)
+{
+	return t->type == T_ATOM || t->type == T_QSTR;
+}
+
+/*
+ * addr_spec - the addr-spec of tokens v[0..n): local-part ["@" domain],
+ * each a dot-separated run of words; appended (qualified) to out
+ */
+static int
+addr_spec(const struct tok *v, size_t n, const char *domain,
+    struct sm_addrs *out, char *err, size_t errsize)
+{
+	size_t i = 0, cap = 1, at = 0;
+	bool want_word = true, has_at = false;
+	char *b;
+
+	for (size_t k = 0; k < n; k++)
+		cap += strlen(v[k].text) + 1;	/* + a blank in the message */
+	if (n == 0) {
+		snprintf(err, errsize, "empty address");
+		return -1;
+	}
+	b = xmalloc(cap);
+	b[0] = '\0';
+	for (i = 0; i < n; i++) {
+		const struct tok *t = &v[i];
+
+		if (want_word) {
+			bool ok = has_at ? (t->type == T_ATOM || (t->type == T_DLIT &&
+			    i == at + 1 && n == i + 1)) : is_word(t);
+
+			if (!ok)
+				goto bad;
+			want_word = false;
+		} else if (tok_is(t, '.')) {
+			want_word = true;
+		} else if (tok_is(t, '@') && !has_at) {
+			has_at = true;
+			at = i;
+			want_word = true;
+		} else
+			goto bad;
+		strcat(b, t->text);
+	}
+	if (want_word)
+		goto bad;
+	if (has_at)
+		sm_addrs_add(out, b);
+	else {
+		char *q = sm_qualify(b, domain);
+
+		sm_addrs_add(out, q);
+		free(q);
+	}
+	free(b);
+	return 0;
+bad:
+	b[0] = '\0';
+	for (i = 0; i < n; i++) {
+		if (i > 0 && is_word(&v[i]) && is_word(&v[i - 1]))
+			strcat(b, " ");
+		strcat(b, v[i].text);
+	}
+	snprintf(err, errsize, "bad address '%.200s'", b);
+	free(b);
+	return -1;
+}
+
+int
+sm_parse_addrlist(const char *s, size_t len, const char *domain,
+    struct sm_addrs *out, char *err, size_t errsize)
+{
+	struct toks t = { 0 };
+	size_t i, start;
+	bool in_group = false, angle_done = false;
+	int rc = -1;
+
+	if (tokenize(s, len, &t, err, errsize) == -1)
+		goto done;
+	start = 0;
+	for (i = 0; i <= t.n; i++) {
+		struct tok *k = i < t.n ? &t.v[i] : NULL;
+
+		if (k == NULL || tok_is(k, ',') || tok_is(k, ';')) {
+			/* the end of one address (obs-addr-list: it may be empty) */
+			if (!angle_done && i > start &&
+			    addr_spec(&t.v[start], i - start, domain, out, err,
+			    errsize) == -1)
+				goto done;
+			if (k && tok_is(k, ';')) {
+				if (!in_group) {
+					snprintf(err, errsize, "';' outside a group");
+					goto done;
+				}
+				in_group = false;
+			}
+			angle_done = false;
+			start = i + 1;
+		} else if (angle_done) {
+			/* only comments (already gone) may follow "<...>" */
+			snprintf(err, errsize, "'%.100s' after an angle address",
+			    k->text);
+			goto done;
+		} else if (tok_is(k, ':')) {
+			/* group: display-name ":" [mailbox-list] ";" */
+			if (in_group) {
+				snprintf(err, errsize, "group inside a group");
+				goto done;
+			}
+			in_group = true;
+			start = i + 1;
+		} else if (tok_is(k, '<')) {
+			/* the display name before it (start..i) is dropped */
+			size_t a = i + 1, e;
+
+			for (e = a; e < t.n && !tok_is(&t.v[e], '>'); e++)
+				if (tok_is(&t.v[e], '<')) {
+					snprintf(err, errsize, "'<' inside '<...>'");
+					goto done;
+				}
+			if (e >= t.n) {
+				snprintf(err, errsize, "missing '>'");
+				goto done;
+			}
+			/* obs-route: "@a,@b:" before the addr-spec */
+			if (a < e && tok_is(&t.v[a], '@')) {
+				while (a < e && !tok_is(&t.v[a], ':'))
+					a++;
+				if (a >= e) {
+					snprintf(err, errsize, "bad source route");
+					goto done;
+				}
+				a++;
+			}
+			if (addr_spec(&t.v[a], e - a, domain, out, err, errsize) == -1)
+				goto done;
+			angle_done = true;
+			i = e;
+		} else if (tok_is(k, '>')) {
+			snprintf(err, errsize, "'>' without '<'");
+			goto done;
+		}
+	}
+	/* an unterminated group ("undisclosed-recipients:") is taken as is */
+	rc = 0;
+done:
+	toks_free(&t);
+	return rc;
+}
+
+char *
+sm_qualify(const char *addr, const char *domain)
+{
+	bool inq = false;
+
+	for (const char *p = addr; *p; p++) {
+		if (*p == '\\' && inq && p[1])
+			p++;
+		else if (*p == '"')
+			inq = !inq;
+		else if (*p == '@' && !inq)
+			return xstrdup(addr);
+	}
+	if (domain == NULL || *domain == '\0')
+		return xstrdup(addr);
+	return xasprintf("%s@%s", addr, domain);
+}
+
+/* ---------------------------------------------------------------- stdin */
+
+void
+sm_input_init(struct sm_input *in, bool ignore_dots, size_t max)
+{
+	memset(in, 0, sizeof(*in));
+	in->ignore_dots = ignore_dots;
+	in->max = max;
+	in->first = true;
+}
+
+static void
+buf_add(char **b, size_t *len, size_t *cap, const char *p, size_t n)
+{
+	if (*len + n + 1 > *cap) {
+		size_t want = *cap ? *cap : 4096;
+
+		while (want < *len + n + 1)
+			want *= 2;
+		*b = xreallocarray(*b, want, 1);
+		*cap = want;
+	}
+	memcpy(*b + *len, p, n);
+	*len += n;
+	(*b)[*len] = '\0';
+}
+
+/* take_line - one complete line (its LF, if any, excluded) */
+static void
+take_line(struct sm_input *in, const char *p, size_t n)
+{
+	if (n > 0 && p[n - 1] == '\r')
+		n--;
+	if (in->first) {
+		in->first = false;
+		/* an mbox envelope line is not part of the message */
+		if (n >= 5 && memcmp(p, "From ", 5) == 0)
+			return;
+	}
+	if (!in->ignore_dots && n == 1 && p[0] == '.') {
+		in->done = true;
+		return;
+	}
+	if (in->max && in->len + n + 1 > in->max) {
+		in->too_big = true;
+		return;
+	}
+	buf_add(&in->buf, &in->len, &in->cap, p, n);
+	buf_add(&in->buf, &in->len, &in->cap, "\n", 1);
+}
+
+bool
+sm_input_feed(struct sm_input *in, const char *p, size_t n)
+{
+	while (n > 0 && !in->done) {
+		const char *lf = memchr(p, '\n', n);
+		size_t k = lf ? (size_t)(lf - p) : n;
+
+		if (lf == NULL) {
+			/* keep the partial line (bounded by max like the rest) */
+			if (in->max == 0 || in->linelen + k <= in->max + 2)
+				buf_add(&in->line, &in->linelen, &in->linecap, p, k);
+			else
+				in->too_big = true;
+			break;
+		}
+		if (in->linelen > 0) {
+			if (in->max == 0 || in->linelen + k <= in->max + 2)
+				buf_add(&in->line, &in->linelen, &in->linecap, p, k);
+			else
+				in->too_big = true;
+			take_line(in, in->line, in->linelen);
+			in->linelen = 0;
+		} else
+			take_line(in, p, k);
+		p += k + 1;
+		n -= k + 1;
+	}
+	return in->done;
+}
+
+void
+sm_input_finish(struct sm_input *in)
+{
+	if (!in->done && in->linelen > 0)
+		take_line(in, in->line, in->linelen);
+	in->linelen = 0;
+	if (in->buf == NULL)
+		buf_add(&in->buf, &in->len, &in->cap, "", 0);
+}
+
+void
+sm_input_free(struct sm_input *in)
+{
+	free(in->buf);
+	free(in->line);
+	memset(in, 0, sizeof(*in));
+}
+
+/* --------------------------------------------------------------- header */
+
+enum sm_hline
+sm_line_kind(const char *line, size_t len, bool in_field)
+{
+	size_t i;
+
+	if (len > 0 && line[len - 1] == '\r')
+		len--;
+	if (len == 0)
+		return SM_H_BLANK;
+	if (line[0] == ' ' || line[0] == '\t')
+		return in_field ? SM_H_CONT : SM_H_OTHER;
+	/* field-name: printable US-ASCII but ':' (RFC 5322 3.6.8) */
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)line[i];
+
+		if (c == ':' || c == ' ' || c == '\t')
+			break;
+		if (c < 33 || c > 126)
+			return SM_H_OTHER;
+	}
+	if (i == 0)
+		return SM_H_OTHER;
+	/* obs-optional: blanks between the name and the colon */
+	while (i < len && (line[i] == ' ' || line[i] == '\t'))
+		i++;
+	return i < len && line[i] == ':' ? SM_H_FIELD : SM_H_OTHER;
+}
+
+size_t
+sm_header_len(const char *msg, size_t len, bool *blank)
+{
+	size_t pos = 0;
+	bool in_field = false;
+
+	*blank = false;
+	while (pos < len) {
+		const char *lf = memchr(msg + pos, '\n', len - pos);
+		size_t n = lf ? (size_t)(lf - (msg + pos)) : len - pos;
+
+		switch (sm_line_kind(msg + pos, n, in_field)) {
+		case SM_H_FIELD:
+			in_field = true;
+			break;
+		case SM_H_CONT:
+			break;
+		case SM_H_BLANK:
+			*blank = true;
+			return lf ? pos + n + 1 : len;
+		case SM_H_OTHER:
+			return pos;
+		}
+		pos += n + (lf != NULL);
+	}
+	return pos;
+}
+
+/* field_named - the line at p[0..n) starts a field called name */
+static bool
+field_named(const char *p, size_t n, const char *name)
+{
+	size_t nl = strlen(name), i;
+
+	if (n < nl || strncasecmp(p, name, nl) != 0)
+		return false;
+	for (i = nl; i < n && (p[i] == ' ' || p[i] == '\t'); i++)
+		;
+	return i < n && p[i] == ':';
+}
+
+/*
+ * each_field - call fn for every field of hdr[0..len): its name line
+ * start, the whole field's extent [start, end) and the value's start
+ */
+static int
+each_field(const char *hdr, size_t len,
+    int (*fn)(void *, const char *hdr, size_t start, size_t value, size_t end),
+    void *arg)
+{
+	size_t pos = 0;
+
+	while (pos < len) {
+		const char *lf = memchr(hdr + pos, '\n', len - pos);
+		size_t n = lf ? (size_t)(lf - (hdr + pos)) : len - pos;
+		size_t start = pos, end, value;
+
+		if (sm_line_kind(hdr + pos, n, false) != SM_H_FIELD)
+			return 0;	/* the end of the header section */
+		value = (size_t)((const char *)memchr(hdr + pos, ':', n) - hdr) + 1;
+		end = pos + n + (lf != NULL);
+		while (end < len && (hdr[end] == ' ' || hdr[end] == '\t')) {
+			const char *l2 = memchr(hdr + end, '\n', len - end);
+
+			end = l2 ? (size_t)(l2 - hdr) + 1 : len;
+		}
+		if (fn(arg, hdr, start, value, end) != 0)
+			return -1;
+		pos = end;
+	}
+	return 0;
+}
+
+struct has_arg {
+	const char *name;
+	bool found;
+};
+
+static int
+has_fn(void *arg, const char *hdr, size_t start, size_t value, size_t end)
+{
+	struct has_arg *a = arg;
+
+	if (field_named(hdr + start, end - start, a->name))
+		a->found = true;
+	return 0;
+}
+
+bool
+sm_header_has(const char *hdr, size_t len, const char *name)
+{
+	struct has_arg a = { name, false };
+
+	each_field(hdr, len, has_fn, &a);
+	return a.found;
+}
+
+struct rcpts_arg {
+	const char *domain;
+	struct sm_addrs *out;
+	char *err;
+	size_t errsize;
+};
+
+static int
+rcpts_fn(void *arg, const char *hdr, size_t start, size_t value, size_t end)
+{
+	static const char *names[] = { "To", "Cc", "Bcc" };
+	struct rcpts_arg *a = arg;
+	char err[256];
+
+	for (size_t i = 0; i < nitems(names); i++) {
+		if (!field_named(hdr + start, end - start, names[i]))
+			continue;
+		if (sm_parse_addrlist(hdr + value, end - value, a->domain, a->out,
+		    err, sizeof(err)) == -1) {
+			snprintf(a->err, a->errsize, "%s: %s", names[i], err);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int
+sm_header_rcpts(const char *hdr, size_t len, const char *domain,
+    struct sm_addrs *out, char *err, size_t errsize)
+{
+	struct rcpts_arg a = { domain, out, err, errsize };
+
+	return each_field(hdr, len, rcpts_fn, &a);
+}
+
+struct remove_arg {
+	const char *name;
+	char *out;
+	size_t outlen;
+	size_t copied;		/* hdr[0..copied) is decided */
+};
+
+static int
+remove_fn(void *arg, const char *hdr, size_t start, size_t value, size_t end)
+{
+	struct remove_arg *a = arg;
+
+	if (!field_named(hdr + start, end - start, a->name))
+		return 0;
+	memcpy(a->out + a->outlen, hdr + a->copied, start - a->copied);
+	a->outlen += start - a->copied;
+	a->copied = end;
+	return 0;
+}
+
+char *
+sm_remove_field(const char *msg, size_t len, const char *name, size_t *outlen)
+{
+	struct remove_arg a = { name, xmalloc(len + 1), 0, 0 };
+	bool blank;
+	size_t hlen = sm_header_len(msg, len, &blank);
+
+	each_field(msg, hlen, remove_fn, &a);
+	memcpy(a.out + a.outlen, msg + a.copied, len - a.copied);
+	a.outlen += len - a.copied;
+	a.out[a.outlen] = '\0';
+	*outlen = a.outlen;
+	return a.out;
+}
+
+/* ----------------------------------------------------------------- From */
+
+static const char b64[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static void
+b64_append(char **b, size_t *len, size_t *cap, const unsigned char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i += 3) {
+		unsigned v = (unsigned)p[i] << 16;
+		char q[4];
+
+		if (i + 1 < n)
+			v |= (unsigned)p[i + 1] << 8;
+		if (i + 2 < n)
+			v |= p[i + 2];
+		q[0] = b64[(v >> 18) & 63];
+		q[1] = b64[(v >> 12) & 63];
+		q[2] = i + 1 < n ? b64[(v >> 6) & 63] : '=';
+		q[3] = i + 2 < n ? b64[v & 63] : '=';
+		buf_add(b, len, cap, q, 4);
+	}
+}
+
+char *
+sm_from_field(const char *fullname, const char *addr)
+{
+	char *name, *b = NULL;
+	size_t n = 0, len = 0, cap = 0;
+	bool ascii = true, plain = true;
+
+	if (fullname == NULL)
+		fullname = "";
+	/* no control characters; blanks collapsed and trimmed */
+	name = xmalloc(strlen(fullname) + 1);
+	for (const char *p = fullname; *p; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		if (c < 32 || c == 127)
+			c = ' ';
+		if (c == ' ' && (n == 0 || name[n - 1] == ' '))
+			continue;
+		if (c >= 128)
+			ascii = false;
+		else if (c != ' ' && !((c >= 'a' && c <= 'z') || (c >= 'A' &&
+		    c <= 'Z') || (c >= '0' && c <= '9') ||
+		    strchr("!#$%&'*+-/=?^_`{|}~", c)))
+			plain = false;
+		name[n++] = (char)c;
+	}
+	while (n > 0 && name[n - 1] == ' ')
+		n--;
+	name[n] = '\0';
+	buf_add(&b, &len, &cap, "From: ", 6);
+	if (n == 0) {
+		buf_add(&b, &len, &cap, addr, strlen(addr));
+		buf_add(&b, &len, &cap, "\n", 1);
+		free(name);
+		return b;
+	}
+	if (!ascii) {
+		/* RFC 2047 encoded-words of at most 45 octets of UTF-8 each */
+		size_t i = 0;
+
+		while (i < n) {
+			size_t k = n - i > 45 ? 45 : n - i;
+
+			while (i + k < n && k > 0 &&
+			    ((unsigned char)name[i + k] & 0xc0) == 0x80)
+				k--;
+			if (k == 0)
+				k = n - i > 45 ? 45 : n - i;
+			if (i > 0)
+				buf_add(&b, &len, &cap, "\n ", 2);
+			buf_add(&b, &len, &cap, "=?UTF-8?B?", 10);
+			b64_append(&b, &len, &cap, (const unsigned char *)name + i, k);
+			buf_add(&b, &len, &cap, "?=", 2);
+			i += k;
+		}
+	} else if (plain) {
+		buf_add(&b, &len, &cap, name, n);
+	} else {
+		buf_add(&b, &len, &cap, "\"", 1);
+		for (size_t i = 0; i < n; i++) {
+			if (name[i] == '"' || name[i] == '\\')
+				buf_add(&b, &len, &cap, "\\", 1);
+			buf_add(&b, &len, &cap, &name[i], 1);
+		}
+		buf_add(&b, &len, &cap, "\"", 1);
+	}
+	buf_add(&b, &len, &cap, " <", 2);
+	buf_add(&b, &len, &cap, addr, strlen(addr));
+	buf_add(&b, &len, &cap, ">\n", 2);
+	free(name);
+	return b;
+}

@@ -1,0 +1,62 @@
+/*
+ * submit.h - the submit socket: how chamois-sendmail hands a message to
+ * the running daemon's queue (queue/submit.c, SPEC 6).
+ *
+ * The socket is queue_dir/submit.sock (mode 0666; queue_dir is made 0711:
+ * traversable, not listable).  One message per connection; every line
+ * ends with LF:
+ *
+ *	client: SENDER <address>	("SENDER " alone, or "SENDER <>", is <>)
+ *	client: RCPT <address>		1 to max_recipients times
+ *	client: DATA <octets>		then exactly that many octets of the
+ *					message (LF line ends)
+ *	server: OK <queue id>
+ *	    or: ERR <code> <enhanced code> <text>
+ *
+ * The server answers ERR as soon as something is wrong (a bad address,
+ * too many recipients, DATA over max_message_size) and closes; else once
+ * the queue has made the message durable.  The caller's uid is taken from
+ * SO_PEERCRED, never from what it sends.
+ */
+#ifndef CHAMOIS_SUBMIT_H
+#define CHAMOIS_SUBMIT_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#define SUBMIT_SOCKET		"submit.sock"
+#define SUBMIT_LINE_MAX		2048	/* a protocol line, LF included */
+#define SUBMIT_TIMEOUT_SEC	60	/* idle: between two reads */
+#define SUBMIT_DEADLINE_SEC	600	/* a whole submission */
+#define SUBMIT_MAX_CONNECTIONS	32	/* at once; more get ERR 421 */
+#define SUBMIT_HEADER_MAX	(1024 * 1024)	/* the header section */
+
+struct config;
+struct event_base;
+struct tables;
+
+/*
+ * submit_init - bind queue_dir/submit.sock (a stale socket is removed
+ * first) and listen on base; call it before privileges are dropped, after
+ * queue_dir exists.  Connections are served once the loop runs.  -1 with
+ * err set on failure.
+ */
+int submit_init(struct event_base *, const struct config *, char *err,
+    size_t errsize);
+/*
+ * submit_stop - stop accepting and remove the socket (daemon stopping);
+ * submissions already being read are finished, those the queue holds are
+ * answered when it calls back
+ */
+void submit_stop(void);
+/* submit_shutdown - after the loop: close what is left, free everything */
+void submit_shutdown(void);
+
+/*
+ * submit_owner - the local mailbox that gets the reports about what uid
+ * sends: USER@first-local-domain when that resolves to a local mailbox
+ * (its table spelling), else the postmaster's mailbox.  malloc'd.
+ */
+char *submit_owner(const struct config *, const struct tables *, uid_t uid);
+
+#endif
