@@ -369,31 +369,6 @@ fwd_connect(struct fwd *f, const struct mx_target *targets, size_t n)
 	f->c = smtp_client_new(&p);
 }
 
-/* literal_target - user@[192.0.2.1] or user@[IPv6:2001:db8::1]: no DNS */
-static bool
-literal_target(const char *domain, struct mx_target *t)
-{
-	char lit[DOMAIN_MAX + 1];
-	size_t n = strlen(domain);
-
-	memset(t, 0, sizeof(*t));
-	if (n < 3 || domain[0] != '[' || domain[n - 1] != ']' || n - 2 >= sizeof(lit))
-		return false;
-	memcpy(lit, domain + 1, n - 2);
-	lit[n - 2] = '\0';
-	str_copy(t->host, domain, sizeof(t->host));
-	if (strncasecmp(lit, "ipv6:", 5) == 0) {
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&t->ss;
-
-		s6->sin6_family = AF_INET6;
-		t->sslen = sizeof(*s6);
-		return inet_pton(AF_INET6, lit + 5, &s6->sin6_addr) == 1;
-	}
-	((struct sockaddr_in *)&t->ss)->sin_family = AF_INET;
-	t->sslen = sizeof(struct sockaddr_in);
-	return inet_pton(AF_INET, lit, &((struct sockaddr_in *)&t->ss)->sin_addr) == 1;
-}
-
 static void
 fwd_resolved(void *arg, const struct mx_answer *ans)
 {
@@ -665,7 +640,7 @@ fwd_rcpt(struct smtpd_session *s, const char *shown, const struct expansion *exp
 			f->q = resolver_mx(smtpd.resolver, f->domain, fwd_resolved, f);
 			return;
 		}
-		if (!literal_target(f->domain, &t)) {
+		if (!mx_literal_target(f->domain, &t)) {
 			f->state = FS_DEAD;
 			rcpt_done(f, "550 5.1.2 Bad address literal in the forwarding "
 			    "target");

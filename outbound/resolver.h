@@ -71,4 +71,11 @@ struct mx_rank {
 };
 void mx_order(struct mx_rank *v, size_t n, uint64_t (*rnd)(void *), void *arg);
 
+/*
+ * mx_literal_target - the target of an address literal domain,
+ * "[192.0.2.1]" or "[IPv6:2001:db8::1]" (RFC 5321 4.1.3): no DNS at all;
+ * false if domain is not a valid literal
+ */
+bool mx_literal_target(const char *domain, struct mx_target *);
+
 #endif

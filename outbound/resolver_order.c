@@ -1,10 +1,16 @@
 /*
  * resolver_order.c - the order in which MX hosts are tried (RFC 5321 5.1):
- * lowest preference first, hosts of equal preference in random order.
- * Pure: the randomness comes from the caller, so tests can fix it.
+ * lowest preference first, hosts of equal preference in random order; and
+ * the one target of an address literal.  Pure: the randomness comes from
+ * the caller, so tests can fix it.
  */
+#include <arpa/inet.h>
 #include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 
+#include "../common/limits.h"
+#include "../common/util.h"
 #include "resolver.h"
 
 static int
@@ -40,3 +46,29 @@ mx_order(struct mx_rank *v, size_t n, uint64_t (*rnd)(void *), void *arg)
 		}
 	}
 }
+
+/* mx_literal_target - see resolver.h */
+bool
+mx_literal_target(const char *domain, struct mx_target *t)
+{
+	char lit[DOMAIN_MAX + 1];
+	size_t n = strlen(domain);
+
+	memset(t, 0, sizeof(*t));
+	if (n < 3 || domain[0] != '[' || domain[n - 1] != ']' || n - 2 >= sizeof(lit))
+		return false;
+	memcpy(lit, domain + 1, n - 2);
+	lit[n - 2] = '\0';
+	str_copy(t->host, domain, sizeof(t->host));
+	if (strncasecmp(lit, "ipv6:", 5) == 0) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&t->ss;
+
+		s6->sin6_family = AF_INET6;
+		t->sslen = sizeof(*s6);
+		return inet_pton(AF_INET6, lit + 5, &s6->sin6_addr) == 1;
+	}
+	((struct sockaddr_in *)&t->ss)->sin_family = AF_INET;
+	t->sslen = sizeof(struct sockaddr_in);
+	return inet_pton(AF_INET, lit, &((struct sockaddr_in *)&t->ss)->sin_addr) == 1;
+}
+

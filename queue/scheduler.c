@@ -961,6 +961,19 @@ remote_start(struct qgroup *g)
 	TAILQ_INSERT_TAIL(&q.groups, g, entry);
 	q.active++;
 	domain_count(g->domain, +1);
+	if (g->domain[0] == '[') {
+		/* an address literal: no DNS (RFC 5321 4.1.3) */
+		struct mx_answer ans = { .status = DNS_NXDOMAIN };
+		struct mx_target t;
+
+		if (mx_literal_target(g->domain, &t)) {
+			ans.status = DNS_OK;
+			ans.targets = &t;
+			ans.ntargets = 1;
+		}
+		remote_resolved(g, &ans);
+		return;
+	}
 	g->q = resolver_mx(smtpd.resolver, g->domain, remote_resolved, g);
 }
 
