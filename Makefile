@@ -79,6 +79,7 @@ install: $(PROGRAMS)
 	install -m 755 bin/chamois-sendmail $(DESTDIR)$(PREFIX)/sbin/chamois-sendmail
 	install -m 644 doc/chamoisd.8 $(DESTDIR)$(PREFIX)/share/man/man8/chamoisd.8
 	install -m 644 doc/chamoisctl.8 $(DESTDIR)$(PREFIX)/share/man/man8/chamoisctl.8
+	install -m 644 doc/chamois-sendmail.8 $(DESTDIR)$(PREFIX)/share/man/man8/chamois-sendmail.8
 	install -m 644 doc/chamois.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/chamois.conf.5
 	install -m 644 etc/chamois.conf.sample $(DESTDIR)$(SYSCONFDIR)/chamois/chamois.conf.sample
 	sed -e 's|@SBINDIR@|$(PREFIX)/sbin|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
