@@ -82,23 +82,6 @@ body_append(struct body *b, const void *p, size_t n)
 	return 0;
 }
 
-static int
-write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 int
 body_write_fd(const struct body *b, int fd)
 {
@@ -119,7 +102,7 @@ body_write_fd(const struct body *b, int fd)
 			}
 			if (r == 0)
 				return (errno = EIO, -1);
-			if (write_all(fd, buf, (size_t)r) == -1)
+			if (write_full(fd, buf, (size_t)r) == -1)
 				return -1;
 			off += r;
 		}
@@ -127,7 +110,7 @@ body_write_fd(const struct body *b, int fd)
 	/* walk the evbuffer without draining it: several copies are written */
 	evbuffer_ptr_set(b->mem, &pos, 0, EVBUFFER_PTR_SET);
 	while (evbuffer_peek(b->mem, -1, &pos, &v, 1) > 0) {
-		if (write_all(fd, v.iov_base, v.iov_len) == -1)
+		if (write_full(fd, v.iov_base, v.iov_len) == -1)
 			return -1;
 		if (evbuffer_ptr_set(b->mem, &pos, v.iov_len, EVBUFFER_PTR_ADD) == -1)
 			break;

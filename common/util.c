@@ -148,6 +148,25 @@ str_is_ascii(const char *s, size_t n)
 	return true;
 }
 
+int
+write_full(int fd, const void *buf, size_t n)
+{
+	const char *p = buf;
+
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
 /* fsync_dir - make a directory's entries durable */
 int
 fsync_dir(const char *path)

@@ -28,6 +28,8 @@ char *str_trim(char *);
 bool str_is_ascii(const char *, size_t);
 
 /* fd helpers */
+/* write_full - all n octets, or -1 with errno set */
+int write_full(int fd, const void *p, size_t n);
 int fsync_dir(const char *path);
 int mkdir_synced(const char *path, unsigned mode);
 

@@ -225,6 +225,19 @@ session_go_on(struct fwd *f, enum smtpd_state st)
 	smtpd_resume(s);
 }
 
+/* tx_answer - the last reply of the transaction: the session goes on */
+static void
+tx_answer(struct fwd *f, const char *reply)
+{
+	struct smtpd_session *s = f->s;
+
+	smtpd_reply(s, "%s", reply);
+	f->wait = W_NONE;
+	fwd_timer_stop(f);
+	smtpd_tx_end(s);
+	smtpd_resume(s);
+}
+
 /* rcpt_done - the RCPT is answered: reply, remember it if accepted */
 static void
 rcpt_done(struct fwd *f, const char *reply)
@@ -434,22 +447,14 @@ fwd_failed(struct fwd *f, enum smtp_fail why, const struct smtp_reply *r)
 			rcpt_done(f, reply);
 		break;
 	case W_DATA:
-		smtpd_reply(s, "%s", reply);
-		f->wait = W_NONE;
-		fwd_timer_stop(f);
-		smtpd_tx_end(s);
-		smtpd_resume(s);
+		tx_answer(f, reply);
 		break;
 	case W_DOT: {
 		struct maildir_delivery *d = s->tx->delivery;
 
 		if (d)
 			maildir_abort(d);
-		smtpd_reply(s, "%s", reply);
-		f->wait = W_NONE;
-		fwd_timer_stop(f);
-		smtpd_tx_end(s);
-		smtpd_resume(s);
+		tx_answer(f, reply);
 		break;
 	}
 	default:
@@ -526,11 +531,7 @@ fwd_client_cb(void *arg, enum smtp_client_event ev, enum smtp_cmd cmd,
 			fwd_map_reply(r, utf8, reply, sizeof(reply));
 		smtp_client_rset(f->c);
 		f->in_tx = false;
-		smtpd_reply(s, "%s", reply);
-		f->wait = W_NONE;
-		fwd_timer_stop(f);
-		smtpd_tx_end(s);
-		smtpd_resume(s);
+		tx_answer(f, reply);
 		return;
 	case SMTP_CMD_DOT:
 		f->in_tx = false;
@@ -725,12 +726,8 @@ local_prepared(void *arg)
 		/* the remote must not get a message whose local copy failed */
 		fwd_close_remote(f);
 		maildir_abort(d);
-		smtpd_reply(s, "%s", d->result != RES_OK ? maildir_reply(d->error) :
+		tx_answer(f, d->result != RES_OK ? maildir_reply(d->error) :
 		    "451 4.4.2 The next server was lost, try again later");
-		f->wait = W_NONE;
-		fwd_timer_stop(f);
-		smtpd_tx_end(s);
-		smtpd_resume(s);
 		return;
 	}
 	send_dot(f);
@@ -757,11 +754,7 @@ local_committed(void *arg)
 		for (size_t i = 0; i < d->ncopies; i++)
 			log_info("%s delivery mailbox=%s result=delivered path=%s",
 			    s->tx->id, d->copies[i].mailbox, d->copies[i].path);
-	smtpd_reply(s, "%s", f->final_reply);
-	f->wait = W_NONE;
-	fwd_timer_stop(f);
-	smtpd_tx_end(s);
-	smtpd_resume(s);
+	tx_answer(f, f->final_reply);
 }
 
 /* dot_done - the remote answered our final dot */
@@ -788,11 +781,7 @@ dot_done(struct fwd *f, const struct smtp_reply *r)
 	}
 	if (d)
 		maildir_abort(d);	/* refused: the local copy goes too */
-	smtpd_reply(s, "%s", f->final_reply);
-	f->wait = W_NONE;
-	fwd_timer_stop(f);
-	smtpd_tx_end(s);
-	smtpd_resume(s);
+	tx_answer(f, f->final_reply);
 }
 
 void

@@ -87,23 +87,6 @@ maildir_make(const char *dir)
 	return 0;
 }
 
-static int
-write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 #define FAIL(step) do { d->failed_step = (step); goto fail; } while (0)
 
 static void
@@ -149,7 +132,7 @@ maildir_prepare(struct maildir_delivery *d)
 		if (fd == -1)
 			FAIL("open");
 		c->in_tmp = true;
-		if (write_all(fd, c->prefix, plen) == -1 ||
+		if (write_full(fd, c->prefix, plen) == -1 ||
 		    body_write_fd(d->body, fd) == -1) {
 			int e = errno;
 

@@ -124,18 +124,6 @@ static void queue_next(struct admin_conn *);
 static void dump_next(struct admin_conn *);
 static void restore_input(struct admin_conn *);
 
-static const char *
-state_name(enum rcpt_state st)
-{
-	switch (st) {
-	case RS_PENDING:	return "pending";
-	case RS_DEFERRED:	return "deferred";
-	case RS_DELIVERED:	return "delivered";
-	case RS_FAILED:		return "failed";
-	}
-	return "unknown";
-}
-
 /* iso_time - ISO 8601 in UTC, "-" for 0 */
 static const char *
 iso_time(time_t t, char *buf, size_t size)
@@ -311,7 +299,7 @@ format_msg(struct evbuffer *out, const struct queue_msg *m)
 		evbuffer_add(out, "    ", 4);
 		add_str(out, r->addr ? r->addr : r->orig);
 		evbuffer_add_printf(out, " %s attempts=%u next=%s reply=",
-		    state_name(r->state), r->attempts,
+		    queue_state_name(r->state), r->attempts,
 		    iso_time(waiting ? r->next_attempt : 0, t, sizeof(t)));
 		if (r->last_reply && *r->last_reply)
 			add_str(out, r->last_reply);

@@ -460,3 +460,9 @@ queue_msg_done(const struct queue_msg *m)
 			return false;
 	return true;
 }
+
+const char *
+queue_state_name(enum rcpt_state st)
+{
+	return (size_t)st < nitems(state_names) ? state_names[st] : "?";
+}

@@ -69,6 +69,8 @@ int queue_msg_decode(const char *rec, size_t len, struct queue_msg *);
 void queue_msg_free(struct queue_msg *);	/* the fields, not the struct */
 void queue_msg_copy(struct queue_msg *dst, const struct queue_msg *src);
 void queue_new_id(char id[QUEUE_ID_LEN + 1]);
+/* queue_state_name - "pending", "deferred", "delivered", "failed" */
+const char *queue_state_name(enum rcpt_state);
 bool queue_msg_done(const struct queue_msg *);	/* no pending/deferred left */
 
 /* queue_db.c - blocking: call from worker threads (the handle is thread-safe) */

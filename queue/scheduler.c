@@ -103,18 +103,6 @@ static void group_free(struct qgroup *);
 static void attempt_finish(struct qentry *);
 static void group_done(struct qgroup *);
 
-static const char *
-state_name(enum rcpt_state st)
-{
-	switch (st) {
-	case RS_PENDING:	return "pending";
-	case RS_DEFERRED:	return "deferred";
-	case RS_DELIVERED:	return "delivered";
-	case RS_FAILED:		return "failed";
-	}
-	return "?";
-}
-
 /* rcpt_outcome - record what happened to one recipient in this attempt */
 static void
 rcpt_outcome(struct qentry *e, size_t i, enum rcpt_state st, const char *status,
@@ -129,7 +117,7 @@ rcpt_outcome(struct qentry *e, size_t i, enum rcpt_state st, const char *status,
 	free(r->remote_mta);
 	r->remote_mta = xstrdup(mta ? mta : "");
 	log_info("%s queue delivery to=<%s> result=%s status=%s remote=%s "
-	    "reply=\"%s\"", e->msg.id, r->addr, state_name(st), r->status,
+	    "reply=\"%s\"", e->msg.id, r->addr, queue_state_name(st), r->status,
 	    r->remote_mta[0] ? r->remote_mta : "-", r->last_reply);
 }
 
