@@ -75,8 +75,13 @@
 #include "queue.h"
 
 #define QDB_CACHE_BYTES		(32 * 1024 * 1024)
-#define QDB_LOG_BUFFER		(2 * 1024 * 1024)	/* in-memory log buffer */
-#define QDB_LOG_FILE		(16 * 1024 * 1024)	/* one log file */
+/*
+ * one log file: recovery at start may need a whole one on disk, so it is
+ * kept small enough to fit when the disk has just been full; BDB wants it
+ * at least four times the in-memory log buffer
+ */
+#define QDB_LOG_BUFFER		(256 * 1024)	/* in-memory log buffer */
+#define QDB_LOG_FILE		(1024 * 1024)	/* one log file */
 #define QDB_BODY_PAGESIZE	(16 * 1024)		/* fewer overflow pages */
 #define QDB_MAX_TXNS		1000	/* transactions at once (worker threads) */
 #define QDB_MAX_LOCKS		50000

@@ -58,6 +58,8 @@ struct qentry {
 	bool busy;		/* an attempt or a store operation is running */
 	bool removed;		/* queue_remove while busy */
 	time_t due;		/* earliest next_attempt of a waiting recipient */
+	time_t attempt_now;	/* the time the attempt in progress started */
+	bool delete_failed;	/* delivered, but the store still has it */
 	/* the attempt in progress */
 	char *body;
 	size_t body_len;
@@ -100,6 +102,7 @@ static struct {
 
 static void schedule(void);
 static void group_free(struct qgroup *);
+static void reserve(struct qentry *, int);
 static void attempt_finish(struct qentry *);
 static void group_done(struct qgroup *);
 
@@ -148,16 +151,27 @@ entry_free(struct qentry *e)
 	free(e);
 }
 
+/*
+ * entry_due - when the message next needs an attempt: its earliest
+ * waiting recipient, or at once when a recipient failed at submission
+ * (unknown local mailbox) and still has to be reported
+ */
 static void
 entry_due(struct qentry *e)
 {
 	e->due = 0;
 	for (size_t i = 0; i < e->msg.nrcpts; i++) {
 		const struct queue_rcpt *r = &e->msg.rcpts[i];
+		time_t t;
 
-		if ((r->state == RS_PENDING || r->state == RS_DEFERRED) &&
-		    (e->due == 0 || r->next_attempt < e->due))
-			e->due = r->next_attempt;
+		if (r->state == RS_PENDING || r->state == RS_DEFERRED)
+			t = r->next_attempt;
+		else if (r->state == RS_FAILED && !r->reported)
+			t = e->msg.created;
+		else
+			continue;
+		if (e->due == 0 || t < e->due)
+			e->due = t;
 	}
 }
 
@@ -216,11 +230,22 @@ ckpt_done(void *arg)
 	smtpd_maybe_exit();
 }
 
+static void update_start(struct qentry *);
+
 static void
 ckpt_cb(evutil_socket_t fd, short what, void *arg)
 {
-	if (!q.stopping)
-		worker_submit(ckpt_work, ckpt_done, xcalloc(1, sizeof(struct ckpt_job)));
+	struct qentry *e;
+
+	if (q.stopping)
+		return;
+	TAILQ_FOREACH(e, &q.msgs, entry)
+		if (e->delete_failed && !e->busy) {
+			e->delete_failed = false;
+			e->busy = true;
+			update_start(e);
+		}
+	worker_submit(ckpt_work, ckpt_done, xcalloc(1, sizeof(struct ckpt_job)));
 }
 
 static void
@@ -946,9 +971,7 @@ remote_resolved(void *arg, const struct mx_answer *ans)
 static void
 remote_start(struct qgroup *g)
 {
-	TAILQ_INSERT_TAIL(&q.groups, g, entry);
-	q.active++;
-	domain_count(g->domain, +1);
+	TAILQ_INSERT_TAIL(&q.groups, g, entry);	/* counted by reserve() */
 	if (g->domain[0] == '[') {
 		/* an address literal: no DNS (RFC 5321 4.1.3) */
 		struct mx_answer ans = { .status = DNS_NXDOMAIN };
@@ -1013,6 +1036,7 @@ body_done(void *arg)
 	if (j->result != 0) {
 		errno = j->error;
 		log_warn("%s queue cannot read the body", e->msg.id);
+		reserve(e, -1);
 		e->busy = false;
 		free(j);
 		schedule();
@@ -1041,7 +1065,7 @@ domain_of(const char *addr, char *out, size_t size)
 static void
 attempt_groups(struct qentry *e)
 {
-	time_t now = time(NULL);
+	time_t now = e->attempt_now;
 	struct qgroup **gs = NULL;
 	size_t ng = 0;
 
@@ -1098,6 +1122,7 @@ struct update_job {
 	struct queue_msg snapshot;
 	bool delete;
 	int result;
+	int error;
 };
 
 static void
@@ -1107,6 +1132,7 @@ update_work(void *arg)
 
 	j->result = j->delete ? qstore_delete(q.store, j->snapshot.id) :
 	    qstore_update(q.store, &j->snapshot);
+	j->error = errno;
 }
 
 static void
@@ -1115,11 +1141,20 @@ update_done(void *arg)
 	struct update_job *j = arg;
 	struct qentry *e = j->e;
 
-	if (j->result != 0)
-		log_warn("%s queue update", e->msg.id);
+	if (j->result != 0) {
+		errno = j->error;
+		log_warn("%s queue %s", e->msg.id, j->delete ? "delete" : "update");
+	}
 	queue_msg_free(&j->snapshot);
 	e->busy = false;
-	if (j->delete || e->removed) {
+	if (j->delete && j->result != 0 && j->error != ENOENT) {
+		/*
+		 * the store still has it (a full disk): keep it out of the way
+		 * in memory and try the delete again with the next checkpoint,
+		 * or the restart would deliver it once more
+		 */
+		e->delete_failed = true;
+	} else if (j->delete || e->removed) {
 		if (e->removed && !j->delete)
 			store_delete(e->msg.id);
 		entry_remove(e);
@@ -1141,7 +1176,6 @@ attempt_finish(struct qentry *e)
 	bool *fail = xcalloc(e->msg.nrcpts, sizeof(bool));
 	bool *delay = xcalloc(e->msg.nrcpts, sizeof(bool));
 	bool anyfail = false, anydelay = false;
-	struct update_job *j;
 
 	for (size_t i = 0; i < e->msg.nrcpts; i++) {
 		struct queue_rcpt *r = &e->msg.rcpts[i];
@@ -1159,9 +1193,20 @@ attempt_finish(struct qentry *e)
 				r->state = RS_FAILED;
 				log_info("%s queue expired to=<%s>", e->msg.id, r->addr);
 			} else if (r->state == RS_DEFERRED) {
+				time_t until = e->msg.created +
+				    (time_t)smtpd.cfg->queue_lifetime;
+				time_t warn = e->msg.created +
+				    (time_t)smtpd.cfg->delay_warning_time;
+
 				r->next_attempt = next_attempt(e->msg.created,
 				    r->attempts, now, (double)(random_u64() >> 11) /
 				    (double)(1ULL << 53));
+				/* expiry and the delay notice come on time */
+				if (r->next_attempt > until)
+					r->next_attempt = until;
+				if (smtpd.cfg->delay_warning_time && !r->reported &&
+				    warn > now && r->next_attempt > warn)
+					r->next_attempt = warn;
 				if (smtpd.cfg->delay_warning_time && !r->reported &&
 				    now - e->msg.created >=
 				    (time_t)smtpd.cfg->delay_warning_time) {
@@ -1186,7 +1231,15 @@ attempt_finish(struct qentry *e)
 	e->body_len = 0;
 	body_free(&e->mdbody);
 	entry_due(e);
-	j = xcalloc(1, sizeof(*j));
+	update_start(e);
+}
+
+/* update_start - the entry's new state into the store (or out of it) */
+static void
+update_start(struct qentry *e)
+{
+	struct update_job *j = xcalloc(1, sizeof(*j));
+
 	j->e = e;
 	j->delete = queue_msg_done(&e->msg);
 	queue_msg_copy(&j->snapshot, &e->msg);
@@ -1195,13 +1248,50 @@ attempt_finish(struct qentry *e)
 	worker_submit(update_work, update_done, j);
 }
 
+/*
+ * reserve - count the remote destinations of the attempt starting now, so
+ * that the limits hold while its body is still being read (delta +1), or
+ * give them back when it cannot go on (-1)
+ */
+static void
+reserve(struct qentry *e, int delta)
+{
+	char (*seen)[DOMAIN_MAX + 1] = xcalloc(e->msg.nrcpts, sizeof(*seen));
+	size_t n = 0;
+
+	for (size_t i = 0; i < e->msg.nrcpts; i++) {
+		const struct queue_rcpt *r = &e->msg.rcpts[i];
+		char dom[DOMAIN_MAX + 1];
+		bool dup = false;
+
+		if (r->local || !rcpt_due(r, e->attempt_now))
+			continue;
+		domain_of(r->addr, dom, sizeof(dom));
+		if (dom[0] == '\0')
+			continue;
+		for (size_t k = 0; k < n; k++)
+			dup = dup || strcmp(seen[k], dom) == 0;
+		if (dup)
+			continue;
+		str_copy(seen[n++], dom, sizeof(seen[0]));
+		if (delta > 0)
+			q.active++;
+		else
+			q.active--;
+		domain_count(dom, delta);
+	}
+	free(seen);
+}
+
 /* attempt - start one delivery attempt of e */
 static void
-attempt(struct qentry *e)
+attempt(struct qentry *e, time_t now)
 {
 	struct body_job *j = xcalloc(1, sizeof(*j));
 
 	e->busy = true;
+	e->attempt_now = now;
+	reserve(e, +1);
 	j->e = e;
 	worker_submit(body_work, body_done, j);
 }
@@ -1239,7 +1329,7 @@ schedule(void)
 		if (e->busy || e->removed || e->due == 0)
 			continue;
 		if (e->due <= now && could_start(e, now)) {
-			attempt(e);
+			attempt(e, now);
 			continue;
 		}
 		if (e->due > now && (next == 0 || e->due < next))

@@ -601,7 +601,7 @@ test_put_write_fails(void **state)
 	pid = fork();
 	assert_true(pid != -1);
 	if (pid == 0) {
-		struct rlimit rl = { 1024 * 1024, 1024 * 1024 };
+		struct rlimit rl = { 512 * 1024, 512 * 1024 };	/* < one log file */
 		char err[256] = "";
 
 		signal(SIGXFSZ, SIG_IGN);
