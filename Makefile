@@ -57,7 +57,11 @@ check-unit: $(UNIT_BIN)
 	@test -n "$(CMOCKA_LIBS)" || { echo "make check needs cmocka: apt-get install libcmocka-dev, then ./configure"; exit 1; }
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
-check-integration: $(PROGRAMS)
+$(BUILD)/tests/scram_client: tests/sasl/scram_client.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBS)
+
+check-integration: $(PROGRAMS) $(BUILD)/tests/scram_client
 	$(PYTEST) -q tests/integration
 
 # the development setup: loopback ports, state under ./run/

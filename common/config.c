@@ -64,6 +64,7 @@ static const struct param config_params[] = {
 	{ "max_connections",		P_UINT, OFF(max_connections), 1, 1000000, false },
 	{ "max_connections_per_address", P_UINT, OFF(max_connections_per_address), 1, 1000000, false },
 	{ "max_errors",			P_UINT, OFF(max_errors), 1, 1000, false },
+	{ "max_messages_per_hour",	P_UINT, OFF(max_messages_per_hour), 0, 1000000, false },
 	{ "max_message_size",		P_SIZE, OFF(max_message_size), 1024, (uint64_t)1 << 40, false },
 	{ "max_recipients",		P_UINT, OFF(max_recipients), 1, 100000, false },
 	{ "postmaster",			P_ADDRESS, OFF(postmaster), 0, 0, false },
@@ -454,6 +455,7 @@ config_defaults(struct config *c)
 	c->delay_warning_time = 4 * 3600;
 	c->queue_max_deliveries = 20;
 	c->queue_max_per_domain = 4;
+	c->max_messages_per_hour = 200;
 	c->max_connections = DEF_MAX_CONNECTIONS;
 	c->max_connections_per_address = DEF_MAX_CONN_PER_ADDR;
 	c->max_errors = DEF_MAX_ERRORS;

@@ -52,6 +52,7 @@ struct config {
 	unsigned delay_warning_time;	/* 0: no delay notices */
 	unsigned queue_max_deliveries;	/* remote deliveries at once */
 	unsigned queue_max_per_domain;
+	unsigned max_messages_per_hour;	/* per logged-in user; 0: no limit */
 	char *user;
 	/* session limits: documented keys beyond SPEC 3 (chamois.conf(5)) */
 	unsigned max_connections;

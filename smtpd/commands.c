@@ -23,6 +23,8 @@
 #include "../common/worker.h"
 #include "../forward/forward.h"
 #include "../maildir/maildir.h"
+#include "../queue/queue.h"
+#include "../submission/submission.h"
 #include "smtpd.h"
 
 #define STB(st)		(1u << (st))
@@ -38,6 +40,8 @@ struct smtpd_cmd {
 	const char *out_of_sequence;	/* 503 reply when not allowed */
 };
 
+static void head_flush(struct smtpd_session *);
+static void queue_message(struct smtpd_session *);
 static void cmd_helo(struct smtpd_session *, char *);
 static void cmd_ehlo(struct smtpd_session *, char *);
 static void cmd_mail(struct smtpd_session *, char *);
@@ -191,7 +195,7 @@ tls_available(const struct smtpd_session *s)
 static void
 cmd_ehlo(struct smtpd_session *s, char *arg)
 {
-	const char *lines[12];
+	const char *lines[12], *auth;
 	char first[HELO_MAX + DOMAIN_MAX + 100], size[40];
 	size_t n = 0;
 
@@ -211,6 +215,8 @@ cmd_ehlo(struct smtpd_session *s, char *arg)
 	lines[n++] = "ENHANCEDSTATUSCODES";
 	if (tls_available(s))
 		lines[n++] = "STARTTLS";
+	if ((auth = sub_ehlo_auth(s)) != NULL)
+		lines[n++] = auth;
 	lines[n++] = "SMTPUTF8";
 	smtpd_reply_lines(s, 250, lines, n);
 }
@@ -234,8 +240,7 @@ cmd_starttls(struct smtpd_session *s, char *arg)
 static void
 cmd_auth(struct smtpd_session *s, char *arg)
 {
-	/* SPEC 4: no AUTH on the mx role; submission arrives with SASL */
-	smtpd_reply(s, "502 5.5.1 AUTH not available on this port");
+	sub_cmd_auth(s, arg);
 }
 
 static void
@@ -292,9 +297,20 @@ cmd_mail(struct smtpd_session *s, char *arg)
 		smtpd_reply(s, "530 5.7.0 Authentication required");
 		return;
 	}
-	if ((err = smtpd_parse_mail(arg, &m, smtpd.cfg->max_message_size)) != NULL) {
+	if ((err = smtpd_parse_mail(arg, &m, smtpd.cfg->max_message_size,
+	    s->role != ROLE_MX)) != NULL) {
 		smtpd_reply(s, "%s", err);
 		return;
+	}
+	if (s->role != ROLE_MX) {
+		char sender[PATH_MAX_OCTETS + 1] = "";
+
+		if (!m.null_sender)
+			addr_format(&m.addr, sender, sizeof(sender));
+		if ((err = sub_mail_check(s, sender)) != NULL) {
+			smtpd_reply(s, "%s", err);
+			return;
+		}
 	}
 	tx = xcalloc(1, sizeof(*tx));
 	tx->n = ++s->ntx;
@@ -410,6 +426,14 @@ cmd_rcpt(struct smtpd_session *s, char *arg)
 		smtpd_reply(s, "501 5.1.3 Bad recipient address syntax");
 		return;
 	}
+	if (s->role != ROLE_MX) {
+		/* SPEC 4: a logged-in user may send to anyone; the queue delivers */
+		smtpd_tx_add_rcpt(s, shown, "queue", &exp);
+		tx->route = ROUTE_QUEUE;
+		smtpd_enter_state(s, ST_RCPT);
+		smtpd_reply(s, "250 2.1.5 Ok");
+		return;
+	}
 	if (a.domain[0] != '\0') {
 		const char *at = strrchr(key, '@');
 
@@ -463,6 +487,7 @@ received_header(struct smtpd_session *s)
 {
 	struct smtpd_tx *tx = s->tx;
 	char date[64], forclause[PATH_MAX_OCTETS + 16] = "", tls[160] = "";
+	char authinfo[PATH_MAX_OCTETS + 40] = "";
 	const char *proto;
 	bool v6 = strchr(s->peer_text, ':') != NULL;
 
@@ -480,9 +505,12 @@ received_header(struct smtpd_session *s)
 	else
 		proto = (s->flags & SF_TLS) ? ((s->flags & SF_AUTH) ?
 		    "ESMTPSA" : "ESMTPS") : "ESMTP";
-	return xasprintf("Received: from %s ([%s%s])\n\tby %s (chamois) with %s "
+	if (s->flags & SF_AUTH)
+		snprintf(authinfo, sizeof(authinfo), "\n\t(authenticated as %s)",
+		    s->user);
+	return xasprintf("Received: from %s ([%s%s])%s\n\tby %s (chamois) with %s "
 	    "id %s%s%s;\n\t%s\n", s->helo, v6 ? "IPv6:" : "", s->peer_text,
-	    smtpd.cfg->hostname, proto, tx->id, tls, forclause, date);
+	    authinfo, smtpd.cfg->hostname, proto, tx->id, tls, forclause, date);
 }
 
 static void
@@ -503,6 +531,9 @@ cmd_data(struct smtpd_session *s, char *arg)
 	/* the body is kept only for local copies; forwarding streams it */
 	if (tx->nmailboxes > 0 && body_append(&tx->body, rcv, strlen(rcv)) == -1)
 		tx->store_errno = errno;
+	/* the queue's messages get Message-ID and Date when the header lacks them */
+	if (tx->route == ROUTE_QUEUE && (tx->head = evbuffer_new()) == NULL)
+		fatalx("evbuffer_new");
 	if (tx->route == ROUTE_FORWARD) {
 		fwd_data(s);
 		return;
@@ -654,12 +685,107 @@ data_end(struct smtpd_session *s)
 		fwd_end(s, refusal[0] ? refusal : NULL);
 		return;
 	}
+	if (tx->route == ROUTE_QUEUE && refusal[0] == '\0') {
+		if (tx->head)
+			head_flush(s);
+		if (tx->store_errno)
+			str_copy(refusal, maildir_reply(tx->store_errno), sizeof(refusal));
+		else {
+			queue_message(s);
+			return;
+		}
+	}
 	if (refusal[0]) {
 		smtpd_reply(s, "%s", refusal);
 		smtpd_tx_end(s);
 		return;
 	}
 	deliver_local(s);
+}
+
+/*
+ * head_flush - the header section of a message for the queue is complete
+ * (or too long to wait for): our Received, Message-ID and Date when
+ * missing (RFC 5322 3.6; SPEC 4 submission), then what was read so far
+ */
+#define QUEUE_HEAD_MAX	(256 * 1024)
+
+static void
+head_flush(struct smtpd_session *s)
+{
+	struct smtpd_tx *tx = s->tx;
+	size_t len = evbuffer_get_length(tx->head), flen;
+	char *fixed;
+
+	fixed = queue_fix_headers((const char *)evbuffer_pullup(tx->head, -1), len,
+	    smtpd.cfg->hostname, time(NULL), &flen);
+	if (tx->store_errno == 0 &&
+	    (body_append(&tx->body, tx->received, strlen(tx->received)) == -1 ||
+	    body_append(&tx->body, fixed, flen) == -1))
+		tx->store_errno = errno ? errno : EIO;
+	free(fixed);
+	evbuffer_free(tx->head);
+	tx->head = NULL;
+}
+
+/* queue_body - message text for the queue route */
+static void
+queue_body(struct smtpd_session *s, const char *text, size_t len)
+{
+	struct smtpd_tx *tx = s->tx;
+
+	if (tx->head != NULL) {
+		evbuffer_add(tx->head, text, len);
+		if (tx->hdr.done || evbuffer_get_length(tx->head) > QUEUE_HEAD_MAX)
+			head_flush(s);
+		return;
+	}
+	if (tx->store_errno == 0 && body_append(&tx->body, text, len) == -1) {
+		tx->store_errno = errno ? errno : EIO;
+		body_reset(&tx->body);
+	}
+}
+
+static void
+queued(void *arg, int error, const char *id)
+{
+	struct smtpd_session *s = arg;
+
+	if (!smtpd_session_job_done(s))
+		return;
+	if (error == 0)
+		smtpd_reply(s, "250 2.0.0 Ok: queued as %s", id);
+	else
+		smtpd_reply(s, "%s", maildir_reply(error));
+	smtpd_tx_end(s);
+	smtpd_resume(s);
+}
+
+/* queue_message - hand the transaction to the queue; 250 once it is durable */
+static void
+queue_message(struct smtpd_session *s)
+{
+	struct smtpd_tx *tx = s->tx;
+	struct queue_msg *m = xcalloc(1, sizeof(*m));
+	struct body *b = xmalloc(sizeof(*b));
+
+	m->sender = xstrdup(tx->sender);
+	m->owner = xstrdup(s->user ? s->user : "");
+	m->uid = -1;
+	m->smtputf8 = tx->smtputf8 || tx->hdr.non_ascii;
+	m->body8bit = tx->body8bit;
+	m->nrcpts = tx->nrcpts;
+	m->rcpts = xcalloc(tx->nrcpts, sizeof(*m->rcpts));
+	for (size_t i = 0; i < tx->nrcpts; i++)
+		m->rcpts[i].orig = xstrdup(tx->rcpts[i]);
+	*b = tx->body;			/* the queue takes the body over */
+	memset(&tx->body, 0, sizeof(tx->body));
+	tx->body.spool_fd = -1;
+	smtpd_enter_state(s, ST_DELIVER);
+	s->job_pending = true;
+	log_info("%s submission queue user=%s from=<%s> rcpts=%zu", tx->id,
+	    s->user ? s->user : "-", tx->sender, tx->nrcpts);
+	queue_submit(m, b, queued, s);
 }
 
 /* smtpd_data_input - feed the DATA scanner from the input buffer */
@@ -686,6 +812,8 @@ smtpd_data_input(struct smtpd_session *s)
 			if (!tx->too_big)
 				body_reset(&tx->body);
 			tx->too_big = true;
+		} else if (tx->route == ROUTE_QUEUE) {
+			queue_body(s, out, olen);
 		} else {
 			if (tx->nmailboxes > 0 && tx->store_errno == 0 &&
 			    body_append(&tx->body, out, olen) == -1) {

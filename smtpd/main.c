@@ -32,6 +32,7 @@
 #include "../queue/admin.h"
 #include "../queue/queue.h"
 #include "../queue/submit.h"
+#include "../submission/submission.h"
 #include "smtpd.h"
 
 /* configs replaced by SIGHUP: sessions may still point into them */
@@ -135,6 +136,8 @@ reload(void)
 	SSL_CTX_free(smtpd.tls_sub);
 	smtpd.cfg = c;
 	smtpd.tables = t;
+	if (c->sasl_db)
+		sub_sasl_reconfigure(c->sasl_db);
 	smtpd.tls_mx = mx;
 	smtpd.tls_sub = sub;
 	log_info("reload done mailboxes=%zu tls=%s", tables_mailbox_count(t),
@@ -396,6 +399,12 @@ main(int argc, char **argv)
 	}
 	if (!outbound_init(smtpd.cfg))
 		return 1;
+	if (smtpd.cfg->sasl_db &&
+	    sub_sasl_init(smtpd.cfg->sasl_db, err, sizeof(err)) == -1) {
+		fprintf(stderr, "%s:%d: sasl_db: %s\n", smtpd.cfg->path,
+		    config_line(smtpd.cfg, "sasl_db"), err);
+		return 1;
+	}
 	/* the local sockets are bound before privileges are dropped */
 	if (submit_init(smtpd.base, smtpd.cfg, err, sizeof(err)) == -1 ||
 	    admin_init(smtpd.base, smtpd.cfg, err, sizeof(err)) == -1) {
@@ -431,6 +440,9 @@ main(int argc, char **argv)
 	submit_shutdown();
 	admin_shutdown();
 	queue_shutdown();
+	if (smtpd.cfg->sasl_db)
+		sub_sasl_shutdown();
+	sub_limits_shutdown();
 	smtpd_listeners_stop();
 	for (size_t i = 0; i < nitems(signums); i++)
 		event_free(sigs[i]);

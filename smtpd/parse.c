@@ -52,9 +52,13 @@ addr_is_ascii(const struct mailaddr *a)
 	    str_is_ascii(a->domain, strlen(a->domain));
 }
 
-/* smtpd_parse_mail - "FROM:<path> [SIZE=n] [BODY=..] [SMTPUTF8]" */
+/*
+ * smtpd_parse_mail - "FROM:<path> [SIZE=n] [BODY=..] [SMTPUTF8] [AUTH=..]";
+ * AUTH= only where AUTH is offered (RFC 4954 5)
+ */
 const char *
-smtpd_parse_mail(char *arg, struct smtpd_mail_args *m, uint64_t max_size)
+smtpd_parse_mail(char *arg, struct smtpd_mail_args *m, uint64_t max_size,
+    bool auth_offered)
 {
 	const char *p = path_arg(arg, "FROM:");
 	enum addr_status st;
@@ -89,6 +93,9 @@ smtpd_parse_mail(char *arg, struct smtpd_mail_args *m, uint64_t max_size)
 			m->body8bit = false;
 		} else if (strcasecmp(tok, "SMTPUTF8") == 0) {
 			m->smtputf8 = true;
+		} else if (auth_offered && str_has_prefix_ci(tok, "AUTH=")) {
+			/* RFC 4954 5: accepted, and not trusted: we know who
+			 * logged in */
 		} else
 			return "555 5.5.4 Unsupported parameter";
 	}

@@ -28,6 +28,7 @@
 #include "../common/worker.h"
 #include "../forward/forward.h"
 #include "../maildir/maildir.h"
+#include "../submission/submission.h"
 #include "smtpd.h"
 
 struct smtpd_daemon smtpd;
@@ -52,6 +53,7 @@ smtpd_strstate(enum smtpd_state st)
 	case ST_DELIVER:	return "deliver";
 	case ST_TLS:		return "tls";
 	case ST_WAIT:		return "wait";
+	case ST_AUTH:		return "auth";
 	case ST_CLOSING:	return "closing";
 	}
 	return "?";
@@ -121,6 +123,29 @@ smtpd_session_new(int fd, const struct sockaddr *sa, socklen_t salen,
 	else
 		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr,
 		    s->peer_text, sizeof(s->peer_text));
+	{
+		struct sockaddr_storage me;
+		socklen_t mel = sizeof(me);
+		char ip[INET6_ADDRSTRLEN] = "";
+		unsigned port = 0;
+
+		if (getsockname(fd, (struct sockaddr *)&me, &mel) == 0) {
+			if (me.ss_family == AF_INET6) {
+				inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&me)->sin6_addr,
+				    ip, sizeof(ip));
+				port = ntohs(((struct sockaddr_in6 *)&me)->sin6_port);
+			} else {
+				inet_ntop(AF_INET, &((struct sockaddr_in *)&me)->sin_addr,
+				    ip, sizeof(ip));
+				port = ntohs(((struct sockaddr_in *)&me)->sin_port);
+			}
+		}
+		snprintf(s->local_text, sizeof(s->local_text), "%s;%u", ip, port);
+		snprintf(s->remote_text, sizeof(s->remote_text), "%s;%u",
+		    s->peer_text, sa->sa_family == AF_INET6 ?
+		    ntohs(((const struct sockaddr_in6 *)sa)->sin6_port) :
+		    ntohs(((const struct sockaddr_in *)sa)->sin_port));
+	}
 	TAILQ_INSERT_TAIL(&smtpd.sessions, s, entry);
 	smtpd.nsessions++;
 	log_info("%s smtp connected address=%s role=%s", s->idstr, s->peer_text,
@@ -219,6 +244,26 @@ session_input(struct smtpd_session *s)
 		case ST_TLS:
 		case ST_CLOSING:
 			return;
+		case ST_AUTH:
+			/* RFC 4954 4: response lines up to 12288 octets */
+			line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF);
+			if (line == NULL) {
+				if (evbuffer_get_length(in) <= AUTH_LINE_MAX)
+					return;
+				evbuffer_drain(in, evbuffer_get_length(in));
+				smtpd_enter_state(s, ST_HELO);
+				smtpd_reply(s, "500 5.5.6 Authentication exchange "
+				    "line too long");
+				continue;
+			}
+			if (len > AUTH_LINE_MAX) {
+				smtpd_enter_state(s, ST_HELO);
+				smtpd_reply(s, "500 5.5.6 Authentication exchange "
+				    "line too long");
+			} else
+				sub_auth_line(s, line, len);
+			free(line);
+			continue;
 		default:
 			break;
 		}
@@ -383,6 +428,8 @@ smtpd_tx_free(struct smtpd_tx *tx)
 	header_scanner_free(&tx->hdr);
 	body_free(&tx->body);
 	free(tx->received);
+	if (tx->head)
+		evbuffer_free(tx->head);
 	if (tx->delivery) {
 		/* copies prepared in tmp/ for a transaction that did not finish */
 		maildir_abort_prepared(tx->delivery);
@@ -408,6 +455,7 @@ session_free(struct smtpd_session *s)
 {
 	if (s->bev) {
 		fwd_session_free(s);
+		sub_session_free(s);
 		bufferevent_free(s->bev);
 		s->bev = NULL;
 		TAILQ_REMOVE(&smtpd.sessions, s, entry);

@@ -26,6 +26,7 @@ struct evconnlistener;
 struct hmap;
 struct resolver;
 struct fwd;
+struct sub_sasl;
 
 /* the daemon's state, one per process */
 struct smtpd_daemon {
@@ -61,7 +62,8 @@ enum smtpd_state {
 	ST_DATA,	/* reading the message */
 	ST_DELIVER,	/* final dot seen, the message is being stored */
 	ST_TLS,		/* TLS handshake after STARTTLS */
-	ST_WAIT,	/* a remote server's answer is awaited (forwarding) */
+	ST_WAIT,	/* an answer is awaited (remote server, queue, AUTH delay) */
+	ST_AUTH,	/* AUTH: reading the client's SASL responses */
 	ST_CLOSING,	/* last reply queued; close once it is written */
 };
 
@@ -77,6 +79,7 @@ enum smtpd_route {
 	ROUTE_NONE,
 	ROUTE_LOCAL,	/* local mailboxes only */
 	ROUTE_FORWARD,	/* forwarded address (synchronous proxy) */
+	ROUTE_QUEUE,	/* a logged-in user's mail: into the queue */
 };
 
 struct smtpd_tx {
@@ -87,6 +90,7 @@ struct smtpd_tx {
 	bool body8bit;
 	uint64_t size_param;		/* SIZE= of MAIL, 0 if none */
 	char *received;			/* our Received field, LF form */
+	struct evbuffer *head;		/* queue route: the header section so far */
 	enum smtpd_route route;
 	char route_key[DOMAIN_MAX + 8];
 	char **rcpts;			/* RCPT addresses accepted, as given */
@@ -119,6 +123,13 @@ struct smtpd_session {
 	char last_cmd[64];		/* escaped, for logging failures */
 	struct smtpd_tx *tx;
 	struct fwd *fwd;		/* the forwarding remote session, if any */
+	char local_text[80];		/* "IP;PORT" of our end (SASL) */
+	char remote_text[80];		/* "IP;PORT" of the client (SASL) */
+	struct sub_sasl *sasl;		/* submission: the SASL exchange */
+	char *user;			/* submission: who logged in */
+	char auth_mech[32];
+	unsigned auth_failures;
+	struct event *auth_timer;
 	enum smtpd_state wait_from;	/* state to return to after ST_WAIT */
 	bool job_pending;		/* a worker job holds a pointer to us */
 	bool dead;			/* freed when the job comes back */
@@ -164,7 +175,8 @@ struct smtpd_mail_args {
 	bool body8bit;		/* BODY=8BITMIME (RFC 6152) */
 	uint64_t size;		/* SIZE= (RFC 1870), 0 if not given */
 };
-const char *smtpd_parse_mail(char *arg, struct smtpd_mail_args *, uint64_t max_size);
+const char *smtpd_parse_mail(char *arg, struct smtpd_mail_args *, uint64_t max_size,
+    bool auth_offered);
 const char *smtpd_parse_rcpt(char *arg, struct mailaddr *);
 bool smtpd_parse_helo(const char *arg, char *out, size_t size);
 

@@ -40,6 +40,7 @@ struct mail_case {
 	const char *local, *domain;
 	bool null_sender, smtputf8, body8bit;
 	uint64_t size;
+	bool auth;		/* AUTH is offered (the submission roles) */
 	const char *bug;
 };
 
@@ -134,6 +135,8 @@ static const struct mail_case mail_cases[] = {
 	  .reply = R_UNSUPPORTED },
 	{ .label = "MAIL: AUTH= (no AUTH on port 25)", .in = "FROM:<a@example.org> AUTH=<>",
 	  .reply = R_UNSUPPORTED },
+	{ .label = "MAIL: AUTH= where AUTH is offered (RFC 4954 5)", .auth = true,
+	  .in = "FROM:<a@example.org> AUTH=<>", .local = "a", .domain = "example.org" },
 	{ .label = "MAIL: RET= (no DSN)", .in = "FROM:<a@example.org> RET=HDRS",
 	  .reply = R_UNSUPPORTED },
 	{ .label = "MAIL: SMTPUTF8=yes", .in = "FROM:<a@example.org> SMTPUTF8=yes",
@@ -167,7 +170,7 @@ run_mail_case(void **state)
 	arg = strdup(c->in);	/* the parser may write into its argument */
 	assert_non_null(arg);
 	memset(&m, 0x5a, sizeof(m));
-	reply = smtpd_parse_mail(arg, &m, c->max ? c->max : MAX_SIZE);
+	reply = smtpd_parse_mail(arg, &m, c->max ? c->max : MAX_SIZE, c->auth);
 	free(arg);
 	if (c->reply == NULL) {
 		if (reply != NULL)

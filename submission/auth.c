@@ -1,0 +1,247 @@
+/*
+ * auth.c - AUTH (RFC 4954) and the submission profile of the session.
+ *
+ * The session engine (smtpd/) asks this file three things: which AUTH
+ * line goes into EHLO (only after TLS, SPEC 4), what to do with AUTH and
+ * its response lines, and whether the logged-in user may use a sender.
+ * SASL itself is sasl_cyrus.c's; this file sees only CONTINUE / OK / FAIL
+ * / TEMP.  A failed login is answered after a delay that grows with the
+ * failures of the address and of the user (limits.c), and the third
+ * failure in a session closes it with 421 4.7.0.  Failures are logged as
+ * "auth failed address=IP user=NAME", which fail2ban can match.
+ */
+#include <event2/event.h>
+#include <openssl/ssl.h>
+#include <event2/bufferevent_ssl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../common/limits.h"
+#include "../common/util.h"
+#include "../smtpd/smtpd.h"
+#include "submission.h"
+
+#define AUTH_FAILURES_PER_SESSION	3
+#define AUTH_CHALLENGE_MAX		(AUTH_LINE_MAX + 1)
+
+/* session_sasl - the session's SASL state, made with the TLS strength */
+static struct sub_sasl *
+session_sasl(struct smtpd_session *s)
+{
+	SSL *ssl;
+	unsigned ssf = 0;
+
+	if (s->sasl != NULL)
+		return s->sasl;
+	if ((ssl = bufferevent_openssl_get_ssl(s->bev)) != NULL)
+		ssf = (unsigned)SSL_get_cipher_bits(ssl, NULL);
+	s->sasl = sub_sasl_new(smtpd.cfg->hostname, s->local_text, s->remote_text,
+	    ssf);
+	return s->sasl;
+}
+
+const char *
+sub_ehlo_auth(struct smtpd_session *s)
+{
+	static char line[256];
+	const char *mechs;
+
+	if (s->role == ROLE_MX || !(s->flags & SF_TLS) || (s->flags & SF_AUTH))
+		return NULL;
+	if (session_sasl(s) == NULL)
+		return NULL;
+	mechs = sub_sasl_mechs(s->sasl);
+	if (mechs == NULL || *mechs == '\0')
+		return NULL;
+	bsnprintf(line, sizeof(line), "AUTH %s", mechs);
+	return line;
+}
+
+static void
+auth_end(struct smtpd_session *s)
+{
+	/* a new exchange needs a fresh SASL state */
+	sub_sasl_free(s->sasl);
+	s->sasl = NULL;
+	smtpd_enter_state(s, ST_HELO);
+}
+
+static void
+auth_ok(struct smtpd_session *s)
+{
+	free(s->user);
+	s->user = xstrdup(sub_sasl_user(s->sasl));
+	s->flags |= SF_AUTH;
+	sub_auth_succeeded(s->addr_key, s->user);
+	log_info("%s auth ok address=%s user=%s mechanism=%s", s->idstr,
+	    s->peer_text, s->user, s->auth_mech);
+	auth_end(s);
+	smtpd_reply(s, "235 2.7.0 Authentication successful");
+}
+
+static void
+auth_delay_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtpd_session *s = arg;
+
+	if (s->state != ST_WAIT)
+		return;
+	smtpd_enter_state(s, ST_HELO);
+	smtpd_reply(s, "535 5.7.8 Authentication credentials invalid");
+	if (s->auth_failures >= AUTH_FAILURES_PER_SESSION) {
+		smtpd_reply(s, "421 4.7.0 %s Too many failed logins, closing "
+		    "connection", smtpd.cfg->hostname);
+		smtpd_close_after_reply(s);
+		return;
+	}
+	smtpd_resume(s);
+}
+
+static void
+auth_failed(struct smtpd_session *s, const char *user)
+{
+	unsigned ms = sub_auth_failed(s->addr_key, user, time(NULL));
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	char shown[300];
+
+	s->auth_failures++;
+	log_escape(shown, sizeof(shown), user ? user : "-", user ? strlen(user) : 1);
+	log_warnx("%s auth failed address=%s user=%s mechanism=%s delay=%ums",
+	    s->idstr, s->peer_text, shown, s->auth_mech, ms);
+	sub_sasl_free(s->sasl);
+	s->sasl = NULL;
+	/* the session waits on its own timer: nobody else is held up */
+	if (s->auth_timer == NULL)
+		s->auth_timer = evtimer_new(smtpd.base, auth_delay_cb, s);
+	smtpd_enter_state(s, ST_WAIT);
+	evtimer_add(s->auth_timer, &tv);
+}
+
+/* auth_result - act on what the SASL adapter said */
+static void
+auth_result(struct smtpd_session *s, enum sub_sasl_result r, const char *out)
+{
+	switch (r) {
+	case SUB_SASL_CONTINUE:
+		smtpd_enter_state(s, ST_AUTH);
+		smtpd_reply(s, "334 %s", out);
+		return;
+	case SUB_SASL_OK:
+		auth_ok(s);
+		return;
+	case SUB_SASL_FAIL:
+		auth_failed(s, s->sasl ? sub_sasl_attempted(s->sasl) : NULL);
+		return;
+	case SUB_SASL_TEMP:
+		log_warnx("%s auth temporary-failure address=%s mechanism=%s",
+		    s->idstr, s->peer_text, s->auth_mech);
+		auth_end(s);
+		smtpd_reply(s, "454 4.7.0 Temporary authentication failure");
+		return;
+	case SUB_SASL_NOMECH:
+		auth_end(s);
+		smtpd_reply(s, "504 5.5.4 Unrecognized authentication type");
+		return;
+	case SUB_SASL_BADPROT:
+		auth_end(s);
+		smtpd_reply(s, "501 5.5.2 Malformed authentication data");
+		return;
+	}
+}
+
+void
+sub_cmd_auth(struct smtpd_session *s, char *arg)
+{
+	char *mech = arg, *initial, out[AUTH_CHALLENGE_MAX];
+
+	if (s->role == ROLE_MX) {
+		/* SPEC 4: no AUTH on the mx role */
+		smtpd_reply(s, "502 5.5.1 AUTH not available on this port");
+		return;
+	}
+	if (!(s->flags & SF_TLS)) {
+		/* RFC 4954 4 and SPEC 4: STARTTLS first */
+		smtpd_reply(s, "538 5.7.11 Encryption required for requested "
+		    "authentication mechanism");
+		return;
+	}
+	if (s->flags & SF_AUTH) {
+		smtpd_reply(s, "503 5.5.1 Already authenticated");
+		return;
+	}
+	if (!(s->flags & SF_EHLO)) {
+		smtpd_reply(s, "503 5.5.1 Send EHLO first");
+		return;
+	}
+	if (!sub_auth_allowed(s->addr_key, time(NULL))) {
+		log_warnx("%s auth refused address=%s reason=too-many-failures",
+		    s->idstr, s->peer_text);
+		smtpd_reply(s, "421 4.7.0 %s Too many failed logins from your "
+		    "address, try again later", smtpd.cfg->hostname);
+		smtpd_close_after_reply(s);
+		return;
+	}
+	if ((initial = strchr(mech, ' ')) != NULL) {
+		*initial++ = '\0';
+		while (*initial == ' ')
+			initial++;
+		if (*initial == '\0')
+			initial = NULL;
+	}
+	if (*mech == '\0') {
+		smtpd_reply(s, "501 5.5.4 Syntax: AUTH mechanism [initial-response]");
+		return;
+	}
+	str_copy(s->auth_mech, mech, sizeof(s->auth_mech));
+	if (session_sasl(s) == NULL) {
+		smtpd_reply(s, "454 4.7.0 Temporary authentication failure");
+		return;
+	}
+	auth_result(s, sub_sasl_start(s->sasl, mech, initial, out, sizeof(out)), out);
+}
+
+void
+sub_auth_line(struct smtpd_session *s, char *line, size_t len)
+{
+	char out[AUTH_CHALLENGE_MAX];
+
+	if (len == 1 && line[0] == '*') {
+		/* RFC 4954 4: the client cancels */
+		auth_end(s);
+		smtpd_reply(s, "501 5.0.0 Authentication cancelled");
+		return;
+	}
+	auth_result(s, sub_sasl_step(s->sasl, line, out, sizeof(out)), out);
+}
+
+const char *
+sub_mail_check(struct smtpd_session *s, const char *sender)
+{
+	if (sender[0] == '\0')
+		return "553 5.7.1 The null sender is not accepted from users";
+	if (!sub_sender_allowed(smtpd.tables, s->user, sender)) {
+		log_warnx("%s auth sender-refused user=%s from=<%s>", s->idstr,
+		    s->user, sender);
+		return "553 5.7.1 Sender address is not one of yours";
+	}
+	if (!sub_rate_allow(s->user, smtpd.cfg->max_messages_per_hour,
+	    time(NULL))) {
+		log_warnx("%s auth rate-limited user=%s", s->idstr, s->user);
+		return "451 4.7.1 Too many messages this hour, try again later";
+	}
+	return NULL;
+}
+
+void
+sub_session_free(struct smtpd_session *s)
+{
+	sub_sasl_free(s->sasl);
+	s->sasl = NULL;
+	free(s->user);
+	s->user = NULL;
+	if (s->auth_timer)
+		event_free(s->auth_timer);
+	s->auth_timer = NULL;
+}

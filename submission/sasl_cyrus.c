@@ -1,0 +1,615 @@
+/*
+ * sasl_cyrus.c - the Cyrus libsasl2 adapter (STYLE 15, third layer): the
+ * only file that includes <sasl/sasl.h>.  The AUTH protocol layer above
+ * it sees base64 lines in and out and a SUB_SASL_* result, nothing else.
+ *
+ * Configuration comes from option callbacks only (SPEC 3): passwords are
+ * checked by the sasldb auxprop plugin against the file named by sasl_db,
+ * and no system-wide SASL file is read (the config path is pointed at a
+ * place where no file can exist, so a stray /etc/sasl2/chamois.conf has
+ * no effect).  The sasldb file is opened by libsasl2 on every look-up, so
+ * users added with saslpasswd2 can log in at once; sub_sasl_reconfigure()
+ * (SIGHUP) changes the path for sessions made after it.
+ *
+ * Realms: users log in with "localpart@domain" (SPEC 3) and the sasldb
+ * entry is made with "saslpasswd2 -u domain localpart".  The session is
+ * made with no user_realm, so libsasl2's own canonicalisation keeps the
+ * name as given and the sasldb plugin splits it at the '@' into user and
+ * realm; the authenticated name (SASL_USERNAME) is the full address.  A
+ * name without '@' would get the server's host name as realm.
+ *
+ * Results (STYLE 8): SASL_NOUSER is a plain failure like a wrong password,
+ * so that the reply does not tell which names exist.  A failure while the
+ * sasldb file cannot be read is a back-end failure (TEMP), not a wrong
+ * password.  Passwords and SASL payloads are never logged; libsasl2's own
+ * messages go to log_debug, without its protocol traces.
+ *
+ * Threads: call everything from one thread (the event loop).  libsasl2
+ * has global state and, unless sasl_set_mutex() is given real locks, no
+ * locking of its own.  A look-up opens the sasldb file: short blocking
+ * disk I/O.
+ */
+#include <sys/socket.h>
+
+#include <fcntl.h>
+#include <limits.h>
+#include <net/if.h>
+#include <netdb.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <sasl/sasl.h>
+#include <sasl/saslutil.h>
+
+#include "../common/limits.h"
+#include "../common/log.h"
+#include "../common/util.h"
+#include "submission.h"
+
+/* RFC 4954 7: "smtp" is the service name registered for SMTP AUTH */
+#define SUB_SERVICE	"smtp"
+#define SUB_APPNAME	"chamois"
+/*
+ * The mechanisms that work with sasldb, in the order they are advertised.
+ * No ANONYMOUS, GSSAPI, NTLM or EXTERNAL; CRAM-MD5 and DIGEST-MD5 are
+ * obsolete (RFC 6331, draft-ietf-sasl-crammd5-to-historic).  SCRAM's -PLUS
+ * variants need channel binding, which is not given to libsasl2.
+ */
+#define SUB_MECHS	"PLAIN LOGIN SCRAM-SHA-256 SCRAM-SHA-1"
+
+/* sasl_callback_t.proc is int (*)(void); go through void (*)(void) */
+#define SUB_CB_FN(f)	((int (*)(void))(void (*)(void))(f))
+
+struct sub_sasl {
+	sasl_conn_t *conn;
+	sasl_callback_t callbacks[2];	/* must live as long as conn */
+	char *sasl_db;		/* this session's sasldb, fixed at sub_sasl_new */
+	char *hostname;
+	char *local;
+	char *remote;
+	unsigned ssf;
+	char *mechs;
+	char *user;		/* after SUB_SASL_OK */
+	char *attempted;	/* the login name the client sent, OK or not */
+	bool used;		/* conn ran an exchange: the next AUTH gets a new one */
+	bool in_exchange;	/* sub_sasl_step is allowed */
+};
+
+static void note_attempt(struct sub_sasl *, const char *, const char *, unsigned);
+
+static char *sasl_db_current;
+static bool sasl_ready;
+/* libsasl2 writes through this pointer's type but never into the string */
+static char sasl_conf_path[] = "/dev/null";
+
+static int cb_getopt(void *, const char *, const char *, const char **,
+    unsigned *);
+static int cb_log(void *, int, const char *);
+static int cb_getconfpath(void *, char **);
+
+static const sasl_callback_t global_callbacks[] = {
+	{ SASL_CB_GETOPT, SUB_CB_FN(cb_getopt), NULL },
+	{ SASL_CB_LOG, SUB_CB_FN(cb_log), NULL },
+	{ SASL_CB_GETCONFPATH, SUB_CB_FN(cb_getconfpath), NULL },
+	{ SASL_CB_LIST_END, NULL, NULL },
+};
+
+/*
+ * cb_getopt - every option libsasl2 and its plugins read; context is the
+ * session (sasldb path fixed at its start) or NULL for the global lookups
+ * made while plugins load.  Unknown options keep libsasl2's defaults
+ * (SASL_FAIL: there is no config file to fall back on).
+ */
+static int
+cb_getopt(void *context, const char *plugin_name, const char *option,
+    const char **result, unsigned *len)
+{
+	const struct sub_sasl *s = context;
+	const char *v = NULL;
+
+	if (option == NULL || result == NULL)
+		return SASL_BADPARAM;
+	if (strcmp(option, "pwcheck_method") == 0)
+		v = "auxprop";
+	else if (strcmp(option, "auxprop_plugin") == 0)
+		v = "sasldb";
+	else if (strcmp(option, "mech_list") == 0)
+		v = SUB_MECHS;
+	else if (strcmp(option, "canon_user_plugin") == 0)
+		v = "INTERNAL";
+	else if (strcmp(option, "auto_transition") == 0)
+		v = "no";	/* never write to the sasldb */
+	else if (strcmp(option, "log_level") == 0)
+		v = log_verbose() ? "5" : "1";	/* SASL_LOG_DEBUG : SASL_LOG_ERR */
+	else if (strcmp(option, "sasldb_path") == 0)
+		v = s != NULL ? s->sasl_db : sasl_db_current;
+	if (v == NULL)
+		return SASL_FAIL;
+	*result = v;
+	if (len != NULL)
+		*len = strlen(v);
+	return SASL_OK;
+}
+
+/*
+ * cb_log - libsasl2's messages at debug level; protocol traces (which may
+ * carry payloads and, at SASL_LOG_PASS, passwords) are dropped.
+ */
+static int
+cb_log(void *context, int level, const char *message)
+{
+	char buf[512];
+
+	if (message == NULL || level == SASL_LOG_NONE || level > SASL_LOG_DEBUG)
+		return SASL_OK;
+	log_debug("sasl: %s", log_escape(buf, sizeof(buf), message, strlen(message)));
+	return SASL_OK;
+}
+
+/* cb_getconfpath - a directory in which no chamois.conf can exist */
+static int
+cb_getconfpath(void *context, char **path)
+{
+	*path = sasl_conf_path;
+	return SASL_OK;
+}
+
+/* db_readable - can this process open the sasldb file for reading? */
+static bool
+db_readable(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd == -1)
+		return false;
+	close(fd);
+	return true;
+}
+
+/* map_result - libsasl2's result codes to ours (STYLE 8) */
+static enum sub_sasl_result
+map_result(int r)
+{
+	switch (r) {
+	case SASL_OK:
+		return SUB_SASL_OK;
+	case SASL_CONTINUE:
+		return SUB_SASL_CONTINUE;
+	case SASL_BADAUTH:
+	case SASL_NOUSER:	/* hidden: same answer as a wrong password */
+	case SASL_NOAUTHZ:
+	case SASL_EXPIRED:
+	case SASL_DISABLED:
+	case SASL_NOVERIFY:
+		return SUB_SASL_FAIL;
+	case SASL_NOMECH:
+	case SASL_TOOWEAK:
+	case SASL_ENCRYPT:
+		return SUB_SASL_NOMECH;
+	case SASL_BADPROT:
+	case SASL_BADPARAM:
+		return SUB_SASL_BADPROT;
+	default:		/* SASL_FAIL, SASL_NOMEM, SASL_TRYAGAIN, SASL_UNAVAIL... */
+		return SUB_SASL_TEMP;
+	}
+}
+
+/* offered - is mech one of the session's advertised mechanisms? */
+static bool
+offered(const struct sub_sasl *s, const char *mech)
+{
+	size_t n = strlen(mech);
+
+	if (n == 0 || strcspn(mech, " ") != n)
+		return false;
+	for (const char *p = s->mechs; *p != '\0'; p += strcspn(p, " ")) {
+		p += strspn(p, " ");
+		if (strncasecmp(p, mech, n) == 0 && (p[n] == ' ' || p[n] == '\0'))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * valid_ipport - is a "IP;PORT" string usable?  Checked here because
+ * sasl_server_new leaks memory when it refuses one (libsasl2 2.1.28).
+ */
+static bool
+valid_ipport(const char *ipport)
+{
+	struct addrinfo hints, *res = NULL;
+	const char *semi;
+	char host[INET6_ADDRSTRLEN + IF_NAMESIZE + 2];
+	size_t n;
+
+	if (ipport == NULL)
+		return true;	/* libsasl2: mechanisms needing it are off */
+	if ((semi = strrchr(ipport, ';')) == NULL || semi[1] == '\0' ||
+	    strspn(semi + 1, "0123456789") != strlen(semi + 1) ||
+	    (n = (size_t)(semi - ipport)) == 0 || n >= sizeof(host))
+		return false;
+	memcpy(host, ipport, n);
+	host[n] = '\0';
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_flags = AI_NUMERICHOST;
+	if (getaddrinfo(host, NULL, &hints, &res) != 0)
+		return false;
+	freeaddrinfo(res);
+	return true;
+}
+
+/* conn_open - a fresh libsasl2 connection for the session's parameters */
+static int
+conn_open(struct sub_sasl *s)
+{
+	sasl_security_properties_t props;
+	sasl_ssf_t ext = s->ssf;
+	int r;
+
+	if (s->conn != NULL)
+		sasl_dispose(&s->conn);
+	/* no user_realm: the name's '@' gives the realm (see the header) */
+	r = sasl_server_new(SUB_SERVICE, s->hostname, NULL, s->local,
+	    s->remote, s->callbacks, 0, &s->conn);
+	if (r != SASL_OK) {
+		log_warnx("sasl: sasl_server_new: %s", sasl_errstring(r, NULL, NULL));
+		s->conn = NULL;
+		return -1;
+	}
+	/*
+	 * TLS is the security layer: SASL's own (max_ssf 0) is never used.
+	 * Plaintext mechanisms need TLS under them; libsasl2 lifts
+	 * NOPLAINTEXT itself only for an external ssf above 1, so the rule
+	 * "ssf > 0" is spelled out here.
+	 */
+	memset(&props, 0, sizeof(props));
+	props.security_flags = SASL_SEC_NOANONYMOUS;
+	if (s->ssf == 0)
+		props.security_flags |= SASL_SEC_NOPLAINTEXT;
+	if ((r = sasl_setprop(s->conn, SASL_SSF_EXTERNAL, &ext)) != SASL_OK ||
+	    (r = sasl_setprop(s->conn, SASL_SEC_PROPS, &props)) != SASL_OK) {
+		log_warnx("sasl: sasl_setprop: %s", sasl_errstring(r, NULL, NULL));
+		sasl_dispose(&s->conn);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * decode - base64 client data into a new buffer (RFC 4954 4); -1 when
+ * it is not base64 or longer than an AUTH line may be
+ */
+static int
+decode(const char *b64, char **out, unsigned *outlen)
+{
+	size_t n = strlen(b64);
+	size_t max = n / 4 * 3 + 4;
+	char *buf;
+
+	if (n > AUTH_LINE_MAX)
+		return -1;
+	buf = xmalloc(max);
+	/* SASL_CONTINUE: a partial quantum; SASL_FAIL: a leading CR */
+	if (sasl_decode64(b64, (unsigned)n, buf, (unsigned)max, outlen) != SASL_OK) {
+		explicit_bzero(buf, max);
+		free(buf);
+		return -1;
+	}
+	*out = buf;
+	return 0;
+}
+
+/* wipe - free client data, which may hold a password */
+static void
+wipe(char *buf, unsigned len)
+{
+	if (buf == NULL)
+		return;
+	explicit_bzero(buf, len);
+	free(buf);
+}
+
+/* finish - one libsasl2 answer to the caller's result and out buffer */
+static enum sub_sasl_result
+finish(struct sub_sasl *s, const char *mech, int r, const char *srvout,
+    unsigned srvoutlen, char *out, size_t outsize)
+{
+	enum sub_sasl_result res = map_result(r);
+	char detail[256], mbuf[64];
+	const void *user = NULL;
+	const char *d;
+	unsigned outlen;
+
+	mech = log_escape(mbuf, sizeof(mbuf), mech, strlen(mech));
+	s->in_exchange = res == SUB_SASL_CONTINUE;
+	switch (res) {
+	case SUB_SASL_CONTINUE:
+		if (out == NULL || outsize == 0)
+			break;
+		if (outsize > UINT_MAX)
+			outsize = UINT_MAX;
+		if (srvout == NULL || srvoutlen == 0) {
+			out[0] = '\0';
+			return res;
+		}
+		if (sasl_encode64(srvout, srvoutlen, out, (unsigned)outsize,
+		    &outlen) == SASL_OK)
+			return res;
+		out[0] = '\0';
+		log_warnx("sasl: mech=%s challenge of %u bytes does not fit in %zu",
+		    mech, srvoutlen, outsize);
+		break;
+	case SUB_SASL_OK:
+		if (sasl_getprop(s->conn, SASL_USERNAME, &user) == SASL_OK &&
+		    user != NULL && *(const char *)user != '\0') {
+			s->user = xstrdup(user);
+			return res;
+		}
+		log_warnx("sasl: mech=%s authenticated without a user name", mech);
+		break;
+	case SUB_SASL_FAIL:
+		if (db_readable(s->sasl_db))
+			return res;
+		log_warn("sasl: cannot read sasl_db %s", s->sasl_db);
+		break;
+	case SUB_SASL_TEMP:
+		d = sasl_errdetail(s->conn);
+		log_warnx("sasl: mech=%s back-end failure: %s", mech,
+		    log_escape(detail, sizeof(detail), d, strlen(d)));
+		return res;
+	default:
+		return res;
+	}
+	s->in_exchange = false;
+	return SUB_SASL_TEMP;
+}
+
+/* sub_sasl_init - libsasl2's server side, configured by callbacks only */
+int
+sub_sasl_init(const char *sasl_db, char *err, size_t errsize)
+{
+	int r;
+
+	if (sasl_ready) {
+		bsnprintf(err, errsize, "SASL is already initialised");
+		return -1;
+	}
+	if (sasl_db == NULL || *sasl_db == '\0') {
+		bsnprintf(err, errsize, "no sasl_db given");
+		return -1;
+	}
+	sasl_db_current = xstrdup(sasl_db);
+	if ((r = sasl_server_init(global_callbacks, SUB_APPNAME)) != SASL_OK) {
+		bsnprintf(err, errsize, "sasl_server_init: %s",
+		    sasl_errstring(r, NULL, NULL));
+		free(sasl_db_current);
+		sasl_db_current = NULL;
+		return -1;
+	}
+	sasl_ready = true;
+	if (!db_readable(sasl_db))
+		log_warn("sasl: cannot read sasl_db %s (logins fail until it can be read)",
+		    sasl_db);
+	return 0;
+}
+
+/* sub_sasl_reconfigure - SIGHUP: sessions made from now on use sasl_db */
+void
+sub_sasl_reconfigure(const char *sasl_db)
+{
+	if (sasl_db == NULL || *sasl_db == '\0')
+		return;
+	free(sasl_db_current);
+	sasl_db_current = xstrdup(sasl_db);
+}
+
+/* sub_sasl_shutdown - after every session was freed */
+void
+sub_sasl_shutdown(void)
+{
+	if (!sasl_ready)
+		return;
+	sasl_server_done();
+	sasl_ready = false;
+	free(sasl_db_current);
+	sasl_db_current = NULL;
+}
+
+/* sub_sasl_new - one session's SASL state; NULL (logged) on failure */
+struct sub_sasl *
+sub_sasl_new(const char *hostname, const char *local, const char *remote,
+    unsigned ssf)
+{
+	struct sub_sasl *s;
+	const char *list = NULL;
+
+	if (!sasl_ready) {
+		log_warnx("sasl: session before sub_sasl_init");
+		return NULL;
+	}
+	if (!valid_ipport(local) || !valid_ipport(remote)) {
+		log_warnx("sasl: bad address for libsasl2 (want \"IP;PORT\")");
+		return NULL;
+	}
+	s = xcalloc(1, sizeof(*s));
+	s->hostname = hostname != NULL ? xstrdup(hostname) : NULL;
+	s->local = local != NULL ? xstrdup(local) : NULL;
+	s->remote = remote != NULL ? xstrdup(remote) : NULL;
+	s->ssf = ssf;
+	s->sasl_db = xstrdup(sasl_db_current);
+	s->callbacks[0] = (sasl_callback_t){ SASL_CB_GETOPT, SUB_CB_FN(cb_getopt), s };
+	s->callbacks[1] = (sasl_callback_t){ SASL_CB_LIST_END, NULL, NULL };
+	if (conn_open(s) == -1) {
+		sub_sasl_free(s);
+		return NULL;
+	}
+	/* SASL_NOMECH: nothing to offer, an empty list */
+	if (sasl_listmech(s->conn, NULL, "", " ", "", &list, NULL, NULL) != SASL_OK ||
+	    list == NULL)
+		list = "";
+	s->mechs = xstrdup(list);
+	return s;
+}
+
+/* sub_sasl_free - NULL is fine */
+void
+sub_sasl_free(struct sub_sasl *s)
+{
+	if (s == NULL)
+		return;
+	if (s->conn != NULL)
+		sasl_dispose(&s->conn);
+	free(s->hostname);
+	free(s->local);
+	free(s->remote);
+	free(s->sasl_db);
+	free(s->mechs);
+	free(s->user);
+	free(s->attempted);
+	free(s);
+}
+
+/* sub_sasl_mechs - the mechanisms to advertise, space separated */
+const char *
+sub_sasl_mechs(struct sub_sasl *s)
+{
+	return s->mechs;
+}
+
+/* sub_sasl_start - AUTH mech [initial] */
+enum sub_sasl_result
+sub_sasl_start(struct sub_sasl *s, const char *mech, const char *initial,
+    char *out, size_t outsize)
+{
+	const char *srvout = NULL;
+	unsigned srvoutlen = 0, inlen = 0;
+	char *in = NULL;
+	int r;
+
+	if (out != NULL && outsize > 0)
+		out[0] = '\0';
+	free(s->user);
+	s->user = NULL;
+	s->in_exchange = false;
+	if (mech == NULL || *mech == '\0')
+		return SUB_SASL_BADPROT;
+	/*
+	 * Only what was advertised: libsasl2 would also start, say,
+	 * SCRAM-SHA-256-PLUS, and fail it later for want of channel binding.
+	 */
+	if (!offered(s, mech)) {
+		log_debug("sasl: mechanism not offered");
+		return SUB_SASL_NOMECH;
+	}
+	/* a second AUTH (after a failure) starts from a clean connection */
+	if (s->used && conn_open(s) == -1)
+		return SUB_SASL_TEMP;
+	s->used = true;
+	if (initial != NULL) {
+		/* RFC 4954 4: "=" is a present but empty initial response */
+		if (strcmp(initial, "=") == 0)
+			in = xcalloc(1, 1);
+		else if (decode(initial, &in, &inlen) == -1)
+			return SUB_SASL_BADPROT;
+	}
+	free(s->attempted);
+	s->attempted = NULL;
+	if (in != NULL)
+		note_attempt(s, mech, in, inlen);
+	r = sasl_server_start(s->conn, mech, in, inlen, &srvout, &srvoutlen);
+	wipe(in, inlen);
+	return finish(s, mech, r, srvout, srvoutlen, out, outsize);
+}
+
+/* sub_sasl_step - one client response line during AUTH */
+enum sub_sasl_result
+sub_sasl_step(struct sub_sasl *s, const char *response, char *out,
+    size_t outsize)
+{
+	const char *srvout = NULL, *mech = NULL;
+	unsigned srvoutlen = 0, inlen = 0;
+	char *in = NULL;
+	int r;
+
+	if (out != NULL && outsize > 0)
+		out[0] = '\0';
+	if (!s->in_exchange || response == NULL) {
+		s->in_exchange = false;
+		return SUB_SASL_BADPROT;
+	}
+	if (decode(response, &in, &inlen) == -1) {
+		s->in_exchange = false;
+		return SUB_SASL_BADPROT;
+	}
+	if (sasl_getprop(s->conn, SASL_MECHNAME, (const void **)&mech) != SASL_OK ||
+	    mech == NULL)
+		mech = "?";
+	if (s->attempted == NULL)
+		note_attempt(s, mech, in, inlen);
+	r = sasl_server_step(s->conn, in, inlen, &srvout, &srvoutlen);
+	wipe(in, inlen);
+	return finish(s, mech, r, srvout, srvoutlen, out, outsize);
+}
+
+/*
+ * note_attempt - the login name in the client's first message, so that
+ * failures can be counted per user too (SPEC 4): PLAIN's authcid, LOGIN's
+ * first answer, SCRAM's "n=" attribute (RFC 5802 5.1, "=2C" and "=3D"
+ * decoded).  Never the password.
+ */
+static void
+note_attempt(struct sub_sasl *s, const char *mech, const char *in, unsigned len)
+{
+	char name[257];
+	size_t o = 0;
+	const char *p, *e = in + len;
+
+	if (strcasecmp(mech, "PLAIN") == 0) {
+		if ((p = memchr(in, '\0', len)) == NULL)
+			return;
+		for (p++; p < e && *p && o + 1 < sizeof(name); p++)
+			name[o++] = *p;
+	} else if (strcasecmp(mech, "LOGIN") == 0) {
+		if (len == 0)
+			return;		/* the empty start of LOGIN */
+		for (p = in; p < e && *p && o + 1 < sizeof(name); p++)
+			name[o++] = *p;
+	} else if (strncasecmp(mech, "SCRAM-", 6) == 0) {
+		for (p = in; p + 2 < e && !(p[0] == ',' && p[1] == 'n' &&
+		    p[2] == '='); p++)
+			;
+		if (p + 2 >= e)
+			return;
+		for (p += 3; p < e && *p != ',' && o + 1 < sizeof(name); p++) {
+			if (*p == '=' && p + 2 < e && p[1] == '2' && p[2] == 'C') {
+				name[o++] = ',';
+				p += 2;
+			} else if (*p == '=' && p + 2 < e && p[1] == '3' && p[2] == 'D') {
+				name[o++] = '=';
+				p += 2;
+			} else
+				name[o++] = *p;
+		}
+	} else
+		return;
+	name[o] = '\0';
+	if (o > 0)
+		s->attempted = xstrdup(name);
+}
+
+/* sub_sasl_attempted - the login name the client tried, or NULL */
+const char *
+sub_sasl_attempted(struct sub_sasl *s)
+{
+	return s->attempted;
+}
+
+/* sub_sasl_user - the authenticated name, "user@domain"; NULL before OK */
+const char *
+sub_sasl_user(struct sub_sasl *s)
+{
+	return s->user;
+}

@@ -1,0 +1,93 @@
+/*
+ * submission.h - the submission and submissions roles (SPEC 4): local
+ * users log in with SASL (Cyrus libsasl2, sasldb2) over TLS and send
+ * through the queue.  The session engine is smtpd/'s; this folder gives
+ * it the SASL adapter, the login-failure limits and the sender policy.
+ */
+#ifndef CHAMOIS_SUBMISSION_H
+#define CHAMOIS_SUBMISSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+/* sasl_cyrus.c - the only file that includes <sasl/sasl.h> */
+
+enum sub_sasl_result {
+	SUB_SASL_CONTINUE,	/* send out (a 334 challenge), read another line */
+	SUB_SASL_OK,		/* authenticated: sub_sasl_user() */
+	SUB_SASL_FAIL,		/* wrong credentials or unknown user (535 5.7.8) */
+	SUB_SASL_TEMP,		/* the back end failed (454 4.7.0) */
+	SUB_SASL_NOMECH,	/* mechanism not available (504 5.5.4) */
+	SUB_SASL_BADPROT,	/* malformed response, bad base64 (501 5.5.2) */
+};
+
+struct sub_sasl;
+
+/*
+ * sub_sasl_init - once, at start: libsasl2's server side with sasldb2 at
+ * sasl_db, set through option callbacks (no system-wide SASL config);
+ * -1 and err on failure
+ */
+int sub_sasl_init(const char *sasl_db, char *err, size_t errsize);
+/* sub_sasl_reconfigure - SIGHUP: a new sasl_db path for new sessions */
+void sub_sasl_reconfigure(const char *sasl_db);
+void sub_sasl_shutdown(void);
+/*
+ * sub_sasl_new - one session's SASL state; local and remote are
+ * "IP;PORT" as libsasl2 wants them; ssf is the TLS cipher's strength
+ */
+struct sub_sasl *sub_sasl_new(const char *hostname, const char *local,
+    const char *remote, unsigned ssf);
+void sub_sasl_free(struct sub_sasl *);
+/* sub_sasl_mechs - "PLAIN LOGIN SCRAM-SHA-256 ..." to advertise */
+const char *sub_sasl_mechs(struct sub_sasl *);
+/*
+ * sub_sasl_start - AUTH mech [initial]: initial is the base64 initial
+ * response (RFC 4954 4), "=" for an empty one, NULL for none; out gets
+ * the base64 challenge for a 334 (NUL-terminated, may be "").
+ */
+enum sub_sasl_result sub_sasl_start(struct sub_sasl *, const char *mech,
+    const char *initial, char *out, size_t outsize);
+/* sub_sasl_step - the client's base64 response line */
+enum sub_sasl_result sub_sasl_step(struct sub_sasl *, const char *response,
+    char *out, size_t outsize);
+/* sub_sasl_user - after OK: the login, "user@domain" as the client gave it */
+const char *sub_sasl_user(struct sub_sasl *);
+/* sub_sasl_attempted - the login name the client sent, even on failure */
+const char *sub_sasl_attempted(struct sub_sasl *);
+
+/* limits.c - login failures across connections, messages per hour */
+
+/*
+ * sub_auth_check - may a client at addr_key try to log in now?  false
+ * when it failed too often lately (the session answers 421 4.7.0)
+ */
+bool sub_auth_allowed(const char *addr_key, time_t now);
+/* sub_auth_failed - count a failure; returns the delay before the 535, ms */
+unsigned sub_auth_failed(const char *addr_key, const char *user, time_t now);
+void sub_auth_succeeded(const char *addr_key, const char *user);
+/* sub_rate_allow - one more message for user this hour? (max 0: no limit) */
+bool sub_rate_allow(const char *user, unsigned max_per_hour, time_t now);
+void sub_limits_shutdown(void);
+
+/* auth.c - the AUTH command (RFC 4954) and the submission profile */
+struct smtpd_session;
+/* sub_ehlo_auth - the EHLO keyword line "AUTH PLAIN ...", or NULL */
+const char *sub_ehlo_auth(struct smtpd_session *);
+void sub_cmd_auth(struct smtpd_session *, char *arg);
+/* sub_auth_line - a response line while in ST_AUTH */
+void sub_auth_line(struct smtpd_session *, char *line, size_t len);
+/* sub_mail_check - NULL if the user may send as sender ("" is <>), else the reply */
+const char *sub_mail_check(struct smtpd_session *, const char *sender);
+void sub_session_free(struct smtpd_session *);
+
+/* policy.c */
+/*
+ * sub_sender_allowed - is sender one of user's addresses: the mailbox
+ * itself (+tag too) or an address that delivers to it (an alias)?
+ */
+struct tables;
+bool sub_sender_allowed(const struct tables *, const char *user, const char *sender);
+
+#endif
