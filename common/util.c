@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/rand.h>
@@ -165,6 +166,34 @@ write_full(int fd, const void *buf, size_t n)
 		n -= (size_t)w;
 	}
 	return 0;
+}
+
+/*
+ * rfc5322_date - RFC 5322 3.3 date-time of t in the local time zone; the
+ * names are spelled here, not taken from the locale
+ */
+void
+rfc5322_date(char *out, size_t size, time_t t)
+{
+	static const char *const days[] = { "Sun", "Mon", "Tue", "Wed", "Thu",
+	    "Fri", "Sat" };
+	static const char *const months[] = { "Jan", "Feb", "Mar", "Apr",
+	    "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+	struct tm tm;
+	char zone[8];
+	long off;
+
+	if (localtime_r(&t, &tm) == NULL) {
+		t = 0;
+		gmtime_r(&t, &tm);
+		tm.tm_gmtoff = 0;
+	}
+	off = tm.tm_gmtoff / 60;
+	snprintf(zone, sizeof(zone), "%c%02ld%02ld", off < 0 ? '-' : '+',
+	    (off < 0 ? -off : off) / 60 % 100, (off < 0 ? -off : off) % 60);
+	snprintf(out, size, "%s, %02d %s %04d %02d:%02d:%02d %s",
+	    days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12],
+	    tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec, zone);
 }
 
 /* fsync_dir - make a directory's entries durable */

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "log.h"
 
@@ -26,6 +27,9 @@ bool str_has_prefix_ci(const char *s, const char *prefix);
 /* str_trim - strip leading and trailing blanks in place; returns start */
 char *str_trim(char *);
 bool str_is_ascii(const char *, size_t);
+
+/* rfc5322_date - "Mon, 23 Nov 2026 17:28:39 +0000" (local time) */
+void rfc5322_date(char *out, size_t size, time_t t);
 
 /* fd helpers */
 /* write_full - all n octets, or -1 with errno set */

@@ -226,33 +226,6 @@ put_field(struct buf *b, const char *name, const char *value)
 	put_folded(b, strlen(name) + 2, value, NULL);
 }
 
-/*
- * date_822 - RFC 5322 3.3 date-time of t in the local time zone; the names
- * are spelled here, not taken from the locale
- */
-static void
-date_822(char *out, size_t size, time_t t)
-{
-	static const char *const days[] = { "Sun", "Mon", "Tue", "Wed", "Thu",
-	    "Fri", "Sat" };
-	static const char *const months[] = { "Jan", "Feb", "Mar", "Apr",
-	    "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
-	struct tm tm;
-	char zone[8];
-	long off;
-
-	if (localtime_r(&t, &tm) == NULL) {
-		t = 0;
-		gmtime_r(&t, &tm);
-		tm.tm_gmtoff = 0;
-	}
-	off = tm.tm_gmtoff / 60;
-	snprintf(zone, sizeof(zone), "%c%02ld%02ld", off < 0 ? '-' : '+',
-	    (off < 0 ? -off : off) / 60 % 100, (off < 0 ? -off : off) % 60);
-	snprintf(out, size, "%s, %02d %s %04d %02d:%02d:%02d %s",
-	    days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12],
-	    tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec, zone);
-}
 
 /* status_ok - an RFC 3463 status code: class "." subject "." detail */
 static bool
@@ -343,7 +316,7 @@ make_text(struct buf *b, const struct queue_msg *msg, const struct rinfo *rs,
 		    "queue. The reason is given under each address.", "");
 	else {
 		if (until > 0)
-			date_822(date, sizeof(date), until);
+			rfc5322_date(date, sizeof(date), until);
 		para = xasprintf("Your message has not been delivered yet to "
 		    "the recipients below. The mail system is still trying, "
 		    "and will keep trying %s%s; you do not need to send it "
@@ -408,7 +381,7 @@ make_status(struct buf *b, const struct queue_msg *msg, const struct rinfo *rs,
 	put_field(b, "Reporting-MTA", v);
 	free(v);
 	buf_printf(b, "X-Chamois-Queue-ID: %s\n", msg->id);
-	date_822(date, sizeof(date), msg->created);
+	rfc5322_date(date, sizeof(date), msg->created);
 	put_field(b, "Arrival-Date", date);
 	for (size_t i = 0; i < n; i++) {
 		const struct rinfo *r = &rs[i];
@@ -433,11 +406,11 @@ make_status(struct buf *b, const struct queue_msg *msg, const struct rinfo *rs,
 		}
 		/* the report is made right after the attempt that decided it */
 		if (r->attempts > 0) {
-			date_822(date, sizeof(date), now);
+			rfc5322_date(date, sizeof(date), now);
 			put_field(b, "Last-Attempt-Date", date);
 		}
 		if (action == BOUNCE_DELAYED && until > 0) {
-			date_822(date, sizeof(date), until);
+			rfc5322_date(date, sizeof(date), until);
 			put_field(b, "Will-Retry-Until", date);
 		}
 	}
@@ -578,7 +551,7 @@ build(const struct queue_msg *msg, const bool *which,
 		free(boundary);
 	}
 
-	date_822(date, sizeof(date), now);
+	rfc5322_date(date, sizeof(date), now);
 	put_field(&out, "Date", date);
 	buf_printf(&out, "From: Mail Delivery System <MAILER-DAEMON@%s>\n", host);
 	if (strchr(owner, '@') != NULL)

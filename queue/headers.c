@@ -23,33 +23,6 @@
 #include "../common/util.h"
 #include "queue.h"
 
-/*
- * date_822 - RFC 5322 3.3 date-time of t in the local time zone; the names
- * are spelled here, not taken from the locale
- */
-static void
-date_822(char *out, size_t size, time_t t)
-{
-	static const char *const days[] = { "Sun", "Mon", "Tue", "Wed", "Thu",
-	    "Fri", "Sat" };
-	static const char *const months[] = { "Jan", "Feb", "Mar", "Apr",
-	    "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
-	struct tm tm;
-	char zone[8];
-	long off;
-
-	if (localtime_r(&t, &tm) == NULL) {
-		t = 0;
-		gmtime_r(&t, &tm);
-		tm.tm_gmtoff = 0;
-	}
-	off = tm.tm_gmtoff / 60;
-	snprintf(zone, sizeof(zone), "%c%02ld%02ld", off < 0 ? '-' : '+',
-	    (off < 0 ? -off : off) / 60 % 100, (off < 0 ? -off : off) % 60);
-	snprintf(out, size, "%s, %02d %s %04d %02d:%02d:%02d %s",
-	    days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12],
-	    tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec, zone);
-}
 
 /*
  * field_name - the length of the field name when line[0..n) starts a
@@ -122,7 +95,7 @@ queue_fix_headers(const char *msg, size_t len, const char *hostname,
 		    random_u64(), hostname);
 	}
 	if (!have_date) {
-		date_822(date, sizeof(date), now);
+		rfc5322_date(date, sizeof(date), now);
 		hlen += (size_t)snprintf(head + hlen, sizeof(head) - hlen,
 		    "Date: %s\n", date);
 	}

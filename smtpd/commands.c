@@ -470,17 +470,6 @@ cmd_rcpt(struct smtpd_session *s, char *arg)
 	smtpd_reply(s, "250 2.1.5 Ok");
 }
 
-/* rfc5322_date - "Mon, 23 Nov 2026 17:28:39 +0000" */
-static void
-rfc5322_date(char *buf, size_t size)
-{
-	time_t now = time(NULL);
-	struct tm tm;
-
-	localtime_r(&now, &tm);
-	strftime(buf, size, "%a, %d %b %Y %H:%M:%S %z", &tm);
-}
-
 /* received_header - RFC 5321 4.4 trace field, LF line ends */
 static char *
 received_header(struct smtpd_session *s)
@@ -491,7 +480,7 @@ received_header(struct smtpd_session *s)
 	const char *proto;
 	bool v6 = strchr(s->peer_text, ':') != NULL;
 
-	rfc5322_date(date, sizeof(date));
+	rfc5322_date(date, sizeof(date), time(NULL));
 	if (tx->nrcpts == 1)
 		snprintf(forclause, sizeof(forclause), "\n\tfor <%s>", tx->rcpts[0]);
 	if (s->flags & SF_TLS)
