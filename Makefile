@@ -72,6 +72,8 @@ run: $(PROGRAMS)
 	@echo "and read it in run/maildir/chamois.test/demo/new/"
 	@echo "Forwarding: start a sink (python3 -m aiosmtpd -n -l 127.0.0.1:2526),"
 	@echo "    then: swaks --server 127.0.0.1:2525 --to fwd@chamois.test"
+	@echo "Submission as demo@chamois.test (password demo):"
+	@echo "    swaks --server 127.0.0.1:2587 --tls --auth-user demo@chamois.test --auth-password demo --from demo@chamois.test --to sink@[127.0.0.1]"
 	bin/chamoisd -d -f run/chamois.conf
 
 install: $(PROGRAMS)

@@ -12,6 +12,8 @@ if [ ! -f chamois.conf ]; then
 hostname mx.chamois.test
 listen mx 127.0.0.1:2525
 listen mx [::1]:2525
+listen submission 127.0.0.1:2587
+listen submissions 127.0.0.1:2465
 domains chamois.test
 mailboxes mailboxes
 aliases aliases
@@ -19,6 +21,7 @@ maildir_root maildir
 queue_dir queue
 tls_cert cert.pem
 tls_key key.pem
+sasl_db sasldb2
 # no DNS look-up may leave the machine from a development setup
 dns_server 127.0.0.1:5353
 # forwarded mail goes to port 2526 (fwd@chamois.test -> sink@[127.0.0.1])
@@ -39,6 +42,11 @@ hello@chamois.test: demo@chamois.test
 #   python3 -m aiosmtpd -n -l 127.0.0.1:2526
 fwd@chamois.test: sink@[127.0.0.1]
 ALIASES
+# the demo user logs in as demo@chamois.test with the password "demo"
+if [ ! -f sasldb2 ]; then
+	echo demo | saslpasswd2 -c -p -f sasldb2 -u chamois.test demo
+	chmod 600 sasldb2
+fi
 if [ ! -f cert.pem ]; then
 	openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=mx.chamois.test" \
 		-addext "subjectAltName=DNS:mx.chamois.test,DNS:localhost" \
