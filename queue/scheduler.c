@@ -60,6 +60,9 @@ struct qentry {
 	time_t due;		/* earliest next_attempt of a waiting recipient */
 	time_t attempt_now;	/* the time the attempt in progress started */
 	bool delete_failed;	/* delivered, but the store still has it */
+	bool updating;		/* a store write of this entry is running */
+	bool update_again;	/* ... and the state changed meanwhile */
+	bool final_pending;	/* the attempt is over: the last write is due */
 	/* the attempt in progress */
 	char *body;
 	size_t body_len;
@@ -230,7 +233,7 @@ ckpt_done(void *arg)
 	smtpd_maybe_exit();
 }
 
-static void update_start(struct qentry *);
+static void store_state(struct qentry *, bool);
 
 static void
 ckpt_cb(evutil_socket_t fd, short what, void *arg)
@@ -243,7 +246,7 @@ ckpt_cb(evutil_socket_t fd, short what, void *arg)
 		if (e->delete_failed && !e->busy) {
 			e->delete_failed = false;
 			e->busy = true;
-			update_start(e);
+			store_state(e, true);
 		}
 	worker_submit(ckpt_work, ckpt_done, xcalloc(1, sizeof(struct ckpt_job)));
 }
@@ -1002,8 +1005,10 @@ group_done(struct qgroup *g)
 	group_free(g);
 	if (--e->groups == 0)
 		attempt_finish(e);
-	else
+	else {
+		store_state(e, false);
 		schedule();
+	}
 }
 
 /* ---- one attempt ---- */
@@ -1120,6 +1125,7 @@ attempt_groups(struct qentry *e)
 struct update_job {
 	struct qentry *e;
 	struct queue_msg snapshot;
+	bool final;		/* the attempt's last write */
 	bool delete;
 	int result;
 	int error;
@@ -1140,12 +1146,26 @@ update_done(void *arg)
 {
 	struct update_job *j = arg;
 	struct qentry *e = j->e;
+	bool final = j->final;
 
 	if (j->result != 0) {
 		errno = j->error;
 		log_warn("%s queue %s", e->msg.id, j->delete ? "delete" : "update");
 	}
 	queue_msg_free(&j->snapshot);
+	e->updating = false;
+	if (e->update_again || e->final_pending) {
+		/* writes of one entry go one at a time, the newest state last */
+		e->update_again = false;
+		free(j);
+		store_state(e, false);
+		return;
+	}
+	if (!final) {
+		free(j);
+		smtpd_maybe_exit();
+		return;
+	}
 	e->busy = false;
 	if (j->delete && j->result != 0 && j->error != ENOENT) {
 		/*
@@ -1231,17 +1251,32 @@ attempt_finish(struct qentry *e)
 	e->body_len = 0;
 	body_free(&e->mdbody);
 	entry_due(e);
-	update_start(e);
+	store_state(e, true);
 }
 
-/* update_start - the entry's new state into the store (or out of it) */
+/*
+ * store_state - the entry's state into the store: after each destination
+ * of an attempt (so a crash forgets as little as possible of what was
+ * delivered) and, final, when the attempt is over (then a message with
+ * nothing left goes out of the store).  One write at a time per entry.
+ */
 static void
-update_start(struct qentry *e)
+store_state(struct qentry *e, bool final)
 {
-	struct update_job *j = xcalloc(1, sizeof(*j));
+	struct update_job *j;
 
+	if (final)
+		e->final_pending = true;
+	if (e->updating) {
+		e->update_again = true;
+		return;
+	}
+	j = xcalloc(1, sizeof(*j));
 	j->e = e;
-	j->delete = queue_msg_done(&e->msg);
+	j->final = e->final_pending;
+	e->final_pending = false;
+	e->updating = true;
+	j->delete = j->final && queue_msg_done(&e->msg);
 	queue_msg_copy(&j->snapshot, &e->msg);
 	if (j->delete)
 		log_info("%s queue done", e->msg.id);
