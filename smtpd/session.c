@@ -15,6 +15,7 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -221,6 +222,16 @@ tls_established(struct smtpd_session *s)
 		smtpd_greet(s);
 }
 
+/* line_is_auth - the buffered line is an AUTH command */
+static bool
+line_is_auth(struct evbuffer *in)
+{
+	char head[5];
+
+	return evbuffer_copyout(in, head, sizeof(head)) == (ev_ssize_t)sizeof(head) &&
+	    strncasecmp(head, "AUTH ", 5) == 0;
+}
+
 /* session_input - process what has arrived, as far as the state allows */
 static void
 session_input(struct smtpd_session *s)
@@ -229,7 +240,8 @@ session_input(struct smtpd_session *s)
 
 	for (;;) {
 		char *line;
-		size_t len;
+		size_t len, limit;
+		bool auth;
 
 		if (s->flags & SF_PAUSED)
 			return;
@@ -244,30 +256,10 @@ session_input(struct smtpd_session *s)
 		case ST_TLS:
 		case ST_CLOSING:
 			return;
-		case ST_AUTH:
-			/* RFC 4954 4: response lines up to 12288 octets */
-			line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF);
-			if (line == NULL) {
-				if (evbuffer_get_length(in) <= AUTH_LINE_MAX)
-					return;
-				evbuffer_drain(in, evbuffer_get_length(in));
-				smtpd_enter_state(s, ST_HELO);
-				smtpd_reply(s, "500 5.5.6 Authentication exchange "
-				    "line too long");
-				continue;
-			}
-			if (len > AUTH_LINE_MAX) {
-				smtpd_enter_state(s, ST_HELO);
-				smtpd_reply(s, "500 5.5.6 Authentication exchange "
-				    "line too long");
-			} else
-				sub_auth_line(s, line, len);
-			free(line);
-			continue;
 		default:
 			break;
 		}
-		if (s->dead || s->state == ST_CLOSING)
+		if (s->dead)
 			return;
 		if (s->flags & SF_DISCARD) {
 			struct evbuffer_ptr p = evbuffer_search(in, "\n", 1, NULL);
@@ -280,20 +272,31 @@ session_input(struct smtpd_session *s)
 			s->flags &= ~SF_DISCARD;
 			continue;
 		}
+		/*
+		 * RFC 5321 4.5.3.1.4: command lines of 512 octets (2048 here);
+		 * RFC 4954 4: AUTH and its responses up to 12288
+		 */
+		auth = s->state == ST_AUTH || line_is_auth(in);
+		limit = auth ? AUTH_LINE_MAX : COMMAND_LINE_MAX;
 		line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF);
-		if (line == NULL) {
-			if (evbuffer_get_length(in) > COMMAND_LINE_MAX) {
-				str_copy(s->last_cmd, "(line too long)", sizeof(s->last_cmd));
-				smtpd_reply(s, "500 5.5.2 Line too long (RFC 5321 4.5.3.1.4)");
-				s->flags |= SF_DISCARD;
-				continue;
-			}
+		if (line == NULL && evbuffer_get_length(in) <= limit)
 			return;
-		}
-		if (len > COMMAND_LINE_MAX) {
+		if (line == NULL || len > limit) {
+			/* one reply for the whole line, however long */
+			if (line == NULL)
+				s->flags |= SF_DISCARD;
+			free(line);
 			str_copy(s->last_cmd, "(line too long)", sizeof(s->last_cmd));
-			smtpd_reply(s, "500 5.5.2 Line too long (RFC 5321 4.5.3.1.4)");
-		} else
+			if (s->state == ST_AUTH)
+				sub_auth_abort(s);
+			smtpd_reply(s, auth ? "500 5.5.6 Authentication exchange line "
+			    "is too long" : "500 5.5.2 Line too long (RFC 5321 "
+			    "4.5.3.1.4)");
+			continue;
+		}
+		if (s->state == ST_AUTH)
+			sub_auth_line(s, line, len);
+		else
 			smtpd_command(s, line, len);
 		free(line);
 	}

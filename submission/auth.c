@@ -203,6 +203,12 @@ sub_cmd_auth(struct smtpd_session *s, char *arg)
 }
 
 void
+sub_auth_abort(struct smtpd_session *s)
+{
+	auth_end(s);
+}
+
+void
 sub_auth_line(struct smtpd_session *s, char *line, size_t len)
 {
 	char out[AUTH_CHALLENGE_MAX];

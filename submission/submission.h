@@ -78,6 +78,8 @@ const char *sub_ehlo_auth(struct smtpd_session *);
 void sub_cmd_auth(struct smtpd_session *, char *arg);
 /* sub_auth_line - a response line while in ST_AUTH */
 void sub_auth_line(struct smtpd_session *, char *line, size_t len);
+/* sub_auth_abort - the exchange ends without an answer from SASL */
+void sub_auth_abort(struct smtpd_session *);
 /* sub_mail_check - NULL if the user may send as sender ("" is <>), else the reply */
 const char *sub_mail_check(struct smtpd_session *, const char *sender);
 void sub_session_free(struct smtpd_session *);
