@@ -36,8 +36,15 @@ smtpd_tls_ctx(const char *cert, const char *key, bool strict, char *err,
 	    SSL_OP_CIPHER_SERVER_PREFERENCE);
 	if (strict)
 		SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	else
+	else {
+		/*
+		 * RFC 7435: on port 25 any encryption beats the plaintext that
+		 * refusing would leave; OpenSSL 3 needs security level 0 for
+		 * TLS 1.0/1.1 and old ciphers
+		 */
 		SSL_CTX_set_min_proto_version(ctx, 0);
+		SSL_CTX_set_security_level(ctx, 0);
+	}
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
 		tls_error(err, errsize, "tls_cert", cert);

@@ -381,3 +381,29 @@ def test_ipv6_listen(chamoisd):
     # IPv4 still served
     with d.dialog() as c:
         c.cmd("QUIT", "221")
+
+
+def test_port_25_takes_old_tls_that_submission_refuses(mx):
+    """SPEC 4: on port 25 TLS is opportunistic (RFC 7435), so even TLS 1.1
+    is better than the plaintext a refusal would leave."""
+    import socket
+    import ssl
+    import warnings
+
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+    ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    with socket.create_connection((mx.host, mx.port), timeout=10) as raw:
+        f = raw.makefile("rb")
+        assert f.readline().startswith(b"220")
+        raw.sendall(b"EHLO old.client.test\r\nSTARTTLS\r\n")
+        while not f.readline().startswith(b"220 2.0.0"):
+            pass
+        with ctx.wrap_socket(raw) as t:
+            assert t.version() == "TLSv1.1"
+            t.sendall(b"EHLO old.client.test\r\n")
+            assert t.recv(100).startswith(b"250")

@@ -14,6 +14,7 @@ import email.utils
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import time
 from pathlib import Path
@@ -707,3 +708,42 @@ def test_bounce_for_alias_sender_reaches_the_users_maildir(fwd_env, tmp_path):
     time.sleep(1)       # give a wrong second report a moment to show up
     assert len(d.messages(ALICE)) == 1
     fwd_env.assert_no_bounce(local={ALICE: 1})
+
+
+def _tls_context(version):
+    ctx = unverified_context()
+    ctx.minimum_version = version
+    ctx.maximum_version = version
+    try:
+        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")   # let the client offer old TLS
+    except ssl.SSLError:
+        pass
+    return ctx
+
+
+@pytest.mark.parametrize("implicit", [False, True], ids=["587", "465"])
+def test_submission_requires_tls_1_2(sub, implicit):
+    """SPEC 4: the submission roles take TLS 1.2 or newer only."""
+    import socket
+    port = sub.sport if implicit else sub.port
+    with socket.create_connection((sub.host, port), timeout=10) as raw:
+        if not implicit:
+            f = raw.makefile("rb")
+            assert f.readline().startswith(b"220")
+            raw.sendall(b"EHLO old.client.test\r\n")
+            while not f.readline().startswith(b"250 "):
+                pass
+            raw.sendall(b"STARTTLS\r\n")
+            assert f.readline().startswith(b"220")
+        with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+            _tls_context(ssl.TLSVersion.TLSv1_1).wrap_socket(raw)
+    # and TLS 1.2 works
+    with socket.create_connection((sub.host, port), timeout=10) as raw:
+        if not implicit:
+            f = raw.makefile("rb")
+            f.readline()
+            raw.sendall(b"EHLO new.client.test\r\nSTARTTLS\r\n")
+            while not f.readline().startswith(b"220 2.0.0"):
+                pass
+        with _tls_context(ssl.TLSVersion.TLSv1_2).wrap_socket(raw) as t:
+            assert t.version() == "TLSv1.2"
