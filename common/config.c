@@ -57,6 +57,7 @@ static const struct param config_params[] = {
 	{ "forward_max_per_domain",	P_UINT, OFF(forward_max_per_domain), 1, 100000, false },
 	{ "forward_max_sessions",	P_UINT, OFF(forward_max_sessions), 1, 100000, false },
 	{ "forward_rcpt_budget",	P_DURATION, OFF(forward_rcpt_budget), 1, 3600, false },
+	{ "greeting_delay",		P_DURATION, OFF(greeting_delay), 0, 60, false },
 	{ "hostname",			P_HOSTNAME, OFF(hostname), 0, 0, false },
 	{ "listen",			P_LISTEN, OFF(listens), 0, 0, true },
 	{ "maildir_root",		P_PATH, OFF(maildir_root), 0, 0, false },
@@ -74,6 +75,7 @@ static const struct param config_params[] = {
 	{ "queue_max_per_domain",	P_UINT, OFF(queue_max_per_domain), 1, 10000, false },
 	{ "remote_port",		P_UINT, OFF(remote_port), 1, 65535, false },
 	{ "sasl_db",			P_PATH, OFF(sasl_db), 0, 0, false },
+	{ "session_timeout",		P_DURATION, OFF(session_timeout), 1, 86400, false },
 	{ "shutdown_grace",		P_DURATION, OFF(shutdown_grace), 1, 3600, false },
 	{ "smtp_timeout",		P_DURATION, OFF(smtp_timeout), 1, 3600, false },
 	{ "srs_secret",			P_SECRET, OFF(srs_secrets), 0, 0, true },
@@ -460,6 +462,8 @@ config_defaults(struct config *c)
 	c->max_connections_per_address = DEF_MAX_CONN_PER_ADDR;
 	c->max_errors = DEF_MAX_ERRORS;
 	c->smtp_timeout = SERVER_TIMEOUT_SEC;
+	c->session_timeout = 3600;
+	c->greeting_delay = 0;
 	c->shutdown_grace = DEF_SHUTDOWN_GRACE_SEC;
 	c->worker_threads = 8;
 	c->forward_max_sessions = 100;

@@ -59,6 +59,8 @@ struct config {
 	unsigned max_connections_per_address;
 	unsigned max_errors;
 	unsigned smtp_timeout;
+	unsigned session_timeout;	/* a whole session, seconds */
+	unsigned greeting_delay;	/* mx role: wait, and refuse early talkers */
 	unsigned shutdown_grace;
 	unsigned worker_threads;
 	unsigned forward_max_sessions;

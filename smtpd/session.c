@@ -41,6 +41,8 @@ static void session_read_cb(struct bufferevent *, void *);
 static void session_write_cb(struct bufferevent *, void *);
 static void session_event_cb(struct bufferevent *, short, void *);
 static void session_free(struct smtpd_session *);
+static void session_input(struct smtpd_session *);
+static void life_cb(evutil_socket_t, short, void *);
 
 const char *
 smtpd_strstate(enum smtpd_state st)
@@ -79,6 +81,59 @@ session_setup_bev(struct smtpd_session *s)
 	bufferevent_setwatermark(s->bev, EV_READ, 0, SESSION_READ_HIWAT);
 	bufferevent_set_timeouts(s->bev, &tv, &tv);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+}
+
+/* life_start - from now on the session may last session_timeout */
+static void
+life_start(struct smtpd_session *s)
+{
+	struct timeval tv = { smtpd.cfg->session_timeout, 0 };
+
+	s->greeted = true;
+	evtimer_add(s->life_timer, &tv);
+}
+
+/*
+ * life_cb - the greeting delay is over (greet, unless the client talked
+ * first), or the session has lasted session_timeout (close it)
+ */
+static void
+life_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtpd_session *s = arg;
+
+	if (!s->greeted) {
+		size_t early = evbuffer_get_length(bufferevent_get_input(s->bev));
+
+		if (early > 0) {
+			log_info("%s smtp disconnect reason=early-talker octets=%zu",
+			    s->idstr, early);
+			str_copy(s->last_cmd, "(talked before the greeting)",
+			    sizeof(s->last_cmd));
+			smtpd_reply(s, "554 5.5.1 %s You talked before my greeting "
+			    "(RFC 5321 4.3.1)", smtpd.cfg->hostname);
+			smtpd_close_after_reply(s);
+			return;
+		}
+		life_start(s);
+		smtpd_greet(s);
+		session_input(s);
+		return;
+	}
+	if (s->state == ST_CLOSING)
+		return;
+	log_info("%s smtp disconnect reason=session-timeout state=%s", s->idstr,
+	    smtpd_strstate(s->state));
+	if (s->job_pending || s->state == ST_WAIT || s->state == ST_DELIVER) {
+		/* a reply is on its way: give it the usual idle time */
+		struct timeval tv = { smtpd.cfg->smtp_timeout, 0 };
+
+		evtimer_add(s->life_timer, &tv);
+		return;
+	}
+	smtpd_reply(s, "421 4.4.2 %s Session too long, closing connection",
+	    smtpd.cfg->hostname);
+	smtpd_close_after_reply(s);
 }
 
 static void
@@ -169,6 +224,15 @@ smtpd_session_new(int fd, const struct sockaddr *sa, socklen_t salen,
 	if (s->bev == NULL)
 		fatalx("bufferevent_socket_new");
 	session_setup_bev(s);
+	s->life_timer = evtimer_new(smtpd.base, life_cb, s);
+	if (s->state == ST_CONNECTED && role == ROLE_MX && smtpd.cfg->greeting_delay) {
+		/* RFC 5321 4.3.1: the client waits for the greeting; spam engines don't */
+		struct timeval tv = { smtpd.cfg->greeting_delay, 0 };
+
+		evtimer_add(s->life_timer, &tv);
+		return;
+	}
+	life_start(s);
 	if (s->state == ST_CONNECTED)
 		smtpd_greet(s);
 }
@@ -243,7 +307,7 @@ session_input(struct smtpd_session *s)
 		size_t len, limit;
 		bool auth;
 
-		if (s->flags & SF_PAUSED)
+		if ((s->flags & SF_PAUSED) || !s->greeted)
 			return;
 		switch (s->state) {
 		case ST_DATA:
@@ -459,6 +523,9 @@ session_free(struct smtpd_session *s)
 	if (s->bev) {
 		fwd_session_free(s);
 		sub_session_free(s);
+		if (s->life_timer)
+			event_free(s->life_timer);
+		s->life_timer = NULL;
 		bufferevent_free(s->bev);
 		s->bev = NULL;
 		TAILQ_REMOVE(&smtpd.sessions, s, entry);

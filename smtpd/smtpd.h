@@ -130,6 +130,8 @@ struct smtpd_session {
 	char auth_mech[32];
 	unsigned auth_failures;
 	struct event *auth_timer;
+	struct event *life_timer;	/* session_timeout, and the greeting delay */
+	bool greeted;
 	enum smtpd_state wait_from;	/* state to return to after ST_WAIT */
 	bool job_pending;		/* a worker job holds a pointer to us */
 	bool dead;			/* freed when the job comes back */

@@ -178,3 +178,35 @@ def test_stale_tmp_files_cleaned_at_start(chamois_conf):
         assert "cleaned-tmp files=1" in d.log()
     finally:
         assert d.stop() == 0
+
+
+def test_early_talker_is_refused(chamoisd):
+    """With greeting_delay, a client that talks before the greeting (RFC
+    5321 4.3.1 says it must wait) is refused; a patient one is served."""
+    d = chamoisd(extra_conf="greeting_delay 1s")
+    early = Dialog(d.host, d.port)
+    early.send(b"EHLO spam.engine.test\r\nMAIL FROM:<x@spam.test>\r\n")
+    reply = early.read_reply(timeout=10)
+    assert reply.startswith("554 5.5.1"), reply
+    assert early.wait_closed()
+    patient = Dialog(d.host, d.port)
+    patient.expect("220", timeout=10)
+    patient.cmd("EHLO patient.client.test", "250")
+    patient.cmd("QUIT", "221")
+    assert "reason=early-talker" in d.log()
+
+
+def test_session_timeout_closes_a_long_session(chamoisd):
+    d = chamoisd(extra_conf="session_timeout 2s")
+    dlg = d.dialog()
+    dlg.cmd("EHLO client.remote.test", "250")
+
+    def closed_with_421():
+        try:
+            reply = dlg.cmd("NOOP", "")
+        except Exception:
+            return True
+        return reply.startswith("421 4.4.2")
+    wait_until(closed_with_421, timeout=15, interval=0.3,
+               what="421 4.4.2 after session_timeout")
+    assert "reason=session-timeout" in d.log()
