@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <ifaddrs.h>
@@ -39,6 +40,7 @@
 static struct config **retired;
 static size_t nretired;
 static const char *config_path = CHAMOIS_CONFIG_FILE;
+static bool check_only;
 
 static void
 print_problem(void *arg, const char *line)
@@ -50,6 +52,62 @@ static void
 log_problem(void *arg, const char *line)
 {
 	log_warnx("config %s", line);
+}
+
+/*
+ * unreadable_by_user - which of files the configured user cannot read
+ * (bit i for files[i]): SIGHUP reloads them after privileges are dropped.
+ * A child takes the user's identity and tries; -1 if that cannot be told.
+ */
+static int
+unreadable_by_user(const struct config *c, const char *const *files, size_t n)
+{
+	struct passwd *pw = getpwnam(c->user);
+	int status, bits = 0;
+	pid_t pid;
+
+	if (pw == NULL || geteuid() != 0 || (pid = fork()) == -1)
+		return -1;
+	if (pid == 0) {
+		if (initgroups(pw->pw_name, pw->pw_gid) == -1 ||
+		    setgid(pw->pw_gid) == -1 || setuid(pw->pw_uid) == -1)
+			_exit(255);
+		for (size_t i = 0; i < n; i++) {
+			FILE *f = files[i] ? fopen(files[i], "r") : NULL;
+
+			if (files[i] && f == NULL)
+				bits |= 1 << i;
+			if (f)
+				fclose(f);
+		}
+		_exit(bits);
+	}
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+	    WEXITSTATUS(status) == 255)
+		return -1;
+	return WEXITSTATUS(status);
+}
+
+/* check_user_access - the files SIGHUP rereads, as the user will read them */
+static bool
+check_user_access(const struct config *c, config_problem_fn fn)
+{
+	const char *const files[] = { c->mailboxes, c->aliases, c->tls_cert,
+	    c->tls_key, c->sasl_db };
+	const char *const keys[] = { "mailboxes", "aliases", "tls_cert",
+	    "tls_key", "sasl_db" };
+	int bits;
+
+	if (c->user == NULL || (bits = unreadable_by_user(c, files,
+	    nitems(files))) <= 0)
+		return true;
+	for (size_t i = 0; i < nitems(files); i++)
+		if (bits & (1 << i))
+			config_problem(fn, NULL, c->path, config_line(c, keys[i]),
+			    "%s: user '%s' cannot read %s, so SIGHUP could not "
+			    "reload it (make it readable by the user or its group)",
+			    keys[i], c->user, files[i]);
+	return false;
 }
 
 /*
@@ -86,7 +144,8 @@ load_all(const char *path, config_problem_fn fn, struct config **cp,
 		    "user: no such user '%s'",
 		    c->user);
 		ok = false;
-	}
+	} else if (check_only && !check_user_access(c, fn))
+		ok = false;
 	*cp = c;
 	return ok;
 }
@@ -349,7 +408,7 @@ usage(void)
 int
 main(int argc, char **argv)
 {
-	int ch, foreground = 0, check_only = 0, verbose = 0;
+	int ch, foreground = 0, verbose = 0;
 	struct event *sigs[4], *clean_ev;
 	const int signums[] = { SIGTERM, SIGINT, SIGHUP };
 	char err[1024];
@@ -359,7 +418,7 @@ main(int argc, char **argv)
 		switch (ch) {
 		case 'f': config_path = optarg; break;
 		case 'd': foreground = 1; break;
-		case 'n': check_only = 1; break;
+		case 'n': check_only = true; break;
 		case 'v': verbose++; break;
 		default: usage();
 		}
@@ -378,6 +437,8 @@ main(int argc, char **argv)
 	}
 	if (!ok)
 		return 1;
+	/* reloads after the privilege drop need readable files: say so now */
+	check_user_access(smtpd.cfg, log_problem);
 
 	signal(SIGPIPE, SIG_IGN);
 	umask(077);

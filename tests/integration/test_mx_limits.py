@@ -210,3 +210,26 @@ def test_session_timeout_closes_a_long_session(chamoisd):
     wait_until(closed_with_421, timeout=15, interval=0.3,
                what="421 4.4.2 after session_timeout")
     assert "reason=session-timeout" in d.log()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as the user")
+def test_check_reports_files_the_user_cannot_reload(chamois_conf):
+    """-n checks that `user` can read what SIGHUP rereads after the drop."""
+    d = chamois_conf(extra_conf="user nobody")
+    for parent in d.dir.parents:
+        if parent == Path("/"):
+            break
+        parent.chmod(parent.stat().st_mode | 0o011)
+    d.dir.chmod(0o711)
+    for name in ("mailboxes", "cert.pem"):
+        (d.dir / name).chmod(0o644)
+    (d.dir / "key.pem").chmod(0o600)          # root's only
+    rc, out = d.check_config()
+    assert rc == 1, out
+    line = d.conf_line_number("tls_key")
+    assert "chamois.conf:%d: tls_key: user 'nobody' cannot read" % line in out, out
+    assert "tls_cert" not in out and "mailboxes:" not in out, out
+    (d.dir / "key.pem").chmod(0o640)
+    os.chown(d.dir / "key.pem", 0, pwd.getpwnam("nobody").pw_gid)
+    rc, out = d.check_config()
+    assert rc == 0, out
