@@ -23,7 +23,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 PYTEST ?= /usr/bin/python3 -m pytest
 
-.PHONY: all check check-unit check-integration run install clean
+.PHONY: all check check-unit check-integration run install clean fuzz fuzz-regress
 all: $(PROGRAMS)
 
 $(BUILD)/%.o: %.c config.mk config.h
@@ -91,7 +91,16 @@ install: $(PROGRAMS)
 	sed -e 's|@SBINDIR@|$(PREFIX)/sbin|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
 		etc/chamoisd.service.in > $(DESTDIR)$(PREFIX)/lib/systemd/system/chamoisd.service
 
+# libFuzzer targets (tests/fuzz/README.md): each runs FUZZ_SECONDS seconds
+FUZZ_SECONDS ?= 60
+fuzz:
+	$(MAKE) -C tests/fuzz run FUZZ_SECONDS=$(FUZZ_SECONDS)
+
+fuzz-regress:
+	$(MAKE) -C tests/fuzz regress
+
 clean:
 	rm -rf $(BUILD) bin
+	$(MAKE) -C tests/fuzz clean
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

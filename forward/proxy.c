@@ -96,8 +96,13 @@ fwd_map_reply(const struct smtp_reply *r, bool utf8, char *out, size_t size)
 		str_copy(esc, r->esc, sizeof(esc));
 	else
 		bsnprintf(esc, sizeof(esc), "%d.0.0", cls);
-	for (const unsigned char *p = (const unsigned char *)r->text;
-	    *p && o + 1 < sizeof(text) && o < 400; p++) {
+	bool cut = false;
+
+	for (const unsigned char *p = (const unsigned char *)r->text; *p; p++) {
+		if (o + 1 >= sizeof(text) || o >= 400) {
+			cut = true;
+			break;
+		}
 		if (*p < 0x20 || *p == 0x7f)
 			text[o++] = ' ';
 		else if (*p >= 0x80 && !utf8)
@@ -105,11 +110,13 @@ fwd_map_reply(const struct smtp_reply *r, bool utf8, char *out, size_t size)
 		else
 			text[o++] = (char)*p;
 	}
-	/* never cut a UTF-8 sequence in two */
-	while (o > 0 && ((unsigned char)text[o - 1] & 0xc0) == 0x80)
-		o--;
-	if (o > 0 && ((unsigned char)text[o - 1] & 0xc0) == 0xc0)
-		o--;
+	/* a text cut at the bound may end inside a UTF-8 sequence: drop it */
+	if (cut) {
+		while (o > 0 && ((unsigned char)text[o - 1] & 0xc0) == 0x80)
+			o--;
+		if (o > 0 && ((unsigned char)text[o - 1] & 0xc0) == 0xc0)
+			o--;
+	}
 	text[o] = '\0';
 	if (!utf8_valid(text, o))
 		for (size_t i = 0; i < o; i++)

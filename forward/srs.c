@@ -40,6 +40,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "../common/limits.h"
 #include "../common/util.h"
 #include "srs.h"
 
@@ -232,12 +233,12 @@ srs_forward(const struct srs *srs, const char *sender, const char *our_domain,
 	 * local parts where they can, the common MTAs do, and SRS has no
 	 * shorter form that keeps the original address (a database of
 	 * short tokens would be the alternative).  The whole path must
-	 * still fit the 256 octets of 4.5.3.1.3 for our own addr.c to take
-	 * the bounce back: callers size out as PATH_MAX_OCTETS + 1 and get
-	 * false past that.
+	 * still fit the 256 octets of 4.5.3.1.3, '<' and '>' included, for
+	 * our own addr.c to take the bounce back: longer is refused here.
 	 */
 	spelled = local_quote(body);
-	ok = bsnprintf(out, size, "%s@%s", spelled, our_domain);
+	ok = bsnprintf(out, size, "%s@%s", spelled, our_domain) &&
+	    strlen(out) <= PATH_MAX_OCTETS - 2;
 	free(spelled);
 	free(body);
 	free(local);

@@ -138,15 +138,27 @@ header_value(const char *line, const char *name)
 	return line + n + 1;
 }
 
-/* angle_addr - the address inside the first <...> at or after s */
+/*
+ * angle_addr - the address inside the first <...> at or after s; a '>'
+ * inside a quoted local part ("a>b"@x) does not end it
+ */
 static char *
 angle_addr(const char *s)
 {
-	const char *lt = strchr(s, '<'), *gt;
+	const char *lt = strchr(s, '<'), *p;
+	bool quoted = false;
 
-	if (lt == NULL || (gt = strchr(lt, '>')) == NULL)
+	if (lt == NULL)
 		return NULL;
-	return xstrndup(lt + 1, (size_t)(gt - lt - 1));
+	for (p = lt + 1; *p; p++) {
+		if (quoted && *p == '\\' && p[1] != '\0')
+			p++;
+		else if (*p == '"')
+			quoted = !quoted;
+		else if (*p == '>' && !quoted)
+			return xstrndup(lt + 1, (size_t)(p - lt - 1));
+	}
+	return NULL;
 }
 
 /* ours - a Received field written by this server: "by HOSTNAME (chamois)" */

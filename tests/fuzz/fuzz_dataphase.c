@@ -1,0 +1,251 @@
+/*
+ * fuzz_dataphase - smtpd/dataphase.c: the DATA scanner (wire octets in,
+ * LF-form message and a status out) and the header scanner behind it.
+ *
+ * Input: one octet n (0..15 chunk sizes follow), n chunk-size octets, then
+ * the octets the client sends after DATA.  The octets are fed to
+ * data_scan() in chunks of those sizes (cycled; 0 means 1 KiB), each into
+ * an output buffer of exactly the chunk's size (smtpd_data_input's is as
+ * large as what it passes in), until a status other than DATA_MORE, as
+ * smtpd_data_input() does; every output chunk goes to header_scan() of
+ * the message, as in the daemon.
+ *
+ * Checks (abort on failure):
+ *  - output never longer than the input consumed; consumed <= offered;
+ *  - no CR in the output, and every LF of the output comes from a CRLF of
+ *    the input (a bare CR or LF stops the scan: SMTP smuggling);
+ *  - DATA_END only when the consumed input ends with CRLF "." CRLF (or is
+ *    "." CRLF: DATA's reply ended a line);
+ *  - octets == output octets + one per LF (the CRLF form, stuffing undone);
+ *  - everything equals a one-pass reference written from RFC 5321 4.1.1.4
+ *    and 4.5.2 (status, consumed, output, octets, long_line), so chunking
+ *    never changes the outcome;
+ *  - header_scan gives the same whatever the chunks (Received count,
+ *    Delivered-To and our own "for <...>" lists, non_ascii), within
+ *    HEADER_KEEP_MAX.
+ *
+ * Forwarding's header rewriting is the Received field commands.c puts in
+ * front of the message plus this header_scan(); a Received field of ours
+ * (hostname below) is prepended to the header scan here so that the loop
+ * detection part (ours_for) is exercised on every input.
+ */
+#include "common/limits.h"
+#include "fuzz.h"
+#include "smtpd/dataphase.h"
+
+#define HOST "mx.chamois.test"
+#define OURS "Received: from client.example ([192.0.2.1])\n\tby " HOST \
+    " (chamois) with ESMTP id 0123456789abcdef.1\n\tfor <fwd@chamois.test>;" \
+    "\n\tMon, 1 Jan 2024 00:00:00 +0000\n"
+
+struct result {
+	enum data_status st;
+	size_t consumed;
+	char *out;
+	size_t outlen;
+	uint64_t octets;
+	bool long_line;
+};
+
+/* reference - the scan in one pass, from the RFCs rather than the code */
+static void
+reference(const uint8_t *in, size_t len, struct result *r)
+{
+	size_t i = 0, o = 0, linelen;
+	bool bol = true;
+
+	r->out = malloc(len + 1);
+	r->octets = 0;
+	r->long_line = false;
+	for (;;) {
+		size_t start = i, j;
+
+		if (bol && len - i >= 3 && memcmp(in + i, ".\r\n", 3) == 0) {
+			r->st = DATA_END;
+			r->consumed = i + 3;
+			break;
+		}
+		/* a line: up to its first CR or LF */
+		for (j = i; j < len && in[j] != '\r' && in[j] != '\n'; j++)
+			;
+		/* a leading dot is stuffing; the rest is text */
+		for (size_t k = i + (bol && j > i && in[i] == '.'); k < j; k++)
+			r->out[o++] = (char)in[k];
+		if (j == len) {
+			/* no line end yet */
+			r->st = DATA_MORE;
+			r->consumed = len;
+			linelen = len - start;
+			if (linelen > TEXT_LINE_MAX)
+				r->long_line = true;
+			break;
+		}
+		if (in[j] == '\n') {
+			r->st = DATA_BARE_LF;
+			r->consumed = j;
+			if (j - start + 1 > TEXT_LINE_MAX)
+				r->long_line = true;
+			break;
+		}
+		/* CR */
+		if (j + 1 == len) {
+			r->st = DATA_MORE;
+			r->consumed = len;
+			if (len - start > TEXT_LINE_MAX)
+				r->long_line = true;
+			break;
+		}
+		if (in[j + 1] != '\n') {
+			r->st = DATA_BARE_CR;
+			r->consumed = j + 1;
+			if (j + 2 - start > TEXT_LINE_MAX)
+				r->long_line = true;
+			break;
+		}
+		r->out[o++] = '\n';
+		if (j + 2 - start > TEXT_LINE_MAX)
+			r->long_line = true;
+		i = j + 2;
+		bol = true;
+	}
+	r->outlen = o;
+	for (size_t k = 0; k < o; k++)
+		r->octets += r->out[k] == '\n' ? 2 : 1;
+}
+
+struct hdr_result {
+	unsigned received;
+	bool non_ascii, done;
+	size_t ndelivered, nours;
+};
+
+static void
+hdr_check(struct header_scanner *h)
+{
+	FUZZ_CHECK(h->ndelivered <= HEADER_KEEP_MAX);
+	FUZZ_CHECK(h->nours <= HEADER_KEEP_MAX);
+	FUZZ_CHECK(h->fieldlen <= HEADER_FIELD_KEEP);
+}
+
+/* scan_headers - ours + out through header_scan in the given chunks */
+static void
+scan_headers(struct header_scanner *h, const char *out, size_t outlen,
+    const uint8_t *sizes, size_t nsizes)
+{
+	size_t off = 0, c = 0;
+
+	header_scanner_init(h, HOST);
+	header_scan(h, OURS, strlen(OURS));
+	hdr_check(h);
+	while (off < outlen) {
+		size_t n = nsizes ? sizes[c++ % nsizes] : outlen;
+
+		if (n == 0)
+			n = 1024;
+		if (n > outlen - off)
+			n = outlen - off;
+		header_scan(h, out + off, n);
+		hdr_check(h);
+		off += n;
+	}
+	header_scan_end(h);
+	hdr_check(h);
+	FUZZ_CHECK(h->done);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct data_scanner sc;
+	struct header_scanner h1, h2;
+	struct result ref;
+	const uint8_t *sizes, *in;
+	size_t nsizes, len, off = 0, c = 0, o = 0, lf = 0, crlf = 0;
+	enum data_status st = DATA_MORE;
+	char *out;
+
+	if (size < 1)
+		return 0;
+	nsizes = data[0] & 15;
+	if (size < 1 + nsizes)
+		return 0;
+	sizes = data + 1;
+	in = data + 1 + nsizes;
+	len = size - 1 - nsizes;
+
+	out = malloc(len + 1);
+	data_scanner_init(&sc);
+	while (off < len && st == DATA_MORE) {
+		size_t n = nsizes ? sizes[c++ % nsizes] : len, used, olen = 0;
+		char *chunk;
+
+		if (n == 0)
+			n = 1024;
+		if (n > len - off)
+			n = len - off;
+		/* exactly n octets: ASan sees any write past the output */
+		chunk = malloc(n);
+		used = data_scan(&sc, (const char *)in + off, n, chunk, &olen,
+		    &st);
+		FUZZ_CHECK(used <= n);
+		FUZZ_CHECK(olen <= used);
+		if (st == DATA_MORE)
+			FUZZ_CHECK(used == n);
+		memcpy(out + o, chunk, olen);
+		o += olen;
+		off += used;
+		free(chunk);
+		FUZZ_CHECK(o <= off);
+	}
+
+	/* the invariants, on their own */
+	FUZZ_CHECK(memchr(out, '\r', o) == NULL);
+	for (size_t i = 0; i < o; i++)
+		lf += out[i] == '\n';
+	for (size_t i = 0; i < off; i++) {
+		if (in[i] == '\n')
+			FUZZ_CHECKF(i > 0 && in[i - 1] == '\r',
+			    "bare LF at %zu consumed", i);
+		if (in[i] == '\r' && i + 1 < off)
+			FUZZ_CHECKF(in[i + 1] == '\n',
+			    "bare CR at %zu consumed", i);
+		if (i + 1 < off && in[i] == '\r' && in[i + 1] == '\n')
+			crlf++;
+	}
+	if (st == DATA_END) {
+		FUZZ_CHECK((off == 3 && memcmp(in, ".\r\n", 3) == 0) ||
+		    (off >= 5 && memcmp(in + off - 5, "\r\n.\r\n", 5) == 0));
+		FUZZ_CHECK(lf == crlf - 1);
+	} else
+		FUZZ_CHECK(lf == crlf);
+	FUZZ_CHECK(sc.octets == o + lf);
+
+	/* the reference */
+	reference(in, len, &ref);
+	FUZZ_CHECKF(ref.st == st, "status %d, reference %d", st, ref.st);
+	FUZZ_CHECKF(ref.consumed == off, "consumed %zu, reference %zu", off,
+	    ref.consumed);
+	FUZZ_CHECK(ref.outlen == o && memcmp(ref.out, out, o) == 0);
+	FUZZ_CHECKF(ref.octets == sc.octets, "octets %llu, reference %llu",
+	    (unsigned long long)sc.octets, (unsigned long long)ref.octets);
+	FUZZ_CHECKF(ref.long_line == sc.long_line, "long_line %d, reference %d",
+	    sc.long_line, ref.long_line);
+	free(ref.out);
+
+	/* headers: in the input's chunks, and in one go */
+	scan_headers(&h1, out, o, sizes, nsizes);
+	scan_headers(&h2, out, o, NULL, 0);
+	FUZZ_CHECK(h1.received >= 1 && h1.received == h2.received);
+	FUZZ_CHECK(h1.non_ascii == h2.non_ascii);
+	FUZZ_CHECK(h1.nours >= 1 && strcmp(h1.ours_for[0],
+	    "fwd@chamois.test") == 0);
+	FUZZ_CHECK(h1.ndelivered == h2.ndelivered && h1.nours == h2.nours);
+	for (size_t i = 0; i < h1.ndelivered; i++)
+		FUZZ_CHECK(strcmp(h1.delivered_to[i], h2.delivered_to[i]) == 0);
+	for (size_t i = 0; i < h1.nours; i++)
+		FUZZ_CHECK(strcmp(h1.ours_for[i], h2.ours_for[i]) == 0);
+	header_scanner_free(&h1);
+	header_scanner_free(&h2);
+	free(out);
+	return 0;
+}
