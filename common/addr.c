@@ -351,3 +351,9 @@ addr_format(const struct mailaddr *a, char *out, size_t size)
 	else
 		str_copy(out, a->local, size);
 }
+
+bool
+addr_is_dot_string(const char *s, size_t n)
+{
+	return n > 0 && dot_string_len(s, n) == n;
+}

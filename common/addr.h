@@ -40,5 +40,7 @@ bool addr_key(const struct mailaddr *, char *out, size_t size);
 /* addr_format - "local@domain" as parsed (or "local" without domain) */
 void addr_format(const struct mailaddr *, char *out, size_t size);
 bool utf8_valid(const char *, size_t);
+/* addr_is_dot_string - RFC 5321 Dot-string (atoms joined by single dots) */
+bool addr_is_dot_string(const char *, size_t);
 
 #endif

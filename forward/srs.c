@@ -40,6 +40,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "../common/addr.h"
 #include "../common/limits.h"
 #include "../common/util.h"
 #include "srs.h"
@@ -78,36 +79,6 @@ srs_day(time_t now)
 	return (unsigned)(((uint64_t)now / 86400) % SRS_DAYS);
 }
 
-/* RFC 5322 atext, plus any non-ASCII octet (RFC 6531), as in addr.c */
-static bool
-is_atext(unsigned char c)
-{
-	if (c >= 0x80)
-		return true;
-	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	    (c >= '0' && c <= '9'))
-		return true;
-	return c != 0 && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL;
-}
-
-/* is_dot_string - RFC 5321 Dot-string: atoms joined by single dots */
-static bool
-is_dot_string(const char *s)
-{
-	bool atom = false;
-
-	for (; *s; s++) {
-		if (*s == '.') {
-			if (!atom)
-				return false;
-			atom = false;
-		} else if (is_atext((unsigned char)*s))
-			atom = true;
-		else
-			return false;
-	}
-	return atom;
-}
 
 /*
  * local_unquote - the meaning of the local part s[0..n): a Quoted-string
@@ -151,7 +122,7 @@ local_quote(const char *s)
 	size_t n = strlen(s);
 	char *out, *o;
 
-	if (is_dot_string(s))
+	if (addr_is_dot_string(s, strlen(s)))
 		return xstrdup(s);
 	o = out = xmalloc(2 * n + 3);
 	*o++ = '"';
