@@ -30,6 +30,8 @@
 #define DEF_MAX_CONNECTIONS	1000
 #define DEF_MAX_CONN_PER_ADDR	50
 #define DEF_SHUTDOWN_GRACE_SEC	60
+/* past half of max_errors each error reply delays the next command */
+#define TARPIT_DELAY_MS		1000
 
 /* Messages up to this size are kept in memory; larger ones spill to disk. */
 #define BODY_SPILL_BYTES	(256 * 1024)

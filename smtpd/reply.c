@@ -29,7 +29,13 @@ reply_count(struct smtpd_session *s, const char *line)
 		    smtpd.cfg->hostname);
 		log_info("%s smtp disconnect reason=too-many-errors", s->idstr);
 		smtpd_close_after_reply(s);
-	}
+	} else if (s->errors > smtpd.cfg->max_errors / 2 && s->state != ST_CLOSING)
+		/*
+		 * past half the limit, a misbehaving client waits a second
+		 * before its next command is read (a tarpit, as Postfix's
+		 * smtpd_error_sleep_time); a timer, so nobody else waits
+		 */
+		smtpd_tarpit(s, TARPIT_DELAY_MS);
 }
 
 /* smtpd_reply - one reply line, "NNN X.Y.Z text" */

@@ -286,6 +286,28 @@ tls_established(struct smtpd_session *s)
 		smtpd_greet(s);
 }
 
+static void
+tarpit_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtpd_session *s = arg;
+
+	s->flags &= ~SF_TARPIT;
+	smtpd_resume(s);
+}
+
+/* smtpd_tarpit - read nothing from s for ms milliseconds */
+void
+smtpd_tarpit(struct smtpd_session *s, unsigned ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	if (s->tarpit_timer == NULL)
+		s->tarpit_timer = evtimer_new(smtpd.base, tarpit_cb, s);
+	s->flags |= SF_TARPIT;
+	evtimer_add(s->tarpit_timer, &tv);
+	log_info("%s smtp tarpit delay=%ums errors=%u", s->idstr, ms, s->errors);
+}
+
 /* line_is_auth - the buffered line is an AUTH command */
 static bool
 line_is_auth(struct evbuffer *in)
@@ -307,7 +329,7 @@ session_input(struct smtpd_session *s)
 		size_t len, limit;
 		bool auth;
 
-		if ((s->flags & SF_PAUSED) || !s->greeted)
+		if ((s->flags & (SF_PAUSED | SF_TARPIT)) || !s->greeted)
 			return;
 		switch (s->state) {
 		case ST_DATA:
@@ -526,6 +548,9 @@ session_free(struct smtpd_session *s)
 		if (s->life_timer)
 			event_free(s->life_timer);
 		s->life_timer = NULL;
+		if (s->tarpit_timer)
+			event_free(s->tarpit_timer);
+		s->tarpit_timer = NULL;
 		bufferevent_free(s->bev);
 		s->bev = NULL;
 		TAILQ_REMOVE(&smtpd.sessions, s, entry);

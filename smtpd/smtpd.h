@@ -73,6 +73,7 @@ enum smtpd_state {
 #define SF_DISCARD	0x0008	/* dropping the rest of an over-long line */
 #define SF_STOP		0x0010	/* daemon stopping: close after this transaction */
 #define SF_PAUSED	0x0020	/* input paused until the remote drains */
+#define SF_TARPIT	0x0040	/* input paused: a misbehaving client waits */
 
 /* the route of a recipient: where its transaction goes (SPEC 4) */
 enum smtpd_route {
@@ -131,6 +132,7 @@ struct smtpd_session {
 	unsigned auth_failures;
 	struct event *auth_timer;
 	struct event *life_timer;	/* session_timeout, and the greeting delay */
+	struct event *tarpit_timer;
 	bool greeted;
 	enum smtpd_state wait_from;	/* state to return to after ST_WAIT */
 	bool job_pending;		/* a worker job holds a pointer to us */
@@ -151,6 +153,7 @@ void smtpd_enter_state(struct smtpd_session *, enum smtpd_state);
 const char *smtpd_strstate(enum smtpd_state);
 void smtpd_close_after_reply(struct smtpd_session *);
 void smtpd_resume(struct smtpd_session *);
+void smtpd_tarpit(struct smtpd_session *, unsigned ms);
 void smtpd_start_tls(struct smtpd_session *);
 void smtpd_sessions_stop(void);
 void smtpd_sessions_kill(void);

@@ -233,3 +233,17 @@ def test_check_reports_files_the_user_cannot_reload(chamois_conf):
     os.chown(d.dir / "key.pem", 0, pwd.getpwnam("nobody").pw_gid)
     rc, out = d.check_config()
     assert rc == 0, out
+
+
+def test_tarpit_after_half_the_error_limit(chamoisd):
+    """Past half of max_errors, each error reply holds the client's next
+    command back (a tarpit), and it still gets every reply in order."""
+    d = chamoisd(extra_conf="max_errors 8")
+    dlg = d.dialog()
+    dlg.cmd("EHLO client.remote.test", "250")
+    for _ in range(5):
+        dlg.cmd("BOGUS", "500 5.5.1")
+    dlg.cmd("NOOP", "250 2.0.0")
+    assert "smtp tarpit delay=1000ms errors=5" in d.log()
+    tarpits = [l for l in d.log().splitlines() if "smtp tarpit" in l]
+    assert len(tarpits) == 1, tarpits
