@@ -15,6 +15,7 @@
 #include "common/config.h"
 #include "common/limits.h"
 #include "common/tables.h"
+#include "scratch.h"
 #include "unit.h"
 
 /* problems: what config_load and tables_load report */
@@ -51,45 +52,6 @@ problems_print(const struct problems *p)
 }
 
 /* a scratch directory per case, removed afterwards */
-static int
-rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st; (void)flag; (void)ftw;
-	return remove(path);
-}
-
-/* the current test's directory, removed by scratch_teardown if it fails */
-static char *scratch_current;
-
-static char *
-scratch_dir(void)
-{
-	char tmpl[] = "/tmp/chamois-unit-XXXXXX", *real;
-
-	assert_non_null(mkdtemp(tmpl));
-	real = realpath(tmpl, NULL);	/* config_load resolves the directory */
-	assert_non_null(real);
-	scratch_current = real;
-	return real;
-}
-
-static void
-scratch_remove(char *dir)
-{
-	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-	free(dir);
-	scratch_current = NULL;
-}
-
-static int
-scratch_teardown(void **state)
-{
-	(void)state;
-	if (scratch_current != NULL)
-		scratch_remove(scratch_current);
-	return 0;
-}
-
 static char *
 write_file(const char *dir, const char *name, const char *text, size_t len)
 {

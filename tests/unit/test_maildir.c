@@ -15,47 +15,10 @@
 #include "common/body.h"
 #include "common/limits.h"
 #include "maildir/maildir.h"
+#include "scratch.h"
 #include "unit.h"
 
 /* scratch directories */
-
-static int
-rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st; (void)flag; (void)ftw;
-	return remove(path);
-}
-
-/* the current test's directory, removed by scratch_teardown if it fails */
-static char *scratch_current;
-
-static char *
-scratch_dir(void)
-{
-	char tmpl[] = "/tmp/chamois-unit-XXXXXX";
-
-	assert_non_null(mkdtemp(tmpl));
-	scratch_current = strdup(tmpl);
-	assert_non_null(scratch_current);
-	return scratch_current;
-}
-
-static void
-scratch_remove(char *dir)
-{
-	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-	free(dir);
-	scratch_current = NULL;
-}
-
-static int
-scratch_teardown(void **state)
-{
-	(void)state;
-	if (scratch_current != NULL)
-		scratch_remove(scratch_current);
-	return 0;
-}
 
 static char *
 path_join(const char *a, const char *b)
