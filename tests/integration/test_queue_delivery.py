@@ -11,7 +11,7 @@ import email.utils
 import re
 import time
 
-from harness import crlf, wait_until
+from harness import crlf, dot_stuff, wait_until
 from peers.remote import fwd_env  # noqa: F401
 from peers.queue_util import (  # noqa: F401
     MAILBOXES, OWNER, qbins, all_deferred, bring_up, ctl_ok, fields_of, parse_report,
@@ -381,3 +381,27 @@ def test_queue_max_per_domain_limits_sessions(fwd_env, qbins):
     wait_until(lambda: len(r.delivered()) == 8, 30, what="8 deliveries")
     wait_empty(qbins, d)
     assert max(seen) <= 2, "sessions open at each MAIL: %r" % seen
+
+
+def test_address_literal_recipient_and_forwarding_target(fwd_env, qbins):
+    """An address literal (user@[127.0.0.X], RFC 5321 4.1.3) needs no DNS:
+    the queue delivers to it, and an alias may forward to it."""
+    r = fwd_env.remote("remote.test")
+    lit = "carol@[%s]" % r.address
+    d = daemon(fwd_env, aliases={"lit@example.test": [lit]})
+    sendmail_ok(qbins, d, [lit], message("to a literal", to=lit), sender=SENDER)
+    wait_until(lambda: r.delivered(), 20, what="delivery at the literal")
+    wait_empty(qbins, d)
+    assert [t.accepted for t in r.delivered()] == [[lit]]
+    # forwarded: the sender gets the remote's own reply at RCPT
+    c = d.dialog()
+    c.cmd("EHLO client.sender.test", "250")
+    c.cmd("MAIL FROM:<joe@sender.test>", "250")
+    c.cmd("RCPT TO:<lit@example.test>", "250")
+    c.cmd("DATA", "354")
+    c.send(dot_stuff(crlf(message("forwarded to a literal", to="lit@example.test")))
+           + b".\r\n")
+    c.expect("250")
+    c.cmd("QUIT", "221")
+    wait_until(lambda: len(r.delivered()) == 2, 20, what="the forwarded copy")
+    assert r.delivered()[1].mail_from.startswith("SRS0="), r.delivered()[1].mail_from
