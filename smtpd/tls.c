@@ -3,7 +3,9 @@
  *
  * Port 25 is opportunistic (RFC 7435): any version the library allows,
  * since the alternative is plaintext.  The submission roles require
- * TLS 1.2 or newer (SPEC 4).  Compression and renegotiation are off.
+ * TLS 1.2 or newer (SPEC 4) and forward-secret AEAD ciphers only (what
+ * Mozilla's "intermediate" profile allows; TLS 1.3's suites all are).
+ * Compression and renegotiation are off.
  */
 #include <stdio.h>
 
@@ -11,6 +13,14 @@
 #include <openssl/ssl.h>
 
 #include "smtpd.h"
+
+/* TLS 1.2 ciphers for the submission roles: ECDHE/DHE key exchange only */
+#define SUBMISSION_CIPHERS \
+	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:" \
+	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:" \
+	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:" \
+	"DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:" \
+	"DHE-RSA-CHACHA20-POLY1305"
 
 static void
 tls_error(char *err, size_t size, const char *what, const char *file)
@@ -34,9 +44,14 @@ smtpd_tls_ctx(const char *cert, const char *key, bool strict, char *err,
 	}
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
 	    SSL_OP_CIPHER_SERVER_PREFERENCE);
-	if (strict)
+	if (strict) {
 		SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	else {
+		SSL_CTX_set_dh_auto(ctx, 1);
+		if (SSL_CTX_set_cipher_list(ctx, SUBMISSION_CIPHERS) != 1) {
+			tls_error(err, errsize, "cipher list", "");
+			goto fail;
+		}
+	} else {
 		/*
 		 * RFC 7435: on port 25 any encryption beats the plaintext that
 		 * refusing would leave; OpenSSL 3 needs security level 0 for

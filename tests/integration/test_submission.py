@@ -747,3 +747,32 @@ def test_submission_requires_tls_1_2(sub, implicit):
                 pass
         with _tls_context(ssl.TLSVersion.TLSv1_2).wrap_socket(raw) as t:
             assert t.version() == "TLSv1.2"
+
+
+def _starttls_socket(sub, implicit):
+    import socket
+    raw = socket.create_connection((sub.host, sub.sport if implicit else sub.port),
+                                   timeout=10)
+    if not implicit:
+        f = raw.makefile("rb")
+        f.readline()
+        raw.sendall(b"EHLO client.test\r\nSTARTTLS\r\n")
+        while not f.readline().startswith(b"220 2.0.0"):
+            pass
+    return raw
+
+
+@pytest.mark.parametrize("implicit", [False, True], ids=["587", "465"])
+def test_submission_offers_forward_secret_ciphers_only(sub, implicit):
+    """Issue 7: a client that offers only RSA key exchange (no forward
+    secrecy) gets no TLS on the submission roles; ECDHE works."""
+    ctx = _tls_context(ssl.TLSVersion.TLSv1_2)
+    ctx.set_ciphers("AES256-GCM-SHA384:AES128-GCM-SHA256:AES256-SHA:AES128-SHA")
+    with _starttls_socket(sub, implicit) as raw:
+        with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+            ctx.wrap_socket(raw)
+    ctx = _tls_context(ssl.TLSVersion.TLSv1_2)
+    ctx.set_ciphers("ECDHE-RSA-AES256-GCM-SHA384")
+    with _starttls_socket(sub, implicit) as raw:
+        with ctx.wrap_socket(raw) as t:
+            assert t.cipher()[0] == "ECDHE-RSA-AES256-GCM-SHA384"
