@@ -14,19 +14,17 @@ hostile connections were open, and the honest deliveries' times.  Bounded:
 everything stops after S seconds; loopback only.
 """
 import argparse
-import asyncio
-import os
-import random
 import smtplib
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests/integration"))
+from peers.hostile_load import run_load  # noqa: E402  (the load the test uses)
 
 
 def free_port():
@@ -40,39 +38,6 @@ def rss_kib(pid):
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
-
-
-async def hostile(kind, src, port, stop, stats):
-    try:
-        r, w = await asyncio.open_connection("127.0.0.1", port, local_addr=(src, 0))
-    except OSError:
-        stats["refused"] += 1
-        return
-    stats["open"] += 1
-    rnd = random.Random()
-    try:
-        while time.monotonic() < stop:
-            if kind == 0:                     # slow talker
-                w.write(b"E")
-                await asyncio.sleep(1)
-            elif kind == 1:                   # garbage lines
-                w.write(bytes(rnd.randrange(256) for _ in range(80)) + b"\r\n")
-                await asyncio.sleep(0.2)
-            else:                             # a line that never ends
-                w.write(b"X" * 65536)
-                await asyncio.sleep(0.5)
-            await w.drain()
-            try:
-                await asyncio.wait_for(r.read(4096), 0.01)
-            except asyncio.TimeoutError:
-                pass
-            if r.at_eof():
-                stats["closed_by_server"] += 1
-                return
-    except (ConnectionError, OSError):
-        stats["closed_by_server"] += 1
-    finally:
-        w.close()
 
 
 def honest(port, stop, times, maildir):
@@ -91,7 +56,7 @@ def honest(port, stop, times, maildir):
         time.sleep(1)
 
 
-async def main():
+def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--connections", type=int, default=2000)
     ap.add_argument("--seconds", type=int, default=20)
@@ -115,26 +80,21 @@ async def main():
             except OSError:
                 time.sleep(0.1)
         base = rss_kib(proc.pid)
-        stop = time.monotonic() + a.seconds
-        stats = {"open": 0, "refused": 0, "closed_by_server": 0}
+        peak = [base]
         times = []
-        t = threading.Thread(target=honest, args=(port, stop, times, d / "maildir"))
-        t.start()
-        tasks = [asyncio.ensure_future(hostile(i % 3, "127.0.0.%d" % (1 + i % 40), port,
-                                               stop, stats))
-                 for i in range(a.connections)]
-        peak = base
-        while time.monotonic() < stop:
-            await asyncio.sleep(0.5)
-            peak = max(peak, rss_kib(proc.pid))
-        await asyncio.gather(*tasks, return_exceptions=True)
-        t.join()
+
+        def sample():
+            peak[0] = max(peak[0], rss_kib(proc.pid))
+
+        stats = run_load("127.0.0.1", port, a.connections, a.seconds,
+                         during=lambda stop: honest(port, stop, times, d / "maildir"),
+                         sample=sample)
         ok = [x for x in times if x is not None]
         delivered = len(list((d / "maildir/example.test/alice/new").glob("*")))
         print("hostile connections: %d opened, %d refused, %d closed by the server"
               % (stats["open"], stats["refused"], stats["closed_by_server"]))
         print("chamoisd RSS: %d KiB before, %d KiB peak (%.1f KiB per hostile connection)"
-              % (base, peak, (peak - base) / max(1, stats["open"])))
+              % (base, peak[0], (peak[0] - base) / max(1, stats["open"])))
         print("honest deliveries: %d of %d succeeded, %d in the Maildir; time median %.3f s, max %.3f s"
               % (len(ok), len(times), delivered, sorted(ok)[len(ok) // 2] if ok else -1,
                  max(ok) if ok else -1))
@@ -146,4 +106,4 @@ async def main():
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    sys.exit(main())
