@@ -6,10 +6,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -245,4 +248,13 @@ random_u64(void)
 	if (RAND_bytes((unsigned char *)&v, sizeof(v)) != 1)
 		fatalx("RAND_bytes failed");
 	return v;
+}
+
+void
+tcp_nodelay(int fd)
+{
+	int one = 1;
+
+	/* best effort: a failure only costs latency */
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }

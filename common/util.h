@@ -37,6 +37,9 @@ int write_full(int fd, const void *p, size_t n);
 int fsync_dir(const char *path);
 int mkdir_synced(const char *path, unsigned mode);
 
+/* TCP_NODELAY: SMTP writes whole replies and commands, so Nagle only delays */
+void tcp_nodelay(int fd);
+
 uint64_t random_u64(void);
 
 #endif

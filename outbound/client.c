@@ -284,6 +284,8 @@ client_connect(struct smtp_client *c)
 	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&ss, t->sslen) == -1)
 		/* reported through the event callback as an error */
 		log_debug("%s client connect failed at once", c->id);
+	else
+		tcp_nodelay(bufferevent_getfd(c->bev));
 }
 
 struct smtp_client *

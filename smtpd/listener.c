@@ -64,6 +64,7 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 
 	evutil_make_socket_nonblocking(fd);
 	evutil_make_socket_closeonexec(fd);
+	tcp_nodelay(fd);
 	smtpd_session_new(fd, sa, (socklen_t)salen, role);
 }
 
