@@ -23,7 +23,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 PYTEST ?= /usr/bin/python3 -m pytest
 
-.PHONY: all check check-unit check-integration run install clean fuzz fuzz-regress
+.PHONY: all check check-unit check-integration run install clean fuzz fuzz-regress bench
 all: $(PROGRAMS)
 
 $(BUILD)/%.o: %.c config.mk config.h
@@ -99,8 +99,15 @@ fuzz:
 fuzz-regress:
 	$(MAKE) -C tests/fuzz regress
 
+# the benchmark side by side with Postfix, OpenSMTPD and chasquid (issue 8,
+# doc/performance.md); needs root for its network namespace.
+# BENCH_ARGS="--quick" for a short look
+bench:
+	sh bench/run.sh $(BENCH_ARGS)
+
 clean:
 	rm -rf $(BUILD) bin
 	$(MAKE) -C tests/fuzz clean
+	$(MAKE) -C bench clean
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

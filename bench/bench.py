@@ -1,0 +1,609 @@
+#!/usr/bin/python3
+"""bench.py - chamois side by side with Postfix, OpenSMTPD and chasquid.
+
+    bench/run.sh [options]          (what `make bench` runs: it makes the
+                                     network namespace and calls us in it)
+    bench/bench.py prepare          unpack the peers (needs the apt lists)
+    bench/bench.py run [options]    the scenarios; only inside the namespace
+
+Every server gets the same job (bench/servers/common.py): mail for
+bench@bench.test goes into a Maildir, mail for fwd@bench.test goes on to
+sink@sink.test, whose MX is 127.0.0.1 where Postfix's smtp-sink listens on
+port 25.  Postfix's smtp-source drives them.  The scenarios (issue 8):
+
+  disk      bench/disk: create, write, fsync, rename, fsync the directory,
+            with 1 and 20 threads: what the disk allows
+  inbound   smtp-source into the Maildir, 4 KiB and 100 KiB, 1/20/100
+            sessions, a new connection per message (smtp-source's default)
+            and, at 4 KiB, reused sessions (-d): messages per second until
+            all are in new/, CPU ms per message, peak memory (PSS)
+  forward   smtp-source to fwd@bench.test until smtp-sink has them all;
+            then bench/latency: the final dot to the remote having it
+  queue     the server's sendmail (20 at a time) until smtp-sink has them
+            all (chamois and Postfix)
+  idle      bench/idle.py: 10,000 idle connections, chamoisd's PSS growth
+
+Each figure is the median of --runs runs (3); chamois's are also given as a
+ratio to each peer's from the same run.  Results go to bench/results/NAME/
+(results.json, table.md, throughput.png, logs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Dict, List, Optional
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(BENCH))
+
+import procstat  # noqa: E402
+from servers import common  # noqa: E402
+from servers.common import Unavailable  # noqa: E402
+
+SERVER_NAMES = ["chamois", "postfix", "opensmtpd", "chasquid"]
+WORK = BENCH / ".work"
+
+# Message counts per run are the same for every server, except where a
+# server cannot take them or would take minutes over them:
+# - chasquid 1.11 answers "451 4.3.0 Queue size too big" past 200 messages
+#   in its queue (compiled in), and local mail goes through that queue;
+# - OpenSMTPD listens with a backlog of 5, so opening many connections
+#   crawls on SYN retransmits (about 10 msg/s at 20 sessions), and it
+#   relays at 10-25 msg/s here: its runs get 200 messages, 100 where it
+#   crawls, and its latency run 50 (past 100 messages on one connection it
+#   reconnects to the remote and left a message waiting over 120 s).
+def run_count(server, count: int, what: str, sessions: int = 1, reuse: bool = True) -> int:
+    if server.name == "chasquid":
+        return min(count, 200)
+    if server.name == "opensmtpd":
+        if what == "latency":
+            return min(count, 50)
+        if what == "forward" or (sessions >= 20 and not reuse) or sessions >= 100:
+            return min(count, 100)
+        return min(count, 200)
+    return count
+
+
+def server_class(name):
+    mod = __import__("servers." + name, fromlist=["x"])
+    for v in vars(mod).values():
+        if isinstance(v, type) and issubclass(v, common.Server) and v is not common.Server \
+                and getattr(v, "name", None) == name:
+            return v
+    raise Unavailable("no Server class in servers/%s.py" % name)
+
+
+# -- Postfix's test tools ------------------------------------------------
+
+def postfix_tool(name: str) -> List[str]:
+    root = common.PEERS_DIR / "postfix" / "root"
+    return [str(root / "usr/sbin" / name)]
+
+
+def postfix_env() -> Dict[str, str]:
+    env = dict(os.environ)
+    env["LD_LIBRARY_PATH"] = str(common.PEERS_DIR / "postfix/root/usr/lib/postfix")
+    return env
+
+
+class Sink:
+    """smtp-sink on 127.0.0.1:25 with its running counter (-c) read off
+    its output: "sess=N quit=N mesg=N" after every message."""
+
+    def __init__(self, log: Path):
+        self.mesg = 0
+        self.log = log
+        self.proc = subprocess.Popen(
+            postfix_tool("smtp-sink") + ["-c", "-u", "nobody", "-m", "2000",
+                                         "%s:%d" % (common.SINK_HOST, common.SINK_PORT), "1024"],
+            stdout=subprocess.PIPE, stderr=open(log, "w"), env=postfix_env(),
+            start_new_session=True)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        common.wait_port(common.SINK_PORT, proc=self.proc)
+
+    def _read(self):
+        buf = b""
+        while True:
+            chunk = self.proc.stdout.read1(65536)
+            if not chunk:
+                return
+            buf = (buf + chunk)[-256:]
+            m = re.findall(rb"mesg=(\d+)", buf)
+            if m:
+                self.mesg = int(m[-1])
+
+    def wait_for(self, count: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.mesg < count:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def stop(self):
+        common.kill_tree(self.proc)
+
+
+class Sampler:
+    """Peak PSS of a server's process trees, sampled twice a second."""
+
+    def __init__(self, pids: List[int]):
+        self.pids = pids
+        self.peak = procstat.pss_kib(pids)
+        self.stop_ev = threading.Event()
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+
+    def _run(self):
+        while not self.stop_ev.wait(0.5):
+            self.peak = max(self.peak, procstat.pss_kib(self.pids))
+
+    def stop(self) -> int:
+        self.stop_ev.set()
+        self.t.join()
+        self.peak = max(self.peak, procstat.pss_kib(self.pids))
+        return self.peak
+
+
+def clear_maildir(md: Path) -> None:
+    for sub in ("new", "cur", "tmp"):
+        d = md / sub
+        if d.is_dir():
+            for f in os.scandir(d):
+                os.unlink(f.path)
+
+
+def smtp_source(port: int, sessions: int, count: int, size: int, rcpt: str,
+                reuse: bool, log) -> subprocess.Popen:
+    argv = postfix_tool("smtp-source") + ["-s", str(sessions), "-m", str(count),
+                                          "-l", str(size), "-f", common.SENDER,
+                                          "-t", rcpt, "-M", "client.test"]
+    if reuse:
+        argv.append("-d")
+    argv.append("127.0.0.1:%d" % port)
+    return subprocess.Popen(argv, stdout=log, stderr=log, env=postfix_env())
+
+
+def measure(server, work, what: str, timeout: float = 300.0) -> Dict:
+    """Run work() -> (count, done_predicate) and time it until done."""
+    pids = server.pids()
+    cpu0 = procstat.cpu_ticks(pids)
+    base = procstat.pss_kib(pids)
+    sampler = Sampler(pids)
+    t0 = time.monotonic()
+    count, done = work()
+    deadline = t0 + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            sampler.stop()
+            raise RuntimeError("%s: not done within %.0f s" % (what, timeout))
+        time.sleep(0.002)
+    t1 = time.monotonic()
+    peak = sampler.stop()
+    cpu1 = procstat.cpu_ticks(server.pids())
+    return {"msgs": count, "seconds": t1 - t0, "per_second": count / (t1 - t0),
+            "cpu_ms_per_msg": (cpu1 - cpu0) * 1000.0 / HZ / count,
+            "pss_base_kib": base, "pss_peak_kib": peak}
+
+
+# -- scenarios -------------------------------------------------------------
+
+def run_inbound(server, size, sessions, count, reuse, log):
+    count = run_count(server, count, "inbound", sessions, reuse)
+    def work():
+        p = smtp_source(server.port, sessions, count, size, common.LOCAL_RCPT, reuse, log)
+        rc = p.wait(600)
+        if rc != 0:
+            raise RuntimeError("smtp-source exited with %d" % rc)
+        return count, lambda: common.count_new(server.maildir) >= count
+    clear_maildir(server.maildir)
+    r = measure(server, work, "inbound %s" % server.name)
+    clear_maildir(server.maildir)
+    return r
+
+
+def run_forward(server, sink, sessions, count, log):
+    count = run_count(server, count, "forward", sessions)
+    def work():
+        base = sink.mesg
+        p = smtp_source(server.port, sessions, count, 4096, common.FWD_RCPT, True, log)
+        rc = p.wait(600)
+        if rc != 0:
+            raise RuntimeError("smtp-source exited with %d" % rc)
+        return count, lambda: sink.mesg >= base + count
+    return measure(server, work, "forward %s" % server.name)
+
+
+def run_queue(server, sink, count, parallel, log):
+    argv = server.sendmail()
+    body = (b"From: sender <%s>\r\nTo: <%s>\r\nSubject: bench\r\n\r\n"
+            % (common.SENDER.encode(), common.FWD_TARGET.encode())
+            + (b"x" * 76 + b"\r\n") * 52)           # about 4 KiB
+
+    def one(_):
+        r = subprocess.run(argv, input=body, stdout=log, stderr=log, timeout=120)
+        if r.returncode != 0:
+            raise RuntimeError("%s exited with %d" % (argv[0], r.returncode))
+
+    put_in = {}
+
+    def work():
+        base = sink.mesg
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(parallel) as ex:
+            list(ex.map(one, range(count)))
+        put_in["seconds"] = time.monotonic() - t0
+        return count, lambda: sink.mesg >= base + count and server.drained()
+    r = measure(server, work, "queue %s" % server.name)
+    r["put_in_per_second"] = count / put_in["seconds"]
+    return r
+
+
+def run_latency(server, count, log):
+    count = run_count(server, count, "latency")
+    argv = [str(BENCH / "latency"), "-c", "127.0.0.1:%d" % server.port,
+            "-s", "%s:%d" % (common.SINK_HOST, common.SINK_PORT), "-n", str(count),
+            "-l", "4096", "-f", common.SENDER, "-t", common.FWD_RCPT, "-T", "120"]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=180)
+    log.write(r.stdout + r.stderr)
+    if r.returncode != 0:
+        raise RuntimeError("latency: %s" % (r.stderr.strip() or r.stdout.strip()))
+    return {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", r.stdout.splitlines()[-1])}
+
+
+def run_idle(server, count, log):
+    argv = [sys.executable, str(BENCH / "idle.py"), "--port", str(server.port),
+            "--count", str(count), "--pid", str(server.pids()[0])]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    log.write(r.stdout + r.stderr)
+    if r.returncode != 0:
+        raise RuntimeError("idle.py: %s" % (r.stderr.strip()[-500:] or r.stdout.strip()))
+    return {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", r.stdout.splitlines()[-1])}
+
+
+def run_disk(threads, seconds):
+    d = WORK / "disk"
+    shutil.rmtree(d, ignore_errors=True)
+    (d / "tmp").mkdir(parents=True)
+    (d / "new").mkdir()
+    r = subprocess.run([str(BENCH / "disk"), str(d), str(threads), str(seconds), "4096"],
+                       capture_output=True, text=True, timeout=seconds + 60)
+    if r.returncode != 0:
+        raise RuntimeError("disk: %s" % r.stderr.strip())
+    shutil.rmtree(d, ignore_errors=True)
+    return {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", r.stdout)}
+
+
+# -- the run -----------------------------------------------------------------
+
+def median_of(results: List[Dict]) -> Dict:
+    out = {}
+    for k in results[0]:
+        vals = [r[k] for r in results if isinstance(r.get(k), (int, float))]
+        if vals:
+            out[k] = statistics.median(vals)
+    out["runs"] = len(results)
+    return out
+
+
+class Bench:
+    def __init__(self, a):
+        self.a = a
+        self.runs = a.runs
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.out = BENCH / "results" / (a.name or stamp)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.log = open(self.out / "bench.log", "w")
+        self.results: Dict = {"machine": machine(), "runs": a.runs, "scenarios": {},
+                              "unavailable": {}}
+
+    def say(self, msg):
+        print(msg, flush=True)
+        self.log.write(msg + "\n")
+        self.log.flush()
+
+    def record(self, key, server, value):
+        self.results["scenarios"].setdefault(key, {})[server] = value
+        (self.out / "results.json").write_text(json.dumps(self.results, indent=1))
+
+    def repeat(self, key, server_name, fn, *args):
+        rs = []
+        for i in range(self.runs):
+            try:
+                rs.append(fn(*args))
+            except Exception as e:          # one failed run is reported, not fatal
+                self.say("  %s %s run %d failed: %s" % (key, server_name, i + 1, e))
+        if rs:
+            m = median_of(rs)
+            self.record(key, server_name, m)
+            self.say("  %-28s %-10s %s" % (key, server_name, brief(m)))
+
+    def main(self):
+        quick = self.a.quick
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))   # idle: 10,000 + ours
+        WORK.mkdir(exist_ok=True)
+        dns = start_dns(self.out / "dnsmasq.log")
+        sink = Sink(self.out / "smtp-sink.log")
+        try:
+            if "disk" in self.a.scenarios:
+                self.say("disk: create, write 4 KiB, fsync, rename, fsync dir")
+                for th in (1, 20):
+                    self.repeat("disk/%d" % th, "disk", run_disk, th, 2 if quick else 5)
+            for name in self.a.servers:
+                self.bench_server(name, sink, quick)
+        finally:
+            sink.stop()
+            common.kill_tree(dns)
+        self.results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+        (self.out / "results.json").write_text(json.dumps(self.results, indent=1))
+        table = report(self.results)
+        (self.out / "table.md").write_text(table)
+        print(table)
+        plot(self.results, self.out)
+        latest = BENCH / "results" / "latest"
+        if latest.is_symlink() or latest.exists():
+            latest.unlink()
+        latest.symlink_to(self.out.name)
+        self.say("results in %s" % self.out)
+
+    def bench_server(self, name, sink, quick):
+        cls = server_class(name)
+        wd = WORK / name
+        shutil.rmtree(wd, ignore_errors=True)
+        wd.mkdir(parents=True)
+        server = cls(wd)
+        self.say("%s: starting" % name)
+        try:
+            server.start()
+        except Unavailable as e:
+            self.results["unavailable"][name] = str(e)
+            self.say("%s: unavailable: %s" % (name, e))
+            server.stop()
+            return
+        log = open(self.out / ("%s.log" % name), "w")
+        sc = self.a.scenarios
+        try:
+            if "inbound" in sc:
+                for size, counts in ((4096, {1: 1000, 20: 2000, 100: 2000}),
+                                     (102400, {1: 300, 20: 1000, 100: 1000})):
+                    for sessions, count in counts.items():
+                        if quick:
+                            count //= 10
+                        modes = [False, True] if size == 4096 else [False]
+                        for reuse in modes:
+                            key = "inbound/%dk/%s/%d" % (size // 1024,
+                                                          "reuse" if reuse else "conn", sessions)
+                            self.repeat(key, name, run_inbound, server, size, sessions,
+                                        count, reuse, log)
+            if "forward" in sc:
+                for sessions, count in ((1, 1000), (20, 2000), (100, 2000)):
+                    if quick:
+                        count //= 10
+                    self.repeat("forward/%d" % sessions, name, run_forward, server, sink,
+                                sessions, count, log)
+            if "queue" in sc and server.sendmail():
+                self.repeat("queue/20", name, run_queue, server, sink,
+                            100 if quick else 1000, 20, log)
+            if "latency" in sc:
+                sink.stop()
+                try:
+                    self.repeat("latency", name, run_latency, server, 100 if quick else 1000, log)
+                finally:
+                    sink.__init__(self.out / "smtp-sink.log")
+            if "idle" in sc and name == "chamois":
+                self.repeat("idle", name, run_idle, server, 1000 if quick else 10000, log)
+        finally:
+            server.stop()
+            log.close()
+
+
+def brief(m):
+    keys = [("per_second", "%.0f msg/s"), ("cpu_ms_per_msg", "%.3f cpu-ms/msg"),
+            ("pss_peak_kib", "%.0f KiB peak"), ("p50_us", "p50 %.0f us"),
+            ("p99_us", "p99 %.0f us"), ("per_conn_bytes", "%.0f B/conn"),
+            ("pss_after_kib", "%.0f KiB")]
+    return ", ".join(f % m[k] for k, f in keys if k in m)
+
+
+def start_dns(log: Path):
+    argv = ["dnsmasq", "--no-daemon", "--no-resolv", "--no-hosts", "--log-facility=-",
+            "--listen-address=127.0.0.1", "--port=53", "--bind-interfaces",
+            "--user=nobody", "--pid-file=",
+            "--mx-host=sink.test,mx.sink.test,10",
+            "--host-record=mx.sink.test,127.0.0.1",
+            "--host-record=mx.bench.test,127.0.0.1"]
+    for exe in ("/usr/sbin/dnsmasq", "dnsmasq"):
+        if os.path.exists(exe) or shutil.which(exe):
+            argv[0] = exe
+            break
+    p = subprocess.Popen(argv, stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                         start_new_session=True)
+    time.sleep(0.3)
+    if p.poll() is not None:
+        raise SystemExit("dnsmasq did not start: see %s" % log)
+    return p
+
+
+def machine():
+    cpu = "?"
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem = open("/proc/meminfo").readline().split()[1]
+    dev = subprocess.run(["df", "-T", str(WORK.parent)], capture_output=True,
+                         text=True).stdout.splitlines()[-1].split()
+    return {"cpu": cpu, "cores": os.cpu_count(), "mem_gib": round(int(mem) / 2**20, 1),
+            "kernel": os.uname().release, "filesystem": "%s on %s" % (dev[1], dev[0])}
+
+
+# -- the report ----------------------------------------------------------------
+
+def fmt(v, f="%.0f"):
+    return "–" if v is None else f % v
+
+
+def report(res) -> str:
+    sc = res["scenarios"]
+    peers = [n for n in SERVER_NAMES if n != "chamois"]
+    out = ["# chamois bench, %s" % res.get("finished", ""), "",
+           "Machine: %(cpu)s, %(cores)d cores, %(mem_gib)s GiB, Linux %(kernel)s, %(filesystem)s"
+           % res["machine"], "Median of %d runs; ratio = chamois / peer "
+           "(for CPU and memory: peer / chamois, so above 1 is chamois ahead)." % res["runs"], ""]
+    disk = {k: v["disk"]["per_second"] for k, v in sc.items() if k.startswith("disk/")}
+    if disk:
+        out += ["Disk: %s full durable cycles/s with 1 thread, %s with 20" %
+                (fmt(disk.get("disk/1")), fmt(disk.get("disk/20"))), ""]
+    hdr = "| scenario | " + " | ".join(SERVER_NAMES) + " | " + \
+          " | ".join("× %s" % p for p in peers) + " |"
+    sep = "|" + "---|" * (1 + len(SERVER_NAMES) + len(peers))
+
+    def table(title, keys, field, f="%.0f", inverse=False, scale=1.0, extra=None):
+        rows = []
+        for k in keys:
+            if k not in sc:
+                continue
+            vals = {n: sc[k].get(n, {}).get(field) for n in SERVER_NAMES}
+            vals = {n: (v / scale if v is not None else None) for n, v in vals.items()}
+            c = vals["chamois"]
+            ratios = []
+            for p in peers:
+                v = vals[p]
+                if c and v:
+                    ratios.append("%.2f" % ((v / c) if inverse else (c / v)))
+                else:
+                    ratios.append("–")
+            rows.append("| %s | %s | %s |%s" % (k, " | ".join(fmt(vals[n], f) for n in SERVER_NAMES),
+                                                " | ".join(ratios),
+                                                (" %s |" % extra(k)) if extra else ""))
+        if rows:
+            h, sp = hdr, sep
+            if extra:
+                h, sp = hdr + " chamois / disk (20 threads) |", sep + "---|"
+            out.extend(["## " + title, "", h, sp] + rows + [""])
+
+    inbound = sorted((k for k in sc if k.startswith("inbound/")),
+                     key=lambda k: (int(k.split("/")[1][:-1]), k.split("/")[2],
+                                    int(k.split("/")[3])))
+
+    def disk_frac(k):
+        d20 = disk.get("disk/20")
+        c = sc[k].get("chamois", {}).get("per_second")
+        return "%.0f%%" % (100 * c / d20) if d20 and c else "–"
+    table("Inbound to Maildir, messages/s (conn = a connection per message, "
+          "reuse = smtp-source -d)", inbound, "per_second", extra=disk_frac)
+    table("Inbound, CPU ms per message", inbound, "cpu_ms_per_msg", "%.3f", inverse=True)
+    table("Inbound, peak memory (PSS, MiB)", inbound, "pss_peak_kib", "%.1f", inverse=True,
+          scale=KIB)
+    fwd = sorted((k for k in sc if k.startswith("forward/")), key=lambda k: int(k.split("/")[1]))
+    table("Forwarding (relaying) to smtp-sink, messages/s", fwd, "per_second")
+    table("Forwarding, CPU ms per message", fwd, "cpu_ms_per_msg", "%.3f", inverse=True)
+    table("Forwarding latency, final dot to the remote having it (µs): p50",
+          ["latency"], "p50_us", inverse=True)
+    table("Forwarding latency (µs): p99", ["latency"], "p99_us", inverse=True)
+    table("Queue: sendmail ×20 until smtp-sink has them, messages/s", ["queue/20"], "per_second")
+    table("Queue: put in (all sendmail calls returned), messages/s", ["queue/20"],
+          "put_in_per_second")
+    if "idle" in sc and "chamois" in sc["idle"]:
+        i = sc["idle"]["chamois"]
+        out += ["## Idle connections", "",
+                "chamoisd: %d connections, PSS %.1f MiB before, %.1f MiB after, "
+                "%.0f bytes per connection" % (i.get("connections", 0),
+                                                i.get("pss_before_kib", 0) / KIB,
+                                                i.get("pss_after_kib", 0) / KIB,
+                                                i.get("per_conn_bytes", 0)), ""]
+    if res.get("unavailable"):
+        out += ["## Not measured", ""] + ["- %s: %s" % kv for kv in res["unavailable"].items()] + [""]
+    return "\n".join(out)
+
+
+def plot(res, out: Path):
+    """throughput.png: inbound 4 KiB messages/s against sessions, per server."""
+    if not shutil.which("gnuplot"):
+        return
+    sc = res["scenarios"]
+    for mode in ("conn", "reuse"):
+        data = out / ("inbound-%s.dat" % mode)
+        lines = ["# sessions " + " ".join(SERVER_NAMES)]
+        for s in (1, 20, 100):
+            k = "inbound/4k/%s/%d" % (mode, s)
+            row = [str(s)] + [fmt(sc.get(k, {}).get(n, {}).get("per_second"), "%.1f").replace("–", "NaN")
+                              for n in SERVER_NAMES]
+            lines.append(" ".join(row))
+        data.write_text("\n".join(lines) + "\n")
+    script = """set terminal pngcairo size 900,420 font ",10"
+set output "%(png)s"
+set multiplot layout 1,2 title "Inbound to Maildir, 4 KiB messages (median of %(runs)d runs)"
+set logscale x
+set xtics (1, 20, 100)
+set xlabel "concurrent sessions"
+set ylabel "messages per second"
+set key top left
+set grid
+set yrange [0:*]
+set title "a new connection per message"
+plot for [i=2:5] "%(conn)s" using 1:i with linespoints lw 2 title columnhead(i)
+set title "reused sessions (smtp-source -d)"
+plot for [i=2:5] "%(reuse)s" using 1:i with linespoints lw 2 title columnhead(i)
+unset multiplot
+""" % {"png": out / "throughput.png", "runs": res["runs"],
+       "conn": out / "inbound-conn.dat", "reuse": out / "inbound-reuse.dat"}
+    (out / "throughput.gp").write_text(script)
+    subprocess.run(["gnuplot", str(out / "throughput.gp")], check=False)
+
+
+def prepare():
+    for name in SERVER_NAMES:
+        try:
+            common.unpack("postfix")        # smtp-source and smtp-sink
+            server_class(name).prepare()
+            print("prepared %s" % name)
+        except Unavailable as e:
+            print("%s: unavailable: %s" % (name, e))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("cmd", choices=["prepare", "run", "report"])
+    ap.add_argument("--servers", default=",".join(SERVER_NAMES))
+    ap.add_argument("--scenarios", default="disk,inbound,forward,latency,queue,idle")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="a tenth of the messages, 1 run")
+    ap.add_argument("--name", help="results folder name (default: a time stamp)")
+    a = ap.parse_args()
+    if a.cmd == "prepare":
+        return prepare()
+    if a.cmd == "report":
+        res = json.loads((BENCH / "results" / (a.name or "latest") / "results.json").read_text())
+        print(report(res))
+        return
+    if os.geteuid() != 0:
+        raise SystemExit("bench.py run: needs root, inside the bench's network namespace "
+                         "(use bench/run.sh or make bench)")
+    if not os.environ.get("CHAMOIS_BENCH_NETNS"):
+        raise SystemExit("bench.py run: only inside the bench's network namespace "
+                         "(bench/run.sh makes it)")
+    a.servers = [s for s in a.servers.split(",") if s]
+    a.scenarios = set(a.scenarios.split(","))
+    if a.quick:
+        a.runs = 1
+    Bench(a).main()
+
+
+if __name__ == "__main__":
+    main()

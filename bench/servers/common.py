@@ -1,0 +1,159 @@
+"""What every benchmarked server shares: the bench's names, ports and the
+unpacking of Debian packages into bench/.peers/ (never installed system-wide,
+since Debian's MTAs conflict with each other).
+
+The bench runs inside a network namespace that has only loopback.  Inside it:
+
+* the bench's DNS (dnsmasq) answers on 127.0.0.1:53, and /etc/resolv.conf
+  (bind-mounted by ``ip netns exec`` from /etc/netns/NS/resolv.conf) names
+  it, so every server's look-ups stay in the namespace;
+* ``sink.test`` has MX ``mx.sink.test`` = 127.0.0.1, where smtp-sink (or the
+  bench's latency sink) listens on port 25;
+* each server listens for SMTP on 127.0.0.1 at its own port (below) and
+  takes mail for ``bench.test``:
+    - ``bench@bench.test`` is a local mailbox, delivered into ``maildir``
+      (a Maildir: tmp/ new/ cur/); the bench counts files in ``new/``;
+    - ``fwd@bench.test`` is forwarded (an alias) to ``sink@sink.test``;
+  and relays nothing else.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import List, Optional
+
+BENCH_DIR = Path(__file__).resolve().parent.parent
+PEERS_DIR = BENCH_DIR / ".peers"          # git-ignored; kept between runs
+
+DOMAIN = "bench.test"
+HOSTNAME = "mx.bench.test"
+LOCAL_RCPT = "bench@bench.test"
+FWD_RCPT = "fwd@bench.test"
+FWD_TARGET = "sink@sink.test"
+SENDER = "sender@client.test"
+SINK_HOST = "127.0.0.1"
+SINK_PORT = 25
+
+PORTS = {"chamois": 10025, "postfix": 11025, "opensmtpd": 12025, "chasquid": 13025}
+
+
+class Unavailable(Exception):
+    """The server cannot run on this machine; the bench reports it and goes on."""
+
+
+def unpack(package: str) -> Path:
+    """Unpack Debian's ``package`` into bench/.peers/PACKAGE/root (once)."""
+    root = PEERS_DIR / package / "root"
+    stamp = PEERS_DIR / package / ".unpacked"
+    if stamp.exists():
+        return root
+    work = PEERS_DIR / package
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    r = subprocess.run(["apt-get", "download", package], cwd=work,
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise Unavailable(f"apt-get download {package}: {r.stderr.strip()}")
+    debs = glob.glob(str(work / f"{package}_*.deb"))
+    if not debs:
+        raise Unavailable(f"apt-get download {package} left no .deb")
+    subprocess.run(["dpkg", "-x", debs[0], str(root)], check=True)
+    stamp.touch()
+    return root
+
+
+def wait_port(port: int, timeout: float = 20.0, host: str = "127.0.0.1",
+              proc: Optional[subprocess.Popen] = None) -> None:
+    """Wait until something accepts on host:port (and greets)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise Unavailable(f"exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection((host, port), timeout=1) as s:
+                s.settimeout(5)
+                if s.recv(512).startswith(b"220"):
+                    s.sendall(b"QUIT\r\n")
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise Unavailable(f"nothing greeted on {host}:{port} within {timeout:.0f}s")
+
+
+def make_maildir(path: Path, owner: Optional[str] = None) -> None:
+    for sub in ("tmp", "new", "cur"):
+        (path / sub).mkdir(parents=True, exist_ok=True)
+    if owner:
+        shutil.chown(path, owner, owner)
+        for sub in ("tmp", "new", "cur"):
+            shutil.chown(path / sub, owner, owner)
+
+
+def count_new(maildir: Path) -> int:
+    try:
+        return len(os.listdir(maildir / "new"))
+    except FileNotFoundError:
+        return 0
+
+
+def kill_tree(proc: Optional[subprocess.Popen], sig=signal.SIGTERM, timeout=10.0) -> None:
+    """Stop a server started in its own process group, then make sure."""
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+
+class Server:
+    """The interface the bench drives.  A subclass sets ``name`` and fills in
+    start/stop; ``workdir`` is a fresh directory of its own for one start."""
+
+    name = "?"
+
+    def __init__(self, workdir: Path):
+        self.workdir = Path(workdir)
+        self.port = PORTS[self.name]
+        self.maildir = self.workdir / "Maildir"   # bench@bench.test's Maildir
+        self.proc: Optional[subprocess.Popen] = None
+
+    @classmethod
+    def prepare(cls) -> None:
+        """Unpack/check what the server needs (idempotent); raise Unavailable."""
+
+    def start(self) -> None:
+        """Start on 127.0.0.1:self.port; return once it greets."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        kill_tree(self.proc)
+
+    def pids(self) -> List[int]:
+        """Root pids of the server's process trees (for CPU and memory)."""
+        return [self.proc.pid] if self.proc else []
+
+    def sendmail(self) -> Optional[List[str]]:
+        """argv of the server's sendmail for the queue scenario: the message
+        is on stdin, the recipient is FWD_TARGET's... (None: no sendmail)."""
+        return None
+
+    def drained(self) -> bool:
+        """True when the server's queue is empty (queue scenario)."""
+        return True
