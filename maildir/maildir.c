@@ -35,6 +35,18 @@ maildir_dir(const char *root, const char *mailbox, char *out, size_t size)
 	    (int)(at - mailbox), mailbox);
 }
 
+/* maildir_pid - getpid() once: it is a system call each time, and the
+ * daemon forks (daemon()) before any delivery */
+static pid_t
+maildir_pid(void)
+{
+	static _Atomic pid_t pid;
+
+	if (pid == 0)
+		pid = getpid();
+	return pid;
+}
+
 bool
 maildir_unique(char *out, size_t size, const char *hostname,
     unsigned long long filesize)
@@ -58,7 +70,7 @@ maildir_unique(char *out, size_t size, const char *hostname,
 	host[o] = '\0';
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return bsnprintf(out, size, "%lld.M%06ldP%dQ%uR%08x.%s,S=%llu",
-	    (long long)ts.tv_sec, ts.tv_nsec / 1000, (int)getpid(),
+	    (long long)ts.tv_sec, ts.tv_nsec / 1000, (int)maildir_pid(),
 	    atomic_fetch_add(&counter, 1) + 1, (unsigned)random_u64(), host,
 	    filesize);
 }
@@ -118,8 +130,6 @@ maildir_prepare(struct maildir_delivery *d)
 		}
 		copy_clear(c);
 		c->dir = xstrdup(dir);
-		if (maildir_make(dir) == -1)
-			FAIL("mkdir");
 		if (!maildir_unique(name, sizeof(name), d->hostname,
 		    (unsigned long long)(plen + d->body->size))) {
 			errno = ENAMETOOLONG;
@@ -128,7 +138,14 @@ maildir_prepare(struct maildir_delivery *d)
 		c->tmp = xasprintf("%s/tmp/%s", dir, name);
 		free(c->path);
 		c->path = xasprintf("%s/new/%s", dir, name);
+		/* the Maildir is made (and synced) the first time it is missing */
 		fd = open(c->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd == -1 && (errno == ENOENT || errno == ENOTDIR)) {
+			if (maildir_make(dir) == -1)
+				FAIL("mkdir");
+			fd = open(c->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+			    0600);
+		}
 		if (fd == -1)
 			FAIL("open");
 		c->in_tmp = true;
@@ -169,8 +186,10 @@ maildir_commit(struct maildir_delivery *d)
 	for (i = 0; i < d->ncopies; i++) {
 		struct maildir_copy *c = &d->copies[i];
 
-		if (rename(c->tmp, c->path) == -1)
-			FAIL("rename");
+		if (rename(c->tmp, c->path) == -1 &&
+		    (errno != ENOENT || maildir_make(c->dir) == -1 ||
+		    rename(c->tmp, c->path) == -1))
+			FAIL("rename");	/* (new/ may have gone since prepare) */
 		c->in_tmp = false;
 		c->in_new = true;
 	}

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -405,6 +406,36 @@ usage(void)
 	exit(2);
 }
 
+/*
+ * raise_fd_limit - room for every connection the limits allow: a session
+ * each, its forwarding connection, the queue's deliveries, and some for
+ * listeners, the store, DNS and Maildir files.  Raised before the drop,
+ * while root may still raise the hard limit.
+ */
+static void
+raise_fd_limit(const struct config *c)
+{
+	rlim_t need = (rlim_t)c->max_connections + c->forward_max_sessions +
+	    c->queue_max_deliveries + c->worker_threads + 128;
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur >= need)
+		return;
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
+		struct rlimit up = { need, need };
+
+		if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+			return;
+	}
+	rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ?
+	    need : rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur < need)
+		log_warnx("open-file limit %llu is below the %llu that "
+		    "max_connections, forward_max_sessions and "
+		    "queue_max_deliveries may need",
+		    (unsigned long long)rl.rlim_cur, (unsigned long long)need);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -454,6 +485,7 @@ main(int argc, char **argv)
 	}
 	TAILQ_INIT(&smtpd.sessions);
 	smtpd.per_addr = hmap_new();
+	raise_fd_limit(smtpd.cfg);
 	if (smtpd_listeners_bind(smtpd.cfg, err, sizeof(err)) == -1) {
 		fprintf(stderr, "%s\n", err);
 		return 1;
