@@ -55,6 +55,8 @@ from servers.common import Unavailable  # noqa: E402
 
 SERVER_NAMES = ["chamois", "postfix", "opensmtpd", "chasquid"]
 WORK = BENCH / ".work"
+HZ = os.sysconf("SC_CLK_TCK")
+KIB = 1024
 
 # Message counts per run are the same for every server, except where a
 # server cannot take them or would take minutes over them:
@@ -63,14 +65,14 @@ WORK = BENCH / ".work"
 # - OpenSMTPD listens with a backlog of 5, so opening many connections
 #   crawls on SYN retransmits (about 10 msg/s at 20 sessions), and it
 #   relays at 10-25 msg/s here: its runs get 200 messages, 100 where it
-#   crawls, and its latency run 50 (past 100 messages on one connection it
-#   reconnects to the remote and left a message waiting over 120 s).
+#   crawls, and its latency runs 20, since its scheduler takes about a
+#   second per relayed message.
 def run_count(server, count: int, what: str, sessions: int = 1, reuse: bool = True) -> int:
     if server.name == "chasquid":
         return min(count, 200)
     if server.name == "opensmtpd":
         if what == "latency":
-            return min(count, 50)
+            return min(count, 20)
         if what == "forward" or (sessions >= 20 and not reuse) or sessions >= 100:
             return min(count, 100)
         return min(count, 200)
@@ -257,7 +259,7 @@ def run_latency(server, count, log):
     count = run_count(server, count, "latency")
     argv = [str(BENCH / "latency"), "-c", "127.0.0.1:%d" % server.port,
             "-s", "%s:%d" % (common.SINK_HOST, common.SINK_PORT), "-n", str(count),
-            "-l", "4096", "-f", common.SENDER, "-t", common.FWD_RCPT, "-T", "120"]
+            "-l", "4096", "-f", common.SENDER, "-t", common.FWD_RCPT, "-T", "60"]
     r = subprocess.run(argv, capture_output=True, text=True, timeout=180)
     log.write(r.stdout + r.stderr)
     if r.returncode != 0:
@@ -265,7 +267,20 @@ def run_latency(server, count, log):
     return {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", r.stdout.splitlines()[-1])}
 
 
-def run_idle(server, count, log):
+def run_idle(cls, count, log):
+    """A fresh server for each run: memory a previous run left is not growth."""
+    wd = WORK / (cls.name + "-idle")
+    shutil.rmtree(wd, ignore_errors=True)
+    wd.mkdir(parents=True)
+    server = cls(wd)
+    server.start()
+    try:
+        return idle_once(server, count, log)
+    finally:
+        server.stop()
+
+
+def idle_once(server, count, log):
     argv = [sys.executable, str(BENCH / "idle.py"), "--port", str(server.port),
             "--count", str(count), "--pid", str(server.pids()[0])]
     r = subprocess.run(argv, capture_output=True, text=True, timeout=300)
@@ -321,16 +336,30 @@ class Bench:
         (self.out / "results.json").write_text(json.dumps(self.results, indent=1))
 
     def repeat(self, key, server_name, fn, *args):
-        rs = []
+        """--runs runs of fn(*args) in a row; record the median."""
+        self.interleaved(key, [(server_name, lambda: fn(*args))])
+
+    def interleaved(self, key, jobs):
+        """jobs: [(server name, measure())].  Run 1 of every server, then
+        run 2 of every server, and so on: the machine's drift (a shared VM's
+        disk and CPU change speed over minutes) then falls on all servers
+        alike instead of on whichever ran last.  Records each median."""
+        got = {name: [] for name, _ in jobs}
+        errors = {}
         for i in range(self.runs):
-            try:
-                rs.append(fn(*args))
-            except Exception as e:          # one failed run is reported, not fatal
-                self.say("  %s %s run %d failed: %s" % (key, server_name, i + 1, e))
-        if rs:
-            m = median_of(rs)
-            self.record(key, server_name, m)
-            self.say("  %-28s %-10s %s" % (key, server_name, brief(m)))
+            for name, fn in jobs:
+                try:
+                    got[name].append(fn())
+                except Exception as exc:    # one failed run is reported, not fatal
+                    errors[name] = exc
+                    self.say("  %s %s run %d failed: %s" % (key, name, i + 1, exc))
+        for name, rs in got.items():
+            if rs:
+                m = median_of(rs)
+                self.record(key, name, m)
+                self.say("  %-28s %-10s %s" % (key, name, brief(m)))
+            else:
+                self.results.setdefault("failed", {})["%s %s" % (key, name)] = str(errors[name])
 
     def main(self):
         quick = self.a.quick
@@ -339,16 +368,28 @@ class Bench:
         WORK.mkdir(exist_ok=True)
         dns = start_dns(self.out / "dnsmasq.log")
         sink = Sink(self.out / "smtp-sink.log")
+        servers = {}
+        self.logs = {}
         try:
             if "disk" in self.a.scenarios:
                 self.say("disk: create, write 4 KiB, fsync, rename, fsync dir")
                 for th in (1, 20):
                     self.repeat("disk/%d" % th, "disk", run_disk, th, 2 if quick else 5)
             for name in self.a.servers:
-                self.bench_server(name, sink, quick)
+                srv = self.start_server(name, name)
+                if srv:
+                    servers[name] = srv
+            self.load_scenarios(servers, sink, quick)
         finally:
+            for srv in servers.values():
+                srv.stop()
             sink.stop()
+        try:
+            self.fresh_scenarios(quick)
+        finally:
             common.kill_tree(dns)
+            for f in self.logs.values():
+                f.close()
         self.results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
         (self.out / "results.json").write_text(json.dumps(self.results, indent=1))
         table = report(self.results)
@@ -361,59 +402,79 @@ class Bench:
         latest.symlink_to(self.out.name)
         self.say("results in %s" % self.out)
 
-    def bench_server(self, name, sink, quick):
+    def server_log(self, name):
+        if name not in self.logs:
+            self.logs[name] = open(self.out / ("%s.log" % name), "w")
+        return self.logs[name]
+
+    def start_server(self, name, folder):
+        """A started server in WORK/folder, or None (reported) if it cannot run."""
         cls = server_class(name)
-        wd = WORK / name
+        wd = WORK / folder
         shutil.rmtree(wd, ignore_errors=True)
         wd.mkdir(parents=True)
         server = cls(wd)
-        self.say("%s: starting" % name)
+        self.say("%s: starting" % folder)
         try:
             server.start()
         except Unavailable as e:
             self.results["unavailable"][name] = str(e)
             self.say("%s: unavailable: %s" % (name, e))
             server.stop()
-            return
-        log = open(self.out / ("%s.log" % name), "w")
+            return None
+        return server
+
+    def load_scenarios(self, servers, sink, quick):
+        """inbound, forward and queue: every server is up, runs interleave."""
         sc = self.a.scenarios
-        try:
-            if "inbound" in sc:
-                for size, counts in ((4096, {1: 1000, 20: 2000, 100: 2000}),
-                                     (102400, {1: 300, 20: 1000, 100: 1000})):
-                    for sessions, count in counts.items():
-                        if quick:
-                            count //= 10
-                        modes = [False, True] if size == 4096 else [False]
-                        for reuse in modes:
-                            key = "inbound/%dk/%s/%d" % (size // 1024,
-                                                          "reuse" if reuse else "conn", sessions)
-                            self.repeat(key, name, run_inbound, server, size, sessions,
-                                        count, reuse, log)
-            if "forward" in sc:
-                for sessions, count in ((1, 1000), (20, 2000), (100, 2000)):
+        if "inbound" in sc:
+            for size, counts in ((4096, {1: 1000, 20: 2000, 100: 2000}),
+                                 (102400, {1: 300, 20: 1000, 100: 1000})):
+                for sessions, count in counts.items():
                     if quick:
                         count //= 10
-                    self.repeat("forward/%d" % sessions, name, run_forward, server, sink,
-                                sessions, count, log)
-            if "queue" in sc and server.sendmail():
-                self.repeat("queue/20", name, run_queue, server, sink,
-                            100 if quick else 1000, 20, log)
-            if "latency" in sc:
-                sink.stop()
+                    for reuse in ([False, True] if size == 4096 else [False]):
+                        key = "inbound/%dk/%s/%d" % (size // 1024,
+                                                      "reuse" if reuse else "conn", sessions)
+                        self.interleaved(key, [
+                            (n, lambda s=s, n=n: run_inbound(s, size, sessions, count, reuse,
+                                                             self.server_log(n)))
+                            for n, s in servers.items()])
+        if "forward" in sc:
+            for sessions, count in ((1, 1000), (20, 2000), (100, 2000)):
+                if quick:
+                    count //= 10
+                self.interleaved("forward/%d" % sessions, [
+                    (n, lambda s=s, n=n: run_forward(s, sink, sessions, count, self.server_log(n)))
+                    for n, s in servers.items()])
+        if "queue" in sc:
+            self.interleaved("queue/20", [
+                (n, lambda s=s, n=n: run_queue(s, sink, 100 if quick else 1000, 20, self.server_log(n)))
+                for n, s in servers.items() if s.sendmail()])
+
+    def fresh_scenarios(self, quick):
+        """latency and idle: one server at a time, each freshly started.
+        bench/latency is the remote for the latency runs (smtp-sink is
+        stopped), and no server then holds a connection to, or a verdict
+        on, the old remote."""
+        sc = self.a.scenarios
+        if "latency" in sc:
+            for name in self.a.servers:
+                srv = self.start_server(name, name + "-latency")
+                if srv is None:
+                    continue
                 try:
-                    self.repeat("latency", name, run_latency, server, 100 if quick else 1000, log)
+                    self.repeat("latency", name, run_latency, srv,
+                                100 if quick else 1000, self.server_log(name))
                 finally:
-                    sink.__init__(self.out / "smtp-sink.log")
-            if "idle" in sc and name == "chamois":
-                self.repeat("idle", name, run_idle, server, 1000 if quick else 10000, log)
-        finally:
-            server.stop()
-            log.close()
+                    srv.stop()
+        if "idle" in sc and "chamois" in self.a.servers:
+            self.repeat("idle", "chamois", run_idle, server_class("chamois"),
+                        1000 if quick else 10000, self.server_log("chamois"))
 
 
 def brief(m):
-    keys = [("per_second", "%.0f msg/s"), ("cpu_ms_per_msg", "%.3f cpu-ms/msg"),
+    keys = [("per_second", "%.0f/s"), ("cpu_ms_per_msg", "%.3f cpu-ms/msg"),
             ("pss_peak_kib", "%.0f KiB peak"), ("p50_us", "p50 %.0f us"),
             ("p99_us", "p99 %.0f us"), ("per_conn_bytes", "%.0f B/conn"),
             ("pss_after_kib", "%.0f KiB")]
@@ -527,6 +588,8 @@ def report(res) -> str:
                                                 i.get("pss_before_kib", 0) / KIB,
                                                 i.get("pss_after_kib", 0) / KIB,
                                                 i.get("per_conn_bytes", 0)), ""]
+    if res.get("failed"):
+        out += ["## Failed (every run)", ""] + ["- %s: %s" % kv for kv in res["failed"].items()] + [""]
     if res.get("unavailable"):
         out += ["## Not measured", ""] + ["- %s: %s" % kv for kv in res["unavailable"].items()] + [""]
     return "\n".join(out)
