@@ -602,7 +602,7 @@ def plot(res, out: Path):
     sc = res["scenarios"]
     for mode in ("conn", "reuse"):
         data = out / ("inbound-%s.dat" % mode)
-        lines = ["# sessions " + " ".join(SERVER_NAMES)]
+        lines = ["sessions " + " ".join(SERVER_NAMES)]      # gnuplot's columnhead
         for s in (1, 20, 100):
             k = "inbound/4k/%s/%d" % (mode, s)
             row = [str(s)] + [fmt(sc.get(k, {}).get(n, {}).get("per_second"), "%.1f").replace("–", "NaN")
@@ -651,8 +651,11 @@ def main():
     a = ap.parse_args()
     if a.cmd == "prepare":
         return prepare()
-    if a.cmd == "report":
-        res = json.loads((BENCH / "results" / (a.name or "latest") / "results.json").read_text())
+    if a.cmd == "report":           # the table and the plot again, from results.json
+        out = BENCH / "results" / (a.name or "latest")
+        res = json.loads((out / "results.json").read_text())
+        (out / "table.md").write_text(report(res))
+        plot(res, out)
         print(report(res))
         return
     if os.geteuid() != 0:
