@@ -5,6 +5,7 @@
                                      network namespace and calls us in it)
     bench/bench.py prepare          unpack the peers (needs the apt lists)
     bench/bench.py run [options]    the scenarios; only inside the namespace
+    bench/bench.py report [--name N]  the table and plot again, from results
 
 Every server gets the same job (bench/servers/common.py): mail for
 bench@bench.test goes into a Maildir, mail for fwd@bench.test goes on to
@@ -17,14 +18,17 @@ port 25.  Postfix's smtp-source drives them.  The scenarios (issue 8):
             sessions, a new connection per message (smtp-source's default)
             and, at 4 KiB, reused sessions (-d): messages per second until
             all are in new/, CPU ms per message, peak memory (PSS)
-  forward   smtp-source to fwd@bench.test until smtp-sink has them all;
-            then bench/latency: the final dot to the remote having it
+  forward   smtp-source to fwd@bench.test until smtp-sink has them all
+  latency   bench/latency, one message at a time: from the client's final
+            dot to the remote having the message
   queue     the server's sendmail (20 at a time) until smtp-sink has them
             all (chamois and Postfix)
   idle      bench/idle.py: 10,000 idle connections, chamoisd's PSS growth
 
-Each figure is the median of --runs runs (3); chamois's are also given as a
-ratio to each peer's from the same run.  Results go to bench/results/NAME/
+All servers run at once and their runs interleave (run 1 of each, then run
+2 of each, ...); latency and idle use freshly started servers.  Each figure
+is the median of --runs runs (3); chamois's are also given as a ratio to
+each peer's from the same run.  Results go to bench/results/NAME/
 (results.json, table.md, throughput.png, logs).
 """
 

@@ -561,23 +561,11 @@ client_input(void)
 	}
 }
 
+/* sink_reply - one reply line; the sink's replies are all fixed strings */
 static void
-sink_reply(struct sink_conn *s, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void
-sink_reply(struct sink_conn *s, const char *fmt, ...)
+sink_reply(struct sink_conn *s, const char *line)
 {
-	char line[512];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= sizeof(line) - 2)
-		die("internal: reply too long");
-	buf_add(&s->out, line, (size_t)n);
+	buf_add(&s->out, line, strlen(line));
 	buf_add(&s->out, "\r\n", 2);
 }
 

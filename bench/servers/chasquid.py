@@ -130,12 +130,7 @@ mail_delivery_agent_args: "{self.maildir / 'new'}"
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)
         log.close()
-        try:
-            common.wait_port(self.port, proc=self.proc)
-        except Unavailable as e:
-            self.stop()
-            tail = (self.workdir / "chasquid.log").read_text(errors="replace")[-2000:]
-            raise Unavailable(f"chasquid: {e}\n{tail}") from None
+        self.await_greeting(self.workdir / "chasquid.log")
 
     def queue_files(self) -> List[Path]:
         q = self.workdir / "data" / "queue"

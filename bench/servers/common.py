@@ -145,13 +145,23 @@ class Server:
     def stop(self) -> None:
         kill_tree(self.proc)
 
+    def await_greeting(self, log_path: Path) -> None:
+        """Wait for the started server's greeting; if none comes, stop it
+        and raise Unavailable with the end of its log."""
+        try:
+            wait_port(self.port, proc=self.proc)
+        except Unavailable as e:
+            self.stop()
+            tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
+            raise Unavailable(f"{self.name}: {e}\n{tail}") from None
+
     def pids(self) -> List[int]:
         """Root pids of the server's process trees (for CPU and memory)."""
         return [self.proc.pid] if self.proc else []
 
     def sendmail(self) -> Optional[List[str]]:
-        """argv of the server's sendmail for the queue scenario: the message
-        is on stdin, the recipient is FWD_TARGET's... (None: no sendmail)."""
+        """argv of the server's sendmail for the queue scenario: it reads the
+        message on stdin and queues it for FWD_TARGET (None: no sendmail)."""
         return None
 
     def drained(self) -> bool:

@@ -212,12 +212,7 @@ match from src regex <internal> for any action "relay"
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)
         log.close()
-        try:
-            common.wait_port(self.port, proc=self.proc)
-        except Unavailable as e:
-            self.stop()
-            tail = (self.workdir / "smtpd.log").read_text(errors="replace")[-2000:]
-            raise Unavailable(f"opensmtpd: {e}\n{tail}") from None
+        self.await_greeting(self.workdir / "smtpd.log")
 
     def queue_files(self) -> List[Path]:
         q = self.workdir / "var/spool/smtpd/queue"

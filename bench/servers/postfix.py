@@ -95,6 +95,8 @@ master run showq and so charge the poll to Postfix's CPU.
 
 from __future__ import annotations
 
+import sys
+
 import grp
 import os
 import pwd
@@ -107,41 +109,24 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from .common import (DOMAIN, FWD_RCPT, FWD_TARGET, HOSTNAME, LOCAL_RCPT,
-                     SENDER, Server, Unavailable, make_maildir, unpack,
-                     wait_port)
+from .common import (BENCH_DIR, DOMAIN, FWD_RCPT, FWD_TARGET, HOSTNAME,
+                     LOCAL_RCPT, SENDER, Server, Unavailable, make_maildir,
+                     unpack, wait_port)
+
+sys.path.insert(0, str(BENCH_DIR.parent / "tests" / "integration"))
+from peers.postfix import MASTER_CF_SERVICES  # noqa: E402  (the tests' own)
 
 MAIL_OWNER = "chamois-test"
 SETGID_GROUP = "mail"
 QUEUE_SUBDIRS = ("maildrop", "incoming", "active", "deferred", "hold")
 
-# master.cf from scratch: nothing chrooted, only what the bench uses.
+# master.cf from scratch: nothing chrooted; the tests' services (shared)
+# plus the smtpd listener on the bench's port and virtual(8) delivery.
 MASTER_CF = """\
 # service type  private unpriv  chroot  wakeup  maxproc command + args
 127.0.0.1:%(port)d inet n - n - %(smtpd_maxproc)s smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-tlsmgr    unix  -       -       n       1000?   1       tlsmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-proxywrite unix -       -       n       -       1       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
 virtual   unix  -       n       n       -       -       virtual
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-"""
+""" + MASTER_CF_SERVICES.replace("%", "%%")
 
 
 def _ensure_account() -> tuple:

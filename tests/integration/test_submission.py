@@ -721,35 +721,9 @@ def _tls_context(version):
     return ctx
 
 
-@pytest.mark.parametrize("implicit", [False, True], ids=["587", "465"])
-def test_submission_requires_tls_1_2(sub, implicit):
-    """SPEC 4: the submission roles take TLS 1.2 or newer only."""
-    import socket
-    port = sub.sport if implicit else sub.port
-    with socket.create_connection((sub.host, port), timeout=10) as raw:
-        if not implicit:
-            f = raw.makefile("rb")
-            assert f.readline().startswith(b"220")
-            raw.sendall(b"EHLO old.client.test\r\n")
-            while not f.readline().startswith(b"250 "):
-                pass
-            raw.sendall(b"STARTTLS\r\n")
-            assert f.readline().startswith(b"220")
-        with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
-            _tls_context(ssl.TLSVersion.TLSv1_1).wrap_socket(raw)
-    # and TLS 1.2 works
-    with socket.create_connection((sub.host, port), timeout=10) as raw:
-        if not implicit:
-            f = raw.makefile("rb")
-            f.readline()
-            raw.sendall(b"EHLO new.client.test\r\nSTARTTLS\r\n")
-            while not f.readline().startswith(b"220 2.0.0"):
-                pass
-        with _tls_context(ssl.TLSVersion.TLSv1_2).wrap_socket(raw) as t:
-            assert t.version() == "TLSv1.2"
-
-
 def _starttls_socket(sub, implicit):
+    """A connection to the submission (587, after STARTTLS) or submissions
+    (465) port, ready for the TLS handshake."""
     import socket
     raw = socket.create_connection((sub.host, sub.sport if implicit else sub.port),
                                    timeout=10)
@@ -760,6 +734,18 @@ def _starttls_socket(sub, implicit):
         while not f.readline().startswith(b"220 2.0.0"):
             pass
     return raw
+
+
+@pytest.mark.parametrize("implicit", [False, True], ids=["587", "465"])
+def test_submission_requires_tls_1_2(sub, implicit):
+    """SPEC 4: the submission roles take TLS 1.2 or newer only."""
+    with _starttls_socket(sub, implicit) as raw:
+        with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+            _tls_context(ssl.TLSVersion.TLSv1_1).wrap_socket(raw)
+    # and TLS 1.2 works
+    with _starttls_socket(sub, implicit) as raw:
+        with _tls_context(ssl.TLSVersion.TLSv1_2).wrap_socket(raw) as t:
+            assert t.version() == "TLSv1.2"
 
 
 @pytest.mark.parametrize("implicit", [False, True], ids=["587", "465"])

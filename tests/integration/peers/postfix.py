@@ -167,12 +167,10 @@ def ensure_mail_owner() -> Tuple[int, int]:
     return pw.pw_uid, pw.pw_gid
 
 
-# master.cf, written from scratch: no chroot anywhere; only what a relaying
-# client needs.  %(smtpd)s is replaced by the smtpd listen address.
-MASTER_CF = """\
-# service type  private unpriv  chroot  wakeup  maxproc command + args
-%(smtpd)s inet  n       -       n       -       -       smtpd
-        -o debug_peer_list=
+# The services of master.cf, written from scratch: no chroot anywhere (the
+# queue directory holds no copy of /etc or the libraries).  Also used by
+# bench/servers/postfix.py, which adds its smtpd listener and `virtual`.
+MASTER_CF_SERVICES = """\
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
@@ -195,6 +193,14 @@ anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 """
+
+# master.cf for the tests: only what a relaying client needs.  %(smtpd)s is
+# replaced by the smtpd listen address.
+MASTER_CF = """\
+# service type  private unpriv  chroot  wakeup  maxproc command + args
+%(smtpd)s inet  n       -       n       -       -       smtpd
+        -o debug_peer_list=
+""" + MASTER_CF_SERVICES
 
 
 class Postfix:
