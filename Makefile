@@ -1,7 +1,10 @@
 # chamois - build, test, run, install.  Run ./configure first.
 -include config.mk
 ifeq ($(wildcard config.mk),)
+# (make bench configures by itself)
+ifneq ($(filter-out bench,$(or $(MAKECMDGOALS),all)),)
 $(error run ./configure first)
+endif
 endif
 
 DESTDIR ?=
