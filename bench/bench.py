@@ -584,6 +584,20 @@ def report(res) -> str:
     table("Queue: sendmail ×20 until smtp-sink has them, messages/s", ["queue/20"], "per_second")
     table("Queue: put in (all sendmail calls returned), messages/s", ["queue/20"],
           "put_in_per_second")
+    d20 = disk.get("disk/20")
+    if d20:
+        rows = []
+        for k in inbound + fwd + ["queue/20"]:
+            if k in sc:
+                rows.append("| %s | %s |" % (k, " | ".join(
+                    fmt(100 * v / d20, "%.0f%%") if v else "–"
+                    for v in (sc[k].get(n, {}).get("per_second") for n in SERVER_NAMES))))
+        out.extend(["## Messages per second as a share of the disk's limit "
+                    "(%.0f durable cycles/s with 20 threads)" % d20, "",
+                    "| scenario | " + " | ".join(SERVER_NAMES) + " |",
+                    "|" + "---|" * (1 + len(SERVER_NAMES))] + rows +
+                   ["", "Forwarding writes nothing to disk, and a peer that syncs less "
+                    "than a full cycle per message can pass 100%.", ""])
     if "idle" in sc and "chamois" in sc["idle"]:
         i = sc["idle"]["chamois"]
         out += ["## Idle connections", "",
