@@ -259,6 +259,27 @@ def run_queue(server, sink, count, parallel, log):
     return r
 
 
+def fresh(cls, folder):
+    """A server started in a fresh WORK/folder."""
+    wd = WORK / folder
+    shutil.rmtree(wd, ignore_errors=True)
+    wd.mkdir(parents=True)
+    server = cls(wd)
+    server.start()
+    return server
+
+
+def run_latency_fresh(cls, count, log):
+    """A fresh server for each run: no server then holds a connection to,
+    or a verdict on, the previous run's remote (OpenSMTPD waited a minute
+    for a remote it had seen go away)."""
+    server = fresh(cls, cls.name + "-latency")
+    try:
+        return run_latency(server, count, log)
+    finally:
+        server.stop()
+
+
 def run_latency(server, count, log):
     count = run_count(server, count, "latency")
     argv = [str(BENCH / "latency"), "-c", "127.0.0.1:%d" % server.port,
@@ -273,11 +294,7 @@ def run_latency(server, count, log):
 
 def run_idle(cls, count, log):
     """A fresh server for each run: memory a previous run left is not growth."""
-    wd = WORK / (cls.name + "-idle")
-    shutil.rmtree(wd, ignore_errors=True)
-    wd.mkdir(parents=True)
-    server = cls(wd)
-    server.start()
+    server = fresh(cls, cls.name + "-idle")
     try:
         return idle_once(server, count, log)
     finally:
@@ -457,21 +474,18 @@ class Bench:
                 for n, s in servers.items() if s.sendmail()])
 
     def fresh_scenarios(self, quick):
-        """latency and idle: one server at a time, each freshly started.
+        """latency and idle: one server at a time, each run on a freshly
+        started one.
         bench/latency is the remote for the latency runs (smtp-sink is
         stopped), and no server then holds a connection to, or a verdict
         on, the old remote."""
         sc = self.a.scenarios
         if "latency" in sc:
             for name in self.a.servers:
-                srv = self.start_server(name, name + "-latency")
-                if srv is None:
+                if name in self.results["unavailable"]:
                     continue
-                try:
-                    self.repeat("latency", name, run_latency, srv,
-                                100 if quick else 1000, self.server_log(name))
-                finally:
-                    srv.stop()
+                self.repeat("latency", name, run_latency_fresh, server_class(name),
+                            100 if quick else 1000, self.server_log(name))
         if "idle" in sc and "chamois" in self.a.servers:
             self.repeat("idle", "chamois", run_idle, server_class("chamois"),
                         1000 if quick else 10000, self.server_log("chamois"))
