@@ -269,13 +269,14 @@ def fresh(cls, folder):
     return server
 
 
-def run_latency_fresh(cls, count, log):
-    """A fresh server for each run: no server then holds a connection to,
-    or a verdict on, the previous run's remote (OpenSMTPD waited a minute
-    for a remote it had seen go away)."""
-    server = fresh(cls, cls.name + "-latency")
+def on_fresh(cls, folder, fn, *args):
+    """fn(server, *args) on a server started for it in a fresh WORK/folder.
+    latency: no server then holds a connection to, or a verdict on, the
+    previous run's remote (OpenSMTPD waited a minute for a remote it had
+    seen go away); idle: memory a previous run left is not growth."""
+    server = fresh(cls, folder)
     try:
-        return run_latency(server, count, log)
+        return fn(server, *args)
     finally:
         server.stop()
 
@@ -290,15 +291,6 @@ def run_latency(server, count, log):
     if r.returncode != 0:
         raise RuntimeError("latency: %s" % (r.stderr.strip() or r.stdout.strip()))
     return {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", r.stdout.splitlines()[-1])}
-
-
-def run_idle(cls, count, log):
-    """A fresh server for each run: memory a previous run left is not growth."""
-    server = fresh(cls, cls.name + "-idle")
-    try:
-        return idle_once(server, count, log)
-    finally:
-        server.stop()
 
 
 def idle_once(server, count, log):
@@ -484,11 +476,12 @@ class Bench:
             for name in self.a.servers:
                 if name in self.results["unavailable"]:
                     continue
-                self.repeat("latency", name, run_latency_fresh, server_class(name),
-                            100 if quick else 1000, self.server_log(name))
+                self.repeat("latency", name, on_fresh, server_class(name),
+                            name + "-latency", run_latency, 100 if quick else 1000,
+                            self.server_log(name))
         if "idle" in sc and "chamois" in self.a.servers:
-            self.repeat("idle", "chamois", run_idle, server_class("chamois"),
-                        1000 if quick else 10000, self.server_log("chamois"))
+            self.repeat("idle", "chamois", on_fresh, server_class("chamois"), "chamois-idle",
+                        idle_once, 1000 if quick else 10000, self.server_log("chamois"))
 
 
 def brief(m):

@@ -101,7 +101,6 @@ import grp
 import os
 import pwd
 import shutil
-import signal
 import socket
 import stat
 import subprocess
@@ -114,7 +113,7 @@ from .common import (BENCH_DIR, DOMAIN, FWD_RCPT, FWD_TARGET, HOSTNAME,
                      unpack, wait_port)
 
 sys.path.insert(0, str(BENCH_DIR.parent / "tests" / "integration"))
-from peers.postfix import MASTER_CF_SERVICES  # noqa: E402  (the tests' own)
+from peers.postfix import MASTER_CF_SERVICES, stop_instance  # noqa: E402  (the tests' own)
 
 MAIL_OWNER = "chamois-test"
 SETGID_GROUP = "mail"
@@ -392,25 +391,8 @@ class Postfix(Server):
         if not self._started:
             return
         self._started = False
-        try:
-            self.cmd("postfix", "stop", check=False, timeout=30)
-        except (subprocess.TimeoutExpired, OSError):
-            pass
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and self._our_pids():
-            time.sleep(0.1)
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            pids = self._our_pids()
-            if not pids:
-                break
-            for p in pids:
-                try:
-                    os.kill(p, sig)
-                except ProcessLookupError:
-                    pass
-            end = time.monotonic() + 5
-            while time.monotonic() < end and self._our_pids():
-                time.sleep(0.1)
+        stop_instance(lambda: self.cmd("postfix", "stop", check=False, timeout=30),
+                      self._our_pids, 15)
 
     # -- queue ---------------------------------------------------------
     def sendmail(self) -> Optional[List[str]]:

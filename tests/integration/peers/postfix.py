@@ -203,6 +203,31 @@ MASTER_CF = """\
 """ + MASTER_CF_SERVICES
 
 
+def stop_instance(postfix_stop, our_pids, timeout: float) -> None:
+    """Stop one Postfix instance: ``postfix_stop()`` (runs `postfix stop`),
+    wait up to `timeout` for its processes (``our_pids()``) to go, then
+    SIGTERM and SIGKILL whatever is left.  Shared with bench/servers/."""
+    try:
+        postfix_stop()
+    except (subprocess.TimeoutExpired, OSError):
+        pass
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and our_pids():
+        time.sleep(0.1)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        pids = our_pids()
+        if not pids:
+            break
+        for p in pids:
+            try:
+                os.kill(p, sig)
+            except ProcessLookupError:
+                pass
+        end = time.monotonic() + 5
+        while time.monotonic() < end and our_pids():
+            time.sleep(0.1)
+
+
 class Postfix:
     """One Postfix instance relaying everything to ``relay`` (host, port).
 
@@ -422,25 +447,8 @@ class Postfix:
         if not self._started:
             return
         self._started = False
-        try:
-            self.cmd("postfix", "stop", check=False, timeout=timeout)
-        except (subprocess.TimeoutExpired, OSError):
-            pass
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self._our_pids():
-            time.sleep(0.1)
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            pids = self._our_pids()
-            if not pids:
-                break
-            for p in pids:
-                try:
-                    os.kill(p, sig)
-                except ProcessLookupError:
-                    pass
-            end = time.monotonic() + 5
-            while time.monotonic() < end and self._our_pids():
-                time.sleep(0.1)
+        stop_instance(lambda: self.cmd("postfix", "stop", check=False, timeout=timeout),
+                      self._our_pids, timeout)
 
     def __enter__(self):
         return self.start()
