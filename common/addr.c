@@ -298,6 +298,16 @@ addr_parse(const char *s, struct mailaddr *a, int flags)
 	return addr_check(a, flags);
 }
 
+/* labels_nonempty - "a.b" yes; "", ".a", "a.", "a..b" no */
+static bool
+labels_nonempty(const char *s)
+{
+	size_t n = strlen(s);
+
+	return n > 0 && s[0] != '.' && s[n - 1] != '.' &&
+	    strstr(s, "..") == NULL;
+}
+
 bool
 addr_domain_key(const char *domain, char *out, size_t size)
 {
@@ -313,7 +323,12 @@ addr_domain_key(const char *domain, char *out, size_t size)
 	if (idn2_to_ascii_8z(domain, &ascii,
 	    IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL) != IDN2_OK)
 		return false;
-	ok = str_copy(out, ascii, size);
+	/*
+	 * the mapping drops ignorable characters (U+00AD SOFT HYPHEN, ...):
+	 * a label made only of them comes out empty, and "x@\u00ad" would
+	 * have no domain at all (found by fuzz_command)
+	 */
+	ok = labels_nonempty(ascii) && str_copy(out, ascii, size);
 	idn2_free(ascii);
 	if (ok)
 		str_lower(out);

@@ -239,6 +239,13 @@ static const struct path_case path_cases[] = {
 	  .want = ADDR_SYNTAX },
 	{ .label = "utf8: domain that is no IDNA name", .in = "<u@\xe2\x98\x83.example>",
 	  .flags = UTF8, .want = ADDR_SYNTAX },
+	/* IDNA drops U+00AD SOFT HYPHEN: these labels would come out empty */
+	{ .label = "utf8: domain of a soft hyphen only", .in = "<u@\xc2\xad>",
+	  .flags = UTF8, .want = ADDR_SYNTAX },
+	{ .label = "utf8: a label of a soft hyphen only", .in = "<u@a.\xc2\xad.example>",
+	  .flags = UTF8, .want = ADDR_SYNTAX },
+	{ .label = "utf8: a soft hyphen inside a label", .in = "<u@ex\xc2\xad" "ample.test>",
+	  .flags = UTF8, .want = ADDR_OK, .local = "u", .rest = "" },
 	/* 20 x U+00FC then 30 'x': 70 octets of UTF-8, but the A-label
 	 * xn--xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx-3edaaaaaaaaaaaaaaaaaaa is 57 */
 	{ .label = "utf8: U-label over 63 octets whose A-label fits",
