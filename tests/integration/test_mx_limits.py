@@ -247,3 +247,21 @@ def test_tarpit_after_half_the_error_limit(chamoisd):
     assert "smtp tarpit delay=1000ms errors=5" in d.log()
     tarpits = [l for l in d.log().splitlines() if "smtp tarpit" in l]
     assert len(tarpits) == 1, tarpits
+
+
+def test_open_file_limit_raised_to_fit_max_connections(chamoisd):
+    """chamoisd raises its soft open-file limit at start so max_connections
+    (plus forwarding and queue connections) fit: started with a soft limit
+    of 256, it must end up with room for 1,000 sessions."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2000:
+        pytest.skip("hard open-file limit %d is too low to show it" % hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+    try:
+        d = chamoisd(extra_conf="max_connections 1000\n")
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    limits = Path("/proc/%d/limits" % d.proc.pid).read_text()
+    line = next(l for l in limits.splitlines() if l.startswith("Max open files"))
+    assert int(line.split()[3]) >= 1000, line

@@ -541,11 +541,44 @@ test_body_reset_and_spool_failure(void **state)
 	scratch_remove(base);
 }
 
+/* new/ removed between prepare and commit: commit makes it again */
+static void
+test_commit_remakes_new(void **state)
+{
+	char *base = scratch_dir(), *spool = path_join(base, "spool");
+	char *root = path_join(base, "mail"), *body, *newdir;
+	struct maildir_copy copy = { .mailbox = "alice@example.test",
+	    .prefix = "Delivered-To: alice@example.test\n" };
+	struct maildir_delivery d;
+	struct body b;
+
+	(void)state;
+	assert_int_equal(mkdir(spool, 0700), 0);
+	body = fill_body(&b, spool, 300, 300);
+	d = (struct maildir_delivery){ .root = root,
+	    .hostname = "mx.example.test", .copies = &copy, .ncopies = 1,
+	    .body = &b };
+	maildir_prepare(&d);
+	assert_int_equal(d.result, RES_OK);
+	newdir = path_join(root, "example.test/alice/new");
+	assert_int_equal(rmdir(newdir), 0);
+	maildir_commit(&d);
+	assert_int_equal(d.result, RES_OK);
+	assert_int_equal(count_entries(newdir), 1);
+	free(newdir);
+	free_copies(&copy, 1);
+	body_free(&b);
+	free(body);
+	free(spool);
+	free(root);
+	scratch_remove(base);
+}
+
 int
 main(void)
 {
 	struct CMUnitTest tests[nitems(unique_cases) + nitems(dir_cases) +
-	    nitems(deliver_cases) + nitems(fail_cases) + 3];
+	    nitems(deliver_cases) + nitems(fail_cases) + 4];
 	size_t n = 0;
 
 	UNIT_ROWS(tests, n, run_unique_case, unique_cases);
@@ -555,6 +588,7 @@ main(void)
 	UNIT_ROWS(tests, n, run_deliver_case, deliver_cases);
 	UNIT_ROWS(tests, n, run_fail_case, fail_cases);
 	UNIT_TEST(tests, n, test_body_reset_and_spool_failure);
+	UNIT_TEST(tests, n, test_commit_remakes_new);
 	for (size_t i = 0; i < n; i++)
 		tests[i].teardown_func = scratch_teardown;
 	UNIT_RUN(tests, n);
