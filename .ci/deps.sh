@@ -1,10 +1,12 @@
 #!/bin/sh
 # deps.sh - install the Debian packages chamois needs to build, run and
 # pass its tests (Debian 12).  Uses sudo when not run as root.
+# Installed without Recommends, so a Recommends that a test needs is named
+# here: swaks speaks TLS only with libnet-ssleay-perl.
 set -eu
 pkgs="build-essential pkg-config openssl libssl-dev libevent-dev libdb5.3-dev
 libsasl2-dev libsasl2-modules sasl2-bin libc-ares-dev libidn2-dev libcmocka-dev
-python3 python3-pytest python3-aiosmtpd python3-dkim swaks msmtp dnsmasq-base
+python3 python3-pytest python3-aiosmtpd python3-dkim swaks libnet-ssleay-perl msmtp dnsmasq-base
 dovecot-imapd iproute2 libicu72 libnsl2 netbase clang-14 libclang-rt-14-dev"
 run() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=
