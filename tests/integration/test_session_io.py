@@ -302,3 +302,166 @@ def test_client_that_never_reads_is_paused_and_memory_stays_bounded(mx):
         assert got.startswith(b"220 "), got[:100]
     finally:
         s.close()
+
+
+# --------------------------------------------------------------------------
+# 3. a remote that never reads, or never stops talking (outbound/client.c)
+
+
+class HostileRemote:
+    """A raw SMTP server on (address, port) in a thread.  mode "no-read":
+    STARTTLS offered and used, 354 to DATA, then it never reads again;
+    "endless": RCPT gets a multi-line 250 that never ends (bounded here to
+    `limit` octets, or until chamoisd closes)."""
+
+    def __init__(self, address, port, cert_dir, mode, limit=64 * MIB):
+        import threading
+        from harness import make_cert
+        self.cert, self.key = make_cert(cert_dir)
+        self.mode, self.limit = mode, limit
+        self.sent = 0
+        self.closed = threading.Event()
+        self.stop_flag = threading.Event()
+        self.lsock = socket.socket()
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind((address, port))
+        self.lsock.listen(4)
+        self.lsock.settimeout(0.5)
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        deadline = time.monotonic() + 120
+        while not self.stop_flag.is_set() and time.monotonic() < deadline:
+            try:
+                conn, _ = self.lsock.accept()
+            except socket.timeout:
+                continue
+            try:
+                self.serve(conn)
+            except (OSError, ssl.SSLError):
+                pass
+            finally:
+                conn.close()
+                self.closed.set()
+
+    def serve(self, conn):
+        conn.settimeout(30)
+        f = conn
+        buf = b""
+
+        def line():
+            nonlocal buf
+            while b"\r\n" not in buf:
+                chunk = f.recv(4096)
+                if not chunk:
+                    raise OSError("closed")
+                buf += chunk
+            l, _, buf = buf.partition(b"\r\n")
+            return l.upper()
+        f.sendall(b"220 hostile.test ESMTP\r\n")
+        tls = False
+        while not self.stop_flag.is_set():
+            l = line()
+            if l.startswith(b"EHLO"):
+                f.sendall(b"250-hostile.test\r\n250-PIPELINING\r\n" +
+                          (b"" if tls or self.mode != "no-read" else b"250-STARTTLS\r\n") +
+                          b"250 8BITMIME\r\n")
+            elif l == b"STARTTLS":
+                f.sendall(b"220 go ahead\r\n")
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                ctx.load_cert_chain(self.cert, self.key)
+                f = ctx.wrap_socket(conn, server_side=True)
+                tls, buf = True, b""
+            elif l.startswith(b"MAIL"):
+                f.sendall(b"250 2.1.0 ok\r\n")
+            elif l.startswith(b"RCPT"):
+                if self.mode == "endless":
+                    chunk = b"250-2.1.5 and more and more and more and more\r\n" * 1000
+                    while self.sent < self.limit and not self.stop_flag.is_set():
+                        f.sendall(chunk)
+                        self.sent += len(chunk)
+                    return
+                f.sendall(b"250 2.1.5 ok\r\n")
+            elif l == b"DATA":
+                f.sendall(b"354 go\r\n")
+                # never read again: wait until chamoisd gives up
+                self.stop_flag.wait(60)
+                return
+            elif l == b"QUIT":
+                f.sendall(b"221 bye\r\n")
+                return
+            else:
+                f.sendall(b"250 ok\r\n")
+
+    def stop(self):
+        self.stop_flag.set()
+        self.thread.join(10)
+        self.lsock.close()
+
+
+def peak_rss(pid, stop, out):
+    while not stop.is_set():
+        try:
+            out.append(rss_kib(pid))
+        except (OSError, AssertionError):
+            return
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("mode", ["no-read", "endless"])
+def test_hostile_remote_cannot_grow_the_daemon(fwd_env, tmp_path, mode):
+    import threading
+    slot = fwd_env.closed_remote("remote.test")
+    remote = HostileRemote(slot.address, slot.port, tmp_path / "hostile-cert", mode)
+    try:
+        d = fwd_env.daemon(aliases={"fwd@example.test": ["carol@remote.test"]},
+                           max_message_size=200 * MIB,
+                           extra_conf="forward_rcpt_budget 5s\nforward_data_budget 10s")
+        pid = d.proc.pid
+        before = rss_kib(pid)
+        samples, stop = [], threading.Event()
+        sampler = threading.Thread(target=peak_rss, args=(pid, stop, samples), daemon=True)
+        sampler.start()
+        with socket.create_connection((d.host, d.port), timeout=60) as s:
+            s.settimeout(60)
+            buf = b""
+
+            def reply():
+                nonlocal buf
+                while not re.search(rb"(?:^|\r\n)\d{3} [^\r\n]*\r\n", buf):
+                    chunk = s.recv(65536)
+                    assert chunk, "closed; got %r" % buf
+                    buf += chunk
+                m = re.search(rb"(?:^|\r\n)\d{3} [^\r\n]*\r\n", buf)
+                out, buf = buf[:m.end()], buf[m.end():]
+                return out.decode(errors="replace").splitlines()[-1]
+            assert reply().startswith("220")
+            s.sendall(b"EHLO client.sender.test\r\n")
+            assert reply().startswith("250")
+            s.sendall(b"MAIL FROM:<joe@sender.test>\r\n")
+            assert reply().startswith("250")
+            s.sendall(b"RCPT TO:<fwd@example.test>\r\n")
+            r = reply()
+            if mode == "endless":
+                final = r
+            else:
+                assert r.startswith("250"), r
+                s.sendall(b"DATA\r\n")
+                assert reply().startswith("354")
+                line = b"x" * 998 + b"\r\n"
+                block = b"Subject: big\r\n\r\n" + line * 1000
+                for _ in range(40):                 # 40 MB of message
+                    s.sendall(block)
+                    block = line * 1000
+                s.sendall(b".\r\n")
+                final = reply()
+        stop.set()
+        sampler.join(5)
+        grown = (max(samples + [before]) - before) / 1024
+        print("%s: VmRSS %d KiB, peak +%.1f MiB, reply %r, remote sent %d"
+              % (mode, before, grown, final, remote.sent))
+        assert final.startswith("451 4.4.2"), final
+        assert grown < 32, "VmRSS grew by %.1f MiB" % grown
+    finally:
+        remote.stop()
