@@ -184,6 +184,11 @@ static void
 client_close_bev(struct smtp_client *c)
 {
 	if (c->bev) {
+		struct bufferevent *bottom = bufferevent_get_underlying(c->bev);
+
+		/* libevent may still write from it after the free below */
+		evbuffer_remove_cb(bufferevent_get_output(bottom ? bottom : c->bev),
+		    client_wire_cb, c);
 		bufferevent_free(c->bev);
 		c->bev = NULL;
 	}

@@ -660,6 +660,8 @@ session_free(struct smtpd_session *s)
 		if (s->tarpit_timer)
 			event_free(s->tarpit_timer);
 		s->tarpit_timer = NULL;
+		/* libevent may still write from it after the free below */
+		evbuffer_remove_cb(s->wire, wire_cb, s);
 		bufferevent_free(s->bev);
 		s->bev = NULL;
 		TAILQ_REMOVE(&smtpd.sessions, s, entry);
