@@ -76,10 +76,15 @@ struct smtp_client {
 	unsigned quit_replies;		/* CS_QUIT: replies still owed */
 	bool tls_closed;		/* CS_QUIT: our close_notify is queued */
 	struct event *quit_timer;
+	TAILQ_ENTRY(smtp_client) quitting;	/* on quitting_clients in CS_QUIT */
 	int in_cb;
 	bool dead;
 	char id[48];
 };
+
+/* clients that are ending on their own (CS_QUIT), freed at exit if left */
+static TAILQ_HEAD(, smtp_client) quitting_clients =
+    TAILQ_HEAD_INITIALIZER(quitting_clients);
 
 static void client_connect(struct smtp_client *);
 static void client_read_cb(struct bufferevent *, void *);
@@ -342,8 +347,10 @@ smtp_client_free(struct smtp_client *c)
 	}
 	client_close_bev(c);
 	queue_clear(c);
-	if (c->quit_timer)
+	if (c->quit_timer) {
 		event_free(c->quit_timer);
+		TAILQ_REMOVE(&quitting_clients, c, quitting);
+	}
 	free(c->targets);
 	free(c);
 }
@@ -450,6 +457,17 @@ smtp_client_quit(struct smtp_client *c)
 	bufferevent_set_timeouts(c->bev, &tv, &tv);
 	c->quit_timer = evtimer_new(c->p.base, quit_timeout_cb, c);
 	evtimer_add(c->quit_timer, &tv);
+	TAILQ_INSERT_TAIL(&quitting_clients, c, quitting);
+}
+
+/* smtp_clients_shutdown - the daemon is leaving: close what is still quitting */
+void
+smtp_clients_shutdown(void)
+{
+	struct smtp_client *c;
+
+	while ((c = TAILQ_FIRST(&quitting_clients)) != NULL)
+		smtp_client_free(c);
 }
 
 const struct smtp_caps *

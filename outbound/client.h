@@ -102,6 +102,8 @@ void smtp_client_free(struct smtp_client *);
  * itself; mid-DATA it closes at once, as smtp_client_free does.
  */
 void smtp_client_quit(struct smtp_client *);
+/* smtp_clients_shutdown - at exit: close the clients still quitting */
+void smtp_clients_shutdown(void);
 const struct smtp_caps *smtp_client_caps(const struct smtp_client *);
 void smtp_client_mail(struct smtp_client *, const char *from, const char *params);
 void smtp_client_rcpt(struct smtp_client *, const char *to);
