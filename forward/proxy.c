@@ -193,7 +193,8 @@ fwd_free(struct fwd *f)
 {
 	if (f == NULL)
 		return;
-	if (f->c && f->state == FS_READY && !f->in_tx) {
+	/* QUIT also ends an open transaction; mid-DATA the client closes at once */
+	if (f->c && f->state == FS_READY) {
 		smtp_client_quit(f->c);
 		f->c = NULL;
 	}

@@ -11,6 +11,11 @@
  * session with SC_FAILED.  Whatever the server sent before our STARTTLS
  * took effect is discarded, and the body goes out with strict CRLF and
  * dot-stuffing, so nothing can be smuggled to the next server through us.
+ * A session ends with QUIT: the client waits (QUIT_TIMEOUT_SEC at most)
+ * for the replies still owed and the 221, then sends its TLS close_notify
+ * and closes (CS_QUIT).  What is buffered for the server is counted
+ * through the TLS layer too, so the body relayed waits for the server's
+ * drain (doc/forwarding.md, doc/security.md).
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -31,6 +36,7 @@
 
 #define CLIENT_HIWAT	(256 * 1024)	/* body output held before pausing */
 #define CLIENT_LOWAT	(64 * 1024)
+#define QUIT_TIMEOUT_SEC	5	/* QUIT, the 221 and our close_notify */
 
 enum cstate {
 	CS_CONNECT,
@@ -40,6 +46,7 @@ enum cstate {
 	CS_STARTTLS,
 	CS_TLS,
 	CS_READY,
+	CS_QUIT,	/* QUIT sent, the owner gone: replies awaited, then close */
 	CS_DEAD,
 };
 
@@ -65,10 +72,19 @@ struct smtp_client {
 	struct pending_list queue;	/* commands not yet answered */
 	bool body_bol;			/* body output is at a line start */
 	bool notify_drain;
+	bool in_data;			/* 354 seen, final dot not yet sent */
+	unsigned quit_replies;		/* CS_QUIT: replies still owed */
+	bool tls_closed;		/* CS_QUIT: our close_notify is queued */
+	struct event *quit_timer;
+	TAILQ_ENTRY(smtp_client) quitting;	/* on quitting_clients in CS_QUIT */
 	int in_cb;
 	bool dead;
 	char id[48];
 };
+
+/* clients that are ending on their own (CS_QUIT), freed at exit if left */
+static TAILQ_HEAD(, smtp_client) quitting_clients =
+    TAILQ_HEAD_INITIALIZER(quitting_clients);
 
 static void client_connect(struct smtp_client *);
 static void client_read_cb(struct bufferevent *, void *);
@@ -76,6 +92,9 @@ static void client_read(struct smtp_client *, struct bufferevent *);
 static void client_event(struct smtp_client *, struct bufferevent *, short);
 static void client_write_cb(struct bufferevent *, void *);
 static void client_event_cb(struct bufferevent *, short, void *);
+static void client_wire_cb(struct evbuffer *, const struct evbuffer_cb_info *,
+    void *);
+static void client_close(struct smtp_client *);
 
 /* smtp_reply_parse - one line of a reply, RFC 5321 4.2 */
 enum smtp_parse
@@ -159,6 +178,8 @@ static bool
 client_emit(struct smtp_client *c, enum smtp_client_event ev, enum smtp_cmd cmd,
     enum smtp_fail why, const struct smtp_reply *r)
 {
+	if (c->state == CS_QUIT)
+		return !c->dead;	/* the owner has let go */
 	client_hold(c);
 	c->p.cb(c->p.arg, ev, cmd, why, r);
 	return client_release(c);
@@ -168,6 +189,11 @@ static void
 client_close_bev(struct smtp_client *c)
 {
 	if (c->bev) {
+		struct bufferevent *bottom = bufferevent_get_underlying(c->bev);
+
+		/* libevent may still write from it after the free below */
+		evbuffer_remove_cb(bufferevent_get_output(bottom ? bottom : c->bev),
+		    client_wire_cb, c);
 		bufferevent_free(c->bev);
 		c->bev = NULL;
 	}
@@ -279,6 +305,8 @@ client_connect(struct smtp_client *c)
 	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 	if (c->bev == NULL)
 		fatalx("bufferevent_socket_new");
+	/* the bottom buffer stays the same through STARTTLS */
+	evbuffer_add_cb(bufferevent_get_output(c->bev), client_wire_cb, c);
 	client_setup_bev(c);
 	log_debug("%s client connect host=%s addr=%s", c->id, t->host, c->caps.addr);
 	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&ss, t->sslen) == -1)
@@ -319,40 +347,127 @@ smtp_client_free(struct smtp_client *c)
 	}
 	client_close_bev(c);
 	queue_clear(c);
+	if (c->quit_timer) {
+		event_free(c->quit_timer);
+		TAILQ_REMOVE(&quitting_clients, c, quitting);
+	}
 	free(c->targets);
 	free(c);
 }
 
-/* quitting clients drain "QUIT" and close on their own */
-static void
-quit_event_cb(struct bufferevent *bev, short what, void *arg)
+/* client_unsent - octets not yet taken by the server, TLS layer included */
+static size_t
+client_unsent(const struct smtp_client *c)
 {
-	bufferevent_free(bev);
+	struct bufferevent *under;
+	size_t n;
+
+	if (c->bev == NULL)
+		return 0;
+	n = evbuffer_get_length(bufferevent_get_output(c->bev));
+	if ((under = bufferevent_get_underlying(c->bev)) != NULL)
+		n += evbuffer_get_length(bufferevent_get_output(under));
+	return n;
+}
+
+/* client_wire_cb - the output nearest the socket shrank: the write cb decides */
+static void
+client_wire_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+    void *arg)
+{
+	struct smtp_client *c = arg;
+
+	if (info->n_deleted > 0 && c->bev && bufferevent_get_underlying(c->bev) &&
+	    (c->notify_drain || c->tls_closed))
+		bufferevent_trigger(c->bev, EV_WRITE, BEV_TRIG_IGNORE_WATERMARKS |
+		    BEV_TRIG_DEFER_CALLBACKS);
 }
 
 static void
-quit_write_cb(struct bufferevent *bev, void *arg)
+quit_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
-	/* QUIT is out; the 221 does not matter */
-	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-		bufferevent_free(bev);
+	struct smtp_client *c = arg;
+
+	log_debug("%s client quit-timeout host=%s", c->id, c->caps.host);
+	smtp_client_free(c);
 }
 
+/*
+ * client_close - CS_QUIT: every reply is in; end TLS with close_notify
+ * (RFC 8446 6.1; bufferevent_openssl sends none when freed), free once it
+ * has left
+ */
+static void
+client_close(struct smtp_client *c)
+{
+	SSL *ssl;
+
+	if (c->tls_closed || c->bev == NULL)
+		return;
+	if (!c->caps.tls || (ssl = bufferevent_openssl_get_ssl(c->bev)) == NULL) {
+		c->dead = true;		/* freed by the caller's release */
+		if (c->in_cb == 0)
+			smtp_client_free(c);
+		return;
+	}
+	c->tls_closed = true;
+	bufferevent_disable(c->bev, EV_READ);
+	if (SSL_shutdown(ssl) < 0)
+		ERR_clear_error();
+	bufferevent_trigger(c->bev, EV_WRITE, BEV_TRIG_IGNORE_WATERMARKS |
+	    BEV_TRIG_DEFER_CALLBACKS);
+}
+
+/*
+ * smtp_client_quit - RFC 5321 4.1.1.10: QUIT, then the replies still owed
+ * and the 221 (bounded by QUIT_TIMEOUT_SEC); mid-DATA there is no clean
+ * way out: close at once, so that no final dot is ever sent
+ */
 void
 smtp_client_quit(struct smtp_client *c)
 {
-	struct bufferevent *bev = c->bev;
-	struct timeval tv = { 5, 0 };
+	struct timeval tv = { QUIT_TIMEOUT_SEC, 0 };
+	struct pending *pc, *next;
+	unsigned owed = 0;
 
-	if (bev && c->state == CS_READY) {
-		c->bev = NULL;
-		bufferevent_setcb(bev, NULL, quit_write_cb, quit_event_cb, NULL);
-		bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
-		bufferevent_set_timeouts(bev, &tv, &tv);
-		bufferevent_disable(bev, EV_READ);
-		evbuffer_add(bufferevent_get_output(bev), "QUIT\r\n", 6);
+	if (c->bev == NULL || c->state != CS_READY || c->in_data) {
+		smtp_client_free(c);
+		return;
 	}
-	smtp_client_free(c);
+	TAILQ_FOREACH(pc, &c->queue, entry)
+		if (pc->line == NULL && pc->cmd == SMTP_CMD_DATA) {
+			/* a 354 may be on its way: QUIT would be message text */
+			smtp_client_free(c);
+			return;
+		}
+	for (pc = TAILQ_FIRST(&c->queue); pc; pc = next) {
+		next = TAILQ_NEXT(pc, entry);
+		if (pc->line == NULL) {
+			owed++;
+			continue;
+		}
+		TAILQ_REMOVE(&c->queue, pc, entry);	/* never sent */
+		free(pc->line);
+		free(pc);
+	}
+	c->state = CS_QUIT;
+	c->quit_replies = owed + 1;
+	c->notify_drain = false;
+	evbuffer_add(bufferevent_get_output(c->bev), "QUIT\r\n", 6);
+	bufferevent_set_timeouts(c->bev, &tv, &tv);
+	c->quit_timer = evtimer_new(c->p.base, quit_timeout_cb, c);
+	evtimer_add(c->quit_timer, &tv);
+	TAILQ_INSERT_TAIL(&quitting_clients, c, quitting);
+}
+
+/* smtp_clients_shutdown - the daemon is leaving: close what is still quitting */
+void
+smtp_clients_shutdown(void)
+{
+	struct smtp_client *c;
+
+	while ((c = TAILQ_FIRST(&quitting_clients)) != NULL)
+		smtp_client_free(c);
 }
 
 const struct smtp_caps *
@@ -364,7 +479,7 @@ smtp_client_caps(const struct smtp_client *c)
 size_t
 smtp_client_pending(const struct smtp_client *c)
 {
-	return c->bev ? evbuffer_get_length(bufferevent_get_output(c->bev)) : 0;
+	return client_unsent(c);
 }
 
 void
@@ -472,7 +587,7 @@ smtp_client_body(struct smtp_client *c, const char *text, size_t len)
 		} else
 			c->body_bol = false;
 	}
-	if (evbuffer_get_length(out) > CLIENT_HIWAT) {
+	if (client_unsent(c) > CLIENT_HIWAT) {
 		c->notify_drain = true;
 		return true;
 	}
@@ -488,6 +603,7 @@ smtp_client_dot(struct smtp_client *c)
 		return;
 	evbuffer_add_printf(bufferevent_get_output(c->bev), "%s.\r\n",
 	    c->body_bol ? "" : "\r\n");
+	c->in_data = false;
 	pc = xcalloc(1, sizeof(*pc));
 	pc->cmd = SMTP_CMD_DOT;
 	TAILQ_INSERT_TAIL(&c->queue, pc, entry);
@@ -643,15 +759,31 @@ client_reply(struct smtp_client *c, struct smtp_reply *r)
 			enum smtp_cmd cmd = pc->cmd;
 
 			free(pc);
+			if (cmd == SMTP_CMD_DATA && r->code == 354)
+				c->in_data = true;
 			if (!client_emit(c, SC_REPLY, cmd, SMTP_FAIL_NONE, r))
 				return;
 		}
 		queue_flush(c);
 		return;
+	case CS_QUIT:
+		if (--c->quit_replies == 0 || r->code == 221 || r->code == 421)
+			client_close(c);
+		return;
 	default:
 		client_fail(c, SMTP_FAIL_PROTOCOL, r);
 		return;
 	}
+}
+
+/* quit_abort - CS_QUIT and the server misbehaves or goes: just close */
+static void
+quit_abort(struct smtp_client *c)
+{
+	c->dead = true;
+	client_close_bev(c);
+	if (c->in_cb == 0)
+		smtp_client_free(c);
 }
 
 static void
@@ -670,14 +802,16 @@ client_read(struct smtp_client *c, struct bufferevent *bev)
 	struct evbuffer *in = bufferevent_get_input(bev);
 
 	while (!c->dead && c->bev == bev && c->state != CS_DEAD &&
-	    c->state != CS_TLS) {
+	    c->state != CS_TLS && !c->tls_closed) {
 		size_t len;
 		char *line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF);
 		enum smtp_parse st;
 
 		if (line == NULL) {
 			if (evbuffer_get_length(in) > SMTP_REPLY_MAX) {
-				if (c->state == CS_READY)
+				if (c->state == CS_QUIT)
+					quit_abort(c);
+				else if (c->state == CS_READY)
 					client_fail(c, SMTP_FAIL_PROTOCOL, NULL);
 				else
 					client_next(c, "reply line too long");
@@ -690,7 +824,9 @@ client_read(struct smtp_client *c, struct bufferevent *bev)
 		st = smtp_reply_parse(&c->reply, line, len);
 		free(line);
 		if (st == SMTP_PARSE_ERROR || c->reply_octets > SMTP_REPLY_MAX) {
-			if (c->state == CS_READY)
+			if (c->state == CS_QUIT)
+				quit_abort(c);
+			else if (c->state == CS_READY)
 				client_fail(c, SMTP_FAIL_PROTOCOL, NULL);
 			else
 				client_next(c, "not an SMTP reply");
@@ -711,7 +847,13 @@ client_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct smtp_client *c = arg;
 
-	if (!c->dead && c->notify_drain && c->state == CS_READY) {
+	if (c->state == CS_QUIT) {
+		if (c->tls_closed && client_unsent(c) == 0)
+			smtp_client_free(c);	/* the close_notify has left */
+		return;
+	}
+	if (!c->dead && c->notify_drain && c->state == CS_READY &&
+	    client_unsent(c) <= CLIENT_LOWAT) {
 		c->notify_drain = false;
 		client_emit(c, SC_DRAINED, SMTP_CMD_DOT, SMTP_FAIL_NONE, NULL);
 	}
@@ -747,6 +889,10 @@ client_event(struct smtp_client *c, struct bufferevent *bev, short what)
 			    SSL_get_cipher_name(ssl));
 			client_send_ehlo(c);
 		}
+		return;
+	}
+	if (c->state == CS_QUIT) {
+		quit_abort(c);
 		return;
 	}
 	if (c->state == CS_READY) {

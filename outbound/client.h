@@ -96,8 +96,14 @@ struct smtp_client_params {
 struct smtp_client *smtp_client_new(const struct smtp_client_params *);
 /* smtp_client_free - close at once (mid-DATA: no final dot is ever sent) */
 void smtp_client_free(struct smtp_client *);
-/* smtp_client_quit - say QUIT and let go; no callback after this */
+/*
+ * smtp_client_quit - say QUIT and let go; no callback after this.  The
+ * client waits (bounded) for the 221, ends TLS with close_notify and frees
+ * itself; mid-DATA it closes at once, as smtp_client_free does.
+ */
 void smtp_client_quit(struct smtp_client *);
+/* smtp_clients_shutdown - at exit: close the clients still quitting */
+void smtp_clients_shutdown(void);
 const struct smtp_caps *smtp_client_caps(const struct smtp_client *);
 void smtp_client_mail(struct smtp_client *, const char *from, const char *params);
 void smtp_client_rcpt(struct smtp_client *, const char *to);

@@ -30,6 +30,7 @@
 #include "../common/worker.h"
 #include "../config.h"
 #include "../maildir/maildir.h"
+#include "../outbound/client.h"
 #include "../outbound/resolver.h"
 #include "../queue/admin.h"
 #include "../queue/queue.h"
@@ -545,6 +546,7 @@ main(int argc, char **argv)
 	hmap_free(smtpd.per_addr, NULL);
 	hmap_free(smtpd.fwd_per_domain, NULL);
 	hmap_free(smtpd.fwd_per_client, NULL);
+	smtp_clients_shutdown();
 	resolver_free(smtpd.resolver);
 	SSL_CTX_free(smtpd.tls_client);
 	srs_free(&smtpd.srs);

@@ -9,6 +9,14 @@
  * reading, so pipelined commands wait their turn and replies stay in
  * order.  A session that a worker job still refers to is freed when the
  * job comes back.
+ *
+ * End of input (SPEC 4, doc/chamoisd.8): EOF from the client means "no
+ * more commands", not "gone": what is buffered is still processed, every
+ * reply owed (after a Maildir sync, a forward's remote reply, a queue
+ * commit) is sent, then the session closes; EOF inside DATA abandons the
+ * transaction.  A TLS session ends with our close_notify.  A client that
+ * does not read its replies is not read either once SESSION_WRITE_HIWAT
+ * octets wait for it (doc/security.md).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -36,12 +44,19 @@ struct smtpd_daemon smtpd;
 
 /* input buffered per session before it is processed */
 #define SESSION_READ_HIWAT	(64 * 1024)
+/*
+ * replies not yet read by the client (TLS layer included) past which its
+ * input is not read, until they drain below the low mark (SPEC 4)
+ */
+#define SESSION_WRITE_HIWAT	(64 * 1024)
+#define SESSION_WRITE_LOWAT	(16 * 1024)
 
 static void session_read_cb(struct bufferevent *, void *);
 static void session_write_cb(struct bufferevent *, void *);
 static void session_event_cb(struct bufferevent *, short, void *);
 static void session_free(struct smtpd_session *);
 static void session_input(struct smtpd_session *);
+static void wire_cb(struct evbuffer *, const struct evbuffer_cb_info *, void *);
 static void life_cb(evutil_socket_t, short, void *);
 
 const char *
@@ -224,6 +239,9 @@ smtpd_session_new(int fd, const struct sockaddr *sa, socklen_t salen,
 	if (s->bev == NULL)
 		fatalx("bufferevent_socket_new");
 	session_setup_bev(s);
+	/* the bottom buffer stays the same through STARTTLS */
+	s->wire = bufferevent_get_output(s->bev);
+	evbuffer_add_cb(s->wire, wire_cb, s);
 	s->life_timer = evtimer_new(smtpd.base, life_cb, s);
 	if (s->state == ST_CONNECTED && role == ROLE_MX && smtpd.cfg->greeting_delay) {
 		/* RFC 5321 4.3.1: the client waits for the greeting; spam engines don't */
@@ -318,9 +336,75 @@ line_is_auth(struct evbuffer *in)
 	    strncasecmp(head, "AUTH ", 5) == 0;
 }
 
+/* session_unsent - reply octets the client has not taken yet */
+static size_t
+session_unsent(struct smtpd_session *s)
+{
+	size_t n = evbuffer_get_length(bufferevent_get_output(s->bev));
+
+	if (s->wire != bufferevent_get_output(s->bev))
+		n += evbuffer_get_length(s->wire);
+	return n;
+}
+
+/*
+ * session_backlogged - SPEC 4: a client that does not read its replies is
+ * not read either; the write callback resumes it below the low mark, and
+ * the write timeout (smtp_timeout) closes it if it never reads
+ */
+static bool
+session_backlogged(struct smtpd_session *s)
+{
+	size_t n = session_unsent(s);
+
+	if (n <= SESSION_WRITE_HIWAT)
+		return false;
+	if (!(s->flags & SF_BACKLOG))
+		log_info("%s smtp paused reason=unread-replies octets=%zu", s->idstr, n);
+	s->flags |= SF_BACKLOG;
+	bufferevent_disable(s->bev, EV_READ);
+	return true;
+}
+
+/*
+ * session_at_eof - the client sent all it will send and its complete
+ * commands are processed: close once the replies owed are out, unless a
+ * step (delivery, remote, tarpit, a paused client) is still going on
+ */
+static void
+session_at_eof(struct smtpd_session *s)
+{
+	if (s->dead || s->bev == NULL ||
+	    (s->flags & (SF_PAUSED | SF_TARPIT | SF_BACKLOG)))
+		return;
+	switch (s->state) {
+	case ST_DELIVER:
+	case ST_WAIT:
+	case ST_TLS:
+	case ST_CLOSING:
+		return;
+	default:
+		break;
+	}
+	log_info("%s smtp disconnect reason=eof state=%s", s->idstr,
+	    smtpd_strstate(s->state));
+	/* in DATA the message is incomplete: the transaction goes with the session */
+	smtpd_close_after_reply(s);
+}
+
 /* session_input - process what has arrived, as far as the state allows */
+static void session_lines(struct smtpd_session *);
+
 static void
 session_input(struct smtpd_session *s)
+{
+	session_lines(s);
+	if (s->flags & SF_EOF)
+		session_at_eof(s);
+}
+
+static void
+session_lines(struct smtpd_session *s)
 {
 	struct evbuffer *in = bufferevent_get_input(s->bev);
 
@@ -329,7 +413,9 @@ session_input(struct smtpd_session *s)
 		size_t len, limit;
 		bool auth;
 
-		if ((s->flags & (SF_PAUSED | SF_TARPIT)) || !s->greeted)
+		if ((s->flags & (SF_PAUSED | SF_TARPIT | SF_BACKLOG)) || !s->greeted)
+			return;
+		if (s->state != ST_CLOSING && session_backlogged(s))
 			return;
 		switch (s->state) {
 		case ST_DATA:
@@ -407,39 +493,47 @@ smtpd_resume(struct smtpd_session *s)
 		    BEV_TRIG_DEFER_CALLBACKS);
 }
 
-/* the TLS layer's ciphertext, still on its way out, calls back here */
+/* wire_cb - the output nearest the socket shrank: maybe resume or close */
 static void
-underlying_drained_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
-    void *arg)
+wire_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
 	struct smtpd_session *s = arg;
 
-	if (info->n_deleted > 0 && evbuffer_get_length(buf) == 0)
+	if (info->n_deleted > 0 && s->bev &&
+	    (s->flags & SF_BACKLOG || s->state == ST_CLOSING))
 		bufferevent_trigger(s->bev, EV_WRITE, BEV_TRIG_IGNORE_WATERMARKS |
 		    BEV_TRIG_DEFER_CALLBACKS);
 }
 
 /*
- * session_write_cb - a closing session is freed once its last reply has
- * left, through the TLS layer's own buffer too.
+ * session_write_cb - replies are leaving: a client paused for not reading
+ * is read again below the low mark; a closing session ends its TLS with a
+ * close_notify (RFC 8446 6.1; bufferevent_openssl sends none when freed)
+ * and is freed once everything has left, through the TLS layer's own
+ * buffer too.
  */
 static void
 session_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct smtpd_session *s = arg;
-	struct bufferevent *under;
 
-	if (s->state != ST_CLOSING ||
-	    evbuffer_get_length(bufferevent_get_output(bev)) > 0)
+	if ((s->flags & SF_BACKLOG) && session_unsent(s) <= SESSION_WRITE_LOWAT) {
+		s->flags &= ~SF_BACKLOG;
+		if (!(s->flags & SF_EOF))
+			bufferevent_enable(bev, EV_READ);
+		smtpd_resume(s);
+	}
+	if (s->state != ST_CLOSING || session_unsent(s) > 0)
 		return;
-	under = bufferevent_get_underlying(bev);
-	if (under && evbuffer_get_length(bufferevent_get_output(under)) > 0) {
-		if (!s->watching_underlying) {
-			evbuffer_add_cb(bufferevent_get_output(under),
-			    underlying_drained_cb, s);
-			s->watching_underlying = true;
-		}
-		return;
+	if ((s->flags & (SF_TLS | SF_TLS_CLOSED)) == SF_TLS) {
+		SSL *ssl = bufferevent_openssl_get_ssl(bev);
+
+		s->flags |= SF_TLS_CLOSED;
+		/* best effort: a full socket buffer just loses the alert */
+		if (ssl && SSL_shutdown(ssl) < 0)
+			ERR_clear_error();
+		if (session_unsent(s) > 0)
+			return;		/* the alert is in the TLS layer's buffer */
 	}
 	session_free(s);
 }
@@ -484,9 +578,24 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 		} else
 			log_info("%s smtp disconnect reason=io-error error=\"%s\"",
 			    s->idstr, strerror(EVUTIL_SOCKET_ERROR()));
-	} else if (what & BEV_EVENT_EOF)
-		log_info("%s smtp disconnect reason=eof state=%s", s->idstr,
-		    smtpd_strstate(s->state));
+		session_free(s);
+		return;
+	}
+	if (s->greeted && s->state != ST_TLS) {
+		/* SPEC 4: a half-close ends the commands, not the replies */
+		s->flags |= SF_EOF;
+		if (s->state == ST_CLOSING) {
+			bufferevent_enable(bev, EV_WRITE);
+			session_write_cb(bev, s);
+			return;
+		}
+		/* an OpenSSL bufferevent stops writing at EOF */
+		bufferevent_enable(bev, EV_WRITE);
+		session_input(s);
+		return;
+	}
+	log_info("%s smtp disconnect reason=eof state=%s", s->idstr,
+	    smtpd_strstate(s->state));
 	session_free(s);
 }
 
@@ -551,6 +660,8 @@ session_free(struct smtpd_session *s)
 		if (s->tarpit_timer)
 			event_free(s->tarpit_timer);
 		s->tarpit_timer = NULL;
+		/* libevent may still write from it after the free below */
+		evbuffer_remove_cb(s->wire, wire_cb, s);
 		bufferevent_free(s->bev);
 		s->bev = NULL;
 		TAILQ_REMOVE(&smtpd.sessions, s, entry);

@@ -74,6 +74,9 @@ enum smtpd_state {
 #define SF_STOP		0x0010	/* daemon stopping: close after this transaction */
 #define SF_PAUSED	0x0020	/* input paused until the remote drains */
 #define SF_TARPIT	0x0040	/* input paused: a misbehaving client waits */
+#define SF_EOF		0x0080	/* the client closed its sending side (no more commands) */
+#define SF_BACKLOG	0x0100	/* input paused: the client is not reading its replies */
+#define SF_TLS_CLOSED	0x0200	/* our close_notify is queued */
 
 /* the route of a recipient: where its transaction goes (SPEC 4) */
 enum smtpd_route {
@@ -137,7 +140,7 @@ struct smtpd_session {
 	enum smtpd_state wait_from;	/* state to return to after ST_WAIT */
 	bool job_pending;		/* a worker job holds a pointer to us */
 	bool dead;			/* freed when the job comes back */
-	bool watching_underlying;	/* closing: waiting for TLS output */
+	struct evbuffer *wire;		/* the output nearest the socket */
 };
 
 /* reply.c */

@@ -5,7 +5,10 @@
  * since the alternative is plaintext.  The submission roles require
  * TLS 1.2 or newer (SPEC 4) and forward-secret AEAD ciphers only (what
  * Mozilla's "intermediate" profile allows; TLS 1.3's suites all are).
- * Compression and renegotiation are off.
+ * Compression and renegotiation are off.  A client's TCP half-close
+ * without close_notify is an end of input, not an error that kills the
+ * session before its last replies are sent (SPEC 4; SMTP has its own
+ * end markers, so truncation is not a risk).
  */
 #include <stdio.h>
 
@@ -43,7 +46,7 @@ smtpd_tls_ctx(const char *cert, const char *key, bool strict, char *err,
 		return NULL;
 	}
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
-	    SSL_OP_CIPHER_SERVER_PREFERENCE);
+	    SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_IGNORE_UNEXPECTED_EOF);
 	if (strict) {
 		SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 		SSL_CTX_set_dh_auto(ctx, 1);

@@ -387,3 +387,50 @@ def test_forward_to_postfix_remote_unknown_user(fwd_env, postfixes):
     assert sink.connections == [], sink.transcript()
     assert d.stored_files() == []
     fwd_env.assert_no_bounce()
+
+
+# --------------------------------------------------------------------------
+# 5. chamoisd ends its sessions with QUIT and close_notify (issue 12 point 2)
+
+
+def assert_clean_end(pf, what):
+    """Postfix's smtpd logged the end of chamoisd's session: QUIT answered
+    ("quit=1"), no lost connection, no TLS error."""
+    # (the start-up probe's own line says "commands=0/0")
+    m = pf.wait_log(r"postfix-test/smtpd\[(\d+)\]: disconnect from \S*\[127\.0\.0\.1\]"
+                    r"([^\n]* mail=1[^\n]*)", timeout=20)
+    log = pf.log()
+    # this session's lines: from its "connect from" to its "disconnect from"
+    start = log.rfind("smtpd[%s]: connect from" % m.group(1), 0, m.start())
+    session = [l for l in log[start:m.end()].splitlines() if "smtpd[%s]:" % m.group(1) in l]
+    assert "starttls=1" in m.group(2) and "quit=1" in m.group(2), (what, m.group(0))
+    bad = [l for l in session
+           if "lost connection" in l or "SSL_accept error" in l or "TLS library problem" in l]
+    assert not bad, (what, bad)
+
+
+def test_forwarded_session_to_postfix_ends_with_quit(fwd_env, postfixes):
+    pf, slot, sink = remote_postfix(postfixes, fwd_env)
+    d = daemon(fwd_env)
+    out = transaction(d, "joe@sender.test", ["fwd@example.test"],
+                      sample_message("clean end, forwarded"))
+    assert_reply(out["eod"], "250 2.0.0")
+    assert_clean_end(pf, "forwarded")
+
+
+def test_queued_delivery_to_postfix_ends_with_quit(fwd_env, postfixes, tmp_path):
+    from peers.sasl import BOB, USERS, submission_daemon
+    pf, slot, sink = remote_postfix(postfixes, fwd_env)
+    sub = submission_daemon(lambda **kw: daemon(fwd_env, **kw), tmp_path / "sasl")
+    s = sub.smtp_tls()
+    try:
+        s.login(BOB, USERS[BOB])
+        msg = crlf("From: Bob <%s>\nTo: carol@remote.test\nSubject: clean end, queued\n"
+                   "Message-ID: <clean.queued@example.test>\n"
+                   "Date: Thu, 01 Jan 2026 00:00:00 +0000\n\nhi\n" % BOB)
+        assert s.sendmail(BOB, ["carol@remote.test"], msg) == {}
+        s.quit()
+    finally:
+        s.close()
+    pf.wait_log(r"to=<carol@remote\.test>, relay=[^\n]*status=sent", timeout=QUEUE_TIMEOUT)
+    assert_clean_end(pf, "queued")

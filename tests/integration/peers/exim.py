@@ -1,0 +1,274 @@
+"""A real Exim, unpacked from Debian's package, as a sending MTA for tests.
+
+Exim 4 is the default MTA of Debian, and it ends every delivery by
+pipelining the final dot and QUIT and then closing its sending side
+(shutdown(SHUT_WR)): the case of issue 12 point 1.  As for Postfix
+(peers/postfix.py), nothing is installed system-wide; ``ensure_exim()``
+runs once per machine (the result is kept and reused)::
+
+    apt-get download exim4-daemon-light
+    dpkg -x exim4-daemon-light_*.deb tests/integration/.peers/exim/root
+
+(exim4-base and exim4-config are not needed: the binary is in
+exim4-daemon-light, and every instance gets a minimal config of its own.)
+
+How Exim is made to run unprivileged (found by trial):
+
+* The binary looks its compiled-in user ``Debian-exim`` up at start-up, so
+  that system account must exist; it is created (``useradd --system
+  --user-group``, as the package's postinst does) when missing.
+* ``exim_path`` names the unpacked binary (the daemon re-executes itself
+  for each delivery).
+* The unpacked binary is made non-setuid, and every Exim process runs as
+  ``Debian-exim`` (``setpriv``); with ``-C`` Exim says "exim user lost
+  privilege for using -C option" and goes on as that user, which is all a
+  relay that only delivers over SMTP needs.
+* The config routes every address to chamoisd with a ``manualroute``
+  router (``route_list = * 127.0.0.1``, ``self = send``) and an ``smtp``
+  transport on chamoisd's port: no DNS at all (``host_lookup`` and
+  ``rfc1413_hosts`` empty).  The daemon listens on a free loopback port.
+
+Requires root (to create the account and drop to it) and the libraries the
+package depends on (libgnutls30, libgnutls-dane0, libidn12, libpcre2-8-0,
+libdb5.3, libnsl2; all on a Debian 12 with the chamois deps), plus apt lists.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pwd
+import re
+import shutil
+import signal
+import smtplib
+import subprocess
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+from peers.postfix import PeerUnavailable, _run, free_port, wait_port
+
+PEERS_DIR = Path(__file__).resolve().parent.parent / ".peers" / "exim"
+EXIM_USER = "Debian-exim"
+
+
+def ensure_exim() -> Path:
+    """Download and unpack Debian's exim4-daemon-light once; return the
+    path of the exim4 binary."""
+    if os.geteuid() != 0:
+        raise PeerUnavailable("Exim peer needs root (to run as %s)" % EXIM_USER)
+    root = PEERS_DIR / "root"
+    binary = root / "usr/sbin/exim4"
+    marker = PEERS_DIR / ".unpacked"
+    PEERS_DIR.mkdir(parents=True, exist_ok=True)
+    with open(PEERS_DIR / ".lock", "w") as lockf:
+        fcntl.flock(lockf, fcntl.LOCK_EX)
+        if not (marker.exists() and binary.exists()):
+            dl = PEERS_DIR / "download"
+            shutil.rmtree(dl, ignore_errors=True)
+            shutil.rmtree(root, ignore_errors=True)
+            dl.mkdir(parents=True)
+            os.chmod(dl, 0o777)
+            try:
+                r = _run(["apt-get", "download", "exim4-daemon-light"], cwd=dl, timeout=300)
+            except (OSError, subprocess.TimeoutExpired) as e:
+                raise PeerUnavailable("apt-get download exim4-daemon-light failed: %s" % e)
+            debs = sorted(dl.glob("exim4-daemon-light_*.deb"))
+            if r.returncode != 0 or not debs:
+                raise PeerUnavailable("apt-get download exim4-daemon-light failed (run "
+                                      "apt-get update?): " + r.stdout.decode(errors="replace")[-2000:])
+            tmproot = PEERS_DIR / "root.tmp"
+            shutil.rmtree(tmproot, ignore_errors=True)
+            r = _run(["dpkg", "-x", str(debs[-1]), str(tmproot)])
+            if r.returncode != 0:
+                raise PeerUnavailable("dpkg -x failed: " + r.stdout.decode(errors="replace"))
+            os.chmod(tmproot / "usr/sbin/exim4", 0o755)      # no setuid root
+            os.chmod(tmproot, 0o755)
+            tmproot.rename(root)
+            shutil.rmtree(dl, ignore_errors=True)
+            marker.write_text("ok\n")
+    ensure_exim_user()
+    r = _run([str(binary), "-bV", "-C", "/dev/null"])
+    if b"Exim version" not in r.stdout:
+        ldd = _run(["ldd", str(binary)]).stdout.decode(errors="replace")
+        missing = [l.strip() for l in ldd.splitlines() if "not found" in l]
+        raise PeerUnavailable("unpacked exim4 does not run (missing libraries %s): %s"
+                              % (missing, r.stdout.decode(errors="replace")[-2000:]))
+    return binary
+
+
+def ensure_exim_user():
+    """The account compiled into Debian's Exim; returns (uid, gid)."""
+    try:
+        pw = pwd.getpwnam(EXIM_USER)
+    except KeyError:
+        r = _run(["useradd", "--system", "--user-group", "--no-create-home",
+                  "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin",
+                  "--comment", "chamois tests Exim user", EXIM_USER])
+        try:
+            pw = pwd.getpwnam(EXIM_USER)
+        except KeyError:
+            raise PeerUnavailable("cannot create user %s: %s"
+                                  % (EXIM_USER, r.stdout.decode(errors="replace")))
+    return pw.pw_uid, pw.pw_gid
+
+
+CONFIG = """\
+# written by tests/integration/peers/exim.py
+primary_hostname = %(hostname)s
+qualify_domain = %(hostname)s
+exim_path = %(binary)s
+spool_directory = %(spool)s
+log_file_path = %(logdir)s/%%slog
+exim_user = %(user)s
+exim_group = %(user)s
+never_users =
+trusted_users = %(user)s
+host_lookup =
+rfc1413_hosts =
+tls_advertise_hosts =
+keep_environment =
+local_interfaces = <; 127.0.0.1
+daemon_smtp_ports = %(port)d
+acl_smtp_rcpt = accept_local
+
+begin acl
+accept_local:
+  accept hosts = 127.0.0.1
+
+begin routers
+to_chamois:
+  driver = manualroute
+  domains = *
+  route_list = * 127.0.0.1
+  transport = to_chamois_smtp
+  self = send
+
+begin transports
+to_chamois_smtp:
+  driver = smtp
+  port = %(relay_port)d
+  %(tls)s
+
+begin retry
+* * F,10m,10s
+"""
+
+
+class Exim:
+    """One Exim daemon relaying everything to 127.0.0.1:relay_port.
+
+    ``base`` is a fresh directory (e.g. pytest's tmp_path / "exim");
+    ``tls=False`` makes Exim deliver in plaintext (hosts_avoid_tls = *),
+    else it uses chamoisd's STARTTLS (any certificate: Exim only tries to
+    verify)."""
+
+    def __init__(self, base, relay_port: int, tls: bool = False,
+                 hostname: str = "sender.example.net"):
+        self.binary = ensure_exim()
+        self.uid, self.gid = ensure_exim_user()
+        self.base = Path(base)
+        self.relay_port = relay_port
+        self.tls = tls
+        self.hostname = hostname
+        self.port = free_port()
+        self.spool = self.base / "spool"
+        self.logdir = self.base / "log"
+        self.conf = self.base / "exim.conf"
+        self.proc: Optional[subprocess.Popen] = None
+
+    def _as_exim(self):
+        return ["setpriv", "--reuid=%d" % self.uid, "--regid=%d" % self.gid,
+                "--clear-groups", str(self.binary), "-C", str(self.conf)]
+
+    def write_config(self):
+        for d in (self.base, self.spool, self.logdir):
+            d.mkdir(parents=True, exist_ok=True)
+            os.chown(d, self.uid, self.gid)
+        # Debian-exim must reach base through pytest's 0700 tmp dirs
+        p = self.base
+        while p != p.parent and str(p).startswith("/tmp/"):
+            os.chmod(p, os.stat(p).st_mode | 0o711)
+            p = p.parent
+        self.conf.write_text(CONFIG % {
+            "binary": self.binary, "hostname": self.hostname, "spool": self.spool, "logdir": self.logdir,
+            "user": "Debian-exim", "port": self.port, "relay_port": self.relay_port,
+            "tls": "" if self.tls else "hosts_avoid_tls = *"})
+        os.chmod(self.conf, 0o644)
+
+    def start(self, timeout: float = 20) -> "Exim":
+        self.write_config()
+        self.proc = subprocess.Popen(self._as_exim() + ["-bdf"], stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            wait_port("127.0.0.1", self.port, time.monotonic() + timeout,
+                      proc_alive=lambda: self.proc.poll() is None)
+        except Exception:
+            self.stop()
+            raise RuntimeError("exim did not start: %s\n%s" % (
+                self.proc.stdout.read().decode(errors="replace") if self.proc.stdout else "",
+                self.log()))
+        return self
+
+    def stop(self, timeout: float = 10) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        # delivery processes Exim forked for this config
+        want = str(self.conf).encode()
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open("/proc/%s/cmdline" % d, "rb") as f:
+                    if want in f.read().split(b"\0"):
+                        os.kill(int(d), signal.SIGKILL)
+            except (OSError, ProcessLookupError):
+                pass
+        self.proc = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def submit(self, msg: bytes, sender: str, recipients: Sequence[str], timeout: float = 30):
+        """Hand a message to Exim's daemon over SMTP; returns Exim's 250 text."""
+        with smtplib.SMTP("127.0.0.1", self.port, timeout=timeout) as s:
+            s.ehlo("client.example.net")
+            s.mail(sender)
+            for r in recipients:
+                code, text = s.rcpt(r)
+                if code != 250:
+                    raise RuntimeError("Exim refused %s: %s %r" % (r, code, text))
+            code, text = s.data(msg)
+            if code != 250:
+                raise RuntimeError("Exim refused the message: %s %r" % (code, text))
+            return text.decode(errors="replace")
+
+    def log(self) -> str:
+        try:
+            return (self.logdir / "mainlog").read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def wait_log(self, pattern: str, timeout: float = 30) -> "re.Match":
+        rx = re.compile(pattern, re.M)
+        deadline = time.monotonic() + timeout
+        while True:
+            m = rx.search(self.log())
+            if m:
+                return m
+            if time.monotonic() >= deadline:
+                raise TimeoutError("no %r in Exim's mainlog:\n%s" % (pattern, self.log()[-6000:]))
+            time.sleep(0.1)
