@@ -13,7 +13,9 @@
  * except from an address where that user logged in within AUTH_KNOWN_TIME.
  * A success, or an exchange that ends without a password being checked,
  * forgives only its own attempt; nobody else's failures are cleared.
- * Each failure's 535 is delayed more (on the session's own timer).  User
+ * Each failure's 535 is delayed more (on the session's own timer).  A
+ * full map sheds what is expired or below its limit first, never a live
+ * lock while anything else can go (prune).  User
  * names are keyed once, canonically (sub_user_key).  A user may send at
  * most max_messages_per_hour messages an hour, so a stolen password
  * cannot get the server's address blocklisted.
@@ -52,19 +54,68 @@ struct sub_attempt {
 
 static struct hmap *fail_addr, *fail_user, *known, *sent_user;
 
+struct prune {
+	time_t now, window;
+	unsigned keep;		/* entries at or above it are kept (0: none) */
+	char **keys;
+	size_t n, cap;
+};
+
+static void
+prune_pick(const char *key, void *val, void *arg)
+{
+	struct prune *p = arg;
+	const struct counter *c = val;
+
+	if (p->now - c->start < p->window && (p->keep == 0 || c->n >= p->keep))
+		return;
+	if (p->n == p->cap) {
+		p->cap = p->cap ? p->cap * 2 : 256;
+		p->keys = xreallocarray(p->keys, p->cap, sizeof(*p->keys));
+	}
+	p->keys[p->n++] = xstrdup(key);
+}
+
+/*
+ * prune - a full map (an attacker with many addresses or names): drop the
+ * entries whose window is over, then those below keep, and only when
+ * every entry is a live lock forget them all; so that flooding the map
+ * with new names does not lift the locks already in force
+ */
+static void
+prune(struct hmap **m, time_t now, time_t window, unsigned keep)
+{
+	struct prune p = { .now = now, .window = window };
+
+	for (int pass = 0; pass < 2 && hmap_count(*m) >= TRACKED_MAX; pass++) {
+		p.keep = pass == 0 ? 0 : keep;
+		if (pass == 1 && keep == 0)
+			break;
+		p.n = 0;
+		hmap_walk(*m, prune_pick, &p);
+		for (size_t i = 0; i < p.n; i++) {
+			free(hmap_del(*m, p.keys[i]));
+			free(p.keys[i]);
+		}
+	}
+	free(p.keys);
+	if (hmap_count(*m) >= TRACKED_MAX) {
+		hmap_free(*m, free);
+		*m = hmap_new();
+	}
+}
+
 static struct counter *
-counter(struct hmap **m, const char *key, time_t now, time_t window)
+counter(struct hmap **m, const char *key, time_t now, time_t window,
+    unsigned keep)
 {
 	struct counter *c;
 
 	if (*m == NULL)
 		*m = hmap_new();
 	if ((c = hmap_get(*m, key)) == NULL) {
-		if (hmap_count(*m) >= TRACKED_MAX) {
-			/* an attacker with many addresses: forget everything old */
-			hmap_free(*m, free);
-			*m = hmap_new();
-		}
+		if (hmap_count(*m) >= TRACKED_MAX)
+			prune(m, now, window, keep);
 		c = xcalloc(1, sizeof(*c));
 		c->start = now;
 		hmap_put(*m, key, c);
@@ -125,7 +176,8 @@ sub_user_key(const char *name, char *out, size_t size)
 bool
 sub_auth_begin(struct sub_attempt **ap, const char *addr_key, time_t now)
 {
-	struct counter *c = counter(&fail_addr, addr_key, now, AUTH_WINDOW);
+	struct counter *c = counter(&fail_addr, addr_key, now, AUTH_WINDOW,
+	    AUTH_MAX_FAILURES);
 
 	sub_attempt_free(ap);
 	if (c->n >= AUTH_MAX_FAILURES)
@@ -145,7 +197,7 @@ sub_auth_user(struct sub_attempt *a, const char *addr_key, const char *user,
 
 	if (a == NULL || a->user != NULL || user == NULL || *user == '\0')
 		return true;
-	c = counter(&fail_user, user, now, AUTH_WINDOW);
+	c = counter(&fail_user, user, now, AUTH_WINDOW, AUTH_MAX_USER_FAILURES);
 	if (c->n >= AUTH_MAX_USER_FAILURES) {
 		known_key(kk, sizeof(kk), user, addr_key);
 		k = known ? hmap_get(known, kk) : NULL;
@@ -204,7 +256,7 @@ sub_auth_succeeded(struct sub_attempt **ap, const char *addr_key,
 		return;
 	sub_user_key(user, key, sizeof(key));
 	known_key(kk, sizeof(kk), key, addr_key);
-	k = counter(&known, kk, now, AUTH_KNOWN_TIME);
+	k = counter(&known, kk, now, AUTH_KNOWN_TIME, 0);
 	k->start = now;
 }
 
@@ -225,7 +277,7 @@ sub_rate_allow(const char *user, unsigned max_per_hour, time_t now)
 
 	if (max_per_hour == 0)
 		return true;
-	c = counter(&sent_user, user, now, RATE_WINDOW);
+	c = counter(&sent_user, user, now, RATE_WINDOW, 0);
 	if (c->n >= max_per_hour)
 		return false;
 	c->n++;

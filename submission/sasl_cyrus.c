@@ -13,10 +13,12 @@
  *
  * Realms: users log in with "localpart@domain" (SPEC 3) and the sasldb
  * entry is made with "saslpasswd2 -u domain localpart".  The session is
- * made with no user_realm, so libsasl2's own canonicalisation keeps the
- * name as given and the sasldb plugin splits it at the '@' into user and
- * realm; the authenticated name (SASL_USERNAME) is the full address.  A
- * name without '@' would get the server's host name as realm.
+ * made with no user_realm, so libsasl2's own canonicalisation (INTERNAL)
+ * only trims blanks at both ends (" alice@example.org" is alice) and the
+ * sasldb plugin splits the rest at the '@' into user and realm, matched
+ * exactly (letter case matters); the authenticated name (SASL_USERNAME) is
+ * the full address.  A name without '@' would get the server's host name
+ * as realm.  The limits key a name as sub_user_key() does (limits.c).
  *
  * Results (STYLE 8): SASL_NOUSER is a plain failure like a wrong password,
  * so that the reply does not tell which names exist.  A failure while the
