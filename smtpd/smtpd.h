@@ -27,6 +27,7 @@ struct hmap;
 struct resolver;
 struct fwd;
 struct sub_sasl;
+struct sub_attempt;
 
 /* the daemon's state, one per process */
 struct smtpd_daemon {
@@ -134,6 +135,7 @@ struct smtpd_session {
 	char auth_mech[32];
 	unsigned auth_failures;
 	struct event *auth_timer;
+	struct sub_attempt *auth_try;	/* submission: the counted attempt */
 	struct event *life_timer;	/* session_timeout, and the greeting delay */
 	struct event *tarpit_timer;
 	bool greeted;

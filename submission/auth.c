@@ -5,10 +5,15 @@
  * line goes into EHLO (only after TLS, SPEC 4), what to do with AUTH and
  * its response lines, and whether the logged-in user may use a sender.
  * SASL itself is sasl_cyrus.c's; this file sees only CONTINUE / OK / FAIL
- * / TEMP.  A failed login is answered after a delay that grows with the
- * failures of the address and of the user (limits.c), and the third
- * failure in a session closes it with 421 4.7.0.  Failures are logged as
- * "auth failed address=IP user=NAME", which fail2ban can match.
+ * / TEMP.  Each exchange is counted as an attempt when it starts, for the
+ * address at AUTH and for the user as soon as a login name is sent
+ * (limits.c, doc/users.md "Failed logins"): an address out of attempts
+ * gets 421 4.7.0 at AUTH, a locked-out user 454 4.7.0 before any password
+ * is checked.  A failed login is answered after a delay that grows with
+ * the failures of the address and of the user, and the third failure in
+ * a session closes it with 421 4.7.0.  Failures are logged as "auth
+ * failed address=IP user=NAME", NAME being the one canonical key of the
+ * name (sub_user_key), which fail2ban can match.
  */
 #include <event2/event.h>
 #include <openssl/ssl.h>
@@ -62,6 +67,8 @@ sub_ehlo_auth(struct smtpd_session *s)
 static void
 auth_end(struct smtpd_session *s)
 {
+	/* no password was checked (a success forgave it already) */
+	sub_auth_forgive(&s->auth_try, s->addr_key);
 	/* a new exchange needs a fresh SASL state */
 	sub_sasl_free(s->sasl);
 	s->sasl = NULL;
@@ -74,7 +81,8 @@ auth_ok(struct smtpd_session *s)
 	free(s->user);
 	s->user = xstrdup(sub_sasl_user(s->sasl));
 	s->flags |= SF_AUTH;
-	sub_auth_succeeded(s->addr_key, s->user);
+	/* forgives this attempt only: no other failure is cleared */
+	sub_auth_succeeded(&s->auth_try, s->addr_key, s->user, time(NULL));
 	log_info("%s auth ok address=%s user=%s mechanism=%s", s->idstr,
 	    s->peer_text, s->user, s->auth_mech);
 	auth_end(s);
@@ -102,12 +110,14 @@ auth_delay_cb(evutil_socket_t fd, short what, void *arg)
 static void
 auth_failed(struct smtpd_session *s, const char *user)
 {
-	unsigned ms = sub_auth_failed(s->addr_key, user, time(NULL));
+	unsigned ms = sub_auth_failed(&s->auth_try, s->addr_key, time(NULL));
 	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-	char shown[300];
+	char shown[SUB_USER_KEY_MAX * 4], key[SUB_USER_KEY_MAX];
 
 	s->auth_failures++;
-	log_escape(shown, sizeof(shown), user ? user : "-", user ? strlen(user) : 1);
+	if (user != NULL)
+		sub_user_key(user, key, sizeof(key));
+	log_escape(shown, sizeof(shown), user ? key : "-", user ? strlen(key) : 1);
 	log_warnx("%s auth failed address=%s user=%s mechanism=%s delay=%ums",
 	    s->idstr, s->peer_text, shown, s->auth_mech, ms);
 	sub_sasl_free(s->sasl);
@@ -148,7 +158,35 @@ auth_result(struct smtpd_session *s, enum sub_sasl_result r, const char *out)
 		auth_end(s);
 		smtpd_reply(s, "501 5.5.2 Malformed authentication data");
 		return;
+	case SUB_SASL_REFUSED:
+		/*
+		 * the user is locked out (doc/users.md): 454, not 535, so that
+		 * a mail program keeps its password and tries again later
+		 */
+		auth_end(s);
+		smtpd_reply(s, "454 4.7.0 Too many failed logins for this user, "
+		    "try again later");
+		return;
 	}
+}
+
+/*
+ * user_check - the exchange names a login: count it for the user, or
+ * refuse it before its password is checked
+ */
+static bool
+user_check(void *arg, const char *name)
+{
+	struct smtpd_session *s = arg;
+	char key[SUB_USER_KEY_MAX], shown[SUB_USER_KEY_MAX * 4];
+
+	sub_user_key(name, key, sizeof(key));
+	if (sub_auth_user(s->auth_try, s->addr_key, key, time(NULL)))
+		return true;
+	log_warnx("%s auth refused address=%s reason=too-many-user-failures "
+	    "user=%s", s->idstr, s->peer_text,
+	    log_escape(shown, sizeof(shown), key, strlen(key)));
+	return false;
 }
 
 void
@@ -175,7 +213,8 @@ sub_cmd_auth(struct smtpd_session *s, char *arg)
 		smtpd_reply(s, "503 5.5.1 Send EHLO first");
 		return;
 	}
-	if (!sub_auth_allowed(s->addr_key, time(NULL))) {
+	/* counted now, not when it ends: parked exchanges count (limits.c) */
+	if (!sub_auth_begin(&s->auth_try, s->addr_key, time(NULL))) {
 		log_warnx("%s auth refused address=%s reason=too-many-failures",
 		    s->idstr, s->peer_text);
 		smtpd_reply(s, "421 4.7.0 %s Too many failed logins from your "
@@ -191,14 +230,17 @@ sub_cmd_auth(struct smtpd_session *s, char *arg)
 			initial = NULL;
 	}
 	if (*mech == '\0') {
+		sub_auth_forgive(&s->auth_try, s->addr_key);
 		smtpd_reply(s, "501 5.5.4 Syntax: AUTH mechanism [initial-response]");
 		return;
 	}
 	str_copy(s->auth_mech, mech, sizeof(s->auth_mech));
 	if (session_sasl(s) == NULL) {
+		sub_auth_forgive(&s->auth_try, s->addr_key);
 		smtpd_reply(s, "454 4.7.0 Temporary authentication failure");
 		return;
 	}
+	sub_sasl_set_name_check(s->sasl, user_check, s);
 	auth_result(s, sub_sasl_start(s->sasl, mech, initial, out, sizeof(out)), out);
 }
 
@@ -243,6 +285,8 @@ sub_mail_check(struct smtpd_session *s, const char *sender)
 void
 sub_session_free(struct smtpd_session *s)
 {
+	/* a connection that ends mid-exchange had no password checked */
+	sub_auth_forgive(&s->auth_try, s->addr_key);
 	sub_sasl_free(s->sasl);
 	s->sasl = NULL;
 	free(s->user);

@@ -13,10 +13,12 @@
  *
  * Realms: users log in with "localpart@domain" (SPEC 3) and the sasldb
  * entry is made with "saslpasswd2 -u domain localpart".  The session is
- * made with no user_realm, so libsasl2's own canonicalisation keeps the
- * name as given and the sasldb plugin splits it at the '@' into user and
- * realm; the authenticated name (SASL_USERNAME) is the full address.  A
- * name without '@' would get the server's host name as realm.
+ * made with no user_realm, so libsasl2's own canonicalisation (INTERNAL)
+ * only trims blanks at both ends (" alice@example.org" is alice) and the
+ * sasldb plugin splits the rest at the '@' into user and realm, matched
+ * exactly (letter case matters); the authenticated name (SASL_USERNAME) is
+ * the full address.  A name without '@' would get the server's host name
+ * as realm.  The limits key a name as sub_user_key() does (limits.c).
  *
  * Results (STYLE 8): SASL_NOUSER is a plain failure like a wrong password,
  * so that the reply does not tell which names exist.  A failure while the
@@ -76,9 +78,22 @@ struct sub_sasl {
 	char *attempted;	/* the login name the client sent, OK or not */
 	bool used;		/* conn ran an exchange: the next AUTH gets a new one */
 	bool in_exchange;	/* sub_sasl_step is allowed */
+	bool (*name_ok)(void *, const char *);	/* sub_sasl_set_name_check */
+	void *name_arg;
 };
 
 static void note_attempt(struct sub_sasl *, const char *, const char *, unsigned);
+
+/*
+ * name_allowed - the caller's check of the login name just noted, before
+ * libsasl2 checks any credential (doc/users.md "Failed logins")
+ */
+static bool
+name_allowed(struct sub_sasl *s)
+{
+	return s->attempted == NULL || s->name_ok == NULL ||
+	    s->name_ok(s->name_arg, s->attempted);
+}
 
 static char *sasl_db_current;
 static bool sasl_ready;
@@ -519,6 +534,10 @@ sub_sasl_start(struct sub_sasl *s, const char *mech, const char *initial,
 	s->attempted = NULL;
 	if (in != NULL)
 		note_attempt(s, mech, in, inlen);
+	if (!name_allowed(s)) {
+		wipe(in, inlen);
+		return SUB_SASL_REFUSED;
+	}
 	r = sasl_server_start(s->conn, mech, in, inlen, &srvout, &srvoutlen);
 	wipe(in, inlen);
 	return finish(s, mech, r, srvout, srvoutlen, out, outsize);
@@ -547,8 +566,14 @@ sub_sasl_step(struct sub_sasl *s, const char *response, char *out,
 	if (sasl_getprop(s->conn, SASL_MECHNAME, (const void **)&mech) != SASL_OK ||
 	    mech == NULL)
 		mech = "?";
-	if (s->attempted == NULL)
+	if (s->attempted == NULL) {
 		note_attempt(s, mech, in, inlen);
+		if (!name_allowed(s)) {
+			s->in_exchange = false;
+			wipe(in, inlen);
+			return SUB_SASL_REFUSED;
+		}
+	}
 	r = sasl_server_step(s->conn, in, inlen, &srvout, &srvoutlen);
 	wipe(in, inlen);
 	return finish(s, mech, r, srvout, srvoutlen, out, outsize);
@@ -598,6 +623,14 @@ note_attempt(struct sub_sasl *s, const char *mech, const char *in, unsigned len)
 	name[o] = '\0';
 	if (o > 0)
 		s->attempted = xstrdup(name);
+}
+
+void
+sub_sasl_set_name_check(struct sub_sasl *s,
+    bool (*check)(void *arg, const char *name), void *arg)
+{
+	s->name_ok = check;
+	s->name_arg = arg;
 }
 
 /* sub_sasl_attempted - the login name the client tried, or NULL */

@@ -20,6 +20,7 @@ enum sub_sasl_result {
 	SUB_SASL_TEMP,		/* the back end failed (454 4.7.0) */
 	SUB_SASL_NOMECH,	/* mechanism not available (504 5.5.4) */
 	SUB_SASL_BADPROT,	/* malformed response, bad base64 (501 5.5.2) */
+	SUB_SASL_REFUSED,	/* the name check refused the login name: nothing checked */
 };
 
 struct sub_sasl;
@@ -56,17 +57,40 @@ enum sub_sasl_result sub_sasl_step(struct sub_sasl *, const char *response,
 const char *sub_sasl_user(struct sub_sasl *);
 /* sub_sasl_attempted - the login name the client sent, even on failure */
 const char *sub_sasl_attempted(struct sub_sasl *);
-
-/* limits.c - login failures across connections, messages per hour */
-
 /*
- * sub_auth_check - may a client at addr_key try to log in now?  false
- * when it failed too often lately (the session answers 421 4.7.0)
+ * sub_sasl_set_name_check - check(arg, name) is called once an exchange,
+ * as soon as the client's message names a login, before libsasl2 sees
+ * it: false ends the exchange with SUB_SASL_REFUSED, no password checked
  */
-bool sub_auth_allowed(const char *addr_key, time_t now);
-/* sub_auth_failed - count a failure; returns the delay before the 535, ms */
-unsigned sub_auth_failed(const char *addr_key, const char *user, time_t now);
-void sub_auth_succeeded(const char *addr_key, const char *user);
+void sub_sasl_set_name_check(struct sub_sasl *,
+    bool (*check)(void *arg, const char *name), void *arg);
+
+/* limits.c - login attempts across connections, messages per hour */
+
+#define SUB_USER_KEY_MAX	320	/* a login name's key, NUL included */
+struct sub_attempt;
+/* sub_user_key - the canonical key of a login name (counters and logs) */
+void sub_user_key(const char *name, char *out, size_t size);
+/*
+ * sub_auth_begin - an exchange starts: false when the address has used up
+ * its attempts (the session answers 421 4.7.0); else it is counted in *ap
+ */
+bool sub_auth_begin(struct sub_attempt **ap, const char *addr_key, time_t now);
+/*
+ * sub_auth_user - the exchange names user (a sub_user_key): false when the
+ * user is locked out for this address (454 4.7.0); else counted in a
+ */
+bool sub_auth_user(struct sub_attempt *a, const char *addr_key,
+    const char *user, time_t now);
+/* sub_auth_failed - the attempt stays counted; the delay before the 535, ms */
+unsigned sub_auth_failed(struct sub_attempt **ap, const char *addr_key,
+    time_t now);
+/* sub_auth_forgive - the exchange ended with no password checked */
+void sub_auth_forgive(struct sub_attempt **ap, const char *addr_key);
+/* sub_auth_succeeded - forgive the attempt; user's address becomes known */
+void sub_auth_succeeded(struct sub_attempt **ap, const char *addr_key,
+    const char *user, time_t now);
+void sub_attempt_free(struct sub_attempt **ap);
 /* sub_rate_allow - one more message for user this hour? (max 0: no limit) */
 bool sub_rate_allow(const char *user, unsigned max_per_hour, time_t now);
 void sub_limits_shutdown(void);

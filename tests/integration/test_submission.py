@@ -496,10 +496,11 @@ def test_address_locked_out_after_ten_failures_others_go_on(sub):
     try:
         # ten failures from 127.0.0.1 in ten connections: delays 0.5, 1, 2, 4,
         # then 8 s, each connection waiting on its own 535
+        # (ten names: the per-user limit, five, is another test's)
         for i in range(10):
             c = sub.dialog()
             waiting.append(c)
-            c.send("AUTH PLAIN %s\r\n" % plain_b64(ALICE, "guess-%d" % i))
+            c.send("AUTH PLAIN %s\r\n" % plain_b64("user%d@example.test" % i, "guess-%d" % i))
             wait_failures(d, i + 1)
         delays = [x[3] for x in failures(d)]
         assert delays == [500, 1000, 2000, 4000] + [8000] * 6, delays
@@ -542,6 +543,116 @@ def test_address_locked_out_after_ten_failures_others_go_on(sub):
     wait_subject(d, ALICE, "during the lockout")
     wait_subject(d, ALICE, "after the lockout")
     wait_subject(d, ALICE, "port 25 during the lockout")
+
+
+def user_refusals(d):
+    return [m.group(1) for m in re.finditer(
+        r"auth refused address=127\.0\.0\.1 reason=too-many-user-failures user=(\S*)\n",
+        d.log())]
+
+
+def test_valid_account_does_not_reset_another_users_failures(sub):
+    """Issue 12 (a): the holder of a valid account (alice) guesses bob's
+    password from the same address, logging in as alice between guesses.
+    Her logins forgive only themselves: after five failures bob is refused
+    (454 4.7.0) without his password being checked, and alice still works."""
+    d = sub.d
+    waiting = []
+    try:
+        for i in range(5):
+            with sub.login_dialog(ALICE, USERS[ALICE]) as c:
+                c.cmd("QUIT", "221")
+            c = sub.dialog()
+            waiting.append(c)
+            c.send("AUTH PLAIN %s\r\n" % plain_b64(BOB, "guess-%d" % i))
+            wait_failures(d, i + 1)
+        for c in waiting:
+            c.expect("535 5.7.8", timeout=SLOW)
+        for i in range(3):
+            with sub.login_dialog(ALICE, USERS[ALICE]) as c:
+                c.cmd("QUIT", "221")
+            with sub.dialog() as c:
+                c.cmd("AUTH PLAIN %s" % plain_b64(BOB, "guess-more-%d" % i), "454 4.7.0")
+                # the same answer to the right password: nothing is checked
+                c.cmd("AUTH PLAIN %s" % plain_b64(BOB, USERS[BOB]), "454 4.7.0")
+                c.cmd("NOOP", "250")
+    finally:
+        for c in waiting:
+            c.close()
+    assert [f[1] for f in failures(d)] == [BOB] * 5, d.log()
+    assert user_refusals(d) == [BOB] * 6, d.log()
+    assert len(log_lines(d, r"auth ok address=127\.0\.0\.1 user=alice@example\.test")) == 8
+
+
+def test_exchanges_parked_at_334_are_counted_when_they_start(sub):
+    """Issue 12 (b): fifteen connections from one address each start AUTH
+    LOGIN and sit at the password's 334 before any of them fails.  Only ten
+    exchanges start (the address limit); the others get 421 4.7.0 at AUTH,
+    and after the ten wrong passwords the address is still locked out."""
+    d = sub.d
+    parked, refused = [], 0
+    try:
+        for i in range(15):
+            c = sub.dialog()
+            c.send("AUTH LOGIN\r\n")
+            reply = c.read_reply(SLOW)
+            if reply.startswith("334 "):
+                c.cmd(b64("parked%d@example.test" % i), "334 " + b64("Password:"))
+                parked.append(c)
+            else:
+                assert reply.startswith("421 4.7.0"), reply
+                assert c.wait_closed(SLOW)
+                c.close()
+                refused += 1
+        assert (len(parked), refused) == (10, 5), (len(parked), refused)
+        assert failures(d) == [], d.log()
+        for c in parked:
+            c.send(b64("wrong") + "\r\n")
+        for c in parked:
+            c.expect("535 5.7.8", timeout=SLOW)
+        with sub.dialog() as c:
+            c.cmd("AUTH PLAIN %s" % plain_b64(ALICE, USERS[ALICE]), "421 4.7.0")
+    finally:
+        for c in parked:
+            c.close()
+    assert len(failures(d)) == 10, d.log()
+    assert len(log_lines(d, r"auth refused address=127\.0\.0\.1 "
+                            r"reason=too-many-failures\n")) == 6, d.log()
+
+
+def test_user_counter_keys_on_the_canonical_name(sub):
+    """Issue 12 (c): libsasl2 trims blanks around a login name, so
+    " alice@example.test" is alice.  Failures spelled five ways count
+    against one user, are logged under one name, and then alice is refused
+    (454 4.7.0), however her name is spelled and even with her password."""
+    d = sub.d
+    spellings = [" alice@example.test", "ALICE@example.test", "alice@EXAMPLE.TEST",
+                 "\talice@example.test ", "Alice@Example.Test"]
+    waiting = []
+    try:
+        for i, name in enumerate(spellings):
+            c = sub.dialog()
+            waiting.append(c)
+            c.send("AUTH PLAIN %s\r\n" % plain_b64(name, "guess-%d" % i))
+            wait_failures(d, i + 1)
+        for c in waiting:
+            c.expect("535 5.7.8", timeout=SLOW)
+        with sub.dialog() as c:
+            c.cmd("AUTH PLAIN %s" % plain_b64(ALICE, USERS[ALICE]), "454 4.7.0")
+            c.cmd("AUTH PLAIN %s" % plain_b64("  ALICE@example.test", USERS[ALICE]),
+                  "454 4.7.0")
+            # LOGIN and SCRAM name the user in a later message: refused there
+            c.cmd("AUTH LOGIN", "334")
+            c.cmd(b64(" alice@example.test"), "454 4.7.0")
+            # another user is not affected
+            c.cmd("AUTH PLAIN %s" % plain_b64(BOB, USERS[BOB]), "235 2.7.0")
+    finally:
+        for c in waiting:
+            c.close()
+    bad = run_scram(sub, " alice@example.test", USERS[ALICE])
+    assert "454" in bad.stdout, (bad.stdout, bad.stderr)
+    assert [f[1] for f in failures(d)] == [ALICE] * 5, d.log()
+    assert user_refusals(d) == [ALICE] * 4, d.log()
 
 
 # --------------------------------------------------------------------------
