@@ -334,10 +334,18 @@ main(int argc, char **argv)
 			rc = EX_IOERR;
 			goto out;
 		}
-		if (r == 0 || sm_input_feed(&in, buf, (size_t)r) || in.too_big)
+		if (r == 0 || sm_input_feed(&in, buf, (size_t)r) || in.too_big ||
+		    in.nul)
 			break;
 	}
 	sm_input_finish(&in);
+	if (in.nul) {
+		/* refused, not converted (doc/chamois-sendmail.8) */
+		fprintf(stderr, "chamois-sendmail: message not sent: line %zu "
+		    "contains a NUL octet, which mail may not carry\n", in.nul_line);
+		rc = EX_DATAERR;
+		goto out;
+	}
 	if (in.too_big) {
 		fprintf(stderr, "chamois-sendmail: message not sent: message too "
 		    "big (at most %llu octets)\n",

@@ -378,6 +378,14 @@ take_line(struct sm_input *in, const char *p, size_t n)
 {
 	if (n > 0 && p[n - 1] == '\r')
 		n--;
+	in->lines++;
+	if (in->nul)
+		return;
+	if (memchr(p, '\0', n) != NULL) {
+		in->nul = true;
+		in->nul_line = in->lines;
+		return;
+	}
 	if (in->first) {
 		in->first = false;
 		/* an mbox envelope line is not part of the message */

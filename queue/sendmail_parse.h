@@ -33,7 +33,10 @@ int sm_parse_addrlist(const char *s, size_t len, const char *domain,
 /*
  * Reading stdin: CRLF becomes LF; unless ignore_dots, a line holding only
  * "." ends the message (what follows is not read); a leading mbox
- * "From " line is dropped; a last line without a line end gets one.
+ * "From " line is dropped; a last line without a line end gets one.  A
+ * line with a NUL octet sets nul (its number in nul_line) and nothing more
+ * is taken: the message is refused (doc/chamois-sendmail.8), since a
+ * server that drops NUL could read <LF>NUL.<LF> as the end of data.
  */
 struct sm_input {
 	char *buf;		/* the message so far, LF form */
@@ -45,6 +48,9 @@ struct sm_input {
 	bool first;		/* no line was taken yet */
 	size_t max;		/* more than this: too_big (0: no limit) */
 	bool too_big;		/* input past max was dropped */
+	size_t lines;		/* lines taken so far */
+	bool nul;		/* a line held a NUL octet */
+	size_t nul_line;	/* its number, from 1 */
 };
 
 void sm_input_init(struct sm_input *, bool ignore_dots, size_t max);

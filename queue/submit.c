@@ -6,7 +6,8 @@
  * message size, the header section held in memory, an idle timeout and a
  * deadline, a number of connections at once).  The message is turned
  * into the queue's LF form as it arrives (CRLF and bare CR become LF, so
- * that nothing that leaves the queue can carry a bare CR), a Received
+ * that nothing that leaves the queue can carry a bare CR; a NUL refuses
+ * the message, so that none can carry a NUL either), a Received
  * field naming the caller's uid is put on top, Message-ID and Date are
  * added when missing (queue_fix_headers), and the queue gets it with the
  * caller's uid (SO_PEERCRED) and the owner who gets the reports.  The
@@ -284,13 +285,21 @@ lf_out(struct submit_conn *c, const char *p, size_t n)
 	hdr_scan(c);
 }
 
-/* data_in - raw octets of the message: CRLF and bare CR become LF */
-static void
+/*
+ * data_in - raw octets of the message: CRLF and bare CR become LF; a NUL
+ * refuses the message (SPEC 4, doc/security.md); false once c is gone
+ */
+static bool
 data_in(struct submit_conn *c, const char *p, size_t n)
 {
 	char out[8192];
 	size_t o = 0;
 
+	if (memchr(p, '\0', n) != NULL) {
+		reply_close(c, "ERR 554 5.5.2 NUL octet in the message; mail "
+		    "may not carry NUL (RFC 5322 4.1)");
+		return false;
+	}
 	for (size_t i = 0; i < n; i++) {
 		if (o + 2 > sizeof(out)) {
 			lf_out(c, out, o);
@@ -309,6 +318,7 @@ data_in(struct submit_conn *c, const char *p, size_t n)
 	}
 	if (o > 0)
 		lf_out(c, out, o);
+	return true;
 }
 
 static void
@@ -549,7 +559,8 @@ input(struct submit_conn *c)
 			if (got <= 0)
 				break;
 			c->data_left -= (uint64_t)got;
-			data_in(c, chunk, (size_t)got);
+			if (!data_in(c, chunk, (size_t)got))
+				return false;
 		}
 		if (c->data_left == 0) {
 			/* what follows the message is ignored */

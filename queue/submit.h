@@ -14,7 +14,8 @@
  *	    or: ERR <code> <enhanced code> <text>
  *
  * The server answers ERR as soon as something is wrong (a bad address,
- * too many recipients, DATA over max_message_size) and closes; else once
+ * too many recipients, DATA over max_message_size, a NUL octet in the
+ * message) and closes; else once
  * the queue has made the message durable.  The caller's uid is taken from
  * SO_PEERCRED, never from what it sends.
  */

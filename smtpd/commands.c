@@ -830,6 +830,14 @@ smtpd_data_input(struct smtpd_session *s)
 			    st == DATA_BARE_CR ? "CR" : "LF");
 			smtpd_close_after_reply(s);
 			return;
+		case DATA_NUL:
+			/* SPEC 4: refused as bare CR/LF are (doc/security.md) */
+			log_info("%s smtp disconnect reason=nul", tx->id);
+			smtpd_reply(s, "521 5.5.2 NUL octet received; a message may "
+			    "not contain NUL (RFC 5322 4.1, RFC 2045 2.8); closing "
+			    "connection");
+			smtpd_close_after_reply(s);
+			return;
 		}
 	}
 }

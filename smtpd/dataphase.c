@@ -4,7 +4,8 @@
  * data_scan() is a byte-at-a-time state machine over the wire form: it
  * finds <CRLF>.<CRLF>, undoes dot-stuffing (RFC 5321 4.5.2), turns CRLF
  * into LF for Maildir, measures lines against RFC 5321 4.5.3.1.6 and
- * stops at the first bare CR or bare LF.  header_scan() reads the LF form
+ * stops at the first bare CR, bare LF or NUL (NUL is obsolete syntax,
+ * RFC 5322 4.1, and not allowed in 8bit data, RFC 2045 2.8).  header_scan() reads the LF form
  * of the header section for loop detection (RFC 5321 6.3).
  */
 #include <stdlib.h>
@@ -65,6 +66,9 @@ data_scan(struct data_scanner *sc, const char *in, size_t len, char *out,
 			} else if (c == '\n') {
 				*st = DATA_BARE_LF;
 				goto out;
+			} else if (c == '\0') {
+				*st = DATA_NUL;
+				goto out;
 			} else {
 				out[o++] = c;
 				sc->octets++;
@@ -86,6 +90,9 @@ data_scan(struct data_scanner *sc, const char *in, size_t len, char *out,
 				sc->state = DS_DOT_CR;
 			} else if (c == '\n') {
 				*st = DATA_BARE_LF;
+				goto out;
+			} else if (c == '\0') {
+				*st = DATA_NUL;
 				goto out;
 			} else {
 				/* the stuffed dot is dropped */

@@ -11,13 +11,16 @@ enum data_status {
 	DATA_END,	/* <CRLF>.<CRLF> seen; input after it is not consumed */
 	DATA_BARE_CR,	/* a CR not followed by LF */
 	DATA_BARE_LF,	/* an LF not preceded by CR */
+	DATA_NUL,	/* a NUL octet (outside a CR LF pair) */
 };
 
 /*
  * The only end of data is <CRLF>.<CRLF> (RFC 5321 4.1.1.4); a bare CR or
  * LF anywhere stops the scan, so that no sequence can be read as an end
- * by a later server (SMTP smuggling).  Output is the message with LF line
- * ends and dot-stuffing undone.
+ * by a later server (SMTP smuggling); so does a NUL, which a server that
+ * drops NUL before parsing would turn <CRLF>NUL.<CRLF> into an end
+ * (SPEC 4, doc/security.md).  Output is the message with LF line ends
+ * and dot-stuffing undone; it never holds CR or NUL.
  */
 struct data_scanner {
 	int state;

@@ -12,8 +12,9 @@
  *
  * Checks (abort on failure):
  *  - output never longer than the input consumed; consumed <= offered;
- *  - no CR in the output, and every LF of the output comes from a CRLF of
- *    the input (a bare CR or LF stops the scan: SMTP smuggling);
+ *  - no CR and no NUL in the output, no NUL consumed, and every LF of the
+ *    output comes from a CRLF of the input (a bare CR or LF, or a NUL,
+ *    stops the scan: SMTP smuggling, SPEC 4);
  *  - DATA_END only when the consumed input ends with CRLF "." CRLF (or is
  *    "." CRLF: DATA's reply ended a line);
  *  - octets == output octets + one per LF (the CRLF form, stuffing undone);
@@ -65,8 +66,9 @@ reference(const uint8_t *in, size_t len, struct result *r)
 			r->consumed = i + 3;
 			break;
 		}
-		/* a line: up to its first CR or LF */
-		for (j = i; j < len && in[j] != '\r' && in[j] != '\n'; j++)
+		/* a line: up to its first CR, LF or NUL */
+		for (j = i; j < len && in[j] != '\r' && in[j] != '\n' &&
+		    in[j] != '\0'; j++)
 			;
 		/* a leading dot is stuffing; the rest is text */
 		for (size_t k = i + (bol && j > i && in[i] == '.'); k < j; k++)
@@ -77,6 +79,13 @@ reference(const uint8_t *in, size_t len, struct result *r)
 			r->consumed = len;
 			linelen = len - start;
 			if (linelen > TEXT_LINE_MAX)
+				r->long_line = true;
+			break;
+		}
+		if (in[j] == '\0') {
+			r->st = DATA_NUL;
+			r->consumed = j;
+			if (j - start + 1 > TEXT_LINE_MAX)
 				r->long_line = true;
 			break;
 		}
@@ -200,6 +209,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	/* the invariants, on their own */
 	FUZZ_CHECK(memchr(out, '\r', o) == NULL);
+	FUZZ_CHECK(memchr(out, '\0', o) == NULL);
+	FUZZ_CHECK(memchr(in, '\0', off) == NULL);
 	for (size_t i = 0; i < o; i++)
 		lf += out[i] == '\n';
 	for (size_t i = 0; i < off; i++) {

@@ -1,6 +1,6 @@
-"""SMTP smuggling on the forwarding path (SPEC 4: at the first bare CR or LF
-chamoisd replies 5xx, keeps nothing, closes; for a forwarded message it
-closes the remote session without the final dot)."""
+"""SMTP smuggling on the forwarding path (SPEC 4: at the first bare CR or LF,
+or NUL, chamoisd replies 5xx, keeps nothing, closes; for a forwarded
+message it closes the remote session without the final dot)."""
 
 import pytest
 
@@ -26,6 +26,12 @@ CASES = {
     "CR.CRLF": HEAD + b"\r.\r\n",
     "bare LF in body": HEAD + b"\r\nline with a bare\nLF",
     "bare CR in body": HEAD + b"\r\nline with a bare\rCR",
+    # a next hop that drops NUL before parsing reads <CRLF>NUL.<CRLF> as the
+    # end of data (issue 12, point 5)
+    "CRLF NUL.CRLF": HEAD + b"\r\n\x00.\r\n",
+    "CRLF .NUL CRLF": HEAD + b"\r\n.\x00\r\n",
+    "NUL in body": HEAD + b"\r\nline with a\x00NUL",
+    "NUL in header": b"From: joe@sender.test\r\nSubject: a\x00b",
 }
 
 
@@ -43,6 +49,7 @@ def check_remote_never_got_a_dot(env, r):
     assert r.wait_closed(timeout=15), "remote session still open:\n" + r.transcript()
     assert r.completed_data() == [], r.transcript()
     for c in r.connections:
+        assert b"\x00" not in c.raw, c.raw
         assert b"evil@evil.test" not in c.raw, c.raw
         assert not any(v == "MAIL" and "evil" in (a or "") for v, a in c.commands)
 
@@ -65,7 +72,7 @@ def test_smuggling_on_forward_path(fwd_env, case):
     fwd_env.assert_no_bounce()
 
 
-@pytest.mark.parametrize("case", ["LF.LF", "bare LF in body"])
+@pytest.mark.parametrize("case", ["LF.LF", "bare LF in body", "CRLF NUL.CRLF"])
 def test_smuggling_in_one_write_on_forward_path(fwd_env, case):
     r = fwd_env.remote("remote.test")
     d = fwd_env.daemon(aliases=ALIASES, extra_conf=BUDGETS)
@@ -81,11 +88,12 @@ def test_smuggling_in_one_write_on_forward_path(fwd_env, case):
     fwd_env.assert_no_bounce()
 
 
-def test_smuggling_with_local_copy_keeps_nothing(fwd_env):
+@pytest.mark.parametrize("case", ["LF.LF", "CRLF NUL.CRLF"])
+def test_smuggling_with_local_copy_keeps_nothing(fwd_env, case):
     r = fwd_env.remote("remote.test")
     d = fwd_env.daemon(aliases=ALIASES, extra_conf=BUDGETS)
     c = open_data(d, "both@example.test")
-    c.send(CASES["LF.LF"])
+    c.send(CASES[case])
     assert_reply(c.read_reply(), "521 5.5.2")
     assert c.wait_closed()
     c.close()

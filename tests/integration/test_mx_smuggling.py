@@ -1,5 +1,6 @@
 """mx role: SMTP smuggling (SPEC 4: the end of data is <CRLF>.<CRLF> and
-nothing else; at the first bare CR or LF: 521 5.5.2, nothing kept, close)."""
+nothing else; at the first bare CR or LF, or NUL: 521 5.5.2, nothing kept,
+close)."""
 
 import pytest
 
@@ -22,6 +23,11 @@ CASES = {
     "bare CR in body": (HEAD + b"\r\nline with a bare\rCR", b"\r\nend\r\n.\r\n"),
     "bare LF in body": (HEAD + b"\r\nline with a bare\nLF", b"\r\nend\r\n.\r\n"),
     "bare LF in header": (b"From: s@remote.test\nSubject: x", b"\r\n\r\nbody\r\n.\r\n"),
+    # a next hop that drops NUL reads <CRLF>NUL.<CRLF> as the end (issue 12)
+    "CRLF NUL.CRLF": (HEAD + b"\r\n\x00", b".\r\n" + SMUGGLED + b"QUIT\r\n"),
+    "CRLF .NUL CRLF": (HEAD + b"\r\n.\x00", b"\r\n" + SMUGGLED + b"QUIT\r\n"),
+    "NUL in body": (HEAD + b"\r\nline with a\x00", b"NUL\r\nend\r\n.\r\n"),
+    "NUL in header": (b"From: s@remote.test\r\nSubject: a\x00", b"b\r\n\r\nx\r\n.\r\n"),
 }
 
 

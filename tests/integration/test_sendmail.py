@@ -267,6 +267,28 @@ def test_too_big_refused(chamoisd):
     assert b"too big" in p.stderr
 
 
+def test_nul_in_the_message_refused_exit_65(chamoisd):
+    """issue 12, point 5: a NUL is refused, not converted (doc/chamois-sendmail.8):
+    a next server that drops NUL would read <LF>NUL.<LF> as the end of data
+    and the rest as a second transaction."""
+    d = ready(chamoisd())
+    p = run_sendmail(d, ["-i", "alice"], b"Subject: nul\n\nfirst part\n\x00.\n"
+                     b"MAIL FROM:<bob@example.test>\nRCPT TO:<bob@example.test>\nDATA\n"
+                     b"Subject: smuggled\n\nsmuggled\n.\n")
+    assert p.returncode == EX_DATAERR, p
+    assert b"message not sent: line 4 contains a NUL octet" in p.stderr, p.stderr
+    # the submit socket refuses it too, for a client that is not chamois-sendmail
+    body = b"Subject: raw nul\n\nfirst\n\x00.\nsecond\n"
+    r = submit_raw(d, b"SENDER <>\nRCPT alice@example.test\nDATA %d\n" % len(body) + body)
+    assert r.startswith("ERR 554 5.5.2 "), r
+    # nothing was queued: the next message is the only one delivered
+    p = run_sendmail(d, ["alice"], "Subject: after\n\nx\n")
+    assert p.returncode == 0, p.stderr
+    m = one_message(d, "alice@example.test")
+    assert fields(m, "Subject") == ["after"]
+    assert "queue submit uid=" in d.log() and d.log().count("queue submit uid=") == 1
+
+
 def test_socket_modes(chamoisd):
     d = ready(chamoisd())
     sock = d.queue_dir / "submit.sock"

@@ -1,12 +1,13 @@
 """Smuggling battery (SPEC 4: the end of data is <CRLF>.<CRLF> and nothing
-else; at the first bare CR or LF 5xx, nothing kept, close; commands
-pipelined behind STARTTLS are discarded; PIPELINING).
+else; at the first bare CR or LF, or NUL, 5xx, nothing kept, close;
+commands pipelined behind STARTTLS are discarded; PIPELINING).
 
 Every published end-of-data variant is sent with a complete smuggled
 transaction behind it in the same write, on the mx role (checked in the
 Maildirs) and on the forwarding path (checked on the wire at a recording
 remote: never a second MAIL FROM, never a final dot for a refused message,
-never a bare CR or LF).  Then STARTTLS command injection, and pipelining
+never a bare CR or LF, never a NUL), and on the submission role (checked in
+the queue's deliveries).  Then STARTTLS command injection, and pipelining
 abuse: 200 commands in one write get 200 replies, in order, one by one.
 """
 
@@ -32,7 +33,9 @@ SMUGGLED_FWD = SMUGGLED_MX.replace(b"<bob@example.test>", b"<victim@remote.test>
 BAD, DATA, END, EOF, LONG = "521", "data", "end", "eof", "long"
 
 # name -> (end-of-data attempt appended to HEAD, expected handling)
-#   BAD   bare CR/LF: 521 5.5.2 (or a reset), nothing kept, closed
+#   BAD   bare CR/LF or NUL: 521 5.5.2 (or a reset), nothing kept, closed
+#         (NUL: a next hop that drops NUL before parsing would read
+#         <CRLF>NUL.<CRLF> as the end of data; issue 12, point 5)
 #   DATA  not an end: everything up to the smuggled message's own final
 #         dot is data of ONE message (or the message is refused)
 #   END   a real <CRLF>.<CRLF>: what follows are ordinary pipelined commands
@@ -50,9 +53,13 @@ VARIANTS = {
     "CRCRLF.CRLF": (b"\r\r\n.\r\n", BAD),
     "CRLF.LFLF": (b"\r\n.\n\n", BAD),
     "LFLF.LFLF": (b"\n\n.\n\n", BAD),
-    "CRLF NUL.CRLF": (b"\r\n\x00.\r\n", DATA),
-    "CRLF .NUL CRLF": (b"\r\n.\x00\r\n", DATA),
-    "CRLF NUL.NUL CRLF": (b"\r\n\x00.\x00\r\n", DATA),
+    "CRLF NUL.CRLF": (b"\r\n\x00.\r\n", BAD),
+    "CRLF .NUL CRLF": (b"\r\n.\x00\r\n", BAD),
+    "CRLF NUL.NUL CRLF": (b"\r\n\x00.\x00\r\n", BAD),
+    "CRLF NUL NUL.CRLF": (b"\r\n\x00\x00.\r\n", BAD),
+    "CRLF. NUL CRLF": (b"\r\n.\r\x00\n", BAD),
+    "NUL CRLF.CRLF": (b"\x00\r\n.\r\n", BAD),
+    "LF NUL.LF": (b"\n\x00.\n", BAD),
     "CRLF.SP CRLF": (b"\r\n. \r\n", DATA),
     "CRLF..CRLF": (b"\r\n..\r\n", DATA),
     "CRLF...CRLF": (b"\r\n...\r\n", DATA),
@@ -167,6 +174,7 @@ def check_wire(r, ctx):
         mails, ctx, r.transcript())
     for c in r.connections:
         assert not has_bare_cr_or_lf(c.raw), "bare CR/LF on the wire: %r\n%s" % (c.raw, ctx)
+        assert b"\x00" not in c.raw, "NUL on the wire: %r\n%s" % (c.raw, ctx)
         assert b"evil@evil.test>\r\nRCPT" not in c.raw.split(b"DATA\r\n", 1)[0], c.raw
         assert not any(v == "RCPT" and "victim" in (a or "") for v, a in c.commands), ctx
         assert len(c.transactions) <= 1, ctx
@@ -210,6 +218,50 @@ def test_forward_end_of_data_variant(fwd_env, case):
         [tx] = r.delivered()
         assert b"smuggled" not in tx.content
     fwd_env.assert_no_bounce()
+
+
+# --------------------------------------------------------------------------
+# the submission role: a logged-in user's message goes through the queue,
+# and the queue would hand a NUL on to the next server (issue 12, point 5)
+
+NUL_CASES = [k for k, (tail, kind) in VARIANTS.items() if b"\x00" in tail]
+# the smuggled transaction names another user as the sender
+SMUGGLED_SUB = (b"MAIL FROM:<bob@example.test>\r\n"
+                b"RCPT TO:<alice@example.test>\r\n"
+                b"DATA\r\n"
+                b"From: bob@example.test\r\nSubject: smuggled\r\n\r\nsmuggled\r\n"
+                b".\r\n")
+
+
+@pytest.mark.parametrize("case", NUL_CASES)
+def test_submission_nul_variant_nothing_queued(chamoisd, tmp_path, case):
+    sub = submission_daemon(chamoisd, tmp_path / "sasl")
+    d = sub.d
+    tail, kind = VARIANTS[case]
+    c = sub.login_dialog(ALICE, USERS[ALICE])
+    c.cmd("MAIL FROM:<%s>" % ALICE, "250 2.1.0")
+    c.cmd("RCPT TO:<bob@example.test>", "250 2.1.5")
+    c.cmd("DATA", "354")
+    replies, closed = send_attack(c, HEAD + tail + SMUGGLED_SUB + b"QUIT\r\n", kind)
+    ctx = "case %r: replies %r" % (case, replies)
+    assert no_2xx_3xx(replies), ctx
+    if replies:
+        assert replies[0].startswith("521 5.5.2"), ctx
+    assert closed, ctx
+    assert "submission queue user=" not in d.log(), ctx
+    # the queue still works, and delivers only what comes next
+    msg = sample_message("after the attack")
+    with sub.login_dialog(ALICE, USERS[ALICE]) as c2:
+        c2.cmd("MAIL FROM:<%s>" % ALICE, "250 2.1.0")
+        c2.cmd("RCPT TO:<bob@example.test>", "250 2.1.5")
+        c2.cmd("DATA", "354")
+        c2.send(dot_stuff(msg) + b".\r\n")
+        c2.expect("250 2.0.0")
+        c2.cmd("QUIT", "221")
+    [m] = d.wait_messages("bob@example.test", 1, timeout=30)
+    assert b"after the attack" in m and b"first part" not in m, m
+    assert d.messages("alice@example.test") == []
+    assert d.log().count("submission queue user=") == 1, d.log()
 
 
 # --------------------------------------------------------------------------

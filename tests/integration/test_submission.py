@@ -222,6 +222,47 @@ def test_remote_recipient_delivered_through_mx_sender_unchanged(fwd_env, tmp_pat
     fwd_env.assert_no_bounce()
 
 
+def test_nul_smuggling_through_the_queue_refused(fwd_env, tmp_path):
+    """issue 12, point 5: a logged-in user's <CRLF>NUL.<CRLF> and a second
+    transaction behind it, whose MAIL FROM names another user, would reach
+    the next server through the queue; a NUL gets 521 5.5.2 at once,
+    nothing is queued, the connection is closed (SPEC 4)."""
+    r = fwd_env.remote("remote.test")
+    sub = fwd_sub(fwd_env, tmp_path)
+    d = sub.d
+    c = sub.login_dialog(ALICE, USERS[ALICE])
+    c.cmd("MAIL FROM:<%s>" % ALICE, "250 2.1.0")
+    c.cmd("RCPT TO:<carol@remote.test>", "250 2.1.5")
+    c.cmd("DATA", "354")
+    c.send(b"From: %s\r\nSubject: first\r\n\r\nfirst part\r\n\x00.\r\n" % ALICE.encode())
+    c.expect("521 5.5.2")
+    assert c.wait_closed(), "connection not closed after 521"
+    try:
+        c.send(b"MAIL FROM:<%s>\r\nRCPT TO:<carol@remote.test>\r\nDATA\r\n"
+               b"From: %s\r\nSubject: smuggled\r\n\r\nsmuggled\r\n.\r\nQUIT\r\n"
+               % (BOB.encode(), BOB.encode()))
+    except OSError:
+        pass
+    c.close()
+    assert "submission queue user=" not in d.log()
+    assert re.search(r"smtp disconnect reason=nul\n", d.log()), d.log()
+    # the next message is the only one the remote ever sees
+    s = sub.smtp_tls()
+    try:
+        s.login(ALICE, USERS[ALICE])
+        assert s.sendmail(ALICE, ["carol@remote.test"],
+                          crlf(message("after", to="carol@remote.test"))) == {}
+        s.quit()
+    finally:
+        s.close()
+    wait_until(lambda: r.delivered(), 30, what="delivery at remote.test")
+    (tx,) = r.delivered()
+    assert tx.mail_from == ALICE and b"Subject: after\r\n" in tx.content, tx
+    assert b"\x00" not in tx.content and b"smuggled" not in tx.content
+    assert [t.mail_from for t in r.transactions()] == [ALICE], r.transcript()
+    fwd_env.assert_no_bounce()
+
+
 def test_465_implicit_tls_login_and_send(sub):
     d = sub.d
     s = sub.smtps()

@@ -1,7 +1,7 @@
 /*
  * test_dataphase.c - the DATA phase (smtpd/dataphase.c): the only end of
  * data is <CRLF>.<CRLF>, dot-stuffing is undone, CRLF becomes LF, and a
- * bare CR or LF stops the scan where it is (SMTP smuggling).  Every case
+ * bare CR or LF, or a NUL, stops the scan where it is (SMTP smuggling).  Every case
  * is fed whole, one octet at a time and split in two at every offset; the
  * results must be the same.  Then the header scanner.
  */
@@ -19,6 +19,7 @@ status_name(enum data_status st)
 	case DATA_END:		return "DATA_END";
 	case DATA_BARE_CR:	return "DATA_BARE_CR";
 	case DATA_BARE_LF:	return "DATA_BARE_LF";
+	case DATA_NUL:		return "DATA_NUL";
 	}
 	return "?";
 }
@@ -167,8 +168,33 @@ static const struct data_case data_cases[] = {
 	  .consumed = ALL, .out = "a\n", .octets = 3 },
 	{ .label = "data: ends after dot CR", .in = "a\r\n.\r", .st = DATA_MORE,
 	  .consumed = ALL, .out = "a\n", .octets = 3 },
-	{ .label = "data: 8-bit and NUL octets pass", .in = "caf\xc3\xa9\0x\r\n.\r\n", .len = 12,
-	  .st = DATA_END, .consumed = ALL, .out = "caf\xc3\xa9\0x\n", .outlen = 8, .octets = 9 },
+	{ .label = "data: 8-bit octets pass", .in = "caf\xc3\xa9\x01\x7f\xff\r\n.\r\n",
+	  .st = DATA_END, .consumed = ALL, .out = "caf\xc3\xa9\x01\x7f\xff\n", .octets = 10 },
+	/*
+	 * NUL stops the scan as a bare CR or LF does (SPEC 4): a next hop that
+	 * drops NUL would read <CRLF>NUL.<CRLF> as the end of data
+	 */
+	{ .label = "nul: inside a line", .in = "caf\xc3\xa9\0x\r\n.\r\n", .len = 12,
+	  .st = DATA_NUL, .consumed = 5, .out = "caf\xc3\xa9", .octets = 5 },
+	{ .label = "nul: <CRLF>NUL.<CRLF> then MAIL",
+	  .in = "a\r\n\0.\r\nMAIL FROM:<x@example.org>\r\n", .len = 34,
+	  .st = DATA_NUL, .consumed = 3, .out = "a\n", .octets = 3 },
+	{ .label = "nul: <CRLF>.NUL<CRLF>", .in = "a\r\n.\0\r\n.\r\n", .len = 10,
+	  .st = DATA_NUL, .consumed = 4, .out = "a\n", .octets = 3 },
+	{ .label = "nul: <CRLF>NUL.NUL<CRLF>", .in = "a\r\n\0.\0\r\n", .len = 8,
+	  .st = DATA_NUL, .consumed = 3, .out = "a\n", .octets = 3 },
+	{ .label = "nul: first octet", .in = "\0.\r\n", .len = 4, .st = DATA_NUL,
+	  .consumed = 0, .octets = 0 },
+	{ .label = "nul: after a stuffed dot", .in = "..\0\r\n.\r\n", .len = 8,
+	  .st = DATA_NUL, .consumed = 2, .out = ".", .octets = 1 },
+	{ .label = "nul: in the header section", .in = "Subject: a\0b\r\n\r\nx\r\n.\r\n",
+	  .len = 22, .st = DATA_NUL, .consumed = 10, .out = "Subject: a", .octets = 10 },
+	{ .label = "nul: after CR is a bare CR", .in = "a\r\0\n.\r\n", .len = 7,
+	  .st = DATA_BARE_CR, .consumed = 2, .out = "a", .octets = 1 },
+	{ .label = "nul: after <CRLF>.<CR> is a bare CR", .in = "a\r\n.\r\0\n", .len = 7,
+	  .st = DATA_BARE_CR, .consumed = 5, .out = "a\n", .octets = 3 },
+	{ .label = "nul: after the end not consumed", .in = "a\r\n.\r\n\0", .len = 7,
+	  .st = DATA_END, .consumed = 6, .out = "a\n", .octets = 3 },
 	/* smuggling: only <CRLF>.<CRLF> ends; a bare CR or LF stops at once */
 	{ .label = "smuggling: <LF>.<LF>", .in = "a\n.\nMAIL FROM:<x@example.org>\r\n",
 	  .st = DATA_BARE_LF, .consumed = 1, .out = "a", .octets = 1 },

@@ -153,6 +153,8 @@ struct input_case {
 	const char *want;
 	bool done;		/* the "." line ended it */
 	bool too_big;
+	size_t len;		/* 0: strlen(in) */
+	size_t nul_line;	/* the line with a NUL; 0: none */
 	const char *bug;
 };
 
@@ -194,6 +196,20 @@ static const struct input_case input_cases[] = {
 	  .want = "0123456789\n", .too_big = true },
 	{ .label = "input: exactly max", .in = "0123456789\n", .max = 11,
 	  .want = "0123456789\n" },
+	/* a NUL refuses the message: nothing from its line on is taken */
+	{ .label = "input: NUL inside a line", .in = "S: x\n\nab\0cd\nmore\n", .len = 17,
+	  .want = "S: x\n\n", .nul_line = 3 },
+	{ .label = "input: <LF>NUL.<LF> smuggling",
+	  .in = "S: x\n\nfirst\n\0.\nMAIL FROM:<bob@example.org>\n", .len = 43,
+	  .want = "S: x\n\nfirst\n", .nul_line = 4 },
+	{ .label = "input: NUL in the mbox From line", .in = "From a\0 b\nS: x\n", .len = 15,
+	  .want = "", .nul_line = 1 },
+	{ .label = "input: NUL in a last line without LF", .in = "a\nb\0", .len = 4,
+	  .want = "a\n", .nul_line = 2 },
+	{ .label = "input: NUL after the dot line not read", .in = "a\n.\n\0\n", .len = 6,
+	  .want = "a\n", .done = true },
+	{ .label = "input: NUL with -i", .in = "a\n\0.\n", .len = 5, .ignore_dots = true,
+	  .want = "a\n", .nul_line = 2 },
 };
 
 /* feed in pieces of every size, so line ends split across reads count */
@@ -201,7 +217,7 @@ static void
 test_input(void **state)
 {
 	const struct input_case *c = *state;
-	size_t len = strlen(c->in);
+	size_t len = c->len ? c->len : strlen(c->in);
 
 	UNIT_BUG(c);
 	for (size_t chunk = 1; chunk <= len + 1; chunk++) {
@@ -223,6 +239,8 @@ test_input(void **state)
 		assert_int_equal(in.len, strlen(c->want));
 		assert_int_equal(in.done, c->done);
 		assert_int_equal(in.too_big, c->too_big);
+		assert_int_equal(in.nul, c->nul_line != 0);
+		assert_int_equal(in.nul_line, c->nul_line);
 		sm_input_free(&in);
 	}
 }
