@@ -78,6 +78,7 @@ struct admin_conn {
 	unsigned long n;		/* connection number, for the log */
 	uid_t uid;
 	pid_t pid;
+	struct config *cfg;		/* held (config_ref): RESTORE spools in it */
 	enum admin_state state;
 	enum admin_cmd cmd;
 	bool held;			/* a worker job or queue_submit refers to us */
@@ -186,6 +187,7 @@ conn_destroy(struct admin_conn *c)
 	}
 	free(c->env);
 	free(c->ids);
+	config_free(c->cfg);
 	free(c);
 }
 
@@ -649,7 +651,7 @@ restore_frame(struct admin_conn *c, char *line)
 	c->env = xmalloc(c->env_len + 1);
 	c->body_len = bodylen;
 	c->body = xcalloc(1, sizeof(*c->body));
-	body_init(c->body, smtpd.cfg->queue_dir);
+	body_init(c->body, c->cfg->queue_dir);
 	c->rs = RD_ENVELOPE;
 }
 
@@ -746,7 +748,7 @@ restore_input(struct admin_conn *c)
 static void
 cmd_restore(struct admin_conn *c)
 {
-	uint64_t twice = smtpd.cfg->max_message_size * 2;
+	uint64_t twice = c->cfg->max_message_size * 2;
 
 	c->state = AS_RESTORE;
 	c->rs = RD_MAGIC;
@@ -973,6 +975,7 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		free(c);
 		return;
 	}
+	c->cfg = config_ref(smtpd.cfg);
 	TAILQ_INSERT_TAIL(&adm.conns, c, entry);
 	adm.nconns++;
 	bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);

@@ -75,7 +75,8 @@ struct submit_conn {
 	bool queued;			/* the queue holds c until it calls back */
 	char *owner;			/* for the log line */
 	uint64_t size;
-	struct config *cfg;		/* the config the connection started with */
+	struct config *cfg;		/* the config the connection started with
+					   (held: config_ref) */
 };
 
 static TAILQ_HEAD(, submit_conn) conns = TAILQ_HEAD_INITIALIZER(conns);
@@ -628,6 +629,7 @@ conn_free(struct submit_conn *c)
 		body_free(c->body);
 		free(c->body);
 	}
+	config_free(c->cfg);
 	free(c);
 }
 
@@ -665,7 +667,7 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	c->pid = cred.pid;
 	c->started = time(NULL);
 	c->state = SC_SENDER;
-	c->cfg = smtpd.cfg;
+	c->cfg = config_ref(smtpd.cfg);
 	if ((pw = getpwuid(cred.uid)) != NULL)
 		str_copy(c->user, pw->pw_name, sizeof(c->user));
 	else

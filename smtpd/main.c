@@ -37,9 +37,6 @@
 #include "../submission/submission.h"
 #include "smtpd.h"
 
-/* configs replaced by SIGHUP: sessions may still point into them */
-static struct config **retired;
-static size_t nretired;
 static const char *config_path = CHAMOIS_CONFIG_FILE;
 static bool check_only;
 
@@ -188,9 +185,12 @@ reload(void)
 		mx = smtpd.tls_mx ? (SSL_CTX_up_ref(smtpd.tls_mx), smtpd.tls_mx) : NULL;
 		sub = smtpd.tls_sub ? (SSL_CTX_up_ref(smtpd.tls_sub), smtpd.tls_sub) : NULL;
 	}
-	/* listeners keep their sockets: new listen lines need a restart */
-	retired = xreallocarray(retired, nretired + 1, sizeof(*retired));
-	retired[nretired++] = smtpd.cfg;
+	/*
+	 * listeners keep their sockets: new listen lines need a restart.
+	 * The old config goes once its last holder lets go (config_ref:
+	 * sessions, submit and admin connections, queue attempts, reports).
+	 */
+	config_free(smtpd.cfg);
 	tables_free(smtpd.tables);
 	SSL_CTX_free(smtpd.tls_mx);
 	SSL_CTX_free(smtpd.tls_sub);
@@ -236,10 +236,11 @@ clean_done(void *arg)
 static void
 clean_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct clean_job *j = xcalloc(1, sizeof(*j));
+	struct clean_job *j;
 
 	if (smtpd.stopping)
 		return;
+	j = xcalloc(1, sizeof(*j));
 	j->root = xstrdup(smtpd.cfg->maildir_root);
 	worker_submit(clean_work, clean_done, j);
 }
@@ -550,9 +551,6 @@ main(int argc, char **argv)
 	srs_free(&smtpd.srs);
 	free(smtpd.self);
 	free_loaded(smtpd.cfg, smtpd.tables, smtpd.tls_mx, smtpd.tls_sub);
-	for (size_t i = 0; i < nretired; i++)
-		config_free(retired[i]);
-	free(retired);
 	event_base_free(smtpd.base);
 	libevent_global_shutdown();
 	return 0;
