@@ -642,6 +642,7 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	socklen_t clen = sizeof(cred);
 	struct passwd *pw;
 	struct timeval tv = { SUBMIT_TIMEOUT_SEC, 0 };
+	unsigned same_uid = 0;
 
 	evutil_make_socket_nonblocking(fd);
 	evutil_make_socket_closeonexec(fd);
@@ -655,6 +656,20 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		    "ERR 421 4.7.0 too many submissions at once, try again later\n";
 
 		log_warnx("submit refused uid=%u reason=max-connections",
+		    (unsigned)cred.uid);
+		if (send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+			log_debug("submit busy reply: %s", strerror(errno));
+		close(fd);
+		return;
+	}
+	TAILQ_FOREACH(c, &conns, entry)
+		if (c->uid == cred.uid)
+			same_uid++;
+	if (same_uid >= SUBMIT_MAX_PER_UID) {
+		static const char busy[] = "ERR 421 4.7.0 too many submissions "
+		    "at once from your user id, try again later\n";
+
+		log_warnx("submit refused uid=%u reason=max-per-uid",
 		    (unsigned)cred.uid);
 		if (send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
 			log_debug("submit busy reply: %s", strerror(errno));

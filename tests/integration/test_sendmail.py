@@ -350,3 +350,51 @@ def test_daemon_running_as_user(chamois_conf):
     assert not sock.exists()
     p = run_sendmail(d, ["root"], "x\n")
     assert p.returncode == EX_TEMPFAIL
+
+
+HOLDER = r"""
+import socket, sys
+held = []
+for i in range(int(sys.argv[2])):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(sys.argv[1])
+    except OSError:
+        break
+    held.append(s)
+print(len(held), flush=True)
+sys.stdin.read()              # hold them until the test closes our stdin
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="running as other users needs root")
+def test_one_uid_cannot_take_every_submit_slot(chamoisd):
+    """uid nobody opens every connection it can and holds them; a
+    chamois-sendmail run as uid daemon still gets its message in (issue 12,
+    point 11: at most a quarter of the 32 slots per uid)."""
+    d = ready(chamoisd(aliases={"daemon@example.test": ["alice@example.test"]}))
+    make_traversable(d)
+    nobody, daemon = pwd.getpwnam("nobody"), pwd.getpwnam("daemon")
+    sock = str(d.queue_dir / "submit.sock")
+    holder = subprocess.Popen(
+        ["setpriv", "--reuid=%d" % nobody.pw_uid, "--regid=%d" % nobody.pw_gid,
+         "--clear-groups", "--", "/usr/bin/python3", "-c", HOLDER, sock, "40"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert int(holder.stdout.readline()) == 40    # connected (backlog)
+        # the daemon has accepted them all: the last ones were refused
+        wait_until(lambda: "submit refused uid=%d reason=max" % nobody.pw_uid
+                   in d.log(), 10, what="nobody's connections refused")
+        p = subprocess.run(
+            ["setpriv", "--reuid=%d" % daemon.pw_uid, "--regid=%d" % daemon.pw_gid,
+             "--clear-groups", "--", str(SENDMAIL), "-C", str(d.conf), "-i",
+             "alice@example.test"],
+            input=b"Subject: still served\n\nx\n", stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, timeout=30)
+        assert p.returncode == 0, (p.returncode, p.stderr)
+        (m,) = d.wait_messages("alice@example.test", 1, timeout=15)
+        assert fields(m, "Subject") == ["still served"]
+        assert "submit refused uid=%d reason=max-per-uid" % nobody.pw_uid in d.log()
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=10)
