@@ -711,7 +711,8 @@ submit_init(struct event_base *base, const struct config *cfg, char *err,
 {
 	struct sockaddr_un sun;
 	struct stat st;
-	int fd;
+	mode_t old_umask;
+	int fd, rc;
 
 	sbase = base;
 	memset(&sun, 0, sizeof(sun));
@@ -723,11 +724,7 @@ submit_init(struct event_base *base, const struct config *cfg, char *err,
 		    cfg->queue_dir, SUBMIT_SOCKET);
 		return -1;
 	}
-	/* traversable by every local user, not listable (SPEC 6) */
-	if (chmod(cfg->queue_dir, 0711) == -1) {
-		snprintf(err, errsize, "chmod %s: %s", cfg->queue_dir, strerror(errno));
-		return -1;
-	}
+	/* queue_dir is 0711, set by chamoisd before this (SPEC 6) */
 	if (lstat(sun.sun_path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode)) {
 			snprintf(err, errsize, "%s exists and is not a socket",
@@ -755,8 +752,16 @@ submit_init(struct event_base *base, const struct config *cfg, char *err,
 		snprintf(err, errsize, "socket: %s", strerror(errno));
 		return -1;
 	}
-	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1 ||
-	    chmod(sun.sun_path, 0666) == -1 || listen(fd, 64) == -1) {
+	/*
+	 * 0666 (every local user) from the umask at bind, owned by whoever
+	 * binds (root): no chmod by path afterwards, which the owner of
+	 * queue_dir could turn onto another file with a symlink
+	 * (doc/security.md, issue 12 point 7)
+	 */
+	old_umask = umask(0111);
+	rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+	umask(old_umask);
+	if (rc == -1 || listen(fd, 64) == -1) {
 		snprintf(err, errsize, "submit socket %s: %s", sun.sun_path,
 		    strerror(errno));
 		close(fd);

@@ -8,6 +8,7 @@
  * certificate, keeping the old ones if the new ones are broken.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
@@ -293,7 +294,10 @@ drop_privileges(const char *user)
 /*
  * prepare_dirs - queue_dir and maildir_root exist, owned by user;
  * queue_dir is 0711 so that every local user reaches the submit socket
- * in it (the store below it, queue_dir/db, is 0700)
+ * in it (the store below it, queue_dir/db, is 0700).  Modes and owners
+ * are set through a descriptor opened with O_NOFOLLOW, never by path:
+ * root must not follow a symlink that user put in place of either
+ * (doc/security.md, "Least privilege").
  */
 static void
 prepare_dirs(const struct config *c)
@@ -303,12 +307,18 @@ prepare_dirs(const struct config *c)
 	struct passwd *pw = c->user ? getpwnam(c->user) : NULL;
 
 	for (size_t i = 0; i < nitems(dirs); i++) {
+		int fd;
+
 		if (mkdir_synced(dirs[i], modes[i]) == -1)
 			fatal("mkdir %s", dirs[i]);
-		if (chmod(dirs[i], modes[i]) == -1)
+		if ((fd = open(dirs[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+		    O_CLOEXEC)) == -1)
+			fatal("open %s (a directory, not a symlink)", dirs[i]);
+		if (fchmod(fd, modes[i]) == -1)
 			fatal("chmod %s", dirs[i]);
-		if (pw && geteuid() == 0 && chown(dirs[i], pw->pw_uid, pw->pw_gid) == -1)
+		if (pw && geteuid() == 0 && fchown(fd, pw->pw_uid, pw->pw_gid) == -1)
 			fatal("chown %s", dirs[i]);
+		close(fd);
 	}
 }
 
