@@ -398,3 +398,70 @@ def test_one_uid_cannot_take_every_submit_slot(chamoisd):
     finally:
         holder.stdin.close()
         holder.wait(timeout=10)
+
+
+RACER_C = r"""
+#include <stdio.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    char stop[4096]; struct stat st; time_t end = time(NULL) + 120;
+    snprintf(stop, sizeof(stop), "%s.stop", argv[1]);
+    for (unsigned long n = 0; ; n++) {
+        if ((n & 0xffff) == 0 && (access(stop, F_OK) == 0 || time(NULL) > end))
+            return 0;
+        for (int i = 2; i < argc; i++)   /* a socket just bound: swap it */
+            if (lstat(argv[i], &st) == 0 && S_ISSOCK(st.st_mode) &&
+                unlink(argv[i]) == 0)
+                symlink(argv[1], argv[i]);
+    }
+}
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the privilege drop needs root")
+def test_socket_setup_follows_no_symlink(chamois_conf, tmp_path):
+    """queue_dir belongs to `user` (nobody), who keeps swapping the socket
+    paths for symlinks to a root-owned file while chamoisd restarts: the
+    file is never chmodded or chowned (issue 12, point 7), and the sockets
+    end with their documented modes and owners."""
+    d = chamois_conf(extra_conf="user nobody")
+    make_traversable(d)
+    nobody = pwd.getpwnam("nobody")
+    target = tmp_path / "root-owned"
+    target.write_text("secret\n")
+    target.chmod(0o600)
+    socks = [str(d.queue_dir / "submit.sock"), str(d.queue_dir / "admin.sock")]
+    src = tmp_path / "racer.c"
+    src.write_text(RACER_C)
+    subprocess.run(["cc", "-O2", "-o", str(tmp_path / "racer"), str(src)], check=True)
+    tmp_path.chmod(0o755)
+    racer = subprocess.Popen(
+        ["setpriv", "--reuid=%d" % nobody.pw_uid, "--regid=%d" % nobody.pw_gid,
+         "--clear-groups", "--", str(tmp_path / "racer"), str(target)] + socks)
+    try:
+        for _ in range(15):
+            for p in socks:     # what the racer left would stop the start
+                if os.path.islink(p):
+                    os.unlink(p)
+            try:
+                d.start(timeout=5)
+            except RuntimeError:
+                pass            # the racer's symlink may stop a start: fine
+            d.stop()
+            st = target.stat()
+            assert (st.st_uid, st.st_mode & 0o777) == (0, 0o600), \
+                "the root-owned file became uid %d mode %o" % (st.st_uid, st.st_mode & 0o777)
+    finally:
+        (tmp_path / "root-owned.stop").write_text("")
+        racer.wait(timeout=20)
+    for p in socks:
+        if os.path.lexists(p):
+            os.unlink(p)
+    d.start()
+    ready(d)
+    sub, adm = (os.lstat(p) for p in socks)
+    assert stat.S_ISSOCK(sub.st_mode) and sub.st_mode & 0o777 == 0o666 and sub.st_uid == 0
+    assert stat.S_ISSOCK(adm.st_mode) and adm.st_mode & 0o777 == 0o600
+    assert (adm.st_uid, adm.st_gid) == (nobody.pw_uid, nobody.pw_gid)
