@@ -74,7 +74,12 @@ def test_many_reloads_do_not_grow_the_daemon(chamoisd):
     base = rss_kib(pid)
     reload_n(200, 20)
     grown = rss_kib(pid) - base
-    assert grown < 2048, "RSS grew by %d KiB over 200 reloads" % grown
+    with open("/proc/%d/maps" % pid) as f:
+        asan = "libasan" in f.read()
+    # an ASan build keeps freed memory in quarantine: there LeakSanitizer,
+    # at the exit (the fixture's teardown reads its report), is the check
+    if not asan:
+        assert grown < 2048, "RSS grew by %d KiB over 200 reloads" % grown
     # the daemon still serves after them
     with d.dialog() as s:
         s.cmd("EHLO client.test", "250")
