@@ -598,11 +598,22 @@ config_is_local_domain(const struct config *c, const char *key)
 	return false;
 }
 
+struct config *
+config_ref(struct config *c)
+{
+	c->refs++;
+	return c;
+}
+
 void
 config_free(struct config *c)
 {
 	if (c == NULL)
 		return;
+	if (c->refs > 0) {
+		c->refs--;
+		return;
+	}
 	free(c->path);
 	free(c->dir);
 	free(c->hostname);

@@ -68,6 +68,7 @@ struct config {
 	unsigned forward_max_per_client;
 	int lines[48];		/* where each key was set, by table row */
 	int last_line;
+	unsigned refs;		/* holders beyond the first (config_ref) */
 };
 
 /* problem reporter: receives "FILE:LINE: message" lines */
@@ -78,6 +79,12 @@ typedef void (*config_problem_fn)(void *arg, const char *line);
  * Returns NULL if there was any.
  */
 struct config *config_load(const char *path, config_problem_fn fn, void *arg);
+/*
+ * config_ref - one more holder of c (a session, a job, a connection that
+ * keeps pointers into it across a SIGHUP); each holder ends with
+ * config_free, and the last one frees it.  Event-loop thread only.
+ */
+struct config *config_ref(struct config *);
 void config_free(struct config *);
 /* config_is_local_domain - domain given as a lower-case A-label */
 bool config_is_local_domain(const struct config *, const char *domain_key);

@@ -377,7 +377,7 @@ fwd_connect(struct fwd *f, const struct mx_target *targets, size_t n)
 
 	memset(&p, 0, sizeof(p));
 	p.base = smtpd.base;
-	p.helo = smtpd.cfg->hostname;
+	p.helo = f->s->cfg->hostname;	/* the session holds its config */
 	p.tls = smtpd.tls_client;
 	p.targets = targets;
 	p.ntargets = n;

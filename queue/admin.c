@@ -78,6 +78,7 @@ struct admin_conn {
 	unsigned long n;		/* connection number, for the log */
 	uid_t uid;
 	pid_t pid;
+	struct config *cfg;		/* held (config_ref): RESTORE spools in it */
 	enum admin_state state;
 	enum admin_cmd cmd;
 	bool held;			/* a worker job or queue_submit refers to us */
@@ -186,6 +187,7 @@ conn_destroy(struct admin_conn *c)
 	}
 	free(c->env);
 	free(c->ids);
+	config_free(c->cfg);
 	free(c);
 }
 
@@ -649,7 +651,7 @@ restore_frame(struct admin_conn *c, char *line)
 	c->env = xmalloc(c->env_len + 1);
 	c->body_len = bodylen;
 	c->body = xcalloc(1, sizeof(*c->body));
-	body_init(c->body, smtpd.cfg->queue_dir);
+	body_init(c->body, c->cfg->queue_dir);
 	c->rs = RD_ENVELOPE;
 }
 
@@ -746,7 +748,7 @@ restore_input(struct admin_conn *c)
 static void
 cmd_restore(struct admin_conn *c)
 {
-	uint64_t twice = smtpd.cfg->max_message_size * 2;
+	uint64_t twice = c->cfg->max_message_size * 2;
 
 	c->state = AS_RESTORE;
 	c->rs = RD_MAGIC;
@@ -973,6 +975,7 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		free(c);
 		return;
 	}
+	c->cfg = config_ref(smtpd.cfg);
 	TAILQ_INSERT_TAIL(&adm.conns, c, entry);
 	adm.nconns++;
 	bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
@@ -1062,12 +1065,69 @@ clear_stale(const struct sockaddr_un *sun, const char *path, char *err,
 	return 0;
 }
 
+/*
+ * bind_owned - bind fd at sun as a file of mode 0600 owned by the daemon's
+ * user, made so by the bind itself (the umask, and the user's effective
+ * ids while root binds): nothing is changed by path afterwards, which the
+ * owner of queue_dir could point at another file with a symlink
+ * (doc/security.md, issue 12 point 7)
+ */
+static int
+bind_owned(int fd, const struct sockaddr_un *sun, int dirfd,
+    const struct config *cfg, char *err, size_t errsize)
+{
+	struct passwd *pw = NULL;
+	struct sockaddr_un rel;
+	const struct sockaddr_un *at = sun;
+	gid_t egid = getegid();
+	int cwd = -1, rc, e;
+	mode_t old;
+
+	if (cfg->user && geteuid() == 0 && (pw = getpwnam(cfg->user)) == NULL) {
+		snprintf(err, errsize, "user: no such user '%s'", cfg->user);
+		return -1;
+	}
+	if (pw && dirfd != -1) {
+		/* /proc/self/fd turns root's once the effective uid changes:
+		   bind relative to the directory instead */
+		memset(&rel, 0, sizeof(rel));
+		rel.sun_family = AF_UNIX;
+		str_copy(rel.sun_path, ADMIN_SOCKET_NAME, sizeof(rel.sun_path));
+		if ((cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC)) == -1 ||
+		    fchdir(dirfd) == -1) {
+			snprintf(err, errsize, "%s: %s", cfg->queue_dir,
+			    strerror(errno));
+			if (cwd != -1)
+				close(cwd);
+			return -1;
+		}
+		at = &rel;
+	}
+	if (pw && (setegid(pw->pw_gid) == -1 || seteuid(pw->pw_uid) == -1))
+		fatal("taking the ids of %s to bind the admin socket", cfg->user);
+	old = umask(0177);
+	rc = bind(fd, (const struct sockaddr *)at, sizeof(*at));
+	e = errno;
+	umask(old);
+	if (pw && (seteuid(0) == -1 || setegid(egid) == -1))
+		fatal("back to root after binding the admin socket");
+	if (cwd != -1) {
+		if (fchdir(cwd) == -1)
+			fatal("fchdir");
+		close(cwd);
+	}
+	if (rc == -1) {
+		snprintf(err, errsize, "admin socket %s: %s", adm.path, strerror(e));
+		return -1;
+	}
+	return 0;
+}
+
 int
 admin_init(struct event_base *base, const struct config *cfg, char *err,
     size_t errsize)
 {
 	struct sockaddr_un sun;
-	struct passwd *pw;
 	int fd = -1, dirfd = -1;
 	bool bound = false;
 
@@ -1080,29 +1140,15 @@ admin_init(struct event_base *base, const struct config *cfg, char *err,
 	if (clear_stale(&sun, adm.path, err, errsize) == -1)
 		goto fail;
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-	    0)) == -1 ||
-	    bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+	    0)) == -1) {
 		snprintf(err, errsize, "admin socket %s: %s", adm.path,
 		    strerror(errno));
 		goto fail;
 	}
-	bound = true;
 	/* 0600 and the daemon's user: root and that user, nobody else */
-	if (chmod(adm.path, 0600) == -1) {
-		snprintf(err, errsize, "chmod %s: %s", adm.path, strerror(errno));
+	if (bind_owned(fd, &sun, dirfd, cfg, err, errsize) == -1)
 		goto fail;
-	}
-	if (cfg->user && geteuid() == 0) {
-		if ((pw = getpwnam(cfg->user)) == NULL) {
-			snprintf(err, errsize, "user: no such user '%s'", cfg->user);
-			goto fail;
-		}
-		if (chown(adm.path, pw->pw_uid, pw->pw_gid) == -1) {
-			snprintf(err, errsize, "chown %s: %s", adm.path,
-			    strerror(errno));
-			goto fail;
-		}
-	}
+	bound = true;
 	if (listen(fd, 16) == -1) {
 		snprintf(err, errsize, "listen %s: %s", adm.path, strerror(errno));
 		goto fail;

@@ -64,6 +64,7 @@ struct qentry {
 	bool update_again;	/* ... and the state changed meanwhile */
 	bool final_pending;	/* the attempt is over: the last write is due */
 	/* the attempt in progress */
+	struct config *cfg;	/* held (config_ref) from attempt() to its end */
 	char *body;
 	size_t body_len;
 	int groups;		/* groups not finished yet */
@@ -151,6 +152,7 @@ entry_free(struct qentry *e)
 	free(e->body);
 	if (e->mdbody.mem)
 		body_free(&e->mdbody);
+	config_free(e->cfg);
 	free(e);
 }
 
@@ -582,6 +584,7 @@ queue_store_handle(void)
 /* ---- reports ------------------------------------------------------------- */
 
 struct report_job {
+	struct config *cfg;		/* held: md points into it */
 	struct maildir_delivery *md;
 	struct body body;
 	char *mailbox;
@@ -612,6 +615,7 @@ report_done(void *arg)
 	maildir_delivery_free(j->md);
 	body_free(&j->body);
 	free(j->mailbox);
+	config_free(j->cfg);
 	free(j);
 	smtpd_maybe_exit();
 }
@@ -674,12 +678,24 @@ report(struct qentry *e, const bool *which, enum bounce_action action)
 	j = xcalloc(1, sizeof(*j));
 	str_copy(j->id, e->msg.id, sizeof(j->id));
 	j->mailbox = mb;
-	body_init(&j->body, smtpd.cfg->queue_dir);
-	body_append(&j->body, text, len);
+	j->cfg = config_ref(smtpd.cfg);
+	body_init(&j->body, j->cfg->queue_dir);
+	if (body_append(&j->body, text, len) == -1) {
+		/* the report cannot be spooled (a full disk): say so, as a
+		   failed Maildir write of a report is said */
+		log_warn("%s queue report LOST mailbox=%s step=spool", e->msg.id,
+		    mb);
+		free(text);
+		body_free(&j->body);
+		free(j->mailbox);
+		config_free(j->cfg);
+		free(j);
+		return;
+	}
 	free(text);
 	j->md = xcalloc(1, sizeof(*j->md));
-	j->md->root = smtpd.cfg->maildir_root;
-	j->md->hostname = smtpd.cfg->hostname;
+	j->md->root = j->cfg->maildir_root;
+	j->md->hostname = j->cfg->hostname;
 	j->md->body = &j->body;
 	j->md->ncopies = 1;
 	j->md->copies = xcalloc(1, sizeof(*j->md->copies));
@@ -775,8 +791,8 @@ local_start(struct qgroup *g)
 	struct qentry *e = g->e;
 	struct maildir_delivery *d = xcalloc(1, sizeof(*d));
 
-	d->root = smtpd.cfg->maildir_root;
-	d->hostname = smtpd.cfg->hostname;
+	d->root = e->cfg->maildir_root;
+	d->hostname = e->cfg->hostname;
 	d->body = &e->mdbody;
 	d->ncopies = g->n;
 	d->copies = xcalloc(g->n, sizeof(*d->copies));
@@ -959,7 +975,7 @@ remote_resolved(void *arg, const struct mx_answer *ans)
 	}
 	memset(&p, 0, sizeof(p));
 	p.base = q.base;
-	p.helo = smtpd.cfg->hostname;
+	p.helo = g->e->cfg->hostname;
 	p.tls = smtpd.tls_client;
 	p.targets = ans->targets;
 	p.ntargets = ans->ntargets;
@@ -1039,18 +1055,32 @@ body_done(void *arg)
 	struct qentry *e = j->e;
 
 	if (j->result != 0) {
+		/*
+		 * a temporary failure of every due recipient, so the attempt
+		 * ends as any other: retried after the backoff of
+		 * doc/queue.md, and the final store write makes the exit
+		 * check (trying again at once would spin: issue 12, point 13)
+		 */
+		char why[160];
+
 		errno = j->error;
 		log_warn("%s queue cannot read the body", e->msg.id);
+		snprintf(why, sizeof(why), "451 4.3.0 the queue cannot read the "
+		    "message body: %s", strerror(j->error));
 		reserve(e, -1);
-		e->busy = false;
 		free(j);
-		schedule();
+		for (size_t i = 0; i < e->msg.nrcpts; i++)
+			if (rcpt_due(&e->msg.rcpts[i], e->attempt_now)) {
+				e->msg.rcpts[i].attempts++;
+				rcpt_outcome(e, i, RS_DEFERRED, "4.3.0", why, "");
+			}
+		attempt_finish(e);
 		return;
 	}
 	e->body = j->buf;
 	e->body_len = j->len;
 	free(j);
-	body_init(&e->mdbody, smtpd.cfg->queue_dir);
+	body_init(&e->mdbody, e->cfg->queue_dir);
 	evbuffer_add_reference(e->mdbody.mem, e->body, e->body_len, NULL, NULL);
 	e->mdbody.size = e->body_len;
 	attempt_groups(e);
@@ -1250,6 +1280,8 @@ attempt_finish(struct qentry *e)
 	e->body = NULL;
 	e->body_len = 0;
 	body_free(&e->mdbody);
+	config_free(e->cfg);
+	e->cfg = NULL;
 	entry_due(e);
 	store_state(e, true);
 }
@@ -1326,6 +1358,7 @@ attempt(struct qentry *e, time_t now)
 
 	e->busy = true;
 	e->attempt_now = now;
+	e->cfg = config_ref(smtpd.cfg);
 	reserve(e, +1);
 	j->e = e;
 	worker_submit(body_work, body_done, j);
@@ -1358,7 +1391,8 @@ schedule(void)
 	struct qentry *e;
 	time_t now = time(NULL), next = 0;
 
-	if (q.stopping || q.timer == NULL)
+	/* stopping (the grace period too): nothing new starts (issue 12) */
+	if (q.stopping || smtpd.stopping || q.timer == NULL)
 		return;
 	TAILQ_FOREACH(e, &q.msgs, entry) {
 		if (e->busy || e->removed || e->due == 0)

@@ -76,7 +76,8 @@ struct submit_conn {
 	bool queued;			/* the queue holds c until it calls back */
 	char *owner;			/* for the log line */
 	uint64_t size;
-	struct config *cfg;		/* the config the connection started with */
+	struct config *cfg;		/* the config the connection started with
+					   (held: config_ref) */
 };
 
 static TAILQ_HEAD(, submit_conn) conns = TAILQ_HEAD_INITIALIZER(conns);
@@ -639,6 +640,7 @@ conn_free(struct submit_conn *c)
 		body_free(c->body);
 		free(c->body);
 	}
+	config_free(c->cfg);
 	free(c);
 }
 
@@ -651,6 +653,7 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	socklen_t clen = sizeof(cred);
 	struct passwd *pw;
 	struct timeval tv = { SUBMIT_TIMEOUT_SEC, 0 };
+	unsigned same_uid = 0;
 
 	evutil_make_socket_nonblocking(fd);
 	evutil_make_socket_closeonexec(fd);
@@ -670,13 +673,27 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		close(fd);
 		return;
 	}
+	TAILQ_FOREACH(c, &conns, entry)
+		if (c->uid == cred.uid)
+			same_uid++;
+	if (same_uid >= SUBMIT_MAX_PER_UID) {
+		static const char busy[] = "ERR 421 4.7.0 too many submissions "
+		    "at once from your user id, try again later\n";
+
+		log_warnx("submit refused uid=%u reason=max-per-uid",
+		    (unsigned)cred.uid);
+		if (send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+			log_debug("submit busy reply: %s", strerror(errno));
+		close(fd);
+		return;
+	}
 	c = xcalloc(1, sizeof(*c));
 	c->fd = fd;
 	c->uid = cred.uid;
 	c->pid = cred.pid;
 	c->started = time(NULL);
 	c->state = SC_SENDER;
-	c->cfg = smtpd.cfg;
+	c->cfg = config_ref(smtpd.cfg);
 	if ((pw = getpwuid(cred.uid)) != NULL)
 		str_copy(c->user, pw->pw_name, sizeof(c->user));
 	else
@@ -705,7 +722,8 @@ submit_init(struct event_base *base, const struct config *cfg, char *err,
 {
 	struct sockaddr_un sun;
 	struct stat st;
-	int fd;
+	mode_t old_umask;
+	int fd, rc;
 
 	sbase = base;
 	memset(&sun, 0, sizeof(sun));
@@ -717,11 +735,7 @@ submit_init(struct event_base *base, const struct config *cfg, char *err,
 		    cfg->queue_dir, SUBMIT_SOCKET);
 		return -1;
 	}
-	/* traversable by every local user, not listable (SPEC 6) */
-	if (chmod(cfg->queue_dir, 0711) == -1) {
-		snprintf(err, errsize, "chmod %s: %s", cfg->queue_dir, strerror(errno));
-		return -1;
-	}
+	/* queue_dir is 0711, set by chamoisd before this (SPEC 6) */
 	if (lstat(sun.sun_path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode)) {
 			snprintf(err, errsize, "%s exists and is not a socket",
@@ -749,8 +763,16 @@ submit_init(struct event_base *base, const struct config *cfg, char *err,
 		snprintf(err, errsize, "socket: %s", strerror(errno));
 		return -1;
 	}
-	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1 ||
-	    chmod(sun.sun_path, 0666) == -1 || listen(fd, 64) == -1) {
+	/*
+	 * 0666 (every local user) from the umask at bind, owned by whoever
+	 * binds (root): no chmod by path afterwards, which the owner of
+	 * queue_dir could turn onto another file with a symlink
+	 * (doc/security.md, issue 12 point 7)
+	 */
+	old_umask = umask(0111);
+	rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+	umask(old_umask);
+	if (rc == -1 || listen(fd, 64) == -1) {
 		snprintf(err, errsize, "submit socket %s: %s", sun.sun_path,
 		    strerror(errno));
 		close(fd);

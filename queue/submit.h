@@ -30,6 +30,9 @@
 #define SUBMIT_TIMEOUT_SEC	60	/* idle: between two reads */
 #define SUBMIT_DEADLINE_SEC	600	/* a whole submission */
 #define SUBMIT_MAX_CONNECTIONS	32	/* at once; more get ERR 421 */
+/* at once per uid, root included, so one user cannot take every slot
+   (doc/chamois-sendmail.8); more get ERR 421 */
+#define SUBMIT_MAX_PER_UID	(SUBMIT_MAX_CONNECTIONS / 4)
 #define SUBMIT_HEADER_MAX	(1024 * 1024)	/* the header section */
 
 struct config;

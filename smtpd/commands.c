@@ -514,8 +514,9 @@ cmd_data(struct smtpd_session *s, char *arg)
 		return;
 	}
 	data_scanner_init(&tx->scan);
-	header_scanner_init(&tx->hdr, smtpd.cfg->hostname);
-	body_init(&tx->body, smtpd.cfg->queue_dir);
+	/* pointers into the session's own config, which outlives a SIGHUP */
+	header_scanner_init(&tx->hdr, s->cfg->hostname);
+	body_init(&tx->body, s->cfg->queue_dir);
 	tx->received = rcv = received_header(s);
 	/* the body is kept only for local copies; forwarding streams it */
 	if (tx->nmailboxes > 0 && body_append(&tx->body, rcv, strlen(rcv)) == -1)
@@ -614,8 +615,8 @@ smtpd_local_copies(struct smtpd_session *s)
 	struct smtpd_tx *tx = s->tx;
 	struct maildir_delivery *d = xcalloc(1, sizeof(*d));
 
-	d->root = smtpd.cfg->maildir_root;
-	d->hostname = smtpd.cfg->hostname;
+	d->root = s->cfg->maildir_root;
+	d->hostname = s->cfg->hostname;
 	d->body = &tx->body;
 	d->ncopies = tx->nmailboxes;
 	d->copies = xcalloc(d->ncopies, sizeof(*d->copies));

@@ -8,6 +8,7 @@
  * certificate, keeping the old ones if the new ones are broken.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
@@ -38,9 +39,6 @@
 #include "../submission/submission.h"
 #include "smtpd.h"
 
-/* configs replaced by SIGHUP: sessions may still point into them */
-static struct config **retired;
-static size_t nretired;
 static const char *config_path = CHAMOIS_CONFIG_FILE;
 static bool check_only;
 
@@ -189,9 +187,12 @@ reload(void)
 		mx = smtpd.tls_mx ? (SSL_CTX_up_ref(smtpd.tls_mx), smtpd.tls_mx) : NULL;
 		sub = smtpd.tls_sub ? (SSL_CTX_up_ref(smtpd.tls_sub), smtpd.tls_sub) : NULL;
 	}
-	/* listeners keep their sockets: new listen lines need a restart */
-	retired = xreallocarray(retired, nretired + 1, sizeof(*retired));
-	retired[nretired++] = smtpd.cfg;
+	/*
+	 * listeners keep their sockets: new listen lines need a restart.
+	 * The old config goes once its last holder lets go (config_ref:
+	 * sessions, submit and admin connections, queue attempts, reports).
+	 */
+	config_free(smtpd.cfg);
 	tables_free(smtpd.tables);
 	SSL_CTX_free(smtpd.tls_mx);
 	SSL_CTX_free(smtpd.tls_sub);
@@ -237,10 +238,11 @@ clean_done(void *arg)
 static void
 clean_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct clean_job *j = xcalloc(1, sizeof(*j));
+	struct clean_job *j;
 
 	if (smtpd.stopping)
 		return;
+	j = xcalloc(1, sizeof(*j));
 	j->root = xstrdup(smtpd.cfg->maildir_root);
 	worker_submit(clean_work, clean_done, j);
 }
@@ -293,7 +295,10 @@ drop_privileges(const char *user)
 /*
  * prepare_dirs - queue_dir and maildir_root exist, owned by user;
  * queue_dir is 0711 so that every local user reaches the submit socket
- * in it (the store below it, queue_dir/db, is 0700)
+ * in it (the store below it, queue_dir/db, is 0700).  Modes and owners
+ * are set through a descriptor opened with O_NOFOLLOW, never by path:
+ * root must not follow a symlink that user put in place of either
+ * (doc/security.md, "Least privilege").
  */
 static void
 prepare_dirs(const struct config *c)
@@ -303,12 +308,18 @@ prepare_dirs(const struct config *c)
 	struct passwd *pw = c->user ? getpwnam(c->user) : NULL;
 
 	for (size_t i = 0; i < nitems(dirs); i++) {
+		int fd;
+
 		if (mkdir_synced(dirs[i], modes[i]) == -1)
 			fatal("mkdir %s", dirs[i]);
-		if (chmod(dirs[i], modes[i]) == -1)
+		if ((fd = open(dirs[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+		    O_CLOEXEC)) == -1)
+			fatal("open %s (a directory, not a symlink)", dirs[i]);
+		if (fchmod(fd, modes[i]) == -1)
 			fatal("chmod %s", dirs[i]);
-		if (pw && geteuid() == 0 && chown(dirs[i], pw->pw_uid, pw->pw_gid) == -1)
+		if (pw && geteuid() == 0 && fchown(fd, pw->pw_uid, pw->pw_gid) == -1)
 			fatal("chown %s", dirs[i]);
+		close(fd);
 	}
 }
 
@@ -552,9 +563,6 @@ main(int argc, char **argv)
 	srs_free(&smtpd.srs);
 	free(smtpd.self);
 	free_loaded(smtpd.cfg, smtpd.tables, smtpd.tls_mx, smtpd.tls_sub);
-	for (size_t i = 0; i < nretired; i++)
-		config_free(retired[i]);
-	free(retired);
 	event_base_free(smtpd.base);
 	libevent_global_shutdown();
 	return 0;

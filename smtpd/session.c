@@ -183,6 +183,7 @@ smtpd_session_new(int fd, const struct sockaddr *sa, socklen_t salen,
 		return;
 	}
 	s = xcalloc(1, sizeof(*s));
+	s->cfg = config_ref(smtpd.cfg);
 	s->id = random_u64();
 	snprintf(s->idstr, sizeof(s->idstr), "%016llx", (unsigned long long)s->id);
 	s->role = role;
@@ -674,6 +675,7 @@ session_free(struct smtpd_session *s)
 		return;
 	}
 	smtpd_tx_free(s->tx);
+	config_free(s->cfg);
 	free(s);
 	smtpd_maybe_exit();
 }

@@ -127,6 +127,7 @@ struct smtpd_session {
 	char tls_info[128];		/* "TLSv1.3 TLS_AES_256_GCM_SHA384" */
 	char last_cmd[64];		/* escaped, for logging failures */
 	struct smtpd_tx *tx;
+	struct config *cfg;		/* held while pointers into it live (config_ref) */
 	struct fwd *fwd;		/* the forwarding remote session, if any */
 	char local_text[80];		/* "IP;PORT" of our end (SASL) */
 	char remote_text[80];		/* "IP;PORT" of the client (SASL) */

@@ -372,3 +372,118 @@ def test_daemon_running_as_user(chamois_conf):
     assert not sock.exists()
     p = run_sendmail(d, ["root"], "x\n")
     assert p.returncode == EX_TEMPFAIL
+
+
+HOLDER = r"""
+import socket, sys
+held = []
+for i in range(int(sys.argv[2])):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(sys.argv[1])
+    except OSError:
+        break
+    held.append(s)
+print(len(held), flush=True)
+sys.stdin.read()              # hold them until the test closes our stdin
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="running as other users needs root")
+def test_one_uid_cannot_take_every_submit_slot(chamoisd):
+    """uid nobody opens every connection it can and holds them; a
+    chamois-sendmail run as uid daemon still gets its message in (issue 12,
+    point 11: at most a quarter of the 32 slots per uid)."""
+    d = ready(chamoisd(aliases={"daemon@example.test": ["alice@example.test"]}))
+    make_traversable(d)
+    nobody, daemon = pwd.getpwnam("nobody"), pwd.getpwnam("daemon")
+    sock = str(d.queue_dir / "submit.sock")
+    holder = subprocess.Popen(
+        ["setpriv", "--reuid=%d" % nobody.pw_uid, "--regid=%d" % nobody.pw_gid,
+         "--clear-groups", "--", "/usr/bin/python3", "-c", HOLDER, sock, "40"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert int(holder.stdout.readline()) == 40    # connected (backlog)
+        # the daemon has accepted them all: the last ones were refused
+        wait_until(lambda: "submit refused uid=%d reason=max" % nobody.pw_uid
+                   in d.log(), 10, what="nobody's connections refused")
+        p = subprocess.run(
+            ["setpriv", "--reuid=%d" % daemon.pw_uid, "--regid=%d" % daemon.pw_gid,
+             "--clear-groups", "--", str(SENDMAIL), "-C", str(d.conf), "-i",
+             "alice@example.test"],
+            input=b"Subject: still served\n\nx\n", stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, timeout=30)
+        assert p.returncode == 0, (p.returncode, p.stderr)
+        (m,) = d.wait_messages("alice@example.test", 1, timeout=15)
+        assert fields(m, "Subject") == ["still served"]
+        assert "submit refused uid=%d reason=max-per-uid" % nobody.pw_uid in d.log()
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=10)
+
+
+RACER_C = r"""
+#include <stdio.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    char stop[4096]; struct stat st; time_t end = time(NULL) + 120;
+    snprintf(stop, sizeof(stop), "%s.stop", argv[1]);
+    for (unsigned long n = 0; ; n++) {
+        if ((n & 0xffff) == 0 && (access(stop, F_OK) == 0 || time(NULL) > end))
+            return 0;
+        for (int i = 2; i < argc; i++)   /* a socket just bound: swap it */
+            if (lstat(argv[i], &st) == 0 && S_ISSOCK(st.st_mode) &&
+                unlink(argv[i]) == 0)
+                symlink(argv[1], argv[i]);
+    }
+}
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the privilege drop needs root")
+def test_socket_setup_follows_no_symlink(chamois_conf, tmp_path):
+    """queue_dir belongs to `user` (nobody), who keeps swapping the socket
+    paths for symlinks to a root-owned file while chamoisd restarts: the
+    file is never chmodded or chowned (issue 12, point 7), and the sockets
+    end with their documented modes and owners."""
+    d = chamois_conf(extra_conf="user nobody")
+    make_traversable(d)
+    nobody = pwd.getpwnam("nobody")
+    target = tmp_path / "root-owned"
+    target.write_text("secret\n")
+    target.chmod(0o600)
+    socks = [str(d.queue_dir / "submit.sock"), str(d.queue_dir / "admin.sock")]
+    src = tmp_path / "racer.c"
+    src.write_text(RACER_C)
+    subprocess.run(["cc", "-O2", "-o", str(tmp_path / "racer"), str(src)], check=True)
+    tmp_path.chmod(0o755)
+    racer = subprocess.Popen(
+        ["setpriv", "--reuid=%d" % nobody.pw_uid, "--regid=%d" % nobody.pw_gid,
+         "--clear-groups", "--", str(tmp_path / "racer"), str(target)] + socks)
+    try:
+        for _ in range(15):
+            for p in socks:     # what the racer left would stop the start
+                if os.path.islink(p):
+                    os.unlink(p)
+            try:
+                d.start(timeout=5)
+            except RuntimeError:
+                pass            # the racer's symlink may stop a start: fine
+            d.stop()
+            st = target.stat()
+            assert (st.st_uid, st.st_mode & 0o777) == (0, 0o600), \
+                "the root-owned file became uid %d mode %o" % (st.st_uid, st.st_mode & 0o777)
+    finally:
+        (tmp_path / "root-owned.stop").write_text("")
+        racer.wait(timeout=20)
+    for p in socks:
+        if os.path.lexists(p):
+            os.unlink(p)
+    d.start()
+    ready(d)
+    sub, adm = (os.lstat(p) for p in socks)
+    assert stat.S_ISSOCK(sub.st_mode) and sub.st_mode & 0o777 == 0o666 and sub.st_uid == 0
+    assert stat.S_ISSOCK(adm.st_mode) and adm.st_mode & 0o777 == 0o600
+    assert (adm.st_uid, adm.st_gid) == (nobody.pw_uid, nobody.pw_gid)
