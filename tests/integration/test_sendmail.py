@@ -442,12 +442,34 @@ int main(int argc, char **argv) {
 """
 
 
+# the fault injected: each AF_UNIX bind() returns only 200 ms after the
+# socket file appeared, so the racer always wins the window a path-based
+# chmod or chown would leave open (loaded with LD_PRELOAD)
+SLOW_BIND_C = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <sys/socket.h>
+#include <unistd.h>
+int bind(int fd, const struct sockaddr *sa, socklen_t len) {
+    static int (*real)(int, const struct sockaddr *, socklen_t);
+    int r;
+    if (real == NULL)
+        real = (int (*)(int, const struct sockaddr *, socklen_t))dlsym(RTLD_NEXT, "bind");
+    r = real(fd, sa, len);
+    if (r == 0 && sa->sa_family == AF_UNIX)
+        usleep(200000);
+    return r;
+}
+"""
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="the privilege drop needs root")
-def test_socket_setup_follows_no_symlink(chamois_conf, tmp_path):
+def test_socket_setup_follows_no_symlink(chamois_conf, tmp_path, monkeypatch):
     """queue_dir belongs to `user` (nobody), who keeps swapping the socket
-    paths for symlinks to a root-owned file while chamoisd restarts: the
-    file is never chmodded or chowned (issue 12, point 7), and the sockets
-    end with their documented modes and owners."""
+    paths for symlinks to a root-owned file while chamoisd restarts, each
+    bind() held back 200 ms: the file is never chmodded or chowned (issue
+    12, point 7), and the sockets end with their documented modes and
+    owners."""
     d = chamois_conf(extra_conf="user nobody")
     make_traversable(d)
     nobody = pwd.getpwnam("nobody")
@@ -458,6 +480,12 @@ def test_socket_setup_follows_no_symlink(chamois_conf, tmp_path):
     src = tmp_path / "racer.c"
     src.write_text(RACER_C)
     subprocess.run(["cc", "-O2", "-o", str(tmp_path / "racer"), str(src)], check=True)
+    (tmp_path / "slow_bind.c").write_text(SLOW_BIND_C)
+    subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-o", str(tmp_path / "slow_bind.so"),
+                    str(tmp_path / "slow_bind.c"), "-ldl"], check=True)
+    opts = os.environ.get("ASAN_OPTIONS", "")
+    monkeypatch.setenv("ASAN_OPTIONS", (opts + ":" if opts else "") + "verify_asan_link_order=0")
+    monkeypatch.setenv("LD_PRELOAD", str(tmp_path / "slow_bind.so"))
     tmp_path.chmod(0o755)
     racer = subprocess.Popen(
         ["setpriv", "--reuid=%d" % nobody.pw_uid, "--regid=%d" % nobody.pw_gid,
@@ -478,6 +506,7 @@ def test_socket_setup_follows_no_symlink(chamois_conf, tmp_path):
     finally:
         (tmp_path / "root-owned.stop").write_text("")
         racer.wait(timeout=20)
+        monkeypatch.delenv("LD_PRELOAD")
     for p in socks:
         if os.path.lexists(p):
             os.unlink(p)
