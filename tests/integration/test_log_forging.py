@@ -89,9 +89,8 @@ def test_client_values_cannot_forge_an_auth_failed_line(chamoisd, tmp_path):
     lines = []
     for p in PAYLOADS:
         lines += ["HELO %s" % p, "EHLO %s" % re.sub(r"[ \r\n\0]", "", p),
-                  "MAIL FROM:<%s>" % quoted_local(p), "MAIL FROM:<%s>" % p]
-        lines += ["MAIL FROM:<joe@sender.test>\r\nRCPT TO:<%s>" % quoted_local(p),
-                  "MAIL FROM:<joe@sender.test>\r\nRCPT TO:<%s>" % p]
+                  "MAIL FROM:<%s>" % quoted_local(p),
+                  "MAIL FROM:<joe@sender.test>\r\nRCPT TO:<%s>" % quoted_local(p)]
     mx_lines(d, lines)
     # submission: login names, two failures a connection (the third ends it)
     auth = [FORGED, "x\r\n" + FORGED, 'x" ' + FORGED + ' "', "x\0" + FORGED,
@@ -101,16 +100,16 @@ def test_client_values_cannot_forge_an_auth_failed_line(chamoisd, tmp_path):
             for p in auth[i:i + 2]:
                 auth_fail(c, p)
     real_failures = len(auth)
-    # a logged-in user's senders and recipients
-    with sub.login_dialog(ALICE, USERS[ALICE]) as c:
-        for p in PAYLOADS:
+    # a logged-in user's senders (refused: not one of alice's, and logged)
+    for p in PAYLOADS:
+        c = sub.login_dialog(ALICE, USERS[ALICE])
+        try:
             c.send(("MAIL FROM:<%s>\r\n" % quoted_local(p)).encode())
-            c.read_reply()
-        c.cmd("MAIL FROM:<%s>" % ALICE, "250")
-        for p in PAYLOADS:
-            c.send(("RCPT TO:<%s>\r\n" % quoted_local(p)).encode())
-            c.read_reply()
-        c.cmd("QUIT", "221")
+            c.read_reply(timeout=3)
+        except (ConnectionError, AssertionError, OSError):
+            pass
+        finally:
+            c.close()
     wait_until(lambda: d.log().count(" auth failed ") >= real_failures, 40,
                what="%d auth failed lines" % real_failures)
     hosts = fail2ban_hosts(d.log_path, tmp_path / "f2b")
@@ -151,7 +150,7 @@ def test_remote_replies_cannot_forge_the_outcome_line(fwd_env, qbins, tmp_path):
                30, what="the queued failure")
     assert_no_forgery(d, "remote replies")
     lines = {name: [f for line, f in log_fields(d.log()) if pat.search(line)]
-             for name, pat in (("rcpt", re.compile(r" forward rcpt to=<fwd@")),
+             for name, pat in (("rcpt", re.compile(r" forward rcpt to=<fwd@\S+ target=\S+ result=")),
                                ("result", re.compile(r" forward result=")),
                                ("queue", re.compile(r" queue delivery to=<nobody@")))}
     for name, want in (("rcpt", ("to", "target", "result")),
@@ -162,5 +161,5 @@ def test_remote_replies_cannot_forge_the_outcome_line(fwd_env, qbins, tmp_path):
         assert keys == list(want), (name, keys)
     q = dict(lines["queue"][0])
     assert q["result"] == "failed" and q["status"] == "5.1.1", q
-    assert re.fullmatch(r"\S*\[127\.0\.0\.\d+\]:\d+|\S*127\.0\.0\.\d+\S*", q["remote"]), q
-    assert dict(lines["result"][0])["remote"].startswith("[127.0.0."), lines["result"]
+    assert q["remote"] == "mx1.remote.test", q
+    assert re.fullmatch(r"127\.0\.0\.2:\d+", dict(lines["result"][0])["remote"]), lines
