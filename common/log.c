@@ -4,8 +4,12 @@
  * Every line is one event.  With -d lines go to stderr with a timestamp,
  * otherwise to syslog's mail facility.  log_warn and fatal append
  * strerror(errno); the x variants do not.  Callers put the session or queue
- * id first and key=value fields after it; peer data goes through
- * log_escape() first.
+ * id first and key=value fields after it.  Every value from outside
+ * (addresses, HELO names, user names, replies) goes through log_escape()
+ * (a field value: no space, no delimiter) or log_escape_text() (quoted or
+ * trailing text: spaces kept, no quote or parenthesis), so that no peer can
+ * forge a field or a line (doc/security.md, "Log lines"); log_vwrite turns
+ * any control character left into '?' all the same.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -50,6 +54,10 @@ log_vwrite(int pri, const char *fmt, va_list ap, int err)
 		return;
 	if (err && (size_t)n < sizeof(msg))
 		snprintf(msg + n, sizeof(msg) - n, ": %s", strerror(err));
+	/* a value that missed log_escape still cannot start a line of its own */
+	for (char *p = msg; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
 	if (log_foreground) {
 		struct timespec ts;
 		struct tm tm;
@@ -98,20 +106,28 @@ fatalx(const char *fmt, ...)
 	exit(1);
 }
 
-/* log_escape - printable ASCII stays, everything else becomes \xHH */
-const char *
-log_escape(char *buf, size_t size, const char *in, size_t len)
+/*
+ * escape - copy in[0..len) to buf, each byte of keep-set as it is and every
+ * other one as \xHH; "..." marks a cut when buf is too small.  Always
+ * NUL-terminated.
+ */
+static const char *
+escape(char *buf, size_t size, const char *in, size_t len, const char *also)
 {
 	static const char hex[] = "0123456789abcdef";
 	size_t o = 0, i;
 
 	if (size == 0)
 		return buf;
+	if (in == NULL)
+		in = "", len = 0;
 	for (i = 0; i < len && o + 5 < size; i++) {
 		unsigned char c = (unsigned char)in[i];
 
-		if (c >= 0x20 && c < 0x7f && c != '\\') {
+		if (c > 0x20 && c < 0x7f && strchr(also, c) == NULL) {
 			buf[o++] = (char)c;
+		} else if (c == ' ' && strchr(also, ' ') == NULL) {
+			buf[o++] = ' ';
 		} else {
 			buf[o++] = '\\';
 			buf[o++] = 'x';
@@ -125,4 +141,38 @@ log_escape(char *buf, size_t size, const char *in, size_t len)
 	}
 	buf[o] = '\0';
 	return buf;
+}
+
+/*
+ * log_escape - a field value (key=VALUE, key=<VALUE>): printable ASCII but
+ * space " ( ) < > \ stays, everything else becomes \xHH, so the value can
+ * neither end its own field nor its line (doc/security.md, "Log lines")
+ */
+const char *
+log_escape(char *buf, size_t size, const char *in, size_t len)
+{
+	return escape(buf, size, in, len, " \"()<>\\");
+}
+
+/*
+ * log_escape_text - text in key="TEXT" or a trailing (TEXT): spaces stay,
+ * " ( ) \ and every byte outside printable ASCII become \xHH
+ */
+const char *
+log_escape_text(char *buf, size_t size, const char *in, size_t len)
+{
+	return escape(buf, size, in, len, "\"()\\");
+}
+
+/* log_field, log_text - the same for a string; NULL gives "" */
+const char *
+log_field(char *buf, size_t size, const char *s)
+{
+	return log_escape(buf, size, s, s ? strlen(s) : 0);
+}
+
+const char *
+log_text(char *buf, size_t size, const char *s)
+{
+	return log_escape_text(buf, size, s, s ? strlen(s) : 0);
 }

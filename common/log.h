@@ -16,7 +16,18 @@ void log_debug(const char *, ...) PRINTF(1, 2);
 noreturn void fatal(const char *, ...) PRINTF(1, 2);
 noreturn void fatalx(const char *, ...) PRINTF(1, 2);
 
-/* Escape peer data for a log line into buf (always NUL-terminated). */
+/*
+ * Escape outside data for a log line into buf (always NUL-terminated, cut
+ * with "..." when buf is small; 4 bytes per input byte fit all).
+ * log_escape: a field value (key=VALUE, key=<VALUE>): printable ASCII but
+ * space " ( ) < > \ kept, the rest \xHH.  log_escape_text: text in
+ * key="TEXT" or a trailing (TEXT): the same, but spaces kept and < > too.
+ * log_field / log_text take a string (NULL: "").
+ */
+#define LOG_ESC(n)	(4 * (size_t)(n) + 4)	/* buffer that fits n bytes escaped */
 const char *log_escape(char *buf, size_t size, const char *in, size_t len);
+const char *log_escape_text(char *buf, size_t size, const char *in, size_t len);
+const char *log_field(char *buf, size_t size, const char *s);
+const char *log_text(char *buf, size_t size, const char *s);
 
 #endif

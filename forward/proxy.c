@@ -257,9 +257,15 @@ rcpt_done(struct fwd *f, const char *reply)
 	if (reply[0] == '2') {
 		bsnprintf(key, sizeof(key), "forward:%s", f->domain);
 		smtpd_tx_add_rcpt(s, f->rcpt_shown, key, &f->rcpt_exp);
-	} else
+	} else {
+		char f1[LOG_ESC(PATH_MAX_OCTETS)], f2[LOG_ESC(PATH_MAX_OCTETS)];
+		char t[LOG_ESC(REPLY_LINE_MAX)];
+
 		log_info("%s forward rcpt to=<%s> target=<%s> result=\"%s\"", tx->id,
-		    f->rcpt_shown, f->rcpt_exp.external, reply);
+		    log_field(f1, sizeof(f1), f->rcpt_shown),
+		    log_field(f2, sizeof(f2), f->rcpt_exp.external),
+		    log_text(t, sizeof(t), reply));
+	}
 	smtpd_reply(s, "%s", reply);
 	free(f->rcpt_shown);
 	f->rcpt_shown = NULL;
@@ -394,7 +400,7 @@ static void
 fwd_resolved(void *arg, const struct mx_answer *ans)
 {
 	struct fwd *f = arg;
-	char reply[512];
+	char reply[512], esc[LOG_ESC(DOMAIN_MAX)];
 	size_t n;
 
 	f->q = NULL;
@@ -425,8 +431,8 @@ fwd_resolved(void *arg, const struct mx_answer *ans)
 		return;
 	}
 	f->state = FS_DEAD;
-	log_info("%s forward dns domain=%s status=%d", f->s->idstr, f->domain,
-	    (int)ans->status);
+	log_info("%s forward dns domain=%s status=%d", f->s->idstr,
+	    log_field(esc, sizeof(esc), f->domain), (int)ans->status);
 	rcpt_done(f, reply);
 }
 
@@ -556,12 +562,12 @@ fwd_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct fwd *f = arg;
 	struct smtpd_session *s = f->s;
-	char reply[256];
+	char reply[256], esc[LOG_ESC(DOMAIN_MAX)];
 
 	bsnprintf(reply, sizeof(reply), "451 4.4.2 The next server for %s did "
 	    "not answer in time, try again later", f->domain);
-	log_info("%s forward timeout domain=%s wait=%d", s->idstr, f->domain,
-	    (int)f->wait);
+	log_info("%s forward timeout domain=%s wait=%d", s->idstr,
+	    log_field(esc, sizeof(esc), f->domain), (int)f->wait);
 	switch (f->wait) {
 	case W_RCPT:
 		fwd_close_remote(f);
@@ -617,8 +623,10 @@ fwd_rcpt(struct smtpd_session *s, const char *shown, const struct expansion *exp
 	}
 	if (f == NULL) {
 		if (!fwd_admit(s, domain)) {
+			char esc[LOG_ESC(DOMAIN_MAX)];
+
 			log_info("%s forward refused domain=%s reason=limit",
-			    s->idstr, domain);
+			    s->idstr, log_field(esc, sizeof(esc), domain));
 			smtpd_reply(s, "451 4.4.5 Too many forwarding sessions, try "
 			    "again later");
 			return;
@@ -638,8 +646,13 @@ fwd_rcpt(struct smtpd_session *s, const char *shown, const struct expansion *exp
 		f->rcpt_exp.mailboxes[i] = xstrdup(exp->mailboxes[i]);
 	session_wait(f, W_RCPT);
 	fwd_timer_start(f, smtpd.cfg->forward_rcpt_budget);
-	log_info("%s forward rcpt to=<%s> target=<%s>", s->tx->id, shown,
-	    exp->external);
+	{
+		char f1[LOG_ESC(PATH_MAX_OCTETS)], f2[LOG_ESC(PATH_MAX_OCTETS)];
+
+		log_info("%s forward rcpt to=<%s> target=<%s>", s->tx->id,
+		    log_field(f1, sizeof(f1), shown),
+		    log_field(f2, sizeof(f2), exp->external));
+	}
 	if (f->state == FS_READY)
 		send_rcpt(f);
 	else if (f->state == FS_RESOLVING && f->q == NULL && f->c == NULL) {
@@ -780,8 +793,13 @@ dot_done(struct fwd *f, const struct smtp_reply *r)
 		    "Unexpected reply from the next server (%d)", r->code);
 	else
 		fwd_map_reply(r, utf8, f->final_reply, sizeof(f->final_reply));
-	log_info("%s forward result=\"%s\" remote=%s", s->tx->id, f->final_reply,
-	    smtp_client_caps(f->c)->addr);
+	{
+		char t[LOG_ESC(sizeof(f->final_reply))];
+
+		log_info("%s forward result=\"%s\" remote=%s", s->tx->id,
+		    log_text(t, sizeof(t), f->final_reply),
+		    smtp_client_caps(f->c)->addr);
+	}
 	if (r->code / 100 == 2 && d != NULL) {
 		f->wait = W_COMMIT;
 		smtpd_deliver_job(s, local_commit_work, local_committed);

@@ -218,8 +218,10 @@ client_fail(struct smtp_client *c, enum smtp_fail why, const struct smtp_reply *
 	static const char *const names[] = { "none", "unreachable", "lost",
 	    "timeout", "protocol", "closing" };
 
+	char esc[LOG_ESC(sizeof(c->caps.host))];
+
 	log_info("%s client failed reason=%s host=%s", c->id, names[why],
-	    c->caps.host);
+	    log_field(esc, sizeof(esc), c->caps.host));
 	client_close_bev(c);
 	c->state = CS_DEAD;
 	queue_clear(c);
@@ -230,8 +232,11 @@ client_fail(struct smtp_client *c, enum smtp_fail why, const struct smtp_reply *
 static void
 client_next(struct smtp_client *c, const char *why)
 {
+	char esc[LOG_ESC(sizeof(c->caps.host))], t[LOG_ESC(SMTP_REPLY_TEXT_MAX)];
+
 	log_info("%s client attempt-failed host=%s addr=%s reason=\"%s\"", c->id,
-	    c->caps.host, c->caps.addr, why);
+	    log_field(esc, sizeof(esc), c->caps.host), c->caps.addr,
+	    log_text(t, sizeof(t), why));
 	client_close_bev(c);
 	if (c->state == CS_TLS && !c->plaintext) {
 		/* the handshake failed: the same host again, without TLS */
@@ -308,7 +313,12 @@ client_connect(struct smtp_client *c)
 	/* the bottom buffer stays the same through STARTTLS */
 	evbuffer_add_cb(bufferevent_get_output(c->bev), client_wire_cb, c);
 	client_setup_bev(c);
-	log_debug("%s client connect host=%s addr=%s", c->id, t->host, c->caps.addr);
+	if (log_verbose()) {
+		char esc[LOG_ESC(sizeof(t->host))];
+
+		log_debug("%s client connect host=%s addr=%s", c->id,
+		    log_field(esc, sizeof(esc), t->host), c->caps.addr);
+	}
 	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&ss, t->sslen) == -1)
 		/* reported through the event callback as an error */
 		log_debug("%s client connect failed at once", c->id);
@@ -640,9 +650,12 @@ ehlo_keyword(struct smtp_client *c, const char *kw, size_t len)
 static void
 client_ready(struct smtp_client *c)
 {
+	char esc[LOG_ESC(sizeof(c->caps.host))];
+
 	c->state = CS_READY;
 	log_info("%s client ready host=%s addr=%s tls=%s pipelining=%s", c->id,
-	    c->caps.host, c->caps.addr, c->caps.tls ? c->caps.tls_info : "no",
+	    log_field(esc, sizeof(esc), c->caps.host), c->caps.addr,
+	    c->caps.tls ? c->caps.tls_info : "no",
 	    c->caps.pipelining ? "yes" : "no");
 	if (client_emit(c, SC_READY, SMTP_CMD_MAIL, SMTP_FAIL_NONE, NULL))
 		queue_flush(c);
@@ -880,12 +893,14 @@ client_event(struct smtp_client *c, struct bufferevent *bev, short what)
 		}
 		if (c->state == CS_TLS) {
 			SSL *ssl = bufferevent_openssl_get_ssl(bev);
+			char esc[LOG_ESC(sizeof(c->caps.host))];
 
 			c->caps.tls = true;
 			snprintf(c->caps.tls_info, sizeof(c->caps.tls_info), "%s %s",
 			    SSL_get_version(ssl), SSL_get_cipher_name(ssl));
 			log_info("%s client tls host=%s version=%s cipher=%s", c->id,
-			    c->caps.host, SSL_get_version(ssl),
+			    log_field(esc, sizeof(esc), c->caps.host),
+			    SSL_get_version(ssl),
 			    SSL_get_cipher_name(ssl));
 			client_send_ehlo(c);
 		}

@@ -688,13 +688,14 @@ addr_done(struct resolver_query *q, size_t host, int type, int status,
 	struct ares_addrttl a4[RES_MAX_ADDRS];
 	struct ares_addr6ttl a6[RES_MAX_ADDRS];
 	int n = RES_MAX_ADDRS, rc, i;
+	char b[LOG_ESC(sizeof(h->name))];
 
 	if (status == ARES_ENODATA || status == ARES_ENOTFOUND)
 		return;		/* no address of this family */
 	if (status != ARES_SUCCESS) {
 		log_debug("resolver: %s: %s look-up for %s failed: %s",
-		    q->domain, type == T_A ? "A" : "AAAA", h->name,
-		    ares_strerror(status));
+		    q->domain, type == T_A ? "A" : "AAAA",
+		    esc(b, sizeof(b), h->name), ares_strerror(status));
 		q->tempfail = true;
 		return;
 	}
@@ -722,7 +723,8 @@ addr_done(struct resolver_query *q, size_t host, int type, int status,
 	}
 	if (rc != ARES_SUCCESS && rc != ARES_ENODATA) {
 		log_debug("resolver: %s: bad %s answer for %s: %s", q->domain,
-		    type == T_A ? "A" : "AAAA", h->name, ares_strerror(rc));
+		    type == T_A ? "A" : "AAAA", esc(b, sizeof(b), h->name),
+		    ares_strerror(rc));
 		q->tempfail = true;
 	}
 }

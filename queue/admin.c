@@ -259,9 +259,12 @@ reply_err(struct admin_conn *c, int code, const char *fmt, ...)
 		if ((unsigned char)*p < 0x20)
 			*p = '?';
 	snprintf(line, sizeof(line), "ERR %d %s", code, text);
-	if (code != 530)
+	if (code != 530) {
+		char esc[LOG_ESC(sizeof(line))];
+
 		log_info("admin.%lu uid=%u answer=\"%s\"", c->n, (unsigned)c->uid,
-		    line);
+		    log_text(esc, sizeof(esc), line));
+	}
 	finish(c, line);
 }
 
@@ -793,7 +796,7 @@ command(struct admin_conn *c, char *line)
 
 	log_info("admin.%lu uid=%u pid=%ld command=\"%s\"", c->n,
 	    (unsigned)c->uid, (long)c->pid,
-	    log_escape(esc, sizeof(esc), line, strlen(line)));
+	    log_escape_text(esc, sizeof(esc), line, strlen(line)));
 	if ((arg = strchr(line, ' ')) != NULL)
 		*arg++ = '\0';
 	for (i = 0; i < nitems(cmds); i++)

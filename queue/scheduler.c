@@ -116,6 +116,8 @@ rcpt_outcome(struct qentry *e, size_t i, enum rcpt_state st, const char *status,
     const char *reply, const char *mta)
 {
 	struct queue_rcpt *r = &e->msg.rcpts[i];
+	char f1[LOG_ESC(PATH_MAX_OCTETS)], f2[LOG_ESC(32)], f3[LOG_ESC(300)];
+	char t[LOG_ESC(REPLY_LINE_MAX)];
 
 	r->state = st;
 	str_copy(r->status, status, sizeof(r->status));
@@ -124,8 +126,10 @@ rcpt_outcome(struct qentry *e, size_t i, enum rcpt_state st, const char *status,
 	free(r->remote_mta);
 	r->remote_mta = xstrdup(mta ? mta : "");
 	log_info("%s queue delivery to=<%s> result=%s status=%s remote=%s "
-	    "reply=\"%s\"", e->msg.id, r->addr, queue_state_name(st), r->status,
-	    r->remote_mta[0] ? r->remote_mta : "-", r->last_reply);
+	    "reply=\"%s\"", e->msg.id, log_field(f1, sizeof(f1), r->addr),
+	    queue_state_name(st), log_field(f2, sizeof(f2), r->status),
+	    log_field(f3, sizeof(f3), r->remote_mta[0] ? r->remote_mta : "-"),
+	    log_text(t, sizeof(t), r->last_reply));
 }
 
 /* reply_outcome - an SMTP reply as a recipient outcome */
@@ -356,9 +360,11 @@ submit_done(void *arg)
 
 	if (j->result == 0 && !q.stopping) {
 		struct qentry *e = entry_add(j->msg);
+		char f1[LOG_ESC(PATH_MAX_OCTETS)], f2[LOG_ESC(256)];
 
 		log_info("%s queue stored from=<%s> owner=%s uid=%ld size=%" PRIu64
-		    " rcpts=%zu", e->msg.id, e->msg.sender, e->msg.owner,
+		    " rcpts=%zu", e->msg.id, log_field(f1, sizeof(f1), e->msg.sender),
+		    log_field(f2, sizeof(f2), e->msg.owner),
 		    e->msg.uid, e->msg.size, e->msg.nrcpts);
 		j->cb(j->arg, 0, e->msg.id);
 		schedule();
@@ -660,13 +666,13 @@ report(struct qentry *e, const bool *which, enum bounce_action action)
 	struct report_job *j;
 	const char *hdr_end;
 	size_t hlen, len;
-	char *text, *mb;
+	char *text, *mb, f1[LOG_ESC(256)];
 
 	if (e->msg.sender[0] == '\0')
 		return;
 	if ((mb = report_mailbox(&e->msg)) == NULL) {
 		log_warnx("%s queue report nowhere to go owner=%s", e->msg.id,
-		    e->msg.owner);
+		    log_field(f1, sizeof(f1), e->msg.owner));
 		return;
 	}
 	/* the original header section: up to the first empty line */
@@ -702,7 +708,8 @@ report(struct qentry *e, const bool *which, enum bounce_action action)
 	j->md->copies[0].mailbox = j->mailbox;
 	j->md->copies[0].prefix = xasprintf("Return-Path: <>\nDelivered-To: %s\n", mb);
 	log_info("%s queue report action=%s owner=%s mailbox=%s", e->msg.id,
-	    action == BOUNCE_FAILED ? "failed" : "delayed", e->msg.owner, mb);
+	    action == BOUNCE_FAILED ? "failed" : "delayed",
+	    log_field(f1, sizeof(f1), e->msg.owner), mb);
 	worker_submit(report_work, report_done, j);
 }
 
@@ -1232,6 +1239,7 @@ attempt_finish(struct qentry *e)
 
 		if (r->state == RS_DEFERRED || r->state == RS_PENDING) {
 			if (expired) {
+				char f1[LOG_ESC(PATH_MAX_OCTETS)];
 				char *why = xasprintf("%s (gave up after the queue "
 				    "lifetime)", r->last_reply[0] ? r->last_reply :
 				    "not delivered");
@@ -1241,7 +1249,8 @@ attempt_finish(struct qentry *e)
 				if (r->status[0] == '\0')
 					str_copy(r->status, "4.4.7", sizeof(r->status));
 				r->state = RS_FAILED;
-				log_info("%s queue expired to=<%s>", e->msg.id, r->addr);
+				log_info("%s queue expired to=<%s>", e->msg.id,
+				    log_field(f1, sizeof(f1), r->addr));
 			} else if (r->state == RS_DEFERRED) {
 				time_t until = e->msg.created +
 				    (time_t)smtpd.cfg->queue_lifetime;

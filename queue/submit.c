@@ -158,12 +158,12 @@ reply_close(struct submit_conn *c, const char *fmt, ...)
 	if (c->fd != -1 && send(c->fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
 		log_debug("submit reply uid=%u: %s", (unsigned)c->uid, strerror(errno));
 	if (line[0] == 'E') {
-		char esc[256];
+		char esc[LOG_ESC(REPLY_LINE_MAX)];
 
 		line[n - 1] = '\0';
 		log_info("submit refused uid=%u user=%s pid=%ld reply=\"%s\"",
 		    (unsigned)c->uid, c->user, (long)c->pid,
-		    log_escape(esc, sizeof(esc), line, strlen(line)));
+		    log_escape_text(esc, sizeof(esc), line, strlen(line)));
 	}
 	conn_free(c);
 }
@@ -328,10 +328,12 @@ put_cb(void *arg, int error, const char *id)
 	struct submit_conn *c = arg;
 
 	if (error == 0) {
+		char f1[LOG_ESC(PATH_MAX_OCTETS)], f2[LOG_ESC(256)];
+
 		log_info("%s queue submit uid=%u user=%s pid=%ld from=<%s> "
 		    "owner=%s nrcpts=%zu size=%" PRIu64, id, (unsigned)c->uid,
-		    c->user, (long)c->pid, c->sender, c->owner, c->nrcpts,
-		    c->size);
+		    c->user, (long)c->pid, log_field(f1, sizeof(f1), c->sender),
+		    log_field(f2, sizeof(f2), c->owner), c->nrcpts, c->size);
 		c->queued = false;
 		reply_close(c, "OK %s", id);
 		return;
@@ -451,7 +453,7 @@ command(struct submit_conn *c, char *line)
 	if (strcmp(line, "SENDER") == 0 && c->state == SC_SENDER) {
 		if (parse_addr(arg, true, addr, sizeof(addr), &c->smtputf8) == -1) {
 			reply_close(c, "ERR 553 5.1.7 bad sender address: %s",
-			    log_escape(esc, sizeof(esc), arg, strlen(arg)));
+			    log_escape_text(esc, sizeof(esc), arg, strlen(arg)));
 			return false;
 		}
 		c->sender = xstrdup(addr);
@@ -461,7 +463,7 @@ command(struct submit_conn *c, char *line)
 		    addr_parse(addr, &a, ADDR_F_UTF8) != ADDR_OK ||
 		    !addr_key(&a, key, sizeof(key))) {
 			reply_close(c, "ERR 501 5.1.3 bad recipient address: %s",
-			    log_escape(esc, sizeof(esc), arg, strlen(arg)));
+			    log_escape_text(esc, sizeof(esc), arg, strlen(arg)));
 			return false;
 		}
 		for (size_t i = 0; i < c->nrcpts; i++)

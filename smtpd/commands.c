@@ -124,7 +124,7 @@ smtpd_command(struct smtpd_session *s, char *line, size_t len)
 		smtpd_reply(s, "500 5.5.2 NUL character in command");
 		return;
 	}
-	log_escape(s->last_cmd, sizeof(s->last_cmd), line,
+	log_escape_text(s->last_cmd, sizeof(s->last_cmd), line,
 	    str_has_prefix_ci(line, "AUTH ") ? 4 : len);
 	if ((s->flags & SF_STOP) && s->tx == NULL) {
 		smtpd_reply(s, "421 4.3.2 %s Service shutting down",
@@ -322,7 +322,13 @@ cmd_mail(struct smtpd_session *s, char *arg)
 	tx->size_param = m.size;
 	s->tx = tx;
 	smtpd_enter_state(s, ST_MAIL);
-	log_info("%s smtp mail from=<%s> helo=%s", tx->id, tx->sender, s->helo);
+	{
+		char f1[LOG_ESC(PATH_MAX_OCTETS)], f2[LOG_ESC(HELO_MAX)];
+
+		log_info("%s smtp mail from=<%s> helo=%s", tx->id,
+		    log_field(f1, sizeof(f1), tx->sender),
+		    log_field(f2, sizeof(f2), s->helo));
+	}
 	smtpd_reply(s, "250 2.1.0 Ok");
 }
 
@@ -343,6 +349,7 @@ smtpd_tx_add_rcpt(struct smtpd_session *s, const char *shown,
     const char *route_key, const struct expansion *exp)
 {
 	struct smtpd_tx *tx = s->tx;
+	char f1[LOG_ESC(PATH_MAX_OCTETS)], f2[LOG_ESC(DOMAIN_MAX + 8)];
 
 	tx->route = exp->external ? ROUTE_FORWARD : ROUTE_LOCAL;
 	str_copy(tx->route_key, route_key, sizeof(tx->route_key));
@@ -350,8 +357,8 @@ smtpd_tx_add_rcpt(struct smtpd_session *s, const char *shown,
 		tx_add_mailbox(tx, exp->mailboxes[i]);
 	tx->rcpts = xreallocarray(tx->rcpts, tx->nrcpts + 1, sizeof(char *));
 	tx->rcpts[tx->nrcpts++] = xstrdup(shown);
-	log_info("%s smtp rcpt to=<%s> result=accepted route=%s", tx->id, shown,
-	    route_key);
+	log_info("%s smtp rcpt to=<%s> result=accepted route=%s", tx->id,
+	    log_field(f1, sizeof(f1), shown), log_field(f2, sizeof(f2), route_key));
 }
 
 /* route_of - the route key of an expansion: "local" or "forward:DOMAIN" */
@@ -758,6 +765,7 @@ queue_message(struct smtpd_session *s)
 	struct smtpd_tx *tx = s->tx;
 	struct queue_msg *m = xcalloc(1, sizeof(*m));
 	struct body *b = xmalloc(sizeof(*b));
+	char f1[LOG_ESC(256)], f2[LOG_ESC(PATH_MAX_OCTETS)];
 
 	m->sender = xstrdup(tx->sender);
 	m->owner = xstrdup(s->user ? s->user : "");
@@ -774,7 +782,8 @@ queue_message(struct smtpd_session *s)
 	smtpd_enter_state(s, ST_DELIVER);
 	s->job_pending = true;
 	log_info("%s submission queue user=%s from=<%s> rcpts=%zu", tx->id,
-	    s->user ? s->user : "-", tx->sender, tx->nrcpts);
+	    log_field(f1, sizeof(f1), s->user ? s->user : "-"),
+	    log_field(f2, sizeof(f2), tx->sender), tx->nrcpts);
 	queue_submit(m, b, queued, s);
 }
 

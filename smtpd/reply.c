@@ -19,10 +19,13 @@
 static void
 reply_count(struct smtpd_session *s, const char *line)
 {
+	char t[LOG_ESC(REPLY_LINE_MAX)];
+
 	if (line[0] != '4' && line[0] != '5')
 		return;
+	/* last_cmd is escaped already; a reply may mirror a remote's text */
 	log_info("%s smtp failed-command command=\"%s\" result=\"%s\"",
-	    s->idstr, s->last_cmd, line);
+	    s->idstr, s->last_cmd, log_text(t, sizeof(t), line));
 	if (++s->errors == smtpd.cfg->max_errors && s->state != ST_CLOSING) {
 		evbuffer_add_printf(bufferevent_get_output(s->bev),
 		    "421 4.7.0 %s Too many errors, closing connection\r\n",
@@ -58,7 +61,12 @@ smtpd_reply(struct smtpd_session *s, const char *fmt, ...)
 		if (*p == '\r' || *p == '\n')
 			*p = ' ';
 	evbuffer_add_printf(bufferevent_get_output(s->bev), "%s\r\n", line);
-	log_debug("%s smtp reply \"%s\"", s->idstr, line);
+	if (log_verbose()) {
+		char t[LOG_ESC(REPLY_LINE_MAX)];
+
+		log_debug("%s smtp reply \"%s\"", s->idstr,
+		    log_text(t, sizeof(t), line));
+	}
 	reply_count(s, line);
 }
 

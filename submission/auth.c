@@ -78,13 +78,16 @@ auth_end(struct smtpd_session *s)
 static void
 auth_ok(struct smtpd_session *s)
 {
+	char f1[LOG_ESC(300)], f2[LOG_ESC(sizeof(s->auth_mech))];
+
 	free(s->user);
 	s->user = xstrdup(sub_sasl_user(s->sasl));
 	s->flags |= SF_AUTH;
 	/* forgives this attempt only: no other failure is cleared */
 	sub_auth_succeeded(&s->auth_try, s->addr_key, s->user, time(NULL));
 	log_info("%s auth ok address=%s user=%s mechanism=%s", s->idstr,
-	    s->peer_text, s->user, s->auth_mech);
+	    s->peer_text, log_field(f1, sizeof(f1), s->user),
+	    log_field(f2, sizeof(f2), s->auth_mech));
 	auth_end(s);
 	smtpd_reply(s, "235 2.7.0 Authentication successful");
 }
@@ -112,14 +115,16 @@ auth_failed(struct smtpd_session *s, const char *user)
 {
 	unsigned ms = sub_auth_failed(&s->auth_try, s->addr_key, time(NULL));
 	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-	char shown[SUB_USER_KEY_MAX * 4], key[SUB_USER_KEY_MAX];
+	char shown[LOG_ESC(SUB_USER_KEY_MAX)], key[SUB_USER_KEY_MAX];
+	char mech[LOG_ESC(sizeof(s->auth_mech))];
 
 	s->auth_failures++;
 	if (user != NULL)
 		sub_user_key(user, key, sizeof(key));
 	log_escape(shown, sizeof(shown), user ? key : "-", user ? strlen(key) : 1);
 	log_warnx("%s auth failed address=%s user=%s mechanism=%s delay=%ums",
-	    s->idstr, s->peer_text, shown, s->auth_mech, ms);
+	    s->idstr, s->peer_text, shown,
+	    log_field(mech, sizeof(mech), s->auth_mech), ms);
 	sub_sasl_free(s->sasl);
 	s->sasl = NULL;
 	/* the session waits on its own timer: nobody else is held up */
@@ -133,6 +138,8 @@ auth_failed(struct smtpd_session *s, const char *user)
 static void
 auth_result(struct smtpd_session *s, enum sub_sasl_result r, const char *out)
 {
+	char esc[LOG_ESC(sizeof(s->auth_mech))];
+
 	switch (r) {
 	case SUB_SASL_CONTINUE:
 		smtpd_enter_state(s, ST_AUTH);
@@ -146,7 +153,8 @@ auth_result(struct smtpd_session *s, enum sub_sasl_result r, const char *out)
 		return;
 	case SUB_SASL_TEMP:
 		log_warnx("%s auth temporary-failure address=%s mechanism=%s",
-		    s->idstr, s->peer_text, s->auth_mech);
+		    s->idstr, s->peer_text,
+		    log_field(esc, sizeof(esc), s->auth_mech));
 		auth_end(s);
 		smtpd_reply(s, "454 4.7.0 Temporary authentication failure");
 		return;
@@ -267,16 +275,20 @@ sub_auth_line(struct smtpd_session *s, char *line, size_t len)
 const char *
 sub_mail_check(struct smtpd_session *s, const char *sender)
 {
+	char f1[LOG_ESC(300)], f2[LOG_ESC(PATH_MAX_OCTETS)];
+
 	if (sender[0] == '\0')
 		return "553 5.7.1 The null sender is not accepted from users";
 	if (!sub_sender_allowed(smtpd.tables, s->user, sender)) {
 		log_warnx("%s auth sender-refused user=%s from=<%s>", s->idstr,
-		    s->user, sender);
+		    log_field(f1, sizeof(f1), s->user),
+		    log_field(f2, sizeof(f2), sender));
 		return "553 5.7.1 Sender address is not one of yours";
 	}
 	if (!sub_rate_allow(s->user, smtpd.cfg->max_messages_per_hour,
 	    time(NULL))) {
-		log_warnx("%s auth rate-limited user=%s", s->idstr, s->user);
+		log_warnx("%s auth rate-limited user=%s", s->idstr,
+		    log_field(f1, sizeof(f1), s->user));
 		return "451 4.7.1 Too many messages this hour, try again later";
 	}
 	return NULL;

@@ -160,7 +160,8 @@ cb_log(void *context, int level, const char *message)
 
 	if (message == NULL || level == SASL_LOG_NONE || level > SASL_LOG_DEBUG)
 		return SASL_OK;
-	log_debug("sasl: %s", log_escape(buf, sizeof(buf), message, strlen(message)));
+	log_debug("sasl: %s", log_escape_text(buf, sizeof(buf), message,
+	    strlen(message)));
 	return SASL_OK;
 }
 
@@ -373,7 +374,7 @@ finish(struct sub_sasl *s, const char *mech, int r, const char *srvout,
 	case SUB_SASL_TEMP:
 		d = sasl_errdetail(s->conn);
 		log_warnx("sasl: mech=%s back-end failure: %s", mech,
-		    log_escape(detail, sizeof(detail), d, strlen(d)));
+		    log_escape_text(detail, sizeof(detail), d, strlen(d)));
 		return res;
 	default:
 		return res;

@@ -23,6 +23,7 @@ import pytest
 
 import harness
 from harness import ROOT, crlf, dot_stuff, unverified_context, wait_until
+from peers.fail2ban import fail2ban_hosts
 from peers.remote import fwd_env  # noqa: F401
 from peers.queue_util import fields_of, parse_report, recipient_block, subject_of
 from peers.sasl import (ALICE, BOB, CLIENT_NAME, USERS, b64, plain_b64, run_scram,
@@ -420,37 +421,8 @@ def test_wrong_password_535_and_fail2ban_line(sub):
     assert USERS[ALICE] not in d.log()
 
 
-def fail2ban_hosts(log_path, filter_path):
-    """Hosts the doc's filter finds in the log: with fail2ban-regex when it
-    is installed, else with the same regular expressions in Python (<HOST>
-    as fail2ban would match an address).  Returns (hosts, how)."""
-    text = Path(filter_path).read_text()
-    if shutil.which("fail2ban-regex"):
-        p = subprocess.run(["fail2ban-regex", "-v", str(log_path), str(filter_path)],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120,
-                           text=True)
-        assert p.returncode == 0, p.stdout
-        hosts = re.findall(r"(?m)^\|\s{6}(\S+)\s+\w{3} \w{3} +\d+ ", p.stdout)
-        total = re.search(r"Failregex: (\d+) total", p.stdout)
-        assert total and int(total.group(1)) == len(hosts), p.stdout
-        return hosts, "fail2ban-regex"
-    regexes = re.search(r"failregex = (.*?)\nignoreregex", text, re.S).group(1).split("\n")
-    regexes = [re.compile(r.strip().replace("<HOST>", r"(?P<host>[0-9A-Fa-f:.]+)"))
-               for r in regexes if r.strip()]
-    hosts = []
-    for line in Path(log_path).read_text().splitlines():
-        for rx in regexes:
-            m = rx.search(line)
-            if m:
-                hosts.append(m.group("host"))
-                break
-    return hosts, "python re"
-
-
 def test_fail2ban_filter_from_the_doc(sub, tmp_path):
     d = sub.d
-    filt = tmp_path / "chamois-filter.conf"
-    filt.write_text(doc_block("[Definition]"))
     with sub.dialog() as c:
         c.send("AUTH PLAIN %s\r\n" % plain_b64(ALICE, "wrong"))
         c.expect("535 5.7.8", timeout=SLOW)
@@ -459,8 +431,8 @@ def test_fail2ban_filter_from_the_doc(sub, tmp_path):
         c.send("AUTH PLAIN %s\r\n" % plain_b64(forged, "wrong"))
         c.expect("535 5.7.8", timeout=SLOW)
     wait_failures(d, 2)
-    hosts, how = fail2ban_hosts(d.log_path, filt)
-    assert hosts == ["127.0.0.1", "127.0.0.1"], (how, hosts, d.log())
+    hosts = fail2ban_hosts(d.log_path, tmp_path / "f2b")
+    assert hosts == ["127.0.0.1", "127.0.0.1"], (hosts, d.log())
 
 
 def test_unknown_user_is_535_not_454(sub):
