@@ -124,6 +124,8 @@ static void conn_close(struct admin_conn *);
 static void queue_next(struct admin_conn *);
 static void dump_next(struct admin_conn *);
 static void restore_input(struct admin_conn *);
+static void restore_go(struct admin_conn *);
+static bool output_full(struct admin_conn *);
 
 /* iso_time - ISO 8601 in UTC, "-" for 0 */
 static const char *
@@ -565,9 +567,29 @@ restore_submitted(void *arg, int error, const char *id)
 	c->restored++;
 	log_info("%s queue restored by the administrator admin.%lu uid=%u", id,
 	    c->n, (unsigned)c->uid);
-	bufferevent_enable(c->bev, EV_READ);
-	restore_input(c);	/* what arrived meanwhile */
-	if (c->eof && c->state == AS_RESTORE && !c->held)
+	restore_go(c);		/* what arrived meanwhile */
+}
+
+/*
+ * restore_go - read on through the dump while the client keeps reading
+ * our "skipped" lines: past ADMIN_OUT_HIWAT of unread output its input
+ * waits (write_cb goes on), so a dump of endless duplicates cannot grow
+ * the daemon (doc/security.md, issue 12 point 3)
+ */
+static void
+restore_go(struct admin_conn *c)
+{
+	if (c->bev == NULL || c->state != AS_RESTORE || c->held)
+		return;
+	if (output_full(c)) {
+		bufferevent_disable(c->bev, EV_READ);
+		return;
+	}
+	if (!c->eof)
+		bufferevent_enable(c->bev, EV_READ);
+	restore_input(c);
+	if (c->eof && c->bev && c->state == AS_RESTORE && !c->held &&
+	    !output_full(c))
 		restore_fail(c, 501, "the dump ended early");
 }
 
@@ -665,7 +687,7 @@ restore_input(struct admin_conn *c)
 	struct evbuffer *in;
 	char chunk[16384], what[256];
 
-	while (c->bev && c->state == AS_RESTORE && !c->held) {
+	while (c->bev && c->state == AS_RESTORE && !c->held && !output_full(c)) {
 		size_t avail, len;
 		char *line;
 
@@ -759,7 +781,7 @@ cmd_restore(struct admin_conn *c)
 	bufferevent_set_timeouts(c->bev,
 	    &(struct timeval){ ADMIN_IO_TIMEOUT, 0 },
 	    &(struct timeval){ ADMIN_IO_TIMEOUT, 0 });
-	restore_input(c);
+	restore_go(c);
 }
 
 /* ---- commands ---------------------------------------------------------- */
@@ -897,7 +919,7 @@ read_cb(struct bufferevent *bev, void *arg)
 		free(line);
 		break;
 	case AS_RESTORE:
-		restore_input(c);
+		restore_go(c);
 		break;
 	case AS_WORKING:
 	case AS_DONE:
@@ -914,6 +936,10 @@ write_cb(struct bufferevent *bev, void *arg)
 	if (c->state == AS_DONE) {
 		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
 			answered(c);
+		return;
+	}
+	if (c->state == AS_RESTORE) {
+		restore_go(c);
 		return;
 	}
 	if (c->state != AS_WORKING || c->held)
@@ -936,11 +962,7 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 			conn_close(c);
 			return;
 		case AS_RESTORE:
-			if (!c->held) {
-				restore_input(c);	/* a last bit may be buffered */
-				if (c->state == AS_RESTORE && !c->held)
-					restore_fail(c, 501, "the dump ended early");
-			}
+			restore_go(c);		/* a last bit may be buffered */
 			return;
 		case AS_DONE:
 			if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)

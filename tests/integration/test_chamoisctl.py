@@ -459,3 +459,55 @@ def test_raw_protocol(chamoisd):
     assert talk(b"RESTORE\nchamois-queue-dump 1\nend 0\n") == \
         b"restored 0 messages, skipped 0\nOK\n"
     assert talk(b"FLUSH\n").endswith(b"OK\n")
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_restore_flood_that_never_reads_is_paused(queued, bins, tmp_path):
+    """A RESTORE of endless copies of a message already queued makes a
+    "skipped" line each; a client that never reads them stops being read
+    once they pass the admin socket's output mark, so the daemon does not
+    grow (issue 12, point 3; doc/security.md)."""
+    d, down, ids = queued
+    dump = tmp_path / "q.dump"
+    ctl_ok(bins, d, "dump", str(dump))
+    id, env, _ = read_dump(dump)[0]
+    # the body is read but not looked at before the skip: keep frames small,
+    # so that the lines answered outgrow what the kernel buffers hold
+    frame = b"message %s %d 1\n" % (id.encode(), len(env)) + env + b"\nx\n"
+    chunk = frame * max(1, (256 * 1024) // len(frame))
+    limit = 96 * 1024 * 1024            # what the loop sends at most
+    rss0 = rss_kib(d.proc.pid)
+    sent = 0
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(str(d.queue_dir / "admin.sock"))
+        s.sendall(b"RESTORE\nchamois-queue-dump 1\n")
+        s.settimeout(2.0)
+        stalled = False
+        view = memoryview(chunk)
+        while sent < limit:
+            try:
+                n = s.send(view[sent % len(chunk):])   # the stream stays whole
+                sent += n
+            except socket.timeout:
+                stalled = True          # the daemon stopped reading us
+                break
+        grown = (rss_kib(d.proc.pid) - rss0) / 1024
+        print("restore flood: frame %d, sent %.1f MiB, VmRSS +%.1f MiB" % (len(frame), sent / 2**20, grown))
+        if not stalled:
+            s.settimeout(5)
+            raise AssertionError("the daemon read %d MiB of a flood it answered but nobody "
+                                 "read; it said %r" % (sent >> 20, s.recv(300)))
+        assert sent < 32 * 1024 * 1024
+        assert grown < 32
+        # once we read, it goes on: the output drains and the lines are real
+        s.settimeout(10)
+        got = s.recv(65536)
+        assert got.startswith(b"skipped %s: already in the queue\n" % id.encode()), got[:200]
+    assert set(queue(bins, d)[0]) == set(ids)        # still serving, nothing changed
