@@ -6,15 +6,20 @@
   stops the daemon.
 - Many SIGHUPs do not grow the daemon: each old config is freed once
   nothing refers to it.
+- A message committed during the shutdown grace period waits in the queue
+  for the next start: no delivery attempt starts once stopping.
 """
 
 import os
+import re
 import signal
 import subprocess
 import time
 
 from harness import wait_until
 from peers.queue_util import MAILBOXES, qbins, sendmail_ok, ctl_ok  # noqa: F401
+from peers.remote import fwd_env  # noqa: F401
+from peers.sasl import ALICE, USERS, submission_daemon
 
 
 def ready(d, n=1):
@@ -83,3 +88,41 @@ def test_many_reloads_do_not_grow_the_daemon(chamoisd):
     # the daemon still serves after them
     with d.dialog() as s:
         s.cmd("EHLO client.test", "250")
+
+
+def test_no_attempt_starts_in_the_grace_period(fwd_env, qbins, tmp_path):
+    """A submission that ends its DATA after SIGTERM (the grace period lets
+    it) is committed and answered 250, but its delivery waits for the next
+    start: nothing new starts once stopping (issue 12, point 14).  An mx
+    client in the middle of a transaction keeps the daemon in its grace
+    period (3 s) meanwhile."""
+    r = fwd_env.remote("remote.test")
+    sub = submission_daemon(fwd_env.daemon, tmp_path / "sasl", extra_conf="shutdown_grace 3s")
+    d = ready(sub.d)
+    mx = d.dialog()
+    c = sub.login_dialog(ALICE, USERS[ALICE])
+    try:
+        mx.cmd("EHLO client.test", "250")
+        mx.cmd("MAIL FROM:<joe@sender.test>", "250")
+        mx.cmd("RCPT TO:<bob@example.test>", "250")
+        c.cmd("MAIL FROM:<%s>" % ALICE, "250")
+        c.cmd("RCPT TO:<carol@remote.test>", "250")
+        c.cmd("DATA", "354")
+        c.send("Subject: in the grace period\r\n\r\nhello\r\n")
+        d.signal(signal.SIGTERM)
+        wait_until(lambda: "stopping signal=15" in d.log(), 10, what="stopping")
+        c.send(".\r\n")
+        c.expect("250")
+        assert d.wait(timeout=20) == 0      # the grace period ends it
+    finally:
+        c.close()
+        mx.close()
+    log = d.log()
+    grace = log[log.index("stopping signal=15"):]
+    assert "queue stored" in grace
+    assert r.connections == [], "a delivery started in the grace period:\n" + grace
+    # not lost: the next start delivers it
+    d.start()
+    ready(d, 2)
+    wait_until(lambda: len(r.delivered()) == 1, 20, what="the delivery after the restart")
+    assert b"Subject: in the grace period" in r.delivered()[0].content
