@@ -40,5 +40,12 @@ void fwd_session_free(struct smtpd_session *);
  * bounded; a class other than 2, 4 or 5 becomes "451 4.4.2".
  */
 void fwd_map_reply(const struct smtp_reply *, bool utf8, char *out, size_t size);
+/*
+ * fwd_hide_address - in text (NUL-terminated, size octets of room), every
+ * occurrence of addr, compared case-insensitively, becomes shown: a remote
+ * that echoes the forwarding target never shows it to our client (pure;
+ * a result longer than size is cut).
+ */
+void fwd_hide_address(char *text, size_t size, const char *addr, const char *shown);
 
 #endif

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <event2/bufferevent.h>
@@ -72,6 +73,9 @@ struct fwd {
 	/* the RCPT being answered */
 	char *rcpt_shown;
 	struct expansion rcpt_exp;
+	/* the targets accepted in this transaction, and what the client used */
+	char **targets, **targets_shown;
+	size_t ntargets;
 	char final_reply[SMTP_REPLY_TEXT_MAX + 32];
 };
 
@@ -123,6 +127,52 @@ fwd_map_reply(const struct smtp_reply *r, bool utf8, char *out, size_t size)
 			if ((unsigned char)text[i] >= 0x80)
 				text[i] = '?';
 	bsnprintf(out, size, "%d %s %s", r->code, esc, o ? text : "(no text)");
+}
+
+/* fwd_hide_address - see forward.h */
+void
+fwd_hide_address(char *text, size_t size, const char *addr, const char *shown)
+{
+	size_t alen = strlen(addr), slen = strlen(shown), o = 0;
+	char *out;
+
+	if (alen == 0 || size == 0)
+		return;
+	out = xmalloc(size);
+	for (const char *p = text; *p && o + 1 < size;) {
+		if (strncasecmp(p, addr, alen) == 0) {
+			size_t n = slen < size - 1 - o ? slen : size - 1 - o;
+
+			memcpy(out + o, shown, n);
+			o += n;
+			p += alen;
+		} else
+			out[o++] = *p++;
+	}
+	out[o] = '\0';
+	memcpy(text, out, o + 1);
+	free(out);
+}
+
+/*
+ * map_reply - fwd_map_reply() of a remote reply, with every target of the
+ * transaction (and the one of the RCPT being answered) replaced by the
+ * address the client used (doc/forwarding.md, the mapping table)
+ */
+static void
+map_reply(const struct fwd *f, const struct smtp_reply *r, char *out,
+    size_t size)
+{
+	struct smtp_reply hidden = *r;
+	bool utf8 = f->s->tx && f->s->tx->smtputf8;
+
+	if (f->rcpt_shown && f->rcpt_exp.external)
+		fwd_hide_address(hidden.text, sizeof(hidden.text),
+		    f->rcpt_exp.external, f->rcpt_shown);
+	for (size_t i = 0; i < f->ntargets; i++)
+		fwd_hide_address(hidden.text, sizeof(hidden.text), f->targets[i],
+		    f->targets_shown[i]);
+	fwd_map_reply(&hidden, utf8, out, size);
 }
 
 /* counters: total, per target domain, per client address */
@@ -203,6 +253,12 @@ fwd_free(struct fwd *f)
 		event_free(f->timer);
 	free(f->rcpt_shown);
 	expansion_free(&f->rcpt_exp);
+	for (size_t i = 0; i < f->ntargets; i++) {
+		free(f->targets[i]);
+		free(f->targets_shown[i]);
+	}
+	free(f->targets);
+	free(f->targets_shown);
 	smtpd.nfwd--;
 	count_release(smtpd.fwd_per_domain, f->domain);
 	count_release(smtpd.fwd_per_client, f->client_key);
@@ -257,6 +313,12 @@ rcpt_done(struct fwd *f, const char *reply)
 	if (reply[0] == '2') {
 		bsnprintf(key, sizeof(key), "forward:%s", f->domain);
 		smtpd_tx_add_rcpt(s, f->rcpt_shown, key, &f->rcpt_exp);
+		f->targets = xreallocarray(f->targets, f->ntargets + 1,
+		    sizeof(char *));
+		f->targets_shown = xreallocarray(f->targets_shown, f->ntargets + 1,
+		    sizeof(char *));
+		f->targets[f->ntargets] = xstrdup(f->rcpt_exp.external);
+		f->targets_shown[f->ntargets++] = xstrdup(f->rcpt_shown);
 	} else
 		log_info("%s forward rcpt to=<%s> target=<%s> result=\"%s\"", tx->id,
 		    f->rcpt_shown, f->rcpt_exp.external, reply);
@@ -313,7 +375,7 @@ send_rcpt(struct fwd *f)
 		return;
 	}
 	if (f->mail_refused) {
-		fwd_map_reply(&f->mail_reply, tx->smtputf8, reply, sizeof(reply));
+		map_reply(f, &f->mail_reply, reply, sizeof(reply));
 		rcpt_done(f, reply);
 		return;
 	}
@@ -486,7 +548,6 @@ fwd_client_cb(void *arg, enum smtp_client_event ev, enum smtp_cmd cmd,
 	struct fwd *f = arg;
 	struct smtpd_session *s = f->s;
 	char reply[SMTP_REPLY_TEXT_MAX + 32];
-	bool utf8 = s->tx && s->tx->smtputf8;
 
 	switch (ev) {
 	case SC_READY:
@@ -517,10 +578,8 @@ fwd_client_cb(void *arg, enum smtp_client_event ev, enum smtp_cmd cmd,
 	case SMTP_CMD_RCPT:
 		if (f->wait != W_RCPT || f->rcpt_shown == NULL)
 			return;
-		if (f->mail_refused)
-			fwd_map_reply(&f->mail_reply, utf8, reply, sizeof(reply));
-		else
-			fwd_map_reply(r, utf8, reply, sizeof(reply));
+		map_reply(f, f->mail_refused ? &f->mail_reply : r, reply,
+		    sizeof(reply));
 		rcpt_done(f, reply);
 		return;
 	case SMTP_CMD_DATA:
@@ -536,7 +595,7 @@ fwd_client_cb(void *arg, enum smtp_client_event ev, enum smtp_cmd cmd,
 			bsnprintf(reply, sizeof(reply), "451 4.4.2 Unexpected reply "
 			    "to DATA from the next server (%d)", r->code);
 		else
-			fwd_map_reply(r, utf8, reply, sizeof(reply));
+			map_reply(f, r, reply, sizeof(reply));
 		smtp_client_rset(f->c);
 		f->in_tx = false;
 		tx_answer(f, reply);
@@ -771,15 +830,14 @@ dot_done(struct fwd *f, const struct smtp_reply *r)
 {
 	struct smtpd_session *s = f->s;
 	struct maildir_delivery *d = s->tx->delivery;
-	bool utf8 = s->tx->smtputf8;
 
 	if (r->code / 100 == 2)
-		fwd_map_reply(r, utf8, f->final_reply, sizeof(f->final_reply));
+		map_reply(f, r, f->final_reply, sizeof(f->final_reply));
 	else if (r->code / 100 == 3)
 		bsnprintf(f->final_reply, sizeof(f->final_reply), "451 4.4.2 "
 		    "Unexpected reply from the next server (%d)", r->code);
 	else
-		fwd_map_reply(r, utf8, f->final_reply, sizeof(f->final_reply));
+		map_reply(f, r, f->final_reply, sizeof(f->final_reply));
 	log_info("%s forward result=\"%s\" remote=%s", s->tx->id, f->final_reply,
 	    smtp_client_caps(f->c)->addr);
 	if (r->code / 100 == 2 && d != NULL) {
