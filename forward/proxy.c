@@ -16,7 +16,8 @@
  * Outcomes before a remote answers (SPEC 4):
  *   no such domain 550 5.1.2, null MX 556 5.1.10, DNS failure 451 4.4.3,
  *   no MX reachable 451 4.4.1, budget exceeded or remote lost 451 4.4.2,
- *   too many forward sessions 451 4.4.5, MX is ourselves 554 5.4.6.
+ *   too many forward sessions 451 4.4.5, MX is ourselves 554 5.4.6,
+ *   a sender at an address literal 550 5.7.1 (no SRS for it).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -657,11 +658,20 @@ void
 fwd_rcpt(struct smtpd_session *s, const char *shown, const struct expansion *exp)
 {
 	struct fwd *f = s->fwd;
-	const char *at = strrchr(exp->external, '@');
+	const char *at = strrchr(exp->external, '@'), *sat;
 	char domain[DOMAIN_MAX + 1] = "";
 
 	if (at == NULL || !addr_domain_key(at + 1, domain, sizeof(domain))) {
 		smtpd_reply(s, "451 4.3.0 <%s>: bad forwarding target", shown);
+		return;
+	}
+	if ((sat = strrchr(s->tx->sender, '@')) != NULL && sat[1] == '[') {
+		/* doc/forwarding.md, SRS: no SRS address may lead to a literal */
+		log_info("%s forward refused to=<%s> reason=literal-sender",
+		    s->tx->id, shown);
+		smtpd_reply(s, "550 5.7.1 <%s>: mail from an address literal "
+		    "cannot be forwarded (SRS cannot rewrite such a sender safely)",
+		    shown);
 		return;
 	}
 	if (f && (strcmp(f->domain, domain) != 0 || f->state == FS_DEAD)) {
