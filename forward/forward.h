@@ -29,7 +29,10 @@ void fwd_body(struct smtpd_session *, const char *text, size_t len);
  * failed (the remote then never gets a final dot), NULL when all is well.
  */
 void fwd_end(struct smtpd_session *, const char *refusal);
-/* fwd_rset - the client's transaction is abandoned (RSET, EHLO...) */
+/*
+ * fwd_rset - the client's transaction ended (RSET, EHLO, the final dot's
+ * reply...): QUIT to the remote, and the forwarding slot is free
+ */
 void fwd_rset(struct smtpd_session *);
 /* fwd_session_free - the client is gone: close the remote session */
 void fwd_session_free(struct smtpd_session *);

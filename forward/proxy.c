@@ -2,9 +2,12 @@
  * proxy.c - the synchronous forwarding proxy.
  *
  * One struct fwd ties an inbound session to one outbound client
- * (outbound/client.c) for one target domain; it lives as long as the
- * inbound session and is reused by its later transactions (RSET between
- * them).  Each step that waits for the remote puts the inbound session in
+ * (outbound/client.c) for one target domain; it lives as long as one
+ * transaction of the inbound session, and holds a slot of the forward
+ * limits only that long: every end of the transaction ends the remote
+ * session with QUIT, and a transaction that does not reach DATA within
+ * forward_rcpt_budget of its own time loses it (doc/forwarding.md,
+ * Limits).  Each step that waits for the remote puts the inbound session in
  * ST_WAIT under a budget timer (forward_rcpt_budget for everything behind
  * one RCPT or DATA, forward_data_budget from the client's final dot to our
  * reply) and answers the client with the remote's own reply, mapped by
@@ -71,6 +74,16 @@ struct fwd {
 	bool mail_refused;
 	struct smtp_reply mail_reply;
 	bool failed;			/* the remote was lost mid-message */
+	bool counted;			/* holds a slot of the forward limits */
+	/*
+	 * The hold bound (doc/forwarding.md, Limits): a transaction holding a
+	 * slot has forward_rcpt_budget of its own time, the remote's waits not
+	 * counted, to reach DATA; then the slot is taken back (expired).
+	 */
+	struct event *hold;
+	int64_t hold_left_ms;
+	int64_t hold_since_ms;
+	bool expired;
 	/* the RCPT being answered */
 	char *rcpt_shown;
 	struct expansion rcpt_exp;
@@ -204,6 +217,56 @@ count_release(struct hmap *m, const char *key)
 		hmap_put(m, key, (void *)(n - 1));
 }
 
+/* fwd_release - give back the slot of the forward limits */
+static void
+fwd_release(struct fwd *f)
+{
+	if (!f->counted)
+		return;
+	f->counted = false;
+	smtpd.nfwd--;
+	count_release(smtpd.fwd_per_domain, f->domain);
+	count_release(smtpd.fwd_per_client, f->client_key);
+}
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void fwd_hold_cb(evutil_socket_t, short, void *);
+
+/* hold_run / hold_pause - the hold bound runs while the client has the turn */
+static void
+hold_run(struct fwd *f)
+{
+	struct timeval tv;
+
+	if (f->expired || !f->counted)
+		return;
+	if (f->hold == NULL)
+		f->hold = evtimer_new(smtpd.base, fwd_hold_cb, f);
+	tv.tv_sec = f->hold_left_ms / 1000;
+	tv.tv_usec = (f->hold_left_ms % 1000) * 1000;
+	f->hold_since_ms = now_ms();
+	evtimer_add(f->hold, &tv);
+}
+
+static void
+hold_pause(struct fwd *f)
+{
+	if (f->hold == NULL || !evtimer_pending(f->hold, NULL))
+		return;
+	evtimer_del(f->hold);
+	f->hold_left_ms -= now_ms() - f->hold_since_ms;
+	if (f->hold_left_ms < 0)
+		f->hold_left_ms = 0;
+}
+
 static void
 fwd_timer_stop(struct fwd *f)
 {
@@ -252,6 +315,8 @@ fwd_free(struct fwd *f)
 	fwd_close_remote(f);
 	if (f->timer)
 		event_free(f->timer);
+	if (f->hold)
+		event_free(f->hold);
 	free(f->rcpt_shown);
 	expansion_free(&f->rcpt_exp);
 	for (size_t i = 0; i < f->ntargets; i++) {
@@ -260,9 +325,7 @@ fwd_free(struct fwd *f)
 	}
 	free(f->targets);
 	free(f->targets_shown);
-	smtpd.nfwd--;
-	count_release(smtpd.fwd_per_domain, f->domain);
-	count_release(smtpd.fwd_per_client, f->client_key);
+	fwd_release(f);
 	free(f);
 }
 
@@ -327,6 +390,7 @@ rcpt_done(struct fwd *f, const char *reply)
 	free(f->rcpt_shown);
 	f->rcpt_shown = NULL;
 	expansion_free(&f->rcpt_exp);
+	hold_run(f);
 	session_go_on(f, tx->nrcpts > 0 ? ST_RCPT : ST_MAIL);
 }
 
@@ -654,6 +718,27 @@ fwd_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/*
+ * fwd_hold_cb - the transaction held its slot too long without DATA: the
+ * remote session ends (QUIT), the slot is free for others, and the
+ * transaction's next RCPT or DATA gets 451 4.4.2 (doc/forwarding.md)
+ */
+static void
+fwd_hold_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct fwd *f = arg;
+
+	log_info("%s forward released domain=%s reason=no-data-in-time",
+	    f->s->idstr, f->domain);
+	if (f->c && f->state == FS_READY) {
+		smtp_client_quit(f->c);
+		f->c = NULL;
+	}
+	fwd_close_remote(f);
+	fwd_release(f);
+	f->expired = true;
+}
+
 void
 fwd_rcpt(struct smtpd_session *s, const char *shown, const struct expansion *exp)
 {
@@ -671,6 +756,12 @@ fwd_rcpt(struct smtpd_session *s, const char *shown, const struct expansion *exp
 		    s->tx->id, shown);
 		smtpd_reply(s, "550 5.7.1 <%s>: mail from an address literal "
 		    "cannot be forwarded (SRS cannot rewrite such a sender safely)",
+		    shown);
+		return;
+	}
+	if (f && f->expired) {
+		smtpd_reply(s, "451 4.4.2 <%s>: this transaction held its "
+		    "forwarding session too long without DATA, try again later",
 		    shown);
 		return;
 	}
@@ -693,12 +784,15 @@ fwd_rcpt(struct smtpd_session *s, const char *shown, const struct expansion *exp
 			return;
 		}
 		f = xcalloc(1, sizeof(*f));
+		f->counted = true;
+		f->hold_left_ms = (int64_t)smtpd.cfg->forward_rcpt_budget * 1000;
 		f->s = s;
 		str_copy(f->domain, domain, sizeof(f->domain));
 		str_copy(f->client_key, s->addr_key, sizeof(f->client_key));
 		s->fwd = f;
 		f->state = FS_RESOLVING;
 	}
+	hold_pause(f);
 	f->rcpt_shown = xstrdup(shown);
 	f->rcpt_exp.external = xstrdup(exp->external);
 	f->rcpt_exp.nmailboxes = exp->nmailboxes;
@@ -736,11 +830,18 @@ fwd_data(struct smtpd_session *s)
 {
 	struct fwd *f = s->fwd;
 
+	if (f && f->expired) {
+		smtpd_reply(s, "451 4.4.2 This transaction held its forwarding "
+		    "session too long without DATA, try again later");
+		smtpd_tx_end(s);
+		return;
+	}
 	if (f == NULL || f->state != FS_READY || f->c == NULL) {
 		smtpd_reply(s, "451 4.4.2 The next server was lost, try again later");
 		smtpd_tx_end(s);
 		return;
 	}
+	hold_pause(f);		/* DATA reached: the bound is met */
 	f->failed = false;
 	session_wait(f, W_DATA);
 	fwd_timer_start(f, smtpd.cfg->forward_rcpt_budget);
@@ -890,19 +991,17 @@ fwd_end(struct smtpd_session *s, const char *refusal)
 	send_dot(f);
 }
 
+/*
+ * fwd_rset - the transaction ended (RSET, HELO/EHLO, the reply to the final
+ * dot, MAIL after an abandoned one): the remote session ends with QUIT and
+ * its slot is free at once, so that no idle session holds one
+ * (doc/forwarding.md, step 7)
+ */
 void
 fwd_rset(struct smtpd_session *s)
 {
-	struct fwd *f = s->fwd;
-
-	if (f == NULL)
-		return;
-	if (f->in_tx && f->c && f->state == FS_READY) {
-		smtp_client_rset(f->c);
-		f->in_tx = false;
-	}
-	f->mail_refused = false;
-	f->failed = false;
+	fwd_free(s->fwd);
+	s->fwd = NULL;
 }
 
 void
