@@ -993,7 +993,7 @@ fwd_end(struct smtpd_session *s, const char *refusal)
 
 /*
  * fwd_rset - the transaction ended (RSET, HELO/EHLO, the reply to the final
- * dot, MAIL after an abandoned one): the remote session ends with QUIT and
+ * dot, a reply that ends it): the remote session ends with QUIT and
  * its slot is free at once, so that no idle session holds one
  * (doc/forwarding.md, step 7)
  */
