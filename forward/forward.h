@@ -29,7 +29,10 @@ void fwd_body(struct smtpd_session *, const char *text, size_t len);
  * failed (the remote then never gets a final dot), NULL when all is well.
  */
 void fwd_end(struct smtpd_session *, const char *refusal);
-/* fwd_rset - the client's transaction is abandoned (RSET, EHLO...) */
+/*
+ * fwd_rset - the client's transaction ended (RSET, EHLO, the final dot's
+ * reply...): QUIT to the remote, and the forwarding slot is free
+ */
 void fwd_rset(struct smtpd_session *);
 /* fwd_session_free - the client is gone: close the remote session */
 void fwd_session_free(struct smtpd_session *);
@@ -40,5 +43,12 @@ void fwd_session_free(struct smtpd_session *);
  * bounded; a class other than 2, 4 or 5 becomes "451 4.4.2".
  */
 void fwd_map_reply(const struct smtp_reply *, bool utf8, char *out, size_t size);
+/*
+ * fwd_hide_address - in text (NUL-terminated, size octets of room), every
+ * occurrence of addr, compared case-insensitively, becomes shown: a remote
+ * that echoes the forwarding target never shows it to our client (pure;
+ * a result longer than size is cut).
+ */
+void fwd_hide_address(char *text, size_t size, const char *addr, const char *shown);
 
 #endif

@@ -2,9 +2,12 @@
  * proxy.c - the synchronous forwarding proxy.
  *
  * One struct fwd ties an inbound session to one outbound client
- * (outbound/client.c) for one target domain; it lives as long as the
- * inbound session and is reused by its later transactions (RSET between
- * them).  Each step that waits for the remote puts the inbound session in
+ * (outbound/client.c) for one target domain; it lives as long as one
+ * transaction of the inbound session, and holds a slot of the forward
+ * limits only that long: every end of the transaction ends the remote
+ * session with QUIT, and a transaction that does not reach DATA within
+ * forward_rcpt_budget of its own time loses it (doc/forwarding.md,
+ * Limits).  Each step that waits for the remote puts the inbound session in
  * ST_WAIT under a budget timer (forward_rcpt_budget for everything behind
  * one RCPT or DATA, forward_data_budget from the client's final dot to our
  * reply) and answers the client with the remote's own reply, mapped by
@@ -16,7 +19,8 @@
  * Outcomes before a remote answers (SPEC 4):
  *   no such domain 550 5.1.2, null MX 556 5.1.10, DNS failure 451 4.4.3,
  *   no MX reachable 451 4.4.1, budget exceeded or remote lost 451 4.4.2,
- *   too many forward sessions 451 4.4.5, MX is ourselves 554 5.4.6.
+ *   too many forward sessions 451 4.4.5, MX is ourselves 554 5.4.6,
+ *   a sender at an address literal 550 5.7.1 (no SRS for it).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -25,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <event2/bufferevent.h>
@@ -69,9 +74,22 @@ struct fwd {
 	bool mail_refused;
 	struct smtp_reply mail_reply;
 	bool failed;			/* the remote was lost mid-message */
+	bool counted;			/* holds a slot of the forward limits */
+	/*
+	 * The hold bound (doc/forwarding.md, Limits): a transaction holding a
+	 * slot has forward_rcpt_budget of its own time, the remote's waits not
+	 * counted, to reach DATA; then the slot is taken back (expired).
+	 */
+	struct event *hold;
+	int64_t hold_left_ms;
+	int64_t hold_since_ms;
+	bool expired;
 	/* the RCPT being answered */
 	char *rcpt_shown;
 	struct expansion rcpt_exp;
+	/* the targets accepted in this transaction, and what the client used */
+	char **targets, **targets_shown;
+	size_t ntargets;
 	char final_reply[SMTP_REPLY_TEXT_MAX + 32];
 };
 
@@ -125,6 +143,52 @@ fwd_map_reply(const struct smtp_reply *r, bool utf8, char *out, size_t size)
 	bsnprintf(out, size, "%d %s %s", r->code, esc, o ? text : "(no text)");
 }
 
+/* fwd_hide_address - see forward.h */
+void
+fwd_hide_address(char *text, size_t size, const char *addr, const char *shown)
+{
+	size_t alen = strlen(addr), slen = strlen(shown), o = 0;
+	char *out;
+
+	if (alen == 0 || size == 0)
+		return;
+	out = xmalloc(size);
+	for (const char *p = text; *p && o + 1 < size;) {
+		if (strncasecmp(p, addr, alen) == 0) {
+			size_t n = slen < size - 1 - o ? slen : size - 1 - o;
+
+			memcpy(out + o, shown, n);
+			o += n;
+			p += alen;
+		} else
+			out[o++] = *p++;
+	}
+	out[o] = '\0';
+	memcpy(text, out, o + 1);
+	free(out);
+}
+
+/*
+ * map_reply - fwd_map_reply() of a remote reply, with every target of the
+ * transaction (and the one of the RCPT being answered) replaced by the
+ * address the client used (doc/forwarding.md, the mapping table)
+ */
+static void
+map_reply(const struct fwd *f, const struct smtp_reply *r, char *out,
+    size_t size)
+{
+	struct smtp_reply hidden = *r;
+	bool utf8 = f->s->tx && f->s->tx->smtputf8;
+
+	if (f->rcpt_shown && f->rcpt_exp.external)
+		fwd_hide_address(hidden.text, sizeof(hidden.text),
+		    f->rcpt_exp.external, f->rcpt_shown);
+	for (size_t i = 0; i < f->ntargets; i++)
+		fwd_hide_address(hidden.text, sizeof(hidden.text), f->targets[i],
+		    f->targets_shown[i]);
+	fwd_map_reply(&hidden, utf8, out, size);
+}
+
 /* counters: total, per target domain, per client address */
 static bool
 fwd_admit(const struct smtpd_session *s, const char *domain)
@@ -151,6 +215,56 @@ count_release(struct hmap *m, const char *key)
 		hmap_del(m, key);
 	else
 		hmap_put(m, key, (void *)(n - 1));
+}
+
+/* fwd_release - give back the slot of the forward limits */
+static void
+fwd_release(struct fwd *f)
+{
+	if (!f->counted)
+		return;
+	f->counted = false;
+	smtpd.nfwd--;
+	count_release(smtpd.fwd_per_domain, f->domain);
+	count_release(smtpd.fwd_per_client, f->client_key);
+}
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void fwd_hold_cb(evutil_socket_t, short, void *);
+
+/* hold_run / hold_pause - the hold bound runs while the client has the turn */
+static void
+hold_run(struct fwd *f)
+{
+	struct timeval tv;
+
+	if (f->expired || !f->counted)
+		return;
+	if (f->hold == NULL)
+		f->hold = evtimer_new(smtpd.base, fwd_hold_cb, f);
+	tv.tv_sec = f->hold_left_ms / 1000;
+	tv.tv_usec = (f->hold_left_ms % 1000) * 1000;
+	f->hold_since_ms = now_ms();
+	evtimer_add(f->hold, &tv);
+}
+
+static void
+hold_pause(struct fwd *f)
+{
+	if (f->hold == NULL || !evtimer_pending(f->hold, NULL))
+		return;
+	evtimer_del(f->hold);
+	f->hold_left_ms -= now_ms() - f->hold_since_ms;
+	if (f->hold_left_ms < 0)
+		f->hold_left_ms = 0;
 }
 
 static void
@@ -201,11 +315,17 @@ fwd_free(struct fwd *f)
 	fwd_close_remote(f);
 	if (f->timer)
 		event_free(f->timer);
+	if (f->hold)
+		event_free(f->hold);
 	free(f->rcpt_shown);
 	expansion_free(&f->rcpt_exp);
-	smtpd.nfwd--;
-	count_release(smtpd.fwd_per_domain, f->domain);
-	count_release(smtpd.fwd_per_client, f->client_key);
+	for (size_t i = 0; i < f->ntargets; i++) {
+		free(f->targets[i]);
+		free(f->targets_shown[i]);
+	}
+	free(f->targets);
+	free(f->targets_shown);
+	fwd_release(f);
 	free(f);
 }
 
@@ -257,6 +377,12 @@ rcpt_done(struct fwd *f, const char *reply)
 	if (reply[0] == '2') {
 		bsnprintf(key, sizeof(key), "forward:%s", f->domain);
 		smtpd_tx_add_rcpt(s, f->rcpt_shown, key, &f->rcpt_exp);
+		f->targets = xreallocarray(f->targets, f->ntargets + 1,
+		    sizeof(char *));
+		f->targets_shown = xreallocarray(f->targets_shown, f->ntargets + 1,
+		    sizeof(char *));
+		f->targets[f->ntargets] = xstrdup(f->rcpt_exp.external);
+		f->targets_shown[f->ntargets++] = xstrdup(f->rcpt_shown);
 	} else {
 		char f1[LOG_ESC(PATH_MAX_OCTETS)], f2[LOG_ESC(PATH_MAX_OCTETS)];
 		char t[LOG_ESC(REPLY_LINE_MAX)];
@@ -270,6 +396,7 @@ rcpt_done(struct fwd *f, const char *reply)
 	free(f->rcpt_shown);
 	f->rcpt_shown = NULL;
 	expansion_free(&f->rcpt_exp);
+	hold_run(f);
 	session_go_on(f, tx->nrcpts > 0 ? ST_RCPT : ST_MAIL);
 }
 
@@ -319,7 +446,7 @@ send_rcpt(struct fwd *f)
 		return;
 	}
 	if (f->mail_refused) {
-		fwd_map_reply(&f->mail_reply, tx->smtputf8, reply, sizeof(reply));
+		map_reply(f, &f->mail_reply, reply, sizeof(reply));
 		rcpt_done(f, reply);
 		return;
 	}
@@ -492,7 +619,6 @@ fwd_client_cb(void *arg, enum smtp_client_event ev, enum smtp_cmd cmd,
 	struct fwd *f = arg;
 	struct smtpd_session *s = f->s;
 	char reply[SMTP_REPLY_TEXT_MAX + 32];
-	bool utf8 = s->tx && s->tx->smtputf8;
 
 	switch (ev) {
 	case SC_READY:
@@ -523,10 +649,8 @@ fwd_client_cb(void *arg, enum smtp_client_event ev, enum smtp_cmd cmd,
 	case SMTP_CMD_RCPT:
 		if (f->wait != W_RCPT || f->rcpt_shown == NULL)
 			return;
-		if (f->mail_refused)
-			fwd_map_reply(&f->mail_reply, utf8, reply, sizeof(reply));
-		else
-			fwd_map_reply(r, utf8, reply, sizeof(reply));
+		map_reply(f, f->mail_refused ? &f->mail_reply : r, reply,
+		    sizeof(reply));
 		rcpt_done(f, reply);
 		return;
 	case SMTP_CMD_DATA:
@@ -542,7 +666,7 @@ fwd_client_cb(void *arg, enum smtp_client_event ev, enum smtp_cmd cmd,
 			bsnprintf(reply, sizeof(reply), "451 4.4.2 Unexpected reply "
 			    "to DATA from the next server (%d)", r->code);
 		else
-			fwd_map_reply(r, utf8, reply, sizeof(reply));
+			map_reply(f, r, reply, sizeof(reply));
 		smtp_client_rset(f->c);
 		f->in_tx = false;
 		tx_answer(f, reply);
@@ -600,15 +724,53 @@ fwd_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/*
+ * fwd_hold_cb - the transaction held its slot too long without DATA: the
+ * remote session ends (QUIT), the slot is free for others, and the
+ * transaction's next RCPT or DATA gets 451 4.4.2 (doc/forwarding.md)
+ */
+static void
+fwd_hold_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct fwd *f = arg;
+
+	log_info("%s forward released domain=%s reason=no-data-in-time",
+	    f->s->idstr, f->domain);
+	if (f->c && f->state == FS_READY) {
+		smtp_client_quit(f->c);
+		f->c = NULL;
+	}
+	fwd_close_remote(f);
+	fwd_release(f);
+	f->expired = true;
+}
+
 void
 fwd_rcpt(struct smtpd_session *s, const char *shown, const struct expansion *exp)
 {
 	struct fwd *f = s->fwd;
-	const char *at = strrchr(exp->external, '@');
+	const char *at = strrchr(exp->external, '@'), *sat;
 	char domain[DOMAIN_MAX + 1] = "";
 
 	if (at == NULL || !addr_domain_key(at + 1, domain, sizeof(domain))) {
 		smtpd_reply(s, "451 4.3.0 <%s>: bad forwarding target", shown);
+		return;
+	}
+	if ((sat = strrchr(s->tx->sender, '@')) != NULL && sat[1] == '[') {
+		/* doc/forwarding.md, SRS: no SRS address may lead to a literal */
+		char f1[LOG_ESC(PATH_MAX_OCTETS)];
+
+		log_info("%s forward refused to=<%s> reason=literal-sender",
+		    s->tx->id, log_field(f1, sizeof(f1), shown));
+		smtpd_reply(s, "550 5.7.1 <%s>: mail from an address literal "
+		    "cannot be forwarded (SRS cannot rewrite such a sender safely)",
+		    shown);
+		return;
+	}
+	if (f && f->expired) {
+		smtpd_reply(s, "451 4.4.2 <%s>: this transaction held its "
+		    "forwarding session too long without DATA, try again later",
+		    shown);
 		return;
 	}
 	if (f && (strcmp(f->domain, domain) != 0 || f->state == FS_DEAD)) {
@@ -632,12 +794,15 @@ fwd_rcpt(struct smtpd_session *s, const char *shown, const struct expansion *exp
 			return;
 		}
 		f = xcalloc(1, sizeof(*f));
+		f->counted = true;
+		f->hold_left_ms = (int64_t)smtpd.cfg->forward_rcpt_budget * 1000;
 		f->s = s;
 		str_copy(f->domain, domain, sizeof(f->domain));
 		str_copy(f->client_key, s->addr_key, sizeof(f->client_key));
 		s->fwd = f;
 		f->state = FS_RESOLVING;
 	}
+	hold_pause(f);
 	f->rcpt_shown = xstrdup(shown);
 	f->rcpt_exp.external = xstrdup(exp->external);
 	f->rcpt_exp.nmailboxes = exp->nmailboxes;
@@ -680,11 +845,18 @@ fwd_data(struct smtpd_session *s)
 {
 	struct fwd *f = s->fwd;
 
+	if (f && f->expired) {
+		smtpd_reply(s, "451 4.4.2 This transaction held its forwarding "
+		    "session too long without DATA, try again later");
+		smtpd_tx_end(s);
+		return;
+	}
 	if (f == NULL || f->state != FS_READY || f->c == NULL) {
 		smtpd_reply(s, "451 4.4.2 The next server was lost, try again later");
 		smtpd_tx_end(s);
 		return;
 	}
+	hold_pause(f);		/* DATA reached: the bound is met */
 	f->failed = false;
 	session_wait(f, W_DATA);
 	fwd_timer_start(f, smtpd.cfg->forward_rcpt_budget);
@@ -784,15 +956,14 @@ dot_done(struct fwd *f, const struct smtp_reply *r)
 {
 	struct smtpd_session *s = f->s;
 	struct maildir_delivery *d = s->tx->delivery;
-	bool utf8 = s->tx->smtputf8;
 
 	if (r->code / 100 == 2)
-		fwd_map_reply(r, utf8, f->final_reply, sizeof(f->final_reply));
+		map_reply(f, r, f->final_reply, sizeof(f->final_reply));
 	else if (r->code / 100 == 3)
 		bsnprintf(f->final_reply, sizeof(f->final_reply), "451 4.4.2 "
 		    "Unexpected reply from the next server (%d)", r->code);
 	else
-		fwd_map_reply(r, utf8, f->final_reply, sizeof(f->final_reply));
+		map_reply(f, r, f->final_reply, sizeof(f->final_reply));
 	{
 		char t[LOG_ESC(sizeof(f->final_reply))];
 
@@ -840,19 +1011,17 @@ fwd_end(struct smtpd_session *s, const char *refusal)
 	send_dot(f);
 }
 
+/*
+ * fwd_rset - the transaction ended (RSET, HELO/EHLO, the reply to the final
+ * dot, a reply that ends it): the remote session ends with QUIT and
+ * its slot is free at once, so that no idle session holds one
+ * (doc/forwarding.md, step 7)
+ */
 void
 fwd_rset(struct smtpd_session *s)
 {
-	struct fwd *f = s->fwd;
-
-	if (f == NULL)
-		return;
-	if (f->in_tx && f->c && f->state == FS_READY) {
-		smtp_client_rset(f->c);
-		f->in_tx = false;
-	}
-	f->mail_refused = false;
-	f->failed = false;
+	fwd_free(s->fwd);
+	s->fwd = NULL;
 }
 
 void

@@ -169,7 +169,8 @@ srs_hash(const char *secret, const char *tt, const char *domain,
  * srs_forward - rewrite sender into SRS0=HHHHHH=TT=domain=local@our_domain.
  * false when out is too small, when there are no secrets, or when sender
  * is no local@domain (its domain must not hold '=', which no domain or
- * address literal that addr.c accepts does).
+ * address literal that addr.c accepts does) or its domain is an address
+ * literal (doc/forwarding.md, SRS).
  */
 bool
 srs_forward(const struct srs *srs, const char *sender, const char *our_domain,
@@ -186,7 +187,8 @@ srs_forward(const struct srs *srs, const char *sender, const char *our_domain,
 	    at == sender)
 		return false;
 	domain = at + 1;
-	if (*domain == '\0' || strchr(domain, '=') != NULL)
+	/* an SRS address must never make us connect to a literal */
+	if (*domain == '\0' || *domain == '[' || strchr(domain, '=') != NULL)
 		return false;
 	if ((local = local_unquote(sender, (size_t)(at - sender))) == NULL)
 		return false;
@@ -281,6 +283,11 @@ srs_reverse(const struct srs *srs, const char *local_part, time_t now,
 	}
 	if (!match) {
 		st = SRS_BAD_HASH;
+		goto done;
+	}
+	/* minted before srs_forward refused literals: never connect to one */
+	if (*domain == '[') {
+		st = SRS_LITERAL;
 		goto done;
 	}
 

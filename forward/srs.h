@@ -29,6 +29,7 @@ enum srs_status {
 	SRS_NOT_SRS,	/* not an SRS address at all */
 	SRS_BAD_HASH,	/* forged, or signed with a secret we no longer have */
 	SRS_STALE,	/* timestamp older than SRS_MAX_AGE_DAYS (or in the future) */
+	SRS_LITERAL,	/* a good hash, but the original domain is an address literal */
 	SRS_SYNTAX,	/* looks like SRS0 but is malformed */
 };
 
@@ -41,13 +42,16 @@ int srs_init(struct srs *, char *const *secrets, size_t n, const char *queue_dir
 void srs_free(struct srs *);
 /*
  * srs_forward - rewrite sender (local@domain, not empty) into out as
- * SRS0=...@our_domain; false if out is too small.
+ * SRS0=...@our_domain; false if out is too small, or if domain is an
+ * address literal (doc/forwarding.md: an SRS address never leads to one).
  */
 bool srs_forward(const struct srs *, const char *sender, const char *our_domain,
     time_t now, char *out, size_t size);
 /*
  * srs_reverse - decode the local part of an address (case-insensitively:
- * servers may fold case) into the original sender "local@domain".
+ * servers may fold case) into the original sender "local@domain".  An
+ * original domain that is an address literal gives SRS_LITERAL, also for
+ * an address minted before srs_forward refused them.
  */
 enum srs_status srs_reverse(const struct srs *, const char *local_part,
     time_t now, char *orig, size_t size);

@@ -4,6 +4,8 @@ own Received for the forwarded address (a loop, 554 5.4.6 at the final dot,
 the remote never gets the dot), and a message larger than any buffer
 streamed through intact."""
 
+import socket
+
 import harness
 from harness import sample_message, wait_until
 from peers.remote import (assert_reply, fwd_env, split_first_header,  # noqa: F401
@@ -106,7 +108,10 @@ def test_large_message_streams_through_intact(fwd_env):
     fwd_env.assert_no_bounce(local={})
 
 
-def test_remote_session_reused_across_rset_and_transactions(fwd_env):
+def test_remote_session_ends_with_each_transaction(fwd_env):
+    """RSET and the reply to the final dot end the remote session with QUIT
+    (doc/forwarding.md step 7), so that no idle session holds a slot; the
+    next transaction opens a new one."""
     r = fwd_env.remote("remote.test")
     d = fwd_env.daemon(aliases=ALIASES, extra_conf=BUDGETS)
     c = harness.Dialog(d.host, d.port, timeout=15)
@@ -123,12 +128,103 @@ def test_remote_session_reused_across_rset_and_transactions(fwd_env):
         c.expect("250")
     c.cmd("QUIT", "221")
     c.close()
-    r.wait_closed()
-    assert len(r.connections) == 1, r.transcript()
+    assert r.wait_closed(), r.transcript()
+    assert len(r.connections) == 3, r.transcript()
+    for conn in r.connections:
+        assert conn.commands[-1][0] == "QUIT", conn.transcript()
     txs = r.transactions()
-    # the abandoned transaction, then the two delivered ones, all in one session
+    # the abandoned transaction, then the two delivered ones
     assert len(txs) == 3 and not txs[0].delivered, r.transcript()
     assert [t.mail_from.split("=")[3] for t in txs[1:]] == ["sender.test"] * 2
     assert all("=ann@" in t.mail_from for t in txs[1:])
     assert len(r.delivered()) == 2
+    fwd_env.assert_no_bounce(local={})
+
+
+# -- idle sessions cannot hold forward slots (doc/security.md, issue 12 point 8)
+
+
+class BoundDialog(harness.Dialog):
+    """A Dialog whose socket is bound to a given loopback source address,
+    so that chamoisd counts it as another client address."""
+
+    def __init__(self, host, port, source, timeout=15):
+        self.host, self.port, self.timeout = host, port, timeout
+        self.sock = socket.create_connection((host, port), timeout=timeout,
+                                             source_address=(source, 0))
+        self.buf = b""
+        self.transcript = []
+
+
+def forward_from(d, source):
+    c = BoundDialog(d.host, d.port, source)
+    c.expect("220")
+    c.cmd("EHLO client.sender.test", "250")
+    c.cmd("MAIL FROM:<joe@sender.test>", "250")
+    return c, c.cmd("RCPT TO:<fwd@example.test>", "")
+
+
+def test_rset_gives_the_forward_slot_back(fwd_env):
+    """Two clients (two addresses) take the two slots of a domain, then RSET
+    and idle with NOOPs: a third client still gets its forwarded RCPT, and
+    the remote saw QUIT after each RSET."""
+    r = fwd_env.remote("remote.test")
+    d = fwd_env.daemon(aliases=ALIASES, extra_conf=BUDGETS + "\nforward_max_per_domain 2")
+    clients = []
+    try:
+        for source in ("127.0.0.2", "127.0.0.3"):
+            c, reply = forward_from(d, source)
+            clients.append(c)
+            assert_reply(reply, "250 2.1.5")
+        for c in clients:
+            c.cmd("RSET", "250 2.0.0")
+            c.cmd("NOOP", "250")
+        assert r.wait_closed(), r.transcript()
+        assert len(r.connections) == 2
+        for conn in r.connections:
+            assert [v for v, _ in conn.commands][-1] == "QUIT", conn.transcript()
+        for c in clients:
+            c.cmd("NOOP", "250")
+        third, reply = forward_from(d, "127.0.0.4")
+        clients.append(third)
+        assert_reply(reply, "250 2.1.5")
+    finally:
+        for c in clients:
+            c.close()
+    fwd_env.assert_no_bounce(local={})
+
+
+def test_transaction_without_data_loses_its_forward_slot(fwd_env):
+    """A transaction that holds the only slot of a domain and never reaches
+    DATA loses it after forward_rcpt_budget of its own time: the remote
+    session ends with QUIT, another client gets the slot, and the idle
+    transaction's DATA gets 451 4.4.2."""
+    r = fwd_env.remote("remote.test")
+    d = fwd_env.daemon(aliases=ALIASES, extra_conf="forward_rcpt_budget 2s\n"
+                       "forward_data_budget 10s\nforward_max_per_domain 1")
+    idle = other = None
+    try:
+        idle, reply = forward_from(d, "127.0.0.2")
+        assert_reply(reply, "250 2.1.5")
+        other, reply = forward_from(d, "127.0.0.3")
+        assert_reply(reply, "451 4.4.5")
+
+        def slot_free():
+            idle.cmd("NOOP", "250")           # idling, still in the transaction
+            return other.cmd("RCPT TO:<fwd@example.test>", "").startswith("250")
+        wait_until(slot_free, timeout=20, interval=0.5,
+                   what="the idle transaction's forwarding slot to be free")
+        assert r.connections[0].commands[-1][0] == "QUIT", r.connections[0].transcript()
+        assert_reply(idle.cmd("DATA", ""), "451 4.4.2")
+        other.cmd("DATA", "354")
+        other.send(harness.dot_stuff(sample_message("slot")) + b".\r\n")
+        other.expect("250")
+        # the idle client may start again
+        idle.cmd("MAIL FROM:<joe@sender.test>", "250")
+        idle.cmd("RSET", "250")
+    finally:
+        for c in (idle, other):
+            if c is not None:
+                c.close()
+    assert len(r.delivered()) == 1
     fwd_env.assert_no_bounce(local={})

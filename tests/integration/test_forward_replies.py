@@ -227,3 +227,51 @@ def test_target_mx_is_chamoisd_itself(fwd_env):
     d = daemon(fwd_env, extra_conf=line)
     out = transaction(d, "joe@sender.test", ["loop@example.test"], sample_message("loop"))
     refused_at_rcpt(fwd_env, out, "554 5.4.6")
+
+
+# -- the forwarding target never shows (doc/security.md, issue 12 point 9) --
+
+
+def sendmail_echo(conn, address):
+    """sendmail's RCPT reply, which echoes the recipient (case folded here,
+    to check the comparison ignores case)."""
+    return "250 2.1.5 <%s>... Recipient ok" % address.upper()
+
+
+def assert_target_hidden(reply, shown="fwd@example.test"):
+    assert "carol" not in reply.lower(), "the target leaked: %r" % reply
+    assert shown in reply, reply
+
+
+def test_target_echoed_in_rcpt_reply_is_hidden(fwd_env):
+    fwd_env.remote("remote.test", rcpt=sendmail_echo)
+    out = forward_one(fwd_env)
+    assert_reply(out["rcpt"][0], "250 2.1.5", "<fwd@example.test>... Recipient ok")
+    assert_target_hidden(out["rcpt"][0])
+    assert_reply(out["eod"], "250 2.0.0")
+
+
+def test_target_in_rcpt_refusal_is_hidden(fwd_env):
+    fwd_env.remote("remote.test", rcpt={
+        "carol@remote.test": "550 5.1.1 Carol@Remote.Test: no such user (carol@remote.test)"})
+    out = forward_one(fwd_env)
+    refused_at_rcpt(fwd_env, out, "550 5.1.1",
+                    "fwd@example.test: no such user (fwd@example.test)")
+    assert_target_hidden(out["rcpt"][0])
+
+
+def test_target_in_multiline_rcpt_reply_is_hidden(fwd_env):
+    fwd_env.remote("remote.test", rcpt={
+        "carol@remote.test": "452-4.2.2 mailbox full\n452 4.2.2 <carol@remote.test> try later"})
+    out = forward_one(fwd_env)
+    refused_at_rcpt(fwd_env, out, "452 4.2.2", "<fwd@example.test> try later")
+    assert_target_hidden(out["rcpt"][0])
+
+
+def test_target_in_final_dot_reply_is_hidden(fwd_env):
+    r = fwd_env.remote("remote.test", eod="250 2.0.0 Ok: queued for <carol@remote.test>")
+    out = forward_one(fwd_env)
+    assert_reply(out["eod"], "250 2.0.0", "queued for <fwd@example.test>")
+    assert_target_hidden(out["eod"])
+    assert len(r.delivered()) == 1
+    fwd_env.assert_no_bounce()

@@ -2,13 +2,18 @@
 sender at the remote is SRS0=...@example.test; a bounce to that address
 (from MAIL FROM:<> only) is forwarded synchronously to the original
 sender's server; a forged address gets 550 5.1.1, a non-null sender 550
-5.7.1."""
+5.7.1; a sender at an address literal is not forwarded (550 5.7.1) and an
+SRS address of one is refused (550 5.1.1)."""
 
+import hashlib
+import hmac
 import re
+import socket
+import time
 
 from harness import crlf, sample_message
-from peers.remote import (assert_reply, fwd_env, split_first_header,  # noqa: F401
-                          transaction)
+from peers.remote import (SELF_ADDRESS, assert_reply, fwd_env,  # noqa: F401
+                          split_first_header, transaction)
 
 ALIASES = {"fwd@example.test": ["carol@remote.test"]}
 BUDGETS = "forward_rcpt_budget 10s\nforward_data_budget 10s"
@@ -115,4 +120,77 @@ def test_srs_address_from_non_null_sender(fwd_env):
     assert_reply(out["rcpt"][0], "550 5.7.1")
     assert out["eod"] is None
     assert s.connections == [], s.transcript()
+    fwd_env.assert_no_bounce()
+
+
+# -- address literals (doc/security.md, issue 12 point 10) -------------------
+
+SECRET = "a-test-secret-of-issue-12-point-10"
+B32 = "abcdefghijklmnopqrstuvwxyz234567"
+
+
+def srs_address(secret, domain, local, our_domain="example.test"):
+    """An SRS address as chamoisd mints it (forward/srs.h: HMAC-SHA256 of the
+    lower-cased "TT=domain=local", first 30 bits in base32; TT the day
+    modulo 1024 in base32), computed apart from chamoisd."""
+    day = int(time.time() // 86400) % 1024
+    tt = B32[day >> 5] + B32[day & 31]
+    md = hmac.new(secret.encode(), ("%s=%s=%s" % (tt, domain, local)).lower().encode(),
+                  hashlib.sha256).digest()
+    bits = int.from_bytes(md[:4], "big")
+    h = "".join(B32[(bits >> (27 - 5 * i)) & 31] for i in range(6))
+    srs = "SRS0=%s=%s=%s=%s" % (h, tt, domain, local)
+    if re.search(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]", srs):
+        srs = '"%s"' % srs          # a literal's brackets: a quoted local part
+    return "%s@%s" % (srs, our_domain)
+
+
+def test_srs_address_computed_here_matches_chamoisd(fwd_env):
+    """srs_address() above makes what chamoisd makes (so the literal case
+    below tests a real SRS address)."""
+    r = fwd_env.remote("remote.test")
+    d = fwd_env.daemon(aliases=ALIASES, extra_conf=BUDGETS + "\nsrs_secret " + SECRET)
+    out = transaction(d, "joe@sender.test", ["fwd@example.test"], sample_message("srs"))
+    assert_reply(out["eod"], "250 2.0.0")
+    [tx] = r.delivered()
+    assert tx.mail_from.lower() == srs_address(SECRET, "sender.test", "joe").lower()
+
+
+def test_literal_sender_is_not_forwarded(fwd_env):
+    """A literal reverse path cannot be SRS-rewritten safely: the RCPT is
+    refused at once (550 5.7.1); nothing reaches the remote."""
+    r = fwd_env.remote("remote.test")
+    d = fwd_env.daemon(aliases=ALIASES, extra_conf=BUDGETS)
+    out = transaction(d, "probe@[127.0.0.9]", ["fwd@example.test"], sample_message("lit"))
+    assert_reply(out["mail"], "250")
+    assert_reply(out["rcpt"][0], "550 5.7.1", "address literal")
+    assert out["eod"] is None
+    assert all(t.rcpts == [] for t in r.transactions()), r.transcript()
+    fwd_env.assert_no_bounce()
+
+
+def test_srs_address_of_a_literal_is_refused_and_never_connected(fwd_env):
+    """An SRS address minted for probe@[127.0.0.9] (by an older chamoisd, or
+    before this check) sent from MAIL FROM:<>: 550 5.1.1, and nothing
+    listening on the literal's remote_port sees a connection."""
+    listener = socket.socket()
+    try:
+        listener.bind((SELF_ADDRESS, fwd_env.remote_port))
+        listener.listen(8)
+        listener.setblocking(False)
+        d = fwd_env.daemon(aliases=ALIASES, extra_conf=
+                           "forward_rcpt_budget 3s\nforward_data_budget 3s\nsrs_secret "
+                           + SECRET)
+        srs = srs_address(SECRET, "[%s]" % SELF_ADDRESS, "probe")
+        out = transaction(d, "", [srs], bounce_message(srs))
+        assert_reply(out["rcpt"][0], "550 5.1.1")
+        assert out["eod"] is None
+        try:
+            conn, peer = listener.accept()
+            conn.close()
+            raise AssertionError("chamoisd connected to the literal from %r" % (peer,))
+        except BlockingIOError:
+            pass
+    finally:
+        listener.close()
     fwd_env.assert_no_bounce()

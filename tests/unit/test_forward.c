@@ -1,9 +1,11 @@
 /*
  * test_forward.c - the outbound client's reply parser and forwarding's
- * reply mapping (SPEC 4, the table of doc/forwarding.md), row by row.
+ * reply mapping (SPEC 4, the table of doc/forwarding.md) with the
+ * forwarding target hidden, row by row.
  */
 #include <string.h>
 
+#include "common/util.h"
 #include "forward/forward.h"
 #include "outbound/client.h"
 #include "unit.h"
@@ -133,14 +135,56 @@ map_bounds_length(void **state)
 	assert_memory_equal(out, "550 5.1.1 xxx", 13);
 }
 
+struct hide_case {
+	const char *label;
+	const char *text;
+	const char *addr;
+	const char *shown;
+	size_t size;			/* 0: room for 200 */
+	const char *want;
+	const char *bug;
+};
+
+static const struct hide_case hide_cases[] = {
+	{ .label = "hide: sendmail's echo in angle brackets",
+	  .text = "<carol@remote.test>... Recipient ok",
+	  .addr = "carol@remote.test", .shown = "fwd@example.test",
+	  .want = "<fwd@example.test>... Recipient ok" },
+	{ .label = "hide: case ignored, without brackets, every occurrence",
+	  .text = "CAROL@Remote.TEST: no (carol@remote.test)",
+	  .addr = "carol@remote.test", .shown = "fwd@example.test",
+	  .want = "fwd@example.test: no (fwd@example.test)" },
+	{ .label = "hide: nothing to hide", .text = "Ok",
+	  .addr = "carol@remote.test", .shown = "fwd@example.test",
+	  .want = "Ok" },
+	{ .label = "hide: a longer shown address is cut at the bound",
+	  .text = "to a@b ok", .addr = "a@b", .shown = "longer@example.test",
+	  .size = 12, .want = "to longer@e" },
+};
+
+static void
+run_hide_case(void **state)
+{
+	const struct hide_case *c = *state;
+	char text[200];
+	size_t size = c->size ? c->size : sizeof(text);
+
+	UNIT_BUG(c);
+	str_copy(text, c->text, sizeof(text));
+	fwd_hide_address(text, size, c->addr, c->shown);
+	assert_string_equal(text, c->want);
+}
+
 int
 main(void)
 {
-	struct CMUnitTest tests[nitems(parse_cases) + nitems(map_cases) + 1];
+	struct CMUnitTest tests[nitems(parse_cases) + nitems(map_cases) +
+	    nitems(hide_cases) + 1];
 	size_t n = 0;
 
 	UNIT_ROWS(tests, n, run_parse_case, parse_cases);
 	UNIT_ROWS(tests, n, run_map_case, map_cases);
+	UNIT_ROWS(tests, n, run_hide_case, hide_cases);
 	UNIT_TEST(tests, n, map_bounds_length);
 	UNIT_RUN(tests, n);
 }

@@ -40,6 +40,7 @@ status_name(enum srs_status st)
 	case SRS_NOT_SRS:	return "SRS_NOT_SRS";
 	case SRS_BAD_HASH:	return "SRS_BAD_HASH";
 	case SRS_STALE:		return "SRS_STALE";
+	case SRS_LITERAL:	return "SRS_LITERAL";
 	case SRS_SYNTAX:	return "SRS_SYNTAX";
 	}
 	return "?";
@@ -83,9 +84,16 @@ static const struct forward_case forward_cases[] = {
 	  .want = "SRS0=he5abe=ra=Example.ORG=Alice.Smith@" OUR_DOMAIN },
 	{ .label = "forward: local part with '='", .sender = "a=b@example.org",
 	  .want = "SRS0=mxiimp=ra=example.org=a=b@" OUR_DOMAIN },
-	{ .label = "forward: quoted local part, address literal: quoted result",
-	  .sender = "\"john doe\"@[192.0.2.1]",
-	  .want = "\"SRS0=q5ewzg=ra=[192.0.2.1]=john doe\"@" OUR_DOMAIN },
+	{ .label = "forward: quoted local part: quoted result",
+	  .sender = "\"john doe\"@example.org",
+	  .want = "\"SRS0=egfqqv=ra=example.org=john doe\"@" OUR_DOMAIN },
+	/* doc/forwarding.md: an SRS address never leads to an address literal */
+	{ .label = "forward: address literal refused",
+	  .sender = "probe@[127.0.0.9]" },
+	{ .label = "forward: quoted local part, address literal refused",
+	  .sender = "\"john doe\"@[192.0.2.1]" },
+	{ .label = "forward: IPv6 address literal refused",
+	  .sender = "u@[IPv6:2001:db8::25]" },
 	{ .label = "forward: TT is the day modulo 1024",
 	  .sender = "alice@example.org", .day = DAY + 1024,
 	  .want = "SRS0=rfc3p5=ra=example.org=alice@" OUR_DOMAIN },
@@ -246,9 +254,6 @@ static const struct trip_case trip_cases[] = {
 	  .sender = "\"a\\\"b@c\"@example.org", .want = SRS_OK },
 	{ .label = "local: empty quoted string", .sender = "\"\"@example.org",
 	  .want = SRS_OK },
-	{ .label = "local: address literal", .sender = "u@[192.0.2.1]", .want = SRS_OK },
-	{ .label = "local: IPv6 address literal", .sender = "u@[IPv6:2001:db8::25]",
-	  .want = SRS_OK },
 	{ .label = "local: UTF-8", .sender = "j\xc3\xb6rg@example.org", .want = SRS_OK },
 	{ .label = "long: 60-octet local part gives an 87-octet SRS one",
 	  .sender = LONG60 "@example.org", .want = SRS_OK, .long_local = true },
@@ -386,8 +391,17 @@ static const struct reverse_case reverse_cases[] = {
 	  .in = "SRS0=mxiimp=ra=example.org=a=b",
 	  .want = SRS_OK, .orig = "a=b@example.org" },
 	{ .label = "reverse: known answer, quoted",
-	  .in = "\"SRS0=q5ewzg=ra=[192.0.2.1]=john doe\"",
-	  .want = SRS_OK, .orig = "\"john doe\"@[192.0.2.1]" },
+	  .in = "\"SRS0=egfqqv=ra=example.org=john doe\"",
+	  .want = SRS_OK, .orig = "\"john doe\"@example.org" },
+	/* minted for a literal before srs_forward refused them: refused */
+	{ .label = "literal: good hash, address literal",
+	  .in = "SRS0=ndrbgx=ra=[127.0.0.9]=probe", .want = SRS_LITERAL },
+	{ .label = "literal: good hash, quoted, address literal",
+	  .in = "\"SRS0=q5ewzg=ra=[192.0.2.1]=john doe\"", .want = SRS_LITERAL },
+	{ .label = "literal: good hash, IPv6 address literal, upper case",
+	  .in = "SRS0=334BF6=RA=[IPV6:2001:DB8::25]=U", .want = SRS_LITERAL },
+	{ .label = "literal: bad hash stays a bad hash",
+	  .in = "SRS0=ndrbgy=ra=[127.0.0.9]=probe", .want = SRS_BAD_HASH },
 	{ .label = "reverse: orig as long as the local part given",
 	  .in = "SRS0=rfc3p5=ra=example.org=alice",
 	  .size = sizeof("SRS0=rfc3p5=ra=example.org=alice"),
