@@ -366,10 +366,6 @@ data_end(struct submit_conn *c)
 		if (!c->hdr_done)
 			hdr_done_fix(c, c->hdrlen, false);
 	}
-	if (c->body == NULL) {
-		reply_close(c, "ERR 451 4.3.0 the message could not be kept");
-		return;
-	}
 	if (c->last != '\n')
 		to_body(c, "\n", 1);
 	if (c->body == NULL) {

@@ -300,18 +300,33 @@ def open_data(d, rcpt="alice@example.test"):
     return dlg
 
 
+def hold_spool(d, holders, rcpt="alice@example.test"):
+    """Two unfinished DATAs of 1.5 MiB each on d's mx port: with
+    spool_max_size 3m the spool is then (nearly) full.  The dialogs are
+    appended to holders as they open, for the caller to close."""
+    for _ in range(2):
+        dlg = open_data(d, rcpt)
+        holders.append(dlg)
+        dlg.cmd("DATA", "354")
+        dlg.send(b"Subject: held\r\n\r\n" + text_lines(3 * MIB // 2))
+    wait_until(lambda: spool_octets(d) >= 2 * (3 * MIB // 2 - 256 * 1024),
+               timeout=20, what="two bodies spilled to the spool")
+
+
+def release_spool(d, holders):
+    for dlg in holders:
+        dlg.close()
+    del holders[:]
+    wait_until(lambda: spool_octets(d) == 0, timeout=20,
+               what="the spool files of the closed sessions to go")
+
+
 def test_spool_space_is_bounded_with_452(chamoisd):
     d = chamoisd(max_message_size=10 * MIB, extra_conf="spool_max_size 3m")
     holders = []
     try:
         # two unfinished DATAs of 1.5 MiB each pin about 3 MiB of spool
-        for _ in range(2):
-            dlg = open_data(d)
-            holders.append(dlg)
-            dlg.cmd("DATA", "354")
-            dlg.send(b"Subject: held\r\n\r\n" + text_lines(3 * MIB // 2))
-        wait_until(lambda: spool_octets(d) >= 2 * (3 * MIB // 2 - 256 * 1024),
-                   timeout=20, what="two bodies spilled to the spool")
+        hold_spool(d, holders)
         # a third body does not fit: 452 4.3.1 at DATA or after the dot
         third = open_data(d)
         third.send("DATA\r\n")
@@ -325,11 +340,7 @@ def test_spool_space_is_bounded_with_452(chamoisd):
         assert d.stored_files() == []
         assert spool_octets(d) <= 3 * MIB
         # the holders leave: their spool is released and a message fits again
-        for dlg in holders:
-            dlg.close()
-        holders = []
-        wait_until(lambda: spool_octets(d) == 0, timeout=20,
-                   what="the spool files of the closed sessions to go")
+        release_spool(d, holders)
         dlg = open_data(d)
         dlg.cmd("DATA", "354")
         dlg.send(b"Subject: fits\r\n\r\n" + text_lines(MIB, "y") + b".\r\n")
