@@ -353,3 +353,34 @@ def test_spool_space_is_bounded_with_452(chamoisd):
     finally:
         for dlg in holders:
             dlg.close()
+
+
+def test_spool_max_size_follows_a_reload(chamoisd):
+    d = chamoisd(max_message_size=10 * MIB, extra_conf="spool_max_size 3m")
+    holders = []
+    big = b"Subject: after reload\r\n\r\n" + text_lines(MIB) + b".\r\n"
+    try:
+        hold_spool(d, holders)
+        d.write_conf(d.conf.read_text().replace("spool_max_size 3m", "spool_max_size 8m"))
+        d.reload()
+        wait_until(lambda: "reload done" in d.log(), timeout=20, what="the reload")
+        dlg = open_data(d)
+        dlg.cmd("DATA", "354")
+        dlg.send(big)
+        dlg.expect("250 2.0.0", timeout=20)
+        dlg.cmd("QUIT", "221")
+        dlg.close()
+        assert len(d.wait_messages("alice@example.test")) == 1
+        # a lower bound refuses new spills at once, also with the spool in use
+        d.write_conf(d.conf.read_text().replace("spool_max_size 8m", "spool_max_size 2m"))
+        d.reload()
+        wait_until(lambda: d.log().count("reload done") == 2, timeout=20,
+                   what="the second reload")
+        dlg = open_data(d)
+        dlg.send("DATA\r\n")
+        assert dlg.read_reply().startswith("452 4.3.1")
+        dlg.cmd("QUIT", "221")
+        dlg.close()
+    finally:
+        for dlg in holders:
+            dlg.close()
