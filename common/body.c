@@ -6,6 +6,13 @@
  * most that much memory whatever the client sends.  Writing to the page
  * cache happens on the loop; nothing here syncs: the final copies (Maildir
  * files, the queue) are the durable ones.
+ *
+ * The octets in all spool files together are bounded (spool_max_size,
+ * doc/chamois.conf.5; doc/security.md "Spool space"): a spill that would go
+ * past the bound writes nothing and fails with ENOSPC, which the callers
+ * answer as a full disk (452 4.3.1).  Spills and frees all happen on the
+ * loop thread (workers only read a body, body_write_fd), so the count is a
+ * plain counter.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +26,28 @@
 #include "body.h"
 #include "limits.h"
 #include "util.h"
+
+static uint64_t spool_in_use;			/* octets in spool files */
+static uint64_t spool_max = UINT64_MAX;	/* until body_spool_limit */
+
+void
+body_spool_limit(uint64_t max)
+{
+	spool_max = max;
+}
+
+uint64_t
+body_spool_in_use(void)
+{
+	return spool_in_use;
+}
+
+bool
+body_spool_full(void)
+{
+	return spool_in_use >= spool_max ||
+	    spool_max - spool_in_use < BODY_SPILL_BYTES;
+}
 
 void
 body_init(struct body *b, const char *spool_dir)
@@ -34,6 +63,11 @@ body_init(struct body *b, const char *spool_dir)
 static int
 body_spill(struct body *b)
 {
+	size_t pending = evbuffer_get_length(b->mem);
+
+	/* nothing is written when the whole would not fit: the body stays whole */
+	if (spool_in_use > spool_max || pending > spool_max - spool_in_use)
+		return (errno = ENOSPC, -1);
 	if (b->spool_fd == -1) {
 		b->spool_fd = open(b->spool_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 		if (b->spool_fd == -1) {
@@ -66,6 +100,7 @@ body_spill(struct body *b)
 			return -1;
 		}
 		b->spool_len += w;
+		spool_in_use += (uint64_t)w;
 		evbuffer_drain(b->mem, (size_t)w);
 	}
 	return 0;
@@ -124,6 +159,8 @@ body_reset(struct body *b)
 	evbuffer_drain(b->mem, evbuffer_get_length(b->mem));
 	if (b->spool_fd != -1)
 		close(b->spool_fd);
+	spool_in_use -= (uint64_t)b->spool_len <= spool_in_use ?
+	    (uint64_t)b->spool_len : spool_in_use;
 	b->spool_fd = -1;
 	b->spool_len = 0;
 	b->size = 0;

@@ -2,6 +2,7 @@
 #ifndef CHAMOIS_BODY_H
 #define CHAMOIS_BODY_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -26,5 +27,15 @@ int body_write_fd(const struct body *, int fd);
 /* body_reset - drop everything (memory and spool) */
 void body_reset(struct body *);
 void body_free(struct body *);
+
+/*
+ * The spool files of all bodies together (spool_max_size,
+ * doc/chamois.conf.5): body_spool_limit sets the bound (at start and on
+ * reload), a spill past it fails with ENOSPC; body_spool_full - less than
+ * one spill (BODY_SPILL_BYTES) is left.  Loop thread only.
+ */
+void body_spool_limit(uint64_t);
+uint64_t body_spool_in_use(void);
+bool body_spool_full(void);
 
 #endif

@@ -78,6 +78,7 @@ static const struct param config_params[] = {
 	{ "session_timeout",		P_DURATION, OFF(session_timeout), 1, 86400, false },
 	{ "shutdown_grace",		P_DURATION, OFF(shutdown_grace), 1, 3600, false },
 	{ "smtp_timeout",		P_DURATION, OFF(smtp_timeout), 1, 3600, false },
+	{ "spool_max_size",		P_SIZE, OFF(spool_max_size), 1048576, (uint64_t)1 << 40, false },
 	{ "srs_secret",			P_SECRET, OFF(srs_secrets), 0, 0, true },
 	{ "tls_cert",			P_PATH, OFF(tls_cert), 0, 0, false },
 	{ "tls_key",			P_PATH, OFF(tls_key), 0, 0, false },
@@ -449,6 +450,7 @@ static void
 config_defaults(struct config *c)
 {
 	c->max_message_size = 26214400;
+	c->spool_max_size = 1073741824;
 	c->max_recipients = 100;
 	c->forward_rcpt_budget = 60;
 	c->forward_data_budget = 180;

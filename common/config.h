@@ -39,6 +39,7 @@ struct config {
 	char *queue_dir;
 	char *sasl_db;
 	uint64_t max_message_size;
+	uint64_t spool_max_size;	/* all bodies' spool files (body.c) */
 	unsigned max_recipients;
 	char **srs_secrets;
 	size_t nsrs_secrets;

@@ -71,6 +71,7 @@ struct submit_conn {
 	size_t hdrlen, hdrcap, scan;
 	bool in_field;
 	struct body *body;
+	int body_errno;			/* why the body could not be kept */
 	char last;			/* the last octet put into the body */
 	bool smtputf8, body8bit;
 	bool queued;			/* the queue holds c until it calls back */
@@ -180,6 +181,7 @@ to_body(struct submit_conn *c, const char *p, size_t n)
 			c->body8bit = true;
 	if (body_append(c->body, p, n) == -1) {
 		/* remembered: the reply comes at the end of DATA */
+		c->body_errno = errno;
 		log_warn("submit uid=%u body", (unsigned)c->uid);
 		body_free(c->body);
 		free(c->body);
@@ -367,14 +369,14 @@ data_end(struct submit_conn *c)
 		if (!c->hdr_done)
 			hdr_done_fix(c, c->hdrlen, false);
 	}
-	if (c->body == NULL) {
-		reply_close(c, "ERR 451 4.3.0 the message could not be kept");
-		return;
-	}
 	if (c->last != '\n')
 		to_body(c, "\n", 1);
 	if (c->body == NULL) {
-		reply_close(c, "ERR 451 4.3.0 the message could not be kept");
+		/* a spill past spool_max_size is ENOSPC too (doc/security.md) */
+		if (c->body_errno == ENOSPC || c->body_errno == EDQUOT)
+			reply_close(c, "ERR 452 4.3.1 insufficient system storage");
+		else
+			reply_close(c, "ERR 451 4.3.0 the message could not be kept");
 		return;
 	}
 	if (c->body->size > c->cfg->max_message_size + 4096) {
@@ -496,6 +498,13 @@ command(struct submit_conn *c, char *line)
 		if (n > c->cfg->max_message_size) {
 			reply_close(c, "ERR 552 5.3.4 message too big (at most %" PRIu64
 			    " octets)", c->cfg->max_message_size);
+			return false;
+		}
+		if (body_spool_full()) {
+			/* spool_max_size (doc/security.md "Spool space") */
+			log_info("submit uid=%u refused reason=spool-full spool=%"
+			    PRIu64, (unsigned)c->uid, body_spool_in_use());
+			reply_close(c, "ERR 452 4.3.1 insufficient system storage");
 			return false;
 		}
 		c->data_left = n;

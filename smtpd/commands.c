@@ -520,6 +520,13 @@ cmd_data(struct smtpd_session *s, char *arg)
 		smtpd_reply(s, "503 5.5.1 No valid recipients");
 		return;
 	}
+	/* spool_max_size (doc/security.md "Spool space"): a body to keep needs room */
+	if ((tx->nmailboxes > 0 || tx->route == ROUTE_QUEUE) && body_spool_full()) {
+		log_info("%s smtp data refused reason=spool-full spool=%" PRIu64,
+		    tx->id, body_spool_in_use());
+		smtpd_reply(s, "452 4.3.1 Insufficient system storage");
+		return;
+	}
 	data_scanner_init(&tx->scan);
 	/* pointers into the session's own config, which outlives a SIGHUP */
 	header_scanner_init(&tx->hdr, s->cfg->hostname);
@@ -669,9 +676,12 @@ data_end(struct smtpd_session *s)
 	else if (tx->scan.long_line)
 		str_copy(refusal, "554 5.6.0 Message refused: a line is longer "
 		    "than 1000 octets (RFC 5321 4.5.3.1.6)", sizeof(refusal));
-	else if (tx->store_errno)
+	else if (tx->store_errno) {
+		if (tx->store_errno == ENOSPC)
+			log_info("%s smtp message not kept reason=no-space spool=%"
+			    PRIu64, tx->id, body_spool_in_use());
 		str_copy(refusal, maildir_reply(tx->store_errno), sizeof(refusal));
-	else if (tx->hdr.received > RECEIVED_MAX)
+	} else if (tx->hdr.received > RECEIVED_MAX)
 		str_copy(refusal, "554 5.4.6 Too many Received headers: mail loop",
 		    sizeof(refusal));
 	else if ((loop = delivered_to_loop(tx)) != NULL ||

@@ -26,6 +26,7 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
+#include "../common/body.h"
 #include "../common/hmap.h"
 #include "../common/util.h"
 #include "../common/worker.h"
@@ -198,6 +199,7 @@ reload(void)
 	SSL_CTX_free(smtpd.tls_sub);
 	smtpd.cfg = c;
 	smtpd.tables = t;
+	body_spool_limit(c->spool_max_size);
 	if (c->sasl_db)
 		sub_sasl_reconfigure(c->sasl_db);
 	smtpd.tls_mx = mx;
@@ -486,6 +488,7 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	umask(077);
 	prepare_dirs(smtpd.cfg);
+	body_spool_limit(smtpd.cfg->spool_max_size);
 	if (evthread_use_pthreads() == -1)
 		fatalx("evthread_use_pthreads");
 	if ((smtpd.base = event_base_new()) == NULL)

@@ -228,3 +228,32 @@ def test_transaction_without_data_loses_its_forward_slot(fwd_env):
                 c.close()
     assert len(r.delivered()) == 1
     fwd_env.assert_no_bounce(local={})
+def test_forward_with_local_copy_full_spool_is_452_remote_gets_no_dot(fwd_env):
+    # spool_max_size (doc/security.md "Spool space"): the local copy of a
+    # forwarded message needs the spool; two mx sessions hold it
+    from test_mx_limits import MIB, hold_spool, release_spool, text_lines
+    r = fwd_env.remote("remote.test")
+    aliases = dict(ALIASES, **{"both@example.test": ["alice@example.test",
+                                                    "dave@remote.test"]})
+    d = fwd_env.daemon(aliases=aliases, max_message_size=10 * MIB,
+                       extra_conf=BUDGETS + "\nspool_max_size 3m")
+    msg = b"Subject: big both\r\n\r\n" + text_lines(MIB)
+    holders = []
+    try:
+        hold_spool(d, holders, rcpt="bob@example.test")
+        out = transaction(d, "joe@sender.test", ["both@example.test"], msg)
+        assert_reply(out["rcpt"][0], "250 2.1.5")
+        assert_reply(out["eod"] if out["data"].startswith("354") else out["data"],
+                     "452 4.3.1")
+        assert r.completed_data() == [], r.transcript()
+        assert d.messages("alice@example.test") == []
+        release_spool(d, holders)
+        out = transaction(d, "joe@sender.test", ["both@example.test"], msg)
+        assert_reply(out["eod"], "250 2.0.0")
+        [tx] = r.delivered()
+        assert tx.accepted == ["dave@remote.test"]
+        assert len(tx.content) > MIB * 9 // 10
+        fwd_env.assert_no_bounce(local={"alice@example.test": 1})
+    finally:
+        for dlg in holders:
+            dlg.close()

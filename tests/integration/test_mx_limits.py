@@ -265,3 +265,122 @@ def test_open_file_limit_raised_to_fit_max_connections(chamoisd):
     limits = Path("/proc/%d/limits" % d.proc.pid).read_text()
     line = next(l for l in limits.splitlines() if l.startswith("Max open files"))
     assert int(line.split()[3]) >= 1000, line
+
+
+# -- spool_max_size (doc/security.md "Spool space") ------------------------
+
+MIB = 1024 * 1024
+
+
+def spool_octets(d):
+    """Octets in the daemon's deleted spool files (its unlinked bodies in
+    queue_dir), read from /proc/PID/fd."""
+    total = 0
+    fddir = Path("/proc/%d/fd" % d.proc.pid)
+    for fd in os.listdir(fddir):
+        try:
+            target = os.readlink(fddir / fd)
+            if target.startswith(str(d.queue_dir)) and target.endswith("(deleted)"):
+                total += os.stat(fddir / fd).st_size
+        except FileNotFoundError:
+            pass  # closed meanwhile
+    return total
+
+
+def text_lines(octets, tag="x"):
+    line = (tag * 78 + "\r\n").encode()
+    return line * (octets // len(line))
+
+
+def open_data(d, rcpt="alice@example.test"):
+    dlg = d.dialog()
+    dlg.cmd("EHLO client.remote.test", "250")
+    dlg.cmd("MAIL FROM:<sender@remote.test>", "250 2.1.0")
+    dlg.cmd("RCPT TO:<%s>" % rcpt, "250 2.1.5")
+    return dlg
+
+
+def hold_spool(d, holders, rcpt="alice@example.test"):
+    """Two unfinished DATAs of 1.5 MiB each on d's mx port: with
+    spool_max_size 3m the spool is then (nearly) full.  The dialogs are
+    appended to holders as they open, for the caller to close."""
+    for _ in range(2):
+        dlg = open_data(d, rcpt)
+        holders.append(dlg)
+        dlg.cmd("DATA", "354")
+        dlg.send(b"Subject: held\r\n\r\n" + text_lines(3 * MIB // 2))
+    wait_until(lambda: spool_octets(d) >= 2 * (3 * MIB // 2 - 256 * 1024),
+               timeout=20, what="two bodies spilled to the spool")
+
+
+def release_spool(d, holders):
+    for dlg in holders:
+        dlg.close()
+    del holders[:]
+    wait_until(lambda: spool_octets(d) == 0, timeout=20,
+               what="the spool files of the closed sessions to go")
+
+
+def test_spool_space_is_bounded_with_452(chamoisd):
+    d = chamoisd(max_message_size=10 * MIB, extra_conf="spool_max_size 3m")
+    holders = []
+    try:
+        # two unfinished DATAs of 1.5 MiB each pin about 3 MiB of spool
+        hold_spool(d, holders)
+        # a third body does not fit: 452 4.3.1 at DATA or after the dot
+        third = open_data(d)
+        third.send("DATA\r\n")
+        reply = third.read_reply()
+        if reply.startswith("354"):
+            third.send(b"Subject: third\r\n\r\n" + text_lines(MIB) + b".\r\n")
+            reply = third.read_reply(timeout=20)
+        assert reply.startswith("452 4.3.1"), reply
+        third.cmd("QUIT", "221")
+        third.close()
+        assert d.stored_files() == []
+        assert spool_octets(d) <= 3 * MIB
+        # the holders leave: their spool is released and a message fits again
+        release_spool(d, holders)
+        dlg = open_data(d)
+        dlg.cmd("DATA", "354")
+        dlg.send(b"Subject: fits\r\n\r\n" + text_lines(MIB, "y") + b".\r\n")
+        dlg.expect("250 2.0.0", timeout=20)
+        dlg.cmd("QUIT", "221")
+        dlg.close()
+        msgs = d.wait_messages("alice@example.test")
+        assert len(msgs) == 1 and b"Subject: fits" in msgs[0]
+        assert len(msgs[0]) > MIB * 9 // 10  # LF line ends in the Maildir
+    finally:
+        for dlg in holders:
+            dlg.close()
+
+
+def test_spool_max_size_follows_a_reload(chamoisd):
+    d = chamoisd(max_message_size=10 * MIB, extra_conf="spool_max_size 3m")
+    holders = []
+    big = b"Subject: after reload\r\n\r\n" + text_lines(MIB) + b".\r\n"
+    try:
+        hold_spool(d, holders)
+        d.write_conf(d.conf.read_text().replace("spool_max_size 3m", "spool_max_size 8m"))
+        d.reload()
+        wait_until(lambda: "reload done" in d.log(), timeout=20, what="the reload")
+        dlg = open_data(d)
+        dlg.cmd("DATA", "354")
+        dlg.send(big)
+        dlg.expect("250 2.0.0", timeout=20)
+        dlg.cmd("QUIT", "221")
+        dlg.close()
+        assert len(d.wait_messages("alice@example.test")) == 1
+        # a lower bound refuses new spills at once, also with the spool in use
+        d.write_conf(d.conf.read_text().replace("spool_max_size 8m", "spool_max_size 2m"))
+        d.reload()
+        wait_until(lambda: d.log().count("reload done") == 2, timeout=20,
+                   what="the second reload")
+        dlg = open_data(d)
+        dlg.send("DATA\r\n")
+        assert dlg.read_reply().startswith("452 4.3.1")
+        dlg.cmd("QUIT", "221")
+        dlg.close()
+    finally:
+        for dlg in holders:
+            dlg.close()

@@ -516,3 +516,25 @@ def test_socket_setup_follows_no_symlink(chamois_conf, tmp_path, monkeypatch):
     assert stat.S_ISSOCK(sub.st_mode) and sub.st_mode & 0o777 == 0o666 and sub.st_uid == 0
     assert stat.S_ISSOCK(adm.st_mode) and adm.st_mode & 0o777 == 0o600
     assert (adm.st_uid, adm.st_gid) == (nobody.pw_uid, nobody.pw_gid)
+def test_submit_socket_full_spool_is_err_452(chamoisd):
+    # spool_max_size (doc/security.md "Spool space"), held by two mx sessions
+    from test_mx_limits import MIB, hold_spool, release_spool, spool_octets, text_lines
+    d = ready(chamoisd(max_message_size=10 * MIB, extra_conf="spool_max_size 3m"))
+    holders = []
+    try:
+        hold_spool(d, holders)
+        body = b"Subject: big\n\n" + text_lines(MIB).replace(b"\r\n", b"\n")
+        r = submit_raw(d, b"SENDER <>\nRCPT bob@example.test\nDATA %d\n" % len(body)
+                       + body, timeout=20)
+        assert r.startswith("ERR 452 4.3.1 "), r
+        assert spool_octets(d) <= 3 * MIB
+        release_spool(d, holders)
+        r = submit_raw(d, b"SENDER <>\nRCPT bob@example.test\nDATA %d\n" % len(body)
+                       + body, timeout=20)
+        assert re.match(r"^OK [0-9a-f]+\n$", r), r
+        m = one_message(d, "bob@example.test")
+        assert b"Subject: big" in m and len(m) > MIB * 9 // 10
+        assert d.messages("alice@example.test") == []
+    finally:
+        for dlg in holders:
+            dlg.close()

@@ -887,3 +887,35 @@ def test_submission_offers_forward_secret_ciphers_only(sub, implicit):
     with _starttls_socket(sub, implicit) as raw:
         with ctx.wrap_socket(raw) as t:
             assert t.cipher()[0] == "ECDHE-RSA-AES256-GCM-SHA384"
+
+
+def test_queue_route_full_spool_is_452_nothing_queued(chamoisd, tmp_path):
+    # spool_max_size (doc/security.md "Spool space"), held by two mx sessions
+    import smtplib
+    from test_mx_limits import MIB, hold_spool, release_spool, text_lines
+    sub = submission_daemon(chamoisd, tmp_path / "sasl", aliases=ALIASES,
+                            extra_conf="spool_max_size 3m", max_message_size=10 * MIB)
+    d = sub.d
+    holders = []
+    big = ("From: %s\r\nTo: %s\r\nSubject: big one\r\n\r\n" % (ALICE, BOB)).encode() \
+        + text_lines(MIB)
+    try:
+        hold_spool(d, holders, rcpt=ALICE)
+        s = sub.smtp_tls()
+        try:
+            s.login(ALICE, USERS[ALICE])
+            with pytest.raises(smtplib.SMTPDataError) as e:
+                s.sendmail(ALICE, [BOB], big)
+            assert e.value.smtp_code == 452 and e.value.smtp_error.startswith(b"4.3.1"), e.value
+            s.rset()
+            release_spool(d, holders)
+            assert s.sendmail(ALICE, [BOB], big) == {}
+            s.quit()
+        finally:
+            s.close()
+        m = wait_subject(d, BOB, "big one")
+        assert len(m) > MIB * 9 // 10
+        assert len(d.messages(BOB)) == 1
+    finally:
+        for dlg in holders:
+            dlg.close()

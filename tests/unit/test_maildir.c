@@ -541,6 +541,73 @@ test_body_reset_and_spool_failure(void **state)
 	scratch_remove(base);
 }
 
+/* body: the spool files of all bodies are bounded (spool_max_size) */
+static void
+test_body_spool_limit(void **state)
+{
+	struct body b[4];
+	char *big = malloc(BODY_SPILL_BYTES), *base = scratch_dir(), *spool, *out;
+	char buf[BODY_SPILL_BYTES + 8];
+	int fd;
+	ssize_t r;
+
+	(void)state;
+	assert_non_null(big);
+	memset(big, 'b', BODY_SPILL_BYTES);
+	spool = path_join(base, "spool");
+	assert_int_equal(mkdir(spool, 0700), 0);
+	body_spool_limit(3 * BODY_SPILL_BYTES);
+	assert_int_equal(body_spool_in_use(), 0);
+	for (int i = 0; i < 3; i++) {
+		body_init(&b[i], spool);
+		assert_false(body_spool_full());
+		assert_int_equal(body_append(&b[i], big, BODY_SPILL_BYTES), 0);
+		assert_true(b[i].spool_fd != -1);
+		assert_int_equal(body_spool_in_use(), (uint64_t)(i + 1) * BODY_SPILL_BYTES);
+	}
+	assert_true(body_spool_full());
+	/* past the bound: ENOSPC, nothing written, the body still whole */
+	body_init(&b[3], spool);
+	assert_int_equal(body_append(&b[3], "hd", 2), 0);
+	errno = 0;
+	assert_int_equal(body_append(&b[3], big, BODY_SPILL_BYTES), -1);
+	assert_int_equal(errno, ENOSPC);
+	assert_int_equal(b[3].spool_fd, -1);
+	assert_int_equal(body_spool_in_use(), 3 * BODY_SPILL_BYTES);
+	out = path_join(base, "out");
+	assert_true((fd = open(out, O_RDWR | O_CREAT | O_TRUNC, 0600)) != -1);
+	assert_int_equal(body_write_fd(&b[3], fd), 0);
+	r = pread(fd, buf, sizeof(buf), 0);
+	assert_int_equal(r, BODY_SPILL_BYTES + 2);
+	assert_memory_equal(buf, "hd", 2);
+	assert_memory_equal(buf + 2, big, BODY_SPILL_BYTES);
+	close(fd);
+	/* released when a body is reset or freed; then it fits */
+	body_reset(&b[0]);
+	body_free(&b[1]);
+	assert_int_equal(body_spool_in_use(), BODY_SPILL_BYTES);
+	assert_false(body_spool_full());
+	assert_int_equal(body_append(&b[3], "x", 1), 0);
+	assert_int_equal(b[3].size, BODY_SPILL_BYTES + 3);
+	assert_int_equal(b[3].spool_len, BODY_SPILL_BYTES + 3);
+	assert_int_equal(body_spool_in_use(), 2 * BODY_SPILL_BYTES + 3);
+	/* one octet short of room for the next spill */
+	errno = 0;
+	assert_int_equal(body_append(&b[3], big, BODY_SPILL_BYTES), -1);
+	assert_int_equal(errno, ENOSPC);
+	body_free(&b[2]);
+	assert_int_equal(body_append(&b[3], "y", 1), 0);
+	assert_int_equal(body_spool_in_use(), 2 * BODY_SPILL_BYTES + 4);
+	for (int i = 0; i < 4; i++)
+		body_free(&b[i]);
+	assert_int_equal(body_spool_in_use(), 0);
+	body_spool_limit(UINT64_MAX);
+	free(out);
+	free(spool);
+	free(big);
+	scratch_remove(base);
+}
+
 /* new/ removed between prepare and commit: commit makes it again */
 static void
 test_commit_remakes_new(void **state)
@@ -578,7 +645,7 @@ int
 main(void)
 {
 	struct CMUnitTest tests[nitems(unique_cases) + nitems(dir_cases) +
-	    nitems(deliver_cases) + nitems(fail_cases) + 4];
+	    nitems(deliver_cases) + nitems(fail_cases) + 5];
 	size_t n = 0;
 
 	UNIT_ROWS(tests, n, run_unique_case, unique_cases);
@@ -588,6 +655,7 @@ main(void)
 	UNIT_ROWS(tests, n, run_deliver_case, deliver_cases);
 	UNIT_ROWS(tests, n, run_fail_case, fail_cases);
 	UNIT_TEST(tests, n, test_body_reset_and_spool_failure);
+	UNIT_TEST(tests, n, test_body_spool_limit);
 	UNIT_TEST(tests, n, test_commit_remakes_new);
 	for (size_t i = 0; i < n; i++)
 		tests[i].teardown_func = scratch_teardown;
