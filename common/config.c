@@ -470,7 +470,7 @@ config_defaults(struct config *c)
 	c->worker_threads = 8;
 	c->forward_max_sessions = 100;
 	c->forward_max_per_domain = 20;
-	c->forward_max_per_client = 10;
+	c->forward_max_per_client = 5;	/* a quarter of a domain's 20 (doc/forwarding.md) */
 }
 
 /* default_hostname - the system's fully qualified name (SPEC 3) */

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <sys/socket.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -712,7 +713,15 @@ client_reply(struct smtp_client *c, struct smtp_reply *r)
 	switch (c->state) {
 	case CS_GREETING:
 		if (r->code / 100 != 2) {
-			/* RFC 5321 3.1: a 554 greeting refuses; try the next MX */
+			/*
+			 * RFC 5321 3.1: a 554 greeting refuses, and the server
+			 * waits for our QUIT: say it (nothing else is queued
+			 * before the greeting; its 221 is not awaited), then try
+			 * the next MX
+			 */
+			if (c->bev && r->code != 421)
+				(void)send(bufferevent_getfd(c->bev), "QUIT\r\n", 6,
+				    MSG_NOSIGNAL | MSG_DONTWAIT);
 			c->last_refusal = *r;
 			snprintf(why, sizeof(why), "greeting %d %s", r->code, r->text);
 			client_next(c, why);

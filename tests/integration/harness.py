@@ -111,6 +111,29 @@ def wait_until(predicate, timeout=10.0, interval=0.05, what="condition"):
         time.sleep(interval)
 
 
+def rss_kib(pid):
+    """Resident memory of process pid in KiB (VmRSS of /proc/PID/status)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for %d" % pid)
+
+
+def wait_log_match(read_log, pattern, timeout=30, name="the log"):
+    """Poll read_log() until regex pattern (multi-line) matches; return the
+    match, or raise TimeoutError with the log's tail."""
+    rx = re.compile(pattern, re.M)
+    deadline = time.monotonic() + timeout
+    while True:
+        m = rx.search(read_log())
+        if m:
+            return m
+        if time.monotonic() >= deadline:
+            raise TimeoutError("no %r in %s:\n%s" % (pattern, name, read_log()[-6000:]))
+        time.sleep(0.1)
+
+
 # --------------------------------------------------------------------------
 # TLS certificate
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import ROOT, wait_until
+from harness import ROOT, rss_kib, wait_until
 from peers.remote import fwd_env  # noqa: F401
 
 SENDER = "joe@example.test"
@@ -460,13 +460,6 @@ def test_raw_protocol(chamoisd):
         b"restored 0 messages, skipped 0\nOK\n"
     assert talk(b"FLUSH\n").endswith(b"OK\n")
 
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def test_restore_flood_that_never_reads_is_paused(queued, bins, tmp_path):

@@ -9,7 +9,7 @@ import subprocess
 import dkim
 import pytest
 
-from harness import crlf, sample_message
+from harness import crlf, sample_message, wait_until
 from peers.remote import (assert_reply, fwd_env, split_first_header,  # noqa: F401
                           transaction)
 
@@ -139,6 +139,21 @@ def test_second_mx_used_when_first_refuses_at_greeting(fwd_env):
     assert len(first.connections) >= 1, "the preferred MX was not tried first"
     [tx] = second.delivered()
     check_forwarded(tx, msg)
+    fwd_env.assert_no_bounce()
+
+
+def test_refusing_greeting_is_answered_with_quit(fwd_env):
+    """RFC 5321 3.1: a server that greets with 554 waits for QUIT; chamoisd
+    says it before it tries the next MX (issue 12, point 2)."""
+    first = fwd_env.remote("remote.test", 10, greeting="554 5.3.2 no service here")
+    second = fwd_env.remote("remote.test", 20)
+    d = daemon(fwd_env)
+    out = transaction(d, "joe@sender.test", ["fwd@example.test"], sample_message("quit"))
+    assert_reply(out["eod"], "250 2.0.0")
+    assert len(second.delivered()) == 1
+    wait_until(lambda: first.connections and all(
+        "QUIT" in [v for v, _ in conn.commands] for conn in list(first.connections)),
+        10, what="QUIT on the refusing MX's connections")
     fwd_env.assert_no_bounce()
 
 

@@ -45,6 +45,31 @@ def test_per_client_limit_gives_451_445(fwd_env):
     fwd_env.assert_no_bounce(local={})
 
 
+def test_default_per_client_limit_is_a_quarter_of_a_domain(fwd_env):
+    """With the defaults (forward_max_per_domain 20, forward_max_per_client
+    5) one client address holds at most five forwarding sessions: it would
+    take five addresses, not two, to hold every slot of a domain (issue 12,
+    point 8)."""
+    fwd_env.remote("remote.test")
+    d = fwd_env.daemon(aliases=ALIASES, extra_conf=BUDGETS)
+    held = []
+    try:
+        for _ in range(5):
+            c, reply = open_forward(d)
+            held.append(c)
+            assert_reply(reply, "250")
+        c, reply = open_forward(d)
+        held.append(c)
+        assert_reply(reply, "451 4.4.5")
+        c, reply = forward_from(d, "127.0.0.2")     # another address: served
+        held.append(c)
+        assert_reply(reply, "250")
+    finally:
+        for c in held:
+            c.close()
+    fwd_env.assert_no_bounce(local={})
+
+
 def test_per_domain_and_total_limits(fwd_env):
     fwd_env.remote("remote.test")
     fwd_env.remote("remote2.test")

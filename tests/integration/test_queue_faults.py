@@ -16,7 +16,7 @@ import signal
 import subprocess
 import time
 
-from harness import wait_until
+from harness import rss_kib, wait_until
 from peers.queue_util import MAILBOXES, qbins, sendmail_ok, ctl_ok  # noqa: F401
 from peers.remote import fwd_env  # noqa: F401
 from peers.sasl import ALICE, USERS, submission_daemon
@@ -26,13 +26,6 @@ def ready(d, n=1):
     wait_until(lambda: d.log().count("ready version=") >= n, 20, what="chamoisd ready")
     return d
 
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def test_unreadable_body_backs_off_and_sigterm_stops(chamoisd, qbins):

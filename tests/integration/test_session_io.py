@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from harness import READ_TIMEOUT, crlf, dot_stuff, sample_message, unverified_context, wait_until
+from harness import READ_TIMEOUT, crlf, dot_stuff, rss_kib, sample_message, unverified_context, wait_until
 from peers.remote import fwd_env, transaction  # noqa: F401
 from peers.sasl import ALICE, BOB, USERS, plain_b64, submission_daemon
 
@@ -43,13 +43,6 @@ def small_asan_quarantine(monkeypatch):
     opts = os.environ.get("ASAN_OPTIONS", "")
     monkeypatch.setenv("ASAN_OPTIONS", (opts + ":" if opts else "") + "quarantine_size_mb=1")
 
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for %d" % pid)
 
 
 def read_to_eof(sock, timeout=READ_TIMEOUT):

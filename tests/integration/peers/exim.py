@@ -47,6 +47,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+from harness import wait_log_match
 from peers.postfix import PeerUnavailable, _run, free_port, wait_port
 
 PEERS_DIR = Path(__file__).resolve().parent.parent / ".peers" / "exim"
@@ -263,12 +264,5 @@ class Exim:
             return ""
 
     def wait_log(self, pattern: str, timeout: float = 30) -> "re.Match":
-        rx = re.compile(pattern, re.M)
-        deadline = time.monotonic() + timeout
-        while True:
-            m = rx.search(self.log())
-            if m:
-                return m
-            if time.monotonic() >= deadline:
-                raise TimeoutError("no %r in Exim's mainlog:\n%s" % (pattern, self.log()[-6000:]))
-            time.sleep(0.1)
+        """Wait until the log matches regex ``pattern``; return the match."""
+        return wait_log_match(self.log, pattern, timeout, "Exim's mainlog")

@@ -58,6 +58,8 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence, Tuple, Union
 
+from harness import wait_log_match
+
 PEERS_DIR = Path(__file__).resolve().parent.parent / ".peers" / "postfix"
 MAIL_OWNER = "chamois-test"
 SETGID_GROUP = "mail"
@@ -504,13 +506,5 @@ class Postfix:
             return ""
 
     def wait_log(self, pattern: str, timeout: float = 30) -> "re.Match":
-        """Wait until the maillog matches regex ``pattern``; return the match."""
-        rx = re.compile(pattern, re.M)
-        deadline = time.monotonic() + timeout
-        while True:
-            m = rx.search(self.log())
-            if m:
-                return m
-            if time.monotonic() >= deadline:
-                raise TimeoutError("no %r in Postfix log:\n%s" % (pattern, self.log()[-6000:]))
-            time.sleep(0.1)
+        """Wait until the log matches regex ``pattern``; return the match."""
+        return wait_log_match(self.log, pattern, timeout, 'Postfix log')
