@@ -337,6 +337,17 @@ line_is_auth(struct evbuffer *in)
 	    strncasecmp(head, "AUTH ", 5) == 0;
 }
 
+/*
+ * state_holds_input - a step is on its way (a delivery, a remote or AUTH
+ * answer, the TLS handshake, the last reply): no line is read meanwhile
+ */
+static bool
+state_holds_input(enum smtpd_state st)
+{
+	return st == ST_DELIVER || st == ST_WAIT || st == ST_TLS ||
+	    st == ST_CLOSING;
+}
+
 /* session_unsent - reply octets the client has not taken yet */
 static size_t
 session_unsent(struct smtpd_session *s)
@@ -376,17 +387,9 @@ static void
 session_at_eof(struct smtpd_session *s)
 {
 	if (s->dead || s->bev == NULL ||
-	    (s->flags & (SF_PAUSED | SF_TARPIT | SF_BACKLOG)))
+	    (s->flags & (SF_PAUSED | SF_TARPIT | SF_BACKLOG)) ||
+	    state_holds_input(s->state))
 		return;
-	switch (s->state) {
-	case ST_DELIVER:
-	case ST_WAIT:
-	case ST_TLS:
-	case ST_CLOSING:
-		return;
-	default:
-		break;
-	}
 	log_info("%s smtp disconnect reason=eof state=%s", s->idstr,
 	    smtpd_strstate(s->state));
 	/* in DATA the message is incomplete: the transaction goes with the session */
@@ -418,21 +421,13 @@ session_lines(struct smtpd_session *s)
 			return;
 		if (s->state != ST_CLOSING && session_backlogged(s))
 			return;
-		switch (s->state) {
-		case ST_DATA:
+		if (s->state == ST_DATA) {
 			smtpd_data_input(s);
 			if (s->state == ST_DATA)
 				return;
 			continue;
-		case ST_DELIVER:
-		case ST_WAIT:
-		case ST_TLS:
-		case ST_CLOSING:
-			return;
-		default:
-			break;
 		}
-		if (s->dead)
+		if (state_holds_input(s->state) || s->dead)
 			return;
 		if (s->flags & SF_DISCARD) {
 			struct evbuffer_ptr p = evbuffer_search(in, "\n", 1, NULL);

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from harness import wait_log_match
-from peers.postfix import PeerUnavailable, _run, free_port, wait_port
+from peers.postfix import PeerUnavailable, _run, free_port, unpack_package, wait_port
 
 PEERS_DIR = Path(__file__).resolve().parent.parent / ".peers" / "exim"
 EXIM_USER = "Debian-exim"
@@ -59,36 +59,9 @@ def ensure_exim() -> Path:
     path of the exim4 binary."""
     if os.geteuid() != 0:
         raise PeerUnavailable("Exim peer needs root (to run as %s)" % EXIM_USER)
-    root = PEERS_DIR / "root"
+    root = unpack_package(PEERS_DIR, "exim4-daemon-light", "usr/sbin/exim4",
+                          lambda tmp: os.chmod(tmp / "usr/sbin/exim4", 0o755))  # no setuid root
     binary = root / "usr/sbin/exim4"
-    marker = PEERS_DIR / ".unpacked"
-    PEERS_DIR.mkdir(parents=True, exist_ok=True)
-    with open(PEERS_DIR / ".lock", "w") as lockf:
-        fcntl.flock(lockf, fcntl.LOCK_EX)
-        if not (marker.exists() and binary.exists()):
-            dl = PEERS_DIR / "download"
-            shutil.rmtree(dl, ignore_errors=True)
-            shutil.rmtree(root, ignore_errors=True)
-            dl.mkdir(parents=True)
-            os.chmod(dl, 0o777)
-            try:
-                r = _run(["apt-get", "download", "exim4-daemon-light"], cwd=dl, timeout=300)
-            except (OSError, subprocess.TimeoutExpired) as e:
-                raise PeerUnavailable("apt-get download exim4-daemon-light failed: %s" % e)
-            debs = sorted(dl.glob("exim4-daemon-light_*.deb"))
-            if r.returncode != 0 or not debs:
-                raise PeerUnavailable("apt-get download exim4-daemon-light failed (run "
-                                      "apt-get update?): " + r.stdout.decode(errors="replace")[-2000:])
-            tmproot = PEERS_DIR / "root.tmp"
-            shutil.rmtree(tmproot, ignore_errors=True)
-            r = _run(["dpkg", "-x", str(debs[-1]), str(tmproot)])
-            if r.returncode != 0:
-                raise PeerUnavailable("dpkg -x failed: " + r.stdout.decode(errors="replace"))
-            os.chmod(tmproot / "usr/sbin/exim4", 0o755)      # no setuid root
-            os.chmod(tmproot, 0o755)
-            tmproot.rename(root)
-            shutil.rmtree(dl, ignore_errors=True)
-            marker.write_text("ok\n")
     ensure_exim_user()
     r = _run([str(binary), "-bV", "-C", "/dev/null"])
     if b"Exim version" not in r.stdout:

@@ -98,17 +98,18 @@ def _run(cmd, timeout=120, **kw):
                           timeout=timeout, **kw)
 
 
-def ensure_postfix() -> Path:
-    """Download and unpack Debian's postfix once; return the unpacked root."""
-    if os.geteuid() != 0:
-        raise PeerUnavailable("Postfix peer needs root (postfix start)")
-    root = PEERS_DIR / "root"
-    marker = PEERS_DIR / ".unpacked"
-    PEERS_DIR.mkdir(parents=True, exist_ok=True)
-    with open(PEERS_DIR / ".lock", "w") as lockf:
+def unpack_package(peers_dir: Path, package: str, marker_file: str, fixup=None) -> Path:
+    """Download Debian's `package` and unpack it once under peers_dir/root
+    (apt-get download + dpkg -x, under a lock); marker_file, relative to
+    the root, must exist afterwards.  fixup(tmproot) adjusts the tree before
+    it is put in place.  Returns the root."""
+    root = peers_dir / "root"
+    marker = peers_dir / ".unpacked"
+    peers_dir.mkdir(parents=True, exist_ok=True)
+    with open(peers_dir / ".lock", "w") as lockf:
         fcntl.flock(lockf, fcntl.LOCK_EX)
-        if not (marker.exists() and (root / "usr/sbin/postfix").exists()):
-            dl = PEERS_DIR / "download"
+        if not (marker.exists() and (root / marker_file).exists()):
+            dl = peers_dir / "download"
             shutil.rmtree(dl, ignore_errors=True)
             shutil.rmtree(root, ignore_errors=True)
             dl.mkdir(parents=True)
@@ -116,28 +117,41 @@ def ensure_postfix() -> Path:
             # falls back to root, which also works).
             os.chmod(dl, 0o777)
             try:
-                r = _run(["apt-get", "download", "postfix"], cwd=dl, timeout=300)
+                r = _run(["apt-get", "download", package], cwd=dl, timeout=300)
             except (OSError, subprocess.TimeoutExpired) as e:
-                raise PeerUnavailable("apt-get download postfix failed: %s" % e)
-            debs = sorted(dl.glob("postfix_*.deb"))
+                raise PeerUnavailable("apt-get download %s failed: %s" % (package, e))
+            debs = sorted(dl.glob("%s_*.deb" % package))
             if r.returncode != 0 or not debs:
-                raise PeerUnavailable("apt-get download postfix failed (run apt-get update?): "
-                                      + r.stdout.decode(errors="replace")[-2000:])
-            tmproot = PEERS_DIR / "root.tmp"
+                raise PeerUnavailable("apt-get download %s failed (run apt-get update?): "
+                                      % package + r.stdout.decode(errors="replace")[-2000:])
+            tmproot = peers_dir / "root.tmp"
             shutil.rmtree(tmproot, ignore_errors=True)
             r = _run(["dpkg", "-x", str(debs[-1]), str(tmproot)])
             if r.returncode != 0:
                 raise PeerUnavailable("dpkg -x failed: " + r.stdout.decode(errors="replace"))
-            meta = tmproot / "etc/postfix"
-            shutil.copy(tmproot / "usr/share/postfix/dynamicmaps.cf", meta / "dynamicmaps.cf")
-            for name in ("makedefs.out",):
-                shutil.copy(tmproot / "usr/share/postfix" / name, meta / name)
-            shutil.copy(tmproot / "usr/share/postfix/main.cf.dist", meta / "main.cf.proto")
-            shutil.copy(tmproot / "usr/share/postfix/master.cf.dist", meta / "master.cf.proto")
+            if fixup is not None:
+                fixup(tmproot)
             os.chmod(tmproot, 0o755)
             tmproot.rename(root)
             shutil.rmtree(dl, ignore_errors=True)
             marker.write_text("ok\n")
+    return root
+
+
+def _postfix_fixup(tmproot: Path) -> None:
+    meta = tmproot / "etc/postfix"
+    shutil.copy(tmproot / "usr/share/postfix/dynamicmaps.cf", meta / "dynamicmaps.cf")
+    for name in ("makedefs.out",):
+        shutil.copy(tmproot / "usr/share/postfix" / name, meta / name)
+    shutil.copy(tmproot / "usr/share/postfix/main.cf.dist", meta / "main.cf.proto")
+    shutil.copy(tmproot / "usr/share/postfix/master.cf.dist", meta / "master.cf.proto")
+
+
+def ensure_postfix() -> Path:
+    """Download and unpack Debian's postfix once; return the unpacked root."""
+    if os.geteuid() != 0:
+        raise PeerUnavailable("Postfix peer needs root (postfix start)")
+    root = unpack_package(PEERS_DIR, "postfix", "usr/sbin/postfix", _postfix_fixup)
     env = dict(os.environ, LD_LIBRARY_PATH=str(root / "usr/lib/postfix"))
     r = _run([str(root / "usr/sbin/postconf"), "-d", "-h", "mail_version"], env=env)
     if r.returncode != 0:
