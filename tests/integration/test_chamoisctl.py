@@ -1,9 +1,9 @@
-"""chamoisctl(8) and the daemon's admin socket (SPEC 5): queue, show,
-flush, delete, dump and restore against a real chamoisd whose queue holds
-messages for a remote that is down (peers/remote.py: a closed MX that is
-later brought up), and who may use the socket at all.
+"""chamoisctl(8) and the daemon's admin socket (doc/protocol.md, "The admin
+socket"): queue, show, flush, delete, dump and restore against a real chamoisd
+whose queue holds messages for a remote that is down (peers/remote.py: a closed
+MX that is later brought up), and who may use the socket at all.
 
-Messages enter the queue through bin/chamois-sendmail (SPEC 6)."""
+Messages enter the queue through bin/chamois-sendmail (chamois-sendmail(8))."""
 
 import os
 import pwd

@@ -1,4 +1,5 @@
-"""chamoisd -n and start-up on broken configs (SPEC 2, 3; Aliases)."""
+"""chamoisd -n and start-up on broken configs (chamoisd(8),
+chamois.conf(5))."""
 
 import re
 import subprocess

@@ -1,5 +1,6 @@
 """Exim 4 (Debian's exim4-daemon-light, unpacked by peers/exim.py) as the
-sending MTA of chamoisd's mx role (issue 12 point 1; SPEC 4 "mx role").
+sending MTA of chamoisd's mx role (issue 12 point 1; doc/protocol.md, "mx
+role").
 
 Exim pipelines the final dot and QUIT and then closes its sending side:
 chamoisd must still send the 250 and the 221, so that Exim records the

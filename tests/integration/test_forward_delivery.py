@@ -1,6 +1,6 @@
-"""Synchronous forwarding: what arrives at the remote (SPEC 3 "Aliases and
-forwarding", 4 "Synchronous forwarding").  Remotes are aiosmtpd servers on
-127.0.0.X:R found through a dnsmasq (peers/remote.py, peers/dns.py)."""
+"""Synchronous forwarding: what arrives at the remote (chamois.conf(5) aliases;
+doc/protocol.md, "Forwarding").  Remotes are aiosmtpd servers on 127.0.0.X:R
+found through a dnsmasq (peers/remote.py, peers/dns.py)."""
 
 import base64
 import re

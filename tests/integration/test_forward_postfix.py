@@ -1,5 +1,5 @@
-"""Synchronous forwarding against a real Postfix (SPEC 3 "Aliases and
-forwarding", 4 "Synchronous forwarding", doc/forwarding.md).
+"""Synchronous forwarding against a real Postfix (chamois.conf(5) aliases;
+doc/protocol.md, "Forwarding"; doc/forwarding.md).
 
 Postfix (Debian's, unpacked by peers/postfix.py) plays both ends:
 
@@ -33,8 +33,9 @@ ALIASES = {
     "gone@example.test": ["nosuch@remote.test"],
 }
 SRS_JOE = r"SRS0=[^=@<>]+=[^=@<>]+=sender\.test=joe@example\.test"
-# SPEC 4: "452 4.5.3 send this recipient in a separate transaction" (chamoisd
-# puts the recipient in front of the text, as Postfix does)
+# doc/protocol.md, "Routes": "452 4.5.3 send this recipient in a separate
+# transaction" (chamoisd puts the recipient in front of the text, as Postfix
+# does)
 SPLIT_452 = r"452 4\.5\.3 (?:<[^>]+>: )?send this recipient in a separate transaction"
 
 

@@ -1,5 +1,5 @@
-"""Synchronous forwarding: the replies a client sees (SPEC 4 "Synchronous
-forwarding": remote replies mirrored, outcomes before a remote answers,
+"""Synchronous forwarding: the replies a client sees (doc/protocol.md,
+"Forwarding": remote replies mirrored, outcomes before a remote answers,
 budgets, SMTPUTF8/8BITMIME, mail loops).  After every scenario no bounce was
 sent anywhere and no Maildir got anything."""
 

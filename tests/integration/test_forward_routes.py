@@ -1,7 +1,7 @@
-"""One transaction carries one route (SPEC 4 "mx role"): local mailboxes, or
-forwarded addresses served by one remote session (same target domain); an
-alias keeping a local copy is a forward route.  A recipient on another route
-than the first accepted one gets 452 4.5.3."""
+"""One transaction carries one route (doc/protocol.md, "Routes"): local
+mailboxes, or forwarded addresses served by one remote session (same target
+domain); an alias keeping a local copy is a forward route.  A recipient on
+another route than the first accepted one gets 452 4.5.3."""
 
 from harness import sample_message, split_delivered
 from peers.remote import (assert_reply, fwd_env, split_first_header,  # noqa: F401

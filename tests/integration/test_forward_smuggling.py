@@ -1,6 +1,7 @@
-"""SMTP smuggling on the forwarding path (SPEC 4: at the first bare CR or LF,
-or NUL, chamoisd replies 5xx, keeps nothing, closes; for a forwarded
-message it closes the remote session without the final dot)."""
+"""SMTP smuggling on the forwarding path (doc/protocol.md, "Message content":
+at the first bare CR or LF, or NUL, chamoisd replies 5xx, keeps nothing,
+closes; for a forwarded message it closes the remote session without the final
+dot)."""
 
 import pytest
 

@@ -1,9 +1,9 @@
-"""SRS on the forwarding path (SPEC 4 "Synchronous forwarding"): the envelope
-sender at the remote is SRS0=...@example.test; a bounce to that address
-(from MAIL FROM:<> only) is forwarded synchronously to the original
-sender's server; a forged address gets 550 5.1.1, a non-null sender 550
-5.7.1; a sender at an address literal is not forwarded (550 5.7.1) and an
-SRS address of one is refused (550 5.1.1)."""
+"""SRS on the forwarding path (doc/protocol.md, "SRS"): the envelope sender at
+the remote is SRS0=...@example.test; a bounce to that address (from MAIL
+FROM:<> only) is forwarded synchronously to the original sender's server; a
+forged address gets 550 5.1.1, a non-null sender 550 5.7.1; a sender at an
+address literal is not forwarded (550 5.7.1) and an SRS address of one is
+refused (550 5.1.1)."""
 
 import hashlib
 import hmac

@@ -1,6 +1,6 @@
-"""Log lines cannot be forged (SPEC 13: every value that came from outside
-is escaped, so no client can forge a field or a whole line; doc/security.md
-"Log lines"; doc/users.md, the fail2ban filter).
+"""Log lines cannot be forged (every value that came from outside is escaped,
+so no client can forge a field or a whole line; doc/security.md "Log lines";
+doc/users.md, the fail2ban filter).
 
 A client puts the text of a whole `auth failed address=1.2.3.4 user=x`
 line, with and without CR/LF/NUL, quotes, angle brackets and parentheses,

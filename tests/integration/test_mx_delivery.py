@@ -1,4 +1,5 @@
-"""mx role: what lands in the Maildir (issue 3, SPEC section 4 "mx role")."""
+"""mx role: what lands in the Maildir (issue 3; doc/protocol.md, "Local
+delivery")."""
 
 import os
 import re

@@ -384,8 +384,8 @@ def test_ipv6_listen(chamoisd):
 
 
 def test_port_25_takes_old_tls_that_submission_refuses(mx):
-    """SPEC 4: on port 25 TLS is opportunistic (RFC 7435), so even TLS 1.1
-    is better than the plaintext a refusal would leave."""
+    """doc/protocol.md, "TLS": on port 25 TLS is opportunistic (RFC 7435), so
+    even TLS 1.1 is better than the plaintext a refusal would leave."""
     import socket
     import ssl
     import warnings

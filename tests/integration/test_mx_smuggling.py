@@ -1,6 +1,6 @@
-"""mx role: SMTP smuggling (SPEC 4: the end of data is <CRLF>.<CRLF> and
-nothing else; at the first bare CR or LF, or NUL: 521 5.5.2, nothing kept,
-close)."""
+"""mx role: SMTP smuggling (doc/protocol.md, "Message content": the end of data
+is <CRLF>.<CRLF> and nothing else; at the first bare CR or LF, or NUL: 521
+5.5.2, nothing kept, close)."""
 
 import pytest
 

@@ -1,6 +1,6 @@
-"""Crash safety of the queue (SPEC 4 "The queue": a crash or kill -9 at any
-moment loses no queued message; on restart the queue picks up where it
-was) and its behaviour on a full disk.
+"""Crash safety of the queue (doc/protocol.md, "The queue": a crash or
+kill -9 at any moment loses no queued message; on restart the queue picks up
+where it was) and its behaviour on a full disk.
 
 test_kill_9_loses_nothing queues N messages (several recipients, local and
 remote, several sizes) while both remotes are down, then brings the remotes
@@ -338,9 +338,9 @@ def roomy_fs(tmp_path):
 
 
 def test_restart_after_kill_with_a_few_mib_free(fwd_env, qbins, roomy_fs):
-    """A queue of one small message on a file system with about 6 MiB free
-    must survive kill -9 and a restart (SPEC 4: on restart the queue picks
-    up where it was)."""
+    """A queue of one small message on a file system with about 6 MiB free must
+    survive kill -9 and a restart (doc/protocol.md, "The queue": on restart the
+    queue picks up where it was)."""
     fwd_env.closed_remote("remote.test")
     d = relocate_state(fwd_env.daemon(mailboxes=MAILBOXES, start=False), roomy_fs)
     try:

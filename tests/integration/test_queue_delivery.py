@@ -1,4 +1,5 @@
-"""The queue's deliveries and reports (SPEC 4 "The queue", 5, 6).
+"""The queue's deliveries and reports (doc/protocol.md, "The queue";
+doc/queue.md; chamoisctl(8); chamois-sendmail(8)).
 
 Every message enters the queue through bin/chamois-sendmail run as root;
 root@example.test is a mailbox, so it is the owner of every message and

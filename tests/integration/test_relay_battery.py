@@ -1,6 +1,6 @@
-"""Relay battery (SPEC 4, mx role: "Recipients outside the local domains:
-554 5.7.1 (no relaying)"; submission roles: AUTH required before MAIL,
-STARTTLS before AUTH).
+"""Relay battery (doc/protocol.md, "mx role": a recipient outside the local
+domains gets 554 5.7.1, no relaying; submission roles: AUTH required before
+MAIL, STARTTLS before AUTH).
 
 The classic open-relay tricks are tried as RCPT forms against a chamoisd
 whose only local domain is example.test (mailboxes alice@ and bob@), while

@@ -1,4 +1,5 @@
-"""chamois-sendmail and the daemon's submit socket (SPEC 6).
+"""chamois-sendmail and the daemon's submit socket (chamois-sendmail(8);
+doc/protocol.md, "The submit socket").
 
 Every test runs bin/chamois-sendmail with `-C <the test's chamois.conf>`
 against a started chamoisd, and checks what the queue delivered into the

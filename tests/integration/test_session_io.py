@@ -1,5 +1,6 @@
-"""How sessions end and how much a peer can make chamoisd hold (issue 12
-points 1-3; SPEC 4 "mx role", doc/security.md "Red-team review (issue 12)").
+"""How sessions end and how much a peer can make chamoisd hold (issue 12 points
+1-3; doc/protocol.md, "Ending a session" and "Limits"; doc/security.md
+"Red-team review (issue 12)").
 
 * TCP half-close: a client that pipelines the final dot and QUIT and then
   shuts its sending side down still gets the 250 and the 221, and the

@@ -1,4 +1,4 @@
-"""SIGTERM (graceful stop) and SIGHUP (table reload) (SPEC 2)."""
+"""SIGTERM (graceful stop) and SIGHUP (table reload) (chamoisd(8), SIGNALS)."""
 
 import signal
 

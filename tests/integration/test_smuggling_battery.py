@@ -1,6 +1,7 @@
-"""Smuggling battery (SPEC 4: the end of data is <CRLF>.<CRLF> and nothing
-else; at the first bare CR or LF, or NUL, 5xx, nothing kept, close;
-commands pipelined behind STARTTLS are discarded; PIPELINING).
+"""Smuggling battery (doc/protocol.md, "Message content": the end of data is
+<CRLF>.<CRLF> and nothing else; at the first bare CR or LF, or NUL, 5xx,
+nothing kept, close; commands pipelined behind STARTTLS are discarded;
+PIPELINING).
 
 Every published end-of-data variant is sent with a complete smuggled
 transaction behind it in the same write, on the mx role (checked in the

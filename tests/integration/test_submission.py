@@ -1,7 +1,6 @@
-"""Submission (SPEC 3 "Users and passwords", SPEC 4 "submission and
-submissions roles", "The queue"): local users log in with SASL over TLS on
-the 587 role (STARTTLS) or the 465 role (implicit TLS) and send through
-the queue.
+"""Submission (doc/users.md; doc/protocol.md, "Submission", "AUTH", "Sender
+policy", "The queue"): local users log in with SASL over TLS on the 587 role
+(STARTTLS) or the 465 role (implicit TLS) and send through the queue.
 
 Each test checks what a user or an administrator would see: mail programs
 (smtplib, swaks, msmtp with the doc/users.md example config, a libsasl2
@@ -225,9 +224,9 @@ def test_remote_recipient_delivered_through_mx_sender_unchanged(fwd_env, tmp_pat
 
 def test_nul_smuggling_through_the_queue_refused(fwd_env, tmp_path):
     """issue 12, point 5: a logged-in user's <CRLF>NUL.<CRLF> and a second
-    transaction behind it, whose MAIL FROM names another user, would reach
-    the next server through the queue; a NUL gets 521 5.5.2 at once,
-    nothing is queued, the connection is closed (SPEC 4)."""
+    transaction behind it, whose MAIL FROM names another user, would reach the
+    next server through the queue; a NUL gets 521 5.5.2 at once, nothing is
+    queued, the connection is closed (doc/protocol.md, "Message content")."""
     r = fwd_env.remote("remote.test")
     sub = fwd_sub(fwd_env, tmp_path)
     d = sub.d
@@ -792,8 +791,8 @@ def test_auth_command_line_over_12288_octets(sub):
 
 
 def test_auth_command_line_longer_than_a_command_but_within_12288(sub):
-    """RFC 4954 4 and SPEC 4: an AUTH line (initial response included) may
-    be 12288 octets, more than the 2048 of other commands."""
+    """RFC 4954 4 and doc/protocol.md, "Limits": an AUTH line (initial response
+    included) may be 12288 octets, more than the 2048 of other commands."""
     with sub.dialog() as c:
         send_long(c, "AUTH PLAIN %s" % plain_b64(ALICE, "x" * 4000))
         c.expect("535 5.7.8", timeout=SLOW)
@@ -863,7 +862,8 @@ def _starttls_socket(sub, implicit):
 
 @pytest.mark.parametrize("implicit", [False, True], ids=["587", "465"])
 def test_submission_requires_tls_1_2(sub, implicit):
-    """SPEC 4: the submission roles take TLS 1.2 or newer only."""
+    """doc/protocol.md, "TLS": the submission roles take TLS 1.2 or newer
+    only."""
     with _starttls_socket(sub, implicit) as raw:
         with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
             _tls_context(ssl.TLSVersion.TLSv1_1).wrap_socket(raw)
