@@ -73,14 +73,12 @@ buf_printf(struct buf *b, const char *fmt, ...)
 {
 	va_list ap;
 	char *s;
-	int n;
+	size_t n;
 
 	va_start(ap, fmt);
-	n = vasprintf(&s, fmt, ap);
+	s = xvasprintf(&n, fmt, ap);
 	va_end(ap);
-	if (n < 0)
-		fatal("vasprintf");
-	buf_add(b, s, (size_t)n);
+	buf_add(b, s, n);
 	free(s);
 }
 
@@ -250,9 +248,9 @@ status_ok(const char *s)
 	return *s == '\0';
 }
 
-/* smtp_reply - the diagnostic looks like an SMTP reply ("550 ...", "451-...") */
+/* diag_is_reply - the diagnostic looks like an SMTP reply ("550 ...", "451-...") */
 static bool
-smtp_reply(const char *s)
+diag_is_reply(const char *s)
 {
 	return s[0] >= '2' && s[0] <= '5' && s[1] >= '0' && s[1] <= '9' &&
 	    s[2] >= '0' && s[2] <= '9' && (s[3] == '\0' || s[3] == ' ' ||
@@ -399,7 +397,7 @@ make_status(struct buf *b, const struct queue_msg *msg, const struct rinfo *rs,
 			free(v);
 		}
 		if (r->diag[0] != '\0') {
-			v = xasprintf("%s; %s", smtp_reply(r->diag) ? "smtp" :
+			v = xasprintf("%s; %s", diag_is_reply(r->diag) ? "smtp" :
 			    "X-Chamois", r->diag);
 			put_field(b, "Diagnostic-Code", v);
 			free(v);
@@ -414,20 +412,6 @@ make_status(struct buf *b, const struct queue_msg *msg, const struct rinfo *rs,
 			put_field(b, "Will-Retry-Until", date);
 		}
 	}
-}
-
-/* field_start - line[0..n) starts a header field: ftext name, blanks, ':' */
-static bool
-field_start(const char *line, size_t n)
-{
-	size_t i = 0, name;
-
-	while (i < n && line[i] >= 33 && line[i] <= 126 && line[i] != ':')
-		i++;
-	name = i;
-	while (i < n && (line[i] == ' ' || line[i] == '\t'))
-		i++;
-	return name > 0 && i < n && line[i] == ':';
 }
 
 /*
@@ -459,7 +443,7 @@ make_headers(struct buf *b, const char *h, size_t len, bool *utf8)
 		next = e + 1;
 		if (e > i && u[e - 1] == '\r')
 			e--;	/* CRLF */
-		if (e == i || !(field_start(h + i, e - i) || (infield &&
+		if (e == i || !(header_field_name(h + i, e - i) > 0 || (infield &&
 		    (u[i] == ' ' || u[i] == '\t'))))
 			break;	/* the end of the header section */
 		infield = true;

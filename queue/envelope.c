@@ -81,18 +81,14 @@ static void PRINTF(2, 3)
 rec_printf(struct rec *r, const char *fmt, ...)
 {
 	va_list ap;
-	int n;
+	char *s;
+	size_t n;
 
 	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
+	s = xvasprintf(&n, fmt, ap);
 	va_end(ap);
-	if (n < 0)
-		fatalx("rec_printf: vsnprintf");
-	rec_grow(r, (size_t)n);
-	va_start(ap, fmt);
-	vsnprintf(r->buf + r->len, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-	r->len += (size_t)n;
+	rec_add(r, s, n);
+	free(s);
 }
 
 static bool
