@@ -99,6 +99,36 @@ xasprintf(const char *fmt, ...)
 	return p;
 }
 
+void
+strbuf_add(struct strbuf *b, const void *s, size_t n)
+{
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 512;
+
+		while (b->len + n + 1 > cap)
+			cap *= 2;
+		b->p = xreallocarray(b->p, cap, 1);
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+void
+strbuf_printf(struct strbuf *b, const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+	size_t n;
+
+	va_start(ap, fmt);
+	s = xvasprintf(&n, fmt, ap);
+	va_end(ap);
+	strbuf_add(b, s, n);
+	free(s);
+}
+
 bool
 bsnprintf(char *buf, size_t size, const char *fmt, ...)
 {

@@ -21,10 +21,22 @@ char *xasprintf(const char *, ...) PRINTF(1, 2);
 /*
  * xvasprintf - vasprintf that dies on failure: the formatted string, to
  * free(); *len (may be NULL) gets its length.  The one place a string of
- * unknown length is formatted (xasprintf and the growing buffers of
- * queue/ use it).
+ * unknown length is formatted (xasprintf and strbuf_printf use it).
  */
 char *xvasprintf(size_t *len, const char *, va_list) PRINTF(2, 0);
+
+/*
+ * strbuf - a growing string: zero it to start, append, take p (NUL
+ * terminated once anything was added; free() it).  The one builder of
+ * text of unknown length (bounces, queue records).
+ */
+struct strbuf {
+	char *p;
+	size_t len, cap;
+};
+
+void strbuf_add(struct strbuf *, const void *, size_t);
+void strbuf_printf(struct strbuf *, const char *, ...) PRINTF(2, 3);
 
 /* bsnprintf - snprintf that reports truncation as failure (false) */
 bool bsnprintf(char *, size_t, const char *, ...) PRINTF(3, 4);
