@@ -60,6 +60,7 @@ check: check-unit check-integration
 check-unit: $(UNIT_BIN)
 	@test -n "$(CMOCKA_LIBS)" || { echo "make check needs cmocka: apt-get install libcmocka-dev, then ./configure"; exit 1; }
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+	@echo "== tests/check-layers.py --self-test"; $(PYTHON) tests/check-layers.py --self-test
 
 # the layers (tests/check-layers.py): its self-test, then the objects of the build
 check-layers: $(PROGRAMS)
