@@ -24,9 +24,10 @@ LIB := $(BUILD)/libchamois.a
 PROGRAMS := bin/chamoisd bin/chamoisctl bin/chamois-sendmail
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
-PYTEST ?= /usr/bin/python3 -m pytest
+PYTHON ?= /usr/bin/python3
+PYTEST ?= $(PYTHON) -m pytest
 
-.PHONY: all check check-unit check-integration run install clean fuzz fuzz-regress bench
+.PHONY: all check check-unit check-integration check-layers run install clean fuzz fuzz-regress bench
 all: $(PROGRAMS)
 
 $(BUILD)/%.o: %.c config.mk config.h
@@ -59,6 +60,12 @@ check: check-unit check-integration
 check-unit: $(UNIT_BIN)
 	@test -n "$(CMOCKA_LIBS)" || { echo "make check needs cmocka: apt-get install libcmocka-dev, then ./configure"; exit 1; }
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+	@echo "== tests/check-layers.py --self-test"; $(PYTHON) tests/check-layers.py --self-test
+
+# the layers (tests/check-layers.py): its self-test, then the objects of the build
+check-layers: $(PROGRAMS)
+	@$(PYTHON) tests/check-layers.py --self-test
+	$(PYTHON) tests/check-layers.py
 
 $(BUILD)/tests/scram_client: tests/sasl/scram_client.c
 	@mkdir -p $(dir $@)

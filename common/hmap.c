@@ -1,4 +1,4 @@
-/* hmap.c - string-keyed hash map for tables and per-address counters. */
+/* hmap.c - string-keyed hash map for tables, and the counter maps (hmap.h). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,4 +153,32 @@ hmap_walk(const struct hmap *m, void (*fn)(const char *, void *, void *), void *
 	for (size_t i = 0; i < m->nbuckets; i++)
 		for (struct hmap_entry *e = m->buckets[i]; e; e = e->next)
 			fn(e->key, e->val, arg);
+}
+
+size_t
+hmap_count_of(const struct hmap *m, const char *key)
+{
+	return (size_t)(uintptr_t)hmap_get(m, key);
+}
+
+bool
+hmap_count_add(struct hmap *m, const char *key, size_t max)
+{
+	size_t n = hmap_count_of(m, key);
+
+	if (n >= max)
+		return false;
+	hmap_put(m, key, (void *)(uintptr_t)(n + 1));
+	return true;
+}
+
+void
+hmap_count_release(struct hmap *m, const char *key)
+{
+	size_t n = hmap_count_of(m, key);
+
+	if (n <= 1)
+		hmap_del(m, key);
+	else
+		hmap_put(m, key, (void *)(uintptr_t)(n - 1));
 }

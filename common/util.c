@@ -1,6 +1,7 @@
 /*
  * util.c - the small helpers every module needs: x* allocation that dies
- * on failure, string copies whose truncation is an error, directory syncs.
+ * on failure, string copies whose truncation is an error, the one write
+ * loop and directory syncs, the header-field name of RFC 5322.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -73,18 +75,58 @@ xstrndup(const char *s, size_t n)
 }
 
 char *
+xvasprintf(size_t *len, const char *fmt, va_list ap)
+{
+	char *p;
+	int r = vasprintf(&p, fmt, ap);
+
+	if (r < 0)
+		fatal("vasprintf");
+	if (len)
+		*len = (size_t)r;
+	return p;
+}
+
+char *
 xasprintf(const char *fmt, ...)
 {
 	va_list ap;
 	char *p;
-	int r;
 
 	va_start(ap, fmt);
-	r = vasprintf(&p, fmt, ap);
+	p = xvasprintf(NULL, fmt, ap);
 	va_end(ap);
-	if (r < 0)
-		fatal("vasprintf");
 	return p;
+}
+
+void
+strbuf_add(struct strbuf *b, const void *s, size_t n)
+{
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 512;
+
+		while (b->len + n + 1 > cap)
+			cap *= 2;
+		b->p = xreallocarray(b->p, cap, 1);
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+void
+strbuf_printf(struct strbuf *b, const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+	size_t n;
+
+	va_start(ap, fmt);
+	s = xvasprintf(&n, fmt, ap);
+	va_end(ap);
+	strbuf_add(b, s, n);
+	free(s);
 }
 
 bool
@@ -169,6 +211,30 @@ write_full(int fd, const void *buf, size_t n)
 		n -= (size_t)w;
 	}
 	return 0;
+}
+
+size_t
+header_field_name(const char *line, size_t n)
+{
+	size_t i = 0, name;
+
+	while (i < n && line[i] >= 33 && line[i] <= 126 && line[i] != ':')
+		i++;
+	name = i;
+	while (i < n && (line[i] == ' ' || line[i] == '\t'))
+		i++;
+	if (name == 0 || i == n || line[i] != ':')
+		return 0;
+	return name;
+}
+
+bool
+header_field_is(const char *line, size_t n, const char *name)
+{
+	size_t len = strlen(name);
+
+	return len > 0 && header_field_name(line, n) == len &&
+	    strncasecmp(line, name, len) == 0;
 }
 
 /*

@@ -431,15 +431,8 @@ secret_make(const char *dir, const char *path, char **out, char *err,
 	}
 	if (fchmod(fd, 0600) == -1)
 		goto fail;
-	for (off = 0; off < len;) {
-		ssize_t w = write(fd, hex + off, len - off);
-
-		if (w == -1 && errno == EINTR)
-			continue;
-		if (w == -1)
-			goto fail;
-		off += (size_t)w;
-	}
+	if (write_full(fd, hex, len) == -1)
+		goto fail;
 	if (fsync(fd) == -1)
 		goto fail;
 	if (close(fd) == -1) {

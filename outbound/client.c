@@ -152,6 +152,37 @@ smtp_reply_parse(struct smtp_reply *r, const char *line, size_t len)
 	return len > 3 && line[3] == '-' ? SMTP_PARSE_MORE : SMTP_PARSE_DONE;
 }
 
+enum smtp_class
+smtp_reply_class(const struct smtp_reply *r)
+{
+	switch (r->code / 100) {
+	case 2:
+		return SMTP_CLASS_OK;
+	case 4:
+		return SMTP_CLASS_TEMP;
+	case 5:
+		return SMTP_CLASS_PERM;
+	default:
+		return SMTP_CLASS_ODD;
+	}
+}
+
+void
+smtp_reply_status(const struct smtp_reply *r, char *out, size_t size)
+{
+	static const char *const fallback[] = {
+		[SMTP_CLASS_OK] = "2.0.0", [SMTP_CLASS_TEMP] = "4.0.0",
+		[SMTP_CLASS_PERM] = "5.0.0", [SMTP_CLASS_ODD] = "4.0.0",
+	};
+	enum smtp_class cls = smtp_reply_class(r);
+
+	/* RFC 3463 2: the status class agrees with the reply's */
+	if (cls != SMTP_CLASS_ODD && r->esc[0] == (char)('0' + r->code / 100))
+		str_copy(out, r->esc, size);
+	else
+		str_copy(out, fallback[cls], size);
+}
+
 /*
  * client_hold / client_release - the owner may free the client from any
  * callback; while a hold is on, smtp_client_free only marks it dead, and
@@ -507,9 +538,9 @@ client_send_line(struct smtp_client *c, const char *line)
 	evbuffer_add_printf(bufferevent_get_output(c->bev), "%s\r\n", line);
 }
 
-/* queue_flush - send what may be sent now */
+/* pipeline_flush - send what may be sent now */
 static void
-queue_flush(struct smtp_client *c)
+pipeline_flush(struct smtp_client *c)
 {
 	struct pending *pc;
 	bool waiting = false;
@@ -536,40 +567,40 @@ queue_flush(struct smtp_client *c)
 }
 
 static void
-queue_add(struct smtp_client *c, enum smtp_cmd cmd, char *line)
+pipeline_add(struct smtp_client *c, enum smtp_cmd cmd, char *line)
 {
 	struct pending *pc = xcalloc(1, sizeof(*pc));
 
 	pc->cmd = cmd;
 	pc->line = line;
 	TAILQ_INSERT_TAIL(&c->queue, pc, entry);
-	queue_flush(c);
+	pipeline_flush(c);
 }
 
 void
 smtp_client_mail(struct smtp_client *c, const char *from, const char *params)
 {
-	queue_add(c, SMTP_CMD_MAIL, xasprintf("MAIL FROM:<%s>%s%s", from,
+	pipeline_add(c, SMTP_CMD_MAIL, xasprintf("MAIL FROM:<%s>%s%s", from,
 	    params && *params ? " " : "", params ? params : ""));
 }
 
 void
 smtp_client_rcpt(struct smtp_client *c, const char *to)
 {
-	queue_add(c, SMTP_CMD_RCPT, xasprintf("RCPT TO:<%s>", to));
+	pipeline_add(c, SMTP_CMD_RCPT, xasprintf("RCPT TO:<%s>", to));
 }
 
 void
 smtp_client_data(struct smtp_client *c)
 {
 	c->body_bol = true;
-	queue_add(c, SMTP_CMD_DATA, xstrdup("DATA"));
+	pipeline_add(c, SMTP_CMD_DATA, xstrdup("DATA"));
 }
 
 void
 smtp_client_rset(struct smtp_client *c)
 {
-	queue_add(c, SMTP_CMD_RSET, xstrdup("RSET"));
+	pipeline_add(c, SMTP_CMD_RSET, xstrdup("RSET"));
 }
 
 bool
@@ -659,7 +690,7 @@ client_ready(struct smtp_client *c)
 	    c->caps.tls ? c->caps.tls_info : "no",
 	    c->caps.pipelining ? "yes" : "no");
 	if (client_emit(c, SC_READY, SMTP_CMD_MAIL, SMTP_FAIL_NONE, NULL))
-		queue_flush(c);
+		pipeline_flush(c);
 }
 
 static void
@@ -712,7 +743,7 @@ client_reply(struct smtp_client *c, struct smtp_reply *r)
 
 	switch (c->state) {
 	case CS_GREETING:
-		if (r->code / 100 != 2) {
+		if (smtp_reply_class(r) != SMTP_CLASS_OK) {
 			/*
 			 * RFC 5321 3.1: a 554 greeting refuses, and the server
 			 * waits for our QUIT: say it (nothing else is queued
@@ -736,7 +767,7 @@ client_reply(struct smtp_client *c, struct smtp_reply *r)
 			client_next(c, "421 to EHLO");
 			return;
 		}
-		if (r->code / 100 != 2) {
+		if (smtp_reply_class(r) != SMTP_CLASS_OK) {
 			evbuffer_add_printf(bufferevent_get_output(c->bev),
 			    "HELO %s\r\n", c->p.helo);
 			c->state = CS_HELO;
@@ -752,7 +783,7 @@ client_reply(struct smtp_client *c, struct smtp_reply *r)
 		client_ready(c);
 		return;
 	case CS_HELO:
-		if (r->code / 100 != 2) {
+		if (smtp_reply_class(r) != SMTP_CLASS_OK) {
 			c->last_refusal = *r;
 			snprintf(why, sizeof(why), "HELO %d %s", r->code, r->text);
 			client_next(c, why);
@@ -786,7 +817,7 @@ client_reply(struct smtp_client *c, struct smtp_reply *r)
 			if (!client_emit(c, SC_REPLY, cmd, SMTP_FAIL_NONE, r))
 				return;
 		}
-		queue_flush(c);
+		pipeline_flush(c);
 		return;
 	case CS_QUIT:
 		if (--c->quit_replies == 0 || r->code == 221 || r->code == 421)

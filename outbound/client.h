@@ -45,6 +45,29 @@ enum smtp_parse {
  */
 enum smtp_parse smtp_reply_parse(struct smtp_reply *r, const char *line, size_t len);
 
+/* what a remote reply means for the mail it answers (RFC 5321 4.2.1) */
+enum smtp_class {
+	SMTP_CLASS_OK,		/* 2xx: taken */
+	SMTP_CLASS_TEMP,	/* 4xx: not now; the sender tries again */
+	SMTP_CLASS_PERM,	/* 5xx: never */
+	SMTP_CLASS_ODD,		/* any other (a 3xx but DATA's 354, no reply):
+				 * the server is off the protocol; the mail is
+				 * treated as TEMP */
+};
+
+/*
+ * smtp_reply_class - the class of r, by its first digit.  The one rule for
+ * what a remote reply means: forward/ answers its client by it, queue/
+ * decides delivered / failed / deferred by it.
+ */
+enum smtp_class smtp_reply_class(const struct smtp_reply *r);
+/*
+ * smtp_reply_status - the RFC 3463 status of r into out: the enhanced code
+ * the server gave when its class is the reply's, else "2.0.0", "4.0.0"
+ * or "5.0.0" of smtp_reply_class (SMTP_CLASS_ODD: "4.0.0").  Pure.
+ */
+void smtp_reply_status(const struct smtp_reply *r, char *out, size_t size);
+
 enum smtp_cmd {
 	SMTP_CMD_MAIL,
 	SMTP_CMD_RCPT,

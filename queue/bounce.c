@@ -26,7 +26,6 @@
  * none of them.
  */
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,47 +40,10 @@
 #define HEADERS_MAX	(64 * 1024)	/* octets of the original header section kept */
 #define TEXT_INDENT	"    "
 
-struct buf {
-	char *p;
-	size_t len, cap;
-};
-
 static void
-buf_add(struct buf *b, const char *s, size_t n)
+buf_str(struct strbuf *b, const char *s)
 {
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 1024;
-
-		while (b->len + n + 1 > cap)
-			cap *= 2;
-		b->p = xreallocarray(b->p, cap, 1);
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void
-buf_str(struct buf *b, const char *s)
-{
-	buf_add(b, s, strlen(s));
-}
-
-static void PRINTF(2, 3)
-buf_printf(struct buf *b, const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-	int n;
-
-	va_start(ap, fmt);
-	n = vasprintf(&s, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		fatal("vasprintf");
-	buf_add(b, s, (size_t)n);
-	free(s);
+	strbuf_add(b, s, strlen(s));
 }
 
 /*
@@ -176,7 +138,7 @@ clean(const char *s, size_t max, bool *utf8)
  * it is text: a new line starts with cont instead of the space.
  */
 static void
-put_folded(struct buf *b, size_t col, const char *s, const char *cont)
+put_folded(struct strbuf *b, size_t col, const char *s, const char *cont)
 {
 	size_t n = strlen(s), i = 0, start = col;
 	size_t indent = cont != NULL ? strlen(cont) : 1;
@@ -188,7 +150,7 @@ put_folded(struct buf *b, size_t col, const char *s, const char *cont)
 			j++;
 		seg = j - i;
 		if (s[i] == ' ' && col + seg > FOLD_WANT && col > start) {
-			buf_add(b, "\n", 1);
+			strbuf_add(b, "\n", 1);
 			col = 0;
 			if (cont != NULL) {
 				buf_str(b, cont);
@@ -203,23 +165,23 @@ put_folded(struct buf *b, size_t col, const char *s, const char *cont)
 
 			while (take > 1 && ((unsigned char)s[i + take] & 0xc0) == 0x80)
 				take--;
-			buf_add(b, s + i, take);
-			buf_add(b, "\n", 1);
+			strbuf_add(b, s + i, take);
+			strbuf_add(b, "\n", 1);
 			buf_str(b, cont != NULL ? cont : " ");
 			col = start = indent;
 			i += take;
 			seg -= take;
 		}
-		buf_add(b, s + i, seg);
+		strbuf_add(b, s + i, seg);
 		col += seg;
 		i += seg;
 	}
-	buf_add(b, "\n", 1);
+	strbuf_add(b, "\n", 1);
 }
 
 /* put_field - "name: value", value folded */
 static void
-put_field(struct buf *b, const char *name, const char *value)
+put_field(struct strbuf *b, const char *name, const char *value)
 {
 	buf_str(b, name);
 	buf_str(b, ": ");
@@ -250,9 +212,9 @@ status_ok(const char *s)
 	return *s == '\0';
 }
 
-/* smtp_reply - the diagnostic looks like an SMTP reply ("550 ...", "451-...") */
+/* diag_is_reply - the diagnostic looks like an SMTP reply ("550 ...", "451-...") */
 static bool
-smtp_reply(const char *s)
+diag_is_reply(const char *s)
 {
 	return s[0] >= '2' && s[0] <= '5' && s[1] >= '0' && s[1] <= '9' &&
 	    s[2] >= '0' && s[2] <= '9' && (s[3] == '\0' || s[3] == ' ' ||
@@ -302,12 +264,12 @@ rinfo_free(struct rinfo *r)
 
 /* the human-readable part */
 static void
-make_text(struct buf *b, const struct queue_msg *msg, const struct rinfo *rs,
+make_text(struct strbuf *b, const struct queue_msg *msg, const struct rinfo *rs,
     size_t n, enum bounce_action action, const char *hostname, time_t until)
 {
 	char date[64], *para;
 
-	buf_printf(b, "This is the mail system at %s.\n\n", hostname);
+	strbuf_printf(b, "This is the mail system at %s.\n\n", hostname);
 	if (action == BOUNCE_FAILED)
 		put_folded(b, 0, "Your message could not be delivered to the "
 		    "recipients below. The mail system has given up on them: "
@@ -355,12 +317,12 @@ make_text(struct buf *b, const struct queue_msg *msg, const struct rinfo *rs,
 	buf_str(b, "\n");
 	put_folded(b, 0, "The delivery report and the header section of your "
 	    "message are attached.", "");
-	buf_printf(b, "Queue ID: %s\n", msg->id);
+	strbuf_printf(b, "Queue ID: %s\n", msg->id);
 }
 
 /* addr_field - "rfc822; a@b" or, for a UTF-8 address, "utf-8; ..." */
 static void
-put_addr_field(struct buf *b, const char *name, const char *addr, bool utf8)
+put_addr_field(struct strbuf *b, const char *name, const char *addr, bool utf8)
 {
 	char *v = xasprintf("%s; %s", utf8 ? "utf-8" : "rfc822", addr);
 
@@ -370,7 +332,7 @@ put_addr_field(struct buf *b, const char *name, const char *addr, bool utf8)
 
 /* the message/delivery-status part (RFC 3464 2.2, 2.3) */
 static void
-make_status(struct buf *b, const struct queue_msg *msg, const struct rinfo *rs,
+make_status(struct strbuf *b, const struct queue_msg *msg, const struct rinfo *rs,
     size_t n, enum bounce_action action, const char *hostname, time_t now,
     time_t until)
 {
@@ -380,7 +342,7 @@ make_status(struct buf *b, const struct queue_msg *msg, const struct rinfo *rs,
 	v = xasprintf("dns; %s", hostname);
 	put_field(b, "Reporting-MTA", v);
 	free(v);
-	buf_printf(b, "X-Chamois-Queue-ID: %s\n", msg->id);
+	strbuf_printf(b, "X-Chamois-Queue-ID: %s\n", msg->id);
 	rfc5322_date(date, sizeof(date), msg->created);
 	put_field(b, "Arrival-Date", date);
 	for (size_t i = 0; i < n; i++) {
@@ -399,7 +361,7 @@ make_status(struct buf *b, const struct queue_msg *msg, const struct rinfo *rs,
 			free(v);
 		}
 		if (r->diag[0] != '\0') {
-			v = xasprintf("%s; %s", smtp_reply(r->diag) ? "smtp" :
+			v = xasprintf("%s; %s", diag_is_reply(r->diag) ? "smtp" :
 			    "X-Chamois", r->diag);
 			put_field(b, "Diagnostic-Code", v);
 			free(v);
@@ -416,20 +378,6 @@ make_status(struct buf *b, const struct queue_msg *msg, const struct rinfo *rs,
 	}
 }
 
-/* field_start - line[0..n) starts a header field: ftext name, blanks, ':' */
-static bool
-field_start(const char *line, size_t n)
-{
-	size_t i = 0, name;
-
-	while (i < n && line[i] >= 33 && line[i] <= 126 && line[i] != ':')
-		i++;
-	name = i;
-	while (i < n && (line[i] == ' ' || line[i] == '\t'))
-		i++;
-	return name > 0 && i < n && line[i] == ':';
-}
-
 /*
  * make_headers - the original header section, made safe: it ends at its
  * first empty line (a body handed in by mistake stays out) or at a line
@@ -441,7 +389,7 @@ field_start(const char *line, size_t n)
  * UTF-8 header fields (RFC 6532).
  */
 static void
-make_headers(struct buf *b, const char *h, size_t len, bool *utf8)
+make_headers(struct strbuf *b, const char *h, size_t len, bool *utf8)
 {
 	const unsigned char *u = (const unsigned char *)h;
 	size_t i = 0;
@@ -459,7 +407,7 @@ make_headers(struct buf *b, const char *h, size_t len, bool *utf8)
 		next = e + 1;
 		if (e > i && u[e - 1] == '\r')
 			e--;	/* CRLF */
-		if (e == i || !(field_start(h + i, e - i) || (infield &&
+		if (e == i || !(header_field_name(h + i, e - i) > 0 || (infield &&
 		    (u[i] == ' ' || u[i] == '\t'))))
 			break;	/* the end of the header section */
 		infield = true;
@@ -468,35 +416,35 @@ make_headers(struct buf *b, const char *h, size_t len, bool *utf8)
 			char c[4];
 
 			if (col + (k ? k : 1) > FOLD_HARD) {
-				buf_add(b, "\n ", 2);
+				strbuf_add(b, "\n ", 2);
 				col = 1;
 			}
 			if (k == 0 || u[i] == '\0' || u[i] == '\r') {
 				c[0] = u[i] == '\r' ? ' ' : '?';
-				buf_add(b, c, 1);
+				strbuf_add(b, c, 1);
 				i++;
 				col++;
 				continue;
 			}
 			if (k > 1)
 				*utf8 = true;
-			buf_add(b, (const char *)u + i, k);
+			strbuf_add(b, (const char *)u + i, k);
 			i += k;
 			col += k;
 		}
-		buf_add(b, "\n", 1);
+		strbuf_add(b, "\n", 1);
 		i = next;
 	}
 }
 
 static void
-put_part_head(struct buf *b, const char *boundary, const char *type,
+put_part_head(struct strbuf *b, const char *boundary, const char *type,
     const char *desc, bool eightbit)
 {
-	buf_printf(b, "\n--%s\n", boundary);
-	buf_printf(b, "Content-Description: %s\n", desc);
-	buf_printf(b, "Content-Type: %s\n", type);
-	buf_printf(b, "Content-Transfer-Encoding: %s\n\n", eightbit ? "8bit" : "7bit");
+	strbuf_printf(b, "\n--%s\n", boundary);
+	strbuf_printf(b, "Content-Description: %s\n", desc);
+	strbuf_printf(b, "Content-Type: %s\n", type);
+	strbuf_printf(b, "Content-Transfer-Encoding: %s\n\n", eightbit ? "8bit" : "7bit");
 }
 
 /*
@@ -509,7 +457,7 @@ build(const struct queue_msg *msg, const bool *which,
     enum bounce_action action, const char *headers, size_t headers_len,
     const char *hostname, time_t now, time_t until, size_t *len)
 {
-	struct buf text = { 0 }, status = { 0 }, hdrs = { 0 }, out = { 0 };
+	struct strbuf text = { 0 }, status = { 0 }, hdrs = { 0 }, out = { 0 };
 	struct rinfo *rs;
 	size_t n = 0;
 	bool status8 = false, hdrs8 = false, ignored = false;
@@ -553,19 +501,19 @@ build(const struct queue_msg *msg, const bool *which,
 
 	rfc5322_date(date, sizeof(date), now);
 	put_field(&out, "Date", date);
-	buf_printf(&out, "From: Mail Delivery System <MAILER-DAEMON@%s>\n", host);
+	strbuf_printf(&out, "From: Mail Delivery System <MAILER-DAEMON@%s>\n", host);
 	if (strchr(owner, '@') != NULL)
-		buf_printf(&out, "To: <%s>\n", owner);
+		strbuf_printf(&out, "To: <%s>\n", owner);
 	else
-		buf_printf(&out, "To: <%s@%s>\n", owner, host);
+		strbuf_printf(&out, "To: <%s@%s>\n", owner, host);
 	put_field(&out, "Subject", action == BOUNCE_DELAYED ?
 	    "Delayed Mail (still being retried)" :
 	    "Undelivered Mail Returned to Sender");
-	buf_printf(&out, "Message-ID: <%" PRId64 ".%016" PRIx64 ".%s@%s>\n",
+	strbuf_printf(&out, "Message-ID: <%" PRId64 ".%016" PRIx64 ".%s@%s>\n",
 	    (int64_t)now, random_u64(), msg->id[0] ? msg->id : "dsn", host);
 	buf_str(&out, "Auto-Submitted: auto-replied\n");
 	buf_str(&out, "MIME-Version: 1.0\n");
-	buf_printf(&out, "Content-Type: multipart/report; report-type=delivery-status;\n"
+	strbuf_printf(&out, "Content-Type: multipart/report; report-type=delivery-status;\n"
 	    "\tboundary=\"%s\"\n", boundary);
 	if (status8 || hdrs8)
 		buf_str(&out, "Content-Transfer-Encoding: 8bit\n");
@@ -573,16 +521,16 @@ build(const struct queue_msg *msg, const bool *which,
 
 	put_part_head(&out, boundary, "text/plain; charset=utf-8", "Notification",
 	    status8);
-	buf_add(&out, text.p, text.len);
+	strbuf_add(&out, text.p, text.len);
 	put_part_head(&out, boundary, status8 ? "message/global-delivery-status" :
 	    "message/delivery-status", "Delivery report", status8);
-	buf_add(&out, status.p, status.len);
+	strbuf_add(&out, status.p, status.len);
 	put_part_head(&out, boundary, hdrs8 ? "message/global-headers" :
 	    "text/rfc822-headers", action == BOUNCE_DELAYED ?
 	    "Delayed Message Headers" : "Undelivered Message Headers", hdrs8);
 	if (hdrs.len > 0)
-		buf_add(&out, hdrs.p, hdrs.len);
-	buf_printf(&out, "\n--%s--\n", boundary);
+		strbuf_add(&out, hdrs.p, hdrs.len);
+	strbuf_printf(&out, "\n--%s--\n", boundary);
 
 	for (size_t i = 0; i < n; i++)
 		rinfo_free(&rs[i]);

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "../common/config.h"
+#include "../common/util.h"
 #include "../config.h"
 #include "admin.h"
 
@@ -51,7 +52,7 @@ problem(void *arg, const char *line)
 }
 
 static void die(int, const char *, ...) __attribute__((format(printf, 2, 3),
-    noreturn));
+    __noreturn__));
 
 static void
 die(int code, const char *fmt, ...)
@@ -114,25 +115,16 @@ connect_daemon(const char *queue_dir)
 	die(EXIT_TEMPFAIL, "chamoisd is not running? %s: %s", path, strerror(e));
 }
 
+/* write_all - write_full, or die naming what (NULL: the admin socket) */
 static void
 write_all(int fd, const void *p, size_t len, const char *what)
 {
-	const char *s = p;
-
-	while (len > 0) {
-		ssize_t n = write(fd, s, len);
-
-		if (n == -1) {
-			if (errno == EINTR)
-				continue;
-			if (what == NULL)	/* the socket */
-				die(EXIT_TEMPFAIL, "lost the connection to chamoisd: "
-				    "%s", strerror(errno));
-			die(EXIT_ERR, "writing %s: %s", what, strerror(errno));
-		}
-		s += n;
-		len -= (size_t)n;
-	}
+	if (write_full(fd, p, len) == 0)
+		return;
+	if (what == NULL)
+		die(EXIT_TEMPFAIL, "lost the connection to chamoisd: %s",
+		    strerror(errno));
+	die(EXIT_ERR, "writing %s: %s", what, strerror(errno));
 }
 
 /* wait_readable - poll fd for input, bounded by IDLE_TIMEOUT */

@@ -39,7 +39,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,50 +49,7 @@
 #define RECORD_MAGIC	"chamois-queue"
 #define RECORD_MAX_RCPTS	1000000	/* a sanity bound on a record's own count */
 
-/*
- * The record builder: a growing buffer.
- */
-struct rec {
-	char *buf;
-	size_t len, size;
-};
-
-static void
-rec_grow(struct rec *r, size_t n)
-{
-	if (r->len + n + 1 <= r->size)
-		return;
-	while (r->len + n + 1 > r->size)
-		r->size = r->size ? r->size * 2 : 512;
-	r->buf = xreallocarray(r->buf, r->size, 1);
-}
-
-static void
-rec_add(struct rec *r, const char *s, size_t n)
-{
-	rec_grow(r, n);
-	memcpy(r->buf + r->len, s, n);
-	r->len += n;
-	r->buf[r->len] = '\0';
-}
-
-static void PRINTF(2, 3)
-rec_printf(struct rec *r, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		fatalx("rec_printf: vsnprintf");
-	rec_grow(r, (size_t)n);
-	va_start(ap, fmt);
-	vsnprintf(r->buf + r->len, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-	r->len += (size_t)n;
-}
+/* The record builder is a strbuf (common/util.h). */
 
 static bool
 needs_escape(unsigned char c, bool edge)
@@ -103,23 +59,23 @@ needs_escape(unsigned char c, bool edge)
 
 /* rec_str - "key value\n" with value escaped (NULL is written as "") */
 static void
-rec_str(struct rec *r, const char *key, const char *val)
+rec_str(struct strbuf *r, const char *key, const char *val)
 {
 	static const char hex[] = "0123456789ABCDEF";
 	size_t n = val ? strlen(val) : 0;
 
-	rec_printf(r, "%s ", key);
+	strbuf_printf(r, "%s ", key);
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)val[i];
 
 		if (needs_escape(c, i == 0 || i == n - 1)) {
 			char e[3] = { '%', hex[c >> 4], hex[c & 15] };
 
-			rec_add(r, e, 3);
+			strbuf_add(r, e, 3);
 		} else
-			rec_add(r, &val[i], 1);
+			strbuf_add(r, &val[i], 1);
 	}
-	rec_add(r, "\n", 1);
+	strbuf_add(r, "\n", 1);
 }
 
 static const char *const state_names[] = {
@@ -133,39 +89,39 @@ static const char *const state_names[] = {
 char *
 queue_msg_encode(const struct queue_msg *m, size_t *len)
 {
-	struct rec r = { 0 };
+	struct strbuf r = { 0 };
 
-	rec_printf(&r, "%s %u\n", RECORD_MAGIC, QUEUE_RECORD_VERSION);
+	strbuf_printf(&r, "%s %u\n", RECORD_MAGIC, QUEUE_RECORD_VERSION);
 	rec_str(&r, "id", m->id);
-	rec_printf(&r, "created %lld\n", (long long)m->created);
+	strbuf_printf(&r, "created %lld\n", (long long)m->created);
 	rec_str(&r, "sender", m->sender);
 	rec_str(&r, "owner", m->owner);
-	rec_printf(&r, "uid %ld\n", m->uid);
-	rec_printf(&r, "size %" PRIu64 "\n", m->size);
-	rec_printf(&r, "body8bit %d\n", m->body8bit ? 1 : 0);
-	rec_printf(&r, "smtputf8 %d\n", m->smtputf8 ? 1 : 0);
-	rec_printf(&r, "rcpts %zu\n", m->nrcpts);
+	strbuf_printf(&r, "uid %ld\n", m->uid);
+	strbuf_printf(&r, "size %" PRIu64 "\n", m->size);
+	strbuf_printf(&r, "body8bit %d\n", m->body8bit ? 1 : 0);
+	strbuf_printf(&r, "smtputf8 %d\n", m->smtputf8 ? 1 : 0);
+	strbuf_printf(&r, "rcpts %zu\n", m->nrcpts);
 	for (size_t i = 0; i < m->nrcpts; i++) {
 		const struct queue_rcpt *rc = &m->rcpts[i];
 		unsigned st = rc->state;
 
 		if (st >= nitems(state_names))
 			fatalx("queue_msg_encode: %s: recipient state %u", m->id, st);
-		rec_add(&r, "rcpt\n", 5);
+		strbuf_add(&r, "rcpt\n", 5);
 		rec_str(&r, "addr", rc->addr);
 		rec_str(&r, "orig", rc->orig);
-		rec_printf(&r, "local %d\n", rc->local ? 1 : 0);
-		rec_printf(&r, "state %s\n", state_names[st]);
-		rec_printf(&r, "attempts %u\n", rc->attempts);
-		rec_printf(&r, "next %lld\n", (long long)rc->next_attempt);
+		strbuf_printf(&r, "local %d\n", rc->local ? 1 : 0);
+		strbuf_printf(&r, "state %s\n", state_names[st]);
+		strbuf_printf(&r, "attempts %u\n", rc->attempts);
+		strbuf_printf(&r, "next %lld\n", (long long)rc->next_attempt);
 		rec_str(&r, "status", rc->status);
 		rec_str(&r, "reply", rc->last_reply);
 		rec_str(&r, "remote", rc->remote_mta);
-		rec_printf(&r, "reported %d\n", rc->reported ? 1 : 0);
+		strbuf_printf(&r, "reported %d\n", rc->reported ? 1 : 0);
 	}
-	rec_add(&r, "end\n", 4);
+	strbuf_add(&r, "end\n", 4);
 	*len = r.len;
-	return r.buf;
+	return r.p;
 }
 
 /*

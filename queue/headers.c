@@ -17,38 +17,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include "../common/util.h"
 #include "queue.h"
 
-
-/*
- * field_name - the length of the field name when line[0..n) starts a
- * header field (RFC 5322 3.6.8 ftext, then optional blanks, then ':'),
- * else 0
- */
-static size_t
-field_name(const char *line, size_t n)
-{
-	size_t i = 0, name;
-
-	while (i < n && line[i] >= 33 && line[i] <= 126 && line[i] != ':')
-		i++;
-	name = i;
-	while (i < n && (line[i] == ' ' || line[i] == '\t'))
-		i++;
-	if (name == 0 || i == n || line[i] != ':')
-		return 0;
-	return name;
-}
-
-static bool
-name_is(const char *line, size_t len, const char *want)
-{
-	return len == strlen(want) && strncasecmp(line, want, len) == 0;
-}
 
 char *
 queue_fix_headers(const char *msg, size_t len, const char *hostname,
@@ -63,7 +36,7 @@ queue_fix_headers(const char *msg, size_t len, const char *hostname,
 		hostname = "localhost";
 	while (i < len) {
 		const char *nl = memchr(msg + i, '\n', len - i);
-		size_t e = nl != NULL ? (size_t)(nl - msg) : len, n = e - i, name;
+		size_t e = nl != NULL ? (size_t)(nl - msg) : len, n = e - i;
 
 		if (n == 0 || (n == 1 && msg[i] == '\r'))
 			break;		/* the separator */
@@ -71,15 +44,15 @@ queue_fix_headers(const char *msg, size_t len, const char *hostname,
 			i = e + 1;	/* a continuation line */
 			continue;
 		}
-		if ((name = field_name(msg + i, n)) == 0) {
+		if (header_field_name(msg + i, n) == 0) {
 			sep = true;	/* the body, with no separator before it */
 			body = i;
 			break;
 		}
 		infield = true;
-		if (name_is(msg + i, name, "Message-ID"))
+		if (header_field_is(msg + i, n, "Message-ID"))
 			have_id = true;
-		else if (name_is(msg + i, name, "Date"))
+		else if (header_field_is(msg + i, n, "Date"))
 			have_date = true;
 		i = e + 1;
 	}

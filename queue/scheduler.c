@@ -138,15 +138,12 @@ reply_outcome(struct qentry *e, size_t i, const struct smtp_reply *r,
     const char *mta)
 {
 	char status[16], line[SMTP_REPLY_TEXT_MAX + 32];
-	int cls = r->code / 100;
+	enum smtp_class cls = smtp_reply_class(r);
 
-	if (r->esc[0] == (char)('0' + cls))
-		str_copy(status, r->esc, sizeof(status));
-	else
-		snprintf(status, sizeof(status), "%d.0.0", cls == 2 ? 2 : cls == 5 ? 5 : 4);
+	smtp_reply_status(r, status, sizeof(status));
 	snprintf(line, sizeof(line), "%d %s %s", r->code, status, r->text);
-	rcpt_outcome(e, i, cls == 2 ? RS_DELIVERED : cls == 5 ? RS_FAILED :
-	    RS_DEFERRED, status, line, mta);
+	rcpt_outcome(e, i, cls == SMTP_CLASS_OK ? RS_DELIVERED :
+	    cls == SMTP_CLASS_PERM ? RS_FAILED : RS_DEFERRED, status, line, mta);
 }
 
 static void
@@ -739,13 +736,10 @@ group_free(struct qgroup *g)
 static void
 domain_count(const char *domain, int delta)
 {
-	uintptr_t n = (uintptr_t)hmap_get(q.per_domain, domain);
-
-	n = delta > 0 ? n + 1 : n - 1;
-	if (n == 0)
-		hmap_del(q.per_domain, domain);
+	if (delta > 0)
+		hmap_count_add(q.per_domain, domain, SIZE_MAX);
 	else
-		hmap_put(q.per_domain, domain, (void *)n);
+		hmap_count_release(q.per_domain, domain);
 }
 
 /* group_all - the same outcome for every recipient of the group still open */
@@ -898,7 +892,7 @@ remote_client_cb(void *arg, enum smtp_client_event ev, enum smtp_cmd cmd,
 	}
 	switch (cmd) {
 	case SMTP_CMD_MAIL:
-		if (r->code / 100 != 2) {
+		if (smtp_reply_class(r) != SMTP_CLASS_OK) {
 			g->mail_failed = true;
 			for (size_t k = 0; k < g->n; k++)
 				reply_outcome(e, g->idx[k], r, mta);
@@ -910,7 +904,7 @@ remote_client_cb(void *arg, enum smtp_client_event ev, enum smtp_cmd cmd,
 
 		if (k >= g->n || g->mail_failed)
 			return;
-		if (r->code / 100 == 2)
+		if (smtp_reply_class(r) == SMTP_CLASS_OK)
 			g->accepted[k] = true;
 		else
 			reply_outcome(e, g->idx[k], r, mta);
@@ -925,7 +919,8 @@ remote_client_cb(void *arg, enum smtp_client_event ev, enum smtp_cmd cmd,
 			for (size_t k = 0; k < g->n && any && !g->mail_failed; k++) {
 				if (!g->accepted[k])
 					continue;
-				if (r->code / 100 == 4 || r->code / 100 == 5)
+				if (smtp_reply_class(r) == SMTP_CLASS_TEMP ||
+				    smtp_reply_class(r) == SMTP_CLASS_PERM)
 					reply_outcome(e, g->idx[k], r, mta);
 				else
 					rcpt_outcome(e, g->idx[k], RS_DEFERRED, "4.0.0",
@@ -1386,7 +1381,7 @@ could_start(const struct qentry *e, time_t now)
 		if (q.active >= smtpd.cfg->queue_max_deliveries)
 			return false;
 		domain_of(r->addr, dom, sizeof(dom));
-		if ((uintptr_t)hmap_get(q.per_domain, dom) >=
+		if (hmap_count_of(q.per_domain, dom) >=
 		    smtpd.cfg->queue_max_per_domain)
 			return false;
 	}

@@ -114,27 +114,10 @@ add_rcpt(struct sm_addrs *rcpts, const char *a)
 }
 
 static int
-send_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-static int
 send_line(int fd, const char *cmd, const char *arg)
 {
 	char *l = xasprintf("%s %s\n", cmd, arg);
-	int rc = send_all(fd, l, strlen(l));
+	int rc = write_full(fd, l, strlen(l));
 
 	free(l);
 	return rc;
@@ -201,7 +184,7 @@ submit(const struct config *c, const char *sender, const struct sm_addrs *rcpts,
 			if (send_line(fd, "RCPT", rcpts->v[i]) == -1)
 				break;
 		if (i == rcpts->n && send_line(fd, "DATA", num) == 0)
-			send_all(fd, msg, len);
+			write_full(fd, msg, len);
 	}
 	if (!read_reply(fd, reply, sizeof(reply))) {
 		fprintf(stderr, "chamois-sendmail: chamoisd gave no answer (%s); "

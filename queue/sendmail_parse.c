@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "../common/util.h"
 #include "sendmail_parse.h"
@@ -457,29 +456,13 @@ sm_input_free(struct sm_input *in)
 enum sm_hline
 sm_line_kind(const char *line, size_t len, bool in_field)
 {
-	size_t i;
-
 	if (len > 0 && line[len - 1] == '\r')
 		len--;
 	if (len == 0)
 		return SM_H_BLANK;
 	if (line[0] == ' ' || line[0] == '\t')
 		return in_field ? SM_H_CONT : SM_H_OTHER;
-	/* field-name: printable US-ASCII but ':' (RFC 5322 3.6.8) */
-	for (i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)line[i];
-
-		if (c == ':' || c == ' ' || c == '\t')
-			break;
-		if (c < 33 || c > 126)
-			return SM_H_OTHER;
-	}
-	if (i == 0)
-		return SM_H_OTHER;
-	/* obs-optional: blanks between the name and the colon */
-	while (i < len && (line[i] == ' ' || line[i] == '\t'))
-		i++;
-	return i < len && line[i] == ':' ? SM_H_FIELD : SM_H_OTHER;
+	return header_field_name(line, len) > 0 ? SM_H_FIELD : SM_H_OTHER;
 }
 
 size_t
@@ -508,19 +491,6 @@ sm_header_len(const char *msg, size_t len, bool *blank)
 		pos += n + (lf != NULL);
 	}
 	return pos;
-}
-
-/* field_named - the line at p[0..n) starts a field called name */
-static bool
-field_named(const char *p, size_t n, const char *name)
-{
-	size_t nl = strlen(name), i;
-
-	if (n < nl || strncasecmp(p, name, nl) != 0)
-		return false;
-	for (i = nl; i < n && (p[i] == ' ' || p[i] == '\t'); i++)
-		;
-	return i < n && p[i] == ':';
 }
 
 /*
@@ -565,7 +535,7 @@ has_fn(void *arg, const char *hdr, size_t start, size_t value, size_t end)
 {
 	struct has_arg *a = arg;
 
-	if (field_named(hdr + start, end - start, a->name))
+	if (header_field_is(hdr + start, end - start, a->name))
 		a->found = true;
 	return 0;
 }
@@ -594,7 +564,7 @@ rcpts_fn(void *arg, const char *hdr, size_t start, size_t value, size_t end)
 	char err[256];
 
 	for (size_t i = 0; i < nitems(names); i++) {
-		if (!field_named(hdr + start, end - start, names[i]))
+		if (!header_field_is(hdr + start, end - start, names[i]))
 			continue;
 		if (sm_parse_addrlist(hdr + value, end - value, a->domain, a->out,
 		    err, sizeof(err)) == -1) {
@@ -626,7 +596,7 @@ remove_fn(void *arg, const char *hdr, size_t start, size_t value, size_t end)
 {
 	struct remove_arg *a = arg;
 
-	if (!field_named(hdr + start, end - start, a->name))
+	if (!header_field_is(hdr + start, end - start, a->name))
 		return 0;
 	memcpy(a->out + a->outlen, hdr + a->copied, start - a->copied);
 	a->outlen += start - a->copied;

@@ -10,7 +10,6 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "../common/limits.h"
 #include "../common/util.h"
@@ -136,13 +135,11 @@ header_scanner_free(struct header_scanner *h)
 
 /* header_value - the value of field name in line, or NULL */
 static const char *
-header_value(const char *line, const char *name)
+header_value(const char *line, size_t len, const char *name)
 {
-	size_t n = strlen(name);
-
-	if (strncasecmp(line, name, n) != 0 || line[n] != ':')
+	if (!header_field_is(line, len, name))
 		return NULL;
-	return line + n + 1;
+	return strchr(line, ':') + 1;
 }
 
 /*
@@ -185,7 +182,7 @@ header_field(struct header_scanner *h)
 	const char *v;
 
 	h->field[h->fieldlen] = '\0';
-	if ((v = header_value(h->field, "Received")) != NULL) {
+	if ((v = header_value(h->field, h->fieldlen, "Received")) != NULL) {
 		const char *f;
 		char *a;
 
@@ -193,7 +190,7 @@ header_field(struct header_scanner *h)
 		if (ours(h, v) && h->nours < HEADER_KEEP_MAX &&
 		    (f = strstr(v, " for <")) != NULL && (a = angle_addr(f)) != NULL)
 			h->ours_for[h->nours++] = a;
-	} else if ((v = header_value(h->field, "Delivered-To")) != NULL &&
+	} else if ((v = header_value(h->field, h->fieldlen, "Delivered-To")) != NULL &&
 	    h->ndelivered < HEADER_KEEP_MAX) {
 		char *val = xstrdup(v), *s = str_trim(val);
 		size_t n = strlen(s);

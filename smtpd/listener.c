@@ -135,23 +135,13 @@ peer_key(const struct sockaddr *sa, char *key, size_t size)
 bool
 smtpd_addr_admit(const struct sockaddr *sa, char *key, size_t size)
 {
-	uintptr_t n;
-
 	peer_key(sa, key, size);
-	n = (uintptr_t)hmap_get(smtpd.per_addr, key);
-	if (n >= smtpd.cfg->max_connections_per_address)
-		return false;
-	hmap_put(smtpd.per_addr, key, (void *)(n + 1));
-	return true;
+	return hmap_count_add(smtpd.per_addr, key,
+	    smtpd.cfg->max_connections_per_address);
 }
 
 void
 smtpd_addr_release(const char *key)
 {
-	uintptr_t n = (uintptr_t)hmap_get(smtpd.per_addr, key);
-
-	if (n <= 1)
-		hmap_del(smtpd.per_addr, key);
-	else
-		hmap_put(smtpd.per_addr, key, (void *)(n - 1));
+	hmap_count_release(smtpd.per_addr, key);
 }

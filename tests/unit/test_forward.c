@@ -1,7 +1,8 @@
 /*
- * test_forward.c - the outbound client's reply parser and forwarding's
- * reply mapping (SPEC 4, the table of doc/forwarding.md) with the
- * forwarding target hidden, row by row.
+ * test_forward.c - the outbound client's reply parser and reply-class
+ * rule (smtp_reply_class/smtp_reply_status, what forward/ and queue/ do
+ * with a remote reply) and forwarding's reply mapping (SPEC 4, the table
+ * of doc/forwarding.md) with the forwarding target hidden, row by row.
  */
 #include <string.h>
 
@@ -68,6 +69,46 @@ run_parse_case(void **state)
 	assert_int_equal(r.code, c->code);
 	assert_string_equal(r.esc, c->esc);
 	assert_string_equal(r.text, c->text);
+}
+
+struct class_case {
+	const char *label;
+	struct smtp_reply in;
+	enum smtp_class cls;
+	const char *status;
+	const char *bug;
+};
+
+static const struct class_case class_cases[] = {
+	{ .label = "class: 2xx with its esc", .in = { 250, "2.1.5", "Ok" },
+	  .cls = SMTP_CLASS_OK, .status = "2.1.5" },
+	{ .label = "class: 2xx without esc", .in = { 250, "", "Ok" },
+	  .cls = SMTP_CLASS_OK, .status = "2.0.0" },
+	{ .label = "class: 4xx with its esc", .in = { 452, "4.2.2", "full" },
+	  .cls = SMTP_CLASS_TEMP, .status = "4.2.2" },
+	{ .label = "class: 4xx without esc", .in = { 421, "", "bye" },
+	  .cls = SMTP_CLASS_TEMP, .status = "4.0.0" },
+	{ .label = "class: 5xx with its esc", .in = { 550, "5.1.1", "no" },
+	  .cls = SMTP_CLASS_PERM, .status = "5.1.1" },
+	{ .label = "class: 5xx with an esc of another class",
+	  .in = { 550, "4.1.1", "odd" }, .cls = SMTP_CLASS_PERM, .status = "5.0.0" },
+	{ .label = "class: 3xx is off the protocol, a temporary failure",
+	  .in = { 354, "3.0.0", "go ahead" }, .cls = SMTP_CLASS_ODD,
+	  .status = "4.0.0" },
+	{ .label = "class: no reply at all", .in = { 0, "", "" },
+	  .cls = SMTP_CLASS_ODD, .status = "4.0.0" },
+};
+
+static void
+run_class_case(void **state)
+{
+	const struct class_case *c = *state;
+	char status[16];
+
+	UNIT_BUG(c);
+	assert_int_equal(smtp_reply_class(&c->in), c->cls);
+	smtp_reply_status(&c->in, status, sizeof(status));
+	assert_string_equal(status, c->status);
 }
 
 struct map_case {
@@ -178,11 +219,12 @@ run_hide_case(void **state)
 int
 main(void)
 {
-	struct CMUnitTest tests[nitems(parse_cases) + nitems(map_cases) +
-	    nitems(hide_cases) + 1];
+	struct CMUnitTest tests[nitems(parse_cases) + nitems(class_cases) +
+	    nitems(map_cases) + nitems(hide_cases) + 1];
 	size_t n = 0;
 
 	UNIT_ROWS(tests, n, run_parse_case, parse_cases);
+	UNIT_ROWS(tests, n, run_class_case, class_cases);
 	UNIT_ROWS(tests, n, run_map_case, map_cases);
 	UNIT_ROWS(tests, n, run_hide_case, hide_cases);
 	UNIT_TEST(tests, n, map_bounds_length);

@@ -1,6 +1,8 @@
 /*
  * test_headers.c - Message-ID and Date added to messages that enter the
- * queue without them (queue/headers.c, RFC 5322 3.6).
+ * queue without them (queue/headers.c, RFC 5322 3.6), and the one reader
+ * of header-field names they and every other header reader use
+ * (header_field_name/header_field_is, common/util.c).
  *
  * Each row gives the message, whether a Message-ID and a Date are to be
  * added at the top, and what must follow them.  The Message-ID is random:
@@ -11,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/util.h"
 #include "queue/queue.h"
 #include "unit.h"
 
@@ -148,6 +151,55 @@ check_msgid(const char *line, const char *host)
 	return (size_t)(p + hl + 2 - line);
 }
 
+struct name_case {
+	const char *label;
+	const char *line;	/* one line, its LF excluded */
+	size_t name;		/* header_field_name */
+	const char *is;		/* a name header_field_is must match, or NULL */
+	const char *isnt;	/* one it must not match, or NULL */
+	const char *bug;
+};
+
+static const struct name_case name_cases[] = {
+	{ .label = "name: a field", .line = "Subject: hi", .name = 7,
+	  .is = "subject", .isnt = "Subj" },
+	{ .label = "name: an empty value", .line = "X-A:", .name = 3, .is = "X-A" },
+	{ .label = "name: blanks before the colon (RFC 5322 4.5.3)",
+	  .line = "Received \t: from a", .name = 8, .is = "RECEIVED" },
+	{ .label = "name: a longer name is another field",
+	  .line = "Received-SPF: pass", .name = 12, .is = "Received-SPF",
+	  .isnt = "Received" },
+	{ .label = "name: a continuation line", .line = " folded: no", .name = 0,
+	  .isnt = "folded" },
+	{ .label = "name: body text", .line = "hello world", .name = 0 },
+	{ .label = "name: a blank inside the name", .line = "Sub ject: x", .name = 0,
+	  .isnt = "Sub" },
+	{ .label = "name: a colon first", .line = ": x", .name = 0 },
+	{ .label = "name: the empty line", .line = "", .name = 0, .isnt = "" },
+	{ .label = "name: no colon", .line = "Subject", .name = 0, .isnt = "Subject" },
+	{ .label = "name: a control octet", .line = "Sub\x01ject: x", .name = 0 },
+	{ .label = "name: a non-ASCII octet", .line = "Sub\xc3\xa9: x", .name = 0 },
+	{ .label = "name: a CR is not a blank", .line = "Date\r: x", .name = 0,
+	  .isnt = "Date" },
+};
+
+static void
+run_name_case(void **state)
+{
+	const struct name_case *c = *state;
+	size_t n = strlen(c->line);
+
+	UNIT_BUG(c);
+	assert_int_equal(header_field_name(c->line, n), c->name);
+	if (c->is)
+		assert_true(header_field_is(c->line, n, c->is));
+	if (c->isnt)
+		assert_false(header_field_is(c->line, n, c->isnt));
+	/* only the n octets given count: the colon past them is not seen */
+	if (c->name > 0)
+		assert_int_equal(header_field_name(c->line, c->name), 0);
+}
+
 static void
 run_fix_case(void **state)
 {
@@ -219,11 +271,12 @@ test_large_body(void **state)
 int
 main(void)
 {
-	struct CMUnitTest tests[nitems(fix_cases) + 2];
+	struct CMUnitTest tests[nitems(fix_cases) + nitems(name_cases) + 2];
 	size_t n = 0;
 
 	set_tz("UTC0");
 	UNIT_ROWS(tests, n, run_fix_case, fix_cases);
+	UNIT_ROWS(tests, n, run_name_case, name_cases);
 	UNIT_TEST(tests, n, test_msgid_unique);
 	UNIT_TEST(tests, n, test_large_body);
 	UNIT_RUN(tests, n);

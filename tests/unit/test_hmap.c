@@ -1,7 +1,9 @@
 /*
  * test_hmap.c - the string-keyed hash map (common/hmap.c): each case is a
- * script of operations on a fresh map, each with what it must return.
+ * script of operations on a fresh map, each with what it must return; the
+ * counter maps (hmap_count_add/_release/_of) the same way.
  */
+#include <stdint.h>
 #include <string.h>
 
 #include "common/hmap.h"
@@ -83,6 +85,77 @@ run_hmap_case(void **state)
 	hmap_free(m, NULL);
 }
 
+enum cop { C_END, C_ADD, C_REL, C_OF, C_KEYS };
+
+struct cstep {
+	enum cop op;
+	const char *key;
+	size_t n;		/* ADD: the bound; OF: the count; KEYS: keys */
+	bool want;		/* ADD: admitted */
+};
+
+struct count_case {
+	const char *label;
+	struct cstep steps[14];
+	const char *bug;
+};
+
+static const struct count_case count_cases[] = {
+	{ .label = "counts: absent is zero", .steps = {
+	    { C_OF, "a", 0 }, { C_KEYS, .n = 0 } } },
+	{ .label = "counts: add up to the bound, then refuse", .steps = {
+	    { C_ADD, "a", 2, true }, { C_ADD, "a", 2, true }, { C_ADD, "a", 2, false },
+	    { C_OF, "a", 2 }, { C_ADD, "b", 2, true }, { C_OF, "b", 1 },
+	    { C_KEYS, .n = 2 } } },
+	{ .label = "counts: a bound of zero admits nothing", .steps = {
+	    { C_ADD, "a", 0, false }, { C_OF, "a", 0 }, { C_KEYS, .n = 0 } } },
+	{ .label = "counts: no bound", .steps = {
+	    { C_ADD, "a", SIZE_MAX, true }, { C_ADD, "a", SIZE_MAX, true },
+	    { C_ADD, "a", SIZE_MAX, true }, { C_OF, "a", 3 } } },
+	{ .label = "counts: release to zero removes the key", .steps = {
+	    { C_ADD, "a", 5, true }, { C_ADD, "a", 5, true }, { C_REL, "a" },
+	    { C_OF, "a", 1 }, { C_KEYS, .n = 1 }, { C_REL, "a" }, { C_OF, "a", 0 },
+	    { C_KEYS, .n = 0 } } },
+	{ .label = "counts: release of an absent key changes nothing", .steps = {
+	    { C_REL, "a" }, { C_OF, "a", 0 }, { C_KEYS, .n = 0 },
+	    { C_ADD, "a", 1, true }, { C_OF, "a", 1 } } },
+	{ .label = "counts: a released slot can be taken again", .steps = {
+	    { C_ADD, "a", 1, true }, { C_ADD, "a", 1, false }, { C_REL, "a" },
+	    { C_ADD, "a", 1, true }, { C_OF, "a", 1 } } },
+};
+
+static void
+run_count_case(void **state)
+{
+	const struct count_case *c = *state;
+	struct hmap *m = hmap_new();
+
+	UNIT_BUG(c);
+	for (size_t i = 0; i < nitems(c->steps) && c->steps[i].op != C_END; i++) {
+		const struct cstep *s = &c->steps[i];
+
+		switch (s->op) {
+		case C_ADD:
+			if (hmap_count_add(m, s->key, s->n) != s->want)
+				fail_msg("step %zu: add %s (max %zu) should %s", i,
+				    s->key, s->n, s->want ? "admit" : "refuse");
+			break;
+		case C_REL:
+			hmap_count_release(m, s->key);
+			break;
+		case C_OF:
+			assert_int_equal(hmap_count_of(m, s->key), s->n);
+			break;
+		case C_KEYS:
+			assert_int_equal(hmap_count(m), s->n);
+			break;
+		case C_END:
+			break;
+		}
+	}
+	hmap_free(m, NULL);
+}
+
 static void
 count_walk(const char *key, void *val, void *arg)
 {
@@ -150,10 +223,11 @@ test_hmap_free_values(void **state)
 int
 main(void)
 {
-	struct CMUnitTest tests[nitems(hmap_cases) + 2];
+	struct CMUnitTest tests[nitems(hmap_cases) + nitems(count_cases) + 2];
 	size_t n = 0;
 
 	UNIT_ROWS(tests, n, run_hmap_case, hmap_cases);
+	UNIT_ROWS(tests, n, run_count_case, count_cases);
 	UNIT_TEST(tests, n, test_hmap_grow_walk);
 	UNIT_TEST(tests, n, test_hmap_free_values);
 	UNIT_RUN(tests, n);
