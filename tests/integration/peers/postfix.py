@@ -156,11 +156,12 @@ def ensure_postfix() -> Path:
     return root
 
 
-def ensure_system_user(name: str, comment: str) -> Tuple[int, int]:
+def ensure_system_user(name: str, comment: str, group: Optional[str] = None) -> Tuple[int, int]:
     """Make sure the system account `name` exists (useradd --system
-    --user-group, no home, no shell); return (uid, gid).  Under a lock
-    shared by every test process: two pytest-xdist workers must not run
-    useradd at once (the second would fail on the locked /etc/passwd)."""
+    --user-group, no home, no shell), and the system group `group` when
+    given; return (uid, gid).  Under a lock shared by every test process:
+    two pytest-xdist workers must not run useradd at once (the second would
+    fail on the locked /etc/passwd)."""
     PEERS_DIR.parent.mkdir(parents=True, exist_ok=True)
     with open(PEERS_DIR.parent / ".accounts.lock", "w") as lockf:
         fcntl.flock(lockf, fcntl.LOCK_EX)
@@ -175,17 +176,17 @@ def ensure_system_user(name: str, comment: str) -> Tuple[int, int]:
             except KeyError:
                 raise PeerUnavailable("cannot create user %s: %s"
                                       % (name, r.stdout.decode(errors="replace")))
-        if name == MAIL_OWNER:
+        if group is not None:
             try:
-                grp.getgrnam(SETGID_GROUP)
+                grp.getgrnam(group)
             except KeyError:
-                _run(["groupadd", "--system", SETGID_GROUP])
+                _run(["groupadd", "--system", group])
     return pw.pw_uid, pw.pw_gid
 
 
 def ensure_mail_owner() -> Tuple[int, int]:
     """Make sure the unprivileged Postfix account exists; return (uid, gid)."""
-    return ensure_system_user(MAIL_OWNER, "chamois tests Postfix mail_owner")
+    return ensure_system_user(MAIL_OWNER, "chamois tests Postfix mail_owner", SETGID_GROUP)
 
 
 # The services of master.cf, written from scratch: no chroot anywhere (the
