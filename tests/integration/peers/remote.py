@@ -442,6 +442,7 @@ class Remote:
         return self
 
     def stop(self):
+        self.released.set()         # a held connection goes on (and ends)
         if self.controller is not None:
             try:
                 self.controller.stop()
