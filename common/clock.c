@@ -10,6 +10,7 @@
 static time_t (*fake_now)(void);
 static int64_t (*fake_mono_ms)(void);
 
+/* clock_now - the wall clock in seconds, or the test's */
 time_t
 clock_now(void)
 {
@@ -18,6 +19,7 @@ clock_now(void)
 	return time(NULL);
 }
 
+/* clock_mono_ms - CLOCK_MONOTONIC in milliseconds, or the test's */
 int64_t
 clock_mono_ms(void)
 {
@@ -29,6 +31,7 @@ clock_mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* clock_set_for_tests - the test's clocks in place of the real ones */
 void
 clock_set_for_tests(time_t (*now)(void), int64_t (*mono_ms)(void))
 {
