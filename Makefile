@@ -26,6 +26,11 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 PYTHON ?= /usr/bin/python3
 PYTEST ?= $(PYTHON) -m pytest
+# integration tests in parallel (python3-pytest-xdist), PYTEST_WORKERS
+# processes: two a core, since the tests mostly wait on the daemon and its
+# peers (the serial run keeps one core about 15% busy); PYTEST_WORKERS=0
+# runs them one after another in one process
+PYTEST_WORKERS ?= $(shell echo $$((2 * $$(nproc 2>/dev/null || echo 1))))
 
 .PHONY: all check check-unit check-integration check-layers run install clean fuzz fuzz-regress bench
 all: $(PROGRAMS)
@@ -72,7 +77,8 @@ $(BUILD)/tests/scram_client: tests/sasl/scram_client.c
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBS)
 
 check-integration: $(PROGRAMS) $(BUILD)/tests/scram_client
-	$(PYTEST) -q tests/integration
+	@test "$(PYTEST_WORKERS)" = 0 || $(PYTEST) --version -p xdist >/dev/null 2>&1 || { echo "make check-integration runs the tests in parallel with python3-pytest-xdist (sh .ci/deps.sh installs it); PYTEST_WORKERS=0 runs them serially without it"; exit 1; }
+	$(PYTEST) -q $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS)) tests/integration
 
 # the development setup: loopback ports, state under ./run/
 run: $(PROGRAMS)

@@ -19,7 +19,8 @@
  * Answers are cached per lower-case domain for the smallest TTL of the
  * records used (at most RES_MAX_TTL); NXDOMAIN, null MX and no-address
  * answers for RES_NEG_TTL at most; temporary failures never.  A cache hit
- * shuffles the hosts of equal preference again.
+ * shuffles the hosts of equal preference again.  Expiry is timed by
+ * clock_mono_ms (common/clock.h), so a unit test sees it without sleeping.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -31,6 +32,7 @@
 #include <ares.h>
 #include <event2/event.h>
 
+#include "../common/clock.h"
 #include "../common/hmap.h"
 #include "../common/util.h"
 #include "resolver.h"
@@ -64,7 +66,7 @@ struct rsock {
 };
 
 struct cache_entry {
-	uint64_t expires;	/* monotonic ms */
+	int64_t expires;	/* monotonic ms (clock_mono_ms) */
 	struct mx_answer ans;	/* targets owned */
 	char key[256];
 };
@@ -129,15 +131,6 @@ status_name(enum dns_status st)
 	case DNS_TEMPFAIL:	return "tempfail";
 	}
 	return "?";
-}
-
-static uint64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 static uint64_t
@@ -245,7 +238,7 @@ cache_entry_free(void *p)
 }
 
 struct cache_walk {
-	uint64_t now;
+	int64_t now;
 	const char **expired;
 	size_t nexpired;
 	const struct cache_entry *oldest;
@@ -267,7 +260,7 @@ cache_walk_fn(const char *key, void *val, void *arg)
 static void
 cache_room(struct resolver *r)
 {
-	struct cache_walk w = { .now = now_ms() };
+	struct cache_walk w = { .now = clock_mono_ms() };
 	size_t n = hmap_count(r->cache), i;
 
 	if (n < RES_CACHE_MAX)
@@ -296,7 +289,7 @@ cache_put(struct resolver *r, const char *key, const struct mx_answer *ans,
 		free(e);
 		return;
 	}
-	e->expires = now_ms() + (uint64_t)ttl * 1000;
+	e->expires = clock_mono_ms() + (int64_t)ttl * 1000;
 	answer_copy(&e->ans, ans);
 	if ((old = hmap_put(r->cache, e->key, e)) != NULL)
 		cache_entry_free(old);
@@ -314,11 +307,11 @@ cache_get(struct resolver *r, const char *key, struct mx_answer *ans,
 	struct mx_rank *rank;
 	size_t *start, ngroups = 0, i, j, o, end;
 	const struct mx_target *t;
-	uint64_t now;
+	int64_t now;
 
 	if (e == NULL)
 		return false;
-	if (e->expires <= (now = now_ms())) {
+	if (e->expires <= (now = clock_mono_ms())) {
 		cache_entry_free(hmap_del(r->cache, key));
 		return false;
 	}

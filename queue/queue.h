@@ -7,7 +7,7 @@
  * Layers, each in its own file:
  *   envelope.c   struct queue_msg <-> versioned record (pure)
  *   queue_db.c   the only file that includes <db.h>: transactional store
- *   schedule.c   next_attempt() (pure)
+ *   schedule.c   next_attempt(), retry_plan() (pure)
  *   bounce.c     the RFC 3464 report (pure)
  *   scheduler.c  on the loop: what is due, delivery, updates
  *   submit.c     the submit socket of chamois-sendmail
@@ -99,6 +99,22 @@ int qstore_checkpoint(struct queue_store *);
  * rnd in [0, 1) spreading retries; never before now.
  */
 time_t next_attempt(time_t created, unsigned attempts, time_t now, double rnd);
+/* retry_plan - what becomes of a deferred recipient when an attempt ends */
+struct retry_plan {
+	bool expired;	/* the queue lifetime is over: it fails for good */
+	time_t next;	/* else when it is tried again */
+	bool notify;	/* else whether its delay notice is due now */
+};
+/*
+ * retry_plan - the plan for a deferred recipient (attempts failures so
+ * far, reported: its delay notice has gone out) of a message created at
+ * created, at now: expired when now - created >= lifetime; else next from
+ * next_attempt(rnd) but no later than created + lifetime nor, with warning
+ * not 0 and nothing reported, than created + warning while that is still
+ * ahead; notify once now - created >= warning (warning 0: never).  Pure.
+ */
+void retry_plan(time_t created, unsigned attempts, bool reported, time_t lifetime,
+    time_t warning, time_t now, double rnd, struct retry_plan *);
 
 /* headers.c - header fixes for messages that enter the queue */
 /*

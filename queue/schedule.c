@@ -1,5 +1,7 @@
 /*
- * schedule.c - when a deferred recipient is tried again (pure).
+ * schedule.c - when a deferred recipient is tried again, and when it gives
+ * up (pure: the time comes in as an argument, so the unit tests need no
+ * clock and no sleep).
  *
  * The intervals grow with the number of failed attempts: 1, 5, 15 and 30
  * minutes, then 1 and 2 hours, then every 4 hours until queue_lifetime
@@ -7,6 +9,7 @@
  * taken from rnd spreads retries of messages that failed together (a
  * destination that was down) so they do not all come back at once.
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -43,4 +46,31 @@ next_attempt(time_t created, unsigned attempts, time_t now, double rnd)
 	if (now > INT64_MAX - iv - jitter)
 		return INT64_MAX;
 	return now + iv + jitter;
+}
+
+/*
+ * retry_plan - the end of an attempt at now for a deferred recipient of a
+ * message created at created: expired once lifetime is over; else its
+ * next attempt (next_attempt, brought forward to the end of the lifetime
+ * and, while no delay notice has gone out and warning is not 0, to the
+ * notice's time, so that both come on time), and whether the notice
+ * (delay_warning_time, doc/queue.md) is due now.
+ */
+void
+retry_plan(time_t created, unsigned attempts, bool reported, time_t lifetime,
+    time_t warning, time_t now, double rnd, struct retry_plan *plan)
+{
+	time_t until = created + lifetime, warn = created + warning;
+
+	plan->expired = now - created >= lifetime;
+	plan->next = 0;
+	plan->notify = false;
+	if (plan->expired)
+		return;
+	plan->next = next_attempt(created, attempts, now, rnd);
+	if (plan->next > until)
+		plan->next = until;
+	if (warning != 0 && !reported && warn > now && plan->next > warn)
+		plan->next = warn;
+	plan->notify = warning != 0 && !reported && now - created >= warning;
 }

@@ -9,6 +9,7 @@ Public API (other test files, e.g. the Postfix/Dovecot interop tests, rely
 on these names):
 
     free_port(host="127.0.0.1") -> int
+    pick_port(hosts=("127.0.0.1",), udp=False) -> int
     dead_port() -> int
     make_cert(dir) -> (cert_path, key_path)
     Chamoisd(tmp_path, ...)      start/stop/reload/log/messages/...
@@ -16,6 +17,7 @@ on these names):
 """
 
 import os
+import random
 import re
 import shutil
 import signal
@@ -44,15 +46,75 @@ def chamoisd_binary():
 # ports
 
 
+# Ports are picked below the kernel's ephemeral range (ip_local_port_range),
+# which bind(("", 0)) and outgoing connections use, and each pytest-xdist
+# worker (PYTEST_XDIST_WORKER gwN of PYTEST_XDIST_WORKER_COUNT) draws from a
+# slice of its own: a port one worker has just picked (free, not yet bound by
+# the daemon it is for) is never picked by another worker in the meantime.
+# Within one process a port is not handed out twice before the slice has
+# gone round.  Run serially, the one process has the whole range.
+
+_PORT_SPAN = 16384
+_ports_given = set()
+_port_lock = threading.Lock()
+_port_rng = random.Random()         # its own: a test seeding random changes nothing here
+
+
+def _port_slice():
+    """(first, end) of the ports this process may hand out."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            eph_low, eph_high = (int(x) for x in f.read().split())
+    except (OSError, ValueError):
+        eph_low, eph_high = 32768, 60999
+    if eph_low - 1024 >= 4096:
+        low, high = max(1024, eph_low - _PORT_SPAN), eph_low
+    elif 65535 - eph_high >= 4096:
+        low, high = eph_high + 1, min(65536, eph_high + 1 + _PORT_SPAN)
+    else:                           # no room outside it: share it
+        low, high = 1024, 65536
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1))
+    index = int(worker[2:]) % count if worker[:2] == "gw" and worker[2:].isdigit() else 0
+    size = (high - low) // count
+    return low + index * size, low + (index + 1) * size
+
+
+def _bindable(port, hosts, udp):
+    for host in hosts:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        kinds = (socket.SOCK_STREAM, socket.SOCK_DGRAM) if udp else (socket.SOCK_STREAM,)
+        for kind in kinds:
+            with socket.socket(family, kind) as s:
+                try:
+                    s.bind((host, port))
+                except OSError:
+                    return False
+    return True
+
+
+def pick_port(hosts=("127.0.0.1",), udp=False):
+    """A port free a moment ago for TCP (and UDP when udp) on every host
+    given, from this process's own slice (see above); never the same
+    twice until the slice has gone round."""
+    first, end = _port_slice()
+    size = end - first
+    with _port_lock:
+        if len(_ports_given) > size // 2:
+            _ports_given.clear()
+        start = _port_rng.randrange(size)
+        for i in range(size):
+            port = first + (start + i) % size
+            if port in _ports_given or not _bindable(port, hosts, udp):
+                continue
+            _ports_given.add(port)
+            return port
+    raise RuntimeError("no free port in %d-%d on %s" % (first, end - 1, hosts))
+
+
 def free_port(host="127.0.0.1"):
-    """A TCP port that was free a moment ago (bind port 0, close)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-_dead_ports = set()
+    """A TCP port that was free a moment ago (pick_port)."""
+    return pick_port((host,))
 
 
 def dead_port():
@@ -61,19 +123,7 @@ def dead_port():
     Nobody listens on it, so a DNS query sent there gets ICMP port
     unreachable (or times out) and never leaves the machine.
     """
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            u.bind(("127.0.0.1", 0))
-            port = u.getsockname()[1]
-            try:
-                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-                    t.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        if port not in _dead_ports:
-            _dead_ports.add(port)
-            return port
-    raise RuntimeError("no dead port found")
+    return pick_port(("127.0.0.1",), udp=True)
 
 
 def port_accepts(host, port, timeout=1.0):

@@ -174,8 +174,9 @@ def test_stale_tmp_files_cleaned_at_start(chamois_conf):
     d.start()
     try:
         wait_until(lambda: not old.exists(), what="the stale tmp/ file to go")
+        # the line comes once the whole tmp/ walk is done, after the unlink
+        wait_until(lambda: "cleaned-tmp files=1" in d.log(), what="the cleaned-tmp line")
         assert young.exists()
-        assert "cleaned-tmp files=1" in d.log()
     finally:
         assert d.stop() == 0
 

@@ -2,8 +2,9 @@
  * test_queue_store.c - the Berkeley DB queue store (queue/queue_db.c) in a
  * fresh mkdtemp directory per test: put, restart (close and open again,
  * which runs recovery), update, delete, walk, checkpoint, concurrent puts,
- * failures that must leave the store whole; and next_attempt()
- * (queue/schedule.c) by table.
+ * failures that must leave the store whole; and next_attempt() and
+ * retry_plan() (queue/schedule.c) by table: the queue lifetime and the
+ * delay notice at the second, with no clock and no sleep.
  */
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -710,10 +711,99 @@ test_next_attempt_grid(void **state)
 	assert_int_equal(next_attempt(0, 3, now + 50, 0.3) - 50, next_attempt(0, 3, now, 0.3));
 }
 
+/* retry_plan: the default lifetime (5 days) and delay notice (4 hours) */
+
+#define DAY (24 * HOUR)
+#define T0 1700000000		/* the message's arrival */
+
+struct rp_case {
+	const char *label;
+	unsigned attempts;
+	bool reported;
+	time_t lifetime, warning;
+	time_t age;		/* now - created */
+	bool expired, notify;
+	time_t next;		/* after created (when not expired) */
+	const char *bug;
+};
+
+static const struct rp_case rp_cases[] = {
+	{ .label = "retry_plan: first failure, a minute later", .attempts = 1,
+	  .lifetime = 5 * DAY, .warning = 4 * HOUR, .age = 0, .next = MIN },
+	{ .label = "retry_plan: a second before the lifetime: once more, at its end",
+	  .attempts = 30, .lifetime = 5 * DAY, .warning = 4 * HOUR, .reported = true,
+	  .age = 5 * DAY - 1, .next = 5 * DAY },
+	{ .label = "retry_plan: at the lifetime exactly: expired", .attempts = 30,
+	  .lifetime = 5 * DAY, .warning = 4 * HOUR, .reported = true,
+	  .age = 5 * DAY, .expired = true },
+	{ .label = "retry_plan: long past the lifetime: expired", .attempts = 1,
+	  .lifetime = 5 * DAY, .warning = 4 * HOUR, .age = 9 * DAY, .expired = true },
+	{ .label = "retry_plan: the retry waits no longer than the notice",
+	  .attempts = 5, .lifetime = 5 * DAY, .warning = 4 * HOUR,
+	  .age = 4 * HOUR - 10, .next = 4 * HOUR },
+	{ .label = "retry_plan: a notice already sent does not pull the retry",
+	  .attempts = 5, .reported = true, .lifetime = 5 * DAY, .warning = 4 * HOUR,
+	  .age = 4 * HOUR - 10, .next = 4 * HOUR - 10 + HOUR },
+	{ .label = "retry_plan: the notice is due at its time", .attempts = 6,
+	  .lifetime = 5 * DAY, .warning = 4 * HOUR, .age = 4 * HOUR, .notify = true,
+	  .next = 4 * HOUR + 2 * HOUR },
+	{ .label = "retry_plan: the notice goes once", .attempts = 7, .reported = true,
+	  .lifetime = 5 * DAY, .warning = 4 * HOUR, .age = 5 * HOUR,
+	  .next = 5 * HOUR + 4 * HOUR },
+	{ .label = "retry_plan: warning 0 sends no notice", .attempts = 7,
+	  .lifetime = 5 * DAY, .warning = 0, .age = 5 * HOUR, .next = 9 * HOUR },
+	{ .label = "retry_plan: a short lifetime (3s) ends before the minute",
+	  .attempts = 1, .lifetime = 3, .warning = 4 * HOUR, .age = 0, .next = 3 },
+	{ .label = "retry_plan: a notice due before the first retry (1s)",
+	  .attempts = 1, .lifetime = 5 * DAY, .warning = 1, .age = 0, .next = 1 },
+	{ .label = "retry_plan: notice and expiry at once: expired only",
+	  .attempts = 2, .lifetime = 3, .warning = 1, .age = 3, .expired = true },
+};
+
+static void
+run_rp_case(void **state)
+{
+	const struct rp_case *c = *state;
+	struct retry_plan p;
+
+	UNIT_BUG(c);
+	retry_plan(T0, c->attempts, c->reported, c->lifetime, c->warning, T0 + c->age,
+	    0, &p);
+	assert_int_equal(p.expired, c->expired);
+	assert_int_equal(p.notify, c->notify);
+	if (!c->expired && p.next != T0 + c->next)
+		fail_msg("next at created+%lld, want created+%lld",
+		    (long long)(p.next - T0), (long long)c->next);
+}
+
+/* with jitter the plan still keeps the lifetime and the notice */
+static void
+test_retry_plan_grid(void **state)
+{
+	static const double rnds[] = { 0, 0.5, 0.999999 };
+	struct retry_plan p;
+
+	(void)state;
+	for (size_t r = 0; r < nitems(rnds); r++)
+		for (unsigned a = 1; a < 12; a++)
+			for (time_t age = 0; age < 6 * DAY; age += 997) {
+				retry_plan(T0, a, false, 5 * DAY, 4 * HOUR, T0 + age,
+				    rnds[r], &p);
+				assert_int_equal(p.expired, age >= 5 * DAY);
+				if (p.expired)
+					continue;
+				assert_true(p.next > T0 + age);
+				assert_true(p.next <= T0 + 5 * DAY);
+				if (age < 4 * HOUR)
+					assert_true(p.next <= T0 + 4 * HOUR);
+				assert_int_equal(p.notify, age >= 4 * HOUR);
+			}
+}
+
 int
 main(void)
 {
-	struct CMUnitTest tests[nitems(na_cases) + 12];
+	struct CMUnitTest tests[nitems(na_cases) + nitems(rp_cases) + 13];
 	size_t n = 0;
 
 	UNIT_TEST(tests, n, test_put_restart);
@@ -729,6 +819,8 @@ main(void)
 	UNIT_TEST(tests, n, test_open_twice);
 	UNIT_ROWS(tests, n, run_na_case, na_cases);
 	UNIT_TEST(tests, n, test_next_attempt_grid);
+	UNIT_ROWS(tests, n, run_rp_case, rp_cases);
+	UNIT_TEST(tests, n, test_retry_plan_grid);
 	for (size_t i = 0; i < n; i++)
 		tests[i].teardown_func = scratch_teardown;
 	UNIT_RUN(tests, n);

@@ -27,6 +27,7 @@
 
 #include <event2/event.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "outbound/resolver.h"
 #include "unit.h"
@@ -273,6 +274,28 @@ now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/*
+ * the resolver's clock (common/clock.h): the real monotonic clock plus
+ * what advance_ms has added, so that a cache entry expires without a
+ * sleep while c-ares and libevent keep their own real timers
+ */
+static int64_t clock_skip_ms;
+
+static int64_t
+test_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + clock_skip_ms;
+}
+
+static void
+advance_ms(int64_t ms)
+{
+	clock_skip_ms += ms;
 }
 
 static bool
@@ -742,8 +765,12 @@ test_cache_ttl(void **state)
 	assert_status(g.status, DNS_OK);
 	want_target(&g, 0, "short.test", 0, "127.0.0.8");
 	dnsmasq_stop(f);
-	sleep_ms(1300);
-	ask(f, "short.test", &g);
+	advance_ms(700);
+	ask(f, "short.test", &g);		/* still cached */
+	assert_status(g.status, DNS_OK);
+	want_target(&g, 0, "short.test", 0, "127.0.0.8");
+	advance_ms(600);
+	ask(f, "short.test", &g);		/* expired: dnsmasq is gone */
 	assert_status(g.status, DNS_TEMPFAIL);
 }
 
@@ -1142,13 +1169,53 @@ test_fake_ttl(void **state)
 	ask(f, "attl.test", &g);
 	ask(f, "long.test", &g);
 	assert_int_equal(f->fake->queries[15], mx);
-	sleep_ms(1300);
+	advance_ms(1300);
 	ask(f, "mxttl.test", &g);		/* expired */
 	assert_status(g.status, DNS_OK);
 	ask(f, "attl.test", &g);
 	assert_status(g.status, DNS_OK);
 	assert_int_equal(f->fake->queries[15], mx + 2);
 	ask(f, "long.test", &g);		/* still cached */
+	assert_int_equal(f->fake->queries[15], mx + 2);
+}
+
+/*
+ * a long TTL is cut to an hour (RES_MAX_TTL), a negative answer's to a
+ * minute (RES_NEG_TTL), as seen through the clock: no sleep
+ */
+static void
+test_fake_ttl_caps(void **state)
+{
+	struct fixture *f = *state;
+	struct got g;
+	int mx;
+
+	fake_add(f->fake, (struct fake_rr)RR_MX("day.test", 10, "h.day.test", 86400));
+	fake_add(f->fake, (struct fake_rr)RR_A("h.day.test", "127.0.0.2", 86400));
+	ask(f, "day.test", &g);
+	assert_status(g.status, DNS_OK);
+	ask(f, "nothing.test", &g);		/* no MX, no address */
+	assert_status(g.status, DNS_NOHOST);
+	mx = f->fake->queries[15];
+	advance_ms(30 * 1000);
+	ask(f, "day.test", &g);			/* both cached */
+	ask(f, "nothing.test", &g);
+	assert_status(g.status, DNS_NOHOST);
+	assert_int_equal(f->fake->queries[15], mx);
+	advance_ms(31 * 1000);			/* 61 s */
+	ask(f, "nothing.test", &g);		/* the negative one expired */
+	assert_status(g.status, DNS_NOHOST);
+	assert_int_equal(f->fake->queries[15], mx + 1);
+	ask(f, "day.test", &g);
+	assert_int_equal(f->fake->queries[15], mx + 1);
+	advance_ms(3600 * 1000 - 62 * 1000);	/* 3599 s */
+	ask(f, "day.test", &g);			/* still cached */
+	assert_status(g.status, DNS_OK);
+	assert_int_equal(f->fake->queries[15], mx + 1);
+	advance_ms(2 * 1000);			/* 3601 s: an hour at most */
+	ask(f, "day.test", &g);
+	assert_status(g.status, DNS_OK);
+	want_target(&g, 0, "h.day.test", 10, "127.0.0.2");
 	assert_int_equal(f->fake->queries[15], mx + 2);
 }
 
@@ -1349,6 +1416,7 @@ main(void)
 		FAKE_TEST(test_fake_servfail),
 		FAKE_TEST(test_fake_partial_tempfail),
 		FAKE_TEST(test_fake_ttl),
+		FAKE_TEST(test_fake_ttl_caps),
 		FAKE_TEST(test_fake_bounds),
 		FAKE_TEST(test_fake_null_among_others),
 		FAKE_TEST(test_fake_cancel_mid_lookup),
@@ -1360,6 +1428,7 @@ main(void)
 	size_t n = 0, i;
 
 	signal(SIGPIPE, SIG_IGN);
+	clock_set_for_tests(NULL, test_mono_ms);
 	if (getenv("RESOLVER_TEST_VERBOSE") != NULL)
 		log_init("test_resolver", 1, 1);
 	UNIT_ROWS(tests, n, run_order_case, order_cases);

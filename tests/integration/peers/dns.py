@@ -33,6 +33,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from harness import pick_port
+
 DNSMASQ = os.environ.get("DNSMASQ", "/usr/sbin/dnsmasq")
 
 QTYPES = {"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "MX": 15, "TXT": 16, "AAAA": 28}
@@ -41,21 +43,6 @@ RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP",
 
 class DnsmasqUnavailable(Exception):
     pass
-
-
-def udp_tcp_port(host="127.0.0.1"):
-    """A port free for both UDP and TCP on host (bind both, close)."""
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            u.bind((host, 0))
-            port = u.getsockname()[1]
-            try:
-                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-                    t.bind((host, port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no port free for UDP and TCP")
 
 
 # --------------------------------------------------------------------------
@@ -188,7 +175,7 @@ class Dnsmasq:
             raise DnsmasqUnavailable("%s not installed" % DNSMASQ)
         last = None
         for _ in range(5):          # the port may be taken between pick and bind
-            self.port = udp_tcp_port(self.host)
+            self.port = pick_port((self.host,), udp=True)
             self._stderr = open(self.dir / "dnsmasq.stderr", "ab")
             self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL,
                                          stdout=self._stderr, stderr=self._stderr)

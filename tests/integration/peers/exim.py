@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import pwd
 import re
 import shutil
 import signal
@@ -48,7 +47,8 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from harness import wait_log_match
-from peers.postfix import PeerUnavailable, _run, free_port, unpack_package, wait_port
+from peers.postfix import (PeerUnavailable, _run, ensure_system_user, free_port, unpack_package,
+                           wait_port)
 
 PEERS_DIR = Path(__file__).resolve().parent.parent / ".peers" / "exim"
 EXIM_USER = "Debian-exim"
@@ -74,18 +74,7 @@ def ensure_exim() -> Path:
 
 def ensure_exim_user():
     """The account compiled into Debian's Exim; returns (uid, gid)."""
-    try:
-        pw = pwd.getpwnam(EXIM_USER)
-    except KeyError:
-        r = _run(["useradd", "--system", "--user-group", "--no-create-home",
-                  "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin",
-                  "--comment", "chamois tests Exim user", EXIM_USER])
-        try:
-            pw = pwd.getpwnam(EXIM_USER)
-        except KeyError:
-            raise PeerUnavailable("cannot create user %s: %s"
-                                  % (EXIM_USER, r.stdout.decode(errors="replace")))
-    return pw.pw_uid, pw.pw_gid
+    return ensure_system_user(EXIM_USER, "chamois tests Exim user")
 
 
 CONFIG = """\

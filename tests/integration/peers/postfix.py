@@ -58,7 +58,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence, Tuple, Union
 
-from harness import wait_log_match
+from harness import free_port, wait_log_match  # noqa: F401  (free_port: for exim.py, dovecot.py)
 
 PEERS_DIR = Path(__file__).resolve().parent.parent / ".peers" / "postfix"
 MAIL_OWNER = "chamois-test"
@@ -67,13 +67,6 @@ SETGID_GROUP = "mail"
 
 class PeerUnavailable(Exception):
     """The peer cannot run on this machine (pytest should skip)."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(fam, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def wait_port(host: str, port: int, deadline: float, proc_alive=None) -> None:
@@ -163,24 +156,37 @@ def ensure_postfix() -> Path:
     return root
 
 
+def ensure_system_user(name: str, comment: str, group: Optional[str] = None) -> Tuple[int, int]:
+    """Make sure the system account `name` exists (useradd --system
+    --user-group, no home, no shell), and the system group `group` when
+    given; return (uid, gid).  Under a lock shared by every test process:
+    two pytest-xdist workers must not run useradd at once (the second would
+    fail on the locked /etc/passwd)."""
+    PEERS_DIR.parent.mkdir(parents=True, exist_ok=True)
+    with open(PEERS_DIR.parent / ".accounts.lock", "w") as lockf:
+        fcntl.flock(lockf, fcntl.LOCK_EX)
+        try:
+            pw = pwd.getpwnam(name)
+        except KeyError:
+            r = _run(["useradd", "--system", "--user-group", "--no-create-home",
+                      "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin",
+                      "--comment", comment, name])
+            try:
+                pw = pwd.getpwnam(name)
+            except KeyError:
+                raise PeerUnavailable("cannot create user %s: %s"
+                                      % (name, r.stdout.decode(errors="replace")))
+        if group is not None:
+            try:
+                grp.getgrnam(group)
+            except KeyError:
+                _run(["groupadd", "--system", group])
+    return pw.pw_uid, pw.pw_gid
+
+
 def ensure_mail_owner() -> Tuple[int, int]:
     """Make sure the unprivileged Postfix account exists; return (uid, gid)."""
-    try:
-        pw = pwd.getpwnam(MAIL_OWNER)
-    except KeyError:
-        r = _run(["useradd", "--system", "--user-group", "--no-create-home",
-                  "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin",
-                  "--comment", "chamois tests Postfix mail_owner", MAIL_OWNER])
-        try:
-            pw = pwd.getpwnam(MAIL_OWNER)
-        except KeyError:
-            raise PeerUnavailable("cannot create user %s: %s"
-                                  % (MAIL_OWNER, r.stdout.decode(errors="replace")))
-    try:
-        grp.getgrnam(SETGID_GROUP)
-    except KeyError:
-        _run(["groupadd", "--system", SETGID_GROUP])
-    return pw.pw_uid, pw.pw_gid
+    return ensure_system_user(MAIL_OWNER, "chamois tests Postfix mail_owner", SETGID_GROUP)
 
 
 # The services of master.cf, written from scratch: no chroot anywhere (the

@@ -30,6 +30,9 @@ Behaviour keywords (any step may be given a reply, a delay or a drop):
                                       (addresses compared case-insensitively;
                                       missing: accepted)
     delay={step: seconds}             steps: greeting ehlo mail rcpt data eod
+    hold=step                         wait at that step (as a delay does)
+                                      until Remote.release() is called (or
+                                      HOLD_MAX seconds have passed)
     drop=step                         close the connection instead of replying
                                       at that step; "data" closes after the
                                       first line of message data arrived
@@ -85,8 +88,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
 import ssl
+import threading
 import time
 from pathlib import Path
 
@@ -102,27 +105,9 @@ SELF_ADDRESS = "127.0.0.9"          # kept free for chamoisd's second listener
 ADDRESSES = ["127.0.0.%d" % i for i in range(2, 21) if "127.0.0.%d" % i != SELF_ADDRESS]
 STEPS = ("greeting", "ehlo", "mail", "rcpt", "data", "eod")
 VERB_STEP = {"EHLO": "ehlo", "HELO": "ehlo", "MAIL": "mail", "RCPT": "rcpt", "DATA": "data"}
+HOLD_MAX = 120                      # seconds a hold=step waits at most
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
                    "runtime error:", "ThreadSanitizer")
-
-
-def port_free_on_all(addresses, tries=200):
-    """A TCP port that is free on every address given (bind each, close)."""
-    for _ in range(tries):
-        with socket.socket() as s:
-            s.bind((addresses[0], 0))
-            port = s.getsockname()[1]
-        ok = True
-        for a in addresses[1:]:
-            with socket.socket() as t:
-                try:
-                    t.bind((a, port))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return port
-    raise RuntimeError("no port free on all of %s" % addresses)
 
 
 # --------------------------------------------------------------------------
@@ -233,6 +218,10 @@ class RecordingSMTP(SMTP):
         d = (self.remote.delay or {}).get(step)
         if d and not self.probe:
             await asyncio.sleep(d)
+        if self.remote.hold == step and not self.probe:
+            deadline = time.monotonic() + HOLD_MAX
+            while not self.remote.released.is_set() and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
 
     async def push(self, status):
         if self.conn is not None:
@@ -409,9 +398,11 @@ class Remote:
     def __init__(self, pool, name, address, port, listening=True, greeting=None,
                  ehlo=None, mail=None, rcpt=None, data=None, eod=None, delay=None,
                  drop=None, starttls=False, smtputf8=True, eightbitmime=True,
-                 hostname=None):
+                 hostname=None, hold=None):
         if drop is not None and drop not in STEPS:
             raise ValueError("drop must be one of %s" % (STEPS,))
+        if hold is not None and hold not in STEPS:
+            raise ValueError("hold must be one of %s" % (STEPS,))
         for k in (delay or {}):
             if k not in STEPS:
                 raise ValueError("delay step %r not one of %s" % (k, STEPS))
@@ -425,6 +416,8 @@ class Remote:
                           "rcpt": rcpt, "data": data, "eod": eod}
         self.delay = dict(delay or {})
         self.drop = drop
+        self.hold = hold
+        self.released = threading.Event()
         self.starttls = starttls
         self.smtputf8 = smtputf8
         self.eightbitmime = eightbitmime
@@ -449,11 +442,16 @@ class Remote:
         return self
 
     def stop(self):
+        self.released.set()         # a held connection goes on (and ends)
         if self.controller is not None:
             try:
                 self.controller.stop()
             finally:
                 self.controller = None
+
+    def release(self):
+        """End the hold=step wait of every connection, now and later."""
+        self.released.set()
 
     # -- queries -----------------------------------------------------------
 
@@ -490,7 +488,7 @@ class RemotePool:
     def __init__(self, workdir):
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.port = port_free_on_all(ADDRESSES + [SELF_ADDRESS])
+        self.port = harness.pick_port(ADDRESSES + [SELF_ADDRESS])
         self.remotes = []
         self._free = list(ADDRESSES)
 
