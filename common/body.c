@@ -175,3 +175,12 @@ body_free(struct body *b)
 	evbuffer_free(b->mem);
 	b->mem = NULL;
 }
+
+/* store_error_reply - see body.h */
+const char *
+store_error_reply(int error)
+{
+	if (error == ENOSPC || error == EDQUOT)
+		return "452 4.3.1 Insufficient system storage";
+	return "451 4.3.0 Local delivery failed, try again later";
+}

@@ -31,10 +31,12 @@ static int wk_nthreads;
 static bool wk_stopping;
 static unsigned wk_pending;
 static struct event *wk_done_ev;
+static _Thread_local bool wk_on_worker;
 
 static void *
 worker_main(void *unused)
 {
+	wk_on_worker = true;
 	for (;;) {
 		struct job *j;
 
@@ -106,6 +108,12 @@ worker_submit(void (*work)(void *), void (*done)(void *), void *arg)
 	wk_tail = &j->next;
 	pthread_cond_signal(&wk_cond);
 	pthread_mutex_unlock(&wk_lock);
+}
+
+bool
+worker_thread(void)
+{
+	return wk_on_worker;
 }
 
 unsigned
