@@ -720,7 +720,7 @@ smtpd_configure(struct config *c, struct tables *t, SSL_CTX *mx, SSL_CTX *sub)
 {
 	struct config *old = smtpd.cfg;
 
-	smtpd.cfg = config_ref(c);
+	smtpd.cfg = c ? config_ref(c) : NULL;
 	if (old != NULL)
 		config_free(old);
 	smtpd.tables = t;
