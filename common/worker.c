@@ -32,6 +32,7 @@ static bool wk_stopping;
 static unsigned wk_pending;
 static struct event *wk_done_ev;
 static _Thread_local bool wk_on_worker;
+static void (*wk_idle)(void);
 
 static void *
 worker_main(void *unused)
@@ -79,6 +80,14 @@ worker_done_cb(evutil_socket_t fd, short what, void *unused)
 		j->done(j->arg);
 		free(j);
 	}
+	if (wk_pending == 0 && wk_idle)
+		wk_idle();
+}
+
+void
+worker_set_idle_hook(void (*fn)(void))
+{
+	wk_idle = fn;
 }
 
 void

@@ -1,14 +1,23 @@
 /*
- * proxy.c - the synchronous forwarding proxy.
+ * proxy.c - the synchronous forwarding proxy: forward_route.
  *
- * One struct fwd ties an inbound session to one outbound client
+ * The session engine (smtpd/commands.c) hands this route each RCPT that
+ * forward_mx_router (router.c) gave it, then DATA, the message's chunks
+ * and the final dot (smtpd/route.h); the route answers each through the
+ * engine's API (smtpd_rcpt_answer, smtpd_data_go, smtpd_tx_done) and
+ * paces the client with smtpd_input_pause/resume, and never touches the
+ * session itself.  Local copies of a forwarded address are local/'s
+ * (local_copies_run on a worker; the job owns them while it runs).
+ *
+ * One struct fwd (the route's data of the session) ties an inbound
+ * session to one outbound client
  * (outbound/client.c) for one target domain; it lives as long as one
  * transaction of the inbound session, and holds a slot of the forward
  * limits only that long: every end of the transaction ends the remote
  * session with QUIT, and a transaction that does not reach DATA within
  * forward_rcpt_budget of its own time loses it (doc/forwarding.md,
- * Limits).  Each step that waits for the remote puts the inbound session in
- * ST_WAIT under a budget timer (forward_rcpt_budget for everything behind
+ * Limits).  Each step that waits for the remote leaves the inbound session
+ * waiting (its input held) under a budget timer (forward_rcpt_budget for everything behind
  * one RCPT or DATA, forward_data_budget from the client's final dot to our
  * reply) and answers the client with the remote's own reply, mapped by
  * fwd_map_reply().  The final dot goes to the remote only after the

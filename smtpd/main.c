@@ -468,6 +468,7 @@ main(int argc, char **argv)
 	smtpd_set_auth(&sub_auth_ops);
 	sub_configure(smtpd.base, smtpd.cfg, smtpd.tables);
 	smtpd_set_idle_hook(smtpd_maybe_exit);
+	worker_set_idle_hook(smtpd_maybe_exit);
 	if (smtpd.cfg->sasl_db &&
 	    sub_sasl_init(smtpd.cfg->sasl_db, err, sizeof(err)) == -1) {
 		fprintf(stderr, "%s:%d: sasl_db: %s\n", smtpd.cfg->path,

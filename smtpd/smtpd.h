@@ -24,7 +24,6 @@
 #include "../common/addr.h"
 #include "../common/body.h"
 #include "../common/config.h"
-#include "../common/result.h"
 #include "../common/tables.h"
 #include "dataphase.h"
 #include "route.h"
@@ -145,7 +144,7 @@ char *smtpd_received_header(const char *helo, const char *peer, bool esmtp,
     bool tls, bool utf8, const char *user, const char *hostname,
     const char *id, const char *tls_info, const char *rcpt, const char *date);
 
-/* parse.c */
+/* parse.c - the arguments of MAIL, RCPT and HELO/EHLO (pure) */
 struct smtpd_mail_args {
 	struct mailaddr addr;
 	bool null_sender;
@@ -153,9 +152,16 @@ struct smtpd_mail_args {
 	bool body8bit;		/* BODY=8BITMIME (RFC 6152) */
 	uint64_t size;		/* SIZE= (RFC 1870), 0 if not given */
 };
+/*
+ * smtpd_parse_mail - "FROM:<path> [params]" into m: NULL, or the whole
+ * refusal (a SIZE over max_size, an unknown parameter, AUTH= only where
+ * auth_offered...); arg is modified
+ */
 const char *smtpd_parse_mail(char *arg, struct smtpd_mail_args *, uint64_t max_size,
     bool auth_offered);
+/* smtpd_parse_rcpt - "TO:<path>" into a: NULL, or the whole refusal */
 const char *smtpd_parse_rcpt(char *arg, struct mailaddr *);
+/* smtpd_parse_helo - the HELO/EHLO argument's first word into out; false if bad */
 bool smtpd_parse_helo(const char *arg, char *out, size_t size);
 
 /* listener.c */
@@ -165,10 +171,20 @@ int smtpd_listeners_bind(const struct config *, char *err, size_t errsize);
 void smtpd_listeners_start(void);
 /* smtpd_listeners_stop - close the listening sockets */
 void smtpd_listeners_stop(void);
+/*
+ * smtpd_addr_admit - count a new connection of the client's address (its
+ * key, "1.2.3.4" or an IPv6 /64, into key); false past
+ * max_connections_per_address
+ */
 bool smtpd_addr_admit(const struct sockaddr *, char *key, size_t keysize);
+/* smtpd_addr_release - that connection has ended */
 void smtpd_addr_release(const char *key);
 
 /* tls.c */
+/*
+ * smtpd_tls_ctx - a server context from the certificate chain and key
+ * files; strict: TLS 1.2 or newer (the submission roles); NULL and err
+ */
 SSL_CTX *smtpd_tls_ctx(const char *cert, const char *key, bool strict,
     char *err, size_t errsize);
 
