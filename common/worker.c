@@ -93,6 +93,7 @@ worker_set_idle_hook(void (*fn)(void))
 void
 worker_init(struct event_base *base, int n)
 {
+	wk_stopping = false;	/* a pool may start again after worker_shutdown */
 	wk_done_ev = event_new(base, -1, 0, worker_done_cb, NULL);
 	if (wk_done_ev == NULL)
 		fatalx("worker: event_new");

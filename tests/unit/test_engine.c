@@ -20,6 +20,7 @@
 
 #include <dirent.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include "common/hmap.h"
 #include "common/util.h"
@@ -488,11 +489,11 @@ new_files(const char *mailbox_dir)
 	return n;
 }
 
-/* wait_jobs - run the loop until every worker job has come back (bounded) */
+/* wait_jobs - run the loop until every worker job has come back (bounded: 20 s) */
 static void
 wait_jobs(void)
 {
-	for (int i = 0; i < 2000 && worker_pending() > 0; i++) {
+	for (int i = 0; i < 20000 && worker_pending() > 0; i++) {
 		event_base_loop(smtpd.base, EVLOOP_NONBLOCK);
 		usleep(1000);
 	}
@@ -515,30 +516,86 @@ test_local_route_delivers(void **state)
 	assert_string_equal(fake.log, "");
 }
 
+/* block_work - holds the one worker until the test writes to the pipe */
+static void
+block_work(void *arg)
+{
+	char c;
+
+	(void)read(*(int *)arg, &c, 1);
+}
+
+static void
+block_done(void *arg)
+{
+}
+
 /*
  * the job owns the copies and finds the session by id: a session gone
- * while its delivery runs costs nothing but the reply (the message is in
- * new/, as doc/security.md says of a lost 250)
+ * while its delivery waits or runs costs nothing but the reply (the
+ * message is in new/, as doc/security.md says of a lost 250)
  */
 static void
 test_local_job_outlives_the_session(void **state)
 {
 	char new_dir[600];
+	int p[2];
 
+	assert_int_equal(pipe(p), 0);
+	worker_submit(block_work, block_done, &p[0]);
 	greeted();
 	say("RCPT TO:<local@example.test>\r\nDATA\r\n", 5);
 	say("Subject: hi\r\n\r\nbody\r\n.\r\n", 5);
-	/* the final dot is read and the job submitted; its done has not run */
-	for (int i = 0; i < 200 && worker_pending() == 0; i++) {
+	/* the final dot is read and the delivery queued behind the blocker */
+	for (int i = 0; i < 200 && worker_pending() < 2; i++) {
 		event_base_loop(smtpd.base, EVLOOP_NONBLOCK);
 		usleep(1000);
 	}
-	assert_int_equal(worker_pending(), 1);
+	assert_int_equal(worker_pending(), 2);
 	smtpd_sessions_kill();
 	assert_int_equal(smtpd_session_count(), 0);
+	assert_int_equal(write(p[1], "x", 1), 1);
 	wait_jobs();
+	close(p[0]);
+	close(p[1]);
 	snprintf(new_dir, sizeof(new_dir), "%s/maildir/example.test/local/new", dir);
 	assert_int_equal(new_files(new_dir), 1);
+}
+
+/* a job that reads the session on its worker thread: the engine stops it */
+static void
+bad_work(void *arg)
+{
+	(void)smtpd_tx_id(arg);
+}
+
+static void
+no_done(void *arg)
+{
+}
+
+static void
+test_worker_cannot_read_the_session(void **state)
+{
+	int status;
+	pid_t pid;
+
+	greeted();
+	say("RCPT TO:<x@example.test>\r\n", 4);
+	if ((pid = fork()) == 0) {
+		/* the child has no worker threads: start one of its own */
+		worker_init(smtpd.base, 1);
+		worker_submit(bad_work, no_done, fake.s);
+		for (int i = 0; i < 2000; i++) {
+			event_base_loop(smtpd.base, EVLOOP_NONBLOCK);
+			usleep(1000);
+		}
+		_exit(0);	/* not reached: fatalx on the worker thread */
+	}
+	assert_true(pid > 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 1);
 }
 
 /* smtpd_received_header: the exact field, as Maildir copies carry it */
@@ -594,7 +651,7 @@ run_rcv_case(void **state)
 int
 main(void)
 {
-	struct CMUnitTest tests[14 + nitems(rcv_cases)];
+	struct CMUnitTest tests[15 + nitems(rcv_cases)];
 	size_t n = 0;
 
 	log_init("test_engine", 0, 0);
@@ -614,6 +671,7 @@ main(void)
 	ENGINE_TEST(tests, n, test_session_find);
 	ENGINE_TEST(tests, n, test_local_route_delivers);
 	ENGINE_TEST(tests, n, test_local_job_outlives_the_session);
+	ENGINE_TEST(tests, n, test_worker_cannot_read_the_session);
 	UNIT_ROWS(tests, n, run_rcv_case, rcv_cases);
 	UNIT_RUN(tests, n);
 }
