@@ -219,6 +219,7 @@ void smtpd_auth_success(struct smtpd_session *, const char *user);
  * another answer) and smtpd_resume(); e.g. the delay before a 535
  */
 void smtpd_wait(struct smtpd_session *);
+/* smtpd_session_waiting - the session is held by smtpd_wait() (or a route) */
 bool smtpd_session_waiting(const struct smtpd_session *);
 bool smtpd_session_tls(const struct smtpd_session *);	/* TLS is on */
 bool smtpd_session_ehlo(const struct smtpd_session *);	/* EHLO, not HELO */
