@@ -137,6 +137,15 @@ fake_router(struct smtpd_session *s, const struct mailaddr *a, const char *key,
 }
 
 static void wait_jobs(void);
+static bool workers_on;		/* this test started the worker pool */
+
+/* workers - the tests that deliver start one worker thread */
+static void
+workers(void)
+{
+	worker_init(smtpd.base, 1);
+	workers_on = true;
+}
 
 /* the engine and one client */
 static char *dir;
@@ -177,7 +186,6 @@ setup(void **state)
 	smtpd_configure(cfg, NULL, NULL, NULL);
 	config_free(cfg);		/* the engine holds it */
 	smtpd_set_router(ROLE_MX, fake_router);
-	worker_init(smtpd.base, 1);
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
 	fcntl(sv[0], F_SETFL, O_NONBLOCK);
 	fcntl(sv[1], F_SETFL, O_NONBLOCK);
@@ -195,8 +203,11 @@ teardown(void **state)
 		close(client);
 	client = -1;
 	smtpd_sessions_kill();
-	wait_jobs();
-	worker_shutdown();
+	if (workers_on) {
+		wait_jobs();
+		worker_shutdown();
+		workers_on = false;
+	}
 	hmap_free(smtpd.per_addr, NULL);
 	hmap_free(smtpd.by_id, NULL);
 	smtpd.per_addr = smtpd.by_id = NULL;
@@ -505,6 +516,7 @@ test_local_route_delivers(void **state)
 {
 	char new_dir[600];
 
+	workers();
 	greeted();
 	say("RCPT TO:<local@example.test>\r\nDATA\r\n", 5);
 	assert_reply(5, "354 ");
@@ -542,6 +554,7 @@ test_local_job_outlives_the_session(void **state)
 	int p[2];
 
 	assert_int_equal(pipe(p), 0);
+	workers();
 	worker_submit(block_work, block_done, &p[0]);
 	greeted();
 	say("RCPT TO:<local@example.test>\r\nDATA\r\n", 5);
@@ -583,7 +596,7 @@ test_worker_cannot_read_the_session(void **state)
 	greeted();
 	say("RCPT TO:<x@example.test>\r\n", 4);
 	if ((pid = fork()) == 0) {
-		/* the child has no worker threads: start one of its own */
+		/* a worker thread of the child's own */
 		worker_init(smtpd.base, 1);
 		worker_submit(bad_work, no_done, fake.s);
 		for (int i = 0; i < 2000; i++) {
