@@ -10,7 +10,9 @@
  * The octets in all spool files together are bounded (spool_max_size,
  * doc/chamois.conf.5; doc/security.md "Spool space"): a spill that would go
  * past the bound writes nothing and fails with ENOSPC, which the callers
- * answer as a full disk (452 4.3.1).  Spills and frees all happen on the
+ * answer as a full disk (452 4.3.1, store_error_reply(), which the engine
+ * and every route give for a body that could not be kept).  Spills and
+ * frees all happen on the
  * loop thread (workers only read a body, body_write_fd), so the count is a
  * plain counter.
  */

@@ -5,6 +5,9 @@
  * never stall other sessions, so they run here: a fixed set of threads takes
  * jobs from one queue; a finished job goes onto a done list and one event,
  * activated from the worker thread, runs every done callback on the loop.
+ * A job owns what it works on (worker.h); worker_thread() lets loop-only
+ * code refuse to run on a worker, and the idle hook tells the composition
+ * root when the last job is back.
  */
 #include <pthread.h>
 #include <stdbool.h>
