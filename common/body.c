@@ -12,9 +12,8 @@
  * past the bound writes nothing and fails with ENOSPC, which the callers
  * answer as a full disk (452 4.3.1, store_error_reply(), which the engine
  * and every route give for a body that could not be kept).  Spills and
- * frees all happen on the
- * loop thread (workers only read a body, body_write_fd), so the count is a
- * plain counter.
+ * frees all happen on the loop thread (workers only read a body,
+ * body_write_fd), so the count is a plain counter.
  */
 #include <errno.h>
 #include <fcntl.h>
