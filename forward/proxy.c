@@ -69,6 +69,7 @@ enum fwd_wait {
 	W_LOCAL,	/* local copies being synced in tmp/ */
 	W_DOT,		/* the remote's answer to the final dot */
 	W_COMMIT,	/* local copies moving into new/ */
+	W_REMOVE,	/* local copies being removed before the last reply */
 };
 
 struct fwd {
@@ -362,6 +363,37 @@ tx_answer(struct fwd *f, const char *reply)
 	smtpd_tx_done(f->s, "%s", reply);
 }
 
+static void
+copies_removed(struct smtpd_session *s, struct local_copies *lc, void *arg)
+{
+	struct fwd *f = smtpd_route_data(s, &forward_route);
+
+	local_copies_drop(lc, false);	/* nothing is left on disk */
+	if (f != NULL)
+		tx_answer(f, f->final_reply);
+}
+
+/*
+ * finish - the last reply of a transaction whose local copies must go
+ * (all: from new/ too): they are removed on a worker first, off the
+ * loop, so that the client never has the reply while a copy is still
+ * on disk
+ */
+static void
+finish(struct fwd *f, struct local_copies *lc, bool all, const char *reply)
+{
+	if (lc == NULL || !local_copies_on_disk(lc, all)) {
+		local_copies_drop(lc, all);
+		tx_answer(f, reply);
+		return;
+	}
+	if (reply != f->final_reply)
+		str_copy(f->final_reply, reply, sizeof(f->final_reply));
+	f->wait = W_REMOVE;
+	local_copies_run(lc, all ? LOCAL_REMOVE : LOCAL_REMOVE_PREPARED, f->s,
+	    copies_removed, NULL);
+}
+
 /* rcpt_done - the RCPT is answered: reply, remember it if accepted */
 static void
 rcpt_done(struct fwd *f, const char *reply)
@@ -586,11 +618,13 @@ fwd_failed(struct fwd *f, enum smtp_fail why, const struct smtp_reply *r)
 	case W_DATA:
 		tx_answer(f, reply);
 		break;
-	case W_DOT:
-		local_copies_drop(f->lc, true);
+	case W_DOT: {
+		struct local_copies *lc = f->lc;
+
 		f->lc = NULL;
-		tx_answer(f, reply);
+		finish(f, lc, true, reply);
 		break;
+	}
 	default:
 		/* streaming, or idle between transactions */
 		f->failed = smtpd_tx_id(s) != NULL;
@@ -693,12 +727,16 @@ fwd_timeout_cb(evutil_socket_t fd, short what, void *arg)
 		 * forward_data_budget (doc/forwarding.md).
 		 */
 		fwd_close_remote(f);
-		local_copies_drop(f->lc, true);
-		f->lc = NULL;
-		tx_answer(f, reply);
+		{
+			struct local_copies *lc = f->lc;
+
+			f->lc = NULL;
+			finish(f, lc, true, reply);
+		}
 		return;
 	case W_LOCAL:
 	case W_COMMIT:
+	case W_REMOVE:
 		/* a worker job is running: its done callback answers */
 		fwd_close_remote(f);
 		f->failed = true;
@@ -895,8 +933,7 @@ local_prepared(struct smtpd_session *s, struct local_copies *lc, void *arg)
 			    smtpd_tx_id(s), d->failed_step ? d->failed_step : "?");
 		/* the remote must not get a message whose local copy failed */
 		fwd_close_remote(f);
-		local_copies_drop(lc, true);
-		tx_answer(f, reply);
+		finish(f, lc, true, reply);
 		return;
 	}
 	f->lc = lc;
@@ -924,8 +961,7 @@ local_committed(struct smtpd_session *s, struct local_copies *lc, void *arg)
 		for (size_t i = 0; i < d->ncopies; i++)
 			log_info("%s delivery mailbox=%s result=delivered path=%s",
 			    smtpd_tx_id(s), d->copies[i].mailbox, d->copies[i].path);
-	local_copies_drop(lc, false);
-	tx_answer(f, f->final_reply);
+	finish(f, lc, false, f->final_reply);
 }
 
 /* dot_done - the remote answered our final dot */
@@ -955,8 +991,7 @@ dot_done(struct fwd *f, const struct smtp_reply *r)
 		local_copies_run(lc, LOCAL_COMMIT, s, local_committed, NULL);
 		return;
 	}
-	local_copies_drop(lc, true);	/* refused: the local copy goes too */
-	tx_answer(f, f->final_reply);
+	finish(f, lc, true, f->final_reply);	/* refused: the local copy goes too */
 }
 
 /*

@@ -30,6 +30,8 @@ enum local_step {
 	LOCAL_DELIVER,	/* maildir_deliver: tmp/, sync, new/, sync */
 	LOCAL_PREPARE,	/* maildir_prepare: into tmp/ and synced */
 	LOCAL_COMMIT,	/* maildir_commit: the prepared copies into new/ */
+	LOCAL_REMOVE,	/* maildir_abort: every copy goes, tmp/ and new/ */
+	LOCAL_REMOVE_PREPARED,	/* maildir_abort_prepared: the copies in tmp/ go */
 };
 
 /*
@@ -53,6 +55,11 @@ typedef void (*local_done_fn)(struct smtpd_session *, struct local_copies *,
     void *arg);
 void local_copies_run(struct local_copies *, enum local_step,
     struct smtpd_session *, local_done_fn, void *arg);
+/*
+ * local_copies_on_disk - a copy is in tmp/ (all: or in new/): something
+ * for LOCAL_REMOVE(_PREPARED) or local_copies_drop to remove
+ */
+bool local_copies_on_disk(const struct local_copies *, bool all);
 /*
  * local_copies_drop - lc is no longer wanted: its copies in tmp/ (all:
  * in new/ too) are removed on a worker thread, never on the loop, then

@@ -100,17 +100,21 @@ drop_done(void *arg)
 	copies_free(arg);
 }
 
+bool
+local_copies_on_disk(const struct local_copies *lc, bool all)
+{
+	for (size_t i = 0; i < lc->d->ncopies; i++)
+		if (lc->d->copies[i].in_tmp || (all && lc->d->copies[i].in_new))
+			return true;
+	return false;
+}
+
 void
 local_copies_drop(struct local_copies *lc, bool all)
 {
-	bool files = false;
-
 	if (lc == NULL)
 		return;
-	for (size_t i = 0; i < lc->d->ncopies; i++)
-		if (lc->d->copies[i].in_tmp || (all && lc->d->copies[i].in_new))
-			files = true;
-	if (!files) {
+	if (!local_copies_on_disk(lc, all)) {
 		copies_free(lc);
 		return;
 	}
@@ -132,6 +136,12 @@ step_work(void *arg)
 		break;
 	case LOCAL_COMMIT:
 		maildir_commit(lc->d);
+		break;
+	case LOCAL_REMOVE:
+		maildir_abort(lc->d);
+		break;
+	case LOCAL_REMOVE_PREPARED:
+		maildir_abort_prepared(lc->d);
 		break;
 	}
 }

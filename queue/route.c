@@ -75,7 +75,7 @@ queue_data(struct smtpd_session *s)
 /*
  * head_flush - the header section is complete (or too long to wait for):
  * our Received, Message-ID and Date when missing (RFC 5322 3.6,
- * doc/protocol.md submission), then what was read so far
+ * doc/protocol.md "Submission"), then what was read so far
  */
 static void
 head_flush(struct smtpd_session *s, struct queue_tx *q)

@@ -12,8 +12,8 @@
 extern const struct smtpd_route_ops queue_route;
 /*
  * queue_router - the router of the submission roles (smtpd_set_router):
- * a logged-in user may send to anyone (doc/protocol.md), so every
- * address takes queue_route
+ * a logged-in user may send to anyone (doc/protocol.md "Submission"), so
+ * every address takes queue_route
  */
 bool queue_router(struct smtpd_session *, const struct mailaddr *,
     const char *key, const char *shown, struct smtpd_route_pick *);

@@ -536,7 +536,7 @@ cmd_rcpt(struct smtpd_session *s, char *arg)
 		return;
 	}
 	if (tx->route != NULL && strcmp(pick.key, tx->route_key) != 0) {
-		/* doc/protocol.md: one route per transaction */
+		/* doc/protocol.md "Routes": one route per transaction */
 		expansion_free(&pick.exp);
 		smtpd_reply(s, "452 4.5.3 send this recipient in a separate "
 		    "transaction");

@@ -79,7 +79,7 @@ struct smtpd_route_pick {
 	const struct smtpd_route_ops *ops;
 	/*
 	 * key - "local", "forward:DOMAIN", "queue"...: a transaction has one
-	 * key (doc/protocol.md); a recipient with another gets 452 4.5.3
+	 * key (doc/protocol.md "Routes"); a recipient with another gets 452 4.5.3
 	 */
 	char key[DOMAIN_MAX + 8];
 	struct expansion exp;		/* freed by the engine */
