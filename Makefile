@@ -13,7 +13,7 @@ CPPFLAGS += -I. $(PKG_CFLAGS)
 
 # every module's sources go into one static library; programs pull what they use
 PROGRAM_SRC := smtpd/main.c queue/chamoisctl.c queue/sendmail.c
-LIB_SRC := $(filter-out $(PROGRAM_SRC),$(wildcard common/*.c smtpd/*.c maildir/*.c \
+LIB_SRC := $(filter-out $(PROGRAM_SRC),$(wildcard common/*.c smtpd/*.c maildir/*.c local/*.c \
 	outbound/*.c forward/*.c queue/*.c submission/*.c))
 DAEMON_SRC := smtpd/main.c
 

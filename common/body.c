@@ -10,9 +10,10 @@
  * The octets in all spool files together are bounded (spool_max_size,
  * doc/chamois.conf.5; doc/security.md "Spool space"): a spill that would go
  * past the bound writes nothing and fails with ENOSPC, which the callers
- * answer as a full disk (452 4.3.1).  Spills and frees all happen on the
- * loop thread (workers only read a body, body_write_fd), so the count is a
- * plain counter.
+ * answer as a full disk (452 4.3.1, store_error_reply(), which the engine
+ * and every route give for a body that could not be kept).  Spills and
+ * frees all happen on the loop thread (workers only read a body,
+ * body_write_fd), so the count is a plain counter.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -174,4 +175,13 @@ body_free(struct body *b)
 	body_reset(b);
 	evbuffer_free(b->mem);
 	b->mem = NULL;
+}
+
+/* store_error_reply - see body.h */
+const char *
+store_error_reply(int error)
+{
+	if (error == ENOSPC || error == EDQUOT)
+		return "452 4.3.1 Insufficient system storage";
+	return "451 4.3.0 Local delivery failed, try again later";
 }

@@ -35,6 +35,12 @@ void body_free(struct body *);
  * one spill (BODY_SPILL_BYTES) is left.  Loop thread only.
  */
 void body_spool_limit(uint64_t);
+/*
+ * store_error_reply - the reply for a message that could not be kept
+ * (errno of the failure): 452 4.3.1 for a full disk (ENOSPC, EDQUOT),
+ * else 451 4.3.0
+ */
+const char *store_error_reply(int error);
 uint64_t body_spool_in_use(void);
 bool body_spool_full(void);
 

@@ -5,6 +5,9 @@
  * never stall other sessions, so they run here: a fixed set of threads takes
  * jobs from one queue; a finished job goes onto a done list and one event,
  * activated from the worker thread, runs every done callback on the loop.
+ * A job owns what it works on (worker.h); worker_thread() lets loop-only
+ * code refuse to run on a worker, and the idle hook tells the composition
+ * root when the last job is back.
  */
 #include <pthread.h>
 #include <stdbool.h>
@@ -31,10 +34,13 @@ static int wk_nthreads;
 static bool wk_stopping;
 static unsigned wk_pending;
 static struct event *wk_done_ev;
+static _Thread_local bool wk_on_worker;
+static void (*wk_idle)(void);
 
 static void *
 worker_main(void *unused)
 {
+	wk_on_worker = true;
 	for (;;) {
 		struct job *j;
 
@@ -77,11 +83,20 @@ worker_done_cb(evutil_socket_t fd, short what, void *unused)
 		j->done(j->arg);
 		free(j);
 	}
+	if (wk_pending == 0 && wk_idle)
+		wk_idle();
+}
+
+void
+worker_set_idle_hook(void (*fn)(void))
+{
+	wk_idle = fn;
 }
 
 void
 worker_init(struct event_base *base, int n)
 {
+	wk_stopping = false;	/* a pool may start again after worker_shutdown */
 	wk_done_ev = event_new(base, -1, 0, worker_done_cb, NULL);
 	if (wk_done_ev == NULL)
 		fatalx("worker: event_new");
@@ -106,6 +121,12 @@ worker_submit(void (*work)(void *), void (*done)(void *), void *arg)
 	wk_tail = &j->next;
 	pthread_cond_signal(&wk_cond);
 	pthread_mutex_unlock(&wk_lock);
+}
+
+bool
+worker_thread(void)
+{
+	return wk_on_worker;
 }
 
 unsigned

@@ -2,6 +2,8 @@
 #ifndef CHAMOIS_WORKER_H
 #define CHAMOIS_WORKER_H
 
+#include <stdbool.h>
+
 struct event_base;
 
 /*
@@ -11,11 +13,25 @@ struct event_base;
 void worker_init(struct event_base *base, int n);
 /*
  * worker_submit - run work(arg) on a worker thread, then done(arg) on the
- * event loop.  work must not touch loop-owned state.
+ * event loop.  work must not touch loop-owned state: arg is what the job
+ * owns (its data, a copy of what it needs); a job working for a session
+ * keeps the session's id and looks it up in done.
  */
 void worker_submit(void (*work)(void *), void (*done)(void *), void *arg);
+/*
+ * worker_thread - true on a worker thread: loop-only code asserts it is
+ * false (the session engine's accessors do), so a job that reads
+ * loop-owned state fails at once instead of racing
+ */
+bool worker_thread(void);
 /* worker_pending - jobs submitted whose done has not run yet */
 unsigned worker_pending(void);
+/*
+ * worker_set_idle_hook - fn runs on the loop after a done callback has
+ * left no job pending (the composition root decides then whether the
+ * stopping daemon may exit: a job may be the last thing in flight)
+ */
+void worker_set_idle_hook(void (*fn)(void));
 /* worker_shutdown - finish queued jobs and join the threads */
 void worker_shutdown(void);
 

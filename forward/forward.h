@@ -10,32 +10,50 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-struct smtpd_session;
-struct expansion;
+struct config;
+struct event_base;
+struct mailaddr;
+struct resolver;
 struct smtp_reply;
+struct smtpd_route_ops;
+struct smtpd_route_pick;
+struct smtpd_session;
+typedef struct ssl_ctx_st SSL_CTX;
 
 /*
- * fwd_rcpt - RCPT for a forwarded address; exp->external is the target
- * and exp->mailboxes the local copies.  The session waits (ST_WAIT) until
- * the remote has answered, then the client gets that answer.
+ * forward_init - at start, after the listeners are known: the loop, the
+ * outbound resolver and client TLS context (the composition root's,
+ * borrowed for the daemon's life), the SRS secrets (srs.c: from
+ * srs_secret lines or a key file in queue_dir) and the addresses our mx
+ * role answers on.  -1 and err ("FILE:LINE: srs_secret: ...") on failure.
  */
-void fwd_rcpt(struct smtpd_session *, const char *shown, const struct expansion *);
-/* fwd_data - DATA: the client gets 354 once the remote has said 354 */
-void fwd_data(struct smtpd_session *);
-/* fwd_body - a chunk of the message (LF form, unstuffed) */
-void fwd_body(struct smtpd_session *, const char *text, size_t len);
+int forward_init(struct event_base *, const struct config *,
+    struct resolver *, SSL_CTX *tls_client, char *err, size_t errsize);
+/* forward_configure - the config in force (at init and on SIGHUP): limits, budgets */
+void forward_configure(struct config *);
+/* forward_shutdown - after the loop: free the counters, SRS, the config */
+void forward_shutdown(void);
+
 /*
- * fwd_end - the client's final dot: refusal is the reply when a check
- * failed (the remote then never gets a final dot), NULL when all is well.
+ * forward_route - the route of a forwarded address (smtpd/route.h):
+ * each RCPT is asked of the target's server while the client waits, and
+ * answered with that server's reply (fwd_map_reply); DATA gets 354 once
+ * the remote said 354; the body streams through, paced by the remote;
+ * the final dot goes to the remote once every check passed and the local
+ * copies (if any) are synced in tmp/, which move into new/ only after
+ * the remote's 2xx.  Every end of the transaction ends the remote
+ * session with QUIT.
  */
-void fwd_end(struct smtpd_session *, const char *refusal);
+extern const struct smtpd_route_ops forward_route;
 /*
- * fwd_rset - the client's transaction ended (RSET, EHLO, the final dot's
- * reply...): QUIT to the remote, and the forwarding slot is free
+ * forward_mx_router - the router of the mx role (smtpd_set_router): a
+ * domain of ours or 554 5.7.1 (no relay); an SRS address of ours goes
+ * to its original sender (from <> only); a table address to
+ * local_route (local mailboxes only) or forward_route (an external
+ * target; its local mailboxes ride along); else 550 5.1.1.
  */
-void fwd_rset(struct smtpd_session *);
-/* fwd_session_free - the client is gone: close the remote session */
-void fwd_session_free(struct smtpd_session *);
+bool forward_mx_router(struct smtpd_session *, const struct mailaddr *,
+    const char *key, const char *shown, struct smtpd_route_pick *);
 /*
  * fwd_map_reply - a remote reply made safe for our client (pure): its code
  * and enhanced code (X.0.0 of its class when it has none), the text

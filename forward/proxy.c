@@ -1,14 +1,23 @@
 /*
- * proxy.c - the synchronous forwarding proxy.
+ * proxy.c - the synchronous forwarding proxy: forward_route.
  *
- * One struct fwd ties an inbound session to one outbound client
+ * The session engine (smtpd/commands.c) hands this route each RCPT that
+ * forward_mx_router (router.c) gave it, then DATA, the message's chunks
+ * and the final dot (smtpd/route.h); the route answers each through the
+ * engine's API (smtpd_rcpt_answer, smtpd_data_go, smtpd_tx_done) and
+ * paces the client with smtpd_input_pause/resume, and never touches the
+ * session itself.  Local copies of a forwarded address are local/'s
+ * (local_copies_run on a worker; the job owns them while it runs).
+ *
+ * One struct fwd (the route's data of the session) ties an inbound
+ * session to one outbound client
  * (outbound/client.c) for one target domain; it lives as long as one
  * transaction of the inbound session, and holds a slot of the forward
  * limits only that long: every end of the transaction ends the remote
  * session with QUIT, and a transaction that does not reach DATA within
  * forward_rcpt_budget of its own time loses it (doc/forwarding.md,
- * Limits).  Each step that waits for the remote puts the inbound session in
- * ST_WAIT under a budget timer (forward_rcpt_budget for everything behind
+ * Limits).  Each step that waits for the remote leaves the inbound session
+ * waiting (its input held) under a budget timer (forward_rcpt_budget for everything behind
  * one RCPT or DATA, forward_data_budget from the client's final dot to our
  * reply) and answers the client with the remote's own reply, mapped by
  * fwd_map_reply().  The final dot goes to the remote only after the
@@ -37,12 +46,13 @@
 
 #include "../common/hmap.h"
 #include "../common/util.h"
-#include "../common/worker.h"
+#include "../local/local.h"
 #include "../maildir/maildir.h"
 #include "../outbound/client.h"
 #include "../outbound/resolver.h"
 #include "../smtpd/smtpd.h"
 #include "forward.h"
+#include "state.h"
 
 enum fwd_state {
 	FS_RESOLVING,
@@ -59,10 +69,12 @@ enum fwd_wait {
 	W_LOCAL,	/* local copies being synced in tmp/ */
 	W_DOT,		/* the remote's answer to the final dot */
 	W_COMMIT,	/* local copies moving into new/ */
+	W_REMOVE,	/* local copies being removed before the last reply */
 };
 
 struct fwd {
-	struct smtpd_session *s;
+	struct smtpd_session *s;	/* owns this fwd (its route data) */
+	struct local_copies *lc;	/* the local copies, unless a job has them */
 	char domain[DOMAIN_MAX + 1];	/* target domain, A-label */
 	char client_key[64];		/* counted per client address */
 	enum fwd_state state;
@@ -178,7 +190,7 @@ map_reply(const struct fwd *f, const struct smtp_reply *r, char *out,
     size_t size)
 {
 	struct smtp_reply hidden = *r;
-	bool utf8 = f->s->tx && f->s->tx->smtputf8;
+	bool utf8 = smtpd_tx_smtputf8(f->s);
 
 	if (f->rcpt_shown && f->rcpt_exp.external)
 		fwd_hide_address(hidden.text, sizeof(hidden.text),
@@ -193,16 +205,17 @@ map_reply(const struct fwd *f, const struct smtp_reply *r, char *out,
 static bool
 fwd_admit(const struct smtpd_session *s, const char *domain)
 {
-	const struct config *c = smtpd.cfg;
-	uintptr_t nd = (uintptr_t)hmap_get(smtpd.fwd_per_domain, domain);
-	uintptr_t nc = (uintptr_t)hmap_get(smtpd.fwd_per_client, s->addr_key);
+	const struct config *c = fwd_g.cfg;
+	const char *ck = smtpd_session_addr_key(s);
+	uintptr_t nd = (uintptr_t)hmap_get(fwd_g.per_domain, domain);
+	uintptr_t nc = (uintptr_t)hmap_get(fwd_g.per_client, ck);
 
-	if (smtpd.nfwd >= c->forward_max_sessions ||
+	if (fwd_g.nfwd >= c->forward_max_sessions ||
 	    nd >= c->forward_max_per_domain || nc >= c->forward_max_per_client)
 		return false;
-	smtpd.nfwd++;
-	hmap_put(smtpd.fwd_per_domain, domain, (void *)(nd + 1));
-	hmap_put(smtpd.fwd_per_client, s->addr_key, (void *)(nc + 1));
+	fwd_g.nfwd++;
+	hmap_put(fwd_g.per_domain, domain, (void *)(nd + 1));
+	hmap_put(fwd_g.per_client, ck, (void *)(nc + 1));
 	return true;
 }
 
@@ -224,9 +237,9 @@ fwd_release(struct fwd *f)
 	if (!f->counted)
 		return;
 	f->counted = false;
-	smtpd.nfwd--;
-	count_release(smtpd.fwd_per_domain, f->domain);
-	count_release(smtpd.fwd_per_client, f->client_key);
+	fwd_g.nfwd--;
+	count_release(fwd_g.per_domain, f->domain);
+	count_release(fwd_g.per_client, f->client_key);
 }
 
 static int64_t
@@ -249,7 +262,7 @@ hold_run(struct fwd *f)
 	if (f->expired || !f->counted)
 		return;
 	if (f->hold == NULL)
-		f->hold = evtimer_new(smtpd.base, fwd_hold_cb, f);
+		f->hold = evtimer_new(fwd_g.base, fwd_hold_cb, f);
 	tv.tv_sec = f->hold_left_ms / 1000;
 	tv.tv_usec = (f->hold_left_ms % 1000) * 1000;
 	f->hold_since_ms = now_ms();
@@ -282,7 +295,7 @@ fwd_timer_start(struct fwd *f, unsigned seconds)
 	struct timeval tv = { seconds, 0 };
 
 	if (f->timer == NULL)
-		f->timer = evtimer_new(smtpd.base, fwd_timeout_cb, f);
+		f->timer = evtimer_new(fwd_g.base, fwd_timeout_cb, f);
 	evtimer_add(f->timer, &tv);
 }
 
@@ -325,45 +338,60 @@ fwd_free(struct fwd *f)
 	}
 	free(f->targets);
 	free(f->targets_shown);
+	/* copies prepared in tmp/ for a transaction that did not finish */
+	local_copies_drop(f->lc, false);
 	fwd_release(f);
 	free(f);
 }
 
-/* session_wait / session_go_on - the inbound side of a remote step */
+/* go_on - the remote step is over: no budget runs for it any more */
 static void
-session_wait(struct fwd *f, enum fwd_wait w)
+go_on(struct fwd *f)
 {
-	struct smtpd_session *s = f->s;
-
-	if (s->state != ST_WAIT)
-		s->wait_from = s->state;
-	f->wait = w;
-	smtpd_enter_state(s, ST_WAIT);
-}
-
-static void
-session_go_on(struct fwd *f, enum smtpd_state st)
-{
-	struct smtpd_session *s = f->s;
-
 	f->wait = W_NONE;
 	fwd_timer_stop(f);
-	if (s->state == ST_WAIT)
-		smtpd_enter_state(s, st);
-	smtpd_resume(s);
 }
 
-/* tx_answer - the last reply of the transaction: the session goes on */
+/*
+ * tx_answer - the last reply of the transaction: the session goes on
+ * (the engine's rset frees f: nothing may touch it after this)
+ */
 static void
 tx_answer(struct fwd *f, const char *reply)
 {
-	struct smtpd_session *s = f->s;
+	go_on(f);
+	smtpd_tx_done(f->s, "%s", reply);
+}
 
-	smtpd_reply(s, "%s", reply);
-	f->wait = W_NONE;
-	fwd_timer_stop(f);
-	smtpd_tx_end(s);
-	smtpd_resume(s);
+static void
+copies_removed(struct smtpd_session *s, struct local_copies *lc, void *arg)
+{
+	struct fwd *f = smtpd_route_data(s, &forward_route);
+
+	local_copies_drop(lc, false);	/* nothing is left on disk */
+	if (f != NULL)
+		tx_answer(f, f->final_reply);
+}
+
+/*
+ * finish - the last reply of a transaction whose local copies must go
+ * (all: from new/ too): they are removed on a worker first, off the
+ * loop, so that the client never has the reply while a copy is still
+ * on disk
+ */
+static void
+finish(struct fwd *f, struct local_copies *lc, bool all, const char *reply)
+{
+	if (lc == NULL || !local_copies_on_disk(lc, all)) {
+		local_copies_drop(lc, all);
+		tx_answer(f, reply);
+		return;
+	}
+	if (reply != f->final_reply)
+		str_copy(f->final_reply, reply, sizeof(f->final_reply));
+	f->wait = W_REMOVE;
+	local_copies_run(lc, all ? LOCAL_REMOVE : LOCAL_REMOVE_PREPARED, f->s,
+	    copies_removed, NULL);
 }
 
 /* rcpt_done - the RCPT is answered: reply, remember it if accepted */
@@ -371,12 +399,8 @@ static void
 rcpt_done(struct fwd *f, const char *reply)
 {
 	struct smtpd_session *s = f->s;
-	struct smtpd_tx *tx = s->tx;
-	char key[sizeof(tx->route_key)];
 
 	if (reply[0] == '2') {
-		bsnprintf(key, sizeof(key), "forward:%s", f->domain);
-		smtpd_tx_add_rcpt(s, f->rcpt_shown, key, &f->rcpt_exp);
 		f->targets = xreallocarray(f->targets, f->ntargets + 1,
 		    sizeof(char *));
 		f->targets_shown = xreallocarray(f->targets_shown, f->ntargets + 1,
@@ -387,17 +411,18 @@ rcpt_done(struct fwd *f, const char *reply)
 		char f1[LOG_ESC(PATH_MAX_OCTETS)], f2[LOG_ESC(PATH_MAX_OCTETS)];
 		char t[LOG_ESC(REPLY_LINE_MAX)];
 
-		log_info("%s forward rcpt to=<%s> target=<%s> result=\"%s\"", tx->id,
+		log_info("%s forward rcpt to=<%s> target=<%s> result=\"%s\"",
+		    smtpd_tx_id(s),
 		    log_field(f1, sizeof(f1), f->rcpt_shown),
 		    log_field(f2, sizeof(f2), f->rcpt_exp.external),
 		    log_text(t, sizeof(t), reply));
 	}
-	smtpd_reply(s, "%s", reply);
 	free(f->rcpt_shown);
 	f->rcpt_shown = NULL;
 	expansion_free(&f->rcpt_exp);
 	hold_run(f);
-	session_go_on(f, tx->nrcpts > 0 ? ST_RCPT : ST_MAIL);
+	go_on(f);
+	smtpd_rcpt_answer(s, "%s", reply);
 }
 
 static bool
@@ -408,39 +433,40 @@ is_ascii(const char *s)
 
 /* srs_sender - the envelope sender the remote sees */
 static void
-srs_sender(const struct smtpd_tx *tx, char *out, size_t size)
+srs_sender(const char *txsender, char *out, size_t size)
 {
 	out[0] = '\0';
-	if (tx->sender[0] == '\0')
+	if (txsender[0] == '\0')
 		return;		/* <> stays <> */
-	if (!srs_forward(&smtpd.srs, tx->sender, smtpd.cfg->domains[0],
+	if (!srs_forward(&fwd_g.srs, txsender, fwd_g.cfg->domains[0],
 	    time(NULL), out, size))
-		str_copy(out, tx->sender, size);
+		str_copy(out, txsender, size);
 }
 
 /* send_rcpt - the remote is ready: MAIL (once per transaction) and RCPT */
 static void
 send_rcpt(struct fwd *f)
 {
-	struct smtpd_tx *tx = f->s->tx;
+	struct smtpd_session *s = f->s;
 	const struct smtp_caps *caps = smtp_client_caps(f->c);
 	const char *target = f->rcpt_exp.external;
 	char sender[PATH_MAX_OCTETS * 2], params[128] = "", reply[SMTP_REPLY_TEXT_MAX + 32];
 	uint64_t size;
 
-	srs_sender(tx, sender, sizeof(sender));
+	srs_sender(smtpd_tx_sender(s), sender, sizeof(sender));
 	/* what the remote cannot take is refused before any data moves */
 	if ((!is_ascii(target) || !is_ascii(sender)) && !caps->smtputf8) {
 		rcpt_done(f, "553 5.6.7 The next server does not support SMTPUTF8 "
 		    "for this non-ASCII address");
 		return;
 	}
-	if (tx->body8bit && !caps->eightbitmime) {
+	if (smtpd_tx_body8bit(s) && !caps->eightbitmime) {
 		rcpt_done(f, "550 5.6.3 The next server does not accept 8-bit "
 		    "messages (no 8BITMIME)");
 		return;
 	}
-	size = tx->size_param ? tx->size_param + 1024 : 0;	/* + our Received */
+	size = smtpd_tx_size_param(s);
+	size = size ? size + 1024 : 0;	/* + our Received */
 	if (size && caps->size && caps->size_max && size > caps->size_max) {
 		rcpt_done(f, "552 5.3.4 Message too big for the next server");
 		return;
@@ -456,10 +482,10 @@ send_rcpt(struct fwd *f)
 		if (size && caps->size)
 			o += (size_t)snprintf(params + o, sizeof(params) - o,
 			    "SIZE=%" PRIu64, size);
-		if (tx->body8bit)
+		if (smtpd_tx_body8bit(s))
 			o += (size_t)snprintf(params + o, sizeof(params) - o,
 			    "%sBODY=8BITMIME", o ? " " : "");
-		if (tx->smtputf8 && caps->smtputf8)
+		if (smtpd_tx_smtputf8(s) && caps->smtputf8)
 			snprintf(params + o, sizeof(params) - o, "%sSMTPUTF8",
 			    o ? " " : "");
 		smtp_client_mail(f->c, sender, params);
@@ -473,10 +499,10 @@ send_rcpt(struct fwd *f)
 static bool
 is_self(const struct mx_target *t)
 {
-	if (strcasecmp(t->host, smtpd.cfg->hostname) == 0)
+	if (strcasecmp(t->host, fwd_g.cfg->hostname) == 0)
 		return true;
-	for (size_t i = 0; i < smtpd.nself; i++) {
-		const struct sockaddr_storage *me = &smtpd.self[i];
+	for (size_t i = 0; i < fwd_g.nself; i++) {
+		const struct sockaddr_storage *me = &fwd_g.self[i];
 		unsigned port;
 
 		if (me->ss_family != t->ss.ss_family)
@@ -486,7 +512,7 @@ is_self(const struct mx_target *t)
 			const struct sockaddr_in *b = (const void *)&t->ss;
 
 			port = ntohs(a->sin_port);
-			if (port == smtpd.cfg->remote_port &&
+			if (port == fwd_g.cfg->remote_port &&
 			    a->sin_addr.s_addr == b->sin_addr.s_addr)
 				return true;
 		} else {
@@ -494,7 +520,7 @@ is_self(const struct mx_target *t)
 			const struct sockaddr_in6 *b = (const void *)&t->ss;
 
 			port = ntohs(a->sin6_port);
-			if (port == smtpd.cfg->remote_port &&
+			if (port == fwd_g.cfg->remote_port &&
 			    memcmp(&a->sin6_addr, &b->sin6_addr, 16) == 0)
 				return true;
 		}
@@ -509,16 +535,18 @@ fwd_connect(struct fwd *f, const struct mx_target *targets, size_t n)
 	struct smtp_client_params p;
 
 	memset(&p, 0, sizeof(p));
-	p.base = smtpd.base;
-	p.helo = f->s->cfg->hostname;	/* the session holds its config */
-	p.tls = smtpd.tls_client;
+	p.base = fwd_g.base;
+	/* the session holds its config */
+	p.helo = smtpd_session_config(f->s)->hostname;
+	p.tls = fwd_g.tls_client;
 	p.targets = targets;
 	p.ntargets = n;
-	p.port = smtpd.cfg->remote_port;
-	p.step_timeout.tv_sec = smtpd.cfg->forward_rcpt_budget;
+	p.port = fwd_g.cfg->remote_port;
+	p.step_timeout.tv_sec = fwd_g.cfg->forward_rcpt_budget;
 	p.cb = fwd_client_cb;
 	p.arg = f;
-	p.log_id = f->s->tx ? f->s->tx->id : f->s->idstr;
+	p.log_id = smtpd_tx_id(f->s) ? smtpd_tx_id(f->s) :
+	    smtpd_session_idstr(f->s);
 	f->state = FS_CONNECTING;
 	f->c = smtp_client_new(&p);
 }
@@ -558,7 +586,7 @@ fwd_resolved(void *arg, const struct mx_answer *ans)
 		return;
 	}
 	f->state = FS_DEAD;
-	log_info("%s forward dns domain=%s status=%d", f->s->idstr,
+	log_info("%s forward dns domain=%s status=%d", smtpd_session_idstr(f->s),
 	    log_field(esc, sizeof(esc), f->domain), (int)ans->status);
 	rcpt_done(f, reply);
 }
@@ -591,21 +619,16 @@ fwd_failed(struct fwd *f, enum smtp_fail why, const struct smtp_reply *r)
 		tx_answer(f, reply);
 		break;
 	case W_DOT: {
-		struct maildir_delivery *d = s->tx->delivery;
+		struct local_copies *lc = f->lc;
 
-		if (d)
-			maildir_abort(d);
-		tx_answer(f, reply);
+		f->lc = NULL;
+		finish(f, lc, true, reply);
 		break;
 	}
 	default:
 		/* streaming, or idle between transactions */
-		f->failed = s->tx != NULL;
-		if (s->flags & SF_PAUSED) {
-			s->flags &= ~SF_PAUSED;
-			bufferevent_enable(s->bev, EV_READ);
-			smtpd_resume(s);
-		}
+		f->failed = smtpd_tx_id(s) != NULL;
+		smtpd_input_resume(s);
 		break;
 	}
 }
@@ -630,11 +653,7 @@ fwd_client_cb(void *arg, enum smtp_client_event ev, enum smtp_cmd cmd,
 		fwd_failed(f, why, r);
 		return;
 	case SC_DRAINED:
-		if (s->flags & SF_PAUSED) {
-			s->flags &= ~SF_PAUSED;
-			bufferevent_enable(s->bev, EV_READ);
-			smtpd_resume(s);
-		}
+		smtpd_input_resume(s);
 		return;
 	case SC_REPLY:
 		break;
@@ -657,9 +676,11 @@ fwd_client_cb(void *arg, enum smtp_client_event ev, enum smtp_cmd cmd,
 		if (f->wait != W_DATA)
 			return;
 		if (r->code == 354) {
-			smtpd_reply(s, "354 End data with <CR><LF>.<CR><LF>");
-			smtp_client_body(f->c, s->tx->received, strlen(s->tx->received));
-			session_go_on(f, ST_DATA);
+			const char *rcv = smtpd_tx_received(s);
+
+			go_on(f);
+			smtpd_data_go(s);
+			smtp_client_body(f->c, rcv, strlen(rcv));
 			return;
 		}
 		if (r->code / 100 == 2 || r->code / 100 == 3)
@@ -690,7 +711,7 @@ fwd_timeout_cb(evutil_socket_t fd, short what, void *arg)
 
 	bsnprintf(reply, sizeof(reply), "451 4.4.2 The next server for %s did "
 	    "not answer in time, try again later", f->domain);
-	log_info("%s forward timeout domain=%s wait=%d", s->idstr,
+	log_info("%s forward timeout domain=%s wait=%d", smtpd_session_idstr(s),
 	    log_field(esc, sizeof(esc), f->domain), (int)f->wait);
 	switch (f->wait) {
 	case W_RCPT:
@@ -706,15 +727,16 @@ fwd_timeout_cb(evutil_socket_t fd, short what, void *arg)
 		 * forward_data_budget (doc/forwarding.md).
 		 */
 		fwd_close_remote(f);
-		if (s->tx->delivery)
-			maildir_abort(s->tx->delivery);
-		smtpd_reply(s, "%s", reply);
-		f->wait = W_NONE;
-		smtpd_tx_end(s);
-		smtpd_resume(s);
+		{
+			struct local_copies *lc = f->lc;
+
+			f->lc = NULL;
+			finish(f, lc, true, reply);
+		}
 		return;
 	case W_LOCAL:
 	case W_COMMIT:
+	case W_REMOVE:
 		/* a worker job is running: its done callback answers */
 		fwd_close_remote(f);
 		f->failed = true;
@@ -735,7 +757,7 @@ fwd_hold_cb(evutil_socket_t fd, short what, void *arg)
 	struct fwd *f = arg;
 
 	log_info("%s forward released domain=%s reason=no-data-in-time",
-	    f->s->idstr, f->domain);
+	    smtpd_session_idstr(f->s), f->domain);
 	if (f->c && f->state == FS_READY) {
 		smtp_client_quit(f->c);
 		f->c = NULL;
@@ -745,61 +767,67 @@ fwd_hold_cb(evutil_socket_t fd, short what, void *arg)
 	f->expired = true;
 }
 
-void
+/* fwd_rcpt - forward_route's rcpt: ask the target's server (route.h) */
+static void
 fwd_rcpt(struct smtpd_session *s, const char *shown, const struct expansion *exp)
 {
-	struct fwd *f = s->fwd;
+	struct fwd *f = smtpd_route_data(s, &forward_route);
 	const char *at = strrchr(exp->external, '@'), *sat;
 	char domain[DOMAIN_MAX + 1] = "";
+	size_t nrcpts;
 
 	if (at == NULL || !addr_domain_key(at + 1, domain, sizeof(domain))) {
-		smtpd_reply(s, "451 4.3.0 <%s>: bad forwarding target", shown);
+		smtpd_rcpt_answer(s, "451 4.3.0 <%s>: bad forwarding target", shown);
 		return;
 	}
-	if ((sat = strrchr(s->tx->sender, '@')) != NULL && sat[1] == '[') {
+	if ((sat = strrchr(smtpd_tx_sender(s), '@')) != NULL && sat[1] == '[') {
 		/* doc/forwarding.md, SRS: no SRS address may lead to a literal */
 		char f1[LOG_ESC(PATH_MAX_OCTETS)];
 
 		log_info("%s forward refused to=<%s> reason=literal-sender",
-		    s->tx->id, log_field(f1, sizeof(f1), shown));
-		smtpd_reply(s, "550 5.7.1 <%s>: mail from an address literal "
+		    smtpd_tx_id(s), log_field(f1, sizeof(f1), shown));
+		smtpd_rcpt_answer(s, "550 5.7.1 <%s>: mail from an address literal "
 		    "cannot be forwarded (SRS cannot rewrite such a sender safely)",
 		    shown);
 		return;
 	}
 	if (f && f->expired) {
-		smtpd_reply(s, "451 4.4.2 <%s>: this transaction held its "
+		smtpd_rcpt_answer(s, "451 4.4.2 <%s>: this transaction held its "
 		    "forwarding session too long without DATA, try again later",
 		    shown);
 		return;
 	}
+	smtpd_tx_rcpts(s, &nrcpts);
 	if (f && (strcmp(f->domain, domain) != 0 || f->state == FS_DEAD)) {
-		if (s->tx->route == ROUTE_FORWARD && f->state == FS_DEAD) {
+		/* the engine keeps one route key, so one domain, per transaction */
+		if (nrcpts > 0 && f->state == FS_DEAD) {
 			/* the remote session of this transaction is gone */
-			smtpd_reply(s, "451 4.4.2 <%s>: the next server was lost, "
-			    "try again later", shown);
+			smtpd_rcpt_answer(s, "451 4.4.2 <%s>: the next server was "
+			    "lost, try again later", shown);
 			return;
 		}
 		fwd_free(f);
-		s->fwd = f = NULL;
+		f = NULL;
+		smtpd_route_set_data(s, &forward_route, NULL);
 	}
 	if (f == NULL) {
 		if (!fwd_admit(s, domain)) {
 			char esc[LOG_ESC(DOMAIN_MAX)];
 
 			log_info("%s forward refused domain=%s reason=limit",
-			    s->idstr, log_field(esc, sizeof(esc), domain));
-			smtpd_reply(s, "451 4.4.5 Too many forwarding sessions, try "
-			    "again later");
+			    smtpd_session_idstr(s), log_field(esc, sizeof(esc), domain));
+			smtpd_rcpt_answer(s, "451 4.4.5 Too many forwarding sessions, "
+			    "try again later");
 			return;
 		}
 		f = xcalloc(1, sizeof(*f));
 		f->counted = true;
-		f->hold_left_ms = (int64_t)smtpd.cfg->forward_rcpt_budget * 1000;
+		f->hold_left_ms = (int64_t)fwd_g.cfg->forward_rcpt_budget * 1000;
 		f->s = s;
 		str_copy(f->domain, domain, sizeof(f->domain));
-		str_copy(f->client_key, s->addr_key, sizeof(f->client_key));
-		s->fwd = f;
+		str_copy(f->client_key, smtpd_session_addr_key(s),
+		    sizeof(f->client_key));
+		smtpd_route_set_data(s, &forward_route, f);
 		f->state = FS_RESOLVING;
 	}
 	hold_pause(f);
@@ -809,12 +837,12 @@ fwd_rcpt(struct smtpd_session *s, const char *shown, const struct expansion *exp
 	f->rcpt_exp.mailboxes = xcalloc(exp->nmailboxes, sizeof(char *));
 	for (size_t i = 0; i < exp->nmailboxes; i++)
 		f->rcpt_exp.mailboxes[i] = xstrdup(exp->mailboxes[i]);
-	session_wait(f, W_RCPT);
-	fwd_timer_start(f, smtpd.cfg->forward_rcpt_budget);
+	f->wait = W_RCPT;
+	fwd_timer_start(f, fwd_g.cfg->forward_rcpt_budget);
 	{
 		char f1[LOG_ESC(PATH_MAX_OCTETS)], f2[LOG_ESC(PATH_MAX_OCTETS)];
 
-		log_info("%s forward rcpt to=<%s> target=<%s>", s->tx->id,
+		log_info("%s forward rcpt to=<%s> target=<%s>", smtpd_tx_id(s),
 		    log_field(f1, sizeof(f1), shown),
 		    log_field(f2, sizeof(f2), exp->external));
 	}
@@ -824,7 +852,7 @@ fwd_rcpt(struct smtpd_session *s, const char *shown, const struct expansion *exp
 		struct mx_target t;
 
 		if (f->domain[0] != '[') {
-			f->q = resolver_mx(smtpd.resolver, f->domain, fwd_resolved, f);
+			f->q = resolver_mx(fwd_g.resolver, f->domain, fwd_resolved, f);
 			return;
 		}
 		if (!mx_literal_target(f->domain, &t)) {
@@ -840,57 +868,40 @@ fwd_rcpt(struct smtpd_session *s, const char *shown, const struct expansion *exp
 	}
 }
 
-void
+/* fwd_data - DATA: the client gets 354 once the remote has said 354 */
+static void
 fwd_data(struct smtpd_session *s)
 {
-	struct fwd *f = s->fwd;
+	struct fwd *f = smtpd_route_data(s, &forward_route);
 
 	if (f && f->expired) {
-		smtpd_reply(s, "451 4.4.2 This transaction held its forwarding "
+		smtpd_tx_done(s, "451 4.4.2 This transaction held its forwarding "
 		    "session too long without DATA, try again later");
-		smtpd_tx_end(s);
 		return;
 	}
 	if (f == NULL || f->state != FS_READY || f->c == NULL) {
-		smtpd_reply(s, "451 4.4.2 The next server was lost, try again later");
-		smtpd_tx_end(s);
+		smtpd_tx_done(s, "451 4.4.2 The next server was lost, try again "
+		    "later");
 		return;
 	}
 	hold_pause(f);		/* DATA reached: the bound is met */
 	f->failed = false;
-	session_wait(f, W_DATA);
-	fwd_timer_start(f, smtpd.cfg->forward_rcpt_budget);
+	f->wait = W_DATA;
+	fwd_timer_start(f, fwd_g.cfg->forward_rcpt_budget);
 	smtp_client_data(f->c);
 }
 
-void
+/* fwd_body - a chunk of the message streams to the remote, paced by it */
+static void
 fwd_body(struct smtpd_session *s, const char *text, size_t len)
 {
-	struct fwd *f = s->fwd;
+	struct fwd *f = smtpd_route_data(s, &forward_route);
 
 	if (f == NULL || f->failed || f->c == NULL || f->state != FS_READY)
 		return;
-	if (smtp_client_body(f->c, text, len)) {
+	if (smtp_client_body(f->c, text, len))
 		/* the remote is slower than the client: stop reading for a while */
-		s->flags |= SF_PAUSED;
-		bufferevent_disable(s->bev, EV_READ);
-	}
-}
-
-static void
-local_prepare_work(void *arg)
-{
-	struct smtpd_session *s = arg;
-
-	maildir_prepare(s->tx->delivery);
-}
-
-static void
-local_commit_work(void *arg)
-{
-	struct smtpd_session *s = arg;
-
-	maildir_commit(s->tx->delivery);
+		smtpd_input_pause(s);
 }
 
 static void
@@ -900,54 +911,57 @@ send_dot(struct fwd *f)
 	smtp_client_dot(f->c);
 }
 
+/* local_prepared - the local copies are synced in tmp/ (or failed) */
 static void
-local_prepared(void *arg)
+local_prepared(struct smtpd_session *s, struct local_copies *lc, void *arg)
 {
-	struct smtpd_session *s = arg;
-	struct fwd *f;
-	struct maildir_delivery *d;
+	struct fwd *f = smtpd_route_data(s, &forward_route);
+	const struct maildir_delivery *d = local_copies_delivery(lc);
 
-	if (!smtpd_session_job_done(s))
+	if (f == NULL) {
+		local_copies_drop(lc, true);
 		return;
-	f = s->fwd;
-	d = s->tx->delivery;
+	}
 	if (d->result != RES_OK || f->failed || f->state != FS_READY) {
+		const char *reply = d->result != RES_OK ?
+		    store_error_reply(d->error) :
+		    "451 4.4.2 The next server was lost, try again later";
+
 		errno = d->error;
 		if (d->result != RES_OK)
 			log_warn("%s forward local-copy result=failed step=%s",
-			    s->tx->id, d->failed_step ? d->failed_step : "?");
+			    smtpd_tx_id(s), d->failed_step ? d->failed_step : "?");
 		/* the remote must not get a message whose local copy failed */
 		fwd_close_remote(f);
-		maildir_abort(d);
-		tx_answer(f, d->result != RES_OK ? maildir_reply(d->error) :
-		    "451 4.4.2 The next server was lost, try again later");
+		finish(f, lc, true, reply);
 		return;
 	}
+	f->lc = lc;
 	send_dot(f);
 }
 
+/* local_committed - the local copies moved into new/ (or could not) */
 static void
-local_committed(void *arg)
+local_committed(struct smtpd_session *s, struct local_copies *lc, void *arg)
 {
-	struct smtpd_session *s = arg;
-	struct fwd *f;
-	struct maildir_delivery *d;
+	struct fwd *f = smtpd_route_data(s, &forward_route);
+	const struct maildir_delivery *d = local_copies_delivery(lc);
 
-	if (!smtpd_session_job_done(s))
+	if (f == NULL) {
+		local_copies_drop(lc, false);
 		return;
-	f = s->fwd;
-	d = s->tx->delivery;
+	}
 	if (d->result != RES_OK) {
 		/* the remote has the message: a 4xx would duplicate it there */
 		errno = d->error;
 		log_warn("%s forward local-copy result=LOST-AFTER-REMOTE-ACCEPTED "
-		    "step=%s: the local copy could not be kept", s->tx->id,
+		    "step=%s: the local copy could not be kept", smtpd_tx_id(s),
 		    d->failed_step ? d->failed_step : "?");
 	} else
 		for (size_t i = 0; i < d->ncopies; i++)
 			log_info("%s delivery mailbox=%s result=delivered path=%s",
-			    s->tx->id, d->copies[i].mailbox, d->copies[i].path);
-	tx_answer(f, f->final_reply);
+			    smtpd_tx_id(s), d->copies[i].mailbox, d->copies[i].path);
+	finish(f, lc, false, f->final_reply);
 }
 
 /* dot_done - the remote answered our final dot */
@@ -955,7 +969,7 @@ static void
 dot_done(struct fwd *f, const struct smtp_reply *r)
 {
 	struct smtpd_session *s = f->s;
-	struct maildir_delivery *d = s->tx->delivery;
+	struct local_copies *lc = f->lc;
 
 	if (r->code / 100 == 2)
 		map_reply(f, r, f->final_reply, sizeof(f->final_reply));
@@ -967,29 +981,32 @@ dot_done(struct fwd *f, const struct smtp_reply *r)
 	{
 		char t[LOG_ESC(sizeof(f->final_reply))];
 
-		log_info("%s forward result=\"%s\" remote=%s", s->tx->id,
+		log_info("%s forward result=\"%s\" remote=%s", smtpd_tx_id(s),
 		    log_text(t, sizeof(t), f->final_reply),
 		    smtp_client_caps(f->c)->addr);
 	}
-	if (r->code / 100 == 2 && d != NULL) {
+	f->lc = NULL;
+	if (r->code / 100 == 2 && lc != NULL) {
 		f->wait = W_COMMIT;
-		smtpd_deliver_job(s, local_commit_work, local_committed);
+		local_copies_run(lc, LOCAL_COMMIT, s, local_committed, NULL);
 		return;
 	}
-	if (d)
-		maildir_abort(d);	/* refused: the local copy goes too */
-	tx_answer(f, f->final_reply);
+	finish(f, lc, true, f->final_reply);	/* refused: the local copy goes too */
 }
 
-void
+/*
+ * fwd_end - the client's final dot: refusal is the reply when a check
+ * failed (the remote then never gets a final dot), NULL when all is well
+ */
+static void
 fwd_end(struct smtpd_session *s, const char *refusal)
 {
-	struct fwd *f = s->fwd;
-	struct smtpd_tx *tx = s->tx;
+	struct fwd *f = smtpd_route_data(s, &forward_route);
+	size_t nmailboxes;
 
 	if (refusal == NULL && (f == NULL || f->failed || f->state != FS_READY))
 		refusal = "451 4.4.2 The next server was lost, try again later";
-	if (refusal == NULL && tx->hdr.non_ascii &&
+	if (refusal == NULL && smtpd_tx_header_non_ascii(s) &&
 	    !smtp_client_caps(f->c)->smtputf8)
 		refusal = "550 5.6.9 The message has non-ASCII headers and the "
 		    "next server does not support SMTPUTF8";
@@ -997,15 +1014,16 @@ fwd_end(struct smtpd_session *s, const char *refusal)
 		/* the remote never gets the final dot */
 		if (f)
 			fwd_close_remote(f);
-		smtpd_reply(s, "%s", refusal);
-		smtpd_tx_end(s);
+		smtpd_tx_done(s, "%s", refusal);
 		return;
 	}
-	session_wait(f, W_LOCAL);
-	fwd_timer_start(f, smtpd.cfg->forward_data_budget);
-	if (tx->nmailboxes > 0) {
-		tx->delivery = smtpd_local_copies(s);
-		smtpd_deliver_job(s, local_prepare_work, local_prepared);
+	smtpd_wait(s);
+	f->wait = W_LOCAL;
+	fwd_timer_start(f, fwd_g.cfg->forward_data_budget);
+	smtpd_tx_mailboxes(s, &nmailboxes);
+	if (nmailboxes > 0) {
+		local_copies_run(local_copies_new(s), LOCAL_PREPARE, s,
+		    local_prepared, NULL);
 		return;
 	}
 	send_dot(f);
@@ -1015,18 +1033,21 @@ fwd_end(struct smtpd_session *s, const char *refusal)
  * fwd_rset - the transaction ended (RSET, HELO/EHLO, the reply to the final
  * dot, a reply that ends it): the remote session ends with QUIT and
  * its slot is free at once, so that no idle session holds one
- * (doc/forwarding.md, step 7)
+ * (doc/forwarding.md, step 7); the session's end does the same
  */
-void
+static void
 fwd_rset(struct smtpd_session *s)
 {
-	fwd_free(s->fwd);
-	s->fwd = NULL;
+	fwd_free(smtpd_route_data(s, &forward_route));
+	smtpd_route_set_data(s, &forward_route, NULL);
 }
 
-void
-fwd_session_free(struct smtpd_session *s)
-{
-	fwd_free(s->fwd);
-	s->fwd = NULL;
-}
+const struct smtpd_route_ops forward_route = {
+	.name = "forward",
+	.rcpt = fwd_rcpt,
+	.data = fwd_data,
+	.body = fwd_body,
+	.end = fwd_end,
+	.rset = fwd_rset,
+	.free = fwd_rset,
+};

@@ -74,15 +74,6 @@ maildir_unique(char *out, size_t size, const char *hostname,
 	    atomic_fetch_add(&counter, 1) + 1, (unsigned)random_u64(), host,
 	    filesize);
 }
-
-const char *
-maildir_reply(int error)
-{
-	if (error == ENOSPC || error == EDQUOT)
-		return "452 4.3.1 Insufficient system storage";
-	return "451 4.3.0 Local delivery failed, try again later";
-}
-
 /* maildir_make - tmp/ new/ cur/ under dir, synced when new */
 static int
 maildir_make(const char *dir)

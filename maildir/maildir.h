@@ -58,7 +58,5 @@ bool maildir_dir(const char *root, const char *mailbox, char *out, size_t size);
 /* maildir_unique - a Maildir file name: time.M<usec>P<pid>Q<n>R<rnd>.host,S=size */
 bool maildir_unique(char *out, size_t size, const char *hostname,
     unsigned long long filesize);
-/* maildir_result - errno to TEMPFAIL with 4.3.0, or 4.3.1 for a full disk */
-const char *maildir_reply(int error);
 
 #endif

@@ -778,7 +778,7 @@ local_done(void *arg)
 	else {
 		char why[128];
 
-		snprintf(why, sizeof(why), "%s (%s)", maildir_reply(g->md->error),
+		snprintf(why, sizeof(why), "%s (%s)", store_error_reply(g->md->error),
 		    g->md->failed_step ? g->md->failed_step : "?");
 		group_all(g, RS_DEFERRED, g->md->error == ENOSPC ? "4.3.1" : "4.3.0",
 		    why, "", false);

@@ -4,12 +4,17 @@
  * smtpd_cmds[] names, for every verb, the states it is allowed in and its
  * handler; smtpd_command() applies the table, so a handler checks only its
  * own arguments.  Handlers answer through smtpd_reply() and never touch
- * the connection.  The end of DATA hands the message to maildir/ on a
- * worker thread and answers when the copies are on disk.
+ * the connection.  The transaction lives here too: RCPT asks the role's
+ * router (route.h) which route takes the address and hands it to that
+ * route, which answers through smtpd_rcpt_answer(); DATA, every chunk of
+ * the message and the final dot (after the checks every route shares:
+ * size, long lines, loops) go to the same route, whose smtpd_data_go()
+ * and smtpd_tx_done() move the session on.  No route is named here.
  */
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,12 +25,7 @@
 
 #include "../common/limits.h"
 #include "../common/util.h"
-#include "../common/worker.h"
-#include "../forward/forward.h"
-#include "../maildir/maildir.h"
-#include "../queue/queue.h"
-#include "../submission/submission.h"
-#include "smtpd.h"
+#include "session.h"
 
 #define STB(st)		(1u << (st))
 #define ST_ANY_CMD	(STB(ST_CONNECTED) | STB(ST_HELO) | STB(ST_MAIL) | STB(ST_RCPT))
@@ -40,8 +40,6 @@ struct smtpd_cmd {
 	const char *out_of_sequence;	/* 503 reply when not allowed */
 };
 
-static void head_flush(struct smtpd_session *);
-static void queue_message(struct smtpd_session *);
 static void cmd_helo(struct smtpd_session *, char *);
 static void cmd_ehlo(struct smtpd_session *, char *);
 static void cmd_mail(struct smtpd_session *, char *);
@@ -82,27 +80,91 @@ static const char *const foreign_verbs[] = {
 	"GET", "POST", "HEAD", "PUT", "CONNECT", "OPTIONS", "DELETE",
 };
 
+/* the routers, per listen role, and the auth ops: set by the composition root */
+static smtpd_router_fn routers[ROLE_SUBMISSIONS + 1];
+const struct smtpd_auth_ops *smtpd_auth;
+
+void
+smtpd_set_router(enum listen_role role, smtpd_router_fn fn)
+{
+	routers[role] = fn;
+}
+
+void
+smtpd_set_auth(const struct smtpd_auth_ops *ops)
+{
+	smtpd_auth = ops;
+}
+
 void
 smtpd_greet(struct smtpd_session *s)
 {
 	smtpd_reply(s, "220 %s ESMTP chamois", smtpd.cfg->hostname);
 }
 
+/* route_slot - the session's slot of a route, made on first use */
+static int
+route_slot(struct smtpd_session *s, const struct smtpd_route_ops *ops,
+    bool create)
+{
+	for (int i = 0; i < SMTPD_ROUTES_MAX; i++) {
+		if (s->routes[i].ops == ops)
+			return i;
+		if (s->routes[i].ops == NULL) {
+			if (!create)
+				return -1;
+			s->routes[i].ops = ops;
+			return i;
+		}
+	}
+	if (create)
+		fatalx("smtpd: more than %d routes in one session", SMTPD_ROUTES_MAX);
+	return -1;
+}
+
+void *
+smtpd_route_data(struct smtpd_session *s, const struct smtpd_route_ops *ops)
+{
+	int i = route_slot(s, ops, false);
+
+	smtpd_loop_only();
+	return i < 0 ? NULL : s->routes[i].data;
+}
+
+void
+smtpd_route_set_data(struct smtpd_session *s, const struct smtpd_route_ops *ops,
+    void *data)
+{
+	smtpd_loop_only();
+	s->routes[route_slot(s, ops, true)].data = data;
+}
+
+/* smtpd_routes_free - the session is gone: each route it used lets go */
+void
+smtpd_routes_free(struct smtpd_session *s)
+{
+	for (int i = 0; i < SMTPD_ROUTES_MAX && s->routes[i].ops; i++)
+		if (s->routes[i].ops->free)
+			s->routes[i].ops->free(s);
+}
+
 static void
 tx_reset(struct smtpd_session *s)
 {
-	/* a forwarded RCPT may have opened a remote transaction, even a refused one */
+	/* every route the transaction used lets go (a refused RCPT too) */
 	if (s->tx)
-		fwd_rset(s);
+		for (int i = 0; i < SMTPD_ROUTES_MAX && s->routes[i].ops; i++)
+			if (s->routes[i].ops->rset)
+				s->routes[i].ops->rset(s);
 	smtpd_tx_free(s->tx);
 	s->tx = NULL;
 	if (s->state != ST_CLOSING)
 		smtpd_enter_state(s, s->helo[0] ? ST_HELO : ST_CONNECTED);
 }
 
-/* smtpd_tx_end - after a transaction's last reply: go on, or stop (SIGTERM) */
-void
-smtpd_tx_end(struct smtpd_session *s)
+/* tx_end - after a transaction's last reply: go on, or stop (SIGTERM) */
+static void
+tx_end(struct smtpd_session *s)
 {
 	tx_reset(s);
 	if ((s->flags & SF_STOP) && s->state != ST_CLOSING) {
@@ -110,6 +172,31 @@ smtpd_tx_end(struct smtpd_session *s)
 		    smtpd.cfg->hostname);
 		smtpd_close_after_reply(s);
 	}
+}
+
+/* smtpd_tx_done - see route.h */
+void
+smtpd_tx_done(struct smtpd_session *s, const char *fmt, ...)
+{
+	char line[REPLY_LINE_MAX];
+	va_list ap;
+
+	smtpd_loop_only();
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	smtpd_reply(s, "%s", line);
+	tx_end(s);
+	if (!s->in_route)
+		smtpd_resume(s);
+}
+
+/* smtpd_tx_store_failed - see route.h */
+void
+smtpd_tx_store_failed(struct smtpd_session *s, int error)
+{
+	if (s->tx && s->tx->store_errno == 0)
+		s->tx->store_errno = error ? error : EIO;
 }
 
 void
@@ -215,7 +302,7 @@ cmd_ehlo(struct smtpd_session *s, char *arg)
 	lines[n++] = "ENHANCEDSTATUSCODES";
 	if (tls_available(s))
 		lines[n++] = "STARTTLS";
-	if ((auth = sub_ehlo_auth(s)) != NULL)
+	if (smtpd_auth && smtpd_auth->ehlo && (auth = smtpd_auth->ehlo(s)) != NULL)
 		lines[n++] = auth;
 	lines[n++] = "SMTPUTF8";
 	smtpd_reply_lines(s, 250, lines, n);
@@ -240,7 +327,11 @@ cmd_starttls(struct smtpd_session *s, char *arg)
 static void
 cmd_auth(struct smtpd_session *s, char *arg)
 {
-	sub_cmd_auth(s, arg);
+	if (smtpd_auth == NULL || smtpd_auth->cmd == NULL) {
+		smtpd_reply(s, "502 5.5.1 AUTH not available on this port");
+		return;
+	}
+	smtpd_auth->cmd(s, arg);
 }
 
 static void
@@ -249,7 +340,7 @@ cmd_rset(struct smtpd_session *s, char *arg)
 	tx_reset(s);
 	smtpd_reply(s, "250 2.0.0 Ok");
 	if (s->flags & SF_STOP)
-		smtpd_tx_end(s);
+		tx_end(s);
 }
 
 static void
@@ -302,12 +393,12 @@ cmd_mail(struct smtpd_session *s, char *arg)
 		smtpd_reply(s, "%s", err);
 		return;
 	}
-	if (s->role != ROLE_MX) {
+	if (s->role != ROLE_MX && smtpd_auth && smtpd_auth->mail) {
 		char sender[PATH_MAX_OCTETS + 1] = "";
 
 		if (!m.null_sender)
 			addr_format(&m.addr, sender, sizeof(sender));
-		if ((err = sub_mail_check(s, sender)) != NULL) {
+		if ((err = smtpd_auth->mail(s, sender)) != NULL) {
 			smtpd_reply(s, "%s", err);
 			return;
 		}
@@ -343,65 +434,67 @@ tx_add_mailbox(struct smtpd_tx *tx, const char *mb)
 	tx->mailboxes[tx->nmailboxes++] = xstrdup(mb);
 }
 
-/* smtpd_tx_add_rcpt - an accepted recipient joins the transaction */
-void
-smtpd_tx_add_rcpt(struct smtpd_session *s, const char *shown,
-    const char *route_key, const struct expansion *exp)
+/* tx_add_rcpt - an accepted recipient joins the transaction */
+static void
+tx_add_rcpt(struct smtpd_tx *tx, const struct smtpd_pending_rcpt *p)
 {
-	struct smtpd_tx *tx = s->tx;
 	char f1[LOG_ESC(PATH_MAX_OCTETS)], f2[LOG_ESC(DOMAIN_MAX + 8)];
 
-	tx->route = exp->external ? ROUTE_FORWARD : ROUTE_LOCAL;
-	str_copy(tx->route_key, route_key, sizeof(tx->route_key));
-	for (size_t i = 0; i < exp->nmailboxes; i++)
-		tx_add_mailbox(tx, exp->mailboxes[i]);
+	tx->route = p->ops;
+	str_copy(tx->route_key, p->key, sizeof(tx->route_key));
+	for (size_t i = 0; i < p->exp.nmailboxes; i++)
+		tx_add_mailbox(tx, p->exp.mailboxes[i]);
 	tx->rcpts = xreallocarray(tx->rcpts, tx->nrcpts + 1, sizeof(char *));
-	tx->rcpts[tx->nrcpts++] = xstrdup(shown);
+	tx->rcpts[tx->nrcpts++] = xstrdup(p->shown);
 	log_info("%s smtp rcpt to=<%s> result=accepted route=%s", tx->id,
-	    log_field(f1, sizeof(f1), shown), log_field(f2, sizeof(f2), route_key));
+	    log_field(f1, sizeof(f1), p->shown), log_field(f2, sizeof(f2), p->key));
 }
 
-/* route_of - the route key of an expansion: "local" or "forward:DOMAIN" */
 static void
-route_of(const struct expansion *exp, char *key, size_t size)
+pending_free(struct smtpd_pending_rcpt *p)
 {
-	const char *at;
-	char dom[DOMAIN_MAX + 1] = "";
+	if (p == NULL)
+		return;
+	free(p->shown);
+	expansion_free(&p->exp);
+	free(p);
+}
 
-	if (exp->external == NULL) {
-		str_copy(key, "local", size);
+/* tx_state - after a RCPT's answer: MAIL or RCPT, as the recipients say */
+static void
+tx_state(struct smtpd_session *s)
+{
+	enum smtpd_state st = s->tx->nrcpts > 0 ? ST_RCPT : ST_MAIL;
+
+	if ((s->state == ST_WAIT || s->state == ST_MAIL || s->state == ST_RCPT) &&
+	    s->state != st)
+		smtpd_enter_state(s, st);
+}
+
+/* smtpd_rcpt_answer - see route.h */
+void
+smtpd_rcpt_answer(struct smtpd_session *s, const char *fmt, ...)
+{
+	struct smtpd_pending_rcpt *p;
+	char reply[REPLY_LINE_MAX];
+	va_list ap;
+
+	smtpd_loop_only();
+	va_start(ap, fmt);
+	vsnprintf(reply, sizeof(reply), fmt, ap);
+	va_end(ap);
+	if (s->tx == NULL || (p = s->tx->pending) == NULL) {
+		log_warnx("%s smtp route answered no RCPT", s->idstr);
 		return;
 	}
-	if ((at = strrchr(exp->external, '@')) != NULL)
-		addr_domain_key(at + 1, dom, sizeof(dom));
-	bsnprintf(key, size, "forward:%s", dom);
-}
-
-/*
- * srs_rcpt - an SRS0 address of ours: the bounce of a forwarded message,
- * which goes back to the original sender, synchronously, from <> only.
- * Returns NULL and fills exp, or the refusal.
- */
-static const char *
-srs_rcpt(const struct smtpd_tx *tx, const struct mailaddr *a,
-    struct expansion *exp)
-{
-	char orig[PATH_MAX_OCTETS + 1];
-
-	memset(exp, 0, sizeof(*exp));
-	switch (srs_reverse(&smtpd.srs, a->local, time(NULL), orig, sizeof(orig))) {
-	case SRS_OK:
-		break;
-	case SRS_NOT_SRS:
-		return NULL;
-	default:
-		return "550 5.1.1 Invalid or expired SRS address";
-	}
-	if (tx->sender[0] != '\0')
-		return "550 5.7.1 This address only takes delivery status "
-		    "notifications (MAIL FROM:<>)";
-	exp->external = xstrdup(orig);
-	return NULL;
+	s->tx->pending = NULL;
+	if (reply[0] == '2')
+		tx_add_rcpt(s->tx, p);
+	pending_free(p);
+	smtpd_reply(s, "%s", reply);
+	tx_state(s);
+	if (!s->in_route)
+		smtpd_resume(s);
 }
 
 static void
@@ -409,12 +502,11 @@ cmd_rcpt(struct smtpd_session *s, char *arg)
 {
 	struct smtpd_tx *tx = s->tx;
 	struct mailaddr a;
-	struct expansion exp;
-	char key[PATH_MAX_OCTETS + 1], rkey[sizeof(tx->route_key)];
-	char shown[PATH_MAX_OCTETS + 1];
+	struct smtpd_route_pick pick;
+	struct smtpd_pending_rcpt *p;
+	char key[PATH_MAX_OCTETS + 1], shown[PATH_MAX_OCTETS + 1];
 	const char *err;
 
-	memset(&exp, 0, sizeof(exp));
 	if ((err = smtpd_parse_rcpt(arg, &a)) != NULL) {
 		smtpd_reply(s, "%s", err);
 		return;
@@ -433,80 +525,81 @@ cmd_rcpt(struct smtpd_session *s, char *arg)
 		smtpd_reply(s, "501 5.1.3 Bad recipient address syntax");
 		return;
 	}
-	if (s->role != ROLE_MX) {
-		/* SPEC 4: a logged-in user may send to anyone; the queue delivers */
-		smtpd_tx_add_rcpt(s, shown, "queue", &exp);
-		tx->route = ROUTE_QUEUE;
-		smtpd_enter_state(s, ST_RCPT);
-		smtpd_reply(s, "250 2.1.5 Ok");
+	memset(&pick, 0, sizeof(pick));
+	if (routers[s->role] == NULL) {
+		smtpd_reply(s, "451 4.3.0 <%s>: No route for this recipient", shown);
 		return;
 	}
-	if (a.domain[0] != '\0') {
-		const char *at = strrchr(key, '@');
-
-		if (a.domain[0] == '[' || !config_is_local_domain(smtpd.cfg, at + 1)) {
-			smtpd_reply(s, "554 5.7.1 <%s>: Relay access denied", shown);
-			return;
-		}
-	}
-	if (a.domain[0] != '\0' && (err = srs_rcpt(tx, &a, &exp)) != NULL) {
-		smtpd_reply(s, "%s <%s>", err, shown);
+	if (!routers[s->role](s, &a, key, shown, &pick)) {
+		expansion_free(&pick.exp);
+		smtpd_reply(s, "%s", pick.refusal);
 		return;
 	}
-	if (exp.external == NULL && !tables_resolve(smtpd.tables, key, &exp)) {
-		smtpd_reply(s, "550 5.1.1 <%s>: Recipient address rejected: "
-		    "User unknown", shown);
-		return;
-	}
-	route_of(&exp, rkey, sizeof(rkey));
-	if (tx->route != ROUTE_NONE && strcmp(rkey, tx->route_key) != 0) {
-		/* SPEC 4: one route per transaction */
-		expansion_free(&exp);
+	if (tx->route != NULL && strcmp(pick.key, tx->route_key) != 0) {
+		/* doc/protocol.md "Routes": one route per transaction */
+		expansion_free(&pick.exp);
 		smtpd_reply(s, "452 4.5.3 send this recipient in a separate "
 		    "transaction");
 		return;
 	}
-	if (exp.external != NULL) {
-		fwd_rcpt(s, shown, &exp);
-		expansion_free(&exp);
-		return;
-	}
-	smtpd_tx_add_rcpt(s, shown, rkey, &exp);
-	expansion_free(&exp);
-	smtpd_enter_state(s, ST_RCPT);
-	smtpd_reply(s, "250 2.1.5 Ok");
+	p = xcalloc(1, sizeof(*p));
+	p->shown = xstrdup(shown);
+	str_copy(p->key, pick.key, sizeof(p->key));
+	p->ops = pick.ops;
+	p->exp = pick.exp;		/* the pending RCPT owns it now */
+	tx->pending = p;
+	route_slot(s, p->ops, true);
+	s->in_route++;
+	p->ops->rcpt(s, p->shown, &p->exp);
+	s->in_route--;
+	/* no answer yet: the session waits for it, its input held */
+	if (s->tx != NULL && s->tx->pending != NULL && s->state != ST_WAIT &&
+	    s->state != ST_CLOSING)
+		smtpd_enter_state(s, ST_WAIT);
 }
 
-/* received_header - RFC 5321 4.4 trace field, LF line ends */
+/* smtpd_received_header - see smtpd.h */
+char *
+smtpd_received_header(const char *helo, const char *peer, bool esmtp,
+    bool tls, bool utf8, const char *user, const char *hostname,
+    const char *id, const char *tls_info, const char *rcpt, const char *date)
+{
+	char forclause[PATH_MAX_OCTETS + 16] = "", tlsc[160] = "";
+	char authinfo[PATH_MAX_OCTETS + 40] = "";
+	const char *proto;
+	bool v6 = strchr(peer, ':') != NULL;
+
+	if (rcpt != NULL)
+		snprintf(forclause, sizeof(forclause), "\n\tfor <%s>", rcpt);
+	if (tls)
+		snprintf(tlsc, sizeof(tlsc), "\n\t(using %s)", tls_info);
+	/* RFC 3848 and RFC 6531 7.7 protocol names */
+	if (utf8)
+		proto = tls ? (user ? "UTF8SMTPSA" : "UTF8SMTPS") : "UTF8SMTP";
+	else if (!esmtp)
+		proto = "SMTP";
+	else
+		proto = tls ? (user ? "ESMTPSA" : "ESMTPS") : "ESMTP";
+	if (user != NULL)
+		snprintf(authinfo, sizeof(authinfo), "\n\t(authenticated as %s)",
+		    user);
+	return xasprintf("Received: from %s ([%s%s])%s\n\tby %s (chamois) with %s "
+	    "id %s%s%s;\n\t%s\n", helo, v6 ? "IPv6:" : "", peer, authinfo,
+	    hostname, proto, id, tlsc, forclause, date);
+}
+
+/* received_header - our Received field for the session's transaction */
 static char *
 received_header(struct smtpd_session *s)
 {
 	struct smtpd_tx *tx = s->tx;
-	char date[64], forclause[PATH_MAX_OCTETS + 16] = "", tls[160] = "";
-	char authinfo[PATH_MAX_OCTETS + 40] = "";
-	const char *proto;
-	bool v6 = strchr(s->peer_text, ':') != NULL;
+	char date[64];
 
 	rfc5322_date(date, sizeof(date), time(NULL));
-	if (tx->nrcpts == 1)
-		snprintf(forclause, sizeof(forclause), "\n\tfor <%s>", tx->rcpts[0]);
-	if (s->flags & SF_TLS)
-		snprintf(tls, sizeof(tls), "\n\t(using %s)", s->tls_info);
-	/* RFC 3848 and RFC 6531 7.7 protocol names */
-	if (tx->smtputf8)
-		proto = (s->flags & SF_TLS) ? ((s->flags & SF_AUTH) ?
-		    "UTF8SMTPSA" : "UTF8SMTPS") : "UTF8SMTP";
-	else if (!(s->flags & SF_EHLO))
-		proto = "SMTP";
-	else
-		proto = (s->flags & SF_TLS) ? ((s->flags & SF_AUTH) ?
-		    "ESMTPSA" : "ESMTPS") : "ESMTP";
-	if (s->flags & SF_AUTH)
-		snprintf(authinfo, sizeof(authinfo), "\n\t(authenticated as %s)",
-		    s->user);
-	return xasprintf("Received: from %s ([%s%s])%s\n\tby %s (chamois) with %s "
-	    "id %s%s%s;\n\t%s\n", s->helo, v6 ? "IPv6:" : "", s->peer_text,
-	    authinfo, smtpd.cfg->hostname, proto, tx->id, tls, forclause, date);
+	return smtpd_received_header(s->helo, s->peer_text,
+	    (s->flags & SF_EHLO) != 0, (s->flags & SF_TLS) != 0, tx->smtputf8,
+	    (s->flags & SF_AUTH) ? s->user : NULL, smtpd.cfg->hostname, tx->id,
+	    s->tls_info, tx->nrcpts == 1 ? tx->rcpts[0] : NULL, date);
 }
 
 static void
@@ -521,7 +614,7 @@ cmd_data(struct smtpd_session *s, char *arg)
 		return;
 	}
 	/* spool_max_size (doc/security.md "Spool space"): a body to keep needs room */
-	if ((tx->nmailboxes > 0 || tx->route == ROUTE_QUEUE) && body_spool_full()) {
+	if ((tx->nmailboxes > 0 || tx->route->keeps_body) && body_spool_full()) {
 		log_info("%s smtp data refused reason=spool-full spool=%" PRIu64,
 		    tx->id, body_spool_in_use());
 		smtpd_reply(s, "452 4.3.1 Insufficient system storage");
@@ -532,18 +625,34 @@ cmd_data(struct smtpd_session *s, char *arg)
 	header_scanner_init(&tx->hdr, s->cfg->hostname);
 	body_init(&tx->body, s->cfg->queue_dir);
 	tx->received = rcv = received_header(s);
-	/* the body is kept only for local copies; forwarding streams it */
+	/* the engine keeps the message for local mailboxes; routes stream it */
 	if (tx->nmailboxes > 0 && body_append(&tx->body, rcv, strlen(rcv)) == -1)
 		tx->store_errno = errno;
-	/* the queue's messages get Message-ID and Date when the header lacks them */
-	if (tx->route == ROUTE_QUEUE && (tx->head = evbuffer_new()) == NULL)
-		fatalx("evbuffer_new");
-	if (tx->route == ROUTE_FORWARD) {
-		fwd_data(s);
+	if (tx->route->data == NULL) {
+		smtpd_enter_state(s, ST_DATA);
+		smtpd_reply(s, "354 End data with <CR><LF>.<CR><LF>");
 		return;
 	}
+	s->in_route++;
+	tx->route->data(s);
+	s->in_route--;
+	if (s->tx != NULL && s->state != ST_DATA && s->state != ST_WAIT &&
+	    s->state != ST_CLOSING)
+		smtpd_enter_state(s, ST_WAIT);
+}
+
+/* smtpd_data_go - see route.h */
+void
+smtpd_data_go(struct smtpd_session *s)
+{
+	smtpd_loop_only();
+	if (s->tx == NULL || s->tx->received == NULL || s->state == ST_DATA ||
+	    s->state == ST_CLOSING)
+		return;
 	smtpd_enter_state(s, ST_DATA);
 	smtpd_reply(s, "354 End data with <CR><LF>.<CR><LF>");
+	if (!s->in_route)
+		smtpd_resume(s);
 }
 
 /* is_loop - does a Delivered-To of the message name one of our recipients? */
@@ -588,78 +697,10 @@ forwarded_loop(const struct smtpd_tx *tx)
 	return NULL;
 }
 
-static void
-maildir_work(void *arg)
-{
-	struct smtpd_session *s = arg;
-
-	maildir_deliver(s->tx->delivery);
-}
-
-static void
-maildir_done(void *arg)
-{
-	struct smtpd_session *s = arg;
-	struct smtpd_tx *tx = s->tx;
-	struct maildir_delivery *d = tx->delivery;
-
-	if (d->result == RES_OK) {
-		for (size_t i = 0; i < d->ncopies; i++)
-			log_info("%s delivery mailbox=%s result=delivered path=%s",
-			    tx->id, d->copies[i].mailbox, d->copies[i].path);
-	} else {
-		errno = d->error;
-		log_warn("%s delivery result=deferred step=%s", tx->id,
-		    d->failed_step ? d->failed_step : "?");
-	}
-	if (!smtpd_session_job_done(s))
-		return;
-	if (d->result == RES_OK)
-		smtpd_reply(s, "250 2.0.0 Ok: delivered as %s", tx->id);
-	else
-		smtpd_reply(s, "%s", maildir_reply(d->error));
-	smtpd_tx_end(s);
-	smtpd_resume(s);
-}
-
-/* smtpd_local_copies - the Maildir copies of this transaction */
-struct maildir_delivery *
-smtpd_local_copies(struct smtpd_session *s)
-{
-	struct smtpd_tx *tx = s->tx;
-	struct maildir_delivery *d = xcalloc(1, sizeof(*d));
-
-	d->root = s->cfg->maildir_root;
-	d->hostname = s->cfg->hostname;
-	d->body = &tx->body;
-	d->ncopies = tx->nmailboxes;
-	d->copies = xcalloc(d->ncopies, sizeof(*d->copies));
-	for (size_t i = 0; i < d->ncopies; i++) {
-		d->copies[i].mailbox = tx->mailboxes[i];
-		d->copies[i].prefix = xasprintf("Return-Path: <%s>\n"
-		    "Delivered-To: %s\n", tx->sender, tx->mailboxes[i]);
-	}
-	return d;
-}
-
-/* smtpd_deliver_job - storage work for this session on a worker thread */
-void
-smtpd_deliver_job(struct smtpd_session *s, void (*work)(void *),
-    void (*done)(void *))
-{
-	s->job_pending = true;
-	worker_submit(work, done, s);
-}
-
-static void
-deliver_local(struct smtpd_session *s)
-{
-	s->tx->delivery = smtpd_local_copies(s);
-	smtpd_enter_state(s, ST_DELIVER);
-	smtpd_deliver_job(s, maildir_work, maildir_done);
-}
-
-/* data_end - the final dot has arrived: every check, then delivery */
+/*
+ * data_end - the final dot has arrived: the checks every route shares,
+ * then the route's end (with the refusal, if any)
+ */
 static void
 data_end(struct smtpd_session *s)
 {
@@ -680,7 +721,7 @@ data_end(struct smtpd_session *s)
 		if (tx->store_errno == ENOSPC)
 			log_info("%s smtp message not kept reason=no-space spool=%"
 			    PRIu64, tx->id, body_spool_in_use());
-		str_copy(refusal, maildir_reply(tx->store_errno), sizeof(refusal));
+		str_copy(refusal, store_error_reply(tx->store_errno), sizeof(refusal));
 	} else if (tx->hdr.received > RECEIVED_MAX)
 		str_copy(refusal, "554 5.4.6 Too many Received headers: mail loop",
 		    sizeof(refusal));
@@ -688,113 +729,110 @@ data_end(struct smtpd_session *s)
 	    (loop = forwarded_loop(tx)) != NULL)
 		bsnprintf(refusal, sizeof(refusal), "554 5.4.6 Mail loop: already "
 		    "delivered to <%s>", loop);
-	if (tx->route == ROUTE_FORWARD) {
-		fwd_end(s, refusal[0] ? refusal : NULL);
+	if (tx->route->end == NULL) {
+		smtpd_reply(s, "%s", refusal[0] ? refusal :
+		    "554 5.3.0 No route takes this message");
+		tx_end(s);
 		return;
 	}
-	if (tx->route == ROUTE_QUEUE && refusal[0] == '\0') {
-		if (tx->head)
-			head_flush(s);
-		if (tx->store_errno)
-			str_copy(refusal, maildir_reply(tx->store_errno), sizeof(refusal));
-		else {
-			queue_message(s);
-			return;
-		}
-	}
-	if (refusal[0]) {
-		smtpd_reply(s, "%s", refusal);
-		smtpd_tx_end(s);
-		return;
-	}
-	deliver_local(s);
+	s->in_route++;
+	tx->route->end(s, refusal[0] ? refusal : NULL);
+	s->in_route--;
+	/* the route answers later: nothing is read meanwhile */
+	if (s->tx != NULL && s->state == ST_DATA)
+		smtpd_enter_state(s, ST_DELIVER);
 }
 
 /*
- * head_flush - the header section of a message for the queue is complete
- * (or too long to wait for): our Received, Message-ID and Date when
- * missing (RFC 5322 3.6; SPEC 4 submission), then what was read so far
+ * The routes' views of the transaction and the session (route.h).  Loop
+ * only: a worker job gets copies, never these pointers.
  */
-#define QUEUE_HEAD_MAX	(256 * 1024)
-
-static void
-head_flush(struct smtpd_session *s)
+const char *
+smtpd_tx_id(const struct smtpd_session *s)
 {
-	struct smtpd_tx *tx = s->tx;
-	size_t len = evbuffer_get_length(tx->head), flen;
-	char *fixed;
-
-	fixed = queue_fix_headers((const char *)evbuffer_pullup(tx->head, -1), len,
-	    smtpd.cfg->hostname, time(NULL), &flen);
-	if (tx->store_errno == 0 &&
-	    (body_append(&tx->body, tx->received, strlen(tx->received)) == -1 ||
-	    body_append(&tx->body, fixed, flen) == -1))
-		tx->store_errno = errno ? errno : EIO;
-	free(fixed);
-	evbuffer_free(tx->head);
-	tx->head = NULL;
+	smtpd_loop_only();
+	return s->tx ? s->tx->id : NULL;
 }
 
-/* queue_body - message text for the queue route */
-static void
-queue_body(struct smtpd_session *s, const char *text, size_t len)
+const char *
+smtpd_tx_sender(const struct smtpd_session *s)
 {
-	struct smtpd_tx *tx = s->tx;
-
-	if (tx->head != NULL) {
-		evbuffer_add(tx->head, text, len);
-		if (tx->hdr.done || evbuffer_get_length(tx->head) > QUEUE_HEAD_MAX)
-			head_flush(s);
-		return;
-	}
-	if (tx->store_errno == 0 && body_append(&tx->body, text, len) == -1) {
-		tx->store_errno = errno ? errno : EIO;
-		body_reset(&tx->body);
-	}
+	smtpd_loop_only();
+	return s->tx ? s->tx->sender : NULL;
 }
 
-static void
-queued(void *arg, int error, const char *id)
+char *const *
+smtpd_tx_rcpts(const struct smtpd_session *s, size_t *n)
 {
-	struct smtpd_session *s = arg;
-
-	if (!smtpd_session_job_done(s))
-		return;
-	if (error == 0)
-		smtpd_reply(s, "250 2.0.0 Ok: queued as %s", id);
-	else
-		smtpd_reply(s, "%s", maildir_reply(error));
-	smtpd_tx_end(s);
-	smtpd_resume(s);
+	smtpd_loop_only();
+	*n = s->tx ? s->tx->nrcpts : 0;
+	return s->tx ? s->tx->rcpts : NULL;
 }
 
-/* queue_message - hand the transaction to the queue; 250 once it is durable */
-static void
-queue_message(struct smtpd_session *s)
+char *const *
+smtpd_tx_mailboxes(const struct smtpd_session *s, size_t *n)
 {
-	struct smtpd_tx *tx = s->tx;
-	struct queue_msg *m = xcalloc(1, sizeof(*m));
-	struct body *b = xmalloc(sizeof(*b));
-	char f1[LOG_ESC(256)], f2[LOG_ESC(PATH_MAX_OCTETS)];
+	smtpd_loop_only();
+	*n = s->tx ? s->tx->nmailboxes : 0;
+	return s->tx ? s->tx->mailboxes : NULL;
+}
 
-	m->sender = xstrdup(tx->sender);
-	m->owner = xstrdup(s->user ? s->user : "");
-	m->uid = -1;
-	m->smtputf8 = tx->smtputf8 || tx->hdr.non_ascii;
-	m->body8bit = tx->body8bit;
-	m->nrcpts = tx->nrcpts;
-	m->rcpts = xcalloc(tx->nrcpts, sizeof(*m->rcpts));
-	for (size_t i = 0; i < tx->nrcpts; i++)
-		m->rcpts[i].orig = xstrdup(tx->rcpts[i]);
-	*b = tx->body;			/* the queue takes the body over */
-	memset(&tx->body, 0, sizeof(tx->body));
-	tx->body.spool_fd = -1;
-	smtpd_enter_state(s, ST_DELIVER);
-	s->job_pending = true;
-	log_info("%s submission queue user=%s from=<%s> rcpts=%zu", tx->id,
-	    log_field(f1, sizeof(f1), s->user ? s->user : "-"),
-	    log_field(f2, sizeof(f2), tx->sender), tx->nrcpts);
-	queue_submit(m, b, queued, s);
+const char *
+smtpd_tx_received(const struct smtpd_session *s)
+{
+	smtpd_loop_only();
+	return s->tx ? s->tx->received : NULL;
+}
+
+bool
+smtpd_tx_smtputf8(const struct smtpd_session *s)
+{
+	smtpd_loop_only();
+	return s->tx && s->tx->smtputf8;
+}
+
+bool
+smtpd_tx_body8bit(const struct smtpd_session *s)
+{
+	smtpd_loop_only();
+	return s->tx && s->tx->body8bit;
+}
+
+uint64_t
+smtpd_tx_size_param(const struct smtpd_session *s)
+{
+	smtpd_loop_only();
+	return s->tx ? s->tx->size_param : 0;
+}
+
+bool
+smtpd_tx_header_non_ascii(const struct smtpd_session *s)
+{
+	smtpd_loop_only();
+	return s->tx && s->tx->hdr.non_ascii;
+}
+
+bool
+smtpd_tx_header_done(const struct smtpd_session *s)
+{
+	smtpd_loop_only();
+	return s->tx && s->tx->hdr.done;
+}
+
+int
+smtpd_tx_store_errno(const struct smtpd_session *s)
+{
+	smtpd_loop_only();
+	return s->tx ? s->tx->store_errno : 0;
+}
+
+void
+smtpd_tx_take_body(struct smtpd_session *s, struct body *out)
+{
+	smtpd_loop_only();
+	*out = s->tx->body;
+	memset(&s->tx->body, 0, sizeof(s->tx->body));
+	s->tx->body.spool_fd = -1;
 }
 
 /* smtpd_data_input - feed the DATA scanner from the input buffer */
@@ -821,18 +859,20 @@ smtpd_data_input(struct smtpd_session *s)
 			if (!tx->too_big)
 				body_reset(&tx->body);
 			tx->too_big = true;
-		} else if (tx->route == ROUTE_QUEUE) {
-			queue_body(s, out, olen);
-		} else {
-			if (tx->nmailboxes > 0 && tx->store_errno == 0 &&
-			    body_append(&tx->body, out, olen) == -1) {
-				tx->store_errno = errno ? errno : EIO;
-				body_reset(&tx->body);
-			}
-			if (tx->route == ROUTE_FORWARD)
-				fwd_body(s, out, olen);
+		} else if (tx->nmailboxes > 0 && tx->store_errno == 0 &&
+		    body_append(&tx->body, out, olen) == -1) {
+			tx->store_errno = errno ? errno : EIO;
+			body_reset(&tx->body);
 		}
 		evbuffer_drain(in, used);
+		if (!tx->too_big && tx->route->body) {
+			s->in_route++;
+			tx->route->body(s, out, olen);
+			s->in_route--;
+			/* a route cannot end the transaction under the scanner */
+			if (s->tx != tx || s->state != ST_DATA)
+				return;
+		}
 		switch (st) {
 		case DATA_MORE:
 			if (s->flags & SF_PAUSED)

@@ -19,7 +19,7 @@
 
 #include "../common/hmap.h"
 #include "../common/util.h"
-#include "smtpd.h"
+#include "session.h"
 
 static int *listen_fds;
 static enum listen_role *listen_roles;

@@ -20,7 +20,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <ifaddrs.h>
 #include <netinet/in.h>
 
 #include <event2/event.h>
@@ -31,11 +30,13 @@
 #include "../common/util.h"
 #include "../common/worker.h"
 #include "../config.h"
+#include "../forward/forward.h"
 #include "../maildir/maildir.h"
 #include "../outbound/client.h"
 #include "../outbound/resolver.h"
 #include "../queue/admin.h"
 #include "../queue/queue.h"
+#include "../queue/route.h"
 #include "../queue/submit.h"
 #include "../submission/submission.h"
 #include "smtpd.h"
@@ -193,17 +194,20 @@ reload(void)
 	 * The old config goes once its last holder lets go (config_ref:
 	 * sessions, submit and admin connections, queue attempts, reports).
 	 */
-	config_free(smtpd.cfg);
-	tables_free(smtpd.tables);
-	SSL_CTX_free(smtpd.tls_mx);
-	SSL_CTX_free(smtpd.tls_sub);
-	smtpd.cfg = c;
-	smtpd.tables = t;
+	{
+		struct tables *old_t = smtpd.tables;
+
+		smtpd_configure(c, t, mx, sub);
+		forward_configure(c);
+		sub_configure(smtpd.base, c, t);
+		tables_free(old_t);
+		config_free(c);
+		SSL_CTX_free(mx);
+		SSL_CTX_free(sub);
+	}
 	body_spool_limit(c->spool_max_size);
 	if (c->sasl_db)
 		sub_sasl_reconfigure(c->sasl_db);
-	smtpd.tls_mx = mx;
-	smtpd.tls_sub = sub;
 	log_info("reload done mailboxes=%zu tls=%s", tables_mailbox_count(t),
 	    mx ? "yes" : "no");
 }
@@ -254,6 +258,7 @@ grace_cb(evutil_socket_t fd, short what, void *arg)
 {
 	log_warnx("shutdown grace period over; closing the remaining sessions");
 	smtpd_sessions_kill();
+	smtpd_maybe_exit();
 }
 
 static void
@@ -266,6 +271,7 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 	if (smtpd.stopping) {
 		log_warnx("second signal: closing every session now");
 		smtpd_sessions_kill();
+		smtpd_maybe_exit();
 		return;
 	}
 	log_info("stopping signal=%d sessions=%u", (int)sig, smtpd.nsessions);
@@ -277,6 +283,7 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 
 	evtimer_add(smtpd.grace_ev, &grace);
 	smtpd_sessions_stop();
+	smtpd_maybe_exit();
 }
 
 static void
@@ -325,69 +332,11 @@ prepare_dirs(const struct config *c)
 	}
 }
 
-static void
-add_self(const struct sockaddr *sa, unsigned port)
-{
-	struct sockaddr_storage ss;
-
-	memset(&ss, 0, sizeof(ss));
-	if (sa->sa_family == AF_INET) {
-		memcpy(&ss, sa, sizeof(struct sockaddr_in));
-		((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port);
-	} else if (sa->sa_family == AF_INET6) {
-		memcpy(&ss, sa, sizeof(struct sockaddr_in6));
-		((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
-	} else
-		return;
-	smtpd.self = xreallocarray(smtpd.self, smtpd.nself + 1, sizeof(ss));
-	smtpd.self[smtpd.nself++] = ss;
-}
-
-/*
- * find_self - the addresses our mx role answers on, so that forwarding
- * can refuse a target whose MX is this server (a wildcard listen address
- * stands for every address of the machine)
- */
-static void
-find_self(const struct config *c)
-{
-	struct ifaddrs *ifs = NULL;
-
-	getifaddrs(&ifs);
-	for (size_t i = 0; i < c->nlistens; i++) {
-		const struct listen_addr *la = &c->listens[i];
-		const struct sockaddr *sa = (const struct sockaddr *)&la->ss;
-		unsigned port;
-		bool any;
-
-		if (la->role != ROLE_MX)
-			continue;
-		if (sa->sa_family == AF_INET) {
-			port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
-			any = ((const struct sockaddr_in *)sa)->sin_addr.s_addr ==
-			    htonl(INADDR_ANY);
-		} else {
-			port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
-			any = IN6_IS_ADDR_UNSPECIFIED(
-			    &((const struct sockaddr_in6 *)sa)->sin6_addr);
-		}
-		if (!any) {
-			add_self(sa, port);
-			continue;
-		}
-		for (struct ifaddrs *ifa = ifs; ifa; ifa = ifa->ifa_next)
-			if (ifa->ifa_addr && ifa->ifa_addr->sa_family == sa->sa_family)
-				add_self(ifa->ifa_addr, port);
-	}
-	if (ifs)
-		freeifaddrs(ifs);
-}
-
 /* outbound_init - resolver, client TLS, SRS: what forwarding needs */
 static bool
 outbound_init(const struct config *c)
 {
-	char err[512];
+	char err[1024];
 
 	smtpd.resolver = resolver_new(smtpd.base, c->dns_server_len ?
 	    (const struct sockaddr *)&c->dns_server : NULL, c->dns_server_len);
@@ -401,15 +350,11 @@ outbound_init(const struct config *c)
 	SSL_CTX_set_verify(smtpd.tls_client, SSL_VERIFY_NONE, NULL);
 	SSL_CTX_set_options(smtpd.tls_client, SSL_OP_NO_COMPRESSION |
 	    SSL_OP_NO_RENEGOTIATION);
-	if (srs_init(&smtpd.srs, c->srs_secrets, c->nsrs_secrets, c->queue_dir,
-	    err, sizeof(err)) == -1) {
-		fprintf(stderr, "%s:%d: srs_secret: %s\n", c->path,
-		    config_line(c, "srs_secret"), err);
+	if (forward_init(smtpd.base, c, smtpd.resolver, smtpd.tls_client, err,
+	    sizeof(err)) == -1) {
+		fprintf(stderr, "%s\n", err);
 		return false;
 	}
-	find_self(c);
-	smtpd.fwd_per_domain = hmap_new();
-	smtpd.fwd_per_client = hmap_new();
 	return true;
 }
 
@@ -472,16 +417,25 @@ main(int argc, char **argv)
 		usage();
 	log_init("chamoisd", foreground || check_only, verbose);
 
-	ok = load_all(config_path, print_problem, &smtpd.cfg, &smtpd.tables,
-	    &smtpd.tls_mx, &smtpd.tls_sub);
-	if (check_only) {
-		if (ok)
-			printf("%s: configuration OK\n", config_path);
-		free_loaded(smtpd.cfg, smtpd.tables, smtpd.tls_mx, smtpd.tls_sub);
-		return ok ? 0 : 1;
+	{
+		struct config *c;
+		struct tables *t;
+		SSL_CTX *mx, *sub;
+
+		ok = load_all(config_path, print_problem, &c, &t, &mx, &sub);
+		if (check_only) {
+			if (ok)
+				printf("%s: configuration OK\n", config_path);
+			free_loaded(c, t, mx, sub);
+			return ok ? 0 : 1;
+		}
+		if (!ok)
+			return 1;
+		smtpd_configure(c, t, mx, sub);
+		config_free(c);
+		SSL_CTX_free(mx);
+		SSL_CTX_free(sub);
 	}
-	if (!ok)
-		return 1;
 	/* reloads after the privilege drop need readable files: say so now */
 	check_user_access(smtpd.cfg, log_problem);
 
@@ -507,6 +461,14 @@ main(int argc, char **argv)
 	}
 	if (!outbound_init(smtpd.cfg))
 		return 1;
+	/* the routes and the auth ops the engine runs (smtpd/route.h) */
+	smtpd_set_router(ROLE_MX, forward_mx_router);
+	smtpd_set_router(ROLE_SUBMISSION, queue_router);
+	smtpd_set_router(ROLE_SUBMISSIONS, queue_router);
+	smtpd_set_auth(&sub_auth_ops);
+	sub_configure(smtpd.base, smtpd.cfg, smtpd.tables);
+	smtpd_set_idle_hook(smtpd_maybe_exit);
+	worker_set_idle_hook(smtpd_maybe_exit);
 	if (smtpd.cfg->sasl_db &&
 	    sub_sasl_init(smtpd.cfg->sasl_db, err, sizeof(err)) == -1) {
 		fprintf(stderr, "%s:%d: sasl_db: %s\n", smtpd.cfg->path,
@@ -558,13 +520,12 @@ main(int argc, char **argv)
 	if (smtpd.grace_ev)
 		event_free(smtpd.grace_ev);
 	hmap_free(smtpd.per_addr, NULL);
-	hmap_free(smtpd.fwd_per_domain, NULL);
-	hmap_free(smtpd.fwd_per_client, NULL);
+	hmap_free(smtpd.by_id, NULL);
+	forward_shutdown();
+	sub_configure(NULL, NULL, NULL);
 	smtp_clients_shutdown();
 	resolver_free(smtpd.resolver);
 	SSL_CTX_free(smtpd.tls_client);
-	srs_free(&smtpd.srs);
-	free(smtpd.self);
 	free_loaded(smtpd.cfg, smtpd.tables, smtpd.tls_mx, smtpd.tls_sub);
 	event_base_free(smtpd.base);
 	libevent_global_shutdown();

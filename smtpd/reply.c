@@ -14,7 +14,7 @@
 
 #include "../common/limits.h"
 #include "../common/util.h"
-#include "smtpd.h"
+#include "session.h"
 
 static void
 reply_count(struct smtpd_session *s, const char *line)

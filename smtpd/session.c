@@ -7,8 +7,9 @@
  * the command dispatcher (commands.c), or to the DATA scanner while a
  * message arrives.  While a message is being stored the session stops
  * reading, so pipelined commands wait their turn and replies stay in
- * order.  A session that a worker job still refers to is freed when the
- * job comes back.
+ * order.  A session is freed at once when it closes: a worker job that
+ * works for it keeps its id and finds it with smtpd_session_find() (or
+ * finds it gone) when it is done.
  *
  * End of input (SPEC 4, doc/chamoisd.8): EOF from the client means "no
  * more commands", not "gone": what is buffered is still processed, every
@@ -32,13 +33,11 @@
 #include <event2/event.h>
 #include <openssl/err.h>
 
+#include "../common/hmap.h"
 #include "../common/limits.h"
 #include "../common/util.h"
 #include "../common/worker.h"
-#include "../forward/forward.h"
-#include "../maildir/maildir.h"
-#include "../submission/submission.h"
-#include "smtpd.h"
+#include "session.h"
 
 struct smtpd_daemon smtpd;
 
@@ -139,7 +138,7 @@ life_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	log_info("%s smtp disconnect reason=session-timeout state=%s", s->idstr,
 	    smtpd_strstate(s->state));
-	if (s->job_pending || s->state == ST_WAIT || s->state == ST_DELIVER) {
+	if (s->state == ST_WAIT || s->state == ST_DELIVER) {
 		/* a reply is on its way: give it the usual idle time */
 		struct timeval tv = { smtpd.cfg->smtp_timeout, 0 };
 
@@ -220,6 +219,9 @@ smtpd_session_new(int fd, const struct sockaddr *sa, socklen_t salen,
 	}
 	TAILQ_INSERT_TAIL(&smtpd.sessions, s, entry);
 	smtpd.nsessions++;
+	if (smtpd.by_id == NULL)
+		smtpd.by_id = hmap_new();
+	hmap_put(smtpd.by_id, s->idstr, s);
 	log_info("%s smtp connected address=%s role=%s", s->idstr, s->peer_text,
 	    config_role_name(role));
 
@@ -386,7 +388,7 @@ session_backlogged(struct smtpd_session *s)
 static void
 session_at_eof(struct smtpd_session *s)
 {
-	if (s->dead || s->bev == NULL ||
+	if (s->bev == NULL ||
 	    (s->flags & (SF_PAUSED | SF_TARPIT | SF_BACKLOG)) ||
 	    state_holds_input(s->state))
 		return;
@@ -427,7 +429,7 @@ session_lines(struct smtpd_session *s)
 				return;
 			continue;
 		}
-		if (state_holds_input(s->state) || s->dead)
+		if (state_holds_input(s->state))
 			return;
 		if (s->flags & SF_DISCARD) {
 			struct evbuffer_ptr p = evbuffer_search(in, "\n", 1, NULL);
@@ -455,15 +457,15 @@ session_lines(struct smtpd_session *s)
 				s->flags |= SF_DISCARD;
 			free(line);
 			str_copy(s->last_cmd, "(line too long)", sizeof(s->last_cmd));
-			if (s->state == ST_AUTH)
-				sub_auth_abort(s);
+			if (s->state == ST_AUTH && smtpd_auth && smtpd_auth->abort)
+				smtpd_auth->abort(s);
 			smtpd_reply(s, auth ? "500 5.5.6 Authentication exchange line "
 			    "is too long" : "500 5.5.2 Line too long (RFC 5321 "
 			    "4.5.3.1.4)");
 			continue;
 		}
-		if (s->state == ST_AUTH)
-			sub_auth_line(s, line, len);
+		if (s->state == ST_AUTH && smtpd_auth && smtpd_auth->line)
+			smtpd_auth->line(s, line, len);
 		else
 			smtpd_command(s, line, len);
 		free(line);
@@ -619,16 +621,14 @@ smtpd_tx_free(struct smtpd_tx *tx)
 	for (size_t i = 0; i < tx->nmailboxes; i++)
 		free(tx->mailboxes[i]);
 	free(tx->mailboxes);
+	if (tx->pending) {
+		free(tx->pending->shown);
+		expansion_free(&tx->pending->exp);
+		free(tx->pending);
+	}
 	header_scanner_free(&tx->hdr);
 	body_free(&tx->body);
 	free(tx->received);
-	if (tx->head)
-		evbuffer_free(tx->head);
-	if (tx->delivery) {
-		/* copies prepared in tmp/ for a transaction that did not finish */
-		maildir_abort_prepared(tx->delivery);
-		maildir_delivery_free(tx->delivery);
-	}
 	free(tx);
 }
 
@@ -641,50 +641,35 @@ smtpd_maybe_exit(void)
 }
 
 /*
- * session_free - close the connection now; the memory goes once no worker
- * job refers to the session any more (see the job's done callback).
+ * session_free - close the connection and free the session; every route
+ * it used and the auth ops let go of their state first.  A job still
+ * working for it finds it gone (smtpd_session_find).
  */
 static void
 session_free(struct smtpd_session *s)
 {
-	if (s->bev) {
-		fwd_session_free(s);
-		sub_session_free(s);
-		if (s->life_timer)
-			event_free(s->life_timer);
-		s->life_timer = NULL;
-		if (s->tarpit_timer)
-			event_free(s->tarpit_timer);
-		s->tarpit_timer = NULL;
-		/* libevent may still write from it after the free below */
-		evbuffer_remove_cb(s->wire, wire_cb, s);
-		bufferevent_free(s->bev);
-		s->bev = NULL;
-		TAILQ_REMOVE(&smtpd.sessions, s, entry);
-		smtpd.nsessions--;
-		smtpd_addr_release(s->addr_key);
-		log_debug("%s smtp closed", s->idstr);
-	}
-	if (s->job_pending) {
-		s->dead = true;
-		return;
-	}
+	smtpd_routes_free(s);
+	if (smtpd_auth && smtpd_auth->free)
+		smtpd_auth->free(s);
+	if (s->life_timer)
+		event_free(s->life_timer);
+	if (s->tarpit_timer)
+		event_free(s->tarpit_timer);
+	/* libevent may still write from it after the free below */
+	evbuffer_remove_cb(s->wire, wire_cb, s);
+	bufferevent_free(s->bev);
+	s->bev = NULL;
+	TAILQ_REMOVE(&smtpd.sessions, s, entry);
+	smtpd.nsessions--;
+	hmap_del(smtpd.by_id, s->idstr);
+	smtpd_addr_release(s->addr_key);
+	log_debug("%s smtp closed", s->idstr);
 	smtpd_tx_free(s->tx);
+	free(s->user);
 	config_free(s->cfg);
 	free(s);
-	smtpd_maybe_exit();
-}
-
-/* smtpd_session_job_done - a worker job of s has come back; false if s is gone */
-bool
-smtpd_session_job_done(struct smtpd_session *s)
-{
-	s->job_pending = false;
-	if (s->dead) {
-		session_free(s);
-		return false;
-	}
-	return true;
+	if (smtpd.nsessions == 0 && smtpd.idle)
+		smtpd.idle();
 }
 
 /*
@@ -713,7 +698,6 @@ smtpd_sessions_stop(void)
 			break;
 		}
 	}
-	smtpd_maybe_exit();
 }
 
 /* smtpd_sessions_kill - the grace period is over: close what is left */
@@ -728,5 +712,207 @@ smtpd_sessions_kill(void)
 		    smtpd_strstate(s->state));
 		session_free(s);
 	}
-	smtpd_maybe_exit();
+}
+
+/* smtpd_configure - see smtpd.h */
+void
+smtpd_configure(struct config *c, struct tables *t, SSL_CTX *mx, SSL_CTX *sub)
+{
+	struct config *old = smtpd.cfg;
+
+	smtpd.cfg = c ? config_ref(c) : NULL;
+	if (old != NULL)
+		config_free(old);
+	smtpd.tables = t;
+	if (mx)
+		SSL_CTX_up_ref(mx);
+	if (sub)
+		SSL_CTX_up_ref(sub);
+	SSL_CTX_free(smtpd.tls_mx);
+	SSL_CTX_free(smtpd.tls_sub);
+	smtpd.tls_mx = mx;
+	smtpd.tls_sub = sub;
+}
+
+const struct tables *
+smtpd_tables(void)
+{
+	smtpd_loop_only();
+	return smtpd.tables;
+}
+
+unsigned
+smtpd_session_count(void)
+{
+	return smtpd.nsessions;
+}
+
+struct smtpd_session *
+smtpd_session_find(uint64_t id)
+{
+	char key[17];
+
+	smtpd_loop_only();
+	if (smtpd.by_id == NULL)
+		return NULL;
+	snprintf(key, sizeof(key), "%016llx", (unsigned long long)id);
+	return hmap_get(smtpd.by_id, key);
+}
+
+uint64_t
+smtpd_session_id(const struct smtpd_session *s)
+{
+	return s->id;
+}
+
+void
+smtpd_set_idle_hook(void (*fn)(void))
+{
+	smtpd.idle = fn;
+}
+
+/* smtpd_loop_only - see session.h: worker.h says why */
+void
+smtpd_loop_only(void)
+{
+	if (worker_thread())
+		fatalx("smtpd: session state read on a worker thread");
+}
+
+/* flow control (route.h) */
+void
+smtpd_input_pause(struct smtpd_session *s)
+{
+	smtpd_loop_only();
+	s->flags |= SF_PAUSED;
+	bufferevent_disable(s->bev, EV_READ);
+}
+
+void
+smtpd_input_resume(struct smtpd_session *s)
+{
+	smtpd_loop_only();
+	if (!(s->flags & SF_PAUSED))
+		return;
+	s->flags &= ~SF_PAUSED;
+	bufferevent_enable(s->bev, EV_READ);
+	smtpd_resume(s);
+}
+
+void
+smtpd_wait(struct smtpd_session *s)
+{
+	smtpd_loop_only();
+	if (s->state != ST_CLOSING)
+		smtpd_enter_state(s, ST_WAIT);
+}
+
+bool
+smtpd_session_waiting(const struct smtpd_session *s)
+{
+	return s->state == ST_WAIT;
+}
+
+/* the session's views and the auth side (route.h) */
+const char *
+smtpd_session_idstr(const struct smtpd_session *s)
+{
+	return s->idstr;
+}
+
+const char *
+smtpd_session_addr_key(const struct smtpd_session *s)
+{
+	return s->addr_key;
+}
+
+const char *
+smtpd_session_peer(const struct smtpd_session *s)
+{
+	return s->peer_text;
+}
+
+const struct config *
+smtpd_session_config(const struct smtpd_session *s)
+{
+	return s->cfg;
+}
+
+enum listen_role
+smtpd_session_role(const struct smtpd_session *s)
+{
+	return s->role;
+}
+
+const char *
+smtpd_session_user(const struct smtpd_session *s)
+{
+	smtpd_loop_only();
+	return (s->flags & SF_AUTH) ? s->user : NULL;
+}
+
+bool
+smtpd_session_tls(const struct smtpd_session *s)
+{
+	return (s->flags & SF_TLS) != 0;
+}
+
+bool
+smtpd_session_ehlo(const struct smtpd_session *s)
+{
+	return (s->flags & SF_EHLO) != 0;
+}
+
+unsigned
+smtpd_session_tls_bits(const struct smtpd_session *s)
+{
+	SSL *ssl;
+
+	if (s->bev == NULL || (ssl = bufferevent_openssl_get_ssl(s->bev)) == NULL)
+		return 0;
+	return (unsigned)SSL_get_cipher_bits(ssl, NULL);
+}
+
+void
+smtpd_session_sasl_addrs(const struct smtpd_session *s, const char **local,
+    const char **remote)
+{
+	*local = s->local_text;
+	*remote = s->remote_text;
+}
+
+void *
+smtpd_auth_data(struct smtpd_session *s)
+{
+	smtpd_loop_only();
+	return s->auth;
+}
+
+void
+smtpd_auth_set_data(struct smtpd_session *s, void *data)
+{
+	smtpd_loop_only();
+	s->auth = data;
+}
+
+void
+smtpd_auth_read_lines(struct smtpd_session *s)
+{
+	if (s->state != ST_CLOSING)
+		smtpd_enter_state(s, ST_AUTH);
+}
+
+void
+smtpd_auth_end(struct smtpd_session *s)
+{
+	if (s->state != ST_CLOSING)
+		smtpd_enter_state(s, ST_HELO);
+}
+
+void
+smtpd_auth_success(struct smtpd_session *s, const char *user)
+{
+	free(s->user);
+	s->user = xstrdup(user);
+	s->flags |= SF_AUTH;
 }

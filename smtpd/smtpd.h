@@ -1,5 +1,14 @@
 /*
- * smtpd.h - the daemon: listeners, ESMTP sessions, routing.
+ * smtpd.h - the session engine: listeners, ESMTP sessions, the command
+ * table, the reply writer and the transaction (doc/protocol.md).
+ *
+ * The engine calls no route and no auth code by name: they plug in
+ * through route.h (included here), which also gives them the session's
+ * API.  A message's path through the engine: listener.c accepts, session.c
+ * reads lines (and the DATA scanner, dataphase.c), commands.c runs the
+ * command table and the transaction, handing recipients, the body and
+ * the final dot to the route the router picked (route.h), reply.c writes
+ * every reply.  The structures are private to smtpd/ (smtpd/session.h).
  * Prototypes are grouped under the file that defines them.
  */
 #ifndef CHAMOIS_SMTPD_H
@@ -15,41 +24,36 @@
 #include "../common/addr.h"
 #include "../common/body.h"
 #include "../common/config.h"
-#include "../common/result.h"
 #include "../common/tables.h"
-#include "../forward/srs.h"
 #include "dataphase.h"
+#include "route.h"
 
 struct event_base;
-struct bufferevent;
 struct evconnlistener;
 struct hmap;
 struct resolver;
-struct fwd;
-struct sub_sasl;
-struct sub_attempt;
 
-/* the daemon's state, one per process */
+/*
+ * the engine's state, one per process; only smtpd/ reads it (XXX queue/
+ * still reads cfg, tables, stopping, resolver and tls_client until
+ * queue_init takes them from the composition root)
+ */
 struct smtpd_daemon {
 	struct event_base *base;
-	struct config *cfg;
+	struct config *cfg;		/* smtpd_configure() */
 	struct tables *tables;
 	SSL_CTX *tls_mx;	/* port 25: any version the library allows */
 	SSL_CTX *tls_sub;	/* submission roles: TLS 1.2 or newer */
 	struct evconnlistener **listeners;
 	size_t nlisteners;
 	struct hmap *per_addr;	/* "1.2.3.4" or "2001:db8::/64" -> count */
+	struct hmap *by_id;	/* session id (hex) -> session */
 	unsigned nsessions;
 	bool stopping;
 	struct event *grace_ev;
-	struct resolver *resolver;	/* MX look-ups (outbound/) */
-	SSL_CTX *tls_client;		/* outbound STARTTLS, opportunistic */
-	struct srs srs;			/* forward/srs.c */
-	struct sockaddr_storage *self;	/* where our mx role listens (loops) */
-	size_t nself;
-	unsigned nfwd;			/* forward sessions open */
-	struct hmap *fwd_per_domain;	/* target domain -> forward sessions */
-	struct hmap *fwd_per_client;	/* client address key -> forward sessions */
+	struct resolver *resolver;	/* XXX for queue/ only (see above) */
+	SSL_CTX *tls_client;		/* XXX for queue/ only (see above) */
+	void (*idle)(void);		/* smtpd_set_idle_hook */
 	TAILQ_HEAD(, smtpd_session) sessions;
 };
 
@@ -68,117 +72,79 @@ enum smtpd_state {
 	ST_CLOSING,	/* last reply queued; close once it is written */
 };
 
-#define SF_EHLO		0x0001	/* EHLO (not HELO) */
-#define SF_TLS		0x0002	/* TLS is on */
-#define SF_AUTH		0x0004	/* authenticated (submission) */
-#define SF_DISCARD	0x0008	/* dropping the rest of an over-long line */
-#define SF_STOP		0x0010	/* daemon stopping: close after this transaction */
-#define SF_PAUSED	0x0020	/* input paused until the remote drains */
-#define SF_TARPIT	0x0040	/* input paused: a misbehaving client waits */
-#define SF_EOF		0x0080	/* the client closed its sending side (no more commands) */
-#define SF_BACKLOG	0x0100	/* input paused: the client is not reading its replies */
-#define SF_TLS_CLOSED	0x0200	/* our close_notify is queued */
-
-/* the route of a recipient: where its transaction goes (SPEC 4) */
-enum smtpd_route {
-	ROUTE_NONE,
-	ROUTE_LOCAL,	/* local mailboxes only */
-	ROUTE_FORWARD,	/* forwarded address (synchronous proxy) */
-	ROUTE_QUEUE,	/* a logged-in user's mail: into the queue */
-};
-
-struct smtpd_tx {
-	unsigned n;			/* transaction number in the session */
-	char id[40];			/* session id + "." + n */
-	char sender[PATH_MAX_OCTETS + 1]; /* "" for <> */
-	bool smtputf8;
-	bool body8bit;
-	uint64_t size_param;		/* SIZE= of MAIL, 0 if none */
-	char *received;			/* our Received field, LF form */
-	struct evbuffer *head;		/* queue route: the header section so far */
-	enum smtpd_route route;
-	char route_key[DOMAIN_MAX + 8];
-	char **rcpts;			/* RCPT addresses accepted, as given */
-	size_t nrcpts;
-	char **mailboxes;		/* local mailboxes, each once */
-	size_t nmailboxes;
-	struct data_scanner scan;
-	struct header_scanner hdr;
-	struct body body;
-	bool too_big;
-	int store_errno;		/* the body could not be kept: why */
-	struct maildir_delivery *delivery;
-};
-
-struct smtpd_session {
-	TAILQ_ENTRY(smtpd_session) entry;
-	uint64_t id;
-	char idstr[17];
-	enum listen_role role;
-	struct bufferevent *bev;
-	struct sockaddr_storage peer;
-	char peer_text[64];		/* "1.2.3.4" or "::1" */
-	char addr_key[64];		/* per-address counter key */
-	enum smtpd_state state;
-	unsigned flags;
-	char helo[HELO_MAX + 1];
-	unsigned errors;
-	unsigned ntx;
-	char tls_info[128];		/* "TLSv1.3 TLS_AES_256_GCM_SHA384" */
-	char last_cmd[64];		/* escaped, for logging failures */
-	struct smtpd_tx *tx;
-	struct config *cfg;		/* held while pointers into it live (config_ref) */
-	struct fwd *fwd;		/* the forwarding remote session, if any */
-	char local_text[80];		/* "IP;PORT" of our end (SASL) */
-	char remote_text[80];		/* "IP;PORT" of the client (SASL) */
-	struct sub_sasl *sasl;		/* submission: the SASL exchange */
-	char *user;			/* submission: who logged in */
-	char auth_mech[32];
-	unsigned auth_failures;
-	struct event *auth_timer;
-	struct sub_attempt *auth_try;	/* submission: the counted attempt */
-	struct event *life_timer;	/* session_timeout, and the greeting delay */
-	struct event *tarpit_timer;
-	bool greeted;
-	enum smtpd_state wait_from;	/* state to return to after ST_WAIT */
-	bool job_pending;		/* a worker job holds a pointer to us */
-	bool dead;			/* freed when the job comes back */
-	struct evbuffer *wire;		/* the output nearest the socket */
-};
-
 /* reply.c */
+/*
+ * smtpd_reply - one reply line "NNN X.Y.Z text" (printf-style), CRLF
+ * added, CR/LF inside replaced; a 4xx/5xx is logged and counted
+ * (max_errors closes the session, half of it tarpits).  Nothing is sent
+ * once the session is closing.
+ */
 void smtpd_reply(struct smtpd_session *, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* smtpd_reply_lines - a multi-line reply: "NNN-line" ... "NNN line" */
 void smtpd_reply_lines(struct smtpd_session *, int code, const char **lines,
     size_t n);
 
 /* session.c */
+/*
+ * smtpd_configure - at start and on SIGHUP: the config (a reference is
+ * taken, the old one let go), the tables (borrowed until the next call)
+ * and the server TLS contexts (referenced; NULL without tls_cert).
+ * Sessions keep the config they started with.
+ */
+void smtpd_configure(struct config *, struct tables *, SSL_CTX *tls_mx,
+    SSL_CTX *tls_sub);
+/* smtpd_session_new - a connection accepted on a listener of role */
 void smtpd_session_new(int fd, const struct sockaddr *, socklen_t,
     enum listen_role);
-void smtpd_enter_state(struct smtpd_session *, enum smtpd_state);
-const char *smtpd_strstate(enum smtpd_state);
+/* smtpd_session_count - sessions open */
+unsigned smtpd_session_count(void);
+/* smtpd_session_find - the session with this id, NULL if it is gone */
+struct smtpd_session *smtpd_session_find(uint64_t id);
+/* smtpd_session_id - the id a job keeps instead of the session pointer */
+uint64_t smtpd_session_id(const struct smtpd_session *);
+/*
+ * smtpd_set_idle_hook - fn runs when the last session has gone (the
+ * composition root decides then whether the stopping daemon may exit)
+ */
+void smtpd_set_idle_hook(void (*fn)(void));
+/* smtpd_close_after_reply - stop reading; close once the output drains */
 void smtpd_close_after_reply(struct smtpd_session *);
+/*
+ * smtpd_resume - go on with pipelined input after an asynchronous step;
+ * deferred, so that a step that finishes at once never nests the input
+ * loop inside itself
+ */
 void smtpd_resume(struct smtpd_session *);
+/* smtpd_tarpit - read nothing from the session for ms milliseconds */
 void smtpd_tarpit(struct smtpd_session *, unsigned ms);
-void smtpd_start_tls(struct smtpd_session *);
+/*
+ * smtpd_sessions_stop - SIGTERM: idle sessions get 421 now; a session in
+ * a transaction finishes it first
+ */
 void smtpd_sessions_stop(void);
+/* smtpd_sessions_kill - the grace period is over: close what is left */
 void smtpd_sessions_kill(void);
+/*
+ * smtpd_maybe_exit - XXX kept for queue/ and main.c until the
+ * composition root decides alone (it is the idle hook there meanwhile)
+ */
 void smtpd_maybe_exit(void);
-bool smtpd_session_job_done(struct smtpd_session *);
-void smtpd_tx_free(struct smtpd_tx *);
 
 /* commands.c */
-void smtpd_greet(struct smtpd_session *);
-void smtpd_tx_end(struct smtpd_session *);
-void smtpd_tx_add_rcpt(struct smtpd_session *, const char *shown,
-    const char *route_key, const struct expansion *);
-void smtpd_deliver_job(struct smtpd_session *, void (*work)(void *),
-    void (*done)(void *));
-struct maildir_delivery *smtpd_local_copies(struct smtpd_session *);
-void smtpd_command(struct smtpd_session *, char *line, size_t len);
-void smtpd_data_input(struct smtpd_session *);
+/*
+ * smtpd_received_header - our Received field (RFC 5321 4.4), LF line
+ * ends, pure: helo and peer as the session has them (peer "1.2.3.4" or
+ * "::1"), esmtp/tls/utf8 choose the protocol name (RFC 3848, RFC 6531
+ * 7.7), user is the logged-in user or NULL, tls_info "TLSv1.3 CIPHER"
+ * (used only with tls), rcpt the one recipient (a "for" clause) or NULL,
+ * date an RFC 5322 date.  malloc'd.
+ */
+char *smtpd_received_header(const char *helo, const char *peer, bool esmtp,
+    bool tls, bool utf8, const char *user, const char *hostname,
+    const char *id, const char *tls_info, const char *rcpt, const char *date);
 
-/* parse.c */
+/* parse.c - the arguments of MAIL, RCPT and HELO/EHLO (pure) */
 struct smtpd_mail_args {
 	struct mailaddr addr;
 	bool null_sender;
@@ -186,19 +152,39 @@ struct smtpd_mail_args {
 	bool body8bit;		/* BODY=8BITMIME (RFC 6152) */
 	uint64_t size;		/* SIZE= (RFC 1870), 0 if not given */
 };
+/*
+ * smtpd_parse_mail - "FROM:<path> [params]" into m: NULL, or the whole
+ * refusal (a SIZE over max_size, an unknown parameter, AUTH= only where
+ * auth_offered...); arg is modified
+ */
 const char *smtpd_parse_mail(char *arg, struct smtpd_mail_args *, uint64_t max_size,
     bool auth_offered);
+/* smtpd_parse_rcpt - "TO:<path>" into a: NULL, or the whole refusal */
 const char *smtpd_parse_rcpt(char *arg, struct mailaddr *);
+/* smtpd_parse_helo - the HELO/EHLO argument's first word into out; false if bad */
 bool smtpd_parse_helo(const char *arg, char *out, size_t size);
 
 /* listener.c */
+/* smtpd_listeners_bind - bind every listen line (before the drop); -1 and err */
 int smtpd_listeners_bind(const struct config *, char *err, size_t errsize);
+/* smtpd_listeners_start - listen and accept on the loop */
 void smtpd_listeners_start(void);
+/* smtpd_listeners_stop - close the listening sockets */
 void smtpd_listeners_stop(void);
+/*
+ * smtpd_addr_admit - count a new connection of the client's address (its
+ * key, "1.2.3.4" or an IPv6 /64, into key); false past
+ * max_connections_per_address
+ */
 bool smtpd_addr_admit(const struct sockaddr *, char *key, size_t keysize);
+/* smtpd_addr_release - that connection has ended */
 void smtpd_addr_release(const char *key);
 
 /* tls.c */
+/*
+ * smtpd_tls_ctx - a server context from the certificate chain and key
+ * files; strict: TLS 1.2 or newer (the submission roles); NULL and err
+ */
 SSL_CTX *smtpd_tls_ctx(const char *cert, const char *key, bool strict,
     char *err, size_t errsize);
 

@@ -1,9 +1,13 @@
 /*
  * auth.c - AUTH (RFC 4954) and the submission profile of the session.
  *
- * The session engine (smtpd/) asks this file three things: which AUTH
+ * The session engine (smtpd/) asks this file, through the auth ops the
+ * composition root plugs in (sub_auth_ops, smtpd/route.h), which AUTH
  * line goes into EHLO (only after TLS, SPEC 4), what to do with AUTH and
- * its response lines, and whether the logged-in user may use a sender.
+ * its response lines, and whether the logged-in user may use a sender;
+ * this file answers with the engine's API (smtpd_auth_read_lines,
+ * smtpd_auth_success, smtpd_wait, smtpd_reply...), never by touching
+ * the session.
  * SASL itself is sasl_cyrus.c's; this file sees only CONTINUE / OK / FAIL
  * / TEMP.  Each exchange is counted as an attempt when it starts, for the
  * address at AUTH and for the user as soon as a login name is sent
@@ -31,33 +35,77 @@
 #define AUTH_FAILURES_PER_SESSION	3
 #define AUTH_CHALLENGE_MAX		(AUTH_LINE_MAX + 1)
 
+/* what sub_configure() gives: the loop, the config and tables in force */
+static struct {
+	struct event_base *base;
+	struct config *cfg;
+	const struct tables *tables;
+} sub;
+
+/* one session's AUTH state (smtpd_auth_data) */
+struct sub_session {
+	struct smtpd_session *s;
+	struct sub_sasl *sasl;		/* the SASL exchange */
+	char auth_mech[32];
+	unsigned auth_failures;
+	struct event *auth_timer;
+	struct sub_attempt *auth_try;	/* the counted attempt */
+};
+
+void
+sub_configure(struct event_base *base, struct config *c,
+    const struct tables *t)
+{
+	struct config *old = sub.cfg;
+
+	sub.base = base;
+	sub.cfg = c ? config_ref(c) : NULL;
+	if (old)
+		config_free(old);
+	sub.tables = t;
+}
+
+/* state - the session's AUTH state, made on first use */
+static struct sub_session *
+state(struct smtpd_session *s)
+{
+	struct sub_session *a = smtpd_auth_data(s);
+
+	if (a == NULL) {
+		a = xcalloc(1, sizeof(*a));
+		a->s = s;
+		smtpd_auth_set_data(s, a);
+	}
+	return a;
+}
+
 /* session_sasl - the session's SASL state, made with the TLS strength */
 static struct sub_sasl *
 session_sasl(struct smtpd_session *s)
 {
-	SSL *ssl;
-	unsigned ssf = 0;
+	struct sub_session *a = state(s);
+	const char *local, *remote;
 
-	if (s->sasl != NULL)
-		return s->sasl;
-	if ((ssl = bufferevent_openssl_get_ssl(s->bev)) != NULL)
-		ssf = (unsigned)SSL_get_cipher_bits(ssl, NULL);
-	s->sasl = sub_sasl_new(smtpd.cfg->hostname, s->local_text, s->remote_text,
-	    ssf);
-	return s->sasl;
+	if (a->sasl != NULL)
+		return a->sasl;
+	smtpd_session_sasl_addrs(s, &local, &remote);
+	a->sasl = sub_sasl_new(sub.cfg->hostname, local, remote,
+	    smtpd_session_tls_bits(s));
+	return a->sasl;
 }
 
-const char *
+static const char *
 sub_ehlo_auth(struct smtpd_session *s)
 {
 	static char line[256];
 	const char *mechs;
 
-	if (s->role == ROLE_MX || !(s->flags & SF_TLS) || (s->flags & SF_AUTH))
+	if (smtpd_session_role(s) == ROLE_MX || !smtpd_session_tls(s) ||
+	    smtpd_session_user(s) != NULL)
 		return NULL;
 	if (session_sasl(s) == NULL)
 		return NULL;
-	mechs = sub_sasl_mechs(s->sasl);
+	mechs = sub_sasl_mechs(state(s)->sasl);
 	if (mechs == NULL || *mechs == '\0')
 		return NULL;
 	bsnprintf(line, sizeof(line), "AUTH %s", mechs);
@@ -67,27 +115,32 @@ sub_ehlo_auth(struct smtpd_session *s)
 static void
 auth_end(struct smtpd_session *s)
 {
+	struct sub_session *a = state(s);
+
 	/* no password was checked (a success forgave it already) */
-	sub_auth_forgive(&s->auth_try, s->addr_key);
+	sub_auth_forgive(&a->auth_try, smtpd_session_addr_key(s));
 	/* a new exchange needs a fresh SASL state */
-	sub_sasl_free(s->sasl);
-	s->sasl = NULL;
-	smtpd_enter_state(s, ST_HELO);
+	sub_sasl_free(a->sasl);
+	a->sasl = NULL;
+	smtpd_auth_end(s);
 }
 
 static void
 auth_ok(struct smtpd_session *s)
 {
-	char f1[LOG_ESC(300)], f2[LOG_ESC(sizeof(s->auth_mech))];
+	struct sub_session *a = state(s);
+	char f1[LOG_ESC(300)], f2[LOG_ESC(sizeof(a->auth_mech))];
+	const char *user;
 
-	free(s->user);
-	s->user = xstrdup(sub_sasl_user(s->sasl));
-	s->flags |= SF_AUTH;
+	smtpd_auth_success(s, sub_sasl_user(a->sasl));
+	user = smtpd_session_user(s);
 	/* forgives this attempt only: no other failure is cleared */
-	sub_auth_succeeded(&s->auth_try, s->addr_key, s->user, time(NULL));
-	log_info("%s auth ok address=%s user=%s mechanism=%s", s->idstr,
-	    s->peer_text, log_field(f1, sizeof(f1), s->user),
-	    log_field(f2, sizeof(f2), s->auth_mech));
+	sub_auth_succeeded(&a->auth_try, smtpd_session_addr_key(s), user,
+	    time(NULL));
+	log_info("%s auth ok address=%s user=%s mechanism=%s",
+	    smtpd_session_idstr(s), smtpd_session_peer(s),
+	    log_field(f1, sizeof(f1), user),
+	    log_field(f2, sizeof(f2), a->auth_mech));
 	auth_end(s);
 	smtpd_reply(s, "235 2.7.0 Authentication successful");
 }
@@ -95,15 +148,16 @@ auth_ok(struct smtpd_session *s)
 static void
 auth_delay_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct smtpd_session *s = arg;
+	struct sub_session *a = arg;
+	struct smtpd_session *s = a->s;
 
-	if (s->state != ST_WAIT)
+	if (!smtpd_session_waiting(s))
 		return;
-	smtpd_enter_state(s, ST_HELO);
+	smtpd_auth_end(s);
 	smtpd_reply(s, "535 5.7.8 Authentication credentials invalid");
-	if (s->auth_failures >= AUTH_FAILURES_PER_SESSION) {
+	if (a->auth_failures >= AUTH_FAILURES_PER_SESSION) {
 		smtpd_reply(s, "421 4.7.0 %s Too many failed logins, closing "
-		    "connection", smtpd.cfg->hostname);
+		    "connection", sub.cfg->hostname);
 		smtpd_close_after_reply(s);
 		return;
 	}
@@ -113,48 +167,51 @@ auth_delay_cb(evutil_socket_t fd, short what, void *arg)
 static void
 auth_failed(struct smtpd_session *s, const char *user)
 {
-	unsigned ms = sub_auth_failed(&s->auth_try, s->addr_key, time(NULL));
+	struct sub_session *a = state(s);
+	unsigned ms = sub_auth_failed(&a->auth_try, smtpd_session_addr_key(s),
+	    time(NULL));
 	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 	char shown[LOG_ESC(SUB_USER_KEY_MAX)], key[SUB_USER_KEY_MAX];
-	char mech[LOG_ESC(sizeof(s->auth_mech))];
+	char mech[LOG_ESC(sizeof(a->auth_mech))];
 
-	s->auth_failures++;
+	a->auth_failures++;
 	if (user != NULL)
 		sub_user_key(user, key, sizeof(key));
 	log_escape(shown, sizeof(shown), user ? key : "-", user ? strlen(key) : 1);
 	log_warnx("%s auth failed address=%s user=%s mechanism=%s delay=%ums",
-	    s->idstr, s->peer_text, shown,
-	    log_field(mech, sizeof(mech), s->auth_mech), ms);
-	sub_sasl_free(s->sasl);
-	s->sasl = NULL;
+	    smtpd_session_idstr(s), smtpd_session_peer(s), shown,
+	    log_field(mech, sizeof(mech), a->auth_mech), ms);
+	sub_sasl_free(a->sasl);
+	a->sasl = NULL;
 	/* the session waits on its own timer: nobody else is held up */
-	if (s->auth_timer == NULL)
-		s->auth_timer = evtimer_new(smtpd.base, auth_delay_cb, s);
-	smtpd_enter_state(s, ST_WAIT);
-	evtimer_add(s->auth_timer, &tv);
+	if (a->auth_timer == NULL)
+		a->auth_timer = evtimer_new(sub.base, auth_delay_cb, a);
+	smtpd_wait(s);
+	evtimer_add(a->auth_timer, &tv);
 }
 
 /* auth_result - act on what the SASL adapter said */
 static void
 auth_result(struct smtpd_session *s, enum sub_sasl_result r, const char *out)
 {
-	char esc[LOG_ESC(sizeof(s->auth_mech))];
+	struct sub_session *a = state(s);
+	char esc[LOG_ESC(sizeof(a->auth_mech))];
 
 	switch (r) {
 	case SUB_SASL_CONTINUE:
-		smtpd_enter_state(s, ST_AUTH);
+		smtpd_auth_read_lines(s);
 		smtpd_reply(s, "334 %s", out);
 		return;
 	case SUB_SASL_OK:
 		auth_ok(s);
 		return;
 	case SUB_SASL_FAIL:
-		auth_failed(s, s->sasl ? sub_sasl_attempted(s->sasl) : NULL);
+		auth_failed(s, a->sasl ? sub_sasl_attempted(a->sasl) : NULL);
 		return;
 	case SUB_SASL_TEMP:
 		log_warnx("%s auth temporary-failure address=%s mechanism=%s",
-		    s->idstr, s->peer_text,
-		    log_field(esc, sizeof(esc), s->auth_mech));
+		    smtpd_session_idstr(s), smtpd_session_peer(s),
+		    log_field(esc, sizeof(esc), a->auth_mech));
 		auth_end(s);
 		smtpd_reply(s, "454 4.7.0 Temporary authentication failure");
 		return;
@@ -185,48 +242,52 @@ auth_result(struct smtpd_session *s, enum sub_sasl_result r, const char *out)
 static bool
 user_check(void *arg, const char *name)
 {
-	struct smtpd_session *s = arg;
+	struct sub_session *a = arg;
+	struct smtpd_session *s = a->s;
 	char key[SUB_USER_KEY_MAX], shown[SUB_USER_KEY_MAX * 4];
 
 	sub_user_key(name, key, sizeof(key));
-	if (sub_auth_user(s->auth_try, s->addr_key, key, time(NULL)))
+	if (sub_auth_user(a->auth_try, smtpd_session_addr_key(s), key, time(NULL)))
 		return true;
 	log_warnx("%s auth refused address=%s reason=too-many-user-failures "
-	    "user=%s", s->idstr, s->peer_text,
+	    "user=%s", smtpd_session_idstr(s), smtpd_session_peer(s),
 	    log_escape(shown, sizeof(shown), key, strlen(key)));
 	return false;
 }
 
-void
+static void
 sub_cmd_auth(struct smtpd_session *s, char *arg)
 {
+	struct sub_session *a;
 	char *mech = arg, *initial, out[AUTH_CHALLENGE_MAX];
+	const char *ak = smtpd_session_addr_key(s);
 
-	if (s->role == ROLE_MX) {
+	if (smtpd_session_role(s) == ROLE_MX) {
 		/* SPEC 4: no AUTH on the mx role */
 		smtpd_reply(s, "502 5.5.1 AUTH not available on this port");
 		return;
 	}
-	if (!(s->flags & SF_TLS)) {
+	if (!smtpd_session_tls(s)) {
 		/* RFC 4954 4 and SPEC 4: STARTTLS first */
 		smtpd_reply(s, "538 5.7.11 Encryption required for requested "
 		    "authentication mechanism");
 		return;
 	}
-	if (s->flags & SF_AUTH) {
+	if (smtpd_session_user(s) != NULL) {
 		smtpd_reply(s, "503 5.5.1 Already authenticated");
 		return;
 	}
-	if (!(s->flags & SF_EHLO)) {
+	if (!smtpd_session_ehlo(s)) {
 		smtpd_reply(s, "503 5.5.1 Send EHLO first");
 		return;
 	}
 	/* counted now, not when it ends: parked exchanges count (limits.c) */
-	if (!sub_auth_begin(&s->auth_try, s->addr_key, time(NULL))) {
+	a = state(s);
+	if (!sub_auth_begin(&a->auth_try, ak, time(NULL))) {
 		log_warnx("%s auth refused address=%s reason=too-many-failures",
-		    s->idstr, s->peer_text);
+		    smtpd_session_idstr(s), smtpd_session_peer(s));
 		smtpd_reply(s, "421 4.7.0 %s Too many failed logins from your "
-		    "address, try again later", smtpd.cfg->hostname);
+		    "address, try again later", sub.cfg->hostname);
 		smtpd_close_after_reply(s);
 		return;
 	}
@@ -238,27 +299,27 @@ sub_cmd_auth(struct smtpd_session *s, char *arg)
 			initial = NULL;
 	}
 	if (*mech == '\0') {
-		sub_auth_forgive(&s->auth_try, s->addr_key);
+		sub_auth_forgive(&a->auth_try, ak);
 		smtpd_reply(s, "501 5.5.4 Syntax: AUTH mechanism [initial-response]");
 		return;
 	}
-	str_copy(s->auth_mech, mech, sizeof(s->auth_mech));
+	str_copy(a->auth_mech, mech, sizeof(a->auth_mech));
 	if (session_sasl(s) == NULL) {
-		sub_auth_forgive(&s->auth_try, s->addr_key);
+		sub_auth_forgive(&a->auth_try, ak);
 		smtpd_reply(s, "454 4.7.0 Temporary authentication failure");
 		return;
 	}
-	sub_sasl_set_name_check(s->sasl, user_check, s);
-	auth_result(s, sub_sasl_start(s->sasl, mech, initial, out, sizeof(out)), out);
+	sub_sasl_set_name_check(a->sasl, user_check, a);
+	auth_result(s, sub_sasl_start(a->sasl, mech, initial, out, sizeof(out)), out);
 }
 
-void
+static void
 sub_auth_abort(struct smtpd_session *s)
 {
 	auth_end(s);
 }
 
-void
+static void
 sub_auth_line(struct smtpd_session *s, char *line, size_t len)
 {
 	char out[AUTH_CHALLENGE_MAX];
@@ -269,41 +330,52 @@ sub_auth_line(struct smtpd_session *s, char *line, size_t len)
 		smtpd_reply(s, "501 5.0.0 Authentication cancelled");
 		return;
 	}
-	auth_result(s, sub_sasl_step(s->sasl, line, out, sizeof(out)), out);
+	auth_result(s, sub_sasl_step(state(s)->sasl, line, out, sizeof(out)), out);
 }
 
-const char *
+static const char *
 sub_mail_check(struct smtpd_session *s, const char *sender)
 {
 	char f1[LOG_ESC(300)], f2[LOG_ESC(PATH_MAX_OCTETS)];
+	const char *user = smtpd_session_user(s);
 
 	if (sender[0] == '\0')
 		return "553 5.7.1 The null sender is not accepted from users";
-	if (!sub_sender_allowed(smtpd.tables, s->user, sender)) {
-		log_warnx("%s auth sender-refused user=%s from=<%s>", s->idstr,
-		    log_field(f1, sizeof(f1), s->user),
+	if (!sub_sender_allowed(sub.tables, user, sender)) {
+		log_warnx("%s auth sender-refused user=%s from=<%s>",
+		    smtpd_session_idstr(s), log_field(f1, sizeof(f1), user),
 		    log_field(f2, sizeof(f2), sender));
 		return "553 5.7.1 Sender address is not one of yours";
 	}
-	if (!sub_rate_allow(s->user, smtpd.cfg->max_messages_per_hour,
-	    time(NULL))) {
-		log_warnx("%s auth rate-limited user=%s", s->idstr,
-		    log_field(f1, sizeof(f1), s->user));
+	if (!sub_rate_allow(user, sub.cfg->max_messages_per_hour, time(NULL))) {
+		log_warnx("%s auth rate-limited user=%s", smtpd_session_idstr(s),
+		    log_field(f1, sizeof(f1), user));
 		return "451 4.7.1 Too many messages this hour, try again later";
 	}
 	return NULL;
 }
 
-void
+static void
 sub_session_free(struct smtpd_session *s)
 {
+	struct sub_session *a = smtpd_auth_data(s);
+
+	if (a == NULL)
+		return;
 	/* a connection that ends mid-exchange had no password checked */
-	sub_auth_forgive(&s->auth_try, s->addr_key);
-	sub_sasl_free(s->sasl);
-	s->sasl = NULL;
-	free(s->user);
-	s->user = NULL;
-	if (s->auth_timer)
-		event_free(s->auth_timer);
-	s->auth_timer = NULL;
+	sub_auth_forgive(&a->auth_try, smtpd_session_addr_key(s));
+	sub_sasl_free(a->sasl);
+	if (a->auth_timer)
+		event_free(a->auth_timer);
+	free(a);
+	smtpd_auth_set_data(s, NULL);
 }
+
+const struct smtpd_auth_ops sub_auth_ops = {
+	.ehlo = sub_ehlo_auth,
+	.cmd = sub_cmd_auth,
+	.line = sub_auth_line,
+	.abort = sub_auth_abort,
+	.mail = sub_mail_check,
+	.free = sub_session_free,
+};

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <time.h>
 
+struct tables;
+
 /* sasl_cyrus.c - the only file that includes <sasl/sasl.h> */
 
 enum sub_sasl_result {
@@ -96,24 +98,28 @@ bool sub_rate_allow(const char *user, unsigned max_per_hour, time_t now);
 void sub_limits_shutdown(void);
 
 /* auth.c - the AUTH command (RFC 4954) and the submission profile */
-struct smtpd_session;
-/* sub_ehlo_auth - the EHLO keyword line "AUTH PLAIN ...", or NULL */
-const char *sub_ehlo_auth(struct smtpd_session *);
-void sub_cmd_auth(struct smtpd_session *, char *arg);
-/* sub_auth_line - a response line while in ST_AUTH */
-void sub_auth_line(struct smtpd_session *, char *line, size_t len);
-/* sub_auth_abort - the exchange ends without an answer from SASL */
-void sub_auth_abort(struct smtpd_session *);
-/* sub_mail_check - NULL if the user may send as sender ("" is <>), else the reply */
-const char *sub_mail_check(struct smtpd_session *, const char *sender);
-void sub_session_free(struct smtpd_session *);
+struct config;
+struct event_base;
+struct smtpd_auth_ops;
+/*
+ * sub_auth_ops - what the composition root plugs into the engine
+ * (smtpd_set_auth): the EHLO keyword "AUTH PLAIN ..." after TLS only,
+ * AUTH and its 334 exchange, the failure delays and limits (limits.c),
+ * and the sender check at MAIL (policy.c, messages per hour)
+ */
+extern const struct smtpd_auth_ops sub_auth_ops;
+/*
+ * sub_configure - at start and on SIGHUP: the loop (failure delays), the
+ * config in force (a reference is taken) and the tables (borrowed until
+ * the next call)
+ */
+void sub_configure(struct event_base *, struct config *, const struct tables *);
 
 /* policy.c */
 /*
  * sub_sender_allowed - is sender one of user's addresses: the mailbox
  * itself (+tag too) or an address that delivers to it (an alias)?
  */
-struct tables;
 bool sub_sender_allowed(const struct tables *, const char *user, const char *sender);
 
 #endif

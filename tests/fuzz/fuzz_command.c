@@ -8,8 +8,10 @@
  * an error is a whole SMTP reply; an accepted path passes check_mailaddr;
  * MAIL's SIZE is within the limit and a non-ASCII sender needs SMTPUTF8;
  * HELO's word is 1..HELO_MAX printable octets, a prefix of the argument;
- * an accepted recipient, written into our Received field as commands.c
- * does, is found again by header_scan() (forwarding loop detection).
+ * an accepted recipient, written into our Received field by the engine's
+ * own builder (smtpd_received_header, with or without TLS and a login as
+ * the selector's 0x40 and 0x80 bits say), is found again by header_scan()
+ * (forwarding loop detection).
  */
 #include <ctype.h>
 #include <strings.h>
@@ -30,20 +32,23 @@ check_reply(const char *err)
 
 /*
  * check_loop_detection - forwarding's header rewriting: the Received
- * field commands.c writes for a one-recipient transaction ("for <shown>")
+ * field the engine writes for a one-recipient transaction ("for <shown>")
  * must be read back by header_scan() as ours, naming that recipient, or
  * forwarded_loop() cannot see the loop.
  */
 static void
-check_loop_detection(const struct mailaddr *a)
+check_loop_detection(const struct mailaddr *a, uint8_t sel)
 {
 	struct header_scanner h;
 	char shown[PATH_MAX_OCTETS + 1], *rcv;
+	bool tls = (sel & 0x40) != 0;
 
 	addr_format(a, shown, sizeof(shown));
-	rcv = xasprintf("Received: from client.example ([192.0.2.1])\n\tby "
-	    "mx.chamois.test (chamois) with ESMTP id 0123456789abcdef.1\n\t"
-	    "for <%s>;\n\tMon, 1 Jan 2024 00:00:00 +0000\n", shown);
+	rcv = smtpd_received_header("client.example", "192.0.2.1", true, tls,
+	    !str_is_ascii(shown, strlen(shown)), (sel & 0x80) ? "user@chamois.test" :
+	    NULL, "mx.chamois.test", "0123456789abcdef.1",
+	    "TLSv1.3 TLS_AES_256_GCM_SHA384", shown,
+	    "Mon, 1 Jan 2024 00:00:00 +0000");
 	header_scanner_init(&h, "mx.chamois.test");
 	header_scan(&h, rcv, strlen(rcv));
 	header_scan(&h, "\n", 1);
@@ -98,7 +103,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		FUZZ_CHECK(strncasecmp(orig, "TO:", 3) == 0);
 		check_mailaddr(&a, ADDR_F_UTF8 | ADDR_F_NODOMAIN);
-		check_loop_detection(&a);
+		check_loop_detection(&a, sel);
 		break;
 	case 2:
 		/* commands.c passes s->helo, HELO_MAX + 1 octets */

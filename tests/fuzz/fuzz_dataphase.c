@@ -25,19 +25,30 @@
  *    Delivered-To and our own "for <...>" lists, non_ascii), within
  *    HEADER_KEEP_MAX.
  *
- * Forwarding's header rewriting is the Received field commands.c puts in
- * front of the message plus this header_scan(); a Received field of ours
- * (hostname below) is prepended to the header scan here so that the loop
- * detection part (ours_for) is exercised on every input.
+ * Forwarding's header rewriting is the Received field the engine puts in
+ * front of the message plus this header_scan(); a Received field of ours,
+ * made by the engine's own builder (smtpd_received_header), is prepended
+ * to the header scan here so that the loop detection part (ours_for) is
+ * exercised on every input.
  */
 #include "common/limits.h"
 #include "fuzz.h"
-#include "smtpd/dataphase.h"
+#include "smtpd/smtpd.h"
 
 #define HOST "mx.chamois.test"
-#define OURS "Received: from client.example ([192.0.2.1])\n\tby " HOST \
-    " (chamois) with ESMTP id 0123456789abcdef.1\n\tfor <fwd@chamois.test>;" \
-    "\n\tMon, 1 Jan 2024 00:00:00 +0000\n"
+
+/* ours - our Received field for one recipient, as the engine writes it */
+static const char *
+ours(void)
+{
+	static char *rcv;
+
+	if (rcv == NULL)
+		rcv = smtpd_received_header("client.example", "192.0.2.1", true,
+		    false, false, NULL, HOST, "0123456789abcdef.1", "",
+		    "fwd@chamois.test", "Mon, 1 Jan 2024 00:00:00 +0000");
+	return rcv;
+}
 
 struct result {
 	enum data_status st;
@@ -144,7 +155,7 @@ scan_headers(struct header_scanner *h, const char *out, size_t outlen,
 	size_t off = 0, c = 0;
 
 	header_scanner_init(h, HOST);
-	header_scan(h, OURS, strlen(OURS));
+	header_scan(h, ours(), strlen(ours()));
 	hdr_check(h);
 	while (off < outlen) {
 		size_t n = nsizes ? sizes[c++ % nsizes] : outlen;

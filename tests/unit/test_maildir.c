@@ -215,15 +215,15 @@ run_dir_case(void **state)
 		assert_string_equal(out, c->out);
 }
 
-/* maildir_reply */
+/* store_error_reply */
 static void
-test_maildir_reply(void **state)
+test_store_error_reply(void **state)
 {
 	(void)state;
-	assert_string_equal(maildir_reply(ENOSPC), "452 4.3.1 Insufficient system storage");
-	assert_string_equal(maildir_reply(EDQUOT), "452 4.3.1 Insufficient system storage");
-	assert_string_equal(maildir_reply(EIO), "451 4.3.0 Local delivery failed, try again later");
-	assert_string_equal(maildir_reply(ENOTDIR),
+	assert_string_equal(store_error_reply(ENOSPC), "452 4.3.1 Insufficient system storage");
+	assert_string_equal(store_error_reply(EDQUOT), "452 4.3.1 Insufficient system storage");
+	assert_string_equal(store_error_reply(EIO), "451 4.3.0 Local delivery failed, try again later");
+	assert_string_equal(store_error_reply(ENOTDIR),
 	    "451 4.3.0 Local delivery failed, try again later");
 }
 
@@ -651,7 +651,7 @@ main(void)
 	UNIT_ROWS(tests, n, run_unique_case, unique_cases);
 	UNIT_TEST(tests, n, test_unique_1000);
 	UNIT_ROWS(tests, n, run_dir_case, dir_cases);
-	UNIT_TEST(tests, n, test_maildir_reply);
+	UNIT_TEST(tests, n, test_store_error_reply);
 	UNIT_ROWS(tests, n, run_deliver_case, deliver_cases);
 	UNIT_ROWS(tests, n, run_fail_case, fail_cases);
 	UNIT_TEST(tests, n, test_body_reset_and_spool_failure);
