@@ -38,7 +38,7 @@
 #include "../queue/queue.h"
 #include "../queue/submit.h"
 #include "../submission/submission.h"
-#include "smtpd.h"
+#include "../smtpd/smtpd.h"
 
 static const char *config_path = CHAMOIS_CONFIG_FILE;
 static bool check_only;
