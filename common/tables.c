@@ -25,7 +25,8 @@ struct alias {
 };
 
 struct tables {
-	const struct config *cfg;
+	struct config *cfg;	/* held (config_ref): look-ups read its domains */
+	unsigned refs;		/* holders beyond the first (tables_ref) */
 	struct hmap *mailboxes;	/* key -> spelling */
 	struct hmap *aliases;	/* key -> struct alias */
 	char *first_mailbox;
@@ -57,11 +58,23 @@ alias_free(void *p)
 	free(a);
 }
 
+struct tables *
+tables_ref(struct tables *t)
+{
+	t->refs++;
+	return t;
+}
+
 void
 tables_free(struct tables *t)
 {
 	if (t == NULL)
 		return;
+	if (t->refs > 0) {
+		t->refs--;
+		return;
+	}
+	config_free(t->cfg);
 	hmap_free(t->mailboxes, free);
 	hmap_free(t->aliases, alias_free);
 	free(t->first_mailbox);
@@ -415,12 +428,12 @@ check_alias(const char *key, void *val, void *arg)
 }
 
 struct tables *
-tables_load(const struct config *c, config_problem_fn fn, void *arg)
+tables_load(struct config *c, config_problem_fn fn, void *arg)
 {
 	struct tables *t = xcalloc(1, sizeof(*t));
 	struct loader l = { .t = t, .fn = fn, .arg = arg };
 
-	t->cfg = c;
+	t->cfg = config_ref(c);
 	t->mailboxes = hmap_new();
 	t->aliases = hmap_new();
 	load_mailboxes(&l, c->mailboxes);

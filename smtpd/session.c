@@ -632,6 +632,13 @@ smtpd_tx_free(struct smtpd_tx *tx)
 	free(tx);
 }
 
+/* smtpd_session_count - sessions open (chamoisd asks it before exiting) */
+unsigned
+smtpd_session_count(void)
+{
+	return smtpd.nsessions;
+}
+
 /* smtpd_maybe_exit - stopping, and nothing is left in flight: leave the loop */
 void
 smtpd_maybe_exit(void)

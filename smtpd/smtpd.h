@@ -164,6 +164,8 @@ void smtpd_start_tls(struct smtpd_session *);
 void smtpd_sessions_stop(void);
 void smtpd_sessions_kill(void);
 void smtpd_maybe_exit(void);
+/* smtpd_session_count - sessions open */
+unsigned smtpd_session_count(void);
 bool smtpd_session_job_done(struct smtpd_session *);
 void smtpd_tx_free(struct smtpd_tx *);
 
