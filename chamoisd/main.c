@@ -312,8 +312,15 @@ reload_done(void *arg)
 		queue_configure(c, t);
 		submit_configure(c, t);
 		admin_configure(c);
-		/* the old ones go once their last holder lets go */
-		free_loaded(root.cfg, root.tables, root.tls_mx, root.tls_sub);
+		/*
+		 * the old ones go once their last holder lets go (the root
+		 * is the last but for sessions and attempts still using the
+		 * config; big tables are freed off the loop)
+		 */
+		tables_free_in_worker(root.tables);
+		SSL_CTX_free(root.tls_mx);
+		SSL_CTX_free(root.tls_sub);
+		config_free(root.cfg);
 		root.cfg = c;
 		root.tables = t;
 		root.tls_mx = mx;

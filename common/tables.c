@@ -16,6 +16,7 @@
 #include "hmap.h"
 #include "tables.h"
 #include "util.h"
+#include "worker.h"
 
 struct alias {
 	char *spelling;
@@ -65,6 +66,17 @@ tables_ref(struct tables *t)
 	return t;
 }
 
+/* tables_destroy - the maps and t; its config is the caller's to let go */
+static void
+tables_destroy(struct tables *t)
+{
+	hmap_free(t->mailboxes, free);
+	hmap_free(t->aliases, alias_free);
+	free(t->first_mailbox);
+	free(t->postmaster);
+	free(t);
+}
+
 void
 tables_free(struct tables *t)
 {
@@ -75,11 +87,48 @@ tables_free(struct tables *t)
 		return;
 	}
 	config_free(t->cfg);
-	hmap_free(t->mailboxes, free);
-	hmap_free(t->aliases, alias_free);
-	free(t->first_mailbox);
-	free(t->postmaster);
-	free(t);
+	tables_destroy(t);
+}
+
+/* freeing tables the last holder let go of: the maps on a worker thread */
+struct free_job {
+	struct tables *t;	/* nobody else holds it */
+	struct config *cfg;	/* let go of on the loop (config_ref is the loop's) */
+};
+
+static void
+free_work(void *arg)
+{
+	struct free_job *j = arg;
+
+	tables_destroy(j->t);
+}
+
+static void
+free_done(void *arg)
+{
+	struct free_job *j = arg;
+
+	config_free(j->cfg);
+	free(j);
+}
+
+void
+tables_free_in_worker(struct tables *t)
+{
+	struct free_job *j;
+
+	if (t == NULL)
+		return;
+	if (t->refs > 0) {
+		t->refs--;
+		return;
+	}
+	j = xmalloc(sizeof(*j));
+	j->t = t;
+	j->cfg = t->cfg;
+	t->cfg = NULL;
+	worker_submit(free_work, free_done, j);
 }
 
 /* safe_path_part - a local part or domain that can name a directory */

@@ -34,6 +34,12 @@ struct tables *tables_load(struct config *c, config_problem_fn fn, void *arg);
 struct tables *tables_ref(struct tables *);
 void tables_free(struct tables *);
 /*
+ * tables_free_in_worker - let go of t as tables_free does, but when that
+ * was the last hold the maps are freed on a worker thread (200,000
+ * aliases take some 50 ms to free); needs worker_init.  Loop thread only.
+ */
+void tables_free_in_worker(struct tables *);
+/*
  * tables_resolve - expand key (from addr_key(): "local@domain" folded, or
  * "postmaster") into exp; false if the address is not a local recipient.
  * user+tag@domain resolves as user@domain unless it is in a table itself,
