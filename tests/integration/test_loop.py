@@ -16,6 +16,7 @@ import signal
 import time
 
 from harness import check, sample_message, smtp_client, wait_until
+from test_signals import rcpt_reply
 
 BIG = 200000
 
@@ -29,14 +30,6 @@ def write_big_aliases(d, extra=()):
         for line in extra:
             f.write(line + "\n")
     os.replace(tmp, d.aliases_path)
-
-
-def rcpt_code(d, rcpt):
-    with smtp_client(d) as s:
-        check(s.mail("s@remote.test"), 250, "2.1.0")
-        code, _ = s.rcpt(rcpt)
-        s.quit()
-    return code
 
 
 def test_session_answers_while_a_big_table_is_parsed(chamoisd):
@@ -67,7 +60,7 @@ def test_session_answers_while_a_big_table_is_parsed(chamoisd):
         check(s.data(sample_message("after the big reload")), 250, "2.0.0")
     assert len(d.messages("bob@example.test")) == 1
     # the old alias is gone with the old table
-    assert rcpt_code(d, "team@example.test") == 550
+    assert rcpt_reply(d, "team@example.test") == 550
     print("NOOPs answered until the reload was done: %d" % answered)
     assert d.stop() == 0 and not d.killed
 
@@ -89,12 +82,12 @@ def test_sighup_during_a_parse_reads_the_file_again(chamoisd):
         starts = log.count("reload config=")
         return starts >= 2 and log.count("reload done") == starts
 
-    wait_until(lambda: settled() and rcpt_code(d, "second@example.test") == 250,
+    wait_until(lambda: settled() and rcpt_reply(d, "second@example.test") == 250,
                60, interval=0.2, what="the file of the last SIGHUP in force")
     log = d.log()[before:]
     # one run per SIGHUP at most: those during a parse make one more run
     assert log.count("reload config=") <= 3, log
-    assert rcpt_code(d, "first@example.test") == 550
+    assert rcpt_reply(d, "first@example.test") == 550
     assert d.stop() == 0 and not d.killed
 
 
@@ -116,5 +109,5 @@ def test_a_late_loop_is_logged(chamoisd):
     assert int(m.group(1)) >= 400, m.group(0)
     assert int(m.group(2)) >= 1
     # and the daemon goes on serving
-    assert rcpt_code(d, "alice@example.test") == 250
+    assert rcpt_reply(d, "alice@example.test") == 250
     assert d.stop() == 0 and not d.killed
