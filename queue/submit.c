@@ -65,8 +65,8 @@ struct submit_conn {
 	time_t started;
 	uid_t uid;
 	pid_t pid;
-	char user[64];			/* the uid's name, or "#uid" */
-	bool named;			/* user is a name from the passwd database */
+	char user[64];			/* the uid's name, or "#uid" (the log) */
+	char *login;			/* the uid's name, NULL if it has none */
 	char *sender;			/* "" is <> */
 	char **rcpts;
 	char **rcpt_keys;		/* addr_key of each, for duplicates */
@@ -395,7 +395,7 @@ data_end(struct submit_conn *c)
 		return;
 	}
 
-	owner = submit_owner(scfg, stables, c->named ? c->user : NULL);
+	owner = submit_owner(scfg, stables, c->login);
 	m = xcalloc(1, sizeof(*m));
 	m->version = QUEUE_RECORD_VERSION;
 	m->created = time(NULL);
@@ -649,6 +649,7 @@ conn_free(struct submit_conn *c)
 	c->fd = -1;
 	evbuffer_free(c->in);
 	free(c->sender);
+	free(c->login);
 	free(c->owner);
 	for (size_t i = 0; i < c->nrcpts; i++) {
 		free(c->rcpts[i]);
@@ -669,8 +670,7 @@ conn_free(struct submit_conn *c)
 struct lookup_job {
 	uint64_t conn;			/* submit_conn id */
 	uid_t uid;
-	bool found;
-	char name[64];
+	char *name;			/* NULL: no passwd entry */
 };
 
 static void
@@ -686,10 +686,8 @@ lookup_work(void *arg)
 	while ((rc = getpwuid_r(j->uid, &pw, buf, size, &res)) == ERANGE &&
 	    size < 1024 * 1024)
 		buf = xreallocarray(buf, (size *= 2), 1);
-	if (rc == 0 && res != NULL && strlen(pw.pw_name) < sizeof(j->name)) {
-		str_copy(j->name, pw.pw_name, sizeof(j->name));
-		j->found = true;
-	}
+	if (rc == 0 && res != NULL)
+		j->name = xstrdup(pw.pw_name);
 	free(buf);
 }
 
@@ -704,15 +702,17 @@ lookup_done(void *arg)
 		if (c->id == j->conn)
 			break;
 	if (c != NULL && c->state == SC_LOOKUP) {
-		if (j->found) {
+		if (j->name != NULL) {
 			str_copy(c->user, j->name, sizeof(c->user));
-			c->named = true;
+			c->login = j->name;
+			j->name = NULL;
 		}
 		c->state = SC_SENDER;
 		event_add(c->ev, &tv);
 		log_debug("submit connected uid=%u user=%s pid=%ld",
 		    (unsigned)c->uid, c->user, (long)c->pid);
 	}
+	free(j->name);
 	free(j);
 }
 
