@@ -19,6 +19,10 @@
  * A connection that a worker job or queue_submit() still refers to is
  * only marked dead when it closes; the job's completion frees it.
  *
+ * The config comes from chamoisd's root (admin_init, admin_configure on
+ * SIGHUP); once the daemon stops (admin_stop) commands get ERR 421, and
+ * the root asks admin_idle() before it leaves the loop.
+ *
  * Codes in ERR lines follow SMTP's classes: 4xx try again, 5xx do not.
  */
 #include <ctype.h>

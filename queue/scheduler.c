@@ -13,6 +13,11 @@
  * reported into the owner's Maildir (RFC 3464, never over SMTP), and the
  * next attempt is scheduled.
  *
+ * The queue keeps its own config and tables, handed on by chamoisd's root
+ * at queue_init and on SIGHUP (queue_configure), and uses the root's MX
+ * resolver and client TLS context.  It never ends the loop: the stopping
+ * root asks queue_idle() (the queue's worker jobs in flight).
+ *
  * Recipient outcomes:
  *   2xx to the final dot                    delivered
  *   5xx to MAIL, RCPT, DATA or the dot      failed (reported)
