@@ -5,6 +5,10 @@
   force once the log says "reload done".
 - A SIGHUP during a parse is not lost: the file as it is after the last
   SIGHUP is the one in force at the end.
+- A slow passwd database (NSS; here each look-up held back 1 s by a
+  preloaded shim) delays only the chamois-sendmail caller it is about: the
+  submission goes through with the caller's name and owner, and an open
+  session's NOOPs are answered meanwhile.
 - A loop that runs late says so in the log ("loop late ms=N",
   chamoisd(8) "LOOP LATE"): here the whole process is stopped for a
   moment, which holds the loop as a blocking callback would.
@@ -13,10 +17,14 @@
 import os
 import re
 import signal
+import subprocess
 import time
+
+import pytest
 
 from harness import check, sample_message, smtp_client, wait_until
 from test_signals import rcpt_reply
+from peers.queue_util import qbins  # noqa: F401
 
 BIG = 200000
 
@@ -110,4 +118,71 @@ def test_a_late_loop_is_logged(chamoisd):
     assert int(m.group(2)) >= 1
     # and the daemon goes on serving
     assert rcpt_reply(d, "alice@example.test") == 250
+    assert d.stop() == 0 and not d.killed
+
+
+# the fault injected: every passwd look-up by uid answers after 1 s, as a
+# slow directory server would (loaded into chamoisd with LD_PRELOAD)
+SLOW_NSS_C = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <pwd.h>
+#include <unistd.h>
+int getpwuid_r(uid_t uid, struct passwd *pw, char *buf, size_t n,
+    struct passwd **res) {
+    int (*real)(uid_t, struct passwd *, char *, size_t, struct passwd **) =
+        (int (*)(uid_t, struct passwd *, char *, size_t, struct passwd **))
+        dlsym(RTLD_NEXT, "getpwuid_r");
+    usleep(1000000);
+    return real(uid, pw, buf, n, res);
+}
+struct passwd *getpwuid(uid_t uid) {
+    struct passwd *(*real)(uid_t) =
+        (struct passwd *(*)(uid_t))dlsym(RTLD_NEXT, "getpwuid");
+    usleep(1000000);
+    return real(uid);
+}
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the caller's name is root's here")
+def test_slow_passwd_lookup_holds_only_its_caller(chamoisd, qbins, tmp_path, monkeypatch):
+    src = tmp_path / "slow_nss.c"
+    src.write_text(SLOW_NSS_C)
+    subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-o", str(tmp_path / "slow_nss.so"),
+                    str(src), "-ldl"], check=True)
+    opts = os.environ.get("ASAN_OPTIONS", "")
+    monkeypatch.setenv("ASAN_OPTIONS", (opts + ":" if opts else "") + "verify_asan_link_order=0")
+    monkeypatch.setenv("LD_PRELOAD", str(tmp_path / "slow_nss.so"))
+    d = chamoisd(aliases={"root@example.test": ["alice@example.test"]})
+    monkeypatch.delenv("LD_PRELOAD")    # chamois-sendmail runs at full speed
+    wait_until(lambda: "ready version=" in d.log(), 10, what="chamoisd ready")
+    c = d.dialog()
+    c.cmd("EHLO client.remote.test", "250")
+    p = subprocess.Popen([str(qbins["chamois-sendmail"]), "-C", str(d.conf), "-i",
+                          "--", "bob@example.test"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        p.stdin.write(b"Subject: slow passwd\n\nhello\n")
+        p.stdin.close()
+        answered = 0
+        # the session is served while the caller waits for its name (bounded)
+        for _ in range(100000):
+            c.cmd("NOOP", "250")
+            answered += 1
+            if p.poll() is not None:
+                break
+        assert p.wait(timeout=30) == 0, (p.stdout.read(), p.stderr.read(), d.log())
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    c.cmd("QUIT", "221")
+    c.close()
+    (m,) = d.wait_messages("bob@example.test", 1, timeout=15)
+    assert b"Subject: slow passwd" in m
+    # the name from the slow look-up: in the log, and the owner it gives
+    assert re.search(r"queue submit uid=0 user=root .*owner=alice@example\.test", d.log()), \
+        d.log()
+    print("NOOPs answered while chamois-sendmail ran: %d" % answered)
     assert d.stop() == 0 and not d.killed
