@@ -12,10 +12,10 @@ BUILD := build
 CPPFLAGS += -I. $(PKG_CFLAGS)
 
 # every module's sources go into one static library; programs pull what they use
-PROGRAM_SRC := smtpd/main.c queue/chamoisctl.c queue/sendmail.c
+PROGRAM_SRC := chamoisd/main.c queue/chamoisctl.c queue/sendmail.c
 LIB_SRC := $(filter-out $(PROGRAM_SRC),$(wildcard common/*.c smtpd/*.c maildir/*.c local/*.c \
 	outbound/*.c forward/*.c queue/*.c submission/*.c))
-DAEMON_SRC := smtpd/main.c
+DAEMON_SRC := chamoisd/main.c
 
 obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
 LIB_OBJ := $(call obj,$(LIB_SRC))

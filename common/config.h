@@ -81,9 +81,10 @@ typedef void (*config_problem_fn)(void *arg, const char *line);
  */
 struct config *config_load(const char *path, config_problem_fn fn, void *arg);
 /*
- * config_ref - one more holder of c (a session, a job, a connection that
- * keeps pointers into it across a SIGHUP); each holder ends with
- * config_free, and the last one frees it.  Event-loop thread only.
+ * config_ref - one more holder of c (a session, a job, a connection, a
+ * module or the tables that keep pointers into it across a SIGHUP); each
+ * holder ends with config_free, and the last one frees it.  Event-loop
+ * thread only, or a thread that alone holds c (the SIGHUP parse job).
  */
 struct config *config_ref(struct config *);
 void config_free(struct config *);

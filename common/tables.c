@@ -16,6 +16,7 @@
 #include "hmap.h"
 #include "tables.h"
 #include "util.h"
+#include "worker.h"
 
 struct alias {
 	char *spelling;
@@ -25,7 +26,8 @@ struct alias {
 };
 
 struct tables {
-	const struct config *cfg;
+	struct config *cfg;	/* held (config_ref): look-ups read its domains */
+	unsigned refs;		/* holders beyond the first (tables_ref) */
 	struct hmap *mailboxes;	/* key -> spelling */
 	struct hmap *aliases;	/* key -> struct alias */
 	char *first_mailbox;
@@ -57,16 +59,76 @@ alias_free(void *p)
 	free(a);
 }
 
-void
-tables_free(struct tables *t)
+struct tables *
+tables_ref(struct tables *t)
 {
-	if (t == NULL)
-		return;
+	t->refs++;
+	return t;
+}
+
+/* tables_destroy - the maps and t; its config is the caller's to let go */
+static void
+tables_destroy(struct tables *t)
+{
 	hmap_free(t->mailboxes, free);
 	hmap_free(t->aliases, alias_free);
 	free(t->first_mailbox);
 	free(t->postmaster);
 	free(t);
+}
+
+void
+tables_free(struct tables *t)
+{
+	if (t == NULL)
+		return;
+	if (t->refs > 0) {
+		t->refs--;
+		return;
+	}
+	config_free(t->cfg);
+	tables_destroy(t);
+}
+
+/* freeing tables the last holder let go of: the maps on a worker thread */
+struct free_job {
+	struct tables *t;	/* nobody else holds it */
+	struct config *cfg;	/* let go of on the loop (config_ref is the loop's) */
+};
+
+static void
+free_work(void *arg)
+{
+	struct free_job *j = arg;
+
+	tables_destroy(j->t);
+}
+
+static void
+free_done(void *arg)
+{
+	struct free_job *j = arg;
+
+	config_free(j->cfg);
+	free(j);
+}
+
+void
+tables_free_in_worker(struct tables *t)
+{
+	struct free_job *j;
+
+	if (t == NULL)
+		return;
+	if (t->refs > 0) {
+		t->refs--;
+		return;
+	}
+	j = xmalloc(sizeof(*j));
+	j->t = t;
+	j->cfg = t->cfg;
+	t->cfg = NULL;
+	worker_submit(free_work, free_done, j);
 }
 
 /* safe_path_part - a local part or domain that can name a directory */
@@ -415,12 +477,12 @@ check_alias(const char *key, void *val, void *arg)
 }
 
 struct tables *
-tables_load(const struct config *c, config_problem_fn fn, void *arg)
+tables_load(struct config *c, config_problem_fn fn, void *arg)
 {
 	struct tables *t = xcalloc(1, sizeof(*t));
 	struct loader l = { .t = t, .fn = fn, .arg = arg };
 
-	t->cfg = c;
+	t->cfg = config_ref(c);
 	t->mailboxes = hmap_new();
 	t->aliases = hmap_new();
 	load_mailboxes(&l, c->mailboxes);

@@ -6,8 +6,7 @@
  * jobs from one queue; a finished job goes onto a done list and one event,
  * activated from the worker thread, runs every done callback on the loop.
  * A job owns what it works on (worker.h); worker_thread() lets loop-only
- * code refuse to run on a worker, and the idle hook tells the composition
- * root when the last job is back.
+ * code refuse to run on a worker.
  */
 #include <pthread.h>
 #include <stdbool.h>
@@ -35,7 +34,6 @@ static bool wk_stopping;
 static unsigned wk_pending;
 static struct event *wk_done_ev;
 static _Thread_local bool wk_on_worker;
-static void (*wk_idle)(void);
 
 static void *
 worker_main(void *unused)
@@ -83,15 +81,8 @@ worker_done_cb(evutil_socket_t fd, short what, void *unused)
 		j->done(j->arg);
 		free(j);
 	}
-	if (wk_pending == 0 && wk_idle)
-		wk_idle();
 }
 
-void
-worker_set_idle_hook(void (*fn)(void))
-{
-	wk_idle = fn;
-}
 
 void
 worker_init(struct event_base *base, int n)

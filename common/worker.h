@@ -26,12 +26,6 @@ void worker_submit(void (*work)(void *), void (*done)(void *), void *arg);
 bool worker_thread(void);
 /* worker_pending - jobs submitted whose done has not run yet */
 unsigned worker_pending(void);
-/*
- * worker_set_idle_hook - fn runs on the loop after a done callback has
- * left no job pending (the composition root decides then whether the
- * stopping daemon may exit: a job may be the last thing in flight)
- */
-void worker_set_idle_hook(void (*fn)(void));
 /* worker_shutdown - finish queued jobs and join the threads */
 void worker_shutdown(void);
 

@@ -19,6 +19,10 @@
  * A connection that a worker job or queue_submit() still refers to is
  * only marked dead when it closes; the job's completion frees it.
  *
+ * The config comes from chamoisd's root (admin_init, admin_configure on
+ * SIGHUP); once the daemon stops (admin_stop) commands get ERR 421, and
+ * the root asks admin_idle() before it leaves the loop.
+ *
  * Codes in ERR lines follow SMTP's classes: 4xx try again, 5xx do not.
  */
 #include <ctype.h>
@@ -46,7 +50,6 @@
 #include "../common/config.h"
 #include "../common/util.h"
 #include "../common/worker.h"
-#include "../smtpd/smtpd.h"
 #include "admin.h"
 #include "queue.h"
 
@@ -118,6 +121,8 @@ static struct {
 	unsigned long nconns_total;
 	unsigned nconns;
 	TAILQ_HEAD(, admin_conn) conns;
+	struct config *cfg;		/* in force (held; admin_configure) */
+	bool stopping;			/* new commands get ERR 421 */
 } adm = { .conns = TAILQ_HEAD_INITIALIZER(adm.conns) };
 
 static void conn_close(struct admin_conn *);
@@ -448,7 +453,6 @@ show_done(void *arg)
 		}
 	}
 	body_job_free(j);
-	smtpd_maybe_exit();
 }
 
 static void
@@ -513,7 +517,6 @@ dump_done(void *arg)
 		dump_next(c);
 	}
 	body_job_free(j);
-	smtpd_maybe_exit();
 }
 
 /* dump_next - the next message: its envelope now, its body from a worker */
@@ -839,7 +842,7 @@ command(struct admin_conn *c, char *line)
 		    QUEUE_ID_LEN);
 		return;
 	}
-	if (smtpd.stopping) {
+	if (adm.stopping) {
 		reply_err(c, 421, "chamoisd is stopping");
 		return;
 	}
@@ -1000,7 +1003,7 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		free(c);
 		return;
 	}
-	c->cfg = config_ref(smtpd.cfg);
+	c->cfg = config_ref(adm.cfg);
 	TAILQ_INSERT_TAIL(&adm.conns, c, entry);
 	adm.nconns++;
 	bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
@@ -1149,7 +1152,7 @@ bind_owned(int fd, const struct sockaddr_un *sun, int dirfd,
 }
 
 int
-admin_init(struct event_base *base, const struct config *cfg, char *err,
+admin_init(struct event_base *base, struct config *cfg, char *err,
     size_t errsize)
 {
 	struct sockaddr_un sun;
@@ -1188,6 +1191,7 @@ admin_init(struct event_base *base, const struct config *cfg, char *err,
 	evconnlistener_set_error_cb(adm.listener, accept_error_cb);
 	if (dirfd != -1)
 		close(dirfd);
+	adm.cfg = config_ref(cfg);
 	log_info("admin socket %s", adm.path);
 	return 0;
 fail:
@@ -1218,4 +1222,32 @@ admin_shutdown(void)
 		free(adm.path);
 		adm.path = NULL;
 	}
+	config_free(adm.cfg);
+	adm.cfg = NULL;
+}
+
+void
+admin_configure(struct config *cfg)
+{
+	struct config *old = adm.cfg;
+
+	adm.cfg = config_ref(cfg);
+	config_free(old);
+}
+
+void
+admin_stop(void)
+{
+	adm.stopping = true;
+}
+
+bool
+admin_idle(void)
+{
+	struct admin_conn *c;
+
+	TAILQ_FOREACH(c, &adm.conns, entry)
+		if (c->held)
+			return false;
+	return true;
 }

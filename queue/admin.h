@@ -20,6 +20,7 @@
 #ifndef CHAMOIS_ADMIN_H
 #define CHAMOIS_ADMIN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #define ADMIN_SOCKET_NAME	"admin.sock"
@@ -35,12 +36,25 @@ struct config;
 
 /*
  * admin_init - bind queue_dir/admin.sock (mode 0600, owned by cfg->user
- * when running as root) and serve it on base.  Call after the event base
- * exists and before privileges are dropped; the queue must be initialised
- * before the loop runs.  -1 with a message in err.
+ * when running as root) and serve it on base; keeps cfg (config_ref).
+ * Call after the event base exists and before privileges are dropped; the
+ * queue must be initialised before the loop runs.  -1 with a message in
+ * err.
  */
-int admin_init(struct event_base *, const struct config *, char *err,
+int admin_init(struct event_base *, struct config *, char *err,
     size_t errsize);
+/*
+ * admin_configure - SIGHUP: connections from now on use cfg (held:
+ * config_ref; admin_init took the first); the old one is let go
+ */
+void admin_configure(struct config *);
+/* admin_stop - the daemon stops: commands from now on get ERR 421 */
+void admin_stop(void);
+/*
+ * admin_idle - no admin connection waits for a worker job or the queue
+ * (an idle or answering connection does not hold the daemon's exit)
+ */
+bool admin_idle(void);
 /* admin_shutdown - close the socket and every admin connection, unlink it */
 void admin_shutdown(void);
 

@@ -149,9 +149,38 @@ char *bounce_build(const struct queue_msg *msg, const bool *which,
 /* scheduler.c - on the event loop */
 struct config;
 struct event_base;
+struct resolver;
+struct ssl_ctx_st;
 struct tables;
-/* queue_init - open the store (recovery), load every message, start timers */
-int queue_init(struct event_base *, char *err, size_t errsize);
+/*
+ * queue_init - open the store (recovery), load every message, start
+ * timers.  The queue keeps cfg and tables (config_ref, tables_ref) until
+ * queue_configure gives it new ones or queue_shutdown; resolver (MX
+ * look-ups) and tls_client (opportunistic STARTTLS to remote servers) stay
+ * the caller's and must outlive the queue.  -1 with err set on failure.
+ */
+int queue_init(struct event_base *, struct config *cfg, struct tables *tables,
+    struct resolver *resolver, struct ssl_ctx_st *tls_client, char *err,
+    size_t errsize);
+/*
+ * queue_configure - SIGHUP: the new config and tables for what starts from
+ * now on (an attempt in progress keeps the config it started with); the
+ * queue lets go of the old ones
+ */
+void queue_configure(struct config *, struct tables *);
+/*
+ * queue_stop - the daemon stops: no delivery attempt starts from now on;
+ * submissions are still stored (they wait for the next start)
+ */
+void queue_stop(void);
+/*
+ * queue_idle - no store read or write, Maildir copy or report of the
+ * queue is running.  Remote deliveries still talking do not count: the
+ * stop drops them and the store keeps the state from before their
+ * attempt (doc/queue.md).
+ */
+bool queue_idle(void);
+/* queue_shutdown - after the loop: drop what is in flight, close the store */
 void queue_shutdown(void);
 /*
  * queue_submit - take msg (sender, owner, uid, rcpts[].orig filled; the

@@ -13,6 +13,11 @@
  * reported into the owner's Maildir (RFC 3464, never over SMTP), and the
  * next attempt is scheduled.
  *
+ * The queue keeps its own config and tables, handed on by chamoisd's root
+ * at queue_init and on SIGHUP (queue_configure), and uses the root's MX
+ * resolver and client TLS context.  It never ends the loop: the stopping
+ * root asks queue_idle() (the queue's worker jobs in flight).
+ *
  * Recipient outcomes:
  *   2xx to the final dot                    delivered
  *   5xx to MAIL, RCPT, DATA or the dot      failed (reported)
@@ -35,6 +40,7 @@
 
 #include "../common/addr.h"
 #include "../common/body.h"
+#include "../common/config.h"
 #include "../common/hmap.h"
 #include "../common/tables.h"
 #include "../common/util.h"
@@ -42,7 +48,6 @@
 #include "../maildir/maildir.h"
 #include "../outbound/client.h"
 #include "../outbound/resolver.h"
-#include "../smtpd/smtpd.h"
 #include "queue.h"
 
 #define CHECKPOINT_EVERY	60	/* seconds */
@@ -93,6 +98,12 @@ TAILQ_HEAD(qgroup_list, qgroup);
 
 static struct {
 	struct event_base *base;
+	struct config *cfg;		/* in force (held; queue_configure) */
+	struct tables *tables;		/* likewise */
+	struct resolver *resolver;	/* MX look-ups, the root's */
+	SSL_CTX *tls_client;		/* outbound STARTTLS, the root's */
+	unsigned jobs;			/* worker jobs of the queue in flight */
+	bool draining;			/* the daemon stops: nothing new starts */
 	struct qgroup_list groups;	/* destinations being delivered to */
 	struct queue_store *store;
 	struct qentry_list msgs;
@@ -109,6 +120,20 @@ static void group_free(struct qgroup *);
 static void reserve(struct qentry *, int);
 static void attempt_finish(struct qentry *);
 static void group_done(struct qgroup *);
+
+/* job - work on a worker thread, counted for queue_idle(); done says job_end() */
+static void
+job(void (*work)(void *), void (*done)(void *), void *arg)
+{
+	q.jobs++;
+	worker_submit(work, done, arg);
+}
+
+static void
+job_end(void)
+{
+	q.jobs--;
+}
 
 /* rcpt_outcome - record what happened to one recipient in this attempt */
 static void
@@ -230,10 +255,10 @@ ckpt_done(void *arg)
 {
 	struct ckpt_job *j = arg;
 
+	job_end();
 	if (j->result != 0)
 		log_warn("queue checkpoint");
 	free(j);
-	smtpd_maybe_exit();
 }
 
 static void store_state(struct qentry *, bool);
@@ -251,7 +276,7 @@ ckpt_cb(evutil_socket_t fd, short what, void *arg)
 			e->busy = true;
 			store_state(e, true);
 		}
-	worker_submit(ckpt_work, ckpt_done, xcalloc(1, sizeof(struct ckpt_job)));
+	job(ckpt_work, ckpt_done, xcalloc(1, sizeof(struct ckpt_job)));
 }
 
 static void
@@ -261,18 +286,23 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 int
-queue_init(struct event_base *base, char *err, size_t errsize)
+queue_init(struct event_base *base, struct config *cfg, struct tables *tables,
+    struct resolver *resolver, SSL_CTX *tls_client, char *err, size_t errsize)
 {
 	char dir[4096];
 	unsigned n = 0;
 	struct timeval tv = { CHECKPOINT_EVERY, 0 };
 
 	q.base = base;
+	q.cfg = config_ref(cfg);
+	q.tables = tables_ref(tables);
+	q.resolver = resolver;
+	q.tls_client = tls_client;
 	TAILQ_INIT(&q.msgs);
 	TAILQ_INIT(&q.groups);
 	q.byid = hmap_new();
 	q.per_domain = hmap_new();
-	if (!bsnprintf(dir, sizeof(dir), "%s/db", smtpd.cfg->queue_dir)) {
+	if (!bsnprintf(dir, sizeof(dir), "%s/db", q.cfg->queue_dir)) {
 		snprintf(err, errsize, "queue_dir too long");
 		return -1;
 	}
@@ -325,6 +355,34 @@ queue_shutdown(void)
 	if (q.store)
 		qstore_close(q.store);
 	q.store = NULL;
+	tables_free(q.tables);
+	config_free(q.cfg);
+	q.tables = NULL;
+	q.cfg = NULL;
+}
+
+void
+queue_configure(struct config *cfg, struct tables *tables)
+{
+	struct config *oc = q.cfg;
+	struct tables *ot = q.tables;
+
+	q.cfg = config_ref(cfg);
+	q.tables = tables_ref(tables);
+	tables_free(ot);
+	config_free(oc);
+}
+
+void
+queue_stop(void)
+{
+	q.draining = true;
+}
+
+bool
+queue_idle(void)
+{
+	return q.jobs == 0;
 }
 
 /* ---- submission --------------------------------------------------------- */
@@ -355,6 +413,7 @@ submit_done(void *arg)
 {
 	struct submit_job *j = arg;
 
+	job_end();
 	if (j->result == 0 && !q.stopping) {
 		struct qentry *e = entry_add(j->msg);
 		char f1[LOG_ESC(PATH_MAX_OCTETS)], f2[LOG_ESC(256)];
@@ -375,7 +434,6 @@ submit_done(void *arg)
 	body_free(j->body);
 	free(j->body);
 	free(j);
-	smtpd_maybe_exit();
 }
 
 static void
@@ -427,12 +485,12 @@ expand(struct queue_msg *m)
 		}
 		if (addr_parse(r->orig, &a, ADDR_F_UTF8) == ADDR_OK &&
 		    addr_key(&a, key, sizeof(key)) && (at = strrchr(key, '@')))
-			local_dom = config_is_local_domain(smtpd.cfg, at + 1);
+			local_dom = config_is_local_domain(q.cfg, at + 1);
 		if (!local_dom) {
 			add_rcpt(m, out, &n, r->orig, r->orig, false);
 			continue;
 		}
-		if (!tables_resolve(smtpd.tables, key, &exp)) {
+		if (!tables_resolve(q.tables, key, &exp)) {
 			add_rcpt(m, out, &n, r->orig, r->orig, true);
 			out[n - 1].state = RS_FAILED;
 			str_copy(out[n - 1].status, "5.1.1", sizeof(out[n - 1].status));
@@ -488,7 +546,7 @@ queue_submit(struct queue_msg *m, struct body *b, queue_put_cb cb, void *arg)
 		j->error = EEXIST;
 		snprintf(j->err, sizeof(j->err), "%s is already queued", m->id);
 	}
-	worker_submit(submit_work, submit_done, j);
+	job(submit_work, submit_done, j);
 }
 
 /* ---- administration ----------------------------------------------------- */
@@ -545,10 +603,10 @@ delete_done(void *arg)
 {
 	struct delete_job *j = arg;
 
+	job_end();
 	if (j->result != 0)
 		log_warn("%s queue delete", j->id);
 	free(j);
-	smtpd_maybe_exit();
 }
 
 static void
@@ -557,7 +615,7 @@ store_delete(const char *id)
 	struct delete_job *j = xcalloc(1, sizeof(*j));
 
 	str_copy(j->id, id, sizeof(j->id));
-	worker_submit(delete_work, delete_done, j);
+	job(delete_work, delete_done, j);
 }
 
 bool
@@ -607,6 +665,7 @@ report_done(void *arg)
 {
 	struct report_job *j = arg;
 
+	job_end();
 	if (j->md->result == RES_OK)
 		log_info("%s queue report delivered mailbox=%s path=%s", j->id,
 		    j->mailbox, j->md->copies[0].path);
@@ -620,7 +679,6 @@ report_done(void *arg)
 	free(j->mailbox);
 	config_free(j->cfg);
 	free(j);
-	smtpd_maybe_exit();
 }
 
 /* report_mailbox - the Maildir the owner's reports go to, else postmaster's */
@@ -642,7 +700,7 @@ report_mailbox(const struct queue_msg *m)
 			continue;
 		if (i == 1)
 			str_copy(key, "postmaster", sizeof(key));
-		if (!tables_resolve(smtpd.tables, key, &exp))
+		if (!tables_resolve(q.tables, key, &exp))
 			continue;
 		if (exp.nmailboxes > 0)
 			mb = xstrdup(exp.mailboxes[0]);
@@ -676,12 +734,12 @@ report(struct qentry *e, const bool *which, enum bounce_action action)
 	hdr_end = e->body ? memmem(e->body, e->body_len, "\n\n", 2) : NULL;
 	hlen = hdr_end ? (size_t)(hdr_end - e->body) + 1 : e->body ? e->body_len : 0;
 	text = bounce_build(&e->msg, which, action, e->body ? e->body : "", hlen,
-	    smtpd.cfg->hostname, time(NULL), e->msg.created +
-	    (time_t)smtpd.cfg->queue_lifetime, &len);
+	    q.cfg->hostname, time(NULL), e->msg.created +
+	    (time_t)q.cfg->queue_lifetime, &len);
 	j = xcalloc(1, sizeof(*j));
 	str_copy(j->id, e->msg.id, sizeof(j->id));
 	j->mailbox = mb;
-	j->cfg = config_ref(smtpd.cfg);
+	j->cfg = config_ref(q.cfg);
 	body_init(&j->body, j->cfg->queue_dir);
 	if (body_append(&j->body, text, len) == -1) {
 		/* the report cannot be spooled (a full disk): say so, as a
@@ -707,7 +765,7 @@ report(struct qentry *e, const bool *which, enum bounce_action action)
 	log_info("%s queue report action=%s owner=%s mailbox=%s", e->msg.id,
 	    action == BOUNCE_FAILED ? "failed" : "delayed",
 	    log_field(f1, sizeof(f1), e->msg.owner), mb);
-	worker_submit(report_work, report_done, j);
+	job(report_work, report_done, j);
 }
 
 /* ---- attempts -------------------------------------------------------------- */
@@ -773,6 +831,7 @@ local_done(void *arg)
 {
 	struct qgroup *g = arg;
 
+	job_end();
 	if (g->md->result == RES_OK)
 		group_all(g, RS_DELIVERED, "2.0.0", "delivered to Maildir", "", false);
 	else {
@@ -805,7 +864,7 @@ local_start(struct qgroup *g)
 		    e->msg.sender, r->addr);
 	}
 	g->md = d;
-	worker_submit(local_work, local_done, g);
+	job(local_work, local_done, g);
 }
 
 /* ---- remote group ---- */
@@ -978,10 +1037,10 @@ remote_resolved(void *arg, const struct mx_answer *ans)
 	memset(&p, 0, sizeof(p));
 	p.base = q.base;
 	p.helo = g->e->cfg->hostname;
-	p.tls = smtpd.tls_client;
+	p.tls = q.tls_client;
 	p.targets = ans->targets;
 	p.ntargets = ans->ntargets;
-	p.port = smtpd.cfg->remote_port;
+	p.port = q.cfg->remote_port;
 	p.step_timeout.tv_sec = CLIENT_STEP_TIMEOUT;
 	p.cb = remote_client_cb;
 	p.arg = g;
@@ -1006,7 +1065,7 @@ remote_start(struct qgroup *g)
 		remote_resolved(g, &ans);
 		return;
 	}
-	g->q = resolver_mx(smtpd.resolver, g->domain, remote_resolved, g);
+	g->q = resolver_mx(q.resolver, g->domain, remote_resolved, g);
 }
 
 /* group_done - one destination has answered; the last one ends the attempt */
@@ -1056,6 +1115,7 @@ body_done(void *arg)
 	struct body_job *j = arg;
 	struct qentry *e = j->e;
 
+	job_end();
 	if (j->result != 0) {
 		/*
 		 * a temporary failure of every due recipient, so the attempt
@@ -1180,6 +1240,7 @@ update_done(void *arg)
 	struct qentry *e = j->e;
 	bool final = j->final;
 
+	job_end();
 	if (j->result != 0) {
 		errno = j->error;
 		log_warn("%s queue %s", e->msg.id, j->delete ? "delete" : "update");
@@ -1195,7 +1256,6 @@ update_done(void *arg)
 	}
 	if (!final) {
 		free(j);
-		smtpd_maybe_exit();
 		return;
 	}
 	e->busy = false;
@@ -1213,7 +1273,6 @@ update_done(void *arg)
 	}
 	free(j);
 	schedule();
-	smtpd_maybe_exit();
 }
 
 /*
@@ -1224,7 +1283,7 @@ static void
 attempt_finish(struct qentry *e)
 {
 	time_t now = time(NULL);
-	bool expired = now - e->msg.created >= (time_t)smtpd.cfg->queue_lifetime;
+	bool expired = now - e->msg.created >= (time_t)q.cfg->queue_lifetime;
 	bool *fail = xcalloc(e->msg.nrcpts, sizeof(bool));
 	bool *delay = xcalloc(e->msg.nrcpts, sizeof(bool));
 	bool anyfail = false, anydelay = false;
@@ -1248,9 +1307,9 @@ attempt_finish(struct qentry *e)
 				    log_field(f1, sizeof(f1), r->addr));
 			} else if (r->state == RS_DEFERRED) {
 				time_t until = e->msg.created +
-				    (time_t)smtpd.cfg->queue_lifetime;
+				    (time_t)q.cfg->queue_lifetime;
 				time_t warn = e->msg.created +
-				    (time_t)smtpd.cfg->delay_warning_time;
+				    (time_t)q.cfg->delay_warning_time;
 
 				r->next_attempt = next_attempt(e->msg.created,
 				    r->attempts, now, (double)(random_u64() >> 11) /
@@ -1258,12 +1317,12 @@ attempt_finish(struct qentry *e)
 				/* expiry and the delay notice come on time */
 				if (r->next_attempt > until)
 					r->next_attempt = until;
-				if (smtpd.cfg->delay_warning_time && !r->reported &&
+				if (q.cfg->delay_warning_time && !r->reported &&
 				    warn > now && r->next_attempt > warn)
 					r->next_attempt = warn;
-				if (smtpd.cfg->delay_warning_time && !r->reported &&
+				if (q.cfg->delay_warning_time && !r->reported &&
 				    now - e->msg.created >=
-				    (time_t)smtpd.cfg->delay_warning_time) {
+				    (time_t)q.cfg->delay_warning_time) {
 					delay[i] = anydelay = true;
 					r->reported = true;
 				}
@@ -1316,7 +1375,7 @@ store_state(struct qentry *e, bool final)
 	queue_msg_copy(&j->snapshot, &e->msg);
 	if (j->delete)
 		log_info("%s queue done", e->msg.id);
-	worker_submit(update_work, update_done, j);
+	job(update_work, update_done, j);
 }
 
 /*
@@ -1362,10 +1421,10 @@ attempt(struct qentry *e, time_t now)
 
 	e->busy = true;
 	e->attempt_now = now;
-	e->cfg = config_ref(smtpd.cfg);
+	e->cfg = config_ref(q.cfg);
 	reserve(e, +1);
 	j->e = e;
-	worker_submit(body_work, body_done, j);
+	job(body_work, body_done, j);
 }
 
 /* could_start - a due message whose remote domains all have room */
@@ -1378,11 +1437,11 @@ could_start(const struct qentry *e, time_t now)
 
 		if (!rcpt_due(r, now) || r->local)
 			continue;
-		if (q.active >= smtpd.cfg->queue_max_deliveries)
+		if (q.active >= q.cfg->queue_max_deliveries)
 			return false;
 		domain_of(r->addr, dom, sizeof(dom));
 		if (hmap_count_of(q.per_domain, dom) >=
-		    smtpd.cfg->queue_max_per_domain)
+		    q.cfg->queue_max_per_domain)
 			return false;
 	}
 	return true;
@@ -1396,7 +1455,7 @@ schedule(void)
 	time_t now = time(NULL), next = 0;
 
 	/* stopping (the grace period too): nothing new starts (issue 12) */
-	if (q.stopping || smtpd.stopping || q.timer == NULL)
+	if (q.stopping || q.draining || q.timer == NULL)
 		return;
 	TAILQ_FOREACH(e, &q.msgs, entry) {
 		if (e->busy || e->removed || e->due == 0)

@@ -13,6 +13,11 @@
  * caller's uid (SO_PEERCRED) and the owner who gets the reports.  The
  * connection lives until the queue calls back, even when the client has
  * hung up.
+ *
+ * The caller's user name (getpwuid_r: NSS, which may ask a directory
+ * server) is looked up on a worker thread when the connection is
+ * accepted; the connection is not read until the answer is back.  The
+ * job owns what it works on and finds its connection again by id.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -37,12 +42,13 @@
 #include "../common/config.h"
 #include "../common/tables.h"
 #include "../common/util.h"
-#include "../smtpd/smtpd.h"
+#include "../common/worker.h"
 #include "queue.h"
 #include "sendmail_parse.h"
 #include "submit.h"
 
 enum submit_state {
+	SC_LOOKUP,	/* the caller's name is looked up (a worker job) */
 	SC_SENDER,	/* SENDER expected */
 	SC_RCPT,	/* RCPT or DATA expected */
 	SC_DATA,	/* reading the message */
@@ -51,6 +57,7 @@ enum submit_state {
 
 struct submit_conn {
 	TAILQ_ENTRY(submit_conn) entry;
+	uint64_t id;			/* for the look-up job to find it again */
 	int fd;
 	struct event *ev;
 	struct evbuffer *in;
@@ -58,7 +65,8 @@ struct submit_conn {
 	time_t started;
 	uid_t uid;
 	pid_t pid;
-	char user[64];			/* the uid's name, or "#uid" */
+	char user[64];			/* the uid's name, or "#uid" (the log) */
+	char *login;			/* the uid's name, NULL if it has none */
 	char *sender;			/* "" is <> */
 	char **rcpts;
 	char **rcpt_keys;		/* addr_key of each, for duplicates */
@@ -83,6 +91,9 @@ struct submit_conn {
 
 static TAILQ_HEAD(, submit_conn) conns = TAILQ_HEAD_INITIALIZER(conns);
 static unsigned nconns;
+static uint64_t last_id;
+static struct config *scfg;		/* in force (held; submit_configure) */
+static struct tables *stables;		/* likewise */
 static struct evconnlistener *listener;
 static struct event_base *sbase;
 static char sock_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
@@ -107,15 +118,14 @@ mailbox_of(const struct tables *t, const char *key)
 }
 
 char *
-submit_owner(const struct config *cfg, const struct tables *t, uid_t uid)
+submit_owner(const struct config *cfg, const struct tables *t, const char *user)
 {
-	struct passwd *pw = getpwuid(uid);
 	struct mailaddr a;
 	char key[PATH_MAX_OCTETS + 1];
 	char *owner = NULL;
 
-	if (pw != NULL && cfg->ndomains > 0) {
-		char *addr = xasprintf("%s@%s", pw->pw_name, cfg->domains[0]);
+	if (user != NULL && cfg->ndomains > 0) {
+		char *addr = xasprintf("%s@%s", user, cfg->domains[0]);
 
 		if (addr_parse(addr, &a, ADDR_F_UTF8) == ADDR_OK &&
 		    addr_key(&a, key, sizeof(key)))
@@ -385,7 +395,7 @@ data_end(struct submit_conn *c)
 		return;
 	}
 
-	owner = submit_owner(smtpd.cfg, smtpd.tables, c->uid);
+	owner = submit_owner(scfg, stables, c->login);
 	m = xcalloc(1, sizeof(*m));
 	m->version = QUEUE_RECORD_VERSION;
 	m->created = time(NULL);
@@ -639,6 +649,7 @@ conn_free(struct submit_conn *c)
 	c->fd = -1;
 	evbuffer_free(c->in);
 	free(c->sender);
+	free(c->login);
 	free(c->owner);
 	for (size_t i = 0; i < c->nrcpts; i++) {
 		free(c->rcpts[i]);
@@ -655,6 +666,56 @@ conn_free(struct submit_conn *c)
 	free(c);
 }
 
+/* the caller's name, looked up off the loop; the job owns its fields */
+struct lookup_job {
+	uint64_t conn;			/* submit_conn id */
+	uid_t uid;
+	char *name;			/* NULL: no passwd entry */
+};
+
+static void
+lookup_work(void *arg)
+{
+	struct lookup_job *j = arg;
+	struct passwd pw, *res = NULL;
+	long max = sysconf(_SC_GETPW_R_SIZE_MAX);
+	size_t size = max > 0 ? (size_t)max : 16384;
+	char *buf = xmalloc(size);
+	int rc;
+
+	while ((rc = getpwuid_r(j->uid, &pw, buf, size, &res)) == ERANGE &&
+	    size < 1024 * 1024)
+		buf = xreallocarray(buf, (size *= 2), 1);
+	if (rc == 0 && res != NULL)
+		j->name = xstrdup(pw.pw_name);
+	free(buf);
+}
+
+static void
+lookup_done(void *arg)
+{
+	struct lookup_job *j = arg;
+	struct timeval tv = { SUBMIT_TIMEOUT_SEC, 0 };
+	struct submit_conn *c;
+
+	TAILQ_FOREACH(c, &conns, entry)
+		if (c->id == j->conn)
+			break;
+	if (c != NULL && c->state == SC_LOOKUP) {
+		if (j->name != NULL) {
+			str_copy(c->user, j->name, sizeof(c->user));
+			c->login = j->name;
+			j->name = NULL;
+		}
+		c->state = SC_SENDER;
+		event_add(c->ev, &tv);
+		log_debug("submit connected uid=%u user=%s pid=%ld",
+		    (unsigned)c->uid, c->user, (long)c->pid);
+	}
+	free(j->name);
+	free(j);
+}
+
 static void
 accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
     int salen, void *arg)
@@ -662,8 +723,7 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	struct submit_conn *c;
 	struct ucred cred;
 	socklen_t clen = sizeof(cred);
-	struct passwd *pw;
-	struct timeval tv = { SUBMIT_TIMEOUT_SEC, 0 };
+	struct lookup_job *j;
 	unsigned same_uid = 0;
 
 	evutil_make_socket_nonblocking(fd);
@@ -699,16 +759,14 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		return;
 	}
 	c = xcalloc(1, sizeof(*c));
+	c->id = ++last_id;
 	c->fd = fd;
 	c->uid = cred.uid;
 	c->pid = cred.pid;
 	c->started = time(NULL);
-	c->state = SC_SENDER;
-	c->cfg = config_ref(smtpd.cfg);
-	if ((pw = getpwuid(cred.uid)) != NULL)
-		str_copy(c->user, pw->pw_name, sizeof(c->user));
-	else
-		snprintf(c->user, sizeof(c->user), "#%u", (unsigned)cred.uid);
+	c->state = SC_LOOKUP;
+	c->cfg = config_ref(scfg);
+	snprintf(c->user, sizeof(c->user), "#%u", (unsigned)cred.uid);
 	if ((c->in = evbuffer_new()) == NULL)
 		fatalx("evbuffer_new");
 	c->ev = event_new(sbase, fd, EV_READ | EV_PERSIST, read_cb, c);
@@ -716,9 +774,11 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		fatalx("event_new");
 	TAILQ_INSERT_TAIL(&conns, c, entry);
 	nconns++;
-	event_add(c->ev, &tv);
-	log_debug("submit connected uid=%u user=%s pid=%ld", (unsigned)c->uid,
-	    c->user, (long)c->pid);
+	/* read once the name is known: every log line of c carries it */
+	j = xcalloc(1, sizeof(*j));
+	j->conn = c->id;
+	j->uid = c->uid;
+	worker_submit(lookup_work, lookup_done, j);
 }
 
 static void
@@ -728,8 +788,8 @@ accept_error_cb(struct evconnlistener *l, void *arg)
 }
 
 int
-submit_init(struct event_base *base, const struct config *cfg, char *err,
-    size_t errsize)
+submit_init(struct event_base *base, struct config *cfg, struct tables *tables,
+    char *err, size_t errsize)
 {
 	struct sockaddr_un sun;
 	struct stat st;
@@ -799,8 +859,33 @@ submit_init(struct event_base *base, const struct config *cfg, char *err,
 		return -1;
 	}
 	evconnlistener_set_error_cb(listener, accept_error_cb);
+	scfg = config_ref(cfg);
+	stables = tables_ref(tables);
 	log_info("listening role=submit address=%s", sock_path);
 	return 0;
+}
+
+void
+submit_configure(struct config *cfg, struct tables *tables)
+{
+	struct config *oc = scfg;
+	struct tables *ot = stables;
+
+	scfg = config_ref(cfg);
+	stables = tables_ref(tables);
+	tables_free(ot);
+	config_free(oc);
+}
+
+bool
+submit_idle(void)
+{
+	struct submit_conn *c;
+
+	TAILQ_FOREACH(c, &conns, entry)
+		if (c->state == SC_LOOKUP || c->queued)
+			return false;
+	return true;
 }
 
 void
@@ -827,4 +912,8 @@ submit_shutdown(void)
 		}
 		conn_free(c);
 	}
+	tables_free(stables);
+	config_free(scfg);
+	stables = NULL;
+	scfg = NULL;
 }

@@ -22,6 +22,7 @@
 #ifndef CHAMOIS_SUBMIT_H
 #define CHAMOIS_SUBMIT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -42,25 +43,41 @@ struct tables;
 /*
  * submit_init - bind queue_dir/submit.sock (a stale socket is removed
  * first) and listen on base; call it before privileges are dropped, after
- * queue_dir exists.  Connections are served once the loop runs.  -1 with
- * err set on failure.
+ * queue_dir exists.  Keeps cfg and tables (config_ref, tables_ref).
+ * Connections are served once the loop runs.  -1 with err set on failure.
  */
-int submit_init(struct event_base *, const struct config *, char *err,
-    size_t errsize);
+int submit_init(struct event_base *, struct config *, struct tables *,
+    char *err, size_t errsize);
+/*
+ * submit_configure - SIGHUP: connections from now on use cfg, and the
+ * owner of what they send is looked up in tables (both held: config_ref,
+ * tables_ref; submit_init took the first); the old ones are let go
+ */
+void submit_configure(struct config *, struct tables *);
+/*
+ * submit_idle - no connection waits for its caller's name (a worker job)
+ * or for the queue's answer.  A connection still sending does not hold
+ * the daemon's exit: it is closed with the rest at the end.
+ */
+bool submit_idle(void);
 /*
  * submit_stop - stop accepting and remove the socket (daemon stopping);
- * submissions already being read are finished, those the queue holds are
- * answered when it calls back
+ * submissions already being read go on while the daemon still runs (they
+ * do not hold it: submit_idle), those the queue holds are answered when
+ * it calls back
  */
 void submit_stop(void);
 /* submit_shutdown - after the loop: close what is left, free everything */
 void submit_shutdown(void);
 
 /*
- * submit_owner - the local mailbox that gets the reports about what uid
- * sends: USER@first-local-domain when that resolves to a local mailbox
- * (its table spelling), else the postmaster's mailbox.  malloc'd.
+ * submit_owner - the local mailbox that gets the reports about what a
+ * caller sends: USER@first-local-domain when that resolves to a local
+ * mailbox (its table spelling), else the postmaster's mailbox.  user is
+ * the caller's login name (looked up off the loop), NULL if its uid has
+ * none.  No look-up of its own: safe on the loop.  malloc'd.
  */
-char *submit_owner(const struct config *, const struct tables *, uid_t uid);
+char *submit_owner(const struct config *, const struct tables *,
+    const char *user);
 
 #endif

@@ -632,12 +632,11 @@ smtpd_tx_free(struct smtpd_tx *tx)
 	free(tx);
 }
 
-/* smtpd_maybe_exit - stopping, and nothing is left in flight: leave the loop */
-void
-smtpd_maybe_exit(void)
+/* smtpd_session_count - sessions open (chamoisd asks it before exiting) */
+unsigned
+smtpd_session_count(void)
 {
-	if (smtpd.stopping && smtpd.nsessions == 0 && worker_pending() == 0)
-		event_base_loopexit(smtpd.base, NULL);
+	return smtpd.nsessions;
 }
 
 /*
@@ -668,8 +667,6 @@ session_free(struct smtpd_session *s)
 	free(s->user);
 	config_free(s->cfg);
 	free(s);
-	if (smtpd.nsessions == 0 && smtpd.idle)
-		smtpd.idle();
 }
 
 /*
@@ -681,6 +678,7 @@ smtpd_sessions_stop(void)
 {
 	struct smtpd_session *s, *next;
 
+	smtpd.stopping = true;	/* new connections get 421 */
 	for (s = TAILQ_FIRST(&smtpd.sessions); s; s = next) {
 		next = TAILQ_NEXT(s, entry);
 		s->flags |= SF_STOP;
@@ -741,12 +739,6 @@ smtpd_tables(void)
 	return smtpd.tables;
 }
 
-unsigned
-smtpd_session_count(void)
-{
-	return smtpd.nsessions;
-}
-
 struct smtpd_session *
 smtpd_session_find(uint64_t id)
 {
@@ -766,9 +758,22 @@ smtpd_session_id(const struct smtpd_session *s)
 }
 
 void
-smtpd_set_idle_hook(void (*fn)(void))
+smtpd_init(struct event_base *base)
 {
-	smtpd.idle = fn;
+	smtpd.base = base;
+	TAILQ_INIT(&smtpd.sessions);
+	smtpd.per_addr = hmap_new();
+	smtpd.by_id = hmap_new();
+}
+
+void
+smtpd_shutdown(void)
+{
+	smtpd_configure(NULL, NULL, NULL, NULL);
+	hmap_free(smtpd.per_addr, NULL);
+	hmap_free(smtpd.by_id, NULL);
+	smtpd.per_addr = smtpd.by_id = NULL;
+	smtpd.base = NULL;
 }
 
 /* smtpd_loop_only - see session.h: worker.h says why */

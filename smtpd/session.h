@@ -10,6 +10,28 @@
 
 struct bufferevent;
 struct evbuffer;
+struct evconnlistener;
+struct hmap;
+
+/*
+ * the engine's state, one per process, private to smtpd/
+ */
+struct smtpd_daemon {
+	struct event_base *base;
+	struct config *cfg;		/* smtpd_configure() */
+	struct tables *tables;
+	SSL_CTX *tls_mx;	/* port 25: any version the library allows */
+	SSL_CTX *tls_sub;	/* submission roles: TLS 1.2 or newer */
+	struct evconnlistener **listeners;
+	size_t nlisteners;
+	struct hmap *per_addr;	/* "1.2.3.4" or "2001:db8::/64" -> count */
+	struct hmap *by_id;	/* session id (hex) -> session */
+	unsigned nsessions;
+	bool stopping;
+	TAILQ_HEAD(, smtpd_session) sessions;
+};
+
+extern struct smtpd_daemon smtpd;
 
 #define SF_EHLO		0x0001	/* EHLO (not HELO) */
 #define SF_TLS		0x0002	/* TLS is on */

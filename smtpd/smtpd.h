@@ -33,31 +33,6 @@ struct evconnlistener;
 struct hmap;
 struct resolver;
 
-/*
- * the engine's state, one per process; only smtpd/ reads it (XXX queue/
- * still reads cfg, tables, stopping, resolver and tls_client until
- * queue_init takes them from the composition root)
- */
-struct smtpd_daemon {
-	struct event_base *base;
-	struct config *cfg;		/* smtpd_configure() */
-	struct tables *tables;
-	SSL_CTX *tls_mx;	/* port 25: any version the library allows */
-	SSL_CTX *tls_sub;	/* submission roles: TLS 1.2 or newer */
-	struct evconnlistener **listeners;
-	size_t nlisteners;
-	struct hmap *per_addr;	/* "1.2.3.4" or "2001:db8::/64" -> count */
-	struct hmap *by_id;	/* session id (hex) -> session */
-	unsigned nsessions;
-	bool stopping;
-	struct event *grace_ev;
-	struct resolver *resolver;	/* XXX for queue/ only (see above) */
-	SSL_CTX *tls_client;		/* XXX for queue/ only (see above) */
-	void (*idle)(void);		/* smtpd_set_idle_hook */
-	TAILQ_HEAD(, smtpd_session) sessions;
-};
-
-extern struct smtpd_daemon smtpd;
 
 enum smtpd_state {
 	ST_CONNECTED,	/* greeting sent; HELO/EHLO expected */
@@ -86,6 +61,10 @@ void smtpd_reply_lines(struct smtpd_session *, int code, const char **lines,
     size_t n);
 
 /* session.c */
+/* smtpd_init - once, before anything else of the engine: its event base */
+void smtpd_init(struct event_base *);
+/* smtpd_shutdown - at exit, after the loop: the engine lets go of all it holds */
+void smtpd_shutdown(void);
 /*
  * smtpd_configure - at start and on SIGHUP: the config (a reference is
  * taken, the old one let go), the tables (borrowed until the next call)
@@ -103,11 +82,6 @@ unsigned smtpd_session_count(void);
 struct smtpd_session *smtpd_session_find(uint64_t id);
 /* smtpd_session_id - the id a job keeps instead of the session pointer */
 uint64_t smtpd_session_id(const struct smtpd_session *);
-/*
- * smtpd_set_idle_hook - fn runs when the last session has gone (the
- * composition root decides then whether the stopping daemon may exit)
- */
-void smtpd_set_idle_hook(void (*fn)(void));
 /* smtpd_close_after_reply - stop reading; close once the output drains */
 void smtpd_close_after_reply(struct smtpd_session *);
 /*
@@ -125,11 +99,6 @@ void smtpd_tarpit(struct smtpd_session *, unsigned ms);
 void smtpd_sessions_stop(void);
 /* smtpd_sessions_kill - the grace period is over: close what is left */
 void smtpd_sessions_kill(void);
-/*
- * smtpd_maybe_exit - XXX kept for queue/ and main.c until the
- * composition root decides alone (it is the idle hook there meanwhile)
- */
-void smtpd_maybe_exit(void);
 
 /* commands.c */
 /*

@@ -952,10 +952,46 @@ test_tables_count(void **state)
 	scratch_remove(dir);
 }
 
+/*
+ * holders: the tables keep their config, and each tables_ref is ended by
+ * one tables_free (the sanitizer build sees a use after free or a leak)
+ */
+static void
+test_tables_refs(void **state)
+{
+	struct problems got = { .n = 0 };
+	struct config *cfg;
+	struct tables *t;
+	struct expansion exp;
+	char *dir = scratch_dir(), *conf, *mb;
+
+	(void)state;
+	conf = write_file(dir, "chamois.conf", BASE, strlen(BASE));
+	mb = write_file(dir, "mailboxes", "a@example.test\n", 15);
+	cfg = config_load(conf, collect, &got);
+	assert_non_null(cfg);
+	t = tables_load(cfg, collect, &got);
+	assert_non_null(t);
+	/* the config's own holder goes first: the tables still hold it */
+	config_free(cfg);
+	assert_ptr_equal(tables_ref(t), t);
+	tables_free(t);
+	memset(&exp, 0, sizeof(exp));
+	assert_true(tables_resolve(t, "a@example.test", &exp));
+	expansion_free(&exp);
+	memset(&exp, 0, sizeof(exp));
+	assert_false(tables_resolve(t, "a@other.test", &exp));
+	tables_free(t);
+	problems_free(&got);
+	free(mb);
+	free(conf);
+	scratch_remove(dir);
+}
+
 int
 main(void)
 {
-	struct CMUnitTest tests[nitems(conf_cases) + nitems(tables_cases) + 3];
+	struct CMUnitTest tests[nitems(conf_cases) + nitems(tables_cases) + 4];
 	size_t n = 0;
 
 	UNIT_ROWS(tests, n, run_conf_case, conf_cases);
@@ -963,6 +999,7 @@ main(void)
 	UNIT_TEST(tests, n, test_config_parsers);
 	UNIT_ROWS(tests, n, run_tables_case, tables_cases);
 	UNIT_TEST(tests, n, test_tables_count);
+	UNIT_TEST(tests, n, test_tables_refs);
 	for (size_t i = 0; i < n; i++)
 		tests[i].teardown_func = scratch_teardown;
 	UNIT_RUN(tests, n);

@@ -22,7 +22,6 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
-#include "common/hmap.h"
 #include "common/util.h"
 #include "common/worker.h"
 #include "local/local.h"
@@ -137,13 +136,14 @@ fake_router(struct smtpd_session *s, const struct mailaddr *a, const char *key,
 }
 
 static void wait_jobs(void);
+static struct event_base *base;	/* the engine's loop */
 static bool workers_on;		/* this test started the worker pool */
 
 /* workers - the tests that deliver start one worker thread */
 static void
 workers(void)
 {
-	worker_init(smtpd.base, 1);
+	worker_init(base, 1);
 	workers_on = true;
 }
 
@@ -180,9 +180,8 @@ setup(void **state)
 	cfg = config_load(path, NULL, NULL);
 	free(path);
 	assert_non_null(cfg);
-	smtpd.base = event_base_new();
-	smtpd.per_addr = hmap_new();
-	TAILQ_INIT(&smtpd.sessions);
+	base = event_base_new();
+	smtpd_init(base);
 	smtpd_configure(cfg, NULL, NULL, NULL);
 	config_free(cfg);		/* the engine holds it */
 	smtpd_set_router(ROLE_MX, fake_router);
@@ -208,12 +207,9 @@ teardown(void **state)
 		worker_shutdown();
 		workers_on = false;
 	}
-	hmap_free(smtpd.per_addr, NULL);
-	hmap_free(smtpd.by_id, NULL);
-	smtpd.per_addr = smtpd.by_id = NULL;
-	smtpd_configure(NULL, NULL, NULL, NULL);
-	event_base_free(smtpd.base);
-	smtpd.base = NULL;
+	smtpd_shutdown();
+	event_base_free(base);
+	base = NULL;
 	return scratch_teardown(state);
 }
 
@@ -245,7 +241,7 @@ pump(size_t want)
 	for (int i = 0; i < 200 && replies() < want; i++) {
 		ssize_t r;
 
-		event_base_loop(smtpd.base, EVLOOP_NONBLOCK);
+		event_base_loop(base, EVLOOP_NONBLOCK);
 		while ((r = read(client, got + gotlen, sizeof(got) - 1 - gotlen)) > 0) {
 			gotlen += (size_t)r;
 			got[gotlen] = '\0';
@@ -464,7 +460,7 @@ test_session_end_frees_the_route(void **state)
 	say("RCPT TO:<x@example.test>\r\nQUIT\r\n", 5);
 	assert_reply(5, "221 2.0.0 Bye");
 	for (int i = 0; i < 200 && smtpd_session_count() > 0; i++) {
-		event_base_loop(smtpd.base, EVLOOP_NONBLOCK);
+		event_base_loop(base, EVLOOP_NONBLOCK);
 		usleep(1000);
 	}
 	assert_int_equal(smtpd_session_count(), 0);
@@ -505,7 +501,7 @@ static void
 wait_jobs(void)
 {
 	for (int i = 0; i < 20000 && worker_pending() > 0; i++) {
-		event_base_loop(smtpd.base, EVLOOP_NONBLOCK);
+		event_base_loop(base, EVLOOP_NONBLOCK);
 		usleep(1000);
 	}
 	assert_int_equal(worker_pending(), 0);
@@ -561,7 +557,7 @@ test_local_job_outlives_the_session(void **state)
 	say("Subject: hi\r\n\r\nbody\r\n.\r\n", 5);
 	/* the final dot is read and the delivery queued behind the blocker */
 	for (int i = 0; i < 200 && worker_pending() < 2; i++) {
-		event_base_loop(smtpd.base, EVLOOP_NONBLOCK);
+		event_base_loop(base, EVLOOP_NONBLOCK);
 		usleep(1000);
 	}
 	assert_int_equal(worker_pending(), 2);
@@ -597,10 +593,10 @@ test_worker_cannot_read_the_session(void **state)
 	say("RCPT TO:<x@example.test>\r\n", 4);
 	if ((pid = fork()) == 0) {
 		/* a worker thread of the child's own */
-		worker_init(smtpd.base, 1);
+		worker_init(base, 1);
 		worker_submit(bad_work, no_done, fake.s);
 		for (int i = 0; i < 2000; i++) {
-			event_base_loop(smtpd.base, EVLOOP_NONBLOCK);
+			event_base_loop(base, EVLOOP_NONBLOCK);
 			usleep(1000);
 		}
 		_exit(0);	/* not reached: fatalx on the worker thread */

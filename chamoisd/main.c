@@ -1,11 +1,41 @@
 /*
- * main.c - chamoisd: read the config, bind, drop privileges, run the loop.
+ * main.c - chamoisd, the composition root: read the config, bind, drop
+ * privileges, wire the modules together, run the loop.
  *
  * chamoisd [-f FILE] [-d] [-n] [-v]   (chamoisd(8))
  *
- * Signals: SIGTERM/SIGINT stop accepting and let transactions in flight
- * finish (up to shutdown_grace); SIGHUP reloads the tables and the TLS
- * certificate, keeping the old ones if the new ones are broken.
+ * Start-up (main): the config, tables and TLS contexts (load_all), the
+ * event base and the signals, the listeners and the local sockets (bound
+ * while root), the outbound resolver and client TLS context, the
+ * privilege drop, the queue, the worker threads, the loop probe
+ * (common/loopwatch.c).  Each module gets what it needs at its init and
+ * keeps its own state; the root holds the config, tables and TLS
+ * contexts in force and hands them on.
+ *
+ * SIGHUP: the config, the tables and the TLS contexts are parsed on a
+ * worker thread (reload_work: file reads and the hostname look-up never
+ * stall the loop) and swapped in on the loop (reload_done): the engine,
+ * the queue, the submit and admin sockets each get them through their
+ * configure function, take their own reference (config_ref, tables_ref)
+ * and let go of the old ones, which are freed once their last holder (a
+ * session, a queue attempt, a connection) is done.  A config or tables
+ * with errors keep the old ones; a broken certificate keeps the old
+ * certificate.  A SIGHUP while a parse runs makes one more run after it.
+ * Listeners keep their sockets: new listen lines need a restart.
+ *
+ * SIGTERM/SIGINT: stop accepting (listeners, submit socket), the queue
+ * starts no new attempt, the admin socket answers 421, idle sessions get
+ * 421; the rest finish, up to shutdown_grace, after which the remaining
+ * sessions are closed.  A second signal closes them at once.
+ *
+ * Leaving the loop is decided here and nowhere else: while stopping, the
+ * timer stop_ev asks every module whether it is idle (stop_check: no
+ * session open, no worker job pending, and queue_idle, submit_idle,
+ * admin_idle) every STOP_CHECK_MS; the first time all say yes the loop
+ * ends.  No module ends the loop itself or calls back into the root.  A
+ * poll, rather than a hook in each module, keeps the modules free of the
+ * root; it runs only while stopping, and costs at most STOP_CHECK_MS of
+ * delay at the exit.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,13 +50,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <netinet/in.h>
 
 #include <event2/event.h>
 #include <event2/thread.h>
 
 #include "../common/body.h"
-#include "../common/hmap.h"
+#include "../common/loopwatch.h"
 #include "../common/util.h"
 #include "../common/worker.h"
 #include "../config.h"
@@ -39,10 +68,29 @@
 #include "../queue/route.h"
 #include "../queue/submit.h"
 #include "../submission/submission.h"
-#include "smtpd.h"
+#include "../smtpd/smtpd.h"
+
+#define STOP_CHECK_MS	25	/* while stopping: how often idleness is asked */
+#define RELOAD_PROBLEMS_MAX 200	/* problems of one reload that are logged */
 
 static const char *config_path = CHAMOIS_CONFIG_FILE;
 static bool check_only;
+
+/* what the root holds and hands on; loop thread only */
+static struct {
+	struct event_base *base;
+	struct config *cfg;		/* in force (the root's reference) */
+	struct tables *tables;
+	SSL_CTX *tls_mx;		/* port 25: any version the library allows */
+	SSL_CTX *tls_sub;		/* submission roles: TLS 1.2 or newer */
+	struct resolver *resolver;	/* outbound: the queue and forwarding */
+	SSL_CTX *tls_client;		/* outbound STARTTLS, opportunistic */
+	bool stopping;
+	struct event *grace_ev;		/* shutdown_grace is over */
+	struct event *stop_ev;		/* while stopping: stop_check */
+	bool reloading;			/* a parse job is on a worker */
+	bool reload_again;		/* a SIGHUP came meanwhile */
+} root;
 
 static void
 print_problem(void *arg, const char *line)
@@ -161,55 +209,144 @@ free_loaded(struct config *c, struct tables *t, SSL_CTX *mx, SSL_CTX *sub)
 	config_free(c);
 }
 
-/* reload - SIGHUP: new tables and certificate, each only if it is sound */
+/*
+ * modules_configure - the config, tables and server TLS contexts in force
+ * go to every module that keeps them; each takes its own reference
+ */
 static void
-reload(void)
+modules_configure(struct config *c, struct tables *t, SSL_CTX *mx, SSL_CTX *sub)
 {
-	struct config *c;
-	struct tables *t;
-	SSL_CTX *mx, *sub;
-	char err[512];
+	smtpd_configure(c, t, mx, sub);
+	forward_configure(c);
+	sub_configure(root.base, c, t);
+	queue_configure(c, t);
+	submit_configure(c, t);
+	admin_configure(c);
+}
 
-	log_info("reload config=%s", config_path);
-	if ((c = config_load(config_path, log_problem, NULL)) == NULL) {
-		log_warnx("reload failed: config has errors; the old one stays");
+/*
+ * a SIGHUP's parse, on a worker thread: the job owns everything it
+ * reads and makes, and touches nothing of the loop's
+ */
+struct reload_job {
+	char *path;
+	struct config *cfg;	/* NULL: the config has errors */
+	struct tables *tables;	/* NULL: the tables have errors */
+	SSL_CTX *mx, *sub;	/* NULL with tls_err set: a broken certificate */
+	char tls_err[512];
+	char **problems;	/* "FILE:LINE: message", logged on the loop */
+	size_t nproblems, more;
+};
+
+static void
+collect_problem(void *arg, const char *line)
+{
+	struct reload_job *j = arg;
+
+	if (j->nproblems == RELOAD_PROBLEMS_MAX) {
+		j->more++;
 		return;
 	}
-	if ((t = tables_load(c, log_problem, NULL)) == NULL) {
+	j->problems = xreallocarray(j->problems, j->nproblems + 1,
+	    sizeof(*j->problems));
+	j->problems[j->nproblems++] = xstrdup(line);
+}
+
+static void
+reload_work(void *arg)
+{
+	struct reload_job *j = arg;
+	struct config *c;
+
+	if ((c = j->cfg = config_load(j->path, collect_problem, j)) == NULL)
+		return;
+	if ((j->tables = tables_load(c, collect_problem, j)) == NULL)
+		return;
+	if (c->tls_cert &&
+	    ((j->mx = smtpd_tls_ctx(c->tls_cert, c->tls_key, false, j->tls_err,
+	    sizeof(j->tls_err))) == NULL ||
+	    (j->sub = smtpd_tls_ctx(c->tls_cert, c->tls_key, true, j->tls_err,
+	    sizeof(j->tls_err))) == NULL)) {
+		SSL_CTX_free(j->mx);
+		j->mx = NULL;
+	}
+}
+
+static void reload_start(void);
+
+/* reload_done - on the loop: what parsed soundly goes into force */
+static void
+reload_done(void *arg)
+{
+	struct reload_job *j = arg;
+	struct config *c = j->cfg;
+	struct tables *t = j->tables;
+	SSL_CTX *mx = j->mx, *sub = j->sub;
+
+	root.reloading = false;
+	for (size_t i = 0; i < j->nproblems; i++) {
+		log_problem(NULL, j->problems[i]);
+		free(j->problems[i]);
+	}
+	if (j->more)
+		log_warnx("config ... and %zu more problems", j->more);
+	free(j->problems);
+	if (c == NULL)
+		log_warnx("reload failed: config has errors; the old one stays");
+	else if (t == NULL) {
 		log_warnx("reload failed: tables have errors; the old ones stay");
 		config_free(c);
+	} else {
+		if (c->tls_cert && mx == NULL) {
+			log_warnx("reload: %s; the old certificate stays", j->tls_err);
+			mx = root.tls_mx && SSL_CTX_up_ref(root.tls_mx) ?
+			    root.tls_mx : NULL;
+			sub = root.tls_sub && SSL_CTX_up_ref(root.tls_sub) ?
+			    root.tls_sub : NULL;
+		}
+		body_spool_limit(c->spool_max_size);
+		if (c->sasl_db)
+			sub_sasl_reconfigure(c->sasl_db);
+		modules_configure(c, t, mx, sub);
+		/*
+		 * the old ones go once their last holder lets go (the root
+		 * is the last but for sessions and attempts still using the
+		 * config; big tables are freed off the loop)
+		 */
+		tables_free_in_worker(root.tables);
+		SSL_CTX_free(root.tls_mx);
+		SSL_CTX_free(root.tls_sub);
+		config_free(root.cfg);
+		root.cfg = c;
+		root.tables = t;
+		root.tls_mx = mx;
+		root.tls_sub = sub;
+		log_info("reload done mailboxes=%zu tls=%s",
+		    tables_mailbox_count(t), mx ? "yes" : "no");
+	}
+	free(j->path);
+	free(j);
+	if (root.reload_again && !root.stopping) {
+		root.reload_again = false;
+		reload_start();
+	}
+}
+
+/* reload_start - SIGHUP: parse off the loop; one at a time, the next after */
+static void
+reload_start(void)
+{
+	struct reload_job *j;
+
+	if (root.reloading) {
+		root.reload_again = true;
 		return;
 	}
-	mx = sub = NULL;
-	if (c->tls_cert &&
-	    ((mx = smtpd_tls_ctx(c->tls_cert, c->tls_key, false, err, sizeof(err))) == NULL ||
-	    (sub = smtpd_tls_ctx(c->tls_cert, c->tls_key, true, err, sizeof(err))) == NULL)) {
-		log_warnx("reload: %s; the old certificate stays", err);
-		SSL_CTX_free(mx);
-		mx = smtpd.tls_mx ? (SSL_CTX_up_ref(smtpd.tls_mx), smtpd.tls_mx) : NULL;
-		sub = smtpd.tls_sub ? (SSL_CTX_up_ref(smtpd.tls_sub), smtpd.tls_sub) : NULL;
-	}
-	/*
-	 * listeners keep their sockets: new listen lines need a restart.
-	 * The old config goes once its last holder lets go (config_ref:
-	 * sessions, submit and admin connections, queue attempts, reports).
-	 */
-	{
-		struct tables *old_t = smtpd.tables;
-
-		smtpd_configure(c, t, mx, sub);
-		forward_configure(c);
-		sub_configure(smtpd.base, c, t);
-		tables_free(old_t);
-		config_free(c);
-		SSL_CTX_free(mx);
-		SSL_CTX_free(sub);
-	}
-	body_spool_limit(c->spool_max_size);
-	if (c->sasl_db)
-		sub_sasl_reconfigure(c->sasl_db);
-	log_info("reload done mailboxes=%zu tls=%s", tables_mailbox_count(t),
-	    mx ? "yes" : "no");
+	log_info("reload config=%s", config_path);
+	j = xcalloc(1, sizeof(*j));
+	j->path = xstrdup(config_path);
+	root.reloading = true;
+	worker_submit(reload_work, reload_done, j);
 }
 
 /* housekeeping: stale tmp/ files of interrupted deliveries, every 6 hours */
@@ -238,7 +375,6 @@ clean_done(void *arg)
 		log_info("maildir cleaned-tmp files=%u", j->removed);
 	free(j->root);
 	free(j);
-	smtpd_maybe_exit();
 }
 
 static void
@@ -246,10 +382,10 @@ clean_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct clean_job *j;
 
-	if (smtpd.stopping)
+	if (root.stopping)
 		return;
 	j = xcalloc(1, sizeof(*j));
-	j->root = xstrdup(smtpd.cfg->maildir_root);
+	j->root = xstrdup(root.cfg->maildir_root);
 	worker_submit(clean_work, clean_done, j);
 }
 
@@ -258,32 +394,44 @@ grace_cb(evutil_socket_t fd, short what, void *arg)
 {
 	log_warnx("shutdown grace period over; closing the remaining sessions");
 	smtpd_sessions_kill();
-	smtpd_maybe_exit();
+}
+
+/* stop_check - while stopping: leave the loop once every module is idle */
+static void
+stop_check(evutil_socket_t fd, short what, void *arg)
+{
+	if (smtpd_session_count() == 0 && worker_pending() == 0 &&
+	    queue_idle() && submit_idle() && admin_idle())
+		event_base_loopexit(root.base, NULL);
 }
 
 static void
 signal_cb(evutil_socket_t sig, short what, void *arg)
 {
+	struct timeval grace = { root.cfg->shutdown_grace, 0 };
+	struct timeval check = { 0, STOP_CHECK_MS * 1000 };
+
 	if (sig == SIGHUP) {
-		reload();
+		reload_start();
 		return;
 	}
-	if (smtpd.stopping) {
+	if (root.stopping) {
 		log_warnx("second signal: closing every session now");
 		smtpd_sessions_kill();
-		smtpd_maybe_exit();
 		return;
 	}
-	log_info("stopping signal=%d sessions=%u", (int)sig, smtpd.nsessions);
-	smtpd.stopping = true;
+	log_info("stopping signal=%d sessions=%u", (int)sig,
+	    smtpd_session_count());
+	root.stopping = true;
 	smtpd_listeners_stop();
 	submit_stop();
-	smtpd.grace_ev = evtimer_new(smtpd.base, grace_cb, NULL);
-	struct timeval grace = { smtpd.cfg->shutdown_grace, 0 };
-
-	evtimer_add(smtpd.grace_ev, &grace);
+	admin_stop();
+	queue_stop();
+	root.grace_ev = evtimer_new(root.base, grace_cb, NULL);
+	evtimer_add(root.grace_ev, &grace);
+	root.stop_ev = event_new(root.base, -1, EV_PERSIST, stop_check, NULL);
+	event_add(root.stop_ev, &check);
 	smtpd_sessions_stop();
-	smtpd_maybe_exit();
 }
 
 static void
@@ -332,25 +480,29 @@ prepare_dirs(const struct config *c)
 	}
 }
 
-/* outbound_init - resolver, client TLS, SRS: what forwarding needs */
+/*
+ * outbound_init - the resolver and the client TLS context, shared by the
+ * queue and forwarding; then forwarding's own state (SRS, the addresses
+ * of our mx role)
+ */
 static bool
 outbound_init(const struct config *c)
 {
 	char err[1024];
 
-	smtpd.resolver = resolver_new(smtpd.base, c->dns_server_len ?
+	root.resolver = resolver_new(root.base, c->dns_server_len ?
 	    (const struct sockaddr *)&c->dns_server : NULL, c->dns_server_len);
-	if (smtpd.resolver == NULL) {
+	if (root.resolver == NULL) {
 		fprintf(stderr, "%s: cannot set up the DNS resolver\n", c->path);
 		return false;
 	}
-	if ((smtpd.tls_client = SSL_CTX_new(TLS_client_method())) == NULL)
+	if ((root.tls_client = SSL_CTX_new(TLS_client_method())) == NULL)
 		return false;
 	/* opportunistic (RFC 7435): no verification, any version */
-	SSL_CTX_set_verify(smtpd.tls_client, SSL_VERIFY_NONE, NULL);
-	SSL_CTX_set_options(smtpd.tls_client, SSL_OP_NO_COMPRESSION |
+	SSL_CTX_set_verify(root.tls_client, SSL_VERIFY_NONE, NULL);
+	SSL_CTX_set_options(root.tls_client, SSL_OP_NO_COMPRESSION |
 	    SSL_OP_NO_RENEGOTIATION);
-	if (forward_init(smtpd.base, c, smtpd.resolver, smtpd.tls_client, err,
+	if (forward_init(root.base, c, root.resolver, root.tls_client, err,
 	    sizeof(err)) == -1) {
 		fprintf(stderr, "%s\n", err);
 		return false;
@@ -417,117 +569,110 @@ main(int argc, char **argv)
 		usage();
 	log_init("chamoisd", foreground || check_only, verbose);
 
-	{
-		struct config *c;
-		struct tables *t;
-		SSL_CTX *mx, *sub;
-
-		ok = load_all(config_path, print_problem, &c, &t, &mx, &sub);
-		if (check_only) {
-			if (ok)
-				printf("%s: configuration OK\n", config_path);
-			free_loaded(c, t, mx, sub);
-			return ok ? 0 : 1;
-		}
-		if (!ok)
-			return 1;
-		smtpd_configure(c, t, mx, sub);
-		config_free(c);
-		SSL_CTX_free(mx);
-		SSL_CTX_free(sub);
+	ok = load_all(config_path, print_problem, &root.cfg, &root.tables,
+	    &root.tls_mx, &root.tls_sub);
+	if (check_only) {
+		if (ok)
+			printf("%s: configuration OK\n", config_path);
+		free_loaded(root.cfg, root.tables, root.tls_mx, root.tls_sub);
+		return ok ? 0 : 1;
 	}
+	if (!ok)
+		return 1;
 	/* reloads after the privilege drop need readable files: say so now */
-	check_user_access(smtpd.cfg, log_problem);
+	check_user_access(root.cfg, log_problem);
 
 	signal(SIGPIPE, SIG_IGN);
 	umask(077);
-	prepare_dirs(smtpd.cfg);
-	body_spool_limit(smtpd.cfg->spool_max_size);
+	prepare_dirs(root.cfg);
+	body_spool_limit(root.cfg->spool_max_size);
 	if (evthread_use_pthreads() == -1)
 		fatalx("evthread_use_pthreads");
-	if ((smtpd.base = event_base_new()) == NULL)
+	if ((root.base = event_base_new()) == NULL)
 		fatalx("event_base_new");
 	/* at once: a signal during the slower start-up steps waits for the loop */
 	for (size_t i = 0; i < nitems(signums); i++) {
-		sigs[i] = evsignal_new(smtpd.base, signums[i], signal_cb, NULL);
+		sigs[i] = evsignal_new(root.base, signums[i], signal_cb, NULL);
 		evsignal_add(sigs[i], NULL);
 	}
-	TAILQ_INIT(&smtpd.sessions);
-	smtpd.per_addr = hmap_new();
-	raise_fd_limit(smtpd.cfg);
-	if (smtpd_listeners_bind(smtpd.cfg, err, sizeof(err)) == -1) {
+	smtpd_init(root.base);
+	smtpd_configure(root.cfg, root.tables, root.tls_mx, root.tls_sub);
+	raise_fd_limit(root.cfg);
+	if (smtpd_listeners_bind(root.cfg, err, sizeof(err)) == -1) {
 		fprintf(stderr, "%s\n", err);
 		return 1;
 	}
-	if (!outbound_init(smtpd.cfg))
+	if (!outbound_init(root.cfg))
 		return 1;
 	/* the routes and the auth ops the engine runs (smtpd/route.h) */
 	smtpd_set_router(ROLE_MX, forward_mx_router);
 	smtpd_set_router(ROLE_SUBMISSION, queue_router);
 	smtpd_set_router(ROLE_SUBMISSIONS, queue_router);
 	smtpd_set_auth(&sub_auth_ops);
-	sub_configure(smtpd.base, smtpd.cfg, smtpd.tables);
-	smtpd_set_idle_hook(smtpd_maybe_exit);
-	worker_set_idle_hook(smtpd_maybe_exit);
-	if (smtpd.cfg->sasl_db &&
-	    sub_sasl_init(smtpd.cfg->sasl_db, err, sizeof(err)) == -1) {
-		fprintf(stderr, "%s:%d: sasl_db: %s\n", smtpd.cfg->path,
-		    config_line(smtpd.cfg, "sasl_db"), err);
+	sub_configure(root.base, root.cfg, root.tables);
+	if (root.cfg->sasl_db &&
+	    sub_sasl_init(root.cfg->sasl_db, err, sizeof(err)) == -1) {
+		fprintf(stderr, "%s:%d: sasl_db: %s\n", root.cfg->path,
+		    config_line(root.cfg, "sasl_db"), err);
 		return 1;
 	}
 	/* the local sockets are bound before privileges are dropped */
-	if (submit_init(smtpd.base, smtpd.cfg, err, sizeof(err)) == -1 ||
-	    admin_init(smtpd.base, smtpd.cfg, err, sizeof(err)) == -1) {
-		fprintf(stderr, "%s: %s\n", smtpd.cfg->path, err);
+	if (submit_init(root.base, root.cfg, root.tables, err, sizeof(err)) == -1 ||
+	    admin_init(root.base, root.cfg, err, sizeof(err)) == -1) {
+		fprintf(stderr, "%s: %s\n", root.cfg->path, err);
 		return 1;
 	}
-	if (smtpd.cfg->user)
-		drop_privileges(smtpd.cfg->user);
-	if (queue_init(smtpd.base, err, sizeof(err)) == -1) {
-		fprintf(stderr, "%s: queue: %s\n", smtpd.cfg->path, err);
+	if (root.cfg->user)
+		drop_privileges(root.cfg->user);
+	if (queue_init(root.base, root.cfg, root.tables, root.resolver,
+	    root.tls_client, err, sizeof(err)) == -1) {
+		fprintf(stderr, "%s: queue: %s\n", root.cfg->path, err);
 		return 1;
 	}
 	if (!foreground && daemon(0, 0) == -1)
 		fatal("daemon");
 	/* threads start after daemon(): fork keeps only the calling thread */
-	worker_init(smtpd.base, (int)smtpd.cfg->worker_threads);
-	clean_ev = event_new(smtpd.base, -1, EV_PERSIST, clean_cb, NULL);
+	worker_init(root.base, (int)root.cfg->worker_threads);
+	loopwatch_start(root.base);
+	clean_ev = event_new(root.base, -1, EV_PERSIST, clean_cb, NULL);
 	event_add(clean_ev, &(struct timeval){ CLEAN_EVERY, 0 });
 	clean_cb(-1, 0, NULL);
 	smtpd_listeners_start();
-	for (size_t i = 0; i < smtpd.cfg->nlistens; i++)
+	for (size_t i = 0; i < root.cfg->nlistens; i++)
 		log_info("listening role=%s address=%s",
-		    config_role_name(smtpd.cfg->listens[i].role),
-		    smtpd.cfg->listens[i].text);
+		    config_role_name(root.cfg->listens[i].role),
+		    root.cfg->listens[i].text);
 	log_info("ready version=%s hostname=%s domains=%zu mailboxes=%zu",
-	    CHAMOIS_VERSION, smtpd.cfg->hostname, smtpd.cfg->ndomains,
-	    tables_mailbox_count(smtpd.tables));
+	    CHAMOIS_VERSION, root.cfg->hostname, root.cfg->ndomains,
+	    tables_mailbox_count(root.tables));
 
-	event_base_dispatch(smtpd.base);
+	event_base_dispatch(root.base);
 
 	log_info("stopped");
+	loopwatch_stop();
 	worker_shutdown();
 	submit_shutdown();
 	admin_shutdown();
 	queue_shutdown();
-	if (smtpd.cfg->sasl_db)
+	if (root.cfg->sasl_db)
 		sub_sasl_shutdown();
 	sub_limits_shutdown();
 	smtpd_listeners_stop();
 	for (size_t i = 0; i < nitems(signums); i++)
 		event_free(sigs[i]);
 	event_free(clean_ev);
-	if (smtpd.grace_ev)
-		event_free(smtpd.grace_ev);
-	hmap_free(smtpd.per_addr, NULL);
-	hmap_free(smtpd.by_id, NULL);
+	if (root.grace_ev)
+		event_free(root.grace_ev);
+	if (root.stop_ev)
+		event_free(root.stop_ev);
 	forward_shutdown();
 	sub_configure(NULL, NULL, NULL);
+	smtpd_shutdown();
 	smtp_clients_shutdown();
-	resolver_free(smtpd.resolver);
-	SSL_CTX_free(smtpd.tls_client);
-	free_loaded(smtpd.cfg, smtpd.tables, smtpd.tls_mx, smtpd.tls_sub);
-	event_base_free(smtpd.base);
+	resolver_free(root.resolver);
+	SSL_CTX_free(root.tls_client);
+	free_loaded(root.cfg, root.tables, root.tls_mx, root.tls_sub);
+	event_base_free(root.base);
 	libevent_global_shutdown();
 	return 0;
 }
