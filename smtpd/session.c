@@ -675,6 +675,28 @@ session_free(struct smtpd_session *s)
 	smtpd_maybe_exit();
 }
 
+/*
+ * smtpd_session_find - the open session with this id, NULL once it is
+ * closed: how a job that refers to a session by id finds it again
+ */
+struct smtpd_session *
+smtpd_session_find(uint64_t id)
+{
+	struct smtpd_session *s;
+
+	TAILQ_FOREACH(s, &smtpd.sessions, entry)
+		if (s->id == id)
+			return s;
+	return NULL;
+}
+
+/* smtpd_session_id - the id that smtpd_session_find takes */
+uint64_t
+smtpd_session_id(const struct smtpd_session *s)
+{
+	return s->id;
+}
+
 /* smtpd_session_job_done - a worker job of s has come back; false if s is gone */
 bool
 smtpd_session_job_done(struct smtpd_session *s)

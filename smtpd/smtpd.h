@@ -165,6 +165,10 @@ void smtpd_sessions_stop(void);
 void smtpd_sessions_kill(void);
 void smtpd_maybe_exit(void);
 bool smtpd_session_job_done(struct smtpd_session *);
+/* smtpd_session_find - the open session with this id; NULL if gone */
+struct smtpd_session *smtpd_session_find(uint64_t id);
+/* smtpd_session_id - a session's id, for jobs that refer to it */
+uint64_t smtpd_session_id(const struct smtpd_session *);
 void smtpd_tx_free(struct smtpd_tx *);
 
 /* commands.c */

@@ -5,7 +5,10 @@
  * line goes into EHLO (only after TLS, SPEC 4), what to do with AUTH and
  * its response lines, and whether the logged-in user may use a sender.
  * SASL itself is sasl_cyrus.c's; this file sees only CONTINUE / OK / FAIL
- * / TEMP.  Each exchange is counted as an attempt when it starts, for the
+ * / TEMP.  libsasl2's part of each step runs on a worker thread
+ * (sub_sasl_start_async, sub_sasl_step_async): meanwhile the session
+ * waits in ST_WAIT without its SASL state, which the job owns, and the
+ * job finds the session again by its id (auth_done).  Each exchange is counted as an attempt when it starts, for the
  * address at AUTH and for the user as soon as a login name is sent
  * (limits.c, doc/users.md "Failed logins"): an address out of attempts
  * gets 421 4.7.0 at AUTH, a locked-out user 454 4.7.0 before any password
@@ -29,7 +32,6 @@
 #include "submission.h"
 
 #define AUTH_FAILURES_PER_SESSION	3
-#define AUTH_CHALLENGE_MAX		(AUTH_LINE_MAX + 1)
 
 /* session_sasl - the session's SASL state, made with the TLS strength */
 static struct sub_sasl *
@@ -197,10 +199,47 @@ user_check(void *arg, const char *name)
 	return false;
 }
 
+/*
+ * auth_hand_off - the session's SASL state goes to a job
+ * (sub_sasl_start_async): the session reads no line until auth_done
+ */
+static struct sub_sasl *
+auth_hand_off(struct smtpd_session *s)
+{
+	struct sub_sasl *sasl = s->sasl;
+
+	s->sasl = NULL;
+	smtpd_enter_state(s, ST_WAIT);
+	return sasl;
+}
+
+/*
+ * auth_done - the SASL step's result, on the loop.  A session closed (or
+ * closing) meanwhile gets nothing: the state goes, and the attempt was
+ * forgiven when the session went (no answer, so nothing was learnt).
+ */
+static void
+auth_done(struct sub_sasl *sasl, enum sub_sasl_result r, const char *out,
+    uint64_t id)
+{
+	struct smtpd_session *s = smtpd_session_find(id);
+
+	if (s == NULL || s->state != ST_WAIT) {
+		log_info("%016llx auth abandoned reason=session-closed",
+		    (unsigned long long)id);
+		sub_sasl_free(sasl);
+		smtpd_maybe_exit();
+		return;
+	}
+	s->sasl = sasl;
+	auth_result(s, r, out);
+	smtpd_resume(s);
+}
+
 void
 sub_cmd_auth(struct smtpd_session *s, char *arg)
 {
-	char *mech = arg, *initial, out[AUTH_CHALLENGE_MAX];
+	char *mech = arg, *initial;
 
 	if (s->role == ROLE_MX) {
 		/* SPEC 4: no AUTH on the mx role */
@@ -249,7 +288,8 @@ sub_cmd_auth(struct smtpd_session *s, char *arg)
 		return;
 	}
 	sub_sasl_set_name_check(s->sasl, user_check, s);
-	auth_result(s, sub_sasl_start(s->sasl, mech, initial, out, sizeof(out)), out);
+	sub_sasl_start_async(auth_hand_off(s), mech, initial, auth_done,
+	    smtpd_session_id(s));
 }
 
 void
@@ -261,15 +301,14 @@ sub_auth_abort(struct smtpd_session *s)
 void
 sub_auth_line(struct smtpd_session *s, char *line, size_t len)
 {
-	char out[AUTH_CHALLENGE_MAX];
-
 	if (len == 1 && line[0] == '*') {
 		/* RFC 4954 4: the client cancels */
 		auth_end(s);
 		smtpd_reply(s, "501 5.0.0 Authentication cancelled");
 		return;
 	}
-	auth_result(s, sub_sasl_step(s->sasl, line, out, sizeof(out)), out);
+	sub_sasl_step_async(auth_hand_off(s), line, auth_done,
+	    smtpd_session_id(s));
 }
 
 const char *
@@ -297,7 +336,10 @@ sub_mail_check(struct smtpd_session *s, const char *sender)
 void
 sub_session_free(struct smtpd_session *s)
 {
-	/* a connection that ends mid-exchange had no password checked */
+	/*
+	 * a connection that ends mid-exchange had no password checked, or
+	 * (its SASL job still running) got no answer to it
+	 */
 	sub_auth_forgive(&s->auth_try, s->addr_key);
 	sub_sasl_free(s->sasl);
 	s->sasl = NULL;
