@@ -4,7 +4,7 @@ honest session on port 25 whose NOOP latency shows whether the event loop
 is kept waiting (issue 13, doc/performance.md "Logins and the event loop").
 
   bench/auth_load.py [--rate 50] [--seconds 10] [--noop-ms 20]
-                     [--starttls] [--binary PATH] [--json FILE]
+                     [--starttls] [--plain] [--binary PATH] [--json FILE]
 
 Starts its own chamoisd (bin/chamoisd or --binary, a temporary config on
 free loopback ports, a dead dns_server) with a sasldb made by saslpasswd2
@@ -105,8 +105,9 @@ def _hmac(key, msg):
     return hmac.new(key, msg, hashlib.sha256).digest()
 
 
-def scram_login(host, port, ctx, starttls):
-    """One connection, one SCRAM-SHA-256 login; the seconds it took."""
+def scram_login(host, port, ctx, starttls, mech="SCRAM-SHA-256"):
+    """One connection, one SCRAM-SHA-256 (or PLAIN) login; the seconds it
+    took."""
     t0 = time.monotonic()
     raw = socket.create_connection((host, port), IO_TIMEOUT)
     sock = raw
@@ -122,6 +123,11 @@ def scram_login(host, port, ctx, starttls):
             sock = ctx.wrap_socket(raw, server_hostname="mx.example.test")
             c = Lines(sock)
             c.cmd("EHLO load.client.test", "250")
+        if mech == "PLAIN":
+            r = c.cmd("AUTH PLAIN " + base64.b64encode(
+                ("\0%s\0%s" % (USER, PASSWORD)).encode()).decode(), "235")
+            c.send("QUIT")
+            return time.monotonic() - t0
         nonce = base64.b64encode(os.urandom(18)).decode()
         name = USER.replace("=", "=3D").replace(",", "=2C")
         first_bare = "n=%s,r=%s" % (name, nonce)
@@ -153,7 +159,7 @@ def scram_login(host, port, ctx, starttls):
         sock.close()
 
 
-def run_load(host, port, starttls, rate, seconds):
+def run_load(host, port, starttls, rate, seconds, mech):
     """rate logins a second for seconds (each at its own start time);
     (durations, failures)."""
     ctx = harness.unverified_context()
@@ -166,7 +172,7 @@ def run_load(host, port, starttls, rate, seconds):
         if delay > 0:
             time.sleep(delay)
         try:
-            durations.append(scram_login(host, port, ctx, starttls))
+            durations.append(scram_login(host, port, ctx, starttls, mech))
         except Exception as e:  # noqa: BLE001 - counted and shown
             failures.append(repr(e))
 
@@ -244,6 +250,9 @@ def main():
     ap.add_argument("--noop-ms", type=float, default=20)
     ap.add_argument("--starttls", action="store_true",
                     help="submission port and STARTTLS (default: submissions, 465 role)")
+    ap.add_argument("--plain", action="store_true",
+                    help="PLAIN logins instead: the same connections and TLS "
+                    "handshakes, no key derivation")
     ap.add_argument("--binary", help="chamoisd to run (default bin/chamoisd)")
     ap.add_argument("--json", help="also write the figures here")
     a = ap.parse_args()
@@ -257,6 +266,7 @@ def main():
     daemon.start()
     try:
         host = daemon.host
+        mech = "PLAIN" if a.plain else "SCRAM-SHA-256"
         sub_port = port if a.starttls else sport
         # warm up: one login (loads nothing new, but fills caches)
         scram_login(host, sub_port, harness.unverified_context(), a.starttls)
@@ -268,7 +278,8 @@ def main():
         p = start_probe(host, daemon.port, a.seconds + 0.5, a.noop_ms / 1000)
         time.sleep(0.3)             # the probe is connected and going
         t0 = time.monotonic()
-        durations, failures = run_load(host, sub_port, a.starttls, a.rate, a.seconds)
+        durations, failures = run_load(host, sub_port, a.starttls, a.rate, a.seconds,
+                                        mech)
         wall = time.monotonic() - t0
         loaded = end_probe(p, a.seconds + 0.5)
         cpu = (cpu_ticks(daemon.proc.pid) - cpu0) * 1000 / HZ
@@ -276,7 +287,7 @@ def main():
         daemon.stop()
 
     res = {
-        "rate": a.rate, "seconds": a.seconds,
+        "mechanism": mech, "rate": a.rate, "seconds": a.seconds,
         "port": "submission+STARTTLS" if a.starttls else "submissions (implicit TLS)",
         "noop_idle": summary(idle["ms"]), "noop_load": summary(loaded["ms"]),
         "noop_errors": idle["errors"] + loaded["errors"],
@@ -285,8 +296,8 @@ def main():
         "login_ms": summary([x * 1000 for x in durations]),
         "chamoisd_cpu_ms_per_login": cpu / max(1, len(durations)),
     }
-    print("SCRAM-SHA-256 logins: %d done, %d failed, %.1f/s achieved (asked %.0f/s, %s)"
-          % (res["logins"], res["login_failures"], res["logins_per_s"], a.rate, res["port"]))
+    print("%s logins: %d done, %d failed, %.1f/s achieved (asked %.0f/s, %s)"
+          % (mech, res["logins"], res["login_failures"], res["logins_per_s"], a.rate, res["port"]))
     for f in failures[:5]:
         print("  failure:", f)
     lm = res["login_ms"]

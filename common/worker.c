@@ -13,12 +13,16 @@
  * (doc/performance.md "Logins and the event loop").  Both pools share the
  * done list and its event.
  */
+#include <sys/resource.h>
+
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
+#include "log.h"
 #include "util.h"
 #include "worker.h"
 
@@ -36,16 +40,22 @@ struct pool {
 	struct job *head, **tail;
 	pthread_t *threads;
 	int nthreads;
+	int nice;		/* added to the threads' nice value */
 	bool stopping;
 };
 
 static struct pool wk_io = {
 	PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, &wk_io.head,
-	NULL, 0, false
+	NULL, 0, 0, false
 };
+/*
+ * CPU jobs yield to the loop: on a machine whose cores they fill, the
+ * loop's thread, at the default nice 0, still gets a core at once when it
+ * wakes (a nice 10 thread weighs a tenth of it)
+ */
 static struct pool wk_cpu = {
 	PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, &wk_cpu.head,
-	NULL, 0, false
+	NULL, 0, 10, false
 };
 static pthread_mutex_t wk_done_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct job *wk_done, **wk_done_tail = &wk_done;
@@ -57,6 +67,13 @@ worker_main(void *arg)
 {
 	struct pool *p = arg;
 
+	/* Linux: the nice value of this thread alone (setpriority(2)) */
+	if (p->nice != 0) {
+		int nice = getpriority(PRIO_PROCESS, (id_t)gettid()) + p->nice;
+
+		if (setpriority(PRIO_PROCESS, (id_t)gettid(), nice > 19 ? 19 : nice) == -1)
+			log_warn("worker: setpriority");
+	}
 	for (;;) {
 		struct job *j;
 
