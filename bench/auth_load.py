@@ -4,7 +4,7 @@ honest session on port 25 whose NOOP latency shows whether the event loop
 is kept waiting (issue 13, doc/performance.md "Logins and the event loop").
 
   bench/auth_load.py [--rate 50] [--seconds 10] [--noop-ms 20]
-                     [--starttls] [--plain] [--binary PATH] [--json FILE]
+                     [--starttls] [--plain] [--binary PATH] [--runs N] [--json FILE]
 
 Starts its own chamoisd (bin/chamoisd or --binary, a temporary config on
 free loopback ports, a dead dns_server) with a sasldb made by saslpasswd2
@@ -33,8 +33,9 @@ import hmac
 import json
 import os
 import random
+import shutil
 import socket
-import ssl
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -239,6 +240,82 @@ def cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])        # utime + stime
 
 
+def run_once(a):
+    """One daemon, the idle phase, the load phase: the figures (a dict)."""
+    load_avg = os.getloadavg()[0]
+    d = Path(tempfile.mkdtemp(prefix="chamois-authload-"))
+    db = d / "sasldb2"
+    saslpasswd(db, USER, PASSWORD)
+    port, sport = harness.free_port(), harness.free_port()
+    daemon = harness.Chamoisd(d / "d", binary=Path(a.binary).resolve() if a.binary else None,
+                              extra_conf=submission_conf(port, sport, db))
+    mech = "PLAIN" if a.plain else "SCRAM-SHA-256"
+    try:
+        daemon.start()
+        host = daemon.host
+        sub_port = port if a.starttls else sport
+        # warm up: one login (loads nothing new, but fills caches)
+        scram_login(host, sub_port, harness.unverified_context(), a.starttls, mech)
+
+        p = start_probe(host, daemon.port, a.idle_seconds, a.noop_ms / 1000)
+        idle = end_probe(p, a.idle_seconds)
+
+        cpu0 = cpu_ticks(daemon.proc.pid)
+        p = start_probe(host, daemon.port, a.seconds + 0.5, a.noop_ms / 1000)
+        time.sleep(0.3)             # the probe is connected and going
+        t0 = time.monotonic()
+        durations, failures = run_load(host, sub_port, a.starttls, a.rate, a.seconds,
+                                       mech)
+        wall = time.monotonic() - t0
+        loaded = end_probe(p, a.seconds + 0.5)
+        cpu = (cpu_ticks(daemon.proc.pid) - cpu0) * 1000 / HZ
+    finally:
+        daemon.stop()
+        if not a.keep:
+            shutil.rmtree(d, ignore_errors=True)
+    return {
+        "mechanism": mech, "rate": a.rate, "seconds": a.seconds,
+        "port": "submission+STARTTLS" if a.starttls else "submissions (implicit TLS)",
+        "noop_idle": summary(idle["ms"]), "noop_load": summary(loaded["ms"]),
+        "noop_errors": idle["errors"] + loaded["errors"],
+        "logins": len(durations), "login_failures": len(failures),
+        "logins_per_s": len(durations) / wall if wall > 0 else 0,
+        "login_ms": summary([x * 1000 for x in durations]),
+        "chamoisd_cpu_ms_per_login": cpu / max(1, len(durations)),
+        "load_average_before": load_avg, "failures": failures[:5],
+    }
+
+
+def median_of(runs):
+    """Each figure's median over the runs."""
+    out = dict(runs[0])
+    for key in ("logins", "login_failures", "logins_per_s", "chamoisd_cpu_ms_per_login",
+                "load_average_before", "noop_errors"):
+        out[key] = statistics.median([r[key] for r in runs])
+    for key in ("noop_idle", "noop_load", "login_ms"):
+        out[key] = {k: statistics.median([r[key][k] for r in runs]) for k in runs[0][key]}
+    out["failures"] = [f for r in runs for f in r["failures"]][:5]
+    return out
+
+
+def show(a, res):
+    print("%s logins: %d done, %d failed, %.1f/s achieved (asked %.0f/s, %s; "
+          "load average %.2f before)"
+          % (res["mechanism"], res["logins"], res["login_failures"], res["logins_per_s"],
+             a.rate, res["port"], res["load_average_before"]))
+    for f in res["failures"]:
+        print("  failure:", f)
+    lm = res["login_ms"]
+    print("login time ms: p50 %.1f  p95 %.1f  max %.1f; chamoisd CPU %.2f ms per login"
+          % (lm["p50"], lm["p95"], lm["max"], res["chamoisd_cpu_ms_per_login"]))
+    print("NOOP on port 25, ~every %.0f ms:    n     p50    p95    p99    max (ms)" % a.noop_ms)
+    for name in ("idle", "load"):
+        s = res["noop_" + name]
+        print("  %-30s %5d  %6.2f %6.2f %6.2f %6.2f"
+              % ("alone" if name == "idle" else "during the logins",
+                 s["n"], s["p50"], s["p95"], s["p99"], s["max"]))
+
+
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "probe":
         probe(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]))
@@ -254,64 +331,25 @@ def main():
                     help="PLAIN logins instead: the same connections and TLS "
                     "handshakes, no key derivation")
     ap.add_argument("--binary", help="chamoisd to run (default bin/chamoisd)")
+    ap.add_argument("--runs", type=int, default=1,
+                    help="repeat with a fresh daemon; then the figures are the medians")
     ap.add_argument("--json", help="also write the figures here")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the temporary directory (config, log)")
     a = ap.parse_args()
-
-    d = Path(tempfile.mkdtemp(prefix="chamois-authload-"))
-    db = d / "sasldb2"
-    saslpasswd(db, USER, PASSWORD)
-    port, sport = harness.free_port(), harness.free_port()
-    daemon = harness.Chamoisd(d / "d", binary=a.binary,
-                              extra_conf=submission_conf(port, sport, db))
-    daemon.start()
-    try:
-        host = daemon.host
-        mech = "PLAIN" if a.plain else "SCRAM-SHA-256"
-        sub_port = port if a.starttls else sport
-        # warm up: one login (loads nothing new, but fills caches)
-        scram_login(host, sub_port, harness.unverified_context(), a.starttls)
-
-        p = start_probe(host, daemon.port, a.idle_seconds, a.noop_ms / 1000)
-        idle = end_probe(p, a.idle_seconds)
-
-        cpu0 = cpu_ticks(daemon.proc.pid)
-        p = start_probe(host, daemon.port, a.seconds + 0.5, a.noop_ms / 1000)
-        time.sleep(0.3)             # the probe is connected and going
-        t0 = time.monotonic()
-        durations, failures = run_load(host, sub_port, a.starttls, a.rate, a.seconds,
-                                        mech)
-        wall = time.monotonic() - t0
-        loaded = end_probe(p, a.seconds + 0.5)
-        cpu = (cpu_ticks(daemon.proc.pid) - cpu0) * 1000 / HZ
-    finally:
-        daemon.stop()
-
-    res = {
-        "mechanism": mech, "rate": a.rate, "seconds": a.seconds,
-        "port": "submission+STARTTLS" if a.starttls else "submissions (implicit TLS)",
-        "noop_idle": summary(idle["ms"]), "noop_load": summary(loaded["ms"]),
-        "noop_errors": idle["errors"] + loaded["errors"],
-        "logins": len(durations), "login_failures": len(failures),
-        "logins_per_s": len(durations) / wall if wall > 0 else 0,
-        "login_ms": summary([x * 1000 for x in durations]),
-        "chamoisd_cpu_ms_per_login": cpu / max(1, len(durations)),
-    }
-    print("%s logins: %d done, %d failed, %.1f/s achieved (asked %.0f/s, %s)"
-          % (mech, res["logins"], res["login_failures"], res["logins_per_s"], a.rate, res["port"]))
-    for f in failures[:5]:
-        print("  failure:", f)
-    lm = res["login_ms"]
-    print("login time ms: p50 %.1f  p95 %.1f  max %.1f; chamoisd CPU %.2f ms per login"
-          % (lm["p50"], lm["p95"], lm["max"], res["chamoisd_cpu_ms_per_login"]))
-    print("NOOP on port 25, ~every %.0f ms:    n     p50    p95    p99    max (ms)" % a.noop_ms)
-    for name in ("idle", "load"):
-        s = res["noop_" + name]
-        print("  %-30s %5d  %6.2f %6.2f %6.2f %6.2f"
-              % ("alone" if name == "idle" else "during the logins",
-                 s["n"], s["p50"], s["p95"], s["p99"], s["max"]))
+    runs = []
+    for _ in range(a.runs):
+        runs.append(run_once(a))
+        show(a, runs[-1])
+    res = runs[0]
+    if a.runs > 1:
+        res = median_of(runs)
+        print("median of %d runs:" % a.runs)
+        show(a, res)
+        res["runs"] = runs
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=1))
-    return 1 if failures or res["noop_errors"] else 0
+    return 1 if any(r["login_failures"] or r["noop_errors"] for r in runs) else 0
 
 
 if __name__ == "__main__":
