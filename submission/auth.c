@@ -8,7 +8,9 @@
  * / TEMP.  libsasl2's part of each step runs on a worker thread
  * (sub_sasl_start_async, sub_sasl_step_async): meanwhile the session
  * waits in ST_WAIT without its SASL state, which the job owns, and the
- * job finds the session again by its id (auth_done).  Each exchange is counted as an attempt when it starts, for the
+ * job finds the session again by its id (auth_done).
+ *
+ * Each exchange is counted as an attempt when it starts, for the
  * address at AUTH and for the user as soon as a login name is sent
  * (limits.c, doc/users.md "Failed logins"): an address out of attempts
  * gets 421 4.7.0 at AUTH, a locked-out user 454 4.7.0 before any password

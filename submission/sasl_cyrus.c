@@ -46,11 +46,10 @@
 #include <sys/socket.h>
 
 #include <fcntl.h>
-#include <inttypes.h>
 #include <limits.h>
-#include <pthread.h>
 #include <net/if.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -598,16 +597,22 @@ start_prepare(struct sub_sasl *s, const char *mech, const char *initial,
 	return true;
 }
 
-/* start_run - libsasl2's half of AUTH (any thread); wipes and frees in */
+/*
+ * run - libsasl2's half of a step (any thread): sasl_server_start with
+ * mech, or sasl_server_step; wipes and frees in
+ */
 static enum sub_sasl_result
-start_run(struct sub_sasl *s, const char *mech, char *in, unsigned inlen,
-    char *out, size_t outsize)
+run(struct sub_sasl *s, bool start, const char *mech, char *in,
+    unsigned inlen, char *out, size_t outsize)
 {
 	const char *srvout = NULL;
 	unsigned srvoutlen = 0;
 	int r;
 
-	r = sasl_server_start(s->conn, mech, in, inlen, &srvout, &srvoutlen);
+	if (start)
+		r = sasl_server_start(s->conn, mech, in, inlen, &srvout, &srvoutlen);
+	else
+		r = sasl_server_step(s->conn, in, inlen, &srvout, &srvoutlen);
 	wipe(in, inlen);
 	return finish(s, mech, r, srvout, srvoutlen, out, outsize);
 }
@@ -625,7 +630,7 @@ sub_sasl_start(struct sub_sasl *s, const char *mech, const char *initial,
 		out[0] = '\0';
 	if (!start_prepare(s, mech, initial, &in, &inlen, &early))
 		return early;
-	return start_run(s, mech, in, inlen, out, outsize);
+	return run(s, true, mech, in, inlen, out, outsize);
 }
 
 /*
@@ -660,20 +665,6 @@ step_prepare(struct sub_sasl *s, const char *response, char **in,
 	return true;
 }
 
-/* step_run - libsasl2's half of a response line (any thread); frees in */
-static enum sub_sasl_result
-step_run(struct sub_sasl *s, const char *mech, char *in, unsigned inlen,
-    char *out, size_t outsize)
-{
-	const char *srvout = NULL;
-	unsigned srvoutlen = 0;
-	int r;
-
-	r = sasl_server_step(s->conn, in, inlen, &srvout, &srvoutlen);
-	wipe(in, inlen);
-	return finish(s, mech, r, srvout, srvoutlen, out, outsize);
-}
-
 /* sub_sasl_step - one client response line during AUTH */
 enum sub_sasl_result
 sub_sasl_step(struct sub_sasl *s, const char *response, char *out,
@@ -688,7 +679,7 @@ sub_sasl_step(struct sub_sasl *s, const char *response, char *out,
 		out[0] = '\0';
 	if (!step_prepare(s, response, &in, &inlen, &mech, &early))
 		return early;
-	return step_run(s, mech, in, inlen, out, outsize);
+	return run(s, false, mech, in, inlen, out, outsize);
 }
 
 /*
@@ -698,8 +689,9 @@ sub_sasl_step(struct sub_sasl *s, const char *response, char *out,
  */
 struct sasl_job {
 	struct sub_sasl *s;
-	char *mech;		/* start: a copy; step: libsasl2's, in s->conn */
-	bool start;
+	bool start;		/* sasl_server_start, else sasl_server_step */
+	const char *mech;	/* start: mech_copy; step: libsasl2's own name */
+	char *mech_copy;
 	char *in;		/* the decoded client message; run frees it */
 	unsigned inlen;
 	enum sub_sasl_result res;
@@ -714,12 +706,8 @@ job_work(void *arg)
 {
 	struct sasl_job *j = arg;
 
-	if (j->start)
-		j->res = start_run(j->s, j->mech, j->in, j->inlen, j->out,
-		    sizeof(j->out));
-	else
-		j->res = step_run(j->s, j->mech, j->in, j->inlen, j->out,
-		    sizeof(j->out));
+	j->res = run(j->s, j->start, j->mech, j->in, j->inlen, j->out,
+	    sizeof(j->out));
 	j->in = NULL;
 }
 
@@ -731,8 +719,7 @@ job_done(void *arg)
 
 	j->s->busy = false;
 	j->done(j->s, j->res, j->out, j->ref);
-	if (j->start)
-		free(j->mech);
+	free(j->mech_copy);
 	free(j);
 }
 
@@ -745,7 +732,8 @@ submit(struct sub_sasl *s, bool start, const char *mech, char *in,
 
 	j->s = s;
 	j->start = start;
-	j->mech = start ? xstrdup(mech) : (char *)mech;
+	j->mech_copy = start ? xstrdup(mech) : NULL;
+	j->mech = start ? j->mech_copy : mech;
 	j->in = in;
 	j->inlen = inlen;
 	j->done = done;
