@@ -24,7 +24,6 @@ from pathlib import Path
 import pytest
 
 import harness
-from harness import wait_until
 from peers.sasl import ALICE, BOB, USERS, plain_b64, submission_daemon
 
 SLOW = 30           # bound for a reply after the release (a login delay is at most 8 s)
