@@ -9,7 +9,12 @@
  * smtpd_auth_success, smtpd_wait, smtpd_reply...), never by touching
  * the session.
  * SASL itself is sasl_cyrus.c's; this file sees only CONTINUE / OK / FAIL
- * / TEMP.  Each exchange is counted as an attempt when it starts, for the
+ * / TEMP.  libsasl2's part of each step runs on a worker thread
+ * (sub_sasl_start_async, sub_sasl_step_async): meanwhile the session
+ * waits in ST_WAIT without its SASL state, which the job owns, and the
+ * job finds the session again by its id (auth_done).
+ *
+ * Each exchange is counted as an attempt when it starts, for the
  * address at AUTH and for the user as soon as a login name is sent
  * (limits.c, doc/users.md "Failed logins"): an address out of attempts
  * gets 421 4.7.0 at AUTH, a locked-out user 454 4.7.0 before any password
@@ -33,7 +38,6 @@
 #include "submission.h"
 
 #define AUTH_FAILURES_PER_SESSION	3
-#define AUTH_CHALLENGE_MAX		(AUTH_LINE_MAX + 1)
 
 /* what sub_configure() gives: the loop, the config and tables in force */
 static struct {
@@ -255,11 +259,48 @@ user_check(void *arg, const char *name)
 	return false;
 }
 
+/*
+ * auth_hand_off - the session's SASL state goes to a job
+ * (sub_sasl_start_async): the session reads no line until auth_done
+ */
+static struct sub_sasl *
+auth_hand_off(struct smtpd_session *s)
+{
+	struct sub_session *a = state(s);
+	struct sub_sasl *sasl = a->sasl;
+
+	a->sasl = NULL;
+	smtpd_wait(s);
+	return sasl;
+}
+
+/*
+ * auth_done - the SASL step's result, on the loop.  A session closed (or
+ * closing) meanwhile gets nothing: the state goes, and the attempt was
+ * forgiven when the session went (no answer, so nothing was learnt).
+ */
+static void
+auth_done(struct sub_sasl *sasl, enum sub_sasl_result r, const char *out,
+    uint64_t id)
+{
+	struct smtpd_session *s = smtpd_session_find(id);
+
+	if (s == NULL || !smtpd_session_waiting(s)) {
+		log_info("%016llx auth abandoned reason=session-closed",
+		    (unsigned long long)id);
+		sub_sasl_free(sasl);
+		return;
+	}
+	state(s)->sasl = sasl;
+	auth_result(s, r, out);
+	smtpd_resume(s);
+}
+
 static void
 sub_cmd_auth(struct smtpd_session *s, char *arg)
 {
 	struct sub_session *a;
-	char *mech = arg, *initial, out[AUTH_CHALLENGE_MAX];
+	char *mech = arg, *initial;
 	const char *ak = smtpd_session_addr_key(s);
 
 	if (smtpd_session_role(s) == ROLE_MX) {
@@ -310,7 +351,8 @@ sub_cmd_auth(struct smtpd_session *s, char *arg)
 		return;
 	}
 	sub_sasl_set_name_check(a->sasl, user_check, a);
-	auth_result(s, sub_sasl_start(a->sasl, mech, initial, out, sizeof(out)), out);
+	sub_sasl_start_async(auth_hand_off(s), mech, initial, auth_done,
+	    smtpd_session_id(s));
 }
 
 static void
@@ -322,15 +364,14 @@ sub_auth_abort(struct smtpd_session *s)
 static void
 sub_auth_line(struct smtpd_session *s, char *line, size_t len)
 {
-	char out[AUTH_CHALLENGE_MAX];
-
 	if (len == 1 && line[0] == '*') {
 		/* RFC 4954 4: the client cancels */
 		auth_end(s);
 		smtpd_reply(s, "501 5.0.0 Authentication cancelled");
 		return;
 	}
-	auth_result(s, sub_sasl_step(state(s)->sasl, line, out, sizeof(out)), out);
+	sub_sasl_step_async(auth_hand_off(s), line, auth_done,
+	    smtpd_session_id(s));
 }
 
 static const char *
@@ -362,7 +403,11 @@ sub_session_free(struct smtpd_session *s)
 
 	if (a == NULL)
 		return;
-	/* a connection that ends mid-exchange had no password checked */
+	/*
+	 * a connection that ends mid-exchange had no password checked, or
+	 * (its SASL job still running) got no answer to it; the job owns
+	 * the SASL state then (a->sasl is NULL) and frees it itself
+	 */
 	sub_auth_forgive(&a->auth_try, smtpd_session_addr_key(s));
 	sub_sasl_free(a->sasl);
 	if (a->auth_timer)

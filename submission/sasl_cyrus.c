@@ -26,10 +26,22 @@
  * password.  Passwords and SASL payloads are never logged; libsasl2's own
  * messages go to log_debug, without its protocol traces.
  *
- * Threads: call everything from one thread (the event loop).  libsasl2
- * has global state and, unless sasl_set_mutex() is given real locks, no
- * locking of its own.  A look-up opens the sasldb file: short blocking
- * disk I/O.
+ * Threads (doc/performance.md "Logins and the event loop"): libsasl2's
+ * part of an exchange step (sasl_server_start/step: the sasldb look-up,
+ * SCRAM's PBKDF2) runs on the worker's CPU pool through
+ * sub_sasl_start_async/sub_sasl_step_async; everything else (init,
+ * sub_sasl_new, the mechanism list, decoding the client's message, the
+ * name check) stays on the event loop.  While its job runs the sub_sasl
+ * and its buffers belong to the job alone, and libsasl2 is only ever
+ * given one sasl_conn_t per thread at a time, which it allows: its global
+ * state (plugin lists, the SCRAM plugin's salt key) is written only by
+ * sasl_server_init, each connection has its own random pool, and the
+ * sasldb plugin opens its own Berkeley DB handle (read-only, no
+ * environment) for every look-up.  The one global lock libsasl2 takes
+ * (around sasl_dispose) is made a real pthread mutex by sasl_set_mutex.
+ * The option and log callbacks run on the worker too: they read the
+ * job's sub_sasl and log.c, which are safe there.  A look-up opens the
+ * sasldb file: short blocking disk I/O, now off the loop.
  */
 #include <sys/socket.h>
 
@@ -37,6 +49,7 @@
 #include <limits.h>
 #include <net/if.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +62,7 @@
 #include "../common/limits.h"
 #include "../common/log.h"
 #include "../common/util.h"
+#include "../common/worker.h"
 #include "submission.h"
 
 /* RFC 4954 7: "smtp" is the service name registered for SMTP AUTH */
@@ -78,6 +92,7 @@ struct sub_sasl {
 	char *attempted;	/* the login name the client sent, OK or not */
 	bool used;		/* conn ran an exchange: the next AUTH gets a new one */
 	bool in_exchange;	/* sub_sasl_step is allowed */
+	bool busy;		/* a job runs libsasl2 on it: hands off */
 	bool (*name_ok)(void *, const char *);	/* sub_sasl_set_name_check */
 	void *name_arg;
 };
@@ -383,6 +398,37 @@ finish(struct sub_sasl *s, const char *mech, int r, const char *srvout,
 	return SUB_SASL_TEMP;
 }
 
+/* libsasl2's locks (sasl_set_mutex): its defaults lock nothing */
+static void *
+mutex_alloc(void)
+{
+	pthread_mutex_t *m = xmalloc(sizeof(*m));
+
+	pthread_mutex_init(m, NULL);
+	return m;
+}
+
+static int
+mutex_lock(void *m)
+{
+	return pthread_mutex_lock(m) == 0 ? SASL_OK : SASL_FAIL;
+}
+
+static int
+mutex_unlock(void *m)
+{
+	return pthread_mutex_unlock(m) == 0 ? SASL_OK : SASL_FAIL;
+}
+
+static void
+mutex_free(void *m)
+{
+	if (m == NULL)
+		return;
+	pthread_mutex_destroy(m);
+	free(m);
+}
+
 /* sub_sasl_init - libsasl2's server side, configured by callbacks only */
 int
 sub_sasl_init(const char *sasl_db, char *err, size_t errsize)
@@ -398,6 +444,8 @@ sub_sasl_init(const char *sasl_db, char *err, size_t errsize)
 		return -1;
 	}
 	sasl_db_current = xstrdup(sasl_db);
+	/* before sasl_server_init: libsasl2 ignores it afterwards */
+	sasl_set_mutex(mutex_alloc, mutex_lock, mutex_unlock, mutex_free);
 	if ((r = sasl_server_init(global_callbacks, SUB_APPNAME)) != SASL_OK) {
 		bsnprintf(err, errsize, "sasl_server_init: %s",
 		    sasl_errstring(r, NULL, NULL));
@@ -476,6 +524,8 @@ sub_sasl_free(struct sub_sasl *s)
 {
 	if (s == NULL)
 		return;
+	if (s->busy)
+		fatalx("sasl: sub_sasl_free while its job runs");
 	if (s->conn != NULL)
 		sasl_dispose(&s->conn);
 	free(s->hostname);
@@ -495,53 +545,124 @@ sub_sasl_mechs(struct sub_sasl *s)
 	return s->mechs;
 }
 
-/* sub_sasl_start - AUTH mech [initial] */
-enum sub_sasl_result
-sub_sasl_start(struct sub_sasl *s, const char *mech, const char *initial,
-    char *out, size_t outsize)
+/*
+ * start_prepare - the loop's half of AUTH mech [initial]: true when
+ * libsasl2 is to run with *in (the decoded initial response, or NULL);
+ * false with the result in *early (nothing for libsasl2 to do)
+ */
+static bool
+start_prepare(struct sub_sasl *s, const char *mech, const char *initial,
+    char **in, unsigned *inlen, enum sub_sasl_result *early)
 {
-	const char *srvout = NULL;
-	unsigned srvoutlen = 0, inlen = 0;
-	char *in = NULL;
-	int r;
-
-	if (out != NULL && outsize > 0)
-		out[0] = '\0';
+	*in = NULL;
+	*inlen = 0;
 	free(s->user);
 	s->user = NULL;
 	s->in_exchange = false;
+	*early = SUB_SASL_BADPROT;
 	if (mech == NULL || *mech == '\0')
-		return SUB_SASL_BADPROT;
+		return false;
 	/*
 	 * Only what was advertised: libsasl2 would also start, say,
 	 * SCRAM-SHA-256-PLUS, and fail it later for want of channel binding.
 	 */
 	if (!offered(s, mech)) {
 		log_debug("sasl: mechanism not offered");
-		return SUB_SASL_NOMECH;
+		*early = SUB_SASL_NOMECH;
+		return false;
 	}
 	/* a second AUTH (after a failure) starts from a clean connection */
-	if (s->used && conn_open(s) == -1)
-		return SUB_SASL_TEMP;
+	if (s->used && conn_open(s) == -1) {
+		*early = SUB_SASL_TEMP;
+		return false;
+	}
 	s->used = true;
 	if (initial != NULL) {
 		/* RFC 4954 4: "=" is a present but empty initial response */
 		if (strcmp(initial, "=") == 0)
-			in = xcalloc(1, 1);
-		else if (decode(initial, &in, &inlen) == -1)
-			return SUB_SASL_BADPROT;
+			*in = xcalloc(1, 1);
+		else if (decode(initial, in, inlen) == -1)
+			return false;
 	}
 	free(s->attempted);
 	s->attempted = NULL;
-	if (in != NULL)
-		note_attempt(s, mech, in, inlen);
+	if (*in != NULL)
+		note_attempt(s, mech, *in, *inlen);
 	if (!name_allowed(s)) {
-		wipe(in, inlen);
-		return SUB_SASL_REFUSED;
+		wipe(*in, *inlen);
+		*in = NULL;
+		*early = SUB_SASL_REFUSED;
+		return false;
 	}
-	r = sasl_server_start(s->conn, mech, in, inlen, &srvout, &srvoutlen);
+	return true;
+}
+
+/*
+ * run - libsasl2's half of a step (any thread): sasl_server_start with
+ * mech, or sasl_server_step; wipes and frees in
+ */
+static enum sub_sasl_result
+run(struct sub_sasl *s, bool start, const char *mech, char *in,
+    unsigned inlen, char *out, size_t outsize)
+{
+	const char *srvout = NULL;
+	unsigned srvoutlen = 0;
+	int r;
+
+	if (start)
+		r = sasl_server_start(s->conn, mech, in, inlen, &srvout, &srvoutlen);
+	else
+		r = sasl_server_step(s->conn, in, inlen, &srvout, &srvoutlen);
 	wipe(in, inlen);
 	return finish(s, mech, r, srvout, srvoutlen, out, outsize);
+}
+
+/* sub_sasl_start - AUTH mech [initial] */
+enum sub_sasl_result
+sub_sasl_start(struct sub_sasl *s, const char *mech, const char *initial,
+    char *out, size_t outsize)
+{
+	enum sub_sasl_result early;
+	unsigned inlen;
+	char *in;
+
+	if (out != NULL && outsize > 0)
+		out[0] = '\0';
+	if (!start_prepare(s, mech, initial, &in, &inlen, &early))
+		return early;
+	return run(s, true, mech, in, inlen, out, outsize);
+}
+
+/*
+ * step_prepare - the loop's half of a response line: true when libsasl2
+ * is to run with *in for mechanism *mech; false with *early
+ */
+static bool
+step_prepare(struct sub_sasl *s, const char *response, char **in,
+    unsigned *inlen, const char **mech, enum sub_sasl_result *early)
+{
+	*in = NULL;
+	*inlen = 0;
+	*early = SUB_SASL_BADPROT;
+	if (!s->in_exchange || response == NULL ||
+	    decode(response, in, inlen) == -1) {
+		s->in_exchange = false;
+		return false;
+	}
+	if (sasl_getprop(s->conn, SASL_MECHNAME, (const void **)mech) != SASL_OK ||
+	    *mech == NULL)
+		*mech = "?";
+	if (s->attempted == NULL) {
+		note_attempt(s, *mech, *in, *inlen);
+		if (!name_allowed(s)) {
+			s->in_exchange = false;
+			wipe(*in, *inlen);
+			*in = NULL;
+			*early = SUB_SASL_REFUSED;
+			return false;
+		}
+	}
+	return true;
 }
 
 /* sub_sasl_step - one client response line during AUTH */
@@ -549,35 +670,107 @@ enum sub_sasl_result
 sub_sasl_step(struct sub_sasl *s, const char *response, char *out,
     size_t outsize)
 {
-	const char *srvout = NULL, *mech = NULL;
-	unsigned srvoutlen = 0, inlen = 0;
-	char *in = NULL;
-	int r;
+	enum sub_sasl_result early;
+	const char *mech = NULL;
+	unsigned inlen;
+	char *in;
 
 	if (out != NULL && outsize > 0)
 		out[0] = '\0';
-	if (!s->in_exchange || response == NULL) {
-		s->in_exchange = false;
-		return SUB_SASL_BADPROT;
+	if (!step_prepare(s, response, &in, &inlen, &mech, &early))
+		return early;
+	return run(s, false, mech, in, inlen, out, outsize);
+}
+
+/*
+ * A step handed to the CPU pool (worker_submit_cpu).  The job owns all
+ * of it, the sub_sasl included, from submission until done returns; it
+ * holds no pointer into the caller's state, only the caller's ref.
+ */
+struct sasl_job {
+	struct sub_sasl *s;
+	bool start;		/* sasl_server_start, else sasl_server_step */
+	const char *mech;	/* start: mech_copy; step: libsasl2's own name */
+	char *mech_copy;
+	char *in;		/* the decoded client message; run frees it */
+	unsigned inlen;
+	enum sub_sasl_result res;
+	char out[SUB_SASL_OUT_MAX];
+	sub_sasl_done_fn *done;
+	uint64_t ref;
+};
+
+/* job_work - on a worker thread: libsasl2 and nothing else */
+static void
+job_work(void *arg)
+{
+	struct sasl_job *j = arg;
+
+	j->res = run(j->s, j->start, j->mech, j->in, j->inlen, j->out,
+	    sizeof(j->out));
+	j->in = NULL;
+}
+
+/* job_done - on the loop: the sub_sasl goes back to the caller */
+static void
+job_done(void *arg)
+{
+	struct sasl_job *j = arg;
+
+	j->s->busy = false;
+	j->done(j->s, j->res, j->out, j->ref);
+	free(j->mech_copy);
+	free(j);
+}
+
+/* submit - libsasl2's half to the CPU pool */
+static void
+submit(struct sub_sasl *s, bool start, const char *mech, char *in,
+    unsigned inlen, sub_sasl_done_fn *done, uint64_t ref)
+{
+	struct sasl_job *j = xcalloc(1, sizeof(*j));
+
+	j->s = s;
+	j->start = start;
+	j->mech_copy = start ? xstrdup(mech) : NULL;
+	j->mech = start ? j->mech_copy : mech;
+	j->in = in;
+	j->inlen = inlen;
+	j->done = done;
+	j->ref = ref;
+	s->busy = true;
+	worker_submit_cpu(job_work, job_done, j);
+}
+
+void
+sub_sasl_start_async(struct sub_sasl *s, const char *mech, const char *initial,
+    sub_sasl_done_fn *done, uint64_t ref)
+{
+	enum sub_sasl_result early;
+	unsigned inlen;
+	char *in;
+
+	if (!start_prepare(s, mech, initial, &in, &inlen, &early)) {
+		done(s, early, "", ref);
+		return;
 	}
-	if (decode(response, &in, &inlen) == -1) {
-		s->in_exchange = false;
-		return SUB_SASL_BADPROT;
+	submit(s, true, mech, in, inlen, done, ref);
+}
+
+void
+sub_sasl_step_async(struct sub_sasl *s, const char *response,
+    sub_sasl_done_fn *done, uint64_t ref)
+{
+	enum sub_sasl_result early;
+	const char *mech = NULL;
+	unsigned inlen;
+	char *in;
+
+	if (!step_prepare(s, response, &in, &inlen, &mech, &early)) {
+		done(s, early, "", ref);
+		return;
 	}
-	if (sasl_getprop(s->conn, SASL_MECHNAME, (const void **)&mech) != SASL_OK ||
-	    mech == NULL)
-		mech = "?";
-	if (s->attempted == NULL) {
-		note_attempt(s, mech, in, inlen);
-		if (!name_allowed(s)) {
-			s->in_exchange = false;
-			wipe(in, inlen);
-			return SUB_SASL_REFUSED;
-		}
-	}
-	r = sasl_server_step(s->conn, in, inlen, &srvout, &srvoutlen);
-	wipe(in, inlen);
-	return finish(s, mech, r, srvout, srvoutlen, out, outsize);
+	submit(s, false, mech, in, inlen, done, ref);
 }
 
 /*

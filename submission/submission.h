@@ -9,9 +9,11 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <time.h>
 
 struct tables;
+#include "../common/limits.h"
 
 /* sasl_cyrus.c - the only file that includes <sasl/sasl.h> */
 
@@ -55,6 +57,33 @@ enum sub_sasl_result sub_sasl_start(struct sub_sasl *, const char *mech,
 /* sub_sasl_step - the client's base64 response line */
 enum sub_sasl_result sub_sasl_step(struct sub_sasl *, const char *response,
     char *out, size_t outsize);
+
+/* the challenge a step may give: one AUTH line (RFC 4954 4) and its NUL */
+#define SUB_SASL_OUT_MAX	(AUTH_LINE_MAX + 1)
+/*
+ * sub_sasl_done_fn - an asynchronous step has its result: called on the
+ * event loop with the sub_sasl (the caller's again), the result, out (the
+ * base64 challenge for a 334, valid during the call) and the caller's ref
+ */
+typedef void sub_sasl_done_fn(struct sub_sasl *, enum sub_sasl_result,
+    const char *out, uint64_t ref);
+/*
+ * sub_sasl_start_async, sub_sasl_step_async - sub_sasl_start and
+ * sub_sasl_step with libsasl2's part (the password check, SCRAM's key
+ * derivation) on the worker's CPU pool, so that the event loop never
+ * waits for it (doc/performance.md "Logins and the event loop").  What
+ * needs no libsasl2 (decoding the client's message, an unknown
+ * mechanism, the name check, which therefore runs on the loop) is done
+ * at once, and then done is called before the function returns.
+ * Otherwise the job owns the sub_sasl until done is called: the caller
+ * must not use or free it meanwhile, and refers to itself by ref (e.g. a
+ * session id), never by a pointer; a caller that is gone by then frees
+ * the sub_sasl in done.  mech and response are copied.
+ */
+void sub_sasl_start_async(struct sub_sasl *, const char *mech,
+    const char *initial, sub_sasl_done_fn *done, uint64_t ref);
+void sub_sasl_step_async(struct sub_sasl *, const char *response,
+    sub_sasl_done_fn *done, uint64_t ref);
 /* sub_sasl_user - after OK: the login, "user@domain" as the client gave it */
 const char *sub_sasl_user(struct sub_sasl *);
 /* sub_sasl_attempted - the login name the client sent, even on failure */
@@ -62,7 +91,9 @@ const char *sub_sasl_attempted(struct sub_sasl *);
 /*
  * sub_sasl_set_name_check - check(arg, name) is called once an exchange,
  * as soon as the client's message names a login, before libsasl2 sees
- * it: false ends the exchange with SUB_SASL_REFUSED, no password checked
+ * it: false ends the exchange with SUB_SASL_REFUSED, no password checked.
+ * It is always called on the event loop, from within sub_sasl_start*
+ * or sub_sasl_step*, never from a worker thread.
  */
 void sub_sasl_set_name_check(struct sub_sasl *,
     bool (*check)(void *arg, const char *name), void *arg);
