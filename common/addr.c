@@ -1,7 +1,7 @@
 /*
  * addr.c - mailbox syntax of RFC 5321 4.1.2, extended to UTF-8 by
  * RFC 6531 3.3, and the keys under which tables look addresses up
- * (ASCII case folded, domains as IDNA A-labels, SPEC 3).
+ * (ASCII case folded, domains as IDNA A-labels; chamois.conf(5), ADDRESSES).
  */
 #include <arpa/inet.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 /*
- * config.c - parse chamois.conf (SPEC 3).
+ * config.c - parse chamois.conf (chamois.conf(5)).
  *
  * One setting a line, "key value...", '#' starts a comment.  Every key is
  * a row of config_params[] with its type, bounds and default; parsing a
@@ -473,7 +473,7 @@ config_defaults(struct config *c)
 	c->forward_max_per_client = 5;	/* a quarter of a domain's 20 (doc/forwarding.md) */
 }
 
-/* default_hostname - the system's fully qualified name (SPEC 3) */
+/* default_hostname - the system's fully qualified name (chamois.conf(5)) */
 static char *
 default_hostname(void)
 {

@@ -55,7 +55,7 @@ struct config {
 	unsigned queue_max_per_domain;
 	unsigned max_messages_per_hour;	/* per logged-in user; 0: no limit */
 	char *user;
-	/* session limits: documented keys beyond SPEC 3 (chamois.conf(5)) */
+	/* session limits (chamois.conf(5), "Session limits") */
 	unsigned max_connections;
 	unsigned max_connections_per_address;
 	unsigned max_errors;

@@ -10,9 +10,10 @@
  */
 #define DOMAIN_MAX		255
 #define PATH_MAX_OCTETS		256
-/* RFC 5321 4.5.3.1.4 says 512; SPEC allows 2048 for long parameter lists. */
+/* RFC 5321 4.5.3.1.4 says 512; 2048 for long parameter lists
+ * (doc/protocol.md, "Limits"). */
 #define COMMAND_LINE_MAX	2048
-/* RFC 4954 4: AUTH lines may be longer: 12288 octets (SPEC 4). */
+/* RFC 4954 4: AUTH lines up to 12288 octets (doc/protocol.md, "Limits"). */
 #define AUTH_LINE_MAX		12288
 /* RFC 5321 4.5.3.1.6: text line 1000 octets including CRLF. */
 #define TEXT_LINE_MAX		1000
@@ -20,7 +21,8 @@
 #define REPLY_LINE_MAX		512
 /* RFC 5321 4.5.3.2.7: server timeout 5 minutes. */
 #define SERVER_TIMEOUT_SEC	300
-/* RFC 5321 6.3: loop detection; SPEC 4: more than 100 Received is a loop. */
+/* RFC 5321 6.3: more than 100 Received is a loop (doc/protocol.md,
+ * "Message content"). */
 #define RECEIVED_MAX		100
 /* HELO argument kept for logs and Received */
 #define HELO_MAX		255

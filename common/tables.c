@@ -1,5 +1,5 @@
 /*
- * tables.c - the mailboxes and aliases files (SPEC 3).
+ * tables.c - the mailboxes and aliases files (chamois.conf(5)).
  *
  * mailboxes: one address a line.  aliases: "address: target, target" a
  * line.  Keys are folded with addr_key() so look-ups are case-insensitive

@@ -18,11 +18,12 @@ struct expansion {
 
 /*
  * tables_load - read the mailboxes and aliases files named by c and check
- * them (SPEC 3: cycles, more than one external target, local targets that
- * are neither mailbox nor alias); every problem goes to fn as FILE:LINE.
- * NULL if there was any.  The tables hold c (config_ref) until they go:
- * look-ups read its domains.  Blocking (file reads): chamoisd runs it on
- * a worker thread on SIGHUP, where the job alone holds c.
+ * them (chamois.conf(5), aliases: cycles, more than one external target,
+ * local targets that are neither mailbox nor alias); every problem goes to
+ * fn as FILE:LINE.  NULL if there was any.  The tables hold c (config_ref)
+ * until they go: look-ups read its domains.  Blocking (file reads):
+ * chamoisd runs it on a worker thread on SIGHUP, where the job alone holds
+ * c.
  */
 struct tables *tables_load(struct config *c, config_problem_fn fn, void *arg);
 /*

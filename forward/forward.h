@@ -1,8 +1,8 @@
 /*
- * forward.h - synchronous forwarding (SPEC 4): a forwarded recipient's
- * mail goes straight to the target's server while the sender waits, and
- * the sender gets the remote's own replies.  chamoisd never takes
- * responsibility for such mail, so it never bounces it.
+ * forward.h - synchronous forwarding (doc/forwarding.md): a forwarded
+ * recipient's mail goes straight to the target's server while the sender
+ * waits, and the sender gets the remote's own replies.  chamoisd never
+ * takes responsibility for such mail, so it never bounces it.
  */
 #ifndef CHAMOIS_FORWARD_H
 #define CHAMOIS_FORWARD_H

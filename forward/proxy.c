@@ -25,7 +25,8 @@
  * any) are synced in tmp/; they move into new/ only after the remote's
  * 2xx.  Nothing here ever makes a bounce.
  *
- * Outcomes before a remote answers (SPEC 4):
+ * Outcomes before a remote answers (doc/protocol.md, "Forwarding";
+ * doc/forwarding.md):
  *   no such domain 550 5.1.2, null MX 556 5.1.10, DNS failure 451 4.4.3,
  *   no MX reachable 451 4.4.1, budget exceeded or remote lost 451 4.4.2,
  *   too many forward sessions 451 4.4.5, MX is ourselves 554 5.4.6,

@@ -2,12 +2,13 @@
  * maildir.c - local delivery.
  *
  * The Maildir convention (https://cr.yp.to/proto/maildir.html) with the
- * durability SPEC 4 asks for: each copy is written to tmp/ and synced;
- * only when every copy is on disk are they renamed into new/ and the new/
- * directories synced, and only then does the session answer 250.  A new
- * Maildir's directories, and the parents that gained them, are synced
- * before its first message.  Any failure removes every copy, so a message
- * is in all its mailboxes or in none.  Runs on worker threads.
+ * durability promised in doc/protocol.md, "Durability": each copy is
+ * written to tmp/ and synced; only when every copy is on disk are they
+ * renamed into new/ and the new/ directories synced, and only then does
+ * the session answer 250.  A new Maildir's directories, and the parents
+ * that gained them, are synced before its first message.  Any failure
+ * removes every copy, so a message is in all its mailboxes or in none.
+ * Runs on worker threads.
  */
 #include <errno.h>
 #include <dirent.h>

@@ -1,4 +1,4 @@
-/* maildir.h - durable delivery into Maildirs (SPEC 4). */
+/* maildir.h - durable Maildir delivery (doc/protocol.md, "Durability"). */
 #ifndef CHAMOIS_MAILDIR_H
 #define CHAMOIS_MAILDIR_H
 

@@ -1,5 +1,5 @@
 /*
- * chamoisctl.c - the administrator's view of the queue (SPEC 5), over the
+ * chamoisctl.c - the administrator's view of the queue, over the
  * daemon's admin socket queue_dir/admin.sock (queue/admin.h, chamoisctl(8)).
  *
  * chamoisctl [-f FILE] queue | show ID | flush | delete ID | dump [FILE] |

@@ -1,8 +1,8 @@
 /*
  * sendmail.c - chamois-sendmail, the sendmail interface for local programs
- * (SPEC 6).  It reads the message on stdin, works out the envelope and
- * hands both to the running daemon's submit socket (queue/submit.h), which
- * records the caller's uid.
+ * (chamois-sendmail(8)).  It reads the message on stdin, works out the
+ * envelope and hands both to the running daemon's submit socket
+ * (queue/submit.h), which records the caller's uid.
  *
  * chamois-sendmail [-C FILE] [-t] [-i] [-f SENDER] [-F NAME] [RECIPIENT...]
  *
@@ -227,7 +227,7 @@ main(int argc, char **argv)
 	bool blank;
 	int ch, rc;
 
-	/* the options cron and other programs pass are accepted (SPEC 6) */
+	/* the options cron and other programs pass (chamois-sendmail(8)) */
 	opterr = 0;
 	while ((ch = getopt(argc, argv, ":C:tif:r:F:B:o:b:vN:R:V:X:h:L:O:A:GUd:q:"))
 	    != -1) {

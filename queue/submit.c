@@ -300,7 +300,8 @@ lf_out(struct submit_conn *c, const char *p, size_t n)
 
 /*
  * data_in - raw octets of the message: CRLF and bare CR become LF; a NUL
- * refuses the message (SPEC 4, doc/security.md); false once c is gone
+ * refuses the message (doc/protocol.md, "The submit socket";
+ * doc/security.md); false once c is gone
  */
 static bool
 data_in(struct submit_conn *c, const char *p, size_t n)
@@ -806,7 +807,7 @@ submit_init(struct event_base *base, struct config *cfg, struct tables *tables,
 		    cfg->queue_dir, SUBMIT_SOCKET);
 		return -1;
 	}
-	/* queue_dir is 0711, set by chamoisd before this (SPEC 6) */
+	/* queue_dir is 0711, set by chamoisd before this (chamois.conf(5)) */
 	if (lstat(sun.sun_path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode)) {
 			snprintf(err, errsize, "%s exists and is not a socket",

@@ -1,6 +1,7 @@
 /*
  * submit.h - the submit socket: how chamois-sendmail hands a message to
- * the running daemon's queue (queue/submit.c, SPEC 6).
+ * the running daemon's queue (queue/submit.c; doc/protocol.md,
+ * "The submit socket").
  *
  * The socket is queue_dir/submit.sock (mode 0666; queue_dir is made 0711:
  * traversable, not listable).  One message per connection; every line

@@ -855,7 +855,8 @@ smtpd_data_input(struct smtpd_session *s)
 		if (!tx->hdr.done)
 			header_scan(&tx->hdr, out, olen);
 		if (tx->scan.octets > smtpd.cfg->max_message_size) {
-			/* SPEC 4: nothing is kept past the limit */
+			/* nothing is kept past the limit (doc/protocol.md,
+			 * "Message content") */
 			if (!tx->too_big)
 				body_reset(&tx->body);
 			tx->too_big = true;
@@ -891,7 +892,8 @@ smtpd_data_input(struct smtpd_session *s)
 			smtpd_close_after_reply(s);
 			return;
 		case DATA_NUL:
-			/* SPEC 4: refused as bare CR/LF are (doc/security.md) */
+			/* refused as bare CR/LF are (doc/protocol.md,
+			 * "Message content"; doc/security.md) */
 			log_info("%s smtp disconnect reason=nul", tx->id);
 			smtpd_reply(s, "521 5.5.2 NUL octet received; a message may "
 			    "not contain NUL (RFC 5322 4.1, RFC 2045 2.8); closing "

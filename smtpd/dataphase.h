@@ -19,8 +19,9 @@ enum data_status {
  * LF anywhere stops the scan, so that no sequence can be read as an end
  * by a later server (SMTP smuggling); so does a NUL, which a server that
  * drops NUL before parsing would turn <CRLF>NUL.<CRLF> into an end
- * (SPEC 4, doc/security.md).  Output is the message with LF line ends
- * and dot-stuffing undone; it never holds CR or NUL.
+ * (doc/protocol.md, "Message content"; doc/security.md).  Output is the
+ * message with LF line ends and dot-stuffing undone; it never holds CR or
+ * NUL.
  */
 struct data_scanner {
 	int state;

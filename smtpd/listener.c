@@ -3,7 +3,7 @@
  *
  * Sockets are bound before privileges are dropped and handed to libevent
  * afterwards.  Connections are counted per client address, IPv6 per /64
- * (SPEC 4), so one host cannot take every slot.
+ * (doc/protocol.md, "Limits"), so one host cannot take every slot.
  */
 #include <arpa/inet.h>
 #include <errno.h>

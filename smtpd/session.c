@@ -11,13 +11,13 @@
  * works for it keeps its id and finds it with smtpd_session_find() (or
  * finds it gone) when it is done.
  *
- * End of input (SPEC 4, doc/chamoisd.8): EOF from the client means "no
- * more commands", not "gone": what is buffered is still processed, every
- * reply owed (after a Maildir sync, a forward's remote reply, a queue
- * commit) is sent, then the session closes; EOF inside DATA abandons the
- * transaction.  A TLS session ends with our close_notify.  A client that
- * does not read its replies is not read either once SESSION_WRITE_HIWAT
- * octets wait for it (doc/security.md).
+ * End of input (doc/protocol.md, "Ending a session"): EOF from the client
+ * means "no more commands", not "gone": what is buffered is still
+ * processed, every reply owed (after a Maildir sync, a forward's remote
+ * reply, a queue commit) is sent, then the session closes; EOF inside DATA
+ * abandons the transaction.  A TLS session ends with our close_notify.  A
+ * client that does not read its replies is not read either once
+ * SESSION_WRITE_HIWAT octets wait for it (doc/security.md).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -45,7 +45,8 @@ struct smtpd_daemon smtpd;
 #define SESSION_READ_HIWAT	(64 * 1024)
 /*
  * replies not yet read by the client (TLS layer included) past which its
- * input is not read, until they drain below the low mark (SPEC 4)
+ * input is not read, until they drain below the low mark (doc/protocol.md,
+ * "Limits")
  */
 #define SESSION_WRITE_HIWAT	(64 * 1024)
 #define SESSION_WRITE_LOWAT	(16 * 1024)
@@ -362,9 +363,10 @@ session_unsent(struct smtpd_session *s)
 }
 
 /*
- * session_backlogged - SPEC 4: a client that does not read its replies is
- * not read either; the write callback resumes it below the low mark, and
- * the write timeout (smtp_timeout) closes it if it never reads
+ * session_backlogged - a client that does not read its replies is not read
+ * either (doc/protocol.md, "Limits"); the write callback resumes it below
+ * the low mark, and the write timeout (smtp_timeout) closes it if it never
+ * reads
  */
 static bool
 session_backlogged(struct smtpd_session *s)
@@ -580,7 +582,8 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (s->greeted && s->state != ST_TLS) {
-		/* SPEC 4: a half-close ends the commands, not the replies */
+		/* a half-close ends the commands, not the replies
+		 * (doc/protocol.md, "Ending a session") */
 		s->flags |= SF_EOF;
 		if (s->state == ST_CLOSING) {
 			bufferevent_enable(bev, EV_WRITE);

@@ -1,6 +1,6 @@
 /*
  * smtpd.h - the session engine: listeners, ESMTP sessions, the command
- * table, the reply writer and the transaction (doc/protocol.md).
+ * table, the reply writer and the transaction (doc/protocol.md, "Sessions").
  *
  * The engine calls no route and no auth code by name: they plug in
  * through route.h (included here), which also gives them the session's

@@ -3,12 +3,13 @@
  *
  * Port 25 is opportunistic (RFC 7435): any version the library allows,
  * since the alternative is plaintext.  The submission roles require
- * TLS 1.2 or newer (SPEC 4) and forward-secret AEAD ciphers only (what
- * Mozilla's "intermediate" profile allows; TLS 1.3's suites all are).
- * Compression and renegotiation are off.  A client's TCP half-close
- * without close_notify is an end of input, not an error that kills the
- * session before its last replies are sent (SPEC 4; SMTP has its own
- * end markers, so truncation is not a risk).
+ * TLS 1.2 or newer (doc/protocol.md, "TLS") and forward-secret AEAD
+ * ciphers only (what Mozilla's "intermediate" profile allows; TLS 1.3's
+ * suites all are).  Compression and renegotiation are off.  A client's TCP
+ * half-close without close_notify is an end of input, not an error that
+ * kills the session before its last replies are sent (doc/protocol.md,
+ * "Ending a session"; SMTP has its own end markers, so truncation is not a
+ * risk).
  */
 #include <stdio.h>
 

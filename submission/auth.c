@@ -3,16 +3,15 @@
  *
  * The session engine (smtpd/) asks this file, through the auth ops the
  * composition root plugs in (sub_auth_ops, smtpd/route.h), which AUTH
- * line goes into EHLO (only after TLS, SPEC 4), what to do with AUTH and
- * its response lines, and whether the logged-in user may use a sender;
- * this file answers with the engine's API (smtpd_auth_read_lines,
- * smtpd_auth_success, smtpd_wait, smtpd_reply...), never by touching
- * the session.
- * SASL itself is sasl_cyrus.c's; this file sees only CONTINUE / OK / FAIL
- * / TEMP.  libsasl2's part of each step runs on a worker thread
- * (sub_sasl_start_async, sub_sasl_step_async): meanwhile the session
- * waits in ST_WAIT without its SASL state, which the job owns, and the
- * job finds the session again by its id (auth_done).
+ * line goes into EHLO (only after TLS, doc/protocol.md, "AUTH"), what to
+ * do with AUTH and its response lines, and whether the logged-in user may
+ * use a sender; this file answers with the engine's API
+ * (smtpd_auth_read_lines, smtpd_auth_success, smtpd_wait, smtpd_reply...),
+ * never by touching the session.  SASL itself is sasl_cyrus.c's; this file
+ * sees only CONTINUE / OK / FAIL / TEMP.  libsasl2's part of each step
+ * runs on a worker thread (sub_sasl_start_async, sub_sasl_step_async):
+ * meanwhile the session waits in ST_WAIT without its SASL state, which the
+ * job owns, and the job finds the session again by its id (auth_done).
  *
  * Each exchange is counted as an attempt when it starts, for the
  * address at AUTH and for the user as soon as a login name is sent
@@ -304,12 +303,12 @@ sub_cmd_auth(struct smtpd_session *s, char *arg)
 	const char *ak = smtpd_session_addr_key(s);
 
 	if (smtpd_session_role(s) == ROLE_MX) {
-		/* SPEC 4: no AUTH on the mx role */
+		/* no AUTH on the mx role (doc/protocol.md, "mx role") */
 		smtpd_reply(s, "502 5.5.1 AUTH not available on this port");
 		return;
 	}
 	if (!smtpd_session_tls(s)) {
-		/* RFC 4954 4 and SPEC 4: STARTTLS first */
+		/* STARTTLS first (RFC 4954 4; doc/protocol.md, "AUTH") */
 		smtpd_reply(s, "538 5.7.11 Encryption required for requested "
 		    "authentication mechanism");
 		return;

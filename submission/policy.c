@@ -1,7 +1,8 @@
 /*
- * policy.c - whose addresses a logged-in user may send from (SPEC 4): the
- * mailbox itself (user+tag too) or any address that delivers to it, such
- * as an alias; compare Postfix's smtpd_sender_login_maps.
+ * policy.c - whose addresses a logged-in user may send from
+ * (doc/protocol.md, "Sender policy"): the mailbox itself (user+tag too) or
+ * any address that delivers to it, such as an alias; compare Postfix's
+ * smtpd_sender_login_maps.
  */
 #include <string.h>
 

@@ -3,15 +3,16 @@
  * only file that includes <sasl/sasl.h>.  The AUTH protocol layer above
  * it sees base64 lines in and out and a SUB_SASL_* result, nothing else.
  *
- * Configuration comes from option callbacks only (SPEC 3): passwords are
- * checked by the sasldb auxprop plugin against the file named by sasl_db,
- * and no system-wide SASL file is read (the config path is pointed at a
- * place where no file can exist, so a stray /etc/sasl2/chamois.conf has
- * no effect).  The sasldb file is opened by libsasl2 on every look-up, so
- * users added with saslpasswd2 can log in at once; sub_sasl_reconfigure()
- * (SIGHUP) changes the path for sessions made after it.
+ * Configuration comes from option callbacks only (chamois.conf(5),
+ * sasl_db): passwords are checked by the sasldb auxprop plugin against the
+ * file named by sasl_db, and no system-wide SASL file is read (the config
+ * path is pointed at a place where no file can exist, so a stray
+ * /etc/sasl2/chamois.conf has no effect).  The sasldb file is opened by
+ * libsasl2 on every look-up, so users added with saslpasswd2 can log in at
+ * once; sub_sasl_reconfigure() (SIGHUP) changes the path for sessions made
+ * after it.
  *
- * Realms: users log in with "localpart@domain" (SPEC 3) and the sasldb
+ * Realms: users log in with "localpart@domain" (doc/users.md) and the sasldb
  * entry is made with "saslpasswd2 -u domain localpart".  The session is
  * made with no user_realm, so libsasl2's own canonicalisation (INTERNAL)
  * only trims blanks at both ends (" alice@example.org" is alice) and the
@@ -775,9 +776,9 @@ sub_sasl_step_async(struct sub_sasl *s, const char *response,
 
 /*
  * note_attempt - the login name in the client's first message, so that
- * failures can be counted per user too (SPEC 4): PLAIN's authcid, LOGIN's
- * first answer, SCRAM's "n=" attribute (RFC 5802 5.1, "=2C" and "=3D"
- * decoded).  Never the password.
+ * failures can be counted per user too (doc/protocol.md, "AUTH"): PLAIN's
+ * authcid, LOGIN's first answer, SCRAM's "n=" attribute (RFC 5802 5.1,
+ * "=2C" and "=3D" decoded).  Never the password.
  */
 static void
 note_attempt(struct sub_sasl *s, const char *mech, const char *in, unsigned len)

@@ -1,8 +1,9 @@
 /*
- * submission.h - the submission and submissions roles (SPEC 4): local
- * users log in with SASL (Cyrus libsasl2, sasldb2) over TLS and send
- * through the queue.  The session engine is smtpd/'s; this folder gives
- * it the SASL adapter, the login-failure limits and the sender policy.
+ * submission.h - the submission and submissions roles (doc/protocol.md,
+ * "Submission"): local users log in with SASL (Cyrus libsasl2, sasldb2)
+ * over TLS and send through the queue.  The session engine is smtpd/'s;
+ * this folder gives it the SASL adapter, the login-failure limits and the
+ * sender policy.
  */
 #ifndef CHAMOIS_SUBMISSION_H
 #define CHAMOIS_SUBMISSION_H

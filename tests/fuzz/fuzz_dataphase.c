@@ -14,7 +14,7 @@
  *  - output never longer than the input consumed; consumed <= offered;
  *  - no CR and no NUL in the output, no NUL consumed, and every LF of the
  *    output comes from a CRLF of the input (a bare CR or LF, or a NUL,
- *    stops the scan: SMTP smuggling, SPEC 4);
+ *    stops the scan: SMTP smuggling, doc/protocol.md, "Message content");
  *  - DATA_END only when the consumed input ends with CRLF "." CRLF (or is
  *    "." CRLF: DATA's reply ended a line);
  *  - octets == output octets + one per LF (the CRLF form, stuffing undone);

@@ -148,7 +148,7 @@ check_minimal(const struct config *c, const char *dir)
 	assert_null(c->postmaster);
 	assert_null(c->tls_cert);
 	assert_null(c->sasl_db);
-	/* the defaults of SPEC 3 */
+	/* the defaults of chamois.conf(5) */
 	assert_int_equal(c->max_message_size, 26214400);
 	assert_int_equal(c->max_recipients, 100);
 	assert_int_equal(c->forward_rcpt_budget, 60);

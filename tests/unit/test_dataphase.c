@@ -171,8 +171,9 @@ static const struct data_case data_cases[] = {
 	{ .label = "data: 8-bit octets pass", .in = "caf\xc3\xa9\x01\x7f\xff\r\n.\r\n",
 	  .st = DATA_END, .consumed = ALL, .out = "caf\xc3\xa9\x01\x7f\xff\n", .octets = 10 },
 	/*
-	 * NUL stops the scan as a bare CR or LF does (SPEC 4): a next hop that
-	 * drops NUL would read <CRLF>NUL.<CRLF> as the end of data
+	 * NUL stops the scan as a bare CR or LF does (doc/protocol.md,
+	 * "Message content"): a next hop that drops NUL would read
+	 * <CRLF>NUL.<CRLF> as the end of data
 	 */
 	{ .label = "nul: inside a line", .in = "caf\xc3\xa9\0x\r\n.\r\n", .len = 12,
 	  .st = DATA_NUL, .consumed = 5, .out = "caf\xc3\xa9", .octets = 5 },

@@ -1,8 +1,9 @@
 /*
  * test_forward.c - the outbound client's reply parser and reply-class
  * rule (smtp_reply_class/smtp_reply_status, what forward/ and queue/ do
- * with a remote reply) and forwarding's reply mapping (SPEC 4, the table
- * of doc/forwarding.md) with the forwarding target hidden, row by row.
+ * with a remote reply) and forwarding's reply mapping (doc/forwarding.md,
+ * "Replies: the mapping table") with the forwarding target hidden, row by
+ * row.
  */
 #include <string.h>
 
