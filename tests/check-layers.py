@@ -72,13 +72,17 @@ def nm(args, objs):
             yield obj, f[0], f[1]
 
 
-def read_objects(build, folders):
-    """{folder: [object path]}, {symbol: folder}, [problem]."""
+def read_objects(build, folders, root):
+    """{folder: [object path]}, {symbol: folder}, [problem].  An object
+    whose source is gone (a file moved to another folder) is left out:
+    it is a leftover of an older build, not part of the program."""
     objs, defs, problems = {}, {}, []
     for d in folders:
         bd = os.path.join(build, d)
         found = sorted(os.path.join(bd, f) for f in os.listdir(bd)
-                       if f.endswith(".o")) if os.path.isdir(bd) else []
+                       if f.endswith(".o") and os.path.exists(
+                           os.path.join(root, d, f[:-2] + ".c"))
+                       ) if os.path.isdir(bd) else []
         if not found:
             problems.append("%s/ holds .c files but %s has no objects: "
                             "build first (make)" % (d, bd))
@@ -156,7 +160,7 @@ def includers(root, folders):
 def check(root, build):
     """The list of failures (empty: the layers hold)."""
     folders = layer_folders(root)
-    objs, defs, fails = read_objects(os.path.normpath(build), folders)
+    objs, defs, fails = read_objects(os.path.normpath(build), folders, root)
     use = uses(objs, defs)
     for frm, o, sym, to in use:
         why = allowed(frm, to)
