@@ -3,6 +3,7 @@
 import os
 import shutil
 import sys
+import tempfile
 import time
 
 import pytest
@@ -14,6 +15,34 @@ from harness import Chamoisd  # noqa: E402
 
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
                    "runtime error:", "ThreadSanitizer")
+
+
+_SHORT_BASETEMP = None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    """A short base for the tests' directories unless --basetemp names one:
+    Dovecot's and Postfix's unix sockets live in them, and a socket path
+    has room for 107 octets.  pytest's default /tmp/pytest-of-USER/pytest-N
+    plus the popen-gwN of a parallel worker and a long test name leave too
+    little.  Runs in the controller before pytest makes its temp path
+    factory; xdist's workers get their base below this one."""
+    global _SHORT_BASETEMP
+    if config.option.basetemp is None and not hasattr(config, "workerinput"):
+        _SHORT_BASETEMP = tempfile.mkdtemp(prefix="ct.", dir="/tmp")
+        config.option.basetemp = _SHORT_BASETEMP
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """That base goes when every test passed; after a failure it stays for
+    its logs (the run prints where)."""
+    if _SHORT_BASETEMP is None or hasattr(session.config, "workerinput"):
+        return
+    if exitstatus == 0:
+        shutil.rmtree(_SHORT_BASETEMP, ignore_errors=True)
+    else:
+        print("\nthe tests' directories (daemon logs): %s" % _SHORT_BASETEMP)
 
 
 def _need_binary():
