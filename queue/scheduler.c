@@ -1283,7 +1283,6 @@ static void
 attempt_finish(struct qentry *e)
 {
 	time_t now = time(NULL);
-	bool expired = now - e->msg.created >= (time_t)q.cfg->queue_lifetime;
 	bool *fail = xcalloc(e->msg.nrcpts, sizeof(bool));
 	bool *delay = xcalloc(e->msg.nrcpts, sizeof(bool));
 	bool anyfail = false, anydelay = false;
@@ -1292,7 +1291,14 @@ attempt_finish(struct qentry *e)
 		struct queue_rcpt *r = &e->msg.rcpts[i];
 
 		if (r->state == RS_DEFERRED || r->state == RS_PENDING) {
-			if (expired) {
+			struct retry_plan plan;
+
+			retry_plan(e->msg.created, r->attempts, r->reported,
+			    (time_t)q.cfg->queue_lifetime,
+			    (time_t)q.cfg->delay_warning_time, now,
+			    (double)(random_u64() >> 11) / (double)(1ULL << 53),
+			    &plan);
+			if (plan.expired) {
 				char f1[LOG_ESC(PATH_MAX_OCTETS)];
 				char *why = xasprintf("%s (gave up after the queue "
 				    "lifetime)", r->last_reply[0] ? r->last_reply :
@@ -1306,23 +1312,9 @@ attempt_finish(struct qentry *e)
 				log_info("%s queue expired to=<%s>", e->msg.id,
 				    log_field(f1, sizeof(f1), r->addr));
 			} else if (r->state == RS_DEFERRED) {
-				time_t until = e->msg.created +
-				    (time_t)q.cfg->queue_lifetime;
-				time_t warn = e->msg.created +
-				    (time_t)q.cfg->delay_warning_time;
-
-				r->next_attempt = next_attempt(e->msg.created,
-				    r->attempts, now, (double)(random_u64() >> 11) /
-				    (double)(1ULL << 53));
 				/* expiry and the delay notice come on time */
-				if (r->next_attempt > until)
-					r->next_attempt = until;
-				if (q.cfg->delay_warning_time && !r->reported &&
-				    warn > now && r->next_attempt > warn)
-					r->next_attempt = warn;
-				if (q.cfg->delay_warning_time && !r->reported &&
-				    now - e->msg.created >=
-				    (time_t)q.cfg->delay_warning_time) {
+				r->next_attempt = plan.next;
+				if (plan.notify) {
 					delay[i] = anydelay = true;
 					r->reported = true;
 				}
