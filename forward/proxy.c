@@ -45,6 +45,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "../common/clock.h"
 #include "../common/hmap.h"
 #include "../common/util.h"
 #include "../local/local.h"
@@ -229,15 +230,6 @@ fwd_release(struct fwd *f)
 	hmap_count_release(fwd_g.per_client, f->client_key);
 }
 
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void fwd_hold_cb(evutil_socket_t, short, void *);
 
 /* hold_run / hold_pause - the hold bound runs while the client has the turn */
@@ -252,7 +244,7 @@ hold_run(struct fwd *f)
 		f->hold = evtimer_new(fwd_g.base, fwd_hold_cb, f);
 	tv.tv_sec = f->hold_left_ms / 1000;
 	tv.tv_usec = (f->hold_left_ms % 1000) * 1000;
-	f->hold_since_ms = now_ms();
+	f->hold_since_ms = clock_mono_ms();
 	evtimer_add(f->hold, &tv);
 }
 
@@ -262,7 +254,7 @@ hold_pause(struct fwd *f)
 	if (f->hold == NULL || !evtimer_pending(f->hold, NULL))
 		return;
 	evtimer_del(f->hold);
-	f->hold_left_ms -= now_ms() - f->hold_since_ms;
+	f->hold_left_ms -= clock_mono_ms() - f->hold_since_ms;
 	if (f->hold_left_ms < 0)
 		f->hold_left_ms = 0;
 }
@@ -426,7 +418,7 @@ srs_sender(const char *txsender, char *out, size_t size)
 	if (txsender[0] == '\0')
 		return;		/* <> stays <> */
 	if (!srs_forward(&fwd_g.srs, txsender, fwd_g.cfg->domains[0],
-	    time(NULL), out, size))
+	    clock_now(), out, size))
 		str_copy(out, txsender, size);
 }
 

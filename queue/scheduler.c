@@ -40,6 +40,7 @@
 
 #include "../common/addr.h"
 #include "../common/body.h"
+#include "../common/clock.h"
 #include "../common/config.h"
 #include "../common/hmap.h"
 #include "../common/tables.h"
@@ -528,7 +529,7 @@ queue_submit(struct queue_msg *m, struct body *b, queue_put_cb cb, void *arg)
 	m->version = QUEUE_RECORD_VERSION;
 	if (m->id[0] == '\0') {
 		queue_new_id(m->id);
-		m->created = time(NULL);
+		m->created = clock_now();
 	}
 	if (m->owner == NULL)
 		m->owner = xstrdup("");
@@ -573,7 +574,7 @@ void
 queue_flush(void)
 {
 	struct qentry *e;
-	time_t now = time(NULL);
+	time_t now = clock_now();
 
 	TAILQ_FOREACH(e, &q.msgs, entry) {
 		for (size_t i = 0; i < e->msg.nrcpts; i++)
@@ -734,7 +735,7 @@ report(struct qentry *e, const bool *which, enum bounce_action action)
 	hdr_end = e->body ? memmem(e->body, e->body_len, "\n\n", 2) : NULL;
 	hlen = hdr_end ? (size_t)(hdr_end - e->body) + 1 : e->body ? e->body_len : 0;
 	text = bounce_build(&e->msg, which, action, e->body ? e->body : "", hlen,
-	    q.cfg->hostname, time(NULL), e->msg.created +
+	    q.cfg->hostname, clock_now(), e->msg.created +
 	    (time_t)q.cfg->queue_lifetime, &len);
 	j = xcalloc(1, sizeof(*j));
 	str_copy(j->id, e->msg.id, sizeof(j->id));
@@ -1282,7 +1283,7 @@ update_done(void *arg)
 static void
 attempt_finish(struct qentry *e)
 {
-	time_t now = time(NULL);
+	time_t now = clock_now();
 	bool *fail = xcalloc(e->msg.nrcpts, sizeof(bool));
 	bool *delay = xcalloc(e->msg.nrcpts, sizeof(bool));
 	bool anyfail = false, anydelay = false;
@@ -1444,7 +1445,7 @@ static void
 schedule(void)
 {
 	struct qentry *e;
-	time_t now = time(NULL), next = 0;
+	time_t now = clock_now(), next = 0;
 
 	/* stopping (the grace period too): nothing new starts (issue 12) */
 	if (q.stopping || q.draining || q.timer == NULL)
