@@ -56,6 +56,22 @@ failed_try(const char *addr, const char *user, time_t now)
 	return true;
 }
 
+/*
+ * lock_user - five failures for user from net.0 to net.4 at now lock it:
+ * the next try, from other, is refused
+ */
+static void
+lock_user(const char *net, const char *other, const char *user, time_t now)
+{
+	char addr[64];
+
+	for (int i = 0; i < 5; i++) {
+		snprintf(addr, sizeof(addr), "%s.%d", net, i);
+		assert_true(failed_try(addr, user, now));
+	}
+	assert_false(failed_try(other, user, now));
+}
+
 /* (a): logging in as alice between guesses does not help with bob */
 static void
 test_success_forgives_only_itself(void **state)
@@ -110,11 +126,7 @@ test_known_address_and_flood(void **state)
 	(void)state;
 	assert_true(sub_auth_begin(&a, "10.0.0.9", now));
 	sub_auth_succeeded(&a, "10.0.0.9", "carol@example.org", now);
-	for (int i = 0; i < 5; i++) {
-		snprintf(addr, sizeof(addr), "10.1.0.%d", i);
-		assert_true(failed_try(addr, "carol@example.org", now));
-	}
-	assert_false(failed_try("10.1.1.1", "carol@example.org", now));
+	lock_user("10.1.0", "10.1.1.1", "carol@example.org", now);
 	for (int i = 0; i < 25000; i++) {
 		snprintf(addr, sizeof(addr), "10.2.%d.%d", i / 250, i % 250);
 		snprintf(name, sizeof(name), "u%d@example.org", i);
@@ -181,18 +193,13 @@ static void
 test_known_address_lapses(void **state)
 {
 	struct sub_attempt *a = NULL;
-	char addr[64];
 	time_t now = 6000000, later = now + KNOWN_TIME - 60;
 
 	(void)state;
 	assert_true(sub_auth_begin(&a, "10.5.0.9", now));
 	sub_auth_succeeded(&a, "10.5.0.9", "dave@example.org", now);
 	/* a minute before the week is over, someone locks dave out elsewhere */
-	for (int i = 0; i < 5; i++) {
-		snprintf(addr, sizeof(addr), "10.5.1.%d", i);
-		assert_true(failed_try(addr, "dave@example.org", later));
-	}
-	assert_false(failed_try("10.5.2.1", "dave@example.org", later));
+	lock_user("10.5.1", "10.5.2.1", "dave@example.org", later);
 	/* the known address still gets in, until the week is over */
 	assert_true(failed_try("10.5.0.9", "dave@example.org", later));
 	assert_true(failed_try("10.5.0.9", "dave@example.org",
