@@ -4,7 +4,9 @@
  * clock in milliseconds (cache TTLs, budgets).  A unit test replaces both
  * with its own functions, so that an expiry needs no real sleep; the daemon
  * never does (it has no way to: nothing outside tests calls
- * clock_set_for_tests).
+ * clock_set_for_tests).  Three readers of the real clock stay outside it,
+ * wanting sub-second real time and no limit: log timestamps (log.c), the
+ * loop watch (loopwatch.c) and Maildir file names (maildir_unique).
  */
 #ifndef CHAMOIS_CLOCK_H
 #define CHAMOIS_CLOCK_H

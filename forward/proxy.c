@@ -45,6 +45,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "../common/clock.h"
 #include "../common/hmap.h"
 #include "../common/util.h"
 #include "../local/local.h"
@@ -115,18 +116,14 @@ fwd_map_reply(const struct smtp_reply *r, bool utf8, char *out, size_t size)
 {
 	char text[SMTP_REPLY_TEXT_MAX];
 	char esc[16];
-	int cls = r->code / 100;
 	size_t o = 0;
 
-	if (cls != 2 && cls != 4 && cls != 5) {
+	if (smtp_reply_class(r) == SMTP_CLASS_ODD) {
 		bsnprintf(out, size, "451 4.4.2 Unexpected reply from the "
 		    "next server (%d)", r->code);
 		return;
 	}
-	if (r->esc[0] == (char)('0' + cls))
-		str_copy(esc, r->esc, sizeof(esc));
-	else
-		bsnprintf(esc, sizeof(esc), "%d.0.0", cls);
+	smtp_reply_status(r, esc, sizeof(esc));
 	bool cut = false;
 
 	for (const unsigned char *p = (const unsigned char *)r->text; *p; p++) {
@@ -208,27 +205,17 @@ fwd_admit(const struct smtpd_session *s, const char *domain)
 {
 	const struct config *c = fwd_g.cfg;
 	const char *ck = smtpd_session_addr_key(s);
-	uintptr_t nd = (uintptr_t)hmap_get(fwd_g.per_domain, domain);
-	uintptr_t nc = (uintptr_t)hmap_get(fwd_g.per_client, ck);
+	size_t nd = hmap_count_of(fwd_g.per_domain, domain);
+	size_t nc = hmap_count_of(fwd_g.per_client, ck);
 
+	/* all three admit, or none counts */
 	if (fwd_g.nfwd >= c->forward_max_sessions ||
 	    nd >= c->forward_max_per_domain || nc >= c->forward_max_per_client)
 		return false;
 	fwd_g.nfwd++;
-	hmap_put(fwd_g.per_domain, domain, (void *)(nd + 1));
-	hmap_put(fwd_g.per_client, ck, (void *)(nc + 1));
+	hmap_count_add(fwd_g.per_domain, domain, SIZE_MAX);
+	hmap_count_add(fwd_g.per_client, ck, SIZE_MAX);
 	return true;
-}
-
-static void
-count_release(struct hmap *m, const char *key)
-{
-	uintptr_t n = (uintptr_t)hmap_get(m, key);
-
-	if (n <= 1)
-		hmap_del(m, key);
-	else
-		hmap_put(m, key, (void *)(n - 1));
 }
 
 /* fwd_release - give back the slot of the forward limits */
@@ -239,17 +226,8 @@ fwd_release(struct fwd *f)
 		return;
 	f->counted = false;
 	fwd_g.nfwd--;
-	count_release(fwd_g.per_domain, f->domain);
-	count_release(fwd_g.per_client, f->client_key);
-}
-
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	hmap_count_release(fwd_g.per_domain, f->domain);
+	hmap_count_release(fwd_g.per_client, f->client_key);
 }
 
 static void fwd_hold_cb(evutil_socket_t, short, void *);
@@ -266,7 +244,7 @@ hold_run(struct fwd *f)
 		f->hold = evtimer_new(fwd_g.base, fwd_hold_cb, f);
 	tv.tv_sec = f->hold_left_ms / 1000;
 	tv.tv_usec = (f->hold_left_ms % 1000) * 1000;
-	f->hold_since_ms = now_ms();
+	f->hold_since_ms = clock_mono_ms();
 	evtimer_add(f->hold, &tv);
 }
 
@@ -276,7 +254,7 @@ hold_pause(struct fwd *f)
 	if (f->hold == NULL || !evtimer_pending(f->hold, NULL))
 		return;
 	evtimer_del(f->hold);
-	f->hold_left_ms -= now_ms() - f->hold_since_ms;
+	f->hold_left_ms -= clock_mono_ms() - f->hold_since_ms;
 	if (f->hold_left_ms < 0)
 		f->hold_left_ms = 0;
 }
@@ -440,7 +418,7 @@ srs_sender(const char *txsender, char *out, size_t size)
 	if (txsender[0] == '\0')
 		return;		/* <> stays <> */
 	if (!srs_forward(&fwd_g.srs, txsender, fwd_g.cfg->domains[0],
-	    time(NULL), out, size))
+	    clock_now(), out, size))
 		str_copy(out, txsender, size);
 }
 
@@ -661,7 +639,7 @@ fwd_client_cb(void *arg, enum smtp_client_event ev, enum smtp_cmd cmd,
 	}
 	switch (cmd) {
 	case SMTP_CMD_MAIL:
-		if (r->code / 100 != 2) {
+		if (smtp_reply_class(r) != SMTP_CLASS_OK) {
 			f->mail_refused = true;
 			f->mail_reply = *r;
 		}
@@ -684,7 +662,8 @@ fwd_client_cb(void *arg, enum smtp_client_event ev, enum smtp_cmd cmd,
 			smtp_client_body(f->c, rcv, strlen(rcv));
 			return;
 		}
-		if (r->code / 100 == 2 || r->code / 100 == 3)
+		if (smtp_reply_class(r) == SMTP_CLASS_OK ||
+		    smtp_reply_class(r) == SMTP_CLASS_ODD)
 			bsnprintf(reply, sizeof(reply), "451 4.4.2 Unexpected reply "
 			    "to DATA from the next server (%d)", r->code);
 		else
@@ -972,13 +951,8 @@ dot_done(struct fwd *f, const struct smtp_reply *r)
 	struct smtpd_session *s = f->s;
 	struct local_copies *lc = f->lc;
 
-	if (r->code / 100 == 2)
-		map_reply(f, r, f->final_reply, sizeof(f->final_reply));
-	else if (r->code / 100 == 3)
-		bsnprintf(f->final_reply, sizeof(f->final_reply), "451 4.4.2 "
-		    "Unexpected reply from the next server (%d)", r->code);
-	else
-		map_reply(f, r, f->final_reply, sizeof(f->final_reply));
+	/* a 3xx is SMTP_CLASS_ODD: fwd_map_reply says "Unexpected reply" */
+	map_reply(f, r, f->final_reply, sizeof(f->final_reply));
 	{
 		char t[LOG_ESC(sizeof(f->final_reply))];
 
@@ -987,7 +961,7 @@ dot_done(struct fwd *f, const struct smtp_reply *r)
 		    smtp_client_caps(f->c)->addr);
 	}
 	f->lc = NULL;
-	if (r->code / 100 == 2 && lc != NULL) {
+	if (smtp_reply_class(r) == SMTP_CLASS_OK && lc != NULL) {
 		f->wait = W_COMMIT;
 		local_copies_run(lc, LOCAL_COMMIT, s, local_committed, NULL);
 		return;

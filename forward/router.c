@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../common/clock.h"
 #include "../common/hmap.h"
 #include "../common/util.h"
 #include "../local/local.h"
@@ -160,7 +161,7 @@ srs_rcpt(const char *sender, const struct mailaddr *a, struct expansion *exp)
 	char orig[PATH_MAX_OCTETS + 1];
 
 	memset(exp, 0, sizeof(*exp));
-	switch (srs_reverse(&fwd_g.srs, a->local, time(NULL), orig, sizeof(orig))) {
+	switch (srs_reverse(&fwd_g.srs, a->local, clock_now(), orig, sizeof(orig))) {
 	case SRS_OK:
 		break;
 	case SRS_NOT_SRS:

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "../common/body.h"
+#include "../common/clock.h"
 #include "../common/util.h"
 #include "maildir.h"
 
@@ -69,6 +70,7 @@ maildir_unique(char *out, size_t size, const char *hostname,
 			host[o++] = *h;
 	}
 	host[o] = '\0';
+	/* the real clock, not clock_now: the name wants its microseconds */
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return bsnprintf(out, size, "%lld.M%06ldP%dQ%uR%08x.%s,S=%llu",
 	    (long long)ts.tv_sec, ts.tv_nsec / 1000, (int)maildir_pid(),
@@ -294,7 +296,7 @@ clean_dir(const char *dir, time_t cutoff)
 unsigned
 maildir_clean_tmp(const char *root, time_t max_age)
 {
-	time_t cutoff = time(NULL) - max_age;
+	time_t cutoff = clock_now() - max_age;
 	DIR *domains = opendir(root);
 	struct dirent *de;
 	unsigned n = 0;

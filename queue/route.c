@@ -21,6 +21,7 @@
 #include <event2/buffer.h>
 
 #include "../common/body.h"
+#include "../common/clock.h"
 #include "../common/util.h"
 #include "queue.h"
 #include "route.h"
@@ -85,7 +86,7 @@ head_flush(struct smtpd_session *s, struct queue_tx *q)
 	char *fixed;
 
 	fixed = queue_fix_headers((const char *)evbuffer_pullup(q->head, -1), len,
-	    smtpd_session_config(s)->hostname, time(NULL), &flen);
+	    smtpd_session_config(s)->hostname, clock_now(), &flen);
 	if (smtpd_tx_store_errno(s) == 0 &&
 	    (body_append(&q->body, rcv, strlen(rcv)) == -1 ||
 	    body_append(&q->body, fixed, flen) == -1))

@@ -5,7 +5,8 @@
  *
  * The intervals grow with the number of failed attempts: 1, 5, 15 and 30
  * minutes, then 1 and 2 hours, then every 4 hours until queue_lifetime
- * (which the scheduler applies, not this file).  A jitter of up to +25%
+ * (retry_plan applies it and the delay notice; the scheduler's
+ * attempt_finish asks retry_plan for each deferred recipient).  A jitter of up to +25%
  * taken from rnd spreads retries of messages that failed together (a
  * destination that was down) so they do not all come back at once.
  */
@@ -26,7 +27,7 @@ static const time_t retry_intervals[] = {
  * next_attempt - now + the interval for the attempts-th failure + up to 25%
  * of it by rnd in [0, 1).  attempts 0 counts as 1; rnd outside [0, 1) (or
  * NaN) is clamped; the sum saturates instead of overflowing.  created is
- * not used: the lifetime check belongs to the scheduler.
+ * not used: the lifetime check belongs to retry_plan.
  */
 time_t
 next_attempt(time_t created, unsigned attempts, time_t now, double rnd)

@@ -40,6 +40,7 @@
 
 #include "../common/addr.h"
 #include "../common/body.h"
+#include "../common/clock.h"
 #include "../common/config.h"
 #include "../common/hmap.h"
 #include "../common/tables.h"
@@ -528,7 +529,7 @@ queue_submit(struct queue_msg *m, struct body *b, queue_put_cb cb, void *arg)
 	m->version = QUEUE_RECORD_VERSION;
 	if (m->id[0] == '\0') {
 		queue_new_id(m->id);
-		m->created = time(NULL);
+		m->created = clock_now();
 	}
 	if (m->owner == NULL)
 		m->owner = xstrdup("");
@@ -573,7 +574,7 @@ void
 queue_flush(void)
 {
 	struct qentry *e;
-	time_t now = time(NULL);
+	time_t now = clock_now();
 
 	TAILQ_FOREACH(e, &q.msgs, entry) {
 		for (size_t i = 0; i < e->msg.nrcpts; i++)
@@ -734,7 +735,7 @@ report(struct qentry *e, const bool *which, enum bounce_action action)
 	hdr_end = e->body ? memmem(e->body, e->body_len, "\n\n", 2) : NULL;
 	hlen = hdr_end ? (size_t)(hdr_end - e->body) + 1 : e->body ? e->body_len : 0;
 	text = bounce_build(&e->msg, which, action, e->body ? e->body : "", hlen,
-	    q.cfg->hostname, time(NULL), e->msg.created +
+	    q.cfg->hostname, clock_now(), e->msg.created +
 	    (time_t)q.cfg->queue_lifetime, &len);
 	j = xcalloc(1, sizeof(*j));
 	str_copy(j->id, e->msg.id, sizeof(j->id));
@@ -1282,8 +1283,7 @@ update_done(void *arg)
 static void
 attempt_finish(struct qentry *e)
 {
-	time_t now = time(NULL);
-	bool expired = now - e->msg.created >= (time_t)q.cfg->queue_lifetime;
+	time_t now = clock_now();
 	bool *fail = xcalloc(e->msg.nrcpts, sizeof(bool));
 	bool *delay = xcalloc(e->msg.nrcpts, sizeof(bool));
 	bool anyfail = false, anydelay = false;
@@ -1292,7 +1292,14 @@ attempt_finish(struct qentry *e)
 		struct queue_rcpt *r = &e->msg.rcpts[i];
 
 		if (r->state == RS_DEFERRED || r->state == RS_PENDING) {
-			if (expired) {
+			struct retry_plan plan;
+
+			retry_plan(e->msg.created, r->attempts, r->reported,
+			    (time_t)q.cfg->queue_lifetime,
+			    (time_t)q.cfg->delay_warning_time, now,
+			    (double)(random_u64() >> 11) / (double)(1ULL << 53),
+			    &plan);
+			if (plan.expired) {
 				char f1[LOG_ESC(PATH_MAX_OCTETS)];
 				char *why = xasprintf("%s (gave up after the queue "
 				    "lifetime)", r->last_reply[0] ? r->last_reply :
@@ -1306,23 +1313,9 @@ attempt_finish(struct qentry *e)
 				log_info("%s queue expired to=<%s>", e->msg.id,
 				    log_field(f1, sizeof(f1), r->addr));
 			} else if (r->state == RS_DEFERRED) {
-				time_t until = e->msg.created +
-				    (time_t)q.cfg->queue_lifetime;
-				time_t warn = e->msg.created +
-				    (time_t)q.cfg->delay_warning_time;
-
-				r->next_attempt = next_attempt(e->msg.created,
-				    r->attempts, now, (double)(random_u64() >> 11) /
-				    (double)(1ULL << 53));
 				/* expiry and the delay notice come on time */
-				if (r->next_attempt > until)
-					r->next_attempt = until;
-				if (q.cfg->delay_warning_time && !r->reported &&
-				    warn > now && r->next_attempt > warn)
-					r->next_attempt = warn;
-				if (q.cfg->delay_warning_time && !r->reported &&
-				    now - e->msg.created >=
-				    (time_t)q.cfg->delay_warning_time) {
+				r->next_attempt = plan.next;
+				if (plan.notify) {
 					delay[i] = anydelay = true;
 					r->reported = true;
 				}
@@ -1452,7 +1445,7 @@ static void
 schedule(void)
 {
 	struct qentry *e;
-	time_t now = time(NULL), next = 0;
+	time_t now = clock_now(), next = 0;
 
 	/* stopping (the grace period too): nothing new starts (issue 12) */
 	if (q.stopping || q.draining || q.timer == NULL)

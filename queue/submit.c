@@ -39,6 +39,7 @@
 
 #include "../common/addr.h"
 #include "../common/body.h"
+#include "../common/clock.h"
 #include "../common/config.h"
 #include "../common/tables.h"
 #include "../common/util.h"
@@ -210,7 +211,7 @@ hdr_done_fix(struct submit_conn *c, size_t end, bool need_blank)
 {
 	char *fixed, *rest = NULL, date[64];
 	size_t fixedlen, restlen = c->hdrlen - end;
-	time_t now = time(NULL);
+	time_t now = clock_now();
 	struct tm tm;
 	char *received;
 
@@ -399,7 +400,7 @@ data_end(struct submit_conn *c)
 	owner = submit_owner(scfg, stables, c->login);
 	m = xcalloc(1, sizeof(*m));
 	m->version = QUEUE_RECORD_VERSION;
-	m->created = time(NULL);
+	m->created = clock_now();
 	m->sender = xstrdup(c->sender);
 	m->owner = owner;
 	m->uid = (long)c->uid;
@@ -610,7 +611,7 @@ read_cb(evutil_socket_t fd, short what, void *arg)
 	int n;
 
 	if ((what & EV_TIMEOUT) ||
-	    time(NULL) - c->started > SUBMIT_DEADLINE_SEC) {
+	    clock_now() - c->started > SUBMIT_DEADLINE_SEC) {
 		reply_close(c, "ERR 421 4.4.2 timeout");
 		return;
 	}
@@ -764,7 +765,7 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	c->fd = fd;
 	c->uid = cred.uid;
 	c->pid = cred.pid;
-	c->started = time(NULL);
+	c->started = clock_now();
 	c->state = SC_LOOKUP;
 	c->cfg = config_ref(scfg);
 	snprintf(c->user, sizeof(c->user), "#%u", (unsigned)cred.uid);

@@ -23,6 +23,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 
+#include "../common/clock.h"
 #include "../common/limits.h"
 #include "../common/util.h"
 #include "session.h"
@@ -595,7 +596,7 @@ received_header(struct smtpd_session *s)
 	struct smtpd_tx *tx = s->tx;
 	char date[64];
 
-	rfc5322_date(date, sizeof(date), time(NULL));
+	rfc5322_date(date, sizeof(date), clock_now());
 	return smtpd_received_header(s->helo, s->peer_text,
 	    (s->flags & SF_EHLO) != 0, (s->flags & SF_TLS) != 0, tx->smtputf8,
 	    (s->flags & SF_AUTH) ? s->user : NULL, smtpd.cfg->hostname, tx->id,

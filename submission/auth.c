@@ -31,6 +31,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../common/clock.h"
 #include "../common/limits.h"
 #include "../common/util.h"
 #include "../smtpd/smtpd.h"
@@ -139,7 +140,7 @@ auth_ok(struct smtpd_session *s)
 	user = smtpd_session_user(s);
 	/* forgives this attempt only: no other failure is cleared */
 	sub_auth_succeeded(&a->auth_try, smtpd_session_addr_key(s), user,
-	    time(NULL));
+	    clock_now());
 	log_info("%s auth ok address=%s user=%s mechanism=%s",
 	    smtpd_session_idstr(s), smtpd_session_peer(s),
 	    log_field(f1, sizeof(f1), user),
@@ -172,7 +173,7 @@ auth_failed(struct smtpd_session *s, const char *user)
 {
 	struct sub_session *a = state(s);
 	unsigned ms = sub_auth_failed(&a->auth_try, smtpd_session_addr_key(s),
-	    time(NULL));
+	    clock_now());
 	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 	char shown[LOG_ESC(SUB_USER_KEY_MAX)], key[SUB_USER_KEY_MAX];
 	char mech[LOG_ESC(sizeof(a->auth_mech))];
@@ -250,7 +251,7 @@ user_check(void *arg, const char *name)
 	char key[SUB_USER_KEY_MAX], shown[SUB_USER_KEY_MAX * 4];
 
 	sub_user_key(name, key, sizeof(key));
-	if (sub_auth_user(a->auth_try, smtpd_session_addr_key(s), key, time(NULL)))
+	if (sub_auth_user(a->auth_try, smtpd_session_addr_key(s), key, clock_now()))
 		return true;
 	log_warnx("%s auth refused address=%s reason=too-many-user-failures "
 	    "user=%s", smtpd_session_idstr(s), smtpd_session_peer(s),
@@ -323,7 +324,7 @@ sub_cmd_auth(struct smtpd_session *s, char *arg)
 	}
 	/* counted now, not when it ends: parked exchanges count (limits.c) */
 	a = state(s);
-	if (!sub_auth_begin(&a->auth_try, ak, time(NULL))) {
+	if (!sub_auth_begin(&a->auth_try, ak, clock_now())) {
 		log_warnx("%s auth refused address=%s reason=too-many-failures",
 		    smtpd_session_idstr(s), smtpd_session_peer(s));
 		smtpd_reply(s, "421 4.7.0 %s Too many failed logins from your "
@@ -387,7 +388,7 @@ sub_mail_check(struct smtpd_session *s, const char *sender)
 		    log_field(f2, sizeof(f2), sender));
 		return "553 5.7.1 Sender address is not one of yours";
 	}
-	if (!sub_rate_allow(user, sub.cfg->max_messages_per_hour, time(NULL))) {
+	if (!sub_rate_allow(user, sub.cfg->max_messages_per_hour, clock_now())) {
 		log_warnx("%s auth rate-limited user=%s", smtpd_session_idstr(s),
 		    log_field(f1, sizeof(f1), user));
 		return "451 4.7.1 Too many messages this hour, try again later";

@@ -75,6 +75,8 @@ def test_rcpt_reply_text_made_safe_for_ascii_client(fwd_env):
     ("552 5.3.4 message too big for carol", "552 5.3.4", "message too big for carol"),
     ("554 transaction failed", "554 5.0.0", "transaction failed"),
     ("250 queued as ABC123", "250 2.0.0", "queued as ABC123"),
+    # a 3xx is off the protocol: a temporary failure, never passed on
+    ("354 2.0.0 say more", "451 4.4.2", "Unexpected reply from the next server (354)"),
 ])
 def test_end_of_data_reply_mirrored(fwd_env, remote_reply, code_esc, text):
     r = fwd_env.remote("remote.test", eod=remote_reply)
@@ -83,6 +85,20 @@ def test_end_of_data_reply_mirrored(fwd_env, remote_reply, code_esc, text):
     assert_reply(out["eod"], code_esc, text)
     [tx] = r.completed_data()
     assert tx.delivered == remote_reply.startswith("2")
+    fwd_env.assert_no_bounce()
+
+
+@pytest.mark.parametrize("remote_reply", ["250 2.0.0 fine", "334 go on"])
+def test_data_answered_off_the_protocol(fwd_env, remote_reply):
+    """A remote that answers DATA with anything but 354 or a failure: the
+    client's DATA gets 451 4.4.2, and nothing is delivered."""
+    r = fwd_env.remote("remote.test", data=remote_reply)
+    out = forward_one(fwd_env)
+    assert_reply(out["rcpt"][0], "250 2.1.5")
+    assert_reply(out["data"], "451 4.4.2", "Unexpected reply to DATA from the "
+                 "next server (%s)" % remote_reply[:3])
+    assert out["eod"] is None
+    assert r.completed_data() == [], r.transcript()
     fwd_env.assert_no_bounce()
 
 
