@@ -270,13 +270,16 @@ def reset(sock):
     sock.close()
 
 
-def test_465_client_that_resets_does_not_hold_the_stop(chamoisd, tmp_path):
+@pytest.mark.parametrize("stop", ["while-held", "after-the-hold"])
+def test_465_client_that_resets_does_not_hold_the_stop(chamoisd, tmp_path, stop):
     """A 465 client resets the connection while the reply to its last command
-    is held (the tarpit after two errors), then SIGTERM: the reply, and the
-    421, can no longer be written.  bufferevent_openssl reports such a
-    write as an EOF while writing; chamoisd used to retry it, spinning,
-    until shutdown_grace (60 s) was over.  Now it frees the session: the
-    daemon exits 0 and the client still connected gets its 421."""
+    is held (the tarpit after two errors): that reply, or the 421 of a
+    SIGTERM meanwhile, can no longer be written.  bufferevent_openssl
+    reports such a write as an EOF while writing; chamoisd used to retry
+    it, spinning on the CPU, and at SIGTERM waited for it until
+    shutdown_grace (60 s) was over.  Now the session ends (its disconnect is
+    logged), the daemon exits 0 at SIGTERM, and the client still connected
+    gets its 421."""
     sub = submission_daemon(chamoisd, tmp_path / "sasl", extra_conf="max_errors 3")
     d = sub.d
     idle = unverified_context().wrap_socket(
@@ -298,6 +301,9 @@ def test_465_client_that_resets_does_not_hold_the_stop(chamoisd, tmp_path):
                     got += chunk
             finally:
                 reset(t)
+        if stop == "after-the-hold":
+            wait_until(lambda: d.log().count("smtp disconnect reason=io-error") >= 3, 10,
+                       what="the reset sessions to end")
         d.signal(signal.SIGTERM)
         rc = d.wait(15)
         d.stopped = True
