@@ -15,7 +15,9 @@
  * means "no more commands", not "gone": what is buffered is still
  * processed, every reply owed (after a Maildir sync, a forward's remote
  * reply, a queue commit) is sent, then the session closes; EOF inside DATA
- * abandons the transaction.  A TLS session ends with our close_notify.  A
+ * abandons the transaction.  A write the socket refuses (the client reset
+ * the connection) ends the session at once: nothing owed can reach it any
+ * more.  A TLS session ends with our close_notify.  A
  * client that does not read its replies is not read either once
  * SESSION_WRITE_HIWAT octets wait for it (doc/security.md).
  */
@@ -578,6 +580,19 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 		} else
 			log_info("%s smtp disconnect reason=io-error error=\"%s\"",
 			    s->idstr, strerror(EVUTIL_SOCKET_ERROR()));
+		session_free(s);
+		return;
+	}
+	if (what & BEV_EVENT_WRITING) {
+		/*
+		 * bufferevent_openssl, allowed a dirty shutdown, reports a write
+		 * that the closed socket refused (EPIPE, ECONNRESET) as an EOF
+		 * while writing: no reply can reach the client any more, and
+		 * waiting for the output to drain would retry that write forever
+		 */
+		log_info("%s smtp disconnect reason=io-error error=\"connection "
+		    "closed by the client\" state=%s", s->idstr,
+		    smtpd_strstate(s->state));
 		session_free(s);
 		return;
 	}

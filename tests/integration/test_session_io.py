@@ -8,6 +8,9 @@
   EOF inside DATA abandons the transaction.
 * TLS sessions end with chamoisd's close_notify: a client that reads after
   the 221 sees a clean TLS EOF (port 25 after STARTTLS, and port 465).
+* A 465 client that resets the connection while a reply is held for it
+  leaves no session behind: SIGTERM still ends the daemon with exit 0 and a
+  client still connected gets its 421.
 * A client that pipelines commands and never reads its replies is paused:
   the daemon's resident memory (VmRSS) stays bounded while another client
   is served.
@@ -16,8 +19,10 @@ Every loop is bounded; every socket has a timeout.
 """
 
 import re
+import signal
 import socket
 import ssl
+import struct
 import time
 
 import pytest
@@ -256,6 +261,58 @@ def test_465_session_ends_with_close_notify(chamoisd, tmp_path):
         clean_tls_end(s)
     finally:
         raw.close()
+
+
+def reset(sock):
+    """Close with a TCP RST (SO_LINGER 0): the daemon's next write to it
+    fails (EPIPE) instead of reaching a closed socket's buffer."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+@pytest.mark.parametrize("stop", ["while-held", "after-the-hold"])
+def test_465_client_that_resets_does_not_hold_the_stop(chamoisd, tmp_path, stop):
+    """A 465 client resets the connection while the reply to its last command
+    is held (the tarpit after two errors): that reply, or the 421 of a
+    SIGTERM meanwhile, can no longer be written.  bufferevent_openssl
+    reports such a write as an EOF while writing; chamoisd used to retry
+    it, spinning on the CPU, and at SIGTERM waited for it until
+    shutdown_grace (60 s) was over.  Now the session ends (its disconnect is
+    logged), the daemon exits 0 at SIGTERM, and the client still connected
+    gets its 421."""
+    sub = submission_daemon(chamoisd, tmp_path / "sasl", extra_conf="max_errors 3")
+    d = sub.d
+    idle = unverified_context().wrap_socket(
+        socket.create_connection((sub.host, sub.sport), timeout=READ_TIMEOUT))
+    try:
+        assert idle.recv(1024).startswith(b"220")
+        for _ in range(3):
+            t = unverified_context().wrap_socket(
+                socket.create_connection((sub.host, sub.sport), timeout=READ_TIMEOUT))
+            try:
+                assert t.recv(1024).startswith(b"220")
+                # one TLS record: the daemon reads all three lines at once,
+                # and the second error holds the NOOP's reply for a second
+                t.sendall(b"XYZZY\r\nXYZZY\r\nNOOP\r\n")
+                got = b""
+                while got.count(b"500 ") < 2:
+                    chunk = t.recv(4096)
+                    assert chunk, "closed; got %r" % got
+                    got += chunk
+            finally:
+                reset(t)
+        if stop == "after-the-hold":
+            wait_until(lambda: d.log().count("smtp disconnect reason=io-error") >= 3, 10,
+                       what="the reset sessions to end")
+        d.signal(signal.SIGTERM)
+        rc = d.wait(15)
+        d.stopped = True
+        assert rc == 0, "exit code %s; log:\n%s" % (rc, d.log())
+        data, how = read_to_eof(idle)
+        assert replies(data) == ["421 4.3.2 %s Service shutting down" % d.hostname], data
+        assert how == "eof", how
+    finally:
+        idle.close()
 
 
 # --------------------------------------------------------------------------
