@@ -26,6 +26,9 @@ reply_count(struct smtpd_session *s, const char *line)
 	/* last_cmd is escaped already; a reply may mirror a remote's text */
 	log_info("%s smtp failed-command command=\"%s\" result=\"%s\"",
 	    s->idstr, s->last_cmd, log_text(t, sizeof(t), line));
+	/* a 421 is our own closing (shutdown, timeout): not the client's error */
+	if (strncmp(line, "421", 3) == 0)
+		return;
 	if (++s->errors == smtpd.cfg->max_errors && s->state != ST_CLOSING) {
 		evbuffer_add_printf(bufferevent_get_output(s->bev),
 		    "421 4.7.0 %s Too many errors, closing connection\r\n",

@@ -69,6 +69,26 @@ def test_sigterm_idle_session_does_not_block_exit(chamoisd):
     c.close()
 
 
+def test_shutdown_421_is_not_counted_as_the_clients_error(chamoisd):
+    """A session one error short of max_errors gets one 421 at SIGTERM,
+    the shutdown's, not a second "Too many errors" 421 after it (the
+    shutdown reply is ours, not the client's error)."""
+    d = chamoisd(extra_conf="max_errors 3")
+    c = d.dialog()
+    c.cmd("EHLO client.remote.test", "250")
+    c.cmd("XYZZY", "500")
+    c.cmd("XYZZY", "500")
+    d.signal(signal.SIGTERM)
+    rc = d.wait(15)
+    d.stopped = True
+    assert rc == 0, "exit code %s; log:\n%s" % (rc, d.log())
+    replies, closed = c.read_all_replies(timeout=5)
+    c.close()
+    assert closed
+    assert len(replies) == 1 and replies[0].startswith("421 4.3.2"), replies
+    assert "reason=too-many-errors" not in d.log()
+
+
 def test_sighup_adds_mailbox(chamoisd):
     d = chamoisd()
     assert rcpt_reply(d, "carol@example.test") == 550
