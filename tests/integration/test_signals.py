@@ -54,16 +54,22 @@ def test_sigterm_during_data_finishes_transaction(chamoisd):
     assert rc == 0, "exit code %s; log:\n%s" % (rc, d.log())
 
 
+def stop_with_session(d, c):
+    """SIGTERM with the session c open: the daemon exits 0 soon; the
+    replies c got meanwhile and whether its connection was closed."""
+    d.signal(signal.SIGTERM)
+    rc = d.wait(15)
+    d.stopped = True
+    assert rc == 0, "exit code %s; log:\n%s" % (rc, d.log())
+    return c.read_all_replies(timeout=5)
+
+
 def test_sigterm_idle_session_does_not_block_exit(chamoisd):
     d = chamoisd()
     c = d.dialog()
     c.cmd("EHLO client.remote.test", "250")
-    d.signal(signal.SIGTERM)
     # an idle session (no transaction) is told 421 or closed; exit 0 soon
-    rc = d.wait(15)
-    d.stopped = True
-    assert rc == 0, "exit code %s; log:\n%s" % (rc, d.log())
-    replies, closed = c.read_all_replies(timeout=5)
+    replies, closed = stop_with_session(d, c)
     assert closed
     assert all(r.startswith("421") for r in replies), replies
     c.close()
@@ -78,11 +84,7 @@ def test_shutdown_421_is_not_counted_as_the_clients_error(chamoisd):
     c.cmd("EHLO client.remote.test", "250")
     c.cmd("XYZZY", "500")
     c.cmd("XYZZY", "500")
-    d.signal(signal.SIGTERM)
-    rc = d.wait(15)
-    d.stopped = True
-    assert rc == 0, "exit code %s; log:\n%s" % (rc, d.log())
-    replies, closed = c.read_all_replies(timeout=5)
+    replies, closed = stop_with_session(d, c)
     c.close()
     assert closed
     assert len(replies) == 1 and replies[0].startswith("421 4.3.2"), replies
