@@ -510,11 +510,13 @@ outbound_init(const struct config *c)
 	return true;
 }
 
-static void
-usage(void)
+/* usage - to stdout and exit 0 for -h, to stderr and exit 2 otherwise */
+static noreturn void
+usage(int code)
 {
-	fprintf(stderr, "usage: chamoisd [-f FILE] [-d] [-n] [-v]\n");
-	exit(2);
+	fprintf(code ? stderr : stdout,
+	    "usage: chamoisd [-f FILE] [-d] [-n] [-v] [-V] [-h]\n");
+	exit(code);
 }
 
 /*
@@ -556,17 +558,19 @@ main(int argc, char **argv)
 	char err[1024];
 	bool ok;
 
-	while ((ch = getopt(argc, argv, "f:dnv")) != -1) {
+	while ((ch = getopt(argc, argv, "f:dnvVh")) != -1) {
 		switch (ch) {
 		case 'f': config_path = optarg; break;
 		case 'd': foreground = 1; break;
 		case 'n': check_only = true; break;
 		case 'v': verbose++; break;
-		default: usage();
+		case 'V': printf("chamoisd %s\n", CHAMOIS_VERSION); exit(0);
+		case 'h': usage(0);
+		default: usage(2);
 		}
 	}
 	if (optind != argc)
-		usage();
+		usage(2);
 	log_init("chamoisd", foreground || check_only, verbose);
 
 	ok = load_all(config_path, print_problem, &root.cfg, &root.tables,

@@ -1,8 +1,9 @@
 /*
  * log.c - the daemon's log.
  *
- * Every line is one event.  With -d lines go to stderr with a timestamp,
- * otherwise to syslog's mail facility.  log_warn and fatal append
+ * Every line is one event.  With -d lines go to stderr with a timestamp
+ * (none under systemd, JOURNAL_STREAM set: the journal stamps each line
+ * itself, doc/chamoisd.8 LOGGING), otherwise to syslog's mail facility.  log_warn and fatal append
  * strerror(errno); the x variants do not.  Callers put the session or queue
  * id first and key=value fields after it.  Every value from outside
  * (addresses, HELO names, user names, replies) goes through log_escape()
@@ -22,6 +23,7 @@
 #include "log.h"
 
 static int log_foreground = 1;
+static int log_stamp = 1;	/* 0: stderr is the journal's */
 static int log_level_verbose;
 static const char *log_ident = "chamois";
 
@@ -32,6 +34,7 @@ log_init(const char *ident, int foreground, int verbose)
 	log_ident = ident;
 	log_foreground = foreground;
 	log_level_verbose = verbose;
+	log_stamp = getenv("JOURNAL_STREAM") == NULL;
 	if (!foreground)
 		openlog(ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
 }
@@ -58,7 +61,9 @@ log_vwrite(int pri, const char *fmt, va_list ap, int err)
 	for (char *p = msg; *p != '\0'; p++)
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			*p = '?';
-	if (log_foreground) {
+	if (log_foreground && !log_stamp)
+		fprintf(stderr, "%s: %s\n", log_ident, msg);
+	else if (log_foreground) {
 		struct timespec ts;
 		struct tm tm;
 		char when[32];
@@ -175,4 +180,53 @@ const char *
 log_text(char *buf, size_t size, const char *s)
 {
 	return log_escape_text(buf, size, s, s ? strlen(s) : 0);
+}
+
+/* reply_dsn - X.Y.Z of "NNN X.Y.Z text", else the class of its first digit */
+static void
+reply_dsn(const char *reply, char *dsn, size_t size)
+{
+	const char *p = reply ? reply : "";
+	size_t n = 0;
+
+	if (strlen(p) > 4 && (p[3] == ' ' || p[3] == '-') && p[4] >= '2' &&
+	    p[4] <= '5' && p[5] == '.') {
+		n = strspn(p + 4, "0123456789.");
+		if (n >= 5 && n < size && p[4] == p[0]) {
+			memcpy(dsn, p + 4, n);
+			dsn[n] = '\0';
+			return;
+		}
+	}
+	snprintf(dsn, size, "%c.0.0", p[0] >= '2' && p[0] <= '5' ? p[0] : '4');
+}
+
+/* log_outcome - see log.h */
+void
+log_outcome(const char *id, const char *to, const char *relay, time_t since,
+    const char *dsn, const char *status, const char *reply)
+{
+	char f[LOG_ESC(256)], t[LOG_ESC(512)], d[LOG_ESC(16)], code[16];
+	time_t now = time(NULL);
+
+	if (dsn == NULL || dsn[0] == '\0') {
+		reply_dsn(reply, code, sizeof(code));
+		dsn = code;
+	}
+	dsn = log_field(d, sizeof(d), dsn);
+	log_info("%s to=<%s> relay=%s delay=%lld dsn=%s status=%s (%s)", id,
+	    log_field(f, sizeof(f), to), relay,
+	    (long long)(since > 0 && now > since ? now - since : 0), dsn, status,
+	    log_text(t, sizeof(t), reply));
+}
+
+/* log_relay - see log.h */
+const char *
+log_relay(char *buf, size_t size, const char *host, const char *addr)
+{
+	char h[LOG_ESC(255)], a[LOG_ESC(63)];
+
+	snprintf(buf, size, "%s%s", log_field(h, sizeof(h), host),
+	    log_field(a, sizeof(a), addr));
+	return buf;
 }

@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdnoreturn.h>
+#include <time.h>
 
 #define PRINTF(f, a) __attribute__((format(printf, f, a)))
 
@@ -29,5 +30,19 @@ const char *log_escape(char *buf, size_t size, const char *in, size_t len);
 const char *log_escape_text(char *buf, size_t size, const char *in, size_t len);
 const char *log_field(char *buf, size_t size, const char *s);
 const char *log_text(char *buf, size_t size, const char *s);
+
+/*
+ * log_outcome - the one line of a recipient's outcome (doc/chamoisd.8
+ * LOGGING): "ID to=<TO> relay=RELAY delay=N dsn=X.Y.Z status=STATUS
+ * (REPLY)".  to and reply are escaped here; relay is "local", "none" or
+ * one made by log_relay; delay counts from since; dsn NULL: the reply's
+ * enhanced code, else its class (X.0.0) from the first digit.
+ */
+void log_outcome(const char *id, const char *to, const char *relay,
+    time_t since, const char *dsn, const char *status, const char *reply);
+/* log_relay - "HOST[IP]:PORT" from a host name (escaped) and "[IP]:PORT" */
+const char *log_relay(char *buf, size_t size, const char *host,
+    const char *addr);
+#define LOG_RELAY_MAX	(LOG_ESC(255) + 64)
 
 #endif

@@ -430,8 +430,11 @@ send_rcpt(struct fwd *f)
 	const struct smtp_caps *caps = smtp_client_caps(f->c);
 	const char *target = f->rcpt_exp.external;
 	char sender[PATH_MAX_OCTETS * 2], params[128] = "", reply[SMTP_REPLY_TEXT_MAX + 32];
+	char relay[LOG_RELAY_MAX];
 	uint64_t size;
 
+	smtpd_tx_set_relay(s, log_relay(relay, sizeof(relay), caps->host,
+	    caps->addr));
 	srs_sender(smtpd_tx_sender(s), sender, sizeof(sender));
 	/* what the remote cannot take is refused before any data moves */
 	if ((!is_ascii(target) || !is_ascii(sender)) && !caps->smtputf8) {
@@ -1019,6 +1022,7 @@ fwd_rset(struct smtpd_session *s)
 
 const struct smtpd_route_ops forward_route = {
 	.name = "forward",
+	.outcome = "forwarded",
 	.rcpt = fwd_rcpt,
 	.data = fwd_data,
 	.body = fwd_body,

@@ -209,11 +209,13 @@ local_end(struct smtpd_session *s, const char *refusal)
 		smtpd_tx_done(s, "%s", refusal);
 		return;
 	}
+	smtpd_tx_set_relay(s, "local");
 	local_copies_run(local_copies_new(s), LOCAL_DELIVER, s, delivered, NULL);
 }
 
 const struct smtpd_route_ops local_route = {
 	.name = "local",
+	.outcome = "sent",
 	.rcpt = local_rcpt,
 	.end = local_end,
 };

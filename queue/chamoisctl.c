@@ -67,12 +67,20 @@ die(int code, const char *fmt, ...)
 	exit(code);
 }
 
+/* usage - to stdout and exit 0 for -h, to stderr and exit 2 otherwise */
+static void
+usage_to(FILE *f, int code)
+{
+	fprintf(f, "usage: chamoisctl [-f FILE] queue | show ID | flush | "
+	    "delete ID | dump [FILE] | restore [FILE]\n"
+	    "       chamoisctl -V | -h\n");
+	exit(code);
+}
+
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: chamoisctl [-f FILE] queue | show ID | flush | "
-	    "delete ID | dump [FILE] | restore [FILE]\n");
-	exit(EXIT_USAGE);
+	usage_to(stderr, EXIT_USAGE);
 }
 
 /* connect_daemon - the admin socket of queue_dir, or exit */
@@ -462,7 +470,13 @@ main(int argc, char **argv)
 	size_t i;
 	int ch, fd, nargs, src = STDIN_FILENO, out = STDOUT_FILENO;
 
-	while ((ch = getopt(argc, argv, "f:")) != -1) {
+	while ((ch = getopt(argc, argv, "f:Vh")) != -1) {
+		if (ch == 'V') {
+			printf("chamoisctl %s\n", CHAMOIS_VERSION);
+			return 0;
+		}
+		if (ch == 'h')
+			usage_to(stdout, 0);
 		if (ch != 'f')
 			usage();
 		conf = optarg;

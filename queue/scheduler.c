@@ -93,6 +93,7 @@ struct qgroup {
 	bool mail_failed;
 	bool data_sent;
 	struct maildir_delivery *md;
+	char relay[LOG_RELAY_MAX];	/* the outcome lines' relay= */
 };
 
 TAILQ_HEAD(qgroup_list, qgroup);
@@ -136,14 +137,16 @@ job_end(void)
 	q.jobs--;
 }
 
-/* rcpt_outcome - record what happened to one recipient in this attempt */
+/*
+ * rcpt_outcome - record what happened to one recipient in this attempt,
+ * and log its outcome line (doc/chamoisd.8 LOGGING; relay: "local",
+ * "none" or HOST[IP]:PORT)
+ */
 static void
 rcpt_outcome(struct qentry *e, size_t i, enum rcpt_state st, const char *status,
-    const char *reply, const char *mta)
+    const char *reply, const char *mta, const char *relay)
 {
 	struct queue_rcpt *r = &e->msg.rcpts[i];
-	char f1[LOG_ESC(PATH_MAX_OCTETS)], f2[LOG_ESC(32)], f3[LOG_ESC(300)];
-	char t[LOG_ESC(REPLY_LINE_MAX)];
 
 	r->state = st;
 	str_copy(r->status, status, sizeof(r->status));
@@ -151,17 +154,15 @@ rcpt_outcome(struct qentry *e, size_t i, enum rcpt_state st, const char *status,
 	r->last_reply = xstrdup(reply ? reply : "");
 	free(r->remote_mta);
 	r->remote_mta = xstrdup(mta ? mta : "");
-	log_info("%s queue delivery to=<%s> result=%s status=%s remote=%s "
-	    "reply=\"%s\"", e->msg.id, log_field(f1, sizeof(f1), r->addr),
-	    queue_state_name(st), log_field(f2, sizeof(f2), r->status),
-	    log_field(f3, sizeof(f3), r->remote_mta[0] ? r->remote_mta : "-"),
-	    log_text(t, sizeof(t), r->last_reply));
+	log_outcome(e->msg.id, r->addr, relay, e->msg.created, r->status,
+	    st == RS_DELIVERED ? "sent" : st == RS_FAILED ? "bounced" : "deferred",
+	    r->last_reply);
 }
 
 /* reply_outcome - an SMTP reply as a recipient outcome */
 static void
 reply_outcome(struct qentry *e, size_t i, const struct smtp_reply *r,
-    const char *mta)
+    const char *mta, const char *relay)
 {
 	char status[16], line[SMTP_REPLY_TEXT_MAX + 32];
 	enum smtp_class cls = smtp_reply_class(r);
@@ -169,7 +170,8 @@ reply_outcome(struct qentry *e, size_t i, const struct smtp_reply *r,
 	smtp_reply_status(r, status, sizeof(status));
 	snprintf(line, sizeof(line), "%d %s %s", r->code, status, r->text);
 	rcpt_outcome(e, i, cls == SMTP_CLASS_OK ? RS_DELIVERED :
-	    cls == SMTP_CLASS_PERM ? RS_FAILED : RS_DEFERRED, status, line, mta);
+	    cls == SMTP_CLASS_PERM ? RS_FAILED : RS_DEFERRED, status, line, mta,
+	    relay);
 }
 
 static void
@@ -423,6 +425,12 @@ submit_done(void *arg)
 		    " rcpts=%zu", e->msg.id, log_field(f1, sizeof(f1), e->msg.sender),
 		    log_field(f2, sizeof(f2), e->msg.owner),
 		    e->msg.uid, e->msg.size, e->msg.nrcpts);
+		/* a local recipient without a mailbox failed in expand() */
+		for (size_t i = 0; i < e->msg.nrcpts; i++)
+			if (e->msg.rcpts[i].state == RS_FAILED)
+				log_outcome(e->msg.id, e->msg.rcpts[i].addr, "none",
+				    e->msg.created, e->msg.rcpts[i].status, "bounced",
+				    e->msg.rcpts[i].last_reply);
 		j->cb(j->arg, 0, e->msg.id);
 		schedule();
 	} else {
@@ -813,7 +821,7 @@ group_all(struct qgroup *g, enum rcpt_state st, const char *status,
 			continue;	/* already decided in this attempt */
 		if (only_accepted && !g->accepted[k])
 			continue;
-		rcpt_outcome(g->e, g->idx[k], st, status, reply, mta);
+		rcpt_outcome(g->e, g->idx[k], st, status, reply, mta, g->relay);
 	}
 }
 
@@ -896,6 +904,9 @@ remote_client_cb(void *arg, enum smtp_client_event ev, enum smtp_cmd cmd,
 	char mta[300];
 
 	snprintf(mta, sizeof(mta), "%s", group_mta(g));
+	if (g->c != NULL && smtp_client_caps(g->c)->addr[0] != '\0')
+		log_relay(g->relay, sizeof(g->relay), smtp_client_caps(g->c)->host,
+		    smtp_client_caps(g->c)->addr);
 	switch (ev) {
 	case SC_DRAINED:
 		return;
@@ -955,7 +966,7 @@ remote_client_cb(void *arg, enum smtp_client_event ev, enum smtp_cmd cmd,
 		if (smtp_reply_class(r) != SMTP_CLASS_OK) {
 			g->mail_failed = true;
 			for (size_t k = 0; k < g->n; k++)
-				reply_outcome(e, g->idx[k], r, mta);
+				reply_outcome(e, g->idx[k], r, mta, g->relay);
 		}
 		return;
 	case SMTP_CMD_RCPT: {
@@ -967,7 +978,7 @@ remote_client_cb(void *arg, enum smtp_client_event ev, enum smtp_cmd cmd,
 		if (smtp_reply_class(r) == SMTP_CLASS_OK)
 			g->accepted[k] = true;
 		else
-			reply_outcome(e, g->idx[k], r, mta);
+			reply_outcome(e, g->idx[k], r, mta, g->relay);
 		return;
 	}
 	case SMTP_CMD_DATA: {
@@ -981,10 +992,10 @@ remote_client_cb(void *arg, enum smtp_client_event ev, enum smtp_cmd cmd,
 					continue;
 				if (smtp_reply_class(r) == SMTP_CLASS_TEMP ||
 				    smtp_reply_class(r) == SMTP_CLASS_PERM)
-					reply_outcome(e, g->idx[k], r, mta);
+					reply_outcome(e, g->idx[k], r, mta, g->relay);
 				else
 					rcpt_outcome(e, g->idx[k], RS_DEFERRED, "4.0.0",
-					    "unexpected reply to DATA", mta);
+					    "unexpected reply to DATA", mta, g->relay);
 			}
 			smtp_client_quit(g->c);
 			g->c = NULL;
@@ -1000,7 +1011,7 @@ remote_client_cb(void *arg, enum smtp_client_event ev, enum smtp_cmd cmd,
 	case SMTP_CMD_DOT:
 		for (size_t k = 0; k < g->n; k++)
 			if (g->accepted[k])
-				reply_outcome(e, g->idx[k], r, mta);
+				reply_outcome(e, g->idx[k], r, mta, g->relay);
 		smtp_client_quit(g->c);
 		g->c = NULL;
 		group_done(g);
@@ -1135,7 +1146,8 @@ body_done(void *arg)
 		for (size_t i = 0; i < e->msg.nrcpts; i++)
 			if (rcpt_due(&e->msg.rcpts[i], e->attempt_now)) {
 				e->msg.rcpts[i].attempts++;
-				rcpt_outcome(e, i, RS_DEFERRED, "4.3.0", why, "");
+				rcpt_outcome(e, i, RS_DEFERRED, "4.3.0", why, "",
+				    e->msg.rcpts[i].local ? "local" : "none");
 			}
 		attempt_finish(e);
 		return;
@@ -1183,6 +1195,8 @@ attempt_groups(struct qentry *e)
 			g = xcalloc(1, sizeof(*g));
 			g->e = e;
 			g->local = r->local;
+			str_copy(g->relay, r->local ? "local" : "none",
+			    sizeof(g->relay));
 			str_copy(g->domain, dom, sizeof(g->domain));
 			gs = xreallocarray(gs, ng + 1, sizeof(*gs));
 			gs[ng++] = g;

@@ -16,6 +16,7 @@
  * temporary failure (chamoisd not running, 4xx): try again later.
  */
 #include <errno.h>
+#include <getopt.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -44,12 +45,20 @@ problem(void *arg, const char *line)
 	fprintf(stderr, "chamois-sendmail: %s\n", line);
 }
 
+/* usage_to - the usage line; --help: stdout and 0, a wrong option: EX_USAGE */
+static noreturn void
+usage_to(FILE *f, int code)
+{
+	fprintf(f, "usage: chamois-sendmail [-C FILE] [-t] [-i] [-f SENDER] "
+	    "[-F NAME] [RECIPIENT...]\n"
+	    "       chamois-sendmail --version | --help\n");
+	exit(code);
+}
+
 static noreturn void
 usage(void)
 {
-	fprintf(stderr, "usage: chamois-sendmail [-C FILE] [-t] [-i] [-f SENDER] "
-	    "[-F NAME] [RECIPIENT...]\n");
-	exit(EX_USAGE);
+	usage_to(stderr, EX_USAGE);
 }
 
 /* full_name - the GECOS name (its first field, '&' is the login name) */
@@ -227,11 +236,22 @@ main(int argc, char **argv)
 	bool blank;
 	int ch, rc;
 
-	/* the options cron and other programs pass (chamois-sendmail(8)) */
+	/*
+	 * the options cron and other programs pass (chamois-sendmail(8)); -V
+	 * and -h are sendmail's envelope id and hop count, so the version and
+	 * the usage are the long --version and --help
+	 */
+	static const struct option longopts[] = {
+		{ "version", no_argument, NULL, 1 },
+		{ "help", no_argument, NULL, 2 },
+		{ NULL, 0, NULL, 0 },
+	};
 	opterr = 0;
-	while ((ch = getopt(argc, argv, ":C:tif:r:F:B:o:b:vN:R:V:X:h:L:O:A:GUd:q:"))
-	    != -1) {
+	while ((ch = getopt_long(argc, argv,
+	    ":C:tif:r:F:B:o:b:vN:R:V:X:h:L:O:A:GUd:q:", longopts, NULL)) != -1) {
 		switch (ch) {
+		case 1: printf("chamois-sendmail %s\n", CHAMOIS_VERSION); return 0;
+		case 2: usage_to(stdout, 0);
 		case 'C': conf = optarg; break;
 		case 't': opt_t = true; break;
 		case 'i': opt_i = true; break;
@@ -270,7 +290,12 @@ main(int argc, char **argv)
 			    optopt);
 			usage();
 		default:
-			fprintf(stderr, "chamois-sendmail: unknown option -%c\n", optopt);
+			if (optopt == 0)	/* an unknown --long option */
+				fprintf(stderr, "chamois-sendmail: unknown option "
+				    "%s\n", argv[optind - 1]);
+			else
+				fprintf(stderr, "chamois-sendmail: unknown option "
+				    "-%c\n", optopt);
 			usage();
 		}
 	}

@@ -175,6 +175,22 @@ tx_end(struct smtpd_session *s)
 	}
 }
 
+/*
+ * tx_outcomes - the transaction's last reply: one outcome line per
+ * accepted recipient (doc/chamoisd.8 LOGGING), the route's status when
+ * it took the message, refused when it did not
+ */
+static void
+tx_outcomes(struct smtpd_session *s, const char *reply)
+{
+	struct smtpd_tx *tx = s->tx;
+	const char *status = reply[0] == '2' ? tx->route->outcome : "refused";
+
+	for (size_t i = 0; status != NULL && i < tx->nrcpts; i++)
+		log_outcome(tx->id, tx->rcpts[i], tx->relay, tx->since, NULL,
+		    status, reply);
+}
+
 /* smtpd_tx_done - see route.h */
 void
 smtpd_tx_done(struct smtpd_session *s, const char *fmt, ...)
@@ -186,10 +202,20 @@ smtpd_tx_done(struct smtpd_session *s, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
+	if (s->tx != NULL)
+		tx_outcomes(s, line);
 	smtpd_reply(s, "%s", line);
 	tx_end(s);
 	if (!s->in_route)
 		smtpd_resume(s);
+}
+
+/* smtpd_tx_set_relay - see route.h */
+void
+smtpd_tx_set_relay(struct smtpd_session *s, const char *relay)
+{
+	if (s->tx != NULL)
+		str_copy(s->tx->relay, relay, sizeof(s->tx->relay));
 }
 
 /* smtpd_tx_store_failed - see route.h */
@@ -412,6 +438,8 @@ cmd_mail(struct smtpd_session *s, char *arg)
 	tx->smtputf8 = m.smtputf8;
 	tx->body8bit = m.body8bit;
 	tx->size_param = m.size;
+	tx->since = time(NULL);
+	str_copy(tx->relay, "none", sizeof(tx->relay));
 	s->tx = tx;
 	smtpd_enter_state(s, ST_MAIL);
 	{
@@ -491,11 +519,23 @@ smtpd_rcpt_answer(struct smtpd_session *s, const char *fmt, ...)
 	s->tx->pending = NULL;
 	if (reply[0] == '2')
 		tx_add_rcpt(s->tx, p);
+	else
+		log_outcome(s->tx->id, p->shown, s->tx->relay, s->tx->since,
+		    NULL, "refused", reply);
 	pending_free(p);
 	smtpd_reply(s, "%s", reply);
 	tx_state(s);
 	if (!s->in_route)
 		smtpd_resume(s);
+}
+
+/* rcpt_refuse - we refuse a recipient: the reply and its outcome line */
+static void
+rcpt_refuse(struct smtpd_session *s, const char *shown, const char *reply)
+{
+	log_outcome(s->tx->id, shown, "none", s->tx->since, NULL,
+	    "refused", reply);
+	smtpd_reply(s, "%s", reply);
 }
 
 static void
@@ -519,7 +559,7 @@ cmd_rcpt(struct smtpd_session *s, char *arg)
 		return;
 	}
 	if (tx->nrcpts >= smtpd.cfg->max_recipients) {
-		smtpd_reply(s, "452 4.5.3 Too many recipients");
+		rcpt_refuse(s, shown, "452 4.5.3 Too many recipients");
 		return;
 	}
 	if (!addr_key(&a, key, sizeof(key))) {
@@ -533,14 +573,14 @@ cmd_rcpt(struct smtpd_session *s, char *arg)
 	}
 	if (!routers[s->role](s, &a, key, shown, &pick)) {
 		expansion_free(&pick.exp);
-		smtpd_reply(s, "%s", pick.refusal);
+		rcpt_refuse(s, shown, pick.refusal);
 		return;
 	}
 	if (tx->route != NULL && strcmp(pick.key, tx->route_key) != 0) {
 		/* doc/protocol.md "Routes": one route per transaction */
 		expansion_free(&pick.exp);
-		smtpd_reply(s, "452 4.5.3 send this recipient in a separate "
-		    "transaction");
+		rcpt_refuse(s, shown, "452 4.5.3 send this recipient in a "
+		    "separate transaction");
 		return;
 	}
 	p = xcalloc(1, sizeof(*p));
@@ -731,8 +771,11 @@ data_end(struct smtpd_session *s)
 		bsnprintf(refusal, sizeof(refusal), "554 5.4.6 Mail loop: already "
 		    "delivered to <%s>", loop);
 	if (tx->route->end == NULL) {
-		smtpd_reply(s, "%s", refusal[0] ? refusal :
-		    "554 5.3.0 No route takes this message");
+		if (refusal[0] == '\0')
+			str_copy(refusal, "554 5.3.0 No route takes this message",
+			    sizeof(refusal));
+		tx_outcomes(s, refusal);
+		smtpd_reply(s, "%s", refusal);
 		tx_end(s);
 		return;
 	}

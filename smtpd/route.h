@@ -49,6 +49,12 @@ struct mailaddr;
  */
 struct smtpd_route_ops {
 	const char *name;
+	/*
+	 * outcome - the status= of a recipient whose message this route took
+	 * (doc/chamoisd.8 LOGGING): "sent", "forwarded"; NULL when the route
+	 * logs the outcomes itself later (the queue)
+	 */
+	const char *outcome;
 	/* keeps_body - the route stores the message: DATA needs spool room */
 	bool keeps_body;
 	/*
@@ -121,6 +127,11 @@ void smtpd_data_go(struct smtpd_session *);
  */
 void smtpd_tx_done(struct smtpd_session *, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/*
+ * smtpd_tx_set_relay - the relay= of this transaction's outcome lines:
+ * "local", or log_relay()'s HOST[IP]:PORT (the default is "none")
+ */
+void smtpd_tx_set_relay(struct smtpd_session *, const char *relay);
 /* smtpd_tx_store_failed - the route could not keep the body (errno) */
 void smtpd_tx_store_failed(struct smtpd_session *, int error);
 /*

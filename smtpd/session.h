@@ -72,6 +72,8 @@ struct smtpd_tx {
 	struct body body;		/* the message, kept for local mailboxes */
 	bool too_big;
 	int store_errno;		/* the body could not be kept: why */
+	time_t since;			/* MAIL: the outcome lines' delay */
+	char relay[LOG_RELAY_MAX];	/* whom the route contacted, "none" */
 };
 
 #define SMTPD_ROUTES_MAX	4	/* routes one session may use */
