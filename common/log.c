@@ -220,13 +220,21 @@ log_outcome(const char *id, const char *to, const char *relay, time_t since,
 	    log_text(t, sizeof(t), reply));
 }
 
-/* log_relay - see log.h */
+/* log_relay - see log.h; addr "[IP]:PORT" or "IP:PORT" */
 const char *
 log_relay(char *buf, size_t size, const char *host, const char *addr)
 {
-	char h[LOG_ESC(255)], a[LOG_ESC(63)];
+	char h[LOG_ESC(255)], a[LOG_ESC(63)], ip[64];
+	const char *port = addr ? strrchr(addr, ':') : NULL;
 
+	if (addr == NULL || addr[0] == '[' || port == NULL) {
+		snprintf(buf, size, "%s%s", log_field(h, sizeof(h), host),
+		    log_field(a, sizeof(a), addr));
+		return buf;
+	}
+	/* "IP:PORT" (IPv4) as "[IP]:PORT" */
+	snprintf(ip, sizeof(ip), "[%.*s]%s", (int)(port - addr), addr, port);
 	snprintf(buf, size, "%s%s", log_field(h, sizeof(h), host),
-	    log_field(a, sizeof(a), addr));
+	    log_field(a, sizeof(a), ip));
 	return buf;
 }

@@ -145,20 +145,56 @@ def test_remote_replies_cannot_forge_the_outcome_line(fwd_env, qbins, tmp_path):
     assert out["eod"].startswith("250"), out
     sendmail_ok(qbins, d, ["nobody@remote.test"],
                 "From: root@example.test\nSubject: queued\n\nhi\n")
-    wait_until(lambda: "queue delivery to=<nobody@remote.test> result=failed" in d.log(),
+    wait_until(lambda: re.search(r" to=<nobody@remote\.test> .* status=bounced ", d.log()),
                30, what="the queued failure")
     assert_no_forgery(d, "remote replies")
     lines = {name: [f for line, f in log_fields(d.log()) if pat.search(line)]
              for name, pat in (("rcpt", re.compile(r" forward rcpt to=<fwd@\S+ target=\S+ result=")),
                                ("result", re.compile(r" forward result=")),
-                               ("queue", re.compile(r" queue delivery to=<nobody@")))}
+                               ("queue", re.compile(r" to=<nobody@\S+ relay=")),
+                               # the outcome lines of the forwarded recipients
+                               ("refused", re.compile(r" to=<fwd@\S+ relay=")),
+                               ("forwarded", re.compile(r" to=<ok@\S+ relay=")))}
+    outcome = ("to", "relay", "delay", "dsn", "status", "(reply)")
     for name, want in (("rcpt", ("to", "target", "result")),
                        ("result", ("result", "remote")),
-                       ("queue", ("to", "result", "status", "remote", "reply"))):
+                       ("queue", outcome), ("refused", outcome), ("forwarded", outcome)):
         assert len(lines[name]) == 1, (name, d.log()[-3000:])
         keys = [k for k, _ in lines[name][0]]
         assert keys == list(want), (name, keys)
+    for name, status in (("queue", "bounced"), ("refused", "refused"),
+                         ("forwarded", "forwarded")):
+        f = dict(lines[name][0])
+        assert f["status"] == status, (name, f)
+        assert re.fullmatch(r"[^\[\]]+\[127\.0\.0\.\d+\]:\d+", f["relay"]), (name, f)
+        assert "1.2.3.4" in f["(reply)"], (name, f)
     q = dict(lines["queue"][0])
-    assert q["result"] == "failed" and q["status"] == "5.1.1", q
-    assert q["remote"] == "mx1.remote.test", q
+    assert q["status"] == "bounced" and q["dsn"] == "5.1.1", q
+    assert q["relay"].startswith("mx1.remote.test[127.0.0.2]:"), q
     assert re.fullmatch(r"127\.0\.0\.2:\d+", dict(lines["result"][0])["remote"]), lines
+
+
+def test_recipient_cannot_forge_the_outcome_line(mx):
+    """An unknown recipient whose quoted local part holds a whole outcome
+    line, ')' and CR: its refused line has one field of each key and the
+    address stays inside to=<...>."""
+    for p in PAYLOADS:
+        c = mx.dialog(timeout=3)
+        try:
+            c.cmd("EHLO client.test", "250")
+            c.cmd("MAIL FROM:<joe@sender.test>", "250")
+            c.send(("RCPT TO:<%s>\r\n" % quoted_local("no" + p)).encode())
+            c.read_reply()
+            c.cmd("QUIT", "221")
+        except (ConnectionError, AssertionError, OSError):
+            pass
+        finally:
+            c.close()
+    wait_until(lambda: mx.log().count("status=refused") >= 3, 20, what="refused lines")
+    assert_no_forgery(mx, "recipients")
+    refused = [f for line, f in log_fields(mx.log()) if "status=refused" in line]
+    assert len(refused) >= 3, mx.log()[-3000:]
+    for f in refused:
+        keys = [k for k, _ in f]
+        assert keys == ["to", "relay", "delay", "dsn", "status", "(reply)"], f
+        assert dict(f)["relay"] == "none" and dict(f)["status"] == "refused", f
