@@ -578,8 +578,12 @@ static void
 fwd_failed(struct fwd *f, enum smtp_fail why, const struct smtp_reply *r)
 {
 	struct smtpd_session *s = f->s;
-	char reply[512];
+	char reply[512], esc[LOG_ESC(DOMAIN_MAX)], t[LOG_ESC(160)];
 
+	if (why == SMTP_FAIL_UNREACHABLE)
+		log_info("%s forward unreachable domain=%s last=\"%s\"",
+		    smtpd_session_idstr(s), log_field(esc, sizeof(esc), f->domain),
+		    log_text(t, sizeof(t), smtp_client_last_error(f->c)));
 	smtp_client_free(f->c);	/* safe inside its callback */
 	f->c = NULL;
 	f->state = FS_DEAD;

@@ -70,6 +70,7 @@ struct smtp_client {
 	size_t reply_octets;
 	struct smtp_reply last_refusal;	/* the last greeting/EHLO refusal */
 	bool reached;			/* some target greeted us with 2xx */
+	char last_error[160];		/* "connect ADDR:PORT: strerror" */
 	struct pending_list queue;	/* commands not yet answered */
 	bool body_bol;			/* body output is at a line start */
 	bool notify_drain;
@@ -964,6 +965,23 @@ client_event(struct smtp_client *c, struct bufferevent *bev, short what)
 		client_next(c, buf);
 		return;
 	}
+	if (c->state == CS_CONNECT) {
+		/* the connect's own error (libevent keeps it for the deferred cb) */
+		int e = EVUTIL_SOCKET_ERROR();
+
+		snprintf(c->last_error, sizeof(c->last_error), "connect %s: %s",
+		    c->caps.addr, (what & BEV_EVENT_TIMEOUT) ? "timeout" :
+		    e ? strerror(e) : "connection failed");
+		client_next(c, c->last_error);
+		return;
+	}
 	client_next(c, (what & BEV_EVENT_TIMEOUT) ? "timeout" :
 	    (what & BEV_EVENT_EOF) ? "connection closed" : "connection failed");
+}
+
+/* smtp_client_last_error - see client.h */
+const char *
+smtp_client_last_error(const struct smtp_client *c)
+{
+	return c->last_error;
 }

@@ -128,6 +128,11 @@ void smtp_client_quit(struct smtp_client *);
 /* smtp_clients_shutdown - at exit: close the clients still quitting */
 void smtp_clients_shutdown(void);
 const struct smtp_caps *smtp_client_caps(const struct smtp_client *);
+/*
+ * smtp_client_last_error - why the last connect failed, "connect
+ * ADDR:PORT: strerror(errno)" (doc/chamoisd.8 LOGGING), or ""
+ */
+const char *smtp_client_last_error(const struct smtp_client *);
 void smtp_client_mail(struct smtp_client *, const char *from, const char *params);
 void smtp_client_rcpt(struct smtp_client *, const char *to);
 void smtp_client_data(struct smtp_client *);

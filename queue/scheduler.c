@@ -917,6 +917,10 @@ remote_client_cb(void *arg, enum smtp_client_event ev, enum smtp_cmd cmd,
 		if (r && r->code)
 			snprintf(line, sizeof(line), "%d %s %s", r->code,
 			    r->esc[0] ? r->esc : status, r->text);
+		else if (why == SMTP_FAIL_UNREACHABLE &&
+		    smtp_client_last_error(g->c)[0] != '\0')
+			snprintf(line, sizeof(line), "no mail server could be "
+			    "reached (%s)", smtp_client_last_error(g->c));
 		else
 			snprintf(line, sizeof(line), "%s", why == SMTP_FAIL_UNREACHABLE ?
 			    "no mail server could be reached" : why == SMTP_FAIL_TIMEOUT ?
