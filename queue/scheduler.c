@@ -1330,6 +1330,8 @@ attempt_finish(struct qentry *e)
 				r->state = RS_FAILED;
 				log_info("%s queue expired to=<%s>", e->msg.id,
 				    log_field(f1, sizeof(f1), r->addr));
+				log_outcome(e->msg.id, r->addr, "none",
+				    e->msg.created, r->status, "bounced", why);
 			} else if (r->state == RS_DEFERRED) {
 				/* expiry and the delay notice come on time */
 				r->next_attempt = plan.next;
