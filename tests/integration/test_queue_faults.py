@@ -32,7 +32,7 @@ def test_unreadable_body_backs_off_and_sigterm_stops(chamoisd, qbins):
     d = ready(chamoisd(mailboxes=MAILBOXES))
     # the DNS server is a dead port: the remote recipient is deferred
     sendmail_ok(qbins, d, ["carol@remote.test"], "Subject: lost body\n\nhello\n")
-    wait_until(lambda: "result=deferred" in d.log(), 15, what="first deferral")
+    wait_until(lambda: "status=deferred" in d.log(), 15, what="first deferral")
     msg_id = [l for l in d.log().splitlines() if "queue stored" in l][0].split()[2]
     assert d.stop() == 0
     part = d.queue_dir / "db" / ("__dbp.bodies.db.%03d" % int(msg_id[0], 16))
@@ -47,7 +47,7 @@ def test_unreadable_body_backs_off_and_sigterm_stops(chamoisd, qbins):
     time.sleep(3)
     failures = d.log().count("cannot read the body") - before
     assert failures <= 3, "%d failed reads in about 3 s" % failures
-    assert "status=4.3.0" in d.log()
+    assert "dsn=4.3.0 status=deferred" in d.log()
     # a deferred recipient, waiting for its next attempt, as after a 4xx
     out = ctl_ok(qbins, d, "queue")
     assert " deferred attempts=" in out, out
