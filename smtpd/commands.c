@@ -779,6 +779,8 @@ data_end(struct smtpd_session *s)
 		tx_end(s);
 		return;
 	}
+	if (refusal[0] != '\0')	/* our refusal: nothing contacted for it */
+		str_copy(tx->relay, "none", sizeof(tx->relay));
 	s->in_route++;
 	tx->route->end(s, refusal[0] ? refusal : NULL);
 	s->in_route--;
