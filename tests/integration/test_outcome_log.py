@@ -72,6 +72,16 @@ def test_unknown_user_and_relay_denied_are_refused_by_us(mx):
     assert o["dsn"].startswith("5.") and o["reply"] == out["rcpt"][1], (o, out)
 
 
+def test_refused_at_the_dot_by_us(chamoisd):
+    d = chamoisd(max_message_size=2000)
+    big = crlf(sample_message("big", body=("y" * 70 + "\n") * 60))
+    out = transaction(d, "joe@sender.test", ["alice@example.test"], big)
+    assert out["eod"].startswith("552"), out
+    o = one_outcome(d, "alice@example.test")
+    assert (o["relay"], o["status"], o["dsn"]) == ("none", "refused", "5.3.4"), o
+    assert not d.messages("alice@example.test")
+
+
 def test_forwarded_and_refused_by_the_remote(fwd_env):
     fwd_env.remote("remote.test", rcpt={"carol@remote.test": "550 5.1.1 no such user"})
     fwd_env.remote("dot.test", eod="554 5.7.1 content refused")
