@@ -17,6 +17,7 @@ from harness import crlf, sample_message, wait_until
 from peers.fail2ban import log_fields
 from peers.remote import fwd_env, transaction  # noqa: F401
 from peers.queue_util import MAILBOXES, qbins, sendmail_ok, wait_ready  # noqa: F401
+from peers.sasl import ALICE, USERS, submission_daemon
 
 OUTCOME = re.compile(r"^\S+ chamoisd: (?P<id>[0-9a-f.]+|[0-9A-Za-z]+) to=<(?P<to>[^<>\s]*)> "
                      r"relay=(?P<relay>\S+) delay=(?P<delay>\d+) "
@@ -128,6 +129,27 @@ def test_queued_sent_local_deferred_bounced(fwd_env, qbins):
     # a local recipient without a mailbox fails at once: its line too
     o = one_outcome(d, "ghost@example.test")
     assert (o["status"], o["relay"], o["dsn"]) == ("bounced", "none", "5.1.1"), o
+
+
+def test_submission_queued_then_delivered(fwd_env, tmp_path):
+    """Port 587: no outcome at the dot (the queue took it), then one line per
+    recipient for the delivery, remote and local."""
+    fwd_env.remote("remote.test")
+    sub = submission_daemon(fwd_env.daemon, tmp_path / "sasl")
+    s = sub.smtp_tls()
+    try:
+        s.login(ALICE, USERS[ALICE])
+        refused = s.sendmail(ALICE, ["carol@remote.test", "bob@example.test"],
+                             crlf("From: %s\nSubject: sub\n\nhi\n" % ALICE))
+        s.quit()
+    finally:
+        s.close()
+    assert refused == {}, refused
+    d = sub.d
+    o = one_outcome(d, "carol@remote.test")
+    assert (o["status"], o["dsn"]) == ("sent", "2.0.0") and REMOTE_RELAY.fullmatch(o["relay"]), o
+    o = one_outcome(d, "bob@example.test")
+    assert (o["status"], o["relay"]) == ("sent", "local"), o
 
 
 def test_failed_connect_names_address_port_and_errno(fwd_env, qbins):
