@@ -163,6 +163,17 @@ def test_failed_connect_names_address_port_and_errno(fwd_env, qbins):
     assert 'reason="%s"' % want in d.log(), d.log()[-2000:]
 
 
+def test_forward_to_a_dead_port_names_it(fwd_env):
+    r = fwd_env.closed_remote("down.test")
+    d = fwd_env.daemon(aliases={"fwd@example.test": ["x@down.test"]})
+    out = transaction(d, "joe@sender.test", ["fwd@example.test"], msg("down"))
+    assert out["rcpt"][0].startswith("451 4.4.1"), out
+    o = one_outcome(d, "fwd@example.test")
+    assert (o["status"], o["dsn"]) == ("refused", "4.4.1"), o
+    want = "connect %s:%d: Connection refused" % (r.address, fwd_env.remote_port)
+    assert 'forward unreachable domain=down.test last="%s"' % want in d.log(), d.log()[-2000:]
+
+
 # --------------------------------------------------------------------------
 # journald, options
 
