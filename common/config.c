@@ -534,6 +534,20 @@ config_check(struct parser *p)
 struct config *
 config_load(const char *path, config_problem_fn fn, void *arg)
 {
+	int problems;
+	struct config *c = config_load_checked(path, fn, arg, &problems);
+
+	if (c != NULL && problems) {
+		config_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+struct config *
+config_load_checked(const char *path, config_problem_fn fn, void *arg,
+    int *problems)
+{
 	struct parser p;
 	struct config *c;
 	FILE *f;
@@ -545,6 +559,7 @@ config_load(const char *path, config_problem_fn fn, void *arg)
 	p.file = path;
 	p.fn = fn;
 	p.arg = arg;
+	*problems = 1;
 	if ((f = fopen(path, "r")) == NULL) {
 		config_problem(fn, arg, path, 0, "cannot open: %s", strerror(errno));
 		return NULL;
@@ -573,10 +588,7 @@ config_load(const char *path, config_problem_fn fn, void *arg)
 	free(line);
 	fclose(f);
 	config_check(&p);
-	if (p.problems) {
-		config_free(c);
-		return NULL;
-	}
+	*problems = p.problems;
 	c->last_line = p.line;
 	return c;
 }

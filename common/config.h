@@ -81,6 +81,14 @@ typedef void (*config_problem_fn)(void *arg, const char *line);
  */
 struct config *config_load(const char *path, config_problem_fn fn, void *arg);
 /*
+ * config_load_checked - the same, but the config is returned even with
+ * problems (their count in *problems), so that chamoisd -n can go on
+ * checking what the keys that were read name; NULL only if the file
+ * cannot be read.
+ */
+struct config *config_load_checked(const char *path, config_problem_fn fn,
+    void *arg, int *problems);
+/*
  * config_ref - one more holder of c (a session, a job, a connection, a
  * module or the tables that keep pointers into it across a SIGHUP); each
  * holder ends with config_free, and the last one frees it.  Event-loop
