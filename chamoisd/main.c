@@ -231,7 +231,7 @@ load_all(const char *path, config_problem_fn fn, config_problem_fn warn,
 {
 	struct config *c;
 	int problems, r;
-	bool ok = true;
+	bool ok = true, tables;
 	char err[512];
 
 	*cp = NULL;
@@ -239,9 +239,11 @@ load_all(const char *path, config_problem_fn fn, config_problem_fn warn,
 	*mx = *sub = NULL;
 	if ((c = config_load_checked(path, fn, NULL, &problems)) == NULL)
 		return false;
+	/* without domains every mailbox line would be reported */
+	tables = c->mailboxes && (problems == 0 || c->ndomains > 0);
 	if (problems)
 		ok = false;
-	if (c->mailboxes && (*tp = tables_load(c, fn, NULL)) == NULL)
+	if (tables && (*tp = tables_load(c, fn, NULL)) == NULL)
 		ok = false;
 	if (c->tls_cert && c->tls_key) {
 		if ((*mx = smtpd_tls_ctx(c->tls_cert, c->tls_key, false, err,
@@ -274,10 +276,10 @@ load_all(const char *path, config_problem_fn fn, config_problem_fn warn,
 		ok = false;
 	} else
 		check_user_access(c, warn);
-	if (problems && (c->mailboxes == NULL || c->queue_dir == NULL ||
+	if (problems && (!tables || c->queue_dir == NULL ||
 	    c->maildir_root == NULL))
 		config_problem(fn, NULL, c->path, 0, "not checked for the "
-		    "errors above:%s%s%s", c->mailboxes ? "" : " the tables",
+		    "errors above:%s%s%s", tables ? "" : " the tables",
 		    c->queue_dir ? "" : " queue_dir",
 		    c->maildir_root ? "" : " maildir_root");
 	*cp = c;
