@@ -4,7 +4,8 @@
  *
  * chamoisd [-f FILE] [-d] [-n] [-v]   (chamoisd(8))
  *
- * Start-up (main): the config, tables and TLS contexts (load_all), the
+ * Start-up (main): the config, tables and TLS contexts and the checks of
+ * what they name (load_all), the
  * event base and the signals, the listeners and the local sockets (bound
  * while root), the outbound resolver and client TLS context, the
  * privilege drop, the queue, the worker threads, the loop probe
@@ -20,8 +21,14 @@
  * and let go of the old ones, which are freed once their last holder (a
  * session, a queue attempt, a connection) is done.  A config or tables
  * with errors keep the old ones; a broken certificate keeps the old
- * certificate.  A SIGHUP while a parse runs makes one more run after it.
- * Listeners keep their sockets: new listen lines need a restart.
+ * certificate ("reload done ... tls=kept-old").  A SIGHUP while a parse
+ * runs makes one more run after it.  What only start-up reads (listen,
+ * queue_dir, user, worker_threads, dns_server, srs_secret) keeps its value
+ * in force, and a change to it is logged as needing a restart
+ * (keep_start_settings).
+ *
+ * Checks (load_all): -n and the start run the same ones, each an error
+ * for both or a warning for both (chamoisd(8), CHECKS).
  *
  * SIGTERM/SIGINT: stop accepting (listeners, submit socket), the queue
  * starts no new attempt, the admin socket answers 421, idle sessions get
