@@ -224,6 +224,29 @@ def unverified_context():
     return ctx
 
 
+def peer_cert_der(d):
+    """The certificate d's mx role serves after STARTTLS (DER bytes)."""
+    with Dialog(d.host, d.port) as c:
+        c.expect("220")
+        c.cmd("EHLO client.remote.test", "250")
+        c.starttls(unverified_context())
+        return c.sock.getpeercert(binary_form=True)
+
+
+def open_dirs_to_others(d):
+    """Let other users (a `user` the daemon drops to) pass through d.dir and
+    its parents, and read the mailboxes table and the certificate; the key
+    stays the owner's only."""
+    for parent in d.dir.parents:
+        if parent == Path("/"):
+            break
+        parent.chmod(parent.stat().st_mode | 0o011)
+    d.dir.chmod(0o711)
+    for name in ("mailboxes", "cert.pem"):
+        (d.dir / name).chmod(0o644)
+    (d.dir / "key.pem").chmod(0o600)
+
+
 # --------------------------------------------------------------------------
 # addresses and Maildirs
 

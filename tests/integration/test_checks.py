@@ -6,11 +6,10 @@ certificate is in force, sasl_db problems name the file and the cause."""
 import os
 import re
 import subprocess
-from pathlib import Path
 
 import pytest
 
-from harness import Dialog, port_accepts, unverified_context, wait_log_match, wait_until
+from harness import open_dirs_to_others, peer_cert_der, port_accepts, wait_log_match, wait_until
 from peers.sasl import ALICE, USERS, plain_b64, submission_conf, submission_daemon
 
 import harness
@@ -33,14 +32,6 @@ def start_output(c, timeout=15):
 def replace_conf_line(c, prefix, new):
     lines = [new if l.startswith(prefix) else l for l in c.conf_lines()]
     c.write_conf("\n".join(lines) + "\n")
-
-
-def peer_cert_der(d):
-    with Dialog(d.host, d.port) as s:
-        s.expect("220")
-        s.cmd("EHLO client.remote.test", "250")
-        s.starttls(unverified_context())
-        return s.sock.getpeercert(binary_form=True)
 
 
 def with_submission(c, db):
@@ -119,14 +110,7 @@ def test_check_and_daemon_agree_on_a_root_only_key(chamois_conf):
     """certbot's key is root's only: both -n and the start warn (SIGHUP
     could not reload it), neither refuses."""
     c = chamois_conf(extra_conf="user nobody")
-    for parent in c.dir.parents:
-        if parent == Path("/"):
-            break
-        parent.chmod(parent.stat().st_mode | 0o011)
-    c.dir.chmod(0o711)
-    for name in ("mailboxes", "cert.pem"):
-        (c.dir / name).chmod(0o644)
-    (c.dir / "key.pem").chmod(0o600)
+    open_dirs_to_others(c)
     want = "chamois.conf:%d: warning: tls_key: user 'nobody' cannot read" % (
         c.conf_line_number("tls_key"))
     rc, out = c.check_config()

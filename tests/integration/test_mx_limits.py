@@ -14,7 +14,8 @@ import pytest
 
 from pathlib import Path
 
-from harness import ROOT, Chamoisd, Dialog, dot_stuff, sample_message, wait_until
+from harness import (ROOT, Chamoisd, Dialog, dot_stuff, open_dirs_to_others, sample_message,
+                     wait_until)
 
 
 def send_message(d, rcpt, msg=None):
@@ -217,14 +218,7 @@ def test_session_timeout_closes_a_long_session(chamoisd):
 def test_check_reports_files_the_user_cannot_reload(chamois_conf):
     """-n checks that `user` can read what SIGHUP rereads after the drop."""
     d = chamois_conf(extra_conf="user nobody")
-    for parent in d.dir.parents:
-        if parent == Path("/"):
-            break
-        parent.chmod(parent.stat().st_mode | 0o011)
-    d.dir.chmod(0o711)
-    for name in ("mailboxes", "cert.pem"):
-        (d.dir / name).chmod(0o644)
-    (d.dir / "key.pem").chmod(0o600)          # root's only
+    open_dirs_to_others(d)                    # key.pem stays root's only
     rc, out = d.check_config()
     assert rc == 0, out     # a warning, as at the daemon's start (chamoisd(8), CHECKS)
     line = d.conf_line_number("tls_key")
