@@ -434,6 +434,10 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 	smtpd_sessions_stop();
 }
 
+/*
+ * drop_privileges - become user; a daemon started as user already (the
+ * systemd unit's User=, doc/chamoisd.8 "SYSTEMD") keeps its identity
+ */
 static void
 drop_privileges(const char *user)
 {
@@ -441,6 +445,10 @@ drop_privileges(const char *user)
 
 	if (pw == NULL)
 		fatalx("user: no such user '%s'", user);
+	if (geteuid() != 0 && pw->pw_uid == geteuid() && pw->pw_uid == getuid()) {
+		log_info("running as user=%s uid=%u", user, (unsigned)pw->pw_uid);
+		return;
+	}
 	if (initgroups(pw->pw_name, pw->pw_gid) == -1 ||
 	    setgid(pw->pw_gid) == -1 || setuid(pw->pw_uid) == -1)
 		fatal("dropping privileges to %s", user);
