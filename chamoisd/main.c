@@ -146,8 +146,18 @@ check_user_access(const struct config *c, config_problem_fn fn)
 	    c->tls_key, c->sasl_db };
 	const char *const keys[] = { "mailboxes", "aliases", "tls_cert",
 	    "tls_key", "sasl_db" };
+	struct passwd *pw;
 	int bits;
 
+	if (c->user && geteuid() != 0 && (pw = getpwnam(c->user)) &&
+	    (pw->pw_uid != geteuid() || pw->pw_uid != getuid())) {
+		/* drop_privileges could not switch: say so before the start */
+		config_problem(fn, NULL, c->path, config_line(c, "user"),
+		    "user: chamoisd runs as uid %u, not root, so it cannot "
+		    "become '%s' (start it as root or as that user)",
+		    (unsigned)geteuid(), c->user);
+		return false;
+	}
 	if (c->user == NULL || (bits = unreadable_by_user(c, files,
 	    nitems(files))) <= 0)
 		return true;

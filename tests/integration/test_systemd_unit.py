@@ -290,3 +290,22 @@ def test_unprivileged_start_as_the_unit_does(tmp_path, request):
     wait_until(lambda: len(d.message_files("carol@example.test")) == 1,
                what="carol's message")
     assert d.running()
+
+
+@needs_root
+def test_check_and_start_agree_on_a_user_they_cannot_become(tmp_path):
+    """Started as nobody (not root), `user daemon` cannot be honoured:
+    -n says so on the `user` line and the daemon does not start."""
+    d = Chamoisd(tmp_path / "d", extra_conf="user daemon\n")
+    open_to("nobody", d.dir)
+    line = d.conf_line_number("user ")
+    p = subprocess.run(setpriv_as("nobody") + [str(d.binary), "-n", "-f", str(d.conf)],
+                       cwd=str(d.dir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       text=True, timeout=30)
+    assert p.returncode == 1, p.stdout
+    assert "%s:%d: user: chamoisd runs as uid %d, not root, so it cannot become 'daemon'" \
+        % (d.conf, line, pwd.getpwnam("nobody").pw_uid) in p.stdout, p.stdout
+    p = subprocess.run(setpriv_as("nobody") + [str(d.binary), "-d", "-f", str(d.conf)],
+                       cwd=str(d.dir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       text=True, timeout=30)
+    assert p.returncode == 1, p.stdout
