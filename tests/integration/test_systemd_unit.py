@@ -6,8 +6,12 @@ systemd-analyze rates the unit offline.  The unit itself cannot run here
 setpriv: chamoisd starts as an unprivileged user with only
 CAP_NET_BIND_SERVICE (ambient, the only one in the bounding set) and
 no_new_privs, as User= AmbientCapabilities= CapabilityBoundingSet=
-NoNewPrivileges= start it; it receives mail on a port below 1024 and
-reloads on SIGHUP.  The hook runs against a certbot-like tree in a temp
+NoNewPrivileges= start it, and, in a mount namespace of its own, with
+only queue_dir and maildir_root writable as ProtectSystem=strict and
+ReadWritePaths= leave it; it receives mail on a port below 1024, takes a
+local user's chamois-sendmail through the socket in queue_dir and reloads
+on SIGHUP.  The seccomp filter and the other namespaces are not
+reproduced.  The hook runs against a certbot-like tree in a temp
 folder, with CHAMOIS_RELOAD in place of `systemctl`.
 """
 
@@ -87,6 +91,26 @@ def setpriv_as(user):
             "--clear-groups", "--no-new-privs",
             "--inh-caps=-all,+" + caps, "--ambient-caps=-all,+" + caps,
             "--bounding-set=-all,+" + caps]
+
+
+# ProtectSystem=strict with ReadWritePaths= queue_dir and maildir_root:
+# in a mount namespace of its own, those two stay writable and the mounts
+# holding / and the test's folder turn read-only
+PROTECT_SYSTEM = """set -e
+for d in "$CHAMOIS_RW1" "$CHAMOIS_RW2"; do mount --bind "$d" "$d"; done
+mount -o remount,bind,ro /
+top=$(findmnt -n -o TARGET -T "$CHAMOIS_TOP")
+[ "$top" = / ] || mount -o remount,bind,ro "$top"
+exec "$@"
+"""
+
+
+def protect_system(top, *rw):
+    if shutil.which("unshare") is None or shutil.which("findmnt") is None:
+        pytest.skip("unshare or findmnt missing")
+    return ["env", "CHAMOIS_TOP=%s" % top, "CHAMOIS_RW1=%s" % rw[0],
+            "CHAMOIS_RW2=%s" % rw[1], "unshare", "--mount", "--propagation",
+            "private", "sh", "-c", PROTECT_SYSTEM, "sh"]
 
 
 def low_port():
@@ -260,8 +284,10 @@ def test_unprivileged_start_as_the_unit_does(tmp_path, request):
     d.drop_conf_key("tls_key")
     d.write_conf(d.conf.read_text() + "tls_cert %s\ntls_key %s\n"
                  % (dest / "fullchain.pem", dest / "privkey.pem"))
+    d.maildir_root.mkdir()
     open_to("nobody", d.dir)
-    d.wrapper = setpriv_as("nobody")
+    d.wrapper = (protect_system(tmp_path, d.queue_dir, d.maildir_root)
+                 + setpriv_as("nobody"))
     d.start()
     request.addfinalizer(d.stop)
 
@@ -276,6 +302,23 @@ def test_unprivileged_start_as_the_unit_does(tmp_path, request):
     wait_until(lambda: len(d.message_files("alice@example.test")) == 1,
                what="alice's message")
     assert peer_cn("127.0.0.1", port).endswith("CN = mx.example.test")
+    # queue_dir is writable in its mount namespace, everything else not
+    def touch_inside(path):
+        return subprocess.run(["nsenter", "-t", str(d.proc.pid), "-m", "touch", str(path)],
+                              stderr=subprocess.DEVNULL).returncode == 0
+    assert touch_inside(d.queue_dir / "x") and not touch_inside(d.dir / "x")
+    (d.queue_dir / "x").unlink()
+
+    # a local user outside the unit submits through the socket in queue_dir
+    other = pwd.getpwnam("daemon")
+    p = subprocess.run(["setpriv", "--reuid=%d" % other.pw_uid, "--regid=%d" % other.pw_gid,
+                        "--clear-groups", "--", str(ROOT / "bin" / "chamois-sendmail"),
+                        "-C", str(d.conf), "-i", "bob@example.test"],
+                       input=b"Subject: cron\n\nfrom cron\n", stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=30)
+    assert p.returncode == 0, p.stdout
+    wait_until(lambda: len(d.message_files("bob@example.test")) == 1,
+               timeout=20, what="bob's message through the queue")
 
     # renewal: a new key, the hook copies it and signals the daemon
     certbot_lineage(le, "mx.example.test", 2, "renewed.example.test")
