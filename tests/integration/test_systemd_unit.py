@@ -10,13 +10,16 @@ NoNewPrivileges= start it, and, in a mount namespace of its own, with
 only queue_dir and maildir_root writable as ProtectSystem=strict and
 ReadWritePaths= leave it; it receives mail on a port below 1024, takes a
 local user's chamois-sendmail through the socket in queue_dir and reloads
-on SIGHUP.  The seccomp filter and the other namespaces are not
-reproduced.  The hook runs against a certbot-like tree in a temp
+on SIGHUP, under the unit's seccomp filter (SystemCallFilter=,
+RestrictAddressFamilies=, MemoryDenyWriteExecute=; unit_seccomp.py).
+PrivateTmp=, PrivateDevices= and the other namespaces are not reproduced.  The hook runs against a certbot-like tree in a temp
 folder, with CHAMOIS_RELOAD in place of `systemctl`.
 """
 
+import ctypes.util
 import os
 import pwd
+import sys
 import grp
 import re
 import shutil
@@ -111,6 +114,15 @@ def protect_system(top, *rw):
     return ["env", "CHAMOIS_TOP=%s" % top, "CHAMOIS_RW1=%s" % rw[0],
             "CHAMOIS_RW2=%s" % rw[1], "unshare", "--mount", "--propagation",
             "private", "sh", "-c", PROTECT_SYSTEM, "sh"]
+
+
+def seccomp_as_unit(tmp_path):
+    """the unit's system call filter, address families and W^X
+    (unit_seccomp.py), when systemd-analyze and libseccomp are here"""
+    if shutil.which("systemd-analyze") is None or ctypes.util.find_library("seccomp") is None:
+        pytest.skip("systemd-analyze or libseccomp missing")
+    unit = render(UNIT_IN, tmp_path / "chamoisd.service")
+    return [sys.executable, str(Path(__file__).with_name("unit_seccomp.py")), str(unit), "--"]
 
 
 def low_port():
@@ -285,9 +297,12 @@ def test_unprivileged_start_as_the_unit_does(tmp_path, request):
     d.write_conf(d.conf.read_text() + "tls_cert %s\ntls_key %s\n"
                  % (dest / "fullchain.pem", dest / "privkey.pem"))
     d.maildir_root.mkdir()
+    # the session's copy of the binary sits in a folder only root enters
+    shutil.copy2(d.binary, tmp_path / "chamoisd")
+    d.binary = tmp_path / "chamoisd"
     open_to("nobody", d.dir)
     d.wrapper = (protect_system(tmp_path, d.queue_dir, d.maildir_root)
-                 + setpriv_as("nobody"))
+                 + setpriv_as("nobody") + seccomp_as_unit(tmp_path))
     d.start()
     request.addfinalizer(d.stop)
 
@@ -296,6 +311,8 @@ def test_unprivileged_start_as_the_unit_does(tmp_path, request):
     assert set(int(u) for u in uids) == {nobody.pw_uid}
     capeff = [l for l in status.splitlines() if l.startswith("CapEff:")][0].split()[1]
     assert int(capeff, 16) == 1 << 10   # CAP_NET_BIND_SERVICE only
+    assert re.search(r"^NoNewPrivs:\s+1$", status, re.M), status
+    assert re.search(r"^Seccomp:\s+2$", status, re.M), status   # a filter
     assert "running as user=nobody uid=%d" % nobody.pw_uid in d.log()
 
     deliver("127.0.0.1", port, "alice@example.test")
