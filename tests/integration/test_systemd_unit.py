@@ -303,6 +303,10 @@ def test_unprivileged_start_as_the_unit_does(tmp_path, request):
     open_to("nobody", d.dir)
     d.wrapper = (protect_system(tmp_path, d.queue_dir, d.maildir_root)
                  + setpriv_as("nobody") + seccomp_as_unit(tmp_path))
+    # ExecStartPre=chamoisd -n, under the same restrictions
+    p = subprocess.run(d.wrapper + [str(d.binary), "-n", "-f", str(d.conf)], cwd=str(d.dir),
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=30)
+    assert p.returncode == 0 and "configuration OK" in p.stdout, p.stdout
     d.start()
     request.addfinalizer(d.stop)
 
