@@ -92,6 +92,10 @@ run: $(PROGRAMS)
 	@echo "    swaks --server 127.0.0.1:2587 --tls --auth-user demo@chamois.test --auth-password demo --from demo@chamois.test --to sink@[127.0.0.1]"
 	bin/chamoisd -d -f run/chamois.conf
 
+# the paths in etc/*.in (the unit, the certbot hook)
+ETC_SED = sed -e 's|@SBINDIR@|$(PREFIX)/sbin|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+	-e 's|@LOCALSTATEDIR@|$(LOCALSTATEDIR)|g'
+
 install: $(PROGRAMS)
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin \
 		$(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man8 \
@@ -104,8 +108,10 @@ install: $(PROGRAMS)
 	install -m 644 doc/chamois-sendmail.8 $(DESTDIR)$(PREFIX)/share/man/man8/chamois-sendmail.8
 	install -m 644 doc/chamois.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/chamois.conf.5
 	install -m 644 etc/chamois.conf.sample $(DESTDIR)$(SYSCONFDIR)/chamois/chamois.conf.sample
-	sed -e 's|@SBINDIR@|$(PREFIX)/sbin|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
-		etc/chamoisd.service.in > $(DESTDIR)$(PREFIX)/lib/systemd/system/chamoisd.service
+	$(ETC_SED) etc/chamoisd.service.in > $(DESTDIR)$(PREFIX)/lib/systemd/system/chamoisd.service
+	install -d $(DESTDIR)$(PREFIX)/share/chamois
+	$(ETC_SED) etc/certbot-deploy-hook.in > $(DESTDIR)$(PREFIX)/share/chamois/certbot-deploy-hook
+	chmod 755 $(DESTDIR)$(PREFIX)/share/chamois/certbot-deploy-hook
 
 # libFuzzer targets (tests/fuzz/README.md): each runs FUZZ_SECONDS seconds
 FUZZ_SECONDS ?= 60

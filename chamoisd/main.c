@@ -157,8 +157,18 @@ check_user_access(const struct config *c, config_problem_fn fn)
 	    c->tls_key, c->sasl_db };
 	const char *const keys[] = { "mailboxes", "aliases", "tls_cert",
 	    "tls_key", "sasl_db" };
+	struct passwd *pw;
 	int bits;
 
+	if (c->user && geteuid() != 0 && (pw = getpwnam(c->user)) &&
+	    (pw->pw_uid != geteuid() || pw->pw_uid != getuid())) {
+		/* drop_privileges could not switch: say so before the start */
+		config_problem(fn, NULL, c->path, config_line(c, "user"),
+		    "user: chamoisd runs as uid %u, not root, so it cannot "
+		    "become '%s' (start it as root or as that user)",
+		    (unsigned)geteuid(), c->user);
+		return false;
+	}
 	if (c->user == NULL || (bits = unreadable_by_user(c, files,
 	    nitems(files))) <= 0)
 		return true;
@@ -634,6 +644,10 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 	smtpd_sessions_stop();
 }
 
+/*
+ * drop_privileges - become user; a daemon started as user already (the
+ * systemd unit's User=, doc/chamoisd.8 "SYSTEMD") keeps its identity
+ */
 static void
 drop_privileges(const char *user)
 {
@@ -641,6 +655,10 @@ drop_privileges(const char *user)
 
 	if (pw == NULL)
 		fatalx("user: no such user '%s'", user);
+	if (geteuid() != 0 && pw->pw_uid == geteuid() && pw->pw_uid == getuid()) {
+		log_info("running as user=%s uid=%u", user, (unsigned)pw->pw_uid);
+		return;
+	}
 	if (initgroups(pw->pw_name, pw->pw_gid) == -1 ||
 	    setgid(pw->pw_gid) == -1 || setuid(pw->pw_uid) == -1)
 		fatal("dropping privileges to %s", user);

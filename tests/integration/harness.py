@@ -300,6 +300,7 @@ class Chamoisd:
         self.proc = None
         self.stopped = False
         self.killed = False
+        self.wrapper = []   # a command chamoisd runs under (e.g. setpriv)
         self.queue_dir.mkdir(exist_ok=True)
 
         write_table(self.mailboxes_path, mailboxes)
@@ -372,7 +373,7 @@ class Chamoisd:
         self.stopped = False
         self._logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [str(self.binary), "-d", "-f", str(self.conf)],
+            self.wrapper + [str(self.binary), "-d", "-f", str(self.conf)],
             stdin=subprocess.DEVNULL, stdout=self._logf, stderr=self._logf,
             cwd=str(self.dir))
         deadline = time.monotonic() + timeout
