@@ -145,6 +145,25 @@ unreadable_by_user(const struct config *c, const char *const *files, size_t n)
 }
 
 /*
+ * check_user_switch - an error for -n and the start alike: a chamoisd not
+ * started as root can only stay the user it is (drop_privileges)
+ */
+static bool
+check_user_switch(const struct config *c, config_problem_fn fn)
+{
+	struct passwd *pw;
+
+	if (c->user == NULL || geteuid() == 0 ||
+	    (pw = getpwnam(c->user)) == NULL ||
+	    (pw->pw_uid == geteuid() && pw->pw_uid == getuid()))
+		return true;
+	config_problem(fn, NULL, c->path, config_line(c, "user"),
+	    "user: chamoisd runs as uid %u, not root, so it cannot become '%s' "
+	    "(start it as root or as that user)", (unsigned)geteuid(), c->user);
+	return false;
+}
+
+/*
  * check_user_access - the files SIGHUP rereads, as the user will read
  * them; a warning (chamoisd(8), "CHECKS"): what was read at start stays
  * in force.  A file this process cannot read either is left to its own
@@ -157,18 +176,8 @@ check_user_access(const struct config *c, config_problem_fn fn)
 	    c->tls_key, c->sasl_db };
 	const char *const keys[] = { "mailboxes", "aliases", "tls_cert",
 	    "tls_key", "sasl_db" };
-	struct passwd *pw;
 	int bits;
 
-	if (c->user && geteuid() != 0 && (pw = getpwnam(c->user)) &&
-	    (pw->pw_uid != geteuid() || pw->pw_uid != getuid())) {
-		/* drop_privileges could not switch: say so before the start */
-		config_problem(fn, NULL, c->path, config_line(c, "user"),
-		    "user: chamoisd runs as uid %u, not root, so it cannot "
-		    "become '%s' (start it as root or as that user)",
-		    (unsigned)geteuid(), c->user);
-		return false;
-	}
 	if (c->user == NULL || (bits = unreadable_by_user(c, files,
 	    nitems(files))) <= 0)
 		return true;
@@ -291,7 +300,9 @@ load_all(const char *path, config_problem_fn fn, config_problem_fn warn,
 		    "user: no such user '%s'",
 		    c->user);
 		ok = false;
-	} else
+	} else if (!check_user_switch(c, fn))
+		ok = false;
+	else
 		check_user_access(c, warn);
 	if (problems && (!tables || c->queue_dir == NULL ||
 	    c->maildir_root == NULL))
