@@ -68,6 +68,7 @@
 #include "../queue/route.h"
 #include "../queue/submit.h"
 #include "../submission/submission.h"
+#include "metrics.h"
 #include "../smtpd/smtpd.h"
 
 #define STOP_CHECK_MS	25	/* while stopping: how often idleness is asked */
@@ -426,6 +427,7 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 	smtpd_listeners_stop();
 	submit_stop();
 	admin_stop();
+	metrics_listen_stop();
 	queue_stop();
 	root.grace_ev = evtimer_new(root.base, grace_cb, NULL);
 	evtimer_add(root.grace_ev, &grace);
@@ -618,7 +620,8 @@ main(int argc, char **argv)
 	}
 	/* the local sockets are bound before privileges are dropped */
 	if (submit_init(root.base, root.cfg, root.tables, err, sizeof(err)) == -1 ||
-	    admin_init(root.base, root.cfg, err, sizeof(err)) == -1) {
+	    admin_init(root.base, root.cfg, err, sizeof(err)) == -1 ||
+	    metrics_listen_init(root.base, root.cfg, err, sizeof(err)) == -1) {
 		fprintf(stderr, "%s: %s\n", root.cfg->path, err);
 		return 1;
 	}
@@ -653,6 +656,7 @@ main(int argc, char **argv)
 	worker_shutdown();
 	submit_shutdown();
 	admin_shutdown();
+	metrics_listen_shutdown();
 	queue_shutdown();
 	if (root.cfg->sasl_db)
 		sub_sasl_shutdown();
