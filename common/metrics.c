@@ -44,10 +44,10 @@ metrics_connection(enum listen_role r)
 }
 
 void
-metrics_message(enum metrics_route r, enum metrics_outcome o)
+metrics_message(enum metrics_route r, enum metrics_outcome o, size_t n)
 {
 	if (r < MR_COUNT && o < MO_COUNT)
-		m.messages[r][o]++;
+		m.messages[r][o] += n;
 }
 
 void

@@ -31,7 +31,8 @@ enum metrics_outcome {
 };
 
 void metrics_connection(enum listen_role);
-void metrics_message(enum metrics_route, enum metrics_outcome);
+/* metrics_message - n recipients of route had outcome */
+void metrics_message(enum metrics_route, enum metrics_outcome, size_t n);
 /* metrics_rcpt_refused - an RCPT answered 4xx/5xx (reply's first digit) */
 void metrics_rcpt_refused(enum listen_role, char reply_class);
 /* metrics_tls - a handshake done: inbound or outbound, SSL_get_version() */

@@ -156,7 +156,7 @@ step_done(void *arg)
 
 	if (lc->step == LOCAL_DELIVER) {
 		metrics_message(MR_LOCAL, d->result == RES_OK ? MO_DELIVERED :
-		    MO_DEFERRED);
+		    MO_DEFERRED, d->ncopies);
 		if (d->result == RES_OK) {
 			for (size_t i = 0; i < d->ncopies; i++)
 				log_info("%s delivery mailbox=%s result=delivered "

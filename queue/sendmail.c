@@ -14,7 +14,8 @@
  *
  * Exit codes (sysexits.h): 0 queued; 64 usage or no recipients; 65 the
  * message or an address was refused (5xx); 70 a protocol error; 75 a
- * temporary failure (chamoisd not running, 4xx): try again later.
+ * temporary failure (chamoisd not running, 4xx): try again later; 77 mailq
+ * by a user the admin socket does not serve.
  */
 #include <errno.h>
 #include <pwd.h>
