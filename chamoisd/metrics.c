@@ -4,9 +4,11 @@
  * (doc/chamoisd.8, "METRICS"), served by libevent's evhttp on the loop.
  * Bounded: request headers METRICS_HEADERS_MAX octets, no body, a
  * connection idle METRICS_TIMEOUT seconds is closed; anything but
- * GET /metrics is 404 (another method: 405, evhttp's own answer).  The
- * page is built in one go: it holds a bounded number of series (the
- * forward target table is capped).
+ * GET /metrics is 404 (another method: 501, over-long headers: 400,
+ * evhttp's own answers).  The page is built in one go: it holds a
+ * bounded number of series (the forward target table is capped).
+ * libevent 2.1's evhttp has no cap on open connections: they are bounded
+ * by the timeout and the open-file limit only (bind to loopback).
  */
 #include <errno.h>
 #include <stdlib.h>
