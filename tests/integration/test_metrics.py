@@ -1,7 +1,7 @@
 """metrics_listen (doc/chamoisd.8, "METRICS"): OpenMetrics text at GET
 /metrics from a real chamoisd after real traffic: a local delivery, a refused
-RCPT, a forward to a remote that refuses (peers/remote.py), a message queued
-for a remote that is down; what a user would check on the page, and what the
+RCPT, a forward to a remote that refuses (peers/remote.py), a STARTTLS, a
+message queued for a remote that is down; what a user would check on the page, and what the
 endpoint refuses (another path, an over-long request header)."""
 
 import re
@@ -64,6 +64,12 @@ def test_metrics_after_traffic(fwd_env):
     assert_reply(out["rcpt"][0], "550 5.1.1")
     out = transaction(d, "joe@sender.test", ["fwd@example.test"], sample_message("fwd"))
     assert_reply(out["rcpt"][0], "550 5.1.1", "no carol here")
+    with d.dialog() as c:
+        c.cmd("EHLO client.sender.test", "250")
+        c.starttls()
+        tls_in = c.tls_version()
+        c.cmd("EHLO client.sender.test", "250")
+        c.cmd("QUIT", "221")
     msg = b"From: joe@example.test\nSubject: queued\n\nfor a host that is down\n"
     p = subprocess.run([str(ROOT / "bin" / "chamois-sendmail"), "-C", str(d.conf), "-i",
                         "-f", "joe@example.test", "--", "dan@down.test"],
@@ -80,8 +86,8 @@ def test_metrics_after_traffic(fwd_env):
 
     status, ctype, _ = get(port)
     assert status == 200 and ctype.startswith("application/openmetrics-text"), ctype
-    # three SMTP sessions on the mx role; none on the others
-    assert value(s, "chamois_connections_total", role="mx") >= 3, s
+    # four SMTP sessions on the mx role; none on the others
+    assert value(s, "chamois_connections_total", role="mx") >= 4, s
     assert value(s, "chamois_connections_total", role="submission") == 0
     assert value(s, "chamois_messages_total", route="local", outcome="delivered") == 1
     assert value(s, "chamois_messages_total", route="forward", outcome="refused") == 1
@@ -97,8 +103,10 @@ def test_metrics_after_traffic(fwd_env):
     assert value(s, "chamois_queue_messages") == 1
     assert value(s, "chamois_queue_recipients") == 1
     assert value(s, "chamois_queue_oldest_age_seconds") > 0
-    # the two inbound sessions did not use TLS; the counters are there
-    assert value(s, "chamois_tls_handshakes_total", direction="in", version="TLSv1.3") == 0
+    # one inbound STARTTLS, under the version the client saw
+    assert value(s, "chamois_tls_handshakes_total", direction="in", version=tls_in) == 1
+    assert sum(v for (n, l), v in s.items()
+               if n == "chamois_tls_handshakes_total" and ("direction", "in") in l) == 1
 
 
 def test_metrics_refuses_other_paths_and_huge_headers(fwd_env):
@@ -128,3 +136,21 @@ def test_metrics_refuses_other_paths_and_huge_headers(fwd_env):
     # and the endpoint still serves the next client
     status, _, text = get(port)
     assert status == 200 and text.endswith("# EOF\n")
+
+
+def test_metrics_listen_checked_and_bound(fwd_env):
+    """-n names a bad value with its line; a port already taken stops the start."""
+    d = fwd_env.daemon(extra_conf="metrics_listen localhost", start=False)
+    rc, out = d.check_config()
+    n = d.conf_line_number("metrics_listen")
+    assert rc == 1 and ":%d: metrics_listen: 'localhost' is not ADDRESS:PORT" % n in out, out
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        d2 = fwd_env.daemon(extra_conf="metrics_listen 127.0.0.1:%d" % port, start=False)
+        p = subprocess.run([str(d2.binary), "-d", "-f", str(d2.conf)], cwd=str(d2.dir),
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=30)
+    assert p.returncode == 1, p
+    assert "metrics_listen 127.0.0.1:%d: Address already in use" % port in p.stderr, p
