@@ -15,7 +15,7 @@ CPPFLAGS += -I. $(PKG_CFLAGS)
 PROGRAM_SRC := chamoisd/main.c queue/chamoisctl.c queue/sendmail.c
 LIB_SRC := $(filter-out $(PROGRAM_SRC),$(wildcard common/*.c smtpd/*.c maildir/*.c local/*.c \
 	outbound/*.c forward/*.c queue/*.c submission/*.c))
-DAEMON_SRC := chamoisd/main.c
+DAEMON_SRC := chamoisd/main.c chamoisd/metrics.c
 
 obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
 LIB_OBJ := $(call obj,$(LIB_SRC))

@@ -23,7 +23,8 @@
  * with errors keep the old ones; a broken certificate keeps the old
  * certificate ("reload done ... tls=kept-old").  A SIGHUP while a parse
  * runs makes one more run after it.  What only start-up reads (listen,
- * queue_dir, user, worker_threads, dns_server, srs_secret) keeps its value
+ * queue_dir, user, worker_threads, dns_server, metrics_listen,
+ * srs_secret) keeps its value
  * in force, and a change to it is logged as needing a restart
  * (keep_start_settings).
  *
@@ -75,6 +76,7 @@
 #include "../queue/route.h"
 #include "../queue/submit.h"
 #include "../submission/submission.h"
+#include "metrics.h"
 #include "../smtpd/smtpd.h"
 
 #define STOP_CHECK_MS	25	/* while stopping: how often idleness is asked */
@@ -474,6 +476,12 @@ keep_start_settings(struct config *c, const struct config *old)
 		c->dns_server = old->dns_server;
 		c->dns_server_len = old->dns_server_len;
 	}
+	if (!same_str(c->metrics_listen_text, old->metrics_listen_text)) {
+		changed[n++] = "metrics_listen";
+		keep_str(&c->metrics_listen_text, old->metrics_listen_text);
+		c->metrics_listen = old->metrics_listen;
+		c->metrics_listen_len = old->metrics_listen_len;
+	}
 	if (!same_secrets(c, old)) {
 		changed[n++] = "srs_secret";
 		for (size_t i = 0; i < c->nsrs_secrets; i++)
@@ -647,6 +655,7 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 	smtpd_listeners_stop();
 	submit_stop();
 	admin_stop();
+	metrics_listen_stop();
 	queue_stop();
 	root.grace_ev = evtimer_new(root.base, grace_cb, NULL);
 	evtimer_add(root.grace_ev, &grace);
@@ -847,7 +856,8 @@ main(int argc, char **argv)
 	}
 	/* the local sockets are bound before privileges are dropped */
 	if (submit_init(root.base, root.cfg, root.tables, err, sizeof(err)) == -1 ||
-	    admin_init(root.base, root.cfg, err, sizeof(err)) == -1) {
+	    admin_init(root.base, root.cfg, err, sizeof(err)) == -1 ||
+	    metrics_listen_init(root.base, root.cfg, err, sizeof(err)) == -1) {
 		fprintf(stderr, "%s: %s\n", root.cfg->path, err);
 		return 1;
 	}
@@ -882,6 +892,7 @@ main(int argc, char **argv)
 	worker_shutdown();
 	submit_shutdown();
 	admin_shutdown();
+	metrics_listen_shutdown();
 	queue_shutdown();
 	if (root.cfg->sasl_db)
 		sub_sasl_shutdown();

@@ -68,6 +68,7 @@ static const struct param config_params[] = {
 	{ "max_messages_per_hour",	P_UINT, OFF(max_messages_per_hour), 0, 1000000, false },
 	{ "max_message_size",		P_SIZE, OFF(max_message_size), 1024, (uint64_t)1 << 40, false },
 	{ "max_recipients",		P_UINT, OFF(max_recipients), 1, 100000, false },
+	{ "metrics_listen",		P_HOSTPORT, OFF(metrics_listen), 0, 0, false },
 	{ "postmaster",			P_ADDRESS, OFF(postmaster), 0, 0, false },
 	{ "queue_dir",			P_PATH, OFF(queue_dir), 0, 0, false },
 	{ "queue_lifetime",		P_DURATION, OFF(queue_lifetime), 1, 365 * 86400, false },
@@ -383,15 +384,22 @@ parse_value(struct parser *p, const struct param *pm, char **words, int nwords)
 		c->listens[c->nlistens++] = la;
 		break;
 	}
-	case P_HOSTPORT:
-		if (!config_parse_hostport(words[0], &c->dns_server,
+	case P_HOSTPORT: {
+		/* dns_server or metrics_listen: the address, its length, its text */
+		bool metrics = pm->offset == OFF(metrics_listen);
+		char **text = metrics ? &c->metrics_listen_text :
+		    &c->dns_server_text;
+
+		if (!config_parse_hostport(words[0], (struct sockaddr_storage *)
+		    ((char *)c + pm->offset), metrics ? &c->metrics_listen_len :
 		    &c->dns_server_len)) {
 			PROBLEM(p, "%s: '%s' is not ADDRESS:PORT", pm->name, words[0]);
 			return;
 		}
-		free(c->dns_server_text);
-		c->dns_server_text = xstrdup(words[0]);
+		free(*text);
+		*text = xstrdup(words[0]);
 		break;
+	}
 	case P_SECRET:
 		if (strlen(words[0]) < 16) {
 			PROBLEM(p, "%s: a secret needs at least 16 characters",
@@ -647,6 +655,7 @@ config_free(struct config *c)
 		free(c->srs_secrets[i]);
 	free(c->srs_secrets);
 	free(c->dns_server_text);
+	free(c->metrics_listen_text);
 	free(c->user);
 	free(c);
 }

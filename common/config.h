@@ -48,6 +48,9 @@ struct config {
 	struct sockaddr_storage dns_server;
 	socklen_t dns_server_len;
 	char *dns_server_text;
+	struct sockaddr_storage metrics_listen;	/* metrics_listen_len 0: off */
+	socklen_t metrics_listen_len;
+	char *metrics_listen_text;
 	unsigned remote_port;
 	unsigned queue_lifetime;
 	unsigned delay_warning_time;	/* 0: no delay notices */
