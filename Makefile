@@ -76,7 +76,7 @@ $(BUILD)/tests/scram_client: tests/sasl/scram_client.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBS)
 
-check-integration: $(PROGRAMS) $(BUILD)/tests/scram_client
+check-integration: $(PROGRAMS) bin/chamois-setup $(BUILD)/tests/scram_client
 	@test "$(PYTEST_WORKERS)" = 0 || $(PYTEST) --version -p xdist >/dev/null 2>&1 || { echo "make check-integration runs the tests in parallel with python3-pytest-xdist (sh .ci/deps.sh installs it); PYTEST_WORKERS=0 runs them serially without it"; exit 1; }
 	$(PYTEST) -q $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS)) tests/integration
 
@@ -124,7 +124,7 @@ bin/chamois-setup: etc/chamois-setup.in config.mk
 	$(subst_paths) $< > $@
 	chmod 755 $@
 
-# the Debian package (debian/, doc/install.md): chamois_VERSION_ARCH.deb,
+# the Debian package (debian/, doc/debian.md): chamois_VERSION_ARCH.deb,
 # built by dpkg-buildpackage in a copy of the tree under build/deb (so that
 # this tree's own ./configure stays as it is); needs dpkg-dev, debhelper,
 # fakeroot and the build dependencies of debian/control, and lintian to
