@@ -97,8 +97,11 @@ run: $(PROGRAMS)
 # told); the Debian package (debian/rules) configures /usr, /etc and /var and
 # puts the unit into /lib/systemd/system (SYSTEMDUNITDIR)
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
-subst_paths = sed -e 's|@SBINDIR@|$(PREFIX)/sbin|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+
+# the paths in etc/*.in (the unit, chamois-setup)
+ETC_SED = sed -e 's|@SBINDIR@|$(PREFIX)/sbin|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
 	-e 's|@LOCALSTATEDIR@|$(LOCALSTATEDIR)|g'
+
 install: $(PROGRAMS)
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin \
 		$(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man8 \
@@ -112,8 +115,8 @@ install: $(PROGRAMS)
 	install -m 644 doc/chamois-sendmail.8 $(DESTDIR)$(PREFIX)/share/man/man8/chamois-sendmail.8
 	install -m 644 doc/chamois.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/chamois.conf.5
 	install -m 644 etc/chamois.conf.sample $(DESTDIR)$(SYSCONFDIR)/chamois/chamois.conf.sample
-	$(subst_paths) etc/chamoisd.service.in > $(DESTDIR)$(SYSTEMDUNITDIR)/chamoisd.service
-	$(subst_paths) etc/chamois-setup.in > $(DESTDIR)$(PREFIX)/share/chamois/chamois-setup
+	$(ETC_SED) etc/chamoisd.service.in > $(DESTDIR)$(SYSTEMDUNITDIR)/chamoisd.service
+	$(ETC_SED) etc/chamois-setup.in > $(DESTDIR)$(PREFIX)/share/chamois/chamois-setup
 	chmod 755 $(DESTDIR)$(PREFIX)/share/chamois/chamois-setup
 
 # bin/chamois-setup: the first-config script with this build's paths, as the
@@ -121,7 +124,7 @@ install: $(PROGRAMS)
 # scratch root)
 bin/chamois-setup: etc/chamois-setup.in config.mk
 	@mkdir -p bin
-	$(subst_paths) $< > $@
+	$(ETC_SED) $< > $@
 	chmod 755 $@
 
 # the Debian package (debian/, doc/debian.md): chamois_VERSION_ARCH.deb,
@@ -163,4 +166,4 @@ clean:
 	$(MAKE) -C tests/fuzz clean
 	$(MAKE) -C bench clean
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD) -path $(DEB_DIR) -prune -o -name '*.d' -print 2>/dev/null)
