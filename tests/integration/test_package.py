@@ -204,6 +204,7 @@ def test_deb_control(deb, tmp_path):
     postinst = (ctl / "postinst").read_text()
     assert "adduser --system --group" in postinst
     assert "/usr/share/chamois/chamois-setup" in postinst
+    assert "[ ! -e /etc/mailname ]" in postinst  # written only when missing
     assert "deb-systemd-invoke" in postinst  # dh_installsystemd starts the unit
     # the user is made and the config written before the unit is started
     assert postinst.index("chamois-setup\n") < postinst.index("deb-systemd-invoke")
