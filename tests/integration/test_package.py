@@ -35,8 +35,7 @@ def sysconfdir():
 def setup_root(tmp_path, sudo_members="alice,bob", mailname="example.org\n",
                user=None):
     """Run chamois-setup into tmp_path/root; return its chamois directory."""
-    if not SETUP.exists():
-        pytest.skip("%s not built (make)" % SETUP)
+    assert SETUP.exists(), "%s not built (make builds it)" % SETUP
     root = tmp_path / "root"
     (root / "etc").mkdir(parents=True, exist_ok=True)
     (root / "etc" / "group").write_text(
@@ -142,9 +141,12 @@ def deb(tmp_path_factory):
     if missing:
         pytest.skip("make deb needs %s (apt-get install %s)"
                     % (", ".join(missing), " ".join(missing)))
-    if subprocess.run(["dpkg-checkbuilddeps"], cwd=str(ROOT),
-                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode:
-        pytest.skip("the build dependencies of debian/control are not installed")
+    p = subprocess.run(["dpkg-checkbuilddeps"], cwd=str(ROOT), stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT)
+    out = p.stdout.decode("utf-8", "replace")
+    if p.returncode and "Unmet build dependencies" in out:
+        pytest.skip(out.strip())
+    assert p.returncode == 0, out
     version = subprocess.run(["dpkg-parsechangelog", "-S", "Version"], cwd=str(ROOT),
                              stdout=subprocess.PIPE, check=True).stdout.decode().strip()
     arch = subprocess.run(["dpkg-architecture", "-qDEB_HOST_ARCH"], stdout=subprocess.PIPE,
