@@ -8,6 +8,10 @@ pkgs="build-essential pkg-config openssl libssl-dev libevent-dev libdb5.3-dev
 libsasl2-dev libsasl2-modules sasl2-bin libc-ares-dev libidn2-dev libcmocka-dev
 python3 python3-pytest python3-pytest-xdist python3-aiosmtpd python3-dkim swaks libnet-ssleay-perl msmtp dnsmasq-base fail2ban
 dovecot-imapd iproute2 libicu72 libnsl2 netbase clang-14 libclang-rt-14-dev"
+# systemd-analyze and the unit's seccomp filter (tests/integration/test_systemd_unit.py)
+pkgs="$pkgs systemd libseccomp2 util-linux"
+# make deb and its check in tests/integration/test_package.py (doc/debian.md)
+pkgs="$pkgs dpkg-dev debhelper fakeroot lintian"
 # libraries of the Exim unpacked by tests/integration/peers/exim.py
 pkgs="$pkgs libgnutls-dane0 libidn12 libpcre2-8-0"
 run() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }

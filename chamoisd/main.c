@@ -4,7 +4,8 @@
  *
  * chamoisd [-f FILE] [-d] [-n] [-v]   (chamoisd(8))
  *
- * Start-up (main): the config, tables and TLS contexts (load_all), the
+ * Start-up (main): the config, tables and TLS contexts and the checks of
+ * what they name (load_all), the
  * event base and the signals, the listeners and the local sockets (bound
  * while root), the outbound resolver and client TLS context, the
  * privilege drop, the queue, the worker threads, the loop probe
@@ -20,8 +21,15 @@
  * and let go of the old ones, which are freed once their last holder (a
  * session, a queue attempt, a connection) is done.  A config or tables
  * with errors keep the old ones; a broken certificate keeps the old
- * certificate.  A SIGHUP while a parse runs makes one more run after it.
- * Listeners keep their sockets: new listen lines need a restart.
+ * certificate ("reload done ... tls=kept-old").  A SIGHUP while a parse
+ * runs makes one more run after it.  What only start-up reads (listen,
+ * queue_dir, user, worker_threads, dns_server, metrics_listen,
+ * srs_secret) keeps its value
+ * in force, and a change to it is logged as needing a restart
+ * (keep_start_settings).
+ *
+ * Checks (load_all): -n and the start run the same ones, each an error
+ * for both or a warning for both (chamoisd(8), CHECKS).
  *
  * SIGTERM/SIGINT: stop accepting (listeners, submit socket), the queue
  * starts no new attempt, the admin socket answers 421, idle sessions get
@@ -68,13 +76,13 @@
 #include "../queue/route.h"
 #include "../queue/submit.h"
 #include "../submission/submission.h"
+#include "metrics.h"
 #include "../smtpd/smtpd.h"
 
 #define STOP_CHECK_MS	25	/* while stopping: how often idleness is asked */
 #define RELOAD_PROBLEMS_MAX 200	/* problems of one reload that are logged */
 
 static const char *config_path = CHAMOIS_CONFIG_FILE;
-static bool check_only;
 
 /* what the root holds and hands on; loop thread only */
 static struct {
@@ -138,7 +146,31 @@ unreadable_by_user(const struct config *c, const char *const *files, size_t n)
 	return WEXITSTATUS(status);
 }
 
-/* check_user_access - the files SIGHUP rereads, as the user will read them */
+/*
+ * check_user_switch - an error for -n and the start alike: a chamoisd not
+ * started as root can only stay the user it is (drop_privileges)
+ */
+static bool
+check_user_switch(const struct config *c, config_problem_fn fn)
+{
+	struct passwd *pw;
+
+	if (c->user == NULL || geteuid() == 0 ||
+	    (pw = getpwnam(c->user)) == NULL ||
+	    (pw->pw_uid == geteuid() && pw->pw_uid == getuid()))
+		return true;
+	config_problem(fn, NULL, c->path, config_line(c, "user"),
+	    "user: chamoisd runs as uid %u, not root, so it cannot become '%s' "
+	    "(start it as root or as that user)", (unsigned)geteuid(), c->user);
+	return false;
+}
+
+/*
+ * check_user_access - the files SIGHUP rereads, as the user will read
+ * them; a warning (chamoisd(8), "CHECKS"): what was read at start stays
+ * in force.  A file this process cannot read either is left to its own
+ * check.
+ */
 static bool
 check_user_access(const struct config *c, config_problem_fn fn)
 {
@@ -152,34 +184,96 @@ check_user_access(const struct config *c, config_problem_fn fn)
 	    nitems(files))) <= 0)
 		return true;
 	for (size_t i = 0; i < nitems(files); i++)
-		if (bits & (1 << i))
+		if (bits & (1 << i) && access(files[i], R_OK) == 0)
 			config_problem(fn, NULL, c->path, config_line(c, keys[i]),
-			    "%s: user '%s' cannot read %s, so SIGHUP could not "
-			    "reload it (make it readable by the user or its group)",
-			    keys[i], c->user, files[i]);
+			    "warning: %s: user '%s' cannot read %s, so SIGHUP "
+			    "could not reload it (make it readable by the user "
+			    "or its group; until then restart chamoisd to "
+			    "apply a change)", keys[i], c->user, files[i]);
 	return false;
 }
 
 /*
- * load_all - config, tables and TLS contexts, every problem reported;
- * false if any.
+ * check_dir - queue_dir or maildir_root: a directory, or creatable (its
+ * nearest existing parent is a directory this process may write in);
+ * prepare_dirs makes and chowns it at start
  */
 static bool
-load_all(const char *path, config_problem_fn fn, struct config **cp,
-    struct tables **tp, SSL_CTX **mx, SSL_CTX **sub)
+check_dir(const struct config *c, const char *key, const char *path,
+    config_problem_fn fn)
+{
+	char dir[4096];
+	struct stat st;
+	char *slash;
+
+	if (!str_copy(dir, path, sizeof(dir))) {
+		config_problem(fn, NULL, c->path, config_line(c, key),
+		    "%s: path too long", key);
+		return false;
+	}
+	while (stat(dir, &st) == -1) {
+		if (errno != ENOENT || (slash = strrchr(dir, '/')) == NULL) {
+			config_problem(fn, NULL, c->path, config_line(c, key),
+			    "%s: %s: %s", key, dir, strerror(errno));
+			return false;
+		}
+		if (slash == dir)
+			slash[1] = '\0';
+		else
+			*slash = '\0';
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		config_problem(fn, NULL, c->path, config_line(c, key),
+		    "%s: %s is not a directory", key, dir);
+		return false;
+	}
+	if (strcmp(dir, path) != 0 && access(dir, W_OK | X_OK) == -1) {
+		config_problem(fn, NULL, c->path, config_line(c, key),
+		    "%s: cannot create %s in %s: %s", key, path, dir,
+		    strerror(errno));
+		return false;
+	}
+	return true;
+}
+
+/* has_submission - is a submission role listened on? */
+static bool
+has_submission(const struct config *c)
+{
+	for (size_t i = 0; i < c->nlistens; i++)
+		if (c->listens[i].role != ROLE_MX)
+			return true;
+	return false;
+}
+
+/*
+ * load_all - config, tables and TLS contexts, and every check of what
+ * they name, the same for -n and the daemon's start (chamoisd(8),
+ * "CHECKS"): errors go to fn and make it false; warnings ("warning: "
+ * messages) go to warn.  Config errors do not stop the checks of what
+ * the keys that were read name; what could not be checked is said once.
+ */
+static bool
+load_all(const char *path, config_problem_fn fn, config_problem_fn warn,
+    struct config **cp, struct tables **tp, SSL_CTX **mx, SSL_CTX **sub)
 {
 	struct config *c;
-	bool ok = true;
+	int problems, r;
+	bool ok = true, tables;
 	char err[512];
 
 	*cp = NULL;
 	*tp = NULL;
 	*mx = *sub = NULL;
-	if ((c = config_load(path, fn, NULL)) == NULL)
+	if ((c = config_load_checked(path, fn, NULL, &problems)) == NULL)
 		return false;
-	if ((*tp = tables_load(c, fn, NULL)) == NULL)
+	/* without domains every mailbox line would be reported */
+	tables = c->mailboxes && (problems == 0 || c->ndomains > 0);
+	if (problems)
 		ok = false;
-	if (c->tls_cert) {
+	if (tables && (*tp = tables_load(c, fn, NULL)) == NULL)
+		ok = false;
+	if (c->tls_cert && c->tls_key) {
 		if ((*mx = smtpd_tls_ctx(c->tls_cert, c->tls_key, false, err,
 		    sizeof(err))) == NULL ||
 		    (*sub = smtpd_tls_ctx(c->tls_cert, c->tls_key, true, err,
@@ -189,13 +283,35 @@ load_all(const char *path, config_problem_fn fn, struct config **cp,
 			ok = false;
 		}
 	}
+	if (c->queue_dir && !check_dir(c, "queue_dir", c->queue_dir, fn))
+		ok = false;
+	if (c->maildir_root &&
+	    !check_dir(c, "maildir_root", c->maildir_root, fn))
+		ok = false;
+	/* missing: logins get 454 until saslpasswd2 makes it (doc/users.md) */
+	if (c->sasl_db && has_submission(c) &&
+	    (r = sub_sasl_check(c->sasl_db, err, sizeof(err))) != 0) {
+		config_problem(r == -1 ? warn : fn, NULL, c->path,
+		    config_line(c, "sasl_db"), "%s%s", r == -1 ? "warning: " :
+		    "", err);
+		if (r != -1)
+			ok = false;
+	}
 	if (c->user && getpwnam(c->user) == NULL) {
 		config_problem(fn, NULL, c->path, config_line(c, "user"),
 		    "user: no such user '%s'",
 		    c->user);
 		ok = false;
-	} else if (check_only && !check_user_access(c, fn))
+	} else if (!check_user_switch(c, fn))
 		ok = false;
+	else
+		check_user_access(c, warn);
+	if (problems && (!tables || c->queue_dir == NULL ||
+	    c->maildir_root == NULL))
+		config_problem(fn, NULL, c->path, 0, "not checked for the "
+		    "errors above:%s%s%s", tables ? "" : " the tables",
+		    c->queue_dir ? "" : " queue_dir",
+		    c->maildir_root ? "" : " maildir_root");
 	*cp = c;
 	return ok;
 }
@@ -262,6 +378,11 @@ reload_work(void *arg)
 		return;
 	if ((j->tables = tables_load(c, collect_problem, j)) == NULL)
 		return;
+	if (c->sasl_db && has_submission(c) &&
+	    sub_sasl_check(c->sasl_db, j->tls_err, sizeof(j->tls_err)) != 0)
+		config_problem(collect_problem, j, c->path,
+		    config_line(c, "sasl_db"), "warning: %s", j->tls_err);
+	j->tls_err[0] = '\0';
 	if (c->tls_cert &&
 	    ((j->mx = smtpd_tls_ctx(c->tls_cert, c->tls_key, false, j->tls_err,
 	    sizeof(j->tls_err))) == NULL ||
@@ -274,6 +395,109 @@ reload_work(void *arg)
 
 static void reload_start(void);
 
+/* same_str - two optional strings equal? */
+static bool
+same_str(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* keep_str - the value in force stays in the new config */
+static void
+keep_str(char **to, const char *from)
+{
+	free(*to);
+	*to = from ? xstrdup(from) : NULL;
+}
+
+/*
+ * same_listens - the listen lines, as role and address text, in order:
+ * the bound sockets are not rebound
+ */
+static bool
+same_listens(const struct config *a, const struct config *b)
+{
+	if (a->nlistens != b->nlistens)
+		return false;
+	for (size_t i = 0; i < a->nlistens; i++)
+		if (a->listens[i].role != b->listens[i].role ||
+		    strcmp(a->listens[i].text, b->listens[i].text) != 0)
+			return false;
+	return true;
+}
+
+/* same_secrets - srs_secret lines, in order */
+static bool
+same_secrets(const struct config *a, const struct config *b)
+{
+	if (a->nsrs_secrets != b->nsrs_secrets)
+		return false;
+	for (size_t i = 0; i < a->nsrs_secrets; i++)
+		if (strcmp(a->srs_secrets[i], b->srs_secrets[i]) != 0)
+			return false;
+	return true;
+}
+
+/*
+ * keep_start_settings - what only start-up reads (chamoisd(8), SIGHUP):
+ * a change is logged as needing a restart, and the new config keeps
+ * the value in force, so that it tells what the daemon really does
+ */
+static void
+keep_start_settings(struct config *c, const struct config *old)
+{
+	const char *changed[8];
+	size_t n = 0;
+
+	if (!same_listens(c, old)) {
+		changed[n++] = "listen";
+		free(c->listens);
+		c->listens = xreallocarray(NULL, old->nlistens ? old->nlistens :
+		    1, sizeof(*c->listens));
+		memcpy(c->listens, old->listens, old->nlistens *
+		    sizeof(*c->listens));
+		c->nlistens = old->nlistens;
+	}
+	if (!same_str(c->queue_dir, old->queue_dir)) {
+		changed[n++] = "queue_dir";
+		keep_str(&c->queue_dir, old->queue_dir);
+	}
+	if (!same_str(c->user, old->user)) {
+		changed[n++] = "user";
+		keep_str(&c->user, old->user);
+	}
+	if (c->worker_threads != old->worker_threads) {
+		changed[n++] = "worker_threads";
+		c->worker_threads = old->worker_threads;
+	}
+	if (!same_str(c->dns_server_text, old->dns_server_text)) {
+		changed[n++] = "dns_server";
+		keep_str(&c->dns_server_text, old->dns_server_text);
+		c->dns_server = old->dns_server;
+		c->dns_server_len = old->dns_server_len;
+	}
+	if (!same_str(c->metrics_listen_text, old->metrics_listen_text)) {
+		changed[n++] = "metrics_listen";
+		keep_str(&c->metrics_listen_text, old->metrics_listen_text);
+		c->metrics_listen = old->metrics_listen;
+		c->metrics_listen_len = old->metrics_listen_len;
+	}
+	if (!same_secrets(c, old)) {
+		changed[n++] = "srs_secret";
+		for (size_t i = 0; i < c->nsrs_secrets; i++)
+			free(c->srs_secrets[i]);
+		free(c->srs_secrets);
+		c->srs_secrets = xreallocarray(NULL, old->nsrs_secrets ?
+		    old->nsrs_secrets : 1, sizeof(*c->srs_secrets));
+		for (size_t i = 0; i < old->nsrs_secrets; i++)
+			c->srs_secrets[i] = xstrdup(old->srs_secrets[i]);
+		c->nsrs_secrets = old->nsrs_secrets;
+	}
+	for (size_t i = 0; i < n; i++)
+		log_warnx("reload: %s changed; restart chamoisd to apply it",
+		    changed[i]);
+}
+
 /* reload_done - on the loop: what parsed soundly goes into force */
 static void
 reload_done(void *arg)
@@ -282,6 +506,7 @@ reload_done(void *arg)
 	struct config *c = j->cfg;
 	struct tables *t = j->tables;
 	SSL_CTX *mx = j->mx, *sub = j->sub;
+	const char *tls = NULL;	/* the certificate in force after it */
 
 	root.reloading = false;
 	for (size_t i = 0; i < j->nproblems; i++) {
@@ -297,7 +522,9 @@ reload_done(void *arg)
 		log_warnx("reload failed: tables have errors; the old ones stay");
 		config_free(c);
 	} else {
+		keep_start_settings(c, root.cfg);
 		if (c->tls_cert && mx == NULL) {
+			tls = root.tls_mx ? "kept-old" : "no";
 			log_warnx("reload: %s; the old certificate stays", j->tls_err);
 			mx = root.tls_mx && SSL_CTX_up_ref(root.tls_mx) ?
 			    root.tls_mx : NULL;
@@ -321,8 +548,10 @@ reload_done(void *arg)
 		root.tables = t;
 		root.tls_mx = mx;
 		root.tls_sub = sub;
+		if (tls == NULL)
+			tls = mx ? "yes" : "no";
 		log_info("reload done mailboxes=%zu tls=%s",
-		    tables_mailbox_count(t), mx ? "yes" : "no");
+		    tables_mailbox_count(t), tls);
 	}
 	free(j->path);
 	free(j);
@@ -426,6 +655,7 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 	smtpd_listeners_stop();
 	submit_stop();
 	admin_stop();
+	metrics_listen_stop();
 	queue_stop();
 	root.grace_ev = evtimer_new(root.base, grace_cb, NULL);
 	evtimer_add(root.grace_ev, &grace);
@@ -434,6 +664,10 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 	smtpd_sessions_stop();
 }
 
+/*
+ * drop_privileges - become user; a daemon started as user already (the
+ * systemd unit's User=, doc/chamoisd.8 "SYSTEMD") keeps its identity
+ */
 static void
 drop_privileges(const char *user)
 {
@@ -441,6 +675,10 @@ drop_privileges(const char *user)
 
 	if (pw == NULL)
 		fatalx("user: no such user '%s'", user);
+	if (geteuid() != 0 && pw->pw_uid == geteuid() && pw->pw_uid == getuid()) {
+		log_info("running as user=%s uid=%u", user, (unsigned)pw->pw_uid);
+		return;
+	}
 	if (initgroups(pw->pw_name, pw->pw_gid) == -1 ||
 	    setgid(pw->pw_gid) == -1 || setuid(pw->pw_uid) == -1)
 		fatal("dropping privileges to %s", user);
@@ -553,6 +791,7 @@ int
 main(int argc, char **argv)
 {
 	int ch, foreground = 0, verbose = 0;
+	bool check_only = false;
 	struct event *sigs[4], *clean_ev;
 	const int signums[] = { SIGTERM, SIGINT, SIGHUP };
 	char err[1024];
@@ -573,7 +812,8 @@ main(int argc, char **argv)
 		usage(2);
 	log_init("chamoisd", foreground || check_only, verbose);
 
-	ok = load_all(config_path, print_problem, &root.cfg, &root.tables,
+	ok = load_all(config_path, print_problem,
+	    check_only ? print_problem : log_problem, &root.cfg, &root.tables,
 	    &root.tls_mx, &root.tls_sub);
 	if (check_only) {
 		if (ok)
@@ -583,8 +823,6 @@ main(int argc, char **argv)
 	}
 	if (!ok)
 		return 1;
-	/* reloads after the privilege drop need readable files: say so now */
-	check_user_access(root.cfg, log_problem);
 
 	signal(SIGPIPE, SIG_IGN);
 	umask(077);
@@ -622,7 +860,8 @@ main(int argc, char **argv)
 	}
 	/* the local sockets are bound before privileges are dropped */
 	if (submit_init(root.base, root.cfg, root.tables, err, sizeof(err)) == -1 ||
-	    admin_init(root.base, root.cfg, err, sizeof(err)) == -1) {
+	    admin_init(root.base, root.cfg, err, sizeof(err)) == -1 ||
+	    metrics_listen_init(root.base, root.cfg, err, sizeof(err)) == -1) {
 		fprintf(stderr, "%s: %s\n", root.cfg->path, err);
 		return 1;
 	}
@@ -657,6 +896,7 @@ main(int argc, char **argv)
 	worker_shutdown();
 	submit_shutdown();
 	admin_shutdown();
+	metrics_listen_shutdown();
 	queue_shutdown();
 	if (root.cfg->sasl_db)
 		sub_sasl_shutdown();

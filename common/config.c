@@ -68,6 +68,7 @@ static const struct param config_params[] = {
 	{ "max_messages_per_hour",	P_UINT, OFF(max_messages_per_hour), 0, 1000000, false },
 	{ "max_message_size",		P_SIZE, OFF(max_message_size), 1024, (uint64_t)1 << 40, false },
 	{ "max_recipients",		P_UINT, OFF(max_recipients), 1, 100000, false },
+	{ "metrics_listen",		P_HOSTPORT, OFF(metrics_listen), 0, 0, false },
 	{ "postmaster",			P_ADDRESS, OFF(postmaster), 0, 0, false },
 	{ "queue_dir",			P_PATH, OFF(queue_dir), 0, 0, false },
 	{ "queue_lifetime",		P_DURATION, OFF(queue_lifetime), 1, 365 * 86400, false },
@@ -383,15 +384,22 @@ parse_value(struct parser *p, const struct param *pm, char **words, int nwords)
 		c->listens[c->nlistens++] = la;
 		break;
 	}
-	case P_HOSTPORT:
-		if (!config_parse_hostport(words[0], &c->dns_server,
+	case P_HOSTPORT: {
+		/* dns_server or metrics_listen: the address, its length, its text */
+		bool metrics = pm->offset == OFF(metrics_listen);
+		char **text = metrics ? &c->metrics_listen_text :
+		    &c->dns_server_text;
+
+		if (!config_parse_hostport(words[0], (struct sockaddr_storage *)
+		    ((char *)c + pm->offset), metrics ? &c->metrics_listen_len :
 		    &c->dns_server_len)) {
 			PROBLEM(p, "%s: '%s' is not ADDRESS:PORT", pm->name, words[0]);
 			return;
 		}
-		free(c->dns_server_text);
-		c->dns_server_text = xstrdup(words[0]);
+		free(*text);
+		*text = xstrdup(words[0]);
 		break;
+	}
 	case P_SECRET:
 		if (strlen(words[0]) < 16) {
 			PROBLEM(p, "%s: a secret needs at least 16 characters",
@@ -534,6 +542,20 @@ config_check(struct parser *p)
 struct config *
 config_load(const char *path, config_problem_fn fn, void *arg)
 {
+	int problems;
+	struct config *c = config_load_checked(path, fn, arg, &problems);
+
+	if (c != NULL && problems) {
+		config_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+struct config *
+config_load_checked(const char *path, config_problem_fn fn, void *arg,
+    int *problems)
+{
 	struct parser p;
 	struct config *c;
 	FILE *f;
@@ -545,6 +567,7 @@ config_load(const char *path, config_problem_fn fn, void *arg)
 	p.file = path;
 	p.fn = fn;
 	p.arg = arg;
+	*problems = 1;
 	if ((f = fopen(path, "r")) == NULL) {
 		config_problem(fn, arg, path, 0, "cannot open: %s", strerror(errno));
 		return NULL;
@@ -573,10 +596,7 @@ config_load(const char *path, config_problem_fn fn, void *arg)
 	free(line);
 	fclose(f);
 	config_check(&p);
-	if (p.problems) {
-		config_free(c);
-		return NULL;
-	}
+	*problems = p.problems;
 	c->last_line = p.line;
 	return c;
 }
@@ -635,6 +655,7 @@ config_free(struct config *c)
 		free(c->srs_secrets[i]);
 	free(c->srs_secrets);
 	free(c->dns_server_text);
+	free(c->metrics_listen_text);
 	free(c->user);
 	free(c);
 }

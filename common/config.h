@@ -48,6 +48,9 @@ struct config {
 	struct sockaddr_storage dns_server;
 	socklen_t dns_server_len;
 	char *dns_server_text;
+	struct sockaddr_storage metrics_listen;	/* metrics_listen_len 0: off */
+	socklen_t metrics_listen_len;
+	char *metrics_listen_text;
 	unsigned remote_port;
 	unsigned queue_lifetime;
 	unsigned delay_warning_time;	/* 0: no delay notices */
@@ -80,6 +83,14 @@ typedef void (*config_problem_fn)(void *arg, const char *line);
  * Returns NULL if there was any.
  */
 struct config *config_load(const char *path, config_problem_fn fn, void *arg);
+/*
+ * config_load_checked - the same, but the config is returned even with
+ * problems (their count in *problems), so that chamoisd -n can go on
+ * checking what the keys that were read name; NULL only if the file
+ * cannot be read.
+ */
+struct config *config_load_checked(const char *path, config_problem_fn fn,
+    void *arg, int *problems);
 /*
  * config_ref - one more holder of c (a session, a job, a connection, a
  * module or the tables that keep pointers into it across a SIGHUP); each

@@ -47,6 +47,7 @@
 
 #include "../common/clock.h"
 #include "../common/hmap.h"
+#include "../common/metrics.h"
 #include "../common/util.h"
 #include "../local/local.h"
 #include "../maildir/maildir.h"
@@ -379,6 +380,7 @@ rcpt_done(struct fwd *f, const char *reply)
 {
 	struct smtpd_session *s = f->s;
 
+	metrics_forward(f->domain, reply[0], reply[0] == '2' ? 0 : 1);
 	if (reply[0] == '2') {
 		f->targets = xreallocarray(f->targets, f->ntargets + 1,
 		    sizeof(char *));
@@ -960,6 +962,7 @@ dot_done(struct fwd *f, const struct smtp_reply *r)
 
 	/* a 3xx is SMTP_CLASS_ODD: fwd_map_reply says "Unexpected reply" */
 	map_reply(f, r, f->final_reply, sizeof(f->final_reply));
+	metrics_forward(f->domain, f->final_reply[0], f->ntargets);
 	{
 		char t[LOG_ESC(sizeof(f->final_reply))];
 

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "../common/body.h"
+#include "../common/metrics.h"
 #include "../common/util.h"
 #include "../common/worker.h"
 #include "../maildir/maildir.h"
@@ -154,6 +155,8 @@ step_done(void *arg)
 	struct smtpd_session *s;
 
 	if (lc->step == LOCAL_DELIVER) {
+		metrics_message(MR_LOCAL, d->result == RES_OK ? MO_DELIVERED :
+		    MO_DEFERRED, d->ncopies);
 		if (d->result == RES_OK) {
 			for (size_t i = 0; i < d->ncopies; i++)
 				log_info("%s delivery mailbox=%s result=delivered "

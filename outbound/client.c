@@ -32,6 +32,7 @@
 #include <openssl/err.h>
 
 #include "../common/limits.h"
+#include "../common/metrics.h"
 #include "../common/util.h"
 #include "client.h"
 
@@ -937,6 +938,7 @@ client_event(struct smtp_client *c, struct bufferevent *bev, short what)
 			char esc[LOG_ESC(sizeof(c->caps.host))];
 
 			c->caps.tls = true;
+			metrics_tls(false, SSL_get_version(ssl));
 			snprintf(c->caps.tls_info, sizeof(c->caps.tls_info), "%s %s",
 			    SSL_get_version(ssl), SSL_get_cipher_name(ssl));
 			log_info("%s client tls host=%s version=%s cipher=%s", c->id,

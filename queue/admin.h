@@ -34,6 +34,20 @@
 struct event_base;
 struct config;
 
+/* admin_client.c */
+/*
+ * admin_connect - a socket connected to queue_dir's admin socket, its
+ * path in path; -1 with errno (EACCES: not root or the daemon's user)
+ */
+int admin_connect(const char *queue_dir, char *path, size_t pathsize);
+/* mailq.c */
+/*
+ * mailq_run - the queue in the Postfix/sendmail mailq form on stdout,
+ * from the admin socket's QUEUE listing (chamois-sendmail(8)); problems
+ * on stderr, prefixed with prog.  Returns a sysexits.h code.
+ */
+int mailq_run(const char *prog, const char *queue_dir);
+
 /*
  * admin_init - bind queue_dir/admin.sock (mode 0600, owned by cfg->user
  * when running as root) and serve it on base; keeps cfg (config_ref).

@@ -88,31 +88,11 @@ static int
 connect_daemon(const char *queue_dir)
 {
 	static char path[PATH_MAX + 32];
-	struct sockaddr_un sun;
-	int fd, dirfd = -1, e = 0;
+	int fd, e;
 
-	snprintf(path, sizeof(path), "%s/%s", queue_dir, ADMIN_SOCKET_NAME);
 	sock_path = path;
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	if (strlen(path) >= sizeof(sun.sun_path)) {
-		/* too long for sun_path: through the directory's descriptor */
-		if ((dirfd = open(queue_dir, O_PATH | O_DIRECTORY | O_CLOEXEC)) == -1)
-			e = errno;
-		else
-			snprintf(sun.sun_path, sizeof(sun.sun_path),
-			    "/proc/self/fd/%d/%s", dirfd, ADMIN_SOCKET_NAME);
-	} else
-		memcpy(sun.sun_path, path, strlen(path) + 1);
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
-		die(EXIT_ERR, "socket: %s", strerror(errno));
-	if (sun.sun_path[0] == '\0')
-		errno = e;
-	else if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
-		if (dirfd != -1)
-			close(dirfd);
+	if ((fd = admin_connect(queue_dir, path, sizeof(path))) != -1)
 		return fd;
-	}
 	e = errno;
 	if (e == EACCES || e == EPERM)
 		die(EXIT_ERR, "permission denied: %s (only root and the daemon's "

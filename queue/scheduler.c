@@ -43,6 +43,7 @@
 #include "../common/clock.h"
 #include "../common/config.h"
 #include "../common/hmap.h"
+#include "../common/metrics.h"
 #include "../common/tables.h"
 #include "../common/util.h"
 #include "../common/worker.h"
@@ -154,6 +155,8 @@ rcpt_outcome(struct qentry *e, size_t i, enum rcpt_state st, const char *status,
 	r->last_reply = xstrdup(reply ? reply : "");
 	free(r->remote_mta);
 	r->remote_mta = xstrdup(mta ? mta : "");
+	metrics_message(MR_QUEUE, st == RS_DELIVERED ? (r->local ? MO_DELIVERED :
+	    MO_SENT) : st == RS_FAILED ? MO_BOUNCED : MO_DEFERRED, 1);
 	log_outcome(e->msg.id, r->addr, relay, e->msg.created, r->status,
 	    st == RS_DELIVERED ? "sent" : st == RS_FAILED ? "bounced" : "deferred",
 	    r->last_reply);

@@ -9,11 +9,13 @@
  * Also accepted, as other sendmail implementations do: -r ADDR (= -f),
  * -oi (= -i), -o... and -od... -oe... (ignored), -B TYPE, -N DSN, -R RET,
  * -V ENVID, -X FILE, -h HOPS, -L TAG, -O OPT, -A..., -G, -U (ignored), -bm
- * (the default mode), -v (says what happened).
+ * (the default mode), -v (says what happened).  -bp, or the program
+ * invoked as mailq, lists the queue (mailq.c).
  *
  * Exit codes (sysexits.h): 0 queued; 64 usage or no recipients; 65 the
  * message or an address was refused (5xx); 70 a protocol error; 75 a
- * temporary failure (chamoisd not running, 4xx): try again later.
+ * temporary failure (chamoisd not running, 4xx): try again later; 77 mailq
+ * by a user the admin socket does not serve.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -32,6 +34,7 @@
 #include "../common/config.h"
 #include "../common/util.h"
 #include "../config.h"
+#include "admin.h"
 #include "sendmail_parse.h"
 #include "submit.h"
 
@@ -226,7 +229,7 @@ main(int argc, char **argv)
 {
 	const char *conf = CHAMOIS_CONFIG_FILE, *domain;
 	const char *opt_sender = NULL, *opt_name = NULL;
-	bool opt_t = false, opt_i = false;
+	bool opt_t = false, opt_i = false, opt_bp;
 	struct sm_addrs rcpts = { 0 };
 	struct sm_input in;
 	struct config *c;
@@ -236,6 +239,9 @@ main(int argc, char **argv)
 	bool blank;
 	int ch, rc;
 
+	/* invoked as mailq: -bp */
+	name = strrchr(argv[0], '/');
+	opt_bp = strcmp(name ? name + 1 : argv[0], "mailq") == 0;
 	/*
 	 * the options cron and other programs pass (chamois-sendmail(8)); -V
 	 * and -h are sendmail's envelope id and hop count, so the version and
@@ -272,9 +278,8 @@ main(int argc, char **argv)
 				return 0;
 			}
 			if (strcmp(optarg, "p") == 0) {
-				fprintf(stderr, "chamois-sendmail: -bp: use "
-				    "chamoisctl queue\n");
-				return EX_USAGE;
+				opt_bp = true;
+				break;
 			}
 			fprintf(stderr, "chamois-sendmail: mode -b%s is not "
 			    "supported\n", optarg);
@@ -303,6 +308,12 @@ main(int argc, char **argv)
 
 	if ((c = config_load(conf, problem, NULL)) == NULL)
 		return EX_TEMPFAIL;
+	if (opt_bp) {
+		rc = mailq_run(name && strcmp(name + 1, "mailq") == 0 ? "mailq" :
+		    "chamois-sendmail", c->queue_dir);
+		config_free(c);
+		return rc;
+	}
 	sm_input_init(&in, opt_i, (size_t)c->max_message_size);
 	if (c->ndomains == 0) {
 		fprintf(stderr, "chamois-sendmail: %s: no local domain\n", conf);

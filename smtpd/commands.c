@@ -25,6 +25,7 @@
 
 #include "../common/clock.h"
 #include "../common/limits.h"
+#include "../common/metrics.h"
 #include "../common/util.h"
 #include "session.h"
 
@@ -519,9 +520,11 @@ smtpd_rcpt_answer(struct smtpd_session *s, const char *fmt, ...)
 	s->tx->pending = NULL;
 	if (reply[0] == '2')
 		tx_add_rcpt(s->tx, p);
-	else
+	else {
+		metrics_rcpt_refused(s->role, reply[0]);
 		log_outcome(s->tx->id, p->shown, s->tx->relay, s->tx->since,
 		    NULL, "refused", reply);
+	}
 	pending_free(p);
 	smtpd_reply(s, "%s", reply);
 	tx_state(s);
@@ -573,6 +576,7 @@ cmd_rcpt(struct smtpd_session *s, char *arg)
 	}
 	if (!routers[s->role](s, &a, key, shown, &pick)) {
 		expansion_free(&pick.exp);
+		metrics_rcpt_refused(s->role, pick.refusal[0]);
 		rcpt_refuse(s, shown, pick.refusal);
 		return;
 	}

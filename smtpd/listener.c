@@ -18,6 +18,7 @@
 #include <event2/listener.h>
 
 #include "../common/hmap.h"
+#include "../common/metrics.h"
 #include "../common/util.h"
 #include "session.h"
 
@@ -65,6 +66,7 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	evutil_make_socket_nonblocking(fd);
 	evutil_make_socket_closeonexec(fd);
 	tcp_nodelay(fd);
+	metrics_connection(role);
 	smtpd_session_new(fd, sa, (socklen_t)salen, role);
 }
 

@@ -37,6 +37,7 @@
 
 #include "../common/hmap.h"
 #include "../common/limits.h"
+#include "../common/metrics.h"
 #include "../common/util.h"
 #include "../common/worker.h"
 #include "session.h"
@@ -298,6 +299,7 @@ tls_established(struct smtpd_session *s)
 
 	bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
 	s->flags |= SF_TLS;
+	metrics_tls(true, SSL_get_version(ssl));
 	snprintf(s->tls_info, sizeof(s->tls_info), "%s %s", SSL_get_version(ssl),
 	    SSL_get_cipher_name(ssl));
 	log_info("%s smtp tls version=%s cipher=%s", s->idstr,

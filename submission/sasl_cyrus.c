@@ -46,12 +46,14 @@
  */
 #include <sys/socket.h>
 
+#include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <net/if.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -199,6 +201,58 @@ db_readable(const char *path)
 		return false;
 	close(fd);
 	return true;
+}
+
+/*
+ * Berkeley DB's metadata page (db_page.h, DBMETA): the magic number of
+ * the access method is the 4 bytes at offset 12, in the writer's byte
+ * order; saslpasswd2 makes a hash database
+ */
+#define BDB_MAGIC_OFF	12
+#define BDB_HASH_MAGIC	0x061561u
+#define BDB_BTREE_MAGIC	0x053162u
+
+/* bswap32 - a metadata page written on the other byte order */
+static uint32_t
+bswap32(uint32_t v)
+{
+	return v >> 24 | (v >> 8 & 0xff00) | (v << 8 & 0xff0000) | v << 24;
+}
+
+int
+sub_sasl_check(const char *path, char *err, size_t errsize)
+{
+	unsigned char head[BDB_MAGIC_OFF + 4];
+	uint32_t magic;
+	ssize_t n;
+	int fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		bsnprintf(err, errsize, "cannot read sasl_db %s: %s", path,
+		    strerror(errno));
+		return -1;
+	}
+	n = read(fd, head, sizeof(head));
+	if (n == -1) {
+		bsnprintf(err, errsize, "cannot read sasl_db %s: %s", path,
+		    strerror(errno));
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	if (n < (ssize_t)sizeof(head)) {
+		bsnprintf(err, errsize, "sasl_db %s is not a sasldb (a Berkeley DB file "
+		    "made by saslpasswd2): %zd bytes long", path, n);
+		return -2;
+	}
+	memcpy(&magic, head + BDB_MAGIC_OFF, sizeof(magic));
+	if (magic != BDB_HASH_MAGIC && magic != BDB_BTREE_MAGIC &&
+	    bswap32(magic) != BDB_HASH_MAGIC && bswap32(magic) != BDB_BTREE_MAGIC) {
+		bsnprintf(err, errsize, "sasl_db %s is not a sasldb (a Berkeley DB file "
+		    "made by saslpasswd2): no Berkeley DB header", path);
+		return -2;
+	}
+	return 0;
 }
 
 /* map_result - libsasl2's result codes to ours (STYLE 8) */
@@ -350,7 +404,7 @@ finish(struct sub_sasl *s, const char *mech, int r, const char *srvout,
     unsigned srvoutlen, char *out, size_t outsize)
 {
 	enum sub_sasl_result res = map_result(r);
-	char detail[256], mbuf[64];
+	char detail[256], mbuf[64], why[512];
 	const void *user = NULL;
 	const char *d;
 	unsigned outlen;
@@ -388,9 +442,18 @@ finish(struct sub_sasl *s, const char *mech, int r, const char *srvout,
 		log_warn("sasl: cannot read sasl_db %s", s->sasl_db);
 		break;
 	case SUB_SASL_TEMP:
+		/* libsasl2 says "generic failure": the file tells why */
+		if (sub_sasl_check(s->sasl_db, why, sizeof(why)) != 0) {
+			log_warnx("sasl: mech=%s %s", mech,
+			    log_escape_text(detail, sizeof(detail), why,
+			    strlen(why)));
+			return res;
+		}
 		d = sasl_errdetail(s->conn);
-		log_warnx("sasl: mech=%s back-end failure: %s", mech,
-		    log_escape_text(detail, sizeof(detail), d, strlen(d)));
+		log_warnx("sasl: mech=%s back-end failure: %s (sasl_db %s)", mech,
+		    log_escape_text(detail, sizeof(detail), d, strlen(d)),
+		    log_escape_text(why, sizeof(why), s->sasl_db,
+		    strlen(s->sasl_db)));
 		return res;
 	default:
 		return res;
@@ -455,9 +518,6 @@ sub_sasl_init(const char *sasl_db, char *err, size_t errsize)
 		return -1;
 	}
 	sasl_ready = true;
-	if (!db_readable(sasl_db))
-		log_warn("sasl: cannot read sasl_db %s (logins fail until it can be read)",
-		    sasl_db);
 	return 0;
 }
 

@@ -36,6 +36,12 @@ struct sub_sasl;
  * -1 and err on failure
  */
 int sub_sasl_init(const char *sasl_db, char *err, size_t errsize);
+/*
+ * sub_sasl_check - can this process read sasl_db, and is it a sasldb?
+ * 0; -1 if it cannot be read, -2 if it is not a Berkeley DB file; err
+ * names the file and the cause
+ */
+int sub_sasl_check(const char *sasl_db, char *err, size_t errsize);
 /* sub_sasl_reconfigure - SIGHUP: a new sasl_db path for new sessions */
 void sub_sasl_reconfigure(const char *sasl_db);
 void sub_sasl_shutdown(void);

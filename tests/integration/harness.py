@@ -224,6 +224,29 @@ def unverified_context():
     return ctx
 
 
+def peer_cert_der(d):
+    """The certificate d's mx role serves after STARTTLS (DER bytes)."""
+    with Dialog(d.host, d.port) as c:
+        c.expect("220")
+        c.cmd("EHLO client.remote.test", "250")
+        c.starttls(unverified_context())
+        return c.sock.getpeercert(binary_form=True)
+
+
+def open_dirs_to_others(d):
+    """Let other users (a `user` the daemon drops to) pass through d.dir and
+    its parents, and read the mailboxes table and the certificate; the key
+    stays the owner's only."""
+    for parent in d.dir.parents:
+        if parent == Path("/"):
+            break
+        parent.chmod(parent.stat().st_mode | 0o011)
+    d.dir.chmod(0o711)
+    for name in ("mailboxes", "cert.pem"):
+        (d.dir / name).chmod(0o644)
+    (d.dir / "key.pem").chmod(0o600)
+
+
 # --------------------------------------------------------------------------
 # addresses and Maildirs
 
@@ -277,6 +300,7 @@ class Chamoisd:
         self.proc = None
         self.stopped = False
         self.killed = False
+        self.wrapper = []   # a command chamoisd runs under (e.g. setpriv)
         self.queue_dir.mkdir(exist_ok=True)
 
         write_table(self.mailboxes_path, mailboxes)
@@ -349,7 +373,7 @@ class Chamoisd:
         self.stopped = False
         self._logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [str(self.binary), "-d", "-f", str(self.conf)],
+            self.wrapper + [str(self.binary), "-d", "-f", str(self.conf)],
             stdin=subprocess.DEVNULL, stdout=self._logf, stderr=self._logf,
             cwd=str(self.dir))
         deadline = time.monotonic() + timeout

@@ -504,3 +504,69 @@ def test_restore_flood_that_never_reads_is_paused(queued, bins, tmp_path):
         got = s.recv(65536)
         assert got.startswith(b"skipped %s: already in the queue\n" % id.encode()), got[:200]
     assert set(queue(bins, d)[0]) == set(ids)        # still serving, nothing changed
+
+
+# --------------------------------------------------------------------------
+# mailq (chamois-sendmail -bp, or invoked as mailq): the Postfix/sendmail
+# listing from the same admin socket
+
+
+def mailq(bins, d, *args, name=None, user=None):
+    """chamois-sendmail -C d.conf ARGS (default -bp), or a link to it named
+    name; returns the CompletedProcess with text output."""
+    prog = str(bins["chamois-sendmail"])
+    if name is not None:
+        link = d.dir / name
+        if not link.exists():
+            link.symlink_to(prog)
+        prog = str(link)
+    kw = {}
+    if user is not None:
+        pw = pwd.getpwnam(user)
+        kw = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+    return subprocess.run([prog, "-C", str(d.conf)] + list(args or ["-bp"]),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          timeout=60, cwd="/", **kw)
+
+
+def test_mailq_empty_queue(chamoisd, bins):
+    d = wait_ready(chamoisd())
+    for p in (mailq(bins, d), mailq(bins, d, "-v", name="mailq")):
+        # as mailq, sendmail's other options are still read (and ignored)
+        assert p.returncode == 0, p
+        assert p.stdout == "Mail queue is empty\n", p
+
+
+def test_mailq_lists_deferred_recipients_with_their_reply(queued, bins):
+    d, _, ids = queued
+    msgs, _ = queue(bins, d)
+    for p in (mailq(bins, d), mailq(bins, d, name="mailq")):
+        assert p.returncode == 0, p
+        lines = p.stdout.split("\n")
+        assert lines[0].startswith("-Queue ID-") and "-Sender/Recipient-" in lines[0], lines
+        assert lines[-2] == "-- %d Kbytes in 2 Requests." % sum(
+            (m["size"] + 1023) // 1024 for m in msgs.values()), lines
+        for id, m in msgs.items():
+            head = [l for l in lines if l.startswith(id + " ")]
+            assert len(head) == 1, (id, lines)
+            f = head[0].split()
+            assert int(f[1]) == m["size"] and f[-1] == SENDER, head
+            # each recipient, after its last reply in parentheses
+            block = lines[lines.index(head[0]) + 1:]
+            block = block[:block.index("")]
+            want = []
+            for r in m["rcpts"]:
+                want += ["(%s)" % r["reply"], r["addr"]]
+            assert [l.strip() for l in block] == want, (block, want)
+            assert all(l.startswith(" " * 40) for l in block), block
+
+
+def test_mailq_as_ordinary_user_says_who_may(chamoisd, bins):
+    d = wait_ready(chamoisd())
+    open_path(d.dir)
+    d.conf.chmod(0o644)
+    d.queue_dir.chmod(0o711)
+    p = mailq(bins, d, name="mailq", user="nobody")
+    assert p.returncode == 77, p          # EX_NOPERM
+    assert p.stdout == ""
+    assert "only root and chamoisd's user may list the queue" in p.stderr, p

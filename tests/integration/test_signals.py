@@ -2,7 +2,7 @@
 
 import signal
 
-from harness import (check, dot_stuff, port_accepts, sample_message, smtp_client, split_delivered,
+from harness import (check, dot_stuff, peer_cert_der, port_accepts, sample_message, smtp_client, split_delivered,
                      wait_until)
 
 
@@ -176,15 +176,6 @@ def test_sighup_broken_mailboxes_keeps_old_tables(chamoisd):
     assert rcpt_reply(d, "bob@example.test") == 250
 
 
-def _peer_cert_der(d):
-    from harness import Dialog, unverified_context
-    with Dialog(d.host, d.port) as c:
-        c.expect("220")
-        c.cmd("EHLO client.remote.test", "250")
-        c.starttls(unverified_context())
-        return c.sock.getpeercert(binary_form=True)
-
-
 def _pem_to_der(path):
     import ssl
     return ssl.PEM_cert_to_DER_cert(open(path).read())
@@ -193,7 +184,7 @@ def _pem_to_der(path):
 def test_sighup_reloads_tls_certificate(chamoisd, tmp_path):
     import subprocess
     d = chamoisd()
-    old = _peer_cert_der(d)
+    old = peer_cert_der(d)
     assert old == _pem_to_der(d.dir / "cert.pem")
     new_dir = tmp_path / "newcert"
     new_dir.mkdir()
@@ -205,13 +196,13 @@ def test_sighup_reloads_tls_certificate(chamoisd, tmp_path):
     (d.dir / "cert.pem").write_bytes((new_dir / "cert.pem").read_bytes())
     d.reload()
     new = _pem_to_der(new_dir / "cert.pem")
-    wait_until(lambda: _peer_cert_der(d) == new, timeout=10,
+    wait_until(lambda: peer_cert_der(d) == new, timeout=10,
                what="the new certificate to be served after SIGHUP")
 
 
 def test_sighup_broken_certificate_keeps_old(chamoisd):
     d = chamoisd()
-    old = _peer_cert_der(d)
+    old = peer_cert_der(d)
     log_before = len(d.log())
     (d.dir / "cert.pem").write_text("-----BEGIN CERTIFICATE-----\nbroken\n"
                                     "-----END CERTIFICATE-----\n")
@@ -219,4 +210,4 @@ def test_sighup_broken_certificate_keeps_old(chamoisd):
     wait_until(lambda: "cert.pem" in d.log()[log_before:], timeout=10,
                what="the broken certificate to be logged")
     assert d.running(), d.log()
-    assert _peer_cert_der(d) == old
+    assert peer_cert_der(d) == old
