@@ -40,10 +40,18 @@ trap cleanup EXIT INT TERM
 
 # chroot_make DIR - a pristine minbase bookworm with /proc, /sys, /dev
 chroot_make() {
+	# never rm -rf a tree with /dev or /proc still bound into it
+	if awk -v d="$1" 'index($2, d) == 1 { found = 1 } END { exit !found }' /proc/mounts; then
+		die "something is still mounted under $1 (umount it first)"
+	fi
 	rm -rf "$1"
 	say "debootstrap $suite into $1"
 	debootstrap --variant=minbase "$suite" "$1" "$mirror" >"$1.debootstrap.log" 2>&1 ||
 		{ tail -20 "$1.debootstrap.log"; die "debootstrap"; }
+	# a mount point of its own, as / is on a real machine (unshare, as the
+	# tests of the unit use it, changes the propagation of /)
+	mount --bind "$1" "$1"
+	mounted="$1 $mounted"
 	for m in proc sys dev dev/pts; do
 		mkdir -p "$1/$m"
 		mount --bind "/$m" "$1/$m"

@@ -47,10 +47,10 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from harness import wait_log_match
-from peers.postfix import (PeerUnavailable, _run, ensure_system_user, free_port, unpack_package,
-                           wait_port)
+from peers.postfix import (PeerUnavailable, _run, ensure_system_user, free_port, peers_base,
+                           unpack_package, wait_port)
 
-PEERS_DIR = Path(__file__).resolve().parent.parent / ".peers" / "exim"
+PEERS_DIR = peers_base() / "exim"
 EXIM_USER = "Debian-exim"
 
 

@@ -60,7 +60,21 @@ from typing import Optional, Sequence, Tuple, Union
 
 from harness import free_port, wait_log_match  # noqa: F401  (free_port: for exim.py, dovecot.py)
 
-PEERS_DIR = Path(__file__).resolve().parent.parent / ".peers" / "postfix"
+def peers_base() -> Path:
+    """Where Debian's packages are unpacked for the tests: .peers in the
+    tree, unless some directory above it is closed to other users (a clone
+    in /root): the peers' own users (Debian-exim re-executes its binary)
+    must reach the binaries, so they go to /var/tmp/chamois-peers-UID."""
+    here = Path(__file__).resolve().parent.parent
+    if all(os.stat(d).st_mode & 0o001 for d in [here, *here.parents]):
+        return here / ".peers"
+    base = Path("/var/tmp") / ("chamois-peers-%d" % os.getuid())
+    base.mkdir(mode=0o755, exist_ok=True)
+    os.chmod(base, 0o755)
+    return base
+
+
+PEERS_DIR = peers_base() / "postfix"
 MAIL_OWNER = "chamois-test"
 SETGID_GROUP = "mail"
 
