@@ -122,7 +122,12 @@ def seccomp_as_unit(tmp_path):
     if shutil.which("systemd-analyze") is None or ctypes.util.find_library("seccomp") is None:
         pytest.skip("systemd-analyze or libseccomp missing")
     unit = render(UNIT_IN, tmp_path / "chamoisd.service")
-    return [sys.executable, str(Path(__file__).with_name("unit_seccomp.py")), str(unit), "--"]
+    # a copy beside the unit: the tree may sit where nobody cannot read
+    # (a clone in /root), and the filter runs as the unit's user
+    script = tmp_path / "unit_seccomp.py"
+    shutil.copy(Path(__file__).with_name("unit_seccomp.py"), script)
+    script.chmod(0o644)
+    return [sys.executable, str(script), str(unit), "--"]
 
 
 def low_port():
