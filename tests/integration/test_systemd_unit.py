@@ -333,8 +333,9 @@ def test_unprivileged_start_as_the_unit_does(tmp_path, request):
                what="alice's message")
     assert peer_cn("127.0.0.1", port).endswith("CN = mx.example.test")
     # queue_dir is writable in its mount namespace, everything else not
+    # (nsenter -r: the process's own root, a chroot's where the tests run in one)
     def touch_inside(path):
-        return subprocess.run(["nsenter", "-t", str(d.proc.pid), "-m", "touch", str(path)],
+        return subprocess.run(["nsenter", "-t", str(d.proc.pid), "-m", "-r", "touch", str(path)],
                               stderr=subprocess.DEVNULL).returncode == 0
     assert touch_inside(d.queue_dir / "x") and not touch_inside(d.dir / "x")
     (d.queue_dir / "x").unlink()
