@@ -90,7 +90,7 @@ in_chroot "$dev" 'cd /root/chamois && (make run >run.log 2>&1 &) &&
 		i=$((i + 1)); [ $i -lt 100 ] || { cat run.log; exit 1; }; sleep 0.2; done &&
 	swaks --server 127.0.0.1:2525 --to demo@chamois.test --silent 2 &&
 	ls run/maildir/chamois.test/demo/new/ | grep -q . &&
-	kill $(pgrep -f "chamoisd -d -f run/chamois.conf")' ||
+	pkill -x chamoisd' ||
 	die "make run did not receive the message"
 
 say "make deb"
@@ -128,7 +128,7 @@ in_chroot "$pkg" 'set -e
 	i=0; while [ "$(find /var/mail/chamois -path "*/new/*" -type f | wc -l)" -lt 2 ]; do
 		i=$((i + 1)); [ $i -lt 100 ] || { cat /var/tmp/chamoisd.log; exit 1; }; sleep 0.2; done
 	find /var/mail/chamois -path "*/new/*" -type f
-	kill $(pgrep -x chamoisd)' ||
+	pkill -x chamoisd' ||
 	die "the installed package did not receive mail"
 
 say "every step passed"
