@@ -13,7 +13,8 @@
 # Not part of .ci/run: it needs the Debian mirror and root.  Run as root:
 #   sh tests/fresh/run.sh [WORKDIR]
 # WORKDIR (default /var/tmp/chamois-fresh) holds the chroots; MIRROR and
-# SUITE may be set.  Exit 0 when every step passed; the log of each step is
+# SUITE may be set; FRESH_DEB=FILE skips the developer's path and installs
+# FILE (a package an earlier run kept in WORKDIR).  Exit 0 when every step passed; the log of each step is
 # printed.  The chroots share the machine's network namespace; every test
 # and daemon in them uses loopback only.
 set -eu
@@ -73,6 +74,11 @@ mkdir -p "$work"
 dev=$work/dev
 pkg=$work/pkg
 
+# FRESH_DEB=FILE: only the operator's path, with a package made before
+if [ -n "${FRESH_DEB:-}" ]; then
+	deb=$FRESH_DEB
+else
+
 # 1. the developer's path
 chroot_make "$dev"
 say "copy the tree (git archive HEAD) into $dev/root/chamois"
@@ -94,9 +100,13 @@ in_chroot "$dev" 'cd /root/chamois && (make run >run.log 2>&1 &) &&
 	die "make run did not receive the message"
 
 say "make deb"
-in_chroot "$dev" 'cd /root/chamois && apt-get install -y -qq --no-install-recommends debhelper devscripts fakeroot lintian >/dev/null && make deb && lintian --no-tag-display-limit ../chamois_*.deb || true'
-deb=$(ls "$dev"/root/chamois_*.deb 2>/dev/null | head -1)
+in_chroot "$dev" 'cd /root/chamois && apt-get install -y -qq --no-install-recommends debhelper devscripts fakeroot lintian >/dev/null && make deb && lintian --no-tag-display-limit -I chamois_*.deb || true'
+deb=$(ls "$dev"/root/chamois/chamois_*.deb 2>/dev/null | head -1)
 [ -n "$deb" ] || die "make deb made no package"
+saved=$work/$(basename "$deb")
+cp "$deb" "$saved"
+deb=$saved
+fi
 
 # 2. the operator's path
 chroot_make "$pkg"
