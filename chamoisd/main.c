@@ -58,6 +58,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <systemd/sd-daemon.h>
+
 
 #include <event2/event.h>
 #include <event2/thread.h>
@@ -558,7 +560,10 @@ reload_done(void *arg)
 	if (root.reload_again && !root.stopping) {
 		root.reload_again = false;
 		reload_start();
+		return;
 	}
+	if (!root.stopping)
+		sd_notify(0, "READY=1\nSTATUS=running");
 }
 
 /* reload_start - SIGHUP: parse off the loop; one at a time, the next after */
@@ -572,6 +577,8 @@ reload_start(void)
 		return;
 	}
 	log_info("reload config=%s", config_path);
+	/* systemd (Type=notify): reloading until READY=1 in reload_done */
+	sd_notify(0, "RELOADING=1\nSTATUS=reloading");
 	j = xcalloc(1, sizeof(*j));
 	j->path = xstrdup(config_path);
 	root.reloading = true;
@@ -652,6 +659,7 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 	log_info("stopping signal=%d sessions=%u", (int)sig,
 	    smtpd_session_count());
 	root.stopping = true;
+	sd_notify(0, "STOPPING=1\nSTATUS=stopping");
 	smtpd_listeners_stop();
 	submit_stop();
 	admin_stop();
@@ -888,6 +896,11 @@ main(int argc, char **argv)
 	log_info("ready version=%s hostname=%s domains=%zu mailboxes=%zu",
 	    CHAMOIS_VERSION, root.cfg->hostname, root.cfg->ndomains,
 	    tables_mailbox_count(root.tables));
+	/*
+	 * systemd (Type=notify, doc/chamoisd.8 "SYSTEMD"): started once every
+	 * listener accepts; a no-op without NOTIFY_SOCKET
+	 */
+	sd_notify(0, "READY=1\nSTATUS=running");
 
 	event_base_dispatch(root.base);
 

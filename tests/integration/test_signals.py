@@ -211,3 +211,35 @@ def test_sighup_broken_certificate_keeps_old(chamoisd):
                what="the broken certificate to be logged")
     assert d.running(), d.log()
     assert peer_cert_der(d) == old
+
+
+def test_systemd_notifications(chamoisd, tmp_path, monkeypatch):
+    """Type=notify (chamoisd(8), SYSTEMD): READY=1 once the listeners
+    accept, RELOADING=1 then READY=1 around a SIGHUP, STOPPING=1 on
+    SIGTERM, all on the datagram socket named by NOTIFY_SOCKET."""
+    import socket
+    path = str(tmp_path / "notify")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(20)
+    try:
+        monkeypatch.setenv("NOTIFY_SOCKET", path)
+        d = chamoisd()
+        monkeypatch.delenv("NOTIFY_SOCKET")
+
+        def next_state():
+            fields = sock.recv(4096).decode().split("\n")
+            return [f for f in fields if f.split("=")[0] != "STATUS"]
+
+        assert next_state() == ["READY=1"]
+        assert port_accepts(d.host, d.port)
+        d.signal(signal.SIGHUP)
+        assert next_state() == ["RELOADING=1"]
+        assert next_state() == ["READY=1"]
+        assert "reload done" in d.log()
+        d.signal(signal.SIGTERM)
+        assert next_state() == ["STOPPING=1"]
+        assert d.wait(10) == 0
+        d.stopped = True
+    finally:
+        sock.close()
