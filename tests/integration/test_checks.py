@@ -150,6 +150,28 @@ def test_sighup_names_a_changed_listen_and_keeps_the_old_port(chamoisd):
     assert "mailboxes=2" in log.rsplit("reload done", 1)[1], log
 
 
+def test_sighup_names_every_other_setting_that_needs_a_restart(chamoisd):
+    """chamoisd(8), SIGNALS: besides listen and queue_dir, a changed
+    worker_threads, dns_server, metrics_listen or srs_secret is named and
+    keeps its old value; the old metrics page stays where it was."""
+    mport = harness.free_port()
+    d = chamoisd(extra_conf="worker_threads 4\nmetrics_listen 127.0.0.1:%d\n"
+                 "srs_secret first-secret-0123456789\n" % mport)
+    assert port_accepts("127.0.0.1", mport)
+    new_mport = harness.free_port()
+    replace_conf_line(d, "worker_threads", "worker_threads 2")
+    replace_conf_line(d, "dns_server", "dns_server 127.0.0.1:%d" % harness.dead_port())
+    replace_conf_line(d, "metrics_listen", "metrics_listen 127.0.0.1:%d" % new_mport)
+    replace_conf_line(d, "srs_secret", "srs_secret second-secret-0123456789")
+    log = reload_and_wait(d).rsplit("reload config=", 1)[1]
+    for key in ("worker_threads", "dns_server", "metrics_listen", "srs_secret"):
+        assert "reload: %s changed; restart chamoisd to apply it" % key in log, log
+    for key in ("listen", "queue_dir", "user"):
+        assert "reload: %s changed" % key not in log, log
+    assert port_accepts("127.0.0.1", mport)
+    assert not port_accepts("127.0.0.1", new_mport)
+
+
 def test_sighup_mismatched_key_says_the_old_certificate_stays(chamoisd, tmp_path):
     d = chamoisd()
     old = peer_cert_der(d)
