@@ -19,12 +19,14 @@ rewritten:
   the same unprivileged user, read over IMAPS.
 """
 
+import grp
 import imaplib
 import importlib.util
 import os
 import pwd
 import re
 import shlex
+import shutil
 import smtplib
 import subprocess
 import sys
@@ -285,20 +287,55 @@ def test_outward_swaks_block_reaches_the_remote(fwd_env, tmp_path):
 # 4. Dovecot over the same Maildirs
 
 
-class DocDovecot(Dovecot):
-    """peers/dovecot.py's private instance (its base_dir, state_dir, log,
-    loopback) with doc/install.md's local.conf for everything else, and one
-    IMAPS listener (port 993's role) on a free loopback port."""
+DEBIAN_CONF = Path("/etc/dovecot")
 
-    def __init__(self, base, maildir_root, local_conf):
+
+class DocDovecot(Dovecot):
+    """Dovecot with the config doc/install.md leaves on a Debian 12 server:
+    a copy of dovecot-core's /etc/dovecot (dovecot.conf, conf.d/) under
+    base, the doc's sed run on the copy's conf.d/10-auth.conf, the doc's
+    local.conf in it, and, read last, peers/dovecot.py's private settings
+    (base_dir, state_dir, log, loopback) and one IMAPS listener (port 993's
+    role) on a free loopback port instead of 143 and 993."""
+
+    def __init__(self, base, maildir_root, local_conf, sed):
         super().__init__(base, maildir_root, users={})
-        self.local_conf = local_conf
+        self.etc = self.base / "etc"
+        self.conf = self.etc / "dovecot.conf"
+        self.local_conf, self.sed = local_conf, sed
+
+    def doveconf(self):
+        return sh_ok("doveconf -n -c %s" % shlex.quote(str(self.conf)))
+
+    def copy_debian_conf(self):
+        if not (DEBIAN_CONF / "dovecot.conf").is_file():
+            raise PeerUnavailable("no %s/dovecot.conf (dovecot-core)" % DEBIAN_CONF)
+        shutil.copytree(DEBIAN_CONF, self.etc, symlinks=True)
+        os.chmod(self.etc, 0o755)
+        # the copy names itself, not /etc/dovecot (10-ssl.conf's key pair)
+        for f in self.etc.rglob("*"):
+            if f.is_file() and not f.is_symlink() and f.suffix in (".conf", ".ext"):
+                f.write_text(f.read_text().replace(str(DEBIAN_CONF) + "/", str(self.etc) + "/"))
+        # dovecot-core's postinst links ssl-cert's snakeoil pair as
+        # private/dovecot.{pem,key}; where there is none (no snakeoil made,
+        # as in a container) Dovecot does not start, even with local.conf's
+        # ssl_cert: put a pair there, as a server has
+        pem, key = self.etc / "private" / "dovecot.pem", self.etc / "private" / "dovecot.key"
+        if not (pem.exists() and key.exists()):
+            for f in (pem, key):
+                if f.is_symlink():
+                    f.unlink()
+            cert_key = make_cert(self.base / "snakeoil")
+            shutil.copyfile(cert_key[0], pem)
+            shutil.copyfile(cert_key[1], key)
 
     def write_config(self):
-        self.base.mkdir(parents=True, exist_ok=True)
         if self.port is None:
             self.port = free_port(self.host)
-        self.conf.write_text(self.base_conf() + f"""\
+        sh_ok(replace_once(self.sed, str(DEBIAN_CONF) + "/", str(self.etc) + "/"))
+        (self.etc / "local.conf").write_text(self.local_conf)
+        private = self.etc / "chamois-test.conf"
+        private.write_text(self.base_conf() + f"""\
 auth_verbose = yes
 shutdown_clients = yes
 service imap-login {{
@@ -311,8 +348,9 @@ service imap-login {{
     ssl = yes
   }}
 }}
-# doc/install.md, section 7, /etc/dovecot/local.conf:
-""" + self.local_conf)
+""")
+        with open(self.conf, "a") as f:
+            f.write("\n# tests/integration/test_install_doc.py\n!include %s\n" % private)
 
 
 def imaps(dv):
@@ -351,19 +389,29 @@ def test_dovecot_local_conf_serves_chamoisd_maildirs(chamois_conf, tmp_path):
     c = chamois_conf(domains=("example.org",), mailboxes=(ALICE,),
                      hostname="mail.example.org", extra_conf="user %s" % account)
     open_dirs_to_others(c)
-    etc = tmp_path / "etc-dovecot"
-    etc.mkdir()
-    os.chmod(etc, 0o755)
-    users = etc / "users"
-    cert, key = make_cert(etc)
+
+    sed = command_with(block, "10-auth.conf")
+    dv = DocDovecot(tmp_path / "dovecot", c.maildir_root, None, sed)
+    try:
+        dv.copy_debian_conf()
+    except PeerUnavailable as e:
+        pytest.skip(str(e))
+    # what the sed turns off: Debian's PAM passdb (the machine's accounts)
+    auth = (dv.etc / "conf.d" / "10-auth.conf").read_text()
+    assert re.search(r"^!include auth-system\.conf\.ext$", auth, re.M), auth
+    assert "driver = pam" in (dv.etc / "conf.d" / "auth-system.conf.ext").read_text()
+
+    users = dv.etc / "users"                # the copy's /etc/dovecot/users
+    cert, key = make_cert(tmp_path / "tls")
     local = replace_once(local, MAILDIRS, str(c.maildir_root))
     local = replace_once(local, "uid=chamois gid=chamois",
-                         "uid=%s gid=%s" % (account, pwd.getpwuid(uid).pw_name))
+                         "uid=%s gid=%s" % (account, grp.getgrgid(gid).gr_name))
     local = replace_once(local, DOVECOT_USERS, str(users))
     local = re.sub(r"^ssl_cert = <.*$", "ssl_cert = <" + cert, local, count=1, flags=re.M)
     local = re.sub(r"^ssl_key = <.*$", "ssl_key = <" + key, local, count=1, flags=re.M)
     assert "ssl = required" in local.splitlines(), local
-    assert "/etc/" not in local, local
+    assert " /etc/" not in local and "</etc/" not in local, local
+    dv.local_conf = local
     # the doc's password line and the file's owner and mode
     for cmd in commands(block):
         if DOVECOT_USERS in cmd and not cmd.startswith("cat "):
@@ -383,9 +431,19 @@ def test_dovecot_local_conf_serves_chamoisd_maildirs(chamois_conf, tmp_path):
         for p in [c.maildir_root, home.parent, home, home / "new"]:
             assert p.stat().st_uid == uid, "%s not owned by %s" % (p, account)
 
-        dv = DocDovecot(tmp_path / "dovecot", c.maildir_root, local)
         dv.start()
         try:
+            conf = dv.doveconf()
+            drivers = re.findall(r"^(passdb|userdb) \{\n(?:  .*\n)*?  driver = (\S+)$",
+                                 conf, re.M)
+            assert sorted(drivers) == [("passdb", "passwd-file"), ("userdb", "static")], conf
+            doveadm = command_with(block, "doveadm auth test")
+            out = sh_ok(replace_once(doveadm, "doveadm ", "doveadm -c %s " % dv.conf))
+            assert "auth succeeded" in out, out
+            curl = command_with(block_with("imaps://"), "imaps://")
+            served = sh_ok(replace_once(curl, "imaps://mail.example.org/",
+                                        "imaps://%s:%d/" % (dv.host, dv.port)))
+            assert served == stored[0].decode(), served      # (text: CRLF read as LF)
             for user in (ALICE, "Alice@Example.ORG"):     # auth_username_format = %Lu
                 m = imaps(dv)
                 try:
