@@ -125,6 +125,11 @@ def replace_once(text, old, new):
     return text.replace(old, new)
 
 
+def need(program, package):
+    if not shutil.which(program):
+        pytest.skip("%s missing (apt-get install %s; .ci/deps.sh)" % (program, package))
+
+
 def sh(command, **kw):
     return subprocess.run(["sh", "-c", command], stdin=subprocess.DEVNULL,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -180,8 +185,8 @@ def serve_zone(dns, records):
 
 
 def test_every_block_has_a_runner():
-    p = subprocess.run([sys.executable, str(DOC_COMMANDS), "--list", str(DOC)], stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, text=True, timeout=30)
+    p = subprocess.run([sys.executable, str(DOC_COMMANDS), "--list", str(DOC)],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)
     assert p.returncode == 0, p.stderr
     listed = [l.split(None, 1) for l in p.stdout.splitlines()]
     bodies = {line: body for line, _, body in sh_blocks()}
@@ -209,6 +214,7 @@ def test_every_block_has_a_runner():
 
 
 def test_dns_block_answers_as_the_doc_says(tmp_path):
+    need("dig", "bind9-dnsutils")
     records = zone_records()
     dns = Dnsmasq(tmp_path / "dns", local_zones=("example.org", "in-addr.arpa"))
     serve_zone(dns, records)
@@ -242,6 +248,8 @@ def test_dns_block_answers_as_the_doc_says(tmp_path):
 
 
 def test_outward_swaks_block_reaches_the_remote(fwd_env, tmp_path):
+    need("swaks", "swaks libnet-ssleay-perl")
+    need("saslpasswd2", "sasl2-bin")
     block = marked_block("outward swaks")
     swaks, grep = commands(block)
     assert swaks.lstrip().startswith("swaks ") and grep.lstrip().startswith("journalctl "), block
@@ -368,6 +376,8 @@ def login_fails(dv, user, password):
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="Dovecot and `user` need root")
 def test_dovecot_local_conf_serves_chamoisd_maildirs(chamois_conf, tmp_path):
+    need("doveadm", "dovecot-imapd")
+    need("curl", "curl")
     try:
         uid, gid = ensure_mail_owner()
     except PeerUnavailable as e:
@@ -430,6 +440,8 @@ def test_dovecot_local_conf_serves_chamoisd_maildirs(chamois_conf, tmp_path):
         home = c.maildir(ALICE)
         for p in [c.maildir_root, home.parent, home, home / "new"]:
             assert p.stat().st_uid == uid, "%s not owned by %s" % (p, account)
+        for p in [home.parent, home, home / "new"]:     # "mode 0700 all the way down"
+            assert p.stat().st_mode & 0o777 == 0o700, "%s: %o" % (p, p.stat().st_mode)
 
         dv.start()
         try:
