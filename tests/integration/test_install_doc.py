@@ -14,9 +14,11 @@ rewritten:
   `saslpasswd2` line), elsewhere.example's MX an aiosmtpd remote
   (peers/remote.py), and the doc's `journalctl | grep` run on the log file
   the harness keeps;
-* section 7's /etc/dovecot/local.conf and `doveadm pw` line, in a private
-  Dovecot (peers/dovecot.py) over the Maildirs of a chamoisd that runs as
-  the same unprivileged user, read over IMAPS.
+* section 7's block: the sed on conf.d/10-auth.conf, local.conf, the
+  `doveadm pw` line, `doveadm auth test` and `curl`, with a private
+  Dovecot (peers/dovecot.py's base_dir, state_dir, log) on a copy of
+  Debian's /etc/dovecot, over the Maildirs of a chamoisd that runs as the
+  same unprivileged system user, read over IMAPS.
 """
 
 import grp
@@ -296,12 +298,14 @@ def test_outward_swaks_block_reaches_the_remote(fwd_env, tmp_path):
 
 
 DEBIAN_CONF = Path("/etc/dovecot")
+PACKAGE_CONF = Path("/usr/share/dovecot")
 
 
 class DocDovecot(Dovecot):
     """Dovecot with the config doc/install.md leaves on a Debian 12 server:
-    a copy of dovecot-core's /etc/dovecot (dovecot.conf, conf.d/) under
-    base, the doc's sed run on the copy's conf.d/10-auth.conf, the doc's
+    a copy of /etc/dovecot (dovecot.conf, conf.d/) under base, as the
+    packages install it, that names itself instead of /etc/dovecot; the
+    doc's sed run on the copy's conf.d/10-auth.conf, the doc's
     local.conf in it, and, read last, peers/dovecot.py's private settings
     (base_dir, state_dir, log, loopback) and one IMAPS listener (port 993's
     role) on a free loopback port instead of 143 and 993."""
@@ -320,6 +324,15 @@ class DocDovecot(Dovecot):
             raise PeerUnavailable("no %s/dovecot.conf (dovecot-core)" % DEBIAN_CONF)
         shutil.copytree(DEBIAN_CONF, self.etc, symlinks=True)
         os.chmod(self.etc, 0o755)
+        # as dovecot-core and dovecot-imapd install it (ucf copies each
+        # file from the package's templates), whatever this host changed
+        for f in self.etc.rglob("*"):
+            template = PACKAGE_CONF / f.relative_to(self.etc)
+            if f.is_file() and template.is_file():
+                shutil.copyfile(template, f)
+        for name in ("local.conf", "users"):
+            if (self.etc / name).exists():
+                (self.etc / name).unlink()
         # the copy names itself, not /etc/dovecot (10-ssl.conf's key pair)
         for f in self.etc.rglob("*"):
             if f.is_file() and not f.is_symlink() and f.suffix in (".conf", ".ext"):
@@ -333,6 +346,7 @@ class DocDovecot(Dovecot):
             for f in (pem, key):
                 if f.is_symlink():
                     f.unlink()
+            pem.parent.mkdir(mode=0o700, exist_ok=True)
             cert_key = make_cert(self.base / "snakeoil")
             shutil.copyfile(cert_key[0], pem)
             shutil.copyfile(cert_key[1], key)
