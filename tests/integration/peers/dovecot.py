@@ -98,6 +98,22 @@ class Dovecot:
         local, domain = _split(address)
         return self.maildir_root / domain / local
 
+    def base_conf(self) -> str:
+        """The settings that keep this Dovecot private: its own instance,
+        base_dir, state_dir and log under ``base``, ``listen`` on loopback
+        (also used by test_install_doc.py, which adds doc/install.md's)."""
+        b = self.base
+        return f"""\
+# written by tests/integration/peers/dovecot.py
+instance_name = chamois-test-{uuid.uuid4().hex[:8]}
+base_dir = {b}/run
+state_dir = {b}/state
+log_path = {self.log_path}
+info_log_path = {self.log_path}
+debug_log_path = {self.log_path}
+listen = {self.host}
+"""
+
     def write_config(self) -> None:
         self.base.mkdir(parents=True, exist_ok=True)
         self.maildir_root.mkdir(parents=True, exist_ok=True)
@@ -112,16 +128,7 @@ class Dovecot:
             lines.append("%s:{PLAIN}%s:%d:%d::%s::\n" % (addr, pw, self.uid, self.gid, home))
         self.passwd.write_text("".join(lines))
         os.chmod(self.passwd, 0o600)
-        b = self.base
-        conf = f"""\
-# written by tests/integration/peers/dovecot.py
-instance_name = chamois-test-{uuid.uuid4().hex[:8]}
-base_dir = {b}/run
-state_dir = {b}/state
-log_path = {self.log_path}
-info_log_path = {self.log_path}
-debug_log_path = {self.log_path}
-listen = {self.host}
+        conf = self.base_conf() + f"""\
 protocols = imap
 ssl = no
 disable_plaintext_auth = no
