@@ -21,6 +21,14 @@ struct listen_addr {
 	int line;
 };
 
+/* one dkim_key line (chamois.conf(5)) */
+struct dkim_key_conf {
+	char *domain;		/* lower-case A-label */
+	char *selector;
+	char *file;		/* absolute */
+	int line;
+};
+
 struct config {
 	char *path;		/* the config file */
 	char *dir;		/* its directory, for relative paths */
@@ -43,6 +51,8 @@ struct config {
 	unsigned max_recipients;
 	char **srs_secrets;
 	size_t nsrs_secrets;
+	struct dkim_key_conf *dkim_keys;	/* in file order */
+	size_t ndkim_keys;
 	unsigned forward_rcpt_budget;	/* seconds */
 	unsigned forward_data_budget;
 	struct sockaddr_storage dns_server;
