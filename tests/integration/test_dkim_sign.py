@@ -1,0 +1,321 @@
+"""DKIM signing of what the queue sends (chamois.conf(5) "dkim_key";
+doc/queue.md "Signing"; chamoisd(8) CHECKS).
+
+A chamoisd with a submission listener and two dkim_key lines for
+example.test (an RSA 2048 and an Ed25519 key made here with openssl
+genpkey) sends to an aiosmtpd remote behind a dnsmasq MX
+(peers/remote.py); the same dnsmasq serves the keys' TXT records
+(SELECTOR._domainkey.example.test), and the messages as the remote got
+them are verified with dkimpy (python3-dkim), each signature on its own,
+its key looked up in that dnsmasq.  Mail enters on 587 (smtplib, AUTH) and
+through chamois-sendmail."""
+
+import base64
+import re
+import signal
+import subprocess
+
+import dkim
+import pytest
+
+from harness import crlf, wait_until
+from peers.dns import query
+from peers.remote import fwd_env  # noqa: F401
+from peers.queue_util import qbins, sendmail_ok, wait_ready  # noqa: F401
+from peers.sasl import ALICE, USERS, submission_daemon
+
+DOMAIN = "example.test"
+RSA_SEL, ED_SEL = "rsa2026", "ed2026"
+
+# an 8-bit body (UTF-8), a line of 990 octets (998 is the most RFC 5322
+# allows), lines starting with dots, trailing blanks and empty lines at the
+# end (the relaxed body canonicalisation drops both)
+BODY = ("Grüße aus Zürich, ça va ?\n"
+        "\n"
+        ".a line that starts with a dot\n"
+        "..two dots\n"
+        ".\n"
+        "trailing blanks   \t\n"
+        "inner   runs\tof  blanks\n"
+        + "x" * 990 + "\n"
+        "last line\n"
+        "\n"
+        "\n")
+
+
+def genkey(path, kind):
+    """openssl genpkey: an RSA 2048 or Ed25519 key in PEM; its p= value."""
+    if kind == "rsa":
+        args = ["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"]
+    elif kind == "rsa1024":
+        args = ["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024"]
+    else:
+        args = ["-algorithm", "ED25519"]
+    subprocess.run(["openssl", "genpkey"] + args + ["-out", str(path)], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+    der = subprocess.run(["openssl", "pkey", "-in", str(path), "-pubout", "-outform", "DER"],
+                         check=True, stdout=subprocess.PIPE, timeout=60).stdout
+    if kind == "ed25519":
+        der = der[-32:]         # RFC 8463 4.2: the raw public key
+    return base64.b64encode(der).decode()
+
+
+def txt_record(dns, selector, kind, p):
+    """The key's TXT record in dnsmasq, in strings of at most 255 octets."""
+    text = "v=DKIM1; k=%s; p=%s" % ("ed25519" if kind == "ed25519" else "rsa", p)
+    parts = [text[i:i + 250] for i in range(0, len(text), 250)]
+    dns.raw("--txt-record=%s._domainkey.%s,%s" % (selector, DOMAIN, ",".join(parts)))
+
+
+def dnsfunc_for(port):
+    """dkimpy's key look-up, through the test's dnsmasq."""
+    def lookup(name, timeout=5):
+        if isinstance(name, bytes):
+            name = name.decode()
+        rcode, answers = query(port, name.rstrip("."), "TXT")
+        for a in answers:
+            if a[0] == 16:
+                raw, out = a[1], b""
+                while raw:
+                    out += raw[1:1 + raw[0]]
+                    raw = raw[1 + raw[0]:]
+                return out
+        return None
+    return lookup
+
+
+def signatures(content):
+    """The DKIM-Signature fields of a message, as dicts of their tags."""
+    head = content.split(b"\r\n\r\n", 1)[0]
+    fields = re.findall(rb"(?im)^DKIM-Signature:([^\r\n]*(?:\r\n[ \t][^\r\n]*)*)", head)
+    out = []
+    for f in fields:
+        tags = {}
+        for t in re.sub(rb"\s+", b"", f).split(b";"):
+            if b"=" in t:
+                k, v = t.split(b"=", 1)
+                tags[k.decode()] = v.decode()
+        out.append(tags)
+    return out
+
+
+def verify_each(content, port):
+    """dkimpy's verdict on every signature, in order."""
+    d = dkim.DKIM(content)
+    out = []
+    for i in range(len(signatures(content))):
+        try:
+            out.append(d.verify(idx=i, dnsfunc=dnsfunc_for(port)))
+        except dkim.DKIMException:      # a body hash mismatch raises
+            out.append(False)
+    return out
+
+
+@pytest.fixture
+def signing(fwd_env, tmp_path):
+    """A remote for remote.test, the two keys and their records, and a
+    chamoisd with a submission listener signing for example.test."""
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    r = fwd_env.remote("remote.test")
+    txt_record(fwd_env.dns, RSA_SEL, "rsa", genkey(keys / "rsa.pem", "rsa"))
+    txt_record(fwd_env.dns, ED_SEL, "ed25519", genkey(keys / "ed.pem", "ed25519"))
+    conf = ("dkim_key %s %s %s\ndkim_key %s %s %s\n"
+            % (DOMAIN, RSA_SEL, keys / "rsa.pem", DOMAIN, ED_SEL, keys / "ed.pem"))
+    sub = submission_daemon(fwd_env.daemon, tmp_path / "sasl", extra_conf=conf,
+                            mailboxes=("alice@example.test", "bob@example.test",
+                                       "root@example.test"))
+    wait_ready(sub.d)
+    return sub, r, fwd_env.dns.port
+
+
+def delivered(r, n=1):
+    wait_until(lambda: len(r.delivered()) >= n, 30, what="delivery at remote.test")
+    return r.delivered()[n - 1].content
+
+
+def submitted(sub, frm, to, subject, body=BODY, extra=""):
+    return ("From: Alice <%s>\nTo: %s\nSubject: %s\n"
+            "Message-ID: <%s@laptop.example.test>\n"
+            "Date: Thu, 01 Jan 2026 00:00:00 +0000\n"
+            "References: <one@laptop.example.test>\n <two@laptop.example.test>\n"
+            "MIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n"
+            "Content-Transfer-Encoding: 8bit\n%s\n%s"
+            % (frm, to, subject, re.sub(r"\W", "", subject), extra, body))
+
+
+def check_both(content, port):
+    sigs = signatures(content)
+    assert [s["a"] for s in sigs] == ["rsa-sha256", "ed25519-sha256"], sigs
+    assert [s["s"] for s in sigs] == [RSA_SEL, ED_SEL], sigs
+    for s in sigs:
+        assert s["d"] == DOMAIN and s["c"] == "relaxed/relaxed", s
+        h = [x.lower() for x in s["h"].split(":")]
+        assert h.count("from") == 2, s          # over-signed
+        for name in ("to", "subject", "date", "message-id", "references",
+                     "mime-version", "content-type", "content-transfer-encoding"):
+            assert name in h, (name, s)
+        assert "received" not in h, s
+    assert verify_each(content, port) == [True, True], content[:3000]
+    assert dkim.verify(content, dnsfunc=dnsfunc_for(port)), content[:3000]
+
+
+def test_submission_is_signed_with_rsa_and_ed25519(signing):
+    """A message submitted on 587 reaches the remote with an RSA and an
+    Ed25519 signature that dkimpy accepts, each on its own; 8-bit body,
+    a 990-octet line, dot lines, a folded header."""
+    sub, r, port = signing
+    s = sub.smtp_tls()
+    try:
+        s.login(ALICE, USERS[ALICE])
+        msg = submitted(sub, ALICE, "carol@remote.test", "signed on 587")
+        assert s.sendmail(ALICE, ["carol@remote.test"], crlf(msg),
+                          mail_options=["BODY=8BITMIME"]) == {}
+    finally:
+        s.quit()
+    content = delivered(r)
+    check_both(content, port)
+    assert b"x" * 990 + b"\r\n" in content
+    assert b"\r\n.a line that starts with a dot\r\n..two dots\r\n.\r\n" in content
+    assert "Grüße".encode() in content
+    # the signatures sit above chamois's own Received
+    head = content.split(b"\r\n\r\n", 1)[0]
+    assert head.startswith(b"DKIM-Signature:"), head[:200]
+    assert head.index(b"Received:") > head.rindex(b"DKIM-Signature:")
+    assert re.search(r"[0-9a-f]{16} dkim signed domain=example\.test signatures=2\n",
+                     sub.d.log()), sub.d.log()
+
+
+def test_sendmail_is_signed_with_rsa_and_ed25519(signing, qbins):
+    """chamois-sendmail's messages are signed the same way."""
+    sub, r, port = signing
+    sendmail_ok(qbins, sub.d, ["carol@remote.test"],
+                submitted(sub, ALICE, "carol@remote.test", "signed by sendmail"),
+                sender=ALICE)
+    check_both(delivered(r), port)
+
+
+def test_a_message_tampered_with_fails_both(signing):
+    """The verifier is not fooled: a changed body fails both signatures
+    (so the passes above are not a verifier that says yes to anything)."""
+    sub, r, port = signing
+    s = sub.smtp_tls()
+    try:
+        s.login(ALICE, USERS[ALICE])
+        s.sendmail(ALICE, ["carol@remote.test"],
+                   crlf(submitted(sub, ALICE, "carol@remote.test", "tamper")),
+                   mail_options=["BODY=8BITMIME"])
+    finally:
+        s.quit()
+    content = delivered(r)
+    assert verify_each(content, port) == [True, True]
+    bad = content.replace(b"last line", b"last lime")
+    assert verify_each(bad, port) == [False, False]
+
+
+@pytest.mark.parametrize("frm", ["someone@elsewhere.test",
+                                 "alice@example.test, bob@example.test"])
+def test_from_outside_signing_domains_goes_unsigned(signing, qbins, frm):
+    """A From that is not one address of a signing domain: no signature,
+    the message still goes."""
+    sub, r, port = signing
+    sendmail_ok(qbins, sub.d, ["carol@remote.test"],
+                submitted(sub, frm, "carol@remote.test", "unsigned"), sender=ALICE)
+    content = delivered(r)
+    assert b"DKIM-Signature" not in content, content[:2000]
+    assert "dkim signed" not in sub.d.log()
+
+
+def test_sighup_new_selector_signs_new_mail_and_queued_mail_keeps_its_own(
+        fwd_env, tmp_path, qbins):
+    """Key rotation: a message queued (the remote says 451 to the first
+    attempt) before a SIGHUP that replaces selector old by new keeps its
+    old signature when it finally goes; one submitted after is signed with
+    the new key.  Both verify while DNS has both records."""
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    attempts = []
+
+    def eod(conn, arg):
+        attempts.append(1)
+        return "451 4.3.0 try again later" if len(attempts) == 1 else None
+
+    r = fwd_env.remote("remote.test", eod=eod)
+    txt_record(fwd_env.dns, "old", "ed25519", genkey(keys / "old.pem", "ed25519"))
+    txt_record(fwd_env.dns, "new", "ed25519", genkey(keys / "new.pem", "ed25519"))
+    d = wait_ready(fwd_env.daemon(
+        extra_conf="dkim_key %s old %s\n" % (DOMAIN, keys / "old.pem"),
+        mailboxes=("alice@example.test", "root@example.test")))
+    port = fwd_env.dns.port
+    sendmail_ok(qbins, d, ["carol@remote.test"],
+                submitted(None, ALICE, "carol@remote.test", "queued before"), sender=ALICE)
+    wait_until(lambda: len(attempts) >= 1, 30, what="the first attempt")
+    lines = [("dkim_key %s new %s" % (DOMAIN, keys / "new.pem")) if l.startswith("dkim_key")
+             else l for l in d.conf_lines()]
+    d.write_conf("\n".join(lines) + "\n")
+    d.signal(signal.SIGHUP)
+    wait_until(lambda: "reload dkim keys=1" in d.log(), 15, what="reload of the keys")
+    sendmail_ok(qbins, d, ["carol@remote.test"],
+                submitted(None, ALICE, "carol@remote.test", "queued after"), sender=ALICE)
+    subprocess.run([str(qbins["chamoisctl"]), "-f", str(d.conf), "flush"], check=True,
+                   stdout=subprocess.DEVNULL, timeout=30)
+    wait_until(lambda: len(r.delivered()) >= 2, 60, what="both deliveries")
+    by_subject = {}
+    for t in r.delivered():
+        subj = re.search(rb"(?m)^Subject: (.*)\r$", t.content).group(1)
+        by_subject[subj] = t.content
+    before, after = by_subject[b"queued before"], by_subject[b"queued after"]
+    assert [s["s"] for s in signatures(before)] == ["old"]
+    assert [s["s"] for s in signatures(after)] == ["new"]
+    assert verify_each(before, port) == [True]
+    assert verify_each(after, port) == [True]
+
+
+# ---------------------------------------------------------------- -n
+
+
+def test_check_accepts_good_keys_and_names_each_bad_one(chamois_conf, tmp_path):
+    """-n: a 1024-bit RSA key, a public key, a missing file and a repeated
+    selector are errors naming FILE:LINE; RSA 2048 and Ed25519 pass."""
+    k = tmp_path / "k"
+    k.mkdir()
+    genkey(k / "rsa.pem", "rsa")
+    genkey(k / "ed.pem", "ed25519")
+    good = chamois_conf(extra_conf="dkim_key example.test a %s\ndkim_key example.test b %s\n"
+                        % (k / "rsa.pem", k / "ed.pem"))
+    rc, out = good.check_config()
+    assert rc == 0 and "configuration OK" in out, out
+
+    genkey(k / "small.pem", "rsa1024")
+    subprocess.run(["openssl", "pkey", "-in", str(k / "ed.pem"), "-pubout",
+                    "-out", str(k / "pub.pem")], check=True, timeout=30)
+    lines = ["dkim_key example.test small %s" % (k / "small.pem"),
+             "dkim_key example.test pub %s" % (k / "pub.pem"),
+             "dkim_key example.test gone %s" % (k / "nowhere.pem"),
+             "dkim_key example.test a %s" % (k / "rsa.pem"),
+             "dkim_key example.test A %s" % (k / "ed.pem")]
+    c = chamois_conf(extra_conf="\n".join(lines) + "\n")
+    rc, out = c.check_config()
+    assert rc == 1, out
+    n = c.conf_line_number
+    assert ("chamois.conf:%d: dkim_key: %s is an RSA key of 1024 bits; at least 2048 "
+            "are needed" % (n("dkim_key example.test small"), k / "small.pem")) in out, out
+    assert ("chamois.conf:%d: dkim_key: %s is a public key"
+            % (n("dkim_key example.test pub"), k / "pub.pem")) in out, out
+    assert ("chamois.conf:%d: dkim_key: cannot read %s: No such file or directory"
+            % (n("dkim_key example.test gone"), k / "nowhere.pem")) in out, out
+    assert ("chamois.conf:%d: dkim_key: selector 'A' of example.test is already set on "
+            "line %d" % (n("dkim_key example.test A"), n("dkim_key example.test a"))) in out, out
+    assert "configuration OK" not in out
+
+
+def test_daemon_refuses_to_start_with_a_bad_key(chamois_conf, tmp_path):
+    """The start runs the same checks as -n."""
+    k = tmp_path / "k"
+    k.mkdir()
+    genkey(k / "small.pem", "rsa1024")
+    c = chamois_conf(extra_conf="dkim_key example.test s %s\n" % (k / "small.pem"))
+    p = subprocess.run([str(c.binary), "-d", "-f", str(c.conf)], stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
+    assert p.returncode != 0, p.stdout
+    assert b"is an RSA key of 1024 bits" in p.stdout, p.stdout
