@@ -59,16 +59,13 @@ static pthread_once_t lib_once = PTHREAD_ONCE_INIT;
 static void
 lib_init(void)
 {
-	/* libopendkim wants the names in lower case for its matching */
-	static const char *sign[] = { "from", "to", "cc", "subject", "date",
-	    "message-id", "reply-to", "in-reply-to", "references",
-	    "mime-version", "content-type", "content-transfer-encoding", NULL };
-	static const char *over[] = { "from", NULL };
+	static const char *over[] = { "From", NULL };
 
 	if ((lib = dkim_init(NULL, NULL)) == NULL)
 		return;
 	/* the length is that of the pointer to the array, not the array */
-	if (dkim_options(lib, DKIM_OP_SETOPT, DKIM_OPTS_SIGNHDRS, sign,
+	if (dkim_options(lib, DKIM_OP_SETOPT, DKIM_OPTS_SIGNHDRS,
+	    (void *)dkim_signed_headers,
 	    sizeof(char **)) != DKIM_STAT_OK ||
 	    dkim_options(lib, DKIM_OP_SETOPT, DKIM_OPTS_OVERSIGNHDRS, over,
 	    sizeof(char **)) != DKIM_STAT_OK) {
