@@ -11,6 +11,7 @@ its key looked up in that dnsmasq.  Mail enters on 587 (smtplib, AUTH) and
 through chamois-sendmail."""
 
 import base64
+import os
 import re
 import signal
 import subprocess
@@ -18,7 +19,7 @@ import subprocess
 import dkim
 import pytest
 
-from harness import crlf, wait_until
+from harness import crlf, open_dirs_to_others, wait_until
 from peers.dns import query
 from peers.remote import fwd_env  # noqa: F401
 from peers.queue_util import qbins, sendmail_ok, wait_ready  # noqa: F401
@@ -319,3 +320,24 @@ def test_daemon_refuses_to_start_with_a_bad_key(chamois_conf, tmp_path):
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
     assert p.returncode != 0, p.stdout
     assert b"is an RSA key of 1024 bits" in p.stdout, p.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as the user")
+def test_check_warns_of_a_key_the_user_cannot_read(chamois_conf):
+    """A DKIM key only root can read: -n and the start warn, naming the
+    dkim_key line (SIGHUP could not reload it), and neither refuses."""
+    c = chamois_conf(extra_conf="user nobody")
+    open_dirs_to_others(c)
+    genkey(c.dir / "dkim.pem", "ed25519")
+    (c.dir / "dkim.pem").chmod(0o600)
+    with open(c.conf, "a") as f:
+        f.write("dkim_key example.test s1 dkim.pem\n")
+    want = ("chamois.conf:%d: warning: dkim_key: user 'nobody' cannot read %s"
+            % (c.conf_line_number("dkim_key"), c.dir / "dkim.pem"))
+    rc, out = c.check_config()
+    assert rc == 0 and want in out, out
+    c.start()
+    try:
+        assert want in c.log(), c.log()
+    finally:
+        c.stop()
