@@ -6,9 +6,10 @@ example.test (an RSA 2048 and an Ed25519 key made here with openssl
 genpkey) sends to an aiosmtpd remote behind a dnsmasq MX
 (peers/remote.py); the same dnsmasq serves the keys' TXT records
 (SELECTOR._domainkey.example.test), and the messages as the remote got
-them are verified with dkimpy (python3-dkim), each signature on its own,
-its key looked up in that dnsmasq.  Mail enters on 587 (smtplib, AUTH) and
-through chamois-sendmail."""
+them are verified with two verifiers, each signature on its own, the keys
+looked up in that dnsmasq: dkimpy (python3-dkim) and OpenDKIM's
+(libopendkim, through tests/dkim/opendkim_verify.c).  Mail enters on 587
+(smtplib, AUTH) and through chamois-sendmail."""
 
 import base64
 import os
@@ -19,7 +20,7 @@ import subprocess
 import dkim
 import pytest
 
-from harness import crlf, open_dirs_to_others, wait_until
+from harness import ROOT, crlf, open_dirs_to_others, wait_until
 from peers.dns import query
 from peers.remote import fwd_env  # noqa: F401
 from peers.queue_util import qbins, sendmail_ok, wait_ready  # noqa: F401
@@ -112,6 +113,22 @@ def verify_each(content, port):
     return out
 
 
+def opendkim_verifier():
+    path = ROOT / "build" / "tests" / "opendkim_verify"
+    if not path.exists():
+        p = subprocess.run(["make", "-C", str(ROOT), "build/tests/opendkim_verify"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+        assert p.returncode == 0 and path.exists(), p.stdout.decode(errors="replace")
+    return path
+
+
+def opendkim_verify(content, port):
+    """OpenDKIM's verdict lines, one per signature: "pass d=.. s=.. a=.."."""
+    p = subprocess.run([str(opendkim_verifier()), str(port)], input=content,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    return p.stdout.decode(errors="replace").splitlines()
+
+
 @pytest.fixture
 def signing(fwd_env, tmp_path):
     """A remote for remote.test, the two keys and their records, and a
@@ -159,6 +176,9 @@ def check_both(content, port):
         assert "received" not in h, s
     assert verify_each(content, port) == [True, True], content[:3000]
     assert dkim.verify(content, dnsfunc=dnsfunc_for(port)), content[:3000]
+    assert opendkim_verify(content, port) == [
+        "pass d=%s s=%s a=rsa-sha256" % (DOMAIN, RSA_SEL),
+        "pass d=%s s=%s a=ed25519-sha256" % (DOMAIN, ED_SEL)], content[:3000]
 
 
 def test_submission_is_signed_with_rsa_and_ed25519(signing):
@@ -212,6 +232,7 @@ def test_a_message_tampered_with_fails_both(signing):
     assert verify_each(content, port) == [True, True]
     bad = content.replace(b"last line", b"last lime")
     assert verify_each(bad, port) == [False, False]
+    assert [l.split()[0] for l in opendkim_verify(bad, port)] == ["fail", "fail"]
 
 
 @pytest.mark.parametrize("frm", ["someone@elsewhere.test",
@@ -270,6 +291,8 @@ def test_sighup_new_selector_signs_new_mail_and_queued_mail_keeps_its_own(
     assert [s["s"] for s in signatures(after)] == ["new"]
     assert verify_each(before, port) == [True]
     assert verify_each(after, port) == [True]
+    assert opendkim_verify(before, port) == ["pass d=%s s=old a=ed25519-sha256" % DOMAIN]
+    assert opendkim_verify(after, port) == ["pass d=%s s=new a=ed25519-sha256" % DOMAIN]
 
 
 # ---------------------------------------------------------------- -n
