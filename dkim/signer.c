@@ -255,9 +255,13 @@ dkim_signer_domain(const struct dkim_signer *s, const char *from_domain)
 }
 
 /*
- * feed - the LF-form message to a signing handle: each header field
+ * feed - the LF-form message to a signing handle as the outbound client
+ * puts it on the wire (outbound/client.c): each header field
  * (continuation lines joined with CRLF, no line end after it), the end of
- * the header section, then the body with every LF made CRLF
+ * the header section, then the body with every LF made CRLF and a CRLF
+ * after a last line without one.  The queue's LF form holds no CR (both
+ * ways in refuse or convert it, doc/protocol.md), so every CRLF here is
+ * a line end of the wire.
  */
 static DKIM_STAT
 feed(DKIM *d, const char *msg, size_t len)
@@ -303,6 +307,10 @@ feed(DKIM *d, const char *msg, size_t len)
 			st = dkim_body(d, (u_char *)chunk, n);
 			n = 0;
 		}
+	}
+	if (st == DKIM_STAT_OK && i > 0 && i == len && msg[len - 1] != '\n') {
+		chunk[n++] = '\r';
+		chunk[n++] = '\n';
 	}
 	if (st == DKIM_STAT_OK && n > 0)
 		st = dkim_body(d, (u_char *)chunk, n);
@@ -379,7 +387,7 @@ canon_header(struct strbuf *out, const char *f, size_t n, bool crlf)
 		i++;
 	strbuf_add(out, ":", 1);
 	for (i++; i < n; i++) {
-		if (f[i] == '\r' || f[i] == '\n')
+		if (f[i] == '\n')	/* unfolding: the CRLF before a blank */
 			continue;
 		if (wsp(f[i])) {
 			blank = true;
@@ -415,8 +423,6 @@ canon_body(const char *b, size_t n, unsigned char md[SHA256_DIGEST_LENGTH])
 		size_t e = nl ? (size_t)(nl - b) : n, next = nl ? e + 1 : n, o = 0;
 		bool blank = false;
 
-		if (e > i && b[e - 1] == '\r')
-			e--;
 		while (e > i && wsp(b[e - 1]))
 			e--;
 		if (e == i) {

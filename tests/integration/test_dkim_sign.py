@@ -189,7 +189,11 @@ def test_submission_is_signed_with_rsa_and_ed25519(signing):
     s = sub.smtp_tls()
     try:
         s.login(ALICE, USERS[ALICE])
-        msg = submitted(sub, ALICE, "carol@remote.test", "signed on 587")
+        # blanks and folding the relaxed header form must undo
+        msg = submitted(sub, ALICE, "carol@remote.test", "signed on 587",
+                        extra="Cc:   Dave \t <dave@remote.test>  \n"
+                              "Reply-To: Alice\n\t<alice@example.test>\n"
+                              "X-Not-Signed: anything\n")
         assert s.sendmail(ALICE, ["carol@remote.test"], crlf(msg),
                           mail_options=["BODY=8BITMIME"]) == {}
     finally:

@@ -2,10 +2,11 @@
  * test_dkim.c - what decides whether a message is DKIM-signed and with
  * which key (doc/queue.md "Signing"): the From domain the queue reads
  * (queue_from_domain, queue/headers.c), the domain-or-below match and the
- * longest matching dkim_key domain (dkim/signer.c), and the fields one
- * signature lists (an Ed25519 key made here with OpenSSL).  Whether the
- * signatures verify is told by real verifiers in
- * tests/integration/test_dkim_sign.py.
+ * longest matching dkim_key domain (dkim/signer.c), the fields one
+ * signature lists, and our relaxed body canonicalisation (Ed25519) against
+ * libopendkim's (RSA): both signatures of a message must carry the same
+ * bh= (keys made here with OpenSSL).  Whether the signatures verify is
+ * told by real verifiers in tests/integration/test_dkim_sign.py.
  */
 #include <stdbool.h>
 #include <string.h>
@@ -104,9 +105,10 @@ struct keyed {
 };
 
 static void
-write_ed25519(const char *path)
+write_key(const char *path, bool rsa)
 {
-	EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+	EVP_PKEY *k = rsa ? EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048) :
+	    EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
 	FILE *f = fopen(path, "w");
 
 	assert_non_null(k);
@@ -117,7 +119,7 @@ write_ed25519(const char *path)
 }
 
 static void
-keyed_init(struct keyed *t)
+keyed_init(struct keyed *t, bool rsa_first)
 {
 	static const char *const dom[] = { "example.org", "lists.example.org",
 	    "example.org" };
@@ -134,7 +136,7 @@ keyed_init(struct keyed *t)
 		t->k[i].selector = (char *)sel[i];
 		t->k[i].file = xasprintf("%s/%s.pem", t->dir, sel[i]);
 		t->k[i].line = (int)i + 1;
-		write_ed25519(t->k[i].file);
+		write_key(t->k[i].file, rsa_first && i == 0);
 	}
 }
 
@@ -162,7 +164,7 @@ test_longest_domain_wins(void **state)
 	int errors;
 
 	(void)state;
-	keyed_init(&t);
+	keyed_init(&t, false);
 	s = dkim_signer_load(&t.c, no_problem, NULL, &errors);
 	assert_int_equal(errors, 0);
 	assert_int_equal(dkim_signer_keys(s), 3);
@@ -191,7 +193,7 @@ test_signature_fields(void **state)
 	int errors;
 
 	(void)state;
-	keyed_init(&t);
+	keyed_init(&t, false);
 	s = dkim_signer_load(&t.c, no_problem, NULL, &errors);
 	h = dkim_sign_message(s, "example.org", msg, strlen(msg), &len, err,
 	    sizeof(err));
@@ -216,14 +218,81 @@ test_signature_fields(void **state)
 	keyed_free(&t);
 }
 
+/* bodies whose relaxed forms are easy to get wrong (RFC 6376 3.4.4) */
+struct body_case {
+	const char *label;
+	const char *body;
+};
+
+static const struct body_case body_cases[] = {
+	{ "empty body", "" },
+	{ "one empty line", "\n" },
+	{ "empty lines at the end", "text\n\n\n\n" },
+	{ "blank-only lines at the end", "text\n \n\t\n  \t \n" },
+	{ "blank-only line inside", "a\n \t \nb\n" },
+	{ "runs of blanks", "a  b\t\tc \t d\n" },
+	{ "leading blanks", "  lead\n\tlead\n" },
+	{ "trailing blanks", "trail   \n\ttrail\t\n" },
+	{ "no line end at the end", "last line" },
+	{ "no line end after blanks", "last  " },
+	{ "dot lines", ".\n..\n.a\n" },
+	{ "8-bit", "Gr\xc3\xbc\xc3\x9f" "e \xff\xfe\n" },
+	{ "a 990-octet line",
+	  "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n" },
+};
+
+/* the value of tag (e.g. "bh=") in a signature field at f */
+static void
+tag(const char *f, const char *name, char *out, size_t size)
+{
+	const char *p = strstr(f, name), *e;
+
+	assert_non_null(p);
+	p += strlen(name);
+	e = strchr(p, ';');
+	assert_non_null(e);
+	snprintf(out, size, "%.*s", (int)(e - p), p);
+}
+
+static void
+run_body_case(void **state)
+{
+	const struct body_case *c = *state;
+	static const char head[] = "From: alice@example.org\nSubject: x\n\n";
+	char msg[2048], err[256], rsa_bh[64], ed_bh[64];
+	struct keyed t;
+	struct dkim_signer *s;
+	size_t len;
+	char *h, *second;
+	int errors;
+
+	keyed_init(&t, true);
+	s = dkim_signer_load(&t.c, no_problem, NULL, &errors);
+	len = (size_t)snprintf(msg, sizeof(msg), "%s%s", head, c->body);
+	h = dkim_sign_message(s, "example.org", msg, len, &len, err, sizeof(err));
+	assert_non_null(h);
+	assert_string_equal(err, "");
+	assert_non_null(strstr(h, "a=rsa-sha256"));
+	assert_non_null(second = strstr(h, "\nDKIM-Signature: "));
+	assert_non_null(strstr(second, "a=ed25519-sha256"));
+	tag(h, "bh=", rsa_bh, sizeof(rsa_bh));
+	tag(second, "bh=", ed_bh, sizeof(ed_bh));
+	assert_string_equal(ed_bh, rsa_bh);
+	free(h);
+	dkim_signer_free(s);
+	keyed_free(&t);
+}
+
 int
 main(void)
 {
-	struct CMUnitTest tests[nitems(from_cases) + nitems(match_cases) + 2];
+	struct CMUnitTest tests[nitems(from_cases) + nitems(match_cases) +
+	    nitems(body_cases) + 2];
 	size_t n = 0;
 
 	UNIT_ROWS(tests, n, run_from_case, from_cases);
 	UNIT_ROWS(tests, n, run_match_case, match_cases);
+	UNIT_ROWS(tests, n, run_body_case, body_cases);
 	UNIT_TEST(tests, n, test_longest_domain_wins);
 	UNIT_TEST(tests, n, test_signature_fields);
 	UNIT_RUN(tests, n);
