@@ -299,6 +299,33 @@ def test_sighup_new_selector_signs_new_mail_and_queued_mail_keeps_its_own(
     assert opendkim_verify(after, port) == ["pass d=%s s=new a=ed25519-sha256" % DOMAIN]
 
 
+def test_sighup_with_a_bad_key_keeps_the_old_keys(fwd_env, tmp_path, qbins):
+    """A SIGHUP whose dkim_key names a key that fails the checks (1024-bit
+    RSA) logs it with FILE:LINE and keeps the keys in force: mail goes on
+    being signed with them."""
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    r = fwd_env.remote("remote.test")
+    txt_record(fwd_env.dns, "good", "ed25519", genkey(keys / "good.pem", "ed25519"))
+    genkey(keys / "small.pem", "rsa1024")
+    d = wait_ready(fwd_env.daemon(
+        extra_conf="dkim_key %s good %s\n" % (DOMAIN, keys / "good.pem"),
+        mailboxes=("alice@example.test", "root@example.test")))
+    lines = [("dkim_key %s small %s" % (DOMAIN, keys / "small.pem")) if l.startswith("dkim_key")
+             else l for l in d.conf_lines()]
+    d.write_conf("\n".join(lines) + "\n")
+    d.signal(signal.SIGHUP)
+    wait_until(lambda: "the old keys stay" in d.log(), 15, what="the reload's verdict")
+    assert "chamois.conf:%d: dkim_key: %s is an RSA key of 1024 bits" % (
+        d.conf_line_number("dkim_key"), keys / "small.pem") in d.log(), d.log()
+    sendmail_ok(qbins, d, ["carol@remote.test"],
+                submitted(None, ALICE, "carol@remote.test", "after a bad reload"),
+                sender=ALICE)
+    content = delivered(r)
+    assert [x["s"] for x in signatures(content)] == ["good"]
+    assert verify_each(content, fwd_env.dns.port) == [True]
+
+
 # ---------------------------------------------------------------- -n
 
 
