@@ -263,11 +263,26 @@ valid_hostname(const char *s)
 	return addr_parse(buf, &a, ADDR_F_UTF8) == ADDR_OK;
 }
 
+bool
+config_dkim_selector_ok(const char *sel)
+{
+	size_t n = strlen(sel);
+
+	/* RFC 6376 3.1: labels of letters, digits and '-', joined by '.' */
+	if (n == 0 || n > 63 || sel[0] == '.' || sel[n - 1] == '.')
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!(isalnum((unsigned char)sel[i]) || sel[i] == '-' ||
+		    (sel[i] == '.' && sel[i + 1] != '.')))
+			return false;
+	return true;
+}
+
 /*
  * parse_dkim_key - "dkim_key DOMAIN SELECTOR FILE" (chamois.conf(5)):
  * DOMAIN as a lower-case A-label, SELECTOR a DNS label (RFC 6376 3.1:
  * dot-separated labels), one selector once per domain; the key itself is
- * read and checked by the signer (dkim/keys.c)
+ * read and checked by the signer (dkim/signer.c)
  */
 static void
 parse_dkim_key(struct parser *p, char **words)
@@ -275,19 +290,13 @@ parse_dkim_key(struct parser *p, char **words)
 	struct config *c = p->c;
 	struct dkim_key_conf k;
 	char key[DOMAIN_MAX + 1];
-	size_t n = strlen(words[1]);
 
 	if (!valid_hostname(words[0]) ||
 	    !addr_domain_key(words[0], key, sizeof(key))) {
 		PROBLEM(p, "dkim_key: '%s' is not a valid domain", words[0]);
 		return;
 	}
-	for (size_t i = 0; i < n; i++)
-		if (!(isalnum((unsigned char)words[1][i]) || words[1][i] == '-' ||
-		    (words[1][i] == '.' && i > 0 && i + 1 < n &&
-		    words[1][i + 1] != '.')))
-			n = 0;
-	if (n == 0 || n > 63) {
+	if (!config_dkim_selector_ok(words[1])) {
 		PROBLEM(p, "dkim_key: '%s' is not a valid selector (letters, "
 		    "digits, '-', labels joined by '.')", words[1]);
 		return;

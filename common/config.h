@@ -119,6 +119,8 @@ const char *config_role_name(enum listen_role);
 int config_line(const struct config *, const char *key);
 /* config_parse_hostport - "1.2.3.4:25" or "[::1]:25" */
 bool config_parse_hostport(const char *, struct sockaddr_storage *, socklen_t *);
+/* config_dkim_selector_ok - a DKIM selector: DNS labels joined by '.' */
+bool config_dkim_selector_ok(const char *selector);
 /* config_parse_duration - "90s", "30m", "4h", "5d" (a bare number is seconds) */
 bool config_parse_duration(const char *, unsigned *seconds);
 

@@ -59,4 +59,15 @@ extern const char *const dkim_signed_headers[];
 char *dkim_sign_message(const struct dkim_signer *, const char *from_domain,
     const char *msg, size_t len, size_t *outlen, char *err, size_t errsize);
 
+/* keygen.c */
+/*
+ * dkim_keygen - a new key (Ed25519, else RSA of DKIM_RSA_MIN_BITS) in PEM
+ * into the new file path (mode 0600, owned by uid:gid unless uid is -1;
+ * an existing file is an error); *txt (malloc'd) is its DNS record,
+ * "v=DKIM1; k=rsa|ed25519; p=...".  -1 with err set on failure, and no
+ * file left.
+ */
+int dkim_keygen(bool ed25519, const char *path, long uid, long gid, char **txt,
+    char *err, size_t errsize);
+
 #endif

@@ -4,6 +4,10 @@
  *
  * chamoisctl [-f FILE] queue | show ID | flush | delete ID | dump [FILE] |
  *            restore [FILE]
+ * chamoisctl [-f FILE] dkim-keygen [-t rsa|ed25519] DOMAIN SELECTOR FILE
+ *
+ * dkim-keygen needs no daemon: it writes a new key and prints the
+ * dkim_key line and the DNS record (dkim_keygen, dkim/keygen.c).
  *
  * One command per connection: a line goes out, the answer comes back until
  * the daemon closes; its last line is "OK" or "ERR <code> <text>".  Every
@@ -19,6 +23,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -30,9 +35,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "../common/addr.h"
 #include "../common/config.h"
 #include "../common/util.h"
 #include "../config.h"
+#include "../dkim/signer.h"
 #include "admin.h"
 
 #define EXIT_OK		0
@@ -73,6 +80,8 @@ usage_to(FILE *f, int code)
 {
 	fprintf(f, "usage: chamoisctl [-f FILE] queue | show ID | flush | "
 	    "delete ID | dump [FILE] | restore [FILE]\n"
+	    "       chamoisctl [-f FILE] dkim-keygen [-t rsa|ed25519] DOMAIN "
+	    "SELECTOR FILE\n"
 	    "       chamoisctl -V | -h\n");
 	exit(code);
 }
@@ -433,6 +442,65 @@ restore(int fd, int src, const char *file)
 	return rc;
 }
 
+static void
+quiet(void *arg, const char *line)
+{
+}
+
+/*
+ * dkim_keygen_cmd - dkim-keygen [-t rsa|ed25519] DOMAIN SELECTOR FILE
+ * (chamoisctl(8)): the key into FILE, owned by the config's user when run
+ * as root (SIGHUP rereads it as that user); then the dkim_key line and
+ * the TXT record in zone-file form, in strings of at most 255 octets
+ */
+static int
+dkim_keygen_cmd(const char *conf, int argc, char **argv)
+{
+	bool ed25519 = false;
+	char domain[DOMAIN_MAX + 1], err[512], *txt, *abs;
+	long uid = -1, gid = -1;
+	struct config *c;
+	size_t len;
+
+	if (argc >= 2 && strcmp(argv[0], "-t") == 0) {
+		if (strcmp(argv[1], "ed25519") == 0)
+			ed25519 = true;
+		else if (strcmp(argv[1], "rsa") != 0)
+			usage();
+		argc -= 2;
+		argv += 2;
+	}
+	if (argc != 3)
+		usage();
+	if (!addr_domain_key(argv[0], domain, sizeof(domain)) ||
+	    strchr(domain, '.') == NULL)
+		die(EXIT_USAGE, "'%s' is not a valid domain", argv[0]);
+	if (!config_dkim_selector_ok(argv[1]))
+		die(EXIT_USAGE, "'%s' is not a valid selector (letters, digits, "
+		    "'-', labels joined by '.')", argv[1]);
+	if (geteuid() == 0 && (c = config_load(conf, quiet, NULL)) != NULL) {
+		struct passwd *pw = c->user ? getpwnam(c->user) : NULL;
+
+		if (pw != NULL) {
+			uid = (long)pw->pw_uid;
+			gid = (long)pw->pw_gid;
+		}
+		config_free(c);
+	}
+	if (dkim_keygen(ed25519, argv[2], uid, gid, &txt, err, sizeof(err)) == -1)
+		die(EXIT_ERR, "%s", err);
+	abs = realpath(argv[2], NULL);
+	printf("dkim_key %s %s %s\n", domain, argv[1], abs ? abs : argv[2]);
+	printf("%s._domainkey.%s. TXT", argv[1], domain);
+	len = strlen(txt);
+	for (size_t i = 0; i < len; i += 255)
+		printf(" \"%.*s\"", (int)(len - i < 255 ? len - i : 255), txt + i);
+	printf("\n");
+	free(abs);
+	free(txt);
+	return EXIT_OK;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -450,7 +518,8 @@ main(int argc, char **argv)
 	size_t i;
 	int ch, fd, nargs, src = STDIN_FILENO, out = STDOUT_FILENO;
 
-	while ((ch = getopt(argc, argv, "f:Vh")) != -1) {
+	/* options stop at the command ("+"): dkim-keygen has its own */
+	while ((ch = getopt(argc, argv, "+f:Vh")) != -1) {
 		if (ch == 'V') {
 			printf("chamoisctl %s\n", CHAMOIS_VERSION);
 			return 0;
@@ -463,6 +532,8 @@ main(int argc, char **argv)
 	}
 	if (optind >= argc)
 		usage();
+	if (strcmp(argv[optind], "dkim-keygen") == 0)
+		return dkim_keygen_cmd(conf, argc - optind - 1, argv + optind + 1);
 	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		if (strcmp(argv[optind], cmds[i].name) == 0)
 			break;

@@ -326,6 +326,75 @@ def test_sighup_with_a_bad_key_keeps_the_old_keys(fwd_env, tmp_path, qbins):
     assert verify_each(content, fwd_env.dns.port) == [True]
 
 
+# ---------------------------------------------------------------- dkim-keygen
+
+
+def keygen(qbins, conf, *args):
+    return subprocess.run([str(qbins["chamoisctl"]), "-f", str(conf), "dkim-keygen"]
+                          + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          timeout=60)
+
+
+def test_keygen_keys_and_records_sign_and_verify(fwd_env, tmp_path, qbins):
+    """chamoisctl dkim-keygen makes an RSA and an Ed25519 key (mode 0600,
+    never over an existing file) and prints the dkim_key line and the TXT
+    record; with those lines in the config and the records in DNS, the
+    daemon's signatures verify with both verifiers."""
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    conf_lines, records = [], []
+    for sel, args in (("kr", []), ("ke", ["-t", "ed25519"])):
+        p = keygen(qbins, tmp_path / "no.conf", *(args + [DOMAIN, sel, str(keys / (sel + ".pem"))]))
+        assert p.returncode == 0, p
+        out = p.stdout.decode().splitlines()
+        assert len(out) == 2, out
+        assert out[0] == "dkim_key %s %s %s" % (DOMAIN, sel, keys / (sel + ".pem")), out
+        m = re.match(r'^%s\._domainkey\.%s\. TXT((?: "[^"]{1,255}")+)$'
+                     % (sel, re.escape(DOMAIN)), out[1])
+        assert m, out[1]
+        text = "".join(re.findall(r'"([^"]*)"', m.group(1)))
+        assert text.startswith("v=DKIM1; k=%s; p=" % ("ed25519" if args else "rsa")), text
+        assert (keys / (sel + ".pem")).stat().st_mode & 0o777 == 0o600
+        conf_lines.append(out[0])
+        fwd_env.dns.raw("--txt-record=%s._domainkey.%s,%s" % (
+            sel, DOMAIN, ",".join(re.findall(r'"([^"]*)"', m.group(1)))))
+    before = (keys / "kr.pem").read_bytes()
+    p = keygen(qbins, tmp_path / "no.conf", DOMAIN, "kr", str(keys / "kr.pem"))
+    assert p.returncode == 1 and b"File exists" in p.stderr, p
+    assert (keys / "kr.pem").read_bytes() == before
+    r = fwd_env.remote("remote.test")
+    d = wait_ready(fwd_env.daemon(extra_conf="\n".join(conf_lines) + "\n",
+                                  mailboxes=("alice@example.test", "root@example.test")))
+    sendmail_ok(qbins, d, ["carol@remote.test"],
+                submitted(None, ALICE, "carol@remote.test", "keygen keys"), sender=ALICE)
+    content = delivered(r)
+    port = fwd_env.dns.port
+    assert [x["s"] for x in signatures(content)] == ["kr", "ke"]
+    assert verify_each(content, port) == [True, True]
+    assert opendkim_verify(content, port) == [
+        "pass d=%s s=kr a=rsa-sha256" % DOMAIN, "pass d=%s s=ke a=ed25519-sha256" % DOMAIN]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the key away")
+def test_keygen_as_root_gives_the_key_to_the_user(chamois_conf, qbins):
+    """Run as root, the key belongs to chamois.conf's user, so that a
+    SIGHUP (after the privilege drop) can read it."""
+    import pwd
+    c = chamois_conf(extra_conf="user nobody")
+    p = keygen(qbins, c.conf, "-t", "ed25519", DOMAIN, "s1", str(c.dir / "k.pem"))
+    assert p.returncode == 0, p
+    st = (c.dir / "k.pem").stat()
+    assert st.st_uid == pwd.getpwnam("nobody").pw_uid and st.st_mode & 0o777 == 0o600
+
+
+def test_keygen_refuses_a_bad_type_domain_or_selector(qbins, tmp_path):
+    for args in (["-t", "dsa", DOMAIN, "s", "k.pem"], ["not a domain", "s", "k.pem"],
+                 [DOMAIN, "bad selector", "k.pem"], [DOMAIN, "s"]):
+        p = keygen(qbins, tmp_path / "no.conf", *args[:-1], str(tmp_path / args[-1]))
+        assert p.returncode == 2, (args, p)
+    assert not (tmp_path / "k.pem").exists()
+
+
 # ---------------------------------------------------------------- -n
 
 
