@@ -1,6 +1,6 @@
 /*
  * keygen.c - a new DKIM key and the DNS record of its public half
- * (chamoisctl dkim-keygen, chamoisctl(8)): RSA of DKIM_RSA_MIN_BITS bits
+ * (chamoisctl dkim-keygen and dns, chamoisctl(8)): RSA of DKIM_RSA_MIN_BITS bits
  * or Ed25519 (RFC 8463), written in PEM to a new file of mode 0600; the
  * record's p= is the base64 of the SubjectPublicKeyInfo for RSA (RFC 6376
  * 3.6.1) and of the raw 32-octet key for Ed25519 (RFC 8463 4.2).
@@ -42,6 +42,27 @@ record(EVP_PKEY *k, bool ed25519)
 	out = xasprintf("v=DKIM1; k=%s; p=%s", ed25519 ? "ed25519" : "rsa", b64);
 	free(b64);
 	return out;
+}
+
+int
+dkim_key_record(const char *path, char **txt, char *err, size_t errsize)
+{
+	FILE *f = fopen(path, "r");
+	EVP_PKEY *k = f ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
+	int type = k ? EVP_PKEY_get_base_id(k) : 0;
+
+	*txt = NULL;
+	if (f == NULL)
+		snprintf(err, errsize, "%s: %s", path, strerror(errno));
+	else if (k == NULL || (type != EVP_PKEY_RSA && type != EVP_PKEY_ED25519))
+		snprintf(err, errsize, "%s: not an RSA or Ed25519 private key",
+		    path);
+	else if ((*txt = record(k, type == EVP_PKEY_ED25519)) == NULL)
+		snprintf(err, errsize, "%s: cannot encode the public key", path);
+	if (f)
+		fclose(f);
+	EVP_PKEY_free(k);
+	return *txt ? 0 : -1;
 }
 
 int

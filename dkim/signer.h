@@ -69,5 +69,7 @@ char *dkim_sign_message(const struct dkim_signer *, const char *from_domain,
  */
 int dkim_keygen(bool ed25519, const char *path, long uid, long gid, char **txt,
     char *err, size_t errsize);
+/* dkim_key_record - the DNS record of the key in path; -1 with err set */
+int dkim_key_record(const char *path, char **txt, char *err, size_t errsize);
 
 #endif

@@ -5,9 +5,12 @@
  * chamoisctl [-f FILE] queue | show ID | flush | delete ID | dump [FILE] |
  *            restore [FILE]
  * chamoisctl [-f FILE] dkim-keygen [-t rsa|ed25519] DOMAIN SELECTOR FILE
+ * chamoisctl [-f FILE] dns [DOMAIN...]
  *
- * dkim-keygen needs no daemon: it writes a new key and prints the
- * dkim_key line and the DNS record (dkim_keygen, dkim/keygen.c).
+ * dkim-keygen and dns need no daemon: the first writes a new key and
+ * prints the dkim_key line and the DNS record (dkim_keygen,
+ * dkim/keygen.c), the second prints the records the config's domains
+ * need, in zone-file form.
  *
  * One command per connection: a line goes out, the answer comes back until
  * the daemon closes; its last line is "OK" or "ERR <code> <text>".  Every
@@ -19,8 +22,11 @@
  * Exit: 0 OK, 1 ERR (or a local error), 2 usage, 75 (EX_TEMPFAIL) when
  * chamoisd is not running or the connection broke.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
+#include <net/if.h>
 #include <limits.h>
 #include <poll.h>
 #include <pwd.h>
@@ -33,6 +39,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <netinet/in.h>
 #include <unistd.h>
 
 #include "../common/addr.h"
@@ -82,6 +89,7 @@ usage_to(FILE *f, int code)
 	    "delete ID | dump [FILE] | restore [FILE]\n"
 	    "       chamoisctl [-f FILE] dkim-keygen [-t rsa|ed25519] DOMAIN "
 	    "SELECTOR FILE\n"
+	    "       chamoisctl [-f FILE] dns [DOMAIN...]\n"
 	    "       chamoisctl -V | -h\n");
 	exit(code);
 }
@@ -447,6 +455,18 @@ quiet(void *arg, const char *line)
 {
 }
 
+/* print_txt - "NAME. TXT" and txt in quoted strings of at most 255 octets */
+static void
+print_txt(const char *name, const char *txt)
+{
+	size_t len = strlen(txt);
+
+	printf("%s. TXT", name);
+	for (size_t i = 0; i < len; i += 255)
+		printf(" \"%.*s\"", (int)(len - i < 255 ? len - i : 255), txt + i);
+	printf("\n");
+}
+
 /*
  * dkim_keygen_cmd - dkim-keygen [-t rsa|ed25519] DOMAIN SELECTOR FILE
  * (chamoisctl(8)): the key into FILE, owned by the config's user when run
@@ -460,7 +480,6 @@ dkim_keygen_cmd(const char *conf, int argc, char **argv)
 	char domain[DOMAIN_MAX + 1], err[512], *txt, *abs;
 	long uid = -1, gid = -1;
 	struct config *c;
-	size_t len;
 
 	if (argc >= 2 && strcmp(argv[0], "-t") == 0) {
 		if (strcmp(argv[1], "ed25519") == 0)
@@ -491,14 +510,139 @@ dkim_keygen_cmd(const char *conf, int argc, char **argv)
 		die(EXIT_ERR, "%s", err);
 	abs = realpath(argv[2], NULL);
 	printf("dkim_key %s %s %s\n", domain, argv[1], abs ? abs : argv[2]);
-	printf("%s._domainkey.%s. TXT", argv[1], domain);
-	len = strlen(txt);
-	for (size_t i = 0; i < len; i += 255)
-		printf(" \"%.*s\"", (int)(len - i < 255 ? len - i : 255), txt + i);
-	printf("\n");
+	snprintf(err, sizeof(err), "%s._domainkey.%s", argv[1], domain);
+	print_txt(err, txt);
 	free(abs);
 	free(txt);
 	return EXIT_OK;
+}
+
+/*
+ * host_ptrs - the host's A/AAAA and PTR records: every address of an
+ * interface that is up, loopback and link-local left out (Gmail refuses
+ * IPv6 mail from an address without a PTR that resolves back)
+ */
+static void
+host_ptrs(const char *hostname)
+{
+	struct ifaddrs *ifa, *i;
+	char seen[32][INET6_ADDRSTRLEN];
+	size_t nseen = 0;
+
+	if (getifaddrs(&ifa) == -1)
+		return;
+	printf("; %s: its addresses, and their PTR records (set where the "
+	    "addresses come from)\n", hostname);
+	for (i = ifa; i; i = i->ifa_next) {
+		char a[INET6_ADDRSTRLEN], rev[80];
+		const unsigned char *b;
+		size_t k, o = 0;
+		bool dup = false;
+
+		if (i->ifa_addr == NULL || !(i->ifa_flags & IFF_UP))
+			continue;
+		if (i->ifa_addr->sa_family == AF_INET) {
+			const struct in_addr *in =
+			    &((const struct sockaddr_in *)i->ifa_addr)->sin_addr;
+
+			b = (const unsigned char *)in;
+			if (b[0] == 127 || (b[0] == 169 && b[1] == 254))
+				continue;
+			inet_ntop(AF_INET, in, a, sizeof(a));
+			snprintf(rev, sizeof(rev), "%u.%u.%u.%u.in-addr.arpa", b[3],
+			    b[2], b[1], b[0]);
+		} else if (i->ifa_addr->sa_family == AF_INET6) {
+			const struct in6_addr *in6 =
+			    &((const struct sockaddr_in6 *)i->ifa_addr)->sin6_addr;
+
+			if (IN6_IS_ADDR_LOOPBACK(in6) || IN6_IS_ADDR_LINKLOCAL(in6))
+				continue;
+			b = (const unsigned char *)in6;
+			inet_ntop(AF_INET6, in6, a, sizeof(a));
+			for (k = 16; k-- > 0; )
+				o += (size_t)snprintf(rev + o, sizeof(rev) - o,
+				    "%x.%x.", b[k] & 0xf, b[k] >> 4);
+			snprintf(rev + o, sizeof(rev) - o, "ip6.arpa");
+		} else
+			continue;
+		for (k = 0; k < nseen; k++)
+			dup = dup || strcmp(seen[k], a) == 0;
+		if (dup || nseen == nitems(seen))
+			continue;
+		str_copy(seen[nseen++], a, sizeof(seen[0]));
+		printf("%s. %s %s\n%s. PTR %s.\n", hostname,
+		    i->ifa_addr->sa_family == AF_INET ? "A" : "AAAA", a, rev,
+		    hostname);
+	}
+	freeifaddrs(ifa);
+}
+
+/*
+ * dns_cmd - dns [DOMAIN...] (chamoisctl(8)): for each local domain (or
+ * those named), its MX (the hostname), SPF, every DKIM key of it or below
+ * it, DMARC; then the host's addresses and PTRs.  Zone-file form.
+ */
+static int
+dns_cmd(const char *conf, int argc, char **argv)
+{
+	struct config *c;
+	int rc = EXIT_OK;
+
+	if ((c = config_load(conf, problem, NULL)) == NULL)
+		return EXIT_ERR;
+	for (int a = 0; a < argc; a++) {
+		char key[DOMAIN_MAX + 1];
+
+		if (!addr_domain_key(argv[a], key, sizeof(key)) ||
+		    !config_is_local_domain(c, key)) {
+			fprintf(stderr, "chamoisctl: %s is not a local domain "
+			    "(domains, chamois.conf(5))\n", argv[a]);
+			config_free(c);
+			return EXIT_USAGE;
+		}
+	}
+	for (size_t d = 0; d < c->ndomains; d++) {
+		const char *dom = c->domains[d];
+		bool named = argc == 0;
+		char name[DOMAIN_MAX + 80], *txt, err[512];
+
+		for (int a = 0; a < argc; a++) {
+			char key[DOMAIN_MAX + 1];
+
+			named = named || (addr_domain_key(argv[a], key,
+			    sizeof(key)) && strcmp(key, dom) == 0);
+		}
+		if (!named)
+			continue;
+		printf("; %s\n%s. MX 10 %s.\n", dom, dom, c->hostname);
+		print_txt(dom, "v=spf1 mx -all");
+		for (size_t k = 0; k < c->ndkim_keys; k++) {
+			const struct dkim_key_conf *kc = &c->dkim_keys[k];
+
+			if (!dkim_domain_matches(dom, kc->domain))
+				continue;
+			snprintf(name, sizeof(name), "%s._domainkey.%s",
+			    kc->selector, kc->domain);
+			if (dkim_key_record(kc->file, &txt, err, sizeof(err)) == -1) {
+				fprintf(stderr, "chamoisctl: %s:%d: dkim_key: %s\n",
+				    c->path, kc->line, err);
+				rc = EXIT_ERR;
+				continue;
+			}
+			print_txt(name, txt);
+			free(txt);
+		}
+		snprintf(name, sizeof(name), "_dmarc.%s", dom);
+		/* aggregate reports to the postmaster (RFC 7489 6.3) */
+		txt = c->postmaster ? xasprintf("v=DMARC1; p=quarantine; "
+		    "rua=mailto:%s", c->postmaster) : xasprintf("v=DMARC1; "
+		    "p=quarantine; rua=mailto:postmaster@%s", dom);
+		print_txt(name, txt);
+		free(txt);
+	}
+	host_ptrs(c->hostname);
+	config_free(c);
+	return rc;
 }
 
 int
@@ -534,6 +678,8 @@ main(int argc, char **argv)
 		usage();
 	if (strcmp(argv[optind], "dkim-keygen") == 0)
 		return dkim_keygen_cmd(conf, argc - optind - 1, argv + optind + 1);
+	if (strcmp(argv[optind], "dns") == 0)
+		return dns_cmd(conf, argc - optind - 1, argv + optind + 1);
 	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		if (strcmp(argv[optind], cmds[i].name) == 0)
 			break;

@@ -395,6 +395,53 @@ def test_keygen_refuses_a_bad_type_domain_or_selector(qbins, tmp_path):
     assert not (tmp_path / "k.pem").exists()
 
 
+def test_dns_prints_every_record_the_domains_need(chamois_conf, qbins, tmp_path):
+    """chamoisctl dns: per local domain its MX (the hostname), SPF, each
+    DKIM key of it or below it (the record dkim-keygen printed) and DMARC
+    with reports to the postmaster; then the host's addresses and PTRs;
+    naming a domain restricts it, a domain that is not local is refused."""
+    c = chamois_conf(domains=("example.test", "other.test"), postmaster="alice@example.test")
+    records = {}
+    lines = []
+    for dom, sel, args in (("example.test", "r1", []),
+                           ("lists.example.test", "e1", ["-t", "ed25519"])):
+        p = keygen(qbins, tmp_path / "no.conf", *(args + [dom, sel, str(tmp_path / (sel + ".pem"))]))
+        assert p.returncode == 0, p
+        out = p.stdout.decode().splitlines()
+        lines.append(out[0])
+        records[sel] = out[1]
+    with open(c.conf, "a") as f:
+        f.write("\n".join(lines) + "\n")
+    p = subprocess.run([str(qbins["chamoisctl"]), "-f", str(c.conf), "dns"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    assert p.returncode == 0, p
+    out = p.stdout.decode().splitlines()
+    dmarc = '"v=DMARC1; p=quarantine; rua=mailto:alice@example.test"'
+    want = ["; example.test",
+            "example.test. MX 10 mx.example.test.",
+            'example.test. TXT "v=spf1 mx -all"',
+            records["r1"], records["e1"],
+            "_dmarc.example.test. TXT " + dmarc,
+            "; other.test",
+            "other.test. MX 10 mx.example.test.",
+            'other.test. TXT "v=spf1 mx -all"',
+            "_dmarc.other.test. TXT " + dmarc]
+    assert out[:len(want)] == want, out
+    rest = out[len(want):]
+    assert rest and rest[0].startswith("; mx.example.test: its addresses"), rest
+    for a, ptr in zip(rest[1::2], rest[2::2]):
+        assert re.match(r"^mx\.example\.test\. (A [0-9.]+|AAAA [0-9a-f:]+)$", a), a
+        assert re.match(r"^[0-9a-f.]+\.(in-addr|ip6)\.arpa\. PTR mx\.example\.test\.$", ptr), ptr
+    p = subprocess.run([str(qbins["chamoisctl"]), "-f", str(c.conf), "dns", "other.test"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    assert p.returncode == 0 and "example.test. MX" not in p.stdout.decode().replace(
+        "mx.example.test.", ""), p
+    assert "other.test. MX 10 mx.example.test." in p.stdout.decode()
+    p = subprocess.run([str(qbins["chamoisctl"]), "-f", str(c.conf), "dns", "elsewhere.test"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    assert p.returncode == 2 and b"not a local domain" in p.stderr, p
+
+
 # ---------------------------------------------------------------- -n
 
 
