@@ -442,6 +442,83 @@ def test_dns_prints_every_record_the_domains_need(chamois_conf, qbins, tmp_path)
     assert p.returncode == 2 and b"not a local domain" in p.stderr, p
 
 
+def serve(dns, lines):
+    """The records of `chamoisctl dns` lines (name. TYPE value) in dnsmasq."""
+    for l in lines:
+        if l.startswith(";"):
+            continue
+        name, rr, value = l.split(" ", 2)
+        name = name.rstrip(".")
+        if rr == "MX":
+            pref, host = value.split()
+            dns.mx(name, host.rstrip("."), int(pref))
+        elif rr == "TXT":
+            dns.raw("--txt-record=%s,%s" % (name, ",".join(re.findall(r'"([^"]*)"', value))))
+        elif rr in ("A", "AAAA"):
+            dns.address(name, value)        # dnsmasq makes the PTR too
+        elif rr != "PTR":
+            raise AssertionError(l)
+
+
+def dns_check(qbins, c, dns):
+    lines = [("dns_server %s" % dns.server) if l.startswith("dns_server") else l
+             for l in c.conf_lines()]
+    c.write_conf("\n".join(lines) + "\n")
+    p = subprocess.run([str(qbins["chamoisctl"]), "-f", str(c.conf), "dns", "--check"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    return p.returncode, p.stdout.decode().splitlines()
+
+
+def test_dns_check_passes_on_the_right_records_and_names_the_wrong_ones(
+        chamois_conf, qbins, tmp_path):
+    """chamoisctl dns --check asks dns_server for every record: all ok
+    (exit 0) against exactly what `dns` printed; against a zone with
+    another SPF, another DKIM key and no DMARC it names exactly those
+    (differs, with what it found; missing) and exits 1."""
+    from peers.dns import Dnsmasq
+    c = chamois_conf(domains=("example.test",))
+    p = keygen(qbins, tmp_path / "no.conf", DOMAIN, "r1", str(tmp_path / "r1.pem"))
+    other = keygen(qbins, tmp_path / "no.conf", DOMAIN, "r1", str(tmp_path / "other.pem"))
+    assert p.returncode == 0 and other.returncode == 0
+    with open(c.conf, "a") as f:
+        f.write(p.stdout.decode().splitlines()[0] + "\n")
+    printed = subprocess.run([str(qbins["chamoisctl"]), "-f", str(c.conf), "dns"],
+                             stdout=subprocess.PIPE, timeout=30).stdout.decode().splitlines()
+    good = Dnsmasq(tmp_path / "good")
+    bad = Dnsmasq(tmp_path / "bad")
+    try:
+        serve(good, printed)
+        good.start()
+        rc, out = dns_check(qbins, c, good)
+        verdicts = [l.split()[0] for l in out if not l.startswith((";", " "))]
+        assert rc == 0 and verdicts and set(verdicts) == {"ok"}, out
+        assert len(verdicts) == len([l for l in printed if not l.startswith(";")]), out
+
+        wrong = []
+        for l in printed:
+            if l.startswith("example.test. TXT"):
+                l = 'example.test. TXT "v=spf1 a -all"'
+            elif l.startswith("r1._domainkey"):
+                l = other.stdout.decode().splitlines()[1]
+            elif l.startswith("_dmarc."):
+                continue
+            wrong.append(l)
+        serve(bad, wrong)
+        bad.start()
+        rc, out = dns_check(qbins, c, bad)
+        assert rc == 1, out
+        text = "\n".join(out)
+        assert re.search(r'^differs example\.test\. TXT "v=spf1 mx -all"\n'
+                         r'        found: v=spf1 a -all$', text, re.M), text
+        assert re.search(r"^differs r1\._domainkey\.example\.test\. TXT ", text, re.M), text
+        assert re.search(r"^missing _dmarc\.example\.test\. TXT ", text, re.M), text
+        bad_lines = [l for l in out if l.split()[0] in ("differs", "missing")]
+        assert len(bad_lines) == 3, out
+    finally:
+        good.stop()
+        bad.stop()
+
+
 # ---------------------------------------------------------------- -n
 
 
