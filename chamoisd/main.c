@@ -69,6 +69,7 @@
 #include "../common/util.h"
 #include "../common/worker.h"
 #include "../config.h"
+#include "../dkim/signer.h"
 #include "../forward/forward.h"
 #include "../maildir/maildir.h"
 #include "../outbound/client.h"
@@ -98,6 +99,7 @@ static struct {
 	bool stopping;
 	struct event *grace_ev;		/* shutdown_grace is over */
 	struct event *stop_ev;		/* while stopping: stop_check */
+	struct dkim_signer *signer;	/* the DKIM keys in force */
 	bool reloading;			/* a parse job is on a worker */
 	bool reload_again;		/* a SIGHUP came meanwhile */
 } root;
@@ -116,36 +118,60 @@ log_problem(void *arg, const char *line)
 
 /*
  * unreadable_by_user - which of files the configured user cannot read
- * (bit i for files[i]): SIGHUP reloads them after privileges are dropped.
- * A child takes the user's identity and tries; -1 if that cannot be told.
+ * (bad[i] for files[i]): SIGHUP reloads them after privileges are
+ * dropped.  A child takes the user's identity, tries, and writes one
+ * octet a file to a pipe; -1 if that cannot be told, else how many.
  */
 static int
-unreadable_by_user(const struct config *c, const char *const *files, size_t n)
+unreadable_by_user(const struct config *c, const char *const *files, size_t n,
+    bool *bad)
 {
 	struct passwd *pw = getpwnam(c->user);
-	int status, bits = 0;
+	int status, fds[2], count = 0;
+	size_t got = 0;
 	pid_t pid;
 
-	if (pw == NULL || geteuid() != 0 || (pid = fork()) == -1)
+	if (pw == NULL || geteuid() != 0 || pipe(fds) == -1)
 		return -1;
+	if ((pid = fork()) == -1) {
+		close(fds[0]);
+		close(fds[1]);
+		return -1;
+	}
 	if (pid == 0) {
+		close(fds[0]);
 		if (initgroups(pw->pw_name, pw->pw_gid) == -1 ||
 		    setgid(pw->pw_gid) == -1 || setuid(pw->pw_uid) == -1)
 			_exit(255);
 		for (size_t i = 0; i < n; i++) {
 			FILE *f = files[i] ? fopen(files[i], "r") : NULL;
+			char r = files[i] && f == NULL ? '1' : '0';
 
-			if (files[i] && f == NULL)
-				bits |= 1 << i;
 			if (f)
 				fclose(f);
+			if (write_full(fds[1], &r, 1) == -1)
+				_exit(255);
 		}
-		_exit(bits);
+		_exit(0);
 	}
+	close(fds[1]);
+	while (got < n) {
+		char r;
+		ssize_t k = read(fds[0], &r, 1);
+
+		if (k == -1 && errno == EINTR)
+			continue;
+		if (k != 1)
+			break;
+		bad[got++] = r == '1';
+	}
+	close(fds[0]);
 	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
-	    WEXITSTATUS(status) == 255)
+	    WEXITSTATUS(status) != 0 || got != n)
 		return -1;
-	return WEXITSTATUS(status);
+	for (size_t i = 0; i < n; i++)
+		count += bad[i];
+	return count;
 }
 
 /*
@@ -176,22 +202,40 @@ check_user_switch(const struct config *c, config_problem_fn fn)
 static bool
 check_user_access(const struct config *c, config_problem_fn fn)
 {
-	const char *const files[] = { c->mailboxes, c->aliases, c->tls_cert,
+	const char *const fixed[] = { c->mailboxes, c->aliases, c->tls_cert,
 	    c->tls_key, c->sasl_db };
-	const char *const keys[] = { "mailboxes", "aliases", "tls_cert",
+	const char *const fixed_keys[] = { "mailboxes", "aliases", "tls_cert",
 	    "tls_key", "sasl_db" };
-	int bits;
+	size_t n = nitems(fixed) + c->ndkim_keys;
+	const char **files = xreallocarray(NULL, n, sizeof(*files));
+	bool *bad = xcalloc(n, sizeof(*bad));
+	int count;
 
-	if (c->user == NULL || (bits = unreadable_by_user(c, files,
-	    nitems(files))) <= 0)
+	/* then every dkim_key's file, named with its own line */
+	memcpy(files, fixed, sizeof(fixed));
+	for (size_t i = 0; i < c->ndkim_keys; i++)
+		files[nitems(fixed) + i] = c->dkim_keys[i].file;
+	if (c->user == NULL || (count = unreadable_by_user(c, files, n,
+	    bad)) <= 0) {
+		free(files);
+		free(bad);
 		return true;
-	for (size_t i = 0; i < nitems(files); i++)
-		if (bits & (1 << i) && access(files[i], R_OK) == 0)
-			config_problem(fn, NULL, c->path, config_line(c, keys[i]),
+	}
+	for (size_t i = 0; i < n; i++) {
+		bool dk = i >= nitems(fixed);
+		const char *key = dk ? "dkim_key" : fixed_keys[i];
+		int line = dk ? c->dkim_keys[i - nitems(fixed)].line :
+		    config_line(c, key);
+
+		if (bad[i] && access(files[i], R_OK) == 0)
+			config_problem(fn, NULL, c->path, line,
 			    "warning: %s: user '%s' cannot read %s, so SIGHUP "
 			    "could not reload it (make it readable by the user "
 			    "or its group; until then restart chamoisd to "
-			    "apply a change)", keys[i], c->user, files[i]);
+			    "apply a change)", key, c->user, files[i]);
+	}
+	free(files);
+	free(bad);
 	return false;
 }
 
@@ -257,16 +301,18 @@ has_submission(const struct config *c)
  */
 static bool
 load_all(const char *path, config_problem_fn fn, config_problem_fn warn,
-    struct config **cp, struct tables **tp, SSL_CTX **mx, SSL_CTX **sub)
+    struct config **cp, struct tables **tp, SSL_CTX **mx, SSL_CTX **sub,
+    struct dkim_signer **sp)
 {
 	struct config *c;
-	int problems, r;
+	int problems, r, dkim_errors;
 	bool ok = true, tables;
 	char err[512];
 
 	*cp = NULL;
 	*tp = NULL;
 	*mx = *sub = NULL;
+	*sp = NULL;
 	if ((c = config_load_checked(path, fn, NULL, &problems)) == NULL)
 		return false;
 	/* without domains every mailbox line would be reported */
@@ -285,6 +331,10 @@ load_all(const char *path, config_problem_fn fn, config_problem_fn warn,
 			ok = false;
 		}
 	}
+	/* every dkim_key: readable, a private key, RSA >= 2048 or Ed25519 */
+	if ((*sp = dkim_signer_load(c, fn, NULL, &dkim_errors)) != NULL &&
+	    dkim_errors)
+		ok = false;
 	if (c->queue_dir && !check_dir(c, "queue_dir", c->queue_dir, fn))
 		ok = false;
 	if (c->maildir_root &&
@@ -319,8 +369,10 @@ load_all(const char *path, config_problem_fn fn, config_problem_fn warn,
 }
 
 static void
-free_loaded(struct config *c, struct tables *t, SSL_CTX *mx, SSL_CTX *sub)
+free_loaded(struct config *c, struct tables *t, SSL_CTX *mx, SSL_CTX *sub,
+    struct dkim_signer *signer)
 {
+	dkim_signer_free(signer);
 	tables_free(t);
 	SSL_CTX_free(mx);
 	SSL_CTX_free(sub);
@@ -352,6 +404,7 @@ struct reload_job {
 	struct tables *tables;	/* NULL: the tables have errors */
 	SSL_CTX *mx, *sub;	/* NULL with tls_err set: a broken certificate */
 	char tls_err[512];
+	struct dkim_signer *signer;	/* NULL: a key has errors */
 	char **problems;	/* "FILE:LINE: message", logged on the loop */
 	size_t nproblems, more;
 };
@@ -375,11 +428,17 @@ reload_work(void *arg)
 {
 	struct reload_job *j = arg;
 	struct config *c;
+	int errors;
 
 	if ((c = j->cfg = config_load(j->path, collect_problem, j)) == NULL)
 		return;
 	if ((j->tables = tables_load(c, collect_problem, j)) == NULL)
 		return;
+	if ((j->signer = dkim_signer_load(c, collect_problem, j, &errors)) &&
+	    errors) {
+		dkim_signer_free(j->signer);
+		j->signer = NULL;
+	}
 	if (c->sasl_db && has_submission(c) &&
 	    sub_sasl_check(c->sasl_db, j->tls_err, sizeof(j->tls_err)) != 0)
 		config_problem(collect_problem, j, c->path,
@@ -524,6 +583,18 @@ reload_done(void *arg)
 		log_warnx("reload failed: tables have errors; the old ones stay");
 		config_free(c);
 	} else {
+		/* messages already queued keep their signatures (doc/queue.md) */
+		if (j->signer == NULL)
+			log_warnx("reload: a dkim_key has errors; the old keys "
+			    "stay");
+		else {
+			queue_set_signer(j->signer);
+			dkim_signer_free(root.signer);
+			root.signer = j->signer;
+			j->signer = NULL;
+			log_info("reload dkim keys=%zu",
+			    dkim_signer_keys(root.signer));
+		}
 		keep_start_settings(c, root.cfg);
 		if (c->tls_cert && mx == NULL) {
 			tls = root.tls_mx ? "kept-old" : "no";
@@ -555,6 +626,7 @@ reload_done(void *arg)
 		log_info("reload done mailboxes=%zu tls=%s",
 		    tables_mailbox_count(t), tls);
 	}
+	dkim_signer_free(j->signer);
 	free(j->path);
 	free(j);
 	if (root.reload_again && !root.stopping) {
@@ -822,11 +894,12 @@ main(int argc, char **argv)
 
 	ok = load_all(config_path, print_problem,
 	    check_only ? print_problem : log_problem, &root.cfg, &root.tables,
-	    &root.tls_mx, &root.tls_sub);
+	    &root.tls_mx, &root.tls_sub, &root.signer);
 	if (check_only) {
 		if (ok)
 			printf("%s: configuration OK\n", config_path);
-		free_loaded(root.cfg, root.tables, root.tls_mx, root.tls_sub);
+		free_loaded(root.cfg, root.tables, root.tls_mx, root.tls_sub,
+		    root.signer);
 		return ok ? 0 : 1;
 	}
 	if (!ok)
@@ -880,6 +953,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "%s: queue: %s\n", root.cfg->path, err);
 		return 1;
 	}
+	queue_set_signer(root.signer);
 	if (!foreground && daemon(0, 0) == -1)
 		fatal("daemon");
 	/* threads start after daemon(): fork keeps only the calling thread */
@@ -928,7 +1002,8 @@ main(int argc, char **argv)
 	smtp_clients_shutdown();
 	resolver_free(root.resolver);
 	SSL_CTX_free(root.tls_client);
-	free_loaded(root.cfg, root.tables, root.tls_mx, root.tls_sub);
+	free_loaded(root.cfg, root.tables, root.tls_mx, root.tls_sub,
+	    root.signer);
 	event_base_free(root.base);
 	libevent_global_shutdown();
 	return 0;

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "addr.h"
@@ -36,6 +37,7 @@ enum param_type {
 	P_HOSTPORT,
 	P_SECRET,	/* repeatable */
 	P_ADDRESS,
+	P_DKIM_KEY,	/* repeatable: DOMAIN SELECTOR FILE */
 };
 
 struct param {
@@ -50,6 +52,7 @@ struct param {
 static const struct param config_params[] = {
 	{ "aliases",			P_PATH,	OFF(aliases), 0, 0, false },
 	{ "delay_warning_time",		P_DURATION, OFF(delay_warning_time), 0, 365 * 86400, false },
+	{ "dkim_key",			P_DKIM_KEY, OFF(dkim_keys), 0, 0, true },
 	{ "dns_server",			P_HOSTPORT, OFF(dns_server), 0, 0, false },
 	{ "domains",			P_DOMAINS, OFF(domains), 0, 0, false },
 	{ "forward_data_budget",	P_DURATION, OFF(forward_data_budget), 1, 3600, false },
@@ -260,13 +263,68 @@ valid_hostname(const char *s)
 	return addr_parse(buf, &a, ADDR_F_UTF8) == ADDR_OK;
 }
 
+bool
+config_dkim_selector_ok(const char *sel)
+{
+	size_t n = strlen(sel);
+
+	/* RFC 6376 3.1: labels of letters, digits and '-', joined by '.' */
+	if (n == 0 || n > 63 || sel[0] == '.' || sel[n - 1] == '.')
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!(isalnum((unsigned char)sel[i]) || sel[i] == '-' ||
+		    (sel[i] == '.' && sel[i + 1] != '.')))
+			return false;
+	return true;
+}
+
+/*
+ * parse_dkim_key - "dkim_key DOMAIN SELECTOR FILE" (chamois.conf(5)):
+ * DOMAIN as a lower-case A-label, SELECTOR a DNS label (RFC 6376 3.1:
+ * dot-separated labels), one selector once per domain; the key itself is
+ * read and checked by the signer (dkim/signer.c)
+ */
+static void
+parse_dkim_key(struct parser *p, char **words)
+{
+	struct config *c = p->c;
+	struct dkim_key_conf k;
+	char key[DOMAIN_MAX + 1];
+
+	if (!valid_hostname(words[0]) ||
+	    !addr_domain_key(words[0], key, sizeof(key))) {
+		PROBLEM(p, "dkim_key: '%s' is not a valid domain", words[0]);
+		return;
+	}
+	if (!config_dkim_selector_ok(words[1])) {
+		PROBLEM(p, "dkim_key: '%s' is not a valid selector (letters, "
+		    "digits, '-', labels joined by '.')", words[1]);
+		return;
+	}
+	for (size_t i = 0; i < c->ndkim_keys; i++)
+		if (strcmp(c->dkim_keys[i].domain, key) == 0 &&
+		    strcasecmp(c->dkim_keys[i].selector, words[1]) == 0) {
+			PROBLEM(p, "dkim_key: selector '%s' of %s is already "
+			    "set on line %d", words[1], key, c->dkim_keys[i].line);
+			return;
+		}
+	k.domain = xstrdup(key);
+	k.selector = xstrdup(words[1]);
+	k.file = make_path(c, words[2]);
+	k.line = p->line;
+	c->dkim_keys = xreallocarray(c->dkim_keys, c->ndkim_keys + 1,
+	    sizeof(*c->dkim_keys));
+	c->dkim_keys[c->ndkim_keys++] = k;
+}
+
 /* parse_value - one line's value words into the config field */
 static void
 parse_value(struct parser *p, const struct param *pm, char **words, int nwords)
 {
 	struct config *c = p->c;
 	void *field = (char *)c + pm->offset;
-	int want = pm->type == P_DOMAINS ? -1 : pm->type == P_LISTEN ? 2 : 1;
+	int want = pm->type == P_DOMAINS ? -1 : pm->type == P_LISTEN ? 2 :
+	    pm->type == P_DKIM_KEY ? 3 : 1;
 
 	if (nwords == 0) {
 		PROBLEM(p, "%s: missing value", pm->name);
@@ -409,6 +467,9 @@ parse_value(struct parser *p, const struct param *pm, char **words, int nwords)
 		c->srs_secrets = xreallocarray(c->srs_secrets,
 		    c->nsrs_secrets + 1, sizeof(char *));
 		c->srs_secrets[c->nsrs_secrets++] = xstrdup(words[0]);
+		break;
+	case P_DKIM_KEY:
+		parse_dkim_key(p, words);
 		break;
 	}
 }
@@ -654,6 +715,12 @@ config_free(struct config *c)
 	for (size_t i = 0; i < c->nsrs_secrets; i++)
 		free(c->srs_secrets[i]);
 	free(c->srs_secrets);
+	for (size_t i = 0; i < c->ndkim_keys; i++) {
+		free(c->dkim_keys[i].domain);
+		free(c->dkim_keys[i].selector);
+		free(c->dkim_keys[i].file);
+	}
+	free(c->dkim_keys);
 	free(c->dns_server_text);
 	free(c->metrics_listen_text);
 	free(c->user);

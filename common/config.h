@@ -21,6 +21,14 @@ struct listen_addr {
 	int line;
 };
 
+/* one dkim_key line (chamois.conf(5)) */
+struct dkim_key_conf {
+	char *domain;		/* lower-case A-label */
+	char *selector;
+	char *file;		/* absolute */
+	int line;
+};
+
 struct config {
 	char *path;		/* the config file */
 	char *dir;		/* its directory, for relative paths */
@@ -43,6 +51,8 @@ struct config {
 	unsigned max_recipients;
 	char **srs_secrets;
 	size_t nsrs_secrets;
+	struct dkim_key_conf *dkim_keys;	/* in file order */
+	size_t ndkim_keys;
 	unsigned forward_rcpt_budget;	/* seconds */
 	unsigned forward_data_budget;
 	struct sockaddr_storage dns_server;
@@ -109,6 +119,8 @@ const char *config_role_name(enum listen_role);
 int config_line(const struct config *, const char *key);
 /* config_parse_hostport - "1.2.3.4:25" or "[::1]:25" */
 bool config_parse_hostport(const char *, struct sockaddr_storage *, socklen_t *);
+/* config_dkim_selector_ok - a DKIM selector: DNS labels joined by '.' */
+bool config_dkim_selector_ok(const char *selector);
 /* config_parse_duration - "90s", "30m", "4h", "5d" (a bare number is seconds) */
 bool config_parse_duration(const char *, unsigned *seconds);
 

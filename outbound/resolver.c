@@ -21,6 +21,9 @@
  * answers for RES_NEG_TTL at most; temporary failures never.  A cache hit
  * shuffles the hosts of equal preference again.  Expiry is timed by
  * clock_mono_ms (common/clock.h), so a unit test sees it without sleeping.
+ *
+ * resolver_records is the plain look-up of chamoisctl dns --check: one
+ * request, its records as text, no cache.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -48,6 +51,12 @@
 #endif
 #ifndef C_IN
 #define C_IN		1
+#endif
+#ifndef T_TXT
+#define T_TXT		16
+#endif
+#ifndef T_PTR
+#define T_PTR		12
 #endif
 
 #define RES_TIMEOUT_MS	2000	/* per try; c-ares doubles it on retries */
@@ -936,4 +945,137 @@ resolver_cancel(struct resolver_query *q)
 	query_unlink(q);
 	if (q->pending == 0)
 		query_free(q);
+}
+
+/* ---- plain look-ups (resolver_records) ---------------------------------- */
+
+struct rec_req {
+	struct resolver *r;
+	enum dns_rr rr;
+	char name[256];
+	resolver_records_cb cb;
+	void *arg;
+};
+
+static const int rr_type[] = { [DNS_RR_A] = T_A, [DNS_RR_AAAA] = T_AAAA,
+    [DNS_RR_MX] = T_MX, [DNS_RR_TXT] = T_TXT, [DNS_RR_PTR] = T_PTR };
+
+/* rec_texts - the answer's records of rq->rr as text into *v; -1 if it does not parse */
+static int
+rec_texts(const struct rec_req *rq, unsigned char *abuf, int alen, char ***v,
+    size_t *n)
+{
+	*v = NULL;
+	*n = 0;
+	switch (rq->rr) {
+	case DNS_RR_A:
+	case DNS_RR_AAAA: {
+		struct ares_addrttl a4[16];
+		struct ares_addr6ttl a6[16];
+		int k = 16;
+		char b[INET6_ADDRSTRLEN];
+
+		if ((rq->rr == DNS_RR_A ? ares_parse_a_reply(abuf, alen, NULL, a4,
+		    &k) : ares_parse_aaaa_reply(abuf, alen, NULL, a6, &k)) !=
+		    ARES_SUCCESS)
+			return -1;
+		*v = xcalloc((size_t)k + 1, sizeof(**v));
+		for (int i = 0; i < k; i++) {
+			if (rq->rr == DNS_RR_A)
+				inet_ntop(AF_INET, &a4[i].ipaddr, b, sizeof(b));
+			else
+				inet_ntop(AF_INET6, &a6[i].ip6addr, b, sizeof(b));
+			(*v)[(*n)++] = xstrdup(b);
+		}
+		return 0;
+	}
+	case DNS_RR_MX: {
+		struct ares_mx_reply *mx = NULL, *m;
+
+		if (ares_parse_mx_reply(abuf, alen, &mx) != ARES_SUCCESS)
+			return -1;
+		for (m = mx; m; m = m->next) {
+			*v = xreallocarray(*v, *n + 1, sizeof(**v));
+			(*v)[(*n)++] = xasprintf("%u %s", m->priority, m->host);
+		}
+		ares_free_data(mx);
+		return 0;
+	}
+	case DNS_RR_TXT: {
+		struct ares_txt_ext *txt = NULL, *t;
+		struct strbuf one = { 0 };
+
+		if (ares_parse_txt_reply_ext(abuf, alen, &txt) != ARES_SUCCESS)
+			return -1;
+		/* a record's strings are one text (RFC 6376 3.6.2.2) */
+		for (t = txt; t; t = t->next) {
+			if (t->record_start && one.p) {
+				*v = xreallocarray(*v, *n + 1, sizeof(**v));
+				(*v)[(*n)++] = one.p;
+				memset(&one, 0, sizeof(one));
+			}
+			strbuf_add(&one, t->txt, t->length);
+		}
+		if (one.p) {
+			*v = xreallocarray(*v, *n + 1, sizeof(**v));
+			(*v)[(*n)++] = one.p;
+		}
+		ares_free_data(txt);
+		return 0;
+	}
+	case DNS_RR_PTR: {
+		struct hostent *h = NULL;
+		unsigned char addr[16] = { 0 };
+
+		if (ares_parse_ptr_reply(abuf, alen, addr, 4, AF_INET, &h) !=
+		    ARES_SUCCESS)
+			return -1;
+		*v = xcalloc(1, sizeof(**v));
+		(*v)[(*n)++] = xstrdup(h->h_name);
+		ares_free_hostent(h);
+		return 0;
+	}
+	}
+	return -1;
+}
+
+static void
+rec_done(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+	struct rec_req *rq = arg;
+	char **v = NULL;
+	size_t n = 0;
+	enum dns_status st;
+
+	if (status == ARES_SUCCESS)
+		st = rec_texts(rq, abuf, alen, &v, &n) == 0 ? DNS_OK :
+		    DNS_TEMPFAIL;
+	else if (status == ARES_ENOTFOUND)
+		st = DNS_NXDOMAIN;
+	else if (status == ARES_ENODATA)
+		st = DNS_NOHOST;
+	else
+		st = DNS_TEMPFAIL;
+	if (st == DNS_OK && n == 0)
+		st = DNS_NOHOST;
+	rq->cb(rq->arg, st, v, n);
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+	free(rq);
+}
+
+void
+resolver_records(struct resolver *r, const char *name, enum dns_rr rr,
+    resolver_records_cb cb, void *arg)
+{
+	struct rec_req *rq = xcalloc(1, sizeof(*rq));
+
+	rq->r = r;
+	rq->rr = rr;
+	rq->cb = cb;
+	rq->arg = arg;
+	str_copy(rq->name, name, sizeof(rq->name));
+	ares_query(r->ch, rq->name, C_IN, rr_type[rr], rec_done, rq);
+	timer_rearm(r);
 }

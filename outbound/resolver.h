@@ -60,6 +60,21 @@ struct resolver_query *resolver_mx(struct resolver *, const char *domain,
 void resolver_cancel(struct resolver_query *);
 
 /*
+ * resolver_records - every record of one type of name, as text: an
+ * address, "PREFERENCE HOST" for MX, the strings of one TXT record joined,
+ * the name a PTR points to (chamoisctl dns --check).  cb gets DNS_OK with
+ * at least one record, DNS_NXDOMAIN (no such name), DNS_NOHOST (the name
+ * has no record of that type) or DNS_TEMPFAIL; it runs once, on the loop
+ * or, for a request c-ares refuses at once, from inside
+ * resolver_records(); the texts are valid only during cb.  No cache.
+ */
+enum dns_rr { DNS_RR_A, DNS_RR_AAAA, DNS_RR_MX, DNS_RR_TXT, DNS_RR_PTR };
+typedef void (*resolver_records_cb)(void *arg, enum dns_status, char **texts,
+    size_t n);
+void resolver_records(struct resolver *, const char *name, enum dns_rr,
+    resolver_records_cb cb, void *arg);
+
+/*
  * mx_order - the MX order (resolver_order.c, pure): sorts v by preference,
  * lowest first, and shuffles each run of equal preferences with rnd(arg),
  * which returns uniformly random 64-bit values (random_u64 in the daemon,

@@ -4,6 +4,13 @@
  *
  * chamoisctl [-f FILE] queue | show ID | flush | delete ID | dump [FILE] |
  *            restore [FILE]
+ * chamoisctl [-f FILE] dkim-keygen [-t rsa|ed25519] DOMAIN SELECTOR FILE
+ * chamoisctl [-f FILE] dns [--check] [DOMAIN...]
+ *
+ * dkim-keygen and dns need no daemon: the first writes a new key and
+ * prints the dkim_key line and the DNS record (dkim_keygen,
+ * dkim/keygen.c), the second prints the records the config's domains
+ * need, in zone-file form.
  *
  * One command per connection: a line goes out, the answer comes back until
  * the daemon closes; its last line is "OK" or "ERR <code> <text>".  Every
@@ -15,10 +22,14 @@
  * Exit: 0 OK, 1 ERR (or a local error), 2 usage, 75 (EX_TEMPFAIL) when
  * chamoisd is not running or the connection broke.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
+#include <net/if.h>
 #include <limits.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -28,11 +39,17 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <netinet/in.h>
 #include <unistd.h>
 
+#include <event2/event.h>
+
+#include "../common/addr.h"
 #include "../common/config.h"
 #include "../common/util.h"
 #include "../config.h"
+#include "../dkim/signer.h"
+#include "../outbound/resolver.h"
 #include "admin.h"
 
 #define EXIT_OK		0
@@ -73,6 +90,9 @@ usage_to(FILE *f, int code)
 {
 	fprintf(f, "usage: chamoisctl [-f FILE] queue | show ID | flush | "
 	    "delete ID | dump [FILE] | restore [FILE]\n"
+	    "       chamoisctl [-f FILE] dkim-keygen [-t rsa|ed25519] DOMAIN "
+	    "SELECTOR FILE\n"
+	    "       chamoisctl [-f FILE] dns [--check] [DOMAIN...]\n"
 	    "       chamoisctl -V | -h\n");
 	exit(code);
 }
@@ -433,6 +453,413 @@ restore(int fd, int src, const char *file)
 	return rc;
 }
 
+static void
+quiet(void *arg, const char *line)
+{
+}
+
+/* print_txt - "NAME. TXT" and txt in quoted strings of at most 255 octets */
+static void
+print_txt(const char *name, const char *txt)
+{
+	size_t len = strlen(txt);
+
+	printf("%s. TXT", name);
+	for (size_t i = 0; i < len; i += 255)
+		printf(" \"%.*s\"", (int)(len - i < 255 ? len - i : 255), txt + i);
+	printf("\n");
+}
+
+/*
+ * dkim_keygen_cmd - dkim-keygen [-t rsa|ed25519] DOMAIN SELECTOR FILE
+ * (chamoisctl(8)): the key into FILE, owned by the config's user when run
+ * as root (SIGHUP rereads it as that user); then the dkim_key line and
+ * the TXT record in zone-file form, in strings of at most 255 octets
+ */
+static int
+dkim_keygen_cmd(const char *conf, int argc, char **argv)
+{
+	bool ed25519 = false;
+	char domain[DOMAIN_MAX + 1], err[512], *txt, *abs;
+	long uid = -1, gid = -1;
+	struct config *c;
+
+	if (argc >= 2 && strcmp(argv[0], "-t") == 0) {
+		if (strcmp(argv[1], "ed25519") == 0)
+			ed25519 = true;
+		else if (strcmp(argv[1], "rsa") != 0)
+			usage();
+		argc -= 2;
+		argv += 2;
+	}
+	if (argc != 3)
+		usage();
+	if (!addr_domain_key(argv[0], domain, sizeof(domain)) ||
+	    strchr(domain, '.') == NULL)
+		die(EXIT_USAGE, "'%s' is not a valid domain", argv[0]);
+	if (!config_dkim_selector_ok(argv[1]))
+		die(EXIT_USAGE, "'%s' is not a valid selector (letters, digits, "
+		    "'-', labels joined by '.')", argv[1]);
+	if (geteuid() == 0 && (c = config_load(conf, quiet, NULL)) != NULL) {
+		struct passwd *pw = c->user ? getpwnam(c->user) : NULL;
+
+		if (pw != NULL) {
+			uid = (long)pw->pw_uid;
+			gid = (long)pw->pw_gid;
+		}
+		config_free(c);
+	}
+	if (dkim_keygen(ed25519, argv[2], uid, gid, &txt, err, sizeof(err)) == -1)
+		die(EXIT_ERR, "%s", err);
+	abs = realpath(argv[2], NULL);
+	printf("dkim_key %s %s %s\n", domain, argv[1], abs ? abs : argv[2]);
+	snprintf(err, sizeof(err), "%s._domainkey.%s", argv[1], domain);
+	print_txt(err, txt);
+	free(abs);
+	free(txt);
+	return EXIT_OK;
+}
+
+/* one record the domains need, and (--check) what DNS says of it */
+struct want {
+	char name[DOMAIN_MAX + 80];	/* without the final dot */
+	enum dns_rr rr;
+	char *value;		/* as printed: "10 host.", "1.2.3.4", a TXT text */
+	const char *prefix;	/* TXT: the records that count ("v=spf1") */
+	char match[DOMAIN_MAX + 1];	/* MX, PTR: the host wanted */
+	char addr[INET6_ADDRSTRLEN];	/* A/AAAA, PTR: the address */
+	/* --check */
+	const char *verdict;	/* "ok", "missing", "differs" */
+	char *found;		/* what differs, or why missing */
+	bool back_pending;	/* PTR: its name's A/AAAA asked */
+};
+
+struct wants {
+	struct want *v;
+	size_t n;
+	unsigned pending;	/* look-ups not answered yet */
+	struct resolver *res;
+};
+
+static struct want *
+want_add(struct wants *w, enum dns_rr rr, const char *name, char *value)
+{
+	struct want *x;
+
+	w->v = xreallocarray(w->v, w->n + 1, sizeof(*w->v));
+	x = &w->v[w->n++];
+	memset(x, 0, sizeof(*x));
+	x->rr = rr;
+	str_copy(x->name, name, sizeof(x->name));
+	x->value = value;
+	return x;
+}
+
+/*
+ * host_wants - the host's A/AAAA and PTR records: every address of an
+ * interface that is up, loopback and link-local left out (Gmail refuses
+ * IPv6 mail from an address without a PTR that resolves back)
+ */
+static void
+host_wants(struct wants *w, const char *hostname)
+{
+	struct ifaddrs *ifa, *i;
+
+	if (getifaddrs(&ifa) == -1)
+		return;
+	for (i = ifa; i; i = i->ifa_next) {
+		char a[INET6_ADDRSTRLEN], rev[80];
+		const unsigned char *b;
+		size_t k, o = 0;
+		bool dup = false;
+		int fam = i->ifa_addr ? i->ifa_addr->sa_family : AF_UNSPEC;
+		struct want *x;
+
+		if (!(i->ifa_flags & IFF_UP) || (fam != AF_INET && fam != AF_INET6))
+			continue;
+		if (fam == AF_INET) {
+			const struct in_addr *in =
+			    &((const struct sockaddr_in *)i->ifa_addr)->sin_addr;
+
+			b = (const unsigned char *)in;
+			if (b[0] == 127 || (b[0] == 169 && b[1] == 254))
+				continue;
+			inet_ntop(AF_INET, in, a, sizeof(a));
+			snprintf(rev, sizeof(rev), "%u.%u.%u.%u.in-addr.arpa", b[3],
+			    b[2], b[1], b[0]);
+		} else {
+			const struct in6_addr *in6 =
+			    &((const struct sockaddr_in6 *)i->ifa_addr)->sin6_addr;
+
+			if (IN6_IS_ADDR_LOOPBACK(in6) || IN6_IS_ADDR_LINKLOCAL(in6))
+				continue;
+			b = (const unsigned char *)in6;
+			inet_ntop(AF_INET6, in6, a, sizeof(a));
+			for (k = 16; k-- > 0; )
+				o += (size_t)snprintf(rev + o, sizeof(rev) - o,
+				    "%x.%x.", b[k] & 0xf, b[k] >> 4);
+			snprintf(rev + o, sizeof(rev) - o, "ip6.arpa");
+		}
+		for (k = 0; k < w->n; k++)
+			dup = dup || (w->v[k].rr == DNS_RR_PTR &&
+			    strcmp(w->v[k].addr, a) == 0);
+		if (dup)
+			continue;
+		x = want_add(w, fam == AF_INET ? DNS_RR_A : DNS_RR_AAAA, hostname,
+		    xstrdup(a));
+		str_copy(x->addr, a, sizeof(x->addr));
+		x = want_add(w, DNS_RR_PTR, rev, xasprintf("%s.", hostname));
+		str_copy(x->match, hostname, sizeof(x->match));
+		str_copy(x->addr, a, sizeof(x->addr));
+	}
+	freeifaddrs(ifa);
+}
+
+static const char *const rr_names[] = { [DNS_RR_A] = "A",
+    [DNS_RR_AAAA] = "AAAA", [DNS_RR_MX] = "MX", [DNS_RR_TXT] = "TXT",
+    [DNS_RR_PTR] = "PTR" };
+
+/* print_want - the record in zone-file form, after the verdict if any */
+static void
+print_want(const struct want *x)
+{
+	if (x->verdict)
+		printf("%-8s", x->verdict);
+	if (x->rr == DNS_RR_TXT)
+		print_txt(x->name, x->value);
+	else
+		printf("%s. %s %s\n", x->name, rr_names[x->rr], x->value);
+	if (x->found)
+		printf("        found: %s\n", x->found);
+}
+
+/* same_text - TXT texts equal but for blanks (tag-lists allow them) */
+static bool
+same_text(const char *a, const char *b)
+{
+	for (;;) {
+		while (*a == ' ' || *a == '\t')
+			a++;
+		while (*b == ' ' || *b == '\t')
+			b++;
+		if (*a != *b)
+			return false;
+		if (*a == '\0')
+			return true;
+		a++, b++;
+	}
+}
+
+/* same_host - two host names equal, any case, a final dot ignored */
+static bool
+same_host(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+
+	la -= la && a[la - 1] == '.';
+	lb -= lb && b[lb - 1] == '.';
+	return la == lb && strncasecmp(a, b, la) == 0;
+}
+
+static void check_cb(void *arg, enum dns_status st, char **t, size_t n);
+
+/* verdict - what DNS said of x (t[0..n) its records of x's type) */
+static void
+verdict(struct wants *w, struct want *x, enum dns_status st, char **t,
+    size_t n)
+{
+	const char *other = NULL;
+
+	if (st == DNS_TEMPFAIL) {
+		x->verdict = "missing";
+		x->found = xstrdup("(no answer: the look-up failed)");
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		bool same = false;
+
+		switch (x->rr) {
+		case DNS_RR_TXT:
+			if (strncasecmp(t[i], x->prefix, strlen(x->prefix)) != 0)
+				continue;
+			same = same_text(t[i], x->value);
+			break;
+		case DNS_RR_MX:
+			same = strchr(t[i], ' ') && same_host(strchr(t[i], ' ') + 1,
+			    x->match);
+			break;
+		case DNS_RR_A:
+		case DNS_RR_AAAA:
+			same = strcmp(t[i], x->addr) == 0;
+			break;
+		case DNS_RR_PTR:
+			same = same_host(t[i], x->match);
+			break;
+		}
+		if (same) {
+			x->verdict = "ok";
+			if (x->rr == DNS_RR_PTR && !x->back_pending) {
+				/* and its name resolves back to the address */
+				x->back_pending = true;
+				w->pending++;
+				resolver_records(w->res, x->match, strchr(x->addr,
+				    ':') ? DNS_RR_AAAA : DNS_RR_A, check_cb, x);
+			}
+			return;
+		}
+		if (other == NULL)
+			other = t[i];
+	}
+	x->verdict = other ? "differs" : "missing";
+	if (other)
+		x->found = xstrdup(other);
+}
+
+static struct wants *check_wants;
+
+static void
+check_cb(void *arg, enum dns_status st, char **t, size_t n)
+{
+	struct want *x = arg;
+
+	check_wants->pending--;
+	if (x->rr == DNS_RR_PTR && x->back_pending) {
+		bool back = false;
+
+		for (size_t i = 0; st == DNS_OK && i < n; i++)
+			back = back || strcmp(t[i], x->addr) == 0;
+		if (!back) {
+			x->verdict = "differs";
+			x->found = xasprintf("%s does not resolve back to %s",
+			    x->match, x->addr);
+		}
+		return;
+	}
+	verdict(check_wants, x, st, t, n);
+}
+
+/*
+ * dns_cmd - dns [--check] [DOMAIN...] (chamoisctl(8)): for each local
+ * domain (or those named), its MX (the hostname), SPF, every DKIM key of
+ * it or below it, DMARC; then the host's addresses and PTRs.  Zone-file
+ * form; --check asks dns_server for each (c-ares, outbound/resolver.c)
+ * and says ok, missing or differs.
+ */
+static int
+dns_cmd(const char *conf, int argc, char **argv)
+{
+	struct wants w = { 0 };
+	struct event_base *base = NULL;
+	struct config *c;
+	bool check = false, host = false;
+	int rc = EXIT_OK;
+
+	if (argc > 0 && strcmp(argv[0], "--check") == 0) {
+		check = true;
+		argc--;
+		argv++;
+	}
+	if ((c = config_load(conf, problem, NULL)) == NULL)
+		return EXIT_ERR;
+	for (int a = 0; a < argc; a++) {
+		char key[DOMAIN_MAX + 1];
+
+		if (!addr_domain_key(argv[a], key, sizeof(key)) ||
+		    !config_is_local_domain(c, key)) {
+			fprintf(stderr, "chamoisctl: %s is not a local domain "
+			    "(domains, chamois.conf(5))\n", argv[a]);
+			config_free(c);
+			return EXIT_USAGE;
+		}
+	}
+	for (size_t d = 0; d < c->ndomains; d++) {
+		const char *dom = c->domains[d];
+		bool named = argc == 0;
+		char name[DOMAIN_MAX + 80], *txt, err[512];
+		struct want *x;
+
+		for (int a = 0; a < argc; a++) {
+			char key[DOMAIN_MAX + 1];
+
+			named = named || (addr_domain_key(argv[a], key,
+			    sizeof(key)) && strcmp(key, dom) == 0);
+		}
+		if (!named)
+			continue;
+		x = want_add(&w, DNS_RR_MX, dom, xasprintf("10 %s.", c->hostname));
+		str_copy(x->match, c->hostname, sizeof(x->match));
+		x = want_add(&w, DNS_RR_TXT, dom, xstrdup("v=spf1 mx -all"));
+		x->prefix = "v=spf1";
+		for (size_t k = 0; k < c->ndkim_keys; k++) {
+			const struct dkim_key_conf *kc = &c->dkim_keys[k];
+
+			if (!dkim_domain_matches(dom, kc->domain))
+				continue;
+			snprintf(name, sizeof(name), "%s._domainkey.%s",
+			    kc->selector, kc->domain);
+			if (dkim_key_record(kc->file, &txt, err, sizeof(err)) == -1) {
+				fprintf(stderr, "chamoisctl: %s:%d: dkim_key: %s\n",
+				    c->path, kc->line, err);
+				rc = EXIT_ERR;
+				continue;
+			}
+			x = want_add(&w, DNS_RR_TXT, name, txt);
+			x->prefix = "v=DKIM1";
+		}
+		snprintf(name, sizeof(name), "_dmarc.%s", dom);
+		/* aggregate reports to the postmaster (RFC 7489 6.3) */
+		x = want_add(&w, DNS_RR_TXT, name, c->postmaster ?
+		    xasprintf("v=DMARC1; p=quarantine; rua=mailto:%s",
+		    c->postmaster) : xasprintf("v=DMARC1; p=quarantine; "
+		    "rua=mailto:postmaster@%s", dom));
+		x->prefix = "v=DMARC1";
+	}
+	host_wants(&w, c->hostname);
+
+	if (check) {
+		if ((base = event_base_new()) == NULL ||
+		    (w.res = resolver_new(base, c->dns_server_len ?
+		    (const struct sockaddr *)&c->dns_server : NULL,
+		    c->dns_server_len)) == NULL)
+			die(EXIT_ERR, "cannot set up the DNS resolver");
+		check_wants = &w;
+		w.pending = (unsigned)w.n;
+		for (size_t i = 0; i < w.n; i++)
+			resolver_records(w.res, w.v[i].name, w.v[i].rr, check_cb,
+			    &w.v[i]);
+		while (w.pending > 0)
+			event_base_loop(base, EVLOOP_ONCE);
+		resolver_free(w.res);
+		event_base_free(base);
+	}
+	for (size_t i = 0; i <= w.n; i++) {
+		const struct want *x = i < w.n ? &w.v[i] : NULL;
+		static const char host_head[] = "; %s: its addresses, and their "
+		    "PTR records (set where the addresses come from)\n";
+
+		/* a heading before each domain, and one before the host's */
+		if (x && x->rr == DNS_RR_MX)
+			printf("; %s\n", x->name);
+		else if (!host && (x == NULL || x->rr == DNS_RR_A ||
+		    x->rr == DNS_RR_AAAA)) {
+			printf(host_head, c->hostname);
+			host = true;
+		}
+		if (x == NULL)
+			break;
+		print_want(x);
+		if (x->verdict && strcmp(x->verdict, "ok") != 0)
+			rc = EXIT_ERR;
+	}
+	for (size_t i = 0; i < w.n; i++) {
+		free(w.v[i].value);
+		free(w.v[i].found);
+	}
+	free(w.v);
+	config_free(c);
+	return rc;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -450,7 +877,8 @@ main(int argc, char **argv)
 	size_t i;
 	int ch, fd, nargs, src = STDIN_FILENO, out = STDOUT_FILENO;
 
-	while ((ch = getopt(argc, argv, "f:Vh")) != -1) {
+	/* options stop at the command ("+"): dkim-keygen has its own */
+	while ((ch = getopt(argc, argv, "+f:Vh")) != -1) {
 		if (ch == 'V') {
 			printf("chamoisctl %s\n", CHAMOIS_VERSION);
 			return 0;
@@ -463,6 +891,10 @@ main(int argc, char **argv)
 	}
 	if (optind >= argc)
 		usage();
+	if (strcmp(argv[optind], "dkim-keygen") == 0)
+		return dkim_keygen_cmd(conf, argc - optind - 1, argv + optind + 1);
+	if (strcmp(argv[optind], "dns") == 0)
+		return dns_cmd(conf, argc - optind - 1, argv + optind + 1);
 	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		if (strcmp(argv[optind], cmds[i].name) == 0)
 			break;

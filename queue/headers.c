@@ -19,8 +19,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "../common/addr.h"
 #include "../common/util.h"
 #include "queue.h"
+#include "sendmail_parse.h"
 
 
 char *
@@ -84,5 +86,59 @@ queue_fix_headers(const char *msg, size_t len, const char *hostname,
 	o += len - body;
 	out[o] = '\0';
 	*outlen = o;
+	return out;
+}
+
+/*
+ * queue_from_domain - the domain of the one address of the one From
+ * field of the LF-form message msg[0..len), as a lower-case A-label in
+ * out (DKIM signing, doc/queue.md "Signing"); NULL with why set when
+ * there is no From, several, one that does not parse, or one with several
+ * addresses (RFC 5322 3.6.2 then wants a Sender, which we do not guess
+ * from)
+ */
+const char *
+queue_from_domain(const char *msg, size_t len, char *out, size_t size,
+    const char **why)
+{
+	bool blank;
+	size_t hlen = sm_header_len(msg, len, &blank), i = 0, n = 0;
+	size_t fstart = 0, fend = 0;
+	struct sm_addrs a = { 0 };
+	const char *colon, *at;
+	char err[128];
+	bool ok;
+
+	while (i < hlen) {
+		const char *nl = memchr(msg + i, '\n', hlen - i);
+		size_t e = nl ? (size_t)(nl - msg) : hlen;
+
+		if (header_field_is(msg + i, e - i, "From")) {
+			n++;
+			fstart = i;
+			/* the field and its continuation lines */
+			while (e + 1 < hlen && (msg[e + 1] == ' ' || msg[e + 1] == '\t')) {
+				nl = memchr(msg + e + 1, '\n', hlen - e - 1);
+				e = nl ? (size_t)(nl - msg) : hlen;
+			}
+			fend = e;
+		}
+		i = e + 1;
+	}
+	if (n != 1)
+		return (*why = n ? "several From fields" : "no From field", NULL);
+	colon = memchr(msg + fstart, ':', fend - fstart);
+	if (sm_parse_addrlist(colon + 1, (size_t)(msg + fend - colon - 1), NULL,
+	    &a, err, sizeof(err)) == -1 || a.n != 1) {
+		*why = a.n > 1 ? "a From with several addresses" :
+		    "a From that does not parse";
+		sm_addrs_free(&a);
+		return NULL;
+	}
+	ok = (at = strrchr(a.v[0], '@')) != NULL && addr_domain_key(at + 1, out,
+	    size);
+	sm_addrs_free(&a);
+	if (!ok)
+		return (*why = "a From without a valid domain", NULL);
 	return out;
 }

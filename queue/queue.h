@@ -81,6 +81,16 @@ void qstore_close(struct queue_store *);
 /* qstore_put - envelope and body in one transaction, durable on return */
 int qstore_put(struct queue_store *, const struct queue_msg *, const struct body *,
     char *err, size_t errsize);
+/*
+ * qstore_put_buf - the same with head[0..headlen) (the DKIM signatures)
+ * then body[0..len) as the stored body; qstore_body_read - the whole of
+ * b into *out (malloc'd), for it.  Both safe on a worker thread that
+ * alone touches b.
+ */
+int qstore_put_buf(struct queue_store *, const struct queue_msg *,
+    const char *head, size_t headlen, const char *body, size_t len,
+    char *err, size_t errsize);
+int qstore_body_read(const struct body *, char **out, size_t *len);
 /* qstore_update - the envelope only (recipient states) */
 int qstore_update(struct queue_store *, const struct queue_msg *);
 int qstore_delete(struct queue_store *, const char *id);
@@ -125,6 +135,14 @@ void retry_plan(time_t created, unsigned attempts, bool reported, time_t lifetim
 char *queue_fix_headers(const char *msg, size_t len, const char *hostname,
     time_t now, size_t *outlen);
 
+/*
+ * queue_from_domain - the domain (lower-case A-label, into out) of the
+ * single address of the single From field of msg[0..len), which DKIM
+ * signs for; NULL with *why set otherwise
+ */
+const char *queue_from_domain(const char *msg, size_t len, char *out,
+    size_t size, const char **why);
+
 /* bounce.c */
 enum bounce_action {
 	BOUNCE_FAILED,	/* Action: failed (permanent failure or expiry) */
@@ -168,6 +186,13 @@ int queue_init(struct event_base *, struct config *cfg, struct tables *tables,
  * queue lets go of the old ones
  */
 void queue_configure(struct config *, struct tables *);
+/*
+ * queue_set_signer - the DKIM keys for messages submitted from now on
+ * (at start and on SIGHUP; NULL: none); the queue takes its own
+ * reference, and a message already queued keeps its signatures
+ */
+struct dkim_signer;
+void queue_set_signer(struct dkim_signer *);
 /*
  * queue_stop - the daemon stops: no delivery attempt starts from now on;
  * submissions are still stored (they wait for the next start)

@@ -347,11 +347,11 @@ qstore_close(struct queue_store *qs)
 }
 
 /*
- * qdb_body_read - the whole body in one buffer, read as body_write_fd
+ * qstore_body_read - the whole body in one buffer, read as body_write_fd
  * does: the spool file with pread, then the evbuffer without draining it.
  */
-static int
-qdb_body_read(const struct body *b, char **out, size_t *outlen)
+int
+qstore_body_read(const struct body *b, char **out, size_t *outlen)
 {
 	size_t memlen = evbuffer_get_length(b->mem);
 	size_t spool = b->spool_fd != -1 ? (size_t)b->spool_len : 0;
@@ -422,39 +422,69 @@ qdb_put_txn(struct queue_store *qs, DB_TXN *txn, void *arg)
 }
 
 /*
- * qstore_put - the envelope and the body in one transaction, durable on
- * return; -1 with errno set (and err filled) on failure, EEXIST for an id
- * already in the store, EINVAL for an id that is not 16 hex digits.
+ * qstore_put_buf - the envelope and head[0..headlen) then body[0..len) as
+ * its body, in one transaction, durable on return; -1 with errno set (and
+ * err filled) on failure, EEXIST for an id already in the store, EINVAL
+ * for an id that is not 16 hex digits.
  */
 int
-qstore_put(struct queue_store *qs, const struct queue_msg *m, const struct body *b,
+qstore_put_buf(struct queue_store *qs, const struct queue_msg *m,
+    const char *head, size_t headlen, const char *body, size_t len,
     char *err, size_t errsize)
 {
 	struct qdb_put p = { .id = m->id };
-	char *body, *rec;
+	char *joined = NULL, *rec;
 	int e;
 
 	if (!qdb_valid_id(m->id)) {
 		snprintf(err, errsize, "queue: bad message id");
 		return (errno = EINVAL, -1);
 	}
-	if (qdb_body_read(b, &body, &p.bodylen) == -1) {
-		e = errno;
-		snprintf(err, errsize, "queue %s: reading the body: %s", m->id,
-		    strerror(e));
-		return (errno = e, -1);
+	if (headlen > UINT32_MAX - len) {
+		snprintf(err, errsize, "queue %s: body too big", m->id);
+		return (errno = EFBIG, -1);
+	}
+	if (headlen > 0) {
+		joined = xmalloc(headlen + len + 1);
+		memcpy(joined, head, headlen);
+		memcpy(joined + headlen, body, len);
+		body = joined;
+		len += headlen;
 	}
 	rec = queue_msg_encode(m, &p.reclen);
 	p.rec = rec;
 	p.body = body;
+	p.bodylen = len;
 	e = qdb_errno(qdb_run(qs, qdb_put_txn, &p)) == -1 ? errno : 0;
 	free(rec);
-	free(body);
+	free(joined);
 	if (e != 0) {
 		snprintf(err, errsize, "queue %s: storing: %s", m->id, strerror(e));
 		return (errno = e, -1);
 	}
 	return 0;
+}
+
+/* qstore_put - qstore_put_buf of the whole body b */
+int
+qstore_put(struct queue_store *qs, const struct queue_msg *m, const struct body *b,
+    char *err, size_t errsize)
+{
+	char *body;
+	size_t len;
+	int r, e;
+
+	if (qstore_body_read(b, &body, &len) == -1) {
+		e = errno;
+		snprintf(err, errsize, "queue %s: reading the body: %s", m->id,
+		    strerror(e));
+		return (errno = e, -1);
+	}
+	r = qstore_put_buf(qs, m, NULL, 0, body, len, err, errsize);
+	e = errno;
+	free(body);
+	errno = e;
+	return r;
 }
 
 static int

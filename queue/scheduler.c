@@ -47,6 +47,7 @@
 #include "../common/tables.h"
 #include "../common/util.h"
 #include "../common/worker.h"
+#include "../dkim/signer.h"
 #include "../maildir/maildir.h"
 #include "../outbound/client.h"
 #include "../outbound/resolver.h"
@@ -109,6 +110,7 @@ static struct {
 	bool draining;			/* the daemon stops: nothing new starts */
 	struct qgroup_list groups;	/* destinations being delivered to */
 	struct queue_store *store;
+	struct dkim_signer *signer;	/* the keys in force (held) */
 	struct qentry_list msgs;
 	struct hmap *byid;
 	struct event *timer;
@@ -361,6 +363,7 @@ queue_shutdown(void)
 	if (q.store)
 		qstore_close(q.store);
 	q.store = NULL;
+	queue_set_signer(NULL);
 	tables_free(q.tables);
 	config_free(q.cfg);
 	q.tables = NULL;
@@ -401,17 +404,86 @@ struct submit_job {
 	int result;
 	int error;
 	char err[256];
+	struct dkim_signer *signer;	/* held: sign with these keys */
+	/* what signing did, logged on the loop */
+	char from_domain[DOMAIN_MAX + 1];
+	const char *unsigned_why;	/* not signed, and why (static text) */
+	size_t signatures;
+	char sign_err[512];		/* a key that failed */
 };
+
+/*
+ * sign - the DKIM-Signature fields of the message (doc/queue.md
+ * "Signing"), or NULL: the From is not one address of a signing domain
+ * (unsigned_why says why), or every key failed (sign_err)
+ */
+static char *
+sign(struct submit_job *j, const char *body, size_t len, size_t *headlen)
+{
+	char *head;
+
+	if (queue_from_domain(body, len, j->from_domain, sizeof(j->from_domain),
+	    &j->unsigned_why) == NULL)
+		return NULL;
+	head = dkim_sign_message(j->signer, j->from_domain, body, len, headlen,
+	    j->sign_err, sizeof(j->sign_err));
+	if (head == NULL)
+		j->unsigned_why = "the From domain has no dkim_key";
+	else
+		for (const char *p = head; (p = strstr(p, "DKIM-Signature:")); p++)
+			j->signatures++;
+	return head;
+}
 
 static void
 submit_work(void *arg)
 {
 	struct submit_job *j = arg;
+	char *body, *head = NULL;
+	size_t len, headlen = 0;
 
 	if (j->error)
 		return;		/* refused before the store was asked */
-	j->result = qstore_put(q.store, j->msg, j->body, j->err, sizeof(j->err));
+	if (j->signer == NULL) {
+		j->result = qstore_put(q.store, j->msg, j->body, j->err,
+		    sizeof(j->err));
+		j->error = j->result ? errno : 0;
+		return;
+	}
+	if (qstore_body_read(j->body, &body, &len) == -1) {
+		j->error = errno;
+		j->result = -1;
+		snprintf(j->err, sizeof(j->err), "queue %s: reading the body: %s",
+		    j->msg->id, strerror(j->error));
+		return;
+	}
+	/* signed once, here: every attempt sends these same bytes */
+	if ((head = sign(j, body, len, &headlen)) != NULL)
+		j->msg->size += headlen;
+	j->result = qstore_put_buf(q.store, j->msg, head, headlen, body, len,
+	    j->err, sizeof(j->err));
 	j->error = j->result ? errno : 0;
+	free(head);
+	free(body);
+}
+
+/* sign_log - on the loop: what signing did to a stored message */
+static void
+sign_log(const struct submit_job *j, const char *id)
+{
+	char f[LOG_ESC(DOMAIN_MAX)];
+
+	if (j->signer == NULL)
+		return;
+	if (j->sign_err[0])
+		log_warnx("%s dkim key failed domain=%s: %s; the message goes "
+		    "without that signature", id, log_field(f, sizeof(f),
+		    j->from_domain), j->sign_err);
+	if (j->signatures)
+		log_info("%s dkim signed domain=%s signatures=%zu", id,
+		    log_field(f, sizeof(f), j->from_domain), j->signatures);
+	else if (j->unsigned_why)
+		log_debug("%s dkim unsigned: %s", id, j->unsigned_why);
 }
 
 static void
@@ -428,6 +500,7 @@ submit_done(void *arg)
 		    " rcpts=%zu", e->msg.id, log_field(f1, sizeof(f1), e->msg.sender),
 		    log_field(f2, sizeof(f2), e->msg.owner),
 		    e->msg.uid, e->msg.size, e->msg.nrcpts);
+		sign_log(j, e->msg.id);
 		/* a local recipient without a mailbox failed in expand() */
 		for (size_t i = 0; i < e->msg.nrcpts; i++)
 			if (e->msg.rcpts[i].state == RS_FAILED)
@@ -445,6 +518,7 @@ submit_done(void *arg)
 	free(j->msg);
 	body_free(j->body);
 	free(j->body);
+	dkim_signer_free(j->signer);
 	free(j);
 }
 
@@ -532,10 +606,28 @@ expand(struct queue_msg *m)
 	m->nrcpts = n;
 }
 
+/* has_remote - a recipient is delivered to another server */
+static bool
+has_remote(const struct queue_msg *m)
+{
+	for (size_t i = 0; i < m->nrcpts; i++)
+		if (!m->rcpts[i].local && m->rcpts[i].state == RS_PENDING)
+			return true;
+	return false;
+}
+
+void
+queue_set_signer(struct dkim_signer *s)
+{
+	dkim_signer_free(q.signer);
+	q.signer = s ? dkim_signer_ref(s) : NULL;
+}
+
 void
 queue_submit(struct queue_msg *m, struct body *b, queue_put_cb cb, void *arg)
 {
 	struct submit_job *j = xcalloc(1, sizeof(*j));
+	bool restored = m->id[0] != '\0';
 
 	m->version = QUEUE_RECORD_VERSION;
 	if (m->id[0] == '\0') {
@@ -548,6 +640,12 @@ queue_submit(struct queue_msg *m, struct body *b, queue_put_cb cb, void *arg)
 		m->sender = xstrdup("");
 	m->size = b->size;
 	expand(m);
+	/*
+	 * a new message with a recipient on another server is signed; one
+	 * restored (chamoisctl restore) keeps the bytes it had
+	 */
+	if (!restored && dkim_signer_keys(q.signer) > 0 && has_remote(m))
+		j->signer = dkim_signer_ref(q.signer);
 	j->msg = m;
 	j->body = b;
 	j->cb = cb;

@@ -10,12 +10,12 @@ the object and the symbol, when:
   - the session engine (smtpd/) uses anything but common/ (it knows routes
     and auth only through its own ops tables; maildir/ is the local
     route's business);
-  - outbound/, maildir/ or common/ use anything but common/;
+  - outbound/, maildir/, dkim/ or common/ use anything but common/;
   - forward/ uses queue/;
   - two top-level folders use each other, directly or round a longer
     cycle;
   - anything uses chamoisd/, the composition root (which may use all);
-  - <db.h>, <sasl/sasl.h> or <ares.h> is included by more or fewer than
+  - <db.h>, <sasl/sasl.h>, <ares.h> or <dkim.h> is included by more or fewer than
     one source file of those folders (each library has one wrapper).
 
 The folders are the top-level directories that hold .c files, except one
@@ -38,9 +38,9 @@ import tempfile
 
 ENGINE = "smtpd"
 ROOT = "chamoisd"
-LEAVES = ("outbound", "maildir", "common")
+LEAVES = ("outbound", "maildir", "dkim", "common")
 BASE = "common"
-ONE_INCLUDER = ("db.h", "sasl/sasl.h", "ares.h")
+ONE_INCLUDER = ("db.h", "sasl/sasl.h", "ares.h", "dkim.h")
 
 
 def layer_folders(root):
@@ -207,11 +207,14 @@ FIXTURE = {
                          "int maildir_fn(void) { return common_fn(); }\n",
     "outbound/client.c": "int common_fn(void);\n"
                          "int client_fn(void) { return common_fn(); }\n",
+    "dkim/signer.c": "int common_fn(void);\n"
+                     "int signer_fn(void) { return common_fn(); }\n",
+    "dkim/signer.h": "#include <dkim.h>\n",
     "forward/proxy.c": "int engine_fn(void); int client_fn(void);\n"
                        "int route_fn(void) { return engine_fn() + client_fn(); }\n",
     "queue/db.c": "#include <stdio.h>\n/* #include <db.h> in a comment */\n"
-                  "int engine_fn(void); int maildir_fn(void);\n"
-                  "int queue_fn(void) { return engine_fn() + maildir_fn(); }\n",
+                  "int engine_fn(void); int maildir_fn(void); int signer_fn(void);\n"
+                  "int queue_fn(void) { return engine_fn() + maildir_fn() + signer_fn(); }\n",
     "queue/db.h": "#include <db.h>\n",
     "submission/sasl.c": "int engine_fn(void); int queue_fn(void);\n"
                          "int auth_fn(void) { return engine_fn() + queue_fn(); }\n",
@@ -235,6 +238,10 @@ CASES = [
     ("a leaf uses the engine",
      {"outbound/bad.c": "int engine_fn(void);\nint bad_fn(void) { return engine_fn(); }\n"},
      ["outbound/ may use only common/", "build/outbound/bad.o", "engine_fn"]),
+    ("dkim/ uses the queue",
+     {"dkim/bad.c": "int queue_fn(void);\nint bad_fn(void) { return queue_fn(); }\n"},
+     ["dkim/ may use only common/", "build/dkim/bad.o", "queue_fn",
+      "cycle dkim <-> queue"]),
     ("common/ uses a leaf",
      {"common/bad.c": "int maildir_fn(void);\nint bad_fn(void) { return maildir_fn(); }\n"},
      ["common/ may use only common/", "build/common/bad.o", "maildir_fn",

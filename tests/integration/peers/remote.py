@@ -612,7 +612,7 @@ class ForwardEnv:
         lines += [l for l in extra_conf.splitlines() if l.strip()]
         inst.write_conf("\n".join(lines) + "\n")
         keys = [l.split(None, 1)[0] for l in lines if l.strip() and not l.startswith("#")]
-        dup = sorted({k for k in keys if keys.count(k) > 1 and k != "listen"})
+        dup = sorted({k for k in keys if keys.count(k) > 1 and k not in ("listen", "dkim_key")})
         assert not dup, "config keys repeated: %s" % dup
         if start:
             inst.start()
