@@ -7,6 +7,8 @@
 #   REQUESTS_CA_BUNDLE                     trusts its endpoint's certificate
 #   --non-interactive --agree-tos --register-unsafely-without-email
 #   --http-01-address 127.0.0.1            certbot --standalone on loopback
+#   --no-random-sleep-on-renew             renew run without a terminal (a
+#                                          script) sleeps up to 8 min first
 # CHAMOIS_ACME_DIR (default /run/chamois-acme) is where acme.sh keeps ca.pem.
 
 CHAMOIS_ACME_DIR=${CHAMOIS_ACME_DIR:-/run/chamois-acme}
@@ -15,5 +17,5 @@ certbot() {
 	env REQUESTS_CA_BUNDLE="$CHAMOIS_ACME_DIR/ca.pem" certbot \
 		--server https://127.0.0.1:14000/dir \
 		--non-interactive --agree-tos --register-unsafely-without-email \
-		--http-01-address 127.0.0.1 "$@"
+		--http-01-address 127.0.0.1 --no-random-sleep-on-renew "$@"
 }
