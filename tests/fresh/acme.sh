@@ -31,7 +31,10 @@ running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
 start() {
 	running && die "pebble already runs (pid $(cat "$pidfile"))"
 	if ! command -v pebble >/dev/null; then
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends pebble
+		# a fresh system may have no package lists yet
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends pebble ||
+			{ apt-get update -qq &&
+			  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends pebble; }
 	fi
 	command -v python3 >/dev/null || die "python3 is missing (certbot needs it anyway)"
 	mkdir -p "$dir"
