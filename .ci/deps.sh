@@ -14,6 +14,8 @@ pkgs="$pkgs bind9-dnsutils curl"
 pkgs="$pkgs systemd libseccomp2 util-linux"
 # make deb and its check in tests/integration/test_package.py (doc/debian.md)
 pkgs="$pkgs dpkg-dev debhelper fakeroot lintian"
+# certbot against a test ACME CA (tests/integration/test_certbot.py, tests/fresh/acme.sh)
+pkgs="$pkgs certbot pebble"
 # libraries of the Exim unpacked by tests/integration/peers/exim.py
 pkgs="$pkgs libgnutls-dane0 libidn12 libpcre2-8-0"
 run() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
