@@ -6,16 +6,19 @@
 #   1. in chroot "dev": the README's two commands - `make run` (and a
 #      message sent to it with swaks, read back from its Maildir), then
 #      `sh .ci/deps.sh && ./configure && make check` - and `make deb`;
-#   2. in chroot "pkg": `apt-get install ./chamois_*.deb`, chamoisd started
-#      as its unit starts it, one message over SMTP to root (the package's
-#      alias) and one through /usr/sbin/sendmail, both read back from the
-#      Maildir.
+#   2. in tree "pkg", booted under its own systemd (systemd-nspawn -b):
+#      `apt-get install ./chamois_*.deb` (the package enables and starts
+#      the unit), systemctl is-active / status, systemd-analyze security,
+#      one message over SMTP to root (the package's alias) and one through
+#      /usr/sbin/sendmail, both read back from the Maildir, systemctl
+#      reload (its line in the journal) and stop; then doc/install.md's
+#      commands when the tree has that file (run_install_doc).
 # Not part of .ci/run: it needs the Debian mirror and root.  Run as root:
 #   sh tests/fresh/run.sh [WORKDIR]
-# WORKDIR (default /var/tmp/chamois-fresh) holds the chroots; MIRROR and
+# WORKDIR (default /var/tmp/chamois-fresh) holds the trees; MIRROR and
 # SUITE may be set; FRESH_DEB=FILE skips the developer's path and installs
 # FILE (a package an earlier run kept in WORKDIR).  Exit 0 when every step passed; the log of each step is
-# printed.  The chroots share the machine's network namespace; every test
+# printed.  The trees share the machine's network namespace; every test
 # and daemon in them uses loopback only.
 set -eu
 
