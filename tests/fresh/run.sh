@@ -30,6 +30,10 @@ mounted=
 
 say() { printf '\n=== %s\n' "$*"; }
 die() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
+# bad WHAT - a failed check after which the next ones still run
+failed=
+bad() { printf 'FAIL: %s\n' "$*" >&2; failed="$failed
+	$*"; }
 
 [ "$(id -u)" = 0 ] || die "run as root (debootstrap and chroot need it)"
 command -v debootstrap >/dev/null ||
@@ -211,14 +215,16 @@ in_ct 'set -e
 		i=$((i + 1)); [ $i -lt 100 ] || { journalctl -u chamoisd --no-pager; exit 1; }; sleep 0.2; done
 	find /var/mail/chamois -path "*/new/*" -type f
 	grep -l "^Subject: cron" $(find /var/mail/chamois -path "*/new/*" -type f) >/dev/null' ||
-	die "the installed package did not receive mail"
+	bad "the installed package did not receive mail"
 
 say "systemctl reload chamoisd: its reload line in the journal"
 in_ct 'systemctl reload chamoisd &&
 	i=0; while ! journalctl -u chamoisd --no-pager -o cat | grep -q "reload done"; do
 		i=$((i + 1)); [ $i -lt 100 ] || exit 1; sleep 0.2; done &&
-	journalctl -u chamoisd --no-pager -o cat | grep "reload"' ||
-	die "systemctl reload chamoisd logged no reload"
+	journalctl -u chamoisd --no-pager -o cat | grep "reload"' || {
+	in_ct 'systemctl status --no-pager -l chamoisd; journalctl -u chamoisd --no-pager -n 20'
+	bad "systemctl reload chamoisd logged no reload"
+}
 
 # run_install_doc - doc/install.md's commands, as an operator types them,
 # with certbot pointed at a local pebble (tests/fresh/acme*.sh); does
@@ -231,23 +237,27 @@ run_install_doc() {
 		return 0
 	}
 	for f in acme.sh acme-env.sh doc-commands.py; do
-		in_ct "[ -f $t/$f ]" || die "doc/install.md present but tests/fresh/$f is not"
+		in_ct "[ -f $t/$f ]" || {
+			bad "doc/install.md present but tests/fresh/$f is not"
+			return 1
+		}
 	done
 	say "doc/install.md: its commands under sh -ex (certbot against pebble)"
 	# the host's python3: the pristine system has none
 	python3 "$pkg$t/doc-commands.py" "$pkg/root/chamois/doc/install.md" \
-	    >"$pkg/root/install-doc.sh" || die "doc-commands.py"
-	in_ct "sh $t/acme.sh start" || die "pebble did not start"
+	    >"$pkg/root/install-doc.sh" || { bad "doc-commands.py"; return 1; }
+	in_ct "sh $t/acme.sh start" || { bad "pebble did not start"; return 1; }
 	# one shell: certbot is a function of acme-env.sh
 	in_ct "sh -ex -c '. $t/acme-env.sh; . /root/install-doc.sh'" ||
-		{ in_ct "sh $t/acme.sh stop" || true; die "a command of doc/install.md failed"; }
+		bad "a command of doc/install.md failed"
 	in_ct "sh $t/acme.sh stop" || true
 }
-run_install_doc
+run_install_doc || true
 
 say "systemctl stop chamoisd"
 in_ct 'systemctl stop chamoisd; ! systemctl is-active chamoisd' ||
-	die "chamoisd did not stop"
+	bad "chamoisd did not stop"
 
 ct_stop
+[ -z "$failed" ] || die "these checks failed:$failed"
 say "every step passed"
