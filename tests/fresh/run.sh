@@ -132,6 +132,9 @@ fi
 # loopback only (port 25 of the host's loopback must be free).
 command -v systemd-nspawn >/dev/null ||
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd-container
+if ss -Hltn 'sport = :25' 2>/dev/null | grep -q .; then
+	die "port 25 is taken on this machine (the container shares its network)"
+fi
 tree_make "$pkg" --include=systemd,systemd-sysv,dbus
 echo mail.example.org >"$pkg/etc/hostname"
 echo example.org >"$pkg/etc/mailname"
@@ -222,7 +225,7 @@ in_ct 'systemctl reload chamoisd &&
 	i=0; while ! journalctl -u chamoisd --no-pager -o cat | grep -q "reload done"; do
 		i=$((i + 1)); [ $i -lt 100 ] || exit 1; sleep 0.2; done &&
 	journalctl -u chamoisd --no-pager -o cat | grep "reload"' || {
-	in_ct 'systemctl status --no-pager -l chamoisd; journalctl -u chamoisd --no-pager -n 20'
+	in_ct 'systemctl status --no-pager -l -n 0 chamoisd; journalctl -u chamoisd --no-pager -n 20'
 	bad "systemctl reload chamoisd logged no reload"
 }
 
