@@ -6,16 +6,19 @@
 #   1. in chroot "dev": the README's two commands - `make run` (and a
 #      message sent to it with swaks, read back from its Maildir), then
 #      `sh .ci/deps.sh && ./configure && make check` - and `make deb`;
-#   2. in chroot "pkg": `apt-get install ./chamois_*.deb`, chamoisd started
-#      as its unit starts it, one message over SMTP to root (the package's
-#      alias) and one through /usr/sbin/sendmail, both read back from the
-#      Maildir.
+#   2. in tree "pkg", booted under its own systemd (systemd-nspawn -b):
+#      `apt-get install ./chamois_*.deb` (the package enables and starts
+#      the unit), systemctl is-active / status, systemd-analyze security,
+#      one message over SMTP to root (the package's alias) and one through
+#      /usr/sbin/sendmail, both read back from the Maildir, systemctl
+#      reload (its line in the journal) and stop; then doc/install.md's
+#      commands when the tree has that file (run_install_doc).
 # Not part of .ci/run: it needs the Debian mirror and root.  Run as root:
 #   sh tests/fresh/run.sh [WORKDIR]
-# WORKDIR (default /var/tmp/chamois-fresh) holds the chroots; MIRROR and
+# WORKDIR (default /var/tmp/chamois-fresh) holds the trees; MIRROR and
 # SUITE may be set; FRESH_DEB=FILE skips the developer's path and installs
 # FILE (a package an earlier run kept in WORKDIR).  Exit 0 when every step passed; the log of each step is
-# printed.  The chroots share the machine's network namespace; every test
+# printed.  The trees share the machine's network namespace; every test
 # and daemon in them uses loopback only.
 set -eu
 
@@ -27,6 +30,10 @@ mounted=
 
 say() { printf '\n=== %s\n' "$*"; }
 die() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
+# bad WHAT - a failed check after which the next ones still run
+failed=
+bad() { printf 'FAIL: %s\n' "$*" >&2; failed="$failed
+	$*"; }
 
 [ "$(id -u)" = 0 ] || die "run as root (debootstrap and chroot need it)"
 command -v debootstrap >/dev/null ||
@@ -39,16 +46,23 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-# chroot_make DIR - a pristine minbase bookworm with /proc, /sys, /dev
-chroot_make() {
+# chroot_make DIR [DEBOOTSTRAP-ARG...] - a pristine minbase bookworm
+# with /proc, /sys, /dev (tree_make: the same without the mounts)
+tree_make() {
+	d=$1
+	shift
 	# never rm -rf a tree with /dev or /proc still bound into it
-	if awk -v d="$1" 'index($2, d) == 1 { found = 1 } END { exit !found }' /proc/mounts; then
-		die "something is still mounted under $1 (umount it first)"
+	if awk -v d="$d" 'index($2, d) == 1 { found = 1 } END { exit !found }' /proc/mounts; then
+		die "something is still mounted under $d (umount it first)"
 	fi
-	rm -rf "$1"
-	say "debootstrap $suite into $1"
-	debootstrap --variant=minbase "$suite" "$1" "$mirror" >"$1.debootstrap.log" 2>&1 ||
-		{ tail -20 "$1.debootstrap.log"; die "debootstrap"; }
+	rm -rf "$d"
+	say "debootstrap $suite into $d $*"
+	debootstrap --variant=minbase "$@" "$suite" "$d" "$mirror" >"$d.debootstrap.log" 2>&1 ||
+		{ tail -20 "$d.debootstrap.log"; die "debootstrap"; }
+	cp /etc/resolv.conf "$d/etc/resolv.conf"
+}
+chroot_make() {
+	tree_make "$1"
 	# a mount point of its own, as / is on a real machine (unshare, as the
 	# tests of the unit use it, changes the propagation of /)
 	mount --bind "$1" "$1"
@@ -58,7 +72,6 @@ chroot_make() {
 		mount --bind "/$m" "$1/$m"
 		mounted="$1/$m $mounted"
 	done
-	cp /etc/resolv.conf "$1/etc/resolv.conf"
 	echo "fresh-$(basename "$1").example.test" >"$1/etc/hostname"
 }
 
@@ -108,37 +121,146 @@ cp "$deb" "$saved"
 deb=$saved
 fi
 
-# 2. the operator's path
-chroot_make "$pkg"
+# 2. the operator's path, on a system booted under real systemd: the
+# pristine tree (with systemd, systemd-sysv and dbus, as a server has
+# them) booted with systemd-nspawn -b.  The host need not run systemd:
+# --register=no (no systemd-machined) and --keep-unit (no scope from the
+# host's manager: without it nspawn fails with "Failed to open system bus:
+# No such file or directory"); commands run in it by nsenter into its init.
+# The container keeps the host's network namespace: apt-get in it fetches
+# from the mirror as on a server, and every daemon in it listens on
+# loopback only (port 25 of the host's loopback must be free).
+command -v systemd-nspawn >/dev/null ||
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd-container
+if ss -Hltn 'sport = :25' 2>/dev/null | grep -q .; then
+	die "port 25 is taken on this machine (the container shares its network)"
+fi
+tree_make "$pkg" --include=systemd,systemd-sysv,dbus
+echo mail.example.org >"$pkg/etc/hostname"
+echo example.org >"$pkg/etc/mailname"
+printf '127.0.1.1\tmail.example.org mail\n' >>"$pkg/etc/hosts"
 cp "$deb" "$pkg/root/"
-say "apt-get install ./$(basename "$deb") on a pristine system"
-in_chroot "$pkg" "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ./root/$(basename "$deb") swaks procps" ||
+say "copy the tree (git archive HEAD) into $pkg/root/chamois"
+mkdir -p "$pkg/root/chamois"
+git -C "$top" archive HEAD | tar -x -C "$pkg/root/chamois"
+
+nspawn_pid=
+leader=
+ct_stop() {
+	[ -n "$nspawn_pid" ] || return 0
+	# SIGTERM: nspawn asks the container's systemd to power off
+	kill -TERM "$nspawn_pid" 2>/dev/null || true
+	i=0
+	while kill -0 "$nspawn_pid" 2>/dev/null && [ $i -lt 100 ]; do
+		i=$((i + 1))
+		sleep 0.3
+	done
+	kill -KILL "$nspawn_pid" 2>/dev/null || true
+	wait "$nspawn_pid" 2>/dev/null || true
+	nspawn_pid=
+}
+trap 'ct_stop; cleanup' EXIT
+trap 'exit 1' INT TERM
+
+say "boot $pkg with systemd-nspawn -b (console in $work/pkg.console.log)"
+systemd-nspawn -q -D "$pkg" -b --register=no --keep-unit \
+    --machine=chamois-fresh --hostname=mail.example.org \
+    </dev/null >"$work/pkg.console.log" 2>&1 &
+nspawn_pid=$!
+# the container's init: the child of nspawn that runs systemd
+i=0
+while :; do
+	leader=$(ps -o pid= -o comm= --ppid "$nspawn_pid" 2>/dev/null |
+	    awk '$2 == "systemd" { print $1; exit }')
+	[ -z "$leader" ] || break
+	kill -0 "$nspawn_pid" 2>/dev/null && [ $i -lt 100 ] ||
+		{ cat "$work/pkg.console.log"; die "systemd-nspawn -b did not start systemd"; }
+	i=$((i + 1))
+	sleep 0.2
+done
+
+# in_ct CMD - run a shell command in the booted container, as root
+in_ct() {
+	nsenter --target "$leader" --mount --uts --ipc --net --pid -- \
+	    /usr/bin/env -i HOME=/root PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+	    LANG=C.UTF-8 TERM=dumb SYSTEMD_PAGER= SYSTEMD_COLORS=0 \
+	    /bin/sh -c "cd /root && $*"
+}
+
+state=$(in_ct 'timeout 120 systemctl is-system-running --wait') || true
+say "booted: $state (hostname $(in_ct hostname))"
+case $state in
+running|degraded) ;;
+*) tail -40 "$work/pkg.console.log"; die "the container did not boot" ;;
+esac
+[ "$state" = running ] || in_ct 'systemctl --failed --no-pager'
+
+say "apt-get install ./$(basename "$deb") on a pristine booted system"
+in_ct "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ./$(basename "$deb") swaks" ||
 	die "the package does not install"
 
-say "chamoisd as its unit starts it; mail to root over SMTP and through sendmail"
-in_chroot "$pkg" 'set -e
-	conf=/etc/chamois/chamois.conf
-	chamoisd -n -f $conf
-	unit=/lib/systemd/system/chamoisd.service
-	cmd=$(sed -n "s/^ExecStart=//p" $unit)
-	user=$(sed -n "s/^User=//p" $unit)
-	# the unit runs it as User= with CAP_NET_BIND_SERVICE for port 25
-	if [ -n "$user" ]; then
-		setpriv --reuid="$user" --regid="$user" --init-groups \
-		    --inh-caps=+net_bind_service --ambient-caps=+net_bind_service \
-		    $cmd >/var/tmp/chamoisd.log 2>&1 &
-	else
-		$cmd >/var/tmp/chamoisd.log 2>&1 &
-	fi
-	domain=$(sed -n "s/^domains  *\([^ ]*\).*/\1/p" $conf)
-	i=0; while ! grep -q "ready version" /var/tmp/chamoisd.log; do
-		i=$((i + 1)); [ $i -lt 100 ] || { cat /var/tmp/chamoisd.log; exit 1; }; sleep 0.2; done
+say "the unit, enabled and started by the package"
+in_ct 'systemctl is-enabled chamoisd && systemctl is-active chamoisd' || {
+	in_ct 'systemctl status --no-pager -l chamoisd; journalctl -u chamoisd --no-pager'
+	die "chamoisd is not enabled and running after the install"
+}
+in_ct 'systemctl status --no-pager -l chamoisd' || true
+
+say "systemd-analyze security chamoisd (the running unit)"
+in_ct 'systemd-analyze security --no-pager chamoisd | tail -1'
+
+say "mail to root over SMTP and through /usr/sbin/sendmail"
+in_ct 'set -e
+	domain=$(cat /etc/mailname)
 	swaks --server 127.0.0.1:25 --to root@$domain --silent 2
 	printf "Subject: cron\n\nfrom cron\n" | /usr/sbin/sendmail root
 	i=0; while [ "$(find /var/mail/chamois -path "*/new/*" -type f | wc -l)" -lt 2 ]; do
-		i=$((i + 1)); [ $i -lt 100 ] || { cat /var/tmp/chamoisd.log; exit 1; }; sleep 0.2; done
+		i=$((i + 1)); [ $i -lt 100 ] || { journalctl -u chamoisd --no-pager; exit 1; }; sleep 0.2; done
 	find /var/mail/chamois -path "*/new/*" -type f
-	pkill -x chamoisd' ||
-	die "the installed package did not receive mail"
+	grep -l "^Subject: cron" $(find /var/mail/chamois -path "*/new/*" -type f) >/dev/null' ||
+	bad "the installed package did not receive mail"
 
+say "systemctl reload chamoisd: its reload line in the journal"
+in_ct 'systemctl reload chamoisd &&
+	i=0; while ! journalctl -u chamoisd --no-pager -o cat | grep -q "reload done"; do
+		i=$((i + 1)); [ $i -lt 100 ] || exit 1; sleep 0.2; done &&
+	journalctl -u chamoisd --no-pager -o cat | grep "reload"' || {
+	in_ct 'systemctl status --no-pager -l -n 0 chamoisd; journalctl -u chamoisd --no-pager -n 20'
+	bad "systemctl reload chamoisd logged no reload"
+}
+
+# run_install_doc - doc/install.md's commands, as an operator types them,
+# with certbot pointed at a local pebble (tests/fresh/acme*.sh); does
+# nothing while the tree has no doc/install.md.
+# TODO(main engineer): check the result of the doc's commands here.
+run_install_doc() {
+	t=/root/chamois/tests/fresh
+	in_ct '[ -f chamois/doc/install.md ]' || {
+		say "doc/install.md: not in the tree, skipped"
+		return 0
+	}
+	for f in acme.sh acme-env.sh doc-commands.py; do
+		in_ct "[ -f $t/$f ]" || {
+			bad "doc/install.md present but tests/fresh/$f is not"
+			return 1
+		}
+	done
+	say "doc/install.md: its commands under sh -ex (certbot against pebble)"
+	# the host's python3: the pristine system has none
+	python3 "$pkg$t/doc-commands.py" "$pkg/root/chamois/doc/install.md" \
+	    >"$pkg/root/install-doc.sh" || { bad "doc-commands.py"; return 1; }
+	in_ct "sh $t/acme.sh start" || { bad "pebble did not start"; return 1; }
+	# one shell: certbot is a function of acme-env.sh
+	in_ct "sh -ex -c '. $t/acme-env.sh; . /root/install-doc.sh'" ||
+		bad "a command of doc/install.md failed"
+	in_ct "sh $t/acme.sh stop" || true
+}
+run_install_doc || true
+
+say "systemctl stop chamoisd"
+in_ct 'systemctl stop chamoisd; ! systemctl is-active chamoisd' ||
+	bad "chamoisd did not stop"
+
+ct_stop
+[ -z "$failed" ] || die "these checks failed:$failed"
 say "every step passed"
