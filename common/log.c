@@ -2,8 +2,8 @@
  * log.c - the daemon's log.
  *
  * Every line is one event.  With -d lines go to stderr with a timestamp
- * (none under systemd, JOURNAL_STREAM set: the journal stamps each line
- * itself, doc/chamoisd.8 LOGGING), otherwise to syslog's mail facility.  log_warn and fatal append
+ * (neither time nor name under systemd, JOURNAL_STREAM set: the journal
+ * stamps each line with both itself, doc/chamoisd.8 LOGGING), otherwise to syslog's mail facility.  log_warn and fatal append
  * strerror(errno); the x variants do not.  Callers put the session or queue
  * id first and key=value fields after it.  Every value from outside
  * (addresses, HELO names, user names, replies) goes through log_escape()
@@ -62,7 +62,7 @@ log_vwrite(int pri, const char *fmt, va_list ap, int err)
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			*p = '?';
 	if (log_foreground && !log_stamp)
-		fprintf(stderr, "%s: %s\n", log_ident, msg);
+		fprintf(stderr, "%s\n", msg);	/* the journal adds name[pid] */
 	else if (log_foreground) {
 		struct timespec ts;
 		struct tm tm;
