@@ -10,10 +10,16 @@
 #   --no-random-sleep-on-renew             renew run without a terminal (a
 #                                          script) sleeps up to 8 min first
 # CHAMOIS_ACME_DIR (default /run/chamois-acme) is where acme.sh keeps ca.pem.
+# With CHAMOIS_ACME_SH set (the path of acme.sh), the first call starts
+# pebble itself: a walkthrough installs certbot, and with it the python3
+# and openssl that acme.sh needs, only in the step that calls it.
 
 CHAMOIS_ACME_DIR=${CHAMOIS_ACME_DIR:-/run/chamois-acme}
 
 certbot() {
+	if [ -n "${CHAMOIS_ACME_SH:-}" ] && [ ! -f /run/chamois-acme.pid ]; then
+		sh "$CHAMOIS_ACME_SH" start || return 1
+	fi
 	env REQUESTS_CA_BUNDLE="$CHAMOIS_ACME_DIR/ca.pem" certbot \
 		--server https://127.0.0.1:14000/dir \
 		--non-interactive --agree-tos --register-unsafely-without-email \
