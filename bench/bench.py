@@ -23,8 +23,8 @@ port 25.  Postfix's smtp-source drives them.  The scenarios (issue 8):
             dot to the remote having the message
   queue     the server's sendmail (20 at a time) until smtp-sink has them
             all (chamois and Postfix), and chamois again with DKIM signing
-            (RSA alone, RSA + Ed25519: two more chamoisd, interleaved with
-            the others); meanwhile an honest session sends NOOPs on the
+            (Ed25519, RSA, RSA + Ed25519: three more chamoisd, interleaved
+            with the others); meanwhile an honest session sends NOOPs on the
             server's port (bench/auth_load.py probe), and chamoisd's
             "loop late" lines (common/loopwatch.c) are read off its log
   dkim      bench/dkim_sign: CPU per signature of a 4 KiB message
@@ -66,8 +66,10 @@ from servers.common import Unavailable  # noqa: E402
 
 SERVER_NAMES = ["chamois", "postfix", "opensmtpd", "chasquid"]
 # chamois with DKIM signing (queue scenario): name -> (key types, port)
-SIGNED = {"chamois-rsa": (("rsa",), 10026),
-          "chamois-rsa+ed25519": (("rsa", "ed25519"), 10027)}
+SIGNED = {"chamois-ed25519": (("ed25519",), 10026),
+          "chamois-rsa": (("rsa",), 10027),
+          "chamois-rsa+ed25519": (("rsa", "ed25519"), 10028),
+          "postfix-rsa": (("rsa",), 11026)}     # with OpenDKIM (servers/postfix.py)
 WORK = BENCH / ".work"
 HZ = os.sysconf("SC_CLK_TCK")
 KIB = 1024
@@ -197,6 +199,7 @@ def smtp_source(port: int, sessions: int, count: int, size: int, rcpt: str,
 def measure(server, work, what: str, timeout: float = 300.0) -> Dict:
     """Run work() -> (count, done_predicate) and time it until done."""
     pids = server.pids()
+    load = float(open("/proc/loadavg").read().split()[0])
     cpu0 = procstat.cpu_ticks(pids)
     base = procstat.pss_kib(pids)
     sampler = Sampler(pids)
@@ -213,7 +216,7 @@ def measure(server, work, what: str, timeout: float = 300.0) -> Dict:
     cpu1 = procstat.cpu_ticks(server.pids())
     return {"msgs": count, "seconds": t1 - t0, "per_second": count / (t1 - t0),
             "cpu_ms_per_msg": (cpu1 - cpu0) * 1000.0 / HZ / count,
-            "pss_base_kib": base, "pss_peak_kib": peak}
+            "pss_base_kib": base, "pss_peak_kib": peak, "load_before": load}
 
 
 # -- scenarios -------------------------------------------------------------
@@ -273,7 +276,7 @@ def end_probe(p) -> Dict:
 def loop_late(server, offset: int) -> Dict:
     """chamoisd's worst "loop late ms=N" since offset of its log (0: none
     of LOOPWATCH_LATE_MS, 5 ms, or more)."""
-    if not hasattr(server, "log"):
+    if server.name != "chamois":
         return {}
     late = [(int(ms), int(n)) for ms, n in _LOOP_LATE.findall(server.log()[offset:])]
     return {"loop_late_max_ms": max((ms for ms, _ in late), default=0),
@@ -311,7 +314,7 @@ def run_queue(server, sink, count, parallel, log):
             list(ex.map(one, range(count)))
         put_in["seconds"] = time.monotonic() - t0
         return count, lambda: sink.mesg >= base + count and server.drained()
-    offset = len(server.log()) if hasattr(server, "log") else 0
+    offset = len(server.log()) if server.name == "chamois" else 0
     probe = start_probe(server)
     try:
         r = measure(server, work, "queue %s" % server.name)
@@ -468,11 +471,13 @@ class Bench:
                 srv = self.start_server(name, name)
                 if srv:
                     servers[name] = srv
-            if "queue" in self.a.scenarios and "chamois" in servers:
+            if "queue" in self.a.scenarios:
                 for name, (keys, port) in SIGNED.items():
-                    srv = self.start_server("chamois", name, dkim=keys, port=port)
-                    if srv:
-                        signed[name] = srv
+                    base = name.split("-")[0]
+                    if base in servers:
+                        srv = self.start_server(base, name, dkim=keys, port=port)
+                        if srv:
+                            signed[name] = srv
             self.load_scenarios(servers, signed, sink, quick)
         finally:
             for srv in list(servers.values()) + list(signed.values()):
@@ -710,17 +715,26 @@ def signed_report(sc) -> List[str]:
     out = []
     q = sc.get("queue/20", {})
     base, pf = q.get("chamois"), q.get("postfix")
-    what = {"chamois": "none", "chamois-rsa": "RSA 2048",
-            "chamois-rsa+ed25519": "RSA 2048 + Ed25519", "postfix": "none (Postfix)"}
+    what = {"chamois": "none", "chamois-ed25519": "Ed25519", "chamois-rsa": "RSA 2048",
+            "chamois-rsa+ed25519": "RSA 2048 + Ed25519", "postfix": "none",
+            "postfix-rsa": "RSA 2048 (OpenDKIM milter)"}
     rows = []
-    for n in ["chamois"] + list(SIGNED) + ["postfix"]:
+    for n in ["chamois"] + [k for k in SIGNED if k.startswith("chamois")] + \
+            ["postfix", "postfix-rsa"]:
         m = q.get(n)
         if not m:
             continue
         cpu = m.get("cpu_ms_per_msg")
-        extra = fmt(cpu - base["cpu_ms_per_msg"], "%+.3f") if base and n != "postfix" else "–"
-        xpf = fmt(m["per_second"] / pf["per_second"], "%.2f") if pf and n != "postfix" else "–"
-        cpf = fmt(pf["cpu_ms_per_msg"] / cpu, "%.2f") if pf and cpu and n != "postfix" else "–"
+        # chamois's rows: over unsigned chamois, and against Postfix signing
+        # the same way (RSA: postfix-rsa; else unsigned Postfix); Postfix's
+        # rows: over unsigned Postfix
+        own = base if n.startswith("chamois") else pf
+        peer = None
+        if n.startswith("chamois"):
+            peer = q.get("postfix-rsa") if n == "chamois-rsa" else pf
+        extra = fmt(cpu - own["cpu_ms_per_msg"], "%+.3f") if own and cpu else "–"
+        xpf = fmt(m["per_second"] / peer["per_second"], "%.2f") if peer else "–"
+        cpf = fmt(peer["cpu_ms_per_msg"] / cpu, "%.2f") if peer and cpu else "–"
         noop = "%s / %s / %s" % tuple(fmt(m.get(k), "%.2f") for k in
                                       ("noop_p50_ms", "noop_p99_ms", "noop_max_ms"))
         late = m.get("loop_late_max_ms")
@@ -731,7 +745,7 @@ def signed_report(sc) -> List[str]:
     if len(rows) > 1:
         out += ["## Queue with DKIM signing: sendmail ×20 until smtp-sink has them", "",
                 "| server | signatures | msg/s | CPU ms/msg | CPU over unsigned | "
-                "× postfix | postfix CPU / this | NOOP on the port p50 / p99 / max (ms) "
+                "× postfix (RSA: postfix-rsa) | its CPU / this | NOOP on the port p50 / p99 / max (ms) "
                 "| loop late (≥ 5 ms) |", "|" + "---|" * 9] + rows + [""]
     d = sc.get("dkim-sign", {}).get("chamois")
     if d:
@@ -789,6 +803,11 @@ def prepare():
             print("prepared %s" % name)
         except Unavailable as e:
             print("%s: unavailable: %s" % (name, e))
+    for pkg in ("opendkim", "libmilter1.0.1"):     # postfix-rsa's milter (SIGNED)
+        try:
+            common.unpack(pkg)
+        except Unavailable as e:
+            print("postfix-rsa: unavailable: %s" % e)
 
 
 def main():
