@@ -576,7 +576,8 @@ def brief(m):
     keys = [("per_second", "%.0f/s"), ("cpu_ms_per_msg", "%.3f cpu-ms/msg"),
             ("pss_peak_kib", "%.0f KiB peak"), ("p50_us", "p50 %.0f us"),
             ("p99_us", "p99 %.0f us"), ("per_conn_bytes", "%.0f B/conn"),
-            ("pss_after_kib", "%.0f KiB")]
+            ("pss_after_kib", "%.0f KiB"), ("noop_p99_ms", "NOOP p99 %.2f ms"),
+            ("loop_late_max_ms", "loop late %.0f ms")]
     return ", ".join(f % m[k] for k, f in keys if k in m)
 
 
