@@ -22,9 +22,10 @@ port 25.  Postfix's smtp-source drives them.  The scenarios (issue 8):
   latency   bench/latency, one message at a time: from the client's final
             dot to the remote having the message
   queue     the server's sendmail (20 at a time) until smtp-sink has them
-            all (chamois and Postfix), and chamois again with DKIM signing
-            (Ed25519, RSA, RSA + Ed25519: three more chamoisd, interleaved
-            with the others); meanwhile an honest session sends NOOPs on the
+            all (chamois and Postfix), and again with DKIM signing (SIGNED:
+            three more chamoisd, with Ed25519, RSA, RSA + Ed25519, and a
+            Postfix with the OpenDKIM milter, RSA; interleaved with the
+            others); meanwhile an honest session sends NOOPs on the
             server's port (bench/auth_load.py probe), and chamoisd's
             "loop late" lines (common/loopwatch.c) are read off its log
   dkim      bench/dkim_sign: CPU per signature of a 4 KiB message
@@ -65,7 +66,8 @@ from servers import common  # noqa: E402
 from servers.common import Unavailable  # noqa: E402
 
 SERVER_NAMES = ["chamois", "postfix", "opensmtpd", "chasquid"]
-# chamois with DKIM signing (queue scenario): name -> (key types, port)
+# the servers that sign (queue scenario only), started beside the others:
+# name ("SERVER-..." for SERVER's class) -> (key types, port)
 SIGNED = {"chamois-ed25519": (("ed25519",), 10026),
           "chamois-rsa": (("rsa",), 10027),
           "chamois-rsa+ed25519": (("rsa", "ed25519"), 10028),
@@ -516,19 +518,21 @@ class Bench:
         shutil.rmtree(wd, ignore_errors=True)
         wd.mkdir(parents=True)
         self.say("%s: starting" % folder)
+        server = None
         try:
             server = cls(wd, **kw)
             server.start()
         except Unavailable as e:
             self.results["unavailable"][folder] = str(e)
             self.say("%s: unavailable: %s" % (folder, e))
-            server.stop()
+            if server is not None:
+                server.stop()
             return None
         return server
 
     def load_scenarios(self, servers, signed, sink, quick):
         """inbound, forward and queue: every server is up, runs interleave;
-        signed (chamois with DKIM keys, SIGNED) takes part in queue only."""
+        signed (the servers with DKIM keys, SIGNED) takes part in queue only."""
         sc = self.a.scenarios
         if "inbound" in sc:
             for size, counts in ((4096, {1: 1000, 20: 2000, 100: 2000}),
@@ -579,7 +583,8 @@ def brief(m):
             ("pss_peak_kib", "%.0f KiB peak"), ("p50_us", "p50 %.0f us"),
             ("p99_us", "p99 %.0f us"), ("per_conn_bytes", "%.0f B/conn"),
             ("pss_after_kib", "%.0f KiB"), ("noop_p99_ms", "NOOP p99 %.2f ms"),
-            ("loop_late_max_ms", "loop late %.0f ms")]
+            ("loop_late_max_ms", "loop late %.0f ms"),
+            ("ed25519_cpu_us", "Ed25519 %.0f us/sig"), ("rsa_cpu_us", "RSA %.0f us/sig")]
     return ", ".join(f % m[k] for k, f in keys if k in m)
 
 
@@ -765,9 +770,9 @@ def signed_report(sc) -> List[str]:
 
 def plot(res, out: Path):
     """throughput.png: inbound 4 KiB messages/s against sessions, per server."""
-    if not shutil.which("gnuplot"):
-        return
     sc = res["scenarios"]
+    if not shutil.which("gnuplot") or not any(k.startswith("inbound/4k/") for k in sc):
+        return
     for mode in ("conn", "reuse"):
         data = out / ("inbound-%s.dat" % mode)
         lines = ["sessions " + " ".join(SERVER_NAMES)]      # gnuplot's columnhead
