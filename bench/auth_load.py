@@ -34,6 +34,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -187,10 +188,13 @@ def run_load(host, port, starttls, rate, seconds, mech):
 
 
 def probe(host, port, seconds, interval):
-    """NOOPs for seconds, at random times interval seconds apart on average
-    (a Poisson process: the NOOPs sample the loop's state without locking
-    on to the logins' own period); latencies in ms on stdout."""
+    """NOOPs for seconds (or until SIGTERM), at random times interval
+    seconds apart on average (a Poisson process: the NOOPs sample the
+    loop's state without locking on to the logins' own period); latencies
+    in ms on stdout."""
     lat, errors = [], 0
+    ended = []
+    signal.signal(signal.SIGTERM, lambda *_: ended.append(True))
     sock = socket.create_connection((host, port), IO_TIMEOUT)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     c = Lines(sock)
@@ -198,7 +202,7 @@ def probe(host, port, seconds, interval):
     c.cmd("EHLO honest.client.test", "250")
     stop = time.monotonic() + seconds
     nxt = time.monotonic()
-    while time.monotonic() < stop:
+    while time.monotonic() < stop and not ended:
         t0 = time.perf_counter()
         c.send("NOOP")
         if not c.reply().startswith("250"):

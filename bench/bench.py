@@ -22,7 +22,13 @@ port 25.  Postfix's smtp-source drives them.  The scenarios (issue 8):
   latency   bench/latency, one message at a time: from the client's final
             dot to the remote having the message
   queue     the server's sendmail (20 at a time) until smtp-sink has them
-            all (chamois and Postfix)
+            all (chamois and Postfix), and again with DKIM signing (SIGNED:
+            three more chamoisd, with Ed25519, RSA, RSA + Ed25519, and a
+            Postfix with the OpenDKIM milter, RSA; interleaved with the
+            others); meanwhile an honest session sends NOOPs on the
+            server's port (bench/auth_load.py probe), and chamoisd's
+            "loop late" lines (common/loopwatch.c) are read off its log
+  dkim      bench/dkim_sign: CPU per signature of a 4 KiB message
   idle      bench/idle.py: 10,000 idle connections, chamoisd's PSS growth
 
 All servers run at once and their runs interleave (run 1 of each, then run
@@ -37,6 +43,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pwd
+import queue
 import re
 import resource
 import shutil
@@ -58,6 +66,12 @@ from servers import common  # noqa: E402
 from servers.common import Unavailable  # noqa: E402
 
 SERVER_NAMES = ["chamois", "postfix", "opensmtpd", "chasquid"]
+# the servers that sign (queue scenario only), started beside the others:
+# name ("SERVER-..." for SERVER's class) -> (key types, port)
+SIGNED = {"chamois-ed25519": (("ed25519",), 10026),
+          "chamois-rsa": (("rsa",), 10027),
+          "chamois-rsa+ed25519": (("rsa", "ed25519"), 10028),
+          "postfix-rsa": (("rsa",), 11026)}     # with OpenDKIM (servers/postfix.py)
 WORK = BENCH / ".work"
 HZ = os.sysconf("SC_CLK_TCK")
 KIB = 1024
@@ -187,6 +201,7 @@ def smtp_source(port: int, sessions: int, count: int, size: int, rcpt: str,
 def measure(server, work, what: str, timeout: float = 300.0) -> Dict:
     """Run work() -> (count, done_predicate) and time it until done."""
     pids = server.pids()
+    load = float(open("/proc/loadavg").read().split()[0])
     cpu0 = procstat.cpu_ticks(pids)
     base = procstat.pss_kib(pids)
     sampler = Sampler(pids)
@@ -203,7 +218,7 @@ def measure(server, work, what: str, timeout: float = 300.0) -> Dict:
     cpu1 = procstat.cpu_ticks(server.pids())
     return {"msgs": count, "seconds": t1 - t0, "per_second": count / (t1 - t0),
             "cpu_ms_per_msg": (cpu1 - cpu0) * 1000.0 / HZ / count,
-            "pss_base_kib": base, "pss_peak_kib": peak}
+            "pss_base_kib": base, "pss_peak_kib": peak, "load_before": load}
 
 
 # -- scenarios -------------------------------------------------------------
@@ -234,14 +249,61 @@ def run_forward(server, sink, sessions, count, log):
     return measure(server, work, "forward %s" % server.name)
 
 
+PROBE_INTERVAL = 0.01      # the honest session's NOOPs, 10 ms apart on average
+_LOOP_LATE = re.compile(r"loop late ms=(\d+) probes=(\d+)")
+
+
+def start_probe(server):
+    """bench/auth_load.py's honest session on the server's port: NOOPs at
+    random times until end_probe (SIGTERM)."""
+    p = subprocess.Popen([sys.executable, str(BENCH / "auth_load.py"), "probe", "127.0.0.1",
+                          str(server.port), "600", str(PROBE_INTERVAL)],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)         # connected and past EHLO before the load starts
+    return p
+
+
+def end_probe(p) -> Dict:
+    p.terminate()
+    out, _ = p.communicate(timeout=60)
+    got = json.loads(out or b'{"ms": [], "errors": 1}')
+    ms = sorted(got["ms"])
+    if not ms:
+        return {"noop_errors": got["errors"] or 1}
+    return {"noop_n": len(ms), "noop_p50_ms": ms[len(ms) // 2],
+            "noop_p99_ms": ms[min(len(ms) - 1, int(0.99 * len(ms)))],
+            "noop_max_ms": ms[-1], "noop_errors": got["errors"]}
+
+
+def loop_late(server, offset: int) -> Dict:
+    """chamoisd's worst "loop late ms=N" since offset of its log (0: none
+    of LOOPWATCH_LATE_MS, 5 ms, or more)."""
+    if server.name != "chamois":
+        return {}
+    late = [(int(ms), int(n)) for ms, n in _LOOP_LATE.findall(server.log()[offset:])]
+    return {"loop_late_max_ms": max((ms for ms, _ in late), default=0),
+            "loop_late_probes": sum(n for _, n in late)}
+
+
 def run_queue(server, sink, count, parallel, log):
     argv = server.sendmail()
     body = (b"From: sender <%s>\r\nTo: <%s>\r\nSubject: bench\r\n\r\n"
             % (common.SENDER.encode(), common.FWD_TARGET.encode())
             + (b"x" * 76 + b"\r\n") * 52)           # about 4 KiB
 
+    # the users the calls run as, each taken by one call at a time
+    users = queue.Queue()
+    for i in range(parallel):
+        users.put(server.sendmail_users[i % len(server.sendmail_users)])
+
     def one(_):
-        r = subprocess.run(argv, input=body, stdout=log, stderr=log, timeout=120)
+        user = users.get()
+        try:
+            r = subprocess.run(argv, input=body, stdout=log, stderr=log, timeout=120,
+                               user=user, group=user and pwd.getpwnam(user).pw_gid,
+                               extra_groups=user and [])
+        finally:
+            users.put(user)
         if r.returncode != 0:
             raise RuntimeError("%s exited with %d" % (argv[0], r.returncode))
 
@@ -254,8 +316,15 @@ def run_queue(server, sink, count, parallel, log):
             list(ex.map(one, range(count)))
         put_in["seconds"] = time.monotonic() - t0
         return count, lambda: sink.mesg >= base + count and server.drained()
-    r = measure(server, work, "queue %s" % server.name)
+    offset = len(server.log()) if server.name == "chamois" else 0
+    probe = start_probe(server)
+    try:
+        r = measure(server, work, "queue %s" % server.name)
+    finally:
+        r_probe = end_probe(probe)
     r["put_in_per_second"] = count / put_in["seconds"]
+    r.update(r_probe)
+    r.update(loop_late(server, offset))
     return r
 
 
@@ -303,6 +372,15 @@ def idle_once(server, count, log):
     return {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", r.stdout.splitlines()[-1])}
 
 
+def run_dkim_sign(count):
+    r = subprocess.run([str(BENCH / "dkim_sign"), "-n", str(count)],
+                       capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        raise RuntimeError("dkim_sign: %s" % r.stderr.strip())
+    return {name + "_cpu_us": float(us) for name, us in
+            re.findall(r"^(\S+) +signatures=\d+ cpu_us_per_msg=([\d.]+)", r.stdout, re.M)}
+
+
 def run_disk(threads, seconds):
     d = WORK / "disk"
     shutil.rmtree(d, ignore_errors=True)
@@ -319,11 +397,13 @@ def run_disk(threads, seconds):
 # -- the run -----------------------------------------------------------------
 
 def median_of(results: List[Dict]) -> Dict:
+    """The median of every figure, but the worst of the *_max_ms ones (a
+    stall seen in one run of three is not to be voted away)."""
     out = {}
     for k in results[0]:
         vals = [r[k] for r in results if isinstance(r.get(k), (int, float))]
         if vals:
-            out[k] = statistics.median(vals)
+            out[k] = max(vals) if k.endswith("_max_ms") else statistics.median(vals)
     out["runs"] = len(results)
     return out
 
@@ -381,20 +461,30 @@ class Bench:
         WORK.mkdir(exist_ok=True)
         dns = start_dns(self.out / "dnsmasq.log")
         sink = Sink(self.out / "smtp-sink.log")
-        servers = {}
+        servers, signed = {}, {}
         self.logs = {}
         try:
             if "disk" in self.a.scenarios:
                 self.say("disk: create, write 4 KiB, fsync, rename, fsync dir")
                 for th in (1, 20):
                     self.repeat("disk/%d" % th, "disk", run_disk, th, 2 if quick else 5)
+            if "dkim" in self.a.scenarios:
+                self.say("dkim: CPU per signature, 4 KiB message")
+                self.repeat("dkim-sign", "chamois", run_dkim_sign, 200 if quick else 2000)
             for name in self.a.servers:
                 srv = self.start_server(name, name)
                 if srv:
                     servers[name] = srv
-            self.load_scenarios(servers, sink, quick)
+            if "queue" in self.a.scenarios:
+                for name, (keys, port) in SIGNED.items():
+                    base = name.split("-")[0]
+                    if base in servers:
+                        srv = self.start_server(base, name, dkim=keys, port=port)
+                        if srv:
+                            signed[name] = srv
+            self.load_scenarios(servers, signed, sink, quick)
         finally:
-            for srv in servers.values():
+            for srv in list(servers.values()) + list(signed.values()):
                 srv.stop()
             sink.stop()
         try:
@@ -420,25 +510,29 @@ class Bench:
             self.logs[name] = open(self.out / ("%s.log" % name), "w")
         return self.logs[name]
 
-    def start_server(self, name, folder):
-        """A started server in WORK/folder, or None (reported) if it cannot run."""
+    def start_server(self, name, folder, **kw):
+        """A started server in WORK/folder, or None (reported) if it cannot
+        run; kw go to the server's class."""
         cls = server_class(name)
         wd = WORK / folder
         shutil.rmtree(wd, ignore_errors=True)
         wd.mkdir(parents=True)
-        server = cls(wd)
         self.say("%s: starting" % folder)
+        server = None
         try:
+            server = cls(wd, **kw)
             server.start()
         except Unavailable as e:
-            self.results["unavailable"][name] = str(e)
-            self.say("%s: unavailable: %s" % (name, e))
-            server.stop()
+            self.results["unavailable"][folder] = str(e)
+            self.say("%s: unavailable: %s" % (folder, e))
+            if server is not None:
+                server.stop()
             return None
         return server
 
-    def load_scenarios(self, servers, sink, quick):
-        """inbound, forward and queue: every server is up, runs interleave."""
+    def load_scenarios(self, servers, signed, sink, quick):
+        """inbound, forward and queue: every server is up, runs interleave;
+        signed (the servers with DKIM keys, SIGNED) takes part in queue only."""
         sc = self.a.scenarios
         if "inbound" in sc:
             for size, counts in ((4096, {1: 1000, 20: 2000, 100: 2000}),
@@ -463,7 +557,7 @@ class Bench:
         if "queue" in sc:
             self.interleaved("queue/20", [
                 (n, lambda s=s, n=n: run_queue(s, sink, 100 if quick else 1000, 20, self.server_log(n)))
-                for n, s in servers.items() if s.sendmail()])
+                for n, s in list(servers.items()) + list(signed.items()) if s.sendmail()])
 
     def fresh_scenarios(self, quick):
         """latency and idle: one server at a time, each run on a freshly
@@ -488,7 +582,9 @@ def brief(m):
     keys = [("per_second", "%.0f/s"), ("cpu_ms_per_msg", "%.3f cpu-ms/msg"),
             ("pss_peak_kib", "%.0f KiB peak"), ("p50_us", "p50 %.0f us"),
             ("p99_us", "p99 %.0f us"), ("per_conn_bytes", "%.0f B/conn"),
-            ("pss_after_kib", "%.0f KiB")]
+            ("pss_after_kib", "%.0f KiB"), ("noop_p99_ms", "NOOP p99 %.2f ms"),
+            ("loop_late_max_ms", "loop late %.0f ms"),
+            ("ed25519_cpu_us", "Ed25519 %.0f us/sig"), ("rsa_cpu_us", "RSA %.0f us/sig")]
     return ", ".join(f % m[k] for k, f in keys if k in m)
 
 
@@ -591,6 +687,7 @@ def report(res) -> str:
     table("Queue: sendmail ×20 until smtp-sink has them, messages/s", ["queue/20"], "per_second")
     table("Queue: put in (all sendmail calls returned), messages/s", ["queue/20"],
           "put_in_per_second")
+    out += signed_report(sc)
     d20 = disk.get("disk/20")
     if d20:
         rows = []
@@ -620,11 +717,62 @@ def report(res) -> str:
     return "\n".join(out)
 
 
+def signed_report(sc) -> List[str]:
+    """The queue with DKIM signing beside the unsigned figures, and the CPU
+    per signature (bench/dkim_sign)."""
+    out = []
+    q = sc.get("queue/20", {})
+    base, pf = q.get("chamois"), q.get("postfix")
+    what = {"chamois": "none", "chamois-ed25519": "Ed25519", "chamois-rsa": "RSA 2048",
+            "chamois-rsa+ed25519": "RSA 2048 + Ed25519", "postfix": "none",
+            "postfix-rsa": "RSA 2048 (OpenDKIM milter)"}
+    rows = []
+    for n in ["chamois"] + [k for k in SIGNED if k.startswith("chamois")] + \
+            ["postfix", "postfix-rsa"]:
+        m = q.get(n)
+        if not m:
+            continue
+        cpu = m.get("cpu_ms_per_msg")
+        # chamois's rows: over unsigned chamois, and against Postfix signing
+        # the same way (RSA: postfix-rsa; else unsigned Postfix); Postfix's
+        # rows: over unsigned Postfix
+        own = base if n.startswith("chamois") else pf
+        peer = None
+        if n.startswith("chamois"):
+            peer = q.get("postfix-rsa") if n == "chamois-rsa" else pf
+        extra = fmt(cpu - own["cpu_ms_per_msg"], "%+.3f") if own and cpu else "–"
+        xpf = fmt(m["per_second"] / peer["per_second"], "%.2f") if peer else "–"
+        cpf = fmt(peer["cpu_ms_per_msg"] / cpu, "%.2f") if peer and cpu else "–"
+        noop = "%s / %s / %s" % tuple(fmt(m.get(k), "%.2f") for k in
+                                      ("noop_p50_ms", "noop_p99_ms", "noop_max_ms"))
+        late = m.get("loop_late_max_ms")
+        late = "–" if late is None else ("none" if late == 0 else "%d ms" % late)
+        rows.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            n, what[n], fmt(m.get("per_second")), fmt(cpu, "%.3f"), extra, xpf, cpf,
+            noop, late))
+    if len(rows) > 1:
+        out += ["## Queue with DKIM signing: sendmail ×20 until smtp-sink has them", "",
+                "| server | signatures | msg/s | CPU ms/msg | CPU over unsigned | "
+                "× postfix (RSA: postfix-rsa) | its CPU / this | NOOP on the port p50 / p99 / max (ms) "
+                "| loop late (≥ 5 ms) |", "|" + "---|" * 9] + rows + [""]
+    d = sc.get("dkim-sign", {}).get("chamois")
+    if d:
+        names = [("ed25519", "Ed25519 (OpenSSL, ours)"), ("rsa", "RSA 2048 (libopendkim)"),
+                 ("rsa+ed25519", "both (two signatures)"),
+                 ("openssl-rsa", "OpenSSL RSA 2048, key loaded once"),
+                 ("openssl-rsa-pem", "OpenSSL RSA 2048, PEM parsed each time")]
+        out += ["## CPU per DKIM signature, 4 KiB message, one thread (bench/dkim_sign)", "",
+                "| signing | µs per message |", "|---|---|"]
+        out += ["| %s | %s |" % (label, fmt(d.get(k + "_cpu_us"), "%.0f"))
+                for k, label in names if k + "_cpu_us" in d] + [""]
+    return out
+
+
 def plot(res, out: Path):
     """throughput.png: inbound 4 KiB messages/s against sessions, per server."""
-    if not shutil.which("gnuplot"):
-        return
     sc = res["scenarios"]
+    if not shutil.which("gnuplot") or not any(k.startswith("inbound/4k/") for k in sc):
+        return
     for mode in ("conn", "reuse"):
         data = out / ("inbound-%s.dat" % mode)
         lines = ["sessions " + " ".join(SERVER_NAMES)]      # gnuplot's columnhead
@@ -663,13 +811,18 @@ def prepare():
             print("prepared %s" % name)
         except Unavailable as e:
             print("%s: unavailable: %s" % (name, e))
+    for pkg in ("opendkim", "libmilter1.0.1"):     # postfix-rsa's milter (SIGNED)
+        try:
+            common.unpack(pkg)
+        except Unavailable as e:
+            print("postfix-rsa: unavailable: %s" % e)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("cmd", choices=["prepare", "run", "report"])
     ap.add_argument("--servers", default=",".join(SERVER_NAMES))
-    ap.add_argument("--scenarios", default="disk,inbound,forward,latency,queue,idle")
+    ap.add_argument("--scenarios", default="disk,dkim,inbound,forward,latency,queue,idle")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="a tenth of the messages, 1 run")
     ap.add_argument("--name", help="results folder name (default: a time stamp)")

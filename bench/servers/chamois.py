@@ -38,10 +38,15 @@ with dnsmasq on 127.0.0.1:53 and smtp-sink on 127.0.0.1:25):
   masters; nothing in the bench needs the privilege drop.
 * chamois-sendmail hands the message to ``queue/submit.sock``; the daemon
   takes the caller's uid with SO_PEERCRED and accepts any local uid, root
-  included (nothing to set up).  root has no mailbox, so the message's
-  owner (who would get a bounce) is the postmaster, which defaults to the
-  first mailbox, bench@bench.test.  ``-f sender@client.test`` sets the
-  envelope sender, like the Postfix side.
+  included (nothing to set up), but at most 8 connections of one uid at
+  once (SUBMIT_MAX_PER_UID, issue 12; the 9th gets 421 and
+  chamois-sendmail exits 75).  So the queue scenario's 20 concurrent
+  calls run as root, daemon and nobody (``sendmail_users``, 7 + 7 + 6),
+  which the config file (0644) and its folders allow.  None of them has a
+  mailbox, so the message's owner (who would get a bounce) is the
+  postmaster, which defaults to the first mailbox, bench@bench.test.
+  ``-f sender@client.test`` sets the envelope sender, like the Postfix
+  side.
 * ``chamoisctl queue`` (admin.sock, root allowed) ends with
   ``total: N messages, ... (P pending, D deferred, ...)``; drained() is
   P == D == 0.  Each call costs chamoisd a listing of its queue, so poll it
@@ -58,7 +63,7 @@ import resource
 import signal
 import subprocess
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 from .common import (BENCH_DIR, DOMAIN, FWD_RCPT, FWD_TARGET, HOSTNAME,
                      LOCAL_RCPT, SENDER, Server, Unavailable, kill_tree,
@@ -90,18 +95,30 @@ class Chamois(Server):
     """chamoisd -d -f workdir/chamois.conf, in its own process group.
 
     ``extra``: more ``key value`` settings (override LIMITS and the rest,
-    e.g. ``{"worker_threads": "16"}``); ``verbose``: run with -v.
+    e.g. ``{"worker_threads": "16"}``); ``verbose``: run with -v;
+    ``dkim``: key types ("rsa", "ed25519") to sign the mail of SENDER's
+    domain with (``dkim_key``, keys made with ``chamoisctl dkim-keygen``
+    in the workdir); ``port``: listen there instead of PORTS["chamois"]
+    (a second chamoisd beside the first).
     Attributes beyond the interface: ``conf`` (the config file),
     ``log_path`` (chamoisd's stderr), ``queue_dir``, ``log()``,
     ``queue_listing()``."""
 
     name = "chamois"
+    # the submit socket takes at most SUBMIT_MAX_PER_UID (8) connections
+    # of one uid at once (queue/submit.h): the queue scenario's 20
+    # concurrent chamois-sendmail run as three users (see the docstring)
+    sendmail_users = (None, "daemon", "nobody")
 
     def __init__(self, workdir: Path, extra: Optional[Dict[str, str]] = None,
-                 verbose: bool = False):
+                 verbose: bool = False, dkim: Sequence[str] = (),
+                 port: Optional[int] = None):
         super().__init__(workdir)
         self.extra = dict(extra or {})
         self.verbose = verbose
+        self.dkim = list(dkim)
+        if port is not None:
+            self.port = port
         self.conf = self.workdir / "chamois.conf"
         self.log_path = self.workdir / "chamoisd.log"
         self.queue_dir = self.workdir / "queue"
@@ -138,11 +155,27 @@ class Chamois(Server):
         lines = ["# written by bench/servers/chamois.py",
                  f"listen mx 127.0.0.1:{self.port}"]
         lines += [f"{k} {v}" for k, v in settings.items()]
+        lines += self.dkim_keys()
         self.conf.write_text("\n".join(lines) + "\n")
         make_maildir(self.maildir)
         link = self.workdir / "Maildir"
         if not link.is_symlink() and not link.exists():
             link.symlink_to(self.maildir.relative_to(self.workdir))
+
+    def dkim_keys(self) -> List[str]:
+        """The dkim_key lines of self.dkim, making each key once."""
+        domain = SENDER.split("@")[1]
+        lines = []
+        for kind in self.dkim:
+            key = self.workdir / f"dkim-{kind}.pem"
+            if not key.exists():
+                r = subprocess.run([str(BIN / "chamoisctl"), "dkim-keygen", "-t", kind,
+                                    domain, kind, str(key)],
+                                   capture_output=True, text=True, timeout=60)
+                if r.returncode != 0:
+                    raise Unavailable("chamoisctl dkim-keygen: " + (r.stderr or r.stdout).strip())
+            lines.append(f"dkim_key {domain} {kind} {key}")
+        return lines
 
     def start(self) -> None:
         self.write_config()

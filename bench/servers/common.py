@@ -159,6 +159,10 @@ class Server:
         """Root pids of the server's process trees (for CPU and memory)."""
         return [self.proc.pid] if self.proc else []
 
+    # the users sendmail() runs as in the queue scenario, shared out among
+    # its concurrent calls (None: as we are, root)
+    sendmail_users: tuple = (None,)
+
     def sendmail(self) -> Optional[List[str]]:
         """argv of the server's sendmail for the queue scenario: it reads the
         message on stdin and queues it for FWD_TARGET (None: no sendmail)."""
