@@ -6,9 +6,14 @@
  * the Authentication-Results field, then what auth_policy says for a
  * local copy and for a forwarded one ("accept" or the reply).
  *
- *	auth_check_run [-m] [-d DOMAIN]... [-c CHUNK] DNS_PORT CLIENT_IP HELO MAIL_FROM
+ *	auth_check_run [-m] [-d DOMAIN]... [-c CHUNK] [-w MS] [-x]
+ *	    DNS_PORT CLIENT_IP HELO MAIL_FROM
  *
- * -m: dmarc_policy monitor; -d: one of our domains.
+ * -m: dmarc_policy monitor; -d: one of our domains; -w: run the loop MS
+ * milliseconds between the message and auth_check_finish (the look-ups
+ * come in meanwhile); -x: auth_check_free at once after auth_check_finish,
+ * then run the loop 500 ms more (what was in flight comes back to a freed
+ * check: it must touch nothing) and print "freed".
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -33,6 +38,24 @@ static const char *mail_from;
 static int done;
 
 static void
+time_up(evutil_socket_t fd, short what, void *arg)
+{
+	event_base_loopbreak(base);
+}
+
+/* run_loop - the loop for ms milliseconds (or until report breaks it) */
+static void
+run_loop(long ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	struct event *t = evtimer_new(base, time_up, NULL);
+
+	evtimer_add(t, &tv);
+	event_base_dispatch(base);
+	event_free(t);
+}
+
+static void
 report(void *arg, const struct auth_results *r)
 {
 	char reply[512];
@@ -48,13 +71,6 @@ report(void *arg, const struct auth_results *r)
 	event_base_loopbreak(base);
 }
 
-static void
-time_up(evutil_socket_t fd, short what, void *arg)
-{
-	fprintf(stderr, "auth_check_run: no report in 30s\n");
-	event_base_loopbreak(base);
-}
-
 int
 main(int argc, char **argv)
 {
@@ -66,9 +82,10 @@ main(int argc, char **argv)
 	struct strbuf msg = { 0 };
 	char buf[65536], *domains[16];
 	size_t chunk = 1000, n, o;
-	int c, nd = 0;
+	int c, nd = 0, free_early = 0;
+	long wait_ms = 0;
 
-	while ((c = getopt(argc, argv, "md:c:")) != -1) {
+	while ((c = getopt(argc, argv, "md:c:w:x")) != -1) {
 		switch (c) {
 		case 'm':
 			conf.dmarc_monitor = true;
@@ -79,6 +96,12 @@ main(int argc, char **argv)
 			break;
 		case 'c':
 			chunk = (size_t)atoi(optarg);
+			break;
+		case 'w':
+			wait_ms = atol(optarg);
+			break;
+		case 'x':
+			free_early = 1;
 			break;
 		default:
 			return 2;
@@ -130,16 +153,23 @@ main(int argc, char **argv)
 		n = msg.len - o < chunk ? msg.len - o : chunk;
 		auth_check_message(ac, msg.p + o, n);
 	}
+	if (wait_ms > 0)
+		run_loop(wait_ms);
 	auth_check_finish(ac, report, NULL);
 	if (done)
 		fprintf(stderr, "auth_check_run: the callback ran inside auth_check_finish\n");
-	/* keeps the loop alive while a job is on the CPU pool; bounds the run */
-	struct timeval tv = { 30, 0 };
-	struct event *limit = evtimer_new(base, time_up, NULL);
-
-	evtimer_add(limit, &tv);
-	event_base_dispatch(base);
-	event_free(limit);
+	if (free_early) {
+		auth_check_free(ac);
+		run_loop(500);
+		printf("freed\n");
+		ac = NULL;
+		done = !done;	/* the callback must not have run */
+	} else {
+		/* bounded: the loop stays alive while a job is on the CPU pool */
+		run_loop(30000);
+		if (!done)
+			fprintf(stderr, "auth_check_run: no report in 30s\n");
+	}
 	auth_check_free(ac);
 	resolver_free(r);
 	worker_shutdown();
