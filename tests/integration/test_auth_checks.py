@@ -88,6 +88,8 @@ def zone(tmp_path_factory):
     dns.address("host.spf.test", "127.0.0.6")
     txt(dns, "redirect.test", "v=spf1 redirect=spf.test")
     txt(dns, "void.test", "v=spf1 a:n1.void.test a:n2.void.test a:n3.void.test ip4:127.0.0.7 -all")
+    txt(dns, "txtonly.test", "site-verification=abc")
+    txt(dns, "badspf.test", "v=spf1 ip4:300.1.1.1 -all")
     txt(dns, "_dmarc.np.test", "v=DMARC1; p=none; np=reject")
     dns.address("exists.np.test", "127.0.0.1")
     txt(dns, "_dmarc.psd.test", "v=DMARC1; p=reject; psd=y")
@@ -301,6 +303,13 @@ def test_spf_through_include_mx_and_a_in_rounds(driver, zone):
     field, _, _ = run(driver, zone.dns.port, MESSAGE, client="127.0.0.6",
                       mail_from="x@redirect.test")
     assert results(field)["spf"] == ["pass"], field
+
+
+def test_txt_without_spf_is_none_and_a_broken_record_permerror(driver, zone):
+    field, _, _ = run(driver, zone.dns.port, MESSAGE, mail_from="x@txtonly.test")
+    assert results(field)["spf"] == ["none"], field
+    field, _, _ = run(driver, zone.dns.port, MESSAGE, mail_from="x@badspf.test")
+    assert results(field)["spf"] == ["permerror"], field
 
 
 def test_more_than_two_void_lookups_is_permerror(driver, zone):
