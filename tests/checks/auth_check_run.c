@@ -13,13 +13,17 @@
  * milliseconds between the message and auth_check_finish (the look-ups
  * come in meanwhile); -x: auth_check_free at once after auth_check_finish,
  * then run the loop 500 ms more (what was in flight comes back to a freed
- * check: it must touch nothing) and print "freed".
+ * check: it must touch nothing) and print "freed"; -n N: run the checks N
+ * times more, one after another, and print "checks: N, p50 US us, p99 US
+ * us" (the time from auth_check_start to the report, each look-up a
+ * round trip to the DNS server: the resolver keeps no TXT cache).
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -35,7 +39,7 @@
 static struct event_base *base;
 static struct config conf;
 static const char *mail_from;
-static int done;
+static int done, quiet;
 
 static void
 time_up(evutil_socket_t fd, short what, void *arg)
@@ -61,14 +65,64 @@ report(void *arg, const struct auth_results *r)
 	char reply[512];
 	char *f = auth_results_field(r, "mx.chamois.test");
 
+	done = 1;
+	event_base_loopbreak(base);
+	if (quiet) {
+		free(f);
+		return;
+	}
 	fputs(f, stdout);
 	free(f);
 	printf("local: %s\n", auth_policy(r, &conf, mail_from, false, reply,
 	    sizeof(reply)) ? reply : "accept");
 	printf("forward: %s\n", auth_policy(r, &conf, mail_from, true, reply,
 	    sizeof(reply)) ? reply : "accept");
-	done = 1;
-	event_base_loopbreak(base);
+}
+
+static int
+cmp_ll(const void *a, const void *b)
+{
+	long long x = *(const long long *)a, y = *(const long long *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static long long
+now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* repeat - n more checks of msg, one after another; their times */
+static void
+repeat(struct resolver *r, const struct auth_check_params *p,
+    const struct strbuf *msg, size_t chunk, long n)
+{
+	long long *t = calloc((size_t)n, sizeof(*t));
+
+	quiet = 1;
+	for (long i = 0; i < n; i++) {
+		long long t0 = now_us();
+		struct auth_check *ac = auth_check_start(r, p);
+
+		for (size_t o = 0, k; o < msg->len; o += k) {
+			k = msg->len - o < chunk ? msg->len - o : chunk;
+			auth_check_message(ac, msg->p + o, k);
+		}
+		done = 0;
+		auth_check_finish(ac, report, NULL);
+		while (!done)
+			event_base_loop(base, EVLOOP_ONCE);
+		t[i] = now_us() - t0;
+		auth_check_free(ac);
+	}
+	qsort(t, (size_t)n, sizeof(*t), cmp_ll);
+	printf("checks: %ld, p50 %lld us, p99 %lld us\n", n, t[n / 2],
+	    t[(n * 99) / 100 < n ? (n * 99) / 100 : n - 1]);
+	free(t);
 }
 
 int
@@ -83,9 +137,9 @@ main(int argc, char **argv)
 	char buf[65536], *domains[16];
 	size_t chunk = 1000, n, o;
 	int c, nd = 0, free_early = 0;
-	long wait_ms = 0;
+	long wait_ms = 0, times = 0;
 
-	while ((c = getopt(argc, argv, "md:c:w:x")) != -1) {
+	while ((c = getopt(argc, argv, "md:c:w:xn:")) != -1) {
 		switch (c) {
 		case 'm':
 			conf.dmarc_monitor = true;
@@ -102,6 +156,9 @@ main(int argc, char **argv)
 			break;
 		case 'x':
 			free_early = 1;
+			break;
+		case 'n':
+			times = atol(optarg);
 			break;
 		default:
 			return 2;
@@ -171,6 +228,8 @@ main(int argc, char **argv)
 			fprintf(stderr, "auth_check_run: no report in 30s\n");
 	}
 	auth_check_free(ac);
+	if (done && times > 0)
+		repeat(r, &p, &msg, chunk, times);
 	resolver_free(r);
 	worker_shutdown();
 	event_base_free(base);
