@@ -29,7 +29,7 @@ import dkim
 import nacl.signing
 import pytest
 
-from harness import ROOT
+from harness import ROOT, pick_port
 from peers.dns import Dnsmasq
 
 DRIVER = ROOT / "build" / "tests" / "auth_check_run"
@@ -96,6 +96,11 @@ def zone(tmp_path_factory):
     txt(dns, "other.psd.test", "v=spf1 ip4:127.0.0.1 -all")
     z.short_priv, short_pub = rsa_key(d / "short.pem", 768)
     txt(dns, "short._domainkey.example.test", "v=DKIM1; k=rsa; p=" + short_pub)
+    # broken.test goes to a port where nothing answers: SERVFAIL
+    dns.raw("--server=/broken.test/127.0.0.1#%d" % pick_port(udp=True))
+    txt(dns, "expfail.test", "v=spf1 ip4:127.0.0.1 -all exp=why.broken.test")
+    txt(dns, "afail.test", "v=spf1 a:host.broken.test ip4:127.0.0.1 -all")
+    txt(dns, "incfail.test", "v=spf1 include:broken.test ip4:127.0.0.1 -all")
     dns.start()
     z.dns = dns
     yield z
@@ -310,6 +315,17 @@ def test_txt_without_spf_is_none_and_a_broken_record_permerror(driver, zone):
     assert results(field)["spf"] == ["none"], field
     field, _, _ = run(driver, zone.dns.port, MESSAGE, mail_from="x@badspf.test")
     assert results(field)["spf"] == ["permerror"], field
+
+
+@pytest.mark.parametrize("domain,client,want", [
+    ("expfail.test", "127.0.0.2", "fail"),     # exp= failing changes nothing
+    ("afail.test", "127.0.0.1", "temperror"),  # a: failing before ip4 matches
+    ("incfail.test", "127.0.0.1", "temperror"),
+])
+def test_a_dns_failure_on_the_way(driver, zone, domain, client, want):
+    field, _, _ = run(driver, zone.dns.port, MESSAGE, client=client,
+                      mail_from="x@" + domain)
+    assert results(field)["spf"] == [want], field
 
 
 def test_more_than_two_void_lookups_is_permerror(driver, zone):
