@@ -235,6 +235,15 @@ def test_null_sender_checks_the_helo_identity(driver, zone):
     assert "spf=fail smtp.helo=mail.example.test" in field, field
 
 
+def test_ipv6_client_and_address_literal_helo(driver, zone):
+    field, _, _ = run(driver, zone.dns.port, MESSAGE, client="::1")
+    assert results(field)["spf"] == ["fail"], field      # ip4 only, then -all
+    field, _, _ = run(driver, zone.dns.port, MESSAGE, client="::ffff:127.0.0.1")
+    assert results(field)["spf"] == ["pass"], field      # IPv4-mapped
+    field, _, _ = run(driver, zone.dns.port, MESSAGE, helo="[127.0.0.1]", mail_from="")
+    assert results(field)["spf"] == ["none"], field
+
+
 def test_forged_own_domain_is_refused_locally_and_forwarded(driver, zone):
     msg = MESSAGE.replace(b"From: Alice <alice@example.test>",
                           b"From: The Boss <boss@chamois.test>")
