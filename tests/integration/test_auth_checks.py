@@ -373,6 +373,16 @@ def test_short_rsa_key_is_policy(driver, zone):
     assert local.startswith("550 5.7.1 "), local
 
 
+def test_rsa_sha1_is_policy(driver, zone):
+    heads = [b"from", b"to", b"subject"]
+    msg = dkim.sign(MESSAGE, b"rsa", b"example.test", zone.rsa_priv, include_headers=heads,
+                    signature_algorithm=b"rsa-sha1") + MESSAGE
+    field, _, _ = run(driver, zone.dns.port, msg, client="127.0.0.2")
+    assert results(field)["dkim"] == ["policy"], field
+    assert "header.a=rsa-sha1" in field
+    assert results(field)["dmarc"] == ["fail"], field
+
+
 def test_only_eight_signatures_are_checked(driver, zone):
     msg = MESSAGE
     heads = [b"from", b"to", b"subject"]
