@@ -384,6 +384,13 @@ def test_rsa_sha1_is_policy(driver, zone):
     assert results(field)["dmarc"] == ["fail"], field
 
 
+def test_a_signature_that_does_not_parse_is_permerror(driver, zone):
+    msg = b"DKIM-Signature: v=1; a=rsa-sha256; d=example.test; s=rsa\r\n" + MESSAGE
+    field, _, _ = run(driver, zone.dns.port, msg, client="127.0.0.2")
+    assert results(field)["dkim"] == ["permerror"], field
+    assert "header.d=example.test" in field
+
+
 def test_only_eight_signatures_are_checked(driver, zone):
     msg = MESSAGE
     heads = [b"from", b"to", b"subject"]
