@@ -70,7 +70,8 @@ def zone(tmp_path_factory):
     sk = nacl.signing.SigningKey.generate()
     z.ed_priv = base64.b64encode(bytes(sk))
     ed_pub = base64.b64encode(bytes(sk.verify_key)).decode()
-    dns = Dnsmasq(d / "dns")
+    # 127.in-addr.arpa too: a PTR that is not there is NXDOMAIN, not a failure
+    dns = Dnsmasq(d / "dns", local_zones=("test", "127.in-addr.arpa"))
     txt(dns, "example.test", "v=spf1 ip4:127.0.0.1 -all")
     dns.address("example.test", "127.0.0.1")
     txt(dns, "_dmarc.example.test", "v=DMARC1; p=reject; sp=quarantine")
@@ -89,6 +90,10 @@ def zone(tmp_path_factory):
     dns.address("host.spf.test", "127.0.0.6")
     txt(dns, "redirect.test", "v=spf1 redirect=spf.test")
     txt(dns, "void.test", "v=spf1 a:n1.void.test a:n2.void.test a:n3.void.test ip4:127.0.0.7 -all")
+    txt(dns, "ptr.test", "v=spf1 ptr -all")
+    dns.address("host.ptr.test", "127.0.0.12")          # and its PTR
+    txt(dns, "exists.test", "v=spf1 exists:%{i}.ex.exists.test -all")
+    dns.address("127.0.0.13.ex.exists.test", "127.0.0.1")
     txt(dns, "txtonly.test", "site-verification=abc")
     txt(dns, "badspf.test", "v=spf1 ip4:300.1.1.1 -all")
     txt(dns, "_dmarc.np.test", "v=DMARC1; p=none; np=reject")
@@ -318,6 +323,16 @@ def test_spf_through_include_mx_and_a_in_rounds(driver, zone):
     field, _, _ = run(driver, zone.dns.port, MESSAGE, client="127.0.0.6",
                       mail_from="x@redirect.test")
     assert results(field)["spf"] == ["pass"], field
+
+
+@pytest.mark.parametrize("domain,client,want", [
+    ("ptr.test", "127.0.0.12", "pass"), ("ptr.test", "127.0.0.14", "fail"),
+    ("exists.test", "127.0.0.13", "pass"), ("exists.test", "127.0.0.14", "fail"),
+])
+def test_spf_ptr_and_exists_with_a_macro(driver, zone, domain, client, want):
+    field, _, _ = run(driver, zone.dns.port, MESSAGE, client=client,
+                      mail_from="x@" + domain)
+    assert results(field)["spf"] == [want], field
 
 
 def test_txt_without_spf_is_none_and_a_broken_record_permerror(driver, zone):
