@@ -178,7 +178,7 @@ dmarc_eval_start(struct resolver *r, const char *from, eval_done_cb done,
 		struct dmarc_name *dn = &e->names[i];
 
 		if (!bsnprintf(q, sizeof(q), "_dmarc.%s", dn->name) ||
-		    strlen(q) > DOMAIN_MAX) {
+		    !dns_name_ok(q)) {
 			dn->in = true;
 			dn->st = DNS_NXDOMAIN;
 			continue;

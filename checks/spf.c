@@ -184,6 +184,8 @@ layer_lookup(SPF_dns_server_t *s, const char *domain, ns_type type,
 		return SPF_dns_rr_new_init(s, domain, type, 0, HOST_NOT_FOUND);
 	memcpy(name, domain, len);
 	name[len] = '\0';
+	if (!dns_name_ok(name))	/* no such name can exist: not a DNS failure */
+		return SPF_dns_rr_new_init(s, domain, type, 0, HOST_NOT_FOUND);
 	if ((rec = rec_find(e, name, type)) == NULL) {
 		e->misses++;
 		if (e->nrecs == nitems(e->recs)) {

@@ -174,6 +174,9 @@ static const struct from_case from_cases[] = {
 	{ "from: unclosed comment", " alice@example.test (x", NULL },
 	{ "from: bad characters", " alice@exa$mple.test", NULL },
 	{ "from: empty", "", NULL },
+	{ "from: a label of 63", " a@aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.test",
+	  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.test" },
+	{ "from: a label of 64", " a@aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.test", NULL },
 };
 
 static void
