@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "../common/addr.h"
 #include "../common/util.h"
 #include "eval.h"
 
@@ -411,11 +412,12 @@ from_domain_of(const char *v, size_t n, char *out, size_t size)
 		return false;
 	for (char *s = at; *s; s++)
 		if (!(isalnum((unsigned char)*s) || *s == '-' || *s == '.' ||
-		    *s == '_'))
+		    *s == '_' || (unsigned char)*s >= 0x80))
 			return false;
-	if (!dns_name_ok(at))
-		return false;
-	if (!str_copy(out, at, size))
+	/* a U-label domain (RFC 6532) as its A-label, the name DNS knows */
+	if (!str_is_ascii(at, len))
+		return addr_domain_key(at, out, size) && dns_name_ok(out);
+	if (!dns_name_ok(at) || !str_copy(out, at, size))
 		return false;
 	str_lower(out);
 	return true;

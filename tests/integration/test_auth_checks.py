@@ -95,6 +95,8 @@ def zone(tmp_path_factory):
     txt(dns, "exists.test", "v=spf1 exists:%{i}.ex.exists.test -all")
     dns.address("127.0.0.13.ex.exists.test", "127.0.0.1")
     txt(dns, "longinc.test", "v=spf1 include:%s.test ip4:127.0.0.1 -all" % ("a" * 64))
+    txt(dns, "xn--bcher-kva.test", "v=spf1 ip4:127.0.0.1 -all")
+    txt(dns, "_dmarc.xn--bcher-kva.test", "v=DMARC1; p=reject")
     txt(dns, "txtonly.test", "site-verification=abc")
     txt(dns, "badspf.test", "v=spf1 ip4:300.1.1.1 -all")
     txt(dns, "_dmarc.np.test", "v=DMARC1; p=none; np=reject")
@@ -249,6 +251,18 @@ def test_ipv6_client_and_address_literal_helo(driver, zone):
     assert results(field)["spf"] == ["pass"], field      # IPv4-mapped
     field, _, _ = run(driver, zone.dns.port, MESSAGE, helo="[127.0.0.1]", mail_from="")
     assert results(field)["spf"] == ["none"], field
+
+
+def test_a_u_label_domain_is_checked_as_its_a_label(driver, zone):
+    msg = MESSAGE.replace(b"Alice <alice@example.test>", "Jürgen <j@Bücher.test>".encode())
+    field, local, _ = run(driver, zone.dns.port, msg, mail_from="j@bücher.test")
+    assert results(field)["spf"] == ["pass"], field
+    assert results(field)["dmarc"] == ["pass"], field
+    assert "header.from=xn--bcher-kva.test" in field
+    field, local, _ = run(driver, zone.dns.port, msg, client="127.0.0.2",
+                          mail_from="j@bücher.test")
+    assert results(field)["dmarc"] == ["fail"] and "p=reject" in field, field
+    assert local.startswith("550 5.7.1 "), local
 
 
 def test_forged_own_domain_is_refused_locally_and_forwarded(driver, zone):
