@@ -293,3 +293,14 @@ authres = {
 }
 for k, v in authres.items():
     put("fuzz_authres", k, v)
+
+
+# ---- fuzz_spf: "CLIENT DOMAIN", then "NAME TYPE DATA" lines ----
+spf_seeds = {
+    'fail-exp': '2001:db8::1 example.org\nexample.org TXT v=spf1 a:fail.example.org -all exp=why.example.org\nfail.example.org FAIL\nwhy.example.org TXT %{i} is not one of %{d}s hosts\n',
+    'include-loop': '192.0.2.9 loop.example\nloop.example TXT v=spf1 include:loop.example -all\n',
+    'many-mechanisms': '192.0.2.1 example.org\nexample.org TXT v=spf1 include:_spf.example.org mx a:%{d}.x.example.org ptr exists:%{ir}.%{v}.e.example.org redirect=r.example.org\n_spf.example.org TXT v=spf1 ip4:10.0.0.0/8 ip6:2001:db8::/32 ~all\nexample.org MX 10 mx.example.org\nmx.example.org A 192.0.2.1\n1.2.0.192.in-addr.arpa PTR mx.example.org\n',
+    'voids': '192.0.2.9 v.example\nv.example TXT v=spf1 a:n1.v.example a:n2.v.example a:n3.v.example mx:n4.v.example ?all\nn2.v.example NODATA\n',
+}
+for k, v in spf_seeds.items():
+    put("fuzz_spf", k, v)
