@@ -304,3 +304,17 @@ spf_seeds = {
 }
 for k, v in spf_seeds.items():
     put("fuzz_spf", k, v)
+
+
+# ---- fuzz_dmarc: "FROM SPF SPF-DOMAIN DKIM DKIM-DOMAIN EXISTS", then "NAME TEXT" ----
+dmarc_seeds = {
+    "pass-relaxed": "mail.example.org 1 example.org 2 bounce.example.org 1\n"
+                    "example.org v=DMARC1; p=reject; sp=quarantine; adkim=s; rua=mailto:d@example.org\n",
+    "psd": "a.b.psd.example 1 c.psd.example 0 x 1\npsd.example v=DMARC1; p=reject; psd=y\n",
+    "np-no-p": "gone.example.net 2 x.net 2 x.net 0\nexample.net v=DMARC1; rua=mailto:a@x.net; np=reject; t=y\n",
+    "two-records": "example.com 1 example.com 0 x 1\nexample.com v=DMARC1; p=none\nexample.com v=DMARC1; p=reject\n",
+    "fail-walk": "a.b.c.d.e.f.g.h.i.example.com 5 a.example.com 5 b.example.com 1\n"
+                 "h.i.example.com !FAIL\nexample.com v=DMARC1; p=quarantine; pct=10; psd=n\n",
+}
+for k, v in dmarc_seeds.items():
+    put("fuzz_dmarc", k, v)
