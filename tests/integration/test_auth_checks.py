@@ -501,3 +501,15 @@ def test_the_field_parses_with_an_independent_parser(driver, zone):
                 props = {p.type + "." + p.name: p.value for p in r.properties}
                 assert props["header.d"] == "example.test", field
                 assert props["header.s"] in ("rsa", "ed"), field
+
+
+def test_free_from_inside_the_callback(driver, zone):
+    """The engine may free the check from its callback (checks.h: after
+    cb, only auth_check_free); valgrind, when installed, watches."""
+    argv = valgrind([str(driver), "-X", str(zone.dns.port), "127.0.0.1",
+                     "mail.example.test", "alice@example.test"])
+    p = subprocess.run(argv, input=signed(zone), stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=120)
+    out = p.stdout.decode(errors="replace")
+    assert p.returncode == 0, (out, p.stderr.decode(errors="replace"))
+    assert results(out.partition("\nlocal: ")[0])["dkim"] == ["pass", "pass"], out
