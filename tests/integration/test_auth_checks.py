@@ -513,3 +513,17 @@ def test_free_from_inside_the_callback(driver, zone):
     out = p.stdout.decode(errors="replace")
     assert p.returncode == 0, (out, p.stderr.decode(errors="replace"))
     assert results(out.partition("\nlocal: ")[0])["dkim"] == ["pass", "pass"], out
+
+
+def test_many_checks_at_once_agree(driver, zone):
+    """Fifty checks of one signed message at once: their look-ups
+    interleave on the loop and their verifications run side by side on
+    the CPU pool's threads (one libopendkim library); every field is the
+    same as a check alone gives."""
+    p = subprocess.run([str(driver), "-p", "50", str(zone.dns.port), "127.0.0.1",
+                        "mail.example.test", "alice@example.test"], input=signed(zone),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+    out = p.stdout.decode(errors="replace")
+    assert p.returncode == 0, (out, p.stderr.decode(errors="replace"))
+    assert results(out.partition("\nlocal: ")[0])["dkim"] == ["pass", "pass"], out
+    assert out.splitlines()[-1] == "parallel: 50, 0 differ", out
