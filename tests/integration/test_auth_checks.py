@@ -6,7 +6,9 @@ dnsmasq serving the records, with messages signed here by dkimpy
 The checks run in tests/checks/auth_check_run.c: a libevent loop, the
 resolver (c-ares) pointed at the dnsmasq, the CPU pool; it prints the
 Authentication-Results field and what auth_policy answers for a local copy
-and for a forwarded one.  The zone (all under .test):
+and for a forwarded one; its -x, -X, -w and -p options free a check with
+work in flight, free it from the callback, and run fifty at once.  The
+zone (all under .test and 127.in-addr.arpa; the main names):
 
     example.test    SPF "ip4:127.0.0.1 -all", DMARC p=reject sp=quarantine,
                     keys rsa._domainkey and ed._domainkey
