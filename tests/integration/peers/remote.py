@@ -599,6 +599,8 @@ class ForwardEnv:
     # -- chamoisd ------------------------------------------------------------
 
     def daemon(self, dns=True, extra_conf="", start=True, **kwargs):
+        if not dns:
+            kwargs.setdefault("dead_dns", True)     # no DNS server at all
         inst = harness.Chamoisd(self.dir / ("d%d" % len(self.daemons)), **kwargs)
         self.daemons.append(inst)
         lines = inst.conf_lines()
