@@ -39,6 +39,7 @@ enum param_type {
 	P_ADDRESS,
 	P_DKIM_KEY,	/* repeatable: DOMAIN SELECTOR FILE */
 	P_DNSBL,	/* repeatable: a DNS block list's zone */
+	P_DMARC_POLICY,	/* enforce or monitor */
 };
 
 struct param {
@@ -54,6 +55,7 @@ static const struct param config_params[] = {
 	{ "aliases",			P_PATH,	OFF(aliases), 0, 0, false },
 	{ "delay_warning_time",		P_DURATION, OFF(delay_warning_time), 0, 365 * 86400, false },
 	{ "dkim_key",			P_DKIM_KEY, OFF(dkim_keys), 0, 0, true },
+	{ "dmarc_policy",		P_DMARC_POLICY, OFF(dmarc_monitor), 0, 0, false },
 	{ "dns_server",			P_HOSTPORT, OFF(dns_server), 0, 0, false },
 	{ "dnsbl",			P_DNSBL, OFF(dnsbl_zones), 0, 0, true },
 	{ "domains",			P_DOMAINS, OFF(domains), 0, 0, false },
@@ -400,6 +402,15 @@ parse_value(struct parser *p, const struct param *pm, char **words, int nwords)
 		*(unsigned *)field = v;
 		break;
 	}
+	case P_DMARC_POLICY:
+		if (strcmp(words[0], "enforce") != 0 &&
+		    strcmp(words[0], "monitor") != 0) {
+			PROBLEM(p, "%s: '%s' is neither enforce nor monitor",
+			    pm->name, words[0]);
+			return;
+		}
+		*(bool *)field = strcmp(words[0], "monitor") == 0;
+		break;
 	case P_DOMAINS:
 		for (int i = 0; i < nwords; i++) {
 			char key[DOMAIN_MAX + 1];

@@ -82,6 +82,7 @@ struct config {
 	unsigned forward_max_sessions;
 	unsigned forward_max_per_domain;
 	unsigned forward_max_per_client;
+	bool dmarc_monitor;	/* dmarc_policy monitor: DMARC refuses nothing */
 	int lines[48];		/* where each key was set, by table row */
 	int last_line;
 	unsigned refs;		/* holders beyond the first (config_ref) */

@@ -839,6 +839,12 @@ resolver_new(struct event_base *base, const struct sockaddr *server,
 	return r;
 }
 
+struct event_base *
+resolver_base(struct resolver *r)
+{
+	return r->base;
+}
+
 void
 resolver_free(struct resolver *r)
 {

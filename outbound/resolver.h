@@ -47,6 +47,8 @@ typedef void (*resolver_cb)(void *arg, const struct mx_answer *);
 struct resolver *resolver_new(struct event_base *base,
     const struct sockaddr *server, socklen_t serverlen);
 void resolver_free(struct resolver *);
+/* resolver_base - the event base it runs on (checks/ defers its callbacks there) */
+struct event_base *resolver_base(struct resolver *);
 /*
  * resolver_mx - look up where mail for domain (an A-label) goes: MX hosts
  * by preference (random order among equal preferences), each host's AAAA

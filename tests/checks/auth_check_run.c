@@ -1,0 +1,149 @@
+/*
+ * auth_check_run.c - the inbound checks (checks/checks.h) on one message,
+ * for tests/integration/test_auth_checks.py: a libevent loop, the
+ * resolver pointed at the test's dnsmasq, the CPU pool, and the message
+ * (LF or CRLF lines) from stdin fed in chunks of CHUNK octets.  Prints
+ * the Authentication-Results field, then what auth_policy says for a
+ * local copy and for a forwarded one ("accept" or the reply).
+ *
+ *	auth_check_run [-m] [-d DOMAIN]... [-c CHUNK] DNS_PORT CLIENT_IP HELO MAIL_FROM
+ *
+ * -m: dmarc_policy monitor; -d: one of our domains.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include "checks/checks.h"
+#include "common/config.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "common/worker.h"
+#include "outbound/resolver.h"
+
+static struct event_base *base;
+static struct config conf;
+static const char *mail_from;
+static int done;
+
+static void
+report(void *arg, const struct auth_results *r)
+{
+	char reply[512];
+	char *f = auth_results_field(r, "mx.chamois.test");
+
+	fputs(f, stdout);
+	free(f);
+	printf("local: %s\n", auth_policy(r, &conf, mail_from, false, reply,
+	    sizeof(reply)) ? reply : "accept");
+	printf("forward: %s\n", auth_policy(r, &conf, mail_from, true, reply,
+	    sizeof(reply)) ? reply : "accept");
+	done = 1;
+	event_base_loopbreak(base);
+}
+
+static void
+time_up(evutil_socket_t fd, short what, void *arg)
+{
+	fprintf(stderr, "auth_check_run: no report in 30s\n");
+	event_base_loopbreak(base);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct sockaddr_in dns;
+	struct sockaddr_storage client;
+	struct auth_check_params p;
+	struct auth_check *ac;
+	struct resolver *r;
+	struct strbuf msg = { 0 };
+	char buf[65536], *domains[16];
+	size_t chunk = 1000, n, o;
+	int c, nd = 0;
+
+	while ((c = getopt(argc, argv, "md:c:")) != -1) {
+		switch (c) {
+		case 'm':
+			conf.dmarc_monitor = true;
+			break;
+		case 'd':
+			if (nd < 16)
+				domains[nd++] = optarg;
+			break;
+		case 'c':
+			chunk = (size_t)atoi(optarg);
+			break;
+		default:
+			return 2;
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc != 4 || chunk == 0) {
+		fprintf(stderr, "usage: auth_check_run [-m] [-d DOMAIN]... "
+		    "[-c CHUNK] DNS_PORT CLIENT_IP HELO MAIL_FROM\n");
+		return 2;
+	}
+	conf.domains = domains;
+	conf.ndomains = (size_t)nd;
+	log_init("auth_check_run", 1, getenv("CHECKS_VERBOSE") != NULL);
+
+	evthread_use_pthreads();
+	base = event_base_new();
+	worker_init(base, 1);
+	memset(&dns, 0, sizeof(dns));
+	dns.sin_family = AF_INET;
+	dns.sin_port = htons((uint16_t)atoi(argv[0]));
+	inet_pton(AF_INET, "127.0.0.1", &dns.sin_addr);
+	if ((r = resolver_new(base, (struct sockaddr *)&dns, sizeof(dns))) == NULL)
+		return 1;
+
+	memset(&client, 0, sizeof(client));
+	if (inet_pton(AF_INET, argv[1], &((struct sockaddr_in *)&client)->sin_addr) == 1) {
+		client.ss_family = AF_INET;
+		p.clientlen = sizeof(struct sockaddr_in);
+	} else if (inet_pton(AF_INET6, argv[1], &((struct sockaddr_in6 *)&client)->sin6_addr) == 1) {
+		client.ss_family = AF_INET6;
+		p.clientlen = sizeof(struct sockaddr_in6);
+	} else
+		return 2;
+	p.client = (struct sockaddr *)&client;
+	p.helo = argv[2];
+	p.mail_from = mail_from = argv[3];
+	p.hostname = "mx.chamois.test";
+
+	/* the message, CRLF made LF as the engine hands it over */
+	while ((n = fread(buf, 1, sizeof(buf), stdin)) > 0)
+		for (size_t i = 0; i < n; i++)
+			if (!(buf[i] == '\r' && i + 1 < n && buf[i + 1] == '\n'))
+				strbuf_add(&msg, &buf[i], 1);
+
+	ac = auth_check_start(r, &p);
+	for (o = 0; o < msg.len; o += n) {
+		n = msg.len - o < chunk ? msg.len - o : chunk;
+		auth_check_message(ac, msg.p + o, n);
+	}
+	auth_check_finish(ac, report, NULL);
+	if (done)
+		fprintf(stderr, "auth_check_run: the callback ran inside auth_check_finish\n");
+	/* keeps the loop alive while a job is on the CPU pool; bounds the run */
+	struct timeval tv = { 30, 0 };
+	struct event *limit = evtimer_new(base, time_up, NULL);
+
+	evtimer_add(limit, &tv);
+	event_base_dispatch(base);
+	event_free(limit);
+	auth_check_free(ac);
+	resolver_free(r);
+	worker_shutdown();
+	event_base_free(base);
+	free(msg.p);
+	return done ? 0 : 1;
+}

@@ -1,0 +1,273 @@
+"""The inbound checks (checks/checks.h; doc/forwarding.md "Checks"): SPF,
+DKIM and DMARC on one message, through the real libraries and a real
+dnsmasq serving the records, with messages signed here by dkimpy
+(python3-dkim) with an RSA 2048 and an Ed25519 key.
+
+The checks run in tests/checks/auth_check_run.c: a libevent loop, the
+resolver (c-ares) pointed at the dnsmasq, the CPU pool; it prints the
+Authentication-Results field and what auth_policy answers for a local copy
+and for a forwarded one.  The zone (all under .test):
+
+    example.test    SPF "ip4:127.0.0.1 -all", DMARC p=reject sp=quarantine,
+                    keys rsa._domainkey and ed._domainkey
+    mail.example.test   SPF for the HELO identity
+    none.test       SPF "ip4:127.0.0.1 -all", DMARC p=none
+    chamois.test    our own domain (-d), SPF "ip4:127.0.0.9 -all"
+    evil.test       nothing
+"""
+
+import base64
+import subprocess
+
+import dkim
+import nacl.signing
+import pytest
+
+from harness import ROOT
+from peers.dns import Dnsmasq
+
+DRIVER = ROOT / "build" / "tests" / "auth_check_run"
+
+
+@pytest.fixture(scope="module")
+def driver():
+    p = subprocess.run(["make", "-C", str(ROOT), "build/tests/auth_check_run"],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+    assert p.returncode == 0 and DRIVER.exists(), p.stdout.decode(errors="replace")
+    return DRIVER
+
+
+def rsa_key(path):
+    subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt",
+                    "rsa_keygen_bits:2048", "-out", str(path)], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+    der = subprocess.run(["openssl", "pkey", "-in", str(path), "-pubout", "-outform", "DER"],
+                         check=True, stdout=subprocess.PIPE, timeout=60).stdout
+    return path.read_bytes(), base64.b64encode(der).decode()
+
+
+def txt(dns, name, text):
+    parts = [text[i:i + 250] for i in range(0, len(text), 250)]
+    dns.raw("--txt-record=%s,%s" % (name, ",".join(parts)))
+
+
+class Zone:
+    pass
+
+
+@pytest.fixture(scope="module")
+def zone(tmp_path_factory):
+    d = tmp_path_factory.mktemp("zone")
+    z = Zone()
+    z.rsa_priv, rsa_pub = rsa_key(d / "rsa.pem")
+    sk = nacl.signing.SigningKey.generate()
+    z.ed_priv = base64.b64encode(bytes(sk))
+    ed_pub = base64.b64encode(bytes(sk.verify_key)).decode()
+    dns = Dnsmasq(d / "dns")
+    txt(dns, "example.test", "v=spf1 ip4:127.0.0.1 -all")
+    dns.address("example.test", "127.0.0.1")
+    txt(dns, "_dmarc.example.test", "v=DMARC1; p=reject; sp=quarantine")
+    txt(dns, "rsa._domainkey.example.test", "v=DKIM1; k=rsa; p=" + rsa_pub)
+    txt(dns, "ed._domainkey.example.test", "v=DKIM1; k=ed25519; p=" + ed_pub)
+    txt(dns, "mail.example.test", "v=spf1 ip4:127.0.0.1 -all")
+    dns.address("sub.example.test", "127.0.0.1")
+    txt(dns, "none.test", "v=spf1 ip4:127.0.0.1 -all")
+    txt(dns, "_dmarc.none.test", "v=DMARC1; p=none")
+    txt(dns, "chamois.test", "v=spf1 ip4:127.0.0.9 -all")
+    dns.address("evil.test", "127.0.0.66")
+    dns.start()
+    z.dns = dns
+    yield z
+    dns.stop()
+
+
+MESSAGE = (b"From: Alice <alice@example.test>\r\n"
+           b"To: bob@chamois.test\r\n"
+           b"Subject: a signed message\r\n"
+           b"Date: Thu, 03 Dec 2026 06:00:00 +0000\r\n"
+           b"Message-ID: <1@example.test>\r\n"
+           b"\r\n"
+           b"Hello,\r\n"
+           b".a line with a dot\r\n"
+           b"trailing blanks   \r\n"
+           b"\r\n"
+           b"bye\r\n")
+
+
+def signed(z, msg=MESSAGE, domain=b"example.test"):
+    """msg with an Ed25519 signature over an RSA one (dkimpy)."""
+    heads = [b"from", b"to", b"subject", b"date", b"message-id"]
+    s1 = dkim.sign(msg, b"rsa", domain, z.rsa_priv, include_headers=heads,
+                   canonicalize=(b"relaxed", b"relaxed"))
+    msg = s1 + msg
+    s2 = dkim.sign(msg, b"ed", domain, z.ed_priv, include_headers=heads,
+                   canonicalize=(b"relaxed", b"relaxed"),
+                   signature_algorithm=b"ed25519-sha256")
+    return s2 + msg
+
+
+def run(driver, port, msg, client="127.0.0.1", helo="mail.example.test",
+        mail_from="alice@example.test", args=(), chunk=None):
+    argv = [str(driver)] + list(args)
+    if chunk is not None:
+        argv += ["-c", str(chunk)]
+    argv += [str(port), client, helo, mail_from]
+    p = subprocess.run(argv, input=msg, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=60)
+    out = p.stdout.decode(errors="replace")
+    assert p.returncode == 0, (out, p.stderr.decode(errors="replace"))
+    assert "inside auth_check_finish" not in p.stderr.decode(errors="replace")
+    field, _, rest = out.partition("\nlocal: ")
+    local, _, fwd = rest.partition("\nforward: ")
+    return field + "\n", local.strip(), fwd.strip()
+
+
+def results(field):
+    """method -> [result, ...] of a field (unfolded)."""
+    flat = " ".join(field.split())
+    out = {}
+    for part in flat.split(";")[1:]:
+        part = part.strip()
+        if "=" in part:
+            m, _, rest = part.partition("=")
+            out.setdefault(m, []).append(rest.split()[0])
+    return out
+
+
+def test_signed_spf_passing_message_passes_all_three(driver, zone):
+    field, local, fwd = run(driver, zone.dns.port, signed(zone))
+    r = results(field)
+    assert r == {"spf": ["pass"], "dkim": ["pass", "pass"], "dmarc": ["pass"]}, field
+    assert "header.a=ed25519-sha256" in field and "header.a=rsa-sha256" in field
+    assert "smtp.mailfrom=alice@example.test" in field
+    assert "header.from=example.test" in field
+    assert field.startswith("Authentication-Results: mx.chamois.test;\n\t")
+    assert all(len(l) <= 78 for l in field.splitlines()), field
+    assert (local, fwd) == ("accept", "accept")
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 100000])
+def test_chunking_does_not_change_the_verdict(driver, zone, chunk):
+    field, _, _ = run(driver, zone.dns.port, signed(zone), chunk=chunk)
+    assert results(field) == {"spf": ["pass"], "dkim": ["pass", "pass"],
+                              "dmarc": ["pass"]}, field
+
+
+def test_tampered_body_fails_both_signatures_and_dmarc_rejects(driver, zone):
+    msg = signed(zone).replace(b"bye\r\n", b"bye!\r\n")
+    field, local, fwd = run(driver, zone.dns.port, msg, client="127.0.0.2")
+    r = results(field)
+    assert r == {"spf": ["fail"], "dkim": ["fail", "fail"], "dmarc": ["fail"]}, field
+    assert "body hash" in field
+    assert local.startswith("550 5.7.1 "), local
+    assert fwd.startswith("550 5.7.1 "), fwd
+
+
+def test_tampered_header_fails(driver, zone):
+    msg = signed(zone).replace(b"Subject: a signed", b"Subject: a changed")
+    field, local, _ = run(driver, zone.dns.port, msg, client="127.0.0.2")
+    assert results(field)["dkim"] == ["fail", "fail"], field
+    assert local.startswith("550 5.7.1 ")
+
+
+def test_spf_pass_keeps_a_tampered_message_aligned(driver, zone):
+    msg = signed(zone).replace(b"bye\r\n", b"bye!\r\n")
+    field, local, fwd = run(driver, zone.dns.port, msg)
+    assert results(field) == {"spf": ["pass"], "dkim": ["fail", "fail"],
+                              "dmarc": ["pass"]}, field
+    assert (local, fwd) == ("accept", "accept")
+
+
+def test_monitor_refuses_nothing_for_dmarc(driver, zone):
+    msg = signed(zone).replace(b"bye\r\n", b"bye!\r\n")
+    field, local, fwd = run(driver, zone.dns.port, msg, client="127.0.0.2",
+                            mail_from="x@evil.test", args=["-m"])
+    assert results(field)["dmarc"] == ["fail"], field
+    assert local == "accept"
+    assert fwd == "accept"      # SPF of evil.test is none, not fail
+
+
+def test_dns_failure_is_temperror_and_451(driver, zone, tmp_path):
+    dead = Dnsmasq(tmp_path / "dead")
+    dead.start()
+    port = dead.port
+    dead.stop()                 # nothing answers on that port now
+    field, local, fwd = run(driver, port, signed(zone))
+    r = results(field)
+    assert r["spf"] == ["temperror"], field
+    assert r["dkim"] == ["temperror", "temperror"], field
+    assert r["dmarc"] == ["temperror"], field
+    assert local.startswith("451 4.7."), local
+    assert fwd.startswith("451 4.7."), fwd
+
+
+def test_null_sender_checks_the_helo_identity(driver, zone):
+    field, _, _ = run(driver, zone.dns.port, MESSAGE, mail_from="")
+    assert "spf=pass smtp.helo=mail.example.test" in field, field
+    field, _, _ = run(driver, zone.dns.port, MESSAGE, mail_from="",
+                      client="127.0.0.3")
+    assert "spf=fail smtp.helo=mail.example.test" in field, field
+
+
+def test_forged_own_domain_is_refused_locally_and_forwarded(driver, zone):
+    msg = MESSAGE.replace(b"From: Alice <alice@example.test>",
+                          b"From: The Boss <boss@chamois.test>")
+    field, local, fwd = run(driver, zone.dns.port, msg, client="127.0.0.66",
+                            helo="evil.test", mail_from="attacker@evil.test",
+                            args=["-d", "chamois.test", "-m"])
+    assert results(field)["spf"] == ["none"], field
+    assert local.startswith("550 5.7.1 ") and "chamois.test" in local, local
+    assert fwd.startswith("550 5.7.1 "), fwd
+    # the envelope alone claims it too
+    field, local, _ = run(driver, zone.dns.port, MESSAGE, client="127.0.0.66",
+                          mail_from="boss@chamois.test", args=["-d", "chamois.test"])
+    assert results(field)["spf"] == ["fail"], field
+    assert local.startswith("550 5.7.1 ") and "chamois.test" in local, local
+
+
+def test_own_domain_with_spf_pass_goes_through(driver, zone):
+    msg = MESSAGE.replace(b"alice@example.test", b"boss@chamois.test")
+    field, local, fwd = run(driver, zone.dns.port, msg, client="127.0.0.9",
+                            mail_from="boss@chamois.test", args=["-d", "chamois.test"])
+    assert results(field)["spf"] == ["pass"], field
+    assert (local, fwd) == ("accept", "accept")
+
+
+def test_subdomain_finds_the_parent_policy_by_the_tree_walk(driver, zone):
+    msg = MESSAGE.replace(b"alice@example.test", b"alice@sub.example.test")
+    field, local, fwd = run(driver, zone.dns.port, msg, mail_from="x@none.test")
+    assert results(field)["dmarc"] == ["fail"], field
+    assert "p=quarantine" in field, field           # sp= of example.test
+    assert "header.from=sub.example.test" in field
+    assert local == "accept"
+    assert fwd.startswith("550 5.7.1 "), fwd
+
+
+def test_relaxed_alignment_through_the_organizational_domain(driver, zone):
+    msg = MESSAGE.replace(b"alice@example.test", b"alice@sub.example.test")
+    field, local, _ = run(driver, zone.dns.port, msg, mail_from="x@example.test")
+    assert results(field) == {"spf": ["pass"], "dkim": ["none"], "dmarc": ["pass"]}, field
+
+
+def test_dmarc_fail_under_p_none_is_not_forwarded(driver, zone):
+    msg = MESSAGE.replace(b"alice@example.test", b"alice@none.test")
+    field, local, fwd = run(driver, zone.dns.port, msg, mail_from="x@evil.test")
+    assert results(field)["dmarc"] == ["fail"], field
+    assert "p=none" in field
+    assert local == "accept"
+    assert fwd.startswith("550 5.7.1 "), fwd
+
+
+def test_no_record_anywhere_is_dmarc_none(driver, zone):
+    msg = MESSAGE.replace(b"alice@example.test", b"eve@evil.test")
+    field, local, fwd = run(driver, zone.dns.port, msg, client="127.0.0.66",
+                            mail_from="eve@evil.test")
+    assert results(field) == {"spf": ["none"], "dkim": ["none"], "dmarc": ["none"]}, field
+    assert (local, fwd) == ("accept", "accept")
+
+
+def test_two_from_fields_are_no_dmarc_domain(driver, zone):
+    msg = b"From: a@example.test\r\n" + MESSAGE
+    field, _, _ = run(driver, zone.dns.port, msg, client="127.0.0.2")
+    assert results(field)["dmarc"] == ["none"], field
+    assert "header.from" not in field
