@@ -1,7 +1,9 @@
 /*
  * engine.h - the checks of the mx role as the session engine sees them
  * (smtpd/route.h, struct smtpd_check_ops; doc/forwarding.md "Checks"):
- * the DNS block lists (dnsbl.c) at RCPT.
+ * the DNS block lists (dnsbl.c) at RCPT; SPF, DKIM and DMARC (checks.h)
+ * on each message, their Authentication-Results field and the policy's
+ * verdict at the final dot.
  */
 #ifndef CHAMOIS_CHECKS_ENGINE_H
 #define CHAMOIS_CHECKS_ENGINE_H

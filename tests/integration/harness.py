@@ -723,28 +723,51 @@ def crlf(text):
     return text.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
+def _next_field(content, pos):
+    """The end of the (possibly folded) header field starting at pos."""
+    end = content.index(b"\n", pos) + 1
+    while end < len(content) and content[end:end + 1] in (b" ", b"\t"):
+        end = content.index(b"\n", end) + 1
+    return end
+
+
 def split_delivered(content):
     """Split a delivered file into (prepended header lines, rest).
 
-    The contract: Return-Path, Delivered-To, Received (possibly folded),
-    then the original message.  Returns ([(name, unfolded value)...], rest
-    bytes) for exactly those three headers.
+    The contract: Return-Path, Delivered-To, the mx role's
+    Authentication-Results (RFC 8601; not on mail the queue delivers),
+    Received (possibly folded), then the original message.  Returns
+    ([(name, unfolded value)...], rest bytes) for Return-Path, Delivered-To
+    and Received; delivered_auth_results() gives the field between them.
     """
     headers = []
     pos = 0
     for expected in (b"Return-Path", b"Delivered-To", b"Received"):
-        end = content.index(b"\n", pos) + 1
-        # folded continuation lines
-        while end < len(content) and content[end:end + 1] in (b" ", b"\t"):
-            end = content.index(b"\n", end) + 1
+        end = _next_field(content, pos)
         field = content[pos:end]
         name, _, value = field.partition(b":")
+        if expected == b"Received" and name == b"Authentication-Results":
+            pos = end
+            end = _next_field(content, pos)
+            field = content[pos:end]
+            name, _, value = field.partition(b":")
         if name != expected:
             raise AssertionError("prepended header %d is %r, expected %s"
                                  % (len(headers) + 1, field[:80], expected.decode()))
         headers.append((name.decode(), re.sub(rb"\s+", b" ", value).strip().decode("utf-8", "replace")))
         pos = end
     return headers, content[pos:]
+
+
+def delivered_auth_results(content):
+    """The unfolded value of the Authentication-Results field that the mx
+    role put between Delivered-To and Received, or None."""
+    pos = _next_field(content, _next_field(content, 0))
+    end = _next_field(content, pos)
+    name, _, value = content[pos:end].partition(b":")
+    if name != b"Authentication-Results":
+        return None
+    return re.sub(rb"\s+", b" ", value).strip().decode("utf-8", "replace")
 
 
 def maildir_size_from_name(path):
