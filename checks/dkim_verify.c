@@ -238,7 +238,7 @@ sig_result(const struct dkim_eval *e, DKIM_SIGINFO *sig,
 	const char *s = (const char *)dkim_sig_getselector(sig);
 	const char *b = (const char *)dkim_sig_gettagvalue(sig, false,
 	    (u_char *)"b");
-	dkim_alg_t alg;
+	dkim_alg_t alg = DKIM_SIGN_UNKNOWN;
 	unsigned bits = 0;
 	int err = dkim_sig_geterror(sig);
 
@@ -283,7 +283,10 @@ sig_result(const struct dkim_eval *e, DKIM_SIGINFO *sig,
 		}
 	}
 	if (DKIM_SIG_CHECK(sig)) {
-		if (dkim_sig_getkeysize(sig, &bits) == DKIM_STAT_OK &&
+		if (strcmp(out->a, "rsa-sha1") == 0) {	/* RFC 8301 3.1 */
+			out->result = AUTH_POLICY;
+			str_copy(out->why, "rsa-sha1", sizeof(out->why));
+		} else if (dkim_sig_getkeysize(sig, &bits) == DKIM_STAT_OK &&
 		    alg != DKIM_SIGN_ED25519SHA256 && bits < DKIM_MIN_BITS) {
 			out->result = AUTH_POLICY;
 			snprintf(out->why, sizeof(out->why), "key of %u bits",

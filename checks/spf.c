@@ -11,7 +11,12 @@
  * Each round adds at least one record, RFC 7208 4.6.4 bounds the records
  * one evaluation may need, and SPF_ROUNDS bounds the rounds.  The void
  * look-up limit (two, RFC 7208 4.6.4), which libspf2 1.2 lacks, is ours:
- * counted by the layer in the last evaluation.
+ * counted by the layer in the last evaluation.  So is a DNS failure on
+ * the way (temperror, RFC 7208 2.6.6), which libspf2 may take as "no
+ * match" for a, mx and ptr: every A, AAAA, MX and PTR failure counts, and
+ * the checked domain's own TXT; an include: or redirect= target's TXT
+ * failure is libspf2's temperror already, and one of exp= changes
+ * nothing (RFC 7208 6.2).
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -27,7 +32,7 @@
 #include "../common/util.h"
 #include "eval.h"
 
-#define SPF_ROUNDS	16	/* evaluations per check */
+#define SPF_ROUNDS	32	/* evaluations per check (10 MX hosts may take one each) */
 #define SPF_RECORDS	64	/* (name, type) answers cached per check */
 #define SPF_VOID_MAX	2	/* RFC 7208 4.6.4 */
 
@@ -195,8 +200,9 @@ layer_lookup(SPF_dns_server_t *s, const char *domain, ns_type type,
 	}
 	if (!rec->answered)
 		e->misses++;	/* not in yet: this round cannot be final */
-	else if (rec->status == DNS_TEMPFAIL)
-		e->temps++;
+	else if (rec->status == DNS_TEMPFAIL && (type != ns_t_txt ||
+	    strcasecmp(name, e->out->spf_domain) == 0))
+		e->temps++;	/* not exp= (RFC 7208 6.2), nor include: (libspf2's) */
 	else if ((rec->status == DNS_NXDOMAIN || rec->status == DNS_NOHOST) &&
 	    !(type == ns_t_txt && strcasecmp(name, e->out->spf_domain) == 0))
 		e->voids++;	/* the checked domain's own record does not count */

@@ -6,15 +6,24 @@
  * the Authentication-Results field, then what auth_policy says for a
  * local copy and for a forwarded one ("accept" or the reply).
  *
- *	auth_check_run [-m] [-d DOMAIN]... [-c CHUNK] DNS_PORT CLIENT_IP HELO MAIL_FROM
+ *	auth_check_run [-m] [-d DOMAIN]... [-c CHUNK] [-w MS] [-x]
+ *	    DNS_PORT CLIENT_IP HELO MAIL_FROM
  *
- * -m: dmarc_policy monitor; -d: one of our domains.
+ * -m: dmarc_policy monitor; -d: one of our domains; -w: run the loop MS
+ * milliseconds between the message and auth_check_finish (the look-ups
+ * come in meanwhile); -x: auth_check_free at once after auth_check_finish,
+ * then run the loop 500 ms more (what was in flight comes back to a freed
+ * check: it must touch nothing) and print "freed"; -n N: run the checks N
+ * times more, one after another, and print "checks: N, p50 US us, p99 US
+ * us" (the time from auth_check_start to the report, each look-up a
+ * round trip to the DNS server: the resolver keeps no TXT cache).
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -30,7 +39,25 @@
 static struct event_base *base;
 static struct config conf;
 static const char *mail_from;
-static int done;
+static int done, quiet;
+
+static void
+time_up(evutil_socket_t fd, short what, void *arg)
+{
+	event_base_loopbreak(base);
+}
+
+/* run_loop - the loop for ms milliseconds (or until report breaks it) */
+static void
+run_loop(long ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	struct event *t = evtimer_new(base, time_up, NULL);
+
+	evtimer_add(t, &tv);
+	event_base_dispatch(base);
+	event_free(t);
+}
 
 static void
 report(void *arg, const struct auth_results *r)
@@ -38,21 +65,64 @@ report(void *arg, const struct auth_results *r)
 	char reply[512];
 	char *f = auth_results_field(r, "mx.chamois.test");
 
+	done = 1;
+	event_base_loopbreak(base);
+	if (quiet) {
+		free(f);
+		return;
+	}
 	fputs(f, stdout);
 	free(f);
 	printf("local: %s\n", auth_policy(r, &conf, mail_from, false, reply,
 	    sizeof(reply)) ? reply : "accept");
 	printf("forward: %s\n", auth_policy(r, &conf, mail_from, true, reply,
 	    sizeof(reply)) ? reply : "accept");
-	done = 1;
-	event_base_loopbreak(base);
 }
 
-static void
-time_up(evutil_socket_t fd, short what, void *arg)
+static int
+cmp_ll(const void *a, const void *b)
 {
-	fprintf(stderr, "auth_check_run: no report in 30s\n");
-	event_base_loopbreak(base);
+	long long x = *(const long long *)a, y = *(const long long *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static long long
+now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* repeat - n more checks of msg, one after another; their times */
+static void
+repeat(struct resolver *r, const struct auth_check_params *p,
+    const struct strbuf *msg, size_t chunk, long n)
+{
+	long long *t = calloc((size_t)n, sizeof(*t));
+
+	quiet = 1;
+	for (long i = 0; i < n; i++) {
+		long long t0 = now_us();
+		struct auth_check *ac = auth_check_start(r, p);
+
+		for (size_t o = 0, k; o < msg->len; o += k) {
+			k = msg->len - o < chunk ? msg->len - o : chunk;
+			auth_check_message(ac, msg->p + o, k);
+		}
+		done = 0;
+		auth_check_finish(ac, report, NULL);
+		while (!done)
+			event_base_loop(base, EVLOOP_ONCE);
+		t[i] = now_us() - t0;
+		auth_check_free(ac);
+	}
+	qsort(t, (size_t)n, sizeof(*t), cmp_ll);
+	printf("checks: %ld, p50 %lld us, p99 %lld us\n", n, t[n / 2],
+	    t[(n * 99) / 100 < n ? (n * 99) / 100 : n - 1]);
+	free(t);
 }
 
 int
@@ -66,9 +136,10 @@ main(int argc, char **argv)
 	struct strbuf msg = { 0 };
 	char buf[65536], *domains[16];
 	size_t chunk = 1000, n, o;
-	int c, nd = 0;
+	int c, nd = 0, free_early = 0;
+	long wait_ms = 0, times = 0;
 
-	while ((c = getopt(argc, argv, "md:c:")) != -1) {
+	while ((c = getopt(argc, argv, "md:c:w:xn:")) != -1) {
 		switch (c) {
 		case 'm':
 			conf.dmarc_monitor = true;
@@ -79,6 +150,15 @@ main(int argc, char **argv)
 			break;
 		case 'c':
 			chunk = (size_t)atoi(optarg);
+			break;
+		case 'w':
+			wait_ms = atol(optarg);
+			break;
+		case 'x':
+			free_early = 1;
+			break;
+		case 'n':
+			times = atol(optarg);
 			break;
 		default:
 			return 2;
@@ -130,17 +210,26 @@ main(int argc, char **argv)
 		n = msg.len - o < chunk ? msg.len - o : chunk;
 		auth_check_message(ac, msg.p + o, n);
 	}
+	if (wait_ms > 0)
+		run_loop(wait_ms);
 	auth_check_finish(ac, report, NULL);
 	if (done)
 		fprintf(stderr, "auth_check_run: the callback ran inside auth_check_finish\n");
-	/* keeps the loop alive while a job is on the CPU pool; bounds the run */
-	struct timeval tv = { 30, 0 };
-	struct event *limit = evtimer_new(base, time_up, NULL);
-
-	evtimer_add(limit, &tv);
-	event_base_dispatch(base);
-	event_free(limit);
+	if (free_early) {
+		auth_check_free(ac);
+		run_loop(500);
+		printf("freed\n");
+		ac = NULL;
+		done = !done;	/* the callback must not have run */
+	} else {
+		/* bounded: the loop stays alive while a job is on the CPU pool */
+		run_loop(30000);
+		if (!done)
+			fprintf(stderr, "auth_check_run: no report in 30s\n");
+	}
 	auth_check_free(ac);
+	if (done && times > 0)
+		repeat(r, &p, &msg, chunk, times);
 	resolver_free(r);
 	worker_shutdown();
 	event_base_free(base);

@@ -277,3 +277,19 @@ dns_seed("addr-timeout", 0, "example.org", [ans(0, mx2), ans(6, b"")])
 dns_seed("cancel", 1, "example.org", [ans(0, mx2), ans(0, a1)])
 dns_seed("bad-domain", 0, "exa mple..org", [])
 dns_seed("truncated", 0, "example.org", [ans(0, mx2[:40])])
+
+
+# ---- fuzz_authres: mode octet (bit 0: also write a field), then text ----
+authres = {
+    "ours": b"\x00Authentication-Results: mx.chamois.test; spf=pass smtp.mailfrom=a@example.test",
+    "ours-folded-comments": b"\x01Authentication-Results:\r\n\t(c (nested) \\) x)\r\n"
+                            b" \"mx.chamois.test\" 1 (v); none",
+    "other": b"\x00Authentication-Results: mx.other.test;\n\tdkim=pass header.d=example.test",
+    "unclosed": b"\x01Authentication-Results: (mx.chamois.test; none",
+    "from-display": b"\x00\"Boss <b@x.test>, y\" (c) <boss@Chamois.TEST>",
+    "from-group": b"\x01friends: a@example.test, b@example.test;",
+    "dkim-tags": b"\x00 v=1; a=rsa-sha256; d=example.test;\r\n\ts=sel; b=ab\r\n cd; bh=x",
+    "field-quotes": b"\x03\"a\\\"b\"@exa(mple).test (why (nested))",
+}
+for k, v in authres.items():
+    put("fuzz_authres", k, v)

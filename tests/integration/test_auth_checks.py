@@ -14,16 +14,22 @@ and for a forwarded one.  The zone (all under .test):
     none.test       SPF "ip4:127.0.0.1 -all", DMARC p=none
     chamois.test    our own domain (-d), SPF "ip4:127.0.0.9 -all"
     evil.test       nothing
+    spf.test        SPF through include, mx and a (several rounds of look-ups);
+                    redirect.test redirects to it; void.test has 3 void look-ups
+    np.test         DMARC p=none np=reject; exists.np.test exists
+    psd.test        DMARC p=reject psd=y (a public suffix domain)
+    short._domainkey.example.test   an RSA key of 768 bits
 """
 
 import base64
+import shutil
 import subprocess
 
 import dkim
 import nacl.signing
 import pytest
 
-from harness import ROOT
+from harness import ROOT, pick_port
 from peers.dns import Dnsmasq
 
 DRIVER = ROOT / "build" / "tests" / "auth_check_run"
@@ -37,9 +43,9 @@ def driver():
     return DRIVER
 
 
-def rsa_key(path):
+def rsa_key(path, bits=2048):
     subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt",
-                    "rsa_keygen_bits:2048", "-out", str(path)], check=True,
+                    "rsa_keygen_bits:%d" % bits, "-out", str(path)], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
     der = subprocess.run(["openssl", "pkey", "-in", str(path), "-pubout", "-outform", "DER"],
                          check=True, stdout=subprocess.PIPE, timeout=60).stdout
@@ -75,6 +81,26 @@ def zone(tmp_path_factory):
     txt(dns, "_dmarc.none.test", "v=DMARC1; p=none")
     txt(dns, "chamois.test", "v=spf1 ip4:127.0.0.9 -all")
     dns.address("evil.test", "127.0.0.66")
+    txt(dns, "spf.test", "v=spf1 include:inc.spf.test mx a:host.spf.test -all")
+    txt(dns, "inc.spf.test", "v=spf1 ip4:10.0.0.1 -all")
+    dns.mx("spf.test", "mx1.spf.test", 10)
+    dns.address("mx1.spf.test", "127.0.0.5")
+    dns.address("host.spf.test", "127.0.0.6")
+    txt(dns, "redirect.test", "v=spf1 redirect=spf.test")
+    txt(dns, "void.test", "v=spf1 a:n1.void.test a:n2.void.test a:n3.void.test ip4:127.0.0.7 -all")
+    txt(dns, "txtonly.test", "site-verification=abc")
+    txt(dns, "badspf.test", "v=spf1 ip4:300.1.1.1 -all")
+    txt(dns, "_dmarc.np.test", "v=DMARC1; p=none; np=reject")
+    dns.address("exists.np.test", "127.0.0.1")
+    txt(dns, "_dmarc.psd.test", "v=DMARC1; p=reject; psd=y")
+    txt(dns, "other.psd.test", "v=spf1 ip4:127.0.0.1 -all")
+    z.short_priv, short_pub = rsa_key(d / "short.pem", 768)
+    txt(dns, "short._domainkey.example.test", "v=DKIM1; k=rsa; p=" + short_pub)
+    # broken.test goes to a port where nothing answers: SERVFAIL
+    dns.raw("--server=/broken.test/127.0.0.1#%d" % pick_port(udp=True))
+    txt(dns, "expfail.test", "v=spf1 ip4:127.0.0.1 -all exp=why.broken.test")
+    txt(dns, "afail.test", "v=spf1 a:host.broken.test ip4:127.0.0.1 -all")
+    txt(dns, "incfail.test", "v=spf1 include:broken.test ip4:127.0.0.1 -all")
     dns.start()
     z.dns = dns
     yield z
@@ -209,6 +235,15 @@ def test_null_sender_checks_the_helo_identity(driver, zone):
     assert "spf=fail smtp.helo=mail.example.test" in field, field
 
 
+def test_ipv6_client_and_address_literal_helo(driver, zone):
+    field, _, _ = run(driver, zone.dns.port, MESSAGE, client="::1")
+    assert results(field)["spf"] == ["fail"], field      # ip4 only, then -all
+    field, _, _ = run(driver, zone.dns.port, MESSAGE, client="::ffff:127.0.0.1")
+    assert results(field)["spf"] == ["pass"], field      # IPv4-mapped
+    field, _, _ = run(driver, zone.dns.port, MESSAGE, helo="[127.0.0.1]", mail_from="")
+    assert results(field)["spf"] == ["none"], field
+
+
 def test_forged_own_domain_is_refused_locally_and_forwarded(driver, zone):
     msg = MESSAGE.replace(b"From: Alice <alice@example.test>",
                           b"From: The Boss <boss@chamois.test>")
@@ -271,3 +306,111 @@ def test_two_from_fields_are_no_dmarc_domain(driver, zone):
     field, _, _ = run(driver, zone.dns.port, msg, client="127.0.0.2")
     assert results(field)["dmarc"] == ["none"], field
     assert "header.from" not in field
+
+
+def test_spf_through_include_mx_and_a_in_rounds(driver, zone):
+    for client, want in (("127.0.0.5", "pass"), ("127.0.0.6", "pass"),
+                         ("127.0.0.8", "fail")):
+        field, _, _ = run(driver, zone.dns.port, MESSAGE, client=client,
+                          mail_from="x@spf.test")
+        assert results(field)["spf"] == [want], (client, field)
+    field, _, _ = run(driver, zone.dns.port, MESSAGE, client="127.0.0.6",
+                      mail_from="x@redirect.test")
+    assert results(field)["spf"] == ["pass"], field
+
+
+def test_txt_without_spf_is_none_and_a_broken_record_permerror(driver, zone):
+    field, _, _ = run(driver, zone.dns.port, MESSAGE, mail_from="x@txtonly.test")
+    assert results(field)["spf"] == ["none"], field
+    field, _, _ = run(driver, zone.dns.port, MESSAGE, mail_from="x@badspf.test")
+    assert results(field)["spf"] == ["permerror"], field
+
+
+@pytest.mark.parametrize("domain,client,want", [
+    ("expfail.test", "127.0.0.2", "fail"),     # exp= failing changes nothing
+    ("afail.test", "127.0.0.1", "temperror"),  # a: failing before ip4 matches
+    ("incfail.test", "127.0.0.1", "temperror"),
+])
+def test_a_dns_failure_on_the_way(driver, zone, domain, client, want):
+    field, _, _ = run(driver, zone.dns.port, MESSAGE, client=client,
+                      mail_from="x@" + domain)
+    assert results(field)["spf"] == [want], field
+
+
+def test_more_than_two_void_lookups_is_permerror(driver, zone):
+    field, _, _ = run(driver, zone.dns.port, MESSAGE, client="127.0.0.7",
+                      mail_from="x@void.test")
+    assert results(field)["spf"] == ["permerror"], field
+
+
+def test_np_applies_to_a_from_domain_that_does_not_exist(driver, zone):
+    msg = MESSAGE.replace(b"alice@example.test", b"a@nosuch.np.test")
+    field, local, _ = run(driver, zone.dns.port, msg, mail_from="x@evil.test")
+    assert results(field)["dmarc"] == ["fail"] and "p=reject" in field, field
+    assert local.startswith("550 5.7.1 "), local
+    msg = MESSAGE.replace(b"alice@example.test", b"a@exists.np.test")
+    field, local, _ = run(driver, zone.dns.port, msg, mail_from="x@evil.test")
+    assert results(field)["dmarc"] == ["fail"] and "p=none" in field, field
+    assert local == "accept"
+
+
+def test_psd_record_makes_the_name_below_the_organizational_domain(driver, zone):
+    # other.psd.test and org.psd.test are two organizations under a PSD
+    msg = MESSAGE.replace(b"alice@example.test", b"a@x.org.psd.test")
+    field, local, _ = run(driver, zone.dns.port, msg, mail_from="b@other.psd.test")
+    assert results(field)["spf"] == ["pass"], field
+    assert results(field)["dmarc"] == ["fail"], field
+    assert local.startswith("550 5.7.1 "), local
+
+
+def test_short_rsa_key_is_policy(driver, zone):
+    heads = [b"from", b"to", b"subject", b"date", b"message-id"]
+    msg = dkim.sign(MESSAGE, b"short", b"example.test", zone.short_priv,
+                    include_headers=heads, canonicalize=(b"relaxed", b"relaxed")) + MESSAGE
+    field, local, _ = run(driver, zone.dns.port, msg, client="127.0.0.2")
+    assert results(field)["dkim"] == ["policy"], field
+    assert results(field)["dmarc"] == ["fail"], field
+    assert local.startswith("550 5.7.1 "), local
+
+
+def test_rsa_sha1_is_policy(driver, zone):
+    heads = [b"from", b"to", b"subject"]
+    msg = dkim.sign(MESSAGE, b"rsa", b"example.test", zone.rsa_priv, include_headers=heads,
+                    signature_algorithm=b"rsa-sha1") + MESSAGE
+    field, _, _ = run(driver, zone.dns.port, msg, client="127.0.0.2")
+    assert results(field)["dkim"] == ["policy"], field
+    assert "header.a=rsa-sha1" in field
+    assert results(field)["dmarc"] == ["fail"], field
+
+
+def test_only_eight_signatures_are_checked(driver, zone):
+    msg = MESSAGE
+    heads = [b"from", b"to", b"subject"]
+    for i in range(9):
+        msg = dkim.sign(msg, b"ed", b"example.test", zone.ed_priv, include_headers=heads,
+                        signature_algorithm=b"ed25519-sha256") + msg
+    field, _, _ = run(driver, zone.dns.port, msg, client="127.0.0.2")
+    assert results(field)["dkim"] == ["pass"] * 8, field
+    assert results(field)["dmarc"] == ["pass"], field
+
+
+def valgrind(argv):
+    if shutil.which("valgrind") is None:
+        return argv
+    return ["valgrind", "-q", "--error-exitcode=99", "--leak-check=no"] + argv
+
+
+@pytest.mark.parametrize("wait", [0, 300])
+def test_free_with_work_in_flight_touches_nothing(driver, zone, wait):
+    """auth_check_free right after auth_check_finish: with the look-ups
+    still out (wait 0), or with the keys in and the verification on the
+    CPU pool (wait 300 ms); what comes back later must not touch the
+    freed check (valgrind, when installed, says if it does), and the
+    callback never runs."""
+    argv = valgrind([str(driver), "-x", "-w", str(wait), str(zone.dns.port),
+                     "127.0.0.1", "mail.example.test", "alice@example.test"])
+    p = subprocess.run(argv, input=signed(zone), stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=120)
+    out = p.stdout.decode(errors="replace")
+    assert p.returncode == 0, (out, p.stderr.decode(errors="replace"))
+    assert out == "freed\n", out
