@@ -20,8 +20,13 @@
  * waiting (its input held) under a budget timer (forward_rcpt_budget for everything behind
  * one RCPT or DATA, forward_data_budget from the client's final dot to our
  * reply) and answers the client with the remote's own reply, mapped by
- * fwd_map_reply().  The final dot goes to the remote only after the
- * client's final dot arrived, every check passed and the local copies (if
+ * fwd_map_reply().  After the remote's 354 nothing is sent until the
+ * client's final dot and the checks' verdict (smtpd_check_done): the
+ * engine keeps the message (the route forwards), a refusal closes the
+ * remote session without a dot, and a pass sends the
+ * Authentication-Results field and the kept message (our Received first),
+ * paced by the remote (stream).  The final dot goes to the remote only
+ * after all of it was sent, every check passed and the local copies (if
  * any) are synced in tmp/; they move into new/ only after the remote's
  * 2xx.  Nothing here ever makes a bounce.
  *
