@@ -21,6 +21,7 @@ import pytest
 
 from harness import (crlf, dead_port, delivered_auth_results, split_delivered,
                      wait_until)
+from peers.exim import exim_available, exims  # noqa: F401 (fixtures)
 from peers.remote import assert_reply, fwd_env, split_first_header, transaction  # noqa: F401
 
 ALIASES = {"fwd@example.test": ["carol@remote.test"]}
@@ -248,35 +249,12 @@ def test_forged_auth_results_removed_forwarded(env):
 # -- Exim as the sender ---------------------------------------------------------------------
 
 
-@pytest.fixture
-def exim(tmp_path):
-    from peers.exim import Exim, ensure_exim
-    from peers.postfix import PeerUnavailable
-    try:
-        ensure_exim()
-    except PeerUnavailable as e:
-        pytest.skip("Exim peer cannot run here: %s" % e)
-    made = []
-
-    def make(port):
-        ex = Exim(tmp_path / "exim", port)
-        made.append(ex)
-        return ex.start()
-
-    yield make
-    for ex in made:
-        try:
-            ex.stop()
-        finally:
-            print("---- exim mainlog ----\n%s" % ex.log()[-6000:])
-
-
-def test_exim_gets_550_for_a_forged_own_domain(env, exim):
+def test_exim_gets_550_for_a_forged_own_domain(env, exims):
     """Exim relays a message forged From our domain: it gets 550 5.7.1
     after its final dot (a permanent failure in its log), nothing is kept;
     then a message from an outside sender arrives with our field."""
     d = daemon(env)
-    ex = exim(d.port)
+    ex = exims(d.port)
     ex.submit(message("boss@example.test", "forged via exim"), "attacker@evil.test",
               ["alice@example.test"])
     m = ex.wait_log(r"\*\* alice@example\.test .*550 5\.7\.1", timeout=30)

@@ -43,13 +43,16 @@ static struct {
 	bool twice;			/* answer every RCPT twice */
 } fake;
 
+/* note_in - append one call to a fake's log */
 static void
-note(const char *fmt, const char *arg)
+note_in(char *log, size_t size, const char *fmt, const char *arg)
 {
-	size_t o = strlen(fake.log);
+	size_t o = strlen(log);
 
-	snprintf(fake.log + o, sizeof(fake.log) - o, fmt, arg);
+	snprintf(log + o, size - o, fmt, arg);
 }
+
+#define note(fmt, arg)	note_in(fake.log, sizeof(fake.log), (fmt), (arg))
 
 static void
 fake_rcpt(struct smtpd_session *s, const char *shown, const struct expansion *exp)
@@ -147,13 +150,7 @@ static struct {
 	struct smtpd_session *s;
 } fc;
 
-static void
-cnote(const char *fmt, const char *arg)
-{
-	size_t o = strlen(fc.log);
-
-	snprintf(fc.log + o, sizeof(fc.log) - o, fmt, arg);
-}
+#define cnote(fmt, arg)	note_in(fc.log, sizeof(fc.log), (fmt), (arg))
 
 static void
 fc_connect(struct smtpd_session *s)
