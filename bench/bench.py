@@ -757,7 +757,7 @@ def signed_report(sc) -> List[str]:
                 "| loop late (≥ 5 ms) |", "|" + "---|" * 9] + rows + [""]
     d = sc.get("dkim-sign", {}).get("chamois")
     if d:
-        names = [("ed25519", "Ed25519 (OpenSSL, ours)"), ("rsa", "RSA 2048 (libopendkim)"),
+        names = [("ed25519", "Ed25519"), ("rsa", "RSA 2048"),
                  ("rsa+ed25519", "both (two signatures)"),
                  ("openssl-rsa", "OpenSSL RSA 2048, key loaded once"),
                  ("openssl-rsa-pem", "OpenSSL RSA 2048, PEM parsed each time")]

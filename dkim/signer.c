@@ -1,35 +1,28 @@
 /*
  * signer.c - DKIM signatures for what the queue sends (RFC 6376; Ed25519
- * RFC 8463).  RSA goes through libopendkim (DKIM_SIGN_RSASHA256), which
- * canonicalises 8-bit bodies and lines of any length itself and gets the
- * key's PEM text.  Ed25519 is signed here with OpenSSL 3 directly
- * (sign_ed25519): libopendkim 2.11.0~beta2 can sign it
- * (DKIM_SIGN_ED25519SHA256) but never frees the key it loads for it
- * (dkim_free leaves the EVP_PKEY and its crypto state: about 1.3 kB per
- * signature, found by ASan), which a daemon cannot afford.  Our relaxed
- * canonicalisation (canon_header, canon_body) is checked against
- * libopendkim's: both signatures of a message carry the same bh=
- * (tests/unit/test_dkim.c), and both verify with dkimpy and OpenDKIM's
- * verifier (tests/integration/test_dkim_sign.py).  OpenSSL reads each key
- * once at load, to check it (type, size) and to say what is wrong with
- * FILE:LINE; an Ed25519 key stays loaded.
+ * RFC 8463), made with OpenSSL 3 alone (doc/queue.md "Signing").
  *
- * What is signed (chamois.conf(5) "dkim_key", doc/queue.md "Signing"):
- * relaxed/relaxed, the fields of dkim_signed_headers that are present,
- * From once more than present (over-signed, RFC 6376 8.15, so that no
- * second From can be added); absent fields are not listed.  One
- * signature per key of the domain, in dkim_key order.
+ * Why not libopendkim, which the verifier of inbound mail uses: it reads
+ * the key's PEM text again for every signature (about 0.7 ms of the 1 ms
+ * an RSA signature cost through it, bench/dkim_sign.c), and its Ed25519
+ * signer never frees the key it loads (about 1.3 kB lost per signature,
+ * found by ASan).  Here each key is parsed once, at load, into an
+ * EVP_PKEY that every worker thread signs with; a message is parsed once
+ * and its relaxed body hash made once, however many keys sign it.  Our
+ * canonicalisation is checked by libopendkim's verifier in
+ * tests/unit/test_dkim.c and by dkimpy and OpenDKIM's verifier in
+ * tests/integration/test_dkim_sign.py.
  *
- * The library handle is made once and shared: libopendkim keeps the
- * state of a signature in its own handle, so worker threads sign at once.
+ * What is signed (chamois.conf(5) "dkim_key"): relaxed/relaxed, the
+ * fields of dkim_signed_headers that are present, From once more than
+ * present (over-signed, RFC 6376 8.15, so that no second From can be
+ * added); absent fields are not listed.  One signature per key of the
+ * domain, in dkim_key order.
  */
 #include <errno.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
 #include <time.h>
 
 #include <openssl/bio.h>
@@ -37,13 +30,11 @@
 #include <openssl/pem.h>
 #include <openssl/sha.h>	/* SHA256_DIGEST_LENGTH */
 
-#include <dkim.h>
-
 #include "../common/util.h"
 #include "signer.h"
 
 #define KEY_FILE_MAX	(64 * 1024)	/* a 16384-bit RSA PEM is 13 kB */
-#define FEED_CHUNK	8192
+#define FOLD_AT		72		/* columns of b= and h= before a fold */
 
 const char *const dkim_signed_headers[] = {
 	"From", "To", "Cc", "Subject", "Date", "Message-ID", "Reply-To",
@@ -54,9 +45,8 @@ const char *const dkim_signed_headers[] = {
 struct dkim_skey {
 	char *domain;
 	char *selector;
-	char *pem;		/* the file's text, NUL-terminated */
 	bool ed25519;		/* else RSA */
-	EVP_PKEY *pkey;		/* Ed25519: the key, signed with here */
+	EVP_PKEY *pkey;		/* parsed once; signing only reads it */
 };
 
 struct dkim_signer {
@@ -64,27 +54,6 @@ struct dkim_signer {
 	size_t nkeys;
 	unsigned refs;		/* holders beyond the first */
 };
-
-static DKIM_LIB *lib;
-static pthread_once_t lib_once = PTHREAD_ONCE_INIT;
-
-static void
-lib_init(void)
-{
-	static const char *over[] = { "From", NULL };
-
-	if ((lib = dkim_init(NULL, NULL)) == NULL)
-		return;
-	/* the length is that of the pointer to the array, not the array */
-	if (dkim_options(lib, DKIM_OP_SETOPT, DKIM_OPTS_SIGNHDRS,
-	    (void *)dkim_signed_headers,
-	    sizeof(char **)) != DKIM_STAT_OK ||
-	    dkim_options(lib, DKIM_OP_SETOPT, DKIM_OPTS_OVERSIGNHDRS, over,
-	    sizeof(char **)) != DKIM_STAT_OK) {
-		dkim_close(lib);
-		lib = NULL;
-	}
-}
 
 /* read_key - the file's text (bounded), NULL with errno set */
 static char *
@@ -113,7 +82,7 @@ read_key(const char *path)
 
 /*
  * check_key - the PEM text is a private key of a type and size we sign
- * with; NULL, or what is wrong
+ * with: NULL and the key in *keep, or what is wrong
  */
 static const char *
 check_key(const char *pem, bool *ed25519, EVP_PKEY **keep, char *why,
@@ -133,8 +102,7 @@ check_key(const char *pem, bool *ed25519, EVP_PKEY **keep, char *why,
 	switch (EVP_PKEY_get_base_id(k)) {
 	case EVP_PKEY_ED25519:
 		*ed25519 = true;
-		*keep = k;
-		return NULL;
+		break;
 	case EVP_PKEY_RSA:
 		*ed25519 = false;
 		if (EVP_PKEY_get_bits(k) < DKIM_RSA_MIN_BITS) {
@@ -147,8 +115,12 @@ check_key(const char *pem, bool *ed25519, EVP_PKEY **keep, char *why,
 	default:
 		err = "is neither an RSA nor an Ed25519 key";
 	}
-	EVP_PKEY_free(k);
-	return err;
+	if (err != NULL) {
+		EVP_PKEY_free(k);
+		return err;
+	}
+	*keep = k;
+	return NULL;
 }
 
 struct dkim_signer *
@@ -160,13 +132,6 @@ dkim_signer_load(const struct config *c, config_problem_fn fn, void *arg,
 	*errors = 0;
 	if (c->ndkim_keys == 0)
 		return s;
-	pthread_once(&lib_once, lib_init);
-	if (lib == NULL) {
-		config_problem(fn, arg, c->path, c->dkim_keys[0].line,
-		    "dkim_key: libopendkim could not be set up");
-		(*errors)++;
-		return s;
-	}
 	s->keys = xreallocarray(NULL, c->ndkim_keys, sizeof(*s->keys));
 	for (size_t i = 0; i < c->ndkim_keys; i++) {
 		const struct dkim_key_conf *kc = &c->dkim_keys[i];
@@ -183,15 +148,15 @@ dkim_signer_load(const struct config *c, config_problem_fn fn, void *arg,
 			continue;
 		}
 		k->pkey = NULL;
-		if ((bad = check_key(pem, &k->ed25519, &k->pkey, why,
-		    sizeof(why))) != NULL) {
+		bad = check_key(pem, &k->ed25519, &k->pkey, why, sizeof(why));
+		OPENSSL_cleanse(pem, strlen(pem));
+		free(pem);
+		if (bad != NULL) {
 			config_problem(fn, arg, c->path, kc->line,
 			    "dkim_key: %s %s", kc->file, bad);
 			(*errors)++;
-			free(pem);
 			continue;
 		}
-		k->pem = pem;
 		k->domain = xstrdup(kc->domain);
 		k->selector = xstrdup(kc->selector);
 		s->nkeys++;
@@ -218,7 +183,6 @@ dkim_signer_free(struct dkim_signer *s)
 	for (size_t i = 0; i < s->nkeys; i++) {
 		free(s->keys[i].domain);
 		free(s->keys[i].selector);
-		free(s->keys[i].pem);
 		EVP_PKEY_free(s->keys[i].pkey);
 	}
 	free(s->keys);
@@ -254,111 +218,7 @@ dkim_signer_domain(const struct dkim_signer *s, const char *from_domain)
 	return best;
 }
 
-/*
- * feed - the LF-form message to a signing handle as the outbound client
- * puts it on the wire (outbound/client.c): each header field
- * (continuation lines joined with CRLF, no line end after it), the end of
- * the header section, then the body with every LF made CRLF and a CRLF
- * after a last line without one.  The queue's LF form holds no CR (both
- * ways in refuse or convert it, doc/protocol.md), so every CRLF here is
- * a line end of the wire.
- */
-static DKIM_STAT
-feed(DKIM *d, const char *msg, size_t len)
-{
-	struct strbuf f = { 0 };
-	char chunk[FEED_CHUNK + 2];
-	size_t i = 0, n = 0;
-	DKIM_STAT st = DKIM_STAT_OK;
-
-	while (i < len && st == DKIM_STAT_OK) {
-		const char *nl = memchr(msg + i, '\n', len - i);
-		size_t e = nl ? (size_t)(nl - msg) : len;
-
-		if (e == i) {			/* the empty line */
-			i = e + 1;
-			break;
-		}
-		if (msg[i] == ' ' || msg[i] == '\t') {
-			if (f.len > 0) {
-				strbuf_add(&f, "\r\n", 2);
-				strbuf_add(&f, msg + i, e - i);
-			}
-		} else if (header_field_name(msg + i, e - i) == 0) {
-			break;			/* the body, no empty line */
-		} else {
-			if (f.len > 0)
-				st = dkim_header(d, (u_char *)f.p, f.len);
-			f.len = 0;
-			strbuf_add(&f, msg + i, e - i);
-		}
-		i = e + 1;
-	}
-	if (st == DKIM_STAT_OK && f.len > 0)
-		st = dkim_header(d, (u_char *)f.p, f.len);
-	free(f.p);
-	if (st != DKIM_STAT_OK || (st = dkim_eoh(d)) != DKIM_STAT_OK)
-		return st;
-	for (; i < len && st == DKIM_STAT_OK; i++) {
-		if (msg[i] == '\n')
-			chunk[n++] = '\r';
-		chunk[n++] = msg[i];
-		if (n >= FEED_CHUNK) {
-			st = dkim_body(d, (u_char *)chunk, n);
-			n = 0;
-		}
-	}
-	if (st == DKIM_STAT_OK && i > 0 && i == len && msg[len - 1] != '\n') {
-		chunk[n++] = '\r';
-		chunk[n++] = '\n';
-	}
-	if (st == DKIM_STAT_OK && n > 0)
-		st = dkim_body(d, (u_char *)chunk, n);
-	return st;
-}
-
-/* sign_one - one key's DKIM-Signature field (LF form) onto out */
-static int
-sign_one(const struct dkim_skey *k, const char *msg, size_t len,
-    struct strbuf *out, char *err, size_t errsize)
-{
-	DKIM_STAT st;
-	DKIM *d;
-	u_char *hdr;
-	size_t hlen;
-	int r = -1;
-
-	d = dkim_sign(lib, (u_char *)"chamois", NULL, (u_char *)k->pem,
-	    (u_char *)k->selector, (u_char *)k->domain, DKIM_CANON_RELAXED,
-	    DKIM_CANON_RELAXED, k->ed25519 ? DKIM_SIGN_ED25519SHA256 :
-	    DKIM_SIGN_RSASHA256, -1, &st);
-	if (d == NULL) {
-		snprintf(err, errsize, "s=%s: %s", k->selector,
-		    dkim_getresultstr(st));
-		return -1;
-	}
-	if ((st = feed(d, msg, len)) != DKIM_STAT_OK ||
-	    (st = dkim_eom(d, NULL)) != DKIM_STAT_OK ||
-	    (st = dkim_getsighdr_d(d, strlen("DKIM-Signature: "), &hdr,
-	    &hlen)) != DKIM_STAT_OK) {
-		const char *why = dkim_geterror(d);
-
-		snprintf(err, errsize, "s=%s: %s", k->selector,
-		    why ? why : dkim_getresultstr(st));
-		goto done;
-	}
-	strbuf_add(out, "DKIM-Signature: ", strlen("DKIM-Signature: "));
-	for (size_t i = 0; i < hlen; i++)	/* the library folds with CRLF */
-		if (hdr[i] != '\r')
-			strbuf_add(out, &hdr[i], 1);
-	strbuf_add(out, "\n", 1);
-	r = 0;
-done:
-	dkim_free(d);
-	return r;
-}
-
-/* ---- Ed25519 (RFC 8463) with OpenSSL ---------------------------------- */
+/* ---- canonicalisation (RFC 6376 3.4) ----------------------------------- */
 
 static bool
 wsp(char c)
@@ -455,25 +315,39 @@ canon_body(const char *b, size_t n, unsigned char md[SHA256_DIGEST_LENGTH])
 	return ok ? 0 : -1;
 }
 
-/* sha256 - of p[0..n) into md; -1 if OpenSSL fails */
-static int
-sha256(const void *p, size_t n, unsigned char md[SHA256_DIGEST_LENGTH])
-{
-	return EVP_Digest(p, n, md, NULL, EVP_sha256(), NULL) == 1 ? 0 : -1;
-}
-
-/* b64 - base64 of p[0..n) onto out */
+/* b64 - base64 of p[0..n) onto out, a fold (LF, tab) every FOLD_AT columns */
 static void
-b64(struct strbuf *out, const unsigned char *p, size_t n)
+b64(struct strbuf *out, const unsigned char *p, size_t n, bool fold)
 {
-	char buf[4 * ((SHA256_DIGEST_LENGTH + 64) / 3) + 8];
-	int len;
+	unsigned char buf[4 * 48 / 3 + 1];	/* 48 octets: 64 characters */
+	size_t col = 0;
 
-	if (n > 64)
-		return;
-	len = EVP_EncodeBlock((unsigned char *)buf, p, (int)n);
-	strbuf_add(out, buf, (size_t)len);
+	for (size_t i = 0; i < n; i += 48) {
+		size_t k = n - i < 48 ? n - i : 48;
+		int len = EVP_EncodeBlock(buf, p + i, (int)k);
+
+		for (int j = 0; j < len; j++) {
+			if (fold && col == FOLD_AT) {
+				strbuf_add(out, "\n\t", 2);
+				col = 0;
+			}
+			strbuf_add(out, (char *)&buf[j], 1);
+			col++;
+		}
+	}
 }
+
+/*
+ * struct parsed - what every signature of one message shares: h= (the
+ * signed fields present, in message order, then From again), the
+ * canonical form of the fields h= names (each name taking the last
+ * instance not yet taken, RFC 6376 5.4.2), and bh=
+ */
+struct parsed {
+	struct strbuf h;
+	struct strbuf fields;
+	unsigned char bh[SHA256_DIGEST_LENGTH];
+};
 
 /* one header field of the message: where it is and whether h= took it */
 struct hfield {
@@ -482,128 +356,176 @@ struct hfield {
 	bool used;
 };
 
-/*
- * sign_ed25519 - one Ed25519 DKIM-Signature field (LF form) onto out:
- * the fields of dkim_signed_headers present, in message order, then From
- * once more (over-signed); each h= name takes the last instance not yet
- * taken (RFC 6376 5.4.2); the hash is SHA-256 of the canonical fields and
- * of this signature's own field with b= empty (3.7), signed with
- * PureEdDSA (RFC 8463 3)
- */
+/* parse - msg[0..len) (LF form) into p; -1 if OpenSSL fails */
 static int
-sign_ed25519(const struct dkim_skey *k, const char *msg, size_t len,
-    struct strbuf *out, char *err, size_t errsize)
+parse(const char *msg, size_t len, struct parsed *p)
 {
 	struct hfield *f = NULL;
-	size_t nf = 0, i = 0, body = len, siglen = 64;
-	struct strbuf sig = { 0 }, hashed = { 0 }, h = { 0 };
-	unsigned char bh[SHA256_DIGEST_LENGTH], md[SHA256_DIGEST_LENGTH];
-	unsigned char b[64];
-	EVP_MD_CTX *ctx = NULL;
-	int r = -1;
+	size_t nf = 0, i = 0, body = len, col;
+	int r;
 
 	/* the header fields, each with its continuation lines */
 	while (i < len) {
 		const char *nl = memchr(msg + i, '\n', len - i);
 		size_t e = nl ? (size_t)(nl - msg) : len;
 
-		if (e == i || (e == i + 1 && msg[i] == '\r')) {
-			body = e + 1 <= len ? e + 1 : len;
+		if (e == i) {			/* the empty line */
+			body = e + 1;
 			break;
 		}
 		if (wsp(msg[i]) && nf > 0)
 			f[nf - 1].n = e - (size_t)(f[nf - 1].p - msg);
 		else if (header_field_name(msg + i, e - i) == 0) {
-			body = i;
+			body = i;		/* the body, no empty line */
 			break;
 		} else {
 			f = xreallocarray(f, nf + 1, sizeof(*f));
 			f[nf++] = (struct hfield){ msg + i, e - i, false };
 		}
 		i = e + 1;
+	}
+	if (body > len)
 		body = len;
-	}
-	if (canon_body(msg + body, len - body, bh) == -1) {
-		snprintf(err, errsize, "s=%s: SHA-256 failed", k->selector);
-		goto done;
+
+	/* h=, folded at a colon past FOLD_AT columns */
+	col = strlen("\th=");
+	for (size_t j = 0; j <= nf; j++) {
+		const char *name = NULL;
+
+		if (j == nf)
+			name = "From";
+		else
+			for (size_t s = 0; dkim_signed_headers[s] && !name; s++)
+				if (header_field_is(f[j].p, f[j].n,
+				    dkim_signed_headers[s]))
+					name = dkim_signed_headers[s];
+		if (name == NULL)
+			continue;
+		if (p->h.len > 0) {
+			strbuf_add(&p->h, ":", 1);
+			col++;
+		}
+		if (col + strlen(name) > FOLD_AT) {
+			strbuf_add(&p->h, "\n\t", 2);
+			col = 1;
+		}
+		strbuf_add(&p->h, name, strlen(name));
+		col += strlen(name);
 	}
 
-	/* h=: the signed fields present, top to bottom, then From again */
-	for (size_t j = 0; j < nf; j++)
-		for (size_t s = 0; dkim_signed_headers[s]; s++)
-			if (header_field_is(f[j].p, f[j].n, dkim_signed_headers[s])) {
-				strbuf_printf(&h, "%s%s", h.len ? ":" : "",
-				    dkim_signed_headers[s]);
-				break;
-			}
-	strbuf_printf(&h, "%sFrom", h.len ? ":" : "");
-
-	/* the fields named, each name taking its last unused instance */
-	for (const char *p = h.p; *p; ) {
-		const char *colon = strchr(p, ':');
-		size_t nl = colon ? (size_t)(colon - p) : strlen(p);
+	/* the fields h= names, bottom-up per name */
+	for (const char *s = p->h.p; *s; ) {
+		size_t nl;
 		char name[64];
 
-		snprintf(name, sizeof(name), "%.*s", (int)nl, p);
+		while (*s == ':' || *s == '\n' || *s == '\t')
+			s++;
+		nl = strcspn(s, ":\n");
+		snprintf(name, sizeof(name), "%.*s", (int)nl, s);
 		for (size_t j = nf; j-- > 0; )
 			if (!f[j].used && header_field_is(f[j].p, f[j].n, name)) {
 				f[j].used = true;
-				canon_header(&hashed, f[j].p, f[j].n, true);
+				canon_header(&p->fields, f[j].p, f[j].n, true);
 				break;
 			}
-		p += nl + (colon != NULL);
+		s += nl;
 	}
+	free(f);
+	r = canon_body(msg + body, len - body, p->bh);
+	return r;
+}
 
-	strbuf_printf(&sig, "DKIM-Signature: v=1; a=ed25519-sha256; "
-	    "c=relaxed/relaxed; d=%s;\n\ts=%s; t=%lld; bh=", k->domain,
-	    k->selector, (long long)time(NULL));
-	b64(&sig, bh, sizeof(bh));
-	strbuf_printf(&sig, ";\n\th=%s;\n\tb=", h.p);
-	canon_header(&hashed, sig.p, sig.len, false);
-	if (sha256(hashed.p, hashed.len, md) == -1 ||
-	    (ctx = EVP_MD_CTX_new()) == NULL ||
-	    EVP_DigestSignInit(ctx, NULL, NULL, NULL, k->pkey) != 1 ||
-	    EVP_DigestSign(ctx, b, &siglen, md, sizeof(md)) != 1) {
-		snprintf(err, errsize, "s=%s: Ed25519 signing failed", k->selector);
-		goto done;
+/*
+ * sign_key - one key's DKIM-Signature field (LF form) onto out: the
+ * data signed is the canonical fields, then this field with b= empty
+ * (RFC 6376 3.7); RSA signs it as RSASSA-PKCS1-v1_5 with SHA-256 (3.3.1),
+ * Ed25519 signs its SHA-256 hash with PureEdDSA (RFC 8463 3)
+ */
+static int
+sign_key(const struct dkim_skey *k, const struct parsed *p,
+    struct strbuf *out, char *err, size_t errsize)
+{
+	struct strbuf sig = { 0 }, data = { 0 };
+	unsigned char md[SHA256_DIGEST_LENGTH], *b = NULL;
+	const unsigned char *tbs;
+	size_t tbslen, blen = 0;
+	EVP_MD_CTX *ctx = NULL;
+	int r = -1;
+
+	strbuf_printf(&sig, "DKIM-Signature: v=1; a=%s; c=relaxed/relaxed; "
+	    "d=%s;\n\ts=%s; t=%lld; bh=", k->ed25519 ? "ed25519-sha256" :
+	    "rsa-sha256", k->domain, k->selector, (long long)time(NULL));
+	b64(&sig, p->bh, sizeof(p->bh), false);
+	strbuf_printf(&sig, ";\n\th=%s;\n\tb=", p->h.p);
+	strbuf_add(&data, p->fields.p, p->fields.len);
+	canon_header(&data, sig.p, sig.len, false);
+	tbs = (const unsigned char *)data.p;
+	tbslen = data.len;
+	if (k->ed25519) {
+		if (EVP_Digest(data.p, data.len, md, NULL, EVP_sha256(),
+		    NULL) != 1)
+			goto fail;
+		tbs = md;
+		tbslen = sizeof(md);
 	}
-	b64(&sig, b, siglen);
+	if ((ctx = EVP_MD_CTX_new()) == NULL ||
+	    EVP_DigestSignInit(ctx, NULL, k->ed25519 ? NULL : EVP_sha256(),
+	    NULL, k->pkey) != 1 ||
+	    EVP_DigestSign(ctx, NULL, &blen, tbs, tbslen) != 1)
+		goto fail;
+	b = xmalloc(blen);
+	if (EVP_DigestSign(ctx, b, &blen, tbs, tbslen) != 1)
+		goto fail;
+	b64(&sig, b, blen, true);
 	strbuf_add(out, sig.p, sig.len);
 	strbuf_add(out, "\n", 1);
 	r = 0;
+	goto done;
+fail:
+	snprintf(err, errsize, "s=%s: %s signing failed", k->selector,
+	    k->ed25519 ? "Ed25519" : "RSA");
 done:
 	EVP_MD_CTX_free(ctx);
+	free(b);
 	free(sig.p);
-	free(hashed.p);
-	free(h.p);
-	free(f);
+	free(data.p);
 	return r;
 }
 
 char *
 dkim_sign_message(const struct dkim_signer *s, const char *from_domain,
-    const char *msg, size_t len, size_t *outlen, char *err, size_t errsize)
+    const char *msg, size_t len, size_t *outlen, size_t *nsigs, char *err,
+    size_t errsize)
 {
 	const char *domain = dkim_signer_domain(s, from_domain);
+	struct parsed p = { 0 };
 	struct strbuf out = { 0 };
 	size_t el = 0;
 
 	err[0] = '\0';
-	if (domain == NULL || lib == NULL)
+	*nsigs = 0;
+	*outlen = 0;
+	if (domain == NULL)
 		return NULL;
+	if (parse(msg, len, &p) == -1) {
+		snprintf(err, errsize, "SHA-256 of the message failed");
+		goto done;
+	}
 	for (size_t i = 0; i < s->nkeys; i++) {
 		char one[256];
 
 		if (strcmp(s->keys[i].domain, domain) != 0)
 			continue;
-		if ((s->keys[i].ed25519 ? sign_ed25519(&s->keys[i], msg, len,
-		    &out, one, sizeof(one)) : sign_one(&s->keys[i], msg, len,
-		    &out, one, sizeof(one))) == -1 &&
-		    el < errsize) {
+		if (sign_key(&s->keys[i], &p, &out, one, sizeof(one)) == 0)
+			(*nsigs)++;
+		else if (el < errsize) {
 			snprintf(err + el, errsize - el, "%s%s", el ? "; " : "", one);
 			el = strlen(err);
 		}
 	}
+done:
+	free(p.h.p);
+	free(p.fields.p);
 	*outlen = out.len;
 	if (out.len == 0) {
 		free(out.p);

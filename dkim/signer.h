@@ -2,7 +2,8 @@
  * signer.h - DKIM signing of what the queue sends (RFC 6376, RFC 8463;
  * chamois.conf(5) "dkim_key", doc/queue.md "Signing"): the keys of one
  * config, loaded and checked, and the signature header fields of one
- * message.  A leaf: uses common/ and libopendkim only.
+ * message, signed with OpenSSL (signer.c says why not libopendkim).  A
+ * leaf: uses common/ only.
  */
 #ifndef CHAMOIS_DKIM_SIGNER_H
 #define CHAMOIS_DKIM_SIGNER_H
@@ -52,12 +53,15 @@ extern const char *const dkim_signed_headers[];
  * dkim_sign_message - the DKIM-Signature fields (LF form, one per key of
  * the domain that from_domain is under, in dkim_key order) for the
  * LF-form message msg[0..len), relaxed/relaxed, malloc'd in *out
- * (*outlen); NULL when no key is for that domain.  A key that fails
- * leaves its signature out and is named in err (the others still sign).
- * Thread-safe: a worker thread signs while the loop runs.
+ * (*outlen), *nsigs of them; NULL when no key is for that domain.  The
+ * message is parsed and its body hashed once for all the keys.  A key
+ * that fails leaves its signature out and is named in err (the others
+ * still sign).  Thread-safe: worker threads sign at once with one signer
+ * while the loop runs (the keys are only read).
  */
 char *dkim_sign_message(const struct dkim_signer *, const char *from_domain,
-    const char *msg, size_t len, size_t *outlen, char *err, size_t errsize);
+    const char *msg, size_t len, size_t *outlen, size_t *nsigs, char *err,
+    size_t errsize);
 
 /* keygen.c */
 /*

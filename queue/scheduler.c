@@ -134,6 +134,14 @@ job(void (*work)(void *), void (*done)(void *), void *arg)
 	worker_submit(work, done, arg);
 }
 
+/* job_cpu - the same on the CPU pool (common/worker.h) */
+static void
+job_cpu(void (*work)(void *), void (*done)(void *), void *arg)
+{
+	q.jobs++;
+	worker_submit_cpu(work, done, arg);
+}
+
 static void
 job_end(void)
 {
@@ -410,6 +418,9 @@ struct submit_job {
 	const char *unsigned_why;	/* not signed, and why (static text) */
 	size_t signatures;
 	char sign_err[512];		/* a key that failed */
+	/* signed: the fields made (head) and the message they sign */
+	char *head, *signed_body;
+	size_t headlen, bodylen;
 };
 
 /*
@@ -426,45 +437,63 @@ sign(struct submit_job *j, const char *body, size_t len, size_t *headlen)
 	    &j->unsigned_why) == NULL)
 		return NULL;
 	head = dkim_sign_message(j->signer, j->from_domain, body, len, headlen,
-	    j->sign_err, sizeof(j->sign_err));
+	    &j->signatures, j->sign_err, sizeof(j->sign_err));
 	if (head == NULL)
 		j->unsigned_why = "the From domain has no dkim_key";
-	else
-		for (const char *p = head; (p = strstr(p, "DKIM-Signature:")); p++)
-			j->signatures++;
 	return head;
 }
 
+static void submit_done(void *);
+
+/* submit_work - on the disk pool: the message into the store */
 static void
 submit_work(void *arg)
 {
 	struct submit_job *j = arg;
-	char *body, *head = NULL;
-	size_t len, headlen = 0;
 
 	if (j->error)
 		return;		/* refused before the store was asked */
-	if (j->signer == NULL) {
+	if (j->signed_body != NULL)
+		j->result = qstore_put_buf(q.store, j->msg, j->head, j->headlen,
+		    j->signed_body, j->bodylen, j->err, sizeof(j->err));
+	else
 		j->result = qstore_put(q.store, j->msg, j->body, j->err,
 		    sizeof(j->err));
-		j->error = j->result ? errno : 0;
+	j->error = j->result ? errno : 0;
+}
+
+/*
+ * sign_work - on the CPU pool: the message read whole and signed once,
+ * here, so that every attempt sends these same bytes.  Whole is what the
+ * store takes anyway: a message is one BDB record (queue/queue_db.c), at
+ * most message_size_limit octets.
+ */
+static void
+sign_work(void *arg)
+{
+	struct submit_job *j = arg;
+
+	if (j->error)
 		return;
-	}
-	if (qstore_body_read(j->body, &body, &len) == -1) {
+	if (qstore_body_read(j->body, &j->signed_body, &j->bodylen) == -1) {
 		j->error = errno;
 		j->result = -1;
 		snprintf(j->err, sizeof(j->err), "queue %s: reading the body: %s",
 		    j->msg->id, strerror(j->error));
+		j->signed_body = NULL;
 		return;
 	}
-	/* signed once, here: every attempt sends these same bytes */
-	if ((head = sign(j, body, len, &headlen)) != NULL)
-		j->msg->size += headlen;
-	j->result = qstore_put_buf(q.store, j->msg, head, headlen, body, len,
-	    j->err, sizeof(j->err));
-	j->error = j->result ? errno : 0;
-	free(head);
-	free(body);
+	if ((j->head = sign(j, j->signed_body, j->bodylen, &j->headlen)) != NULL)
+		j->msg->size += j->headlen;
+}
+
+/* sign_done - on the loop: signed, now stored (the job stays counted) */
+static void
+sign_done(void *arg)
+{
+	struct submit_job *j = arg;
+
+	worker_submit(submit_work, submit_done, j);
 }
 
 /* sign_log - on the loop: what signing did to a stored message */
@@ -519,6 +548,8 @@ submit_done(void *arg)
 	body_free(j->body);
 	free(j->body);
 	dkim_signer_free(j->signer);
+	free(j->head);
+	free(j->signed_body);
 	free(j);
 }
 
@@ -656,7 +687,11 @@ queue_submit(struct queue_msg *m, struct body *b, queue_put_cb cb, void *arg)
 		j->error = EEXIST;
 		snprintf(j->err, sizeof(j->err), "%s is already queued", m->id);
 	}
-	job(submit_work, submit_done, j);
+	/* signing is CPU work: its pool, then the disk pool stores */
+	if (j->signer != NULL)
+		job_cpu(sign_work, sign_done, j);
+	else
+		job(submit_work, submit_done, j);
 }
 
 /* ---- administration ----------------------------------------------------- */
