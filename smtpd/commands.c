@@ -9,7 +9,11 @@
  * route, which answers through smtpd_rcpt_answer(); DATA, every chunk of
  * the message and the final dot (after the checks every route shares:
  * size, long lines, loops) go to the same route, whose smtpd_data_go()
- * and smtpd_tx_done() move the session on.  No route is named here.
+ * and smtpd_tx_done() move the session on.  The role's checks (route.h,
+ * struct smtpd_check_ops) see each RCPT before its router, the message as
+ * it was sent, and give their verdict before the route's end; the header
+ * fields they drop are held back by header_filter (dataphase.c).  No
+ * route and no check is named here.
  */
 #include <ctype.h>
 #include <errno.h>
