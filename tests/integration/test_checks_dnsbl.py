@@ -7,6 +7,7 @@ import pytest
 
 from harness import (check, dead_port, ipv6_loopback_available, sample_message,
                      smtp_client, wait_until)
+from peers.remote import fwd_env  # noqa: F401 (fixture)
 
 LISTED = "554 5.7.1 Service unavailable; client [127.0.0.1] listed by bl.test"
 
@@ -51,6 +52,18 @@ def test_listed_client_refused_at_rcpt(bl_daemon):
     assert "smtp dnsbl zone=bl.test address=127.0.0.1 result=listed answer=127.0.0.2" \
         in d.log()
     assert d.messages("alice@example.test") == []
+
+
+def test_listed_client_never_reaches_a_forward_target(fwd_env):
+    """The list answers before the router: a forwarded address's target
+    is never contacted for a listed client."""
+    r = fwd_env.remote("remote.test")
+    fwd_env.dns.raw("--host-record=1.0.0.127.bl.test,127.0.0.2")
+    d = fwd_env.daemon(aliases={"fwd@example.test": ["carol@remote.test"]},
+                       extra_conf="dnsbl bl.test")
+    assert rcpt_reply(d, "fwd@example.test") == LISTED
+    fwd_env.remotes.settle()
+    assert r.connections == [], r.transcript()
 
 
 def test_postmaster_always_reachable(bl_daemon):
