@@ -319,29 +319,22 @@ held_done(struct header_filter *f, char *out)
 	return n;
 }
 
-/* hold - one more octet of a held field (or of a name) */
-static size_t
-hold(struct header_filter *f, char c, char *out)
+/*
+ * hold - one more octet of a held field (or of a name): past the room the
+ * field is removed whole (a name that long matched the whole name, then
+ * blanks before its colon)
+ */
+static void
+hold(struct header_filter *f, char c)
 {
 	if (f->holdlen == sizeof(f->hold)) {
-		size_t n = 0;
-
-		if (f->mode == HF_NAME) {
-			/* a name this long is no Authentication-Results */
-			memcpy(out, f->hold, f->holdlen);
-			n = f->holdlen;
-			out[n++] = c;
-			f->mode = HF_PASS;
-		} else {
-			f->mode = HF_DROP;
-			f->dropped++;
-			f->overlong++;
-		}
+		f->mode = HF_DROP;
+		f->dropped++;
+		f->overlong++;
 		f->holdlen = 0;
-		return n;
+		return;
 	}
 	f->hold[f->holdlen++] = c;
-	return 0;
 }
 
 size_t
@@ -370,7 +363,7 @@ header_filter(struct header_filter *f, const char *in, size_t len, char *out)
 			f->at_bol = true;
 		switch (f->mode) {
 		case HF_NAME:
-			o += hold(f, c, out + o);
+			hold(f, c);
 			if (f->mode != HF_NAME)
 				break;
 			if (c == '\n' || name_state(f) == HF_PASS) {
@@ -382,7 +375,7 @@ header_filter(struct header_filter *f, const char *in, size_t len, char *out)
 				f->mode = HF_HOLD;
 			break;
 		case HF_HOLD:
-			o += hold(f, c, out + o);
+			hold(f, c);
 			break;
 		case HF_DROP:
 			break;
