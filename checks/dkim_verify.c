@@ -49,6 +49,7 @@ struct dkim_eval {
 	struct auth_results *out;
 	struct dkim_key keys[AUTH_DKIM_MAX];
 	size_t nkeys;
+	unsigned nsigs;			/* DKIM-Signature fields seen */
 	unsigned pending;		/* key look-ups out */
 	struct auth_dkim_sig res[AUTH_DKIM_MAX];
 	size_t nres;
@@ -203,6 +204,7 @@ dkim_eval_header(struct dkim_eval *e, const char *f, size_t n)
 	if (nl > 0 && header_field_is(f, n, "DKIM-Signature")) {
 		const char *colon = memchr(f, ':', n);
 
+		e->nsigs++;
 		if (colon != NULL)
 			signature_seen(e, colon + 1, n - (size_t)(colon + 1 - f));
 	}
@@ -214,7 +216,8 @@ dkim_eval_eoh(struct dkim_eval *e)
 	if (e->dkim == NULL || e->eoh)
 		return;
 	e->eoh = true;
-	if (dkim_eoh(e->dkim) != DKIM_STAT_OK) {	/* no signature at all */
+	/* no signature, or none that parses (then permerror: verify_start) */
+	if (dkim_eoh(e->dkim) != DKIM_STAT_OK) {
 		dkim_free(e->dkim);
 		e->dkim = NULL;
 	}
@@ -361,6 +364,18 @@ verify_start(struct dkim_eval *e)
 {
 	if (e->dkim == NULL || !e->eoh) {
 		e->out->ndkim = 0;
+		if (e->nsigs > 0) {	/* signatures, but libopendkim took none */
+			struct auth_dkim_sig *s = &e->out->dkim[0];
+
+			memset(s, 0, sizeof(*s));
+			s->result = AUTH_PERMERROR;
+			str_copy(s->why, "signature does not parse", sizeof(s->why));
+			if (e->nkeys > 0) {
+				str_copy(s->d, e->keys[0].d, sizeof(s->d));
+				str_copy(s->s, e->keys[0].s, sizeof(s->s));
+			}
+			e->out->ndkim = 1;
+		}
 		e->done(e->arg);
 		return;
 	}

@@ -70,7 +70,8 @@ def zone(tmp_path_factory):
     sk = nacl.signing.SigningKey.generate()
     z.ed_priv = base64.b64encode(bytes(sk))
     ed_pub = base64.b64encode(bytes(sk.verify_key)).decode()
-    dns = Dnsmasq(d / "dns")
+    # 127.in-addr.arpa too: a PTR that is not there is NXDOMAIN, not a failure
+    dns = Dnsmasq(d / "dns", local_zones=("test", "127.in-addr.arpa"))
     txt(dns, "example.test", "v=spf1 ip4:127.0.0.1 -all")
     dns.address("example.test", "127.0.0.1")
     txt(dns, "_dmarc.example.test", "v=DMARC1; p=reject; sp=quarantine")
@@ -89,6 +90,10 @@ def zone(tmp_path_factory):
     dns.address("host.spf.test", "127.0.0.6")
     txt(dns, "redirect.test", "v=spf1 redirect=spf.test")
     txt(dns, "void.test", "v=spf1 a:n1.void.test a:n2.void.test a:n3.void.test ip4:127.0.0.7 -all")
+    txt(dns, "ptr.test", "v=spf1 ptr -all")
+    dns.address("host.ptr.test", "127.0.0.12")          # and its PTR
+    txt(dns, "exists.test", "v=spf1 exists:%{i}.ex.exists.test -all")
+    dns.address("127.0.0.13.ex.exists.test", "127.0.0.1")
     txt(dns, "txtonly.test", "site-verification=abc")
     txt(dns, "badspf.test", "v=spf1 ip4:300.1.1.1 -all")
     txt(dns, "_dmarc.np.test", "v=DMARC1; p=none; np=reject")
@@ -320,6 +325,16 @@ def test_spf_through_include_mx_and_a_in_rounds(driver, zone):
     assert results(field)["spf"] == ["pass"], field
 
 
+@pytest.mark.parametrize("domain,client,want", [
+    ("ptr.test", "127.0.0.12", "pass"), ("ptr.test", "127.0.0.14", "fail"),
+    ("exists.test", "127.0.0.13", "pass"), ("exists.test", "127.0.0.14", "fail"),
+])
+def test_spf_ptr_and_exists_with_a_macro(driver, zone, domain, client, want):
+    field, _, _ = run(driver, zone.dns.port, MESSAGE, client=client,
+                      mail_from="x@" + domain)
+    assert results(field)["spf"] == [want], field
+
+
 def test_txt_without_spf_is_none_and_a_broken_record_permerror(driver, zone):
     field, _, _ = run(driver, zone.dns.port, MESSAGE, mail_from="x@txtonly.test")
     assert results(field)["spf"] == ["none"], field
@@ -384,6 +399,13 @@ def test_rsa_sha1_is_policy(driver, zone):
     assert results(field)["dmarc"] == ["fail"], field
 
 
+def test_a_signature_that_does_not_parse_is_permerror(driver, zone):
+    msg = b"DKIM-Signature: v=1; a=rsa-sha256; d=example.test; s=rsa\r\n" + MESSAGE
+    field, _, _ = run(driver, zone.dns.port, msg, client="127.0.0.2")
+    assert results(field)["dkim"] == ["permerror"], field
+    assert "header.d=example.test" in field
+
+
 def test_only_eight_signatures_are_checked(driver, zone):
     msg = MESSAGE
     heads = [b"from", b"to", b"subject"]
@@ -404,16 +426,17 @@ def valgrind(argv):
     return ["valgrind", "-q", "--error-exitcode=99", "--leak-check=no"] + argv
 
 
-@pytest.mark.parametrize("wait", [0, 300])
-def test_free_with_work_in_flight_touches_nothing(driver, zone, wait):
+@pytest.mark.parametrize("wait,sign", [(0, True), (300, True), (300, False)])
+def test_free_with_work_in_flight_touches_nothing(driver, zone, wait, sign):
     """auth_check_free right after auth_check_finish: with the look-ups
-    still out (wait 0), or with the keys in and the verification on the
-    CPU pool (wait 300 ms); what comes back later must not touch the
+    still out (wait 0), with the keys in and the verification on the CPU
+    pool (wait 300 ms), or with everything in and only the report's event
+    pending (unsigned, 300 ms); what comes back later must not touch the
     freed check (valgrind, when installed, says if it does), and the
     callback never runs."""
     argv = valgrind([str(driver), "-x", "-w", str(wait), str(zone.dns.port),
                      "127.0.0.1", "mail.example.test", "alice@example.test"])
-    p = subprocess.run(argv, input=signed(zone), stdout=subprocess.PIPE,
+    p = subprocess.run(argv, input=signed(zone) if sign else MESSAGE, stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, timeout=120)
     out = p.stdout.decode(errors="replace")
     assert p.returncode == 0, (out, p.stderr.decode(errors="replace"))
