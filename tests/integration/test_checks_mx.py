@@ -22,6 +22,7 @@ import pytest
 from harness import (crlf, dead_port, delivered_auth_results, split_delivered,
                      wait_until)
 from peers.exim import exim_available, exims  # noqa: F401 (fixtures)
+from peers.queue_util import qbins, sendmail_ok, wait_ready  # noqa: F401
 from peers.remote import assert_reply, fwd_env, split_first_header, transaction  # noqa: F401
 
 ALIASES = {"fwd@example.test": ["carol@remote.test"]}
@@ -244,6 +245,47 @@ def test_forged_auth_results_removed_forwarded(env):
     assert b"header.d=example.test" not in rest and b"boss@example.test" not in rest
     assert b"Authentication-Results: other.example; spf=fail" in rest
     assert rest.lower().count(b"authentication-results") == 1
+
+
+# -- chamoisd as the sender: its own RSA and Ed25519 signatures -----------
+
+
+def test_chamois_signed_rsa_and_ed25519_pass_at_another_chamois(env, qbins):
+    """A chamoisd of sender.test signs what its queue sends with an RSA and
+    an Ed25519 key (dkim_key, made by chamoisctl dkim-keygen); the
+    example.test chamoisd it delivers to verifies both: dkim=pass for each,
+    and DMARC passes through DKIM alone (sender.test has no SPF record
+    here, so spf=none)."""
+    keys = env.dir / "keys"
+    keys.mkdir()
+    conf = []
+    for sel, args in (("kr", []), ("ke", ["-t", "ed25519"])):
+        p = subprocess.run([str(qbins["chamoisctl"]), "-f", str(env.dir / "no.conf"),
+                            "dkim-keygen"] + args + ["other.test", sel,
+                                                     str(keys / (sel + ".pem"))],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+        assert p.returncode == 0, p
+        line, record = p.stdout.decode().splitlines()
+        conf.append(line)
+        env.dns.raw("--txt-record=%s._domainkey.other.test,%s"
+                    % (sel, ",".join(re.findall(r'"([^"]*)"', record))))
+    txt(env.dns, "_dmarc.other.test", "v=DMARC1; p=reject")
+    # the receiving chamoisd is example.test's MX, on the remotes' port
+    env.dns.mx("example.test", "mx.b.test", 10)
+    env.dns.address("mx.b.test", "127.0.0.60")
+    b = env.daemon(aliases=ALIASES, extra_conf="listen mx 127.0.0.60:%d" % env.remote_port)
+    a = wait_ready(env.daemon(domains=("other.test",), mailboxes=("joe@other.test",),
+                              hostname="mx.other.test", extra_conf="\n".join(conf)))
+    msg = ("From: Joe <joe@other.test>\nTo: alice@example.test\nSubject: both keys\n"
+           "Message-ID: <bothkeys@other.test>\nDate: Thu, 01 Jan 2026 00:00:00 +0000\n"
+           "\nSigned twice.\n").encode()
+    sendmail_ok(qbins, a, ["alice@example.test"], msg, sender="joe@other.test")
+    ar = delivered_auth_results(local_copy(b))
+    assert ar is not None
+    sigs = re.findall(r"dkim=(\w+) header\.d=(\S+) header\.s=(\w+) header\.a=([\w-]+)", ar)
+    assert sorted(sigs) == [("pass", "other.test", "ke", "ed25519-sha256"),
+                            ("pass", "other.test", "kr", "rsa-sha256")], ar
+    assert results_of(ar)["dmarc"] == "pass" and results_of(ar)["spf"] == "none", ar
 
 
 # -- Exim as the sender ---------------------------------------------------------------------
