@@ -19,7 +19,7 @@ import subprocess
 import dkim
 import pytest
 
-from harness import (crlf, dead_port, delivered_auth_results, split_delivered,
+from harness import (ROOT, crlf, dead_port, delivered_auth_results, split_delivered,
                      wait_until)
 from peers.exim import exim_available, exims  # noqa: F401 (fixtures)
 from peers.queue_util import qbins, sendmail_ok, wait_ready  # noqa: F401
@@ -139,6 +139,43 @@ def test_signed_message_passes_forwarded(env):
     assert rest == msg
     assert dkim.verify(rest, dnsfunc=lambda name, timeout=5: b"".join(
         a[1][1:] for a in env.dns.query(name.decode().rstrip("."), "TXT")[1]))
+
+
+def opendkim_signed(env, msg):
+    """msg signed by OpenDKIM (tests/dkim/opendkim_sign.c) with sender.test's key."""
+    signer = ROOT / "build" / "tests" / "opendkim_sign"
+    if not signer.exists():
+        p = subprocess.run(["make", "-C", str(ROOT), "build/tests/opendkim_sign"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+        assert p.returncode == 0, p.stdout.decode(errors="replace")
+    keyfile = env.dir / "sender.pem"
+    keyfile.write_bytes(env.key)
+    p = subprocess.run([str(signer), "sender.test", "sel", str(keyfile)], input=msg,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith(b"DKIM-Signature: ") and p.stdout.endswith(msg)
+    return p.stdout
+
+
+def test_opendkim_signed_passes_dmarc_through_dkim(env):
+    """Signed by OpenDKIM, sent with an envelope of a domain without SPF:
+    only the aligned DKIM pass keeps sender.test's p=reject from refusing
+    it, locally and before a forward."""
+    d = daemon(env)
+    msg = opendkim_signed(env, message("joe@sender.test", "opendkim signed"))
+    out = transaction(d, "bounces@evil.test", ["alice@example.test"], msg)
+    assert_reply(out["eod"], "250 2.0.0")
+    ar = delivered_auth_results(local_copy(d))
+    assert results_of(ar) == {"spf": "none", "dkim": "pass", "dmarc": "pass"}, ar
+    out = transaction(d, "bounces@evil.test", ["fwd@example.test"], msg)
+    assert_reply(out["eod"], "250 2.0.0")
+    ar, _, rest = forwarded_copy(env)
+    assert results_of(ar) == {"spf": "none", "dkim": "pass", "dmarc": "pass"}, ar
+    assert rest == msg
+    # the same message unsigned fails DMARC p=reject: 550 5.7.1
+    out = transaction(d, "bounces@evil.test", ["alice@example.test"],
+                      message("joe@sender.test", "opendkim unsigned"))
+    assert_reply(out["eod"], "550 5.7.1")
 
 
 # -- our own domain, forged ------------------------------------------------------
