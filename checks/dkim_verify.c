@@ -82,7 +82,7 @@ key_lookup(DKIM *dkim, DKIM_SIGINFO *sig, u_char *buf, size_t buflen)
 		memcpy(buf, k->text, strlen(k->text) + 1);
 		return DKIM_CBSTAT_CONTINUE;
 	}
-	return DKIM_CBSTAT_TRYAGAIN;	/* not fetched: past AUTH_DKIM_MAX */
+	return DKIM_CBSTAT_NOTFOUND;	/* not fetched: d= or s= unusable */
 }
 
 /* prescreen - only the first AUTH_DKIM_MAX signatures are verified */
@@ -166,13 +166,16 @@ signature_seen(struct dkim_eval *e, const char *v, size_t n)
 	for (size_t i = 0; i < e->nkeys; i++)
 		if (strcmp(e->keys[i].d, d) == 0 && strcmp(e->keys[i].s, s) == 0)
 			return;
-	if (!bsnprintf(name, sizeof(name), "%s._domainkey.%s", s, d) ||
-	    strlen(name) > DOMAIN_MAX)
-		return;
 	k = &e->keys[e->nkeys++];
 	str_copy(k->d, d, sizeof(k->d));
 	str_copy(k->s, s, sizeof(k->s));
 	k->e = e;
+	if (!bsnprintf(name, sizeof(name), "%s._domainkey.%s", s, d) ||
+	    !dns_name_ok(name)) {
+		k->in = true;		/* no such key can exist: permerror */
+		k->st = DNS_NXDOMAIN;
+		return;
+	}
 	e->pending++;
 	k->lk = lookup_start(e->r, name, DNS_RR_TXT, key_answer, k);
 }

@@ -149,36 +149,44 @@ parent(const char *d)
 	return dot != NULL && dot[1] != '\0' ? dot + 1 : NULL;
 }
 
+/* walk_names - the names of the walk: D, then (past 8 labels) its last 7, then up */
+static void
+walk_names(struct dmarc_eval *e, const char *from)
+{
+	const char *d;
+
+	str_copy(e->from, from, sizeof(e->from));
+	d = e->from;
+	while (d != NULL && e->nnames < DMARC_WALK) {
+		str_copy(e->names[e->nnames].name, d, sizeof(e->names[0].name));
+		e->names[e->nnames].e = e;
+		e->nnames++;
+		if (d == e->from && labels(d) > DMARC_WALK) {
+			while (labels(d) > DMARC_WALK - 1)
+				d = parent(d);
+		} else
+			d = parent(d);
+	}
+}
+
 struct dmarc_eval *
 dmarc_eval_start(struct resolver *r, const char *from, eval_done_cb done,
     void *arg)
 {
 	struct dmarc_eval *e = xcalloc(1, sizeof(*e));
-	const char *d = from;
 	char q[DOMAIN_MAX + 16];
 
 	dmarc_lib();
 	e->r = r;
 	e->done = done;
 	e->arg = arg;
-	str_copy(e->from, from, sizeof(e->from));
-	/* the names of the walk: D, then (past 8 labels) its last 7, then up */
-	while (d != NULL && e->nnames < DMARC_WALK) {
-		str_copy(e->names[e->nnames].name, d, sizeof(e->names[0].name));
-		e->names[e->nnames].e = e;
-		e->nnames++;
-		if (d == from && labels(d) > DMARC_WALK) {
-			while (labels(d) > DMARC_WALK - 1)
-				d = parent(d);
-		} else
-			d = parent(d);
-	}
+	walk_names(e, from);
 	e->pending = 1;		/* held while the look-ups start */
 	for (size_t i = 0; i < e->nnames; i++) {
 		struct dmarc_name *dn = &e->names[i];
 
 		if (!bsnprintf(q, sizeof(q), "_dmarc.%s", dn->name) ||
-		    strlen(q) > DOMAIN_MAX) {
+		    !dns_name_ok(q)) {
 			dn->in = true;
 			dn->st = DNS_NXDOMAIN;
 			continue;

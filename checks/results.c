@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "../common/addr.h"
 #include "../common/util.h"
 #include "eval.h"
 
@@ -294,6 +295,30 @@ auth_results_names(const char *f, size_t n, const char *authserv_id)
 	return strcasecmp(id, authserv_id) == 0;
 }
 
+/* ---- names ------------------------------------------------------------- */
+
+bool
+dns_name_ok(const char *name)
+{
+	size_t len = strlen(name), label = 0;
+
+	if (len > 0 && name[len - 1] == '.')
+		len--;
+	if (len == 0 || len > 253)		/* RFC 1035 2.3.4 */
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if (name[i] != '.') {
+			if (++label > 63)
+				return false;
+			continue;
+		}
+		if (label == 0)
+			return false;	/* an empty label */
+		label = 0;
+	}
+	return label > 0;
+}
+
 /* ---- the From domain ---------------------------------------------------- */
 
 bool
@@ -387,9 +412,12 @@ from_domain_of(const char *v, size_t n, char *out, size_t size)
 		return false;
 	for (char *s = at; *s; s++)
 		if (!(isalnum((unsigned char)*s) || *s == '-' || *s == '.' ||
-		    *s == '_'))
+		    *s == '_' || (unsigned char)*s >= 0x80))
 			return false;
-	if (!str_copy(out, at, size))
+	/* a U-label domain (RFC 6532) as its A-label, the name DNS knows */
+	if (!str_is_ascii(at, len))
+		return addr_domain_key(at, out, size) && dns_name_ok(out);
+	if (!dns_name_ok(at) || !str_copy(out, at, size))
 		return false;
 	str_lower(out);
 	return true;

@@ -28,6 +28,7 @@
 
 #include <spf2/spf.h>
 
+#include "../common/addr.h"
 #include "../common/log.h"
 #include "../common/util.h"
 #include "eval.h"
@@ -184,6 +185,8 @@ layer_lookup(SPF_dns_server_t *s, const char *domain, ns_type type,
 		return SPF_dns_rr_new_init(s, domain, type, 0, HOST_NOT_FOUND);
 	memcpy(name, domain, len);
 	name[len] = '\0';
+	if (!dns_name_ok(name))	/* no such name can exist: not a DNS failure */
+		return SPF_dns_rr_new_init(s, domain, type, 0, HOST_NOT_FOUND);
 	if ((rec = rec_find(e, name, type)) == NULL) {
 		e->misses++;
 		if (e->nrecs == nitems(e->recs)) {
@@ -404,6 +407,19 @@ spf_eval_start(struct resolver *r, const struct auth_check_params *p,
 		    sizeof(out->spf_domain));
 	}
 	str_lower(out->spf_domain);
+	/* a U-label domain (SMTPUTF8) is asked as its A-label */
+	if (!str_is_ascii(out->spf_domain, strlen(out->spf_domain))) {
+		char a[DOMAIN_MAX + 1];
+
+		if (!addr_domain_key(out->spf_domain, a, sizeof(a)))
+			a[0] = '\0';
+		str_copy(out->spf_domain, a, sizeof(out->spf_domain));
+		if (out->spf_helo)
+			str_copy(e->helo, a, sizeof(e->helo));
+		else if ((at = strrchr(e->mail_from, '@')) != NULL &&
+		    (size_t)(at + 1 - e->mail_from) + strlen(a) < sizeof(e->mail_from))
+			memcpy((char *)at + 1, a, strlen(a) + 1);
+	}
 	/*
 	 * no domain to check (a HELO address literal, a MAIL FROM without
 	 * one): "none" (RFC 7208 2.3, 4.3)

@@ -300,3 +300,28 @@ authres = {
 }
 for k, v in authres.items():
     put("fuzz_authres", k, v)
+
+
+# ---- fuzz_spf: "CLIENT DOMAIN", then "NAME TYPE DATA" lines ----
+spf_seeds = {
+    'fail-exp': '2001:db8::1 example.org\nexample.org TXT v=spf1 a:fail.example.org -all exp=why.example.org\nfail.example.org FAIL\nwhy.example.org TXT %{i} is not one of %{d}s hosts\n',
+    'include-loop': '192.0.2.9 loop.example\nloop.example TXT v=spf1 include:loop.example -all\n',
+    'many-mechanisms': '192.0.2.1 example.org\nexample.org TXT v=spf1 include:_spf.example.org mx a:%{d}.x.example.org ptr exists:%{ir}.%{v}.e.example.org redirect=r.example.org\n_spf.example.org TXT v=spf1 ip4:10.0.0.0/8 ip6:2001:db8::/32 ~all\nexample.org MX 10 mx.example.org\nmx.example.org A 192.0.2.1\n1.2.0.192.in-addr.arpa PTR mx.example.org\n',
+    'voids': '192.0.2.9 v.example\nv.example TXT v=spf1 a:n1.v.example a:n2.v.example a:n3.v.example mx:n4.v.example ?all\nn2.v.example NODATA\n',
+}
+for k, v in spf_seeds.items():
+    put("fuzz_spf", k, v)
+
+
+# ---- fuzz_dmarc: "FROM SPF SPF-DOMAIN DKIM DKIM-DOMAIN EXISTS", then "NAME TEXT" ----
+dmarc_seeds = {
+    "pass-relaxed": "mail.example.org 1 example.org 2 bounce.example.org 1\n"
+                    "example.org v=DMARC1; p=reject; sp=quarantine; adkim=s; rua=mailto:d@example.org\n",
+    "psd": "a.b.psd.example 1 c.psd.example 0 x 1\npsd.example v=DMARC1; p=reject; psd=y\n",
+    "np-no-p": "gone.example.net 2 x.net 2 x.net 0\nexample.net v=DMARC1; rua=mailto:a@x.net; np=reject; t=y\n",
+    "two-records": "example.com 1 example.com 0 x 1\nexample.com v=DMARC1; p=none\nexample.com v=DMARC1; p=reject\n",
+    "fail-walk": "a.b.c.d.e.f.g.h.i.example.com 5 a.example.com 5 b.example.com 1\n"
+                 "h.i.example.com !FAIL\nexample.com v=DMARC1; p=quarantine; pct=10; psd=n\n",
+}
+for k, v in dmarc_seeds.items():
+    put("fuzz_dmarc", k, v)

@@ -94,6 +94,9 @@ def zone(tmp_path_factory):
     dns.address("host.ptr.test", "127.0.0.12")          # and its PTR
     txt(dns, "exists.test", "v=spf1 exists:%{i}.ex.exists.test -all")
     dns.address("127.0.0.13.ex.exists.test", "127.0.0.1")
+    txt(dns, "longinc.test", "v=spf1 include:%s.test ip4:127.0.0.1 -all" % ("a" * 64))
+    txt(dns, "xn--bcher-kva.test", "v=spf1 ip4:127.0.0.1 -all")
+    txt(dns, "_dmarc.xn--bcher-kva.test", "v=DMARC1; p=reject")
     txt(dns, "txtonly.test", "site-verification=abc")
     txt(dns, "badspf.test", "v=spf1 ip4:300.1.1.1 -all")
     txt(dns, "_dmarc.np.test", "v=DMARC1; p=none; np=reject")
@@ -250,6 +253,18 @@ def test_ipv6_client_and_address_literal_helo(driver, zone):
     assert results(field)["spf"] == ["none"], field
 
 
+def test_a_u_label_domain_is_checked_as_its_a_label(driver, zone):
+    msg = MESSAGE.replace(b"Alice <alice@example.test>", "Jürgen <j@Bücher.test>".encode())
+    field, local, _ = run(driver, zone.dns.port, msg, mail_from="j@bücher.test")
+    assert results(field)["spf"] == ["pass"], field
+    assert results(field)["dmarc"] == ["pass"], field
+    assert "header.from=xn--bcher-kva.test" in field
+    field, local, _ = run(driver, zone.dns.port, msg, client="127.0.0.2",
+                          mail_from="j@bücher.test")
+    assert results(field)["dmarc"] == ["fail"] and "p=reject" in field, field
+    assert local.startswith("550 5.7.1 "), local
+
+
 def test_forged_own_domain_is_refused_locally_and_forwarded(driver, zone):
     msg = MESSAGE.replace(b"From: Alice <alice@example.test>",
                           b"From: The Boss <boss@chamois.test>")
@@ -404,6 +419,22 @@ def test_a_signature_that_does_not_parse_is_permerror(driver, zone):
     field, _, _ = run(driver, zone.dns.port, msg, client="127.0.0.2")
     assert results(field)["dkim"] == ["permerror"], field
     assert "header.d=example.test" in field
+
+
+def test_names_that_cannot_exist_are_no_dns_failure(driver, zone):
+    """A label of 64 octets in the From domain, a DKIM d= or an SPF
+    include: is no name at all (RFC 1035 2.3.4): never a temperror (which
+    would have the sender try again for days), but none or permerror."""
+    long = "a" * 64
+    msg = (("DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=%s.test; s=rsa;\r\n"
+            " h=from; bh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=; b=AAAA\r\n" % long)
+           .encode() + MESSAGE.replace(b"alice@example.test", ("a@%s.test" % long).encode()))
+    field, local, fwd = run(driver, zone.dns.port, msg, mail_from="x@longinc.test")
+    r = results(field)
+    assert r["dkim"] == ["permerror"], field
+    assert r["dmarc"] == ["none"], field
+    assert r["spf"] == ["permerror"], field     # include: of no domain (RFC 7208 5.2)
+    assert (local, fwd) == ("accept", "accept")
 
 
 def test_only_eight_signatures_are_checked(driver, zone):

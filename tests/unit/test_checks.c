@@ -174,6 +174,11 @@ static const struct from_case from_cases[] = {
 	{ "from: unclosed comment", " alice@example.test (x", NULL },
 	{ "from: bad characters", " alice@exa$mple.test", NULL },
 	{ "from: empty", "", NULL },
+	{ "from: a U-label domain", " Jürgen <j@Bücher.example>", "xn--bcher-kva.example" },
+	{ "from: bad UTF-8", " a@b\xff\xfe.example", NULL },
+	{ "from: a label of 63", " a@aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.test",
+	  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.test" },
+	{ "from: a label of 64", " a@aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.test", NULL },
 };
 
 static void
