@@ -81,12 +81,17 @@ $(BUILD)/tests/opendkim_verify: tests/dkim/opendkim_verify.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBS) -lresolv
 
+# OpenDKIM's signer for tests/integration/test_checks_mx.py
+$(BUILD)/tests/opendkim_sign: tests/dkim/opendkim_sign.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBS)
+
 # the inbound checks on one message, for tests/integration/test_auth_checks.py
 $(BUILD)/tests/auth_check_run: tests/checks/auth_check_run.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-check-integration: $(PROGRAMS) bin/chamois-setup $(BUILD)/tests/scram_client $(BUILD)/tests/opendkim_verify $(BUILD)/tests/auth_check_run
+check-integration: $(PROGRAMS) bin/chamois-setup $(BUILD)/tests/scram_client $(BUILD)/tests/opendkim_verify $(BUILD)/tests/opendkim_sign $(BUILD)/tests/auth_check_run
 	@test "$(PYTEST_WORKERS)" = 0 || $(PYTEST) --version -p xdist >/dev/null 2>&1 || { echo "make check-integration runs the tests in parallel with python3-pytest-xdist (sh .ci/deps.sh installs it); PYTEST_WORKERS=0 runs them serially without it"; exit 1; }
 	$(PYTEST) -q $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS)) tests/integration
 

@@ -38,6 +38,7 @@ enum param_type {
 	P_SECRET,	/* repeatable */
 	P_ADDRESS,
 	P_DKIM_KEY,	/* repeatable: DOMAIN SELECTOR FILE */
+	P_DNSBL,	/* repeatable: a DNS block list's zone */
 	P_DMARC_POLICY,	/* enforce or monitor */
 };
 
@@ -56,6 +57,7 @@ static const struct param config_params[] = {
 	{ "dkim_key",			P_DKIM_KEY, OFF(dkim_keys), 0, 0, true },
 	{ "dmarc_policy",		P_DMARC_POLICY, OFF(dmarc_monitor), 0, 0, false },
 	{ "dns_server",			P_HOSTPORT, OFF(dns_server), 0, 0, false },
+	{ "dnsbl",			P_DNSBL, OFF(dnsbl_zones), 0, 0, true },
 	{ "domains",			P_DOMAINS, OFF(domains), 0, 0, false },
 	{ "forward_data_budget",	P_DURATION, OFF(forward_data_budget), 1, 3600, false },
 	{ "forward_max_per_client",	P_UINT, OFF(forward_max_per_client), 1, 100000, false },
@@ -482,6 +484,22 @@ parse_value(struct parser *p, const struct param *pm, char **words, int nwords)
 	case P_DKIM_KEY:
 		parse_dkim_key(p, words);
 		break;
+	case P_DNSBL: {
+		char key[DOMAIN_MAX + 1];
+
+		if (!valid_hostname(words[0]) ||
+		    !addr_domain_key(words[0], key, sizeof(key))) {
+			PROBLEM(p, "dnsbl: '%s' is not a valid DNS zone", words[0]);
+			return;
+		}
+		for (size_t i = 0; i < c->ndnsbl_zones; i++)
+			if (strcmp(c->dnsbl_zones[i], key) == 0)
+				return;		/* named twice: asked once */
+		c->dnsbl_zones = xreallocarray(c->dnsbl_zones, c->ndnsbl_zones + 1,
+		    sizeof(char *));
+		c->dnsbl_zones[c->ndnsbl_zones++] = xstrdup(key);
+		break;
+	}
 	}
 }
 
@@ -726,6 +744,9 @@ config_free(struct config *c)
 	for (size_t i = 0; i < c->nsrs_secrets; i++)
 		free(c->srs_secrets[i]);
 	free(c->srs_secrets);
+	for (size_t i = 0; i < c->ndnsbl_zones; i++)
+		free(c->dnsbl_zones[i]);
+	free(c->dnsbl_zones);
 	for (size_t i = 0; i < c->ndkim_keys; i++) {
 		free(c->dkim_keys[i].domain);
 		free(c->dkim_keys[i].selector);

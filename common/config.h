@@ -51,6 +51,8 @@ struct config {
 	unsigned max_recipients;
 	char **srs_secrets;
 	size_t nsrs_secrets;
+	char **dnsbl_zones;		/* dnsbl lines, in file order */
+	size_t ndnsbl_zones;
 	struct dkim_key_conf *dkim_keys;	/* in file order */
 	size_t ndkim_keys;
 	unsigned forward_rcpt_budget;	/* seconds */

@@ -94,6 +94,13 @@ dp("long-line", "Subject: x\r\n\r\n" + "y" * 1200 + "\r\n.\r\n", bytes([0]))
 dp("folded-header", "Subject: a\r\n b\r\n\tc\r\nX: " + "z" * 1100 +
    "\r\n\r\n.\r\n")
 dp("split-crlf", "a\r\nb\r\n.\r\n", bytes([2, 1, 1, 1]))
+dp("auth-results-held",
+   "Authentication-Results: mx.chamois.test;\r\n\tspf=pass smtp.mailfrom=a@b\r\n"
+   "authentication-results : other.example; dkim=fail\r\nAuthentication-Results-X: y"
+   "\r\nSubject: x\r\n\r\nAuthentication-Results: in the body\r\n.\r\n",
+   bytes([1, 9, 23]))
+dp("auth-results-long", "Authentication-Results: a;\r\n" +
+   "\tdkim=pass (%s)\r\n" % ("c" * 900) * 10 + "\r\n.\r\n", bytes([0, 13]))
 
 # ---- fuzz_srs: mode octet, days octet, text ----
 SECRET = b"fuzz-secret-0123456789abcdef"
