@@ -68,7 +68,8 @@ void resolver_cancel(struct resolver_query *);
  * at least one record, DNS_NXDOMAIN (no such name), DNS_NOHOST (the name
  * has no record of that type) or DNS_TEMPFAIL; it runs once, on the loop
  * or, for a request c-ares refuses at once, from inside
- * resolver_records(); the texts are valid only during cb.  No cache.
+ * resolver_records(); the texts are valid only during cb.  Answers are
+ * cached for their TTL (resolver.c); a cached one comes from an event.
  */
 enum dns_rr { DNS_RR_A, DNS_RR_AAAA, DNS_RR_MX, DNS_RR_TXT, DNS_RR_PTR };
 typedef void (*resolver_records_cb)(void *arg, enum dns_status, char **texts,
