@@ -843,7 +843,9 @@ def checks_report(sc) -> List[str]:
     e.g. the mx role's checks; latency-dkim is the latency with every
     message DKIM-signed (one RSA verification each)."""
     rows = []
-    keys = sorted(k for k in sc if k.startswith(("inbound/", "forward/")))
+    keys = sorted((k for k in sc if k.startswith(("inbound/", "forward/"))),
+                  key=lambda k: [int(x) if x.isdigit() else x for x in
+                                 k.replace("k/", "/").split("/")])
     for k in keys + ["latency", "latency-dkim"]:
         if k not in sc:
             continue
