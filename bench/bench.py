@@ -673,11 +673,14 @@ DKIM_TXT = ""       # client.test's key record, set by Bench.main
 def check_records(p: str) -> List[str]:
     """dnsmasq options for the records the mx role's checks ask for:
     SENDER's domain's SPF, DMARC and DKIM key; NXDOMAIN for any name the
-    bench's dnsmasq does not hold (dnsmasq's "#" zone is every domain)"""
+    bench's dnsmasq does not hold (dnsmasq's "#" zone is every domain),
+    without an SOA, so chamoisd asks again every time (RFC 2308)"""
     dom = common.SENDER.split("@")[1]
     text = "v=DKIM1; k=rsa; p=" + p
     parts = [text[i:i + 250] for i in range(0, len(text), 250)]
-    return ["--local=/#/",
+    # TTL 300 s for what dnsmasq serves (its default is 0: "do not keep"),
+    # as real zones have: chamoisd keeps answers for their TTL
+    return ["--local=/#/", "--local-ttl=300",
             "--txt-record=%s,v=spf1 ip4:127.0.0.0/8 -all" % dom,
             "--txt-record=_dmarc.%s,v=DMARC1; p=reject" % dom,
             "--txt-record=%s._domainkey.%s,%s" % (CLIENT_SELECTOR, dom, ",".join(parts))]
