@@ -673,14 +673,18 @@ DKIM_TXT = ""       # client.test's key record, set by Bench.main
 def check_records(p: str) -> List[str]:
     """dnsmasq options for the records the mx role's checks ask for:
     SENDER's domain's SPF, DMARC and DKIM key; NXDOMAIN for any name the
-    bench's dnsmasq does not hold (dnsmasq's "#" zone is every domain),
-    without an SOA, so chamoisd asks again every time (RFC 2308)"""
+    bench's dnsmasq does not hold (dnsmasq's "#" zone is every domain).
+    dnsmasq is authoritative for test. (--auth-zone), so that a "no such
+    name" comes with the zone's SOA, whose MINIMUM (300 s) says how long a
+    resolver may keep it (RFC 2308), as real zones' answers do."""
     dom = common.SENDER.split("@")[1]
     text = "v=DKIM1; k=rsa; p=" + p
     parts = [text[i:i + 250] for i in range(0, len(text), 250)]
     # TTL 300 s for what dnsmasq serves (its default is 0: "do not keep"),
     # as real zones have: chamoisd keeps answers for their TTL
-    return ["--local=/#/", "--local-ttl=300",
+    return ["--local=/#/", "--local-ttl=300", "--auth-zone=test",
+            "--auth-server=ns.test,127.0.0.1",
+            "--auth-soa=1,hostmaster.test,1200,120,604800,300",
             "--txt-record=%s,v=spf1 ip4:127.0.0.0/8 -all" % dom,
             "--txt-record=_dmarc.%s,v=DMARC1; p=reject" % dom,
             "--txt-record=%s._domainkey.%s,%s" % (CLIENT_SELECTOR, dom, ",".join(parts))]
