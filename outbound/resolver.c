@@ -29,7 +29,11 @@
  * most RES_MAX_TTL); NXDOMAIN and no-record answers for their SOA's
  * negative TTL (RFC 2308; at most RES_NEG_TTL, not at all without an SOA);
  * temporary failures never.  A hit is handed over from an event of its
- * own, like an answer from the network.  Mail from one domain asks the
+ * own, like an answer from the network.  A question already asked and
+ * not yet answered is not asked twice: its callers wait for the one
+ * answer (a burst of mail from one domain would otherwise ask dns_server
+ * the same names hundreds of times at once, more UDP answers than the
+ * socket's buffer holds).  Mail from one domain asks the
  * same four or five names for every message; without the cache each is
  * a round trip to dns_server on the loop's CPU.
  */
@@ -139,6 +143,7 @@ struct resolver {
 	struct resolver_query *queries;
 	struct hmap *cache;
 	struct hmap *rcache;		/* resolver_records: struct rec_entry */
+	struct hmap *inflight;		/* resolver_records asked: struct rec_req */
 };
 
 static const char *
@@ -909,6 +914,7 @@ resolver_new(struct event_base *base, const struct sockaddr *server,
 		fatalx("resolver: evtimer_new failed");
 	r->cache = hmap_new();
 	r->rcache = hmap_new();
+	r->inflight = hmap_new();
 	return r;
 }
 
@@ -943,6 +949,7 @@ resolver_free(struct resolver *r)
 	event_free(r->timer);
 	hmap_free(r->cache, cache_entry_free);
 	hmap_free(r->rcache, rec_entry_free);
+	hmap_free(r->inflight, NULL);	/* ares_destroy answered them all */
 	free(r);
 }
 
@@ -1029,12 +1036,20 @@ resolver_cancel(struct resolver_query *q)
 
 /* ---- plain look-ups (resolver_records) ---------------------------------- */
 
+/* a caller waiting for a request's answer */
+struct rec_waiter {
+	struct rec_waiter *next;
+	resolver_records_cb cb;
+	void *arg;
+};
+
+/* one c-ares request of resolver_records, and everyone waiting for it */
 struct rec_req {
 	struct resolver *r;
 	enum dns_rr rr;
 	char name[256];
-	resolver_records_cb cb;
-	void *arg;
+	char key[272];			/* "RR/name"; "" when not shared */
+	struct rec_waiter *waiters, **tail;
 };
 
 static const int rr_type[] = { [DNS_RR_A] = T_A, [DNS_RR_AAAA] = T_AAAA,
@@ -1255,7 +1270,7 @@ rec_done(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 	size_t n = 0;
 	enum dns_status st;
 	unsigned ttl = 0;
-	char key[272];
+	struct rec_waiter *w;
 
 	if (status == ARES_SUCCESS)
 		st = rec_texts(rq, abuf, alen, &v, &n) == 0 ? DNS_OK :
@@ -1276,9 +1291,18 @@ rec_done(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 			ttl = RES_NEG_TTL;
 	}
 	/* ARES_EDESTRUCTION (resolver_free) is a temporary failure: no cache */
-	if (st != DNS_TEMPFAIL && rec_key(key, sizeof(key), rq->rr, rq->name))
-		rec_cache_put(rq->r, key, st, v, n, ttl);
-	rq->cb(rq->arg, st, v, n);
+	if (rq->key[0] != '\0') {
+		if (hmap_get(rq->r->inflight, rq->key) == rq)
+			hmap_del(rq->r->inflight, rq->key);
+		if (st != DNS_TEMPFAIL)
+			rec_cache_put(rq->r, rq->key, st, v, n, ttl);
+	}
+	/* a callback asking the same again finds the cache, or asks anew */
+	while ((w = rq->waiters) != NULL) {
+		rq->waiters = w->next;
+		w->cb(w->arg, st, v, n);
+		free(w);
+	}
 	texts_free(v, n);
 	free(rq);
 }
@@ -1287,17 +1311,33 @@ void
 resolver_records(struct resolver *r, const char *name, enum dns_rr rr,
     resolver_records_cb cb, void *arg)
 {
+	struct rec_waiter *w = xcalloc(1, sizeof(*w));
 	struct rec_req *rq;
 	char key[272];
+	bool keyed = rec_key(key, sizeof(key), rr, name);
 
-	if (rec_key(key, sizeof(key), rr, name) && rec_cache_get(r, key, cb, arg))
+	w->cb = cb;
+	w->arg = arg;
+	if (keyed && rec_cache_get(r, key, cb, arg)) {
+		free(w);
 		return;
+	}
+	/* the same question in flight: one more waiter, no second request */
+	if (keyed && (rq = hmap_get(r->inflight, key)) != NULL) {
+		*rq->tail = w;
+		rq->tail = &w->next;
+		return;
+	}
 	rq = xcalloc(1, sizeof(*rq));
 	rq->r = r;
 	rq->rr = rr;
-	rq->cb = cb;
-	rq->arg = arg;
 	str_copy(rq->name, name, sizeof(rq->name));
+	rq->waiters = w;
+	rq->tail = &w->next;
+	if (keyed) {
+		str_copy(rq->key, key, sizeof(rq->key));
+		hmap_put(r->inflight, rq->key, rq);
+	}
 	ares_query(r->ch, rq->name, C_IN, rr_type[rr], rec_done, rq);
 	timer_rearm(r);
 }

@@ -1228,6 +1228,47 @@ test_fake_records_negative_ttl(void **state)
 	assert_string_equal(g.first, "127.0.0.9");
 }
 
+/*
+ * the same question asked again before its answer came: one query on the
+ * wire, every caller answered; once answered, a new question goes out
+ * (no SOA: the "no such record" is not kept)
+ */
+static void
+test_fake_records_asked_once(void **state)
+{
+	struct fixture *f = *state;
+	struct fake *fk = f->fake;
+	struct rgot g[3];
+	fake_add(fk, (struct fake_rr){ .name = "busy.test", .type = 1,
+	    .ttl = 0, .data = "127.0.0.7" });
+	memset(g, 0, sizeof(g));
+	resolver_records(f->res, "busy.test", DNS_RR_A, rgot_cb, &g[0]);
+	resolver_records(f->res, "BUSY.test", DNS_RR_A, rgot_cb, &g[1]);
+	resolver_records(f->res, "busy.test", DNS_RR_TXT, rgot_cb, &g[2]);
+	{
+		struct timeval tv = { 10, 0 };
+		bool expired = false;
+		struct event *t = evtimer_new(f->base, loop_timeout, &expired);
+
+		evtimer_add(t, &tv);
+		while ((g[0].calls == 0 || g[1].calls == 0 || g[2].calls == 0) &&
+		    !expired)
+			event_base_loop(f->base, EVLOOP_ONCE);
+		event_free(t);
+	}
+	assert_int_equal(fk->queries[1], 1);	/* A, once */
+	assert_int_equal(fk->queries[16], 1);	/* TXT: another question */
+	assert_int_equal(g[0].calls, 1);
+	assert_int_equal(g[1].calls, 1);
+	assert_status(g[0].status, DNS_OK);
+	assert_status(g[1].status, DNS_OK);
+	assert_string_equal(g[1].first, "127.0.0.7");
+	assert_status(g[2].status, DNS_NOHOST);
+	/* TTL 0: not kept, so asking again asks the server again */
+	ask_records(f, "busy.test", DNS_RR_A, &g[0]);
+	assert_int_equal(fk->queries[1], 2);
+}
+
 static int
 setup_fake(void **state)
 {
@@ -1577,6 +1618,7 @@ main(void)
 		FAKE_TEST(test_fake_free_mid_lookup),
 		FAKE_TEST(test_fake_cache_bound),
 		FAKE_TEST(test_fake_records_negative_ttl),
+		FAKE_TEST(test_fake_records_asked_once),
 	};
 	struct CMUnitTest tests[nitems(order_cases) + nitems(dns_tests) +
 	    nitems(fake_tests) + 3];
