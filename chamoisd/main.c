@@ -939,6 +939,14 @@ main(int argc, char **argv)
 		    config_line(root.cfg, "sasl_db"), err);
 		return 1;
 	}
+	/* relay_auth: libsasl2's client half, loaded before the privilege drop */
+	if (sub_sasl_client_init(err, sizeof(err)) == 0)
+		queue_set_relay_auth(&sub_sasl_client_ops);
+	else if (root.cfg->relay_auth) {
+		fprintf(stderr, "%s:%d: relay_auth: %s\n", root.cfg->path,
+		    config_line(root.cfg, "relay_auth"), err);
+		return 1;
+	}
 	/* the local sockets are bound before privileges are dropped */
 	if (submit_init(root.base, root.cfg, root.tables, err, sizeof(err)) == -1 ||
 	    admin_init(root.base, root.cfg, err, sizeof(err)) == -1 ||

@@ -57,6 +57,13 @@ void resolver_free(struct resolver *);
  */
 struct resolver_query *resolver_mx(struct resolver *, const char *domain,
     resolver_cb cb, void *arg);
+/*
+ * resolver_host - the AAAA and A addresses of host itself, no MX (a
+ * relay_host or a route): cb as for resolver_mx (DNS_NOHOST when it has
+ * none); not cached
+ */
+struct resolver_query *resolver_host(struct resolver *, const char *host,
+    resolver_cb cb, void *arg);
 void resolver_cancel(struct resolver_query *);
 
 /*

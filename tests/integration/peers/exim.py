@@ -228,3 +228,105 @@ class Exim:
     def wait_log(self, pattern: str, timeout: float = 30) -> "re.Match":
         """Wait until the log matches regex ``pattern``; return the match."""
         return wait_log_match(self.log, pattern, timeout, "Exim's mainlog")
+
+
+RELAY_CONFIG = """\
+# written by tests/integration/peers/exim.py (EximRelay)
+primary_hostname = %(hostname)s
+qualify_domain = %(hostname)s
+exim_path = %(binary)s
+spool_directory = %(spool)s
+log_file_path = %(logdir)s/%%slog
+exim_user = %(user)s
+exim_group = %(user)s
+never_users =
+trusted_users = %(user)s
+host_lookup =
+rfc1413_hosts =
+keep_environment =
+local_interfaces = <; 127.0.0.1
+daemon_smtp_ports = %(port)d
+tls_advertise_hosts = %(tls_hosts)s
+tls_certificate = %(cert)s
+tls_privatekey = %(key)s
+%(tls_on_connect)s
+auth_advertise_hosts = ${if eq{$tls_in_cipher}{}{}{*}}
+acl_smtp_rcpt = relay_rcpt
+
+begin acl
+relay_rcpt:
+  accept authenticated = *
+  deny message = 5.7.1 authentication required
+
+begin routers
+all_to_mailbox:
+  driver = accept
+  transport = to_mailbox
+
+begin transports
+to_mailbox:
+  driver = appendfile
+  directory = %(mail)s
+  maildir_format
+  delivery_date_add = false
+  envelope_to_add = false
+  return_path_add = false
+  user = %(user)s
+
+begin retry
+* * F,10m,10s
+
+begin authenticators
+plain:
+  driver = plaintext
+  public_name = PLAIN
+  server_prompts = :
+  server_condition = ${if and {{eq{$auth2}{%(auth_user)s}}{eq{$auth3}{%(auth_pass)s}}}}
+  server_set_id = $auth2
+login:
+  driver = plaintext
+  public_name = LOGIN
+  server_prompts = Username:: : Password::
+  server_condition = ${if and {{eq{$auth1}{%(auth_user)s}}{eq{$auth2}{%(auth_pass)s}}}}
+  server_set_id = $auth1
+"""
+
+
+class EximRelay(Exim):
+    """Exim as a relay host (a smarthost): STARTTLS with cert/key (or TLS
+    on connect, ``implicit=True``), AUTH PLAIN and LOGIN for one user once
+    TLS is up, RCPT refused without AUTH, and every message accepted put
+    into the Maildir ``base/mail`` (``delivered()``).  ``tls=False``
+    advertises no STARTTLS at all."""
+
+    def __init__(self, base, cert: str, key: str, auth_user: str, auth_pass: str,
+                 tls: bool = True, implicit: bool = False,
+                 hostname: str = "relay.example.net"):
+        super().__init__(base, relay_port=0, tls=tls, hostname=hostname)
+        self.cert, self.key = cert, key
+        self.auth_user, self.auth_pass = auth_user, auth_pass
+        self.implicit = implicit
+        self.mail = self.base / "mail"
+
+    def write_config(self):
+        super().write_config()
+        self.mail.mkdir(parents=True, exist_ok=True)
+        os.chown(self.mail, self.uid, self.gid)
+        for f in (self.cert, self.key):
+            os.chown(f, self.uid, self.gid)
+        self.conf.write_text(RELAY_CONFIG % {
+            "binary": self.binary, "hostname": self.hostname, "spool": self.spool,
+            "logdir": self.logdir, "user": EXIM_USER, "port": self.port,
+            "tls_hosts": "*" if self.tls else "",
+            "tls_on_connect": ("tls_on_connect_ports = %d" % self.port) if self.implicit else "",
+            "cert": self.cert, "key": self.key, "mail": self.mail,
+            "auth_user": self.auth_user, "auth_pass": self.auth_pass})
+        os.chmod(self.conf, 0o644)
+
+    def delivered(self):
+        """The messages in base/mail/new, oldest first, as bytes."""
+        new = self.mail / "new"
+        if not new.is_dir():
+            return []
+        files = sorted(new.iterdir(), key=lambda p: p.stat().st_mtime_ns)
+        return [p.read_bytes() for p in files]

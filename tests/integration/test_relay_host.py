@@ -1,0 +1,157 @@
+"""relay_host and relay_auth (chamois.conf(5); doc/queue.md "Relay host"):
+the queue sends mail for other domains only through the relay, over TLS
+verified against tls_ca_file and the relay's name, after AUTH.
+
+The relay is a real Exim (peers/exim.py EximRelay, Debian's exim4 unpacked)
+with a certificate from a CA made here with openssl (peers/tlsca.py),
+STARTTLS, AUTH PLAIN/LOGIN for one user once TLS is up, and a Maildir for
+what it accepts.  remote.test also has a listening MX (aiosmtpd, through
+the test's dnsmasq), so that a daemon that went round the relay would be
+seen there.  Mail enters on 587 with smtplib (AUTH); the queue is read
+with chamoisctl."""
+
+import os
+import re
+import subprocess
+
+import dkim
+import pytest
+
+from harness import crlf, wait_until
+from peers.exim import EximRelay
+from peers.postfix import PeerUnavailable
+from peers.queue_util import ctl_ok, qbins, queue, wait_queue, wait_ready  # noqa: F401
+from peers.remote import fwd_env  # noqa: F401
+from peers.sasl import ALICE, USERS, submission_daemon
+from peers.tlsca import TestCA
+from test_dkim_sign import RSA_SEL, dnsfunc_for, genkey, signatures, txt_record
+
+RELAY_NAME = "relay.example.net"
+RELAY_USER, RELAY_PASS = "chamois-relay", "r3lay pass-word"
+
+
+@pytest.fixture
+def relay_env(fwd_env, tmp_path):
+    """CA, relay certificate, DNS for the relay's names, the RSA key and
+    its record; returns a function making (exim, sub) for one setup."""
+    ca = TestCA(tmp_path / "ca")
+    cert, key = ca.leaf(tmp_path / "relaycert", RELAY_NAME)
+    fwd_env.dns.address(RELAY_NAME, "127.0.0.1")
+    fwd_env.dns.address("other.example.net", "127.0.0.1")
+    remote = fwd_env.remote("remote.test")
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    txt_record(fwd_env.dns, RSA_SEL, "rsa", genkey(keys / "rsa.pem", "rsa"))
+    started = []
+
+    def make(password=RELAY_PASS, tls=True, name=RELAY_NAME, mode=0o600, check_only=False):
+        try:
+            exim = EximRelay(tmp_path / ("exim%d" % len(started)), cert, key, RELAY_USER,
+                             RELAY_PASS, tls=tls)
+        except PeerUnavailable as e:
+            pytest.skip(str(e))
+        started.append(exim)
+        exim.start()
+        auth = tmp_path / ("relay_auth%d" % len(started))
+        auth.write_text("%s %s\n" % (RELAY_USER, password))
+        os.chmod(auth, mode)
+        conf = ("dkim_key example.test %s %s\nrelay_host %s:%d\nrelay_auth %s\n"
+                "tls_ca_file %s\n" % (RSA_SEL, keys / "rsa.pem", name, exim.port, auth,
+                                      ca.cert))
+        sub = submission_daemon(fwd_env.daemon, tmp_path / ("sasl%d" % len(started)),
+                                extra_conf=conf, start=not check_only)
+        if not check_only:
+            wait_ready(sub.d)
+        return exim, sub
+
+    make.remote = remote
+    make.dns_port = lambda: fwd_env.dns.port
+    try:
+        yield make
+    finally:
+        for e in started:
+            e.stop()
+
+
+def submit(sub, subject):
+    msg = ("From: Alice <%s>\nTo: carol@remote.test\nSubject: %s\n"
+           "Message-ID: <%s@laptop.example.test>\n"
+           "Date: Thu, 03 Dec 2026 06:00:00 +0000\n\nhello through the relay\n"
+           % (ALICE, subject, re.sub(r"\W", "", subject)))
+    s = sub.smtp_tls()
+    try:
+        s.login(ALICE, USERS[ALICE])
+        assert s.sendmail(ALICE, ["carol@remote.test"], crlf(msg)) == {}
+    finally:
+        s.quit()
+
+
+def test_relay_gets_the_mail_after_auth_over_verified_tls_signature_intact(
+        relay_env, qbins):
+    """A message submitted on 587 goes to the relay, over STARTTLS, after
+    AUTH PLAIN (the strongest Exim offers), and arrives there with its
+    DKIM signature valid and its Message-ID as sent; remote.test's own MX
+    sees nothing."""
+    exim, sub = relay_env()
+    submit(sub, "via the relay")
+    wait_until(lambda: exim.delivered(), 30, what="the message at the relay")
+    # Exim's Maildir holds LF line ends; the verifiers want the wire form
+    content = exim.delivered()[0].replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    assert b"Message-ID: <viatherelay@laptop.example.test>" in content
+    sigs = signatures(content)
+    assert [s["s"] for s in sigs] == [RSA_SEL], content[:2000]
+    assert dkim.verify(content, dnsfunc=dnsfunc_for(relay_env.dns_port())), content[:3000]
+    log = exim.log()
+    assert re.search(r"<= alice@example\.test .* P=esmtpsa X=TLS\S+ .*A=plain:%s"
+                     % RELAY_USER, log), log
+    assert re.search(r"client auth host=%s mech=PLAIN user=%s" % (
+        re.escape(RELAY_NAME), RELAY_USER), sub.d.log()), sub.d.log()
+    wait_until(lambda: queue(qbins, sub.d)[0] == {}, 30, what="an empty queue")
+    assert relay_env.remote.delivered() == []
+
+
+def deferred_with(qbins, d, text):
+    msgs = wait_queue(qbins, d, lambda m: any(
+        r["state"] == "deferred" and r["reply"] != "-"
+        for x in m.values() for r in x["rcpts"]), "a deferred recipient")
+    (m,) = msgs.values()
+    (r,) = m["rcpts"]
+    assert text in r["reply"], r
+    return r
+
+
+def test_a_refused_login_defers_and_says_why(relay_env, qbins):
+    exim, sub = relay_env(password="wrong")
+    submit(sub, "wrong password")
+    r = deferred_with(qbins, sub.d, "relay %s:%d: AUTH PLAIN refused: 535"
+                      % (RELAY_NAME, exim.port))
+    assert "4.7.0" in r["reply"] or r["reply"].startswith("relay"), r
+    assert exim.delivered() == [] and relay_env.remote.delivered() == []
+
+
+def test_a_relay_without_starttls_defers_and_gets_no_plaintext(relay_env, qbins):
+    exim, sub = relay_env(tls=False)
+    submit(sub, "no starttls")
+    deferred_with(qbins, sub.d, "the relay offers no STARTTLS")
+    assert exim.delivered() == [] and relay_env.remote.delivered() == []
+    assert "AUTH" not in exim.log() and not re.search(r"<= alice", exim.log())
+
+
+def test_a_certificate_for_another_name_defers(relay_env, qbins):
+    """other.example.net points at the same Exim, whose certificate names
+    relay.example.net only."""
+    exim, sub = relay_env(name="other.example.net")
+    submit(sub, "wrong name")
+    deferred_with(qbins, sub.d, "the certificate of other.example.net does not verify")
+    assert exim.delivered() == [] and relay_env.remote.delivered() == []
+
+
+def test_check_refuses_a_relay_auth_file_others_can_read(relay_env):
+    exim, sub = relay_env(mode=0o644, check_only=True)
+    p = subprocess.run([str(sub.d.binary), "-n", "-f", str(sub.d.conf)],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
+    out = p.stdout.decode()
+    assert p.returncode == 1, out
+    line = sub.d.conf_line_number("relay_auth")
+    assert re.search(r"chamois\.conf:%d: relay_auth: \S+ must be mode 0600 \(it is 0644\)"
+                     % line, out), out
