@@ -155,3 +155,35 @@ def test_check_refuses_a_relay_auth_file_others_can_read(relay_env):
     line = sub.d.conf_line_number("relay_auth")
     assert re.search(r"chamois\.conf:%d: relay_auth: \S+ must be mode 0600 \(it is 0644\)"
                      % line, out), out
+
+
+
+def test_a_chamoisd_relay_is_logged_in_to_with_scram_sha_256(fwd_env, tmp_path, qbins):
+    """A second chamoisd as the relay host offers SCRAM-SHA-256 besides
+    PLAIN and LOGIN on its submission role (STARTTLS, a certificate from
+    the test CA): the sender logs in with SCRAM-SHA-256 as alice, and the
+    relay delivers to remote.test's MX."""
+    ca = TestCA(tmp_path / "ca")
+    name = "smtp.relay.test"
+    fwd_env.dns.address(name, "127.0.0.1")
+    remote = fwd_env.remote("remote.test")
+    relay = submission_daemon(fwd_env.daemon, tmp_path / "relaysasl", start=False,
+                              hostname=name)
+    cert, key = ca.leaf(tmp_path / "relaycert", name)
+    for src, dst in ((cert, "cert.pem"), (key, "key.pem")):
+        (relay.d.dir / dst).write_bytes(open(src, "rb").read())
+    relay.d.start()
+    wait_ready(relay.d)
+    auth = tmp_path / "relay_auth"
+    auth.write_text("%s %s\n" % (ALICE, USERS[ALICE]))
+    os.chmod(auth, 0o600)
+    sub = submission_daemon(fwd_env.daemon, tmp_path / "sasl", extra_conf=(
+        "relay_host %s:%d\nrelay_auth %s\ntls_ca_file %s\n"
+        % (name, relay.port, auth, ca.cert)))
+    wait_ready(sub.d)
+    submit(sub, "scram to a chamoisd")
+    wait_until(lambda: remote.delivered(), 30, what="the message at remote.test")
+    assert re.search(r"auth ok address=127\.0\.0\.1 user=%s mechanism=SCRAM-SHA-256"
+                     % re.escape(ALICE), relay.d.log()), relay.d.log()
+    assert re.search(r"client auth host=%s mech=SCRAM-SHA-256" % re.escape(name),
+                     sub.d.log()), sub.d.log()
