@@ -99,5 +99,11 @@ void mx_order(struct mx_rank *v, size_t n, uint64_t (*rnd)(void *), void *arg);
  * false if domain is not a valid literal
  */
 bool mx_literal_target(const char *domain, struct mx_target *);
+/*
+ * mx_host_target - the target of a host given as a bare address
+ * ("192.0.2.1", "2001:db8::1": a relay_host or route host); false if
+ * host is a name (resolver_host then)
+ */
+bool mx_host_target(const char *host, struct mx_target *);
 
 #endif

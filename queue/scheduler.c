@@ -1274,17 +1274,7 @@ remote_host(struct qgroup *g)
 	struct mx_answer ans = { .status = DNS_OK, .ntargets = 1 };
 	struct mx_target t;
 
-	memset(&t, 0, sizeof(t));
-	str_copy(t.host, g->hop.host, sizeof(t.host));
-	if (inet_pton(AF_INET, g->hop.host,
-	    &((struct sockaddr_in *)&t.ss)->sin_addr) == 1) {
-		t.ss.ss_family = AF_INET;
-		t.sslen = sizeof(struct sockaddr_in);
-	} else if (inet_pton(AF_INET6, g->hop.host,
-	    &((struct sockaddr_in6 *)&t.ss)->sin6_addr) == 1) {
-		t.ss.ss_family = AF_INET6;
-		t.sslen = sizeof(struct sockaddr_in6);
-	} else {
+	if (!mx_host_target(g->hop.host, &t)) {
 		g->q = resolver_host(q.resolver, g->hop.host, remote_resolved, g);
 		return;
 	}

@@ -44,7 +44,8 @@ def relay_env(fwd_env, tmp_path):
     txt_record(fwd_env.dns, RSA_SEL, "rsa", genkey(keys / "rsa.pem", "rsa"))
     started = []
 
-    def make(password=RELAY_PASS, tls=True, name=RELAY_NAME, mode=0o600, check_only=False):
+    def make(password=RELAY_PASS, tls=True, name=RELAY_NAME, mode=0o600, check_only=False,
+             extra=""):
         try:
             exim = EximRelay(tmp_path / ("exim%d" % len(started)), cert, key, RELAY_USER,
                              RELAY_PASS, tls=tls)
@@ -56,8 +57,8 @@ def relay_env(fwd_env, tmp_path):
         auth.write_text("%s %s\n" % (RELAY_USER, password))
         os.chmod(auth, mode)
         conf = ("dkim_key example.test %s %s\nrelay_host %s:%d\nrelay_auth %s\n"
-                "tls_ca_file %s\n" % (RSA_SEL, keys / "rsa.pem", name, exim.port, auth,
-                                      ca.cert))
+                "tls_ca_file %s\n%s" % (RSA_SEL, keys / "rsa.pem", name, exim.port, auth,
+                                        ca.cert, extra))
         sub = submission_daemon(fwd_env.daemon, tmp_path / ("sasl%d" % len(started)),
                                 extra_conf=conf, start=not check_only)
         if not check_only:
@@ -108,6 +109,14 @@ def test_relay_gets_the_mail_after_auth_over_verified_tls_signature_intact(
         re.escape(RELAY_NAME), RELAY_USER), sub.d.log()), sub.d.log()
     wait_until(lambda: queue(qbins, sub.d)[0] == {}, 30, what="an empty queue")
     assert relay_env.remote.delivered() == []
+
+
+def test_the_relay_sees_outbound_address(relay_env, qbins):
+    exim, sub = relay_env(extra="outbound_address 127.0.0.2\n")
+    submit(sub, "from the source address")
+    wait_until(lambda: exim.delivered(), 30, what="the message at the relay")
+    assert re.search(r"<= alice@example\.test H=\(mx\.example\.test\) \[127\.0\.0\.2\]",
+                     exim.log()), exim.log()
 
 
 def deferred_with(qbins, d, text):

@@ -1,0 +1,93 @@
+"""outbound_address and outbound_family (chamois.conf(5)): every
+outbound session (a forward, the queue, the relay) leaves from the
+configured source address, and only targets of the configured family are
+tried.  The remotes are aiosmtpd servers on 127.0.0.x behind the test's
+dnsmasq (peers/remote.py), which record the peer address of every
+connection; the source is 127.0.0.2 (any 127/8 address is local on
+Linux)."""
+
+import re
+
+import pytest
+
+from harness import crlf, wait_until
+from peers.queue_util import qbins, queue, wait_queue, wait_ready  # noqa: F401
+from peers.remote import assert_reply, fwd_env, transaction  # noqa: F401
+from peers.sasl import ALICE, USERS, submission_daemon
+
+SOURCE = "127.0.0.2"
+MSG = crlf("From: friend@sender.test\nTo: fwd@example.test\nSubject: source\n\nhi\n")
+
+
+def peers(remote):
+    return [c.peer[0] for c in remote.connections]
+
+
+@pytest.fixture
+def env(fwd_env, tmp_path, qbins):
+    r = fwd_env.remote("remote.test")
+
+    def make(conf):
+        sub = submission_daemon(fwd_env.daemon, tmp_path / ("sasl%d" % len(fwd_env.daemons)),
+                                aliases={"fwd@example.test": ["carol@remote.test"]},
+                                extra_conf=conf)
+        wait_ready(sub.d)
+        return sub
+    return r, make
+
+
+def test_a_forward_and_the_queue_leave_from_outbound_address(env, qbins):
+    r, make = env
+    sub = make("outbound_address %s\noutbound_address ::1\n" % SOURCE)
+    t = transaction(sub.d, "friend@sender.test", ["fwd@example.test"], MSG)
+    assert_reply(t["eod"], "250")
+    s = sub.smtp_tls()
+    try:
+        s.login(ALICE, USERS[ALICE])
+        assert s.sendmail(ALICE, ["dave@remote.test"], crlf(
+            "From: %s\nTo: dave@remote.test\nSubject: queued\n\nhi\n" % ALICE)) == {}
+    finally:
+        s.quit()
+    wait_until(lambda: len(r.delivered()) >= 2, 30, what="two deliveries at remote.test")
+    assert set(peers(r)) == {SOURCE}, peers(r)
+
+
+def test_without_outbound_address_the_system_picks(env, qbins):
+    r, make = env
+    sub = make("")
+    t = transaction(sub.d, "friend@sender.test", ["fwd@example.test"], MSG)
+    assert_reply(t["eod"], "250")
+    assert SOURCE not in peers(r), peers(r)
+
+
+def test_outbound_family_ipv6_tries_no_ipv4_target(env, qbins):
+    """remote.test's MX has only an IPv4 address: with outbound_family
+    ipv6 a forward gets 451 4.4.1 and a queued message stays deferred,
+    saying why; the remote sees no connection."""
+    r, make = env
+    sub = make("outbound_family ipv6\n")
+    t = transaction(sub.d, "friend@sender.test", ["fwd@example.test"], MSG)
+    assert_reply(t["rcpt"][0], "451 4.4.1")
+    s = sub.smtp_tls()
+    try:
+        s.login(ALICE, USERS[ALICE])
+        assert s.sendmail(ALICE, ["dave@remote.test"], crlf(
+            "From: %s\nTo: dave@remote.test\nSubject: queued\n\nhi\n" % ALICE)) == {}
+    finally:
+        s.quit()
+    msgs = wait_queue(qbins, sub.d, lambda m: any(
+        x["state"] == "deferred" for v in m.values() for x in v["rcpts"]), "deferred")
+    (m,) = msgs.values()
+    assert "no IPv6 address (outbound_family)" in m["rcpts"][0]["reply"], m
+    assert r.connections == []
+
+
+def test_check_refuses_two_sources_of_one_family(chamois_conf):
+    d = chamois_conf(extra_conf="outbound_address 127.0.0.2\noutbound_address 127.0.0.3\n"
+                                "outbound_family ipv5\n")
+    rc, out = d.check_config()
+    assert rc == 1, out
+    assert re.search(r"chamois\.conf:%d: outbound_address: an IPv4 address is set already"
+                     % (d.conf_line_number("outbound_address 127.0.0.3")), out), out
+    assert re.search(r"chamois\.conf:%d: outbound_family: 'ipv5' is not any, ipv4 or ipv6"
+                     % d.conf_line_number("outbound_family"), out), out
