@@ -1,30 +1,47 @@
 """route DOMAIN HOST:PORT (chamois.conf(5); doc/home-server.md): a front
 MX that holds nothing for a home server.
 
-Two chamoisd: the "home" server (mx role, domain home.example, the
-mailboxes) and the front MX (no local mailbox for home.example, only
-`route home.example 127.0.0.1:PORT`).  Nothing in DNS names the home
-server (home.example has no MX, no A): the route alone leads there.  A
+Two chamoisd: the "home" server (mx role, domain example.org, the
+mailboxes) and the front MX (no local mailbox for example.org, only
+doc/home-server.md's `route example.org 10.8.0.2:25` with the home
+server's test address put in).  Nothing in DNS names the home server
+(example.org has no MX, no A): the route alone leads there.  A
 sender talks to the front MX with a raw dialog (peers/remote.py
 transaction): every RCPT gets the home server's own reply, the message
 lands in the home server's Maildir with the sender unchanged, the front
 keeps nothing, queues nothing and sends no bounce; with the home server
 down, a 4xx at RCPT, and the same mail goes through once it is back.
 The queue takes the route too (a user of the front MX submitting to
-home.example)."""
+example.org)."""
 
+import os
 import re
+import subprocess
 
 import pytest
 
-from harness import crlf, wait_until
+from harness import ROOT, crlf, wait_until
 from peers.queue_util import qbins, queue, wait_ready  # noqa: F401
 from peers.remote import assert_reply, fwd_env, transaction  # noqa: F401
 from peers.sasl import ALICE, USERS, submission_daemon
 
-HOME = "home.example"
-ME, WIFE = "me@home.example", "wife@home.example"
+DOC = ROOT / "doc" / "home-server.md"
 SENDER = "friend@sender.test"
+TUNNEL = "10.8.0.2:25"      # the home server's address in the doc
+
+
+def doc_block(tag):
+    """The fenced block right after <!-- run by: test_home_server.py (tag) -->."""
+    m = re.search(r"<!-- run by: %s \(%s\) -->\n```\w*\n(.*?)```" % (
+        re.escape(os.path.basename(__file__)), re.escape(tag)), DOC.read_text(), re.S)
+    assert m, "doc/home-server.md has no block marked (%s)" % tag
+    return m.group(1)
+
+
+ROUTE = doc_block("front").strip()
+HOME = ROUTE.split()[1]            # example.org
+assert ROUTE == "route %s %s" % (HOME, TUNNEL), ROUTE
+ME, WIFE = "me@" + HOME, "wife@" + HOME
 
 
 def msg(subject):
@@ -33,9 +50,10 @@ def msg(subject):
 
 @pytest.fixture
 def homes(fwd_env, tmp_path, qbins):
-    home = fwd_env.daemon(domains=(HOME,), mailboxes=(ME, WIFE), hostname="home.home.example")
-    front = submission_daemon(fwd_env.daemon, tmp_path / "sasl",
-                              extra_conf="route %s 127.0.0.1:%d\n" % (HOME, home.port),
+    home = fwd_env.daemon(domains=(HOME,), mailboxes=(ME, WIFE), hostname="home." + HOME)
+    # the doc's route line, the test's address for the tunnel's
+    route = ROUTE.replace(TUNNEL, "127.0.0.1:%d" % home.port)
+    front = submission_daemon(fwd_env.daemon, tmp_path / "sasl", extra_conf=route + "\n",
                               hostname="front.example.test")
     wait_ready(front.d)
     return fwd_env, home, front
@@ -49,7 +67,7 @@ def held_nothing(qbins, front):
 
 def test_every_rcpt_gets_the_home_servers_reply_and_the_front_keeps_nothing(homes, qbins):
     fwd, home, front = homes
-    t = transaction(front.d, SENDER, [ME, "nobody@home.example", WIFE], msg("to home"))
+    t = transaction(front.d, SENDER, [ME, "nobody@" + HOME, WIFE], msg("to home"))
     assert_reply(t["rcpt"][0], "250")
     # the home server's own refusal, as it worded it
     assert_reply(t["rcpt"][1], "550 5.1.1", "User unknown")
@@ -82,8 +100,8 @@ def test_home_down_gets_a_4xx_and_nothing_held_then_back_up(homes, qbins):
 
 
 def test_the_queue_takes_the_route_too(homes, qbins):
-    """alice, a user of the front server, submits to me@home.example: the
-    queue delivers it to the home server, not to home.example's (absent)
+    """alice, a user of the front server, submits to me@example.org: the
+    queue delivers it to the home server, not to example.org's (absent)
     MX."""
     fwd, home, front = homes
     s = front.smtp_tls()
@@ -107,15 +125,34 @@ def test_a_domain_without_route_is_still_refused(homes):
 
 
 def test_a_route_by_host_name_takes_its_a_record_not_an_mx(fwd_env, tmp_path, qbins):
-    """route home.example gw.vpn.test:PORT: gw.vpn.test's A record (in the
-    test's dnsmasq) is used; home.example's MX, which points elsewhere,
-    is not."""
+    """route example.org gw.vpn.test:PORT: gw.vpn.test's A record (in the
+    test's dnsmasq) is used; example.org's MX, which points elsewhere, is
+    not."""
     fwd_env.dns.address("gw.vpn.test", "127.0.0.1")
-    decoy = fwd_env.remote(HOME)       # home.example's MX: must see nothing
-    home = fwd_env.daemon(domains=(HOME,), mailboxes=(ME,), hostname="home.home.example")
+    decoy = fwd_env.remote(HOME)       # the domain's MX: must see nothing
+    home = fwd_env.daemon(domains=(HOME,), mailboxes=(ME,), hostname="home." + HOME)
     front = fwd_env.daemon(extra_conf="route %s gw.vpn.test:%d\n" % (HOME, home.port))
     t = transaction(front, SENDER, [ME], msg("by name"))
     assert_reply(t["rcpt"][0], "250")
     assert_reply(t["eod"], "250")
     home.wait_messages(ME)
     assert decoy.connections == []
+
+
+def test_the_docs_home_server_lines_check_and_refuse_an_open_relay_auth(chamois_conf,
+                                                                         tmp_path):
+    """doc/home-server.md's home block (relay_host, relay_auth) and its
+    relay_auth commands, with the test's paths: chamoisd -n passes; with
+    the file made readable by others, -n names it."""
+    path = str(tmp_path / "relay_auth")
+    conf = doc_block("home").replace("/etc/chamois/relay_auth", path)
+    d = chamois_conf(domains=(HOME,), mailboxes=(ME,), extra_conf=conf)
+    script = doc_block("relay_auth").replace("/etc/chamois/relay_auth", path).replace(
+        "chamoisd -n", "%s -n -f %s" % (d.binary, d.conf))
+    p = subprocess.run(["sh", "-e", "-c", script], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=30)
+    assert p.returncode == 0, p.stdout.decode()
+    assert open(path).read() == "me@provider.example the relay password\n"
+    os.chmod(path, 0o640)
+    rc, out = d.check_config()
+    assert rc == 1 and "relay_auth: %s must be mode 0600 (it is 0640)" % path in out, out
