@@ -19,6 +19,17 @@ SOURCE = "127.0.0.2"
 MSG = crlf("From: friend@sender.test\nTo: fwd@example.test\nSubject: source\n\nhi\n")
 
 
+def submit_to_dave(sub):
+    """alice submits a message for dave@remote.test on 587: the queue's"""
+    s = sub.smtp_tls()
+    try:
+        s.login(ALICE, USERS[ALICE])
+        assert s.sendmail(ALICE, ["dave@remote.test"], crlf(
+            "From: %s\nTo: dave@remote.test\nSubject: queued\n\nhi\n" % ALICE)) == {}
+    finally:
+        s.quit()
+
+
 def peers(remote):
     return [c.peer[0] for c in remote.connections]
 
@@ -41,13 +52,7 @@ def test_a_forward_and_the_queue_leave_from_outbound_address(env, qbins):
     sub = make("outbound_address %s\noutbound_address ::1\n" % SOURCE)
     t = transaction(sub.d, "friend@sender.test", ["fwd@example.test"], MSG)
     assert_reply(t["eod"], "250")
-    s = sub.smtp_tls()
-    try:
-        s.login(ALICE, USERS[ALICE])
-        assert s.sendmail(ALICE, ["dave@remote.test"], crlf(
-            "From: %s\nTo: dave@remote.test\nSubject: queued\n\nhi\n" % ALICE)) == {}
-    finally:
-        s.quit()
+    submit_to_dave(sub)
     wait_until(lambda: len(r.delivered()) >= 2, 30, what="two deliveries at remote.test")
     assert set(peers(r)) == {SOURCE}, peers(r)
 
@@ -68,13 +73,7 @@ def test_outbound_family_ipv6_tries_no_ipv4_target(env, qbins):
     sub = make("outbound_family ipv6\n")
     t = transaction(sub.d, "friend@sender.test", ["fwd@example.test"], MSG)
     assert_reply(t["rcpt"][0], "451 4.4.1")
-    s = sub.smtp_tls()
-    try:
-        s.login(ALICE, USERS[ALICE])
-        assert s.sendmail(ALICE, ["dave@remote.test"], crlf(
-            "From: %s\nTo: dave@remote.test\nSubject: queued\n\nhi\n" % ALICE)) == {}
-    finally:
-        s.quit()
+    submit_to_dave(sub)
     msgs = wait_queue(qbins, sub.d, lambda m: any(
         x["state"] == "deferred" for v in m.values() for x in v["rcpts"]), "deferred")
     (m,) = msgs.values()

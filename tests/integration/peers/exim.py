@@ -77,7 +77,8 @@ def ensure_exim_user():
     return ensure_system_user(EXIM_USER, "chamois tests Exim user")
 
 
-CONFIG = """\
+# the main section every instance shares: its own paths and port, no DNS
+HEADER = """\
 # written by tests/integration/peers/exim.py
 primary_hostname = %(hostname)s
 qualify_domain = %(hostname)s
@@ -90,10 +91,13 @@ never_users =
 trusted_users = %(user)s
 host_lookup =
 rfc1413_hosts =
-tls_advertise_hosts =
 keep_environment =
 local_interfaces = <; 127.0.0.1
 daemon_smtp_ports = %(port)d
+"""
+
+CONFIG = HEADER + """\
+tls_advertise_hosts =
 acl_smtp_rcpt = accept_local
 
 begin acl
@@ -230,22 +234,7 @@ class Exim:
         return wait_log_match(self.log, pattern, timeout, "Exim's mainlog")
 
 
-RELAY_CONFIG = """\
-# written by tests/integration/peers/exim.py (EximRelay)
-primary_hostname = %(hostname)s
-qualify_domain = %(hostname)s
-exim_path = %(binary)s
-spool_directory = %(spool)s
-log_file_path = %(logdir)s/%%slog
-exim_user = %(user)s
-exim_group = %(user)s
-never_users =
-trusted_users = %(user)s
-host_lookup =
-rfc1413_hosts =
-keep_environment =
-local_interfaces = <; 127.0.0.1
-daemon_smtp_ports = %(port)d
+RELAY_CONFIG = HEADER + """\
 tls_advertise_hosts = %(tls_hosts)s
 tls_certificate = %(cert)s
 tls_privatekey = %(key)s
