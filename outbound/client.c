@@ -91,6 +91,7 @@ struct smtp_client {
 	char id[48];
 	/* a relay's copies (smtp_client_params) and AUTH */
 	char *verify_name, *auth_user, *auth_pass;
+	bool linger;			/* a policy failure: QUIT sent, 221 awaited */
 	struct sockaddr_storage source4, source6;
 	void *auth_x;			/* the exchange (auth->start) */
 	bool auth_sent;			/* AUTH mech has gone out */
@@ -112,6 +113,7 @@ static void client_wire_cb(struct evbuffer *, const struct evbuffer_cb_info *,
     void *);
 static void client_close(struct smtp_client *);
 static void client_ready(struct smtp_client *);
+static void quit_timeout_cb(evutil_socket_t, short, void *);
 
 /* smtp_reply_parse - one line of a reply, RFC 5321 4.2 */
 enum smtp_parse
@@ -270,7 +272,8 @@ client_fail(struct smtp_client *c, enum smtp_fail why, const struct smtp_reply *
 
 	log_info("%s client failed reason=%s host=%s", c->id, names[why],
 	    log_field(esc, sizeof(esc), c->caps.host));
-	client_close_bev(c);
+	if (!c->linger)
+		client_close_bev(c);
 	c->state = CS_DEAD;
 	queue_clear(c);
 	client_emit(c, SC_FAILED, SMTP_CMD_MAIL, why, r);
@@ -488,11 +491,31 @@ smtp_client_new(const struct smtp_client_params *p)
 	return c;
 }
 
+/* client_linger - the owner let go after a policy failure: wait for the 221 */
+static void
+client_linger(struct smtp_client *c)
+{
+	struct timeval tv = { QUIT_TIMEOUT_SEC, 0 };
+
+	c->linger = false;
+	c->dead = false;
+	c->state = CS_QUIT;
+	c->notify_drain = false;
+	bufferevent_set_timeouts(c->bev, &tv, &tv);
+	c->quit_timer = evtimer_new(c->p.base, quit_timeout_cb, c);
+	evtimer_add(c->quit_timer, &tv);
+	TAILQ_INSERT_TAIL(&quitting_clients, c, quitting);
+}
+
 void
 smtp_client_free(struct smtp_client *c)
 {
 	if (c == NULL)
 		return;
+	if (c->linger && c->bev) {
+		client_linger(c);
+		return;
+	}
 	if (c->in_cb) {
 		/* freed from inside our own callback: finish when it returns */
 		c->dead = true;
@@ -891,6 +914,23 @@ client_policy_fail(struct smtp_client *c, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(c->last_error, sizeof(c->last_error), fmt, ap);
 	va_end(ap);
+	if (c->bev && c->state != CS_TLS && c->state != CS_CONNECT) {
+		/*
+		 * the session itself is fine: end it with QUIT (RFC 5321
+		 * 4.1.1.10), a "*" first if the server awaits our AUTH
+		 * response (RFC 4954 4), and wait for the replies after the
+		 * owner has let go (smtp_client_free)
+		 */
+		struct evbuffer *o = bufferevent_get_output(c->bev);
+
+		c->quit_replies = 1;
+		if (c->state == CS_AUTH && c->auth_sent) {
+			evbuffer_add(o, "*\r\n", 3);
+			c->quit_replies++;
+		}
+		evbuffer_add(o, "QUIT\r\n", 6);
+		c->linger = true;
+	}
 	log_info("%s client relay-refused host=%s addr=%s reason=\"%s\"", c->id,
 	    log_field(esc, sizeof(esc), c->caps.host), c->caps.addr,
 	    log_text(t, sizeof(t), c->last_error));

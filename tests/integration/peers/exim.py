@@ -235,6 +235,7 @@ class Exim:
 
 
 RELAY_CONFIG = HEADER + """\
+log_selector = +smtp_connection
 tls_advertise_hosts = %(tls_hosts)s
 tls_certificate = %(cert)s
 tls_privatekey = %(key)s
