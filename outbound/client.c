@@ -899,7 +899,6 @@ client_start_tls(struct smtp_client *c)
 /*
  * client_policy_fail - a relay's requirement failed: the session ends,
  * no other target or plaintext is tried, and last_error says why
- * XXX no QUIT is said first: the owner frees the client at SC_FAILED
  */
 static void
 client_policy_fail(struct smtp_client *c, const char *fmt, ...)
