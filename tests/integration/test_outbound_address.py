@@ -90,3 +90,15 @@ def test_check_refuses_two_sources_of_one_family(chamois_conf):
                      % (d.conf_line_number("outbound_address 127.0.0.3")), out), out
     assert re.search(r"chamois\.conf:%d: outbound_family: 'ipv5' is not any, ipv4 or ipv6"
                      % d.conf_line_number("outbound_family"), out), out
+
+
+def test_a_source_address_that_is_not_ours_makes_the_target_unreachable(env, qbins):
+    """192.0.2.1 (TEST-NET-1) is no address of this machine: bind fails,
+    a forward gets 451 4.4.1 and the log names the bind."""
+    r, make = env
+    sub = make("outbound_address 192.0.2.1\n")
+    t = transaction(sub.d, "friend@sender.test", ["fwd@example.test"], MSG)
+    assert_reply(t["rcpt"][0], "451 4.4.1")
+    assert re.search(r"forward unreachable domain=remote\.test last=\"bind 192\.0\.2\.1: ",
+                     sub.d.log()), sub.d.log()
+    assert r.connections == []
