@@ -17,7 +17,7 @@ import subprocess
 import dkim
 import pytest
 
-from harness import crlf, wait_until
+from harness import crlf, wait_log_match, wait_until
 from peers.exim import EximRelay
 from peers.postfix import PeerUnavailable
 from peers.queue_util import ctl_ok, qbins, queue, wait_queue, wait_ready  # noqa: F401
@@ -45,10 +45,10 @@ def relay_env(fwd_env, tmp_path):
     started = []
 
     def make(password=RELAY_PASS, tls=True, name=RELAY_NAME, mode=0o600, check_only=False,
-             extra=""):
+             extra="", mechs=("PLAIN", "LOGIN")):
         try:
             exim = EximRelay(tmp_path / ("exim%d" % len(started)), cert, key, RELAY_USER,
-                             RELAY_PASS, tls=tls)
+                             RELAY_PASS, tls=tls, mechs=mechs)
         except PeerUnavailable as e:
             pytest.skip(str(e))
         started.append(exim)
@@ -119,6 +119,14 @@ def test_the_relay_sees_outbound_address(relay_env, qbins):
                      exim.log()), exim.log()
 
 
+def test_login_when_it_is_all_the_relay_offers(relay_env, qbins):
+    exim, sub = relay_env(mechs=("LOGIN",))
+    submit(sub, "with login")
+    wait_until(lambda: exim.delivered(), 30, what="the message at the relay")
+    assert re.search(r"A=login:%s" % RELAY_USER, exim.log()), exim.log()
+    assert "client auth host=%s mech=LOGIN" % RELAY_NAME in sub.d.log()
+
+
 def deferred_with(qbins, d, text):
     msgs = wait_queue(qbins, d, lambda m: any(
         r["state"] == "deferred" and r["reply"] != "-"
@@ -139,6 +147,22 @@ def test_a_refused_login_defers_and_says_why(relay_env, qbins):
     exim.wait_log(r"closed by QUIT")
 
 
+def test_a_new_login_by_sighup_and_the_waiting_message_goes(relay_env, qbins):
+    """The administrator fixes relay_auth and sends SIGHUP; after
+    chamoisctl flush the deferred message goes through the relay."""
+    exim, sub = relay_env(password="wrong")
+    submit(sub, "fixed by sighup")
+    deferred_with(qbins, sub.d, "AUTH PLAIN refused: 535")
+    auth = [l.split(None, 1)[1] for l in sub.d.conf_lines() if l.startswith("relay_auth ")][0]
+    with open(auth, "w") as f:
+        f.write("%s %s\n" % (RELAY_USER, RELAY_PASS))
+    sub.d.reload()
+    wait_log_match(sub.d.log, r"reload done", 20, "the daemon's log")
+    ctl_ok(qbins, sub.d, "flush")
+    wait_until(lambda: exim.delivered(), 30, what="the message at the relay")
+    wait_until(lambda: queue(qbins, sub.d)[0] == {}, 30, what="an empty queue")
+
+
 def test_a_relay_without_starttls_defers_and_gets_no_plaintext(relay_env, qbins):
     exim, sub = relay_env(tls=False)
     submit(sub, "no starttls")
@@ -146,6 +170,14 @@ def test_a_relay_without_starttls_defers_and_gets_no_plaintext(relay_env, qbins)
     assert exim.delivered() == [] and relay_env.remote.delivered() == []
     exim.wait_log(r"closed by QUIT")
     assert "AUTH" not in exim.log() and not re.search(r"<= alice", exim.log())
+
+
+def test_no_mechanism_in_common_defers(relay_env, qbins):
+    """A relay offering only CRAM-MD5 (obsolete, RFC 6331)."""
+    exim, sub = relay_env(mechs=("CRAM-MD5",))
+    submit(sub, "no common mechanism")
+    deferred_with(qbins, sub.d, "no AUTH mechanism in common (the relay offers CRAM-MD5)")
+    assert exim.delivered() == [] and relay_env.remote.delivered() == []
 
 
 def test_a_certificate_for_another_name_defers(relay_env, qbins):

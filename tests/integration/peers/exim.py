@@ -267,19 +267,33 @@ begin retry
 * * F,10m,10s
 
 begin authenticators
+%(authenticators)s"""
+
+AUTHENTICATORS = {
+    "PLAIN": """\
 plain:
   driver = plaintext
   public_name = PLAIN
   server_prompts = :
   server_condition = ${if and {{eq{$auth2}{%(auth_user)s}}{eq{$auth3}{%(auth_pass)s}}}}
   server_set_id = $auth2
+""",
+    "LOGIN": """\
 login:
   driver = plaintext
   public_name = LOGIN
   server_prompts = Username:: : Password::
   server_condition = ${if and {{eq{$auth1}{%(auth_user)s}}{eq{$auth2}{%(auth_pass)s}}}}
   server_set_id = $auth1
-"""
+""",
+    "CRAM-MD5": """\
+cram:
+  driver = cram_md5
+  public_name = CRAM-MD5
+  server_secret = ${if eq{$auth1}{%(auth_user)s}{%(auth_pass)s}fail}
+  server_set_id = $auth1
+""",
+}
 
 
 class EximRelay(Exim):
@@ -287,12 +301,14 @@ class EximRelay(Exim):
     on connect, ``implicit=True``), AUTH PLAIN and LOGIN for one user once
     TLS is up, RCPT refused without AUTH, and every message accepted put
     into the Maildir ``base/mail`` (``delivered()``).  ``tls=False``
-    advertises no STARTTLS at all."""
+    advertises no STARTTLS at all; ``mechs`` names the authenticators
+    (PLAIN, LOGIN, CRAM-MD5)."""
 
     def __init__(self, base, cert: str, key: str, auth_user: str, auth_pass: str,
                  tls: bool = True, implicit: bool = False,
-                 hostname: str = "relay.example.net"):
+                 hostname: str = "relay.example.net", mechs=("PLAIN", "LOGIN")):
         super().__init__(base, relay_port=0, tls=tls, hostname=hostname)
+        self.mechs = mechs
         self.cert, self.key = cert, key
         self.auth_user, self.auth_pass = auth_user, auth_pass
         self.implicit = implicit
@@ -310,7 +326,8 @@ class EximRelay(Exim):
             "tls_hosts": "*" if self.tls else "",
             "tls_on_connect": ("tls_on_connect_ports = %d" % self.port) if self.implicit else "",
             "cert": self.cert, "key": self.key, "mail": self.mail,
-            "auth_user": self.auth_user, "auth_pass": self.auth_pass})
+            "authenticators": "".join(AUTHENTICATORS[m] for m in self.mechs) % {
+                "auth_user": self.auth_user, "auth_pass": self.auth_pass}})
         os.chmod(self.conf, 0o644)
 
     def delivered(self):
