@@ -20,7 +20,7 @@ import subprocess
 
 import pytest
 
-from harness import ROOT, crlf, wait_until
+from harness import ROOT, crlf, dead_port, wait_until
 from peers.queue_util import qbins, queue, wait_ready  # noqa: F401
 from peers.remote import assert_reply, fwd_env, transaction  # noqa: F401
 from peers.sasl import ALICE, USERS, submission_daemon
@@ -156,3 +156,30 @@ def test_the_docs_home_server_lines_check_and_refuse_an_open_relay_auth(chamois_
     os.chmod(path, 0o640)
     rc, out = d.check_config()
     assert rc == 1 and "relay_auth: %s must be mode 0600 (it is 0640)" % path in out, out
+
+
+def test_a_route_comes_before_relay_host_in_the_queue(fwd_env, tmp_path, qbins):
+    """With relay_host set (nothing listens there), the queue still takes
+    the route for example.org; mail for another domain waits for the
+    relay and never goes to that domain's MX."""
+    other = fwd_env.remote("elsewhere.test")
+    home = fwd_env.daemon(domains=(HOME,), mailboxes=(ME,), hostname="home." + HOME)
+    front = submission_daemon(fwd_env.daemon, tmp_path / "sasl", extra_conf=(
+        "route %s 127.0.0.1:%d\nrelay_host 127.0.0.1:%d\n" % (HOME, home.port, dead_port())))
+    wait_ready(front.d)
+    s = front.smtp_tls()
+    try:
+        s.login(ALICE, USERS[ALICE])
+        for to in (ME, "x@elsewhere.test"):
+            assert s.sendmail(ALICE, [to], crlf("From: %s\nTo: %s\nSubject: q\n\nhi\n"
+                                                % (ALICE, to))) == {}
+    finally:
+        s.quit()
+    home.wait_messages(ME)
+
+    def relay_deferred():
+        states = [r for m in queue(qbins, front.d)[0].values() for r in m["rcpts"]]
+        return [r for r in states if r["state"] == "deferred"
+                and "no mail server could be reached" in r["reply"]]
+    wait_until(relay_deferred, 30, what="the other domain deferred at the relay")
+    assert other.connections == []
