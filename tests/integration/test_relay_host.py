@@ -12,12 +12,15 @@ with chamoisctl."""
 
 import os
 import re
+import shutil
 import subprocess
+import sys
 
 import dkim
 import pytest
 
-from harness import crlf, wait_log_match, wait_until
+import harness
+from harness import ROOT, crlf, wait_log_match, wait_until
 from peers.exim import EximRelay
 from peers.postfix import PeerUnavailable
 from peers.queue_util import ctl_ok, qbins, queue, wait_queue, wait_ready  # noqa: F401
@@ -208,15 +211,8 @@ def test_a_chamoisd_relay_is_logged_in_to_with_scram_sha_256(fwd_env, tmp_path, 
     relay delivers to remote.test's MX."""
     ca = TestCA(tmp_path / "ca")
     name = "smtp.relay.test"
-    fwd_env.dns.address(name, "127.0.0.1")
     remote = fwd_env.remote("remote.test")
-    relay = submission_daemon(fwd_env.daemon, tmp_path / "relaysasl", start=False,
-                              hostname=name)
-    cert, key = ca.leaf(tmp_path / "relaycert", name)
-    for src, dst in ((cert, "cert.pem"), (key, "key.pem")):
-        (relay.d.dir / dst).write_bytes(open(src, "rb").read())
-    relay.d.start()
-    wait_ready(relay.d)
+    relay = relay_chamoisd(fwd_env, tmp_path, name, ca)
     auth = tmp_path / "relay_auth"
     auth.write_text("%s %s\n" % (ALICE, USERS[ALICE]))
     os.chmod(auth, 0o600)
@@ -230,3 +226,68 @@ def test_a_chamoisd_relay_is_logged_in_to_with_scram_sha_256(fwd_env, tmp_path, 
                      % re.escape(ALICE), relay.d.log()), relay.d.log()
     assert re.search(r"client auth host=%s mech=SCRAM-SHA-256" % re.escape(name),
                      sub.d.log()), sub.d.log()
+
+
+def relay_chamoisd(fwd_env, tmp_path, name, ca, submissions_port=None):
+    """A second chamoisd as the relay host, its certificate from ca for
+    name, its 465 role moved to submissions_port when given."""
+    fwd_env.dns.address(name, "127.0.0.1")
+    relay = submission_daemon(fwd_env.daemon, tmp_path / "relaysasl", start=False,
+                              hostname=name)
+    cert, key = ca.leaf(tmp_path / "relaycert", name)
+    for src, dst in ((cert, "cert.pem"), (key, "key.pem")):
+        (relay.d.dir / dst).write_bytes(open(src, "rb").read())
+    if submissions_port is not None:
+        relay.d.write_conf("".join(
+            ("listen submissions 127.0.0.1:%d\n" % submissions_port)
+            if l.startswith("listen submissions ") else l + "\n"
+            for l in relay.d.conf_lines()))
+        relay.sport = submissions_port
+    relay.d.start()
+    wait_ready(relay.d)
+    return relay
+
+
+IN_NETNS = os.environ.get("CHAMOIS_TEST_NETNS") == "1"
+
+
+def test_port_465_means_implicit_tls(request, tmp_path):
+    """relay_host HOST:465 is TLS from the first byte (RFC 8314 3.3): a
+    chamoisd relay's submissions role on port 465 is logged in to with
+    SCRAM-SHA-256 and delivers.  Port 465 is fixed by the rule under test,
+    so the test runs itself again inside a network namespace of its own
+    (unshare -n, loopback only), where no other process can hold it."""
+    if not IN_NETNS:
+        if os.geteuid() != 0 or shutil.which("unshare") is None:
+            pytest.skip("needs root and unshare(1) for a network namespace")
+        env = dict(os.environ, CHAMOIS_TEST_NETNS="1",
+                   CHAMOISD=str(harness.chamoisd_binary()))
+        p = subprocess.run(
+            ["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$@"', "sh",
+             sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+             "%s::test_port_465_means_implicit_tls" % __file__],
+            env=env, cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            timeout=300)
+        out = p.stdout.decode(errors="replace")
+        assert p.returncode == 0 and " passed" in out, out[-6000:]
+        return
+    fwd_env = request.getfixturevalue("fwd_env")
+    qb = request.getfixturevalue("qbins")
+    ca = TestCA(tmp_path / "ca")
+    name = "smtps.relay.test"
+    remote = fwd_env.remote("remote.test")
+    relay = relay_chamoisd(fwd_env, tmp_path, name, ca, submissions_port=465)
+    auth = tmp_path / "relay_auth"
+    auth.write_text("%s %s\n" % (ALICE, USERS[ALICE]))
+    os.chmod(auth, 0o600)
+    sub = submission_daemon(fwd_env.daemon, tmp_path / "sasl", extra_conf=(
+        "relay_host %s:465\nrelay_auth %s\ntls_ca_file %s\n" % (name, auth, ca.cert)))
+    wait_ready(sub.d)
+    submit(sub, "implicit tls")
+    wait_until(lambda: remote.delivered(), 30, what="the message at remote.test")
+    wait_until(lambda: queue(qb, sub.d)[0] == {}, 30, what="an empty queue")
+    assert re.search(r"smtp connected address=127\.0\.0\.1 role=submissions\n.*"
+                     r"auth ok address=127\.0\.0\.1 user=%s mechanism=SCRAM-SHA-256"
+                     % re.escape(ALICE), relay.d.log(), re.S), relay.d.log()
+    assert re.search(r"client tls host=%s .*\n.*client auth host=%s mech=SCRAM-SHA-256"
+                     % (re.escape(name), re.escape(name)), sub.d.log()), sub.d.log()
