@@ -204,6 +204,42 @@ def test_check_refuses_a_relay_auth_file_others_can_read(relay_env):
 
 
 
+def test_a_relay_named_by_its_address_needs_a_certificate_for_the_address(
+        fwd_env, tmp_path, qbins):
+    """relay_host 127.0.0.1:PORT: no DNS at all, and the certificate must
+    carry IP:127.0.0.1 (the Exim whose certificate names only a DNS name
+    is refused)."""
+    ca = TestCA(tmp_path / "ca")
+    remote = fwd_env.remote("remote.test")
+    results = {}
+    for label, cn in (("ip", "127.0.0.1"), ("dns", RELAY_NAME)):
+        cert, key = ca.leaf(tmp_path / ("cert-" + label), cn)
+        try:
+            exim = EximRelay(tmp_path / ("exim-" + label), cert, key, RELAY_USER, RELAY_PASS)
+        except PeerUnavailable as e:
+            pytest.skip(str(e))
+        try:
+            exim.start()
+            auth = tmp_path / ("auth-" + label)
+            auth.write_text("%s %s\n" % (RELAY_USER, RELAY_PASS))
+            os.chmod(auth, 0o600)
+            sub = submission_daemon(fwd_env.daemon, tmp_path / ("sasl-" + label), extra_conf=(
+                "relay_host 127.0.0.1:%d\nrelay_auth %s\ntls_ca_file %s\n"
+                % (exim.port, auth, ca.cert)))
+            wait_ready(sub.d)
+            submit(sub, "by address " + label)
+            if label == "ip":
+                wait_until(lambda: exim.delivered(), 30, what="the message at the relay")
+            else:
+                deferred_with(qbins, sub.d, "the certificate of 127.0.0.1 does not verify: "
+                              "IP address mismatch")
+            results[label] = len(exim.delivered())
+        finally:
+            exim.stop()
+    assert results == {"ip": 1, "dns": 0}
+    assert remote.delivered() == []
+
+
 def test_a_chamoisd_relay_is_logged_in_to_with_scram_sha_256(fwd_env, tmp_path, qbins):
     """A second chamoisd as the relay host offers SCRAM-SHA-256 besides
     PLAIN and LOGIN on its submission role (STARTTLS, a certificate from

@@ -31,12 +31,14 @@ class TestCA:
         os.chmod(self.cert, 0o644)
 
     def leaf(self, dir, name):
-        """cert.pem/key.pem under dir for `name`, signed by this CA."""
+        """cert.pem/key.pem under dir for `name` (a DNS name, or an IP
+        address: then an IP subjectAltName), signed by this CA."""
         dir = Path(dir)
         dir.mkdir(parents=True, exist_ok=True)
         key, csr, cert = dir / "key.pem", dir / "req.csr", dir / "cert.pem"
         ext = dir / "ext.cnf"
-        ext.write_text("subjectAltName=DNS:%s\nextendedKeyUsage=serverAuth\n" % name)
+        kind = "IP" if name.replace(".", "").isdigit() or ":" in name else "DNS"
+        ext.write_text("subjectAltName=%s:%s\nextendedKeyUsage=serverAuth\n" % (kind, name))
         _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
                  str(csr), "-subj", "/CN=%s" % name)
         _openssl("x509", "-req", "-in", str(csr), "-CA", self.cert, "-CAkey", self.key,
