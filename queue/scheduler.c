@@ -1398,6 +1398,23 @@ domain_of(const char *addr, char *out, size_t size)
 		str_copy(out, "", size);
 }
 
+/* the group key of every recipient that goes through relay_host */
+#define RELAY_KEY	"[relay]"
+
+/*
+ * dest_of - the destination key of a remote recipient: its domain, or
+ * RELAY_KEY when cfg sends the domain through relay_host, so that one
+ * session to the relay carries every domain of a message and
+ * queue_max_per_domain counts sessions to the relay; "" for a bad address
+ */
+static void
+dest_of(const struct config *cfg, const char *addr, char *out, size_t size)
+{
+	domain_of(addr, out, size);
+	if (out[0] != '\0' && cfg->relay_host != NULL && config_route(cfg, out) == NULL)
+		str_copy(out, RELAY_KEY, size);
+}
+
 /* attempt_groups - split the due recipients by destination and start them */
 static void
 attempt_groups(struct qentry *e)
@@ -1414,7 +1431,7 @@ attempt_groups(struct qentry *e)
 		if (!rcpt_due(r, now))
 			continue;
 		if (!r->local)
-			domain_of(r->addr, dom, sizeof(dom));
+			dest_of(e->cfg, r->addr, dom, sizeof(dom));
 		for (size_t k = 0; k < ng; k++)
 			if (gs[k]->local == r->local && strcmp(gs[k]->domain, dom) == 0)
 				g = gs[k];
@@ -1632,7 +1649,7 @@ reserve(struct qentry *e, int delta)
 
 		if (r->local || !rcpt_due(r, e->attempt_now))
 			continue;
-		domain_of(r->addr, dom, sizeof(dom));
+		dest_of(e->cfg, r->addr, dom, sizeof(dom));
 		if (dom[0] == '\0')
 			continue;
 		for (size_t k = 0; k < n; k++)
@@ -1675,7 +1692,7 @@ could_start(const struct qentry *e, time_t now)
 			continue;
 		if (q.active >= q.cfg->queue_max_deliveries)
 			return false;
-		domain_of(r->addr, dom, sizeof(dom));
+		dest_of(q.cfg, r->addr, dom, sizeof(dom));
 		if (hmap_count_of(q.per_domain, dom) >=
 		    q.cfg->queue_max_per_domain)
 			return false;

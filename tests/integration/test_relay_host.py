@@ -122,6 +122,24 @@ def test_the_relay_sees_outbound_address(relay_env, qbins):
                      exim.log()), exim.log()
 
 
+def test_one_session_to_the_relay_carries_every_domain(relay_env, qbins):
+    """A message for two other domains reaches the relay as one message
+    with both recipients (one transaction), not one per domain."""
+    exim, sub = relay_env()
+    s = sub.smtp_tls()
+    try:
+        s.login(ALICE, USERS[ALICE])
+        assert s.sendmail(ALICE, ["carol@remote.test", "dave@other.test"], crlf(
+            "From: %s\nTo: carol@remote.test, dave@other.test\nSubject: two\n\nhi\n"
+            % ALICE)) == {}
+    finally:
+        s.quit()
+    wait_until(lambda: len(exim.delivered()) >= 2, 30, what="both copies at the relay")
+    wait_until(lambda: queue(qbins, sub.d)[0] == {}, 30, what="an empty queue")
+    assert len(re.findall(r" <= alice@example\.test ", exim.log())) == 1, exim.log()
+    assert sub.d.log().count("client auth host=") == 1, sub.d.log()
+
+
 def test_login_when_it_is_all_the_relay_offers(relay_env, qbins):
     exim, sub = relay_env(mechs=("LOGIN",))
     submit(sub, "with login")
