@@ -315,6 +315,7 @@ load_all(const char *path, config_problem_fn fn, config_problem_fn warn,
 	*sp = NULL;
 	if ((c = config_load_checked(path, fn, NULL, &problems)) == NULL)
 		return false;
+	problems += config_read_relay_auth(c, fn, NULL);
 	/* without domains every mailbox line would be reported */
 	tables = c->mailboxes && (problems == 0 || c->ndomains > 0);
 	if (problems)
@@ -432,6 +433,11 @@ reload_work(void *arg)
 
 	if ((c = j->cfg = config_load(j->path, collect_problem, j)) == NULL)
 		return;
+	if (config_read_relay_auth(c, collect_problem, j) != 0) {
+		config_free(c);
+		c = j->cfg = NULL;
+		return;
+	}
 	if ((j->tables = tables_load(c, collect_problem, j)) == NULL)
 		return;
 	if ((j->signer = dkim_signer_load(c, collect_problem, j, &errors)) &&

@@ -710,34 +710,38 @@ default_hostname(void)
 }
 
 /*
- * read_relay_auth - the relay_auth file: mode 0600 (no group or other
- * bits), one line "USER PASSWORD" (chamois.conf(5)); read at load, so
- * that a delivery never opens a file on the event loop
+ * config_read_relay_auth - see config.h: mode 0600 (no group or other
+ * bits), one line "USER PASSWORD" (chamois.conf(5)), read when the
+ * daemon loads the config, so that a delivery never opens a file on the
+ * event loop
  */
-static void
-read_relay_auth(struct parser *p)
+int
+config_read_relay_auth(struct config *c, config_problem_fn fn, void *arg)
 {
-	struct config *c = p->c;
+	struct parser pp = { .c = c, .file = c->path, .fn = fn, .arg = arg };
+	struct parser *p = &pp;
 	char buf[1024], *nl, *sp;
 	struct stat st;
 	ssize_t n;
 	int fd;
 
+	if (c->relay_auth == NULL)
+		return 0;
 	p->line = config_line(c, "relay_auth");
 	if ((fd = open(c->relay_auth, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) == -1) {
 		PROBLEM(p, "relay_auth: %s: %s", c->relay_auth, strerror(errno));
-		return;
+		return p->problems;
 	}
 	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
 		PROBLEM(p, "relay_auth: %s is not a regular file", c->relay_auth);
 		close(fd);
-		return;
+		return p->problems;
 	}
 	if ((st.st_mode & 077) != 0) {
 		PROBLEM(p, "relay_auth: %s must be mode 0600 (it is %04o)",
 		    c->relay_auth, (unsigned)(st.st_mode & 07777));
 		close(fd);
-		return;
+		return p->problems;
 	}
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
@@ -753,12 +757,18 @@ read_relay_auth(struct parser *p)
 		PROBLEM(p, "relay_auth: %s must hold one line 'USER PASSWORD'",
 		    c->relay_auth);
 		explicit_bzero(buf, sizeof(buf));
-		return;
+		return p->problems;
 	}
 	*sp = '\0';
+	free(c->relay_user);
+	if (c->relay_pass) {
+		explicit_bzero(c->relay_pass, strlen(c->relay_pass));
+		free(c->relay_pass);
+	}
 	c->relay_user = xstrdup(buf);
 	c->relay_pass = xstrdup(sp + 1);
 	explicit_bzero(buf, sizeof(buf));
+	return 0;
 }
 
 /* config_check - what only the whole file can tell */
@@ -792,8 +802,6 @@ config_check(struct parser *p)
 		PROBLEM(p, "a submission role needs sasl_db");
 	if (c->relay_auth && c->relay_host == NULL)
 		PROBLEM(p, "relay_auth needs relay_host");
-	if (c->relay_auth)
-		read_relay_auth(p);
 	for (size_t i = 0; i < c->nroutes; i++)
 		if (config_is_local_domain(c, c->routes[i].domain)) {
 			p->line = c->routes[i].line;

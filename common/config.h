@@ -144,6 +144,12 @@ bool config_parse_hostport(const char *, struct sockaddr_storage *, socklen_t *)
  */
 bool config_parse_nameport(const char *, char *host, size_t hostsize,
     unsigned *port);
+/*
+ * config_read_relay_auth - chamoisd only (the other programs never read
+ * the secret): the login of relay_auth into relay_user and relay_pass;
+ * problems go to fn as FILE:LINE, their number is returned
+ */
+int config_read_relay_auth(struct config *, config_problem_fn fn, void *arg);
 /* config_route - the route of domain (a lower-case A-label), or NULL */
 const struct route_conf *config_route(const struct config *, const char *domain);
 /* config_dkim_selector_ok - a DKIM selector: DNS labels joined by '.' */

@@ -345,3 +345,21 @@ def test_port_465_means_implicit_tls(request, tmp_path):
                      % re.escape(ALICE), relay.d.log(), re.S), relay.d.log()
     assert re.search(r"client tls host=%s .*\n.*client auth host=%s mech=SCRAM-SHA-256"
                      % (re.escape(name), re.escape(name)), sub.d.log()), sub.d.log()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="running as nobody needs root")
+def test_chamois_sendmail_of_an_ordinary_user_never_reads_relay_auth(chamoisd, tmp_path):
+    """The secret is chamoisd's: chamois-sendmail, run by nobody, reads the
+    same chamois.conf but not the relay_auth file (mode 0600, root's), and
+    queues the message."""
+    from test_sendmail import make_traversable, ready, run_sendmail
+    auth = tmp_path / "relay_auth"
+    auth.write_text("%s %s\n" % (RELAY_USER, RELAY_PASS))
+    os.chmod(auth, 0o600)
+    d = ready(chamoisd(extra_conf="relay_host 127.0.0.1:%d\nrelay_auth %s\n"
+                       % (harness.dead_port(), auth)))
+    make_traversable(d)
+    p = run_sendmail(d, ["-i", "someone@remote.test"], "Subject: cron\n\nout\n",
+                     as_nobody=True)
+    assert p.returncode == 0, (p.stdout, p.stderr)
+    wait_log_match(d.log, r"queue stored from=<nobody@example\.test>", 20, "the log")
