@@ -203,9 +203,9 @@ static bool
 check_user_access(const struct config *c, config_problem_fn fn)
 {
 	const char *const fixed[] = { c->mailboxes, c->aliases, c->tls_cert,
-	    c->tls_key, c->sasl_db };
+	    c->tls_key, c->sasl_db, c->relay_auth, c->tls_ca_file };
 	const char *const fixed_keys[] = { "mailboxes", "aliases", "tls_cert",
-	    "tls_key", "sasl_db" };
+	    "tls_key", "sasl_db", "relay_auth", "tls_ca_file" };
 	size_t n = nitems(fixed) + c->ndkim_keys;
 	const char **files = xreallocarray(NULL, n, sizeof(*files));
 	bool *bad = xcalloc(n, sizeof(*bad));

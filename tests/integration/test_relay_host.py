@@ -363,3 +363,17 @@ def test_chamois_sendmail_of_an_ordinary_user_never_reads_relay_auth(chamoisd, t
                      as_nobody=True)
     assert p.returncode == 0, (p.stdout, p.stderr)
     wait_log_match(d.log, r"queue stored from=<nobody@example\.test>", 20, "the log")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="checking as `user` needs root")
+def test_check_warns_that_user_cannot_reread_relay_auth(chamois_conf, tmp_path):
+    """-n as root: a relay_auth file only root can read is fine for the
+    start but not for a SIGHUP after the drop to `user`: a warning."""
+    auth = tmp_path / "relay_auth"
+    auth.write_text("%s %s\n" % (RELAY_USER, RELAY_PASS))
+    os.chmod(auth, 0o600)
+    d = chamois_conf(extra_conf="relay_host relay.example.net:587\nrelay_auth %s\n"
+                     "user nobody\n" % auth)
+    rc, out = d.check_config()
+    assert re.search(r"chamois\.conf:%d: warning: relay_auth: user 'nobody' cannot read %s"
+                     % (d.conf_line_number("relay_auth"), re.escape(str(auth))), out), out
