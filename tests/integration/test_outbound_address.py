@@ -10,6 +10,7 @@ import re
 
 import pytest
 
+import harness
 from harness import crlf, wait_until
 from peers.queue_util import qbins, queue, wait_queue, wait_ready  # noqa: F401
 from peers.remote import assert_reply, fwd_env, transaction  # noqa: F401
@@ -102,3 +103,20 @@ def test_a_source_address_that_is_not_ours_makes_the_target_unreachable(env, qbi
     assert re.search(r"forward unreachable domain=remote\.test last=\"bind 192\.0\.2\.1: ",
                      sub.d.log()), sub.d.log()
     assert r.connections == []
+
+
+def test_outbound_family_ipv4_skips_the_aaaa(fwd_env, tmp_path, qbins):
+    """mx1.remote.test has an AAAA record (::1, where nothing listens on
+    that port) besides its A record: without outbound_family the client
+    tries ::1 first (and fails over), with ipv4 it never does."""
+    if not harness.ipv6_loopback_available():
+        pytest.skip("no IPv6 loopback")
+    r = fwd_env.remote("remote.test")
+    fwd_env.dns.address("mx1.remote.test", "::1")
+    aliases = {"fwd@example.test": ["carol@remote.test"]}
+    for family, tried_v6 in (("any", True), ("ipv4", False)):
+        d = fwd_env.daemon(aliases=aliases, extra_conf="outbound_family %s\n" % family)
+        t = transaction(d, "friend@sender.test", ["fwd@example.test"], MSG)
+        assert_reply(t["eod"], "250")
+        assert ("addr=[::1]:" in d.log()) == tried_v6, d.log()
+    assert len(r.delivered()) == 2
