@@ -329,6 +329,7 @@ parse_dkim_key(struct parser *p, char **words)
 	c->dkim_keys[c->ndkim_keys++] = k;
 }
 
+/* config_parse_nameport - see config.h */
 bool
 config_parse_nameport(const char *s, char *host, size_t size, unsigned *port)
 {
@@ -363,6 +364,7 @@ config_parse_nameport(const char *s, char *host, size_t size, unsigned *port)
 	    inet_pton(AF_INET, host, &a6) == 1);
 }
 
+/* config_route - see config.h */
 const struct route_conf *
 config_route(const struct config *c, const char *domain)
 {

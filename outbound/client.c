@@ -437,6 +437,7 @@ client_connect(struct smtp_client *c)
 		tcp_nodelay(bufferevent_getfd(c->bev));
 }
 
+/* smtp_client_outbound - see client.h */
 void
 smtp_client_outbound(struct smtp_client_params *p, const struct config *cfg)
 {

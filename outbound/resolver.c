@@ -953,6 +953,7 @@ resolver_mx(struct resolver *r, const char *domain, resolver_cb cb, void *arg)
 	return query_start(r, domain, cb, arg, false);
 }
 
+/* resolver_host - see resolver.h */
 struct resolver_query *
 resolver_host(struct resolver *r, const char *host, resolver_cb cb, void *arg)
 {

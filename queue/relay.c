@@ -13,6 +13,7 @@
 #include "../common/util.h"
 #include "queue.h"
 
+/* queue_next_hop - see queue.h */
 void
 queue_next_hop(const struct config *cfg, const char *domain, struct next_hop *h)
 {
@@ -33,6 +34,7 @@ queue_next_hop(const struct config *cfg, const char *domain, struct next_hop *h)
 	}
 }
 
+/* relay_tls_new - see queue.h */
 SSL_CTX *
 relay_tls_new(const struct config *cfg, char *err, size_t errsize)
 {

@@ -408,6 +408,7 @@ queue_configure(struct config *cfg, struct tables *tables)
 	config_free(oc);
 }
 
+/* queue_set_relay_auth - see queue.h */
 void
 queue_set_relay_auth(const struct smtp_auth_ops *ops)
 {

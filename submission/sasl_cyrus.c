@@ -976,6 +976,7 @@ cb_client_pass(sasl_conn_t *conn, void *context, int id, sasl_secret_t **psecret
 	return SASL_OK;
 }
 
+/* sub_sasl_client_init - see submission.h */
 int
 sub_sasl_client_init(char *err, size_t errsize)
 {
