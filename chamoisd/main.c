@@ -332,6 +332,17 @@ load_all(const char *path, config_problem_fn fn, config_problem_fn warn,
 			ok = false;
 		}
 	}
+	/* relay_host's CAs: the file tls_ca_file names, or the system's */
+	if (c->relay_host) {
+		SSL_CTX *relay = relay_tls_new(c, err, sizeof(err));
+
+		if (relay == NULL) {
+			config_problem(fn, NULL, c->path, config_line(c,
+			    c->tls_ca_file ? "tls_ca_file" : "relay_host"), "%s", err);
+			ok = false;
+		}
+		SSL_CTX_free(relay);
+	}
 	/* every dkim_key: readable, a private key, RSA >= 2048 or Ed25519 */
 	if ((*sp = dkim_signer_load(c, fn, NULL, &dkim_errors)) != NULL &&
 	    dkim_errors)
@@ -405,6 +416,8 @@ struct reload_job {
 	struct tables *tables;	/* NULL: the tables have errors */
 	SSL_CTX *mx, *sub;	/* NULL with tls_err set: a broken certificate */
 	char tls_err[512];
+	SSL_CTX *relay;		/* relay_host's CAs (relay_tls_new) */
+	bool relay_failed;	/* ... could not be loaded: the old ones stay */
 	struct dkim_signer *signer;	/* NULL: a key has errors */
 	char **problems;	/* "FILE:LINE: message", logged on the loop */
 	size_t nproblems, more;
@@ -449,6 +462,13 @@ reload_work(void *arg)
 	    sub_sasl_check(c->sasl_db, j->tls_err, sizeof(j->tls_err)) != 0)
 		config_problem(collect_problem, j, c->path,
 		    config_line(c, "sasl_db"), "warning: %s", j->tls_err);
+	if (c->relay_host && (j->relay = relay_tls_new(c, j->tls_err,
+	    sizeof(j->tls_err))) == NULL) {
+		config_problem(collect_problem, j, c->path, config_line(c,
+		    c->tls_ca_file ? "tls_ca_file" : "relay_host"), "warning: %s",
+		    j->tls_err);
+		j->relay_failed = true;
+	}
 	j->tls_err[0] = '\0';
 	if (c->tls_cert &&
 	    ((j->mx = smtpd_tls_ctx(c->tls_cert, c->tls_key, false, j->tls_err,
@@ -613,6 +633,13 @@ reload_done(void *arg)
 		body_spool_limit(c->spool_max_size);
 		if (c->sasl_db)
 			sub_sasl_reconfigure(c->sasl_db);
+		if (j->relay_failed)
+			log_warnx("reload: relay_host's CAs could not be loaded; "
+			    "the old ones stay");
+		else {
+			queue_set_relay_tls(j->relay);
+			j->relay = NULL;
+		}
 		modules_configure(c, t, mx, sub);
 		/*
 		 * the old ones go once their last holder lets go (the root
@@ -633,6 +660,7 @@ reload_done(void *arg)
 		    tables_mailbox_count(t), tls);
 	}
 	dkim_signer_free(j->signer);
+	SSL_CTX_free(j->relay);
 	free(j->path);
 	free(j);
 	if (root.reload_again && !root.stopping) {

@@ -206,6 +206,12 @@ void queue_stop(void);
  */
 bool queue_idle(void);
 /*
+ * queue_set_relay_tls - SIGHUP: relay_host's verifying context, made off
+ * the loop by the root (relay_tls_new; NULL: no relay_host); the queue
+ * takes it over and frees the one it had
+ */
+void queue_set_relay_tls(struct ssl_ctx_st *);
+/*
  * queue_set_relay_auth - the SASL client for relay_auth (the root gives
  * submission/'s libsasl2 wrapper; NULL: no AUTH is possible)
  */

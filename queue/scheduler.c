@@ -392,20 +392,18 @@ queue_configure(struct config *cfg, struct tables *tables)
 	struct config *oc = q.cfg;
 	struct tables *ot = q.tables;
 
-	char err[512];
-	SSL_CTX *relay = NULL;
-
-	/* XXX the CA file is read on the loop (once per SIGHUP, a small file) */
-	if (cfg->relay_host && (relay = relay_tls_new(cfg, err, sizeof(err))) == NULL)
-		log_warnx("queue: relay_host: %s (the old CAs stay in force)", err);
-	if (relay != NULL || cfg->relay_host == NULL) {
-		SSL_CTX_free(q.tls_relay);	/* sessions hold their own SSL */
-		q.tls_relay = relay;
-	}
 	q.cfg = config_ref(cfg);
 	q.tables = tables_ref(tables);
 	tables_free(ot);
 	config_free(oc);
+}
+
+/* queue_set_relay_tls - see queue.h */
+void
+queue_set_relay_tls(SSL_CTX *ctx)
+{
+	SSL_CTX_free(q.tls_relay);	/* each client holds its own reference */
+	q.tls_relay = ctx;
 }
 
 /* queue_set_relay_auth - see queue.h */

@@ -377,3 +377,36 @@ def test_check_warns_that_user_cannot_reread_relay_auth(chamois_conf, tmp_path):
     rc, out = d.check_config()
     assert re.search(r"chamois\.conf:%d: warning: relay_auth: user 'nobody' cannot read %s"
                      % (d.conf_line_number("relay_auth"), re.escape(str(auth))), out), out
+
+
+def test_check_refuses_a_tls_ca_file_that_is_no_pem(chamois_conf, tmp_path):
+    bad = tmp_path / "ca.pem"
+    bad.write_text("not a certificate\n")
+    d = chamois_conf(extra_conf="relay_host relay.example.net:587\ntls_ca_file %s\n" % bad)
+    rc, out = d.check_config()
+    assert rc == 1, out
+    assert re.search(r"chamois\.conf:%d: tls_ca_file %s: " % (
+        d.conf_line_number("tls_ca_file"), re.escape(str(bad))), out), out
+
+
+def test_a_new_ca_by_sighup(relay_env, qbins, tmp_path):
+    """tls_ca_file first names a CA that did not sign the relay's
+    certificate: deferred; the file is replaced by the right CA, SIGHUP,
+    flush: delivered."""
+    other = TestCA(tmp_path / "otherca", name="another test CA")
+    exim, sub = relay_env()
+    ca_line = [l for l in sub.d.conf_lines() if l.startswith("tls_ca_file ")][0]
+    right = ca_line.split(None, 1)[1]
+    good = open(right, "rb").read()
+    with open(right, "wb") as f:
+        f.write(open(other.cert, "rb").read())
+    sub.d.reload()
+    wait_log_match(sub.d.log, r"reload done", 20, "the daemon's log")
+    submit(sub, "new ca")
+    deferred_with(qbins, sub.d, "does not verify: unable to get local issuer certificate")
+    with open(right, "wb") as f:
+        f.write(good)
+    sub.d.reload()
+    wait_until(lambda: sub.d.log().count("reload done") >= 2, 20, what="the second reload")
+    ctl_ok(qbins, sub.d, "flush")
+    wait_until(lambda: exim.delivered(), 30, what="the message at the relay")
