@@ -14,7 +14,7 @@ CPPFLAGS += -I. $(PKG_CFLAGS)
 # every module's sources go into one static library; programs pull what they use
 PROGRAM_SRC := chamoisd/main.c queue/chamoisctl.c queue/sendmail.c
 LIB_SRC := $(filter-out $(PROGRAM_SRC),$(wildcard common/*.c smtpd/*.c maildir/*.c local/*.c \
-	outbound/*.c forward/*.c queue/*.c submission/*.c dkim/*.c))
+	outbound/*.c forward/*.c queue/*.c submission/*.c dkim/*.c checks/*.c))
 DAEMON_SRC := chamoisd/main.c chamoisd/metrics.c
 
 obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
@@ -81,7 +81,17 @@ $(BUILD)/tests/opendkim_verify: tests/dkim/opendkim_verify.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBS) -lresolv
 
-check-integration: $(PROGRAMS) bin/chamois-setup $(BUILD)/tests/scram_client $(BUILD)/tests/opendkim_verify
+# OpenDKIM's signer for tests/integration/test_checks_mx.py
+$(BUILD)/tests/opendkim_sign: tests/dkim/opendkim_sign.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBS)
+
+# the inbound checks on one message, for tests/integration/test_auth_checks.py
+$(BUILD)/tests/auth_check_run: tests/checks/auth_check_run.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+check-integration: $(PROGRAMS) bin/chamois-setup $(BUILD)/tests/scram_client $(BUILD)/tests/opendkim_verify $(BUILD)/tests/opendkim_sign $(BUILD)/tests/auth_check_run
 	@test "$(PYTEST_WORKERS)" = 0 || $(PYTEST) --version -p xdist >/dev/null 2>&1 || { echo "make check-integration runs the tests in parallel with python3-pytest-xdist (sh .ci/deps.sh installs it); PYTEST_WORKERS=0 runs them serially without it"; exit 1; }
 	$(PYTEST) -q $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS)) tests/integration
 

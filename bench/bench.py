@@ -31,6 +31,16 @@ port 25.  Postfix's smtp-source drives them.  The scenarios (issue 8):
   dkim      bench/dkim_sign: CPU per signature of a 4 KiB message
   idle      bench/idle.py: 10,000 idle connections, chamoisd's PSS growth
 
+The mail from the world passes chamois's checks (SPF, DKIM, DMARC on the mx
+role, doc/forwarding.md "Checks"): the bench's dnsmasq serves client.test's
+SPF record (127.0.0.0/8), its DMARC record (p=reject) and a DKIM key, and
+answers NXDOMAIN for every other name it does not hold.  smtp-source's mail
+is unsigned (spf=pass, dmarc=pass through SPF); the latency scenario runs a
+second time with every message RSA-signed by dkimpy ("latency-dkim", the
+cost of a DKIM verification).  --baseline REV adds "chamois-base", chamois
+built from git commit REV (e.g. one without the checks), to every scenario
+but the queue's: the cost of what changed since, measured side by side.
+
 All servers run at once and their runs interleave (run 1 of each, then run
 2 of each, ...); latency and idle use freshly started servers.  Each figure
 is the median of --runs runs (3); chamois's are also given as a ratio to
@@ -66,6 +76,11 @@ from servers import common  # noqa: E402
 from servers.common import Unavailable  # noqa: E402
 
 SERVER_NAMES = ["chamois", "postfix", "opensmtpd", "chasquid"]
+BASELINE = "chamois-base"       # --baseline REV: chamois built from REV
+BASELINE_PORT = 10029
+# the DKIM key of client.test (SENDER's domain) that signs latency-dkim's
+# messages; its record is in the bench's dnsmasq
+CLIENT_SELECTOR = "bench"
 # the servers that sign (queue scenario only), started beside the others:
 # name ("SERVER-..." for SERVER's class) -> (key types, port)
 SIGNED = {"chamois-ed25519": (("ed25519",), 10026),
@@ -328,33 +343,37 @@ def run_queue(server, sink, count, parallel, log):
     return r
 
 
-def fresh(cls, folder):
-    """A server started in a fresh WORK/folder."""
+def fresh(cls, folder, **kw):
+    """A server started in a fresh WORK/folder; kw go to its class."""
     wd = WORK / folder
     shutil.rmtree(wd, ignore_errors=True)
     wd.mkdir(parents=True)
-    server = cls(wd)
+    server = cls(wd, **kw)
     server.start()
     return server
 
 
-def on_fresh(cls, folder, fn, *args):
+def on_fresh(cls, folder, fn, *args, kw=None):
     """fn(server, *args) on a server started for it in a fresh WORK/folder.
     latency: no server then holds a connection to, or a verdict on, the
     previous run's remote (OpenSMTPD waited a minute for a remote it had
     seen go away); idle: memory a previous run left is not growth."""
-    server = fresh(cls, folder)
+    server = fresh(cls, folder, **(kw or {}))
     try:
         return fn(server, *args)
     finally:
         server.stop()
 
 
-def run_latency(server, count, log):
+def run_latency(server, count, log, head=None):
+    """bench/latency against server; head: a file of header fields (a
+    DKIM-Signature) put on top of every message"""
     count = run_count(server, count, "latency")
     argv = [str(BENCH / "latency"), "-c", "127.0.0.1:%d" % server.port,
             "-s", "%s:%d" % (common.SINK_HOST, common.SINK_PORT), "-n", str(count),
             "-l", "4096", "-f", common.SENDER, "-t", common.FWD_RCPT, "-T", "60"]
+    if head is not None:
+        argv += ["-H", str(head)]
     r = subprocess.run(argv, capture_output=True, text=True, timeout=180)
     log.write(r.stdout + r.stderr)
     if r.returncode != 0:
@@ -459,7 +478,14 @@ class Bench:
         hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))   # idle: 10,000 + ours
         WORK.mkdir(exist_ok=True)
-        dns = start_dns(self.out / "dnsmasq.log")
+        global DKIM_TXT
+        key, p = client_key(WORK)
+        DKIM_TXT = "v=DKIM1; k=rsa; p=" + p
+        self.head = signed_head(WORK, key)
+        self.base_bin = build_baseline(self.a.baseline) if self.a.baseline else None
+        if self.base_bin:
+            self.say("%s: chamois at %s (%s)" % (BASELINE, self.a.baseline, self.base_bin.parent))
+        dns = start_dns(self.out / "dnsmasq.log", check_records(p))
         sink = Sink(self.out / "smtp-sink.log")
         servers, signed = {}, {}
         self.logs = {}
@@ -475,6 +501,11 @@ class Bench:
                 srv = self.start_server(name, name)
                 if srv:
                     servers[name] = srv
+            if self.base_bin:
+                srv = self.start_server("chamois", BASELINE, bin_dir=self.base_bin,
+                                        port=BASELINE_PORT)
+                if srv:
+                    servers[BASELINE] = srv
             if "queue" in self.a.scenarios:
                 for name, (keys, port) in SIGNED.items():
                     base = name.split("-")[0]
@@ -557,7 +588,8 @@ class Bench:
         if "queue" in sc:
             self.interleaved("queue/20", [
                 (n, lambda s=s, n=n: run_queue(s, sink, 100 if quick else 1000, 20, self.server_log(n)))
-                for n, s in list(servers.items()) + list(signed.items()) if s.sendmail()])
+                for n, s in list(servers.items()) + list(signed.items())
+                if s.sendmail() and n != BASELINE])
 
     def fresh_scenarios(self, quick):
         """latency and idle: one server at a time, each run on a freshly
@@ -567,12 +599,28 @@ class Bench:
         on, the old remote."""
         sc = self.a.scenarios
         if "latency" in sc:
+            n = 100 if quick else 1000
             for name in self.a.servers:
-                if name in self.results["unavailable"]:
+                if name in self.results["unavailable"] or name == "chamois":
                     continue
                 self.repeat("latency", name, on_fresh, server_class(name),
-                            name + "-latency", run_latency, 100 if quick else 1000,
-                            self.server_log(name))
+                            name + "-latency", run_latency, n, self.server_log(name))
+            # chamois and its baseline: unsigned mail, then DKIM-signed
+            # mail, each pair interleaved
+            jobs = []
+            for name, kw in [("chamois", {})] + ([(BASELINE, {"bin_dir": self.base_bin,
+                                                             "port": BASELINE_PORT})]
+                                                 if self.base_bin else []):
+                if "chamois" not in self.a.servers or name in self.results["unavailable"]:
+                    continue
+                for key, head in (("latency", None), ("latency-dkim", self.head)):
+                    jobs.append((key, name, lambda kw=kw, head=head, name=name: on_fresh(
+                        server_class("chamois"), name + "-latency", run_latency, n,
+                        self.server_log(name), head, kw=kw)))
+            for key in ("latency", "latency-dkim"):
+                js = [(nm, fn) for k, nm, fn in jobs if k == key]
+                if js:
+                    self.interleaved(key, js)
         if "idle" in sc and "chamois" in self.a.servers:
             self.repeat("idle", "chamois", on_fresh, server_class("chamois"), "chamois-idle",
                         idle_once, 1000 if quick else 10000, self.server_log("chamois"))
@@ -588,13 +636,92 @@ def brief(m):
     return ", ".join(f % m[k] for k, f in keys if k in m)
 
 
-def start_dns(log: Path):
+def client_key(work: Path):
+    """client.test's DKIM key (RSA 2048, openssl genpkey) in work; returns
+    (PEM path, the p= of its record)"""
+    key = work / "client-dkim.pem"
+    subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt",
+                    "rsa_keygen_bits:2048", "-out", str(key)], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+    der = subprocess.run(["openssl", "pkey", "-in", str(key), "-pubout", "-outform", "DER"],
+                         check=True, stdout=subprocess.PIPE, timeout=60).stdout
+    import base64
+    return key, base64.b64encode(der).decode()
+
+
+def signed_head(work: Path, key: Path) -> Path:
+    """A file with the DKIM-Signature (dkimpy, rsa-sha256, relaxed/relaxed,
+    h=from:to) of bench/latency's message (latency -P): every message of a
+    latency-dkim run carries it, and it verifies on each."""
+    import dkim
+    msg = subprocess.run([str(BENCH / "latency"), "-P", "-l", "4096", "-f", common.SENDER,
+                          "-t", common.FWD_RCPT], check=True, stdout=subprocess.PIPE,
+                         timeout=60).stdout
+    sig = dkim.sign(msg, CLIENT_SELECTOR.encode(), common.SENDER.split("@")[1].encode(),
+                    key.read_bytes(), canonicalize=(b"relaxed", b"relaxed"),
+                    include_headers=[b"from", b"to"])
+    if not dkim.verify(sig + msg, dnsfunc=lambda name, timeout=5: DKIM_TXT.encode()):
+        raise RuntimeError("dkimpy does not verify its own bench signature")
+    path = work / "signed-head.txt"
+    path.write_bytes(sig)
+    return path
+
+
+DKIM_TXT = ""       # client.test's key record, set by Bench.main
+
+
+def check_records(p: str) -> List[str]:
+    """dnsmasq options for the records the mx role's checks ask for:
+    SENDER's domain's SPF, DMARC and DKIM key; NXDOMAIN for any name the
+    bench's dnsmasq does not hold (dnsmasq's "#" zone is every domain).
+    dnsmasq is authoritative for test. (--auth-zone), so that a "no such
+    name" comes with the zone's SOA, whose MINIMUM (300 s) says how long a
+    resolver may keep it (RFC 2308), as real zones' answers do."""
+    dom = common.SENDER.split("@")[1]
+    text = "v=DKIM1; k=rsa; p=" + p
+    parts = [text[i:i + 250] for i in range(0, len(text), 250)]
+    # TTL 300 s for what dnsmasq serves (its default is 0: "do not keep"),
+    # as real zones have: chamoisd keeps answers for their TTL
+    return ["--local=/#/", "--local-ttl=300", "--auth-zone=test",
+            "--auth-server=ns.test,127.0.0.1",
+            "--auth-soa=1,hostmaster.test,1200,120,604800,300",
+            "--txt-record=%s,v=spf1 ip4:127.0.0.0/8 -all" % dom,
+            "--txt-record=_dmarc.%s,v=DMARC1; p=reject" % dom,
+            "--txt-record=%s._domainkey.%s,%s" % (CLIENT_SELECTOR, dom, ",".join(parts))]
+
+
+def build_baseline(rev: str) -> Path:
+    """chamois built from git commit rev, in bench/.peers/chamois-REV (kept:
+    a second run reuses it); returns its bin/ folder"""
+    sha = subprocess.run(["git", "-c", "safe.directory=*", "-C", str(ROOT), "rev-parse",
+                          "--short=12", rev + "^{commit}"], check=True,
+                         stdout=subprocess.PIPE, text=True, timeout=60).stdout.strip()
+    top = common.PEERS_DIR / ("chamois-" + sha)
+    bin_dir = top / "bin"
+    if all((bin_dir / p).exists() for p in ("chamoisd", "chamoisctl", "chamois-sendmail")):
+        return bin_dir
+    shutil.rmtree(top, ignore_errors=True)
+    top.mkdir(parents=True)
+    arch = subprocess.run(["git", "-c", "safe.directory=*", "-C", str(ROOT), "archive", sha],
+                          check=True, stdout=subprocess.PIPE, timeout=120).stdout
+    subprocess.run(["tar", "-x", "-C", str(top)], input=arch, check=True, timeout=120)
+    for argv in (["./configure"], ["make", "-s", "-j%d" % (os.cpu_count() or 1),
+                                   "bin/chamoisd", "bin/chamoisctl", "bin/chamois-sendmail"]):
+        r = subprocess.run(argv, cwd=top, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           timeout=1200)
+        if r.returncode != 0:
+            raise SystemExit("--baseline %s: %s failed:\n%s" % (rev, " ".join(argv),
+                             r.stdout.decode(errors="replace")[-2000:]))
+    return bin_dir
+
+
+def start_dns(log: Path, extra: List[str] = ()):
     argv = ["dnsmasq", "--no-daemon", "--no-resolv", "--no-hosts", "--log-facility=-",
             "--listen-address=127.0.0.1", "--port=53", "--bind-interfaces",
             "--user=nobody", "--pid-file=",
             "--mx-host=sink.test,mx.sink.test,10",
             "--host-record=mx.sink.test,127.0.0.1",
-            "--host-record=mx.bench.test,127.0.0.1"]
+            "--host-record=mx.bench.test,127.0.0.1"] + list(extra)
     for exe in ("/usr/sbin/dnsmasq", "dnsmasq"):
         if os.path.exists(exe) or shutil.which(exe):
             argv[0] = exe
@@ -688,6 +815,7 @@ def report(res) -> str:
     table("Queue: put in (all sendmail calls returned), messages/s", ["queue/20"],
           "put_in_per_second")
     out += signed_report(sc)
+    out += checks_report(sc)
     d20 = disk.get("disk/20")
     if d20:
         rows = []
@@ -715,6 +843,39 @@ def report(res) -> str:
     if res.get("unavailable"):
         out += ["## Not measured", ""] + ["- %s: %s" % kv for kv in res["unavailable"].items()] + [""]
     return "\n".join(out)
+
+
+def checks_report(sc) -> List[str]:
+    """chamois beside chamois-base (--baseline): the cost of what changed,
+    e.g. the mx role's checks; latency-dkim is the latency with every
+    message DKIM-signed (one RSA verification each)."""
+    rows = []
+    keys = sorted((k for k in sc if k.startswith(("inbound/", "forward/"))),
+                  key=lambda k: [int(x) if x.isdigit() else x for x in
+                                 k.replace("k/", "/").split("/")])
+    for k in keys + ["latency", "latency-dkim"]:
+        if k not in sc:
+            continue
+        c, b = sc[k].get("chamois"), sc[k].get(BASELINE)
+        if not c:
+            continue
+        if k.startswith("latency"):
+            cells = []
+            for f in ("p50_us", "p99_us"):
+                cv, bv = c.get(f), (b or {}).get(f)
+                cells += [fmt(cv), fmt(bv), fmt(cv - bv, "%+.0f") if cv and bv else "–"]
+            rows.append("| %s | µs p50: %s | %s | %s | µs p99: %s | %s | %s |" % ((k,) + tuple(cells)))
+        else:
+            cv, bv = c.get("per_second"), (b or {}).get("per_second")
+            cc, bc = c.get("cpu_ms_per_msg"), (b or {}).get("cpu_ms_per_msg")
+            rows.append("| %s | msg/s: %s | %s | %s | CPU ms/msg: %s | %s | %s |" % (
+                k, fmt(cv), fmt(bv), fmt(100.0 * (cv / bv - 1), "%+.1f%%") if cv and bv else "–",
+                fmt(cc, "%.3f"), fmt(bc, "%.3f"), fmt(cc - bc, "%+.3f") if cc and bc else "–"))
+    if not rows or not any(BASELINE in sc.get(k, {}) for k in sc):
+        return []
+    return ["## chamois against chamois-base (--baseline): what the change costs", "",
+            "| scenario | chamois | chamois-base | change | chamois | chamois-base | change |",
+            "|---|---|---|---|---|---|---|"] + rows + [""]
 
 
 def signed_report(sc) -> List[str]:
@@ -825,6 +986,8 @@ def main():
     ap.add_argument("--scenarios", default="disk,dkim,inbound,forward,latency,queue,idle")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="a tenth of the messages, 1 run")
+    ap.add_argument("--baseline", metavar="REV",
+                    help="also run chamois built from git commit REV (chamois-base)")
     ap.add_argument("--name", help="results folder name (default: a time stamp)")
     a = ap.parse_args()
     if a.cmd == "prepare":

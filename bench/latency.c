@@ -18,7 +18,14 @@
  *
  * Usage:
  *	latency -c HOST:PORT -s ADDR:PORT -n COUNT -l SIZE -f FROM -t TO
- *	    [-w WARMUP] [-T TIMEOUT_SECONDS] [-v]
+ *	    [-w WARMUP] [-T TIMEOUT_SECONDS] [-H FILE] [-v]
+ *	latency -P -l SIZE -f FROM -t TO
+ * -H puts the header fields in FILE (LF or CRLF lines) on top of every
+ * message: a DKIM-Signature made for "From: <FROM>", "To: <TO>" and the
+ * body, which every message has the same (bench.py signs it with dkimpy,
+ * h=from:to, so the fields that change from message to message are not
+ * signed).  -P prints that part, "From: <FROM>\r\nTo: <TO>\r\n\r\n" and
+ * the body of SIZE octets, and exits.
  * -c the server under test; -s where the sink listens (SO_REUSEADDR);
  * -n messages measured, after -w warm-up messages (default 5) that are
  * not; -l body octets; -T bounds the whole run (default 60 s). IPv6 as
@@ -107,6 +114,7 @@ static bool verbose;
 static char token[32];
 static char *body;		/* the body, dot and CRLFs included */
 static size_t body_len;
+static struct buf head;		/* -H: fields put first, CRLF form */
 
 /* per message: t0 (final dot written), t1 (sink has it), reply time */
 static int64_t *t0, *t1, *treply;
@@ -134,7 +142,8 @@ usage(void)
 {
 	fprintf(stderr, "usage: latency -c SERVER_HOST:PORT -s SINK_ADDR:PORT"
 	    " -n COUNT -l SIZE -f FROM -t TO\n"
-	    "               [-w WARMUP] [-T TIMEOUT_SECONDS] [-v]\n");
+	    "               [-w WARMUP] [-T TIMEOUT_SECONDS] [-H FILE] [-v]\n"
+	    "       latency -P -l SIZE -f FROM -t TO\n");
 	exit(2);
 }
 
@@ -376,6 +385,28 @@ client_connect(const char *arg, int timeout_s)
 	set_socket_options(client.fd);
 }
 
+/* read_head - -H FILE's header fields into head, every line ended CRLF */
+static void
+read_head(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char line[4096];
+
+	if (f == NULL)
+		die("cannot open %s: %s", path, strerror(errno));
+	while (fgets(line, sizeof(line), f) != NULL) {
+		size_t n = strcspn(line, "\r\n");
+
+		if (n == 0)
+			break;		/* an empty line ends the fields */
+		buf_add(&head, line, n);
+		buf_add(&head, "\r\n", 2);
+	}
+	if (ferror(f))
+		die("cannot read %s", path);
+	fclose(f);
+}
+
 /* make_body - the body after the headers: SIZE octets of lines of at
  * most 78 characters that never start with '.', then the final dot */
 static void
@@ -431,6 +462,7 @@ client_send_message(void)
 
 	localtime_r(&t, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
+	buf_add(&client.out, head.data, head.len);
 	buf_printf(&client.out,
 	    "From: <%s>\r\n"
 	    "To: <%s>\r\n"
@@ -832,9 +864,11 @@ main(int argc, char **argv)
 	size_t pfd_cap = 0;
 	long timeout_s = 60;
 	int64_t deadline;
+	const char *head_file = NULL;
+	bool print_signed = false;
 	int ch;
 
-	while ((ch = getopt(argc, argv, "c:s:n:l:f:t:w:T:v")) != -1) {
+	while ((ch = getopt(argc, argv, "c:s:n:l:f:t:w:T:H:Pv")) != -1) {
 		switch (ch) {
 		case 'c':
 			server = optarg;
@@ -862,6 +896,12 @@ main(int argc, char **argv)
 			timeout_s = parse_long(optarg, "TIMEOUT_SECONDS", 1,
 			    86400);
 			break;
+		case 'H':
+			head_file = optarg;
+			break;
+		case 'P':
+			print_signed = true;
+			break;
 		case 'v':
 			verbose = true;
 			break;
@@ -869,6 +909,17 @@ main(int argc, char **argv)
 			usage();
 		}
 	}
+	if (print_signed) {
+		if (optind != argc || body_size == (size_t)-1 ||
+		    body_size == 1 || from_addr == NULL || to_addr == NULL)
+			usage();
+		make_body();
+		printf("From: <%s>\r\nTo: <%s>\r\n\r\n", from_addr, to_addr);
+		fwrite(body, 1, body_len - 3, stdout);	/* not the final dot */
+		return ferror(stdout) || fflush(stdout) ? 1 : 0;
+	}
+	if (head_file != NULL)
+		read_head(head_file);
 	if (optind != argc || server == NULL || sink == NULL || count < 0 ||
 	    body_size == (size_t)-1 || from_addr == NULL || to_addr == NULL) {
 		fprintf(stderr, "latency: -c, -s, -n, -l, -f and -t are"

@@ -69,6 +69,7 @@
 #include "../common/util.h"
 #include "../common/worker.h"
 #include "../config.h"
+#include "../checks/engine.h"
 #include "../dkim/signer.h"
 #include "../forward/forward.h"
 #include "../maildir/maildir.h"
@@ -965,6 +966,9 @@ main(int argc, char **argv)
 	smtpd_set_router(ROLE_MX, forward_mx_router);
 	smtpd_set_router(ROLE_SUBMISSION, queue_router);
 	smtpd_set_router(ROLE_SUBMISSIONS, queue_router);
+	/* what the world sends is checked (doc/forwarding.md "Checks") */
+	mx_checks_init(root.resolver);
+	smtpd_set_checks(ROLE_MX, &mx_checks);
 	smtpd_set_auth(&sub_auth_ops);
 	sub_configure(root.base, root.cfg, root.tables);
 	if (root.cfg->sasl_db &&

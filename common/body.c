@@ -154,6 +154,31 @@ body_write_fd(const struct body *b, int fd)
 	return 0;
 }
 
+ssize_t
+body_read_at(const struct body *b, uint64_t off, void *buf, size_t len)
+{
+	struct evbuffer_ptr pos;
+
+	if (off >= b->size || len == 0)
+		return 0;
+	if (off < (uint64_t)b->spool_len) {
+		uint64_t left = (uint64_t)b->spool_len - off;
+		size_t n = left < len ? (size_t)left : len;
+		ssize_t r;
+
+		while ((r = pread(b->spool_fd, buf, n, (off_t)off)) < 0 &&
+		    errno == EINTR)
+			;
+		if (r == 0)
+			return (errno = EIO, -1);
+		return r;
+	}
+	off -= (uint64_t)b->spool_len;
+	if (evbuffer_ptr_set(b->mem, &pos, (size_t)off, EVBUFFER_PTR_SET) == -1)
+		return (errno = EIO, -1);
+	return evbuffer_copyout_from(b->mem, &pos, buf, len);
+}
+
 void
 body_reset(struct body *b)
 {

@@ -24,6 +24,11 @@ int body_append(struct body *, const void *, size_t);
  * nothing else touches the body); -1 with errno set on failure.
  */
 int body_write_fd(const struct body *, int fd);
+/*
+ * body_read_at - up to len octets from offset off into buf: the count, 0 at
+ * the end, -1 with errno set (loop thread, or a worker as body_write_fd)
+ */
+ssize_t body_read_at(const struct body *, uint64_t off, void *buf, size_t len);
 /* body_reset - drop everything (memory and spool) */
 void body_reset(struct body *);
 void body_free(struct body *);

@@ -44,6 +44,8 @@ enum param_type {
 	P_ROUTE,	/* repeatable: DOMAIN HOST:PORT */
 	P_FAMILY,	/* any, ipv4 or ipv6 */
 	P_OUTADDR,	/* repeatable: a source address, one per family */
+	P_DNSBL,	/* repeatable: a DNS block list's zone */
+	P_DMARC_POLICY,	/* enforce or monitor */
 };
 
 struct param {
@@ -59,7 +61,9 @@ static const struct param config_params[] = {
 	{ "aliases",			P_PATH,	OFF(aliases), 0, 0, false },
 	{ "delay_warning_time",		P_DURATION, OFF(delay_warning_time), 0, 365 * 86400, false },
 	{ "dkim_key",			P_DKIM_KEY, OFF(dkim_keys), 0, 0, true },
+	{ "dmarc_policy",		P_DMARC_POLICY, OFF(dmarc_monitor), 0, 0, false },
 	{ "dns_server",			P_HOSTPORT, OFF(dns_server), 0, 0, false },
+	{ "dnsbl",			P_DNSBL, OFF(dnsbl_zones), 0, 0, true },
 	{ "domains",			P_DOMAINS, OFF(domains), 0, 0, false },
 	{ "forward_data_budget",	P_DURATION, OFF(forward_data_budget), 1, 3600, false },
 	{ "forward_max_per_client",	P_UINT, OFF(forward_max_per_client), 1, 100000, false },
@@ -102,7 +106,7 @@ static const struct param config_params[] = {
 	{ "worker_threads",		P_UINT, OFF(worker_threads), 1, 256, false },
 };
 
-_Static_assert(nitems(config_params) <= 48, "config.lines is too small");
+_Static_assert(nitems(config_params) <= 64, "config.lines is too small");
 
 struct parser {
 	struct config *c;
@@ -512,6 +516,15 @@ parse_value(struct parser *p, const struct param *pm, char **words, int nwords)
 		*(unsigned *)field = v;
 		break;
 	}
+	case P_DMARC_POLICY:
+		if (strcmp(words[0], "enforce") != 0 &&
+		    strcmp(words[0], "monitor") != 0) {
+			PROBLEM(p, "%s: '%s' is neither enforce nor monitor",
+			    pm->name, words[0]);
+			return;
+		}
+		*(bool *)field = strcmp(words[0], "monitor") == 0;
+		break;
 	case P_DOMAINS:
 		for (int i = 0; i < nwords; i++) {
 			char key[DOMAIN_MAX + 1];
@@ -615,6 +628,22 @@ parse_value(struct parser *p, const struct param *pm, char **words, int nwords)
 	case P_OUTADDR:
 		parse_outaddr(p, words[0]);
 		break;
+	case P_DNSBL: {
+		char key[DOMAIN_MAX + 1];
+
+		if (!valid_hostname(words[0]) ||
+		    !addr_domain_key(words[0], key, sizeof(key))) {
+			PROBLEM(p, "dnsbl: '%s' is not a valid DNS zone", words[0]);
+			return;
+		}
+		for (size_t i = 0; i < c->ndnsbl_zones; i++)
+			if (strcmp(c->dnsbl_zones[i], key) == 0)
+				return;		/* named twice: asked once */
+		c->dnsbl_zones = xreallocarray(c->dnsbl_zones, c->ndnsbl_zones + 1,
+		    sizeof(char *));
+		c->dnsbl_zones[c->ndnsbl_zones++] = xstrdup(key);
+		break;
+	}
 	}
 }
 
@@ -928,6 +957,9 @@ config_free(struct config *c)
 	for (size_t i = 0; i < c->nsrs_secrets; i++)
 		free(c->srs_secrets[i]);
 	free(c->srs_secrets);
+	for (size_t i = 0; i < c->ndnsbl_zones; i++)
+		free(c->dnsbl_zones[i]);
+	free(c->dnsbl_zones);
 	for (size_t i = 0; i < c->ndkim_keys; i++) {
 		free(c->dkim_keys[i].domain);
 		free(c->dkim_keys[i].selector);

@@ -61,6 +61,8 @@ struct config {
 	unsigned max_recipients;
 	char **srs_secrets;
 	size_t nsrs_secrets;
+	char **dnsbl_zones;		/* dnsbl lines, in file order */
+	size_t ndnsbl_zones;
 	struct dkim_key_conf *dkim_keys;	/* in file order */
 	size_t ndkim_keys;
 	unsigned forward_rcpt_budget;	/* seconds */
@@ -99,7 +101,8 @@ struct config {
 	unsigned forward_max_sessions;
 	unsigned forward_max_per_domain;
 	unsigned forward_max_per_client;
-	int lines[48];		/* where each key was set, by table row */
+	bool dmarc_monitor;	/* dmarc_policy monitor: DMARC refuses nothing */
+	int lines[64];		/* where each key was set, by table row */
 	int last_line;
 	unsigned refs;		/* holders beyond the first (config_ref) */
 };

@@ -38,10 +38,11 @@ void forward_shutdown(void);
  * forward_route - the route of a forwarded address (smtpd/route.h):
  * each RCPT is asked of the target's server while the client waits, and
  * answered with that server's reply (fwd_map_reply); DATA gets 354 once
- * the remote said 354; the body streams through, paced by the remote;
- * the final dot goes to the remote once every check passed and the local
- * copies (if any) are synced in tmp/, which move into new/ only after
- * the remote's 2xx.  Every end of the transaction ends the remote
+ * the remote said 354; the engine holds the message (forwards) until the
+ * checks' verdict, then it goes to the remote, the Authentication-Results
+ * field and our Received first, paced by the remote; the final dot goes
+ * once every check passed and the local copies (if any) are synced in
+ * tmp/, which move into new/ only after the remote's 2xx.  Every end of the transaction ends the remote
  * session with QUIT.
  */
 extern const struct smtpd_route_ops forward_route;

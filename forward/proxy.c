@@ -20,8 +20,13 @@
  * waiting (its input held) under a budget timer (forward_rcpt_budget for everything behind
  * one RCPT or DATA, forward_data_budget from the client's final dot to our
  * reply) and answers the client with the remote's own reply, mapped by
- * fwd_map_reply().  The final dot goes to the remote only after the
- * client's final dot arrived, every check passed and the local copies (if
+ * fwd_map_reply().  After the remote's 354 nothing is sent until the
+ * client's final dot and the checks' verdict (smtpd_check_done): the
+ * engine keeps the message (the route forwards), a refusal closes the
+ * remote session without a dot, and a pass sends the
+ * Authentication-Results field and the kept message (our Received first),
+ * paced by the remote (stream).  The final dot goes to the remote only
+ * after all of it was sent, every check passed and the local copies (if
  * any) are synced in tmp/; they move into new/ only after the remote's
  * 2xx.  Nothing here ever makes a bounce.
  *
@@ -69,6 +74,7 @@ enum fwd_wait {
 	W_NONE,
 	W_RCPT,		/* the remote's answer to a RCPT */
 	W_DATA,		/* 354 */
+	W_STREAM,	/* the held message going to the remote */
 	W_LOCAL,	/* local copies being synced in tmp/ */
 	W_DOT,		/* the remote's answer to the final dot */
 	W_COMMIT,	/* local copies moving into new/ */
@@ -89,6 +95,7 @@ struct fwd {
 	bool mail_refused;
 	struct smtp_reply mail_reply;
 	bool failed;			/* the remote was lost mid-message */
+	uint64_t sent;			/* octets of the held message sent */
 	bool counted;			/* holds a slot of the forward limits */
 	/*
 	 * The hold bound (doc/forwarding.md, Limits): a transaction holding a
@@ -110,6 +117,7 @@ struct fwd {
 
 static void fwd_client_cb(void *, enum smtp_client_event, enum smtp_cmd,
     enum smtp_fail, const struct smtp_reply *);
+static void stream(struct fwd *);
 
 /* fwd_map_reply - see forward.h; the table is in doc/forwarding.md */
 void
@@ -631,6 +639,9 @@ fwd_failed(struct fwd *f, enum smtp_fail why, const struct smtp_reply *r)
 	case W_DATA:
 		tx_answer(f, reply);
 		break;
+	case W_STREAM:
+		finish(f, NULL, true, reply);
+		break;
 	case W_DOT: {
 		struct local_copies *lc = f->lc;
 
@@ -666,7 +677,8 @@ fwd_client_cb(void *arg, enum smtp_client_event ev, enum smtp_cmd cmd,
 		fwd_failed(f, why, r);
 		return;
 	case SC_DRAINED:
-		smtpd_input_resume(s);
+		if (f->wait == W_STREAM)
+			stream(f);
 		return;
 	case SC_REPLY:
 		break;
@@ -689,11 +701,9 @@ fwd_client_cb(void *arg, enum smtp_client_event ev, enum smtp_cmd cmd,
 		if (f->wait != W_DATA)
 			return;
 		if (r->code == 354) {
-			const char *rcv = smtpd_tx_received(s);
-
+			/* the message is held until the checks' verdict (fwd_end) */
 			go_on(f);
 			smtpd_data_go(s);
-			smtp_client_body(f->c, rcv, strlen(rcv));
 			return;
 		}
 		if (smtp_reply_class(r) == SMTP_CLASS_OK ||
@@ -733,6 +743,7 @@ fwd_timeout_cb(evutil_socket_t fd, short what, void *arg)
 		rcpt_done(f, reply);
 		return;
 	case W_DATA:
+	case W_STREAM:
 	case W_DOT:
 		/*
 		 * XXX after the dot, the remote may still accept the message it
@@ -912,19 +923,6 @@ fwd_data(struct smtpd_session *s)
 	smtp_client_data(f->c);
 }
 
-/* fwd_body - a chunk of the message streams to the remote, paced by it */
-static void
-fwd_body(struct smtpd_session *s, const char *text, size_t len)
-{
-	struct fwd *f = smtpd_route_data(s, &forward_route);
-
-	if (f == NULL || f->failed || f->c == NULL || f->state != FS_READY)
-		return;
-	if (smtp_client_body(f->c, text, len))
-		/* the remote is slower than the client: stop reading for a while */
-		smtpd_input_pause(s);
-}
-
 static void
 send_dot(struct fwd *f)
 {
@@ -1019,7 +1017,7 @@ static void
 fwd_end(struct smtpd_session *s, const char *refusal)
 {
 	struct fwd *f = smtpd_route_data(s, &forward_route);
-	size_t nmailboxes;
+	const char *ar;
 
 	if (refusal == NULL && (f == NULL || f->failed || f->state != FS_READY))
 		refusal = "451 4.4.2 The next server was lost, try again later";
@@ -1035,8 +1033,27 @@ fwd_end(struct smtpd_session *s, const char *refusal)
 		return;
 	}
 	smtpd_wait(s);
-	f->wait = W_LOCAL;
 	fwd_timer_start(f, fwd_g.cfg->forward_data_budget);
+	/* the verdict is in: the held message goes, our fields first */
+	f->wait = W_STREAM;
+	f->sent = 0;
+	if ((ar = smtpd_tx_auth_results(s)) != NULL &&
+	    smtp_client_body(f->c, ar, strlen(ar)))
+		return;		/* SC_DRAINED goes on */
+	stream(f);
+}
+
+/*
+ * streamed - the whole message is with the remote: the local copies are
+ * synced in tmp/ (if any), then the final dot goes
+ */
+static void
+streamed(struct fwd *f)
+{
+	struct smtpd_session *s = f->s;
+	size_t nmailboxes;
+
+	f->wait = W_LOCAL;
 	smtpd_tx_mailboxes(s, &nmailboxes);
 	if (nmailboxes > 0) {
 		local_copies_run(local_copies_new(s), LOCAL_PREPARE, s,
@@ -1044,6 +1061,34 @@ fwd_end(struct smtpd_session *s, const char *refusal)
 		return;
 	}
 	send_dot(f);
+}
+
+/*
+ * stream - the next part of the message the engine kept (our Received
+ * first) to the remote, until its output is over the high watermark
+ * (SC_DRAINED calls again) or all is sent
+ */
+static void
+stream(struct fwd *f)
+{
+	const struct body *b = smtpd_tx_body(f->s);
+	char buf[16384];
+	ssize_t n;
+
+	while ((n = body_read_at(b, f->sent, buf, sizeof(buf))) > 0) {
+		f->sent += (uint64_t)n;
+		if (smtp_client_body(f->c, buf, (size_t)n))
+			return;
+	}
+	if (n < 0) {
+		log_warn("%s forward result=failed step=read-held-message",
+		    smtpd_tx_id(f->s));
+		fwd_close_remote(f);
+		finish(f, NULL, true, "451 4.3.0 The message could not be read "
+		    "back, try again later");
+		return;
+	}
+	streamed(f);
 }
 
 /*
@@ -1062,9 +1107,9 @@ fwd_rset(struct smtpd_session *s)
 const struct smtpd_route_ops forward_route = {
 	.name = "forward",
 	.outcome = "forwarded",
+	.forwards = true,
 	.rcpt = fwd_rcpt,
 	.data = fwd_data,
-	.body = fwd_body,
 	.end = fwd_end,
 	.rset = fwd_rset,
 	.free = fwd_rset,

@@ -36,7 +36,8 @@ enum local_step {
 
 /*
  * local_copies_new - the copies of the transaction of s, one per local
- * mailbox (Return-Path and Delivered-To added); the engine's body is
+ * mailbox (Return-Path, Delivered-To and the checks' Authentication-Results
+ * added); the engine's body is
  * taken over (smtpd_tx_take_body), the rest copied
  */
 struct local_copies *local_copies_new(struct smtpd_session *);

@@ -46,6 +46,7 @@ local_copies_new(struct smtpd_session *s)
 	struct maildir_delivery *d = xcalloc(1, sizeof(*d));
 	char *const *mb = smtpd_tx_mailboxes(s, &lc->nmailboxes);
 	const char *sender = smtpd_tx_sender(s);
+	const char *ar = smtpd_tx_auth_results(s);
 
 	lc->cfg = config_ref((struct config *)smtpd_session_config(s));
 	str_copy(lc->txid, smtpd_tx_id(s), sizeof(lc->txid));
@@ -59,8 +60,9 @@ local_copies_new(struct smtpd_session *s)
 	for (size_t i = 0; i < d->ncopies; i++) {
 		lc->mailboxes[i] = xstrdup(mb[i]);
 		d->copies[i].mailbox = lc->mailboxes[i];
+		/* the checks' field above our Received (doc/protocol.md) */
 		d->copies[i].prefix = xasprintf("Return-Path: <%s>\n"
-		    "Delivered-To: %s\n", sender, mb[i]);
+		    "Delivered-To: %s\n%s", sender, mb[i], ar ? ar : "");
 	}
 	lc->d = d;
 	return lc;

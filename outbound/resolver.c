@@ -22,8 +22,16 @@
  * shuffles the hosts of equal preference again.  Expiry is timed by
  * clock_mono_ms (common/clock.h), so a unit test sees it without sleeping.
  *
- * resolver_records is the plain look-up of chamoisctl dns --check: one
- * request, its records as text, no cache.
+ * resolver_records is the plain look-up (the mx role's checks: SPF, DKIM
+ * keys, DMARC, block lists; chamoisctl dns --check): one request, its
+ * records as text.  Its answers are cached too, per type and lower-case
+ * name (RES_RCACHE_MAX of them): for the smallest TTL of the records (at
+ * most RES_MAX_TTL); NXDOMAIN and no-record answers for their SOA's
+ * negative TTL (RFC 2308; at most RES_NEG_TTL, not at all without an SOA);
+ * temporary failures never.  A hit is handed over from an event of its
+ * own, like an answer from the network.  Mail from one domain asks the
+ * same four or five names for every message; without the cache each is
+ * a round trip to dns_server on the loop's CPU.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -66,6 +74,7 @@
 #define RES_MAX_TTL	3600	/* seconds an answer is cached at most */
 #define RES_NEG_TTL	60	/* ... a negative one */
 #define RES_CACHE_MAX	1024	/* domains cached */
+#define RES_RCACHE_MAX	4096	/* resolver_records answers cached */
 
 struct rsock {
 	struct rsock *next;
@@ -121,6 +130,8 @@ struct req {
 	int type;
 };
 
+static void rec_entry_free(void *);
+
 struct resolver {
 	struct event_base *base;
 	ares_channel ch;
@@ -128,6 +139,7 @@ struct resolver {
 	struct rsock *socks;
 	struct resolver_query *queries;
 	struct hmap *cache;
+	struct hmap *rcache;		/* resolver_records: struct rec_entry */
 };
 
 static const char *
@@ -249,39 +261,53 @@ cache_entry_free(void *p)
 
 struct cache_walk {
 	int64_t now;
+	int64_t (*expires)(const void *);
 	const char **expired;
 	size_t nexpired;
-	const struct cache_entry *oldest;
+	const char *oldest;
+	int64_t oldest_at;
 };
 
 static void
 cache_walk_fn(const char *key, void *val, void *arg)
 {
 	struct cache_walk *w = arg;
-	const struct cache_entry *e = val;
+	int64_t at = w->expires(val);
 
-	if (e->expires <= w->now)
-		w->expired[w->nexpired++] = e->key;
-	if (w->oldest == NULL || e->expires < w->oldest->expires)
-		w->oldest = e;
+	if (at <= w->now)
+		w->expired[w->nexpired++] = key;
+	if (w->oldest == NULL || at < w->oldest_at) {
+		w->oldest = key;
+		w->oldest_at = at;
+	}
 }
 
-/* cache_room - make room for one more entry: the expired go, else the oldest */
+/*
+ * cache_room - make room in cache c (max entries) for one more: the
+ * expired go, else the one that expires first
+ */
 static void
-cache_room(struct resolver *r)
+cache_room(struct hmap *c, size_t max, int64_t (*expires)(const void *),
+    void (*free_entry)(void *))
 {
-	struct cache_walk w = { .now = clock_mono_ms() };
-	size_t n = hmap_count(r->cache), i;
+	struct cache_walk w = { .now = clock_mono_ms(), .expires = expires };
+	size_t n = hmap_count(c), i;
 
-	if (n < RES_CACHE_MAX)
+	if (n < max)
 		return;
 	w.expired = xreallocarray(NULL, n, sizeof(*w.expired));
-	hmap_walk(r->cache, cache_walk_fn, &w);
+	hmap_walk(c, cache_walk_fn, &w);
 	if (w.nexpired == 0 && w.oldest != NULL)
-		w.expired[w.nexpired++] = w.oldest->key;
+		w.expired[w.nexpired++] = w.oldest;
 	for (i = 0; i < w.nexpired; i++)
-		cache_entry_free(hmap_del(r->cache, w.expired[i]));
+		free_entry(hmap_del(c, w.expired[i]));
 	free(w.expired);
+}
+
+static int64_t
+cache_entry_expires(const void *p)
+{
+	return ((const struct cache_entry *)p)->expires;
 }
 
 static void
@@ -293,7 +319,8 @@ cache_put(struct resolver *r, const char *key, const struct mx_answer *ans,
 	if (ttl == 0)
 		return;
 	if (hmap_get(r->cache, key) == NULL)
-		cache_room(r);
+		cache_room(r->cache, RES_CACHE_MAX, cache_entry_expires,
+		    cache_entry_free);
 	e = xcalloc(1, sizeof(*e));
 	if (!str_copy(e->key, key, sizeof(e->key))) {
 		free(e);
@@ -591,6 +618,51 @@ answer_ttl(const unsigned char *p, int alen, int type, unsigned *ttl)
 }
 
 /*
+ * negative_ttl - how long a "no such name" or "no such record" answer may
+ * be kept (RFC 2308 5): the smaller of the SOA's TTL and its MINIMUM, from
+ * the authority section; 0 when there is no SOA (then it is not kept)
+ */
+static unsigned
+negative_ttl(const unsigned char *p, int alen)
+{
+	size_t len = alen < 0 ? 0 : (size_t)alen, off = 12, rdlen;
+	unsigned qd, an, ns, i, t, min;
+
+	if (p == NULL || len < 12)
+		return 0;
+	qd = (unsigned)p[4] << 8 | p[5];
+	an = (unsigned)p[6] << 8 | p[7];
+	ns = (unsigned)p[8] << 8 | p[9];
+	for (i = 0; i < qd; i++) {
+		if ((off = skip_name(p, len, off)) == 0 || off + 4 > len)
+			return 0;
+		off += 4;
+	}
+	for (i = 0; i < an + ns; i++) {
+		if ((off = skip_name(p, len, off)) == 0 || off + 10 > len)
+			return 0;
+		t = (unsigned)p[off + 4] << 24 | (unsigned)p[off + 5] << 16 |
+		    (unsigned)p[off + 6] << 8 | p[off + 7];
+		rdlen = (size_t)p[off + 8] << 8 | p[off + 9];
+		off += 10;
+		if (off + rdlen > len)
+			return 0;
+		/* an SOA of the authority section: MINIMUM is its last field */
+		if (i >= an && ((unsigned)p[off - 10] << 8 | p[off - 9]) == 6 &&
+		    rdlen >= 20) {
+			min = (unsigned)p[off + rdlen - 4] << 24 |
+			    (unsigned)p[off + rdlen - 3] << 16 |
+			    (unsigned)p[off + rdlen - 2] << 8 | p[off + rdlen - 1];
+			if (t > 0x7fffffff)
+				t = 0;
+			return t < min ? t : min;
+		}
+		off += rdlen;
+	}
+	return 0;
+}
+
+/*
  * mx_hosts - the usable MX hosts of the reply, in the order to try them,
  * at most RES_MAX_HOSTS of them, into q->hosts; how many.
  */
@@ -837,7 +909,14 @@ resolver_new(struct event_base *base, const struct sockaddr *server,
 	if ((r->timer = evtimer_new(base, timer_fire, r)) == NULL)
 		fatalx("resolver: evtimer_new failed");
 	r->cache = hmap_new();
+	r->rcache = hmap_new();
 	return r;
+}
+
+struct event_base *
+resolver_base(struct resolver *r)
+{
+	return r->base;
 }
 
 void
@@ -864,6 +943,7 @@ resolver_free(struct resolver *r)
 	}
 	event_free(r->timer);
 	hmap_free(r->cache, cache_entry_free);
+	hmap_free(r->rcache, rec_entry_free);
 	free(r);
 }
 
@@ -1064,6 +1144,134 @@ rec_texts(const struct rec_req *rq, unsigned char *abuf, int alen, char ***v,
 	return -1;
 }
 
+/* ---- the records' cache ---- */
+
+struct rec_entry {
+	int64_t expires;	/* monotonic ms (clock_mono_ms) */
+	enum dns_status st;
+	char **texts;
+	size_t n;
+	char key[272];		/* "RR/name" */
+};
+
+static char **
+texts_copy(char *const *v, size_t n)
+{
+	char **out = xcalloc(n + 1, sizeof(*out));
+
+	for (size_t i = 0; i < n; i++)
+		out[i] = xstrdup(v[i]);
+	return out;
+}
+
+static void
+texts_free(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+static void
+rec_entry_free(void *p)
+{
+	struct rec_entry *e = p;
+
+	texts_free(e->texts, e->n);
+	free(e);
+}
+
+static int64_t
+rec_entry_expires(const void *p)
+{
+	return ((const struct rec_entry *)p)->expires;
+}
+
+/* rec_key - "RR/name", the name in lower case; false if it is too long */
+static bool
+rec_key(char *key, size_t size, enum dns_rr rr, const char *name)
+{
+	size_t o;
+
+	if (!bsnprintf(key, size, "%d/%s", (int)rr, name))
+		return false;
+	for (o = 0; key[o]; o++)
+		if (key[o] >= 'A' && key[o] <= 'Z')
+			key[o] = (char)(key[o] - 'A' + 'a');
+	return true;
+}
+
+static void
+rec_cache_put(struct resolver *r, const char *key, enum dns_status st,
+    char **v, size_t n, unsigned ttl)
+{
+	struct rec_entry *e, *old;
+
+	if (ttl == 0)
+		return;
+	if (ttl > RES_MAX_TTL)
+		ttl = RES_MAX_TTL;
+	if (hmap_get(r->rcache, key) == NULL)
+		cache_room(r->rcache, RES_RCACHE_MAX, rec_entry_expires,
+		    rec_entry_free);
+	e = xcalloc(1, sizeof(*e));
+	str_copy(e->key, key, sizeof(e->key));
+	e->expires = clock_mono_ms() + (int64_t)ttl * 1000;
+	e->st = st;
+	e->texts = texts_copy(v, n);
+	e->n = n;
+	if ((old = hmap_put(r->rcache, e->key, e)) != NULL)
+		rec_entry_free(old);
+}
+
+/* a cache hit on its way to the caller */
+struct rec_hit {
+	resolver_records_cb cb;
+	void *arg;
+	enum dns_status st;
+	char **texts;
+	size_t n;
+};
+
+static void
+rec_hit_fire(evutil_socket_t fd, short what, void *arg)
+{
+	struct rec_hit *h = arg;
+
+	(void)fd;
+	(void)what;
+	h->cb(h->arg, h->st, h->texts, h->n);
+	texts_free(h->texts, h->n);
+	free(h);
+}
+
+/* rec_cache_get - a live entry for key, handed to cb from an event: true */
+static bool
+rec_cache_get(struct resolver *r, const char *key, resolver_records_cb cb,
+    void *arg)
+{
+	static const struct timeval now = { 0, 0 };
+	struct rec_entry *e = hmap_get(r->rcache, key);
+	struct rec_hit *h;
+
+	if (e == NULL)
+		return false;
+	if (e->expires <= clock_mono_ms()) {
+		rec_entry_free(hmap_del(r->rcache, key));
+		return false;
+	}
+	h = xcalloc(1, sizeof(*h));
+	h->cb = cb;
+	h->arg = arg;
+	h->st = e->st;
+	h->texts = texts_copy(e->texts, e->n);
+	h->n = e->n;
+	if (event_base_once(r->base, -1, EV_TIMEOUT, rec_hit_fire, h,
+	    &now) == -1)
+		fatalx("resolver: event_base_once failed");
+	return true;
+}
+
 static void
 rec_done(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 {
@@ -1071,6 +1279,8 @@ rec_done(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 	char **v = NULL;
 	size_t n = 0;
 	enum dns_status st;
+	unsigned ttl = 0;
+	char key[272];
 
 	if (status == ARES_SUCCESS)
 		st = rec_texts(rq, abuf, alen, &v, &n) == 0 ? DNS_OK :
@@ -1083,10 +1293,18 @@ rec_done(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 		st = DNS_TEMPFAIL;
 	if (st == DNS_OK && n == 0)
 		st = DNS_NOHOST;
+	if (st == DNS_OK && !answer_ttl(abuf, alen, rr_type[rq->rr], &ttl))
+		ttl = 0;
+	else if (st == DNS_NXDOMAIN || st == DNS_NOHOST) {
+		ttl = negative_ttl(abuf, alen);
+		if (ttl > RES_NEG_TTL)
+			ttl = RES_NEG_TTL;
+	}
+	/* ARES_EDESTRUCTION (resolver_free) is a temporary failure: no cache */
+	if (st != DNS_TEMPFAIL && rec_key(key, sizeof(key), rq->rr, rq->name))
+		rec_cache_put(rq->r, key, st, v, n, ttl);
 	rq->cb(rq->arg, st, v, n);
-	for (size_t i = 0; i < n; i++)
-		free(v[i]);
-	free(v);
+	texts_free(v, n);
 	free(rq);
 }
 
@@ -1094,8 +1312,12 @@ void
 resolver_records(struct resolver *r, const char *name, enum dns_rr rr,
     resolver_records_cb cb, void *arg)
 {
-	struct rec_req *rq = xcalloc(1, sizeof(*rq));
+	struct rec_req *rq;
+	char key[272];
 
+	if (rec_key(key, sizeof(key), rr, name) && rec_cache_get(r, key, cb, arg))
+		return;
+	rq = xcalloc(1, sizeof(*rq));
 	rq->r = r;
 	rq->rr = rr;
 	rq->cb = cb;

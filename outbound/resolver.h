@@ -47,6 +47,8 @@ typedef void (*resolver_cb)(void *arg, const struct mx_answer *);
 struct resolver *resolver_new(struct event_base *base,
     const struct sockaddr *server, socklen_t serverlen);
 void resolver_free(struct resolver *);
+/* resolver_base - the event base it runs on (checks/ defers its callbacks there) */
+struct event_base *resolver_base(struct resolver *);
 /*
  * resolver_mx - look up where mail for domain (an A-label) goes: MX hosts
  * by preference (random order among equal preferences), each host's AAAA
@@ -73,7 +75,8 @@ void resolver_cancel(struct resolver_query *);
  * at least one record, DNS_NXDOMAIN (no such name), DNS_NOHOST (the name
  * has no record of that type) or DNS_TEMPFAIL; it runs once, on the loop
  * or, for a request c-ares refuses at once, from inside
- * resolver_records(); the texts are valid only during cb.  No cache.
+ * resolver_records(); the texts are valid only during cb.  Answers are
+ * cached for their TTL (resolver.c); a cached one comes from an event.
  */
 enum dns_rr { DNS_RR_A, DNS_RR_AAAA, DNS_RR_MX, DNS_RR_TXT, DNS_RR_PTR };
 typedef void (*resolver_records_cb)(void *arg, enum dns_status, char **texts,

@@ -9,11 +9,16 @@
  * route, which answers through smtpd_rcpt_answer(); DATA, every chunk of
  * the message and the final dot (after the checks every route shares:
  * size, long lines, loops) go to the same route, whose smtpd_data_go()
- * and smtpd_tx_done() move the session on.  No route is named here.
+ * and smtpd_tx_done() move the session on.  The role's checks (route.h,
+ * struct smtpd_check_ops) see each RCPT before its router, the message as
+ * it was sent, and give their verdict before the route's end; the header
+ * fields they drop are held back by header_filter (dataphase.c).  No
+ * route and no check is named here.
  */
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,8 +87,9 @@ static const char *const foreign_verbs[] = {
 	"GET", "POST", "HEAD", "PUT", "CONNECT", "OPTIONS", "DELETE",
 };
 
-/* the routers, per listen role, and the auth ops: set by the composition root */
+/* the routers and checks, per listen role, and the auth ops: set by the composition root */
 static smtpd_router_fn routers[ROLE_SUBMISSIONS + 1];
+const struct smtpd_check_ops *smtpd_checks[ROLE_SUBMISSIONS + 1];
 const struct smtpd_auth_ops *smtpd_auth;
 
 void
@@ -96,6 +102,26 @@ void
 smtpd_set_auth(const struct smtpd_auth_ops *ops)
 {
 	smtpd_auth = ops;
+}
+
+void
+smtpd_set_checks(enum listen_role role, const struct smtpd_check_ops *ops)
+{
+	smtpd_checks[role] = ops;
+}
+
+void *
+smtpd_check_data(struct smtpd_session *s)
+{
+	smtpd_loop_only();
+	return s->check;
+}
+
+void
+smtpd_check_set_data(struct smtpd_session *s, void *data)
+{
+	smtpd_loop_only();
+	s->check = data;
 }
 
 void
@@ -154,10 +180,13 @@ static void
 tx_reset(struct smtpd_session *s)
 {
 	/* every route the transaction used lets go (a refused RCPT too) */
-	if (s->tx)
+	if (s->tx) {
 		for (int i = 0; i < SMTPD_ROUTES_MAX && s->routes[i].ops; i++)
 			if (s->routes[i].ops->rset)
 				s->routes[i].ops->rset(s);
+		if (s->checks && s->checks->rset)
+			s->checks->rset(s);
+	}
 	smtpd_tx_free(s->tx);
 	s->tx = NULL;
 	if (s->state != ST_CLOSING)
@@ -450,6 +479,8 @@ cmd_mail(struct smtpd_session *s, char *arg)
 		    log_field(f1, sizeof(f1), tx->sender),
 		    log_field(f2, sizeof(f2), s->helo));
 	}
+	if (s->checks && s->checks->mail)
+		s->checks->mail(s);
 	smtpd_reply(s, "250 2.1.0 Ok");
 }
 
@@ -541,34 +572,19 @@ rcpt_refuse(struct smtpd_session *s, const char *shown, const char *reply)
 	smtpd_reply(s, "%s", reply);
 }
 
+/*
+ * rcpt_route - a recipient the checks let through: its router picks the
+ * route, which answers (smtpd_rcpt_answer)
+ */
 static void
-cmd_rcpt(struct smtpd_session *s, char *arg)
+rcpt_route(struct smtpd_session *s, const struct mailaddr *ap,
+    const char *key, const char *shown)
 {
 	struct smtpd_tx *tx = s->tx;
-	struct mailaddr a;
+	struct mailaddr a = *ap;
 	struct smtpd_route_pick pick;
 	struct smtpd_pending_rcpt *p;
-	char key[PATH_MAX_OCTETS + 1], shown[PATH_MAX_OCTETS + 1];
-	const char *err;
 
-	if ((err = smtpd_parse_rcpt(arg, &a)) != NULL) {
-		smtpd_reply(s, "%s", err);
-		return;
-	}
-	addr_format(&a, shown, sizeof(shown));
-	if (!tx->smtputf8 && !str_is_ascii(shown, strlen(shown))) {
-		smtpd_reply(s, "553 5.6.7 Non-ASCII recipient address requires "
-		    "SMTPUTF8");
-		return;
-	}
-	if (tx->nrcpts >= smtpd.cfg->max_recipients) {
-		rcpt_refuse(s, shown, "452 4.5.3 Too many recipients");
-		return;
-	}
-	if (!addr_key(&a, key, sizeof(key))) {
-		smtpd_reply(s, "501 5.1.3 Bad recipient address syntax");
-		return;
-	}
 	memset(&pick, 0, sizeof(pick));
 	if (routers[s->role] == NULL) {
 		smtpd_reply(s, "451 4.3.0 <%s>: No route for this recipient", shown);
@@ -600,6 +616,77 @@ cmd_rcpt(struct smtpd_session *s, char *arg)
 	/* no answer yet: the session waits for it, its input held */
 	if (s->tx != NULL && s->tx->pending != NULL && s->state != ST_WAIT &&
 	    s->state != ST_CLOSING)
+		smtpd_enter_state(s, ST_WAIT);
+}
+
+/* smtpd_check_rcpt - see route.h */
+void
+smtpd_check_rcpt(struct smtpd_session *s, const char *refusal)
+{
+	struct smtpd_checking_rcpt *c;
+
+	smtpd_loop_only();
+	if (s->tx == NULL || (c = s->tx->checking) == NULL) {
+		log_warnx("%s smtp checks answered no RCPT", s->idstr);
+		return;
+	}
+	s->tx->checking = NULL;
+	if (refusal != NULL) {
+		metrics_rcpt_refused(s->role, refusal[0]);
+		rcpt_refuse(s, c->shown, refusal);
+	} else
+		rcpt_route(s, &c->addr, c->key, c->shown);
+	free(c);
+	/* answered at once, or the route answered at once: go on */
+	if (s->tx != NULL && s->tx->pending == NULL) {
+		tx_state(s);
+		if (!s->in_route)
+			smtpd_resume(s);
+	}
+}
+
+static void
+cmd_rcpt(struct smtpd_session *s, char *arg)
+{
+	struct smtpd_tx *tx = s->tx;
+	struct smtpd_checking_rcpt *c;
+	struct mailaddr a;
+	char key[PATH_MAX_OCTETS + 1], shown[PATH_MAX_OCTETS + 1];
+	const char *err;
+
+	if ((err = smtpd_parse_rcpt(arg, &a)) != NULL) {
+		smtpd_reply(s, "%s", err);
+		return;
+	}
+	addr_format(&a, shown, sizeof(shown));
+	if (!tx->smtputf8 && !str_is_ascii(shown, strlen(shown))) {
+		smtpd_reply(s, "553 5.6.7 Non-ASCII recipient address requires "
+		    "SMTPUTF8");
+		return;
+	}
+	if (tx->nrcpts >= smtpd.cfg->max_recipients) {
+		rcpt_refuse(s, shown, "452 4.5.3 Too many recipients");
+		return;
+	}
+	if (!addr_key(&a, key, sizeof(key))) {
+		smtpd_reply(s, "501 5.1.3 Bad recipient address syntax");
+		return;
+	}
+	if (s->checks == NULL || s->checks->rcpt == NULL) {
+		rcpt_route(s, &a, key, shown);
+		return;
+	}
+	/* the checks first (a listed client, doc/forwarding.md "Checks") */
+	c = xcalloc(1, sizeof(*c));
+	c->addr = a;
+	str_copy(c->key, key, sizeof(c->key));
+	str_copy(c->shown, shown, sizeof(c->shown));
+	tx->checking = c;
+	s->in_route++;
+	s->checks->rcpt(s, &c->addr, c->shown);
+	s->in_route--;
+	if (s->tx != NULL && (s->tx->checking != NULL || s->tx->pending != NULL) &&
+	    s->state != ST_WAIT && s->state != ST_CLOSING)
 		smtpd_enter_state(s, ST_WAIT);
 }
 
@@ -647,6 +734,22 @@ received_header(struct smtpd_session *s)
 	    s->tls_info, tx->nrcpts == 1 ? tx->rcpts[0] : NULL, date);
 }
 
+/* tx_keeps - the engine keeps the message: local mailboxes, or a forward */
+static bool
+tx_keeps(const struct smtpd_tx *tx)
+{
+	return tx->nmailboxes > 0 || tx->route->forwards;
+}
+
+/* drop_field - header_filter's question, for the checks */
+static bool
+drop_field(void *arg, const char *field, size_t len)
+{
+	struct smtpd_session *s = arg;
+
+	return s->checks->drop_field(s, field, len);
+}
+
 static void
 cmd_data(struct smtpd_session *s, char *arg)
 {
@@ -659,7 +762,7 @@ cmd_data(struct smtpd_session *s, char *arg)
 		return;
 	}
 	/* spool_max_size (doc/security.md "Spool space"): a body to keep needs room */
-	if ((tx->nmailboxes > 0 || tx->route->keeps_body) && body_spool_full()) {
+	if ((tx_keeps(tx) || tx->route->keeps_body) && body_spool_full()) {
 		log_info("%s smtp data refused reason=spool-full spool=%" PRIu64,
 		    tx->id, body_spool_in_use());
 		smtpd_reply(s, "452 4.3.1 Insufficient system storage");
@@ -668,10 +771,14 @@ cmd_data(struct smtpd_session *s, char *arg)
 	data_scanner_init(&tx->scan);
 	/* pointers into the session's own config, which outlives a SIGHUP */
 	header_scanner_init(&tx->hdr, s->cfg->hostname);
+	if (s->checks && s->checks->drop_field)
+		header_filter_init(&tx->filt, drop_field, s);
+	else
+		tx->filt.done = true;	/* nothing is held back */
 	body_init(&tx->body, s->cfg->queue_dir);
 	tx->received = rcv = received_header(s);
-	/* the engine keeps the message for local mailboxes; routes stream it */
-	if (tx->nmailboxes > 0 && body_append(&tx->body, rcv, strlen(rcv)) == -1)
+	/* the engine keeps the message for local mailboxes and forwards */
+	if (tx_keeps(tx) && body_append(&tx->body, rcv, strlen(rcv)) == -1)
 		tx->store_errno = errno;
 	if (tx->route->data == NULL) {
 		smtpd_enter_state(s, ST_DATA);
@@ -743,8 +850,59 @@ forwarded_loop(const struct smtpd_tx *tx)
 }
 
 /*
+ * route_end - the route's end, with the refusal (NULL: all is well);
+ * later: the session waits (resume it when done here)
+ */
+static void
+route_end(struct smtpd_session *s, const char *refusal, bool later)
+{
+	struct smtpd_tx *tx = s->tx;
+	char line[PATH_MAX_OCTETS + 64];
+
+	if (tx->route->end == NULL) {
+		str_copy(line, refusal ? refusal : "554 5.3.0 No route takes this "
+		    "message", sizeof(line));
+		tx_outcomes(s, line);
+		smtpd_reply(s, "%s", line);
+		tx_end(s);
+		if (later)
+			smtpd_resume(s);
+		return;
+	}
+	if (refusal != NULL)	/* our refusal: nothing contacted for it */
+		str_copy(tx->relay, "none", sizeof(tx->relay));
+	s->in_route++;
+	tx->route->end(s, refusal);
+	s->in_route--;
+	/* the route answers later: nothing is read meanwhile */
+	if (s->tx != NULL && s->state == ST_DATA)
+		smtpd_enter_state(s, ST_DELIVER);
+	else if (s->tx == NULL && later)
+		smtpd_resume(s);	/* it answered at once, after a wait */
+}
+
+/* smtpd_check_done - see route.h */
+void
+smtpd_check_done(struct smtpd_session *s, const char *refusal,
+    const char *ar_field)
+{
+	struct smtpd_tx *tx = s->tx;
+
+	smtpd_loop_only();
+	if (tx == NULL || !tx->check_end) {
+		log_warnx("%s smtp checks answered no message", s->idstr);
+		return;
+	}
+	tx->check_end = false;
+	free(tx->auth_results);
+	tx->auth_results = ar_field ? xstrdup(ar_field) : NULL;
+	route_end(s, refusal, !s->in_route);
+}
+
+/*
  * data_end - the final dot has arrived: the checks every route shares,
- * then the route's end (with the refusal, if any)
+ * then the role's checks (when they pass), then the route's end (with
+ * the refusal, if any)
  */
 static void
 data_end(struct smtpd_session *s)
@@ -774,23 +932,19 @@ data_end(struct smtpd_session *s)
 	    (loop = forwarded_loop(tx)) != NULL)
 		bsnprintf(refusal, sizeof(refusal), "554 5.4.6 Mail loop: already "
 		    "delivered to <%s>", loop);
-	if (tx->route->end == NULL) {
-		if (refusal[0] == '\0')
-			str_copy(refusal, "554 5.3.0 No route takes this message",
-			    sizeof(refusal));
-		tx_outcomes(s, refusal);
-		smtpd_reply(s, "%s", refusal);
-		tx_end(s);
+	if (tx->filt.dropped)
+		log_info("%s smtp header removed field=%s count=%u overlong=%u",
+		    tx->id, HEADER_HOLD_NAME, tx->filt.dropped, tx->filt.overlong);
+	if (refusal[0] != '\0' || s->checks == NULL || s->checks->end == NULL) {
+		route_end(s, refusal[0] ? refusal : NULL, false);
 		return;
 	}
-	if (refusal[0] != '\0')	/* our refusal: nothing contacted for it */
-		str_copy(tx->relay, "none", sizeof(tx->relay));
+	/* the checks' verdict first (smtpd_check_done); nothing is read meanwhile */
+	tx->check_end = true;
+	smtpd_enter_state(s, ST_DELIVER);
 	s->in_route++;
-	tx->route->end(s, refusal[0] ? refusal : NULL);
+	s->checks->end(s, tx->route->forwards);
 	s->in_route--;
-	/* the route answers later: nothing is read meanwhile */
-	if (s->tx != NULL && s->state == ST_DATA)
-		smtpd_enter_state(s, ST_DELIVER);
 }
 
 /*
@@ -876,6 +1030,36 @@ smtpd_tx_store_errno(const struct smtpd_session *s)
 	return s->tx ? s->tx->store_errno : 0;
 }
 
+const char *
+smtpd_tx_auth_results(const struct smtpd_session *s)
+{
+	smtpd_loop_only();
+	return s->tx ? s->tx->auth_results : NULL;
+}
+
+const struct body *
+smtpd_tx_body(const struct smtpd_session *s)
+{
+	smtpd_loop_only();
+	return s->tx ? &s->tx->body : NULL;
+}
+
+const struct sockaddr *
+smtpd_session_sockaddr(const struct smtpd_session *s, socklen_t *len)
+{
+	smtpd_loop_only();
+	*len = s->peer.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) :
+	    sizeof(struct sockaddr_in);
+	return (const struct sockaddr *)&s->peer;
+}
+
+const char *
+smtpd_session_helo(const struct smtpd_session *s)
+{
+	smtpd_loop_only();
+	return s->helo;
+}
+
 void
 smtpd_tx_take_body(struct smtpd_session *s, struct body *out)
 {
@@ -892,11 +1076,14 @@ smtpd_data_input(struct smtpd_session *s)
 	struct evbuffer *in = bufferevent_get_input(s->bev);
 	struct smtpd_tx *tx = s->tx;
 	static char out[16384];
+	/* the filter's output: the chunk, what it held, what the end lets go */
+	static char kept[sizeof(out) + 2 * HEADER_HOLD_MAX];
 
 	while (s->state == ST_DATA) {
 		struct evbuffer_iovec v;
 		enum data_status st;
 		size_t used, olen, n;
+		char *text = out;
 
 		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0)
 			return;
@@ -904,21 +1091,32 @@ smtpd_data_input(struct smtpd_session *s)
 		used = data_scan(&tx->scan, v.iov_base, n, out, &olen, &st);
 		if (!tx->hdr.done)
 			header_scan(&tx->hdr, out, olen);
+		if (s->checks && s->checks->body && !tx->too_big)
+			s->checks->body(s, out, olen);
+		if (!tx->filt.done) {
+			/* held fields: every copy gets the filter's output */
+			size_t k = header_filter(&tx->filt, out, olen, kept);
+
+			if (st == DATA_END)
+				k += header_filter_end(&tx->filt, kept + k);
+			text = kept;
+			olen = k;
+		}
 		if (tx->scan.octets > smtpd.cfg->max_message_size) {
 			/* nothing is kept past the limit (doc/protocol.md,
 			 * "Message content") */
 			if (!tx->too_big)
 				body_reset(&tx->body);
 			tx->too_big = true;
-		} else if (tx->nmailboxes > 0 && tx->store_errno == 0 &&
-		    body_append(&tx->body, out, olen) == -1) {
+		} else if (tx_keeps(tx) && tx->store_errno == 0 &&
+		    body_append(&tx->body, text, olen) == -1) {
 			tx->store_errno = errno ? errno : EIO;
 			body_reset(&tx->body);
 		}
 		evbuffer_drain(in, used);
 		if (!tx->too_big && tx->route->body) {
 			s->in_route++;
-			tx->route->body(s, out, olen);
+			tx->route->body(s, text, olen);
 			s->in_route--;
 			/* a route cannot end the transaction under the scanner */
 			if (s->tx != tx || s->state != ST_DATA)

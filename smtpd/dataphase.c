@@ -6,8 +6,11 @@
  * into LF for Maildir, measures lines against RFC 5321 4.5.3.1.6 and
  * stops at the first bare CR, bare LF or NUL (NUL is obsolete syntax,
  * RFC 5322 4.1, and not allowed in 8bit data, RFC 2045 2.8).  header_scan() reads the LF form
- * of the header section for loop detection (RFC 5321 6.3).
+ * of the header section for loop detection (RFC 5321 6.3); header_filter()
+ * holds back the Authentication-Results fields of that section until each
+ * is complete, to remove those that name our host (RFC 8601 5).
  */
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -248,4 +251,148 @@ header_scan_end(struct header_scanner *h)
 		header_field(h);
 	h->in_field = false;
 	h->done = true;
+}
+
+/* the field being read, for header_filter */
+enum {
+	HF_NONE,	/* no field yet, or one that passed and is over */
+	HF_NAME,	/* a field's name is being read into hold[] */
+	HF_PASS,	/* a field that is not held: it passes */
+	HF_HOLD,	/* an Authentication-Results field, in hold[] */
+	HF_DROP,	/* one that outgrew hold[]: removed */
+};
+
+void
+header_filter_init(struct header_filter *f, header_drop_fn drop, void *arg)
+{
+	memset(f, 0, sizeof(*f));
+	f->drop = drop;
+	f->arg = arg;
+	f->at_bol = true;
+}
+
+/*
+ * name_state - hold[] is the start of a field line: HF_HOLD once it is
+ * "Authentication-Results" and its colon (WSP before the colon is the
+ * obsolete syntax, RFC 5322 4.5.3), HF_NAME while it may still become
+ * that, HF_PASS when it cannot
+ */
+static int
+name_state(const struct header_filter *f)
+{
+	static const char want[] = HEADER_HOLD_NAME;
+	size_t n = f->holdlen, i;
+
+	for (i = 0; i < n && i < sizeof(want) - 1; i++)
+		if (tolower((unsigned char)f->hold[i]) != tolower((unsigned char)want[i]))
+			return HF_PASS;
+	if (i < sizeof(want) - 1)
+		return HF_NAME;
+	for (; i < n; i++) {
+		if (f->hold[i] == ':')
+			return i == n - 1 ? HF_HOLD : HF_PASS;
+		if (f->hold[i] != ' ' && f->hold[i] != '\t')
+			return HF_PASS;
+	}
+	return HF_NAME;
+}
+
+/* held_done - the held field is complete: it passes or goes */
+static size_t
+held_done(struct header_filter *f, char *out)
+{
+	size_t n = 0;
+
+	if (f->mode == HF_HOLD) {
+		if (f->drop(f->arg, f->hold, f->holdlen))
+			f->dropped++;
+		else {
+			memcpy(out, f->hold, f->holdlen);
+			n = f->holdlen;
+		}
+	} else if (f->mode == HF_NAME) {
+		memcpy(out, f->hold, f->holdlen);
+		n = f->holdlen;
+	}
+	f->holdlen = 0;
+	f->mode = HF_NONE;
+	return n;
+}
+
+/*
+ * hold - one more octet of a held field (or of a name): past the room the
+ * field is removed whole (a name that long matched the whole name, then
+ * blanks before its colon)
+ */
+static void
+hold(struct header_filter *f, char c)
+{
+	if (f->holdlen == sizeof(f->hold)) {
+		f->mode = HF_DROP;
+		f->dropped++;
+		f->overlong++;
+		f->holdlen = 0;
+		return;
+	}
+	f->hold[f->holdlen++] = c;
+}
+
+size_t
+header_filter(struct header_filter *f, const char *in, size_t len, char *out)
+{
+	size_t o = 0, i;
+
+	for (i = 0; i < len && !f->done; i++) {
+		char c = in[i];
+
+		if (f->at_bol) {
+			f->at_bol = false;
+			if (c != ' ' && c != '\t') {
+				/* not a continuation: the field before is complete */
+				o += held_done(f, out + o);
+				if (c == '\n') {
+					/* the empty line: the header section is over */
+					f->done = true;
+					out[o++] = c;
+					continue;
+				}
+				f->mode = HF_NAME;
+			}
+		}
+		if (c == '\n')
+			f->at_bol = true;
+		switch (f->mode) {
+		case HF_NAME:
+			hold(f, c);
+			if (f->mode != HF_NAME)
+				break;
+			if (c == '\n' || name_state(f) == HF_PASS) {
+				memcpy(out + o, f->hold, f->holdlen);
+				o += f->holdlen;
+				f->holdlen = 0;
+				f->mode = HF_PASS;
+			} else if (name_state(f) == HF_HOLD)
+				f->mode = HF_HOLD;
+			break;
+		case HF_HOLD:
+			hold(f, c);
+			break;
+		case HF_DROP:
+			break;
+		default:
+			out[o++] = c;
+			break;
+		}
+	}
+	memcpy(out + o, in + i, len - i);
+	return o + (len - i);
+}
+
+size_t
+header_filter_end(struct header_filter *f, char *out)
+{
+	size_t n = f->done ? 0 : held_done(f, out);
+
+	f->done = true;
+	return n;
 }

@@ -68,4 +68,39 @@ void header_scan(struct header_scanner *, const char *text, size_t len);
 void header_scan_end(struct header_scanner *);
 void header_scanner_free(struct header_scanner *);
 
+/*
+ * header_filter - holds back, in the header section of the LF-form
+ * message, every Authentication-Results field until it is complete and
+ * asks drop() whether it goes (RFC 8601 5: such a field naming our host
+ * that came from outside is removed, doc/protocol.md "Message content");
+ * every other octet passes at once.  A held field longer than
+ * HEADER_HOLD_MAX is removed: it cannot be judged whole.
+ */
+#define HEADER_HOLD_MAX		8192
+#define HEADER_HOLD_NAME	"Authentication-Results"
+
+typedef bool (*header_drop_fn)(void *arg, const char *field, size_t len);
+
+struct header_filter {
+	header_drop_fn drop;
+	void *arg;
+	bool done;		/* past the header section: all passes */
+	bool at_bol;
+	int mode;		/* dataphase.c: HF_* */
+	char hold[HEADER_HOLD_MAX];
+	size_t holdlen;
+	unsigned dropped;	/* fields removed */
+	unsigned overlong;	/* of which over HEADER_HOLD_MAX */
+};
+
+void header_filter_init(struct header_filter *, header_drop_fn, void *arg);
+/*
+ * header_filter - filter len octets of in into out, which has room for
+ * len + HEADER_HOLD_MAX octets; returns the octets written
+ */
+size_t header_filter(struct header_filter *, const char *in, size_t len,
+    char *out);
+/* header_filter_end - the message ended: what is held is judged (<= HEADER_HOLD_MAX) */
+size_t header_filter_end(struct header_filter *, char *out);
+
 #endif

@@ -8,20 +8,26 @@
  * struct smtpd_route_ops; which route takes an address is decided by the
  * router the composition root sets per role (smtpd_set_router), so a new
  * route is a new file and a router change, never a change to commands.c.
- * Routes today:
+ * The checks of the mx role (checks/engine.c) plug in the same way
+ * (smtpd_set_checks).  Routes today:
  *   local/route.c    local_route: Maildir delivery (maildir/)
  *   queue/route.c    queue_route: a logged-in user's mail into the queue
  *   forward/proxy.c  forward_route: the synchronous forwarding proxy
  * and the routers: forward/router.c (mx role), queue/route.c (submission
  * roles).
  *
- * One message's path: RCPT -> router -> ops->rcpt -> the route answers
- * (smtpd_rcpt_answer, now or later); DATA -> ops->data -> smtpd_data_go
- * (354) or smtpd_tx_done; each chunk of the message (LF form, unstuffed)
- * -> ops->body; the final dot -> ops->end with the engine's refusal, if
- * any check failed -> smtpd_tx_done with the last reply of the
- * transaction.  A route that answers later makes the session wait
- * (input is held, replies stay in order); the answer resumes it.
+ * One message's path: RCPT -> the role's checks (smtpd_check_ops rcpt,
+ * answered by smtpd_check_rcpt) -> router -> ops->rcpt -> the route
+ * answers (smtpd_rcpt_answer, now or later); DATA -> ops->data ->
+ * smtpd_data_go (354) or smtpd_tx_done; each chunk of the message (LF
+ * form, unstuffed) -> the checks' body, and, with the held header fields
+ * the checks drop removed, -> ops->body; the final dot -> the checks' end
+ * (answered by smtpd_check_done with a refusal and the
+ * Authentication-Results field) -> ops->end with the engine's or the
+ * checks' refusal, if any -> smtpd_tx_done with the last reply of the
+ * transaction.  A check or route that answers later makes the session
+ * wait (input is held, replies stay in order); the answer resumes it.
+ * Nothing of the transaction may be touched after an answer that ends it.
  *
  * Every function here runs on the event loop only; a worker job that
  * works for a session keeps its id (smtpd_session_id) and looks it up
@@ -33,6 +39,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "../common/body.h"
 #include "../common/config.h"
@@ -57,6 +64,12 @@ struct smtpd_route_ops {
 	const char *outcome;
 	/* keeps_body - the route stores the message: DATA needs spool room */
 	bool keeps_body;
+	/*
+	 * forwards - a copy of the message leaves for another server: the
+	 * engine keeps the message for it (smtpd_tx_body) and the checks
+	 * judge it as forwarded (smtpd_check_ops end)
+	 */
+	bool forwards;
 	/*
 	 * rcpt - a recipient the router gave this route: shown is the
 	 * address as the client wrote it, exp its expansion (mailboxes, a
@@ -193,6 +206,84 @@ const struct config *smtpd_session_config(const struct smtpd_session *);
 enum listen_role smtpd_session_role(const struct smtpd_session *);
 /* smtpd_session_user - the logged-in user, NULL before AUTH succeeded */
 const char *smtpd_session_user(const struct smtpd_session *);
+
+/*
+ * struct smtpd_check_ops - what a role checks on the messages it takes
+ * (the mx role: checks/engine.c, doc/forwarding.md "Checks"), plugged in
+ * by the composition root (smtpd_set_checks).  Per-session state lives in
+ * smtpd_check_data().  Every op is optional.
+ */
+struct smtpd_check_ops {
+	/* connect - a client is connected (its address: smtpd_session_sockaddr) */
+	void (*connect)(struct smtpd_session *);
+	/* mail - MAIL was accepted: the transaction's checks start */
+	void (*mail)(struct smtpd_session *);
+	/*
+	 * rcpt - a recipient, before any router sees it (shown: as the
+	 * client wrote it, valid during the call): answer with
+	 * smtpd_check_rcpt(), now or later
+	 */
+	void (*rcpt)(struct smtpd_session *, const struct mailaddr *,
+	    const char *shown);
+	/*
+	 * body - a chunk of the message as the client sent it (LF line ends,
+	 * dot-stuffing undone, no field removed, without our Received)
+	 */
+	void (*body)(struct smtpd_session *, const char *text, size_t len);
+	/*
+	 * drop_field - a header field the engine held back (an
+	 * Authentication-Results field, LF form, its name included): true
+	 * removes it from every copy
+	 */
+	bool (*drop_field)(struct smtpd_session *, const char *field, size_t len);
+	/*
+	 * end - the final dot, the engine's own checks passed; forwarded: a
+	 * copy goes to another server.  Answer with smtpd_check_done(), now
+	 * or later; the route's end runs after it.
+	 */
+	void (*end)(struct smtpd_session *, bool forwarded);
+	/* rset - the transaction ended (any way) */
+	void (*rset)(struct smtpd_session *);
+	/* free - the session is gone */
+	void (*free)(struct smtpd_session *);
+};
+
+/* smtpd_set_checks - the composition root: the checks of a listen role */
+void smtpd_set_checks(enum listen_role, const struct smtpd_check_ops *);
+/* smtpd_check_data / smtpd_check_set_data - the checks' state of a session */
+void *smtpd_check_data(struct smtpd_session *);
+void smtpd_check_set_data(struct smtpd_session *, void *);
+/*
+ * smtpd_check_rcpt - the answer to ops->rcpt: NULL lets the recipient go
+ * on to its router, else refusal (a whole reply line) refuses it.  An
+ * answer when no recipient is waiting is ignored.
+ */
+void smtpd_check_rcpt(struct smtpd_session *, const char *refusal);
+/*
+ * smtpd_check_done - the answer to ops->end: refusal (a whole reply
+ * line) or NULL, and ar_field, the Authentication-Results field to
+ * prepend to every copy (LF form, copied; NULL: none).  The route's end
+ * runs next, with the refusal.  Ignored when no end is waiting.
+ */
+void smtpd_check_done(struct smtpd_session *, const char *refusal,
+    const char *ar_field);
+/*
+ * smtpd_tx_auth_results - the Authentication-Results field of this
+ * message (LF form), NULL when none was given; routes prepend it to
+ * every copy (above our Received)
+ */
+const char *smtpd_tx_auth_results(const struct smtpd_session *);
+/*
+ * smtpd_tx_body - the message the engine keeps (our Received first, the
+ * held fields removed) for the local mailboxes and a route that
+ * forwards; read-only, until smtpd_tx_take_body or the end
+ */
+const struct body *smtpd_tx_body(const struct smtpd_session *);
+/* smtpd_session_sockaddr - the client's address */
+const struct sockaddr *smtpd_session_sockaddr(const struct smtpd_session *,
+    socklen_t *len);
+/* smtpd_session_helo - the HELO/EHLO name as the client gave it, "" before */
+const char *smtpd_session_helo(const struct smtpd_session *);
 
 /*
  * struct smtpd_auth_ops - the AUTH command (RFC 4954), plugged in by

@@ -228,6 +228,9 @@ smtpd_session_new(int fd, const struct sockaddr *sa, socklen_t salen,
 	hmap_put(smtpd.by_id, s->idstr, s);
 	log_info("%s smtp connected address=%s role=%s", s->idstr, s->peer_text,
 	    config_role_name(role));
+	s->checks = smtpd_checks[role];
+	if (s->checks && s->checks->connect)
+		s->checks->connect(s);
 
 	if (role == ROLE_SUBMISSIONS) {
 		SSL *ssl = SSL_new(smtpd.tls_sub);
@@ -646,9 +649,11 @@ smtpd_tx_free(struct smtpd_tx *tx)
 		expansion_free(&tx->pending->exp);
 		free(tx->pending);
 	}
+	free(tx->checking);
 	header_scanner_free(&tx->hdr);
 	body_free(&tx->body);
 	free(tx->received);
+	free(tx->auth_results);
 	free(tx);
 }
 
@@ -668,6 +673,8 @@ static void
 session_free(struct smtpd_session *s)
 {
 	smtpd_routes_free(s);
+	if (s->checks && s->checks->free)
+		s->checks->free(s);
 	if (smtpd_auth && smtpd_auth->free)
 		smtpd_auth->free(s);
 	if (s->life_timer)

@@ -52,6 +52,13 @@ struct smtpd_pending_rcpt {
 	struct expansion exp;
 };
 
+/* the RCPT the checks are answering (smtpd_check_rcpt) */
+struct smtpd_checking_rcpt {
+	struct mailaddr addr;
+	char key[PATH_MAX_OCTETS + 1];
+	char shown[PATH_MAX_OCTETS + 1];
+};
+
 struct smtpd_tx {
 	unsigned n;			/* transaction number in the session */
 	char id[40];			/* session id + "." + n */
@@ -63,12 +70,16 @@ struct smtpd_tx {
 	const struct smtpd_route_ops *route;	/* of the accepted recipients */
 	char route_key[DOMAIN_MAX + 8];
 	struct smtpd_pending_rcpt *pending;
+	struct smtpd_checking_rcpt *checking;	/* before the router: the checks' */
+	bool check_end;			/* the checks' verdict is awaited */
+	char *auth_results;		/* the checks' Authentication-Results */
 	char **rcpts;			/* RCPT addresses accepted, as given */
 	size_t nrcpts;
 	char **mailboxes;		/* local mailboxes, each once */
 	size_t nmailboxes;
 	struct data_scanner scan;
 	struct header_scanner hdr;
+	struct header_filter filt;	/* with drop_field: fields held back */
 	struct body body;		/* the message, kept for local mailboxes */
 	bool too_big;
 	int store_errno;		/* the body could not be kept: why */
@@ -104,6 +115,8 @@ struct smtpd_session {
 	char local_text[80];		/* "IP;PORT" of our end (SASL) */
 	char remote_text[80];		/* "IP;PORT" of the client (SASL) */
 	void *auth;			/* the auth ops' state */
+	const struct smtpd_check_ops *checks;	/* the role's, at connect */
+	void *check;			/* the checks' state */
 	char *user;			/* who logged in */
 	struct event *life_timer;	/* session_timeout, and the greeting delay */
 	struct event *tarpit_timer;
@@ -112,6 +125,8 @@ struct smtpd_session {
 };
 
 extern const struct smtpd_auth_ops *smtpd_auth;
+/* the checks of each listen role (smtpd_set_checks) */
+extern const struct smtpd_check_ops *smtpd_checks[ROLE_SUBMISSIONS + 1];
 
 /* session.c */
 void smtpd_enter_state(struct smtpd_session *, enum smtpd_state);

@@ -15,8 +15,9 @@ the object and the symbol, when:
   - two top-level folders use each other, directly or round a longer
     cycle;
   - anything uses chamoisd/, the composition root (which may use all);
-  - <db.h>, <sasl/sasl.h>, <ares.h> or <dkim.h> is included by more or fewer than
-    one source file of those folders (each library has one wrapper).
+  - <db.h>, <sasl/sasl.h>, <ares.h>, <dkim.h>, <spf2/spf.h> or
+    <opendmarc/dmarc.h> is included by more or fewer than one source file
+    of those folders (each library has one wrapper).
 
 The folders are the top-level directories that hold .c files, except one
 with its own Makefile (bench/: programs of their own, not layers); tests/
@@ -40,9 +41,10 @@ ENGINE = "smtpd"
 ROOT = "chamoisd"
 LEAVES = ("outbound", "maildir", "dkim", "common")
 BASE = "common"
-# each library's header has one wrapper; <dkim.h> (libopendkim) has none
-# while nothing verifies DKIM (the signer uses OpenSSL, dkim/signer.c)
-ONE_INCLUDER = ("db.h", "sasl/sasl.h", "ares.h")
+# each library's header has one wrapper (libopendkim's: the verifier,
+# checks/dkim_verify.c; the signer uses OpenSSL alone)
+ONE_INCLUDER = ("db.h", "sasl/sasl.h", "ares.h", "dkim.h", "spf2/spf.h",
+                "opendmarc/dmarc.h")
 
 
 def layer_folders(root):
@@ -211,7 +213,11 @@ FIXTURE = {
                          "int client_fn(void) { return common_fn(); }\n",
     "dkim/signer.c": "int common_fn(void);\n"
                      "int signer_fn(void) { return common_fn(); }\n",
-    "dkim/signer.h": "#include <dkim.h>\n",
+    "checks/checks.c": "int common_fn(void);\n"
+                       "int checks_fn(void) { return common_fn(); }\n",
+    "checks/dkim_verify.h": "#include <dkim.h>\n",
+    "checks/spf.h": "#include <spf2/spf.h>\n",
+    "checks/dmarc.h": "#include <opendmarc/dmarc.h>\n",
     "forward/proxy.c": "int engine_fn(void); int client_fn(void);\n"
                        "int route_fn(void) { return engine_fn() + client_fn(); }\n",
     "queue/db.c": "#include <stdio.h>\n/* #include <db.h> in a comment */\n"

@@ -112,8 +112,9 @@ class Chamois(Server):
 
     def __init__(self, workdir: Path, extra: Optional[Dict[str, str]] = None,
                  verbose: bool = False, dkim: Sequence[str] = (),
-                 port: Optional[int] = None):
+                 port: Optional[int] = None, bin_dir: Optional[Path] = None):
         super().__init__(workdir)
+        self.bin = Path(bin_dir) if bin_dir else BIN
         self.extra = dict(extra or {})
         self.verbose = verbose
         self.dkim = list(dkim)
@@ -169,7 +170,7 @@ class Chamois(Server):
         for kind in self.dkim:
             key = self.workdir / f"dkim-{kind}.pem"
             if not key.exists():
-                r = subprocess.run([str(BIN / "chamoisctl"), "dkim-keygen", "-t", kind,
+                r = subprocess.run([str(self.bin / "chamoisctl"), "dkim-keygen", "-t", kind,
                                     domain, kind, str(key)],
                                    capture_output=True, text=True, timeout=60)
                 if r.returncode != 0:
@@ -179,11 +180,11 @@ class Chamois(Server):
 
     def start(self) -> None:
         self.write_config()
-        r = subprocess.run([str(BIN / "chamoisd"), "-n", "-f", str(self.conf)],
+        r = subprocess.run([str(self.bin / "chamoisd"), "-n", "-f", str(self.conf)],
                            capture_output=True, text=True, timeout=30)
         if r.returncode != 0:
             raise Unavailable("chamoisd -n: " + (r.stderr or r.stdout).strip())
-        argv = [str(BIN / "chamoisd"), "-d", "-f", str(self.conf)]
+        argv = [str(self.bin / "chamoisd"), "-d", "-f", str(self.conf)]
         if self.verbose:
             argv.append("-v")
         self._logf = open(self.log_path, "ab")
@@ -213,11 +214,11 @@ class Chamois(Server):
         return [self.proc.pid] if self.proc and self.proc.poll() is None else []
 
     def sendmail(self) -> Optional[List[str]]:
-        return [str(BIN / "chamois-sendmail"), "-C", str(self.conf), "-i",
+        return [str(self.bin / "chamois-sendmail"), "-C", str(self.conf), "-i",
                 "-f", SENDER, FWD_TARGET]
 
     def queue_listing(self) -> str:
-        r = subprocess.run([str(BIN / "chamoisctl"), "-f", str(self.conf), "queue"],
+        r = subprocess.run([str(self.bin / "chamoisctl"), "-f", str(self.conf), "queue"],
                            capture_output=True, text=True, timeout=30)
         return r.stdout + r.stderr
 

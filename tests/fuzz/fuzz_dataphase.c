@@ -23,7 +23,13 @@
  *    never changes the outcome;
  *  - header_scan gives the same whatever the chunks (Received count,
  *    Delivered-To and our own "for <...>" lists, non_ascii), within
- *    HEADER_KEEP_MAX.
+ *    HEADER_KEEP_MAX;
+ *  - header_filter (the Authentication-Results fields held back) gives
+ *    the same whatever the chunks, each call's output fits len +
+ *    HEADER_HOLD_MAX (an output buffer of exactly that size); keeping
+ *    every field gives the message back unchanged unless a field was too
+ *    long to hold; dropping every field leaves no Authentication-Results
+ *    field in the header section.
  *
  * Forwarding's header rewriting is the Received field the engine puts in
  * front of the message plus this header_scan(); a Received field of ours,
@@ -31,6 +37,8 @@
  * to the header scan here so that the loop detection part (ours_for) is
  * exercised on every input.
  */
+#include <strings.h>
+
 #include "common/limits.h"
 #include "fuzz.h"
 #include "smtpd/smtpd.h"
@@ -173,6 +181,79 @@ scan_headers(struct header_scanner *h, const char *out, size_t outlen,
 	FUZZ_CHECK(h->done);
 }
 
+static bool
+keep_all(void *arg, const char *f, size_t n)
+{
+	return false;
+}
+
+static bool
+drop_all(void *arg, const char *f, size_t n)
+{
+	FUZZ_CHECK(n > strlen(HEADER_HOLD_NAME) && n <= HEADER_HOLD_MAX);
+	FUZZ_CHECK(strncasecmp(f, HEADER_HOLD_NAME, strlen(HEADER_HOLD_NAME)) == 0);
+	return true;
+}
+
+/* filter - out through header_filter in the given chunks; malloc'd result */
+static char *
+filter(const char *out, size_t outlen, const uint8_t *sizes, size_t nsizes,
+    header_drop_fn drop, size_t *flen, struct header_filter *f)
+{
+	char *res = malloc(outlen + HEADER_HOLD_MAX + 1), *chunk;
+	size_t off = 0, c = 0, o = 0;
+
+	header_filter_init(f, drop, NULL);
+	while (off < outlen) {
+		size_t n = nsizes ? sizes[c++ % nsizes] : outlen, k;
+
+		if (n == 0)
+			n = 1024;
+		if (n > outlen - off)
+			n = outlen - off;
+		chunk = malloc(n + HEADER_HOLD_MAX);	/* exactly the bound */
+		k = header_filter(f, out + off, n, chunk);
+		FUZZ_CHECK(k <= n + HEADER_HOLD_MAX);
+		memcpy(res + o, chunk, k);
+		o += k;
+		FUZZ_CHECK(o <= off + n);
+		free(chunk);
+		off += n;
+	}
+	chunk = malloc(HEADER_HOLD_MAX);
+	c = header_filter_end(f, chunk);
+	FUZZ_CHECK(c <= HEADER_HOLD_MAX);
+	memcpy(res + o, chunk, c);
+	o += c;
+	free(chunk);
+	FUZZ_CHECK(o <= outlen);
+	*flen = o;
+	return res;
+}
+
+/* held_field_in_header - a line of the header section starts a held field */
+static bool
+held_field_in_header(const char *m, size_t n)
+{
+	size_t want = strlen(HEADER_HOLD_NAME);
+
+	for (size_t i = 0; i < n; ) {
+		const char *eol = memchr(m + i, '\n', n - i);
+		size_t end = eol ? (size_t)(eol - m) : n, j;
+
+		if (end == i)
+			return false;		/* the empty line */
+		if (end - i >= want && strncasecmp(m + i, HEADER_HOLD_NAME, want) == 0) {
+			for (j = i + want; j < end && (m[j] == ' ' || m[j] == '\t'); j++)
+				;
+			if (j < end && m[j] == ':')
+				return true;
+		}
+		i = end + 1;
+	}
+	return false;
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -268,6 +349,28 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(strcmp(h1.ours_for[i], h2.ours_for[i]) == 0);
 	header_scanner_free(&h1);
 	header_scanner_free(&h2);
+
+	/* the held fields: chunking changes nothing */
+	{
+		struct header_filter f1, f2;
+		size_t n1, n2;
+		char *k1 = filter(out, o, sizes, nsizes, keep_all, &n1, &f1);
+		char *k2 = filter(out, o, NULL, 0, keep_all, &n2, &f2);
+
+		FUZZ_CHECK(n1 == n2 && memcmp(k1, k2, n1) == 0);
+		FUZZ_CHECK(f1.dropped == f1.overlong && f1.overlong == f2.overlong);
+		if (f1.overlong == 0)
+			FUZZ_CHECK(n1 == o && memcmp(k1, out, o) == 0);
+		free(k1);
+		free(k2);
+		k1 = filter(out, o, sizes, nsizes, drop_all, &n1, &f1);
+		k2 = filter(out, o, NULL, 0, drop_all, &n2, &f2);
+		FUZZ_CHECK(n1 == n2 && memcmp(k1, k2, n1) == 0);
+		FUZZ_CHECK(f1.dropped == f2.dropped);
+		FUZZ_CHECK(!held_field_in_header(k1, n1));
+		free(k1);
+		free(k2);
+	}
 	free(out);
 	return 0;
 }

@@ -94,6 +94,13 @@ dp("long-line", "Subject: x\r\n\r\n" + "y" * 1200 + "\r\n.\r\n", bytes([0]))
 dp("folded-header", "Subject: a\r\n b\r\n\tc\r\nX: " + "z" * 1100 +
    "\r\n\r\n.\r\n")
 dp("split-crlf", "a\r\nb\r\n.\r\n", bytes([2, 1, 1, 1]))
+dp("auth-results-held",
+   "Authentication-Results: mx.chamois.test;\r\n\tspf=pass smtp.mailfrom=a@b\r\n"
+   "authentication-results : other.example; dkim=fail\r\nAuthentication-Results-X: y"
+   "\r\nSubject: x\r\n\r\nAuthentication-Results: in the body\r\n.\r\n",
+   bytes([1, 9, 23]))
+dp("auth-results-long", "Authentication-Results: a;\r\n" +
+   "\tdkim=pass (%s)\r\n" % ("c" * 900) * 10 + "\r\n.\r\n", bytes([0, 13]))
 
 # ---- fuzz_srs: mode octet, days octet, text ----
 SECRET = b"fuzz-secret-0123456789abcdef"
@@ -277,3 +284,51 @@ dns_seed("addr-timeout", 0, "example.org", [ans(0, mx2), ans(6, b"")])
 dns_seed("cancel", 1, "example.org", [ans(0, mx2), ans(0, a1)])
 dns_seed("bad-domain", 0, "exa mple..org", [])
 dns_seed("truncated", 0, "example.org", [ans(0, mx2[:40])])
+
+
+# ---- fuzz_authres: mode octet (bit 0: also write a field), then text ----
+authres = {
+    "ours": b"\x00Authentication-Results: mx.chamois.test; spf=pass smtp.mailfrom=a@example.test",
+    "ours-folded-comments": b"\x01Authentication-Results:\r\n\t(c (nested) \\) x)\r\n"
+                            b" \"mx.chamois.test\" 1 (v); none",
+    "other": b"\x00Authentication-Results: mx.other.test;\n\tdkim=pass header.d=example.test",
+    "unclosed": b"\x01Authentication-Results: (mx.chamois.test; none",
+    "from-display": b"\x00\"Boss <b@x.test>, y\" (c) <boss@Chamois.TEST>",
+    "from-group": b"\x01friends: a@example.test, b@example.test;",
+    "dkim-tags": b"\x00 v=1; a=rsa-sha256; d=example.test;\r\n\ts=sel; b=ab\r\n cd; bh=x",
+    "field-quotes": b"\x03\"a\\\"b\"@exa(mple).test (why (nested))",
+}
+for k, v in authres.items():
+    put("fuzz_authres", k, v)
+
+
+# ---- fuzz_spf: "CLIENT DOMAIN", then "NAME TYPE DATA" lines ----
+spf_seeds = {
+    'fail-exp': '2001:db8::1 example.org\nexample.org TXT v=spf1 a:fail.example.org -all exp=why.example.org\nfail.example.org FAIL\nwhy.example.org TXT %{i} is not one of %{d}s hosts\n',
+    'include-loop': '192.0.2.9 loop.example\nloop.example TXT v=spf1 include:loop.example -all\n',
+    'many-mechanisms': '192.0.2.1 example.org\nexample.org TXT v=spf1 include:_spf.example.org mx a:%{d}.x.example.org ptr exists:%{ir}.%{v}.e.example.org redirect=r.example.org\n_spf.example.org TXT v=spf1 ip4:10.0.0.0/8 ip6:2001:db8::/32 ~all\nexample.org MX 10 mx.example.org\nmx.example.org A 192.0.2.1\n1.2.0.192.in-addr.arpa PTR mx.example.org\n',
+    'voids': '192.0.2.9 v.example\nv.example TXT v=spf1 a:n1.v.example a:n2.v.example a:n3.v.example mx:n4.v.example ?all\nn2.v.example NODATA\n',
+}
+for k, v in spf_seeds.items():
+    put("fuzz_spf", k, v)
+
+
+# ---- fuzz_dmarc: "FROM SPF SPF-DOMAIN DKIM DKIM-DOMAIN EXISTS", then "NAME TEXT" ----
+dmarc_seeds = {
+    "pass-relaxed": "mail.example.org 1 example.org 2 bounce.example.org 1\n"
+                    "example.org v=DMARC1; p=reject; sp=quarantine; adkim=s; rua=mailto:d@example.org\n",
+    "psd": "a.b.psd.example 1 c.psd.example 0 x 1\npsd.example v=DMARC1; p=reject; psd=y\n",
+    "np-no-p": "gone.example.net 2 x.net 2 x.net 0\nexample.net v=DMARC1; rua=mailto:a@x.net; np=reject; t=y\n",
+    "two-records": "example.com 1 example.com 0 x 1\nexample.com v=DMARC1; p=none\nexample.com v=DMARC1; p=reject\n",
+    "fail-walk": "a.b.c.d.e.f.g.h.i.example.com 5 a.example.com 5 b.example.com 1\n"
+                 "h.i.example.com !FAIL\nexample.com v=DMARC1; p=quarantine; pct=10; psd=n\n",
+}
+for k, v in dmarc_seeds.items():
+    put("fuzz_dmarc", k, v)
+
+
+# ---- fuzz_dkim: the key record every selector gets, then the message ----
+# (an Ed25519 key made from a fixed seed, signed by dkimpy)
+dkim_seeds = {'ed25519-pass': 'v=DKIM1; k=ed25519; p=iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w=\nDKIM-Signature: v=1; a=ed25519-sha256; c=relaxed/relaxed; d=example.test;\n i=@example.test; q=dns/txt; s=ed; t=1796278569; h=from : to : subject\n : date; bh=zE+VV0w215ckXH6MSCLlMX/UQrEGslQBBz5+jXQ7ORQ=;\n b=yjdN2ziPs/Te7xuWgLyx4qFJlW/rDqweovb0jOBvhOlwsLS56sxqL3JdGK0SHJsCVmQlE\n S4JkiVXwYZbkurfDg==\nFrom: Alice <alice@example.test>\nTo: bob@chamois.test\nSubject: seed\nDate: Thu, 03 Dec 2026 06:00:00 +0000\n\nHello,\n.dot\ntrailing   \n\n', 'ed25519-tampered': 'v=DKIM1; k=ed25519; p=iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w=\nDKIM-Signature: v=1; a=ed25519-sha256; c=relaxed/relaxed; d=example.test;\n i=@example.test; q=dns/txt; s=ed; t=1796278569; h=from : to : subject\n : date; bh=zE+VV0w215ckXH6MSCLlMX/UQrEGslQBBz5+jXQ7ORQ=;\n b=yjdN2ziPs/Te7xuWgLyx4qFJlW/rDqweovb0jOBvhOlwsLS56sxqL3JdGK0SHJsCVmQlE\n S4JkiVXwYZbkurfDg==\nFrom: Alice <alice@example.test>\nTo: bob@chamois.test\nSubject: seed\nDate: Thu, 03 Dec 2026 06:00:00 +0000\n\nHallo,\n.dot\ntrailing   \n\n', 'key-nx': '!NX\nDKIM-Signature: v=1; a=ed25519-sha256; c=relaxed/relaxed; d=example.test;\n i=@example.test; q=dns/txt; s=ed; t=1796278569; h=from : to : subject\n : date; bh=zE+VV0w215ckXH6MSCLlMX/UQrEGslQBBz5+jXQ7ORQ=;\n b=yjdN2ziPs/Te7xuWgLyx4qFJlW/rDqweovb0jOBvhOlwsLS56sxqL3JdGK0SHJsCVmQlE\n S4JkiVXwYZbkurfDg==\nFrom: Alice <alice@example.test>\nTo: bob@chamois.test\nSubject: seed\nDate: Thu, 03 Dec 2026 06:00:00 +0000\n\nHello,\n.dot\ntrailing   \n\n', 'key-fail': '!FAIL\nDKIM-Signature: v=1; a=ed25519-sha256; c=relaxed/relaxed; d=example.test;\n i=@example.test; q=dns/txt; s=ed; t=1796278569; h=from : to : subject\n : date; bh=zE+VV0w215ckXH6MSCLlMX/UQrEGslQBBz5+jXQ7ORQ=;\n b=yjdN2ziPs/Te7xuWgLyx4qFJlW/rDqweovb0jOBvhOlwsLS56sxqL3JdGK0SHJsCVmQlE\n S4JkiVXwYZbkurfDg==\nFrom: Alice <alice@example.test>\nTo: bob@chamois.test\nSubject: seed\nDate: Thu, 03 Dec 2026 06:00:00 +0000\n\nHello,\n.dot\ntrailing   \n\n', 'revoked': 'v=DKIM1; k=ed25519; p=\nDKIM-Signature: v=1; a=ed25519-sha256; c=relaxed/relaxed; d=example.test;\n i=@example.test; q=dns/txt; s=ed; t=1796278569; h=from : to : subject\n : date; bh=zE+VV0w215ckXH6MSCLlMX/UQrEGslQBBz5+jXQ7ORQ=;\n b=yjdN2ziPs/Te7xuWgLyx4qFJlW/rDqweovb0jOBvhOlwsLS56sxqL3JdGK0SHJsCVmQlE\n S4JkiVXwYZbkurfDg==\nFrom: Alice <alice@example.test>\nTo: bob@chamois.test\nSubject: seed\nDate: Thu, 03 Dec 2026 06:00:00 +0000\n\nHello,\n.dot\ntrailing   \n\n', 'no-signature': 'v=DKIM1; k=ed25519; p=iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w=\nFrom: Alice <alice@example.test>\nTo: bob@chamois.test\nSubject: seed\nDate: Thu, 03 Dec 2026 06:00:00 +0000\n\nHello,\n.dot\ntrailing   \n\n', 'broken-signature': 'v=DKIM1; k=ed25519; p=iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w=\nDKIM-Signature: v=1; a=rsa-sha256; d=Example.TEST; s=ed; h=from; bh=; b=\nFrom: Alice <alice@example.test>\nTo: bob@chamois.test\nSubject: seed\nDate: Thu, 03 Dec 2026 06:00:00 +0000\n\nHello,\n.dot\ntrailing   \n\n'}
+for k, v in dkim_seeds.items():
+    put("fuzz_dkim", k, v)

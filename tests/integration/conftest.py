@@ -76,6 +76,14 @@ def _binary_snapshot(tmp_path_factory):
         os.environ.pop("CHAMOISD", None)
 
 
+@pytest.fixture(autouse=True)
+def _no_dns_left():
+    """Every dnsmasq a daemon of the test started (harness.Chamoisd's own)
+    is stopped when the test ends, whatever the test did with the daemon."""
+    yield
+    harness.stop_leftover_dns()
+
+
 @pytest.fixture
 def chamoisd_bin():
     return _need_binary()

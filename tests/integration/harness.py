@@ -3,7 +3,12 @@
 Everything here runs the real daemon (bin/chamoisd) on loopback, on ports
 picked at run time, with a per-test config, tables and Maildir tree under a
 temporary directory.  Nothing ever leaves the machine: every daemon is given
-a `dns_server` on a loopback port nobody listens on.
+a `dns_server` on a loopback port of its own, where start() runs a dnsmasq
+(peers/dns.py) that answers NXDOMAIN for every name it was not given
+(`inst.dns.raw(...)`, `inst.dns.address(...)` before start()), so that the
+mx role's checks (SPF, DKIM, DMARC, block lists) find nothing rather than
+a DNS failure; `dead_dns=True` keeps the port dead (no server at all), and a
+test that points dns_server elsewhere (peers/remote.py) gets no dnsmasq.
 
 Public API (other test files, e.g. the Postfix/Dovecot interop tests, rely
 on these names):
@@ -268,6 +273,24 @@ def aliases_lines(aliases):
 # the daemon
 
 
+# every daemon's own dnsmasq that is running (conftest stops what a test left)
+_LIVE_DNS = set()
+
+
+def _own_dns(workdir, port):
+    """A daemon's dnsmasq on its dns_server port: NXDOMAIN for every name
+    it was not given (dnsmasq's "#" zone is every domain)."""
+    from peers.dns import Dnsmasq
+    return Dnsmasq(workdir, local_zones=("#",), port=port)
+
+
+def stop_leftover_dns():
+    """Stop every daemon's dnsmasq still running (a test's teardown)."""
+    for d in list(_LIVE_DNS):
+        d.stop()
+    _LIVE_DNS.clear()
+
+
 class Chamoisd:
     """One chamoisd with its own config, tables and Maildir tree.
 
@@ -280,7 +303,7 @@ class Chamoisd:
                  mailboxes=("alice@example.test", "bob@example.test"),
                  aliases=None, tls=True, extra_conf="", listen_ipv6=False,
                  hostname="mx.example.test", max_message_size=1000000,
-                 max_recipients=100, postmaster=None, binary=None):
+                 max_recipients=100, postmaster=None, binary=None, dead_dns=False):
         self.dir = Path(tmp_path)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.binary = Path(binary) if binary else chamoisd_binary()
@@ -291,6 +314,8 @@ class Chamoisd:
         self.host6 = "::1"
         self.port6 = free_port("::1") if listen_ipv6 else None
         self.dns_port = dead_port()
+        self.own_dns_line = "dns_server 127.0.0.1:%d" % self.dns_port
+        self.dns = None if dead_dns else _own_dns(self.dir / "dns", self.dns_port)
         self.conf = self.dir / "chamois.conf"
         self.mailboxes_path = self.dir / "mailboxes"
         self.aliases_path = self.dir / "aliases"
@@ -323,7 +348,7 @@ class Chamoisd:
             make_cert(self.dir)
             lines.append("tls_cert cert.pem")
             lines.append("tls_key key.pem")
-        lines.append("dns_server 127.0.0.1:%d" % self.dns_port)
+        lines.append(self.own_dns_line)
         if max_message_size is not None:
             lines.append("max_message_size %d" % max_message_size)
         if max_recipients is not None:
@@ -371,6 +396,7 @@ class Chamoisd:
         if not self.binary.exists():
             raise RuntimeError("daemon binary %s does not exist" % self.binary)
         self.stopped = False
+        self._start_dns()
         self._logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             self.wrapper + [str(self.binary), "-d", "-f", str(self.conf)],
@@ -395,6 +421,20 @@ class Chamoisd:
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None
+
+    def _start_dns(self):
+        """The daemon's own dnsmasq, while its config still names it."""
+        if self.dns is None or self.dns.running():
+            return
+        if self.own_dns_line not in self.conf_lines():
+            return
+        self.dns.start()
+        _LIVE_DNS.add(self.dns)
+
+    def stop_dns(self):
+        if self.dns is not None:
+            self.dns.stop()
+            _LIVE_DNS.discard(self.dns)
 
     def signal(self, sig):
         self.proc.send_signal(sig)
@@ -426,6 +466,7 @@ class Chamoisd:
                 self.killed = True
                 self.kill()
         self._close_log()
+        self.stop_dns()
         return self.proc.returncode
 
     def kill(self):
@@ -433,6 +474,7 @@ class Chamoisd:
             self.proc.kill()
             self.proc.wait()
         self._close_log()
+        self.stop_dns()
 
     def _close_log(self):
         f = getattr(self, "_logf", None)
@@ -681,28 +723,51 @@ def crlf(text):
     return text.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
+def _next_field(content, pos):
+    """The end of the (possibly folded) header field starting at pos."""
+    end = content.index(b"\n", pos) + 1
+    while end < len(content) and content[end:end + 1] in (b" ", b"\t"):
+        end = content.index(b"\n", end) + 1
+    return end
+
+
 def split_delivered(content):
     """Split a delivered file into (prepended header lines, rest).
 
-    The contract: Return-Path, Delivered-To, Received (possibly folded),
-    then the original message.  Returns ([(name, unfolded value)...], rest
-    bytes) for exactly those three headers.
+    The contract: Return-Path, Delivered-To, the mx role's
+    Authentication-Results (RFC 8601; not on mail the queue delivers),
+    Received (possibly folded), then the original message.  Returns
+    ([(name, unfolded value)...], rest bytes) for Return-Path, Delivered-To
+    and Received; delivered_auth_results() gives the field between them.
     """
     headers = []
     pos = 0
     for expected in (b"Return-Path", b"Delivered-To", b"Received"):
-        end = content.index(b"\n", pos) + 1
-        # folded continuation lines
-        while end < len(content) and content[end:end + 1] in (b" ", b"\t"):
-            end = content.index(b"\n", end) + 1
+        end = _next_field(content, pos)
         field = content[pos:end]
         name, _, value = field.partition(b":")
+        if expected == b"Received" and name == b"Authentication-Results":
+            pos = end
+            end = _next_field(content, pos)
+            field = content[pos:end]
+            name, _, value = field.partition(b":")
         if name != expected:
             raise AssertionError("prepended header %d is %r, expected %s"
                                  % (len(headers) + 1, field[:80], expected.decode()))
         headers.append((name.decode(), re.sub(rb"\s+", b" ", value).strip().decode("utf-8", "replace")))
         pos = end
     return headers, content[pos:]
+
+
+def delivered_auth_results(content):
+    """The unfolded value of the Authentication-Results field that the mx
+    role put between Delivered-To and Received, or None."""
+    pos = _next_field(content, _next_field(content, 0))
+    end = _next_field(content, pos)
+    name, _, value = content[pos:end].partition(b":")
+    if name != b"Authentication-Results":
+        return None
+    return re.sub(rb"\s+", b" ", value).strip().decode("utf-8", "replace")
 
 
 def maildir_size_from_name(path):

@@ -16,33 +16,7 @@ import time
 import pytest
 
 from harness import crlf
-from peers.exim import Exim, ensure_exim
-from peers.postfix import PeerUnavailable
-
-
-@pytest.fixture(scope="module")
-def exim_available():
-    try:
-        ensure_exim()
-    except PeerUnavailable as e:
-        pytest.skip("Exim peer cannot run here: %s" % e)
-
-
-@pytest.fixture
-def exims(exim_available, tmp_path):
-    made = []
-
-    def make(relay_port, **kw):
-        ex = Exim(tmp_path / ("exim%d" % len(made)), relay_port, **kw)
-        made.append(ex)
-        return ex.start()
-
-    yield make
-    for ex in made:
-        try:
-            ex.stop()
-        finally:
-            print("---- exim %s mainlog ----\n%s" % (ex.base.name, ex.log()[-6000:]))
+from peers.exim import exim_available, exims  # noqa: F401 (fixtures)
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["plain", "starttls"])

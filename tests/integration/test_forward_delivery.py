@@ -10,7 +10,7 @@ import dkim
 import pytest
 
 from harness import crlf, sample_message, wait_until
-from peers.remote import (assert_reply, fwd_env, split_first_header,  # noqa: F401
+from peers.remote import (assert_reply, fwd_env, split_forwarded,  # noqa: F401
                           transaction)
 
 ALIASES = {
@@ -33,7 +33,7 @@ def check_forwarded(tx, msg, forwarded_address="fwd@example.test"):
     """The remote got msg byte for byte behind exactly one new Received
     header, which names the forwarded address."""
     assert tx.delivered, tx
-    received, rest = split_first_header(tx.content)
+    received, rest = split_forwarded(tx.content)
     assert received.startswith(b"Received:"), received
     assert forwarded_address.encode() in received.lower(), received
     assert rest == msg, "message changed in transit:\n%r\n!=\n%r" % (rest, msg)
@@ -122,7 +122,7 @@ def test_two_recipients_same_domain_share_one_remote_transaction(fwd_env):
     [tx] = r.transactions()
     assert sorted(tx.accepted) == ["carol@remote.test", "dan@remote.test"]
     assert tx.delivered
-    received, rest = split_first_header(tx.content)
+    received, rest = split_forwarded(tx.content)
     assert received.startswith(b"Received:") and rest == msg
     fwd_env.assert_no_bounce()
 

@@ -8,7 +8,7 @@ import socket
 
 import harness
 from harness import sample_message, wait_until
-from peers.remote import (assert_reply, fwd_env, split_first_header,  # noqa: F401
+from peers.remote import (assert_reply, fwd_env, split_forwarded,  # noqa: F401
                           transaction)
 
 ALIASES = {"fwd@example.test": ["carol@remote.test"],
@@ -129,7 +129,7 @@ def test_large_message_streams_through_intact(fwd_env):
     out = transaction(d, "joe@sender.test", ["fwd@example.test"], msg, timeout=60)
     assert_reply(out["eod"], "250")
     [tx] = r.delivered()
-    assert split_first_header(tx.content)[1] == msg
+    assert split_forwarded(tx.content)[1] == msg
     fwd_env.assert_no_bounce(local={})
 
 

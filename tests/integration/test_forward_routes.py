@@ -4,7 +4,7 @@ domain); an alias keeping a local copy is a forward route.  A recipient on
 another route than the first accepted one gets 452 4.5.3."""
 
 from harness import sample_message, split_delivered
-from peers.remote import (assert_reply, fwd_env, split_first_header,  # noqa: F401
+from peers.remote import (assert_reply, fwd_env, split_forwarded,  # noqa: F401
                           transaction)
 
 ALIASES = {
@@ -44,7 +44,7 @@ def test_forwarded_then_local(fwd_env):
     assert_reply(out["eod"], "250 2.0.0")
     [tx] = r.delivered()
     assert tx.accepted == ["carol@remote.test"]
-    assert split_first_header(tx.content)[1] == msg
+    assert split_forwarded(tx.content)[1] == msg
     fwd_env.assert_no_bounce(local={})
 
 
@@ -99,6 +99,6 @@ def test_local_copy_alias_shares_the_route_of_its_target_domain(fwd_env):
     assert_reply(out["eod"], "250 2.0.0")
     [tx] = r.delivered()
     assert sorted(tx.accepted) == ["carol@remote.test", "dave@remote.test"]
-    assert split_first_header(tx.content)[1] == msg
+    assert split_forwarded(tx.content)[1] == msg
     assert len(r.connections) == 1
     fwd_env.assert_no_bounce(local={"alice@example.test": 1})

@@ -13,7 +13,7 @@ import time
 
 from harness import crlf, sample_message
 from peers.remote import (SELF_ADDRESS, assert_reply, fwd_env,  # noqa: F401
-                          split_first_header, transaction)
+                          split_forwarded, transaction)
 
 ALIASES = {"fwd@example.test": ["carol@remote.test"]}
 BUDGETS = "forward_rcpt_budget 10s\nforward_data_budget 10s"
@@ -61,7 +61,7 @@ def test_bounce_to_srs_address_forwarded_to_original_sender(fwd_env):
     [tx] = s.delivered()
     assert tx.mail_from == ""
     assert tx.accepted == ["joe@sender.test"]
-    received, rest = split_first_header(tx.content)
+    received, rest = split_forwarded(tx.content)
     assert received.startswith(b"Received:") and rest == msg
     # that forwarded bounce is the only null-sender transaction anywhere
     fwd_env.assert_no_bounce(null_sender_expected=1)

@@ -29,7 +29,7 @@ def ready(d, n=1):
 
 
 def test_unreadable_body_backs_off_and_sigterm_stops(chamoisd, qbins):
-    d = ready(chamoisd(mailboxes=MAILBOXES))
+    d = ready(chamoisd(mailboxes=MAILBOXES, dead_dns=True))
     # the DNS server is a dead port: the remote recipient is deferred
     sendmail_ok(qbins, d, ["carol@remote.test"], "Subject: lost body\n\nhello\n")
     wait_until(lambda: "status=deferred" in d.log(), 15, what="first deferral")

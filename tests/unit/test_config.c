@@ -123,6 +123,18 @@ assert_path(const char *got, const char *dir, const char *rel)
 }
 
 static void
+check_dmarc_monitor(const struct config *c, const char *dir)
+{
+	assert_true(c->dmarc_monitor);
+}
+
+static void
+check_dmarc_enforce(const struct config *c, const char *dir)
+{
+	assert_false(c->dmarc_monitor);
+}
+
+static void
 check_minimal(const struct config *c, const char *dir)
 {
 	const struct sockaddr_in *sin = (const struct sockaddr_in *)&c->listens[0].ss;
@@ -149,6 +161,7 @@ check_minimal(const struct config *c, const char *dir)
 	assert_null(c->tls_cert);
 	assert_null(c->sasl_db);
 	/* the defaults of chamois.conf(5) */
+	assert_false(c->dmarc_monitor);	/* dmarc_policy enforce */
 	assert_int_equal(c->max_message_size, 26214400);
 	assert_int_equal(c->max_recipients, 100);
 	assert_int_equal(c->forward_rcpt_budget, 60);
@@ -250,6 +263,12 @@ check_everything(const struct config *c, const char *dir)
 static const struct conf_case conf_cases[] = {
 	/* good files */
 	{ .label = "config: minimal", .text = BASE, .check = check_minimal },
+	{ .label = "config: dmarc_policy monitor", .text = BASE "dmarc_policy monitor\n",
+	  .check = check_dmarc_monitor },
+	{ .label = "config: dmarc_policy enforce", .text = BASE "dmarc_policy enforce\n",
+	  .check = check_dmarc_enforce },
+	{ .label = "config: dmarc_policy neither", .text = BASE "dmarc_policy reject\n",
+	  .problems = { { 7, "dmarc_policy: 'reject' is neither enforce nor monitor" } } },
 	{ .label = "config: comments, blank lines, TABs, CRLF",
 	  .text = "# chamois\n\n\thostname\tmx.example.test   # the name\r\n"
 	      "listen   mx 127.0.0.1:2525\n   \n" L_DOMAINS L_MAILBOXES L_MAILDIR L_QUEUE

@@ -480,11 +480,117 @@ test_header_long_line(void **state)
 	free(big);
 }
 
+/* header_filter: the message as every copy gets it */
+static const struct filter_case {
+	const char *label;
+	const char *in, *out;
+	unsigned dropped;
+	const char *bug;
+} filter_cases[] = {
+	{ .label = "filter: a field naming us goes, folded lines with it",
+	  .in = "Authentication-Results: mx.example.test;\n\tspf=pass\n  dkim=pass\n"
+	      "Subject: x\n\nbody\n",
+	  .out = "Subject: x\n\nbody\n", .dropped = 1 },
+	{ .label = "filter: another host's field stays, byte for byte",
+	  .in = "Authentication-Results: other.example;\n\tspf=fail\nSubject: x\n\n",
+	  .out = "Authentication-Results: other.example;\n\tspf=fail\nSubject: x\n\n" },
+	{ .label = "filter: any case, blanks before the colon (RFC 5322 4.5.3)",
+	  .in = "AUTHENTICATION-RESULTS : mx.example.test; x\n"
+	      "authentication-results:mx.example.test;y\nTo: a\n\n",
+	  .out = "To: a\n\n", .dropped = 2 },
+	{ .label = "filter: look-alike names pass",
+	  .in = "Authentication-Results-X: mx.example.test;\nX-Authentication-Results: "
+	      "mx.example.test;\nAuthentication: mx.example.test;\n\n",
+	  .out = "Authentication-Results-X: mx.example.test;\nX-Authentication-Results: "
+	      "mx.example.test;\nAuthentication: mx.example.test;\n\n" },
+	{ .label = "filter: the body is never touched",
+	  .in = "To: a\n\nAuthentication-Results: mx.example.test; x\n",
+	  .out = "To: a\n\nAuthentication-Results: mx.example.test; x\n" },
+	{ .label = "filter: the last field before the end of the message",
+	  .in = "To: a\nAuthentication-Results: mx.example.test; x\n",
+	  .out = "To: a\n", .dropped = 1 },
+	{ .label = "filter: a kept field at the end of the message",
+	  .in = "To: a\nAuthentication-Results: b.example; x",
+	  .out = "To: a\nAuthentication-Results: b.example; x" },
+	{ .label = "filter: a name cut by the end of the message",
+	  .in = "To: a\nAuthentica", .out = "To: a\nAuthentica" },
+	{ .label = "filter: a line without a colon passes",
+	  .in = "Authentication-Results\nTo: a\n\n",
+	  .out = "Authentication-Results\nTo: a\n\n" },
+	{ .label = "filter: the one field of several that names us",
+	  .in = "Authentication-Results: a.example; x\nAuthentication-Results: "
+	      "mx.example.test; y\nAuthentication-Results: b.example; z\n\nq\n",
+	  .out = "Authentication-Results: a.example; x\nAuthentication-Results: "
+	      "b.example; z\n\nq\n", .dropped = 1 },
+};
+
+/* names_us - the test's drop(): the field's value starts with our name */
+static bool
+names_us(void *arg, const char *f, size_t n)
+{
+	const char *colon = memchr(f, ':', n);
+	const char *v = colon + 1;
+
+	while (*v == ' ')
+		v++;
+	return strncmp(v, "mx.example.test;", 16) == 0;
+}
+
+static void
+check_filter(const struct filter_case *c, size_t step)
+{
+	static char out[HEADER_HOLD_MAX * 4 + 4096];
+	struct header_filter f;
+	size_t len = strlen(c->in), o = 0;
+
+	header_filter_init(&f, names_us, NULL);
+	for (size_t off = 0; off < len; off += step)
+		o += header_filter(&f, c->in + off, len - off < step ? len - off : step,
+		    out + o);
+	o += header_filter_end(&f, out + o);
+	out[o] = '\0';
+	assert_string_equal(out, c->out);
+	assert_int_equal(f.dropped, c->dropped);
+}
+
+static void
+run_filter_case(void **state)
+{
+	const struct filter_case *c = *state;
+
+	UNIT_BUG(c);
+	check_filter(c, strlen(c->in));
+	check_filter(c, 1);
+	check_filter(c, 7);
+}
+
+/* a held field past HEADER_HOLD_MAX goes whole; what follows passes */
+static void
+test_filter_overlong(void **state)
+{
+	static char in[HEADER_HOLD_MAX * 2], out[HEADER_HOLD_MAX * 4];
+	struct header_filter f;
+	size_t o = 0, n;
+
+	n = (size_t)snprintf(in, sizeof(in), "Authentication-Results: b.example;\n");
+	while (n < HEADER_HOLD_MAX + 100)
+		n += (size_t)snprintf(in + n, sizeof(in) - n, "\tdkim=pass (a comment)\n");
+	n += (size_t)snprintf(in + n, sizeof(in) - n, "Subject: x\n\nbody\n");
+	header_filter_init(&f, names_us, NULL);
+	for (size_t off = 0; off < n; off += 1000)
+		o += header_filter(&f, in + off, n - off < 1000 ? n - off : 1000, out + o);
+	o += header_filter_end(&f, out + o);
+	out[o] = '\0';
+	assert_string_equal(out, "Subject: x\n\nbody\n");
+	assert_int_equal(f.dropped, 1);
+	assert_int_equal(f.overlong, 1);
+}
+
 int
 main(void)
 {
 	struct CMUnitTest tests[nitems(data_cases) + nitems(long_cases) +
-	    nitems(header_cases) + 3];
+	    nitems(header_cases) + nitems(filter_cases) + 4];
 	size_t n = 0;
 
 	UNIT_ROWS(tests, n, run_data_case, data_cases);
@@ -493,5 +599,7 @@ main(void)
 	UNIT_ROWS(tests, n, run_header_case, header_cases);
 	UNIT_TEST(tests, n, test_header_many);
 	UNIT_TEST(tests, n, test_header_long_line);
+	UNIT_ROWS(tests, n, run_filter_case, filter_cases);
+	UNIT_TEST(tests, n, test_filter_overlong);
 	UNIT_RUN(tests, n);
 }

@@ -43,13 +43,16 @@ static struct {
 	bool twice;			/* answer every RCPT twice */
 } fake;
 
+/* note_in - append one call to a fake's log */
 static void
-note(const char *fmt, const char *arg)
+note_in(char *log, size_t size, const char *fmt, const char *arg)
 {
-	size_t o = strlen(fake.log);
+	size_t o = strlen(log);
 
-	snprintf(fake.log + o, sizeof(fake.log) - o, fmt, arg);
+	snprintf(log + o, size - o, fmt, arg);
 }
+
+#define note(fmt, arg)	note_in(fake.log, sizeof(fake.log), (fmt), (arg))
 
 static void
 fake_rcpt(struct smtpd_session *s, const char *shown, const struct expansion *exp)
@@ -135,6 +138,89 @@ fake_router(struct smtpd_session *s, const struct mailaddr *a, const char *key,
 	return true;
 }
 
+/* the fake checks (smtpd_check_ops): what they were asked, how they answer */
+static struct {
+	char log[1024];
+	char body[4096];		/* what the checks saw of the message */
+	size_t bodylen;
+	enum answer rcpt, end;
+	const char *rcpt_refusal;	/* NULL: let it through */
+	const char *end_refusal;
+	const char *ar;			/* the field smtpd_check_done gives */
+	struct smtpd_session *s;
+} fc;
+
+#define cnote(fmt, arg)	note_in(fc.log, sizeof(fc.log), (fmt), (arg))
+
+static void
+fc_connect(struct smtpd_session *s)
+{
+	cnote("connect;%s", "");
+}
+
+static void
+fc_mail(struct smtpd_session *s)
+{
+	cnote("mail <%s>;", smtpd_tx_sender(s));
+}
+
+static void
+fc_rcpt(struct smtpd_session *s, const struct mailaddr *a, const char *shown)
+{
+	fc.s = s;
+	cnote("rcpt <%s>;", shown);
+	if (fc.rcpt == NOW)
+		smtpd_check_rcpt(s, fc.rcpt_refusal);
+}
+
+static void
+fc_body(struct smtpd_session *s, const char *text, size_t len)
+{
+	if (fc.bodylen + len < sizeof(fc.body)) {
+		memcpy(fc.body + fc.bodylen, text, len);
+		fc.bodylen += len;
+	}
+}
+
+/* fc_drop - an Authentication-Results field naming mx.example.test goes */
+static bool
+fc_drop(struct smtpd_session *s, const char *f, size_t len)
+{
+	return memmem(f, len, ": mx.example.test;", 18) != NULL;
+}
+
+static void
+fc_end(struct smtpd_session *s, bool forwarded)
+{
+	fc.s = s;
+	cnote("end %s;", forwarded ? "forwarded" : "kept");
+	if (fc.end == NOW)
+		smtpd_check_done(s, fc.end_refusal, fc.ar);
+}
+
+static void
+fc_rset(struct smtpd_session *s)
+{
+	cnote("rset;%s", "");
+}
+
+static void
+fc_free(struct smtpd_session *s)
+{
+	cnote("free;%s", "");
+}
+
+static const struct smtpd_check_ops fake_checks = {
+	.connect = fc_connect,
+	.mail = fc_mail,
+	.rcpt = fc_rcpt,
+	.body = fc_body,
+	.drop_field = fc_drop,
+	.end = fc_end,
+	.rset = fc_rset,
+	.free = fc_free,
+};
+
 static void wait_jobs(void);
 static struct event_base *base;	/* the engine's loop */
 static bool workers_on;		/* this test started the worker pool */
@@ -154,7 +240,7 @@ static char got[8192];		/* what the client read, all of it */
 static size_t gotlen;
 
 static int
-setup(void **state)
+setup_with(const struct smtpd_check_ops *checks)
 {
 	struct sockaddr_in peer = { .sin_family = AF_INET };
 	struct config *cfg;
@@ -162,6 +248,7 @@ setup(void **state)
 	int sv[2];
 
 	memset(&fake, 0, sizeof(fake));
+	memset(&fc, 0, sizeof(fc));
 	fake.rcpt_reply = "250 2.1.5 Ok";
 	fake.end_reply = "250 2.0.0 Ok: fake";
 	gotlen = 0;
@@ -185,6 +272,7 @@ setup(void **state)
 	smtpd_configure(cfg, NULL, NULL, NULL);
 	config_free(cfg);		/* the engine holds it */
 	smtpd_set_router(ROLE_MX, fake_router);
+	smtpd_set_checks(ROLE_MX, checks);
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
 	fcntl(sv[0], F_SETFL, O_NONBLOCK);
 	fcntl(sv[1], F_SETFL, O_NONBLOCK);
@@ -193,6 +281,19 @@ setup(void **state)
 	smtpd_session_new(sv[0], (struct sockaddr *)&peer, sizeof(peer), ROLE_MX);
 	assert_int_equal(smtpd_session_count(), 1);
 	return 0;
+}
+
+static int
+setup(void **state)
+{
+	return setup_with(NULL);
+}
+
+/* setup_checked - the session of the test has the fake checks */
+static int
+setup_checked(void **state)
+{
+	return setup_with(&fake_checks);
 }
 
 static int
@@ -207,6 +308,7 @@ teardown(void **state)
 		worker_shutdown();
 		workers_on = false;
 	}
+	smtpd_set_checks(ROLE_MX, NULL);
 	smtpd_shutdown();
 	event_base_free(base);
 	base = NULL;
@@ -607,6 +709,151 @@ test_worker_cannot_read_the_session(void **state)
 	assert_int_equal(WEXITSTATUS(status), 1);
 }
 
+/* the checks see each RCPT before its router: a refusal never reaches a route */
+static void
+test_checks_before_the_router(void **state)
+{
+	greeted();
+	assert_string_equal(fc.log, "connect;mail <a@client.example>;");
+	fc.rcpt_refusal = "554 5.7.1 Service unavailable; client [192.0.2.1] "
+	    "listed by bl.example";
+	say("RCPT TO:<x@example.test>\r\n", 4);
+	assert_reply(4, "554 5.7.1 Service unavailable; client [192.0.2.1]");
+	assert_string_equal(fake.log, "");
+	fc.rcpt_refusal = NULL;
+	say("RCPT TO:<y@example.test>\r\n", 5);
+	assert_reply(5, "250 2.1.5 Ok");
+	assert_string_equal(fake.log, "rcpt <y@example.test>;");
+	assert_string_equal(fc.log, "connect;mail <a@client.example>;"
+	    "rcpt <x@example.test>;rcpt <y@example.test>;");
+}
+
+/* a check that answers a RCPT later holds the session's input, in order */
+static void
+test_checks_rcpt_later(void **state)
+{
+	greeted();
+	fc.rcpt = LATER;
+	say("RCPT TO:<x@example.test>\r\nNOOP\r\n", 4);
+	assert_int_equal(replies(), 3);
+	assert_string_equal(fake.log, "");
+	smtpd_check_rcpt(fc.s, NULL);
+	pump(5);
+	assert_reply(4, "250 2.1.5 Ok");
+	assert_reply(5, "250 2.0.0 Ok");
+	assert_string_equal(fake.log, "rcpt <x@example.test>;");
+	/* a refusal that comes later */
+	say("RCPT TO:<z@example.test>\r\nNOOP\r\n", 6);	/* pumps: none comes */
+	assert_int_equal(replies(), 5);
+	smtpd_check_rcpt(fc.s, "554 5.7.1 listed");
+	pump(7);
+	assert_reply(6, "554 5.7.1 listed");
+	assert_reply(7, "250 2.0.0 Ok");
+	assert_string_equal(fake.log, "rcpt <x@example.test>;");
+	/* an answer when no RCPT waits is ignored */
+	smtpd_check_rcpt(fc.s, "554 5.7.1 stray");
+	say("NOOP\r\n", 8);
+	assert_null(strstr(got, "stray"));
+}
+
+/*
+ * the route's end runs only after the checks' verdict, and gets it as
+ * its refusal; the checks saw the message as the client sent it
+ */
+static void
+test_checks_verdict_before_the_end(void **state)
+{
+	greeted();
+	fc.end = LATER;
+	say("RCPT TO:<x@example.test>\r\nDATA\r\n", 5);
+	say("Subject: hi\r\n\r\nbody\r\n.\r\nNOOP\r\n", 6);	/* none comes */
+	assert_int_equal(replies(), 5);
+	assert_string_equal(fake.log, "rcpt <x@example.test>;data;");
+	assert_non_null(strstr(fc.log, "end kept;"));
+	assert_memory_equal(fc.body, "Subject: hi\n\nbody\n", fc.bodylen);
+	smtpd_check_done(fc.s, "550 5.7.1 forged", "Authentication-Results: x\n");
+	pump(7);
+	assert_reply(6, "550 5.7.1 forged");
+	assert_reply(7, "250 2.0.0 Ok");
+	assert_string_equal(fake.log, "rcpt <x@example.test>;data;end 550 5.7.1 "
+	    "forged;rset;");
+	assert_non_null(strstr(fc.log, "end kept;rset;"));
+}
+
+/* the engine's own refusal (a long line) needs no verdict */
+static void
+test_checks_engine_refusal_first(void **state)
+{
+	char line[1100];
+
+	greeted();
+	fc.end = LATER;
+	say("RCPT TO:<x@example.test>\r\nDATA\r\n", 5);
+	memset(line, 'a', 1001);
+	strcpy(line + 1001, "\r\n.\r\n");
+	say(line, 6);
+	assert_reply(6, "554 5.6.0");
+	assert_null(strstr(fc.log, "end "));
+}
+
+/* read_file - the whole of a small file */
+static char *
+read_file(const char *path)
+{
+	static char buf[8192];
+	int fd = open(path, O_RDONLY);
+	ssize_t n;
+
+	assert_true(fd >= 0);
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	assert_true(n >= 0);
+	buf[n] = '\0';
+	return buf;
+}
+
+/*
+ * the local copy: Return-Path, Delivered-To, the checks' field, our
+ * Received, then the message without the forged field naming us (the
+ * checks saw it; another host's field stays)
+ */
+static void
+test_checks_field_in_the_local_copy(void **state)
+{
+	char new_dir[600], path[900];
+	const char *msg;
+	struct dirent *e;
+	DIR *d;
+
+	workers();
+	greeted();
+	fc.ar = "Authentication-Results: mx.example.test;\n\tspf=pass "
+	    "smtp.mailfrom=a@client.example\n";
+	say("RCPT TO:<local@example.test>\r\nDATA\r\n", 5);
+	say("Authentication-Results: mx.example.test;\r\n\tdkim=pass header.d=x\r\n"
+	    "Authentication-Results: other.example; spf=fail\r\n"
+	    "Subject: hi\r\n\r\n"
+	    "Authentication-Results: mx.example.test; in the body\r\n.\r\n", 6);
+	assert_reply(6, "250 2.0.0 Ok: delivered as ");
+	snprintf(new_dir, sizeof(new_dir), "%s/maildir/example.test/local/new", dir);
+	assert_non_null(d = opendir(new_dir));
+	while ((e = readdir(d)) != NULL && e->d_name[0] == '.')
+		;
+	assert_non_null(e);
+	snprintf(path, sizeof(path), "%s/%s", new_dir, e->d_name);
+	closedir(d);
+	msg = read_file(path);
+	assert_true(strncmp(msg, "Return-Path: <a@client.example>\n"
+	    "Delivered-To: local@example.test\n"
+	    "Authentication-Results: mx.example.test;\n\tspf=pass "
+	    "smtp.mailfrom=a@client.example\nReceived: from client.example", 158) == 0);
+	assert_null(strstr(msg, "dkim=pass header.d=x"));
+	assert_non_null(strstr(msg, "\nAuthentication-Results: other.example; "
+	    "spf=fail\nSubject: hi\n\nAuthentication-Results: mx.example.test; "
+	    "in the body\n"));
+	assert_non_null(memmem(fc.body, fc.bodylen, "dkim=pass header.d=x", 20));
+}
+
 /* smtpd_received_header: the exact field, as Maildir copies carry it */
 static const struct rcv_case {
 	const char *label;
@@ -656,11 +903,17 @@ run_rcv_case(void **state)
 		.setup_func = setup, .teardown_func = teardown,		\
 	};								\
 } while (0)
+#define CHECKED_TEST(tests, n, fn) do {					\
+	(tests)[(n)++] = (struct CMUnitTest){				\
+		.name = #fn, .test_func = (fn),				\
+		.setup_func = setup_checked, .teardown_func = teardown,	\
+	};								\
+} while (0)
 
 int
 main(void)
 {
-	struct CMUnitTest tests[15 + nitems(rcv_cases)];
+	struct CMUnitTest tests[20 + nitems(rcv_cases)];
 	size_t n = 0;
 
 	log_init("test_engine", 0, 0);
@@ -681,6 +934,11 @@ main(void)
 	ENGINE_TEST(tests, n, test_local_route_delivers);
 	ENGINE_TEST(tests, n, test_local_job_outlives_the_session);
 	ENGINE_TEST(tests, n, test_worker_cannot_read_the_session);
+	CHECKED_TEST(tests, n, test_checks_before_the_router);
+	CHECKED_TEST(tests, n, test_checks_rcpt_later);
+	CHECKED_TEST(tests, n, test_checks_verdict_before_the_end);
+	CHECKED_TEST(tests, n, test_checks_engine_refusal_first);
+	CHECKED_TEST(tests, n, test_checks_field_in_the_local_copy);
 	UNIT_ROWS(tests, n, run_rcv_case, rcv_cases);
 	UNIT_RUN(tests, n);
 }

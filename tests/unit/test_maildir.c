@@ -541,6 +541,46 @@ test_body_reset_and_spool_failure(void **state)
 	scratch_remove(base);
 }
 
+/*
+ * body_read_at: the body read back from any offset, across the spool file
+ * and the memory tail, in pieces of any size (the forward's held message)
+ */
+static void
+test_body_read_at(void **state)
+{
+	size_t len = BODY_SPILL_BYTES + 5000;
+	char *want = malloc(len), *got = malloc(len), *base = scratch_dir();
+	static const size_t pieces[] = { 1, 7, 4096, 16384, BODY_SPILL_BYTES + 10 };
+	struct body b;
+
+	(void)state;
+	assert_non_null(want);
+	assert_non_null(got);
+	for (size_t i = 0; i < len; i++)
+		want[i] = (char)('a' + i % 26);
+	body_init(&b, base);
+	assert_int_equal(body_append(&b, want, BODY_SPILL_BYTES), 0);
+	assert_int_equal(body_append(&b, want + BODY_SPILL_BYTES, len - BODY_SPILL_BYTES), 0);
+	assert_true(b.spool_fd != -1);
+	assert_true(b.spool_len > 0 && (size_t)b.spool_len < len);
+	for (size_t p = 0; p < nitems(pieces); p++) {
+		size_t off = 0;
+		ssize_t r;
+
+		memset(got, 0, len);
+		while ((r = body_read_at(&b, off, got + off, pieces[p])) > 0)
+			off += (size_t)r;
+		assert_int_equal(r, 0);
+		assert_int_equal(off, len);
+		assert_memory_equal(got, want, len);
+	}
+	assert_int_equal(body_read_at(&b, len + 10, got, 10), 0);
+	body_free(&b);
+	free(want);
+	free(got);
+	scratch_remove(base);
+}
+
 /* body: the spool files of all bodies are bounded (spool_max_size) */
 static void
 test_body_spool_limit(void **state)
@@ -645,7 +685,7 @@ int
 main(void)
 {
 	struct CMUnitTest tests[nitems(unique_cases) + nitems(dir_cases) +
-	    nitems(deliver_cases) + nitems(fail_cases) + 5];
+	    nitems(deliver_cases) + nitems(fail_cases) + 6];
 	size_t n = 0;
 
 	UNIT_ROWS(tests, n, run_unique_case, unique_cases);
@@ -656,6 +696,7 @@ main(void)
 	UNIT_ROWS(tests, n, run_fail_case, fail_cases);
 	UNIT_TEST(tests, n, test_body_reset_and_spool_failure);
 	UNIT_TEST(tests, n, test_body_spool_limit);
+	UNIT_TEST(tests, n, test_body_read_at);
 	UNIT_TEST(tests, n, test_commit_remakes_new);
 	for (size_t i = 0; i < n; i++)
 		tests[i].teardown_func = scratch_teardown;

@@ -774,6 +774,90 @@ test_cache_ttl(void **state)
 	assert_status(g.status, DNS_TEMPFAIL);
 }
 
+/* ---- resolver_records and its cache ---- */
+
+struct rgot {
+	int calls;
+	enum dns_status status;
+	size_t n;
+	char first[256];
+};
+
+static void
+rgot_cb(void *arg, enum dns_status st, char **texts, size_t n)
+{
+	struct rgot *g = arg;
+
+	g->calls++;
+	g->status = st;
+	g->n = n;
+	snprintf(g->first, sizeof(g->first), "%s", n > 0 ? texts[0] : "");
+}
+
+/* ask_records - resolver_records of name, waiting at most 10 s */
+static void
+ask_records(struct fixture *f, const char *name, enum dns_rr rr,
+    struct rgot *g)
+{
+	struct timeval tv = { 10, 0 };
+	bool expired = false;
+	struct event *t = evtimer_new(f->base, loop_timeout, &expired);
+
+	memset(g, 0, sizeof(*g));
+	resolver_records(f->res, name, rr, rgot_cb, g);
+	assert_int_equal(g->calls, 0);	/* from an event, cached or not */
+	evtimer_add(t, &tv);
+	while (g->calls == 0 && !expired)
+		event_base_loop(f->base, EVLOOP_ONCE);
+	event_free(t);
+	assert_int_equal(g->calls, 1);
+}
+
+/*
+ * answers are cached for their TTL (empty.test TXT: 300 s), in any case
+ * of the name; dnsmasq's "no such name" and "no such record" come without
+ * an SOA, so they are not (RFC 2308 5); failures never
+ */
+static void
+test_records_cache(void **state)
+{
+	struct fixture *f = fixture(state);
+	struct rgot g;
+
+	ask_records(f, "empty.test", DNS_RR_TXT, &g);
+	assert_status(g.status, DNS_OK);
+	assert_string_equal(g.first, "nothing here");
+	ask_records(f, "none.test", DNS_RR_TXT, &g);
+	assert_status(g.status, DNS_NXDOMAIN);
+	ask_records(f, "mx1.multi.test", DNS_RR_TXT, &g);
+	assert_status(g.status, DNS_NOHOST);
+	ask_records(f, "example.org", DNS_RR_TXT, &g);	/* REFUSED */
+	assert_status(g.status, DNS_TEMPFAIL);
+
+	dnsmasq_stop(f);
+
+	ask_records(f, "Empty.TEST", DNS_RR_TXT, &g);
+	assert_status(g.status, DNS_OK);
+	assert_int_equal(g.n, 1);
+	assert_string_equal(g.first, "nothing here");
+	ask_records(f, "none.test", DNS_RR_TXT, &g);
+	assert_status(g.status, DNS_TEMPFAIL);
+	ask_records(f, "mx1.multi.test", DNS_RR_TXT, &g);
+	assert_status(g.status, DNS_TEMPFAIL);
+	ask_records(f, "empty.test", DNS_RR_A, &g);	/* another type */
+	assert_status(g.status, DNS_TEMPFAIL);
+	ask_records(f, "example.org", DNS_RR_TXT, &g);
+	assert_status(g.status, DNS_TEMPFAIL);
+
+	advance_ms((TTL - 1) * 1000);
+	ask_records(f, "empty.test", DNS_RR_TXT, &g);
+	assert_status(g.status, DNS_OK);
+	advance_ms(2 * 1000);			/* past its TTL */
+	ask_records(f, "empty.test", DNS_RR_TXT, &g);
+	assert_status(g.status, DNS_TEMPFAIL);
+}
+
+
 static void
 test_cancel(void **state)
 {
@@ -902,6 +986,8 @@ struct fake {
 	size_t nrr;
 	int queries[64];	/* per qtype */
 	int nqueries;
+	/* set: an SOA (this TTL and MINIMUM) in every answer without records */
+	unsigned soa_ttl, soa_min;
 	struct event *ev;	/* answers from inside the loop */
 };
 
@@ -1056,6 +1142,28 @@ fake_serve(struct fake *fk)
 			an++;
 		}
 		put16(a + 6, an);
+		if (an == 0 && fk->soa_ttl > 0 && (rcode == 0 || rcode == 3)) {
+			/* test. SOA ns.test. host.test. 1 2 3 4 MINIMUM */
+			o += put_name(a + o, "test");
+			put16(a + o, 6);
+			put16(a + o + 2, 1);
+			put16(a + o + 4, fk->soa_ttl >> 16);
+			put16(a + o + 6, fk->soa_ttl & 0xffff);
+			rdpos = o + 8;
+			o += 10;
+			o += put_name(a + o, "ns.test");
+			o += put_name(a + o, "host.test");
+			for (i = 1; i <= 4; i++) {
+				put16(a + o, 0);
+				put16(a + o + 2, (unsigned)i);
+				o += 4;
+			}
+			put16(a + o, fk->soa_min >> 16);
+			put16(a + o + 2, fk->soa_min & 0xffff);
+			o += 4;
+			put16(a + rdpos, o - rdpos - 2);
+			put16(a + 8, 1);
+		}
 		assert_true(sendto(fk->fd, a, o, 0, (struct sockaddr *)&from,
 		    fromlen) == (ssize_t)o);
 	}
@@ -1073,6 +1181,51 @@ fake_wait(struct fake *fk, struct event_base *base, int nq)
 		event_base_loop(base, EVLOOP_ONCE);
 	}
 	assert_true(fk->nqueries >= nq);
+}
+
+/*
+ * with an SOA, "no such name" and "no such record" are kept for the
+ * smaller of its TTL and MINIMUM, at most RES_NEG_TTL (60 s)
+ */
+static void
+test_fake_records_negative_ttl(void **state)
+{
+	struct fixture *f = *state;
+	struct fake *fk = f->fake;
+	struct rgot g;
+
+	fake_add(fk, (struct fake_rr){ .name = "gone.test", .rcode = 3 });
+	fake_add(fk, (struct fake_rr){ .name = "host.test", .type = 1,
+	    .ttl = 600, .data = "127.0.0.9" });
+	fk->soa_ttl = 3600;
+	fk->soa_min = 30;
+	ask_records(f, "gone.test", DNS_RR_TXT, &g);
+	assert_status(g.status, DNS_NXDOMAIN);
+	ask_records(f, "host.test", DNS_RR_TXT, &g);
+	assert_status(g.status, DNS_NOHOST);
+	assert_int_equal(fk->nqueries, 2);
+	advance_ms(29 * 1000);
+	ask_records(f, "gone.test", DNS_RR_TXT, &g);	/* from the cache */
+	assert_status(g.status, DNS_NXDOMAIN);
+	ask_records(f, "host.test", DNS_RR_TXT, &g);
+	assert_status(g.status, DNS_NOHOST);
+	assert_int_equal(fk->nqueries, 2);
+	advance_ms(2 * 1000);				/* MINIMUM passed */
+	ask_records(f, "gone.test", DNS_RR_TXT, &g);
+	assert_int_equal(fk->nqueries, 3);
+
+	fk->soa_min = 86400;				/* capped at 60 s */
+	ask_records(f, "other.test", DNS_RR_TXT, &g);
+	assert_status(g.status, DNS_NOHOST);
+	advance_ms(59 * 1000);
+	ask_records(f, "other.test", DNS_RR_TXT, &g);
+	assert_int_equal(fk->nqueries, 4);
+	advance_ms(2 * 1000);
+	ask_records(f, "other.test", DNS_RR_TXT, &g);
+	assert_int_equal(fk->nqueries, 5);
+	ask_records(f, "host.test", DNS_RR_A, &g);	/* a positive answer */
+	assert_status(g.status, DNS_OK);
+	assert_string_equal(g.first, "127.0.0.9");
 }
 
 static int
@@ -1408,6 +1561,7 @@ main(void)
 		DNS_TEST(test_equal_preferences),
 		DNS_TEST(test_cache),
 		DNS_TEST(test_cache_ttl),
+		DNS_TEST(test_records_cache),
 		DNS_TEST(test_cancel),
 		DNS_TEST(test_callback_reentry),
 		DNS_TEST(test_free_in_flight),
@@ -1422,6 +1576,7 @@ main(void)
 		FAKE_TEST(test_fake_cancel_mid_lookup),
 		FAKE_TEST(test_fake_free_mid_lookup),
 		FAKE_TEST(test_fake_cache_bound),
+		FAKE_TEST(test_fake_records_negative_ttl),
 	};
 	struct CMUnitTest tests[nitems(order_cases) + nitems(dns_tests) +
 	    nitems(fake_tests) + 3];

@@ -125,11 +125,12 @@ def query(port, name, qtype="MX", host="127.0.0.1", timeout=2.0):
 class Dnsmasq:
     """dnsmasq authoritative for the test zones; declare records, then start()."""
 
-    def __init__(self, workdir, local_zones=("test",), host="127.0.0.1"):
+    def __init__(self, workdir, local_zones=("test",), host="127.0.0.1", port=None):
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.host = host
         self.port = None
+        self.fixed_port = port     # a port picked by the caller (else one per start)
         self.local_zones = list(local_zones)
         self.records = []          # dnsmasq options, one per record
         self.proc = None
@@ -174,8 +175,8 @@ class Dnsmasq:
         if not os.path.exists(DNSMASQ):
             raise DnsmasqUnavailable("%s not installed" % DNSMASQ)
         last = None
-        for _ in range(5):          # the port may be taken between pick and bind
-            self.port = pick_port((self.host,), udp=True)
+        for _ in range(1 if self.fixed_port else 5):  # the port may be taken between pick and bind
+            self.port = self.fixed_port or pick_port((self.host,), udp=True)
             self._stderr = open(self.dir / "dnsmasq.stderr", "ab")
             self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL,
                                          stdout=self._stderr, stderr=self._stderr)

@@ -46,6 +46,8 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+import pytest
+
 from harness import wait_log_match
 from peers.postfix import (PeerUnavailable, _run, ensure_system_user, free_port, peers_base,
                            unpack_package, wait_port)
@@ -337,3 +339,29 @@ class EximRelay(Exim):
             return []
         files = sorted(new.iterdir(), key=lambda p: p.stat().st_mtime_ns)
         return [p.read_bytes() for p in files]
+# -- fixtures (import them into a test module) -------------------------------
+
+
+@pytest.fixture(scope="module")
+def exim_available():
+    try:
+        ensure_exim()
+    except PeerUnavailable as e:
+        pytest.skip("Exim peer cannot run here: %s" % e)
+
+
+@pytest.fixture
+def exims(exim_available, tmp_path):
+    made = []
+
+    def make(relay_port, **kw):
+        ex = Exim(tmp_path / ("exim%d" % len(made)), relay_port, **kw)
+        made.append(ex)
+        return ex.start()
+
+    yield make
+    for ex in made:
+        try:
+            ex.stop()
+        finally:
+            print("---- exim %s mainlog ----\n%s" % (ex.base.name, ex.log()[-6000:]))

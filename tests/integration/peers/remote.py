@@ -550,7 +550,8 @@ class ForwardEnv:
 
     def __init__(self, tmp_path):
         self.dir = Path(tmp_path)
-        self.dns = Dnsmasq(self.dir / "dns")
+        # every name it was not given is NXDOMAIN (the checks find no record)
+        self.dns = Dnsmasq(self.dir / "dns", local_zones=("#",))
         self.remotes = RemotePool(self.dir / "remotes")
         self.daemons = []
         self._mx_count = {}
@@ -599,6 +600,8 @@ class ForwardEnv:
     # -- chamoisd ------------------------------------------------------------
 
     def daemon(self, dns=True, extra_conf="", start=True, **kwargs):
+        if not dns:
+            kwargs.setdefault("dead_dns", True)     # no DNS server at all
         inst = harness.Chamoisd(self.dir / ("d%d" % len(self.daemons)), **kwargs)
         self.daemons.append(inst)
         lines = inst.conf_lines()
@@ -739,3 +742,12 @@ def split_first_header(content):
     while content[end:end + 1] in (b" ", b"\t"):
         end = content.index(b"\r\n", end) + 2
     return content[:end], content[end:]
+
+
+def split_forwarded(content):
+    """(our Received field, the rest) of a forwarded copy (CRLF bytes): the
+    copy starts with the Authentication-Results field of chamoisd's checks
+    (SPEC 7: on every copy, forwarded too), then its Received."""
+    ar, rest = split_first_header(content)
+    assert ar.startswith(b"Authentication-Results: "), ar
+    return split_first_header(rest)
