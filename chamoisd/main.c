@@ -204,9 +204,9 @@ static bool
 check_user_access(const struct config *c, config_problem_fn fn)
 {
 	const char *const fixed[] = { c->mailboxes, c->aliases, c->tls_cert,
-	    c->tls_key, c->sasl_db };
+	    c->tls_key, c->sasl_db, c->relay_auth, c->tls_ca_file };
 	const char *const fixed_keys[] = { "mailboxes", "aliases", "tls_cert",
-	    "tls_key", "sasl_db" };
+	    "tls_key", "sasl_db", "relay_auth", "tls_ca_file" };
 	size_t n = nitems(fixed) + c->ndkim_keys;
 	const char **files = xreallocarray(NULL, n, sizeof(*files));
 	bool *bad = xcalloc(n, sizeof(*bad));
@@ -316,6 +316,7 @@ load_all(const char *path, config_problem_fn fn, config_problem_fn warn,
 	*sp = NULL;
 	if ((c = config_load_checked(path, fn, NULL, &problems)) == NULL)
 		return false;
+	problems += config_read_relay_auth(c, fn, NULL);
 	/* without domains every mailbox line would be reported */
 	tables = c->mailboxes && (problems == 0 || c->ndomains > 0);
 	if (problems)
@@ -331,6 +332,17 @@ load_all(const char *path, config_problem_fn fn, config_problem_fn warn,
 			    config_line(c, "tls_cert"), "%s", err);
 			ok = false;
 		}
+	}
+	/* relay_host's CAs: the file tls_ca_file names, or the system's */
+	if (c->relay_host) {
+		SSL_CTX *relay = relay_tls_new(c, err, sizeof(err));
+
+		if (relay == NULL) {
+			config_problem(fn, NULL, c->path, config_line(c,
+			    c->tls_ca_file ? "tls_ca_file" : "relay_host"), "%s", err);
+			ok = false;
+		}
+		SSL_CTX_free(relay);
 	}
 	/* every dkim_key: readable, a private key, RSA >= 2048 or Ed25519 */
 	if ((*sp = dkim_signer_load(c, fn, NULL, &dkim_errors)) != NULL &&
@@ -405,6 +417,8 @@ struct reload_job {
 	struct tables *tables;	/* NULL: the tables have errors */
 	SSL_CTX *mx, *sub;	/* NULL with tls_err set: a broken certificate */
 	char tls_err[512];
+	SSL_CTX *relay;		/* relay_host's CAs (relay_tls_new) */
+	bool relay_failed;	/* ... could not be loaded: the old ones stay */
 	struct dkim_signer *signer;	/* NULL: a key has errors */
 	char **problems;	/* "FILE:LINE: message", logged on the loop */
 	size_t nproblems, more;
@@ -433,6 +447,11 @@ reload_work(void *arg)
 
 	if ((c = j->cfg = config_load(j->path, collect_problem, j)) == NULL)
 		return;
+	if (config_read_relay_auth(c, collect_problem, j) != 0) {
+		config_free(c);
+		c = j->cfg = NULL;
+		return;
+	}
 	if ((j->tables = tables_load(c, collect_problem, j)) == NULL)
 		return;
 	if ((j->signer = dkim_signer_load(c, collect_problem, j, &errors)) &&
@@ -444,6 +463,13 @@ reload_work(void *arg)
 	    sub_sasl_check(c->sasl_db, j->tls_err, sizeof(j->tls_err)) != 0)
 		config_problem(collect_problem, j, c->path,
 		    config_line(c, "sasl_db"), "warning: %s", j->tls_err);
+	if (c->relay_host && (j->relay = relay_tls_new(c, j->tls_err,
+	    sizeof(j->tls_err))) == NULL) {
+		config_problem(collect_problem, j, c->path, config_line(c,
+		    c->tls_ca_file ? "tls_ca_file" : "relay_host"), "warning: %s",
+		    j->tls_err);
+		j->relay_failed = true;
+	}
 	j->tls_err[0] = '\0';
 	if (c->tls_cert &&
 	    ((j->mx = smtpd_tls_ctx(c->tls_cert, c->tls_key, false, j->tls_err,
@@ -608,6 +634,13 @@ reload_done(void *arg)
 		body_spool_limit(c->spool_max_size);
 		if (c->sasl_db)
 			sub_sasl_reconfigure(c->sasl_db);
+		if (j->relay_failed)
+			log_warnx("reload: relay_host's CAs could not be loaded; "
+			    "the old ones stay");
+		else {
+			queue_set_relay_tls(j->relay);
+			j->relay = NULL;
+		}
 		modules_configure(c, t, mx, sub);
 		/*
 		 * the old ones go once their last holder lets go (the root
@@ -628,6 +661,7 @@ reload_done(void *arg)
 		    tables_mailbox_count(t), tls);
 	}
 	dkim_signer_free(j->signer);
+	SSL_CTX_free(j->relay);
 	free(j->path);
 	free(j);
 	if (root.reload_again && !root.stopping) {
@@ -941,6 +975,14 @@ main(int argc, char **argv)
 	    sub_sasl_init(root.cfg->sasl_db, err, sizeof(err)) == -1) {
 		fprintf(stderr, "%s:%d: sasl_db: %s\n", root.cfg->path,
 		    config_line(root.cfg, "sasl_db"), err);
+		return 1;
+	}
+	/* relay_auth: libsasl2's client half, loaded before the privilege drop */
+	if (sub_sasl_client_init(err, sizeof(err)) == 0)
+		queue_set_relay_auth(&sub_sasl_client_ops);
+	else if (root.cfg->relay_auth) {
+		fprintf(stderr, "%s:%d: relay_auth: %s\n", root.cfg->path,
+		    config_line(root.cfg, "relay_auth"), err);
 		return 1;
 	}
 	/* the local sockets are bound before privileges are dropped */

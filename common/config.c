@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -18,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "addr.h"
@@ -38,6 +40,10 @@ enum param_type {
 	P_SECRET,	/* repeatable */
 	P_ADDRESS,
 	P_DKIM_KEY,	/* repeatable: DOMAIN SELECTOR FILE */
+	P_NAMEPORT,	/* HOST:PORT, HOST a name or an address */
+	P_ROUTE,	/* repeatable: DOMAIN HOST:PORT */
+	P_FAMILY,	/* any, ipv4 or ipv6 */
+	P_OUTADDR,	/* repeatable: a source address, one per family */
 	P_DNSBL,	/* repeatable: a DNS block list's zone */
 	P_DMARC_POLICY,	/* enforce or monitor */
 };
@@ -76,25 +82,31 @@ static const struct param config_params[] = {
 	{ "max_message_size",		P_SIZE, OFF(max_message_size), 1024, (uint64_t)1 << 40, false },
 	{ "max_recipients",		P_UINT, OFF(max_recipients), 1, 100000, false },
 	{ "metrics_listen",		P_HOSTPORT, OFF(metrics_listen), 0, 0, false },
+	{ "outbound_address",		P_OUTADDR, OFF(outbound_addr4), 0, 0, true },
+	{ "outbound_family",		P_FAMILY, OFF(outbound_family), 0, 0, false },
 	{ "postmaster",			P_ADDRESS, OFF(postmaster), 0, 0, false },
 	{ "queue_dir",			P_PATH, OFF(queue_dir), 0, 0, false },
 	{ "queue_lifetime",		P_DURATION, OFF(queue_lifetime), 1, 365 * 86400, false },
 	{ "queue_max_deliveries",	P_UINT, OFF(queue_max_deliveries), 1, 10000, false },
 	{ "queue_max_per_domain",	P_UINT, OFF(queue_max_per_domain), 1, 10000, false },
+	{ "relay_auth",			P_PATH, OFF(relay_auth), 0, 0, false },
+	{ "relay_host",			P_NAMEPORT, OFF(relay_host), 0, 0, false },
 	{ "remote_port",		P_UINT, OFF(remote_port), 1, 65535, false },
+	{ "route",			P_ROUTE, OFF(routes), 0, 0, true },
 	{ "sasl_db",			P_PATH, OFF(sasl_db), 0, 0, false },
 	{ "session_timeout",		P_DURATION, OFF(session_timeout), 1, 86400, false },
 	{ "shutdown_grace",		P_DURATION, OFF(shutdown_grace), 1, 3600, false },
 	{ "smtp_timeout",		P_DURATION, OFF(smtp_timeout), 1, 3600, false },
 	{ "spool_max_size",		P_SIZE, OFF(spool_max_size), 1048576, (uint64_t)1 << 40, false },
 	{ "srs_secret",			P_SECRET, OFF(srs_secrets), 0, 0, true },
+	{ "tls_ca_file",		P_PATH, OFF(tls_ca_file), 0, 0, false },
 	{ "tls_cert",			P_PATH, OFF(tls_cert), 0, 0, false },
 	{ "tls_key",			P_PATH, OFF(tls_key), 0, 0, false },
 	{ "user",			P_STRING, OFF(user), 0, 0, false },
 	{ "worker_threads",		P_UINT, OFF(worker_threads), 1, 256, false },
 };
 
-_Static_assert(nitems(config_params) <= 48, "config.lines is too small");
+_Static_assert(nitems(config_params) <= 64, "config.lines is too small");
 
 struct parser {
 	struct config *c;
@@ -321,6 +333,108 @@ parse_dkim_key(struct parser *p, char **words)
 	c->dkim_keys[c->ndkim_keys++] = k;
 }
 
+/* config_parse_nameport - see config.h */
+bool
+config_parse_nameport(const char *s, char *host, size_t size, unsigned *port)
+{
+	const char *colon = strrchr(s, ':'), *hs = s;
+	size_t hl;
+	char *end;
+	unsigned long v;
+	struct in6_addr a6;
+
+	if (colon == NULL)
+		return false;
+	hl = (size_t)(colon - s);
+	if (s[0] == '[') {
+		if (hl < 3 || s[hl - 1] != ']')
+			return false;
+		hs = s + 1;
+		hl -= 2;
+	}
+	if (hl == 0 || hl >= size)
+		return false;
+	memcpy(host, hs, hl);
+	host[hl] = '\0';
+	errno = 0;
+	v = strtoul(colon + 1, &end, 10);
+	if (!isdigit((unsigned char)colon[1]) || *end != '\0' || errno ||
+	    v == 0 || v > 65535)
+		return false;
+	*port = (unsigned)v;
+	if (s[0] == '[')
+		return inet_pton(AF_INET6, host, &a6) == 1;
+	return strchr(host, ':') == NULL && (valid_hostname(host) ||
+	    inet_pton(AF_INET, host, &a6) == 1);
+}
+
+/* config_route - see config.h */
+const struct route_conf *
+config_route(const struct config *c, const char *domain)
+{
+	for (size_t i = 0; i < c->nroutes; i++)
+		if (strcmp(c->routes[i].domain, domain) == 0)
+			return &c->routes[i];
+	return NULL;
+}
+
+/* parse_route - "route DOMAIN HOST:PORT" (chamois.conf(5)) */
+static void
+parse_route(struct parser *p, char **words)
+{
+	struct config *c = p->c;
+	struct route_conf r;
+	char key[DOMAIN_MAX + 1], host[DOMAIN_MAX + 1];
+
+	if (!valid_hostname(words[0]) ||
+	    !addr_domain_key(words[0], key, sizeof(key))) {
+		PROBLEM(p, "route: '%s' is not a valid domain", words[0]);
+		return;
+	}
+	if (!config_parse_nameport(words[1], host, sizeof(host), &r.port)) {
+		PROBLEM(p, "route: '%s' is not HOST:PORT", words[1]);
+		return;
+	}
+	if (config_route(c, key) != NULL) {
+		PROBLEM(p, "route: %s has a route already", key);
+		return;
+	}
+	r.domain = xstrdup(key);
+	r.host = xstrdup(host);
+	r.line = p->line;
+	c->routes = xreallocarray(c->routes, c->nroutes + 1, sizeof(*c->routes));
+	c->routes[c->nroutes++] = r;
+}
+
+/* parse_outaddr - "outbound_address ADDR": the source of one family */
+static void
+parse_outaddr(struct parser *p, const char *word)
+{
+	struct config *c = p->c;
+	struct sockaddr_in s4;
+	struct sockaddr_in6 s6;
+
+	memset(&s4, 0, sizeof(s4));
+	memset(&s6, 0, sizeof(s6));
+	if (inet_pton(AF_INET, word, &s4.sin_addr) == 1) {
+		if (c->outbound_addr4.ss_family != 0) {
+			PROBLEM(p, "outbound_address: an IPv4 address is set already");
+			return;
+		}
+		s4.sin_family = AF_INET;
+		memcpy(&c->outbound_addr4, &s4, sizeof(s4));
+	} else if (inet_pton(AF_INET6, word, &s6.sin6_addr) == 1) {
+		if (c->outbound_addr6.ss_family != 0) {
+			PROBLEM(p, "outbound_address: an IPv6 address is set already");
+			return;
+		}
+		s6.sin6_family = AF_INET6;
+		memcpy(&c->outbound_addr6, &s6, sizeof(s6));
+	} else
+		PROBLEM(p, "outbound_address: '%s' is not an IPv4 or IPv6 "
+		    "address", word);
+}
+
 /* parse_value - one line's value words into the config field */
 static void
 parse_value(struct parser *p, const struct param *pm, char **words, int nwords)
@@ -328,7 +442,7 @@ parse_value(struct parser *p, const struct param *pm, char **words, int nwords)
 	struct config *c = p->c;
 	void *field = (char *)c + pm->offset;
 	int want = pm->type == P_DOMAINS ? -1 : pm->type == P_LISTEN ? 2 :
-	    pm->type == P_DKIM_KEY ? 3 : 1;
+	    pm->type == P_DKIM_KEY ? 3 : pm->type == P_ROUTE ? 2 : 1;
 
 	if (nwords == 0) {
 		PROBLEM(p, "%s: missing value", pm->name);
@@ -484,6 +598,36 @@ parse_value(struct parser *p, const struct param *pm, char **words, int nwords)
 	case P_DKIM_KEY:
 		parse_dkim_key(p, words);
 		break;
+	case P_NAMEPORT: {
+		char host[DOMAIN_MAX + 1];
+
+		if (!config_parse_nameport(words[0], host, sizeof(host),
+		    &c->relay_port)) {
+			PROBLEM(p, "%s: '%s' is not HOST:PORT (a name or an "
+			    "address; IPv6 as [::1]:PORT)", pm->name, words[0]);
+			return;
+		}
+		free(c->relay_host);
+		c->relay_host = xstrdup(host);
+		break;
+	}
+	case P_ROUTE:
+		parse_route(p, words);
+		break;
+	case P_FAMILY:
+		if (strcmp(words[0], "any") == 0)
+			c->outbound_family = FAMILY_ANY;
+		else if (strcmp(words[0], "ipv4") == 0)
+			c->outbound_family = FAMILY_IPV4;
+		else if (strcmp(words[0], "ipv6") == 0)
+			c->outbound_family = FAMILY_IPV6;
+		else
+			PROBLEM(p, "%s: '%s' is not any, ipv4 or ipv6", pm->name,
+			    words[0]);
+		break;
+	case P_OUTADDR:
+		parse_outaddr(p, words[0]);
+		break;
 	case P_DNSBL: {
 		char key[DOMAIN_MAX + 1];
 
@@ -596,6 +740,68 @@ default_hostname(void)
 	return out;
 }
 
+/*
+ * config_read_relay_auth - see config.h: mode 0600 (no group or other
+ * bits), one line "USER PASSWORD" (chamois.conf(5)), read when the
+ * daemon loads the config, so that a delivery never opens a file on the
+ * event loop
+ */
+int
+config_read_relay_auth(struct config *c, config_problem_fn fn, void *arg)
+{
+	struct parser pp = { .c = c, .file = c->path, .fn = fn, .arg = arg };
+	struct parser *p = &pp;
+	char buf[1024], *nl, *sp;
+	struct stat st;
+	ssize_t n;
+	int fd;
+
+	if (c->relay_auth == NULL)
+		return 0;
+	p->line = config_line(c, "relay_auth");
+	if ((fd = open(c->relay_auth, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) == -1) {
+		PROBLEM(p, "relay_auth: %s: %s", c->relay_auth, strerror(errno));
+		return p->problems;
+	}
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+		PROBLEM(p, "relay_auth: %s is not a regular file", c->relay_auth);
+		close(fd);
+		return p->problems;
+	}
+	if ((st.st_mode & 077) != 0) {
+		PROBLEM(p, "relay_auth: %s must be mode 0600 (it is %04o)",
+		    c->relay_auth, (unsigned)(st.st_mode & 07777));
+		close(fd);
+		return p->problems;
+	}
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n < 0)
+		n = 0;
+	buf[n] = '\0';
+	if ((nl = strchr(buf, '\n')) != NULL)
+		*nl = '\0';
+	if ((nl = strchr(buf, '\r')) != NULL)
+		*nl = '\0';
+	sp = strchr(buf, ' ');
+	if (sp == NULL || sp == buf || sp[1] == '\0') {
+		PROBLEM(p, "relay_auth: %s must hold one line 'USER PASSWORD'",
+		    c->relay_auth);
+		explicit_bzero(buf, sizeof(buf));
+		return p->problems;
+	}
+	*sp = '\0';
+	free(c->relay_user);
+	if (c->relay_pass) {
+		explicit_bzero(c->relay_pass, strlen(c->relay_pass));
+		free(c->relay_pass);
+	}
+	c->relay_user = xstrdup(buf);
+	c->relay_pass = xstrdup(sp + 1);
+	explicit_bzero(buf, sizeof(buf));
+	return 0;
+}
+
 /* config_check - what only the whole file can tell */
 static void
 config_check(struct parser *p)
@@ -625,6 +831,13 @@ config_check(struct parser *p)
 		PROBLEM(p, "a submission role needs tls_cert and tls_key");
 	if (sub && c->sasl_db == NULL)
 		PROBLEM(p, "a submission role needs sasl_db");
+	if (c->relay_auth && c->relay_host == NULL)
+		PROBLEM(p, "relay_auth needs relay_host");
+	for (size_t i = 0; i < c->nroutes; i++)
+		if (config_is_local_domain(c, c->routes[i].domain)) {
+			p->line = c->routes[i].line;
+			PROBLEM(p, "route: %s is a local domain", c->routes[i].domain);
+		}
 	if (c->hostname == NULL)
 		c->hostname = default_hostname();
 }
@@ -756,5 +969,18 @@ config_free(struct config *c)
 	free(c->dns_server_text);
 	free(c->metrics_listen_text);
 	free(c->user);
+	free(c->relay_host);
+	free(c->relay_auth);
+	free(c->relay_user);
+	if (c->relay_pass) {
+		explicit_bzero(c->relay_pass, strlen(c->relay_pass));
+		free(c->relay_pass);
+	}
+	free(c->tls_ca_file);
+	for (size_t i = 0; i < c->nroutes; i++) {
+		free(c->routes[i].domain);
+		free(c->routes[i].host);
+	}
+	free(c->routes);
 	free(c);
 }

@@ -29,6 +29,16 @@ struct dkim_key_conf {
 	int line;
 };
 
+/* one route line: mail for domain goes to host:port (chamois.conf(5)) */
+struct route_conf {
+	char *domain;		/* lower-case A-label */
+	char *host;		/* a name, or an address without brackets */
+	unsigned port;
+	int line;
+};
+
+enum outbound_family { FAMILY_ANY, FAMILY_IPV4, FAMILY_IPV6 };
+
 struct config {
 	char *path;		/* the config file */
 	char *dir;		/* its directory, for relative paths */
@@ -64,6 +74,15 @@ struct config {
 	socklen_t metrics_listen_len;
 	char *metrics_listen_text;
 	unsigned remote_port;
+	char *relay_host;		/* NULL: to each domain's MX */
+	unsigned relay_port;
+	char *relay_auth;		/* the file; its line read at load: */
+	char *relay_user, *relay_pass;
+	char *tls_ca_file;		/* outbound verification; NULL: the system's */
+	struct route_conf *routes;
+	size_t nroutes;
+	enum outbound_family outbound_family;
+	struct sockaddr_storage outbound_addr4, outbound_addr6;	/* family 0: unset */
 	unsigned queue_lifetime;
 	unsigned delay_warning_time;	/* 0: no delay notices */
 	unsigned queue_max_deliveries;	/* remote deliveries at once */
@@ -83,7 +102,7 @@ struct config {
 	unsigned forward_max_per_domain;
 	unsigned forward_max_per_client;
 	bool dmarc_monitor;	/* dmarc_policy monitor: DMARC refuses nothing */
-	int lines[48];		/* where each key was set, by table row */
+	int lines[64];		/* where each key was set, by table row */
 	int last_line;
 	unsigned refs;		/* holders beyond the first (config_ref) */
 };
@@ -122,6 +141,20 @@ const char *config_role_name(enum listen_role);
 int config_line(const struct config *, const char *key);
 /* config_parse_hostport - "1.2.3.4:25" or "[::1]:25" */
 bool config_parse_hostport(const char *, struct sockaddr_storage *, socklen_t *);
+/*
+ * config_parse_nameport - "HOST:PORT": HOST a host name, an IPv4 address
+ * or an IPv6 one in brackets (returned without them)
+ */
+bool config_parse_nameport(const char *, char *host, size_t hostsize,
+    unsigned *port);
+/*
+ * config_read_relay_auth - chamoisd only (the other programs never read
+ * the secret): the login of relay_auth into relay_user and relay_pass;
+ * problems go to fn as FILE:LINE, their number is returned
+ */
+int config_read_relay_auth(struct config *, config_problem_fn fn, void *arg);
+/* config_route - the route of domain (a lower-case A-label), or NULL */
+const struct route_conf *config_route(const struct config *, const char *domain);
 /* config_dkim_selector_ok - a DKIM selector: DNS labels joined by '.' */
 bool config_dkim_selector_ok(const char *selector);
 /* config_parse_duration - "90s", "30m", "4h", "5d" (a bare number is seconds) */

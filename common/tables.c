@@ -2,7 +2,9 @@
  * tables.c - the mailboxes and aliases files (chamois.conf(5)).
  *
  * mailboxes: one address a line.  aliases: "address: target, target" a
- * line.  Keys are folded with addr_key() so look-ups are case-insensitive
+ * line; "@domain: target" is the domain's catch-all, kept under the key
+ * "@domain" (no address key starts with '@') and used only when nothing
+ * else, postmaster included, names the address.  Keys are folded with addr_key() so look-ups are case-insensitive
  * and IDNA-neutral; values keep the table's own spelling, which is what
  * Maildir paths are built from.  Everything that -n must report is found
  * here at load time, so a loaded table set is always consistent.
@@ -258,9 +260,24 @@ load_aliases(struct loader *l, const char *path)
 		}
 		*colon = '\0';
 		s = str_trim(s);
-		if (!table_key(l, line, s, &a, key, sizeof(key), false))
+		if (s[0] == '@') {
+			/* a catch-all: "@domain" */
+			char dom[DOMAIN_MAX + 1];
+
+			if (s[1] == '[' || !addr_domain_key(s + 1, dom, sizeof(dom))) {
+				TPROBLEM(l, line, "'%s' is not a valid catch-all "
+				    "(@domain)", s);
+				continue;
+			}
+			if (!config_is_local_domain(t->cfg, dom)) {
+				TPROBLEM(l, line, "catch-all '%s' is not for a local "
+				    "domain", s);
+				continue;
+			}
+			snprintf(key, sizeof(key), "@%s", dom);
+		} else if (!table_key(l, line, s, &a, key, sizeof(key), false))
 			continue;
-		if (!is_local(t->cfg, &a)) {
+		else if (!is_local(t->cfg, &a)) {
 			TPROBLEM(l, line, "alias '%s' is not in a local domain", s);
 			continue;
 		}
@@ -519,10 +536,26 @@ tables_load(struct config *c, config_problem_fn fn, void *arg)
 	return t;
 }
 
+/* resolve_found - the expansion of a key that is in a table */
+static bool
+resolve_found(const struct tables *t, const char *found, struct expansion *exp)
+{
+	bool catchall = exp->catchall;
+	char why[512];
+
+	if (expand(t, found, exp, why, sizeof(why)) != NULL && exp->nmailboxes == 0
+	    && exp->external == NULL) {
+		expansion_free(exp);
+		return false;
+	}
+	exp->catchall = catchall;
+	return exp->nmailboxes > 0 || exp->external != NULL;
+}
+
 bool
 tables_resolve(const struct tables *t, const char *key, struct expansion *exp)
 {
-	char found[PATH_MAX_OCTETS + 1], why[512];
+	char found[PATH_MAX_OCTETS + 1];
 	const char *at = strrchr(key, '@');
 	size_t ll = at ? (size_t)(at - key) : strlen(key);
 
@@ -534,8 +567,14 @@ tables_resolve(const struct tables *t, const char *key, struct expansion *exp)
 		char pkey[PATH_MAX_OCTETS + 1];
 
 		/* RFC 5321 4.5.1: postmaster@ every local domain, and <postmaster> */
-		if (ll != 10 || strncmp(key, "postmaster", 10) != 0)
-			return false;
+		if (ll != 10 || strncmp(key, "postmaster", 10) != 0) {
+			/* the domain's catch-all, below every other entry */
+			if (at == NULL || !bsnprintf(found, sizeof(found), "@%s",
+			    at + 1) || hmap_get(t->aliases, found) == NULL)
+				return false;
+			exp->catchall = true;
+			return resolve_found(t, found, exp);
+		}
 		if (addr_parse(t->postmaster, &a, ADDR_F_UTF8) != ADDR_OK ||
 		    !addr_key(&a, pkey, sizeof(pkey)))
 			return false;
@@ -546,12 +585,7 @@ tables_resolve(const struct tables *t, const char *key, struct expansion *exp)
 		if (!find_key(t, pkey, found, sizeof(found)))
 			return false;
 	}
-	if (expand(t, found, exp, why, sizeof(why)) != NULL && exp->nmailboxes == 0
-	    && exp->external == NULL) {
-		expansion_free(exp);
-		return false;
-	}
-	return exp->nmailboxes > 0 || exp->external != NULL;
+	return resolve_found(t, found, exp);
 }
 
 void

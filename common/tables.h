@@ -14,6 +14,7 @@ struct expansion {
 	char **mailboxes;	/* table spellings, each once */
 	size_t nmailboxes;
 	char *external;		/* the one external target, or NULL */
+	bool catchall;		/* found through the domain's "@domain" line */
 };
 
 /*
@@ -44,7 +45,8 @@ void tables_free_in_worker(struct tables *);
  * tables_resolve - expand key (from addr_key(): "local@domain" folded, or
  * "postmaster") into exp; false if the address is not a local recipient.
  * user+tag@domain resolves as user@domain unless it is in a table itself,
- * and postmaster@ every local domain is always a recipient.
+ * and postmaster@ every local domain is always a recipient; an address
+ * nothing of that names takes its domain's catch-all ("@domain: ...").
  */
 bool tables_resolve(const struct tables *, const char *key, struct expansion *exp);
 void expansion_free(struct expansion *);

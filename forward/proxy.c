@@ -445,7 +445,11 @@ send_rcpt(struct fwd *f)
 
 	smtpd_tx_set_relay(s, log_relay(relay, sizeof(relay), caps->host,
 	    caps->addr));
-	srs_sender(smtpd_tx_sender(s), sender, sizeof(sender));
+	if (config_route(smtpd_session_config(s), f->domain) != NULL)
+		/* to a domain's own next hop, not a forward: the sender as it is */
+		str_copy(sender, smtpd_tx_sender(s), sizeof(sender));
+	else
+		srs_sender(smtpd_tx_sender(s), sender, sizeof(sender));
 	/* what the remote cannot take is refused before any data moves */
 	if ((!is_ascii(target) || !is_ascii(sender)) && !caps->smtputf8) {
 		rcpt_done(f, "553 5.6.7 The next server does not support SMTPUTF8 "
@@ -489,7 +493,7 @@ send_rcpt(struct fwd *f)
 
 /* is_self - would this target reach our own mx role? (RFC 5321 5.1) */
 static bool
-is_self(const struct mx_target *t)
+is_self(const struct mx_target *t, unsigned remote_port)
 {
 	if (strcasecmp(t->host, fwd_g.cfg->hostname) == 0)
 		return true;
@@ -504,7 +508,7 @@ is_self(const struct mx_target *t)
 			const struct sockaddr_in *b = (const void *)&t->ss;
 
 			port = ntohs(a->sin_port);
-			if (port == fwd_g.cfg->remote_port &&
+			if (port == remote_port &&
 			    a->sin_addr.s_addr == b->sin_addr.s_addr)
 				return true;
 		} else {
@@ -512,12 +516,22 @@ is_self(const struct mx_target *t)
 			const struct sockaddr_in6 *b = (const void *)&t->ss;
 
 			port = ntohs(a->sin6_port);
-			if (port == fwd_g.cfg->remote_port &&
+			if (port == remote_port &&
 			    memcmp(&a->sin6_addr, &b->sin6_addr, 16) == 0)
 				return true;
 		}
 	}
 	return false;
+}
+
+/* route_port - the port of f's next hop: its route's, or remote_port */
+static unsigned
+route_port(const struct fwd *f)
+{
+	const struct route_conf *rt = config_route(smtpd_session_config(f->s),
+	    f->domain);
+
+	return rt ? rt->port : fwd_g.cfg->remote_port;
 }
 
 /* fwd_connect - open the remote session to the first usable targets */
@@ -533,7 +547,8 @@ fwd_connect(struct fwd *f, const struct mx_target *targets, size_t n)
 	p.tls = fwd_g.tls_client;
 	p.targets = targets;
 	p.ntargets = n;
-	p.port = fwd_g.cfg->remote_port;
+	p.port = route_port(f);
+	smtp_client_outbound(&p, smtpd_session_config(f->s));
 	p.step_timeout.tv_sec = fwd_g.cfg->forward_rcpt_budget;
 	p.cb = fwd_client_cb;
 	p.arg = f;
@@ -551,6 +566,14 @@ fwd_resolved(void *arg, const struct mx_answer *ans)
 	size_t n;
 
 	f->q = NULL;
+	if (ans->status != DNS_OK &&
+	    config_route(smtpd_session_config(f->s), f->domain) != NULL) {
+		/* the route's host has no address: that says nothing of the domain */
+		bsnprintf(reply, sizeof(reply), "451 4.4.3 <%s>: DNS look-up for "
+		    "the next hop of %s failed, try again later", f->rcpt_shown,
+		    f->domain);
+		goto dead;
+	}
 	switch (ans->status) {
 	case DNS_NXDOMAIN:
 		bsnprintf(reply, sizeof(reply), "550 5.1.2 <%s>: the domain %s "
@@ -567,7 +590,8 @@ fwd_resolved(void *arg, const struct mx_answer *ans)
 		break;
 	case DNS_OK:
 		/* drop ourselves and every less preferred host (RFC 5321 5.1) */
-		for (n = 0; n < ans->ntargets && !is_self(&ans->targets[n]); n++)
+		for (n = 0; n < ans->ntargets && !is_self(&ans->targets[n],
+		    route_port(f)); n++)
 			;
 		if (n == 0) {
 			bsnprintf(reply, sizeof(reply), "554 5.4.6 <%s>: mail for %s "
@@ -577,6 +601,7 @@ fwd_resolved(void *arg, const struct mx_answer *ans)
 		fwd_connect(f, ans->targets, n);
 		return;
 	}
+dead:
 	f->state = FS_DEAD;
 	log_info("%s forward dns domain=%s status=%d", smtpd_session_idstr(f->s),
 	    log_field(esc, sizeof(esc), f->domain), (int)ans->status);
@@ -850,16 +875,23 @@ fwd_rcpt(struct smtpd_session *s, const char *shown, const struct expansion *exp
 		send_rcpt(f);
 	else if (f->state == FS_RESOLVING && f->q == NULL && f->c == NULL) {
 		struct mx_target t;
+		const struct route_conf *rt = config_route(smtpd_session_config(s),
+		    f->domain);
 
-		if (f->domain[0] != '[') {
+		if (rt != NULL && !mx_host_target(rt->host, &t)) {
+			/* route DOMAIN HOST:PORT: that host, never the MX */
+			f->q = resolver_host(fwd_g.resolver, rt->host, fwd_resolved, f);
+			return;
+		}
+		if (rt == NULL && f->domain[0] != '[') {
 			f->q = resolver_mx(fwd_g.resolver, f->domain, fwd_resolved, f);
 			return;
 		}
-		if (!mx_literal_target(f->domain, &t)) {
+		if (rt == NULL && !mx_literal_target(f->domain, &t)) {
 			f->state = FS_DEAD;
 			rcpt_done(f, "550 5.1.2 Bad address literal in the forwarding "
 			    "target");
-		} else if (is_self(&t)) {
+		} else if (is_self(&t, route_port(f))) {
 			f->state = FS_DEAD;
 			rcpt_done(f, "554 5.4.6 The forwarding target would loop back "
 			    "to this server");

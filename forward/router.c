@@ -188,6 +188,17 @@ forward_mx_router(struct smtpd_session *s, const struct mailaddr *a,
 	if (a->domain[0] != '\0') {
 		const char *at = strrchr(key, '@');
 
+		if (a->domain[0] != '[' && !config_is_local_domain(fwd_g.cfg,
+		    at + 1) && config_route(fwd_g.cfg, at + 1) != NULL) {
+			/*
+			 * a routed domain (doc/home-server.md): its next hop
+			 * answers this RCPT, the address as it is
+			 */
+			exp->external = xstrdup(shown);
+			route_of(exp, pick->key, sizeof(pick->key));
+			pick->ops = &forward_route;
+			return true;
+		}
 		if (a->domain[0] == '[' ||
 		    !config_is_local_domain(fwd_g.cfg, at + 1)) {
 			bsnprintf(pick->refusal, sizeof(pick->refusal),

@@ -19,6 +19,7 @@
  */
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <stdarg.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,8 +30,12 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <fcntl.h>
 #include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include <unistd.h>
 
+#include "../common/config.h"
 #include "../common/limits.h"
 #include "../common/metrics.h"
 #include "../common/util.h"
@@ -47,6 +52,7 @@ enum cstate {
 	CS_HELO,
 	CS_STARTTLS,
 	CS_TLS,
+	CS_AUTH,	/* AUTH under way (a SASL step or the server's reply) */
 	CS_READY,
 	CS_QUIT,	/* QUIT sent, the owner gone: replies awaited, then close */
 	CS_DEAD,
@@ -71,7 +77,7 @@ struct smtp_client {
 	size_t reply_octets;
 	struct smtp_reply last_refusal;	/* the last greeting/EHLO refusal */
 	bool reached;			/* some target greeted us with 2xx */
-	char last_error[160];		/* "connect ADDR:PORT: strerror" */
+	char last_error[320];		/* "connect ADDR:PORT: strerror", a policy failure */
 	struct pending_list queue;	/* commands not yet answered */
 	bool body_bol;			/* body output is at a line start */
 	bool notify_drain;
@@ -83,6 +89,14 @@ struct smtp_client {
 	int in_cb;
 	bool dead;
 	char id[48];
+	/* a relay's copies (smtp_client_params) and AUTH */
+	char *verify_name, *auth_user, *auth_pass;
+	bool linger;			/* a policy failure: QUIT sent, 221 awaited */
+	struct sockaddr_storage source4, source6;
+	void *auth_x;			/* the exchange (auth->start) */
+	bool auth_sent;			/* AUTH mech has gone out */
+	char auth_mech[32];
+	struct event *defer;		/* client_defer_next */
 };
 
 /* clients that are ending on their own (CS_QUIT), freed at exit if left */
@@ -98,6 +112,8 @@ static void client_event_cb(struct bufferevent *, short, void *);
 static void client_wire_cb(struct evbuffer *, const struct evbuffer_cb_info *,
     void *);
 static void client_close(struct smtp_client *);
+static void client_ready(struct smtp_client *);
+static void quit_timeout_cb(evutil_socket_t, short, void *);
 
 /* smtp_reply_parse - one line of a reply, RFC 5321 4.2 */
 enum smtp_parse
@@ -250,13 +266,14 @@ static void
 client_fail(struct smtp_client *c, enum smtp_fail why, const struct smtp_reply *r)
 {
 	static const char *const names[] = { "none", "unreachable", "lost",
-	    "timeout", "protocol", "closing" };
+	    "timeout", "protocol", "closing", "policy" };
 
 	char esc[LOG_ESC(sizeof(c->caps.host))];
 
 	log_info("%s client failed reason=%s host=%s", c->id, names[why],
 	    log_field(esc, sizeof(esc), c->caps.host));
-	client_close_bev(c);
+	if (!c->linger)
+		client_close_bev(c);
 	c->state = CS_DEAD;
 	queue_clear(c);
 	client_emit(c, SC_FAILED, SMTP_CMD_MAIL, why, r);
@@ -272,7 +289,7 @@ client_next(struct smtp_client *c, const char *why)
 	    log_field(esc, sizeof(esc), c->caps.host), c->caps.addr,
 	    log_text(t, sizeof(t), why));
 	client_close_bev(c);
-	if (c->state == CS_TLS && !c->plaintext) {
+	if (c->state == CS_TLS && !c->plaintext && !c->p.tls_required) {
 		/* the handshake failed: the same host again, without TLS */
 		c->plaintext = true;
 	} else {
@@ -318,11 +335,67 @@ client_setup_bev(struct smtp_client *c)
 }
 
 static void
+defer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_client *c = arg;
+
+	client_hold(c);
+	if (!c->dead)
+		client_next(c, c->last_error);
+	client_release(c);
+}
+
+/*
+ * client_defer_next - this target cannot be tried (c->last_error says
+ * why): move on from the loop, never from inside smtp_client_new
+ */
+static void
+client_defer_next(struct smtp_client *c)
+{
+	if (c->defer == NULL && (c->defer = evtimer_new(c->p.base, defer_cb,
+	    c)) == NULL)
+		fatalx("evtimer_new");
+	event_active(c->defer, EV_TIMEOUT, 1);
+}
+
+/*
+ * client_socket - -1 (libevent makes the socket) without a source
+ * address for family; else a socket bound to it (outbound_address), or
+ * -2 with last_error set
+ */
+static evutil_socket_t
+client_socket(struct smtp_client *c, int family)
+{
+	const struct sockaddr_storage *src = family == AF_INET6 ? &c->source6 :
+	    &c->source4;
+	char ip[INET6_ADDRSTRLEN] = "?";
+	evutil_socket_t fd;
+
+	if (src->ss_family != family)
+		return -1;
+	if ((fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0)) != -1 && bind(fd, (const struct sockaddr *)src,
+	    family == AF_INET6 ? sizeof(struct sockaddr_in6) :
+	    sizeof(struct sockaddr_in)) == 0)
+		return fd;
+	inet_ntop(family, family == AF_INET6 ?
+	    (const void *)&((const struct sockaddr_in6 *)src)->sin6_addr :
+	    (const void *)&((const struct sockaddr_in *)src)->sin_addr, ip,
+	    sizeof(ip));
+	snprintf(c->last_error, sizeof(c->last_error), "bind %s: %s", ip,
+	    strerror(errno));
+	if (fd != -1)
+		close(fd);
+	return -2;
+}
+
+static void
 client_connect(struct smtp_client *c)
 {
 	struct mx_target *t = &c->targets[c->cur];
 	struct sockaddr_storage ss = t->ss;
 	char ip[INET6_ADDRSTRLEN];
+	evutil_socket_t fd;
 
 	memset(&c->caps, 0, sizeof(c->caps));
 	str_copy(c->caps.host, t->host, sizeof(c->caps.host));
@@ -340,7 +413,11 @@ client_connect(struct smtp_client *c)
 	memset(&c->reply, 0, sizeof(c->reply));
 	c->reply_octets = 0;
 	c->state = CS_CONNECT;
-	c->bev = bufferevent_socket_new(c->p.base, -1,
+	if ((fd = client_socket(c, ss.ss_family)) == -2) {
+		client_defer_next(c);
+		return;
+	}
+	c->bev = bufferevent_socket_new(c->p.base, fd,
 	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 	if (c->bev == NULL)
 		fatalx("bufferevent_socket_new");
@@ -360,22 +437,75 @@ client_connect(struct smtp_client *c)
 		tcp_nodelay(bufferevent_getfd(c->bev));
 }
 
+/* smtp_client_outbound - see client.h */
+void
+smtp_client_outbound(struct smtp_client_params *p, const struct config *cfg)
+{
+	p->family = cfg->outbound_family == FAMILY_IPV4 ? AF_INET :
+	    cfg->outbound_family == FAMILY_IPV6 ? AF_INET6 : AF_UNSPEC;
+	p->source4 = cfg->outbound_addr4.ss_family ? &cfg->outbound_addr4 : NULL;
+	p->source6 = cfg->outbound_addr6.ss_family ? &cfg->outbound_addr6 : NULL;
+}
+
 struct smtp_client *
 smtp_client_new(const struct smtp_client_params *p)
 {
 	struct smtp_client *c = xcalloc(1, sizeof(*c));
 
 	c->p = *p;
+	if (p->ntargets == 0)
+		fatalx("smtp_client_new: no targets");
+	if (p->tls)
+		SSL_CTX_up_ref(p->tls);	/* the owner may replace its context */
 	c->targets = xcalloc(p->ntargets, sizeof(*c->targets));
-	memcpy(c->targets, p->targets, p->ntargets * sizeof(*c->targets));
+	c->p.ntargets = 0;
+	/* outbound_family: only the targets of that family */
+	for (size_t i = 0; i < p->ntargets; i++)
+		if (p->family == AF_UNSPEC || p->targets[i].ss.ss_family == p->family)
+			c->targets[c->p.ntargets++] = p->targets[i];
 	c->p.targets = NULL;
+	c->verify_name = p->verify_name ? xstrdup(p->verify_name) : NULL;
+	c->auth_user = p->auth_user ? xstrdup(p->auth_user) : NULL;
+	c->auth_pass = p->auth_pass ? xstrdup(p->auth_pass) : NULL;
+	c->p.verify_name = c->p.auth_user = c->p.auth_pass = NULL;
+	if (p->source4)
+		c->source4 = *p->source4;
+	if (p->source6)
+		c->source6 = *p->source6;
+	c->p.source4 = c->p.source6 = NULL;
 	TAILQ_INIT(&c->queue);
 	str_copy(c->id, p->log_id ? p->log_id : "-", sizeof(c->id));
 	c->body_bol = true;
-	if (p->ntargets == 0)
-		fatalx("smtp_client_new: no targets");
+	if (c->p.ntargets == 0) {
+		/* one empty target, so that caps and the failure read well */
+		str_copy(c->targets[0].host, p->targets[0].host,
+		    sizeof(c->targets[0].host));
+		c->p.ntargets = 1;
+		snprintf(c->last_error, sizeof(c->last_error), "no %s address "
+		    "(outbound_family)", p->family == AF_INET ? "IPv4" : "IPv6");
+		str_copy(c->caps.host, p->targets[0].host, sizeof(c->caps.host));
+		c->state = CS_CONNECT;
+		client_defer_next(c);
+		return c;
+	}
 	client_connect(c);
 	return c;
+}
+
+/* client_linger - the owner let go after a policy failure: wait for the 221 */
+static void
+client_linger(struct smtp_client *c)
+{
+	struct timeval tv = { QUIT_TIMEOUT_SEC, 0 };
+
+	c->linger = false;
+	c->dead = false;
+	c->state = CS_QUIT;
+	c->notify_drain = false;
+	bufferevent_set_timeouts(c->bev, &tv, &tv);
+	c->quit_timer = evtimer_new(c->p.base, quit_timeout_cb, c);
+	evtimer_add(c->quit_timer, &tv);
+	TAILQ_INSERT_TAIL(&quitting_clients, c, quitting);
 }
 
 void
@@ -383,10 +513,16 @@ smtp_client_free(struct smtp_client *c)
 {
 	if (c == NULL)
 		return;
+	if (c->linger && c->bev) {
+		client_linger(c);
+		return;
+	}
 	if (c->in_cb) {
 		/* freed from inside our own callback: finish when it returns */
 		c->dead = true;
 		client_close_bev(c);
+		if (c->defer)
+			event_del(c->defer);
 		return;
 	}
 	client_close_bev(c);
@@ -395,6 +531,17 @@ smtp_client_free(struct smtp_client *c)
 		event_free(c->quit_timer);
 		TAILQ_REMOVE(&quitting_clients, c, quitting);
 	}
+	if (c->defer)
+		event_free(c->defer);
+	if (c->auth_x)
+		c->p.auth->end(c->auth_x);
+	free(c->verify_name);
+	free(c->auth_user);
+	if (c->auth_pass) {
+		explicit_bzero(c->auth_pass, strlen(c->auth_pass));
+		free(c->auth_pass);
+	}
+	SSL_CTX_free(c->p.tls);
 	free(c->targets);
 	free(c);
 }
@@ -674,6 +821,8 @@ ehlo_keyword(struct smtp_client *c, const char *kw, size_t len)
 		c->caps.smtputf8 = true;
 	else if (strcmp(word, "STARTTLS") == 0)
 		c->caps.starttls = true;
+	else if (strcmp(word, "AUTH") == 0 && n < len)
+		str_copy(c->caps.auth, kw + n + 1, sizeof(c->caps.auth));
 	else if (strcmp(word, "SIZE") == 0) {
 		c->caps.size = true;
 		if (n < len)
@@ -706,6 +855,7 @@ client_send_ehlo(struct smtp_client *c)
 	c->caps.esmtp = c->caps.pipelining = c->caps.size = false;
 	c->caps.eightbitmime = c->caps.smtputf8 = c->caps.starttls = false;
 	c->caps.size_max = 0;
+	c->caps.auth[0] = '\0';
 	c->caps.tls = tls;
 	str_copy(c->caps.tls_info, info, sizeof(c->caps.tls_info));
 	evbuffer_add_printf(bufferevent_get_output(c->bev), "EHLO %s\r\n", c->p.helo);
@@ -723,7 +873,18 @@ client_start_tls(struct smtp_client *c)
 	evbuffer_drain(in, evbuffer_get_length(in));
 	if ((ssl = SSL_new(c->p.tls)) == NULL)
 		fatalx("SSL_new");
-	if (c->caps.host[0] && strchr(c->caps.host, '.'))
+	if (c->verify_name) {
+		/* RFC 6125: the certificate must name the relay as configured */
+		SSL_set_verify(ssl, SSL_VERIFY_PEER, NULL);
+		if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl),
+		    c->verify_name) != 1) {
+			ERR_clear_error();
+			SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+			if (SSL_set1_host(ssl, c->verify_name) != 1)
+				fatalx("SSL_set1_host");
+			SSL_set_tlsext_host_name(ssl, c->verify_name);
+		}
+	} else if (c->caps.host[0] && strchr(c->caps.host, '.'))
 		SSL_set_tlsext_host_name(ssl, c->caps.host);
 	tls = bufferevent_openssl_filter_new(c->p.base, c->bev, ssl,
 	    BUFFEREVENT_SSL_CONNECTING,
@@ -734,6 +895,146 @@ client_start_tls(struct smtp_client *c)
 	c->bev = tls;
 	c->state = CS_TLS;
 	client_setup_bev(c);
+}
+
+/*
+ * client_policy_fail - a relay's requirement failed: the session ends,
+ * no other target or plaintext is tried, and last_error says why
+ */
+static void
+client_policy_fail(struct smtp_client *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void
+client_policy_fail(struct smtp_client *c, const char *fmt, ...)
+{
+	char t[LOG_ESC(sizeof(c->last_error))], esc[LOG_ESC(sizeof(c->caps.host))];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(c->last_error, sizeof(c->last_error), fmt, ap);
+	va_end(ap);
+	if (c->bev && c->state != CS_TLS && c->state != CS_CONNECT) {
+		/*
+		 * the session itself is fine: end it with QUIT (RFC 5321
+		 * 4.1.1.10), a "*" first if the server awaits our AUTH
+		 * response (RFC 4954 4), and wait for the replies after the
+		 * owner has let go (smtp_client_free)
+		 */
+		struct evbuffer *o = bufferevent_get_output(c->bev);
+
+		c->quit_replies = 1;
+		if (c->state == CS_AUTH && c->auth_sent) {
+			evbuffer_add(o, "*\r\n", 3);
+			c->quit_replies++;
+		}
+		evbuffer_add(o, "QUIT\r\n", 6);
+		c->linger = true;
+	}
+	log_info("%s client relay-refused host=%s addr=%s reason=\"%s\"", c->id,
+	    log_field(esc, sizeof(esc), c->caps.host), c->caps.addr,
+	    log_text(t, sizeof(t), c->last_error));
+	client_fail(c, SMTP_FAIL_POLICY, NULL);
+}
+
+/* auth_done - a SASL step has its answer: send it */
+static void
+auth_done(void *arg, enum smtp_auth_result res, const char *mech,
+    const char *out)
+{
+	struct smtp_client *c = arg;
+	struct evbuffer *o;
+
+	if (c->dead || c->state != CS_AUTH || c->bev == NULL)
+		return;
+	client_hold(c);
+	switch (res) {
+	case SMTP_AUTH_NOMECH:
+		client_policy_fail(c, "no AUTH mechanism in common (the relay "
+		    "offers %s)", c->caps.auth);
+		break;
+	case SMTP_AUTH_FAIL:
+		client_policy_fail(c, "AUTH %s: %s", c->auth_mech[0] ?
+		    c->auth_mech : "", out ? out : "SASL failure");
+		break;
+	case SMTP_AUTH_NEXT:
+		o = bufferevent_get_output(c->bev);
+		if (!c->auth_sent) {
+			/* RFC 4954 4: "=" is an empty initial response */
+			str_copy(c->auth_mech, mech ? mech : "", sizeof(c->auth_mech));
+			c->auth_sent = true;
+			if (out == NULL)
+				evbuffer_add_printf(o, "AUTH %s\r\n", c->auth_mech);
+			else
+				evbuffer_add_printf(o, "AUTH %s %s\r\n", c->auth_mech,
+				    out[0] ? out : "=");
+		} else
+			evbuffer_add_printf(o, "%s\r\n", out ? out : "");
+		break;
+	}
+	client_release(c);
+}
+
+/* auth_begin - after EHLO over TLS: AUTH with the relay's credentials */
+static void
+auth_begin(struct smtp_client *c)
+{
+	if (c->caps.auth[0] == '\0') {
+		client_policy_fail(c, "the relay offers no AUTH");
+		return;
+	}
+	c->state = CS_AUTH;
+	c->auth_sent = false;
+	c->auth_mech[0] = '\0';
+	if (c->auth_x)
+		c->p.auth->end(c->auth_x);
+	c->auth_x = c->p.auth->start(c->auth_user, c->auth_pass ? c->auth_pass : "",
+	    c->verify_name ? c->verify_name : c->caps.host, c->caps.auth,
+	    auth_done, c);
+}
+
+/* auth_reply - the server's answer to AUTH or to our last response */
+static void
+auth_reply(struct smtp_client *c, const struct smtp_reply *r)
+{
+	char esc[LOG_ESC(sizeof(c->caps.host))];
+
+	if (r->code == 334 && c->auth_sent) {
+		c->p.auth->step(c->auth_x, r->text, auth_done, c);
+		return;
+	}
+	if (r->code == 235 && c->auth_sent) {
+		log_info("%s client auth host=%s mech=%s user=%s", c->id,
+		    log_field(esc, sizeof(esc), c->caps.host), c->auth_mech,
+		    c->auth_user);
+		c->p.auth->end(c->auth_x);
+		c->auth_x = NULL;
+		client_ready(c);
+		return;
+	}
+	client_policy_fail(c, "AUTH %s refused: %d%s%s %s", c->auth_mech,
+	    r->code, r->esc[0] ? " " : "", r->esc, r->text);
+}
+
+/* ehlo_done - EHLO answered 2xx: STARTTLS, AUTH or ready */
+static void
+ehlo_done(struct smtp_client *c)
+{
+	c->caps.esmtp = true;
+	if (c->caps.starttls && !c->caps.tls && !c->plaintext && c->p.tls) {
+		evbuffer_add_printf(bufferevent_get_output(c->bev), "STARTTLS\r\n");
+		c->state = CS_STARTTLS;
+		return;
+	}
+	if (c->p.tls_required && !c->caps.tls) {
+		client_policy_fail(c, "the relay offers no STARTTLS");
+		return;
+	}
+	if (c->p.auth && c->auth_user) {
+		auth_begin(c);
+		return;
+	}
+	client_ready(c);
 }
 
 /* client_reply - one whole reply arrived */
@@ -770,21 +1071,23 @@ client_reply(struct smtp_client *c, struct smtp_reply *r)
 			return;
 		}
 		if (smtp_reply_class(r) != SMTP_CLASS_OK) {
+			if (c->p.tls_required && !c->caps.tls) {
+				client_policy_fail(c, "EHLO refused: %d %s", r->code,
+				    r->text);
+				return;
+			}
 			evbuffer_add_printf(bufferevent_get_output(c->bev),
 			    "HELO %s\r\n", c->p.helo);
 			c->state = CS_HELO;
 			return;
 		}
-		c->caps.esmtp = true;
-		if (c->caps.starttls && !c->caps.tls && !c->plaintext && c->p.tls) {
-			evbuffer_add_printf(bufferevent_get_output(c->bev),
-			    "STARTTLS\r\n");
-			c->state = CS_STARTTLS;
-			return;
-		}
-		client_ready(c);
+		ehlo_done(c);
 		return;
 	case CS_HELO:
+		if (c->p.auth && c->auth_user && smtp_reply_class(r) == SMTP_CLASS_OK) {
+			client_policy_fail(c, "EHLO refused: AUTH needs ESMTP");
+			return;
+		}
 		if (smtp_reply_class(r) != SMTP_CLASS_OK) {
 			c->last_refusal = *r;
 			snprintf(why, sizeof(why), "HELO %d %s", r->code, r->text);
@@ -793,7 +1096,15 @@ client_reply(struct smtp_client *c, struct smtp_reply *r)
 		}
 		client_ready(c);
 		return;
+	case CS_AUTH:
+		auth_reply(c, r);
+		return;
 	case CS_STARTTLS:
+		if (r->code != 220 && c->p.tls_required) {
+			client_policy_fail(c, "STARTTLS refused: %d %s", r->code,
+			    r->text);
+			return;
+		}
 		if (r->code != 220) {
 			client_ready(c);	/* opportunistic: go on in plaintext */
 			return;
@@ -931,6 +1242,8 @@ client_event(struct smtp_client *c, struct bufferevent *bev, short what)
 	if (what & BEV_EVENT_CONNECTED) {
 		if (c->state == CS_CONNECT) {
 			c->state = CS_GREETING;
+			if (c->p.implicit_tls && c->p.tls)
+				client_start_tls(c);	/* RFC 8314 3.3 */
 			return;
 		}
 		if (c->state == CS_TLS) {
@@ -945,7 +1258,10 @@ client_event(struct smtp_client *c, struct bufferevent *bev, short what)
 			    log_field(esc, sizeof(esc), c->caps.host),
 			    SSL_get_version(ssl),
 			    SSL_get_cipher_name(ssl));
-			client_send_ehlo(c);
+			if (c->p.implicit_tls && !c->reached)
+				c->state = CS_GREETING;	/* the greeting comes now */
+			else
+				client_send_ehlo(c);
 		}
 		return;
 	}
@@ -953,18 +1269,27 @@ client_event(struct smtp_client *c, struct bufferevent *bev, short what)
 		quit_abort(c);
 		return;
 	}
-	if (c->state == CS_READY) {
+	if (c->state == CS_READY || c->state == CS_AUTH) {
 		client_fail(c, (what & BEV_EVENT_TIMEOUT) ? SMTP_FAIL_TIMEOUT :
 		    SMTP_FAIL_LOST, NULL);
 		return;
 	}
 	if (c->state == CS_TLS) {
 		unsigned long e = bufferevent_get_openssl_error(bev);
+		SSL *ssl = bufferevent_openssl_get_ssl(bev);
+		long v = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
 		char buf[256] = "handshake failed";
 
 		if (e)
 			ERR_error_string_n(e, buf, sizeof(buf));
-		client_next(c, buf);
+		if (c->p.tls_required && v != X509_V_OK)
+			client_policy_fail(c, "TLS: the certificate of %s does not "
+			    "verify: %s", c->verify_name ? c->verify_name :
+			    c->caps.host, X509_verify_cert_error_string(v));
+		else if (c->p.tls_required)
+			client_policy_fail(c, "TLS: %s", buf);
+		else
+			client_next(c, buf);
 		return;
 	}
 	if (c->state == CS_CONNECT) {

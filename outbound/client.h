@@ -90,6 +90,9 @@ enum smtp_fail {
 	SMTP_FAIL_TIMEOUT,	/* a step took longer than step_timeout */
 	SMTP_FAIL_PROTOCOL,	/* a reply that is not SMTP, or unexpected */
 	SMTP_FAIL_CLOSING,	/* the server said 421 */
+	SMTP_FAIL_POLICY,	/* a required step failed (no STARTTLS, a bad
+				 * certificate, AUTH refused): why in
+				 * smtp_client_last_error */
 };
 
 struct smtp_caps {
@@ -98,6 +101,35 @@ struct smtp_caps {
 	char tls_info[96];		/* "TLSv1.3 TLS_AES_256_GCM_SHA384" */
 	char host[256];			/* the target's host name */
 	char addr[64];			/* its address, "[1.2.3.4]:25" */
+	char auth[128];			/* EHLO's AUTH mechanisms, "" if none */
+};
+
+/*
+ * The client side of SMTP AUTH (RFC 4954), supplied by the owner (the
+ * libsasl2 wrapper, submission/sasl_cyrus.c): every call answers later,
+ * on the loop, through done (never from inside the call), so that the
+ * SASL work may run on a worker thread.  Texts are base64 as on the wire.
+ */
+enum smtp_auth_result {
+	SMTP_AUTH_NEXT,		/* send out (the first time, after AUTH mech) */
+	SMTP_AUTH_NOMECH,	/* no mechanism both sides have */
+	SMTP_AUTH_FAIL,		/* the exchange failed here; out says why */
+};
+typedef void smtp_auth_done_fn(void *arg, enum smtp_auth_result,
+    const char *mech, const char *out);
+struct smtp_auth_ops {
+	/*
+	 * start - an exchange as user with password pass to host, which
+	 * offers mechs: done gets the mechanism chosen and the initial
+	 * response (NULL: none, "": an empty one); returns the exchange
+	 */
+	void *(*start)(const char *user, const char *pass, const char *host,
+	    const char *mechs, smtp_auth_done_fn *done, void *arg);
+	/* step - the server's 334 challenge: done gets the response */
+	void (*step)(void *x, const char *challenge, smtp_auth_done_fn *done,
+	    void *arg);
+	/* end - free x; no done is called after this */
+	void (*end)(void *x);
 };
 
 typedef void (*smtp_client_cb)(void *arg, enum smtp_client_event, enum smtp_cmd,
@@ -114,8 +146,28 @@ struct smtp_client_params {
 	smtp_client_cb cb;
 	void *arg;
 	const char *log_id;		/* for log lines */
+	/*
+	 * a relay (doc/queue.md "Relay host"): TLS or nothing, the
+	 * certificate checked against tls's trust store and verify_name,
+	 * then AUTH when auth is set; any of it failing ends the session
+	 * with SMTP_FAIL_POLICY, never in plaintext.  Strings are copied.
+	 */
+	bool tls_required;
+	bool implicit_tls;		/* TLS from the first byte (port 465) */
+	const char *verify_name;	/* a host name or an address */
+	const struct smtp_auth_ops *auth;
+	const char *auth_user, *auth_pass;
+	/* outbound_family and outbound_address (chamois.conf(5)) */
+	int family;			/* AF_UNSPEC, AF_INET or AF_INET6 */
+	const struct sockaddr_storage *source4, *source6;	/* NULL: any */
 };
 
+/*
+ * smtp_client_outbound - outbound_family and outbound_address of c into
+ * p (pointers into c, which smtp_client_new copies)
+ */
+struct config;
+void smtp_client_outbound(struct smtp_client_params *, const struct config *);
 struct smtp_client *smtp_client_new(const struct smtp_client_params *);
 /* smtp_client_free - close at once (mid-DATA: no final dot is ever sent) */
 void smtp_client_free(struct smtp_client *);

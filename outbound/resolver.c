@@ -120,6 +120,7 @@ struct resolver_query {
 	bool cancelled;
 	bool delivering;
 	bool tempfail;			/* an address look-up failed for now */
+	bool host_only;			/* resolver_host: A/AAAA, never cached */
 	unsigned ttl;			/* smallest TTL seen, seconds */
 	struct rhost *hosts;
 	size_t nhosts;
@@ -465,7 +466,7 @@ finish(struct resolver_query *q, enum dns_status st, unsigned ttl)
 		ttl = RES_MAX_TTL;
 	q->ttl = st == DNS_TEMPFAIL ? 0 : ttl;
 	log_answer(q, false);
-	if (q->r != NULL && q->ttl > 0)
+	if (q->r != NULL && q->ttl > 0 && !q->host_only)
 		cache_put(q->r, q->domain, &q->ans, q->ttl);
 	event_active(q->deliver, EV_TIMEOUT, 1);
 }
@@ -979,8 +980,9 @@ domain_ok(const char *d, size_t len)
 	return label > 0;
 }
 
-struct resolver_query *
-resolver_mx(struct resolver *r, const char *domain, resolver_cb cb, void *arg)
+static struct resolver_query *
+query_start(struct resolver *r, const char *domain, resolver_cb cb, void *arg,
+    bool host_only)
 {
 	struct resolver_query *q = xcalloc(1, sizeof(*q));
 	size_t len;
@@ -1011,6 +1013,16 @@ resolver_mx(struct resolver *r, const char *domain, resolver_cb cb, void *arg)
 		event_active(q->deliver, EV_TIMEOUT, 1);
 		return q;
 	}
+	if (host_only) {
+		q->host_only = true;
+		q->ans.implicit = true;
+		q->hosts = xcalloc(1, sizeof(*q->hosts));
+		q->nhosts = 1;
+		str_copy(q->hosts[0].name, q->domain, sizeof(q->hosts[0].name));
+		lookup_hosts(q);
+		timer_rearm(r);
+		return q;
+	}
 	if (cache_get(r, q->domain, &q->ans, &q->ttl)) {
 		q->stage = STAGE_DONE;
 		log_answer(q, true);
@@ -1020,6 +1032,19 @@ resolver_mx(struct resolver *r, const char *domain, resolver_cb cb, void *arg)
 	issue(q, 0, T_MX);
 	timer_rearm(r);
 	return q;
+}
+
+struct resolver_query *
+resolver_mx(struct resolver *r, const char *domain, resolver_cb cb, void *arg)
+{
+	return query_start(r, domain, cb, arg, false);
+}
+
+/* resolver_host - see resolver.h */
+struct resolver_query *
+resolver_host(struct resolver *r, const char *host, resolver_cb cb, void *arg)
+{
+	return query_start(r, host, cb, arg, true);
 }
 
 void

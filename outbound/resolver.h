@@ -59,6 +59,13 @@ struct event_base *resolver_base(struct resolver *);
  */
 struct resolver_query *resolver_mx(struct resolver *, const char *domain,
     resolver_cb cb, void *arg);
+/*
+ * resolver_host - the AAAA and A addresses of host itself, no MX (a
+ * relay_host or a route): cb as for resolver_mx (DNS_NOHOST when it has
+ * none); not cached
+ */
+struct resolver_query *resolver_host(struct resolver *, const char *host,
+    resolver_cb cb, void *arg);
 void resolver_cancel(struct resolver_query *);
 
 /*
@@ -95,5 +102,11 @@ void mx_order(struct mx_rank *v, size_t n, uint64_t (*rnd)(void *), void *arg);
  * false if domain is not a valid literal
  */
 bool mx_literal_target(const char *domain, struct mx_target *);
+/*
+ * mx_host_target - the target of a host given as a bare address
+ * ("192.0.2.1", "2001:db8::1": a relay_host or route host); false if
+ * host is a name (resolver_host then)
+ */
+bool mx_host_target(const char *host, struct mx_target *);
 
 #endif

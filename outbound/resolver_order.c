@@ -72,3 +72,22 @@ mx_literal_target(const char *domain, struct mx_target *t)
 	return inet_pton(AF_INET, lit, &((struct sockaddr_in *)&t->ss)->sin_addr) == 1;
 }
 
+
+/* mx_host_target - see resolver.h */
+bool
+mx_host_target(const char *host, struct mx_target *t)
+{
+	memset(t, 0, sizeof(*t));
+	str_copy(t->host, host, sizeof(t->host));
+	if (inet_pton(AF_INET, host, &((struct sockaddr_in *)&t->ss)->sin_addr) == 1) {
+		t->ss.ss_family = AF_INET;
+		t->sslen = sizeof(struct sockaddr_in);
+		return true;
+	}
+	if (inet_pton(AF_INET6, host, &((struct sockaddr_in6 *)&t->ss)->sin6_addr) == 1) {
+		t->ss.ss_family = AF_INET6;
+		t->sslen = sizeof(struct sockaddr_in6);
+		return true;
+	}
+	return false;
+}

@@ -205,6 +205,38 @@ void queue_stop(void);
  * attempt (doc/queue.md).
  */
 bool queue_idle(void);
+/*
+ * queue_set_relay_tls - SIGHUP: relay_host's verifying context, made off
+ * the loop by the root (relay_tls_new; NULL: no relay_host); the queue
+ * takes it over and frees the one it had
+ */
+void queue_set_relay_tls(struct ssl_ctx_st *);
+/*
+ * queue_set_relay_auth - the SASL client for relay_auth (the root gives
+ * submission/'s libsasl2 wrapper; NULL: no AUTH is possible)
+ */
+struct smtp_auth_ops;
+void queue_set_relay_auth(const struct smtp_auth_ops *);
+
+/* relay.c - where the queue sends a remote domain's mail */
+enum hop_kind {
+	HOP_MX,		/* the domain's MX hosts on remote_port */
+	HOP_RELAY,	/* relay_host: verified TLS, AUTH with relay_auth */
+	HOP_ROUTE,	/* route DOMAIN HOST:PORT: that host instead of the MX */
+};
+struct next_hop {
+	enum hop_kind kind;
+	char host[256];		/* HOP_RELAY, HOP_ROUTE */
+	unsigned port;
+};
+/* queue_next_hop - domain's next hop under cfg (doc/queue.md "Routes") */
+void queue_next_hop(const struct config *, const char *domain, struct next_hop *);
+/*
+ * relay_tls_new - the client context that verifies relay_host: TLS 1.2
+ * or newer, tls_ca_file's CAs or the system's; NULL with err set
+ */
+struct ssl_ctx_st *relay_tls_new(const struct config *, char *err, size_t errsize);
+
 /* queue_shutdown - after the loop: drop what is in flight, close the store */
 void queue_shutdown(void);
 /*

@@ -96,6 +96,7 @@ struct qgroup {
 	bool data_sent;
 	struct maildir_delivery *md;
 	char relay[LOG_RELAY_MAX];	/* the outcome lines' relay= */
+	struct next_hop hop;		/* the MX, relay_host or a route */
 };
 
 TAILQ_HEAD(qgroup_list, qgroup);
@@ -106,6 +107,8 @@ static struct {
 	struct tables *tables;		/* likewise */
 	struct resolver *resolver;	/* MX look-ups, the root's */
 	SSL_CTX *tls_client;		/* outbound STARTTLS, the root's */
+	SSL_CTX *tls_relay;		/* relay_host's, verifying (relay.c) */
+	const struct smtp_auth_ops *relay_auth;	/* queue_set_relay_auth */
 	unsigned jobs;			/* worker jobs of the queue in flight */
 	bool draining;			/* the daemon stops: nothing new starts */
 	struct qgroup_list groups;	/* destinations being delivered to */
@@ -314,6 +317,9 @@ queue_init(struct event_base *base, struct config *cfg, struct tables *tables,
 	q.tables = tables_ref(tables);
 	q.resolver = resolver;
 	q.tls_client = tls_client;
+	if (cfg->relay_host &&
+	    (q.tls_relay = relay_tls_new(cfg, err, errsize)) == NULL)
+		return -1;
 	TAILQ_INIT(&q.msgs);
 	TAILQ_INIT(&q.groups);
 	q.byid = hmap_new();
@@ -372,6 +378,8 @@ queue_shutdown(void)
 		qstore_close(q.store);
 	q.store = NULL;
 	queue_set_signer(NULL);
+	SSL_CTX_free(q.tls_relay);
+	q.tls_relay = NULL;
 	tables_free(q.tables);
 	config_free(q.cfg);
 	q.tables = NULL;
@@ -388,6 +396,21 @@ queue_configure(struct config *cfg, struct tables *tables)
 	q.tables = tables_ref(tables);
 	tables_free(ot);
 	config_free(oc);
+}
+
+/* queue_set_relay_tls - see queue.h */
+void
+queue_set_relay_tls(SSL_CTX *ctx)
+{
+	SSL_CTX_free(q.tls_relay);	/* each client holds its own reference */
+	q.tls_relay = ctx;
+}
+
+/* queue_set_relay_auth - see queue.h */
+void
+queue_set_relay_auth(const struct smtp_auth_ops *ops)
+{
+	q.relay_auth = ops;
 }
 
 void
@@ -1048,9 +1071,14 @@ remote_client_cb(void *arg, enum smtp_client_event ev, enum smtp_cmd cmd,
 		return;
 	case SC_FAILED: {
 		char line[SMTP_REPLY_TEXT_MAX + 64];
-		const char *status = why == SMTP_FAIL_UNREACHABLE ? "4.4.1" : "4.4.2";
+		const char *status = why == SMTP_FAIL_UNREACHABLE ? "4.4.1" :
+		    why == SMTP_FAIL_POLICY ? "4.7.0" : "4.4.2";
 
-		if (r && r->code)
+		if (why == SMTP_FAIL_POLICY)
+			/* the message waits for the relay: never another way */
+			snprintf(line, sizeof(line), "relay %s:%u: %s", g->hop.host,
+			    g->hop.port, smtp_client_last_error(g->c));
+		else if (r && r->code)
 			snprintf(line, sizeof(line), "%d %s %s", r->code,
 			    r->esc[0] ? r->esc : status, r->text);
 		else if (why == SMTP_FAIL_UNREACHABLE &&
@@ -1168,6 +1196,17 @@ remote_resolved(void *arg, const struct mx_answer *ans)
 	struct smtp_client_params p;
 
 	g->q = NULL;
+	if (g->hop.kind != HOP_MX && ans->status != DNS_OK) {
+		/* the next hop's name, not the recipients' domain: not now */
+		char line[400];
+
+		snprintf(line, sizeof(line), "%s %s:%u: DNS look-up found no "
+		    "address", g->hop.kind == HOP_RELAY ? "relay" : "route",
+		    g->hop.host, g->hop.port);
+		group_all(g, RS_DEFERRED, "4.4.3", line, "", false);
+		group_done(g);
+		return;
+	}
 	switch (ans->status) {
 	case DNS_NXDOMAIN:
 		group_all(g, RS_FAILED, "5.1.2", "the domain does not exist", "", false);
@@ -1192,18 +1231,65 @@ remote_resolved(void *arg, const struct mx_answer *ans)
 	p.tls = q.tls_client;
 	p.targets = ans->targets;
 	p.ntargets = ans->ntargets;
-	p.port = q.cfg->remote_port;
+	p.port = g->hop.port;
 	p.step_timeout.tv_sec = CLIENT_STEP_TIMEOUT;
 	p.cb = remote_client_cb;
 	p.arg = g;
 	p.log_id = g->e->msg.id;
+	smtp_client_outbound(&p, g->e->cfg);
+	if (g->hop.kind == HOP_RELAY) {
+		if (q.tls_relay == NULL) {
+			group_all(g, RS_DEFERRED, "4.7.0", "relay: no TLS context "
+			    "to verify it with (tls_ca_file)", "", false);
+			group_done(g);
+			return;
+		}
+		p.tls = q.tls_relay;
+		p.tls_required = true;
+		p.implicit_tls = g->hop.port == 465;	/* RFC 8314 3.3 */
+		p.verify_name = g->hop.host;
+		if (g->e->cfg->relay_user) {
+			p.auth = q.relay_auth;
+			p.auth_user = g->e->cfg->relay_user;
+			p.auth_pass = g->e->cfg->relay_pass;
+		}
+		if (p.auth_user && p.auth == NULL) {
+			group_all(g, RS_DEFERRED, "4.7.0", "relay: no SASL client",
+			    "", false);
+			group_done(g);
+			return;
+		}
+	}
 	g->c = smtp_client_new(&p);
+}
+
+/*
+ * remote_host - a relay_host or route host: an address as it is, a name
+ * through its A/AAAA records (no MX)
+ */
+static void
+remote_host(struct qgroup *g)
+{
+	struct mx_answer ans = { .status = DNS_OK, .ntargets = 1 };
+	struct mx_target t;
+
+	if (!mx_host_target(g->hop.host, &t)) {
+		g->q = resolver_host(q.resolver, g->hop.host, remote_resolved, g);
+		return;
+	}
+	ans.targets = &t;
+	remote_resolved(g, &ans);
 }
 
 static void
 remote_start(struct qgroup *g)
 {
 	TAILQ_INSERT_TAIL(&q.groups, g, entry);	/* counted by reserve() */
+	queue_next_hop(g->e->cfg, g->domain, &g->hop);
+	if (g->hop.kind != HOP_MX) {
+		remote_host(g);
+		return;
+	}
 	if (g->domain[0] == '[') {
 		/* an address literal: no DNS (RFC 5321 4.1.3) */
 		struct mx_answer ans = { .status = DNS_NXDOMAIN };
@@ -1311,6 +1397,23 @@ domain_of(const char *addr, char *out, size_t size)
 		str_copy(out, "", size);
 }
 
+/* the group key of every recipient that goes through relay_host */
+#define RELAY_KEY	"[relay]"
+
+/*
+ * dest_of - the destination key of a remote recipient: its domain, or
+ * RELAY_KEY when cfg sends the domain through relay_host, so that one
+ * session to the relay carries every domain of a message and
+ * queue_max_per_domain counts sessions to the relay; "" for a bad address
+ */
+static void
+dest_of(const struct config *cfg, const char *addr, char *out, size_t size)
+{
+	domain_of(addr, out, size);
+	if (out[0] != '\0' && cfg->relay_host != NULL && config_route(cfg, out) == NULL)
+		str_copy(out, RELAY_KEY, size);
+}
+
 /* attempt_groups - split the due recipients by destination and start them */
 static void
 attempt_groups(struct qentry *e)
@@ -1327,7 +1430,7 @@ attempt_groups(struct qentry *e)
 		if (!rcpt_due(r, now))
 			continue;
 		if (!r->local)
-			domain_of(r->addr, dom, sizeof(dom));
+			dest_of(e->cfg, r->addr, dom, sizeof(dom));
 		for (size_t k = 0; k < ng; k++)
 			if (gs[k]->local == r->local && strcmp(gs[k]->domain, dom) == 0)
 				g = gs[k];
@@ -1545,7 +1648,7 @@ reserve(struct qentry *e, int delta)
 
 		if (r->local || !rcpt_due(r, e->attempt_now))
 			continue;
-		domain_of(r->addr, dom, sizeof(dom));
+		dest_of(e->cfg, r->addr, dom, sizeof(dom));
 		if (dom[0] == '\0')
 			continue;
 		for (size_t k = 0; k < n; k++)
@@ -1588,7 +1691,7 @@ could_start(const struct qentry *e, time_t now)
 			continue;
 		if (q.active >= q.cfg->queue_max_deliveries)
 			return false;
-		domain_of(r->addr, dom, sizeof(dom));
+		dest_of(q.cfg, r->addr, dom, sizeof(dom));
 		if (hmap_count_of(q.per_domain, dom) >=
 		    q.cfg->queue_max_per_domain)
 			return false;

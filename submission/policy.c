@@ -29,6 +29,11 @@ delivers_to(const struct tables *t, const char *key, const char *mbkey)
 
 	if (!tables_resolve(t, key, &exp))
 		return false;
+	/* a catch-all takes mail for every address: it lends none to send as */
+	if (exp.catchall) {
+		expansion_free(&exp);
+		return false;
+	}
 	for (size_t i = 0; i < exp.nmailboxes && !found; i++) {
 		char k[PATH_MAX_OCTETS + 1];
 

@@ -66,6 +66,7 @@
 #include "../common/log.h"
 #include "../common/util.h"
 #include "../common/worker.h"
+#include "../outbound/client.h"
 #include "submission.h"
 
 /* RFC 4954 7: "smtp" is the service name registered for SMTP AUTH */
@@ -493,6 +494,17 @@ mutex_free(void *m)
 	free(m);
 }
 
+/* set_mutex - before sasl_server_init and sasl_client_init: ignored after */
+static void
+set_mutex(void)
+{
+	static bool done;
+
+	if (!done)
+		sasl_set_mutex(mutex_alloc, mutex_lock, mutex_unlock, mutex_free);
+	done = true;
+}
+
 /* sub_sasl_init - libsasl2's server side, configured by callbacks only */
 int
 sub_sasl_init(const char *sasl_db, char *err, size_t errsize)
@@ -508,8 +520,7 @@ sub_sasl_init(const char *sasl_db, char *err, size_t errsize)
 		return -1;
 	}
 	sasl_db_current = xstrdup(sasl_db);
-	/* before sasl_server_init: libsasl2 ignores it afterwards */
-	sasl_set_mutex(mutex_alloc, mutex_lock, mutex_unlock, mutex_free);
+	set_mutex();
 	if ((r = sasl_server_init(global_callbacks, SUB_APPNAME)) != SASL_OK) {
 		bsnprintf(err, errsize, "sasl_server_init: %s",
 		    sasl_errstring(r, NULL, NULL));
@@ -901,3 +912,273 @@ sub_sasl_user(struct sub_sasl *s)
 {
 	return s->user;
 }
+
+/* ---- the client side: AUTH to a relay (doc/queue.md "Relay host") ---- */
+
+/*
+ * The mechanisms tried, strongest first (chamois.conf(5) relay_auth);
+ * the first one the relay offers and libsasl2 has a client plugin for is
+ * used.  The relay is only ever reached over verified TLS.
+ */
+static const char *const client_mechs[] = { "SCRAM-SHA-256", "PLAIN", "LOGIN" };
+
+struct sub_sasl_client {
+	sasl_conn_t *conn;
+	sasl_callback_t callbacks[4];	/* must live as long as conn */
+	char *user;
+	sasl_secret_t *secret;
+	char *host;
+	char offered[128];	/* the relay's mechanisms */
+	bool busy;		/* a job runs libsasl2 on it */
+	bool ended;		/* end() while busy: the job frees it */
+	/* the job */
+	bool start;
+	char *in;
+	unsigned inlen;
+	enum smtp_auth_result res;
+	const char *mech;	/* libsasl2's, valid as long as conn */
+	bool has_out;		/* start: an initial response */
+	char out[SUB_SASL_OUT_MAX];
+	smtp_auth_done_fn *done;
+	void *arg;
+};
+
+static bool sasl_client_ready;
+
+/* null_work - a job with nothing to do: only its done, from the loop */
+static void
+null_work(void *arg)
+{
+}
+
+static int
+cb_client_simple(void *context, int id, const char **result, unsigned *len)
+{
+	struct sub_sasl_client *x = context;
+
+	if (result == NULL)
+		return SASL_BADPARAM;
+	/* no authorisation identity: the login's own */
+	*result = id == SASL_CB_AUTHNAME ? x->user : "";
+	if (len != NULL)
+		*len = (unsigned)strlen(*result);
+	return SASL_OK;
+}
+
+static int
+cb_client_pass(sasl_conn_t *conn, void *context, int id, sasl_secret_t **psecret)
+{
+	struct sub_sasl_client *x = context;
+
+	if (psecret == NULL)
+		return SASL_BADPARAM;
+	*psecret = x->secret;
+	return SASL_OK;
+}
+
+/* sub_sasl_client_init - see submission.h */
+int
+sub_sasl_client_init(char *err, size_t errsize)
+{
+	int r;
+
+	if (sasl_client_ready)
+		return 0;
+	set_mutex();
+	if ((r = sasl_client_init(global_callbacks)) != SASL_OK) {
+		bsnprintf(err, errsize, "sasl_client_init: %s",
+		    sasl_errstring(r, NULL, NULL));
+		return -1;
+	}
+	sasl_client_ready = true;
+	return 0;
+}
+
+static void
+client_x_free(struct sub_sasl_client *x)
+{
+	if (x->conn)
+		sasl_dispose(&x->conn);
+	if (x->secret) {
+		explicit_bzero(x->secret, sizeof(*x->secret) + x->secret->len);
+		free(x->secret);
+	}
+	free(x->user);
+	free(x->host);
+	wipe(x->in, x->inlen);
+	explicit_bzero(x->out, sizeof(x->out));
+	free(x);
+}
+
+/* offers - is mech in the relay's AUTH line? */
+static bool
+offers(const char *list, const char *mech)
+{
+	size_t n = strlen(mech);
+
+	for (const char *p = list; *p != '\0'; p += strcspn(p, " ")) {
+		p += strspn(p, " ");
+		if (strncasecmp(p, mech, n) == 0 && (p[n] == ' ' || p[n] == '\0'))
+			return true;
+	}
+	return false;
+}
+
+/* client_encode - libsasl2's output as base64 into x->out */
+static bool
+client_encode(struct sub_sasl_client *x, const char *out, unsigned outlen)
+{
+	unsigned n;
+
+	x->out[0] = '\0';
+	if (out == NULL || outlen == 0)
+		return true;
+	return sasl_encode64(out, outlen, x->out, sizeof(x->out), &n) == SASL_OK;
+}
+
+/* client_work - on a CPU pool thread: libsasl2's part of one step */
+static void
+client_work(void *arg)
+{
+	struct sub_sasl_client *x = arg;
+	const char *out = NULL, *d;
+	unsigned outlen = 0;
+	int r = SASL_NOMECH;
+
+	x->res = SMTP_AUTH_NEXT;
+	if (x->start) {
+		for (size_t i = 0; i < nitems(client_mechs) && r == SASL_NOMECH; i++) {
+			if (!offers(x->offered, client_mechs[i]))
+				continue;
+			r = sasl_client_start(x->conn, client_mechs[i], NULL, &out,
+			    &outlen, &x->mech);
+		}
+		if (r == SASL_NOMECH) {
+			x->res = SMTP_AUTH_NOMECH;
+			return;
+		}
+		x->has_out = out != NULL;
+	} else
+		r = sasl_client_step(x->conn, x->in, x->inlen, NULL, &out, &outlen);
+	wipe(x->in, x->inlen);
+	x->in = NULL;
+	x->inlen = 0;
+	if ((r != SASL_OK && r != SASL_CONTINUE) || !client_encode(x, out, outlen)) {
+		d = r == SASL_OK || r == SASL_CONTINUE ? "response too long" :
+		    sasl_errdetail(x->conn);
+		str_copy(x->out, d ? d : "SASL failure", sizeof(x->out));
+		x->res = SMTP_AUTH_FAIL;
+	}
+}
+
+/* client_job_done - on the loop: the answer goes to the client, unless it left */
+static void
+client_job_done(void *arg)
+{
+	struct sub_sasl_client *x = arg;
+
+	x->busy = false;
+	if (x->ended) {
+		client_x_free(x);
+		return;
+	}
+	x->done(x->arg, x->res, x->start ? x->mech : NULL,
+	    x->res != SMTP_AUTH_NEXT || !x->start || x->has_out ? x->out : NULL);
+}
+
+static void
+client_submit(struct sub_sasl_client *x, bool start, smtp_auth_done_fn *done,
+    void *arg)
+{
+	x->start = start;
+	x->done = done;
+	x->arg = arg;
+	x->busy = true;
+	worker_submit_cpu(client_work, client_job_done, x);
+}
+
+static void *
+client_start(const char *user, const char *pass, const char *host,
+    const char *mechs, smtp_auth_done_fn *done, void *arg)
+{
+	struct sub_sasl_client *x = xcalloc(1, sizeof(*x));
+	sasl_security_properties_t props;
+	size_t plen = strlen(pass);
+	int r;
+
+	x->user = xstrdup(user);
+	x->host = xstrdup(host);
+	str_copy(x->offered, mechs, sizeof(x->offered));
+	x->secret = xmalloc(sizeof(*x->secret) + plen + 1);
+	x->secret->len = plen;
+	memcpy(x->secret->data, pass, plen + 1);
+	x->callbacks[0] = (sasl_callback_t){ SASL_CB_AUTHNAME,
+	    SUB_CB_FN(cb_client_simple), x };
+	x->callbacks[1] = (sasl_callback_t){ SASL_CB_USER,
+	    SUB_CB_FN(cb_client_simple), x };
+	x->callbacks[2] = (sasl_callback_t){ SASL_CB_PASS,
+	    SUB_CB_FN(cb_client_pass), x };
+	x->callbacks[3] = (sasl_callback_t){ SASL_CB_LIST_END, NULL, NULL };
+	r = sasl_client_ready ? sasl_client_new(SUB_SERVICE, x->host, NULL, NULL,
+	    x->callbacks, 0, &x->conn) : SASL_NOTINIT;
+	if (r == SASL_OK) {
+		/* TLS protects the exchange: plaintext mechanisms are fine */
+		memset(&props, 0, sizeof(props));
+		props.maxbufsize = 0;
+		r = sasl_setprop(x->conn, SASL_SEC_PROPS, &props);
+	}
+	if (r != SASL_OK) {
+		log_warnx("sasl: client: %s", sasl_errstring(r, NULL, NULL));
+		x->res = SMTP_AUTH_FAIL;
+		str_copy(x->out, sasl_errstring(r, NULL, NULL), sizeof(x->out));
+		/* still answered from the loop, never from inside start */
+		x->start = false;
+		x->done = done;
+		x->arg = arg;
+		x->busy = true;
+		worker_submit_cpu(null_work, client_job_done, x);
+		return x;
+	}
+	client_submit(x, true, done, arg);
+	return x;
+}
+
+static void
+client_step(void *p, const char *challenge, smtp_auth_done_fn *done, void *arg)
+{
+	struct sub_sasl_client *x = p;
+
+	if (decode(challenge, &x->in, &x->inlen) == -1) {
+		x->in = NULL;
+		x->inlen = 0;
+		x->res = SMTP_AUTH_FAIL;
+		str_copy(x->out, "the relay's challenge is not base64",
+		    sizeof(x->out));
+		x->start = false;
+		x->done = done;
+		x->arg = arg;
+		x->busy = true;
+		worker_submit_cpu(null_work, client_job_done, x);
+		return;
+	}
+	client_submit(x, false, done, arg);
+}
+
+static void
+client_end(void *p)
+{
+	struct sub_sasl_client *x = p;
+
+	if (x == NULL)
+		return;
+	if (x->busy)
+		x->ended = true;	/* the job's done frees it */
+	else
+		client_x_free(x);
+}
+
+const struct smtp_auth_ops sub_sasl_client_ops = {
+	.start = client_start,
+	.step = client_step,
+	.end = client_end,
+};

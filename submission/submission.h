@@ -91,6 +91,18 @@ void sub_sasl_start_async(struct sub_sasl *, const char *mech,
     const char *initial, sub_sasl_done_fn *done, uint64_t ref);
 void sub_sasl_step_async(struct sub_sasl *, const char *response,
     sub_sasl_done_fn *done, uint64_t ref);
+/*
+ * sub_sasl_client_init - once, at start, when relay_auth is set: the
+ * client side of libsasl2 (the plugins' client halves); -1 with err set
+ */
+int sub_sasl_client_init(char *err, size_t errsize);
+/*
+ * sub_sasl_client_ops - outbound AUTH to a relay (outbound/client.h,
+ * doc/queue.md "Relay host"): SCRAM-SHA-256, PLAIN or LOGIN, the first
+ * the relay offers, each libsasl2 call on the CPU pool
+ */
+struct smtp_auth_ops;
+extern const struct smtp_auth_ops sub_sasl_client_ops;
 /* sub_sasl_user - after OK: the login, "user@domain" as the client gave it */
 const char *sub_sasl_user(struct sub_sasl *);
 /* sub_sasl_attempted - the login name the client sent, even on failure */

@@ -79,7 +79,8 @@ def ensure_exim_user():
     return ensure_system_user(EXIM_USER, "chamois tests Exim user")
 
 
-CONFIG = """\
+# the main section every instance shares: its own paths and port, no DNS
+HEADER = """\
 # written by tests/integration/peers/exim.py
 primary_hostname = %(hostname)s
 qualify_domain = %(hostname)s
@@ -92,10 +93,13 @@ never_users =
 trusted_users = %(user)s
 host_lookup =
 rfc1413_hosts =
-tls_advertise_hosts =
 keep_environment =
 local_interfaces = <; 127.0.0.1
 daemon_smtp_ports = %(port)d
+"""
+
+CONFIG = HEADER + """\
+tls_advertise_hosts =
 acl_smtp_rcpt = accept_local
 
 begin acl
@@ -232,6 +236,109 @@ class Exim:
         return wait_log_match(self.log, pattern, timeout, "Exim's mainlog")
 
 
+RELAY_CONFIG = HEADER + """\
+log_selector = +smtp_connection
+tls_advertise_hosts = %(tls_hosts)s
+tls_certificate = %(cert)s
+tls_privatekey = %(key)s
+%(tls_on_connect)s
+auth_advertise_hosts = ${if eq{$tls_in_cipher}{}{}{*}}
+acl_smtp_rcpt = relay_rcpt
+
+begin acl
+relay_rcpt:
+  accept authenticated = *
+  deny message = 5.7.1 authentication required
+
+begin routers
+all_to_mailbox:
+  driver = accept
+  transport = to_mailbox
+
+begin transports
+to_mailbox:
+  driver = appendfile
+  directory = %(mail)s
+  maildir_format
+  delivery_date_add = false
+  envelope_to_add = false
+  return_path_add = false
+  user = %(user)s
+
+begin retry
+* * F,10m,10s
+
+begin authenticators
+%(authenticators)s"""
+
+AUTHENTICATORS = {
+    "PLAIN": """\
+plain:
+  driver = plaintext
+  public_name = PLAIN
+  server_prompts = :
+  server_condition = ${if and {{eq{$auth2}{%(auth_user)s}}{eq{$auth3}{%(auth_pass)s}}}}
+  server_set_id = $auth2
+""",
+    "LOGIN": """\
+login:
+  driver = plaintext
+  public_name = LOGIN
+  server_prompts = Username:: : Password::
+  server_condition = ${if and {{eq{$auth1}{%(auth_user)s}}{eq{$auth2}{%(auth_pass)s}}}}
+  server_set_id = $auth1
+""",
+    "CRAM-MD5": """\
+cram:
+  driver = cram_md5
+  public_name = CRAM-MD5
+  server_secret = ${if eq{$auth1}{%(auth_user)s}{%(auth_pass)s}fail}
+  server_set_id = $auth1
+""",
+}
+
+
+class EximRelay(Exim):
+    """Exim as a relay host (a smarthost): STARTTLS with cert/key (or TLS
+    on connect, ``implicit=True``), AUTH PLAIN and LOGIN for one user once
+    TLS is up, RCPT refused without AUTH, and every message accepted put
+    into the Maildir ``base/mail`` (``delivered()``).  ``tls=False``
+    advertises no STARTTLS at all; ``mechs`` names the authenticators
+    (PLAIN, LOGIN, CRAM-MD5)."""
+
+    def __init__(self, base, cert: str, key: str, auth_user: str, auth_pass: str,
+                 tls: bool = True, implicit: bool = False,
+                 hostname: str = "relay.example.net", mechs=("PLAIN", "LOGIN")):
+        super().__init__(base, relay_port=0, tls=tls, hostname=hostname)
+        self.mechs = mechs
+        self.cert, self.key = cert, key
+        self.auth_user, self.auth_pass = auth_user, auth_pass
+        self.implicit = implicit
+        self.mail = self.base / "mail"
+
+    def write_config(self):
+        super().write_config()
+        self.mail.mkdir(parents=True, exist_ok=True)
+        os.chown(self.mail, self.uid, self.gid)
+        for f in (self.cert, self.key):
+            os.chown(f, self.uid, self.gid)
+        self.conf.write_text(RELAY_CONFIG % {
+            "binary": self.binary, "hostname": self.hostname, "spool": self.spool,
+            "logdir": self.logdir, "user": EXIM_USER, "port": self.port,
+            "tls_hosts": "*" if self.tls else "",
+            "tls_on_connect": ("tls_on_connect_ports = %d" % self.port) if self.implicit else "",
+            "cert": self.cert, "key": self.key, "mail": self.mail,
+            "authenticators": "".join(AUTHENTICATORS[m] for m in self.mechs) % {
+                "auth_user": self.auth_user, "auth_pass": self.auth_pass}})
+        os.chmod(self.conf, 0o644)
+
+    def delivered(self):
+        """The messages in base/mail/new, oldest first, as bytes."""
+        new = self.mail / "new"
+        if not new.is_dir():
+            return []
+        files = sorted(new.iterdir(), key=lambda p: p.stat().st_mtime_ns)
+        return [p.read_bytes() for p in files]
 # -- fixtures (import them into a test module) -------------------------------
 
 

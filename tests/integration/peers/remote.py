@@ -615,7 +615,8 @@ class ForwardEnv:
         lines += [l for l in extra_conf.splitlines() if l.strip()]
         inst.write_conf("\n".join(lines) + "\n")
         keys = [l.split(None, 1)[0] for l in lines if l.strip() and not l.startswith("#")]
-        dup = sorted({k for k in keys if keys.count(k) > 1 and k not in ("listen", "dkim_key")})
+        repeatable = ("listen", "dkim_key", "route", "outbound_address")
+        dup = sorted({k for k in keys if keys.count(k) > 1 and k not in repeatable})
         assert not dup, "config keys repeated: %s" % dup
         if start:
             inst.start()
