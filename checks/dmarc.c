@@ -34,6 +34,7 @@
 
 #include <opendmarc/dmarc.h>
 
+#include "../common/addr.h"
 #include "../common/log.h"
 #include "../common/util.h"
 #include "eval.h"

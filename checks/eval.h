@@ -78,7 +78,5 @@ bool from_domain_of(const char *v, size_t n, char *out, size_t size);
  * such a name as a DNS failure
  */
 bool dns_name_ok(const char *name);
-/* domain_within - d is dom or a subdomain of it (lower case) */
-bool domain_within(const char *d, const char *dom);
 
 #endif

@@ -469,16 +469,6 @@ tag_value(const char *v, size_t n, const char *name, char *buf, size_t size)
 
 /* ---- the policy --------------------------------------------------------- */
 
-bool
-domain_within(const char *d, const char *dom)
-{
-	size_t dl = strlen(d), l = strlen(dom);
-
-	if (l == 0 || dl < l || strcmp(d + dl - l, dom) != 0)
-		return false;
-	return dl == l || d[dl - l - 1] == '.';
-}
-
 /* own_domain - the entry of domains that d is in (or under), or NULL */
 static const char *
 own_domain(const struct config *c, const char *d)

@@ -372,3 +372,13 @@ addr_is_dot_string(const char *s, size_t n)
 {
 	return n > 0 && dot_string_len(s, n) == n;
 }
+
+bool
+domain_within(const char *d, const char *dom)
+{
+	size_t dl = strlen(d), l = strlen(dom);
+
+	if (l == 0 || dl < l || strcmp(d + dl - l, dom) != 0)
+		return false;
+	return dl == l || d[dl - l - 1] == '.';
+}

@@ -35,6 +35,11 @@ enum addr_status addr_parse_path(const char **sp, struct mailaddr *, int flags);
 enum addr_status addr_parse(const char *, struct mailaddr *, int flags);
 /* addr_domain_key - domain as a lower-case IDNA A-label; false if invalid */
 bool addr_domain_key(const char *domain, char *out, size_t size);
+/*
+ * domain_within - d is dom or a subdomain of it (both lower case):
+ * "lists.example.org" is within "example.org", "badexample.org" is not
+ */
+bool domain_within(const char *d, const char *dom);
 /* addr_key - "local@domain" with ASCII folded and the domain as A-label */
 bool addr_key(const struct mailaddr *, char *out, size_t size);
 /* addr_format - "local@domain" as parsed (or "local" without domain) */

@@ -30,6 +30,7 @@
 #include <openssl/pem.h>
 #include <openssl/sha.h>	/* SHA256_DIGEST_LENGTH */
 
+#include "../common/addr.h"
 #include "../common/util.h"
 #include "signer.h"
 
@@ -195,16 +196,6 @@ dkim_signer_keys(const struct dkim_signer *s)
 	return s ? s->nkeys : 0;
 }
 
-bool
-dkim_domain_matches(const char *domain, const char *from_domain)
-{
-	size_t d = strlen(domain), f = strlen(from_domain);
-
-	if (d == 0 || f < d || strcmp(from_domain + f - d, domain) != 0)
-		return false;
-	return f == d || from_domain[f - d - 1] == '.';
-}
-
 const char *
 dkim_signer_domain(const struct dkim_signer *s, const char *from_domain)
 {
@@ -212,7 +203,7 @@ dkim_signer_domain(const struct dkim_signer *s, const char *from_domain)
 
 	/* the longest match: a key for a subdomain wins over its parent's */
 	for (size_t i = 0; s && i < s->nkeys; i++)
-		if (dkim_domain_matches(s->keys[i].domain, from_domain) &&
+		if (domain_within(from_domain, s->keys[i].domain) &&
 		    (best == NULL || strlen(s->keys[i].domain) > strlen(best)))
 			best = s->keys[i].domain;
 	return best;

@@ -38,12 +38,9 @@ void dkim_signer_free(struct dkim_signer *);
 size_t dkim_signer_keys(const struct dkim_signer *);
 
 /*
- * dkim_domain_matches - from_domain (a lower-case A-label) is domain or
- * a subdomain of it (chamois.conf(5), dkim_key): "example.org" matches
- * "example.org" and "lists.example.org", not "badexample.org"
+ * dkim_signer_domain - the dkim_key domain that from_domain is, or is
+ * under (domain_within, common/addr.h), the longest one; or NULL
  */
-bool dkim_domain_matches(const char *domain, const char *from_domain);
-/* dkim_signer_domain - the dkim_key domain that from_domain is under, or NULL */
 const char *dkim_signer_domain(const struct dkim_signer *, const char *from_domain);
 
 /* the header fields signed when present (doc/queue.md, "Signing") */

@@ -793,7 +793,7 @@ dns_cmd(const char *conf, int argc, char **argv)
 		for (size_t k = 0; k < c->ndkim_keys; k++) {
 			const struct dkim_key_conf *kc = &c->dkim_keys[k];
 
-			if (!dkim_domain_matches(dom, kc->domain))
+			if (!domain_within(kc->domain, dom))
 				continue;
 			snprintf(name, sizeof(name), "%s._domainkey.%s",
 			    kc->selector, kc->domain);
