@@ -37,7 +37,8 @@ SPF record (127.0.0.0/8), its DMARC record (p=reject) and a DKIM key, and
 answers NXDOMAIN for every other name it does not hold.  smtp-source's mail
 is unsigned (spf=pass, dmarc=pass through SPF); the latency scenario runs a
 second time with every message RSA-signed by dkimpy ("latency-dkim", the
-cost of a DKIM verification).  --baseline REV adds "chamois-base", chamois
+cost of a DKIM verification) and a third time Ed25519-signed
+("latency-ed25519").  --baseline REV adds "chamois-base", chamois
 built from git commit REV (e.g. one without the checks), to every scenario
 but the queue's: the cost of what changed since, measured side by side.
 
@@ -81,6 +82,7 @@ BASELINE_PORT = 10029
 # the DKIM key of client.test (SENDER's domain) that signs latency-dkim's
 # messages; its record is in the bench's dnsmasq
 CLIENT_SELECTOR = "bench"
+CLIENT_SELECTOR_ED = "bench-ed"
 # the servers that sign (queue scenario only), started beside the others:
 # name ("SERVER-..." for SERVER's class) -> (key types, port)
 SIGNED = {"chamois-ed25519": (("ed25519",), 10026),
@@ -482,6 +484,7 @@ class Bench:
         key, p = client_key(WORK)
         DKIM_TXT = "v=DKIM1; k=rsa; p=" + p
         self.head = signed_head(WORK, key)
+        self.head_ed = signed_head_ed25519(WORK)
         self.base_bin = build_baseline(self.a.baseline) if self.a.baseline else None
         if self.base_bin:
             self.say("%s: chamois at %s (%s)" % (BASELINE, self.a.baseline, self.base_bin.parent))
@@ -613,11 +616,12 @@ class Bench:
                                                  if self.base_bin else []):
                 if "chamois" not in self.a.servers or name in self.results["unavailable"]:
                     continue
-                for key, head in (("latency", None), ("latency-dkim", self.head)):
+                for key, head in (("latency", None), ("latency-dkim", self.head),
+                                  ("latency-ed25519", self.head_ed)):
                     jobs.append((key, name, lambda kw=kw, head=head, name=name: on_fresh(
                         server_class("chamois"), name + "-latency", run_latency, n,
                         self.server_log(name), head, kw=kw)))
-            for key in ("latency", "latency-dkim"):
+            for key in ("latency", "latency-dkim", "latency-ed25519"):
                 js = [(nm, fn) for k, nm, fn in jobs if k == key]
                 if js:
                     self.interleaved(key, js)
@@ -649,14 +653,40 @@ def client_key(work: Path):
     return key, base64.b64encode(der).decode()
 
 
+def latency_message() -> bytes:
+    """the message bench/latency sends (latency -P)"""
+    return subprocess.run([str(BENCH / "latency"), "-P", "-l", "4096", "-f", common.SENDER,
+                           "-t", common.FWD_RCPT], check=True, stdout=subprocess.PIPE,
+                          timeout=60).stdout
+
+
+def signed_head_ed25519(work: Path) -> Path:
+    """As signed_head, with an Ed25519 key (RFC 8463; dkimpy signs with
+    python3-nacl) under the selector CLIENT_SELECTOR_ED, whose record
+    (ED25519_TXT) dnsmasq serves"""
+    import base64
+    import dkim
+    import nacl.signing
+    global ED25519_TXT
+    sk = nacl.signing.SigningKey.generate()
+    ED25519_TXT = "v=DKIM1; k=ed25519; p=" + base64.b64encode(bytes(sk.verify_key)).decode()
+    msg = latency_message()
+    sig = dkim.sign(msg, CLIENT_SELECTOR_ED.encode(), common.SENDER.split("@")[1].encode(),
+                    base64.b64encode(bytes(sk)), canonicalize=(b"relaxed", b"relaxed"),
+                    include_headers=[b"from", b"to"], signature_algorithm=b"ed25519-sha256")
+    if not dkim.verify(sig + msg, dnsfunc=lambda name, timeout=5: ED25519_TXT.encode()):
+        raise RuntimeError("dkimpy does not verify its own Ed25519 bench signature")
+    path = work / "signed-head-ed25519.txt"
+    path.write_bytes(sig)
+    return path
+
+
 def signed_head(work: Path, key: Path) -> Path:
     """A file with the DKIM-Signature (dkimpy, rsa-sha256, relaxed/relaxed,
     h=from:to) of bench/latency's message (latency -P): every message of a
     latency-dkim run carries it, and it verifies on each."""
     import dkim
-    msg = subprocess.run([str(BENCH / "latency"), "-P", "-l", "4096", "-f", common.SENDER,
-                          "-t", common.FWD_RCPT], check=True, stdout=subprocess.PIPE,
-                         timeout=60).stdout
+    msg = latency_message()
     sig = dkim.sign(msg, CLIENT_SELECTOR.encode(), common.SENDER.split("@")[1].encode(),
                     key.read_bytes(), canonicalize=(b"relaxed", b"relaxed"),
                     include_headers=[b"from", b"to"])
@@ -668,6 +698,7 @@ def signed_head(work: Path, key: Path) -> Path:
 
 
 DKIM_TXT = ""       # client.test's key record, set by Bench.main
+ED25519_TXT = ""    # its Ed25519 key's record, set by signed_head_ed25519
 
 
 def check_records(p: str) -> List[str]:
@@ -687,7 +718,8 @@ def check_records(p: str) -> List[str]:
             "--auth-soa=1,hostmaster.test,1200,120,604800,300",
             "--txt-record=%s,v=spf1 ip4:127.0.0.0/8 -all" % dom,
             "--txt-record=_dmarc.%s,v=DMARC1; p=reject" % dom,
-            "--txt-record=%s._domainkey.%s,%s" % (CLIENT_SELECTOR, dom, ",".join(parts))]
+            "--txt-record=%s._domainkey.%s,%s" % (CLIENT_SELECTOR, dom, ",".join(parts)),
+            "--txt-record=%s._domainkey.%s,%s" % (CLIENT_SELECTOR_ED, dom, ED25519_TXT)]
 
 
 def build_baseline(rev: str) -> Path:
@@ -848,12 +880,13 @@ def report(res) -> str:
 def checks_report(sc) -> List[str]:
     """chamois beside chamois-base (--baseline): the cost of what changed,
     e.g. the mx role's checks; latency-dkim is the latency with every
-    message DKIM-signed (one RSA verification each)."""
+    message DKIM-signed (one RSA verification each), latency-ed25519 the
+    same with an Ed25519 signature."""
     rows = []
     keys = sorted((k for k in sc if k.startswith(("inbound/", "forward/"))),
                   key=lambda k: [int(x) if x.isdigit() else x for x in
                                  k.replace("k/", "/").split("/")])
-    for k in keys + ["latency", "latency-dkim"]:
+    for k in keys + ["latency", "latency-dkim", "latency-ed25519"]:
         if k not in sc:
             continue
         c, b = sc[k].get("chamois"), sc[k].get(BASELINE)

@@ -16,7 +16,7 @@ if [ "$(id -u)" != 0 ]; then
 	exec sudo -E sh "$0" "$@"
 fi
 sh .ci/deps.sh
-pkgs="gnuplot-nox iproute2 dnsmasq-base procps"
+pkgs="gnuplot-nox iproute2 dnsmasq-base procps python3-nacl"
 missing=
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"

@@ -150,6 +150,17 @@ route_of(const struct expansion *exp, char *key, size_t size)
 	bsnprintf(key, size, "forward:%s", dom);
 }
 
+/* routed - addr's domain has a route line: its next hop takes the copy */
+static bool
+routed(const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+	char dom[DOMAIN_MAX + 1];
+
+	return at != NULL && at[1] != '[' && addr_domain_key(at + 1, dom,
+	    sizeof(dom)) && config_route(fwd_g.cfg, dom) != NULL;
+}
+
 /*
  * srs_rcpt - an SRS0 address of ours: the bounce of a forwarded message,
  * which goes back to the original sender, synchronously, from <> only.
@@ -197,6 +208,7 @@ forward_mx_router(struct smtpd_session *s, const struct mailaddr *a,
 			exp->external = xstrdup(shown);
 			route_of(exp, pick->key, sizeof(pick->key));
 			pick->ops = &forward_route;
+			pick->next_hop = true;
 			return true;
 		}
 		if (a->domain[0] == '[' ||
@@ -219,5 +231,7 @@ forward_mx_router(struct smtpd_session *s, const struct mailaddr *a,
 	}
 	route_of(exp, pick->key, sizeof(pick->key));
 	pick->ops = exp->external ? &forward_route : &local_route;
+	/* an alias to an address at a routed domain goes to its next hop */
+	pick->next_hop = exp->external != NULL && routed(exp->external);
 	return true;
 }

@@ -503,6 +503,7 @@ tx_add_rcpt(struct smtpd_tx *tx, const struct smtpd_pending_rcpt *p)
 
 	tx->route = p->ops;
 	str_copy(tx->route_key, p->key, sizeof(tx->route_key));
+	tx->next_hop = p->next_hop;	/* the same for every key's recipient */
 	for (size_t i = 0; i < p->exp.nmailboxes; i++)
 		tx_add_mailbox(tx, p->exp.mailboxes[i]);
 	tx->rcpts = xreallocarray(tx->rcpts, tx->nrcpts + 1, sizeof(char *));
@@ -607,6 +608,7 @@ rcpt_route(struct smtpd_session *s, const struct mailaddr *ap,
 	p->shown = xstrdup(shown);
 	str_copy(p->key, pick.key, sizeof(p->key));
 	p->ops = pick.ops;
+	p->next_hop = pick.next_hop;
 	p->exp = pick.exp;		/* the pending RCPT owns it now */
 	tx->pending = p;
 	route_slot(s, p->ops, true);
@@ -943,7 +945,7 @@ data_end(struct smtpd_session *s)
 	tx->check_end = true;
 	smtpd_enter_state(s, ST_DELIVER);
 	s->in_route++;
-	s->checks->end(s, tx->route->forwards);
+	s->checks->end(s, tx->route->forwards && !tx->next_hop);
 	s->in_route--;
 }
 

@@ -102,6 +102,12 @@ struct smtpd_route_pick {
 	 */
 	char key[DOMAIN_MAX + 8];
 	struct expansion exp;		/* freed by the engine */
+	/*
+	 * next_hop - the copy goes to the domain's own next hop (a route
+	 * line, doc/home-server.md), not to a third party: the checks judge
+	 * the message as they judge local mail (smtpd_check_ops end)
+	 */
+	bool next_hop;
 	char refusal[PATH_MAX_OCTETS + 128];	/* when no route takes it */
 };
 
@@ -238,7 +244,8 @@ struct smtpd_check_ops {
 	bool (*drop_field)(struct smtpd_session *, const char *field, size_t len);
 	/*
 	 * end - the final dot, the engine's own checks passed; forwarded: a
-	 * copy goes to another server.  Answer with smtpd_check_done(), now
+	 * copy goes to a third party's server (a forwarding route, not a
+	 * routed domain's own next hop).  Answer with smtpd_check_done(), now
 	 * or later; the route's end runs after it.
 	 */
 	void (*end)(struct smtpd_session *, bool forwarded);

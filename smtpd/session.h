@@ -50,6 +50,7 @@ struct smtpd_pending_rcpt {
 	char key[DOMAIN_MAX + 8];
 	const struct smtpd_route_ops *ops;
 	struct expansion exp;
+	bool next_hop;			/* smtpd_route_pick next_hop */
 };
 
 /* the RCPT the checks are answering (smtpd_check_rcpt) */
@@ -69,6 +70,7 @@ struct smtpd_tx {
 	char *received;			/* our Received field, LF form */
 	const struct smtpd_route_ops *route;	/* of the accepted recipients */
 	char route_key[DOMAIN_MAX + 8];
+	bool next_hop;			/* the route's copy goes to a next hop */
 	struct smtpd_pending_rcpt *pending;
 	struct smtpd_checking_rcpt *checking;	/* before the router: the checks' */
 	bool check_end;			/* the checks' verdict is awaited */

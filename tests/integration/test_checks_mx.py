@@ -7,6 +7,7 @@ The zone (the client is always 127.0.0.1):
 
     sender.test     SPF "ip4:127.0.0.1 -all", DMARC p=reject, key sel._domainkey
     reject.test     SPF "-all", DMARC p=reject
+    softpol.test    SPF "-all", DMARC p=none
     tempfail.test   every question goes to a dead server (SERVFAIL)
     evil.test       nothing (NXDOMAIN)
     example.test    ours (domains), no records
@@ -51,6 +52,8 @@ def env(fwd_env, tmp_path):
     txt(dns, "sel._domainkey.sender.test", "v=DKIM1; k=rsa; p=" + base64.b64encode(pub).decode())
     txt(dns, "reject.test", "v=spf1 -all")
     txt(dns, "_dmarc.reject.test", "v=DMARC1; p=reject")
+    txt(dns, "softpol.test", "v=spf1 -all")
+    txt(dns, "_dmarc.softpol.test", "v=DMARC1; p=none")
     dns.raw("--server=/tempfail.test/127.0.0.1#%d" % dead_port())
     fwd_env.key = key.read_bytes()
     fwd_env.r = fwd_env.remote("remote.test")
@@ -200,6 +203,31 @@ def test_forged_own_domain_refused_forwarded(env):
     assert_reply(out["eod"], "550 5.7.1")
     assert_no_completed_message(env)
     env.assert_no_bounce()
+
+
+def test_spf_fail_refused_before_a_forward_but_not_before_a_routed_domain(env):
+    """SPF fail, no DKIM, DMARC p=none: a forward refuses it (the target
+    would see it as unauthenticated mail from us), a routed domain's own
+    next hop (doc/home-server.md) gets it as a local mailbox would, with
+    our Authentication-Results for it to judge."""
+    home = env.remote("home.test")
+    d = daemon(env, "route home.test %s:%d" % (home.address, home.port))
+    msg = message("joe@softpol.test", "spf fail")
+    out = transaction(d, "joe@softpol.test", ["fwd@example.test"], msg)
+    assert_reply(out["eod"], "550 5.7.1")
+    assert_no_completed_message(env)
+
+    out = transaction(d, "joe@softpol.test", ["someone@home.test"], msg)
+    assert_reply(out["eod"], "250")
+    wait_until(lambda: home.delivered(), 15, what="the routed copy")
+    [tx] = home.delivered()
+    ar, _ = split_first_header(tx.content)
+    assert results_of(unfold(ar.partition(b":")[2])) == {
+        "spf": "fail", "dkim": "none", "dmarc": "fail"}, ar
+
+    out = transaction(d, "joe@softpol.test", ["alice@example.test"], msg)
+    assert_reply(out["eod"], "250")
+    env.assert_no_bounce(local={"alice@example.test": 1})
 
 
 # -- DMARC p=reject ----------------------------------------------------------------
