@@ -8,6 +8,15 @@
 
 struct evbuffer;
 
+/*
+ * The spool file is written and read on the loop thread: it is an
+ * unlinked file that nothing syncs, so a write or a read is a copy to or
+ * from the page cache, which still holds what was written moments
+ * before; only under memory pressure could one wait for the disk.  What
+ * waits for the disk (fsync, the Maildir's and the queue's writes) runs
+ * on the disk pool (common/worker.h).
+ */
+
 struct body {
 	struct evbuffer *mem;	/* the tail not yet in the spool file */
 	int spool_fd;		/* unlinked temporary file, or -1 */
