@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "../common/addr.h"
+#include "../common/addrlist.h"
 #include "../common/util.h"
 #include "queue.h"
 #include "sendmail_parse.h"
@@ -104,7 +105,7 @@ queue_from_domain(const char *msg, size_t len, char *out, size_t size,
 	bool blank;
 	size_t hlen = sm_header_len(msg, len, &blank), i = 0, n = 0;
 	size_t fstart = 0, fend = 0;
-	struct sm_addrs a = { 0 };
+	struct addr_list a = { 0 };
 	const char *colon, *at;
 	char err[128];
 	bool ok;
@@ -128,16 +129,16 @@ queue_from_domain(const char *msg, size_t len, char *out, size_t size,
 	if (n != 1)
 		return (*why = n ? "several From fields" : "no From field", NULL);
 	colon = memchr(msg + fstart, ':', fend - fstart);
-	if (sm_parse_addrlist(colon + 1, (size_t)(msg + fend - colon - 1), NULL,
+	if (addr_list_parse(colon + 1, (size_t)(msg + fend - colon - 1), NULL,
 	    &a, err, sizeof(err)) == -1 || a.n != 1) {
 		*why = a.n > 1 ? "a From with several addresses" :
 		    "a From that does not parse";
-		sm_addrs_free(&a);
+		addr_list_free(&a);
 		return NULL;
 	}
 	ok = (at = strrchr(a.v[0], '@')) != NULL && addr_domain_key(at + 1, out,
 	    size);
-	sm_addrs_free(&a);
+	addr_list_free(&a);
 	if (!ok)
 		return (*why = "a From without a valid domain", NULL);
 	return out;
