@@ -72,11 +72,5 @@ bool tag_value(const char *v, size_t n, const char *name, char *buf,
  * exactly one address with a domain (a group, a list, garbage)
  */
 bool from_domain_of(const char *v, size_t n, char *out, size_t size);
-/*
- * dns_name_ok - name can be asked at all (RFC 1035 2.3.4: labels of 1 to
- * 63 octets, 253 in all, a final dot allowed); the resolver would take
- * such a name as a DNS failure
- */
-bool dns_name_ok(const char *name);
 
 #endif

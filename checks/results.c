@@ -295,30 +295,6 @@ auth_results_names(const char *f, size_t n, const char *authserv_id)
 	return strcasecmp(id, authserv_id) == 0;
 }
 
-/* ---- names ------------------------------------------------------------- */
-
-bool
-dns_name_ok(const char *name)
-{
-	size_t len = strlen(name), label = 0;
-
-	if (len > 0 && name[len - 1] == '.')
-		len--;
-	if (len == 0 || len > 253)		/* RFC 1035 2.3.4 */
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		if (name[i] != '.') {
-			if (++label > 63)
-				return false;
-			continue;
-		}
-		if (label == 0)
-			return false;	/* an empty label */
-		label = 0;
-	}
-	return label > 0;
-}
-
 /* ---- the From domain ---------------------------------------------------- */
 
 bool
