@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "addr.h"
 #include "addrlist.h"
 #include "util.h"
 
@@ -183,10 +184,11 @@ is_word(const struct tok *t)
 
 /*
  * addr_spec - the addr-spec of tokens v[0..n): local-part ["@" domain],
- * each a dot-separated run of words; appended (qualified) to out
+ * each a dot-separated run of words; appended (qualified) to out.  With
+ * final_dot the domain may end in a dot ("a@example.org."), kept in out.
  */
 static int
-addr_spec(const struct tok *v, size_t n, const char *domain,
+addr_spec(const struct tok *v, size_t n, const char *domain, bool final_dot,
     struct addr_list *out, char *err, size_t errsize)
 {
 	size_t i = 0, cap = 1, at = 0;
@@ -221,7 +223,7 @@ addr_spec(const struct tok *v, size_t n, const char *domain,
 			goto bad;
 		strcat(b, t->text);
 	}
-	if (want_word)
+	if (want_word && !(final_dot && has_at && tok_is(&v[n - 1], '.')))
 		goto bad;
 	if (has_at)
 		addr_list_add(out, b);
@@ -245,8 +247,9 @@ bad:
 	return -1;
 }
 
-int
-addr_list_parse(const char *s, size_t len, const char *domain,
+/* parse - addr_list_parse, a final dot in domains allowed or not */
+static int
+parse(const char *s, size_t len, const char *domain, bool final_dot,
     struct addr_list *out, char *err, size_t errsize)
 {
 	struct toks t = { 0 };
@@ -263,8 +266,8 @@ addr_list_parse(const char *s, size_t len, const char *domain,
 		if (k == NULL || tok_is(k, ',') || tok_is(k, ';')) {
 			/* the end of one address (obs-addr-list: it may be empty) */
 			if (!angle_done && i > start &&
-			    addr_spec(&t.v[start], i - start, domain, out, err,
-			    errsize) == -1)
+			    addr_spec(&t.v[start], i - start, domain, final_dot,
+			    out, err, errsize) == -1)
 				goto done;
 			if (k && tok_is(k, ';')) {
 				if (!in_group) {
@@ -311,7 +314,8 @@ addr_list_parse(const char *s, size_t len, const char *domain,
 				}
 				a++;
 			}
-			if (addr_spec(&t.v[a], e - a, domain, out, err, errsize) == -1)
+			if (addr_spec(&t.v[a], e - a, domain, final_dot, out, err,
+			    errsize) == -1)
 				goto done;
 			angle_done = true;
 			i = e;
@@ -327,8 +331,16 @@ done:
 	return rc;
 }
 
-char *
-addr_qualify(const char *addr, const char *domain)
+int
+addr_list_parse(const char *s, size_t len, const char *domain,
+    struct addr_list *out, char *err, size_t errsize)
+{
+	return parse(s, len, domain, false, out, err, errsize);
+}
+
+/* domain_of - what follows the '@' of addr that is outside quotes, or NULL */
+static const char *
+domain_of(const char *addr)
 {
 	bool inq = false;
 
@@ -338,9 +350,51 @@ addr_qualify(const char *addr, const char *domain)
 		else if (*p == '"')
 			inq = !inq;
 		else if (*p == '@' && !inq)
-			return xstrdup(addr);
+			return p + 1;
 	}
-	if (domain == NULL || *domain == '\0')
+	return NULL;
+}
+
+char *
+addr_qualify(const char *addr, const char *domain)
+{
+	if (domain_of(addr) != NULL || domain == NULL || *domain == '\0')
 		return xstrdup(addr);
 	return xasprintf("%s@%s", addr, domain);
+}
+
+bool
+addr_list_from_domain(const char *v, size_t n, char *out, size_t size,
+    const char **why)
+{
+	struct addr_list a = { 0 };
+	const char *d, *reason = NULL;
+	char err[256], dom[DOMAIN_MAX + 2], key[DOMAIN_MAX + 1];
+	size_t len;
+	bool ok;
+
+	if (parse(v, n, NULL, true, &a, err, sizeof(err)) == -1)
+		reason = "a From that does not parse";
+	else if (a.n != 1)
+		reason = a.n ? "a From with several addresses" :
+		    "a From with no address";
+	else if ((d = domain_of(a.v[0])) == NULL)
+		reason = "a From without a domain";
+	else if (!str_copy(dom, d, sizeof(dom)))
+		reason = "a From without a valid domain";
+	addr_list_free(&a);
+	if (reason == NULL) {
+		/* the name DNS knows: no final dot, a U-label as its A-label */
+		if ((len = strlen(dom)) > 0 && dom[len - 1] == '.')
+			dom[--len] = '\0';
+		ok = addr_domain_key(dom, key, sizeof(key)) && dns_name_ok(key);
+		for (const char *p = key; ok && *p; p++)
+			ok = (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+			    *p == '-' || *p == '.' || *p == '_';
+		if (!ok || !str_copy(out, key, size))
+			reason = "a From without a valid domain";
+	}
+	if (reason != NULL && why != NULL)
+		*why = reason;
+	return reason == NULL;
 }
