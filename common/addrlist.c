@@ -113,11 +113,20 @@ quoted(const char *s, size_t len, size_t *i, char close, char **out, size_t *out
 	return true;
 }
 
+/*
+ * tokenize - the tokens of s[0..len), comments and folding white space
+ * dropped.  A NUL is refused: no form of RFC 5322 but the obsolete
+ * quoted-pair has one, and the tokens are C strings.
+ */
 static int
 tokenize(const char *s, size_t len, struct toks *t, char *err, size_t errsize)
 {
 	size_t i = 0;
 
+	if (memchr(s, '\0', len) != NULL) {
+		snprintf(err, errsize, "a NUL octet");
+		return -1;
+	}
 	while (i < len) {
 		char c = s[i];
 

@@ -15,6 +15,7 @@
 struct from_case {
 	const char *label;
 	const char *value;	/* what follows "From:" */
+	size_t len;		/* 0: strlen(value) */
 	const char *want;	/* NULL: no domain */
 	const char *why;	/* with want NULL: the reason given */
 	const char *bug;
@@ -83,6 +84,10 @@ static const struct from_case from_cases[] = {
 	{ .label = "from: unclosed comment", NONE(" alice@example.test (x",
 	  "a From that does not parse") },
 	{ .label = "from: empty", NONE("", "a From with no address") },
+	{ .label = "from: a NUL in the domain (fuzz_authres)",
+	  NONE(" a@b\0.x.test", "a From that does not parse"), .len = 12 },
+	{ .label = "from: a NUL in a quoted local part",
+	  NONE(" \"a\0\"@x.test", "a From that does not parse"), .len = 12 },
 	{ .label = "from: source route", .value = " <@relay.test:a@example.test>",
 	  .want = "example.test" },
 	{ .label = "from: single label", .value = " alice@LocalHost",
@@ -108,7 +113,8 @@ run_from_case(void **state)
 	bool ok;
 
 	UNIT_BUG(c);
-	ok = addr_list_from_domain(c->value, strlen(c->value), d, sizeof(d), &why);
+	ok = addr_list_from_domain(c->value, c->len ? c->len : strlen(c->value),
+	    d, sizeof(d), &why);
 	if (c->want == NULL) {
 		if (ok)
 			fail_msg("got %s, want none", d);
