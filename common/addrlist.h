@@ -36,19 +36,19 @@ int addr_list_parse(const char *s, size_t len, const char *domain,
  * DMARC (RFC 9989: the Author Domain) and DKIM signing; false, with *why
  * set when why is not NULL, when the value does not parse, holds no
  * address or several, or the address has no domain or one that is no
- * DNS name (RFC 1035 2.3.4; letters, digits, '-' and '_' only, so no
- * domain literal).
+ * DNS name (RFC 1035 2.3.4; letters, digits, '-', '_' and dots only, so
+ * no domain literal).
  *
  * Read as RFC 5322 3.6.2 with RFC 6854: From is a mailbox-list or an
  * address-list, so a group counts by its members: "Team: a@x.org;" is
  * a@x.org, "undisclosed:;" has no address.  No address or several give
  * no domain, even when the several share one (RFC 9989: such a message
- * has no one Author Domain and is not evaluated).  A domain of one label is taken
- * ("a@localhost": RFC 5322 asks for no dot, and a top-level domain can
- * publish a DMARC record for itself).  One final dot is taken and dropped
- * ("a@example.org." is the DNS name example.org; RFC 5322 has no such
- * form, but mail readers show it as that domain, and refusing it would
- * let a message escape its DMARC policy).
+ * has no one Author Domain and is not evaluated).  A domain of one label
+ * is taken ("a@localhost": RFC 5322 asks for no dot, and a top-level
+ * domain can publish a DMARC record for itself).  One final dot is taken
+ * and dropped ("a@example.org." is the DNS name example.org; RFC 5322 has
+ * no such form, but mail readers show it as that domain, and refusing it
+ * would let a message escape its DMARC policy).
  */
 bool addr_list_from_domain(const char *v, size_t n, char *out, size_t size,
     const char **why);
