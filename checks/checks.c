@@ -13,6 +13,7 @@
 
 #include <event2/event.h>
 
+#include "../common/addrlist.h"
 #include "../common/log.h"
 #include "../common/util.h"
 #include "eval.h"
@@ -129,8 +130,8 @@ field_done(struct auth_check *ac)
 		ac->res.from_domain[0] = '\0';
 		/* RFC 9989 4.4: exactly one From with one address */
 		if (ac->nfrom == 1 && colon != NULL &&
-		    from_domain_of(colon + 1, n - (size_t)(colon + 1 - f), d,
-		    sizeof(d))) {
+		    addr_list_from_domain(colon + 1, n - (size_t)(colon + 1 - f),
+		    d, sizeof(d), NULL)) {
 			str_copy(ac->res.from_domain, d, sizeof(ac->res.from_domain));
 			ac->dmarc = dmarc_eval_start(ac->r, d, dmarc_done, ac);
 		}

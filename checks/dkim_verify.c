@@ -20,6 +20,7 @@
 
 #include <dkim.h>
 
+#include "../common/addr.h"
 #include "../common/log.h"
 #include "../common/util.h"
 #include "../common/worker.h"

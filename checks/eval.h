@@ -66,17 +66,5 @@ void dmarc_eval_free(struct dmarc_eval *);
  */
 bool tag_value(const char *v, size_t n, const char *name, char *buf,
     size_t size);
-/*
- * from_domain_of - the domain of the one address in a From field's value
- * v[0..n) (RFC 5322 3.6.2), lower case, into out; false when there is not
- * exactly one address with a domain (a group, a list, garbage)
- */
-bool from_domain_of(const char *v, size_t n, char *out, size_t size);
-/*
- * dns_name_ok - name can be asked at all (RFC 1035 2.3.4: labels of 1 to
- * 63 octets, 253 in all, a final dot allowed); the resolver would take
- * such a name as a DNS failure
- */
-bool dns_name_ok(const char *name);
 
 #endif

@@ -336,6 +336,28 @@ addr_domain_key(const char *domain, char *out, size_t size)
 }
 
 bool
+dns_name_ok(const char *name)
+{
+	size_t len = strlen(name), label = 0;
+
+	if (len > 0 && name[len - 1] == '.')
+		len--;
+	if (len == 0 || len > 253)		/* RFC 1035 2.3.4 */
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if (name[i] != '.') {
+			if (++label > 63)
+				return false;
+			continue;
+		}
+		if (label == 0)
+			return false;	/* an empty label */
+		label = 0;
+	}
+	return label > 0;
+}
+
+bool
 addr_key(const struct mailaddr *a, char *out, size_t size)
 {
 	char dom[DOMAIN_MAX + 1];

@@ -40,6 +40,12 @@ bool addr_domain_key(const char *domain, char *out, size_t size);
  * "lists.example.org" is within "example.org", "badexample.org" is not
  */
 bool domain_within(const char *d, const char *dom);
+/*
+ * dns_name_ok - name can be asked at all (RFC 1035 2.3.4: labels of 1 to
+ * 63 octets, 253 in all, a final dot allowed); the resolver would take
+ * such a name as a DNS failure
+ */
+bool dns_name_ok(const char *name);
 /* addr_key - "local@domain" with ASCII folded and the domain as A-label */
 bool addr_key(const struct mailaddr *, char *out, size_t size);
 /* addr_format - "local@domain" as parsed (or "local" without domain) */

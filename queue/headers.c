@@ -19,7 +19,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "../common/addr.h"
+#include "../common/addrlist.h"
 #include "../common/util.h"
 #include "queue.h"
 #include "sendmail_parse.h"
@@ -93,9 +93,9 @@ queue_fix_headers(const char *msg, size_t len, const char *hostname,
  * queue_from_domain - the domain of the one address of the one From
  * field of the LF-form message msg[0..len), as a lower-case A-label in
  * out (DKIM signing, doc/queue.md "Signing"); NULL with why set when
- * there is no From, several, one that does not parse, or one with several
- * addresses (RFC 5322 3.6.2 then wants a Sender, which we do not guess
- * from)
+ * there is no From, several, or one that addr_list_from_domain gives no
+ * domain (with several addresses RFC 5322 3.6.2 wants a Sender, which we
+ * do not guess from)
  */
 const char *
 queue_from_domain(const char *msg, size_t len, char *out, size_t size,
@@ -104,10 +104,7 @@ queue_from_domain(const char *msg, size_t len, char *out, size_t size,
 	bool blank;
 	size_t hlen = sm_header_len(msg, len, &blank), i = 0, n = 0;
 	size_t fstart = 0, fend = 0;
-	struct sm_addrs a = { 0 };
-	const char *colon, *at;
-	char err[128];
-	bool ok;
+	const char *colon;
 
 	while (i < hlen) {
 		const char *nl = memchr(msg + i, '\n', hlen - i);
@@ -128,17 +125,8 @@ queue_from_domain(const char *msg, size_t len, char *out, size_t size,
 	if (n != 1)
 		return (*why = n ? "several From fields" : "no From field", NULL);
 	colon = memchr(msg + fstart, ':', fend - fstart);
-	if (sm_parse_addrlist(colon + 1, (size_t)(msg + fend - colon - 1), NULL,
-	    &a, err, sizeof(err)) == -1 || a.n != 1) {
-		*why = a.n > 1 ? "a From with several addresses" :
-		    "a From that does not parse";
-		sm_addrs_free(&a);
+	if (!addr_list_from_domain(colon + 1, (size_t)(msg + fend - colon - 1),
+	    out, size, why))
 		return NULL;
-	}
-	ok = (at = strrchr(a.v[0], '@')) != NULL && addr_domain_key(at + 1, out,
-	    size);
-	sm_addrs_free(&a);
-	if (!ok)
-		return (*why = "a From without a valid domain", NULL);
 	return out;
 }

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "../common/addr.h"
+#include "../common/addrlist.h"
 #include "../common/config.h"
 #include "../common/util.h"
 #include "../config.h"
@@ -92,18 +93,18 @@ full_name(const struct passwd *pw)
 static char *
 one_address(const char *what, const char *v, const char *domain)
 {
-	struct sm_addrs a = { 0 };
+	struct addr_list a = { 0 };
 	char err[256], *out;
 
-	if (sm_parse_addrlist(v, strlen(v), domain, &a, err, sizeof(err)) == -1 ||
+	if (addr_list_parse(v, strlen(v), domain, &a, err, sizeof(err)) == -1 ||
 	    a.n != 1) {
 		fprintf(stderr, "chamois-sendmail: bad %s '%s'%s\n", what, v,
 		    a.n > 1 ? ": more than one address" : "");
-		sm_addrs_free(&a);
+		addr_list_free(&a);
 		return NULL;
 	}
 	out = xstrdup(a.v[0]);
-	sm_addrs_free(&a);
+	addr_list_free(&a);
 	return out;
 }
 
@@ -117,12 +118,12 @@ valid_address(const char *s)
 
 /* add_rcpt - once each (exact spelling; the daemon folds case) */
 static void
-add_rcpt(struct sm_addrs *rcpts, const char *a)
+add_rcpt(struct addr_list *rcpts, const char *a)
 {
 	for (size_t i = 0; i < rcpts->n; i++)
 		if (strcmp(rcpts->v[i], a) == 0)
 			return;
-	sm_addrs_add(rcpts, a);
+	addr_list_add(rcpts, a);
 }
 
 static int
@@ -160,7 +161,7 @@ read_reply(int fd, char *buf, size_t size)
 
 /* submit - the whole exchange with the daemon; returns the exit code */
 static int
-submit(const struct config *c, const char *sender, const struct sm_addrs *rcpts,
+submit(const struct config *c, const char *sender, const struct addr_list *rcpts,
     const char *msg, size_t len)
 {
 	struct sockaddr_un sun;
@@ -230,7 +231,7 @@ main(int argc, char **argv)
 	const char *conf = CHAMOIS_CONFIG_FILE, *domain;
 	const char *opt_sender = NULL, *opt_name = NULL;
 	bool opt_t = false, opt_i = false, opt_bp;
-	struct sm_addrs rcpts = { 0 };
+	struct addr_list rcpts = { 0 };
 	struct sm_input in;
 	struct config *c;
 	struct passwd *pw;
@@ -393,34 +394,34 @@ main(int argc, char **argv)
 		hlen = sm_header_len(msg, len, &blank);
 	}
 	for (int i = optind; i < argc; i++) {
-		struct sm_addrs a = { 0 };
+		struct addr_list a = { 0 };
 
-		if (sm_parse_addrlist(argv[i], strlen(argv[i]), domain, &a, err,
+		if (addr_list_parse(argv[i], strlen(argv[i]), domain, &a, err,
 		    sizeof(err)) == -1) {
 			fprintf(stderr, "chamois-sendmail: bad recipient '%s': %s\n",
 			    argv[i], err);
-			sm_addrs_free(&a);
+			addr_list_free(&a);
 			rc = EX_USAGE;
 			goto out;
 		}
 		for (size_t k = 0; k < a.n; k++)
-			sm_addrs_add(&rcpts, a.v[k]);
-		sm_addrs_free(&a);
+			addr_list_add(&rcpts, a.v[k]);
+		addr_list_free(&a);
 	}
 	{
-		struct sm_addrs uniq = { 0 };
+		struct addr_list uniq = { 0 };
 
 		for (size_t i = 0; i < rcpts.n; i++) {
 			if (!valid_address(rcpts.v[i])) {
 				fprintf(stderr, "chamois-sendmail: bad recipient "
 				    "address '%s'\n", rcpts.v[i]);
-				sm_addrs_free(&uniq);
+				addr_list_free(&uniq);
 				rc = EX_DATAERR;
 				goto out;
 			}
 			add_rcpt(&uniq, rcpts.v[i]);
 		}
-		sm_addrs_free(&rcpts);
+		addr_list_free(&rcpts);
 		rcpts = uniq;
 	}
 	if (rcpts.n == 0) {
@@ -451,7 +452,7 @@ out:
 	free(msg);
 	free(sender);
 	free(user_addr);
-	sm_addrs_free(&rcpts);
+	addr_list_free(&rcpts);
 	sm_input_free(&in);
 	config_free(c);
 	return rc;

@@ -1,6 +1,6 @@
 /*
  * sendmail_parse.c - the pure parts of chamois-sendmail: stdin into LF
- * form, the header section, RFC 5322 address lists, the From: field.
+ * form, the header section (the recipients of -t), the From: field.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,341 +8,6 @@
 
 #include "../common/util.h"
 #include "sendmail_parse.h"
-
-/* ---------------------------------------------------------------- lists */
-
-void
-sm_addrs_add(struct sm_addrs *a, const char *s)
-{
-	a->v = xreallocarray(a->v, a->n + 1, sizeof(*a->v));
-	a->v[a->n++] = xstrdup(s);
-}
-
-void
-sm_addrs_free(struct sm_addrs *a)
-{
-	for (size_t i = 0; i < a->n; i++)
-		free(a->v[i]);
-	free(a->v);
-	a->v = NULL;
-	a->n = 0;
-}
-
-/* -------------------------------------------------------- address lists */
-
-enum tok_type {
-	T_ATOM,		/* atext run (UTF-8 allowed, RFC 6532) */
-	T_QSTR,		/* "quoted string", kept with its quotes */
-	T_DLIT,		/* [domain literal] */
-	T_SPECIAL,	/* one of < > : ; , @ . */
-};
-
-struct tok {
-	enum tok_type type;
-	char *text;
-};
-
-struct toks {
-	struct tok *v;
-	size_t n;
-};
-
-static void
-toks_add(struct toks *t, enum tok_type type, const char *s, size_t n)
-{
-	t->v = xreallocarray(t->v, t->n + 1, sizeof(*t->v));
-	t->v[t->n].type = type;
-	t->v[t->n].text = xstrndup(s, n);
-	t->n++;
-}
-
-static void
-toks_free(struct toks *t)
-{
-	for (size_t i = 0; i < t->n; i++)
-		free(t->v[i].text);
-	free(t->v);
-}
-
-static bool
-is_wsp(int c)
-{
-	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
-}
-
-static bool
-is_special(int c)
-{
-	return c != '\0' && strchr("<>:;,@.()\"[]", c) != NULL;
-}
-
-/*
- * quoted - a quoted string or domain literal starting at s[*i] (the
- * opening character), line folds removed, quoted pairs kept; false if it
- * is not closed
- */
-static bool
-quoted(const char *s, size_t len, size_t *i, char close, char **out, size_t *outlen)
-{
-	char *b = xmalloc(len - *i + 1);
-	size_t n = 0, j = *i;
-
-	b[n++] = s[j++];
-	while (j < len && s[j] != close) {
-		if (s[j] == '\r' || s[j] == '\n') {
-			j++;
-			continue;
-		}
-		if (s[j] == '\\' && j + 1 < len) {
-			b[n++] = s[j++];
-			if (s[j] == '\r' || s[j] == '\n')	/* not a real pair */
-				continue;
-		}
-		b[n++] = s[j++];
-	}
-	if (j >= len) {
-		free(b);
-		return false;
-	}
-	b[n++] = s[j++];
-	*i = j;
-	*out = b;
-	*outlen = n;
-	return true;
-}
-
-static int
-tokenize(const char *s, size_t len, struct toks *t, char *err, size_t errsize)
-{
-	size_t i = 0;
-
-	while (i < len) {
-		char c = s[i];
-
-		if (is_wsp(c)) {
-			i++;
-		} else if (c == '(') {
-			int depth = 0;
-
-			for (; i < len; i++) {
-				if (s[i] == '\\' && i + 1 < len)
-					i++;
-				else if (s[i] == '(')
-					depth++;
-				else if (s[i] == ')' && --depth == 0)
-					break;
-			}
-			if (i >= len) {
-				snprintf(err, errsize, "unterminated comment");
-				return -1;
-			}
-			i++;
-		} else if (c == ')') {
-			snprintf(err, errsize, "unbalanced ')'");
-			return -1;
-		} else if (c == '"' || c == '[') {
-			char *q;
-			size_t qn;
-
-			if (!quoted(s, len, &i, c == '"' ? '"' : ']', &q, &qn)) {
-				snprintf(err, errsize, "unterminated %s",
-				    c == '"' ? "quoted string" : "domain literal");
-				return -1;
-			}
-			toks_add(t, c == '"' ? T_QSTR : T_DLIT, q, qn);
-			free(q);
-		} else if (c == ']') {
-			snprintf(err, errsize, "unbalanced ']'");
-			return -1;
-		} else if (is_special(c)) {
-			toks_add(t, T_SPECIAL, &s[i], 1);
-			i++;
-		} else {
-			size_t start = i;
-
-			while (i < len && !is_wsp(s[i]) && !is_special(s[i]))
-				i++;
-			toks_add(t, T_ATOM, s + start, i - start);
-		}
-	}
-	return 0;
-}
-
-static bool
-tok_is(const struct tok *t, char c)
-{
-	return t->type == T_SPECIAL && t->text[0] == c;
-}
-
-static bool
-is_word(const struct tok *t)
-{
-	return t->type == T_ATOM || t->type == T_QSTR;
-}
-
-/*
- * addr_spec - the addr-spec of tokens v[0..n): local-part ["@" domain],
- * each a dot-separated run of words; appended (qualified) to out
- */
-static int
-addr_spec(const struct tok *v, size_t n, const char *domain,
-    struct sm_addrs *out, char *err, size_t errsize)
-{
-	size_t i = 0, cap = 1, at = 0;
-	bool want_word = true, has_at = false;
-	char *b;
-
-	for (size_t k = 0; k < n; k++)
-		cap += strlen(v[k].text) + 1;	/* + a blank in the message */
-	if (n == 0) {
-		snprintf(err, errsize, "empty address");
-		return -1;
-	}
-	b = xmalloc(cap);
-	b[0] = '\0';
-	for (i = 0; i < n; i++) {
-		const struct tok *t = &v[i];
-
-		if (want_word) {
-			bool ok = has_at ? (t->type == T_ATOM || (t->type == T_DLIT &&
-			    i == at + 1 && n == i + 1)) : is_word(t);
-
-			if (!ok)
-				goto bad;
-			want_word = false;
-		} else if (tok_is(t, '.')) {
-			want_word = true;
-		} else if (tok_is(t, '@') && !has_at) {
-			has_at = true;
-			at = i;
-			want_word = true;
-		} else
-			goto bad;
-		strcat(b, t->text);
-	}
-	if (want_word)
-		goto bad;
-	if (has_at)
-		sm_addrs_add(out, b);
-	else {
-		char *q = sm_qualify(b, domain);
-
-		sm_addrs_add(out, q);
-		free(q);
-	}
-	free(b);
-	return 0;
-bad:
-	b[0] = '\0';
-	for (i = 0; i < n; i++) {
-		if (i > 0 && is_word(&v[i]) && is_word(&v[i - 1]))
-			strcat(b, " ");
-		strcat(b, v[i].text);
-	}
-	snprintf(err, errsize, "bad address '%.200s'", b);
-	free(b);
-	return -1;
-}
-
-int
-sm_parse_addrlist(const char *s, size_t len, const char *domain,
-    struct sm_addrs *out, char *err, size_t errsize)
-{
-	struct toks t = { 0 };
-	size_t i, start;
-	bool in_group = false, angle_done = false;
-	int rc = -1;
-
-	if (tokenize(s, len, &t, err, errsize) == -1)
-		goto done;
-	start = 0;
-	for (i = 0; i <= t.n; i++) {
-		struct tok *k = i < t.n ? &t.v[i] : NULL;
-
-		if (k == NULL || tok_is(k, ',') || tok_is(k, ';')) {
-			/* the end of one address (obs-addr-list: it may be empty) */
-			if (!angle_done && i > start &&
-			    addr_spec(&t.v[start], i - start, domain, out, err,
-			    errsize) == -1)
-				goto done;
-			if (k && tok_is(k, ';')) {
-				if (!in_group) {
-					snprintf(err, errsize, "';' outside a group");
-					goto done;
-				}
-				in_group = false;
-			}
-			angle_done = false;
-			start = i + 1;
-		} else if (angle_done) {
-			/* only comments (already gone) may follow "<...>" */
-			snprintf(err, errsize, "'%.100s' after an angle address",
-			    k->text);
-			goto done;
-		} else if (tok_is(k, ':')) {
-			/* group: display-name ":" [mailbox-list] ";" */
-			if (in_group) {
-				snprintf(err, errsize, "group inside a group");
-				goto done;
-			}
-			in_group = true;
-			start = i + 1;
-		} else if (tok_is(k, '<')) {
-			/* the display name before it (start..i) is dropped */
-			size_t a = i + 1, e;
-
-			for (e = a; e < t.n && !tok_is(&t.v[e], '>'); e++)
-				if (tok_is(&t.v[e], '<')) {
-					snprintf(err, errsize, "'<' inside '<...>'");
-					goto done;
-				}
-			if (e >= t.n) {
-				snprintf(err, errsize, "missing '>'");
-				goto done;
-			}
-			/* obs-route: "@a,@b:" before the addr-spec */
-			if (a < e && tok_is(&t.v[a], '@')) {
-				while (a < e && !tok_is(&t.v[a], ':'))
-					a++;
-				if (a >= e) {
-					snprintf(err, errsize, "bad source route");
-					goto done;
-				}
-				a++;
-			}
-			if (addr_spec(&t.v[a], e - a, domain, out, err, errsize) == -1)
-				goto done;
-			angle_done = true;
-			i = e;
-		} else if (tok_is(k, '>')) {
-			snprintf(err, errsize, "'>' without '<'");
-			goto done;
-		}
-	}
-	/* an unterminated group ("undisclosed-recipients:") is taken as is */
-	rc = 0;
-done:
-	toks_free(&t);
-	return rc;
-}
-
-char *
-sm_qualify(const char *addr, const char *domain)
-{
-	bool inq = false;
-
-	for (const char *p = addr; *p; p++) {
-		if (*p == '\\' && inq && p[1])
-			p++;
-		else if (*p == '"')
-			inq = !inq;
-		else if (*p == '@' && !inq)
-			return xstrdup(addr);
-	}
-	if (domain == NULL || *domain == '\0')
-		return xstrdup(addr);
-	return xasprintf("%s@%s", addr, domain);
-}
 
 /* ---------------------------------------------------------------- stdin */
 
@@ -551,7 +216,7 @@ sm_header_has(const char *hdr, size_t len, const char *name)
 
 struct rcpts_arg {
 	const char *domain;
-	struct sm_addrs *out;
+	struct addr_list *out;
 	char *err;
 	size_t errsize;
 };
@@ -566,7 +231,7 @@ rcpts_fn(void *arg, const char *hdr, size_t start, size_t value, size_t end)
 	for (size_t i = 0; i < nitems(names); i++) {
 		if (!header_field_is(hdr + start, end - start, names[i]))
 			continue;
-		if (sm_parse_addrlist(hdr + value, end - value, a->domain, a->out,
+		if (addr_list_parse(hdr + value, end - value, a->domain, a->out,
 		    err, sizeof(err)) == -1) {
 			snprintf(a->err, a->errsize, "%s: %s", names[i], err);
 			return -1;
@@ -577,7 +242,7 @@ rcpts_fn(void *arg, const char *hdr, size_t start, size_t value, size_t end)
 
 int
 sm_header_rcpts(const char *hdr, size_t len, const char *domain,
-    struct sm_addrs *out, char *err, size_t errsize)
+    struct addr_list *out, char *err, size_t errsize)
 {
 	struct rcpts_arg a = { domain, out, err, errsize };
 

@@ -1,8 +1,9 @@
 /*
  * sendmail_parse.h - the pure parts of chamois-sendmail (queue/sendmail.c)
  * and of the submit socket (queue/submit.c): reading a message from stdin
- * into LF form, the header section, RFC 5322 address lists (for -t) and
- * the From: field chamois-sendmail adds.  No I/O, no globals.
+ * into LF form, the header section, the addresses of To, Cc and Bcc
+ * (for -t, parsed by common/addrlist.c) and the From: field
+ * chamois-sendmail adds.  No I/O, no globals.
  */
 #ifndef CHAMOIS_SENDMAIL_PARSE_H
 #define CHAMOIS_SENDMAIL_PARSE_H
@@ -10,25 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* a growing list of addresses, each malloc'd */
-struct sm_addrs {
-	char **v;
-	size_t n;
-};
-
-void sm_addrs_add(struct sm_addrs *, const char *);
-void sm_addrs_free(struct sm_addrs *);
-
-/*
- * sm_parse_addrlist - the RFC 5322 address-list s[0..len): display names,
- * angle addresses (an obsolete source route is dropped), groups,
- * comments, quoted strings, folded lines, empty list elements.  Each
- * addr-spec is appended to out as "local@domain"; a bare name ("root")
- * gets "@domain" when domain is not NULL.  Returns 0, or -1 with err set
- * (addresses found before the error stay in out).
- */
-int sm_parse_addrlist(const char *s, size_t len, const char *domain,
-    struct sm_addrs *out, char *err, size_t errsize);
+#include "../common/addrlist.h"
 
 /*
  * Reading stdin: CRLF becomes LF; unless ignore_dots, a line holding only
@@ -87,10 +70,10 @@ bool sm_header_has(const char *hdr, size_t len, const char *name);
 
 /*
  * sm_header_rcpts - the addresses of every To, Cc and Bcc field of the
- * header section hdr[0..len), as sm_parse_addrlist gives them (-t)
+ * header section hdr[0..len), as addr_list_parse gives them (-t)
  */
 int sm_header_rcpts(const char *hdr, size_t len, const char *domain,
-    struct sm_addrs *out, char *err, size_t errsize);
+    struct addr_list *out, char *err, size_t errsize);
 
 /*
  * sm_remove_field - msg[0..len) without the fields called name in its
@@ -106,8 +89,5 @@ char *sm_remove_field(const char *msg, size_t len, const char *name,
  * RFC 2047-encoded when it is not ASCII; "From: addr\n" without a name
  */
 char *sm_from_field(const char *fullname, const char *addr);
-
-/* sm_qualify - addr with "@domain" added when it has no domain (malloc'd) */
-char *sm_qualify(const char *addr, const char *domain);
 
 #endif

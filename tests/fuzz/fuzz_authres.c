@@ -2,15 +2,18 @@
  * fuzz_authres - checks/results.c on bytes from outside: an
  * Authentication-Results field as a message brings it (auth_results_names:
  * is it ours, to be removed?), the From field's value DMARC takes its
- * domain from (from_domain_of) and a DKIM tag list (tag_value).
+ * domain from (addr_list_from_domain, common/addrlist.c) and a DKIM tag
+ * list (tag_value).
  *
  * Input: one mode octet, then the text.
  *  every mode: auth_results_names on the text as a field and with our
  *    name put in front ("Authentication-Results: ID" + text); a true
  *    answer needs our name in the field, any case, once quoted pairs and
  *    folds are out.
- *  the text is also a From value: a domain found is lower case, has a dot
- *    and fits; and a tag list: values have no FWS left.
+ *  the text is also a From value: a domain found is a DNS name of lower
+ *    case letters, digits, '-', '_' and dots, without a final dot, and a
+ *    reason is given when there is none; and a tag list: values have no
+ *    FWS left.
  *  mode & 1: the text is the SPF identity and a DKIM reason of a result
  *    written by auth_results_field, which must name us again, have no
  *    control character but its LFs and TABs, and end in LF.
@@ -20,6 +23,8 @@
 
 #include "checks/checks.h"
 #include "checks/eval.h"
+#include "common/addr.h"
+#include "common/addrlist.h"
 #include "common/util.h"
 #include "fuzz.h"
 
@@ -58,6 +63,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const char *text;
 	size_t n;
 	char *buf, d[DOMAIN_MAX + 1], v[128];
+	const char *why;
 	struct strbuf f = { 0 };
 
 	if (size < 1)
@@ -73,11 +79,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(has_ci(f.p, f.len, ID));
 	free(f.p);
 
-	if (from_domain_of(text, n, d, sizeof(d))) {
-		FUZZ_CHECK(strchr(d, '.') != NULL);
+	why = NULL;
+	if (addr_list_from_domain(text, n, d, sizeof(d), &why)) {
+		FUZZ_CHECK(dns_name_ok(d) && d[strlen(d) - 1] != '.');
 		for (const char *s = d; *s; s++)
-			FUZZ_CHECK(!isupper((unsigned char)*s));
-	}
+			FUZZ_CHECK(islower((unsigned char)*s) ||
+			    isdigit((unsigned char)*s) || strchr("-_.", *s) != NULL);
+	} else
+		FUZZ_CHECK(why != NULL);
 	if (tag_value(text, n, "d", v, sizeof(v)))
 		FUZZ_CHECK(strpbrk(v, " \t\r\n;") == NULL);
 

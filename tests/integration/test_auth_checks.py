@@ -331,6 +331,27 @@ def test_two_from_fields_are_no_dmarc_domain(driver, zone):
     assert "header.from" not in field
 
 
+@pytest.mark.parametrize("frm", [b"Team: Alice <alice@example.test>;",
+                                 b"Alice <alice@example.test.>"])
+def test_a_one_member_group_or_a_final_dot_does_not_escape_dmarc(driver, zone, frm):
+    """RFC 6854 lets From be a group: its one member is the From domain;
+    a final dot is the same DNS name (common/addrlist.c)."""
+    msg = MESSAGE.replace(b"Alice <alice@example.test>", frm)
+    field, local, _ = run(driver, zone.dns.port, msg, client="127.0.0.2")
+    assert results(field)["dmarc"] == ["fail"] and "p=reject" in field, field
+    assert "header.from=example.test" in field
+    assert local.startswith("550 5.7.1 "), local
+
+
+@pytest.mark.parametrize("frm", [b"undisclosed:;",
+                                 b"alice@example.test, bob@example.test"])
+def test_a_from_of_no_address_or_two_is_no_dmarc_domain(driver, zone, frm):
+    msg = MESSAGE.replace(b"Alice <alice@example.test>", frm)
+    field, _, _ = run(driver, zone.dns.port, msg, client="127.0.0.2")
+    assert results(field)["dmarc"] == ["none"], field
+    assert "header.from" not in field
+
+
 def test_spf_through_include_mx_and_a_in_rounds(driver, zone):
     for client, want in (("127.0.0.5", "pass"), ("127.0.0.6", "pass"),
                          ("127.0.0.8", "fail")):

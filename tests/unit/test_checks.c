@@ -2,8 +2,9 @@
  * test_checks.c - the pure parts of the inbound checks (checks/results.c):
  * the Authentication-Results field we write (RFC 8601, folded), the test
  * whether a field from outside names us (auth_results_names) on awkward
- * inputs, the From domain DMARC checks, and the mx policy (auth_policy)
- * row by row as doc/forwarding.md "Checks" tables it.  The evaluators
+ * inputs, and the mx policy (auth_policy) row by row as
+ * doc/forwarding.md "Checks" tables it (the From domain DMARC checks is
+ * common/addrlist.c's, tested in test_addrlist.c).  The evaluators
  * themselves run against a real dnsmasq in
  * tests/integration/test_auth_checks.py.
  */
@@ -147,54 +148,6 @@ run_field_case(void **state)
 		l = nl + 1;
 	}
 	free(f);
-}
-
-/* ---- from_domain_of ---- */
-
-struct from_case {
-	const char *label;
-	const char *value;
-	const char *want;	/* NULL: false */
-};
-
-static const struct from_case from_cases[] = {
-	{ "from: bare address", " alice@Example.TEST", "example.test" },
-	{ "from: display name", " Alice <alice@example.test>", "example.test" },
-	{ "from: quoted display name with <@>", " \"Boss <boss@x.test>, x\" <boss@chamois.test>", "chamois.test" },
-	{ "from: comments", " (the boss) boss@chamois.test (really)", "chamois.test" },
-	{ "from: folded", "\n\tThe Boss\n\t<boss@chamois.test>", "chamois.test" },
-	{ "from: quoted local part", " \"a b\"@example.test", "example.test" },
-	{ "from: trailing dot", " a@example.test.", "example.test" },
-	{ "from: source route", " <@relay.test:a@example.test>", "example.test" },
-	{ "from: two addresses", " a@example.test, b@other.test", NULL },
-	{ "from: a group", " friends: a@example.test;", NULL },
-	{ "from: no domain", " alice", NULL },
-	{ "from: single label", " alice@localhost", NULL },
-	{ "from: unclosed angle", " Alice <alice@example.test", NULL },
-	{ "from: unclosed comment", " alice@example.test (x", NULL },
-	{ "from: bad characters", " alice@exa$mple.test", NULL },
-	{ "from: empty", "", NULL },
-	{ "from: a U-label domain", " Jürgen <j@Bücher.example>", "xn--bcher-kva.example" },
-	{ "from: bad UTF-8", " a@b\xff\xfe.example", NULL },
-	{ "from: a label of 63", " a@aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.test",
-	  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.test" },
-	{ "from: a label of 64", " a@aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.test", NULL },
-};
-
-static void
-run_from_case(void **state)
-{
-	const struct from_case *c = *state;
-	char d[DOMAIN_MAX + 1];
-	bool ok = from_domain_of(c->value, strlen(c->value), d, sizeof(d));
-
-	if (c->want == NULL) {
-		if (ok)
-			fail_msg("got %s, want none", d);
-		return;
-	}
-	assert_true(ok);
-	assert_string_equal(d, c->want);
 }
 
 /* ---- auth_policy: the table of doc/forwarding.md "Checks" ---- */
@@ -402,12 +355,11 @@ int
 main(void)
 {
 	struct CMUnitTest tests[nitems(names_cases) + nitems(field_cases) +
-	    nitems(from_cases) + nitems(policy_cases) + 2];
+	    nitems(policy_cases) + 2];
 	size_t n = 0;
 
 	UNIT_ROWS(tests, n, run_names_case, names_cases);
 	UNIT_ROWS(tests, n, run_field_case, field_cases);
-	UNIT_ROWS(tests, n, run_from_case, from_cases);
 	UNIT_ROWS(tests, n, run_policy_case, policy_cases);
 	UNIT_TEST(tests, n, test_res_names);
 	UNIT_TEST(tests, n, test_tag_value);

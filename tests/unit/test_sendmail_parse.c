@@ -1,11 +1,13 @@
 /*
  * test_sendmail_parse.c - the pure parts of chamois-sendmail
- * (queue/sendmail_parse.c): address lists (-t and the command line), the
+ * (queue/sendmail_parse.c): address lists (-t and the command line, read
+ * by common/addrlist.c, bare names qualified with addr_qualify), the
  * stdin reader (the "." line, CRLF), the header section, Bcc removal and
  * the From: field.
  */
 #include <string.h>
 
+#include "common/addrlist.h"
 #include "queue/sendmail_parse.h"
 #include "unit.h"
 
@@ -107,7 +109,7 @@ static const struct addr_case addr_cases[] = {
 };
 
 static void
-check_addrs(const struct sm_addrs *got, const char *const *want)
+check_addrs(const struct addr_list *got, const char *const *want)
 {
 	size_t n = 0;
 
@@ -124,12 +126,12 @@ static void
 test_addrlist(void **state)
 {
 	const struct addr_case *c = *state;
-	struct sm_addrs got = { 0 };
+	struct addr_list got = { 0 };
 	char err[256] = "";
 	int rc;
 
 	UNIT_BUG(c);
-	rc = sm_parse_addrlist(c->in, strlen(c->in),
+	rc = addr_list_parse(c->in, strlen(c->in),
 	    c->domain ? c->domain : "example.test", &got, err, sizeof(err));
 	if (c->error) {
 		assert_int_equal(rc, -1);
@@ -140,7 +142,7 @@ test_addrlist(void **state)
 		assert_int_equal(rc, 0);
 	}
 	check_addrs(&got, c->want);
-	sm_addrs_free(&got);
+	addr_list_free(&got);
 }
 
 /* ---------------------------------------------------------------- stdin */
@@ -338,7 +340,7 @@ static void
 test_t(void **state)
 {
 	const struct t_case *c = *state;
-	struct sm_addrs got = { 0 };
+	struct addr_list got = { 0 };
 	char err[256] = "", *out;
 	size_t len = strlen(c->msg), outlen, hlen;
 	bool blank;
@@ -353,20 +355,20 @@ test_t(void **state)
 	assert_int_equal(outlen, strlen(c->nobcc));
 	assert_int_equal(sm_header_has(c->msg, hlen, "From"), c->has_from);
 	free(out);
-	sm_addrs_free(&got);
+	addr_list_free(&got);
 }
 
 static void
 test_t_bad_address(void **state)
 {
 	const char *msg = "To: a@x.org, John Smith\n\n";
-	struct sm_addrs got = { 0 };
+	struct addr_list got = { 0 };
 	char err[256] = "";
 
 	assert_int_equal(sm_header_rcpts(msg, strlen(msg), "example.test", &got,
 	    err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "To"));
-	sm_addrs_free(&got);
+	addr_list_free(&got);
 }
 
 /* ------------------------------------------------------------------ From */
@@ -415,16 +417,16 @@ test_qualify(void **state)
 {
 	char *s;
 
-	s = sm_qualify("root", "example.test");
+	s = addr_qualify("root", "example.test");
 	assert_string_equal(s, "root@example.test");
 	free(s);
-	s = sm_qualify("a@b.org", "example.test");
+	s = addr_qualify("a@b.org", "example.test");
 	assert_string_equal(s, "a@b.org");
 	free(s);
-	s = sm_qualify("\"a@b\"", "example.test");
+	s = addr_qualify("\"a@b\"", "example.test");
 	assert_string_equal(s, "\"a@b\"@example.test");
 	free(s);
-	s = sm_qualify("root", NULL);
+	s = addr_qualify("root", NULL);
 	assert_string_equal(s, "root");
 	free(s);
 }
