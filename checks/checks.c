@@ -123,15 +123,25 @@ field_done(struct auth_check *ac)
 		const char *colon = memchr(f, ':', n);
 		char d[DOMAIN_MAX + 1];
 
+		const char *why = NULL;
+		enum from_domain st = FROM_DOMAIN_NONE;
+
 		ac->nfrom++;
 		dmarc_eval_free(ac->dmarc);
 		ac->dmarc = NULL;
 		ac->dmarc_done = false;
 		ac->res.from_domain[0] = '\0';
-		/* RFC 9989 4.4: exactly one From with one address */
-		if (ac->nfrom == 1 && colon != NULL &&
-		    addr_list_from_domain(colon + 1, n - (size_t)(colon + 1 - f),
-		    d, sizeof(d), NULL)) {
+		/* RFC 5322 3.6: one From field; RFC 9989: one Author Domain */
+		if (ac->nfrom > 1)
+			why = "several From fields";
+		else if (colon != NULL)
+			st = addr_list_from_domain(colon + 1,
+			    n - (size_t)(colon + 1 - f), d, sizeof(d), &why);
+		if (ac->nfrom > 1 || st == FROM_DOMAIN_SEVERAL ||
+		    st == FROM_DOMAIN_BAD)
+			str_copy(ac->res.from_problem, why,
+			    sizeof(ac->res.from_problem));
+		if (st == FROM_DOMAIN_ONE) {
 			str_copy(ac->res.from_domain, d, sizeof(ac->res.from_domain));
 			ac->dmarc = dmarc_eval_start(ac->r, d, dmarc_done, ac);
 		}

@@ -63,6 +63,11 @@ struct auth_results {
 	size_t ndkim;
 	enum auth_res dmarc;			/* NONE: no From domain or no record */
 	char from_domain[DOMAIN_MAX + 1];	/* header.from; "" when not exactly one */
+	/*
+	 * from_problem - "" or why the author is ambiguous: several From
+	 * fields, addresses in several domains, a From that does not parse
+	 */
+	char from_problem[64];
 	enum dmarc_p policy;			/* what applies to from_domain (p=, sp=, np=) */
 	bool testing;				/* the record says t=y (RFC 9989) */
 };

@@ -422,6 +422,16 @@ auth_policy(const struct auth_results *r, const struct config *c,
 	const char *own;
 	bool enforce = !c->dmarc_monitor;
 
+	/*
+	 * 0. one author (both modes): who the reader takes for the author
+	 * is what DMARC and the rule below judge, so it must be one domain
+	 */
+	if (r->from_problem[0] != '\0') {
+		snprintf(reply, size, "550 5.7.1 Message refused: %s (RFC 5322 "
+		    "3.6: one From field, one author domain)", r->from_problem);
+		return true;
+	}
+
 	/* 1. our own domains, envelope and header (both modes) */
 	if ((own = own_domain(c, mf_dom)) != NULL &&
 	    own_rule(r, own, mf_dom, reply, size))

@@ -372,38 +372,62 @@ addr_qualify(const char *addr, const char *domain)
 	return xasprintf("%s@%s", addr, domain);
 }
 
-bool
+/*
+ * dns_domain - the domain of addr as the name DNS knows, into key: no
+ * final dot, a U-label as its A-label, lower case; false when addr has
+ * no domain or one that is no DNS name
+ */
+static bool
+dns_domain(const char *addr, char *key, size_t size)
+{
+	const char *d = domain_of(addr);
+	char dom[DOMAIN_MAX + 2];
+	size_t len;
+	bool ok;
+
+	if (d == NULL || !str_copy(dom, d, sizeof(dom)))
+		return false;
+	if ((len = strlen(dom)) > 0 && dom[len - 1] == '.')
+		dom[--len] = '\0';
+	ok = addr_domain_key(dom, key, size) && dns_name_ok(key);
+	for (const char *p = key; ok && *p; p++)
+		ok = (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+		    *p == '-' || *p == '.' || *p == '_';
+	return ok;
+}
+
+enum from_domain
 addr_list_from_domain(const char *v, size_t n, char *out, size_t size,
     const char **why)
 {
 	struct addr_list a = { 0 };
-	const char *d, *reason = NULL;
-	char err[256], dom[DOMAIN_MAX + 2], key[DOMAIN_MAX + 1];
-	size_t len;
-	bool ok;
+	const char *reason = NULL;
+	char err[256], key[DOMAIN_MAX + 1], one[DOMAIN_MAX + 1] = "";
+	enum from_domain st = FROM_DOMAIN_NONE;
 
-	if (parse(v, n, NULL, true, &a, err, sizeof(err)) == -1)
+	if (parse(v, n, NULL, true, &a, err, sizeof(err)) == -1) {
+		st = FROM_DOMAIN_BAD;
 		reason = "a From that does not parse";
-	else if (a.n != 1)
-		reason = a.n ? "a From with several addresses" :
-		    "a From with no address";
-	else if ((d = domain_of(a.v[0])) == NULL)
-		reason = "a From without a domain";
-	else if (!str_copy(dom, d, sizeof(dom)))
-		reason = "a From without a valid domain";
-	addr_list_free(&a);
-	if (reason == NULL) {
-		/* the name DNS knows: no final dot, a U-label as its A-label */
-		if ((len = strlen(dom)) > 0 && dom[len - 1] == '.')
-			dom[--len] = '\0';
-		ok = addr_domain_key(dom, key, sizeof(key)) && dns_name_ok(key);
-		for (const char *p = key; ok && *p; p++)
-			ok = (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-			    *p == '-' || *p == '.' || *p == '_';
-		if (!ok || !str_copy(out, key, size))
-			reason = "a From without a valid domain";
 	}
-	if (reason != NULL && why != NULL)
+	for (size_t i = 0; st != FROM_DOMAIN_BAD && i < a.n; i++) {
+		if (!dns_domain(a.v[i], key, sizeof(key)))
+			continue;
+		if (one[0] != '\0' && strcmp(one, key) != 0) {
+			st = FROM_DOMAIN_SEVERAL;
+			reason = "a From with addresses in several domains";
+			break;
+		}
+		str_copy(one, key, sizeof(one));
+		st = FROM_DOMAIN_ONE;
+	}
+	addr_list_free(&a);
+	if (st == FROM_DOMAIN_ONE && !str_copy(out, one, size)) {
+		st = FROM_DOMAIN_NONE;
+		reason = "a From domain too long";
+	}
+	if (st == FROM_DOMAIN_NONE && reason == NULL)
+		reason = "a From without an address with a valid domain";
+	if (st != FROM_DOMAIN_ONE && why != NULL)
 		*why = reason;
-	return reason == NULL;
+	return st;
 }

@@ -30,28 +30,38 @@ void addr_list_free(struct addr_list *);
 int addr_list_parse(const char *s, size_t len, const char *domain,
     struct addr_list *out, char *err, size_t errsize);
 
+/* what addr_list_from_domain found */
+enum from_domain {
+	FROM_DOMAIN_ONE,	/* one domain, in out */
+	FROM_DOMAIN_NONE,	/* no address with a domain that is a DNS name */
+	FROM_DOMAIN_SEVERAL,	/* addresses in different domains */
+	FROM_DOMAIN_BAD,	/* the value does not parse */
+};
+
 /*
- * addr_list_from_domain - the domain of the one address of a From field's
- * value v[0..n), as a lower-case A-label (no final dot) in out, for
- * DMARC (RFC 9989: the Author Domain) and DKIM signing; false, with *why
- * set when why is not NULL, when the value does not parse, holds no
- * address or several, or the address has no domain or one that is no
- * DNS name (RFC 1035 2.3.4; letters, digits, '-', '_' and dots only, so
- * no domain literal).
+ * addr_list_from_domain - the one domain of the addresses of a From
+ * field's value v[0..n), as a lower-case A-label (no final dot) in out,
+ * for DMARC (RFC 9989: the Author Domain) and DKIM signing.  Anything
+ * but FROM_DOMAIN_ONE sets *why (when why is not NULL) to a reason.
  *
  * Read as RFC 5322 3.6.2 with RFC 6854: From is a mailbox-list or an
  * address-list, so a group counts by its members: "Team: a@x.org;" is
- * a@x.org, "undisclosed:;" has no address.  No address or several give
- * no domain, even when the several share one (RFC 9989: such a message
- * has no one Author Domain and is not evaluated).  A domain of one label
- * is taken ("a@localhost": RFC 5322 asks for no dot, and a top-level
- * domain can publish a DMARC record for itself).  One final dot is taken
- * and dropped ("a@example.org." is the DNS name example.org; RFC 5322 has
- * no such form, but mail readers show it as that domain, and refusing it
- * would let a message escape its DMARC policy).
+ * a@x.org, "undisclosed:;" has no address.  Several addresses in one
+ * domain give that domain (the reader sees only that domain as the
+ * author); in different domains, FROM_DOMAIN_SEVERAL (no one Author
+ * Domain: the mx role refuses it, doc/forwarding.md "Checks").  An
+ * address without a domain ("Doe, John <j@x.org>" reads as "Doe" and
+ * j@x.org) or with one that is no DNS name (RFC 1035 2.3.4; letters,
+ * digits, '-', '_' and dots only, so no domain literal) names no domain.
+ * A domain of one label is taken ("a@localhost": RFC 5322 asks for no
+ * dot, and a top-level domain can publish a DMARC record for itself).
+ * One final dot is taken and dropped ("a@example.org." is the DNS name
+ * example.org; RFC 5322 has no such form, but mail readers show it as
+ * that domain, and refusing it would let a message escape its DMARC
+ * policy).
  */
-bool addr_list_from_domain(const char *v, size_t n, char *out, size_t size,
-    const char **why);
+enum from_domain addr_list_from_domain(const char *v, size_t n, char *out,
+    size_t size, const char **why);
 
 /* addr_qualify - addr with "@domain" added when it has no domain (malloc'd) */
 char *addr_qualify(const char *addr, const char *domain);

@@ -94,8 +94,7 @@ queue_fix_headers(const char *msg, size_t len, const char *hostname,
  * field of the LF-form message msg[0..len), as a lower-case A-label in
  * out (DKIM signing, doc/queue.md "Signing"); NULL with why set when
  * there is no From, several, or one that addr_list_from_domain gives no
- * domain (with several addresses RFC 5322 3.6.2 wants a Sender, which we
- * do not guess from)
+ * one domain
  */
 const char *
 queue_from_domain(const char *msg, size_t len, char *out, size_t size,
@@ -125,8 +124,8 @@ queue_from_domain(const char *msg, size_t len, char *out, size_t size,
 	if (n != 1)
 		return (*why = n ? "several From fields" : "no From field", NULL);
 	colon = memchr(msg + fstart, ':', fend - fstart);
-	if (!addr_list_from_domain(colon + 1, (size_t)(msg + fend - colon - 1),
-	    out, size, why))
+	if (addr_list_from_domain(colon + 1, (size_t)(msg + fend - colon - 1),
+	    out, size, why) != FROM_DOMAIN_ONE)
 		return NULL;
 	return out;
 }

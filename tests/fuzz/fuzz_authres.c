@@ -80,7 +80,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	free(f.p);
 
 	why = NULL;
-	if (addr_list_from_domain(text, n, d, sizeof(d), &why)) {
+	if (addr_list_from_domain(text, n, d, sizeof(d), &why) ==
+	    FROM_DOMAIN_ONE) {
 		FUZZ_CHECK(dns_name_ok(d) && d[strlen(d) - 1] != '.');
 		for (const char *s = d; *s; s++)
 			FUZZ_CHECK(islower((unsigned char)*s) ||

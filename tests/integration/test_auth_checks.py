@@ -343,9 +343,20 @@ def test_a_one_member_group_or_a_final_dot_does_not_escape_dmarc(driver, zone, f
     assert local.startswith("550 5.7.1 "), local
 
 
-@pytest.mark.parametrize("frm", [b"undisclosed:;",
-                                 b"alice@example.test, bob@example.test"])
-def test_a_from_of_no_address_or_two_is_no_dmarc_domain(driver, zone, frm):
+@pytest.mark.parametrize("frm", [b"alice@example.test, bob@example.test",
+                                 b"Doe, John <alice@example.test>"])
+def test_several_addresses_of_one_domain_are_that_domain(driver, zone, frm):
+    """Two addresses of one domain, or a display name's unquoted comma
+    (read as a bare name beside the address): DMARC judges that domain."""
+    msg = MESSAGE.replace(b"Alice <alice@example.test>", frm)
+    field, local, _ = run(driver, zone.dns.port, msg, client="127.0.0.2")
+    assert results(field)["dmarc"] == ["fail"] and "p=reject" in field, field
+    assert "header.from=example.test" in field
+    assert local.startswith("550 5.7.1 "), local
+
+
+@pytest.mark.parametrize("frm", [b"undisclosed:;", b"alice@[127.0.0.1]"])
+def test_a_from_of_no_address_is_no_dmarc_domain(driver, zone, frm):
     msg = MESSAGE.replace(b"Alice <alice@example.test>", frm)
     field, _, _ = run(driver, zone.dns.port, msg, client="127.0.0.2")
     assert results(field)["dmarc"] == ["none"], field

@@ -205,6 +205,38 @@ def test_forged_own_domain_refused_forwarded(env):
     env.assert_no_bounce()
 
 
+@pytest.mark.parametrize("rcpt", ["alice@example.test", "fwd@example.test"])
+@pytest.mark.parametrize("from_fields", [
+    "From: Boss <boss@example.test>\nFrom: attacker@evil.test",
+    "From: Boss <boss@example.test>, attacker@evil.test",
+    "From: attacker@evil.test, Boss <boss@example.test>",
+], ids=["two-fields", "boss-first", "boss-second"])
+def test_forged_own_domain_beside_another_author_refused(env, rcpt, from_fields):
+    """The forged own domain hidden beside a second author (a second From
+    field, or a second address in another domain): a reader may see the
+    boss; no one Author Domain remains for DMARC, so the message is
+    refused, locally and before a forward's final dot."""
+    d = daemon(env)
+    msg = crlf("%s\nTo: whoever@example.test\nSubject: two authors\n"
+               "Message-ID: <two@checks.test>\n\nHello.\n" % from_fields)
+    out = transaction(d, "attacker@evil.test", [rcpt], msg)
+    assert_reply(out["eod"], "550 5.7.1")
+    if rcpt.startswith("fwd"):
+        assert_no_completed_message(env)
+    env.assert_no_bounce()
+
+
+def test_two_authors_of_one_domain_are_that_domain(env):
+    """Two addresses of one domain in one From: DMARC judges that domain
+    (reject.test publishes p=reject, nothing authenticates: 550)."""
+    d = daemon(env)
+    msg = crlf("From: a@reject.test, B <b@Reject.test>\nTo: whoever@example.test\n"
+               "Subject: two of one domain\n\nHello.\n")
+    out = transaction(d, "joe@reject.test", ["alice@example.test"], msg)
+    assert_reply(out["eod"], "550 5.7.1")
+    assert "DMARC for reject.test" in out["eod"], out["eod"]
+
+
 def test_spf_fail_refused_before_a_forward_but_not_before_a_routed_domain(env):
     """SPF fail, no DKIM, DMARC p=none: a forward refuses it (the target
     would see it as unauthenticated mail from us), a routed domain's own

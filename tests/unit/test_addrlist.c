@@ -17,11 +17,17 @@ struct from_case {
 	const char *value;	/* what follows "From:" */
 	size_t len;		/* 0: strlen(value) */
 	const char *want;	/* NULL: no domain */
+	enum from_domain st;	/* with want NULL: what was found */
 	const char *why;	/* with want NULL: the reason given */
 	const char *bug;
 };
 
-#define NONE(v, w)	.value = (v), .why = (w)
+#define NOVALID	"a From without an address with a valid domain"
+#define NONE(v)		.value = (v), .st = FROM_DOMAIN_NONE, .why = NOVALID
+#define BAD(v)		.value = (v), .st = FROM_DOMAIN_BAD, \
+			.why = "a From that does not parse"
+#define SEVERAL(v)	.value = (v), .st = FROM_DOMAIN_SEVERAL, \
+			.why = "a From with addresses in several domains"
 #define LABEL63	"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 
 static const struct from_case from_cases[] = {
@@ -51,57 +57,53 @@ static const struct from_case from_cases[] = {
 	  .value = " Team: Alice <alice@Example.test>;", .want = "example.test" },
 	{ .label = "from: group with one member, unterminated",
 	  .value = " Team: alice@example.test", .want = "example.test" },
-	{ .label = "from: empty group", NONE(" undisclosed-recipients:;",
-	  "a From with no address") },
-	{ .label = "from: group with two members",
-	  NONE(" Team: a@example.test, b@example.test;",
-	  "a From with several addresses") },
-	{ .label = "from: two addresses",
-	  NONE(" a@example.test, b@other.test", "a From with several addresses") },
+	{ .label = "from: empty group", NONE(" undisclosed-recipients:;") },
+	{ .label = "from: group with two members of one domain",
+	  .value = " Team: a@example.test, b@Example.test;", .want = "example.test" },
+	{ .label = "from: group with members in two domains",
+	  SEVERAL(" Team: a@example.test, b@other.test;") },
+	{ .label = "from: two addresses in two domains",
+	  SEVERAL(" a@example.test, b@other.test") },
 	{ .label = "from: two addresses of one domain",
-	  NONE(" a@example.test, b@example.test", "a From with several addresses") },
+	  .value = " a@example.test, b@EXAMPLE.test.", .want = "example.test" },
+	{ .label = "from: an unquoted comma in the display name",
+	  .value = " Doe, John <john@example.test>", .want = "example.test" },
+	{ .label = "from: a domain literal beside an address",
+	  .value = " a@[192.0.2.1], b@example.test", .want = "example.test" },
 	{ .label = "from: an empty list element (obs-mbox-list)",
 	  .value = " a@example.test, ", .want = "example.test" },
-	{ .label = "from: no @", NONE(" alice", "a From without a domain") },
+	{ .label = "from: no @", NONE(" alice") },
 	{ .label = "from: no @, quoted local part with @ inside",
-	  NONE(" \"alice@example.test\"", "a From without a domain") },
+	  NONE(" \"alice@example.test\"") },
 	{ .label = "from: trailing dot", .value = " a@Example.test.",
 	  .want = "example.test" },
 	{ .label = "from: trailing dot in an angle address",
 	  .value = " A <a@example.test.> (x)", .want = "example.test" },
 	{ .label = "from: two trailing dots",
-	  NONE(" a@example.test..", "a From that does not parse") },
+	  BAD(" a@example.test..") },
 	{ .label = "from: only a dot after @",
-	  NONE(" a@.", "a From that does not parse") },
-	{ .label = "from: garbage", NONE(" <<a@example.test>",
-	  "a From that does not parse") },
-	{ .label = "from: garbage, two words", NONE(" John Smith",
-	  "a From that does not parse") },
+	  BAD(" a@.") },
+	{ .label = "from: garbage", BAD(" <<a@example.test>") },
+	{ .label = "from: garbage, two words", BAD(" John Smith") },
 	{ .label = "from: garbage after the angle address",
-	  NONE(" <a@example.test> junk", "a From that does not parse") },
-	{ .label = "from: unclosed angle", NONE(" Alice <alice@example.test",
-	  "a From that does not parse") },
-	{ .label = "from: unclosed comment", NONE(" alice@example.test (x",
-	  "a From that does not parse") },
-	{ .label = "from: empty", NONE("", "a From with no address") },
+	  BAD(" <a@example.test> junk") },
+	{ .label = "from: unclosed angle", BAD(" Alice <alice@example.test") },
+	{ .label = "from: unclosed comment", BAD(" alice@example.test (x") },
+	{ .label = "from: empty", NONE("") },
 	{ .label = "from: a NUL in the domain (fuzz_authres)",
-	  NONE(" a@b\0.x.test", "a From that does not parse"), .len = 12 },
+	  BAD(" a@b\0.x.test"), .len = 12 },
 	{ .label = "from: a NUL in a quoted local part",
-	  NONE(" \"a\0\"@x.test", "a From that does not parse"), .len = 12 },
+	  BAD(" \"a\0\"@x.test"), .len = 12 },
 	{ .label = "from: source route", .value = " <@relay.test:a@example.test>",
 	  .want = "example.test" },
 	{ .label = "from: single label", .value = " alice@LocalHost",
 	  .want = "localhost" },
-	{ .label = "from: domain literal", NONE(" a@[192.0.2.1]",
-	  "a From without a valid domain") },
-	{ .label = "from: bad characters", NONE(" alice@exa$mple.test",
-	  "a From without a valid domain") },
-	{ .label = "from: bad UTF-8", NONE(" a@b\xff\xfe.example",
-	  "a From without a valid domain") },
+	{ .label = "from: domain literal", NONE(" a@[192.0.2.1]") },
+	{ .label = "from: bad characters", NONE(" alice@exa$mple.test") },
+	{ .label = "from: bad UTF-8", NONE(" a@b\xff\xfe.example") },
 	{ .label = "from: a label of 63", .value = " a@" LABEL63 ".test",
 	  .want = LABEL63 ".test" },
-	{ .label = "from: a label of 64", NONE(" a@" LABEL63 "a.test",
-	  "a From without a valid domain") },
+	{ .label = "from: a label of 64", NONE(" a@" LABEL63 "a.test") },
 };
 
 static void
@@ -110,19 +112,20 @@ run_from_case(void **state)
 	const struct from_case *c = *state;
 	char d[DOMAIN_MAX + 1];
 	const char *why = NULL;
-	bool ok;
+	enum from_domain st;
 
 	UNIT_BUG(c);
-	ok = addr_list_from_domain(c->value, c->len ? c->len : strlen(c->value),
+	st = addr_list_from_domain(c->value, c->len ? c->len : strlen(c->value),
 	    d, sizeof(d), &why);
 	if (c->want == NULL) {
-		if (ok)
+		if (st == FROM_DOMAIN_ONE)
 			fail_msg("got %s, want none", d);
+		assert_int_equal(st, c->st);
 		assert_non_null(why);
 		assert_string_equal(why, c->why);
 		return;
 	}
-	if (!ok)
+	if (st != FROM_DOMAIN_ONE)
 		fail_msg("got none (%s), want %s", why, c->want);
 	assert_string_equal(d, c->want);
 }
@@ -133,9 +136,10 @@ test_from_small_out(void **state)
 {
 	char d[8];
 
-	assert_false(addr_list_from_domain(" a@example.test", 15, d, sizeof(d),
-	    NULL));
-	assert_true(addr_list_from_domain(" a@x.test", 9, d, sizeof(d), NULL));
+	assert_int_equal(addr_list_from_domain(" a@example.test", 15, d,
+	    sizeof(d), NULL), FROM_DOMAIN_NONE);
+	assert_int_equal(addr_list_from_domain(" a@x.test", 9, d, sizeof(d),
+	    NULL), FROM_DOMAIN_ONE);
 	assert_string_equal(d, "x.test");
 }
 
