@@ -1,0 +1,204 @@
+"""Content filters over milter (issue 18, doc/filters.md).
+
+A real milter on pymilter (python3-milter, peers/pymilter_filter.py) on a
+unix socket: its reject and tempfail at MAIL, at RCPT and after the final
+dot are the client's replies, with its own text; its header changes (add,
+insert at the top, change, remove) are in the delivered copy; the macros
+and the message it was given are what Postfix gives.  A milter that is
+not there, or never answers, behaves as milter_default_action says.
+"""
+
+import json
+import os
+import re
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from harness import check, sample_message, smtp_client, wait_until, split_delivered
+
+PYTHON = "/usr/bin/python3"
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def have_pymilter():
+    return subprocess.run([PYTHON, "-c", "import Milter"],
+                          capture_output=True).returncode == 0
+
+
+pytestmark = pytest.mark.skipif(not have_pymilter(),
+                                reason="python3-milter is not installed")
+
+
+class PyMilter:
+    """peers/pymilter_filter.py on a unix socket in dir."""
+
+    def __init__(self, dir):
+        self.path = os.path.join(str(dir), "pymilter.sock")
+        self.log_path = os.path.join(str(dir), "pymilter.log")
+        self.proc = subprocess.Popen(
+            [PYTHON, os.path.join(HERE, "peers", "pymilter_filter.py"),
+             "unix:" + self.path, self.log_path],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        wait_until(lambda: os.path.exists(self.path), 10,
+                   what="the pymilter socket")
+
+    def records(self):
+        if not os.path.exists(self.log_path):
+            return []
+        with open(self.log_path) as f:
+            return [json.loads(l) for l in f if l.strip()]
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def pymilter(tmp_path):
+    m = PyMilter(tmp_path)
+    yield m
+    m.stop()
+
+
+class SilentMilter:
+    """A milter socket that accepts and never answers (a hung filter)."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        self.stopping = False
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        self.sock.settimeout(0.2)
+        while not self.stopping:
+            try:
+                c, _ = self.sock.accept()
+                self.conns.append(c)
+            except OSError:
+                continue
+
+    def stop(self):
+        self.stopping = True
+        self.thread.join(5)
+        for c in self.conns:
+            c.close()
+        self.sock.close()
+
+
+def milter_conf(*addresses, extra=""):
+    return "".join("milter %s\n" % a for a in addresses) + extra
+
+
+def test_milter_header_changes_reach_the_local_copy(chamoisd, pymilter):
+    d = chamoisd(extra_conf=milter_conf("unix:" + pymilter.path))
+    msg = sample_message("please change this", extra_headers=[
+        "X-Delete-Me: gone soon", "X-Keep: kept"])
+    with smtp_client(d) as s:
+        check(s.mail("sender@remote.test"), 250, "2.1.0")
+        check(s.rcpt("alice@example.test"), 250, "2.1.5")
+        check(s.data(msg), 250, "2.0.0")
+    got = d.wait_messages("alice@example.test")[0]
+    _, rest = split_delivered(got)
+    head = rest.split(b"\n\n", 1)[0].decode()
+    lines = head.split("\n")
+    assert lines[0] == "X-Milter-Top: first", head
+    assert "X-Milter: seen" in lines, head
+    assert "Subject: [filtered] please change this" in lines, head
+    assert not any(l.startswith("X-Delete-Me") for l in lines), head
+    assert "X-Keep: kept" in lines, head
+    # the body untouched
+    assert rest.split(b"\n\n", 1)[1] == msg.replace(b"\r\n", b"\n").split(b"\n\n", 1)[1]
+    # what the milter was given: Postfix's macros, the body in CRLF form
+    rec = [r for r in pymilter.records() if r["event"] == "accept"][0]
+    assert rec["macros"]["client_addr"] == "127.0.0.1"
+    assert rec["macros"]["j"] == "mx.example.test"
+    assert rec["macros"]["helo"] == "client.remote.test"
+    assert rec["macros"]["mail_addr"] == "sender@remote.test"
+    assert rec["macros"]["rcpt_addr"] == "alice@example.test"
+    txid = re.search(r" ([0-9a-f]{16}\.1) smtp mail from=", d.log()).group(1)
+    assert rec["macros"]["i"] == txid
+    assert rec["mail"] == "<sender@remote.test>"
+    assert rec["rcpts"] == ["<alice@example.test>"]
+    assert ["Subject", "please change this"] in rec["headers"]
+    assert "\r\n" in rec["body"] and ".a line that starts with a dot\r\n" in rec["body"]
+    assert "milter unix:%s header changes=4" % pymilter.path in d.log()
+
+
+def test_milter_rejects_and_tempfails_after_the_final_dot(chamoisd, pymilter):
+    d = chamoisd(extra_conf=milter_conf("unix:" + pymilter.path))
+    with smtp_client(d) as s:
+        check(s.mail("sender@remote.test"), 250, "2.1.0")
+        check(s.rcpt("alice@example.test"), 250, "2.1.5")
+        msg = check(s.data(sample_message("please reject me")), 554, "5.7.1")
+        assert "Spam is not welcome here" in msg
+        # the session goes on: the next message is filtered afresh
+        check(s.mail("sender@remote.test"), 250, "2.1.0")
+        check(s.rcpt("alice@example.test"), 250, "2.1.5")
+        msg = check(s.data(sample_message("please tempfail me")), 451, "4.7.1")
+        assert "Try later, filter busy" in msg
+        check(s.mail("sender@remote.test"), 250, "2.1.0")
+        check(s.rcpt("alice@example.test"), 250, "2.1.5")
+        check(s.data(sample_message("a clean one")), 250, "2.0.0")
+    got = d.wait_messages("alice@example.test")
+    assert len(got) == 1 and b"Subject: a clean one" in got[0]
+    assert "X-Milter: seen" in got[0].decode()
+    assert 'step=eom result="554 5.7.1 Spam is not welcome here"' in d.log()
+
+
+def test_milter_refuses_at_mail_and_at_rcpt(chamoisd, pymilter):
+    d = chamoisd(extra_conf=milter_conf("unix:" + pymilter.path))
+    with smtp_client(d) as s:
+        msg = check(s.mail("tempfail-mail@remote.test"), 451, "4.7.1")
+        assert "Not now from you" in msg
+        check(s.mail("sender@remote.test"), 250, "2.1.0")
+        msg = check(s.rcpt("refuse-rcpt@example.test"), 550, "5.7.1")
+        assert "This recipient is filtered" in msg
+        check(s.rcpt("alice@example.test"), 250, "2.1.5")
+        check(s.data(sample_message("after the refusals")), 250, "2.0.0")
+    assert len(d.wait_messages("alice@example.test")) == 1
+
+
+@pytest.mark.parametrize("action", ["tempfail", "accept", None])
+def test_dead_milter_follows_the_default_action(chamoisd, tmp_path, action):
+    extra = "milter_default_action %s\n" % action if action else ""
+    d = chamoisd(extra_conf=milter_conf("unix:%s/nobody-here.sock" % tmp_path,
+                                        extra=extra))
+    with smtp_client(d) as s:
+        if action == "accept":
+            check(s.mail("sender@remote.test"), 250, "2.1.0")
+            check(s.rcpt("alice@example.test"), 250, "2.1.5")
+            check(s.data(sample_message("no filter to ask")), 250, "2.0.0")
+        else:
+            # the default is tempfail
+            check(s.mail("sender@remote.test"), 451, "4.7.1")
+    if action == "accept":
+        assert len(d.wait_messages("alice@example.test")) == 1
+    else:
+        assert d.message_files("alice@example.test") == []
+    assert "milter unix:%s/nobody-here.sock failed" % tmp_path in d.log()
+
+
+def test_hung_milter_times_out_into_the_default_action(chamoisd):
+    hung = SilentMilter()
+    try:
+        d = chamoisd(extra_conf=milter_conf(
+            "127.0.0.1:%d" % hung.port,
+            extra="milter_connect_timeout 1s\nmilter_command_timeout 1s\n"))
+        with smtp_client(d) as s:
+            check(s.mail("sender@remote.test"), 451, "4.7.1")
+        assert 'reason="timeout"' in d.log()
+    finally:
+        hung.stop()
