@@ -19,6 +19,7 @@ import time
 import pytest
 
 from harness import check, sample_message, smtp_client, wait_until, split_delivered
+from peers.remote import assert_reply, fwd_env, transaction  # noqa: F401
 
 PYTHON = "/usr/bin/python3"
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -202,3 +203,85 @@ def test_hung_milter_times_out_into_the_default_action(chamoisd):
         assert 'reason="timeout"' in d.log()
     finally:
         hung.stop()
+
+
+FWD_ALIASES = {"fwd@example.test": ["carol@remote.test"]}
+
+
+def test_forward_carries_the_header_changes(fwd_env, pymilter):
+    r = fwd_env.remote("remote.test")
+    d = fwd_env.daemon(aliases=FWD_ALIASES, extra_conf=milter_conf(
+        "unix:" + pymilter.path, extra="forward_data_budget 20s\n"))
+    msg = sample_message("please change me", extra_headers=["X-Delete-Me: x"])
+    out = transaction(d, "joe@sender.test", ["fwd@example.test"], msg)
+    assert_reply(out["eod"], "250")
+    [tx] = r.delivered()
+    content = tx.content.replace(b"\r\n", b"\n").decode()
+    head = content.split("\n\n", 1)[0]
+    lines = head.split("\n")
+    # above our Received only the checks' field; the milters' top field below it
+    rcv = [i for i, l in enumerate(lines) if l.startswith("Received: ")][0]
+    assert rcv < lines.index("X-Milter-Top: first") < lines.index("From: Sender <sender@remote.test>"), head
+    assert "X-Milter: seen" in lines, head
+    assert "Subject: [filtered] please change me" in lines, head
+    assert "X-Delete-Me" not in head, head
+
+
+def test_forward_gets_no_final_dot_when_a_milter_rejects(fwd_env, pymilter):
+    r = fwd_env.remote("remote.test")
+    d = fwd_env.daemon(aliases=FWD_ALIASES, extra_conf=milter_conf(
+        "unix:" + pymilter.path))
+    out = transaction(d, "joe@sender.test", ["fwd@example.test"],
+                      sample_message("please reject me"))
+    assert_reply(out["eod"], "554 5.7.1", "Spam is not welcome here")
+    # the target saw RCPT, never a completed message
+    assert r.transactions() and r.completed_data() == []
+    fwd_env.assert_no_bounce()
+
+
+def test_opendkim_signs_what_submission_queues(fwd_env, tmp_path):
+    """OpenDKIM (Debian's opendkim, mode s) as a signing milter on the
+    submission role: the message the queue delivers carries its
+    DKIM-Signature, which dkimpy verifies with the key in DNS."""
+    import dkim
+    from peers.sasl import ALICE, USERS, submission_daemon
+    from peers.queue_util import wait_ready
+    from test_dkim_sign import dnsfunc_for, genkey, txt_record, submitted
+    from harness import crlf
+
+    if not os.path.exists("/usr/sbin/opendkim"):
+        pytest.skip("opendkim is not installed")
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    r = fwd_env.remote("remote.test")
+    txt_record(fwd_env.dns, "milter", "rsa", genkey(keys / "milter.pem", "rsa"))
+    os.chmod(keys / "milter.pem", 0o600)
+    sock = tmp_path / "opendkim.sock"
+    conf = tmp_path / "opendkim.conf"
+    conf.write_text("Syslog no\nBackground no\nMode s\nDomain example.test\n"
+                    "Selector milter\nKeyFile %s\nSocket local:%s\n"
+                    "Canonicalization relaxed/relaxed\nInternalHosts 127.0.0.1\n"
+                    "RequireSafeKeys false\nPidFile %s\n"
+                    % (keys / "milter.pem", sock, tmp_path / "od.pid"))
+    od = subprocess.Popen(["/usr/sbin/opendkim", "-f", "-x", str(conf)],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: os.path.exists(sock), 10, what="the opendkim socket")
+        sub = submission_daemon(fwd_env.daemon, tmp_path / "sasl",
+                                extra_conf=milter_conf("unix:%s" % sock))
+        wait_ready(sub.d)
+        s = sub.smtp_tls()
+        try:
+            s.login(ALICE, USERS[ALICE])
+            msg = submitted(sub, ALICE, "carol@remote.test", "signed by a milter")
+            assert s.sendmail(ALICE, ["carol@remote.test"], crlf(msg),
+                              mail_options=["BODY=8BITMIME"]) == {}
+        finally:
+            s.quit()
+        wait_until(lambda: len(r.delivered()) >= 1, 30, what="delivery")
+        content = r.delivered()[0].content
+        assert b"DKIM-Signature:" in content and b"s=milter" in content, content[:2000]
+        assert dkim.verify(content, dnsfunc=dnsfunc_for(fwd_env.dns.port)), content[:3000]
+    finally:
+        od.terminate()
+        od.wait(10)
