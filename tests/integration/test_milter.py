@@ -285,3 +285,113 @@ def test_opendkim_signs_what_submission_queues(fwd_env, tmp_path):
     finally:
         od.terminate()
         od.wait(10)
+
+
+# --------------------------------------------------------------------------
+# rspamd (Debian's rspamd, its proxy in milter mode, scanning by itself):
+# the config doc/filters.md shows, here on loopback with no redis, no
+# controller, no rules or maps from the network (only the milter_headers
+# plugin, a dead DNS server), so what it decides comes from its own core:
+# GTUBE is rejected, a clean message gets its headers.
+
+GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+
+RSPAMD_CONF = """\
+options {
+  pidfile = "%(dir)s/rspamd.pid";
+  filters = "";
+  dns { nameserver = ["127.0.0.1:%(dns)d"]; timeout = 1s; retransmits = 1; }
+}
+logging { type = "file"; filename = "%(dir)s/rspamd.log"; level = "info"; }
+modules { path = "%(dir)s/plugins"; }
+actions { reject = 15; add_header = 6; }
+milter_headers {
+  use = ["x-spamd-result", "x-spam-status"];
+  skip_local = false;
+  skip_authenticated = false;
+}
+worker "rspamd_proxy" {
+  bind_socket = "127.0.0.1:%(port)d";
+  milter = yes;
+  timeout = 60s;
+  upstream "local" { default = yes; self_scan = yes; }
+  count = 1;
+}
+"""
+
+
+class Rspamd:
+    def __init__(self, dir):
+        from harness import dead_port, free_port, port_accepts
+        self.dir = dir
+        self.port = free_port()
+        (dir / "plugins").mkdir(parents=True)
+        (dir / "db").mkdir()
+        os.symlink("/usr/share/rspamd/plugins/milter_headers.lua",
+                   dir / "plugins" / "milter_headers.lua")
+        conf = dir / "rspamd.conf"
+        conf.write_text(RSPAMD_CONF % {"dir": dir, "port": self.port,
+                                       "dns": dead_port()})
+        self.proc = subprocess.Popen(
+            ["/usr/bin/rspamd", "-f", "-i", "-u", "root", "-g", "root",
+             "-c", str(conf), "--var=DBDIR=%s/db" % dir, "--var=RUNDIR=%s" % dir,
+             "--var=LOGDIR=%s" % dir],
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, cwd=str(dir))
+        try:
+            # it compiles its TLD list and language models first (bounded)
+            wait_until(lambda: self.proc.poll() is None and
+                       port_accepts("127.0.0.1", self.port, 0.5), 90,
+                       what="rspamd's milter port")
+        except AssertionError:
+            self.stop()
+            raise
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def rspamd(tmp_path_factory):
+    if not os.path.exists("/usr/bin/rspamd"):
+        pytest.skip("rspamd is not installed")
+    r = Rspamd(tmp_path_factory.mktemp("rspamd"))
+    yield r
+    r.stop()
+
+
+def test_rspamd_rejects_gtube_and_passes_clean_mail(chamoisd, rspamd):
+    d = chamoisd(extra_conf=milter_conf("127.0.0.1:%d" % rspamd.port))
+    with smtp_client(d) as s:
+        check(s.mail("sender@remote.test"), 250, "2.1.0")
+        check(s.rcpt("alice@example.test"), 250, "2.1.5")
+        code, text = s.data(sample_message("buy now", body="Hello\n%s\n" % GTUBE))
+        assert code // 100 == 5, (code, text)
+        check(s.mail("sender@remote.test"), 250, "2.1.0")
+        check(s.rcpt("alice@example.test"), 250, "2.1.5")
+        check(s.data(sample_message("lunch on friday")), 250, "2.0.0")
+    [got] = d.wait_messages("alice@example.test")
+    assert b"Subject: lunch on friday" in got
+    # rspamd's own headers on the clean one
+    assert re.search(rb"\nX-Spamd-Result: default: False \[", got), got[:3000]
+    assert b"\nX-Spam-Status: No" in got, got[:3000]
+
+
+def test_rspamd_gtube_on_a_forward_reaches_no_final_dot(fwd_env, rspamd):
+    r = fwd_env.remote("remote.test")
+    d = fwd_env.daemon(aliases=FWD_ALIASES, extra_conf=milter_conf(
+        "127.0.0.1:%d" % rspamd.port))
+    out = transaction(d, "joe@sender.test", ["fwd@example.test"],
+                      sample_message("buy now", body="Hello\n%s\n" % GTUBE))
+    assert out["eod"] is not None and out["eod"].startswith("5"), out
+    assert r.transactions() and r.completed_data() == []
+    out = transaction(d, "joe@sender.test", ["fwd@example.test"],
+                      sample_message("lunch on friday"))
+    assert_reply(out["eod"], "250")
+    [tx] = r.delivered()
+    assert b"X-Spamd-Result: default: False" in tx.content.replace(b"\r\n", b"\n"), tx.content[:3000]
+    fwd_env.assert_no_bounce()
