@@ -17,6 +17,7 @@
  * milter that cannot be reached, times out or breaks the protocol means
  * milter_default_action: tempfail (451 4.7.1) or accept (skipped).
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@
 #include "../common/log.h"
 #include "../common/util.h"
 #include "../smtpd/headedit.h"
+#include "../queue/queue.h"
 #include "../smtpd/smtpd.h"
 #include "engine.h"
 #include "milter.h"
@@ -128,6 +130,68 @@ step_name(enum fstep st)
 	return names[st];
 }
 
+/* quarantine_reason - the first milter's that asked to quarantine the message */
+static const char *
+quarantine_reason(const struct fsess *f)
+{
+	for (size_t i = 0; i < f->n; i++)
+		if (!milter_failed(f->m[i]) && milter_quarantine(f->m[i]) != NULL)
+			return milter_quarantine(f->m[i]);
+	return NULL;
+}
+
+/* quarantined - the message is in the quarantine folder (or not: error) */
+static void
+quarantined(void *arg, int error, const char *id)
+{
+	uint64_t *sid = arg;
+	struct smtpd_session *s = smtpd_session_find(*sid);
+
+	free(sid);
+	if (s == NULL)
+		return;		/* it stays quarantined all the same */
+	if (error != 0) {
+		errno = error;
+		log_warn("%s milter quarantine failed", smtpd_tx_id(s));
+		smtpd_filter_answer(s, store_error_reply(error));
+		return;
+	}
+	log_info("%s milter quarantine id=%s", smtpd_tx_id(s), id);
+	/* as Postfix holds: the sender is not told (doc/filters.md) */
+	smtpd_filter_kept(s, "quarantined", "250 2.0.0 Ok: queued as %s", id);
+}
+
+/*
+ * quarantine - a milter asked to quarantine the message: it goes, with
+ * the header changes, to queue_dir/quarantine (queue_quarantine) and
+ * nowhere else
+ */
+static void
+quarantine(struct fsess *f, struct smtpd_session *s, const char *why)
+{
+	const struct config *c = smtpd_session_config(s);
+	struct queue_msg *m = xcalloc(1, sizeof(*m));
+	struct body *b = xcalloc(1, sizeof(*b));
+	char *const *rcpts;
+	char reason[LOG_ESC(REPLY_LINE_MAX)];
+	uint64_t *sid = xmalloc(sizeof(*sid));
+
+	log_text(reason, sizeof(reason), why);
+	m->sender = xstrdup(smtpd_tx_sender(s));
+	m->owner = xstrdup("");
+	m->uid = -1;
+	m->smtputf8 = smtpd_tx_smtputf8(s) || smtpd_tx_header_non_ascii(s);
+	m->body8bit = smtpd_tx_body8bit(s);
+	rcpts = smtpd_tx_rcpts(s, &m->nrcpts);
+	m->rcpts = xcalloc(m->nrcpts, sizeof(*m->rcpts));
+	for (size_t i = 0; i < m->nrcpts; i++)
+		m->rcpts[i].orig = xstrdup(rcpts[i]);
+	smtpd_filter_take_body(s, b);
+	log_info("%s milter quarantine reason=\"%s\"", smtpd_tx_id(s), reason);
+	*sid = f->sid;
+	queue_quarantine(m, b, c->queue_dir, reason, quarantined, sid);
+}
+
 /*
  * finish - the step went through every milter (or was refused): hand
  * the answer the engine waits for, and go on with what is due
@@ -166,6 +230,10 @@ finish(struct fsess *f, struct smtpd_session *s)
 		break;
 	case FS_EOM:
 		f->end_due = false;
+		if (!refusal[0] && quarantine_reason(f) != NULL) {
+			quarantine(f, s, quarantine_reason(f));
+			return;
+		}
 		smtpd_filter_answer(s, refusal[0] ? refusal : NULL);
 		return;
 	case FS_NONE:

@@ -660,6 +660,13 @@ expand(struct queue_msg *m)
 	m->nrcpts = n;
 }
 
+/* queue_expand - see queue.h */
+void
+queue_expand(struct queue_msg *m)
+{
+	expand(m);
+}
+
 /* has_remote - a recipient is delivered to another server */
 static bool
 has_remote(const struct queue_msg *m)

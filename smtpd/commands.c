@@ -238,7 +238,8 @@ static void
 tx_outcomes(struct smtpd_session *s, const char *reply)
 {
 	struct smtpd_tx *tx = s->tx;
-	const char *status = reply[0] == '2' ? tx->route->outcome : "refused";
+	const char *status = reply[0] != '2' ? "refused" : tx->kept_status ?
+	    tx->kept_status : tx->route->outcome;
 
 	for (size_t i = 0; status != NULL && i < tx->nrcpts; i++)
 		log_outcome(tx->id, tx->rcpts[i], tx->relay, tx->since, NULL,
@@ -981,6 +982,52 @@ filter_end(struct smtpd_session *s, const char *refusal, bool later)
 	s->in_route--;
 }
 
+/* head_commit - the header section as the filters left it: every copy gets it */
+static void
+head_commit(struct smtpd_tx *tx)
+{
+	if (tx->head != NULL && tx->store_errno == 0 && tx->body.edit == NULL &&
+	    body_replace(&tx->body, strlen(tx->received), tx->head_old,
+	    tx->head, tx->head_len) == -1)
+		tx->store_errno = errno ? errno : EIO;
+}
+
+/* smtpd_filter_take_body - see route.h */
+void
+smtpd_filter_take_body(struct smtpd_session *s, struct body *out)
+{
+	smtpd_loop_only();
+	head_commit(s->tx);
+	smtpd_tx_take_body(s, out);
+}
+
+/* smtpd_filter_kept - see route.h */
+void
+smtpd_filter_kept(struct smtpd_session *s, const char *status,
+    const char *fmt, ...)
+{
+	struct smtpd_tx *tx = s->tx;
+	char line[REPLY_LINE_MAX];
+	va_list ap;
+
+	smtpd_loop_only();
+	if (tx == NULL || tx->filter_wait != FW_END) {
+		log_warnx("%s smtp filters kept no message", s->idstr);
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	tx->filter_wait = FW_NONE;
+	tx->kept_status = status;
+	str_copy(tx->relay, "none", sizeof(tx->relay));
+	tx_outcomes(s, line);
+	smtpd_reply(s, "%s", line);
+	tx_end(s);
+	if (!s->in_route)
+		smtpd_resume(s);
+}
+
 /* smtpd_filter_answer - see route.h */
 void
 smtpd_filter_answer(struct smtpd_session *s, const char *refusal)
@@ -1026,11 +1073,8 @@ smtpd_filter_answer(struct smtpd_session *s, const char *refusal)
 		return;
 	}
 	tx->filter_wait = FW_NONE;
-	/* the header section as the filters left it: every copy gets it */
-	if (refusal == NULL && tx->head != NULL && tx->store_errno == 0 &&
-	    body_replace(&tx->body, strlen(tx->received), tx->head_old,
-	    tx->head, tx->head_len) == -1)
-		tx->store_errno = errno ? errno : EIO;
+	if (refusal == NULL)
+		head_commit(tx);
 	route_end(s, refusal != NULL ? refusal : tx->store_errno ?
 	    store_error_reply(tx->store_errno) : NULL, !s->in_route);
 }

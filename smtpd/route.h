@@ -362,6 +362,20 @@ bool smtpd_tx_header_change(struct smtpd_session *, const char *name,
  */
 const char *smtpd_tx_header_edited(const struct smtpd_session *, size_t *len,
     uint64_t *old_len);
+/*
+ * smtpd_filter_take_body - while ops->end is answered: the kept message
+ * with the header changes made (our Received first), for a filter that
+ * keeps it itself (a quarantine); the caller owns it from now on
+ */
+void smtpd_filter_take_body(struct smtpd_session *, struct body *out);
+/*
+ * smtpd_filter_kept - the answer to ops->end when the filter kept the
+ * message itself: reply (a 2xx, printf-style) ends the transaction, each
+ * recipient's outcome line says status (e.g. "quarantined"), and no
+ * route's end runs (nothing is delivered or forwarded)
+ */
+void smtpd_filter_kept(struct smtpd_session *, const char *status,
+    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* smtpd_tx_filtered - filters run on this transaction (they may change it) */
 bool smtpd_tx_filtered(const struct smtpd_session *);
 

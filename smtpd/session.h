@@ -77,6 +77,7 @@ struct smtpd_tx {
 	char *head;			/* the header section, once edited */
 	size_t head_len;
 	uint64_t head_old;		/* the length of the one it replaces */
+	const char *kept_status;	/* a filter kept the message: its status= */
 	char *auth_results;		/* the checks' Authentication-Results */
 	char **rcpts;			/* RCPT addresses accepted, as given */
 	size_t nrcpts;

@@ -20,6 +20,7 @@ import pytest
 
 from harness import check, sample_message, smtp_client, wait_until, split_delivered
 from peers.remote import assert_reply, fwd_env, transaction  # noqa: F401
+from peers.queue_util import qbins  # noqa: F401
 
 PYTHON = "/usr/bin/python3"
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -395,3 +396,26 @@ def test_rspamd_gtube_on_a_forward_reaches_no_final_dot(fwd_env, rspamd):
     [tx] = r.delivered()
     assert b"X-Spamd-Result: default: False" in tx.content.replace(b"\r\n", b"\n"), tx.content[:3000]
     fwd_env.assert_no_bounce()
+
+
+def test_quarantined_message_is_held_listed_and_released(chamoisd, pymilter, qbins):
+    from peers.queue_util import ctl_ok
+    d = chamoisd(extra_conf=milter_conf("unix:" + pymilter.path))
+    with smtp_client(d) as s:
+        check(s.mail("sender@remote.test"), 250, "2.1.0")
+        check(s.rcpt("alice@example.test"), 250, "2.1.5")
+        msg = check(s.data(sample_message("please quarantine this")), 250, "2.0.0")
+    qid = re.search(r"queued as ([0-9a-f]{16})", msg).group(1)
+    # held: no copy delivered, one in the folder
+    assert d.message_files("alice@example.test") == []
+    assert "status=quarantined" in d.log()
+    listing = ctl_ok(qbins, d, "quarantine")
+    assert listing.startswith(qid + " "), listing
+    assert 'reason="held by the test filter"' in listing, listing
+    assert "from=<sender@remote.test>" in listing and "to=<alice@example.test>" in listing
+    # released: the queue delivers it, with the milter's header changes
+    ctl_ok(qbins, d, "quarantine", "release", qid)
+    [got] = d.wait_messages("alice@example.test")
+    assert b"Subject: please quarantine this" in got
+    assert b"\nX-Milter: seen\n" in got
+    assert ctl_ok(qbins, d, "quarantine") == ""
