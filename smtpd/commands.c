@@ -817,7 +817,8 @@ tx_keeps(const struct smtpd_session *s)
 {
 	const struct smtpd_tx *tx = s->tx;
 
-	return tx->nmailboxes > 0 || tx->route->forwards || s->filters != NULL;
+	return tx->nmailboxes > 0 || tx->route->forwards ||
+	    (s->filters != NULL && s->filter != NULL);
 }
 
 /* drop_field - header_filter's question, for the checks */
@@ -1368,7 +1369,7 @@ bool
 smtpd_tx_filtered(const struct smtpd_session *s)
 {
 	smtpd_loop_only();
-	return s->tx != NULL && s->filters != NULL;
+	return s->tx != NULL && s->filters != NULL && s->filter != NULL;
 }
 
 /*

@@ -9,7 +9,8 @@
  * router the composition root sets per role (smtpd_set_router), so a new
  * route is a new file and a router change, never a change to commands.c.
  * The checks of the mx role (checks/engine.c) plug in the same way
- * (smtpd_set_checks).  Routes today:
+ * (smtpd_set_checks), and so do the content filters of every role
+ * (filter/engine.c, smtpd_set_filters).  Routes today:
  *   local/route.c    local_route: Maildir delivery (maildir/)
  *   queue/route.c    queue_route: a logged-in user's mail into the queue
  *   forward/proxy.c  forward_route: the synchronous forwarding proxy
@@ -293,8 +294,9 @@ const char *smtpd_session_helo(const struct smtpd_session *);
  * MAIL too, reads the message at its own pace from the kept body
  * (smtpd_tx_body, from smtpd_tx_text_offset), and may change its header
  * section before the route's end (smtpd_tx_header_*): every copy gets
- * the changes.  Per-session state lives in smtpd_filter_data().  Every
- * op is optional.
+ * the changes.  Per-session state lives in smtpd_filter_data(); a
+ * session whose filters set none (no milter configured) is not filtered:
+ * the engine keeps no body for them.  Every op is optional.
  */
 struct smtpd_filter_ops {
 	/* connect - a client is connected */
