@@ -19,7 +19,6 @@
 #include <unistd.h>
 
 #include "../common/body.h"
-#include "../common/clock.h"
 #include "../common/util.h"
 #include "../common/worker.h"
 #include "admin.h"
@@ -117,16 +116,9 @@ queue_quarantine(struct queue_msg *m, struct body *b, const char *queue_dir,
 {
 	struct qjob *j = xcalloc(1, sizeof(*j));
 
-	m->version = QUEUE_RECORD_VERSION;
-	queue_new_id(m->id);
-	m->created = clock_now();
-	if (m->owner == NULL)
-		m->owner = xstrdup("");
-	if (m->sender == NULL)
-		m->sender = xstrdup("");
-	m->size = b->size;
-	/* the destinations as the queue makes them: a restore keeps them */
-	queue_expand(m);
+	/* a new id, the destinations as the queue makes them (kept on restore) */
+	m->id[0] = '\0';
+	queue_msg_prepare(m, b);
 	j->m = m;
 	j->b = b;
 	j->dir = xasprintf("%s/%s", queue_dir, QUARANTINE_DIR);

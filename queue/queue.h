@@ -69,11 +69,15 @@ int queue_msg_decode(const char *rec, size_t len, struct queue_msg *);
 void queue_msg_free(struct queue_msg *);	/* the fields, not the struct */
 void queue_msg_copy(struct queue_msg *dst, const struct queue_msg *src);
 void queue_new_id(char id[QUEUE_ID_LEN + 1]);
-/* scheduler.c: queue_expand - the recipients' destinations, as queue_submit makes them */
-void queue_expand(struct queue_msg *);
+/*
+ * scheduler.c: queue_msg_prepare - what queue_submit makes of a new
+ * message (an id and arrival time unless it has an id, the recipients'
+ * destinations, its size from b); a restore keeps all of it
+ */
+struct body;
+void queue_msg_prepare(struct queue_msg *, const struct body *b);
 
 /* quarantine.c - what a content filter quarantined (doc/filters.md) */
-struct body;
 #define QUARANTINE_DIR	"quarantine"	/* under queue_dir */
 /*
  * queue_quarantine - keep m (its recipients as given, in orig) and b,
