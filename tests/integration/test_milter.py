@@ -39,6 +39,7 @@ class PyMilter:
     """peers/pymilter_filter.py on a unix socket in dir."""
 
     def __init__(self, dir):
+        os.makedirs(str(dir), exist_ok=True)
         self.path = os.path.join(str(dir), "pymilter.sock")
         self.log_path = os.path.join(str(dir), "pymilter.log")
         self.proc = subprocess.Popen(
@@ -419,3 +420,94 @@ def test_quarantined_message_is_held_listed_and_released(chamoisd, pymilter, qbi
     assert b"Subject: please quarantine this" in got
     assert b"\nX-Milter: seen\n" in got
     assert ctl_ok(qbins, d, "quarantine") == ""
+
+
+def test_milters_run_in_order_and_each_makes_its_changes(chamoisd, tmp_path):
+    a, b = PyMilter(tmp_path / "a"), PyMilter(tmp_path / "b")
+    try:
+        d = chamoisd(extra_conf=milter_conf("unix:" + a.path, "unix:" + b.path))
+        with smtp_client(d) as s:
+            # the first refuses MAIL: the second is not asked
+            check(s.mail("tempfail-mail@remote.test"), 451, "4.7.1")
+            check(s.mail("sender@remote.test"), 250, "2.1.0")
+            check(s.rcpt("alice@example.test"), 250, "2.1.5")
+            check(s.data(sample_message("both of us")), 250, "2.0.0")
+        [got] = d.wait_messages("alice@example.test")
+        assert got.count(b"X-Milter: seen\n") == 2, got
+        assert got.count(b"X-Milter-Top: first\n") == 2, got
+        assert [r["event"] for r in a.records()] == ["tempfail-mail", "accept"]
+        assert [r["event"] for r in b.records()] == ["accept"]
+    finally:
+        a.stop()
+        b.stop()
+
+
+class BrokenMilter:
+    """Negotiates, then answers the first step with an impossible length."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.stopping = False
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def packet(self, c):
+        head = b""
+        while len(head) < 4:
+            head += c.recv(4 - len(head)) or b"!"
+        n = int.from_bytes(head[:4], "big")
+        data = b""
+        while len(data) < n:
+            more = c.recv(n - len(data))
+            if not more:
+                break
+            data += more
+        return data
+
+    def serve(self, c):
+        try:
+            c.settimeout(10)
+            assert self.packet(c)[:1] == b"O"
+            opt = b"O" + (6).to_bytes(4, "big") + (0).to_bytes(4, "big") * 2
+            c.sendall(len(opt).to_bytes(4, "big") + opt)
+            self.packet(c)
+            c.sendall(b"\xff\xff\xff\xffc")
+        except (OSError, AssertionError):
+            pass
+
+    def run(self):
+        self.sock.settimeout(0.2)
+        while not self.stopping:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+
+    def stop(self):
+        self.stopping = True
+        self.thread.join(5)
+        self.sock.close()
+
+
+@pytest.mark.parametrize("action", ["tempfail", "accept"])
+def test_milter_breaking_the_protocol_follows_the_default_action(chamoisd, action):
+    bad = BrokenMilter()
+    try:
+        d = chamoisd(extra_conf=milter_conf(
+            "127.0.0.1:%d" % bad.port, extra="milter_default_action %s\n" % action))
+        with smtp_client(d) as s:
+            if action == "tempfail":
+                check(s.mail("sender@remote.test"), 451, "4.7.1")
+            else:
+                check(s.mail("sender@remote.test"), 250, "2.1.0")
+                check(s.rcpt("alice@example.test"), 250, "2.1.5")
+                check(s.data(sample_message("past a broken filter")), 250, "2.0.0")
+        assert 'reason="packet length out of bounds"' in d.log()
+        if action == "accept":
+            assert len(d.wait_messages("alice@example.test")) == 1
+    finally:
+        bad.stop()
