@@ -74,7 +74,6 @@ struct fsess {
 	uint64_t body_off;		/* the next body octet, in the kept body */
 	char chunk[CHUNK];
 	size_t chunk_len;
-	bool forwarded;
 	char rcpt[PATH_MAX_OCTETS + 3];	/* "<a@b>" */
 };
 
@@ -286,10 +285,8 @@ step_macros(struct fsess *f, struct smtpd_session *s, enum fstep st,
 		break;
 	case FS_MAIL:
 		mac(m, "i", id ? id : "");
-		if (user != NULL) {
-			mac(m, "{auth_type}", "PLAIN");
+		if (user != NULL)
 			mac(m, "{auth_authen}", user);
-		}
 		bsnprintf(m->buf[1], sizeof(m->buf[1]), "%s", smtpd_tx_sender(s));
 		mac(m, "{mail_addr}", m->buf[1]);
 		break;
@@ -773,7 +770,6 @@ flt_end(struct smtpd_session *s, bool forwarded)
 		return;
 	}
 	f->in_data = true;
-	f->forwarded = forwarded;
 	f->end_due = true;
 	run(f);
 }

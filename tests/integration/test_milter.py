@@ -511,3 +511,30 @@ def test_milter_breaking_the_protocol_follows_the_default_action(chamoisd, actio
             assert len(d.wait_messages("alice@example.test")) == 1
     finally:
         bad.stop()
+
+
+def test_submission_milter_gets_the_login_and_edits_the_queued_copy(fwd_env, pymilter, tmp_path):
+    from peers.sasl import ALICE, USERS, submission_daemon
+    from peers.queue_util import wait_ready
+    from harness import crlf
+
+    r = fwd_env.remote("remote.test")
+    sub = submission_daemon(fwd_env.daemon, tmp_path / "sasl",
+                            extra_conf=milter_conf("unix:" + pymilter.path))
+    wait_ready(sub.d)
+    s = sub.smtp_tls()
+    try:
+        s.login(ALICE, USERS[ALICE])
+        msg = "From: <%s>\nTo: <carol@remote.test>\nSubject: please change\n\nhi\n" % ALICE
+        assert s.sendmail(ALICE, ["carol@remote.test"], crlf(msg)) == {}
+    finally:
+        s.quit()
+    wait_until(lambda: len(r.delivered()) >= 1, 30, what="delivery")
+    content = r.delivered()[0].content.replace(b"\r\n", b"\n")
+    head = content.split(b"\n\n", 1)[0].decode()
+    assert "X-Milter: seen" in head.split("\n"), head
+    assert "Subject: [filtered] please change" in head.split("\n"), head
+    # the queue's Message-ID and Date are there too, above the client's fields
+    assert "\nMessage-ID: <" in head and "\nDate: " in head, head
+    rec = [x for x in pymilter.records() if x["event"] == "accept"][0]
+    assert rec["macros"]["auth_authen"] == ALICE
