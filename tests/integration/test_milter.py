@@ -71,8 +71,9 @@ def pymilter(tmp_path):
     m.stop()
 
 
-class SilentMilter:
-    """A milter socket that accepts and never answers (a hung filter)."""
+class ScriptedMilter:
+    """A milter socket on loopback; serve(conn) plays each connection (in
+    a thread of its own); every connection is closed by stop()."""
 
     def __init__(self):
         self.sock = socket.socket()
@@ -84,14 +85,18 @@ class SilentMilter:
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
 
+    def serve(self, c):
+        pass
+
     def run(self):
         self.sock.settimeout(0.2)
         while not self.stopping:
             try:
                 c, _ = self.sock.accept()
-                self.conns.append(c)
             except OSError:
                 continue
+            self.conns.append(c)
+            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
 
     def stop(self):
         self.stopping = True
@@ -99,6 +104,10 @@ class SilentMilter:
         for c in self.conns:
             c.close()
         self.sock.close()
+
+
+class SilentMilter(ScriptedMilter):
+    """Accepts and never answers (a hung filter)."""
 
 
 def milter_conf(*addresses, extra=""):
@@ -442,17 +451,8 @@ def test_milters_run_in_order_and_each_makes_its_changes(chamoisd, tmp_path):
         b.stop()
 
 
-class BrokenMilter:
+class BrokenMilter(ScriptedMilter):
     """Negotiates, then answers the first step with an impossible length."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.stopping = False
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
 
     def packet(self, c):
         head = b""
@@ -477,20 +477,6 @@ class BrokenMilter:
             c.sendall(b"\xff\xff\xff\xffc")
         except (OSError, AssertionError):
             pass
-
-    def run(self):
-        self.sock.settimeout(0.2)
-        while not self.stopping:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                continue
-            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
-
-    def stop(self):
-        self.stopping = True
-        self.thread.join(5)
-        self.sock.close()
 
 
 @pytest.mark.parametrize("action", ["tempfail", "accept"])
