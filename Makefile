@@ -14,7 +14,8 @@ CPPFLAGS += -I. $(PKG_CFLAGS)
 # every module's sources go into one static library; programs pull what they use
 PROGRAM_SRC := chamoisd/main.c queue/chamoisctl.c queue/sendmail.c
 LIB_SRC := $(filter-out $(PROGRAM_SRC),$(wildcard common/*.c smtpd/*.c maildir/*.c local/*.c \
-	outbound/*.c forward/*.c queue/*.c submission/*.c dkim/*.c checks/*.c))
+	outbound/*.c forward/*.c queue/*.c submission/*.c dkim/*.c checks/*.c \
+	filter/*.c))
 DAEMON_SRC := chamoisd/main.c chamoisd/metrics.c
 
 obj = $(patsubst %.c,$(BUILD)/%.o,$(1))

@@ -20,6 +20,8 @@ pkgs="$pkgs dpkg-dev debhelper fakeroot lintian"
 pkgs="$pkgs certbot pebble"
 # libraries of the Exim unpacked by tests/integration/peers/exim.py
 pkgs="$pkgs libgnutls-dane0 libidn12 libpcre2-8-0"
+# content filters over milter (tests/integration/test_milter.py, doc/filters.md)
+pkgs="$pkgs python3-milter rspamd opendkim"
 run() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=
 for p in $pkgs; do

@@ -70,6 +70,7 @@
 #include "../common/worker.h"
 #include "../config.h"
 #include "../checks/engine.h"
+#include "../filter/engine.h"
 #include "../dkim/signer.h"
 #include "../forward/forward.h"
 #include "../maildir/maildir.h"
@@ -969,6 +970,11 @@ main(int argc, char **argv)
 	/* what the world sends is checked (doc/forwarding.md "Checks") */
 	mx_checks_init(root.resolver);
 	smtpd_set_checks(ROLE_MX, &mx_checks);
+	/* the milters, on every role (doc/filters.md); none without milter lines */
+	milter_filters_init(root.base);
+	smtpd_set_filters(ROLE_MX, &milter_filters);
+	smtpd_set_filters(ROLE_SUBMISSION, &milter_filters);
+	smtpd_set_filters(ROLE_SUBMISSIONS, &milter_filters);
 	smtpd_set_auth(&sub_auth_ops);
 	sub_configure(root.base, root.cfg, root.tables);
 	if (root.cfg->sasl_db &&

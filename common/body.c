@@ -118,12 +118,48 @@ body_append(struct body *b, const void *p, size_t n)
 	return 0;
 }
 
+/* stored_read_at - body_read_at of the octets as appended */
+static ssize_t stored_read_at(const struct body *, uint64_t, void *, size_t);
+
+int
+body_replace(struct body *b, uint64_t at, uint64_t old, const char *text,
+    size_t len)
+{
+	if (b->edit != NULL || at > b->size || old > b->size - at)
+		return (errno = EINVAL, -1);
+	b->edit = xmalloc(len + 1);
+	memcpy(b->edit, text, len);
+	b->edit_len = len;
+	b->edit_at = at;
+	b->edit_old = old;
+	b->size = b->size - old + len;
+	return 0;
+}
+
+/* write_replaced - body_write_fd of a body with a replacement */
+static int
+write_replaced(const struct body *b, int fd)
+{
+	char buf[65536];
+	uint64_t off = 0;
+	ssize_t n;
+
+	while ((n = body_read_at(b, off, buf, sizeof(buf))) > 0) {
+		if (write_full(fd, buf, (size_t)n) == -1)
+			return -1;
+		off += (uint64_t)n;
+	}
+	return n < 0 ? -1 : 0;
+}
+
 int
 body_write_fd(const struct body *b, int fd)
 {
 	struct evbuffer_ptr pos;
 	struct evbuffer_iovec v;
 
+	if (b->edit != NULL)
+		return write_replaced(b, fd);
 	if (b->spool_fd != -1) {
 		char buf[65536];
 		off_t off = 0;
@@ -157,9 +193,35 @@ body_write_fd(const struct body *b, int fd)
 ssize_t
 body_read_at(const struct body *b, uint64_t off, void *buf, size_t len)
 {
-	struct evbuffer_ptr pos;
+	uint64_t left;
 
+	if (b->edit == NULL)
+		return stored_read_at(b, off, buf, len);
 	if (off >= b->size || len == 0)
+		return 0;
+	if (off < b->edit_at) {
+		left = b->edit_at - off;
+		return stored_read_at(b, off, buf, left < len ? (size_t)left : len);
+	}
+	if (off < b->edit_at + b->edit_len) {
+		left = b->edit_at + b->edit_len - off;
+		if (left < len)
+			len = (size_t)left;
+		memcpy(buf, b->edit + (off - b->edit_at), len);
+		return (ssize_t)len;
+	}
+	return stored_read_at(b, off - b->edit_len + b->edit_old, buf, len);
+}
+
+static ssize_t
+stored_read_at(const struct body *b, uint64_t off, void *buf, size_t len)
+{
+	struct evbuffer_ptr pos;
+	uint64_t stored = b->size;
+
+	if (b->edit != NULL)
+		stored = b->size - b->edit_len + b->edit_old;
+	if (off >= stored || len == 0)
 		return 0;
 	if (off < (uint64_t)b->spool_len) {
 		uint64_t left = (uint64_t)b->spool_len - off;
@@ -190,6 +252,9 @@ body_reset(struct body *b)
 	b->spool_fd = -1;
 	b->spool_len = 0;
 	b->size = 0;
+	free(b->edit);
+	b->edit = NULL;
+	b->edit_len = 0;
 }
 
 void

@@ -23,6 +23,10 @@ struct body {
 	off_t spool_len;
 	uint64_t size;		/* octets in all */
 	const char *spool_dir;
+	/* body_replace: edit_old octets at edit_at read as edit instead */
+	char *edit;
+	size_t edit_len;
+	uint64_t edit_at, edit_old;
 };
 
 void body_init(struct body *, const char *spool_dir);
@@ -38,6 +42,15 @@ int body_write_fd(const struct body *, int fd);
  * the end, -1 with errno set (loop thread, or a worker as body_write_fd)
  */
 ssize_t body_read_at(const struct body *, uint64_t off, void *buf, size_t len);
+/*
+ * body_replace - from now on the old octets at offset at read as the len
+ * octets of text (a header section a filter changed): every reader
+ * (body_write_fd, body_read_at) and size see the new body.  Once per
+ * body, after the last body_append; -1 (EINVAL) when out of range or
+ * done before.
+ */
+int body_replace(struct body *, uint64_t at, uint64_t old, const char *text,
+    size_t len);
 /* body_reset - drop everything (memory and spool) */
 void body_reset(struct body *);
 void body_free(struct body *);

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "addr.h"
@@ -46,6 +47,8 @@ enum param_type {
 	P_OUTADDR,	/* repeatable: a source address, one per family */
 	P_DNSBL,	/* repeatable: a DNS block list's zone */
 	P_DMARC_POLICY,	/* enforce or monitor */
+	P_MILTER,	/* repeatable: unix:/PATH or HOST:PORT */
+	P_MILTER_ACTION,	/* tempfail or accept */
 };
 
 struct param {
@@ -81,6 +84,11 @@ static const struct param config_params[] = {
 	{ "max_messages_per_hour",	P_UINT, OFF(max_messages_per_hour), 0, 1000000, false },
 	{ "max_message_size",		P_SIZE, OFF(max_message_size), 1024, (uint64_t)1 << 40, false },
 	{ "max_recipients",		P_UINT, OFF(max_recipients), 1, 100000, false },
+	{ "milter",			P_MILTER, OFF(milters), 0, 0, true },
+	{ "milter_command_timeout",	P_DURATION, OFF(milter_command_timeout), 1, 3600, false },
+	{ "milter_connect_timeout",	P_DURATION, OFF(milter_connect_timeout), 1, 3600, false },
+	{ "milter_content_timeout",	P_DURATION, OFF(milter_content_timeout), 1, 3600, false },
+	{ "milter_default_action",	P_MILTER_ACTION, OFF(milter_default_accept), 0, 0, false },
 	{ "metrics_listen",		P_HOSTPORT, OFF(metrics_listen), 0, 0, false },
 	{ "outbound_address",		P_OUTADDR, OFF(outbound_addr4), 0, 0, true },
 	{ "outbound_family",		P_FAMILY, OFF(outbound_family), 0, 0, false },
@@ -292,6 +300,45 @@ config_dkim_selector_ok(const char *sel)
 		    (sel[i] == '.' && sel[i + 1] != '.')))
 			return false;
 	return true;
+}
+
+/*
+ * parse_milter - "milter unix:/PATH" or "milter HOST:PORT" (an address,
+ * IPv6 as [::1]:PORT; "inet:" in front as Postfix writes it), in file
+ * order (chamois.conf(5))
+ */
+static void
+parse_milter(struct parser *p, const char *w)
+{
+	struct config *c = p->c;
+	struct milter_conf m;
+	const char *hp = w;
+
+	memset(&m, 0, sizeof(m));
+	if (str_has_prefix_ci(w, "unix:")) {
+		struct sockaddr_un *un = (struct sockaddr_un *)&m.ss;
+
+		if (w[5] != '/' || strlen(w + 5) >= sizeof(un->sun_path)) {
+			PROBLEM(p, "milter: '%s' is not unix:/ABSOLUTE/PATH", w);
+			return;
+		}
+		un->sun_family = AF_UNIX;
+		memcpy(un->sun_path, w + 5, strlen(w + 5) + 1);
+		m.sslen = sizeof(*un);
+	} else {
+		if (str_has_prefix_ci(w, "inet:"))
+			hp = w + 5;
+		if (!config_parse_hostport(hp, &m.ss, &m.sslen)) {
+			PROBLEM(p, "milter: '%s' is neither unix:/PATH nor "
+			    "ADDRESS:PORT (IPv6 as [::1]:PORT)", w);
+			return;
+		}
+	}
+	m.text = xstrdup(w);
+	m.line = p->line;
+	c->milters = xreallocarray(c->milters, c->nmilters + 1,
+	    sizeof(*c->milters));
+	c->milters[c->nmilters++] = m;
 }
 
 /*
@@ -525,6 +572,15 @@ parse_value(struct parser *p, const struct param *pm, char **words, int nwords)
 		}
 		*(bool *)field = strcmp(words[0], "monitor") == 0;
 		break;
+	case P_MILTER_ACTION:
+		if (strcmp(words[0], "tempfail") != 0 &&
+		    strcmp(words[0], "accept") != 0) {
+			PROBLEM(p, "%s: '%s' is neither tempfail nor accept",
+			    pm->name, words[0]);
+			return;
+		}
+		*(bool *)field = strcmp(words[0], "accept") == 0;
+		break;
 	case P_DOMAINS:
 		for (int i = 0; i < nwords; i++) {
 			char key[DOMAIN_MAX + 1];
@@ -613,6 +669,9 @@ parse_value(struct parser *p, const struct param *pm, char **words, int nwords)
 	}
 	case P_ROUTE:
 		parse_route(p, words);
+		break;
+	case P_MILTER:
+		parse_milter(p, words[0]);
 		break;
 	case P_FAMILY:
 		if (strcmp(words[0], "any") == 0)
@@ -712,7 +771,11 @@ config_defaults(struct config *c)
 	c->worker_threads = 8;
 	c->forward_max_sessions = 100;
 	c->forward_max_per_domain = 20;
-	c->forward_max_per_client = 5;	/* a quarter of a domain's 20 (doc/forwarding.md) */
+	c->forward_max_per_client = 5;
+	/* Postfix's defaults (milter_*_timeout, doc/chamois.conf.5) */
+	c->milter_connect_timeout = 30;
+	c->milter_command_timeout = 30;
+	c->milter_content_timeout = 300;	/* a quarter of a domain's 20 (doc/forwarding.md) */
 }
 
 /* default_hostname - the system's fully qualified name (chamois.conf(5)) */
@@ -982,5 +1045,8 @@ config_free(struct config *c)
 		free(c->routes[i].host);
 	}
 	free(c->routes);
+	for (size_t i = 0; i < c->nmilters; i++)
+		free(c->milters[i].text);
+	free(c->milters);
 	free(c);
 }

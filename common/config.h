@@ -37,6 +37,14 @@ struct route_conf {
 	int line;
 };
 
+/* one milter line: a content filter (chamois.conf(5), doc/filters.md) */
+struct milter_conf {
+	char *text;		/* as written */
+	struct sockaddr_storage ss;	/* AF_UNIX, AF_INET or AF_INET6 */
+	socklen_t sslen;
+	int line;
+};
+
 enum outbound_family { FAMILY_ANY, FAMILY_IPV4, FAMILY_IPV6 };
 
 struct config {
@@ -101,6 +109,12 @@ struct config {
 	unsigned forward_max_sessions;
 	unsigned forward_max_per_domain;
 	unsigned forward_max_per_client;
+	struct milter_conf *milters;	/* in file order: run in that order */
+	size_t nmilters;
+	bool milter_default_accept;	/* milter_default_action accept */
+	unsigned milter_connect_timeout;	/* seconds */
+	unsigned milter_command_timeout;
+	unsigned milter_content_timeout;
 	bool dmarc_monitor;	/* dmarc_policy monitor: DMARC refuses nothing */
 	int lines[64];		/* where each key was set, by table row */
 	int last_line;

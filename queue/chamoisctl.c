@@ -23,6 +23,8 @@
  * chamoisd is not running or the connection broke.
  */
 #include <arpa/inet.h>
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ifaddrs.h>
@@ -51,6 +53,7 @@
 #include "../dkim/signer.h"
 #include "../outbound/resolver.h"
 #include "admin.h"
+#include "queue.h"
 
 #define EXIT_OK		0
 #define EXIT_ERR	1
@@ -93,6 +96,7 @@ usage_to(FILE *f, int code)
 	    "       chamoisctl [-f FILE] dkim-keygen [-t rsa|ed25519] DOMAIN "
 	    "SELECTOR FILE\n"
 	    "       chamoisctl [-f FILE] dns [--check] [DOMAIN...]\n"
+	    "       chamoisctl [-f FILE] quarantine [release ID]\n"
 	    "       chamoisctl -V | -h\n");
 	exit(code);
 }
@@ -451,6 +455,121 @@ restore(int fd, int src, const char *file)
 	rc = answer_end(&a);
 	free(a.buf);
 	return rc;
+}
+
+/* quarantine_id - a name of the quarantine folder that is a message's */
+static bool
+quarantine_id(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n != QUEUE_ID_LEN)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!isxdigit((unsigned char)name[i]))
+			return false;
+	return true;
+}
+
+/* quarantine_show - one line about the quarantined message id in dir */
+static void
+quarantine_show(const char *dir, const char *id)
+{
+	char path[PATH_MAX + 300], line[ADMIN_LINE_MAX], reason[1024] = "";
+	unsigned long long elen, blen;
+	struct queue_msg m;
+	char *env = NULL;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s.reason", dir, id);
+	if ((f = fopen(path, "r")) != NULL) {
+		if (fgets(reason, sizeof(reason), f) == NULL)
+			reason[0] = '\0';
+		reason[strcspn(reason, "\n")] = '\0';
+		fclose(f);
+	}
+	snprintf(path, sizeof(path), "%s/%s", dir, id);
+	if ((f = fopen(path, "r")) == NULL ||
+	    fgets(line, sizeof(line), f) == NULL ||
+	    fgets(line, sizeof(line), f) == NULL ||
+	    sscanf(line, "message %*s %llu %llu", &elen, &blen) != 2 ||
+	    elen > ADMIN_ENVELOPE_MAX || (env = malloc(elen + 1)) == NULL ||
+	    fread(env, 1, elen, f) != elen ||
+	    queue_msg_decode(env, (size_t)elen, &m) == -1) {
+		printf("%s (unreadable)\n", id);
+		if (f)
+			fclose(f);
+		free(env);
+		return;
+	}
+	fclose(f);
+	free(env);
+	{
+		char when[32];
+		struct tm tm;
+
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ",
+		    gmtime_r(&m.created, &tm));
+		printf("%s %s size=%llu from=<%s> reason=\"%s\"\n", id, when,
+		    blen, m.sender, reason);
+	}
+	for (size_t i = 0; i < m.nrcpts; i++)
+		printf("    to=<%s>\n", m.rcpts[i].orig);
+	queue_msg_free(&m);
+}
+
+/*
+ * quarantine_cmd - "quarantine": the messages in queue_dir/quarantine
+ * (doc/filters.md); "quarantine release ID": restore one into the queue
+ * through the admin socket, then remove it from the folder
+ */
+static int
+quarantine_cmd(const char *conf, int argc, char **argv)
+{
+	struct config *c;
+	struct dirent **names;
+	char dir[PATH_MAX], path[PATH_MAX + 300];
+	int n, fd, src, rc;
+
+	if (!(argc == 0 || (argc == 2 && strcmp(argv[0], "release") == 0)))
+		usage();
+	if ((c = config_load(conf, problem, NULL)) == NULL)
+		return EXIT_ERR;
+	snprintf(dir, sizeof(dir), "%s/%s", c->queue_dir, QUARANTINE_DIR);
+	if (argc == 0) {
+		config_free(c);
+		if ((n = scandir(dir, &names, NULL, alphasort)) == -1) {
+			if (errno == ENOENT)
+				return EXIT_OK;		/* nothing was ever quarantined */
+			die(EXIT_ERR, "%s: %s", dir, strerror(errno));
+		}
+		for (int i = 0; i < n; i++) {
+			if (quarantine_id(names[i]->d_name))
+				quarantine_show(dir, names[i]->d_name);
+			free(names[i]);
+		}
+		free(names);
+		return EXIT_OK;
+	}
+	if (!quarantine_id(argv[1])) {
+		config_free(c);
+		fprintf(stderr, "chamoisctl: malformed message id\n");
+		return EXIT_USAGE;
+	}
+	snprintf(path, sizeof(path), "%s/%s", dir, argv[1]);
+	if ((src = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		die(EXIT_ERR, "%s: %s", path, strerror(errno));
+	signal(SIGPIPE, SIG_IGN);
+	fd = connect_daemon(c->queue_dir);
+	config_free(c);
+	write_all(fd, "RESTORE\n", 8, NULL);
+	if ((rc = restore(fd, src, path)) != EXIT_OK)
+		return rc;
+	/* in the queue now: the folder lets go of it */
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/%s.reason", dir, argv[1]);
+	unlink(path);
+	return EXIT_OK;
 }
 
 static void
@@ -893,6 +1012,8 @@ main(int argc, char **argv)
 		usage();
 	if (strcmp(argv[optind], "dkim-keygen") == 0)
 		return dkim_keygen_cmd(conf, argc - optind - 1, argv + optind + 1);
+	if (strcmp(argv[optind], "quarantine") == 0)
+		return quarantine_cmd(conf, argc - optind - 1, argv + optind + 1);
 	if (strcmp(argv[optind], "dns") == 0)
 		return dns_cmd(conf, argc - optind - 1, argv + optind + 1);
 	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)

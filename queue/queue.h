@@ -69,6 +69,26 @@ int queue_msg_decode(const char *rec, size_t len, struct queue_msg *);
 void queue_msg_free(struct queue_msg *);	/* the fields, not the struct */
 void queue_msg_copy(struct queue_msg *dst, const struct queue_msg *src);
 void queue_new_id(char id[QUEUE_ID_LEN + 1]);
+/*
+ * scheduler.c: queue_msg_prepare - what queue_submit makes of a new
+ * message (an id and arrival time unless it has an id, the recipients'
+ * destinations, its size from b); a restore keeps all of it
+ */
+struct body;
+void queue_msg_prepare(struct queue_msg *, const struct body *b);
+
+/* quarantine.c - what a content filter quarantined (doc/filters.md) */
+#define QUARANTINE_DIR	"quarantine"	/* under queue_dir */
+/*
+ * queue_quarantine - keep m (its recipients as given, in orig) and b,
+ * both taken over, in queue_dir/quarantine/ID: one message in the dump
+ * format (admin.h) that chamoisctl quarantine release restores into the
+ * queue, and ID.reason; written and synced on a worker thread, then
+ * done(arg, 0 or errno, ID) on the loop
+ */
+void queue_quarantine(struct queue_msg *m, struct body *b, const char *queue_dir,
+    const char *reason, void (*done)(void *, int error, const char *id),
+    void *arg);
 /* queue_state_name - "pending", "deferred", "delivered", "failed" */
 const char *queue_state_name(enum rcpt_state);
 bool queue_msg_done(const struct queue_msg *);	/* no pending/deferred left */

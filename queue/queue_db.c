@@ -360,8 +360,24 @@ qstore_body_read(const struct body *b, char **out, size_t *outlen)
 	struct evbuffer_iovec v;
 	char *buf;
 
-	if (spool + memlen > UINT32_MAX)	/* a DBT's size is 32 bits */
-		return (errno = EFBIG, -1);
+	if (spool + memlen > UINT32_MAX || b->size > UINT32_MAX)
+		return (errno = EFBIG, -1);	/* a DBT's size is 32 bits */
+	if (b->edit != NULL) {
+		/* a header section a filter changed (body_replace) */
+		ssize_t r;
+
+		buf = xmalloc(b->size + 1);
+		while (off < b->size &&
+		    (r = body_read_at(b, off, buf + off, b->size - off)) > 0)
+			off += (size_t)r;
+		if (off != b->size) {
+			free(buf);
+			return (errno = EIO, -1);
+		}
+		*out = buf;
+		*outlen = off;
+		return 0;
+	}
 	buf = xmalloc(spool + memlen + 1);
 	while (off < spool) {
 		ssize_t r = pread(b->spool_fd, buf + off, spool - off, (off_t)off);

@@ -32,6 +32,7 @@
 struct queue_tx {
 	struct evbuffer *head;		/* the header section so far */
 	struct body body;
+	uint64_t text_at;		/* where the client's header section starts */
 };
 
 static void
@@ -87,6 +88,8 @@ head_flush(struct smtpd_session *s, struct queue_tx *q)
 
 	fixed = queue_fix_headers((const char *)evbuffer_pullup(q->head, -1), len,
 	    smtpd_session_config(s)->hostname, clock_now(), &flen);
+	/* the fields added go above the client's (queue_fix_headers) */
+	q->text_at = strlen(rcv) + (flen - len);
 	if (smtpd_tx_store_errno(s) == 0 &&
 	    (body_append(&q->body, rcv, strlen(rcv)) == -1 ||
 	    body_append(&q->body, fixed, flen) == -1))
@@ -139,7 +142,9 @@ queue_end(struct smtpd_session *s, const char *refusal)
 	char *const *rcpts;
 	const char *user = smtpd_session_user(s), *sender = smtpd_tx_sender(s);
 	char f1[LOG_ESC(256)], f2[LOG_ESC(PATH_MAX_OCTETS)];
-	uint64_t *sid;
+	uint64_t *sid, hold;
+	const char *h;
+	size_t hlen;
 
 	if (refusal != NULL) {
 		smtpd_tx_done(s, "%s", refusal);
@@ -147,6 +152,11 @@ queue_end(struct smtpd_session *s, const char *refusal)
 	}
 	if (q->head)
 		head_flush(s, q);
+	/* the filters' header changes (doc/filters.md) */
+	if ((h = smtpd_tx_header_edited(s, &hlen, &hold)) != NULL &&
+	    smtpd_tx_store_errno(s) == 0 &&
+	    body_replace(&q->body, q->text_at, hold, h, hlen) == -1)
+		smtpd_tx_store_failed(s, errno);
 	if (smtpd_tx_store_errno(s)) {
 		smtpd_tx_done(s, "%s", store_error_reply(smtpd_tx_store_errno(s)));
 		return;

@@ -677,12 +677,10 @@ queue_set_signer(struct dkim_signer *s)
 	q.signer = s ? dkim_signer_ref(s) : NULL;
 }
 
+/* queue_msg_prepare - see queue.h */
 void
-queue_submit(struct queue_msg *m, struct body *b, queue_put_cb cb, void *arg)
+queue_msg_prepare(struct queue_msg *m, const struct body *b)
 {
-	struct submit_job *j = xcalloc(1, sizeof(*j));
-	bool restored = m->id[0] != '\0';
-
 	m->version = QUEUE_RECORD_VERSION;
 	if (m->id[0] == '\0') {
 		queue_new_id(m->id);
@@ -694,6 +692,15 @@ queue_submit(struct queue_msg *m, struct body *b, queue_put_cb cb, void *arg)
 		m->sender = xstrdup("");
 	m->size = b->size;
 	expand(m);
+}
+
+void
+queue_submit(struct queue_msg *m, struct body *b, queue_put_cb cb, void *arg)
+{
+	struct submit_job *j = xcalloc(1, sizeof(*j));
+	bool restored = m->id[0] != '\0';
+
+	queue_msg_prepare(m, b);
 	/*
 	 * a new message with a recipient on another server is signed; one
 	 * restored (chamoisctl restore) keeps the bytes it had

@@ -32,6 +32,7 @@
 #include "../common/limits.h"
 #include "../common/metrics.h"
 #include "../common/util.h"
+#include "headedit.h"
 #include "session.h"
 
 #define STB(st)		(1u << (st))
@@ -90,6 +91,7 @@ static const char *const foreign_verbs[] = {
 /* the routers and checks, per listen role, and the auth ops: set by the composition root */
 static smtpd_router_fn routers[ROLE_SUBMISSIONS + 1];
 const struct smtpd_check_ops *smtpd_checks[ROLE_SUBMISSIONS + 1];
+const struct smtpd_filter_ops *smtpd_filters[ROLE_SUBMISSIONS + 1];
 const struct smtpd_auth_ops *smtpd_auth;
 
 void
@@ -122,6 +124,26 @@ smtpd_check_set_data(struct smtpd_session *s, void *data)
 {
 	smtpd_loop_only();
 	s->check = data;
+}
+
+void
+smtpd_set_filters(enum listen_role role, const struct smtpd_filter_ops *ops)
+{
+	smtpd_filters[role] = ops;
+}
+
+void *
+smtpd_filter_data(struct smtpd_session *s)
+{
+	smtpd_loop_only();
+	return s->filter;
+}
+
+void
+smtpd_filter_set_data(struct smtpd_session *s, void *data)
+{
+	smtpd_loop_only();
+	s->filter = data;
 }
 
 void
@@ -186,6 +208,8 @@ tx_reset(struct smtpd_session *s)
 				s->routes[i].ops->rset(s);
 		if (s->checks && s->checks->rset)
 			s->checks->rset(s);
+		if (s->filters && s->filters->rset)
+			s->filters->rset(s);
 	}
 	smtpd_tx_free(s->tx);
 	s->tx = NULL;
@@ -214,7 +238,8 @@ static void
 tx_outcomes(struct smtpd_session *s, const char *reply)
 {
 	struct smtpd_tx *tx = s->tx;
-	const char *status = reply[0] == '2' ? tx->route->outcome : "refused";
+	const char *status = reply[0] != '2' ? "refused" : tx->kept_status ?
+	    tx->kept_status : tx->route->outcome;
 
 	for (size_t i = 0; status != NULL && i < tx->nrcpts; i++)
 		log_outcome(tx->id, tx->rcpts[i], tx->relay, tx->since, NULL,
@@ -326,6 +351,8 @@ cmd_helo(struct smtpd_session *s, char *arg)
 	}
 	s->flags &= ~SF_EHLO;
 	tx_reset(s);
+	if (s->filters && s->filters->helo)
+		s->filters->helo(s);
 	smtpd_reply(s, "250 %s", smtpd.cfg->hostname);
 }
 
@@ -349,6 +376,8 @@ cmd_ehlo(struct smtpd_session *s, char *arg)
 	}
 	s->flags |= SF_EHLO;
 	tx_reset(s);
+	if (s->filters && s->filters->helo)
+		s->filters->helo(s);
 	snprintf(first, sizeof(first), "%s Hello %s [%s]", smtpd.cfg->hostname,
 	    s->helo, s->peer_text);
 	snprintf(size, sizeof(size), "SIZE %" PRIu64, smtpd.cfg->max_message_size);
@@ -481,7 +510,17 @@ cmd_mail(struct smtpd_session *s, char *arg)
 	}
 	if (s->checks && s->checks->mail)
 		s->checks->mail(s);
-	smtpd_reply(s, "250 2.1.0 Ok");
+	if (s->filters == NULL || s->filters->mail == NULL) {
+		smtpd_reply(s, "250 2.1.0 Ok");
+		return;
+	}
+	/* the filters' answer is MAIL's (smtpd_filter_answer) */
+	tx->filter_wait = FW_MAIL;
+	s->in_route++;
+	s->filters->mail(s);
+	s->in_route--;
+	if (s->tx == tx && tx->filter_wait == FW_MAIL && s->state != ST_CLOSING)
+		smtpd_enter_state(s, ST_WAIT);
 }
 
 static void
@@ -621,6 +660,41 @@ rcpt_route(struct smtpd_session *s, const struct mailaddr *ap,
 		smtpd_enter_state(s, ST_WAIT);
 }
 
+/* rcpt_waits - a RCPT is still with the checks, the filters or a route */
+static bool
+rcpt_waits(const struct smtpd_tx *tx)
+{
+	return tx->checking != NULL || tx->filtering != NULL ||
+	    tx->pending != NULL;
+}
+
+/*
+ * rcpt_checked - a recipient the checks let through: the filters (when
+ * the role has them, smtpd_filter_answer), then its route
+ */
+static void
+rcpt_checked(struct smtpd_session *s, const struct mailaddr *a,
+    const char *key, const char *shown)
+{
+	struct smtpd_checking_rcpt *c;
+
+	if (s->filters == NULL || s->filters->rcpt == NULL) {
+		rcpt_route(s, a, key, shown);
+		return;
+	}
+	c = xcalloc(1, sizeof(*c));
+	c->addr = *a;
+	str_copy(c->key, key, sizeof(c->key));
+	str_copy(c->shown, shown, sizeof(c->shown));
+	s->tx->filtering = c;
+	s->in_route++;
+	s->filters->rcpt(s, &c->addr, c->shown);
+	s->in_route--;
+	if (s->tx != NULL && rcpt_waits(s->tx) && s->state != ST_WAIT &&
+	    s->state != ST_CLOSING)
+		smtpd_enter_state(s, ST_WAIT);
+}
+
 /* smtpd_check_rcpt - see route.h */
 void
 smtpd_check_rcpt(struct smtpd_session *s, const char *refusal)
@@ -637,10 +711,10 @@ smtpd_check_rcpt(struct smtpd_session *s, const char *refusal)
 		metrics_rcpt_refused(s->role, refusal[0]);
 		rcpt_refuse(s, c->shown, refusal);
 	} else
-		rcpt_route(s, &c->addr, c->key, c->shown);
+		rcpt_checked(s, &c->addr, c->key, c->shown);
 	free(c);
 	/* answered at once, or the route answered at once: go on */
-	if (s->tx != NULL && s->tx->pending == NULL) {
+	if (s->tx != NULL && !rcpt_waits(s->tx)) {
 		tx_state(s);
 		if (!s->in_route)
 			smtpd_resume(s);
@@ -675,7 +749,7 @@ cmd_rcpt(struct smtpd_session *s, char *arg)
 		return;
 	}
 	if (s->checks == NULL || s->checks->rcpt == NULL) {
-		rcpt_route(s, &a, key, shown);
+		rcpt_checked(s, &a, key, shown);
 		return;
 	}
 	/* the checks first (a listed client, doc/forwarding.md "Checks") */
@@ -687,7 +761,7 @@ cmd_rcpt(struct smtpd_session *s, char *arg)
 	s->in_route++;
 	s->checks->rcpt(s, &c->addr, c->shown);
 	s->in_route--;
-	if (s->tx != NULL && (s->tx->checking != NULL || s->tx->pending != NULL) &&
+	if (s->tx != NULL && rcpt_waits(s->tx) &&
 	    s->state != ST_WAIT && s->state != ST_CLOSING)
 		smtpd_enter_state(s, ST_WAIT);
 }
@@ -736,11 +810,17 @@ received_header(struct smtpd_session *s)
 	    s->tls_info, tx->nrcpts == 1 ? tx->rcpts[0] : NULL, date);
 }
 
-/* tx_keeps - the engine keeps the message: local mailboxes, or a forward */
+/*
+ * tx_keeps - the engine keeps the message: local mailboxes, a forward,
+ * or filters that read it
+ */
 static bool
-tx_keeps(const struct smtpd_tx *tx)
+tx_keeps(const struct smtpd_session *s)
 {
-	return tx->nmailboxes > 0 || tx->route->forwards;
+	const struct smtpd_tx *tx = s->tx;
+
+	return tx->nmailboxes > 0 || tx->route->forwards ||
+	    (s->filters != NULL && s->filter != NULL);
 }
 
 /* drop_field - header_filter's question, for the checks */
@@ -764,7 +844,7 @@ cmd_data(struct smtpd_session *s, char *arg)
 		return;
 	}
 	/* spool_max_size (doc/security.md "Spool space"): a body to keep needs room */
-	if ((tx_keeps(tx) || tx->route->keeps_body) && body_spool_full()) {
+	if ((tx_keeps(s) || tx->route->keeps_body) && body_spool_full()) {
 		log_info("%s smtp data refused reason=spool-full spool=%" PRIu64,
 		    tx->id, body_spool_in_use());
 		smtpd_reply(s, "452 4.3.1 Insufficient system storage");
@@ -780,7 +860,7 @@ cmd_data(struct smtpd_session *s, char *arg)
 	body_init(&tx->body, s->cfg->queue_dir);
 	tx->received = rcv = received_header(s);
 	/* the engine keeps the message for local mailboxes and forwards */
-	if (tx_keeps(tx) && body_append(&tx->body, rcv, strlen(rcv)) == -1)
+	if (tx_keeps(s) && body_append(&tx->body, rcv, strlen(rcv)) == -1)
 		tx->store_errno = errno;
 	if (tx->route->data == NULL) {
 		smtpd_enter_state(s, ST_DATA);
@@ -883,6 +963,125 @@ route_end(struct smtpd_session *s, const char *refusal, bool later)
 		smtpd_resume(s);	/* it answered at once, after a wait */
 }
 
+/*
+ * filter_end - after the checks: the filters' verdict on the message
+ * (smtpd_filter_answer), then the route's end; a refusal goes straight
+ * to the route
+ */
+static void
+filter_end(struct smtpd_session *s, const char *refusal, bool later)
+{
+	struct smtpd_tx *tx = s->tx;
+
+	if (refusal != NULL || s->filters == NULL || s->filters->end == NULL) {
+		route_end(s, refusal, later);
+		return;
+	}
+	tx->filter_wait = FW_END;
+	if (s->state == ST_DATA)
+		smtpd_enter_state(s, ST_DELIVER);
+	s->in_route++;
+	s->filters->end(s, tx->route->forwards);
+	s->in_route--;
+}
+
+/* head_commit - the header section as the filters left it: every copy gets it */
+static void
+head_commit(struct smtpd_tx *tx)
+{
+	if (tx->head != NULL && tx->store_errno == 0 && tx->body.edit == NULL &&
+	    body_replace(&tx->body, strlen(tx->received), tx->head_old,
+	    tx->head, tx->head_len) == -1)
+		tx->store_errno = errno ? errno : EIO;
+}
+
+/* smtpd_filter_take_body - see route.h */
+void
+smtpd_filter_take_body(struct smtpd_session *s, struct body *out)
+{
+	smtpd_loop_only();
+	head_commit(s->tx);
+	smtpd_tx_take_body(s, out);
+}
+
+/* smtpd_filter_kept - see route.h */
+void
+smtpd_filter_kept(struct smtpd_session *s, const char *status,
+    const char *fmt, ...)
+{
+	struct smtpd_tx *tx = s->tx;
+	char line[REPLY_LINE_MAX];
+	va_list ap;
+
+	smtpd_loop_only();
+	if (tx == NULL || tx->filter_wait != FW_END) {
+		log_warnx("%s smtp filters kept no message", s->idstr);
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	tx->filter_wait = FW_NONE;
+	tx->kept_status = status;
+	str_copy(tx->relay, "none", sizeof(tx->relay));
+	tx_outcomes(s, line);
+	smtpd_reply(s, "%s", line);
+	tx_end(s);
+	if (!s->in_route)
+		smtpd_resume(s);
+}
+
+/* smtpd_filter_answer - see route.h */
+void
+smtpd_filter_answer(struct smtpd_session *s, const char *refusal)
+{
+	struct smtpd_tx *tx = s->tx;
+	struct smtpd_checking_rcpt *c;
+
+	smtpd_loop_only();
+	if (tx == NULL || tx->filter_wait == FW_NONE) {
+		if (tx == NULL || tx->filtering == NULL) {
+			log_warnx("%s smtp filters answered nothing waiting",
+			    s->idstr);
+			return;
+		}
+	}
+	if (tx->filtering != NULL) {		/* a RCPT */
+		c = tx->filtering;
+		tx->filtering = NULL;
+		if (refusal != NULL) {
+			metrics_rcpt_refused(s->role, refusal[0]);
+			rcpt_refuse(s, c->shown, refusal);
+		} else
+			rcpt_route(s, &c->addr, c->key, c->shown);
+		free(c);
+		if (s->tx != NULL && !rcpt_waits(s->tx)) {
+			tx_state(s);
+			if (!s->in_route)
+				smtpd_resume(s);
+		}
+		return;
+	}
+	if (tx->filter_wait == FW_MAIL) {
+		tx->filter_wait = FW_NONE;
+		if (refusal != NULL) {
+			smtpd_reply(s, "%s", refusal);
+			tx_reset(s);
+		} else {
+			smtpd_reply(s, "250 2.1.0 Ok");
+			tx_state(s);
+		}
+		if (!s->in_route)
+			smtpd_resume(s);
+		return;
+	}
+	tx->filter_wait = FW_NONE;
+	if (refusal == NULL)
+		head_commit(tx);
+	route_end(s, refusal != NULL ? refusal : tx->store_errno ?
+	    store_error_reply(tx->store_errno) : NULL, !s->in_route);
+}
+
 /* smtpd_check_done - see route.h */
 void
 smtpd_check_done(struct smtpd_session *s, const char *refusal,
@@ -898,7 +1097,7 @@ smtpd_check_done(struct smtpd_session *s, const char *refusal,
 	tx->check_end = false;
 	free(tx->auth_results);
 	tx->auth_results = ar_field ? xstrdup(ar_field) : NULL;
-	route_end(s, refusal, !s->in_route);
+	filter_end(s, refusal, !s->in_route);
 }
 
 /*
@@ -938,7 +1137,7 @@ data_end(struct smtpd_session *s)
 		log_info("%s smtp header removed field=%s count=%u overlong=%u",
 		    tx->id, HEADER_HOLD_NAME, tx->filt.dropped, tx->filt.overlong);
 	if (refusal[0] != '\0' || s->checks == NULL || s->checks->end == NULL) {
-		route_end(s, refusal[0] ? refusal : NULL, false);
+		filter_end(s, refusal[0] ? refusal : NULL, false);
 		return;
 	}
 	/* the checks' verdict first (smtpd_check_done); nothing is read meanwhile */
@@ -1110,12 +1309,17 @@ smtpd_data_input(struct smtpd_session *s)
 			if (!tx->too_big)
 				body_reset(&tx->body);
 			tx->too_big = true;
-		} else if (tx_keeps(tx) && tx->store_errno == 0 &&
+		} else if (tx_keeps(s) && tx->store_errno == 0 &&
 		    body_append(&tx->body, text, olen) == -1) {
 			tx->store_errno = errno ? errno : EIO;
 			body_reset(&tx->body);
 		}
 		evbuffer_drain(in, used);
+		if (!tx->too_big && s->filters && s->filters->body) {
+			s->in_route++;
+			s->filters->body(s);
+			s->in_route--;
+		}
 		if (!tx->too_big && tx->route->body) {
 			s->in_route++;
 			tx->route->body(s, text, olen);
@@ -1152,4 +1356,114 @@ smtpd_data_input(struct smtpd_session *s)
 			return;
 		}
 	}
+}
+
+/* smtpd_tx_text_offset - see route.h */
+uint64_t
+smtpd_tx_text_offset(const struct smtpd_session *s)
+{
+	smtpd_loop_only();
+	return s->tx && s->tx->received ? strlen(s->tx->received) : 0;
+}
+
+/* smtpd_tx_filtered - see route.h */
+bool
+smtpd_tx_filtered(const struct smtpd_session *s)
+{
+	smtpd_loop_only();
+	return s->tx != NULL && s->filters != NULL && s->filter != NULL;
+}
+
+/*
+ * head_load - the header section of the kept message, read once before
+ * its first change (at most HEADER_EDIT_MAX octets, from the body's
+ * memory or its spool's page cache)
+ */
+static bool
+head_load(struct smtpd_tx *tx)
+{
+	uint64_t off;
+	size_t got = 0, hlen;
+	char *buf;
+
+	if (tx->head != NULL)
+		return true;
+	if (tx->received == NULL || tx->store_errno != 0)
+		return false;
+	off = strlen(tx->received);
+	buf = xmalloc(HEADER_EDIT_MAX + 2);
+	while (got < HEADER_EDIT_MAX + 1) {
+		ssize_t n = body_read_at(&tx->body, off + got, buf + got,
+		    HEADER_EDIT_MAX + 1 - got);
+
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	if (!head_section_len(buf, got, got > HEADER_EDIT_MAX, &hlen) ||
+	    hlen > HEADER_EDIT_MAX) {
+		free(buf);
+		return false;
+	}
+	buf[hlen] = '\0';
+	tx->head = buf;
+	tx->head_len = hlen;
+	tx->head_old = hlen;
+	return true;
+}
+
+/* header_edit - one change to the kept message's header section */
+static bool
+header_edit(struct smtpd_session *s, enum head_op op, unsigned index,
+    const char *name, const char *value)
+{
+	struct smtpd_tx *tx = s->tx;
+	char *h;
+	size_t len;
+
+	smtpd_loop_only();
+	if (tx == NULL || !head_load(tx) ||
+	    (h = head_edit(tx->head, tx->head_len, op, index, name, value,
+	    &len)) == NULL)
+		return false;
+	free(tx->head);
+	tx->head = h;
+	tx->head_len = len;
+	return true;
+}
+
+/* smtpd_tx_header_add - see route.h */
+bool
+smtpd_tx_header_add(struct smtpd_session *s, const char *name, const char *value)
+{
+	return header_edit(s, HEAD_ADD, 0, name, value);
+}
+
+/* smtpd_tx_header_insert - see route.h */
+bool
+smtpd_tx_header_insert(struct smtpd_session *s, unsigned index,
+    const char *name, const char *value)
+{
+	return header_edit(s, HEAD_INSERT, index, name, value);
+}
+
+/* smtpd_tx_header_change - see route.h */
+bool
+smtpd_tx_header_change(struct smtpd_session *s, const char *name,
+    unsigned index, const char *value)
+{
+	return header_edit(s, HEAD_CHANGE, index, name, value);
+}
+
+/* smtpd_tx_header_edited - see route.h */
+const char *
+smtpd_tx_header_edited(const struct smtpd_session *s, size_t *len,
+    uint64_t *old_len)
+{
+	smtpd_loop_only();
+	if (s->tx == NULL || s->tx->head == NULL)
+		return NULL;
+	*len = s->tx->head_len;
+	*old_len = s->tx->head_old;
+	return s->tx->head;
 }

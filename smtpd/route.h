@@ -9,7 +9,8 @@
  * router the composition root sets per role (smtpd_set_router), so a new
  * route is a new file and a router change, never a change to commands.c.
  * The checks of the mx role (checks/engine.c) plug in the same way
- * (smtpd_set_checks).  Routes today:
+ * (smtpd_set_checks), and so do the content filters of every role
+ * (filter/engine.c, smtpd_set_filters).  Routes today:
  *   local/route.c    local_route: Maildir delivery (maildir/)
  *   queue/route.c    queue_route: a logged-in user's mail into the queue
  *   forward/proxy.c  forward_route: the synchronous forwarding proxy
@@ -291,6 +292,101 @@ const struct sockaddr *smtpd_session_sockaddr(const struct smtpd_session *,
     socklen_t *len);
 /* smtpd_session_helo - the HELO/EHLO name as the client gave it, "" before */
 const char *smtpd_session_helo(const struct smtpd_session *);
+
+/*
+ * struct smtpd_filter_ops - content filters (the milters of
+ * filter/engine.c, doc/filters.md), plugged in by the composition root
+ * (smtpd_set_filters) beside the checks.  Each step runs after the
+ * role's checks have let it through; unlike the checks, a filter answers
+ * MAIL too, reads the message at its own pace from the kept body
+ * (smtpd_tx_body, from smtpd_tx_text_offset), and may change its header
+ * section before the route's end (smtpd_tx_header_*): every copy gets
+ * the changes.  Per-session state lives in smtpd_filter_data(); a
+ * session whose filters set none (no milter configured) is not filtered:
+ * the engine keeps no body for them.  Every op is optional.
+ */
+struct smtpd_filter_ops {
+	/* connect - a client is connected */
+	void (*connect)(struct smtpd_session *);
+	/* helo - HELO or EHLO was accepted (smtpd_session_helo) */
+	void (*helo)(struct smtpd_session *);
+	/* mail - MAIL passed the engine: answer with smtpd_filter_answer() */
+	void (*mail)(struct smtpd_session *);
+	/*
+	 * rcpt - a recipient the checks let through, before its router:
+	 * answer with smtpd_filter_answer()
+	 */
+	void (*rcpt)(struct smtpd_session *, const struct mailaddr *,
+	    const char *shown);
+	/* body - more of the message is in smtpd_tx_body() */
+	void (*body)(struct smtpd_session *);
+	/*
+	 * end - the final dot, the checks passed (the whole message is in
+	 * smtpd_tx_body): answer with smtpd_filter_answer(), now or later;
+	 * the route's end runs after it
+	 */
+	void (*end)(struct smtpd_session *, bool forwarded);
+	/* rset - the transaction ended (any way) */
+	void (*rset)(struct smtpd_session *);
+	/* free - the session is gone */
+	void (*free)(struct smtpd_session *);
+};
+
+/* smtpd_set_filters - the composition root: the filters of a listen role */
+void smtpd_set_filters(enum listen_role, const struct smtpd_filter_ops *);
+/* smtpd_filter_data / smtpd_filter_set_data - the filters' state of a session */
+void *smtpd_filter_data(struct smtpd_session *);
+void smtpd_filter_set_data(struct smtpd_session *, void *);
+/*
+ * smtpd_filter_answer - the answer to ops->mail, ops->rcpt or ops->end:
+ * NULL lets it go on, else refusal (a whole reply line) is the reply to
+ * that command (MAIL: the transaction is over; RCPT: that recipient;
+ * end: the message).  Ignored when nothing waits for it.
+ */
+void smtpd_filter_answer(struct smtpd_session *, const char *refusal);
+/*
+ * smtpd_tx_text_offset - where the message as the client sent it (the
+ * held fields removed) starts in smtpd_tx_body: after our Received
+ */
+uint64_t smtpd_tx_text_offset(const struct smtpd_session *);
+/*
+ * smtpd_tx_header_add / _insert / _change - change the message's header
+ * section before the route's end (the filters' end; doc/filters.md):
+ * add a field at the end, insert one before the index-th field (0: at
+ * the top), change the index-th (from 1) field named name (value NULL:
+ * remove it; no such field: the value is added).  value is as after the
+ * colon, lines separated by LF or CRLF.  false: not done (a header
+ * section over HEADER_EDIT_MAX octets, a bad name or value).
+ */
+bool smtpd_tx_header_add(struct smtpd_session *, const char *name,
+    const char *value);
+bool smtpd_tx_header_insert(struct smtpd_session *, unsigned index,
+    const char *name, const char *value);
+bool smtpd_tx_header_change(struct smtpd_session *, const char *name,
+    unsigned index, const char *value);
+/*
+ * smtpd_tx_header_edited - for a route that keeps its own copy of the
+ * message (the queue): the changed header section (LF form) and the
+ * length of the one it replaces, or NULL when nothing changed
+ */
+const char *smtpd_tx_header_edited(const struct smtpd_session *, size_t *len,
+    uint64_t *old_len);
+/*
+ * smtpd_filter_take_body - while ops->end is answered: the kept message
+ * with the header changes made (our Received first), for a filter that
+ * keeps it itself (a quarantine); the caller owns it from now on
+ */
+void smtpd_filter_take_body(struct smtpd_session *, struct body *out);
+/*
+ * smtpd_filter_kept - the answer to ops->end when the filter kept the
+ * message itself: reply (a 2xx, printf-style) ends the transaction, each
+ * recipient's outcome line says status (e.g. "quarantined"), and no
+ * route's end runs (nothing is delivered or forwarded)
+ */
+void smtpd_filter_kept(struct smtpd_session *, const char *status,
+    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* smtpd_tx_filtered - filters run on this transaction (they may change it) */
+bool smtpd_tx_filtered(const struct smtpd_session *);
 
 /*
  * struct smtpd_auth_ops - the AUTH command (RFC 4954), plugged in by

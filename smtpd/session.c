@@ -231,6 +231,9 @@ smtpd_session_new(int fd, const struct sockaddr *sa, socklen_t salen,
 	s->checks = smtpd_checks[role];
 	if (s->checks && s->checks->connect)
 		s->checks->connect(s);
+	s->filters = smtpd_filters[role];
+	if (s->filters && s->filters->connect)
+		s->filters->connect(s);
 
 	if (role == ROLE_SUBMISSIONS) {
 		SSL *ssl = SSL_new(smtpd.tls_sub);
@@ -650,6 +653,8 @@ smtpd_tx_free(struct smtpd_tx *tx)
 		free(tx->pending);
 	}
 	free(tx->checking);
+	free(tx->filtering);
+	free(tx->head);
 	header_scanner_free(&tx->hdr);
 	body_free(&tx->body);
 	free(tx->received);
@@ -675,6 +680,8 @@ session_free(struct smtpd_session *s)
 	smtpd_routes_free(s);
 	if (s->checks && s->checks->free)
 		s->checks->free(s);
+	if (s->filters && s->filters->free)
+		s->filters->free(s);
 	if (smtpd_auth && smtpd_auth->free)
 		smtpd_auth->free(s);
 	if (s->life_timer)

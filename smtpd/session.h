@@ -74,6 +74,12 @@ struct smtpd_tx {
 	struct smtpd_pending_rcpt *pending;
 	struct smtpd_checking_rcpt *checking;	/* before the router: the checks' */
 	bool check_end;			/* the checks' verdict is awaited */
+	enum { FW_NONE, FW_MAIL, FW_RCPT, FW_END } filter_wait;	/* the filters' */
+	struct smtpd_checking_rcpt *filtering;	/* the RCPT the filters have */
+	char *head;			/* the header section, once edited */
+	size_t head_len;
+	uint64_t head_old;		/* the length of the one it replaces */
+	const char *kept_status;	/* a filter kept the message: its status= */
 	char *auth_results;		/* the checks' Authentication-Results */
 	char **rcpts;			/* RCPT addresses accepted, as given */
 	size_t nrcpts;
@@ -119,6 +125,8 @@ struct smtpd_session {
 	void *auth;			/* the auth ops' state */
 	const struct smtpd_check_ops *checks;	/* the role's, at connect */
 	void *check;			/* the checks' state */
+	const struct smtpd_filter_ops *filters;	/* the role's, at connect */
+	void *filter;			/* the filters' state */
 	char *user;			/* who logged in */
 	struct event *life_timer;	/* session_timeout, and the greeting delay */
 	struct event *tarpit_timer;
@@ -129,6 +137,7 @@ struct smtpd_session {
 extern const struct smtpd_auth_ops *smtpd_auth;
 /* the checks of each listen role (smtpd_set_checks) */
 extern const struct smtpd_check_ops *smtpd_checks[ROLE_SUBMISSIONS + 1];
+extern const struct smtpd_filter_ops *smtpd_filters[ROLE_SUBMISSIONS + 1];
 
 /* session.c */
 void smtpd_enter_state(struct smtpd_session *, enum smtpd_state);

@@ -12,6 +12,10 @@ the object and the symbol, when:
     route's business);
   - outbound/, maildir/, dkim/ or common/ use anything but common/;
   - forward/ uses queue/;
+  - filter/ (the milters, plugged into the engine as checks/ is) uses a
+    route of the mx role (local/, forward/): it judges and edits the
+    message through the engine, and keeps a quarantined one through
+    queue/ only;
   - two top-level folders use each other, directly or round a longer
     cycle;
   - anything uses chamoisd/, the composition root (which may use all);
@@ -119,6 +123,8 @@ def allowed(frm, to):
         return "%s/ may use only %s/" % (frm, BASE)
     if frm == "forward" and to == "queue":
         return "forward/ may not use queue/"
+    if frm == "filter" and to in ("local", "forward"):
+        return "filter/ may not use a route (%s/)" % to
     return None
 
 
@@ -254,6 +260,9 @@ CASES = [
      {"common/bad.c": "int maildir_fn(void);\nint bad_fn(void) { return maildir_fn(); }\n"},
      ["common/ may use only common/", "build/common/bad.o", "maildir_fn",
       "cycle common <-> maildir"]),
+    ("filter/ uses a route",
+     {"filter/bad.c": "int route_fn(void);\nint bad_fn(void) { return route_fn(); }\n"},
+     ["filter/ may not use a route (forward/)", "build/filter/bad.o", "route_fn"]),
     ("forward/ uses queue/",
      {"forward/bad.c": "int queue_fn(void);\nint bad_fn(void) { return queue_fn(); }\n"},
      ["forward/ may not use queue/", "build/forward/bad.o", "queue_fn"]),

@@ -332,3 +332,27 @@ for k, v in dmarc_seeds.items():
 dkim_seeds = {'ed25519-pass': 'v=DKIM1; k=ed25519; p=iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w=\nDKIM-Signature: v=1; a=ed25519-sha256; c=relaxed/relaxed; d=example.test;\n i=@example.test; q=dns/txt; s=ed; t=1796278569; h=from : to : subject\n : date; bh=zE+VV0w215ckXH6MSCLlMX/UQrEGslQBBz5+jXQ7ORQ=;\n b=yjdN2ziPs/Te7xuWgLyx4qFJlW/rDqweovb0jOBvhOlwsLS56sxqL3JdGK0SHJsCVmQlE\n S4JkiVXwYZbkurfDg==\nFrom: Alice <alice@example.test>\nTo: bob@chamois.test\nSubject: seed\nDate: Thu, 03 Dec 2026 06:00:00 +0000\n\nHello,\n.dot\ntrailing   \n\n', 'ed25519-tampered': 'v=DKIM1; k=ed25519; p=iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w=\nDKIM-Signature: v=1; a=ed25519-sha256; c=relaxed/relaxed; d=example.test;\n i=@example.test; q=dns/txt; s=ed; t=1796278569; h=from : to : subject\n : date; bh=zE+VV0w215ckXH6MSCLlMX/UQrEGslQBBz5+jXQ7ORQ=;\n b=yjdN2ziPs/Te7xuWgLyx4qFJlW/rDqweovb0jOBvhOlwsLS56sxqL3JdGK0SHJsCVmQlE\n S4JkiVXwYZbkurfDg==\nFrom: Alice <alice@example.test>\nTo: bob@chamois.test\nSubject: seed\nDate: Thu, 03 Dec 2026 06:00:00 +0000\n\nHallo,\n.dot\ntrailing   \n\n', 'key-nx': '!NX\nDKIM-Signature: v=1; a=ed25519-sha256; c=relaxed/relaxed; d=example.test;\n i=@example.test; q=dns/txt; s=ed; t=1796278569; h=from : to : subject\n : date; bh=zE+VV0w215ckXH6MSCLlMX/UQrEGslQBBz5+jXQ7ORQ=;\n b=yjdN2ziPs/Te7xuWgLyx4qFJlW/rDqweovb0jOBvhOlwsLS56sxqL3JdGK0SHJsCVmQlE\n S4JkiVXwYZbkurfDg==\nFrom: Alice <alice@example.test>\nTo: bob@chamois.test\nSubject: seed\nDate: Thu, 03 Dec 2026 06:00:00 +0000\n\nHello,\n.dot\ntrailing   \n\n', 'key-fail': '!FAIL\nDKIM-Signature: v=1; a=ed25519-sha256; c=relaxed/relaxed; d=example.test;\n i=@example.test; q=dns/txt; s=ed; t=1796278569; h=from : to : subject\n : date; bh=zE+VV0w215ckXH6MSCLlMX/UQrEGslQBBz5+jXQ7ORQ=;\n b=yjdN2ziPs/Te7xuWgLyx4qFJlW/rDqweovb0jOBvhOlwsLS56sxqL3JdGK0SHJsCVmQlE\n S4JkiVXwYZbkurfDg==\nFrom: Alice <alice@example.test>\nTo: bob@chamois.test\nSubject: seed\nDate: Thu, 03 Dec 2026 06:00:00 +0000\n\nHello,\n.dot\ntrailing   \n\n', 'revoked': 'v=DKIM1; k=ed25519; p=\nDKIM-Signature: v=1; a=ed25519-sha256; c=relaxed/relaxed; d=example.test;\n i=@example.test; q=dns/txt; s=ed; t=1796278569; h=from : to : subject\n : date; bh=zE+VV0w215ckXH6MSCLlMX/UQrEGslQBBz5+jXQ7ORQ=;\n b=yjdN2ziPs/Te7xuWgLyx4qFJlW/rDqweovb0jOBvhOlwsLS56sxqL3JdGK0SHJsCVmQlE\n S4JkiVXwYZbkurfDg==\nFrom: Alice <alice@example.test>\nTo: bob@chamois.test\nSubject: seed\nDate: Thu, 03 Dec 2026 06:00:00 +0000\n\nHello,\n.dot\ntrailing   \n\n', 'no-signature': 'v=DKIM1; k=ed25519; p=iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w=\nFrom: Alice <alice@example.test>\nTo: bob@chamois.test\nSubject: seed\nDate: Thu, 03 Dec 2026 06:00:00 +0000\n\nHello,\n.dot\ntrailing   \n\n', 'broken-signature': 'v=DKIM1; k=ed25519; p=iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w=\nDKIM-Signature: v=1; a=rsa-sha256; d=Example.TEST; s=ed; h=from; bh=; b=\nFrom: Alice <alice@example.test>\nTo: bob@chamois.test\nSubject: seed\nDate: Thu, 03 Dec 2026 06:00:00 +0000\n\nHello,\n.dot\ntrailing   \n\n'}
 for k, v in dkim_seeds.items():
     put("fuzz_dkim", k, v)
+
+
+# ---- fuzz_milter: what a milter sends, packet by packet ----
+def mpkt(cmd, data=b""):
+    return struct.pack(">I", len(data) + 1) + cmd + data
+
+
+milter_seeds = {
+    "optneg": mpkt(b"O", struct.pack(">III", 6, 0x31, 0x1fffff)),
+    "continue-accept": mpkt(b"c") + mpkt(b"p") + mpkt(b"a"),
+    "reply-one": mpkt(b"y", b"554 5.7.1 Spam is not welcome here\0"),
+    "reply-multi": mpkt(b"y", b"451-4.7.1 first\r\n451 4.7.1 second\0"),
+    "reply-no-esc": mpkt(b"y", b"550 go away\0"),
+    "reply-bad": mpkt(b"y", b"250 ok\0"),
+    "add-insert-change": mpkt(b"h", b"X-Spam\0yes\0")
+        + mpkt(b"i", struct.pack(">I", 0) + b"DKIM-Signature\0 v=1;\r\n\tb=x\0")
+        + mpkt(b"m", struct.pack(">I", 2) + b"X-Two\0\0")
+        + mpkt(b"m", struct.pack(">I", 1) + b"Subject\0[spam] hello\0"),
+    "quarantine": mpkt(b"q", b"held\0") + mpkt(b"a"),
+    "value-newlines": mpkt(b"h", b"X-Evil\0a\nFrom: forged\n\nbody\0"),
+    "short": b"\0\0\0\x05h",
+}
+for k, v in milter_seeds.items():
+    put("fuzz_milter", k, v)
