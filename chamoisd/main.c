@@ -853,6 +853,12 @@ outbound_init(const struct config *c)
 		return false;
 	/* opportunistic (RFC 7435): no verification, any version */
 	SSL_CTX_set_verify(root.tls_client, SSL_VERIFY_NONE, NULL);
+	/* DANE (RFC 7672): a host with secure TLSA is verified by them */
+	if (c->dane && resolver_dane(root.resolver, c->remote_port) &&
+	    SSL_CTX_dane_enable(root.tls_client) <= 0) {
+		fprintf(stderr, "%s: SSL_CTX_dane_enable failed\n", c->path);
+		return false;
+	}
 	SSL_CTX_set_options(root.tls_client, SSL_OP_NO_COMPRESSION |
 	    SSL_OP_NO_RENEGOTIATION);
 	if (forward_init(root.base, c, root.resolver, root.tls_client, err,

@@ -46,6 +46,7 @@ enum param_type {
 	P_OUTADDR,	/* repeatable: a source address, one per family */
 	P_DNSBL,	/* repeatable: a DNS block list's zone */
 	P_DMARC_POLICY,	/* enforce or monitor */
+	P_YESNO,	/* yes or no */
 };
 
 struct param {
@@ -59,6 +60,7 @@ struct param {
 #define OFF(f) offsetof(struct config, f)
 static const struct param config_params[] = {
 	{ "aliases",			P_PATH,	OFF(aliases), 0, 0, false },
+	{ "dane",			P_YESNO, OFF(dane), 0, 0, false },
 	{ "delay_warning_time",		P_DURATION, OFF(delay_warning_time), 0, 365 * 86400, false },
 	{ "dkim_key",			P_DKIM_KEY, OFF(dkim_keys), 0, 0, true },
 	{ "dmarc_policy",		P_DMARC_POLICY, OFF(dmarc_monitor), 0, 0, false },
@@ -516,6 +518,14 @@ parse_value(struct parser *p, const struct param *pm, char **words, int nwords)
 		*(unsigned *)field = v;
 		break;
 	}
+	case P_YESNO:
+		if (strcmp(words[0], "yes") != 0 && strcmp(words[0], "no") != 0) {
+			PROBLEM(p, "%s: '%s' is neither yes nor no", pm->name,
+			    words[0]);
+			return;
+		}
+		*(bool *)field = strcmp(words[0], "yes") == 0;
+		break;
 	case P_DMARC_POLICY:
 		if (strcmp(words[0], "enforce") != 0 &&
 		    strcmp(words[0], "monitor") != 0) {
@@ -697,6 +707,7 @@ config_defaults(struct config *c)
 	c->forward_rcpt_budget = 60;
 	c->forward_data_budget = 180;
 	c->remote_port = 25;
+	c->dane = true;
 	c->queue_lifetime = 5 * 86400;
 	c->delay_warning_time = 4 * 3600;
 	c->queue_max_deliveries = 20;

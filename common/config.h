@@ -102,6 +102,7 @@ struct config {
 	unsigned forward_max_per_domain;
 	unsigned forward_max_per_client;
 	bool dmarc_monitor;	/* dmarc_policy monitor: DMARC refuses nothing */
+	bool dane;		/* TLSA of MX hosts make TLS required (doc/security.md) */
 	int lines[64];		/* where each key was set, by table row */
 	int last_line;
 	unsigned refs;		/* holders beyond the first (config_ref) */

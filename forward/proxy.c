@@ -619,11 +619,21 @@ fwd_failed(struct fwd *f, enum smtp_fail why, const struct smtp_reply *r)
 		log_info("%s forward unreachable domain=%s last=\"%s\"",
 		    smtpd_session_idstr(s), log_field(esc, sizeof(esc), f->domain),
 		    log_text(t, sizeof(t), smtp_client_last_error(f->c)));
+	else if (why == SMTP_FAIL_POLICY)
+		/* only DANE asks for more than opportunistic TLS here */
+		log_info("%s forward tls-policy-failed domain=%s policy=dane "
+		    "failure=\"%s\"", smtpd_session_idstr(s),
+		    log_field(esc, sizeof(esc), f->domain),
+		    log_text(t, sizeof(t), smtp_client_last_error(f->c)));
 	smtp_client_free(f->c);	/* safe inside its callback */
 	f->c = NULL;
 	f->state = FS_DEAD;
 	f->in_tx = false;
-	if (why == SMTP_FAIL_UNREACHABLE)
+	if (why == SMTP_FAIL_POLICY)
+		/* SPEC 9, RFC 3463 4.7.5: a cryptographic failure, not now */
+		bsnprintf(reply, sizeof(reply), "451 4.7.5 No mail server for %s "
+		    "meets its TLS policy (DANE), try again later", f->domain);
+	else if (why == SMTP_FAIL_UNREACHABLE)
 		bsnprintf(reply, sizeof(reply), "451 4.4.1 No mail server for %s "
 		    "could be reached, try again later", f->domain);
 	else

@@ -5,6 +5,10 @@
  * (-> HELO) [-> STARTTLS -> TLS -> EHLO] -> READY.  Before READY, any
  * failure moves on to the next target (a failed TLS handshake first tries
  * the same target again in plaintext: STARTTLS is opportunistic, RFC 7435).
+ * A target with secure TLSA records (mx_target.dane, doc/security.md
+ * "Outbound TLS") gets STARTTLS verified by OpenSSL's DANE, or nothing:
+ * any failure there moves on to the next target, never to plaintext, and
+ * when no target is left the session fails with SMTP_FAIL_POLICY.
  * In READY, commands go out through a queue: all at once when the server
  * offers PIPELINING (RFC 2920), else one per reply; replies are matched to
  * commands in order.  A 421, a lost connection or a timeout ends the
@@ -97,6 +101,8 @@ struct smtp_client {
 	bool auth_sent;			/* AUTH mech has gone out */
 	char auth_mech[32];
 	struct event *defer;		/* client_defer_next */
+	bool dane;			/* this target has secure TLSA: TLS required */
+	char policy_error[600];		/* the last target's DANE failure, or "" */
 };
 
 /* clients that are ending on their own (CS_QUIT), freed at exit if left */
@@ -114,6 +120,8 @@ static void client_wire_cb(struct evbuffer *, const struct evbuffer_cb_info *,
 static void client_close(struct smtp_client *);
 static void client_ready(struct smtp_client *);
 static void quit_timeout_cb(evutil_socket_t, short, void *);
+static void client_dane_fail(struct smtp_client *, const char *, ...)
+	__attribute__((format(printf, 2, 3)));
 
 /* smtp_reply_parse - one line of a reply, RFC 5321 4.2 */
 enum smtp_parse
@@ -289,12 +297,19 @@ client_next(struct smtp_client *c, const char *why)
 	    log_field(esc, sizeof(esc), c->caps.host), c->caps.addr,
 	    log_text(t, sizeof(t), why));
 	client_close_bev(c);
-	if (c->state == CS_TLS && !c->plaintext && !c->p.tls_required) {
+	if (c->state == CS_TLS && !c->plaintext && !c->p.tls_required &&
+	    !c->dane) {
 		/* the handshake failed: the same host again, without TLS */
 		c->plaintext = true;
 	} else {
 		c->cur++;
 		c->plaintext = false;
+	}
+	if (c->cur >= c->p.ntargets && c->policy_error[0] != '\0') {
+		/* a DANE host failed: the mail waits (RFC 7672 2.2) */
+		str_copy(c->last_error, c->policy_error, sizeof(c->last_error));
+		client_fail(c, SMTP_FAIL_POLICY, NULL);
+		return;
 	}
 	if (c->cur >= c->p.ntargets) {
 		/*
@@ -413,6 +428,16 @@ client_connect(struct smtp_client *c)
 	memset(&c->reply, 0, sizeof(c->reply));
 	c->reply_octets = 0;
 	c->state = CS_CONNECT;
+	/* RFC 7672 2.2: secure TLSA, even unusable, make TLS required */
+	c->dane = t->dane != MX_DANE_NONE && c->verify_name == NULL;
+	if (c->dane && t->dane == MX_DANE_FAIL) {
+		/* RFC 7672 2.2.2: its TLSA are not known, so not this host now */
+		snprintf(c->policy_error, sizeof(c->policy_error), "dane: %s: the "
+		    "TLSA look-up failed", t->host);
+		str_copy(c->last_error, c->policy_error, sizeof(c->last_error));
+		client_defer_next(c);
+		return;
+	}
 	if ((fd = client_socket(c, ss.ss_family)) == -2) {
 		client_defer_next(c);
 		return;
@@ -862,6 +887,34 @@ client_send_ehlo(struct smtp_client *c)
 	c->state = CS_EHLO;
 }
 
+/*
+ * client_dane_setup - verify the server by the target's TLSA records
+ * alone (RFC 7671, RFC 7672 3.1): DANE-EE(3) without name checks,
+ * DANE-TA(2) with the MX host's name as the reference identifier
+ * (RFC 7672 3.2.2); false if OpenSSL takes none of them
+ */
+static bool
+client_dane_setup(struct smtp_client *c, SSL *ssl)
+{
+	const struct mx_target *t = &c->targets[c->cur];
+	int usable = 0;
+
+	if (SSL_dane_enable(ssl, t->host) <= 0) {
+		ERR_clear_error();
+		return false;
+	}
+	SSL_dane_set_flags(ssl, DANE_FLAG_NO_DANE_EE_NAMECHECKS);
+	for (uint8_t i = 0; i < t->ntlsa; i++)
+		if (SSL_dane_tlsa_add(ssl, t->tlsa[i].usage, t->tlsa[i].selector,
+		    t->tlsa[i].mtype, t->tlsa[i].data, t->tlsa[i].len) > 0)
+			usable++;
+	ERR_clear_error();
+	if (usable == 0)
+		return false;
+	SSL_set_verify(ssl, SSL_VERIFY_PEER, NULL);
+	return true;
+}
+
 static void
 client_start_tls(struct smtp_client *c)
 {
@@ -886,6 +939,13 @@ client_start_tls(struct smtp_client *c)
 		}
 	} else if (c->caps.host[0] && strchr(c->caps.host, '.'))
 		SSL_set_tlsext_host_name(ssl, c->caps.host);
+	if (c->dane && c->targets[c->cur].dane == MX_DANE_VERIFY &&
+	    !client_dane_setup(c, ssl)) {
+		SSL_free(ssl);
+		c->state = CS_TLS;	/* no QUIT: the server awaits a handshake */
+		client_dane_fail(c, "OpenSSL takes none of its TLSA records");
+		return;
+	}
 	tls = bufferevent_openssl_filter_new(c->p.base, c->bev, ssl,
 	    BUFFEREVENT_SSL_CONNECTING,
 	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
@@ -1016,6 +1076,32 @@ auth_reply(struct smtp_client *c, const struct smtp_reply *r)
 	    r->code, r->esc[0] ? " " : "", r->esc, r->text);
 }
 
+/*
+ * client_dane_fail - this target cannot meet its DANE policy: say QUIT
+ * when the session is in plaintext SMTP, note why (the session's failure
+ * if every target fails) and try the next MX (RFC 7672 2.2)
+ */
+static void
+client_dane_fail(struct smtp_client *c, const char *fmt, ...)
+{
+	char why[256], t[LOG_ESC(sizeof(why))], esc[LOG_ESC(sizeof(c->caps.host))];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	if (c->bev && (c->state == CS_EHLO || c->state == CS_HELO ||
+	    c->state == CS_STARTTLS))
+		(void)send(bufferevent_getfd(c->bev), "QUIT\r\n", 6,
+		    MSG_NOSIGNAL | MSG_DONTWAIT);
+	snprintf(c->policy_error, sizeof(c->policy_error), "dane: %s: %s",
+	    c->caps.host, why);
+	log_info("%s client policy-failed policy=dane host=%s addr=%s "
+	    "reason=\"%s\"", c->id, log_field(esc, sizeof(esc), c->caps.host),
+	    c->caps.addr, log_text(t, sizeof(t), why));
+	client_next(c, c->policy_error);
+}
+
 /* ehlo_done - EHLO answered 2xx: STARTTLS, AUTH or ready */
 static void
 ehlo_done(struct smtp_client *c)
@@ -1024,6 +1110,10 @@ ehlo_done(struct smtp_client *c)
 	if (c->caps.starttls && !c->caps.tls && !c->plaintext && c->p.tls) {
 		evbuffer_add_printf(bufferevent_get_output(c->bev), "STARTTLS\r\n");
 		c->state = CS_STARTTLS;
+		return;
+	}
+	if (c->dane && !c->caps.tls) {
+		client_dane_fail(c, "no STARTTLS offered");
 		return;
 	}
 	if (c->p.tls_required && !c->caps.tls) {
@@ -1071,6 +1161,11 @@ client_reply(struct smtp_client *c, struct smtp_reply *r)
 			return;
 		}
 		if (smtp_reply_class(r) != SMTP_CLASS_OK) {
+			if (c->dane && !c->caps.tls) {
+				client_dane_fail(c, "EHLO refused: %d %s", r->code,
+				    r->text);
+				return;
+			}
 			if (c->p.tls_required && !c->caps.tls) {
 				client_policy_fail(c, "EHLO refused: %d %s", r->code,
 				    r->text);
@@ -1100,6 +1195,11 @@ client_reply(struct smtp_client *c, struct smtp_reply *r)
 		auth_reply(c, r);
 		return;
 	case CS_STARTTLS:
+		if (r->code != 220 && c->dane) {
+			client_dane_fail(c, "STARTTLS refused: %d %s", r->code,
+			    r->text);
+			return;
+		}
 		if (r->code != 220 && c->p.tls_required) {
 			client_policy_fail(c, "STARTTLS refused: %d %s", r->code,
 			    r->text);
@@ -1248,16 +1348,29 @@ client_event(struct smtp_client *c, struct bufferevent *bev, short what)
 		}
 		if (c->state == CS_TLS) {
 			SSL *ssl = bufferevent_openssl_get_ssl(bev);
-			char esc[LOG_ESC(sizeof(c->caps.host))];
+			char esc[LOG_ESC(sizeof(c->caps.host))], dane[32] = "";
+			uint8_t u, sel, mt;
 
+			if (c->dane && c->targets[c->cur].dane == MX_DANE_VERIFY) {
+				if (SSL_get_verify_result(ssl) != X509_V_OK ||
+				    SSL_get0_dane_authority(ssl, NULL, NULL) < 0) {
+					client_dane_fail(c, "TLS: no TLSA record "
+					    "matched");
+					return;
+				}
+				(void)SSL_get0_dane_tlsa(ssl, &u, &sel, &mt, NULL, NULL);
+				snprintf(dane, sizeof(dane), " dane=verified tlsa=%u.%u.%u",
+				    u, sel, mt);
+			} else if (c->dane)
+				str_copy(dane, " dane=encrypt", sizeof(dane));
 			c->caps.tls = true;
 			metrics_tls(false, SSL_get_version(ssl));
 			snprintf(c->caps.tls_info, sizeof(c->caps.tls_info), "%s %s",
 			    SSL_get_version(ssl), SSL_get_cipher_name(ssl));
-			log_info("%s client tls host=%s version=%s cipher=%s", c->id,
+			log_info("%s client tls host=%s version=%s cipher=%s%s", c->id,
 			    log_field(esc, sizeof(esc), c->caps.host),
 			    SSL_get_version(ssl),
-			    SSL_get_cipher_name(ssl));
+			    SSL_get_cipher_name(ssl), dane);
 			if (c->p.implicit_tls && !c->reached)
 				c->state = CS_GREETING;	/* the greeting comes now */
 			else
@@ -1282,7 +1395,12 @@ client_event(struct smtp_client *c, struct bufferevent *bev, short what)
 
 		if (e)
 			ERR_error_string_n(e, buf, sizeof(buf));
-		if (c->p.tls_required && v != X509_V_OK)
+		if (c->dane && v != X509_V_OK)
+			client_dane_fail(c, "TLS: the certificate matches no TLSA "
+			    "record: %s", X509_verify_cert_error_string(v));
+		else if (c->dane)
+			client_dane_fail(c, "TLS: %s", buf);
+		else if (c->p.tls_required && v != X509_V_OK)
 			client_policy_fail(c, "TLS: the certificate of %s does not "
 			    "verify: %s", c->verify_name ? c->verify_name :
 			    c->caps.host, X509_verify_cert_error_string(v));

@@ -91,7 +91,8 @@ enum smtp_fail {
 	SMTP_FAIL_PROTOCOL,	/* a reply that is not SMTP, or unexpected */
 	SMTP_FAIL_CLOSING,	/* the server said 421 */
 	SMTP_FAIL_POLICY,	/* a required step failed (no STARTTLS, a bad
-				 * certificate, AUTH refused): why in
+				 * certificate, AUTH refused; or no DANE host
+				 * met its policy): why in
 				 * smtp_client_last_error */
 };
 

@@ -1072,9 +1072,15 @@ remote_client_cb(void *arg, enum smtp_client_event ev, enum smtp_cmd cmd,
 	case SC_FAILED: {
 		char line[SMTP_REPLY_TEXT_MAX + 64];
 		const char *status = why == SMTP_FAIL_UNREACHABLE ? "4.4.1" :
+		    why == SMTP_FAIL_POLICY && g->hop.kind != HOP_RELAY ? "4.7.5" :
 		    why == SMTP_FAIL_POLICY ? "4.7.0" : "4.4.2";
 
-		if (why == SMTP_FAIL_POLICY)
+		if (why == SMTP_FAIL_POLICY && g->hop.kind != HOP_RELAY)
+			/* DANE (RFC 7672 2.2): it waits, never goes in plaintext */
+			snprintf(line, sizeof(line), "451 4.7.5 TLS policy of %s "
+			    "failed: %s",
+			    g->domain, smtp_client_last_error(g->c));
+		else if (why == SMTP_FAIL_POLICY)
 			/* the message waits for the relay: never another way */
 			snprintf(line, sizeof(line), "relay %s:%u: %s", g->hop.host,
 			    g->hop.port, smtp_client_last_error(g->c));
