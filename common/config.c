@@ -84,6 +84,7 @@ static const struct param config_params[] = {
 	{ "max_message_size",		P_SIZE, OFF(max_message_size), 1024, (uint64_t)1 << 40, false },
 	{ "max_recipients",		P_UINT, OFF(max_recipients), 1, 100000, false },
 	{ "metrics_listen",		P_HOSTPORT, OFF(metrics_listen), 0, 0, false },
+	{ "mta_sts",			P_YESNO, OFF(mta_sts), 0, 0, false },
 	{ "outbound_address",		P_OUTADDR, OFF(outbound_addr4), 0, 0, true },
 	{ "outbound_family",		P_FAMILY, OFF(outbound_family), 0, 0, false },
 	{ "postmaster",			P_ADDRESS, OFF(postmaster), 0, 0, false },
@@ -101,6 +102,7 @@ static const struct param config_params[] = {
 	{ "smtp_timeout",		P_DURATION, OFF(smtp_timeout), 1, 3600, false },
 	{ "spool_max_size",		P_SIZE, OFF(spool_max_size), 1048576, (uint64_t)1 << 40, false },
 	{ "srs_secret",			P_SECRET, OFF(srs_secrets), 0, 0, true },
+	{ "testing_mta_sts_port",	P_UINT, OFF(testing_mta_sts_port), 1, 65535, false },
 	{ "tls_ca_file",		P_PATH, OFF(tls_ca_file), 0, 0, false },
 	{ "tls_cert",			P_PATH, OFF(tls_cert), 0, 0, false },
 	{ "tls_key",			P_PATH, OFF(tls_key), 0, 0, false },
@@ -708,6 +710,8 @@ config_defaults(struct config *c)
 	c->forward_data_budget = 180;
 	c->remote_port = 25;
 	c->dane = true;
+	c->mta_sts = true;
+	c->testing_mta_sts_port = 443;	/* RFC 8461 3.3: HTTPS */
 	c->queue_lifetime = 5 * 86400;
 	c->delay_warning_time = 4 * 3600;
 	c->queue_max_deliveries = 20;

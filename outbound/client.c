@@ -101,8 +101,14 @@ struct smtp_client {
 	bool auth_sent;			/* AUTH mech has gone out */
 	char auth_mech[32];
 	struct event *defer;		/* client_defer_next */
-	bool dane;			/* this target has secure TLSA: TLS required */
-	char policy_error[600];		/* the last target's DANE failure, or "" */
+	enum tls_policy {
+		TP_NONE,		/* opportunistic */
+		TP_DANE,		/* secure TLSA (RFC 7672): required, by them */
+		TP_STS,			/* MTA-STS enforce: required, verified */
+		TP_STS_TESTING,		/* MTA-STS testing: failures logged only */
+	} tp;				/* this target's */
+	char policy_error[600];		/* the last target's policy failure, or "" */
+	const char *policy_name;	/* its policy: "dane" or "mta-sts" */
 };
 
 /* clients that are ending on their own (CS_QUIT), freed at exit if left */
@@ -120,8 +126,22 @@ static void client_wire_cb(struct evbuffer *, const struct evbuffer_cb_info *,
 static void client_close(struct smtp_client *);
 static void client_ready(struct smtp_client *);
 static void quit_timeout_cb(evutil_socket_t, short, void *);
-static void client_dane_fail(struct smtp_client *, const char *, ...)
+static void client_tls_fail(struct smtp_client *, const char *, ...)
 	__attribute__((format(printf, 2, 3)));
+static void client_sts_testing(struct smtp_client *, const char *);
+
+/* client_tls_must - this target gets verified TLS or nothing */
+static bool
+client_tls_must(const struct smtp_client *c)
+{
+	return c->tp == TP_DANE || c->tp == TP_STS;
+}
+
+static const char *
+tp_name(enum tls_policy tp)
+{
+	return tp == TP_DANE ? "dane" : "mta-sts";
+}
 
 /* smtp_reply_parse - one line of a reply, RFC 5321 4.2 */
 enum smtp_parse
@@ -298,7 +318,7 @@ client_next(struct smtp_client *c, const char *why)
 	    log_text(t, sizeof(t), why));
 	client_close_bev(c);
 	if (c->state == CS_TLS && !c->plaintext && !c->p.tls_required &&
-	    !c->dane) {
+	    !client_tls_must(c)) {
 		/* the handshake failed: the same host again, without TLS */
 		c->plaintext = true;
 	} else {
@@ -428,12 +448,27 @@ client_connect(struct smtp_client *c)
 	memset(&c->reply, 0, sizeof(c->reply));
 	c->reply_octets = 0;
 	c->state = CS_CONNECT;
-	/* RFC 7672 2.2: secure TLSA, even unusable, make TLS required */
-	c->dane = t->dane != MX_DANE_NONE && c->verify_name == NULL;
-	if (c->dane && t->dane == MX_DANE_FAIL) {
+	/*
+	 * RFC 7672 2.2: secure TLSA, even unusable, make TLS required; DANE
+	 * comes before MTA-STS (RFC 8461 2)
+	 */
+	c->tp = c->verify_name != NULL ? TP_NONE : t->dane != MX_DANE_NONE ?
+	    TP_DANE : t->sts == MX_STS_ENFORCE ? TP_STS :
+	    t->sts == MX_STS_TESTING ? TP_STS_TESTING : TP_NONE;
+	if (c->tp == TP_DANE && t->dane == MX_DANE_FAIL) {
 		/* RFC 7672 2.2.2: its TLSA are not known, so not this host now */
 		snprintf(c->policy_error, sizeof(c->policy_error), "dane: %s: the "
 		    "TLSA look-up failed", t->host);
+		c->policy_name = "dane";
+		str_copy(c->last_error, c->policy_error, sizeof(c->last_error));
+		client_defer_next(c);
+		return;
+	}
+	if (c->tp == TP_STS && !t->sts_match) {
+		/* RFC 8461 4.1: only the policy's MX names */
+		snprintf(c->policy_error, sizeof(c->policy_error), "mta-sts: %s: "
+		    "not an mx of the policy", t->host);
+		c->policy_name = "mta-sts";
 		str_copy(c->last_error, c->policy_error, sizeof(c->last_error));
 		client_defer_next(c);
 		return;
@@ -939,12 +974,24 @@ client_start_tls(struct smtp_client *c)
 		}
 	} else if (c->caps.host[0] && strchr(c->caps.host, '.'))
 		SSL_set_tlsext_host_name(ssl, c->caps.host);
-	if (c->dane && c->targets[c->cur].dane == MX_DANE_VERIFY &&
+	if (c->tp == TP_DANE && c->targets[c->cur].dane == MX_DANE_VERIFY &&
 	    !client_dane_setup(c, ssl)) {
 		SSL_free(ssl);
 		c->state = CS_TLS;	/* no QUIT: the server awaits a handshake */
-		client_dane_fail(c, "OpenSSL takes none of its TLSA records");
+		client_tls_fail(c, "OpenSSL takes none of its TLSA records");
 		return;
+	}
+	if (c->tp == TP_STS || c->tp == TP_STS_TESTING) {
+		/*
+		 * RFC 8461 4.2: a certificate valid for the MX host's name
+		 * (RFC 6125), by tls_ca_file or the system's CAs; testing
+		 * verifies too, and only logs the result
+		 */
+		SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+		if (SSL_set1_host(ssl, c->caps.host) != 1)
+			fatalx("SSL_set1_host");
+		SSL_set_verify(ssl, c->tp == TP_STS ? SSL_VERIFY_PEER :
+		    SSL_VERIFY_NONE, NULL);
 	}
 	tls = bufferevent_openssl_filter_new(c->p.base, c->bev, ssl,
 	    BUFFEREVENT_SSL_CONNECTING,
@@ -1077,12 +1124,13 @@ auth_reply(struct smtp_client *c, const struct smtp_reply *r)
 }
 
 /*
- * client_dane_fail - this target cannot meet its DANE policy: say QUIT
- * when the session is in plaintext SMTP, note why (the session's failure
- * if every target fails) and try the next MX (RFC 7672 2.2)
+ * client_tls_fail - this target cannot meet its TLS policy (DANE or
+ * MTA-STS enforce): say QUIT when the session is in plaintext SMTP, note
+ * why (the session's failure if every target fails) and try the next MX
+ * (RFC 7672 2.2, RFC 8461 5)
  */
 static void
-client_dane_fail(struct smtp_client *c, const char *fmt, ...)
+client_tls_fail(struct smtp_client *c, const char *fmt, ...)
 {
 	char why[256], t[LOG_ESC(sizeof(why))], esc[LOG_ESC(sizeof(c->caps.host))];
 	va_list ap;
@@ -1094,12 +1142,26 @@ client_dane_fail(struct smtp_client *c, const char *fmt, ...)
 	    c->state == CS_STARTTLS))
 		(void)send(bufferevent_getfd(c->bev), "QUIT\r\n", 6,
 		    MSG_NOSIGNAL | MSG_DONTWAIT);
-	snprintf(c->policy_error, sizeof(c->policy_error), "dane: %s: %s",
-	    c->caps.host, why);
-	log_info("%s client policy-failed policy=dane host=%s addr=%s "
-	    "reason=\"%s\"", c->id, log_field(esc, sizeof(esc), c->caps.host),
-	    c->caps.addr, log_text(t, sizeof(t), why));
+	c->policy_name = tp_name(c->tp);
+	snprintf(c->policy_error, sizeof(c->policy_error), "%s: %s: %s",
+	    c->policy_name, c->caps.host, why);
+	log_info("%s client policy-failed policy=%s host=%s addr=%s "
+	    "reason=\"%s\"", c->id, c->policy_name,
+	    log_field(esc, sizeof(esc), c->caps.host), c->caps.addr,
+	    log_text(t, sizeof(t), why));
 	client_next(c, c->policy_error);
+}
+
+/* client_sts_testing - MTA-STS testing (RFC 8461 5): what enforce would refuse */
+static void
+client_sts_testing(struct smtp_client *c, const char *why)
+{
+	char t[LOG_ESC(256)], esc[LOG_ESC(sizeof(c->caps.host))];
+
+	log_info("%s client policy-testing policy=mta-sts host=%s addr=%s "
+	    "reason=\"%s\" (testing: delivered anyway)", c->id,
+	    log_field(esc, sizeof(esc), c->caps.host), c->caps.addr,
+	    log_text(t, sizeof(t), why));
 }
 
 /* ehlo_done - EHLO answered 2xx: STARTTLS, AUTH or ready */
@@ -1112,10 +1174,12 @@ ehlo_done(struct smtp_client *c)
 		c->state = CS_STARTTLS;
 		return;
 	}
-	if (c->dane && !c->caps.tls) {
-		client_dane_fail(c, "no STARTTLS offered");
+	if (client_tls_must(c) && !c->caps.tls) {
+		client_tls_fail(c, "no STARTTLS offered");
 		return;
 	}
+	if (c->tp == TP_STS_TESTING && !c->caps.tls)
+		client_sts_testing(c, "no TLS");
 	if (c->p.tls_required && !c->caps.tls) {
 		client_policy_fail(c, "the relay offers no STARTTLS");
 		return;
@@ -1161,8 +1225,8 @@ client_reply(struct smtp_client *c, struct smtp_reply *r)
 			return;
 		}
 		if (smtp_reply_class(r) != SMTP_CLASS_OK) {
-			if (c->dane && !c->caps.tls) {
-				client_dane_fail(c, "EHLO refused: %d %s", r->code,
+			if (client_tls_must(c) && !c->caps.tls) {
+				client_tls_fail(c, "EHLO refused: %d %s", r->code,
 				    r->text);
 				return;
 			}
@@ -1195,8 +1259,8 @@ client_reply(struct smtp_client *c, struct smtp_reply *r)
 		auth_reply(c, r);
 		return;
 	case CS_STARTTLS:
-		if (r->code != 220 && c->dane) {
-			client_dane_fail(c, "STARTTLS refused: %d %s", r->code,
+		if (r->code != 220 && client_tls_must(c)) {
+			client_tls_fail(c, "STARTTLS refused: %d %s", r->code,
 			    r->text);
 			return;
 		}
@@ -1351,18 +1415,36 @@ client_event(struct smtp_client *c, struct bufferevent *bev, short what)
 			char esc[LOG_ESC(sizeof(c->caps.host))], dane[32] = "";
 			uint8_t u, sel, mt;
 
-			if (c->dane && c->targets[c->cur].dane == MX_DANE_VERIFY) {
-				if (SSL_get_verify_result(ssl) != X509_V_OK ||
+			long v = SSL_get_verify_result(ssl);
+
+			if (c->tp == TP_DANE &&
+			    c->targets[c->cur].dane == MX_DANE_VERIFY) {
+				if (v != X509_V_OK ||
 				    SSL_get0_dane_authority(ssl, NULL, NULL) < 0) {
-					client_dane_fail(c, "TLS: no TLSA record "
+					client_tls_fail(c, "TLS: no TLSA record "
 					    "matched");
 					return;
 				}
 				(void)SSL_get0_dane_tlsa(ssl, &u, &sel, &mt, NULL, NULL);
 				snprintf(dane, sizeof(dane), " dane=verified tlsa=%u.%u.%u",
 				    u, sel, mt);
-			} else if (c->dane)
+			} else if (c->tp == TP_DANE)
 				str_copy(dane, " dane=encrypt", sizeof(dane));
+			else if (c->tp == TP_STS) {
+				if (v != X509_V_OK) {
+					client_tls_fail(c, "TLS: the certificate does "
+					    "not verify: %s",
+					    X509_verify_cert_error_string(v));
+					return;
+				}
+				str_copy(dane, " mta-sts=verified", sizeof(dane));
+			} else if (c->tp == TP_STS_TESTING && v != X509_V_OK) {
+				char why[160];
+
+				snprintf(why, sizeof(why), "the certificate does not "
+				    "verify: %s", X509_verify_cert_error_string(v));
+				client_sts_testing(c, why);
+			}
 			c->caps.tls = true;
 			metrics_tls(false, SSL_get_version(ssl));
 			snprintf(c->caps.tls_info, sizeof(c->caps.tls_info), "%s %s",
@@ -1395,11 +1477,14 @@ client_event(struct smtp_client *c, struct bufferevent *bev, short what)
 
 		if (e)
 			ERR_error_string_n(e, buf, sizeof(buf));
-		if (c->dane && v != X509_V_OK)
-			client_dane_fail(c, "TLS: the certificate matches no TLSA "
+		if (c->tp == TP_DANE && v != X509_V_OK)
+			client_tls_fail(c, "TLS: the certificate matches no TLSA "
 			    "record: %s", X509_verify_cert_error_string(v));
-		else if (c->dane)
-			client_dane_fail(c, "TLS: %s", buf);
+		else if (c->tp == TP_STS && v != X509_V_OK)
+			client_tls_fail(c, "TLS: the certificate does not verify: "
+			    "%s", X509_verify_cert_error_string(v));
+		else if (client_tls_must(c))
+			client_tls_fail(c, "TLS: %s", buf);
 		else if (c->p.tls_required && v != X509_V_OK)
 			client_policy_fail(c, "TLS: the certificate of %s does not "
 			    "verify: %s", c->verify_name ? c->verify_name :
@@ -1422,6 +1507,13 @@ client_event(struct smtp_client *c, struct bufferevent *bev, short what)
 	}
 	client_next(c, (what & BEV_EVENT_TIMEOUT) ? "timeout" :
 	    (what & BEV_EVENT_EOF) ? "connection closed" : "connection failed");
+}
+
+/* smtp_client_policy - see client.h */
+const char *
+smtp_client_policy(const struct smtp_client *c)
+{
+	return c->policy_name ? c->policy_name : "";
 }
 
 /* smtp_client_last_error - see client.h */

@@ -44,6 +44,13 @@ struct mx_tlsa {
 	unsigned char data[MX_TLSA_DATA_MAX];
 };
 
+/* what MTA-STS asks of a target (outbound/mtasts.h, tlspolicy_mx) */
+enum mx_sts {
+	MX_STS_NONE,		/* no policy */
+	MX_STS_TESTING,		/* a testing policy: failures only logged */
+	MX_STS_ENFORCE,		/* enforce: an mx of the policy, verified TLS */
+};
+
 /* one address to connect to, in the order to try them */
 struct mx_target {
 	char host[256];			/* the MX host name (or the domain) */
@@ -51,6 +58,8 @@ struct mx_target {
 	struct sockaddr_storage ss;	/* port left 0: the caller sets it */
 	socklen_t sslen;
 	enum mx_dane dane;
+	enum mx_sts sts;		/* set by tlspolicy_mx, not the resolver */
+	bool sts_match;			/* host matches an mx of the policy */
 	uint8_t ntlsa;
 	struct mx_tlsa tlsa[MX_TLSA_MAX];
 };
