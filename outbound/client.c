@@ -430,6 +430,7 @@ client_connect(struct smtp_client *c)
 	struct mx_target *t = &c->targets[c->cur];
 	struct sockaddr_storage ss = t->ss;
 	char ip[INET6_ADDRSTRLEN];
+	const char *unusable;
 	evutil_socket_t fd;
 
 	memset(&c->caps, 0, sizeof(c->caps));
@@ -455,20 +456,17 @@ client_connect(struct smtp_client *c)
 	c->tp = c->verify_name != NULL ? TP_NONE : t->dane != MX_DANE_NONE ?
 	    TP_DANE : t->sts == MX_STS_ENFORCE ? TP_STS :
 	    t->sts == MX_STS_TESTING ? TP_STS_TESTING : TP_NONE;
-	if (c->tp == TP_DANE && t->dane == MX_DANE_FAIL) {
-		/* RFC 7672 2.2.2: its TLSA are not known, so not this host now */
-		snprintf(c->policy_error, sizeof(c->policy_error), "dane: %s: the "
-		    "TLSA look-up failed", t->host);
-		c->policy_name = "dane";
-		str_copy(c->last_error, c->policy_error, sizeof(c->last_error));
-		client_defer_next(c);
-		return;
-	}
-	if (c->tp == TP_STS && !t->sts_match) {
-		/* RFC 8461 4.1: only the policy's MX names */
-		snprintf(c->policy_error, sizeof(c->policy_error), "mta-sts: %s: "
-		    "not an mx of the policy", t->host);
-		c->policy_name = "mta-sts";
+	/*
+	 * not this host now: its TLSA are not known (RFC 7672 2.2.2), or it
+	 * is not one of the MTA-STS policy's MX names (RFC 8461 4.1)
+	 */
+	unusable = c->tp == TP_DANE && t->dane == MX_DANE_FAIL ?
+	    "the TLSA look-up failed" : c->tp == TP_STS && !t->sts_match ?
+	    "not an mx of the policy" : NULL;
+	if (unusable != NULL) {
+		c->policy_name = tp_name(c->tp);
+		snprintf(c->policy_error, sizeof(c->policy_error), "%s: %s: %s",
+		    c->policy_name, t->host, unusable);
 		str_copy(c->last_error, c->policy_error, sizeof(c->last_error));
 		client_defer_next(c);
 		return;

@@ -21,7 +21,7 @@ from peers.dnssec import SignedDNS, spki_sha256
 from peers.queue_util import (  # noqa: F401
     MAILBOXES, qbins, all_deferred, queue, sendmail_ok, wait_empty, wait_queue,
     wait_ready)
-from peers.remote import ForwardEnv, assert_reply, transaction
+from peers.remote import assert_reply, fwd_env, transaction  # noqa: F401
 from peers.tlsca import TestCA
 
 ALIASES = {"fwd@example.test": ["carol@dane.test"],
@@ -30,21 +30,15 @@ BUDGETS = "forward_rcpt_budget 20s\nforward_data_budget 20s"
 
 
 @pytest.fixture
-def env(tmp_path):
+def env(fwd_env, tmp_path):
+    """fwd_env with the signed DNS as chamoisd's dns_server (its teardown
+    stops it with the rest)."""
     why = dnssec.available()
     if why:
         pytest.skip(why)
-    if not harness.chamoisd_binary().exists():
-        pytest.skip("%s not built" % harness.chamoisd_binary())
-    e = ForwardEnv(tmp_path)
-    e.dns = SignedDNS(tmp_path / "dnssec")       # chamoisd's dns_server
-    e.signed = e.dns.zone("dane.test")
-    try:
-        yield e
-    finally:
-        problems = e.finish()
-    if problems:
-        pytest.fail("; ".join(problems), pytrace=False)
+    fwd_env.dns = SignedDNS(tmp_path / "dnssec")
+    fwd_env.signed = fwd_env.dns.zone("dane.test")
+    return fwd_env
 
 
 def mx(env, zone, domain, n, preference=10, **behaviour):
@@ -147,13 +141,20 @@ def test_forward_next_mx_after_a_dane_failure(env):
     assert bad.connections, "the preferred MX was never tried"
 
 
-def test_forward_dane_ta_usage_2_verifies_the_chain(env):
+def ta_remote(env, name):
+    """mx1.dane.test with a TLSA 2 1 1 of a test CA, presenting that CA's
+    leaf for name and the CA itself (DANE-TA: the anchor is in the chain)."""
     ca = TestCA(env.dir / "ta")
-    cert, key = ca.leaf(env.dir / "ta-leaf", "mx1.dane.test")
+    cert, key = ca.leaf(env.dir / "ta-leaf", name)
     chain = Path(env.dir / "ta-leaf" / "chain.pem")
     chain.write_text(Path(cert).read_text() + Path(ca.cert).read_text())
     r = mx(env, env.signed, "dane.test", 1, starttls=True, tls_cert=(str(chain), key))
     env.signed.tlsa("mx1.dane.test", env.remote_port, "2 1 1 " + spki_sha256(ca.cert))
+    return r
+
+
+def test_forward_dane_ta_usage_2_verifies_the_chain(env):
+    r = ta_remote(env, "mx1.dane.test")
     d = forward_daemon(env)
     out = forward(d)
     assert_reply(out["eod"], "250")
@@ -162,12 +163,7 @@ def test_forward_dane_ta_usage_2_verifies_the_chain(env):
 
 
 def test_forward_dane_ta_wrong_name_refused(env):
-    ca = TestCA(env.dir / "ta")
-    cert, key = ca.leaf(env.dir / "ta-leaf", "other.dane.test")
-    chain = Path(env.dir / "ta-leaf" / "chain.pem")
-    chain.write_text(Path(cert).read_text() + Path(ca.cert).read_text())
-    r = mx(env, env.signed, "dane.test", 1, starttls=True, tls_cert=(str(chain), key))
-    env.signed.tlsa("mx1.dane.test", env.remote_port, "2 1 1 " + spki_sha256(ca.cert))
+    r = ta_remote(env, "other.dane.test")
     d = forward_daemon(env)
     out = forward(d)
     assert_reply(out["rcpt"][0], "451 4.7.5")

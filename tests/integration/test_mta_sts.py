@@ -116,12 +116,18 @@ def no_mail_sent(r):
     return all(verb != "MAIL" for c in r.connections for verb, _ in c.commands)
 
 
-def test_enforce_verified_tls_to_a_policy_mx_delivers(fwd_env, sts, tmp_path):
+def forward_case(fwd_env, sts, tmp_path, text, extra="", policy_cert=None, **remote_kw):
+    """mx1.sts.test, the policy text served, a daemon forwarding
+    fwd@example.test to it, one forward: (remote, server, daemon, out)."""
     ca, start = sts
-    r = remote(fwd_env, ca, tmp_path)
-    server = start(policy())
-    d = daemon(fwd_env, ca, server, aliases=ALIASES)
-    out = forward(d)
+    r = remote(fwd_env, ca, tmp_path, **remote_kw)
+    server = start(text, cert=policy_cert)
+    d = daemon(fwd_env, ca, server, extra, aliases=ALIASES)
+    return r, server, d, forward(d)
+
+
+def test_enforce_verified_tls_to_a_policy_mx_delivers(fwd_env, sts, tmp_path):
+    r, server, d, out = forward_case(fwd_env, sts, tmp_path, policy())
     assert_reply(out["eod"], "250")
     assert r.delivered()[0].tls
     assert server.requests == [("/.well-known/mta-sts.txt", "mta-sts.sts.test")]
@@ -134,11 +140,7 @@ def test_enforce_verified_tls_to_a_policy_mx_delivers(fwd_env, sts, tmp_path):
 
 
 def test_enforce_mx_not_in_policy_gets_451_4_7_5(fwd_env, sts, tmp_path):
-    ca, start = sts
-    r = remote(fwd_env, ca, tmp_path)
-    server = start(policy(mx=("mail.elsewhere.test",)))
-    d = daemon(fwd_env, ca, server, aliases=ALIASES)
-    out = forward(d)
+    r, server, d, out = forward_case(fwd_env, sts, tmp_path, policy(mx=("mail.elsewhere.test",)))
     assert_reply(out["rcpt"][0], "451 4.7.5")
     assert not r.connections, r.transcript()
     assert re.search(r"tls-policy-failed domain=sts\.test policy=mta-sts .*not an mx "
@@ -146,11 +148,7 @@ def test_enforce_mx_not_in_policy_gets_451_4_7_5(fwd_env, sts, tmp_path):
 
 
 def test_enforce_wildcard_mx_matches_one_label(fwd_env, sts, tmp_path):
-    ca, start = sts
-    r = remote(fwd_env, ca, tmp_path)
-    server = start(policy(mx=("*.sts.test",)))
-    d = daemon(fwd_env, ca, server, aliases=ALIASES)
-    out = forward(d)
+    r, server, d, out = forward_case(fwd_env, sts, tmp_path, policy(mx=("*.sts.test",)))
     assert_reply(out["eod"], "250")
     assert r.delivered()[0].tls
 
@@ -167,21 +165,14 @@ def test_enforce_unverified_certificate_gets_451_4_7_5(fwd_env, sts, tmp_path):
 
 
 def test_enforce_stripped_starttls_gets_451_4_7_5(fwd_env, sts, tmp_path):
-    ca, start = sts
-    r = remote(fwd_env, ca, tmp_path, starttls=False)
-    server = start(policy())
-    d = daemon(fwd_env, ca, server, aliases=ALIASES)
-    out = forward(d)
+    r, server, d, out = forward_case(fwd_env, sts, tmp_path, policy(), starttls=False)
     assert_reply(out["rcpt"][0], "451 4.7.5")
     assert no_mail_sent(r), r.transcript()
 
 
 def test_testing_mode_only_logs(fwd_env, sts, tmp_path):
-    ca, start = sts
-    r = remote(fwd_env, ca, tmp_path, good_cert=False)
-    server = start(policy(mode="testing"))
-    d = daemon(fwd_env, ca, server, aliases=ALIASES)
-    out = forward(d)
+    r, server, d, out = forward_case(fwd_env, sts, tmp_path, policy(mode="testing"),
+                                     good_cert=False)
     assert_reply(out["eod"], "250")
     assert r.delivered()
     assert re.search(r"policy-testing policy=mta-sts host=mx1\.sts\.test .*does not "
@@ -191,22 +182,16 @@ def test_testing_mode_only_logs(fwd_env, sts, tmp_path):
 def test_policy_with_unverified_certificate_is_no_policy(fwd_env, sts, tmp_path):
     """A policy served with a certificate chamoisd cannot verify does not
     count (RFC 8461 3.3): mail goes as it would without one."""
-    ca, start = sts
-    r = remote(fwd_env, ca, tmp_path, starttls=False)
-    server = start(policy(), cert=harness.make_cert(tmp_path / "selfsigned"))
-    d = daemon(fwd_env, ca, server, aliases=ALIASES)
-    out = forward(d)
+    r, server, d, out = forward_case(
+        fwd_env, sts, tmp_path, policy(), starttls=False,
+        policy_cert=harness.make_cert(tmp_path / "selfsigned"))
     assert_reply(out["eod"], "250")
     assert r.delivered()
     assert "policy fetch failed" in d.log(), d.log()[-3000:]
 
 
 def test_cached_policy_outlives_the_policy_server(fwd_env, sts, tmp_path):
-    ca, start = sts
-    r = remote(fwd_env, ca, tmp_path, starttls=False)
-    server = start(policy())
-    d = daemon(fwd_env, ca, server, aliases=ALIASES)
-    out = forward(d)
+    r, server, d, out = forward_case(fwd_env, sts, tmp_path, policy(), starttls=False)
     assert_reply(out["rcpt"][0], "451 4.7.5")
     server.stop()
     d.stop()
@@ -217,12 +202,32 @@ def test_cached_policy_outlives_the_policy_server(fwd_env, sts, tmp_path):
     assert len(server.requests) == 1
 
 
-def test_mta_sts_no_ignores_the_policy(fwd_env, sts, tmp_path):
+def test_new_txt_id_fetches_the_policy_again(fwd_env, sts, tmp_path):
+    """RFC 8461 3.1: the cached policy stands until the TXT id changes."""
     ca, start = sts
-    r = remote(fwd_env, ca, tmp_path, starttls=False)
-    server = start(policy())
-    d = daemon(fwd_env, ca, server, "mta_sts no", aliases=ALIASES)
+    r = remote(fwd_env, ca, tmp_path)
+    server = start(policy(mx=("mail.elsewhere.test",)), txt_id="one")
+    d = daemon(fwd_env, ca, server, aliases=ALIASES)
+    assert_reply(forward(d)["rcpt"][0], "451 4.7.5")
+    server.text = policy()                      # now mx1 is a policy MX
+    assert_reply(forward(d)["rcpt"][0], "451 4.7.5")    # same id: the cache
+    assert len(server.requests) == 1
+    # the same records but the id, on the same port (dnsmasq's are fixed at start)
+    fwd_env.dns.stop()
+    fwd_env.dns.records = [x.replace("id=one", "id=two") for x in fwd_env.dns.records]
+    fwd_env.dns.fixed_port = fwd_env.dns.port
+    fwd_env.dns.start()
     out = forward(d)
+    assert_reply(out["eod"], "250")
+    assert len(server.requests) == 2
+    assert r.delivered()[0].tls
+    cached = Path(d.queue_dir / "mta-sts" / "sts.test")
+    wait_until(lambda: "id two" in cached.read_text(), 10, what="the new id cached")
+
+
+def test_mta_sts_no_ignores_the_policy(fwd_env, sts, tmp_path):
+    r, server, d, out = forward_case(fwd_env, sts, tmp_path, policy(), extra="mta_sts no",
+                                     starttls=False)
     assert_reply(out["eod"], "250")
     assert r.delivered()
     assert server.requests == []
