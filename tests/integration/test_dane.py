@@ -170,6 +170,35 @@ def test_forward_dane_ta_wrong_name_refused(env):
     assert no_mail_sent(r), r.transcript()
 
 
+def test_forward_bogus_tlsa_is_not_a_way_around_dane(env):
+    """TLSA whose signatures were stripped do not validate: the host is
+    not used at all (RFC 7672 2.2.2), neither in plaintext nor unverified."""
+    cert, key = self_signed(env)
+    r = mx(env, env.signed, "dane.test", 1, starttls=False)
+    tlsa_ee(env, "mx1.dane.test", cert)
+    env.signed.strip_signatures("TLSA")
+    d = forward_daemon(env)
+    out = forward(d)
+    assert_reply(out["rcpt"][0], "451 4.7.5")
+    assert not r.connections, r.transcript()
+    assert re.search(r"tls-policy-failed domain=dane\.test policy=dane .*TLSA look-up "
+                     r"failed", d.log()), d.log()[-3000:]
+
+
+def test_forward_no_mx_the_domains_own_tlsa(env):
+    """A signed domain without MX: its own address and its own TLSA
+    (RFC 7672 2.2.1)."""
+    cert, _ = self_signed(env)
+    r = env.remotes.add("dane.test", hostname="dane.test", starttls=True,
+                        tls_cert=other_cert(env, "dane.test"))
+    env.signed.a("dane.test", r.address)
+    tlsa_ee(env, "dane.test", cert)
+    d = forward_daemon(env)
+    out = forward(d)
+    assert_reply(out["rcpt"][0], "451 4.7.5")
+    assert no_mail_sent(r), r.transcript()
+
+
 def test_signed_mx_without_tlsa_stays_opportunistic(env):
     r = mx(env, env.signed, "dane.test", 1, starttls=False)
     d = forward_daemon(env)

@@ -10,6 +10,7 @@ Usage::
     z.mx("dane.test", "mx1.dane.test", 10)
     z.a("mx1.dane.test", "127.0.0.2")
     z.tlsa("mx1.dane.test", port, "3 1 1 " + spki_sha256(cert))
+    z.strip_signatures("TLSA")                  # optional: TLSA answers are bogus
     dns.zone("plain.test", signed=False)        # served, never validated
     dns.start()        # records are fixed from here on
     ... dns_server dns.server ...
@@ -86,6 +87,7 @@ class Zone:
         self.name = name.rstrip(".")
         self.signed = signed
         self.records = []
+        self.unsigned_types = set()     # their signatures dropped: bogus answers
 
     def _add(self, owner, rtype, data):
         self.records.append("%s. 300 IN %s %s" % (owner.rstrip("."), rtype, data))
@@ -96,6 +98,12 @@ class Zone:
 
     def a(self, name, address):
         return self._add(name, "A", address)
+
+    def strip_signatures(self, rtype):
+        """Drop the RRSIGs over rtype after signing, as an attacker who
+        strips them would: a validating resolver answers SERVFAIL."""
+        self.unsigned_types.add(rtype)
+        return self
 
     def tlsa(self, host, port, data):
         """data: "USAGE SELECTOR MTYPE HEX" (RFC 6698 2.2)"""
@@ -147,6 +155,12 @@ class SignedDNS:
             zsk = self._run([LDNS_KEYGEN, "-a", "ECDSAP256SHA256", z.name])
             self._run([LDNS_SIGNZONE, path.name, ksk, zsk])
             z.file = path.name + ".signed"
+            if z.unsigned_types:
+                signed = self.dir / z.file
+                keep = [l for l in signed.read_text().splitlines()
+                        if not (len(l.split()) > 4 and l.split()[3] == "RRSIG"
+                                and l.split()[4] in z.unsigned_types)]
+                signed.write_text("\n".join(keep) + "\n")
             anchors.append(str(self.dir / (ksk + ".key")))
         return anchors
 
