@@ -9,7 +9,9 @@
  * resolver_host, then evhttp over bufferevent_openssl, the certificate
  * verified against tls_ca_file or the system's CAs and the name checked,
  * no redirect, only a 200, at most STS_POLICY_MAX octets, within
- * STS_FETCH_TIMEOUT.  Nothing blocks the loop.  A fetched policy replaces
+ * STS_FETCH_TIMEOUT.  Nothing blocks the loop.  One fetch per domain
+ * at a time: a look-up that finds one in flight (for the same id) waits
+ * for its result, so a burst of mail to a domain makes one request.  A fetched policy replaces
  * the cached one, in memory and in the cache directory (a file per
  * domain, written on a disk worker: tmp, fsync, rename).  When the TXT
  * look-up finds nothing or fails, or the fetch fails, a cached policy
@@ -64,6 +66,7 @@ struct sts {
 	unsigned port;
 	char *dir;
 	struct hmap *cache;		/* domain -> struct sts_entry */
+	struct hmap *fetching;		/* domain -> the query fetching its policy */
 	struct sts_query *queries;	/* in flight */
 };
 
@@ -81,7 +84,11 @@ struct sts_query {
 	struct resolver_query *rq;
 	struct evhttp_connection *evcon;
 	struct event *ev;		/* deliver / free, from the loop */
-	const struct sts_policy *result;
+	struct sts_policy result;	/* a copy: the cache may change meanwhile */
+	bool has_result;
+	bool leader;			/* s->fetching names it */
+	struct sts_query *followers;	/* waiting for its fetch */
+	struct sts_query *next_follower, *follows;
 };
 
 /* ---- the policy ---- */
@@ -336,9 +343,14 @@ query_unlink(struct sts_query *q)
 	q->prev = q->next = NULL;
 }
 
+static void follower_unlink(struct sts_query *);
+
 static void
 query_free(struct sts_query *q)
 {
+	if (q->leader && q->s != NULL && hmap_get(q->s->fetching, q->domain) == q)
+		hmap_del(q->s->fetching, q->domain);
+	follower_unlink(q);
 	query_unlink(q);
 	if (q->rq)
 		resolver_cancel(q->rq);
@@ -355,16 +367,49 @@ deliver_cb(evutil_socket_t fd, short what, void *arg)
 	struct sts_query *q = arg;
 
 	if (!q->cancelled)
-		q->cb(q->arg, q->result);
+		q->cb(q->arg, q->has_result ? &q->result : NULL);
 	query_free(q);
 }
 
-/* finish - hand p (NULL: no policy) over from the loop, then free q */
+/* follower_unlink - q no longer waits for another query's fetch */
+static void
+follower_unlink(struct sts_query *q)
+{
+	struct sts_query **fp;
+
+	if (q->follows == NULL)
+		return;
+	for (fp = &q->follows->followers; *fp != NULL; fp = &(*fp)->next_follower)
+		if (*fp == q) {
+			*fp = q->next_follower;
+			break;
+		}
+	q->follows = NULL;
+}
+
+/*
+ * finish - hand p (NULL: no policy) over from the loop, then free q; a
+ * fetch's result goes to the queries that waited for it too
+ */
 static void
 finish(struct sts_query *q, const struct sts_policy *p)
 {
-	q->result = p;
+	struct sts_query *f;
+
+	q->has_result = p != NULL;
+	if (p != NULL)
+		q->result = *p;
 	event_active(q->ev, EV_TIMEOUT, 1);
+	if (q->leader) {
+		if (q->s != NULL && hmap_get(q->s->fetching, q->domain) == q)
+			hmap_del(q->s->fetching, q->domain);
+		q->leader = false;
+	}
+	while ((f = q->followers) != NULL) {
+		q->followers = f->next_follower;
+		f->follows = NULL;
+		finish(f, p);
+	}
 }
 
 /* fallback - the fetch or the TXT look-up failed: the cached policy, if live */
@@ -388,8 +433,8 @@ http_done(struct evhttp_request *req, void *arg)
 	size_t len;
 	char why[128], esc[LOG_ESC(256)];
 
-	if (q->cancelled || q->s == NULL)
-		return;		/* query_free frees the connection */
+	if (q->s == NULL)
+		return;		/* sts_free: the connection goes with it */
 	if (req == NULL || evhttp_request_get_response_code(req) != 200) {
 		/* RFC 8461 3.3: no redirect, nothing but a 200 */
 		if (req == NULL || evhttp_request_get_response_code(req) == 0)
@@ -422,16 +467,9 @@ http_done(struct evhttp_request *req, void *arg)
 	    e->p.mode == STS_MODE_TESTING ? "testing" : "none", e->p.max_age,
 	    e->p.nmx);
 	cache_put(q->s, e);
-	if (hmap_get(q->s->cache, q->domain) == e)
-		finish(q, &e->p);
-	else {
-		/* not kept (the cache is full): used for this look-up only */
-		static struct sts_policy once;
-
-		once = e->p;
-		entry_free(e);
-		finish(q, &once);
-	}
+	finish(q, &e->p);
+	if (hmap_get(q->s->cache, q->domain) != e)
+		entry_free(e);	/* not kept (the cache is full): this look-up's only */
 }
 
 /* fetch - the policy host's address is known: GET the policy over HTTPS */
@@ -497,6 +535,7 @@ txt_done(void *arg, enum dns_status st, char **texts, size_t n)
 {
 	struct sts_query *q = arg;
 	const struct sts_entry *e;
+	struct sts_query *lead;
 	const char *rec = NULL, *id;
 	size_t found = 0, il;
 	char host[300];
@@ -535,7 +574,22 @@ txt_done(void *arg, enum dns_status st, char **texts, size_t n)
 		finish(q, &e->p);
 		return;
 	}
-	/* new, expired or a new id: fetch it (RFC 8461 3.3, 5.1) */
+	/* new, expired or a new id: fetch it (RFC 8461 3.3, 5.1), once at a time */
+	if ((lead = hmap_get(q->s->fetching, q->domain)) != NULL &&
+	    strcmp(lead->id, q->id) == 0) {
+		char esc[LOG_ESC(256)];
+
+		log_info("mta-sts domain=%s policy fetch in flight, waiting for it",
+		    log_field(esc, sizeof(esc), q->domain));
+		q->follows = lead;
+		q->next_follower = lead->followers;
+		lead->followers = q;
+		return;
+	}
+	if (lead == NULL) {
+		hmap_put(q->s->fetching, q->domain, q);
+		q->leader = true;
+	}
 	snprintf(host, sizeof(host), "mta-sts.%s", q->domain);
 	q->rq = resolver_host(q->s->r, host, host_done, q);
 }
@@ -576,6 +630,8 @@ sts_cancel(struct sts_query *q)
 	q->cancelled = true;
 	if (q->waiting)
 		return;		/* txt_done frees it */
+	if (q->followers != NULL && !q->has_result)
+		return;		/* its fetch goes on for them; deliver_cb frees it */
 	event_del(q->ev);
 	query_free(q);
 }
@@ -593,6 +649,7 @@ sts_new(struct event_base *base, struct resolver *r, SSL_CTX *ctx,
 	s->port = port;
 	s->dir = xstrdup(cache_dir);
 	s->cache = hmap_new();
+	s->fetching = hmap_new();
 	if (mkdir(cache_dir, 0750) == -1 && errno != EEXIST)
 		log_warn("mta-sts: mkdir %s", cache_dir);
 	cache_load(s);
@@ -610,12 +667,15 @@ sts_free(struct sts *s)
 		query_unlink(q);
 		q->s = NULL;
 		q->cancelled = true;
+		q->followers = NULL;
+		q->follows = NULL;
 		if (!q->waiting) {
 			event_del(q->ev);
 			query_free(q);
 		}
 	}
 	hmap_free(s->cache, entry_free);
+	hmap_free(s->fetching, NULL);	/* its queries went above */
 	SSL_CTX_free(s->ctx);
 	free(s->dir);
 	free(s);

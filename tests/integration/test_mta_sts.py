@@ -35,11 +35,14 @@ class PolicyServer:
     def __init__(self, cert, key, text):
         self.text = text
         self.requests = []
+        self.hold = threading.Event()       # cleared: answers wait for set()
+        self.hold.set()
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
                 outer.requests.append((self.path, self.headers.get("Host")))
+                outer.hold.wait(30)
                 if self.path != "/.well-known/mta-sts.txt":
                     self.send_error(404)
                     return
@@ -62,6 +65,7 @@ class PolicyServer:
         self.thread.start()
 
     def stop(self):
+        self.hold.set()
         if self.httpd is not None:
             self.httpd.shutdown()
             self.httpd.server_close()
@@ -223,6 +227,35 @@ def test_new_txt_id_fetches_the_policy_again(fwd_env, sts, tmp_path):
     assert r.delivered()[0].tls
     cached = Path(d.queue_dir / "mta-sts" / "sts.test")
     wait_until(lambda: "id two" in cached.read_text(), 10, what="the new id cached")
+
+
+def test_one_policy_fetch_for_look_ups_at_once(fwd_env, sts, tmp_path):
+    """A second look-up while the policy is being fetched waits for that
+    fetch: one HTTPS request however many messages go to the domain."""
+    ca, start = sts
+    r = remote(fwd_env, ca, tmp_path)
+    server = start(policy())
+    server.hold.clear()
+    d = daemon(fwd_env, ca, server, aliases=ALIASES)
+    results = []
+    first = threading.Thread(target=lambda: results.append(forward(d)))
+    first.start()
+    second = None
+    try:
+        wait_until(lambda: len(server.requests) == 1, 20, what="the first fetch")
+        second = threading.Thread(target=lambda: results.append(forward(d)))
+        second.start()
+        harness.wait_log_match(d.log, r"policy fetch in flight, waiting for it", 20)
+    finally:
+        server.hold.set()
+        first.join(60)
+        if second is not None:
+            second.join(60)
+    assert len(results) == 2
+    for out in results:
+        assert_reply(out["eod"], "250")
+    assert len(server.requests) == 1
+    assert len(r.delivered()) == 2
 
 
 def test_mta_sts_no_ignores_the_policy(fwd_env, sts, tmp_path):
