@@ -465,6 +465,7 @@ client_connect(struct smtp_client *c)
 	    "not an mx of the policy" : NULL;
 	if (unusable != NULL) {
 		c->policy_name = tp_name(c->tp);
+		metrics_tls_policy(c->tp == TP_DANE, false);
 		snprintf(c->policy_error, sizeof(c->policy_error), "%s: %s: %s",
 		    c->policy_name, t->host, unusable);
 		str_copy(c->last_error, c->policy_error, sizeof(c->last_error));
@@ -1141,6 +1142,7 @@ client_tls_fail(struct smtp_client *c, const char *fmt, ...)
 		(void)send(bufferevent_getfd(c->bev), "QUIT\r\n", 6,
 		    MSG_NOSIGNAL | MSG_DONTWAIT);
 	c->policy_name = tp_name(c->tp);
+	metrics_tls_policy(c->tp == TP_DANE, false);
 	snprintf(c->policy_error, sizeof(c->policy_error), "%s: %s: %s",
 	    c->policy_name, c->caps.host, why);
 	log_info("%s client policy-failed policy=%s host=%s addr=%s "
@@ -1445,6 +1447,8 @@ client_event(struct smtp_client *c, struct bufferevent *bev, short what)
 			}
 			c->caps.tls = true;
 			metrics_tls(false, SSL_get_version(ssl));
+			if (client_tls_must(c))
+				metrics_tls_policy(c->tp == TP_DANE, true);
 			snprintf(c->caps.tls_info, sizeof(c->caps.tls_info), "%s %s",
 			    SSL_get_version(ssl), SSL_get_cipher_name(ssl));
 			log_info("%s client tls host=%s version=%s cipher=%s%s", c->id,

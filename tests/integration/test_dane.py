@@ -10,6 +10,7 @@ nothing goes to it: a forward gets 451 4.7.5 at RCPT, the queue defers.
 """
 
 import re
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -132,13 +133,21 @@ def test_forward_next_mx_after_a_dane_failure(env):
               tls_cert=(cert, key))
     tlsa_ee(env, "mx1.dane.test", cert)
     tlsa_ee(env, "mx2.dane.test", cert)
-    d = forward_daemon(env)
+    port = harness.free_port()
+    d = forward_daemon(env, "metrics_listen 127.0.0.1:%d" % port)
     out = forward(d)
     assert_reply(out["eod"], "250")
     assert no_mail_sent(bad), bad.transcript()
     [tx] = good.delivered()
     assert tx.tls
     assert bad.connections, "the preferred MX was never tried"
+    # doc/chamoisd.8 METRICS: one session failed the policy, one met it
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10) as m:
+        page = m.read().decode()
+    for result, n in (("success", 1), ("failure", 1)):
+        line = 'chamois_tls_policy_sessions_total{policy="dane",result="%s"} %d' % (
+            result, n)
+        assert line in page, page
 
 
 def ta_remote(env, name):
