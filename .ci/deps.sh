@@ -18,6 +18,9 @@ pkgs="$pkgs systemd libseccomp2 util-linux"
 pkgs="$pkgs dpkg-dev debhelper fakeroot lintian"
 # certbot against a test ACME CA (tests/integration/test_certbot.py, tests/fresh/acme.sh)
 pkgs="$pkgs certbot pebble"
+# DANE's signed test zones: ldns-keygen/ldns-signzone, nsd, unbound
+# (tests/integration/peers/dnssec.py, test_dane.py)
+pkgs="$pkgs ldnsutils nsd unbound"
 # libraries of the Exim unpacked by tests/integration/peers/exim.py
 pkgs="$pkgs libgnutls-dane0 libidn12 libpcre2-8-0"
 # content filters over milter (tests/integration/test_milter.py, doc/filters.md)

@@ -63,6 +63,7 @@
 
 #include <event2/event.h>
 #include <event2/thread.h>
+#include <openssl/err.h>
 
 #include "../common/body.h"
 #include "../common/loopwatch.h"
@@ -75,6 +76,7 @@
 #include "../forward/forward.h"
 #include "../maildir/maildir.h"
 #include "../outbound/client.h"
+#include "../outbound/mtasts.h"
 #include "../outbound/resolver.h"
 #include "../queue/admin.h"
 #include "../queue/queue.h"
@@ -98,6 +100,7 @@ static struct {
 	SSL_CTX *tls_sub;		/* submission roles: TLS 1.2 or newer */
 	struct resolver *resolver;	/* outbound: the queue and forwarding */
 	SSL_CTX *tls_client;		/* outbound STARTTLS, opportunistic */
+	struct sts *sts;		/* MTA-STS (outbound/mtasts.h); NULL: off */
 	bool stopping;
 	struct event *grace_ev;		/* shutdown_grace is over */
 	struct event *stop_ev;		/* while stopping: stop_check */
@@ -804,7 +807,8 @@ drop_privileges(const char *user)
 }
 
 /*
- * prepare_dirs - queue_dir and maildir_root exist, owned by user;
+ * prepare_dirs - queue_dir, queue_dir/mta-sts and maildir_root exist,
+ * owned by user;
  * queue_dir is 0711 so that every local user reaches the submit socket
  * in it (the store below it, queue_dir/db, is 0700).  Modes and owners
  * are set through a descriptor opened with O_NOFOLLOW, never by path:
@@ -814,9 +818,14 @@ drop_privileges(const char *user)
 static void
 prepare_dirs(const struct config *c)
 {
-	const char *dirs[] = { c->queue_dir, c->maildir_root };
-	const unsigned modes[] = { 0711, 0700 };
+	char sts[4096];
+	const char *dirs[] = { c->queue_dir, c->maildir_root, sts };
+	const unsigned modes[] = { 0711, 0700, 0700 };
 	struct passwd *pw = c->user ? getpwnam(c->user) : NULL;
+
+	/* MTA-STS's policy cache (outbound/mtasts.c) */
+	if (!bsnprintf(sts, sizeof(sts), "%s/mta-sts", c->queue_dir))
+		fatalx("queue_dir is too long");
 
 	for (size_t i = 0; i < nitems(dirs); i++) {
 		int fd;
@@ -832,6 +841,39 @@ prepare_dirs(const struct config *c)
 			fatal("chown %s", dirs[i]);
 		close(fd);
 	}
+}
+
+/*
+ * sts_init - MTA-STS (RFC 8461): policies fetched over HTTPS verified by
+ * tls_ca_file or the system's CAs, which also verify an enforce policy's
+ * MX hosts (the client context keeps VERIFY_NONE: per session, the
+ * client asks for the check)
+ */
+static bool
+sts_init(const struct config *c, char *err, size_t errsize)
+{
+	SSL_CTX *https = relay_tls_new(c, err, errsize);
+	char dir[4096];
+
+	if (https == NULL)
+		return false;
+	if ((c->tls_ca_file ? SSL_CTX_load_verify_locations(root.tls_client,
+	    c->tls_ca_file, NULL) : SSL_CTX_set_default_verify_paths(
+	    root.tls_client)) != 1) {
+		ERR_clear_error();
+		bsnprintf(err, errsize, "mta_sts: cannot load the CAs");
+		SSL_CTX_free(https);
+		return false;
+	}
+	if (!bsnprintf(dir, sizeof(dir), "%s/mta-sts", c->queue_dir)) {
+		bsnprintf(err, errsize, "queue_dir is too long");
+		SSL_CTX_free(https);
+		return false;
+	}
+	root.sts = sts_new(root.base, root.resolver, https,
+	    c->testing_mta_sts_port, dir);
+	SSL_CTX_free(https);
+	return true;
 }
 
 /*
@@ -854,10 +896,20 @@ outbound_init(const struct config *c)
 		return false;
 	/* opportunistic (RFC 7435): no verification, any version */
 	SSL_CTX_set_verify(root.tls_client, SSL_VERIFY_NONE, NULL);
+	/* DANE (RFC 7672): a host with secure TLSA is verified by them */
+	if (c->dane && resolver_dane(root.resolver, c->remote_port) &&
+	    SSL_CTX_dane_enable(root.tls_client) <= 0) {
+		fprintf(stderr, "%s: SSL_CTX_dane_enable failed\n", c->path);
+		return false;
+	}
 	SSL_CTX_set_options(root.tls_client, SSL_OP_NO_COMPRESSION |
 	    SSL_OP_NO_RENEGOTIATION);
-	if (forward_init(root.base, c, root.resolver, root.tls_client, err,
-	    sizeof(err)) == -1) {
+	if (c->mta_sts && !sts_init(c, err, sizeof(err))) {
+		fprintf(stderr, "%s: %s\n", c->path, err);
+		return false;
+	}
+	if (forward_init(root.base, c, root.resolver, root.tls_client, root.sts,
+	    err, sizeof(err)) == -1) {
 		fprintf(stderr, "%s\n", err);
 		return false;
 	}
@@ -1001,7 +1053,7 @@ main(int argc, char **argv)
 	if (root.cfg->user)
 		drop_privileges(root.cfg->user);
 	if (queue_init(root.base, root.cfg, root.tables, root.resolver,
-	    root.tls_client, err, sizeof(err)) == -1) {
+	    root.tls_client, root.sts, err, sizeof(err)) == -1) {
 		fprintf(stderr, "%s: queue: %s\n", root.cfg->path, err);
 		return 1;
 	}
@@ -1052,6 +1104,7 @@ main(int argc, char **argv)
 	sub_configure(NULL, NULL, NULL);
 	smtpd_shutdown();
 	smtp_clients_shutdown();
+	sts_free(root.sts);	/* before the resolver it asks */
 	resolver_free(root.resolver);
 	SSL_CTX_free(root.tls_client);
 	free_loaded(root.cfg, root.tables, root.tls_mx, root.tls_sub,

@@ -49,6 +49,7 @@ enum param_type {
 	P_DMARC_POLICY,	/* enforce or monitor */
 	P_MILTER,	/* repeatable: unix:/PATH or HOST:PORT */
 	P_MILTER_ACTION,	/* tempfail or accept */
+	P_YESNO,	/* yes or no */
 };
 
 struct param {
@@ -62,6 +63,7 @@ struct param {
 #define OFF(f) offsetof(struct config, f)
 static const struct param config_params[] = {
 	{ "aliases",			P_PATH,	OFF(aliases), 0, 0, false },
+	{ "dane",			P_YESNO, OFF(dane), 0, 0, false },
 	{ "delay_warning_time",		P_DURATION, OFF(delay_warning_time), 0, 365 * 86400, false },
 	{ "dkim_key",			P_DKIM_KEY, OFF(dkim_keys), 0, 0, true },
 	{ "dmarc_policy",		P_DMARC_POLICY, OFF(dmarc_monitor), 0, 0, false },
@@ -90,6 +92,7 @@ static const struct param config_params[] = {
 	{ "milter_content_timeout",	P_DURATION, OFF(milter_content_timeout), 1, 3600, false },
 	{ "milter_default_action",	P_MILTER_ACTION, OFF(milter_default_accept), 0, 0, false },
 	{ "metrics_listen",		P_HOSTPORT, OFF(metrics_listen), 0, 0, false },
+	{ "mta_sts",			P_YESNO, OFF(mta_sts), 0, 0, false },
 	{ "outbound_address",		P_OUTADDR, OFF(outbound_addr4), 0, 0, true },
 	{ "outbound_family",		P_FAMILY, OFF(outbound_family), 0, 0, false },
 	{ "postmaster",			P_ADDRESS, OFF(postmaster), 0, 0, false },
@@ -107,6 +110,7 @@ static const struct param config_params[] = {
 	{ "smtp_timeout",		P_DURATION, OFF(smtp_timeout), 1, 3600, false },
 	{ "spool_max_size",		P_SIZE, OFF(spool_max_size), 1048576, (uint64_t)1 << 40, false },
 	{ "srs_secret",			P_SECRET, OFF(srs_secrets), 0, 0, true },
+	{ "testing_mta_sts_port",	P_UINT, OFF(testing_mta_sts_port), 1, 65535, false },
 	{ "tls_ca_file",		P_PATH, OFF(tls_ca_file), 0, 0, false },
 	{ "tls_cert",			P_PATH, OFF(tls_cert), 0, 0, false },
 	{ "tls_key",			P_PATH, OFF(tls_key), 0, 0, false },
@@ -563,6 +567,14 @@ parse_value(struct parser *p, const struct param *pm, char **words, int nwords)
 		*(unsigned *)field = v;
 		break;
 	}
+	case P_YESNO:
+		if (strcmp(words[0], "yes") != 0 && strcmp(words[0], "no") != 0) {
+			PROBLEM(p, "%s: '%s' is neither yes nor no", pm->name,
+			    words[0]);
+			return;
+		}
+		*(bool *)field = strcmp(words[0], "yes") == 0;
+		break;
 	case P_DMARC_POLICY:
 		if (strcmp(words[0], "enforce") != 0 &&
 		    strcmp(words[0], "monitor") != 0) {
@@ -756,6 +768,9 @@ config_defaults(struct config *c)
 	c->forward_rcpt_budget = 60;
 	c->forward_data_budget = 180;
 	c->remote_port = 25;
+	c->dane = true;
+	c->mta_sts = true;
+	c->testing_mta_sts_port = 443;	/* RFC 8461 3.3: HTTPS */
 	c->queue_lifetime = 5 * 86400;
 	c->delay_warning_time = 4 * 3600;
 	c->queue_max_deliveries = 20;

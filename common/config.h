@@ -116,6 +116,9 @@ struct config {
 	unsigned milter_command_timeout;
 	unsigned milter_content_timeout;
 	bool dmarc_monitor;	/* dmarc_policy monitor: DMARC refuses nothing */
+	bool dane;		/* TLSA of MX hosts make TLS required (doc/security.md) */
+	bool mta_sts;		/* MTA-STS policies are fetched and applied */
+	unsigned testing_mta_sts_port;	/* the policy's HTTPS port: 443 but in tests */
 	int lines[64];		/* where each key was set, by table row */
 	int last_line;
 	unsigned refs;		/* holders beyond the first (config_ref) */

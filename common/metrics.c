@@ -31,6 +31,7 @@ static struct {
 	uint64_t messages[MR_COUNT][MO_COUNT];
 	uint64_t refused[NROLES][2];	/* 4xx, 5xx */
 	uint64_t tls[2][NTLS];		/* in, out */
+	uint64_t tls_policy[2][2];	/* [dane, mta-sts][success, failure] */
 	struct hmap *targets;
 	struct target other;
 	bool other_seen;
@@ -55,6 +56,12 @@ metrics_rcpt_refused(enum listen_role r, char reply_class)
 {
 	if ((size_t)r < NROLES && (reply_class == '4' || reply_class == '5'))
 		m.refused[r][reply_class == '5']++;
+}
+
+void
+metrics_tls_policy(bool dane, bool ok)
+{
+	m.tls_policy[dane ? 0 : 1][ok ? 0 : 1]++;
 }
 
 void
@@ -218,6 +225,15 @@ metrics_render(struct strbuf *sb, const struct metrics_queue *q, time_t now)
 			strbuf_printf(sb, "chamois_tls_handshakes_total{direction=\"%s\","
 			    "version=\"%s\"} %llu\n", d ? "out" : "in", tls_names[i],
 			    (unsigned long long)m.tls[d][i]);
+	strbuf_printf(sb, "# TYPE chamois_tls_policy_sessions counter\n"
+	    "# HELP chamois_tls_policy_sessions Outbound sessions to MX hosts under "
+	    "a DANE or MTA-STS enforce policy, by policy and result.\n");
+	for (size_t p = 0; p < 2; p++)
+		for (size_t r = 0; r < 2; r++)
+			strbuf_printf(sb, "chamois_tls_policy_sessions_total{policy=\"%s\","
+			    "result=\"%s\"} %llu\n", p ? "mta-sts" : "dane",
+			    r ? "failure" : "success",
+			    (unsigned long long)m.tls_policy[p][r]);
 	strbuf_printf(sb, "# EOF\n");
 }
 

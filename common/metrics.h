@@ -38,6 +38,12 @@ void metrics_rcpt_refused(enum listen_role, char reply_class);
 /* metrics_tls - a handshake done: inbound or outbound, SSL_get_version() */
 void metrics_tls(bool inbound, const char *version);
 /*
+ * metrics_tls_policy - an outbound session to an MX host under a TLS
+ * policy (dane true: DANE, else MTA-STS enforce) met it or failed it
+ * (the summary counts of TLS-RPT, RFC 8460 4.4)
+ */
+void metrics_tls_policy(bool dane, bool ok);
+/*
  * metrics_forward - a forward target domain's answer (the first digit of
  * the reply given for it; anything but 2, 4, 5 counts as "none"): a 2 ends
  * its run of failures.  nrcpts recipients of the forward route got that

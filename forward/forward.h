@@ -22,13 +22,15 @@ typedef struct ssl_ctx_st SSL_CTX;
 
 /*
  * forward_init - at start, after the listeners are known: the loop, the
- * outbound resolver and client TLS context (the composition root's,
+ * outbound resolver, client TLS context and MTA-STS (NULL: off; the composition root's,
  * borrowed for the daemon's life), the SRS secrets (srs.c: from
  * srs_secret lines or a key file in queue_dir) and the addresses our mx
  * role answers on.  -1 and err ("FILE:LINE: srs_secret: ...") on failure.
  */
+struct sts;
 int forward_init(struct event_base *, const struct config *,
-    struct resolver *, SSL_CTX *tls_client, char *err, size_t errsize);
+    struct resolver *, SSL_CTX *tls_client, struct sts *sts, char *err,
+    size_t errsize);
 /* forward_configure - the config in force (at init and on SIGHUP): limits, budgets */
 void forward_configure(struct config *);
 /* forward_shutdown - after the loop: free the counters, SRS, the config */

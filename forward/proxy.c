@@ -57,6 +57,7 @@
 #include "../local/local.h"
 #include "../maildir/maildir.h"
 #include "../outbound/client.h"
+#include "../outbound/mtasts.h"
 #include "../outbound/resolver.h"
 #include "../smtpd/smtpd.h"
 #include "forward.h"
@@ -88,6 +89,7 @@ struct fwd {
 	char client_key[64];		/* counted per client address */
 	enum fwd_state state;
 	struct resolver_query *q;
+	struct tlspolicy_query *pq;	/* the MX look-up with MTA-STS */
 	struct smtp_client *c;
 	struct event *timer;
 	enum fwd_wait wait;
@@ -295,6 +297,8 @@ fwd_close_remote(struct fwd *f)
 		resolver_cancel(f->q);
 		f->q = NULL;
 	}
+	tlspolicy_cancel(f->pq);
+	f->pq = NULL;
 	if (f->c) {
 		smtp_client_free(f->c);
 		f->c = NULL;
@@ -566,6 +570,7 @@ fwd_resolved(void *arg, const struct mx_answer *ans)
 	size_t n;
 
 	f->q = NULL;
+	f->pq = NULL;
 	if (ans->status != DNS_OK &&
 	    config_route(smtpd_session_config(f->s), f->domain) != NULL) {
 		/* the route's host has no address: that says nothing of the domain */
@@ -614,16 +619,29 @@ fwd_failed(struct fwd *f, enum smtp_fail why, const struct smtp_reply *r)
 {
 	struct smtpd_session *s = f->s;
 	char reply[512], esc[LOG_ESC(DOMAIN_MAX)], t[LOG_ESC(160)];
+	/* a string constant: it outlives the client */
+	const char *policy = smtp_client_policy(f->c);
 
 	if (why == SMTP_FAIL_UNREACHABLE)
 		log_info("%s forward unreachable domain=%s last=\"%s\"",
 		    smtpd_session_idstr(s), log_field(esc, sizeof(esc), f->domain),
 		    log_text(t, sizeof(t), smtp_client_last_error(f->c)));
+	else if (why == SMTP_FAIL_POLICY)
+		/* DANE or MTA-STS asked for more than opportunistic TLS */
+		log_info("%s forward tls-policy-failed domain=%s policy=%s "
+		    "failure=\"%s\"", smtpd_session_idstr(s),
+		    log_field(esc, sizeof(esc), f->domain), policy,
+		    log_text(t, sizeof(t), smtp_client_last_error(f->c)));
 	smtp_client_free(f->c);	/* safe inside its callback */
 	f->c = NULL;
 	f->state = FS_DEAD;
 	f->in_tx = false;
-	if (why == SMTP_FAIL_UNREACHABLE)
+	if (why == SMTP_FAIL_POLICY)
+		/* SPEC 9, RFC 3463 4.7.5: a cryptographic failure, not now */
+		bsnprintf(reply, sizeof(reply), "451 4.7.5 No mail server for %s "
+		    "meets its TLS policy (%s), try again later", f->domain,
+		    strcmp(policy, "dane") == 0 ? "DANE" : "MTA-STS");
+	else if (why == SMTP_FAIL_UNREACHABLE)
 		bsnprintf(reply, sizeof(reply), "451 4.4.1 No mail server for %s "
 		    "could be reached, try again later", f->domain);
 	else
@@ -873,7 +891,8 @@ fwd_rcpt(struct smtpd_session *s, const char *shown, const struct expansion *exp
 	}
 	if (f->state == FS_READY)
 		send_rcpt(f);
-	else if (f->state == FS_RESOLVING && f->q == NULL && f->c == NULL) {
+	else if (f->state == FS_RESOLVING && f->q == NULL && f->pq == NULL &&
+	    f->c == NULL) {
 		struct mx_target t;
 		const struct route_conf *rt = config_route(smtpd_session_config(s),
 		    f->domain);
@@ -884,7 +903,8 @@ fwd_rcpt(struct smtpd_session *s, const char *shown, const struct expansion *exp
 			return;
 		}
 		if (rt == NULL && f->domain[0] != '[') {
-			f->q = resolver_mx(fwd_g.resolver, f->domain, fwd_resolved, f);
+			f->pq = tlspolicy_mx(fwd_g.sts, fwd_g.resolver, f->domain,
+			    fwd_resolved, f);
 			return;
 		}
 		if (rt == NULL && !mx_literal_target(f->domain, &t)) {

@@ -89,13 +89,15 @@ find_self(const struct config *c)
 
 int
 forward_init(struct event_base *base, const struct config *c,
-    struct resolver *resolver, SSL_CTX *tls_client, char *err, size_t errsize)
+    struct resolver *resolver, SSL_CTX *tls_client, struct sts *sts, char *err,
+    size_t errsize)
 {
 	char e[512];
 
 	fwd_g.base = base;
 	fwd_g.resolver = resolver;
 	fwd_g.tls_client = tls_client;
+	fwd_g.sts = sts;
 	if (srs_init(&fwd_g.srs, c->srs_secrets, c->nsrs_secrets, c->queue_dir,
 	    e, sizeof(e)) == -1) {
 		snprintf(err, errsize, "%s:%d: srs_secret: %s", c->path,

@@ -17,12 +17,14 @@ struct config;
 struct event_base;
 struct hmap;
 struct resolver;
+struct sts;
 
 struct forward_state {
 	struct event_base *base;
 	struct config *cfg;		/* the config in force (forward_configure) */
 	struct resolver *resolver;	/* MX look-ups (outbound/) */
 	SSL_CTX *tls_client;		/* outbound STARTTLS, opportunistic */
+	struct sts *sts;		/* MTA-STS (outbound/mtasts.h); NULL: off */
 	struct srs srs;			/* srs.c */
 	struct sockaddr_storage *self;	/* where our mx role listens (loops) */
 	size_t nself;

@@ -5,6 +5,10 @@
  * (-> HELO) [-> STARTTLS -> TLS -> EHLO] -> READY.  Before READY, any
  * failure moves on to the next target (a failed TLS handshake first tries
  * the same target again in plaintext: STARTTLS is opportunistic, RFC 7435).
+ * A target with secure TLSA records (mx_target.dane, doc/security.md
+ * "Outbound TLS") gets STARTTLS verified by OpenSSL's DANE, or nothing:
+ * any failure there moves on to the next target, never to plaintext, and
+ * when no target is left the session fails with SMTP_FAIL_POLICY.
  * In READY, commands go out through a queue: all at once when the server
  * offers PIPELINING (RFC 2920), else one per reply; replies are matched to
  * commands in order.  A 421, a lost connection or a timeout ends the
@@ -97,6 +101,14 @@ struct smtp_client {
 	bool auth_sent;			/* AUTH mech has gone out */
 	char auth_mech[32];
 	struct event *defer;		/* client_defer_next */
+	enum tls_policy {
+		TP_NONE,		/* opportunistic */
+		TP_DANE,		/* secure TLSA (RFC 7672): required, by them */
+		TP_STS,			/* MTA-STS enforce: required, verified */
+		TP_STS_TESTING,		/* MTA-STS testing: failures logged only */
+	} tp;				/* this target's */
+	char policy_error[600];		/* the last target's policy failure, or "" */
+	const char *policy_name;	/* its policy: "dane" or "mta-sts" */
 };
 
 /* clients that are ending on their own (CS_QUIT), freed at exit if left */
@@ -114,6 +126,22 @@ static void client_wire_cb(struct evbuffer *, const struct evbuffer_cb_info *,
 static void client_close(struct smtp_client *);
 static void client_ready(struct smtp_client *);
 static void quit_timeout_cb(evutil_socket_t, short, void *);
+static void client_tls_fail(struct smtp_client *, const char *, ...)
+	__attribute__((format(printf, 2, 3)));
+static void client_sts_testing(struct smtp_client *, const char *);
+
+/* client_tls_must - this target gets verified TLS or nothing */
+static bool
+client_tls_must(const struct smtp_client *c)
+{
+	return c->tp == TP_DANE || c->tp == TP_STS;
+}
+
+static const char *
+tp_name(enum tls_policy tp)
+{
+	return tp == TP_DANE ? "dane" : "mta-sts";
+}
 
 /* smtp_reply_parse - one line of a reply, RFC 5321 4.2 */
 enum smtp_parse
@@ -289,12 +317,19 @@ client_next(struct smtp_client *c, const char *why)
 	    log_field(esc, sizeof(esc), c->caps.host), c->caps.addr,
 	    log_text(t, sizeof(t), why));
 	client_close_bev(c);
-	if (c->state == CS_TLS && !c->plaintext && !c->p.tls_required) {
+	if (c->state == CS_TLS && !c->plaintext && !c->p.tls_required &&
+	    !client_tls_must(c)) {
 		/* the handshake failed: the same host again, without TLS */
 		c->plaintext = true;
 	} else {
 		c->cur++;
 		c->plaintext = false;
+	}
+	if (c->cur >= c->p.ntargets && c->policy_error[0] != '\0') {
+		/* a DANE host failed: the mail waits (RFC 7672 2.2) */
+		str_copy(c->last_error, c->policy_error, sizeof(c->last_error));
+		client_fail(c, SMTP_FAIL_POLICY, NULL);
+		return;
 	}
 	if (c->cur >= c->p.ntargets) {
 		/*
@@ -395,6 +430,7 @@ client_connect(struct smtp_client *c)
 	struct mx_target *t = &c->targets[c->cur];
 	struct sockaddr_storage ss = t->ss;
 	char ip[INET6_ADDRSTRLEN];
+	const char *unusable;
 	evutil_socket_t fd;
 
 	memset(&c->caps, 0, sizeof(c->caps));
@@ -413,6 +449,29 @@ client_connect(struct smtp_client *c)
 	memset(&c->reply, 0, sizeof(c->reply));
 	c->reply_octets = 0;
 	c->state = CS_CONNECT;
+	/*
+	 * RFC 7672 2.2: secure TLSA, even unusable, make TLS required; DANE
+	 * comes before MTA-STS (RFC 8461 2)
+	 */
+	c->tp = c->verify_name != NULL ? TP_NONE : t->dane != MX_DANE_NONE ?
+	    TP_DANE : t->sts == MX_STS_ENFORCE ? TP_STS :
+	    t->sts == MX_STS_TESTING ? TP_STS_TESTING : TP_NONE;
+	/*
+	 * not this host now: its TLSA are not known (RFC 7672 2.2.2), or it
+	 * is not one of the MTA-STS policy's MX names (RFC 8461 4.1)
+	 */
+	unusable = c->tp == TP_DANE && t->dane == MX_DANE_FAIL ?
+	    "the TLSA look-up failed" : c->tp == TP_STS && !t->sts_match ?
+	    "not an mx of the policy" : NULL;
+	if (unusable != NULL) {
+		c->policy_name = tp_name(c->tp);
+		metrics_tls_policy(c->tp == TP_DANE, false);
+		snprintf(c->policy_error, sizeof(c->policy_error), "%s: %s: %s",
+		    c->policy_name, t->host, unusable);
+		str_copy(c->last_error, c->policy_error, sizeof(c->last_error));
+		client_defer_next(c);
+		return;
+	}
 	if ((fd = client_socket(c, ss.ss_family)) == -2) {
 		client_defer_next(c);
 		return;
@@ -862,6 +921,34 @@ client_send_ehlo(struct smtp_client *c)
 	c->state = CS_EHLO;
 }
 
+/*
+ * client_dane_setup - verify the server by the target's TLSA records
+ * alone (RFC 7671, RFC 7672 3.1): DANE-EE(3) without name checks,
+ * DANE-TA(2) with the MX host's name as the reference identifier
+ * (RFC 7672 3.2.2); false if OpenSSL takes none of them
+ */
+static bool
+client_dane_setup(struct smtp_client *c, SSL *ssl)
+{
+	const struct mx_target *t = &c->targets[c->cur];
+	int usable = 0;
+
+	if (SSL_dane_enable(ssl, t->host) <= 0) {
+		ERR_clear_error();
+		return false;
+	}
+	SSL_dane_set_flags(ssl, DANE_FLAG_NO_DANE_EE_NAMECHECKS);
+	for (uint8_t i = 0; i < t->ntlsa; i++)
+		if (SSL_dane_tlsa_add(ssl, t->tlsa[i].usage, t->tlsa[i].selector,
+		    t->tlsa[i].mtype, t->tlsa[i].data, t->tlsa[i].len) > 0)
+			usable++;
+	ERR_clear_error();
+	if (usable == 0)
+		return false;
+	SSL_set_verify(ssl, SSL_VERIFY_PEER, NULL);
+	return true;
+}
+
 static void
 client_start_tls(struct smtp_client *c)
 {
@@ -886,6 +973,25 @@ client_start_tls(struct smtp_client *c)
 		}
 	} else if (c->caps.host[0] && strchr(c->caps.host, '.'))
 		SSL_set_tlsext_host_name(ssl, c->caps.host);
+	if (c->tp == TP_DANE && c->targets[c->cur].dane == MX_DANE_VERIFY &&
+	    !client_dane_setup(c, ssl)) {
+		SSL_free(ssl);
+		c->state = CS_TLS;	/* no QUIT: the server awaits a handshake */
+		client_tls_fail(c, "OpenSSL takes none of its TLSA records");
+		return;
+	}
+	if (c->tp == TP_STS || c->tp == TP_STS_TESTING) {
+		/*
+		 * RFC 8461 4.2: a certificate valid for the MX host's name
+		 * (RFC 6125), by tls_ca_file or the system's CAs; testing
+		 * verifies too, and only logs the result
+		 */
+		SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+		if (SSL_set1_host(ssl, c->caps.host) != 1)
+			fatalx("SSL_set1_host");
+		SSL_set_verify(ssl, c->tp == TP_STS ? SSL_VERIFY_PEER :
+		    SSL_VERIFY_NONE, NULL);
+	}
 	tls = bufferevent_openssl_filter_new(c->p.base, c->bev, ssl,
 	    BUFFEREVENT_SSL_CONNECTING,
 	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
@@ -1016,6 +1122,48 @@ auth_reply(struct smtp_client *c, const struct smtp_reply *r)
 	    r->code, r->esc[0] ? " " : "", r->esc, r->text);
 }
 
+/*
+ * client_tls_fail - this target cannot meet its TLS policy (DANE or
+ * MTA-STS enforce): say QUIT when the session is in plaintext SMTP, note
+ * why (the session's failure if every target fails) and try the next MX
+ * (RFC 7672 2.2, RFC 8461 5)
+ */
+static void
+client_tls_fail(struct smtp_client *c, const char *fmt, ...)
+{
+	char why[256], t[LOG_ESC(sizeof(why))], esc[LOG_ESC(sizeof(c->caps.host))];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	if (c->bev && (c->state == CS_EHLO || c->state == CS_HELO ||
+	    c->state == CS_STARTTLS))
+		(void)send(bufferevent_getfd(c->bev), "QUIT\r\n", 6,
+		    MSG_NOSIGNAL | MSG_DONTWAIT);
+	c->policy_name = tp_name(c->tp);
+	metrics_tls_policy(c->tp == TP_DANE, false);
+	snprintf(c->policy_error, sizeof(c->policy_error), "%s: %s: %s",
+	    c->policy_name, c->caps.host, why);
+	log_info("%s client policy-failed policy=%s host=%s addr=%s "
+	    "reason=\"%s\"", c->id, c->policy_name,
+	    log_field(esc, sizeof(esc), c->caps.host), c->caps.addr,
+	    log_text(t, sizeof(t), why));
+	client_next(c, c->policy_error);
+}
+
+/* client_sts_testing - MTA-STS testing (RFC 8461 5): what enforce would refuse */
+static void
+client_sts_testing(struct smtp_client *c, const char *why)
+{
+	char t[LOG_ESC(256)], esc[LOG_ESC(sizeof(c->caps.host))];
+
+	log_info("%s client policy-testing policy=mta-sts host=%s addr=%s "
+	    "reason=\"%s\" (testing: delivered anyway)", c->id,
+	    log_field(esc, sizeof(esc), c->caps.host), c->caps.addr,
+	    log_text(t, sizeof(t), why));
+}
+
 /* ehlo_done - EHLO answered 2xx: STARTTLS, AUTH or ready */
 static void
 ehlo_done(struct smtp_client *c)
@@ -1026,6 +1174,12 @@ ehlo_done(struct smtp_client *c)
 		c->state = CS_STARTTLS;
 		return;
 	}
+	if (client_tls_must(c) && !c->caps.tls) {
+		client_tls_fail(c, "no STARTTLS offered");
+		return;
+	}
+	if (c->tp == TP_STS_TESTING && !c->caps.tls)
+		client_sts_testing(c, "no TLS");
 	if (c->p.tls_required && !c->caps.tls) {
 		client_policy_fail(c, "the relay offers no STARTTLS");
 		return;
@@ -1071,6 +1225,11 @@ client_reply(struct smtp_client *c, struct smtp_reply *r)
 			return;
 		}
 		if (smtp_reply_class(r) != SMTP_CLASS_OK) {
+			if (client_tls_must(c) && !c->caps.tls) {
+				client_tls_fail(c, "EHLO refused: %d %s", r->code,
+				    r->text);
+				return;
+			}
 			if (c->p.tls_required && !c->caps.tls) {
 				client_policy_fail(c, "EHLO refused: %d %s", r->code,
 				    r->text);
@@ -1100,6 +1259,11 @@ client_reply(struct smtp_client *c, struct smtp_reply *r)
 		auth_reply(c, r);
 		return;
 	case CS_STARTTLS:
+		if (r->code != 220 && client_tls_must(c)) {
+			client_tls_fail(c, "STARTTLS refused: %d %s", r->code,
+			    r->text);
+			return;
+		}
 		if (r->code != 220 && c->p.tls_required) {
 			client_policy_fail(c, "STARTTLS refused: %d %s", r->code,
 			    r->text);
@@ -1248,16 +1412,49 @@ client_event(struct smtp_client *c, struct bufferevent *bev, short what)
 		}
 		if (c->state == CS_TLS) {
 			SSL *ssl = bufferevent_openssl_get_ssl(bev);
-			char esc[LOG_ESC(sizeof(c->caps.host))];
+			char esc[LOG_ESC(sizeof(c->caps.host))], dane[32] = "";
+			uint8_t u, sel, mt;
 
+			long v = SSL_get_verify_result(ssl);
+
+			if (c->tp == TP_DANE &&
+			    c->targets[c->cur].dane == MX_DANE_VERIFY) {
+				if (v != X509_V_OK ||
+				    SSL_get0_dane_authority(ssl, NULL, NULL) < 0) {
+					client_tls_fail(c, "TLS: no TLSA record "
+					    "matched");
+					return;
+				}
+				(void)SSL_get0_dane_tlsa(ssl, &u, &sel, &mt, NULL, NULL);
+				snprintf(dane, sizeof(dane), " dane=verified tlsa=%u.%u.%u",
+				    u, sel, mt);
+			} else if (c->tp == TP_DANE)
+				str_copy(dane, " dane=encrypt", sizeof(dane));
+			else if (c->tp == TP_STS) {
+				if (v != X509_V_OK) {
+					client_tls_fail(c, "TLS: the certificate does "
+					    "not verify: %s",
+					    X509_verify_cert_error_string(v));
+					return;
+				}
+				str_copy(dane, " mta-sts=verified", sizeof(dane));
+			} else if (c->tp == TP_STS_TESTING && v != X509_V_OK) {
+				char why[160];
+
+				snprintf(why, sizeof(why), "the certificate does not "
+				    "verify: %s", X509_verify_cert_error_string(v));
+				client_sts_testing(c, why);
+			}
 			c->caps.tls = true;
 			metrics_tls(false, SSL_get_version(ssl));
+			if (client_tls_must(c))
+				metrics_tls_policy(c->tp == TP_DANE, true);
 			snprintf(c->caps.tls_info, sizeof(c->caps.tls_info), "%s %s",
 			    SSL_get_version(ssl), SSL_get_cipher_name(ssl));
-			log_info("%s client tls host=%s version=%s cipher=%s", c->id,
+			log_info("%s client tls host=%s version=%s cipher=%s%s", c->id,
 			    log_field(esc, sizeof(esc), c->caps.host),
 			    SSL_get_version(ssl),
-			    SSL_get_cipher_name(ssl));
+			    SSL_get_cipher_name(ssl), dane);
 			if (c->p.implicit_tls && !c->reached)
 				c->state = CS_GREETING;	/* the greeting comes now */
 			else
@@ -1282,7 +1479,15 @@ client_event(struct smtp_client *c, struct bufferevent *bev, short what)
 
 		if (e)
 			ERR_error_string_n(e, buf, sizeof(buf));
-		if (c->p.tls_required && v != X509_V_OK)
+		if (c->tp == TP_DANE && v != X509_V_OK)
+			client_tls_fail(c, "TLS: the certificate matches no TLSA "
+			    "record: %s", X509_verify_cert_error_string(v));
+		else if (c->tp == TP_STS && v != X509_V_OK)
+			client_tls_fail(c, "TLS: the certificate does not verify: "
+			    "%s", X509_verify_cert_error_string(v));
+		else if (client_tls_must(c))
+			client_tls_fail(c, "TLS: %s", buf);
+		else if (c->p.tls_required && v != X509_V_OK)
 			client_policy_fail(c, "TLS: the certificate of %s does not "
 			    "verify: %s", c->verify_name ? c->verify_name :
 			    c->caps.host, X509_verify_cert_error_string(v));
@@ -1304,6 +1509,13 @@ client_event(struct smtp_client *c, struct bufferevent *bev, short what)
 	}
 	client_next(c, (what & BEV_EVENT_TIMEOUT) ? "timeout" :
 	    (what & BEV_EVENT_EOF) ? "connection closed" : "connection failed");
+}
+
+/* smtp_client_policy - see client.h */
+const char *
+smtp_client_policy(const struct smtp_client *c)
+{
+	return c->policy_name ? c->policy_name : "";
 }
 
 /* smtp_client_last_error - see client.h */

@@ -91,7 +91,8 @@ enum smtp_fail {
 	SMTP_FAIL_PROTOCOL,	/* a reply that is not SMTP, or unexpected */
 	SMTP_FAIL_CLOSING,	/* the server said 421 */
 	SMTP_FAIL_POLICY,	/* a required step failed (no STARTTLS, a bad
-				 * certificate, AUTH refused): why in
+				 * certificate, AUTH refused; or no DANE host
+				 * met its policy): why in
 				 * smtp_client_last_error */
 };
 
@@ -185,6 +186,12 @@ const struct smtp_caps *smtp_client_caps(const struct smtp_client *);
  * ADDR:PORT: strerror(errno)" (doc/chamoisd.8 LOGGING), or ""
  */
 const char *smtp_client_last_error(const struct smtp_client *);
+/*
+ * smtp_client_policy - after SMTP_FAIL_POLICY from MX targets: the TLS
+ * policy that failed, "dane" or "mta-sts" (doc/security.md, "Outbound
+ * TLS"); "" for a relay
+ */
+const char *smtp_client_policy(const struct smtp_client *);
 void smtp_client_mail(struct smtp_client *, const char *from, const char *params);
 void smtp_client_rcpt(struct smtp_client *, const char *to);
 void smtp_client_data(struct smtp_client *);

@@ -9,7 +9,11 @@
  *
  * A query is a small state machine: the MX look-up, then AAAA and A for
  * every MX host kept (or for the domain itself when it has no MX, RFC 5321
- * 5.1), then the answer.  The answer is handed to the caller from an event
+ * 5.1), then, with resolver_dane and a secure MX answer, the TLSA records
+ * of every host whose addresses were secure too (RFC 7672 2.2), then the
+ * answer.  With resolver_dane every question carries the AD bit and an
+ * answer is secure when its AD bit is set (doc/security.md, "Outbound
+ * TLS": only a loopback resolver is asked then).  The answer is handed to the caller from an event
  * of its own, never from inside resolver_mx() nor from inside c-ares, so
  * the caller may start, cancel or free anything in its callback.  A
  * cancelled query is detached from its resolver and freed when the last of
@@ -70,6 +74,10 @@
 #ifndef T_PTR
 #define T_PTR		12
 #endif
+#ifndef T_TLSA
+#define T_TLSA		52	/* RFC 6698 7.1 */
+#endif
+#define DNS_HDR_AD	0x20	/* the AD bit, in the header's fourth octet (RFC 4035 3.2.3) */
 
 #define RES_TIMEOUT_MS	2000	/* per try; c-ares doubles it on retries */
 #define RES_TRIES	2
@@ -100,11 +108,16 @@ struct rhost {
 	size_t n6;
 	struct sockaddr_in a4[RES_MAX_ADDRS];
 	size_t n4;
+	bool insecure;			/* an address answer came without AD */
+	enum mx_dane dane;		/* its TLSA (resolver_dane) */
+	uint8_t ntlsa;
+	struct mx_tlsa tlsa[MX_TLSA_MAX];
 };
 
 enum qstage {
 	STAGE_MX,	/* waiting for the MX answer */
 	STAGE_ADDR,	/* waiting for AAAA and A answers */
+	STAGE_TLSA,	/* waiting for the TLSA answers of secure hosts */
 	STAGE_DONE,	/* ans is final, delivery scheduled */
 };
 
@@ -121,6 +134,7 @@ struct resolver_query {
 	bool delivering;
 	bool tempfail;			/* an address look-up failed for now */
 	bool host_only;			/* resolver_host: A/AAAA, never cached */
+	bool secure;			/* the MX answer (or its denial) had AD */
 	unsigned ttl;			/* smallest TTL seen, seconds */
 	struct rhost *hosts;
 	size_t nhosts;
@@ -145,6 +159,8 @@ struct resolver {
 	struct hmap *cache;
 	struct hmap *rcache;		/* resolver_records: struct rec_entry */
 	struct hmap *inflight;		/* resolver_records asked: struct rec_req */
+	bool dane;			/* resolver_dane: AD asked for, TLSA looked up */
+	unsigned dane_port;
 };
 
 static const char *
@@ -473,21 +489,104 @@ finish(struct resolver_query *q, enum dns_status st, unsigned ttl)
 
 static void ares_done(void *, int, int, unsigned char *, int);
 
+/* an AD request's caller */
+struct adreq {
+	ares_callback cb;
+	void *arg;
+};
+
+/* ad_done - the answer to an AD request, its status as ares_query gives it */
+static void
+ad_done(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+	struct adreq a = *(struct adreq *)arg;
+
+	free(arg);
+	if (status == ARES_SUCCESS && (abuf == NULL || alen < 12))
+		status = ARES_EBADRESP;
+	else if (status == ARES_SUCCESS) {
+		switch (abuf[3] & 0x0f) {	/* RCODE, RFC 1035 4.1.1 */
+		case 0:
+			status = (abuf[6] << 8 | abuf[7]) > 0 ? ARES_SUCCESS :
+			    ARES_ENODATA;
+			break;
+		case 1:
+			status = ARES_EFORMERR;
+			break;
+		case 3:
+			status = ARES_ENOTFOUND;
+			break;
+		case 4:
+			status = ARES_ENOTIMP;
+			break;
+		case 5:
+			status = ARES_EREFUSED;
+			break;
+		default:
+			status = ARES_ESERVFAIL;
+			break;
+		}
+	}
+	a.cb(a.arg, status, timeouts, abuf, alen);
+}
+
+/*
+ * resolver_query_type - ask name's records of type; with resolver_dane the
+ * question carries the AD bit, so that a validating resolver says whether
+ * the answer is secure (RFC 6840 5.7)
+ */
+static void
+resolver_query_type(struct resolver *r, const char *name, int type,
+    ares_callback cb, void *arg)
+{
+	unsigned char *buf;
+	struct adreq *a;
+	int len, rc;
+
+	if (!r->dane) {
+		ares_query(r->ch, name, C_IN, type, cb, arg);
+		return;
+	}
+	if ((rc = ares_create_query(name, C_IN, type, 0, 1, &buf, &len, 0)) !=
+	    ARES_SUCCESS) {
+		cb(arg, rc, 0, NULL, 0);	/* as ares_query does, from inside */
+		return;
+	}
+	buf[3] |= DNS_HDR_AD;
+	a = xmalloc(sizeof(*a));
+	a->cb = cb;
+	a->arg = arg;
+	ares_send(r->ch, buf, len, ad_done, a);
+	ares_free_string(buf);
+}
+
+/* answer_ad - the answer is secure: the AD bit of a loopback resolver */
+static bool
+answer_ad(const unsigned char *abuf, int alen)
+{
+	return abuf != NULL && alen >= 12 && (abuf[3] & DNS_HDR_AD) != 0;
+}
+
 static void
 issue(struct resolver_query *q, size_t host, int type)
 {
 	struct req *rq = xmalloc(sizeof(*rq));
 	const char *name = type == T_MX ? q->domain : q->hosts[host].name;
-	char b[300];
+	char b[300], tlsa[300];
 
 	rq->q = q;
 	rq->host = host;
 	rq->type = type;
+	if (type == T_TLSA) {
+		/* RFC 7672 3.1: the TLSA base domain is the MX host's name */
+		snprintf(tlsa, sizeof(tlsa), "_%u._tcp.%s", q->r->dane_port, name);
+		name = tlsa;
+	}
 	log_debug("resolver: %s: query %s %s", q->domain,
-	    type == T_MX ? "MX" : type == T_A ? "A" : "AAAA",
-	    esc(b, sizeof(b), name));
+	    type == T_MX ? "MX" : type == T_A ? "A" : type == T_TLSA ? "TLSA" :
+	    "AAAA", esc(b, sizeof(b), name));
 	q->pending++;
-	ares_query(q->r->ch, name, C_IN, type, ares_done, rq);
+	resolver_query_type(q->r, name, type, ares_done, rq);
 }
 
 /* build - every address look-up is back: the targets, in order */
@@ -512,6 +611,9 @@ build(struct resolver_query *q)
 			memset(t, 0, sizeof(*t));
 			str_copy(t->host, h->name, sizeof(t->host));
 			t->preference = h->preference;
+			t->dane = h->dane;
+			t->ntlsa = h->ntlsa;
+			memcpy(t->tlsa, h->tlsa, sizeof(t->tlsa));
 			if (j < n6) {
 				memcpy(&t->ss, &h->a6[j], sizeof(h->a6[j]));
 				t->sslen = sizeof(h->a6[j]);
@@ -530,11 +632,38 @@ build(struct resolver_query *q)
 		finish(q, DNS_NOHOST, q->ttl < RES_NEG_TTL ? q->ttl : RES_NEG_TTL);
 }
 
+static void lookup_tlsa(struct resolver_query *);
+
+/*
+ * check_done - every answer of a stage is in: with DANE on and a secure
+ * MX answer, the TLSA records of the hosts next (RFC 7672 2.2.1), then
+ * the targets
+ */
 static void
 check_done(struct resolver_query *q)
 {
-	if (q->pending == 0 && q->stage == STAGE_ADDR)
+	if (q->pending != 0)
+		return;
+	if (q->stage == STAGE_ADDR && q->r != NULL && q->r->dane && q->secure &&
+	    !q->host_only)
+		lookup_tlsa(q);
+	else if (q->stage == STAGE_ADDR || q->stage == STAGE_TLSA)
 		build(q);
+}
+
+/* lookup_tlsa - TLSA for every host whose addresses are secure (RFC 7672 2.2.2) */
+static void
+lookup_tlsa(struct resolver_query *q)
+{
+	size_t i;
+
+	q->stage = STAGE_TLSA;
+	q->pending++;
+	for (i = 0; i < q->nhosts && !q->cancelled; i++)
+		if (!q->hosts[i].insecure && q->hosts[i].n4 + q->hosts[i].n6 > 0)
+			issue(q, i, T_TLSA);
+	q->pending--;
+	check_done(q);
 }
 
 /* lookup_hosts - AAAA and A for every host */
@@ -718,6 +847,7 @@ mx_done(struct resolver_query *q, int status, unsigned char *abuf, int alen)
 	size_t n;
 	int rc;
 
+	q->secure = answer_ad(abuf, alen);
 	switch (status) {
 	case ARES_SUCCESS:
 		rc = ares_parse_mx_reply(abuf, alen, &mx);
@@ -770,6 +900,8 @@ addr_done(struct resolver_query *q, size_t host, int type, int status,
 	int n = RES_MAX_ADDRS, rc, i;
 	char b[LOG_ESC(sizeof(h->name))];
 
+	if (!answer_ad(abuf, alen))
+		h->insecure = true;
 	if (status == ARES_ENODATA || status == ARES_ENOTFOUND)
 		return;		/* no address of this family */
 	if (status != ARES_SUCCESS) {
@@ -809,6 +941,93 @@ addr_done(struct resolver_query *q, size_t host, int type, int status,
 	}
 }
 
+/*
+ * tlsa_records - the TLSA records of the answer into h: the usable ones
+ * (RFC 7672 3.1: DANE-TA(2) and DANE-EE(3); selectors 0 and 1; matching
+ * types 0, 1 and 2 of the right length, at most MX_TLSA_DATA_MAX octets)
+ * kept, MX_TLSA_MAX at most; how many records there were in all, -1 if
+ * the message is bad
+ */
+static int
+tlsa_records(const unsigned char *p, int alen, struct rhost *h)
+{
+	size_t len = alen < 0 ? 0 : (size_t)alen, off = 12, rdlen, dlen;
+	unsigned qd, an, i;
+	int all = 0;
+
+	if (len < 12)
+		return -1;
+	qd = (unsigned)p[4] << 8 | p[5];
+	an = (unsigned)p[6] << 8 | p[7];
+	for (i = 0; i < qd; i++) {
+		if ((off = skip_name(p, len, off)) == 0 || off + 4 > len)
+			return -1;
+		off += 4;
+	}
+	for (i = 0; i < an; i++) {
+		const unsigned char *rd;
+
+		if ((off = skip_name(p, len, off)) == 0 || off + 10 > len)
+			return -1;
+		rdlen = (size_t)p[off + 8] << 8 | p[off + 9];
+		rd = p + off + 10;
+		if (off + 10 + rdlen > len)
+			return -1;
+		off += 10 + rdlen;
+		if (((unsigned)rd[-10] << 8 | rd[-9]) != T_TLSA)
+			continue;	/* a CNAME on the way */
+		all++;
+		if (rdlen < 4)
+			continue;
+		dlen = rdlen - 3;
+		if ((rd[0] != 2 && rd[0] != 3) || rd[1] > 1 || rd[2] > 2 ||
+		    dlen > MX_TLSA_DATA_MAX || (rd[2] == 1 && dlen != 32) ||
+		    (rd[2] == 2 && dlen != 64) || h->ntlsa >= MX_TLSA_MAX)
+			continue;
+		h->tlsa[h->ntlsa].usage = rd[0];
+		h->tlsa[h->ntlsa].selector = rd[1];
+		h->tlsa[h->ntlsa].mtype = rd[2];
+		h->tlsa[h->ntlsa].len = (uint8_t)dlen;
+		memcpy(h->tlsa[h->ntlsa].data, rd + 3, dlen);
+		h->ntlsa++;
+	}
+	return all;
+}
+
+/*
+ * tlsa_done - a host's TLSA answer (RFC 7672 2.2): none, or an insecure
+ * one, leaves it opportunistic; a failed look-up makes it unusable now
+ */
+static void
+tlsa_done(struct resolver_query *q, size_t host, int status,
+    unsigned char *abuf, int alen)
+{
+	struct rhost *h = &q->hosts[host];
+	char b[LOG_ESC(sizeof(h->name))];
+	unsigned ttl;
+	int all;
+
+	if (status == ARES_ENODATA || status == ARES_ENOTFOUND)
+		return;
+	if (status == ARES_SUCCESS && !answer_ad(abuf, alen))
+		return;
+	if (status != ARES_SUCCESS || (all = tlsa_records(abuf, alen, h)) < 0) {
+		log_debug("resolver: %s: TLSA look-up for %s failed: %s", q->domain,
+		    esc(b, sizeof(b), h->name), ares_strerror(status));
+		h->dane = MX_DANE_FAIL;
+		h->ntlsa = 0;
+		q->tempfail = true;	/* not cached */
+		return;
+	}
+	if (all == 0)
+		return;
+	h->dane = h->ntlsa > 0 ? MX_DANE_VERIFY : MX_DANE_ENCRYPT;
+	if (answer_ttl(abuf, alen, T_TLSA, &ttl))
+		ttl_min(q, (int)ttl);
+	log_debug("resolver: %s: TLSA of %s: %d records, %u usable", q->domain,
+	    esc(b, sizeof(b), h->name), all, (unsigned)h->ntlsa);
+}
+
 static void
 ares_done(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 {
@@ -827,7 +1046,10 @@ ares_done(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 	}
 	if (rq.type == T_MX)
 		mx_done(q, status, abuf, alen);
-	else {
+	else if (rq.type == T_TLSA) {
+		tlsa_done(q, rq.host, status, abuf, alen);
+		check_done(q);
+	} else {
 		addr_done(q, rq.host, rq.type, status, abuf, alen);
 		check_done(q);
 	}
@@ -917,6 +1139,38 @@ resolver_new(struct event_base *base, const struct sockaddr *server,
 	r->rcache = hmap_new();
 	r->inflight = hmap_new();
 	return r;
+}
+
+/* resolver_dane - see resolver.h */
+bool
+resolver_dane(struct resolver *r, unsigned port)
+{
+	struct ares_addr_port_node *servers = NULL, *s;
+	bool loopback = true;
+	size_t n = 0;
+
+	if (ares_get_servers_ports(r->ch, &servers) != ARES_SUCCESS)
+		loopback = false;
+	for (s = servers; s != NULL; s = s->next) {
+		struct in6_addr a6;
+
+		n++;
+		if (s->family == AF_INET)
+			loopback = loopback && (ntohl(s->addr.addr4.s_addr) >> 24) == 127;
+		else {
+			memcpy(&a6, &s->addr.addr6, sizeof(a6));
+			loopback = loopback && IN6_IS_ADDR_LOOPBACK(&a6);
+		}
+	}
+	ares_free_data(servers);
+	if (n == 0 || !loopback) {
+		log_info("resolver: the DNS server is not on loopback: its AD bit "
+		    "is not trusted, DANE is off (doc/security.md)");
+		return false;
+	}
+	r->dane = true;
+	r->dane_port = port;
+	return true;
 }
 
 struct event_base *

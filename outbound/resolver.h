@@ -22,12 +22,46 @@ enum dns_status {
 	DNS_TEMPFAIL,	/* SERVFAIL, timeout, refused: try later (4.4.3) */
 };
 
+/*
+ * What DANE (RFC 7672) asks of a target: its TLSA records, looked up only
+ * when the resolver trusts the AD bit (resolver_dane) and the MX and
+ * address answers leading to the host were secure (RFC 7672 2.2).
+ */
+enum mx_dane {
+	MX_DANE_NONE,		/* no secure TLSA: opportunistic TLS */
+	MX_DANE_VERIFY,		/* usable TLSA: TLS required, verified by them */
+	MX_DANE_ENCRYPT,	/* secure TLSA, none usable: TLS required only
+				 * (RFC 7672 2.2) */
+	MX_DANE_FAIL,		/* the TLSA look-up failed: not this host now
+				 * (RFC 7672 2.2.2) */
+};
+
+#define MX_TLSA_MAX	4	/* usable TLSA records kept per host */
+#define MX_TLSA_DATA_MAX 64	/* a SHA-512 digest; bigger records are unusable */
+
+struct mx_tlsa {
+	uint8_t usage, selector, mtype, len;	/* RFC 6698 2.1 */
+	unsigned char data[MX_TLSA_DATA_MAX];
+};
+
+/* what MTA-STS asks of a target (outbound/mtasts.h, tlspolicy_mx) */
+enum mx_sts {
+	MX_STS_NONE,		/* no policy */
+	MX_STS_TESTING,		/* a testing policy: failures only logged */
+	MX_STS_ENFORCE,		/* enforce: an mx of the policy, verified TLS */
+};
+
 /* one address to connect to, in the order to try them */
 struct mx_target {
 	char host[256];			/* the MX host name (or the domain) */
 	unsigned preference;		/* MX preference; 0 for A/AAAA fallback */
 	struct sockaddr_storage ss;	/* port left 0: the caller sets it */
 	socklen_t sslen;
+	enum mx_dane dane;
+	enum mx_sts sts;		/* set by tlspolicy_mx, not the resolver */
+	bool sts_match;			/* host matches an mx of the policy */
+	uint8_t ntlsa;
+	struct mx_tlsa tlsa[MX_TLSA_MAX];
 };
 
 struct mx_answer {
@@ -47,6 +81,14 @@ typedef void (*resolver_cb)(void *arg, const struct mx_answer *);
 struct resolver *resolver_new(struct event_base *base,
     const struct sockaddr *server, socklen_t serverlen);
 void resolver_free(struct resolver *);
+/*
+ * resolver_dane - resolver_mx looks up the TLSA records of secure MX
+ * hosts (_PORT._tcp.HOST, port the remote_port) into each target's dane
+ * and tlsa (RFC 7672 2.2).  Only a resolver whose every server is on
+ * loopback trusts the AD bit (doc/security.md); false, logged, and DANE
+ * stays off otherwise.
+ */
+bool resolver_dane(struct resolver *, unsigned port);
 /* resolver_base - the event base it runs on (checks/ defers its callbacks there) */
 struct event_base *resolver_base(struct resolver *);
 /*

@@ -194,12 +194,13 @@ struct tables;
  * queue_init - open the store (recovery), load every message, start
  * timers.  The queue keeps cfg and tables (config_ref, tables_ref) until
  * queue_configure gives it new ones or queue_shutdown; resolver (MX
- * look-ups) and tls_client (opportunistic STARTTLS to remote servers) stay
- * the caller's and must outlive the queue.  -1 with err set on failure.
+ * look-ups), tls_client (STARTTLS to remote servers) and sts (MTA-STS,
+ * NULL: off) stay the caller's and must outlive the queue.  -1 with err set on failure.
  */
+struct sts;
 int queue_init(struct event_base *, struct config *cfg, struct tables *tables,
-    struct resolver *resolver, struct ssl_ctx_st *tls_client, char *err,
-    size_t errsize);
+    struct resolver *resolver, struct ssl_ctx_st *tls_client, struct sts *sts,
+    char *err, size_t errsize);
 /*
  * queue_configure - SIGHUP: the new config and tables for what starts from
  * now on (an attempt in progress keeps the config it started with); the

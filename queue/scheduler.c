@@ -50,6 +50,7 @@
 #include "../dkim/signer.h"
 #include "../maildir/maildir.h"
 #include "../outbound/client.h"
+#include "../outbound/mtasts.h"
 #include "../outbound/resolver.h"
 #include "queue.h"
 
@@ -91,6 +92,7 @@ struct qgroup {
 	bool *accepted;		/* RCPT got 2xx */
 	size_t rcpt_replies;	/* RCPT replies seen (they come in order) */
 	struct resolver_query *q;
+	struct tlspolicy_query *pq;	/* the MX look-up with MTA-STS */
 	struct smtp_client *c;
 	bool mail_failed;
 	bool data_sent;
@@ -107,6 +109,7 @@ static struct {
 	struct tables *tables;		/* likewise */
 	struct resolver *resolver;	/* MX look-ups, the root's */
 	SSL_CTX *tls_client;		/* outbound STARTTLS, the root's */
+	struct sts *sts;		/* MTA-STS, the root's; NULL: off */
 	SSL_CTX *tls_relay;		/* relay_host's, verifying (relay.c) */
 	const struct smtp_auth_ops *relay_auth;	/* queue_set_relay_auth */
 	unsigned jobs;			/* worker jobs of the queue in flight */
@@ -306,7 +309,8 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 
 int
 queue_init(struct event_base *base, struct config *cfg, struct tables *tables,
-    struct resolver *resolver, SSL_CTX *tls_client, char *err, size_t errsize)
+    struct resolver *resolver, SSL_CTX *tls_client, struct sts *sts, char *err,
+    size_t errsize)
 {
 	char dir[4096];
 	unsigned n = 0;
@@ -317,6 +321,7 @@ queue_init(struct event_base *base, struct config *cfg, struct tables *tables,
 	q.tables = tables_ref(tables);
 	q.resolver = resolver;
 	q.tls_client = tls_client;
+	q.sts = sts;
 	if (cfg->relay_host &&
 	    (q.tls_relay = relay_tls_new(cfg, err, errsize)) == NULL)
 		return -1;
@@ -957,6 +962,7 @@ group_free(struct qgroup *g)
 {
 	if (g->q)
 		resolver_cancel(g->q);
+	tlspolicy_cancel(g->pq);
 	if (g->c)
 		smtp_client_free(g->c);
 	if (g->md)
@@ -1079,9 +1085,15 @@ remote_client_cb(void *arg, enum smtp_client_event ev, enum smtp_cmd cmd,
 	case SC_FAILED: {
 		char line[SMTP_REPLY_TEXT_MAX + 64];
 		const char *status = why == SMTP_FAIL_UNREACHABLE ? "4.4.1" :
+		    why == SMTP_FAIL_POLICY && g->hop.kind != HOP_RELAY ? "4.7.5" :
 		    why == SMTP_FAIL_POLICY ? "4.7.0" : "4.4.2";
 
-		if (why == SMTP_FAIL_POLICY)
+		if (why == SMTP_FAIL_POLICY && g->hop.kind != HOP_RELAY)
+			/* DANE (RFC 7672 2.2): it waits, never goes in plaintext */
+			snprintf(line, sizeof(line), "451 4.7.5 TLS policy of %s "
+			    "failed: %s",
+			    g->domain, smtp_client_last_error(g->c));
+		else if (why == SMTP_FAIL_POLICY)
 			/* the message waits for the relay: never another way */
 			snprintf(line, sizeof(line), "relay %s:%u: %s", g->hop.host,
 			    g->hop.port, smtp_client_last_error(g->c));
@@ -1203,6 +1215,7 @@ remote_resolved(void *arg, const struct mx_answer *ans)
 	struct smtp_client_params p;
 
 	g->q = NULL;
+	g->pq = NULL;
 	if (g->hop.kind != HOP_MX && ans->status != DNS_OK) {
 		/* the next hop's name, not the recipients' domain: not now */
 		char line[400];
@@ -1310,7 +1323,7 @@ remote_start(struct qgroup *g)
 		remote_resolved(g, &ans);
 		return;
 	}
-	g->q = resolver_mx(q.resolver, g->domain, remote_resolved, g);
+	g->pq = tlspolicy_mx(q.sts, q.resolver, g->domain, remote_resolved, g);
 }
 
 /* group_done - one destination has answered; the last one ends the attempt */

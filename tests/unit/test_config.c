@@ -135,6 +135,12 @@ check_dmarc_enforce(const struct config *c, const char *dir)
 }
 
 static void
+check_dane_no(const struct config *c, const char *dir)
+{
+	assert_false(c->dane);
+}
+
+static void
 check_minimal(const struct config *c, const char *dir)
 {
 	const struct sockaddr_in *sin = (const struct sockaddr_in *)&c->listens[0].ss;
@@ -162,6 +168,7 @@ check_minimal(const struct config *c, const char *dir)
 	assert_null(c->sasl_db);
 	/* the defaults of chamois.conf(5) */
 	assert_false(c->dmarc_monitor);	/* dmarc_policy enforce */
+	assert_true(c->dane);		/* dane yes */
 	assert_int_equal(c->max_message_size, 26214400);
 	assert_int_equal(c->max_recipients, 100);
 	assert_int_equal(c->forward_rcpt_budget, 60);
@@ -269,6 +276,9 @@ static const struct conf_case conf_cases[] = {
 	  .check = check_dmarc_enforce },
 	{ .label = "config: dmarc_policy neither", .text = BASE "dmarc_policy reject\n",
 	  .problems = { { 7, "dmarc_policy: 'reject' is neither enforce nor monitor" } } },
+	{ .label = "config: dane no", .text = BASE "dane no\n", .check = check_dane_no },
+	{ .label = "config: dane neither", .text = BASE "dane maybe\n",
+	  .problems = { { 7, "dane: 'maybe' is neither yes nor no" } } },
 	{ .label = "config: comments, blank lines, TABs, CRLF",
 	  .text = "# chamois\n\n\thostname\tmx.example.test   # the name\r\n"
 	      "listen   mx 127.0.0.1:2525\n   \n" L_DOMAINS L_MAILBOXES L_MAILDIR L_QUEUE

@@ -37,6 +37,7 @@ Behaviour keywords (any step may be given a reply, a delay or a drop):
                                       at that step; "data" closes after the
                                       first line of message data arrived
     starttls=True                     offer STARTTLS (self-signed harness cert)
+    tls_cert=(cert, key)              ... with this certificate (chain) instead
     smtputf8=False                    do not offer SMTPUTF8 (MAIL ... SMTPUTF8
                                       then gets aiosmtpd's 501)
     eightbitmime=False                do not offer 8BITMIME (BODY= gets 555)
@@ -398,7 +399,7 @@ class Remote:
     def __init__(self, pool, name, address, port, listening=True, greeting=None,
                  ehlo=None, mail=None, rcpt=None, data=None, eod=None, delay=None,
                  drop=None, starttls=False, smtputf8=True, eightbitmime=True,
-                 hostname=None, hold=None):
+                 hostname=None, hold=None, tls_cert=None):
         if drop is not None and drop not in STEPS:
             raise ValueError("drop must be one of %s" % (STEPS,))
         if hold is not None and hold not in STEPS:
@@ -419,6 +420,7 @@ class Remote:
         self.hold = hold
         self.released = threading.Event()
         self.starttls = starttls
+        self.tls_cert = tls_cert
         self.smtputf8 = smtputf8
         self.eightbitmime = eightbitmime
         self.connections = []
@@ -430,7 +432,8 @@ class Remote:
             return self
         tls = None
         if self.starttls:
-            cert, key = harness.make_cert(self.pool.dir / ("cert-" + self.address))
+            cert, key = self.tls_cert or harness.make_cert(self.pool.dir /
+                                                           ("cert-" + self.address))
             tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             tls.load_cert_chain(cert, key)
         self.controller = _Controller(
