@@ -90,7 +90,7 @@ queue_fix_headers(const char *msg, size_t len, const char *hostname,
 }
 
 /*
- * queue_from_domain - the domain of the one address of the one From
+ * queue_from_domain - the one domain of the addresses of the one From
  * field of the LF-form message msg[0..len), as a lower-case A-label in
  * out (DKIM signing, doc/queue.md "Signing"); NULL with why set when
  * there is no From, several, or one that addr_list_from_domain gives no

@@ -156,8 +156,8 @@ char *queue_fix_headers(const char *msg, size_t len, const char *hostname,
     time_t now, size_t *outlen);
 
 /*
- * queue_from_domain - the domain (lower-case A-label, into out) of the
- * single address of the single From field of msg[0..len), which DKIM
+ * queue_from_domain - the one domain (lower-case A-label, into out) of
+ * the addresses of the single From field of msg[0..len), which DKIM
  * signs for; NULL with *why set otherwise
  */
 const char *queue_from_domain(const char *msg, size_t len, char *out,

@@ -453,7 +453,7 @@ struct submit_job {
 
 /*
  * sign - the DKIM-Signature fields of the message (doc/queue.md
- * "Signing"), or NULL: the From is not one address of a signing domain
+ * "Signing"), or NULL: the From names no one signing domain
  * (unsigned_why says why), or every key failed (sign_err)
  */
 static char *
