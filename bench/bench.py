@@ -41,6 +41,11 @@ cost of a DKIM verification) and a third time Ed25519-signed
 ("latency-ed25519").  --baseline REV adds "chamois-base", chamois
 built from git commit REV (e.g. one without the checks), to every scenario
 but the queue's: the cost of what changed since, measured side by side.
+"chamois-milter" and "postfix-milter" are chamois and Postfix with one
+milter that lets everything through (bench/milter_pass, built on
+Sendmail's libmilter), in the inbound and forward scenarios beside the
+others, and chamois-milter in the latency scenario: the cost of the
+milter protocol itself (doc/filters.md).
 
 All servers run at once and their runs interleave (run 1 of each, then run
 2 of each, ...); latency and idle use freshly started servers.  Each figure
@@ -79,6 +84,10 @@ from servers.common import Unavailable  # noqa: E402
 SERVER_NAMES = ["chamois", "postfix", "opensmtpd", "chasquid"]
 BASELINE = "chamois-base"       # --baseline REV: chamois built from REV
 BASELINE_PORT = 10029
+# chamois with one pass-through milter (bench/milter_pass, libmilter) on a
+# unix socket: the cost of the milter protocol (issue 18, doc/filters.md)
+# and Postfix with the same milter (smtpd_milters); name -> port
+MILTERED = {"chamois-milter": 10030, "postfix-milter": 11030}
 # the DKIM key of client.test (SENDER's domain) that signs latency-dkim's
 # messages; its record is in the bench's dnsmasq
 CLIENT_SELECTOR = "bench"
@@ -220,6 +229,7 @@ def measure(server, work, what: str, timeout: float = 300.0) -> Dict:
     pids = server.pids()
     load = float(open("/proc/loadavg").read().split()[0])
     cpu0 = procstat.cpu_ticks(pids)
+    mcpu0 = procstat.cpu_ticks(server.milter_pids())
     base = procstat.pss_kib(pids)
     sampler = Sampler(pids)
     t0 = time.monotonic()
@@ -233,9 +243,13 @@ def measure(server, work, what: str, timeout: float = 300.0) -> Dict:
     t1 = time.monotonic()
     peak = sampler.stop()
     cpu1 = procstat.cpu_ticks(server.pids())
-    return {"msgs": count, "seconds": t1 - t0, "per_second": count / (t1 - t0),
-            "cpu_ms_per_msg": (cpu1 - cpu0) * 1000.0 / HZ / count,
-            "pss_base_kib": base, "pss_peak_kib": peak, "load_before": load}
+    res = {"msgs": count, "seconds": t1 - t0, "per_second": count / (t1 - t0),
+           "cpu_ms_per_msg": (cpu1 - cpu0) * 1000.0 / HZ / count,
+           "pss_base_kib": base, "pss_peak_kib": peak, "load_before": load}
+    if server.milter_pids():       # of cpu_ms_per_msg, the milter's own
+        res["milter_cpu_ms_per_msg"] = \
+            (procstat.cpu_ticks(server.milter_pids()) - mcpu0) * 1000.0 / HZ / count
+    return res
 
 
 # -- scenarios -------------------------------------------------------------
@@ -509,6 +523,13 @@ class Bench:
                                         port=BASELINE_PORT)
                 if srv:
                     servers[BASELINE] = srv
+            if self.a.scenarios & {"inbound", "forward"}:
+                for name, port in MILTERED.items():
+                    base = name.split("-")[0]
+                    if base in servers:
+                        srv = self.start_server(base, name, milter=True, port=port)
+                        if srv:
+                            servers[name] = srv
             if "queue" in self.a.scenarios:
                 for name, (keys, port) in SIGNED.items():
                     base = name.split("-")[0]
@@ -592,7 +613,7 @@ class Bench:
             self.interleaved("queue/20", [
                 (n, lambda s=s, n=n: run_queue(s, sink, 100 if quick else 1000, 20, self.server_log(n)))
                 for n, s in list(servers.items()) + list(signed.items())
-                if s.sendmail() and n != BASELINE])
+                if s.sendmail() and n != BASELINE and n not in MILTERED])
 
     def fresh_scenarios(self, quick):
         """latency and idle: one server at a time, each run on a freshly
@@ -613,7 +634,8 @@ class Bench:
             jobs = []
             for name, kw in [("chamois", {})] + ([(BASELINE, {"bin_dir": self.base_bin,
                                                              "port": BASELINE_PORT})]
-                                                 if self.base_bin else []):
+                                                 if self.base_bin else []) + \
+                    [("chamois-milter", {"milter": True, "port": MILTERED["chamois-milter"]})]:
                 if "chamois" not in self.a.servers or name in self.results["unavailable"]:
                     continue
                 for key, head in (("latency", None), ("latency-dkim", self.head),
@@ -847,7 +869,9 @@ def report(res) -> str:
     table("Queue: put in (all sendmail calls returned), messages/s", ["queue/20"],
           "put_in_per_second")
     out += signed_report(sc)
-    out += checks_report(sc)
+    out += compare_report(sc, BASELINE, "chamois", "## chamois against chamois-base (--baseline): "
+                          "what the change costs")
+    out += milter_report(sc)
     d20 = disk.get("disk/20")
     if d20:
         rows = []
@@ -877,11 +901,13 @@ def report(res) -> str:
     return "\n".join(out)
 
 
-def checks_report(sc) -> List[str]:
-    """chamois beside chamois-base (--baseline): the cost of what changed,
-    e.g. the mx role's checks; latency-dkim is the latency with every
-    message DKIM-signed (one RSA verification each), latency-ed25519 the
-    same with an Ed25519 signature."""
+def compare_report(sc, before: str, after: str, title: str) -> List[str]:
+    """Two chamois side by side, "change" being after against before:
+    chamois-base (--baseline) before chamois, the cost of what changed
+    since, e.g. the mx role's checks; or chamois before chamois-milter, the
+    cost of one milter. latency-dkim is the latency with every message
+    DKIM-signed (one RSA verification each), latency-ed25519 the same with
+    an Ed25519 signature."""
     rows = []
     keys = sorted((k for k in sc if k.startswith(("inbound/", "forward/"))),
                   key=lambda k: [int(x) if x.isdigit() else x for x in
@@ -889,26 +915,57 @@ def checks_report(sc) -> List[str]:
     for k in keys + ["latency", "latency-dkim", "latency-ed25519"]:
         if k not in sc:
             continue
-        c, b = sc[k].get("chamois"), sc[k].get(BASELINE)
-        if not c:
+        b, a = sc[k].get(before), sc[k].get(after)
+        if not b or not a:
             continue
         if k.startswith("latency"):
             cells = []
             for f in ("p50_us", "p99_us"):
-                cv, bv = c.get(f), (b or {}).get(f)
-                cells += [fmt(cv), fmt(bv), fmt(cv - bv, "%+.0f") if cv and bv else "–"]
+                bv, av = b.get(f), a.get(f)
+                cells += [fmt(bv), fmt(av), fmt(av - bv, "%+.0f") if av and bv else "–"]
             rows.append("| %s | µs p50: %s | %s | %s | µs p99: %s | %s | %s |" % ((k,) + tuple(cells)))
         else:
-            cv, bv = c.get("per_second"), (b or {}).get("per_second")
-            cc, bc = c.get("cpu_ms_per_msg"), (b or {}).get("cpu_ms_per_msg")
+            bv, av = b.get("per_second"), a.get("per_second")
+            bc, ac = b.get("cpu_ms_per_msg"), a.get("cpu_ms_per_msg")
             rows.append("| %s | msg/s: %s | %s | %s | CPU ms/msg: %s | %s | %s |" % (
-                k, fmt(cv), fmt(bv), fmt(100.0 * (cv / bv - 1), "%+.1f%%") if cv and bv else "–",
-                fmt(cc, "%.3f"), fmt(bc, "%.3f"), fmt(cc - bc, "%+.3f") if cc and bc else "–"))
-    if not rows or not any(BASELINE in sc.get(k, {}) for k in sc):
+                k, fmt(bv), fmt(av), fmt(100.0 * (av / bv - 1), "%+.1f%%") if av and bv else "–",
+                fmt(bc, "%.3f"), fmt(ac, "%.3f"), fmt(ac - bc, "%+.3f") if ac and bc else "–"))
+    if not rows:
         return []
-    return ["## chamois against chamois-base (--baseline): what the change costs", "",
-            "| scenario | chamois | chamois-base | change | chamois | chamois-base | change |",
+    return [title, "",
+            "| scenario | %s | %s | change | %s | %s | change |" % (before, after, before, after),
             "|---|---|---|---|---|---|---|"] + rows + [""]
+
+
+def milter_report(sc) -> List[str]:
+    """chamois and Postfix, each without and with one pass-through milter
+    (bench/milter_pass): what the milter costs each, and chamois-milter
+    against postfix-milter."""
+    out = compare_report(sc, "chamois", "chamois-milter", "## chamois against chamois-milter "
+                         "(one pass-through milter, bench/milter_pass): what a milter costs")
+    out += compare_report(sc, "postfix", "postfix-milter", "## Postfix against postfix-milter "
+                          "(the same milter as smtpd_milters)")
+    rows = []
+    for k in sorted(sc, key=lambda k: [int(x) if x.isdigit() else x for x in
+                                       k.replace("k/", "/").split("/")]):
+        c, p = sc[k].get("chamois-milter"), sc[k].get("postfix-milter")
+        if not c or not p:
+            continue
+        rows.append("| %s | %s | %s | %s | %s (%s) | %s (%s) | %s |" % (
+            k, fmt(c.get("per_second")), fmt(p.get("per_second")),
+            fmt(c["per_second"] / p["per_second"], "%.2f") if p.get("per_second") else "–",
+            fmt(c.get("cpu_ms_per_msg"), "%.3f"), fmt(c.get("milter_cpu_ms_per_msg"), "%.3f"),
+            fmt(p.get("cpu_ms_per_msg"), "%.3f"), fmt(p.get("milter_cpu_ms_per_msg"), "%.3f"),
+            fmt(p["cpu_ms_per_msg"] / c["cpu_ms_per_msg"], "%.2f")
+            if c.get("cpu_ms_per_msg") else "–"))
+    if rows:
+        out += ["## With the milter: chamois-milter against postfix-milter", "",
+                "CPU ms per message of the whole server, milter included (in "
+                "brackets: the milter's own).", "",
+                "| scenario | chamois-milter msg/s | postfix-milter msg/s | × | "
+                "chamois-milter CPU ms/msg (milter) | postfix-milter (milter) | its CPU / this |",
+                "|---|---|---|---|---|---|---|"] + rows + [""]
+    return out
 
 
 def signed_report(sc) -> List[str]:
@@ -1005,11 +1062,13 @@ def prepare():
             print("prepared %s" % name)
         except Unavailable as e:
             print("%s: unavailable: %s" % (name, e))
-    for pkg in ("opendkim", "libmilter1.0.1"):     # postfix-rsa's milter (SIGNED)
+    for pkg, who in (("opendkim", "postfix-rsa"),       # postfix-rsa's milter (SIGNED)
+                     ("libmilter1.0.1", "postfix-rsa"),
+                     ("libmilter-dev", "chamois-milter")):      # bench/milter_pass
         try:
             common.unpack(pkg)
         except Unavailable as e:
-            print("postfix-rsa: unavailable: %s" % e)
+            print("%s: unavailable: %s" % (who, e))
 
 
 def main():

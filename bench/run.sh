@@ -29,6 +29,7 @@ fi
 make -s
 make -s -C bench all
 /usr/bin/python3 bench/bench.py prepare
+make -s -C bench milter_pass    # needs prepare's libmilter-dev
 
 ns=chamois-bench-$$
 cleanup() {

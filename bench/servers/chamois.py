@@ -67,7 +67,7 @@ from typing import Dict, List, Optional, Sequence
 
 from .common import (BENCH_DIR, DOMAIN, FWD_RCPT, FWD_TARGET, HOSTNAME,
                      LOCAL_RCPT, SENDER, Server, Unavailable, kill_tree,
-                     make_maildir, wait_port)
+                     make_maildir, start_milter_pass, wait_port)
 
 REPO = BENCH_DIR.parent
 BIN = REPO / "bin"            # the Makefile links the programs into bin/
@@ -99,7 +99,10 @@ class Chamois(Server):
     ``dkim``: key types ("rsa", "ed25519") to sign the mail of SENDER's
     domain with (``dkim_key``, keys made with ``chamoisctl dkim-keygen``
     in the workdir); ``port``: listen there instead of PORTS["chamois"]
-    (a second chamoisd beside the first).
+    (a second chamoisd beside the first); ``milter``: run bench/milter_pass
+    (a pass-through milter, libmilter) on workdir/milter.sock and name it
+    in ``milter`` (its process counts in pids(), as Postfix's OpenDKIM
+    does).
     Attributes beyond the interface: ``conf`` (the config file),
     ``log_path`` (chamoisd's stderr), ``queue_dir``, ``log()``,
     ``queue_listing()``."""
@@ -112,8 +115,11 @@ class Chamois(Server):
 
     def __init__(self, workdir: Path, extra: Optional[Dict[str, str]] = None,
                  verbose: bool = False, dkim: Sequence[str] = (),
-                 port: Optional[int] = None, bin_dir: Optional[Path] = None):
+                 port: Optional[int] = None, bin_dir: Optional[Path] = None,
+                 milter: bool = False):
         super().__init__(workdir)
+        self.milter = milter
+        self.milter_proc: Optional[subprocess.Popen] = None
         self.bin = Path(bin_dir) if bin_dir else BIN
         self.extra = dict(extra or {})
         self.verbose = verbose
@@ -152,6 +158,8 @@ class Chamois(Server):
             "remote_port": "25",
         }
         settings.update(LIMITS)
+        if self.milter:
+            settings["milter"] = f"unix:{self.workdir / 'milter.sock'}"
         settings.update(self.extra)
         lines = ["# written by bench/servers/chamois.py",
                  f"listen mx 127.0.0.1:{self.port}"]
@@ -188,6 +196,8 @@ class Chamois(Server):
         if self.verbose:
             argv.append("-v")
         self._logf = open(self.log_path, "ab")
+        if self.milter:
+            self.milter_proc = start_milter_pass(self.workdir / "milter.sock", self._logf)
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                      stdout=self._logf, stderr=subprocess.STDOUT,
                                      start_new_session=True)
@@ -206,12 +216,18 @@ class Chamois(Server):
         # SIGTERM: idle sessions get 421 at once, busy ones finish within
         # shutdown_grace (5s); kill_tree falls back to SIGKILL after 15s.
         kill_tree(self.proc, signal.SIGTERM, timeout=15)
+        kill_tree(self.milter_proc, signal.SIGTERM, timeout=5)
         if self._logf is not None:
             self._logf.close()
             self._logf = None
 
     def pids(self) -> List[int]:
-        return [self.proc.pid] if self.proc and self.proc.poll() is None else []
+        return [p.pid for p in (self.proc, self.milter_proc)
+                if p is not None and p.poll() is None]
+
+    def milter_pids(self) -> List[int]:
+        p = self.milter_proc
+        return [p.pid] if p is not None and p.poll() is None else []
 
     def sendmail(self) -> Optional[List[str]]:
         return [str(self.bin / "chamois-sendmail"), "-C", str(self.conf), "-i",

@@ -69,6 +69,26 @@ def unpack(package: str) -> Path:
     return root
 
 
+def start_milter_pass(sock: Path, log) -> subprocess.Popen:
+    """bench/milter_pass (the pass-through milter, libmilter) on the unix
+    socket ``sock``, made world-writable (umask 0) so that a server's
+    unprivileged process may connect, as Postfix's smtpd does; returns once
+    the socket is there."""
+    prog = BENCH_DIR / "milter_pass"
+    if not os.access(prog, os.X_OK):
+        raise Unavailable(f"{prog} is missing: make -C bench milter_pass")
+    proc = subprocess.Popen([str(prog), f"unix:{sock}"], stdin=subprocess.DEVNULL,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=lambda: os.umask(0))
+    deadline = time.monotonic() + 10
+    while not sock.is_socket():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            kill_tree(proc)
+            raise Unavailable(f"milter_pass made no {sock}")
+        time.sleep(0.05)
+    return proc
+
+
 def wait_port(port: int, timeout: float = 20.0, host: str = "127.0.0.1",
               proc: Optional[subprocess.Popen] = None) -> None:
     """Wait until something accepts on host:port (and greets)."""
@@ -158,6 +178,11 @@ class Server:
     def pids(self) -> List[int]:
         """Root pids of the server's process trees (for CPU and memory)."""
         return [self.proc.pid] if self.proc else []
+
+    def milter_pids(self) -> List[int]:
+        """Of pids(), those of a milter it runs (its CPU is also given
+        apart)."""
+        return []
 
     # the users sendmail() runs as in the queue scenario, shared out among
     # its concurrent calls (None: as we are, root)

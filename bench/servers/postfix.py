@@ -103,6 +103,11 @@ tempfail) rather than leave unsigned.  Its process is one more tree in
 pids(), so its CPU counts.  Only RSA: OpenDKIM 2.11's Ed25519 leaks the
 key of every signature (dkim/signer.c).
 
+With ``milter`` ("postfix-milter", issue 18), bench/milter_pass (a milter
+that lets everything through) runs on ``workdir/milter.sock`` and
+``smtpd_milters`` names it: the mail from smtp-source passes it, as
+chamois-milter's does; its process counts in pids() too.
+
 drained() walks the queue directories (maildrop, incoming, active,
 deferred, hold) instead of running ``postqueue -p``, which would make
 master run showq and so charge the poll to Postfix's CPU.
@@ -125,7 +130,7 @@ from typing import Dict, List, Optional, Sequence
 
 from .common import (BENCH_DIR, DOMAIN, FWD_RCPT, FWD_TARGET, HOSTNAME,
                      LOCAL_RCPT, SENDER, Server, Unavailable, kill_tree,
-                     make_maildir, unpack, wait_port)
+                     make_maildir, start_milter_pass, unpack, wait_port)
 
 sys.path.insert(0, str(BENCH_DIR.parent / "tests" / "integration"))
 from peers.postfix import MASTER_CF_SERVICES, stop_instance  # noqa: E402  (the tests' own)
@@ -178,9 +183,12 @@ class Postfix(Server):
 
     def __init__(self, workdir: Path, extra: Optional[Dict[str, str]] = None,
                  process_limit: Optional[int] = None, dkim: Sequence[str] = (),
-                 port: Optional[int] = None):
+                 port: Optional[int] = None, milter: bool = False):
         super().__init__(workdir)
         self.extra = dict(extra or {})
+        self.pass_milter = milter
+        if milter and dkim:
+            raise Unavailable("one milter at a time: OpenDKIM (dkim) or milter_pass")
         self.process_limit = process_limit
         if port is not None:
             self.port = port
@@ -374,6 +382,13 @@ class Postfix(Server):
         self.write_config()
         if self.dkim:
             self.start_milter()
+        if self.pass_milter:
+            sock = self.workdir / "milter.sock"
+            with open(self.workdir / "milter_pass.log", "ab") as log:
+                self.milter = start_milter_pass(sock, log)
+            with open(self.config_dir / "main.cf", "a") as f:
+                f.write(f"smtpd_milters = unix:{sock}\n"
+                        "milter_default_action = tempfail\n")
         self._started = True
         try:
             self.cmd("postfix", "start", timeout=60)
@@ -430,6 +445,9 @@ class Postfix(Server):
         if self.milter and self.milter.poll() is None:
             pids.append(self.milter.pid)
         return pids
+
+    def milter_pids(self) -> List[int]:
+        return [self.milter.pid] if self.milter and self.milter.poll() is None else []
 
     def _our_pids(self) -> List[int]:
         """Every process of this instance: MAIL_CONFIG=our config dir in its
