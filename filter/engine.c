@@ -542,25 +542,15 @@ read_head(struct fsess *f, struct smtpd_session *s)
 {
 	const struct body *b = smtpd_tx_body(s);
 	uint64_t off = smtpd_tx_text_offset(s);
-	size_t got = 0, hlen;
+	size_t hlen;
+	bool toolong;
 	char *buf;
 
 	if (b == NULL || b->size <= off)
 		return f->end_due ? (f->head_done = true, f->body_off = off, true) :
 		    false;
-	buf = xmalloc(HEADER_EDIT_MAX + 2);
-	while (got < HEADER_EDIT_MAX + 1) {
-		ssize_t n = body_read_at(b, off + got, buf + got,
-		    HEADER_EDIT_MAX + 1 - got);
-
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	if (!head_section_len(buf, got, !f->end_due || got > HEADER_EDIT_MAX,
-	    &hlen)) {
-		free(buf);
-		if (got > HEADER_EDIT_MAX) {
+	if ((buf = head_read(b, off, f->end_due, &hlen, &toolong)) == NULL) {
+		if (toolong) {
 			str_copy(f->refusal, "552 5.3.4 Header section too long for "
 			    "the content filters", sizeof(f->refusal));
 			f->head_done = true;

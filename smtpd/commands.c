@@ -1383,7 +1383,8 @@ static bool
 head_load(struct smtpd_tx *tx)
 {
 	uint64_t off;
-	size_t got = 0, hlen;
+	size_t hlen;
+	bool toolong;
 	char *buf;
 
 	if (tx->head != NULL)
@@ -1391,21 +1392,8 @@ head_load(struct smtpd_tx *tx)
 	if (tx->received == NULL || tx->store_errno != 0)
 		return false;
 	off = strlen(tx->received);
-	buf = xmalloc(HEADER_EDIT_MAX + 2);
-	while (got < HEADER_EDIT_MAX + 1) {
-		ssize_t n = body_read_at(&tx->body, off + got, buf + got,
-		    HEADER_EDIT_MAX + 1 - got);
-
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	if (!head_section_len(buf, got, got > HEADER_EDIT_MAX, &hlen) ||
-	    hlen > HEADER_EDIT_MAX) {
-		free(buf);
+	if ((buf = head_read(&tx->body, off, true, &hlen, &toolong)) == NULL)
 		return false;
-	}
-	buf[hlen] = '\0';
 	tx->head = buf;
 	tx->head_len = hlen;
 	tx->head_old = hlen;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "../common/body.h"
 #include "../common/util.h"
 #include "headedit.h"
 
@@ -156,4 +157,40 @@ head_section_len(const char *t, size_t len, bool more, size_t *hlen)
 		return false;
 	*hlen = len;		/* a message that is all header */
 	return true;
+}
+
+/* head_read - see headedit.h */
+char *
+head_read(const struct body *b, uint64_t off, bool complete, size_t *hlen,
+    bool *toolong)
+{
+	size_t cap = 16384, got = 0;
+	char *buf = xmalloc(cap + 1);
+
+	*toolong = false;
+	for (;;) {
+		ssize_t n = body_read_at(b, off + got, buf + got, cap - got);
+
+		if (n > 0 && (got += (size_t)n) < cap)
+			continue;
+		/* cap read, or the end of what b holds (a read error: as its end) */
+		if (head_section_len(buf, got, got == cap || !complete, hlen)) {
+			if (*hlen > HEADER_EDIT_MAX)
+				break;
+			buf[*hlen] = '\0';
+			return buf;
+		}
+		if (got < cap)		/* b holds no more yet */
+			break;
+		if (cap > HEADER_EDIT_MAX) {
+			*toolong = true;
+			break;
+		}
+		cap = cap * 2 > HEADER_EDIT_MAX + 1 ? HEADER_EDIT_MAX + 1 : cap * 2;
+		buf = xreallocarray(buf, cap + 1, 1);
+	}
+	if (complete && got > HEADER_EDIT_MAX)
+		*toolong = true;
+	free(buf);
+	return NULL;
 }

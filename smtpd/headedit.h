@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* a header section that may be changed: at most this long (octets) */
 #define HEADER_EDIT_MAX		(256 * 1024)
@@ -32,5 +33,16 @@ char *head_edit(const char *head, size_t len, enum head_op, unsigned index,
  * the blank line is not within len octets and more follows (more)
  */
 bool head_section_len(const char *text, size_t len, bool more, size_t *hlen);
+
+struct body;
+/*
+ * head_read - the header section of the message in b from offset off (its
+ * fields, no blank line; malloc'd, NUL-terminated, its length in *hlen),
+ * read a piece at a time until the blank line: NULL when b does not hold
+ * all of it yet (more is to come unless complete), or when it is over
+ * HEADER_EDIT_MAX (*toolong set) or b cannot be read
+ */
+char *head_read(const struct body *b, uint64_t off, bool complete, size_t *hlen,
+    bool *toolong);
 
 #endif

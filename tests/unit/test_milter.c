@@ -6,6 +6,7 @@
  * body_replace).
  */
 #include <arpa/inet.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/body.h"
@@ -208,6 +209,50 @@ test_section_len(void **state)
 	assert_int_equal(n, 10);
 }
 
+/* head_read: the header section a piece at a time, past its first read */
+static void
+test_head_read(void **state)
+{
+	struct body b;
+	size_t hlen, flen = 50000;	/* a field longer than the first read */
+	bool toolong;
+	char *field = malloc(flen + 1), *head;
+
+	memset(field, 'x', flen);
+	memcpy(field, "X-Long: ", 8);
+	field[flen - 1] = '\n';
+	field[flen] = '\0';
+	body_init(&b, "/tmp");
+	assert_int_equal(body_append(&b, "Received: r\n", 12), 0);
+	assert_int_equal(body_append(&b, field, flen), 0);
+	/* no blank line yet, more to come: wait */
+	assert_null(head_read(&b, 12, false, &hlen, &toolong));
+	assert_false(toolong);
+	/* the message complete without a blank line: all header */
+	head = head_read(&b, 12, true, &hlen, &toolong);
+	assert_non_null(head);
+	assert_int_equal(hlen, flen);
+	free(head);
+	assert_int_equal(body_append(&b, "Subject: s\n\nbody\n", 17), 0);
+	head = head_read(&b, 12, false, &hlen, &toolong);
+	assert_non_null(head);
+	assert_int_equal(hlen, flen + 11);
+	assert_int_equal(strlen(head), hlen);
+	assert_string_equal(head + flen, "Subject: s\n");
+	free(head);
+	body_free(&b);
+	/* over HEADER_EDIT_MAX without a blank line: too long, complete or not */
+	body_init(&b, "/tmp");
+	for (size_t i = 0; i < HEADER_EDIT_MAX / flen + 1; i++)
+		assert_int_equal(body_append(&b, field, flen), 0);
+	assert_null(head_read(&b, 0, false, &hlen, &toolong));
+	assert_true(toolong);
+	assert_null(head_read(&b, 0, true, &hlen, &toolong));
+	assert_true(toolong);
+	body_free(&b);
+	free(field);
+}
+
 /* body_read_all - every octet of b through body_read_at, in small reads */
 static char *
 body_read_all(const struct body *b)
@@ -258,13 +303,14 @@ int
 main(void)
 {
 	struct CMUnitTest tests[nitems(parse_cases) + nitems(reply_cases) +
-	    nitems(edit_cases) + 2];
+	    nitems(edit_cases) + 3];
 	size_t n = 0;
 
 	UNIT_ROWS(tests, n, run_parse_case, parse_cases);
 	UNIT_ROWS(tests, n, run_reply_case, reply_cases);
 	UNIT_ROWS(tests, n, run_edit_case, edit_cases);
 	UNIT_TEST(tests, n, test_section_len);
+	UNIT_TEST(tests, n, test_head_read);
 	UNIT_TEST(tests, n, test_body_replace);
 	UNIT_RUN(tests, n);
 }
