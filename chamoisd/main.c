@@ -298,6 +298,30 @@ has_submission(const struct config *c)
 }
 
 /*
+ * milter_hosts - the address of each milter named by its host, from
+ * /etc/hosts (chamois.conf(5) "milter"): the count of those not there,
+ * each told to fn
+ */
+static int
+milter_hosts(struct config *c, config_problem_fn fn, void *arg)
+{
+	int problems = 0;
+
+	for (size_t i = 0; i < c->nmilters; i++) {
+		struct milter_conf *m = &c->milters[i];
+
+		if (m->host != NULL &&
+		    !resolver_hosts_file(m->host, m->port, &m->ss, &m->sslen)) {
+			config_problem(fn, arg, c->path, m->line, "milter: '%s' is "
+			    "not in /etc/hosts (a milter's name is looked up there "
+			    "only: give its address)", m->host);
+			problems++;
+		}
+	}
+	return problems;
+}
+
+/*
  * load_all - config, tables and TLS contexts, and every check of what
  * they name, the same for -n and the daemon's start (chamoisd(8),
  * "CHECKS"): errors go to fn and make it false; warnings ("warning: "
@@ -321,6 +345,7 @@ load_all(const char *path, config_problem_fn fn, config_problem_fn warn,
 	if ((c = config_load_checked(path, fn, NULL, &problems)) == NULL)
 		return false;
 	problems += config_read_relay_auth(c, fn, NULL);
+	problems += milter_hosts(c, fn, NULL);
 	/* without domains every mailbox line would be reported */
 	tables = c->mailboxes && (problems == 0 || c->ndomains > 0);
 	if (problems)
@@ -451,7 +476,8 @@ reload_work(void *arg)
 
 	if ((c = j->cfg = config_load(j->path, collect_problem, j)) == NULL)
 		return;
-	if (config_read_relay_auth(c, collect_problem, j) != 0) {
+	if (config_read_relay_auth(c, collect_problem, j) != 0 ||
+	    milter_hosts(c, collect_problem, j) != 0) {
 		config_free(c);
 		c = j->cfg = NULL;
 		return;

@@ -8,7 +8,6 @@
  * shows them all at once.
  */
 #include <arpa/inet.h>
-#include <ares.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -308,58 +307,33 @@ config_dkim_selector_ok(const char *sel)
 }
 
 /*
- * hosts_file_hostport - "NAME:PORT" with NAME looked up in /etc/hosts only
- * (c-ares' files look-up: no DNS question leaves, chamois.conf(5)
- * "milter"), its first IPv4 address, else its first IPv6 one
+ * host_name_port - "NAME:PORT", NAME a host name (letters, digits, '-',
+ * '.'), PORT 1 to 65535 in at most 5 digits: the name (malloc'd) and the
+ * port, or NULL
  */
-static bool
-hosts_file_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *len)
+static char *
+host_name_port(const char *s, unsigned *port)
 {
 	const char *colon = strrchr(s, ':');
-	char name[DOMAIN_MAX + 1];
-	struct ares_options o = { .lookups = (char *)"f" };
-	struct hostent *he = NULL;
-	ares_channel ch;
-	size_t nl;
-	bool ok = false;
+	size_t nl, pl;
 
-	if (colon == NULL || (nl = (size_t)(colon - s)) == 0 || nl >= sizeof(name) ||
-	    memchr(s, '[', nl) != NULL)
-		return false;
-	memcpy(name, s, nl);
-	name[nl] = '\0';
-	if (ares_library_init(ARES_LIB_INIT_ALL) != ARES_SUCCESS)
-		return false;
-	if (ares_init_options(&ch, &o, ARES_OPT_LOOKUPS) != ARES_SUCCESS) {
-		ares_library_cleanup();
-		return false;
-	}
-	if (ares_gethostbyname_file(ch, name, AF_INET, &he) != ARES_SUCCESS)
-		he = NULL;
-	if (he == NULL && ares_gethostbyname_file(ch, name, AF_INET6, &he) != ARES_SUCCESS)
-		he = NULL;
-	if (he != NULL && he->h_addr_list[0] != NULL) {
-		char addr[INET6_ADDRSTRLEN], hp[INET6_ADDRSTRLEN + 24];
-
-		/* a port of at most 5 digits, so hp holds it whole */
-		if (inet_ntop(he->h_addrtype, he->h_addr_list[0], addr, sizeof(addr)) != NULL &&
-		    strlen(colon + 1) <= 5) {
-			snprintf(hp, sizeof(hp), he->h_addrtype == AF_INET6 ? "[%s]:%s" : "%s:%s",
-			    addr, colon + 1);
-			ok = config_parse_hostport(hp, ss, len);
-		}
-	}
-	if (he != NULL)
-		ares_free_hostent(he);
-	ares_destroy(ch);
-	ares_library_cleanup();
-	return ok;
+	if (colon == NULL || (nl = (size_t)(colon - s)) == 0 || nl > DOMAIN_MAX)
+		return NULL;
+	for (size_t i = 0; i < nl; i++)
+		if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '.')
+			return NULL;
+	pl = strlen(colon + 1);
+	if (pl == 0 || pl > 5 || strspn(colon + 1, "0123456789") != pl ||
+	    (*port = (unsigned)atoi(colon + 1)) == 0 || *port > 65535)
+		return NULL;
+	return xstrndup(s, nl);
 }
 
 /*
  * parse_milter - "milter unix:/PATH" or "milter HOST:PORT" (an address,
- * IPv6 as [::1]:PORT, or a name /etc/hosts gives, resolved now; "inet:"
- * in front as Postfix writes it), in file order (chamois.conf(5))
+ * IPv6 as [::1]:PORT, or a name, which chamoisd looks up in /etc/hosts
+ * once the file is read: milter_conf.host; "inet:" in front as Postfix
+ * writes it), in file order (chamois.conf(5))
  */
 static void
 parse_milter(struct parser *p, const char *w)
@@ -383,7 +357,7 @@ parse_milter(struct parser *p, const char *w)
 		if (str_has_prefix_ci(w, "inet:"))
 			hp = w + 5;
 		if (!config_parse_hostport(hp, &m.ss, &m.sslen) &&
-		    !hosts_file_hostport(hp, &m.ss, &m.sslen)) {
+		    (m.host = host_name_port(hp, &m.port)) == NULL) {
 			PROBLEM(p, "milter: '%s' is neither unix:/PATH nor "
 			    "HOST:PORT (HOST an address, IPv6 as [::1]:PORT, or a "
 			    "name in /etc/hosts)", w);
@@ -1112,8 +1086,10 @@ config_free(struct config *c)
 		free(c->routes[i].host);
 	}
 	free(c->routes);
-	for (size_t i = 0; i < c->nmilters; i++)
+	for (size_t i = 0; i < c->nmilters; i++) {
 		free(c->milters[i].text);
+		free(c->milters[i].host);
+	}
 	free(c->milters);
 	free(c);
 }

@@ -41,7 +41,9 @@ struct route_conf {
 struct milter_conf {
 	char *text;		/* as written */
 	struct sockaddr_storage ss;	/* AF_UNIX, AF_INET or AF_INET6 */
-	socklen_t sslen;
+	socklen_t sslen;		/* 0 while host is not looked up */
+	char *host;		/* HOST:PORT with a name: for /etc/hosts */
+	unsigned port;
 	int line;
 };
 

@@ -1068,6 +1068,48 @@ ares_lib_init(void)
 		log_warnx("resolver: ares_library_init: %s", ares_strerror(rc));
 }
 
+/* resolver_hosts_file - see resolver.h */
+bool
+resolver_hosts_file(const char *name, unsigned port, struct sockaddr_storage *ss,
+    socklen_t *len)
+{
+	struct ares_options o = { .lookups = (char *)"f" };	/* files only */
+	struct hostent *he = NULL;
+	ares_channel ch;
+	bool ok = false;
+
+	pthread_once(&ares_once, ares_lib_init);
+	if (ares_init_options(&ch, &o, ARES_OPT_LOOKUPS) != ARES_SUCCESS)
+		return false;
+	if (ares_gethostbyname_file(ch, name, AF_INET, &he) != ARES_SUCCESS &&
+	    ares_gethostbyname_file(ch, name, AF_INET6, &he) != ARES_SUCCESS)
+		he = NULL;
+	memset(ss, 0, sizeof(*ss));
+	if (he != NULL && he->h_addr_list[0] != NULL && port <= 65535) {
+		if (he->h_addrtype == AF_INET) {
+			struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+
+			s4->sin_family = AF_INET;
+			s4->sin_port = htons((uint16_t)port);
+			memcpy(&s4->sin_addr, he->h_addr_list[0], sizeof(s4->sin_addr));
+			*len = sizeof(*s4);
+			ok = true;
+		} else if (he->h_addrtype == AF_INET6) {
+			struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+
+			s6->sin6_family = AF_INET6;
+			s6->sin6_port = htons((uint16_t)port);
+			memcpy(&s6->sin6_addr, he->h_addr_list[0], sizeof(s6->sin6_addr));
+			*len = sizeof(*s6);
+			ok = true;
+		}
+	}
+	if (he != NULL)
+		ares_free_hostent(he);
+	ares_destroy(ch);
+	return ok;
+}
+
 static bool
 set_server(struct resolver *r, const struct sockaddr *sa, socklen_t salen)
 {

@@ -74,6 +74,15 @@ struct mx_answer {
 typedef void (*resolver_cb)(void *arg, const struct mx_answer *);
 
 /*
+ * resolver_hosts_file - name:port as an address from /etc/hosts alone (its
+ * first IPv4 address, else its first IPv6 one; c-ares' files look-up: no
+ * DNS question), for a milter named by its host (chamois.conf(5)
+ * "milter"); blocks on the file: off the loop
+ */
+bool resolver_hosts_file(const char *name, unsigned port,
+    struct sockaddr_storage *, socklen_t *);
+
+/*
  * resolver_new - a resolver on base; server (may be NULL: /etc/resolv.conf)
  * is dns_server from chamois.conf.  NULL (logged) when c-ares cannot be
  * set up or server is not an IPv4/IPv6 address.

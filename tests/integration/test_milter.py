@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from harness import check, sample_message, smtp_client, wait_until, split_delivered
+from harness import check, free_port, sample_message, smtp_client, wait_until, split_delivered
 from peers.remote import assert_reply, fwd_env, transaction  # noqa: F401
 from peers.queue_util import qbins  # noqa: F401
 
@@ -36,18 +36,23 @@ pytestmark = pytest.mark.skipif(not have_pymilter(),
 
 
 class PyMilter:
-    """peers/pymilter_filter.py on a unix socket in dir."""
+    """peers/pymilter_filter.py on a unix socket in dir, or on
+    127.0.0.1:port"""
 
-    def __init__(self, dir):
+    def __init__(self, dir, port=None):
         os.makedirs(str(dir), exist_ok=True)
         self.path = os.path.join(str(dir), "pymilter.sock")
         self.log_path = os.path.join(str(dir), "pymilter.log")
+        conn = "inet:%d@127.0.0.1" % port if port else "unix:" + self.path
         self.proc = subprocess.Popen(
             [PYTHON, os.path.join(HERE, "peers", "pymilter_filter.py"),
-             "unix:" + self.path, self.log_path],
+             conn, self.log_path],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        wait_until(lambda: os.path.exists(self.path), 10,
-                   what="the pymilter socket")
+        if port:
+            wait_until(lambda: port_open(port), 10, what="the pymilter port")
+        else:
+            wait_until(lambda: os.path.exists(self.path), 10,
+                       what="the pymilter socket")
 
     def records(self):
         if not os.path.exists(self.log_path):
@@ -147,6 +152,38 @@ def test_milter_header_changes_reach_the_local_copy(chamoisd, pymilter):
     assert ["Subject", "please change this"] in rec["headers"]
     assert "\r\n" in rec["body"] and ".a line that starts with a dot\r\n" in rec["body"]
     assert "milter unix:%s header changes=4" % pymilter.path in d.log()
+
+
+def port_open(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_milter_named_by_a_host_in_etc_hosts(chamoisd, tmp_path):
+    """milter localhost:PORT: the name from /etc/hosts (chamois.conf(5));
+    a name /etc/hosts does not give is a config error, never a DNS
+    question"""
+    port = free_port()
+    m = PyMilter(tmp_path / "inet", port=port)
+    try:
+        d = chamoisd(extra_conf=milter_conf("localhost:%d" % port))
+        with smtp_client(d) as s:
+            check(s.mail("sender@remote.test"), 250, "2.1.0")
+            check(s.rcpt("alice@example.test"), 250, "2.1.5")
+            check(s.data(sample_message("by name")), 250, "2.0.0")
+        head = d.wait_messages("alice@example.test")[0].split(b"\n\n", 1)[0]
+        assert b"X-Milter: seen" in head.split(b"\n"), head
+        assert [r for r in m.records() if r["event"] == "accept"]
+    finally:
+        m.stop()
+    with open(d.conf, "a") as f:
+        f.write("milter nosuch.invalid:11332\n")
+    rc, out = d.check_config()
+    assert rc == 1, out
+    assert "milter: 'nosuch.invalid' is not in /etc/hosts" in out, out
 
 
 def test_milter_rejects_and_tempfails_after_the_final_dot(chamoisd, pymilter):
