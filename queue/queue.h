@@ -22,7 +22,10 @@
 #include <sys/types.h>
 #include <time.h>
 
-#define QUEUE_RECORD_VERSION	1
+#include "../common/dsn.h"
+
+/* the newest record version (envelope.c: version 2 adds the DSN fields) */
+#define QUEUE_RECORD_VERSION	2
 #define QUEUE_ID_LEN		16	/* hex digits */
 
 enum rcpt_state {
@@ -43,6 +46,8 @@ struct queue_rcpt {
 	char *last_reply;	/* the last reply or diagnostic, one line */
 	char *remote_mta;	/* the host that gave it, or "" */
 	bool reported;		/* a failure or delay report was made for it */
+	unsigned notify;	/* NOTIFY (DSN_NOTIFY_*), 0: not given (RFC 3461 4.1) */
+	char *orcpt;		/* ORCPT "type;address" decoded, "" or NULL: none */
 };
 
 struct queue_msg {
@@ -57,6 +62,8 @@ struct queue_msg {
 	uint64_t size;		/* octets of the body */
 	bool body8bit;
 	bool smtputf8;
+	char *envid;		/* ENVID (RFC 3461 4.4) decoded, "" or NULL: none */
+	enum dsn_ret ret;	/* RET (RFC 3461 4.3) */
 	struct queue_rcpt *rcpts;
 	size_t nrcpts;
 };
