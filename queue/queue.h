@@ -174,19 +174,26 @@ const char *queue_from_domain(const char *msg, size_t len, char *out,
 enum bounce_action {
 	BOUNCE_FAILED,	/* Action: failed (permanent failure or expiry) */
 	BOUNCE_DELAYED,	/* Action: delayed (still trying) */
+	BOUNCE_SUCCESS,	/* Action: delivered (local) or relayed (a remote
+			   that takes no DSN parameters), NOTIFY=SUCCESS */
 };
 /*
  * bounce_build - an RFC 3464 report (multipart/report;
  * report-type=delivery-status) about the recipients of msg selected by
  * which[i], LF form, addressed From: MAILER-DAEMON@hostname To: msg->owner,
  * with Auto-Submitted: auto-replied, a human-readable part, the
- * message/delivery-status part (Reporting-MTA, Arrival-Date, per recipient
- * Original-Recipient, Final-Recipient, Action, Status, Remote-MTA,
- * Diagnostic-Code, Last-Attempt-Date) and the original message's header
- * section (text/rfc822-headers).  headers is the original header section;
+ * message/delivery-status part (Original-Envelope-Id when ENVID was
+ * given, Reporting-MTA, Arrival-Date, per recipient Original-Recipient
+ * (ORCPT, else the address as given when it differs), Final-Recipient,
+ * Action, Status, Remote-MTA, Diagnostic-Code, Last-Attempt-Date) and the
+ * original message's header section (text/rfc822-headers), or with
+ * msg->ret FULL the whole message (message/rfc822) when it is at most
+ * BOUNCE_FULL_MAX octets.  headers is the original header section, or
+ * with RET=FULL the whole message;
  * retry_until (delayed reports: created + queue_lifetime) is when the
  * queue gives up.  Returns a malloc'd buffer and its length.
  */
+#define BOUNCE_FULL_MAX	(10 * 1024 * 1024)	/* RET=FULL: else headers only */
 char *bounce_build(const struct queue_msg *msg, const bool *which,
     enum bounce_action, const char *headers, size_t headers_len,
     const char *hostname, time_t now, time_t retry_until, size_t *len);
