@@ -11,10 +11,11 @@
  *      or, when the sender asked for it (RET=FULL, RFC 3461 4.3), the
  *      whole message as a message/rfc822.
  *
- * A report is about one event (RFC 3461 6): failed, delayed, or success,
- * where each recipient is "delivered" (a local Maildir) or "relayed" (a
- * server without the DSN extension took it); the DSN parameters given at
- * submission show as Original-Envelope-Id and Original-Recipient.
+ * A report is about one event (RFC 3461 6), with one Action: failed,
+ * delayed, or (BOUNCE_SUCCESS) "delivered" for local recipients and
+ * "relayed" for those a server without the DSN extension took, as the
+ * caller selects them; the DSN parameters given at submission show as
+ * Original-Envelope-Id and Original-Recipient.
  *
  * Internationalised mail (RFC 6533): an address or a diagnostic that is
  * not ASCII makes part 2 a message/global-delivery-status, where the
@@ -293,13 +294,15 @@ make_text(struct strbuf *b, const struct queue_msg *msg, const struct rinfo *rs,
 	char date[64], *para;
 
 	strbuf_printf(b, "This is the mail system at %s.\n\n", hostname);
-	if (action == BOUNCE_SUCCESS)
+	if (action == BOUNCE_SUCCESS && n > 0 && strcmp(rs[0].action, "delivered") == 0)
 		put_folded(b, 0, "You asked for a report on the delivery of your "
-		    "message to the recipients below. It was delivered to those "
-		    "marked \"delivered\". Those marked \"relayed\" were handed "
-		    "to a server that sends no delivery reports: it accepted "
-		    "the message, and no further report will come from there.",
-		    "");
+		    "message: it has been delivered to the mailboxes of the "
+		    "recipients below.", "");
+	else if (action == BOUNCE_SUCCESS)
+		put_folded(b, 0, "You asked for a report on the delivery of your "
+		    "message: it has been handed to the servers of the recipients "
+		    "below. Those servers send no delivery reports, so this is "
+		    "the last report you will get about them.", "");
 	else if (action == BOUNCE_FAILED)
 		put_folded(b, 0, "Your message could not be delivered to the "
 		    "recipients below. The mail system has given up on them: "
@@ -326,12 +329,10 @@ make_text(struct strbuf *b, const struct queue_msg *msg, const struct rinfo *rs,
 
 		buf_str(b, "\n");
 		if (r->orig != NULL)
-			line = xasprintf("<%s> (you sent it to <%s>)%s%s", r->addr,
-			    r->orig, action == BOUNCE_SUCCESS ? ": " : "",
-			    action == BOUNCE_SUCCESS ? r->action : "");
+			line = xasprintf("<%s> (you sent it to <%s>)", r->addr,
+			    r->orig);
 		else
-			line = xasprintf("<%s>%s%s", r->addr, action == BOUNCE_SUCCESS ?
-			    ": " : "", action == BOUNCE_SUCCESS ? r->action : "");
+			line = xasprintf("<%s>", r->addr);
 		put_folded(b, 0, line, TEXT_INDENT);
 		free(line);
 		if (r->diag[0] != '\0' && r->remote[0] != '\0')

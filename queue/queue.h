@@ -175,7 +175,8 @@ enum bounce_action {
 	BOUNCE_FAILED,	/* Action: failed (permanent failure or expiry) */
 	BOUNCE_DELAYED,	/* Action: delayed (still trying) */
 	BOUNCE_SUCCESS,	/* Action: delivered (local) or relayed (a remote
-			   that takes no DSN parameters), NOTIFY=SUCCESS */
+			   that takes no DSN parameters), NOTIFY=SUCCESS;
+			   select recipients of one kind per report */
 };
 /*
  * bounce_build - an RFC 3464 report (multipart/report;

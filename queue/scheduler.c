@@ -1622,8 +1622,10 @@ attempt_finish(struct qentry *e)
 	time_t now = clock_now();
 	bool *fail = xcalloc(e->msg.nrcpts, sizeof(bool));
 	bool *delay = xcalloc(e->msg.nrcpts, sizeof(bool));
-	bool *success = xcalloc(e->msg.nrcpts, sizeof(bool));
-	bool anyfail = false, anydelay = false, anysuccess = false;
+	bool *delivered = xcalloc(e->msg.nrcpts, sizeof(bool));
+	bool *relayed = xcalloc(e->msg.nrcpts, sizeof(bool));
+	bool anyfail = false, anydelay = false, anydelivered = false;
+	bool anyrelayed = false;
 
 	for (size_t i = 0; i < e->msg.nrcpts; i++) {
 		struct queue_rcpt *r = &e->msg.rcpts[i];
@@ -1669,21 +1671,26 @@ attempt_finish(struct qentry *e)
 		}
 		/* a remote with DSN took NOTIFY over: reported is set then */
 		if (r->state == RS_DELIVERED && !r->reported) {
-			if (dsn_wants(r->notify, DSN_NOTIFY_SUCCESS))
-				success[i] = anysuccess = true;
+			if (dsn_wants(r->notify, DSN_NOTIFY_SUCCESS) && r->local)
+				delivered[i] = anydelivered = true;
+			else if (dsn_wants(r->notify, DSN_NOTIFY_SUCCESS))
+				relayed[i] = anyrelayed = true;
 			r->reported = true;
 		}
 	}
-	/* one report per event, about the recipients it concerns */
+	/* one report per event (one Action), about the recipients it concerns */
 	if (anyfail)
 		report(e, fail, BOUNCE_FAILED);
 	if (anydelay)
 		report(e, delay, BOUNCE_DELAYED);
-	if (anysuccess)
-		report(e, success, BOUNCE_SUCCESS);
+	if (anydelivered)
+		report(e, delivered, BOUNCE_SUCCESS);
+	if (anyrelayed)
+		report(e, relayed, BOUNCE_SUCCESS);
 	free(fail);
 	free(delay);
-	free(success);
+	free(delivered);
+	free(relayed);
 	free(e->body);
 	e->body = NULL;
 	e->body_len = 0;
