@@ -93,18 +93,6 @@ dsn_ret_name(enum dsn_ret r)
 	return r == DSN_RET_FULL ? "FULL" : r == DSN_RET_HDRS ? "HDRS" : "";
 }
 
-static int
-hexdigit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')	/* RFC 3461 says upper case; be lenient */
-		return c - 'a' + 10;
-	return -1;
-}
-
 /* dsn_xtext_decode - see dsn.h */
 bool
 dsn_xtext_decode(const char *in, char *out, size_t size)
@@ -117,7 +105,8 @@ dsn_xtext_decode(const char *in, char *out, size_t size)
 		if (c == '+') {
 			int hi, lo;
 
-			if ((hi = hexdigit(p[1])) < 0 || (lo = hexdigit(p[2])) < 0)
+			/* RFC 3461 says upper case; lower case is taken too */
+			if ((hi = hex_digit(p[1])) < 0 || (lo = hex_digit(p[2])) < 0)
 				return false;
 			c = (unsigned char)(hi << 4 | lo);
 			p += 2;

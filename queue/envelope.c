@@ -163,18 +163,6 @@ struct cur {
 	char *val;		/* the current line's value, unescaped */
 };
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /*
  * next_field - the next line must be "key value" (or "key" alone when
  * bare); c->val gets the unescaped value.  -1 on anything else.
@@ -204,8 +192,8 @@ next_field(struct cur *c, const char *key, bool bare)
 		if (ch == '%') {
 			int hi, lo;
 
-			if (nl - v < 3 || (hi = hexval(v[1])) < 0 ||
-			    (lo = hexval(v[2])) < 0 || (hi == 0 && lo == 0))
+			if (nl - v < 3 || (hi = hex_digit(v[1])) < 0 ||
+			    (lo = hex_digit(v[2])) < 0 || (hi == 0 && lo == 0))
 				return -1;
 			c->val[n++] = (char)(hi << 4 | lo);
 			v += 2;
