@@ -12,6 +12,7 @@ extension (peers/remote.py) behind a dnsmasq MX; reports are read with
 Python's email package."""
 
 import shutil
+import socket
 import subprocess
 import time
 
@@ -308,3 +309,46 @@ def test_sendmail_n_r_v(fwd_env, qbins):
                  args=["-N", "always"])
     assert p.returncode == 64, p
     fwd_env.assert_no_bounce(local={BOB: 2, OWNER: 1})
+
+
+def submit_raw(d, data, timeout=10):
+    """One connection to the submit socket; its one answer line."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(str(d.queue_dir / "submit.sock"))
+    try:
+        s.sendall(data)
+    except OSError:
+        pass
+    out = b""
+    try:
+        while not out.endswith(b"\n"):
+            chunk = s.recv(1024)
+            if not chunk:
+                break
+            out += chunk
+    except ConnectionResetError:
+        pass
+    s.close()
+    return out.decode()
+
+
+def test_submit_socket_dsn_line(fwd_env):
+    d = wait_ready(fwd_env.daemon(mailboxes=MAILBOXES))
+    body = message("raw dsn", to=BOB).encode()
+    for bad in (b"DSN NOTIFY=NEVER,DELAY\n", b"DSN RET=ALL\n", b"DSN ENVID=a=b\n",
+                b"DSN ORCPT=rfc822;x\n", b"DSN NOTIFY=SUCCESS NOTIFY=DELAY\n"):
+        r = submit_raw(d, b"SENDER <%s>\n" % ALICE.encode() + bad)
+        assert r.startswith("ERR 501 5.5.4"), (bad, r)
+    # after a RCPT, or twice: out of order
+    r = submit_raw(d, b"SENDER <%s>\nRCPT %s\nDSN RET=HDRS\n" % (ALICE.encode(), BOB.encode()))
+    assert r.startswith("ERR 503 5.5.1"), r
+    r = submit_raw(d, b"SENDER <%s>\nDSN RET=HDRS\nDSN NOTIFY=SUCCESS\n" % ALICE.encode())
+    assert r.startswith("ERR 503 5.5.1"), r
+    r = submit_raw(d, b"SENDER <%s>\nDSN NOTIFY=SUCCESS RET=FULL ENVID=raw+2B1\nRCPT %s\n"
+                   b"DATA %d\n" % (ALICE.encode(), BOB.encode(), len(body)) + body)
+    assert r.startswith("OK "), r
+    (rep,) = settled_reports(d, OWNER, want=1)
+    assert recipient_block(rep, BOB)["action"] == "delivered"
+    assert rep["per_message"]["original-envelope-id"] == "raw+1"
+    assert rep["parts"][2] == "message/rfc822", rep["parts"]
