@@ -165,6 +165,19 @@ str_lower(char *s)
 			*s = (char)(*s - 'A' + 'a');
 }
 
+/* hex_digit - see util.h */
+int
+hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
 bool
 str_has_prefix_ci(const char *s, const char *prefix)
 {

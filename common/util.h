@@ -44,6 +44,8 @@ bool bsnprintf(char *, size_t, const char *, ...) PRINTF(3, 4);
 bool str_copy(char *, const char *, size_t);
 void str_lower(char *);
 bool str_has_prefix_ci(const char *s, const char *prefix);
+/* hex_digit - the value of a hexadecimal digit (either case), -1 if c is none */
+int hex_digit(char c);
 /* str_trim - strip leading and trailing blanks in place; returns start */
 char *str_trim(char *);
 bool str_is_ascii(const char *, size_t);

@@ -795,7 +795,14 @@ smtp_client_mail(struct smtp_client *c, const char *from, const char *params)
 void
 smtp_client_rcpt(struct smtp_client *c, const char *to)
 {
-	pipeline_add(c, SMTP_CMD_RCPT, xasprintf("RCPT TO:<%s>", to));
+	smtp_client_rcpt_params(c, to, NULL);
+}
+
+void
+smtp_client_rcpt_params(struct smtp_client *c, const char *to, const char *params)
+{
+	pipeline_add(c, SMTP_CMD_RCPT, xasprintf("RCPT TO:<%s>%s%s", to,
+	    params && *params ? " " : "", params ? params : ""));
 }
 
 void
@@ -878,6 +885,8 @@ ehlo_keyword(struct smtp_client *c, const char *kw, size_t len)
 		c->caps.eightbitmime = true;
 	else if (strcmp(word, "SMTPUTF8") == 0)
 		c->caps.smtputf8 = true;
+	else if (strcmp(word, "DSN") == 0)
+		c->caps.dsn = true;
 	else if (strcmp(word, "STARTTLS") == 0)
 		c->caps.starttls = true;
 	else if (strcmp(word, "AUTH") == 0 && n < len)
@@ -913,6 +922,7 @@ client_send_ehlo(struct smtp_client *c)
 	/* RFC 3207 4.2: forget what was learnt before TLS */
 	c->caps.esmtp = c->caps.pipelining = c->caps.size = false;
 	c->caps.eightbitmime = c->caps.smtputf8 = c->caps.starttls = false;
+	c->caps.dsn = false;
 	c->caps.size_max = 0;
 	c->caps.auth[0] = '\0';
 	c->caps.tls = tls;

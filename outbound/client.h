@@ -98,6 +98,7 @@ enum smtp_fail {
 
 struct smtp_caps {
 	bool esmtp, pipelining, size, eightbitmime, smtputf8, starttls, tls;
+	bool dsn;			/* DSN (RFC 3461) */
 	uint64_t size_max;		/* 0 if SIZE had no number */
 	char tls_info[96];		/* "TLSv1.3 TLS_AES_256_GCM_SHA384" */
 	char host[256];			/* the target's host name */
@@ -194,6 +195,8 @@ const char *smtp_client_last_error(const struct smtp_client *);
 const char *smtp_client_policy(const struct smtp_client *);
 void smtp_client_mail(struct smtp_client *, const char *from, const char *params);
 void smtp_client_rcpt(struct smtp_client *, const char *to);
+/* smtp_client_rcpt_params - RCPT with params ("NOTIFY=.. ORCPT=..", NULL or "": none) */
+void smtp_client_rcpt_params(struct smtp_client *, const char *to, const char *params);
 void smtp_client_data(struct smtp_client *);
 /*
  * smtp_client_body - LF text (dot-stuffing undone) to send as CRLF,

@@ -7,7 +7,15 @@
  *   1. text/plain: what happened, one paragraph per recipient;
  *   2. message/delivery-status (RFC 3464): Reporting-MTA and Arrival-Date,
  *      then one block per recipient;
- *   3. text/rfc822-headers: the header section of the original message.
+ *   3. text/rfc822-headers: the header section of the original message,
+ *      or, when the sender asked for it (RET=FULL, RFC 3461 4.3), the
+ *      whole message as a message/rfc822.
+ *
+ * A report is about one event (RFC 3461 6), with one Action: failed,
+ * delayed, or (BOUNCE_SUCCESS) "delivered" for local recipients and
+ * "relayed" for those a server without the DSN extension took, as the
+ * caller selects them; the DSN parameters given at submission show as
+ * Original-Envelope-Id and Original-Recipient.
  *
  * Internationalised mail (RFC 6533): an address or a diagnostic that is
  * not ASCII makes part 2 a message/global-delivery-status, where the
@@ -224,6 +232,8 @@ diag_is_reply(const char *s)
 /* one selected recipient, cleaned */
 struct rinfo {
 	char *addr, *orig, *diag, *remote;
+	char *orcpt_type;	/* ORCPT's addr-type, NULL: orig is not an ORCPT */
+	const char *action;	/* the Action field's value */
 	bool addr8, orig8;
 	char status[16];
 	unsigned attempts;
@@ -236,18 +246,31 @@ rinfo_fill(struct rinfo *r, const struct queue_rcpt *q, enum bounce_action actio
 	bool diag8 = false, remote8 = false;
 
 	r->addr = clean(q->addr, 1000, &r->addr8);
-	r->orig = clean(q->orig, 1000, &r->orig8);
-	if (r->orig[0] == '\0' || strcmp(r->orig, r->addr) == 0) {
+	if (q->orcpt != NULL && strchr(q->orcpt, ';') != NULL) {
+		/* RFC 3464 2.3.1: the ORCPT as given, decoded (dsn.h) */
+		const char *semi = strchr(q->orcpt, ';');
+		char *type = xasprintf("%.*s", (int)(semi - q->orcpt), q->orcpt);
+
+		r->orcpt_type = clean(type, 64, &r->orig8);
+		r->orig = clean(semi + 1, 1000, &r->orig8);
+		free(type);
+	} else
+		r->orig = clean(q->orig, 1000, &r->orig8);
+	if (r->orcpt_type == NULL &&
+	    (r->orig[0] == '\0' || strcmp(r->orig, r->addr) == 0)) {
 		free(r->orig);
 		r->orig = NULL;
 		r->orig8 = false;
 	}
 	r->diag = clean(q->last_reply, DIAG_MAX, &diag8);
 	r->remote = clean(q->remote_mta, 300, &remote8);
+	r->action = action == BOUNCE_DELAYED ? "delayed" : action == BOUNCE_FAILED ?
+	    "failed" : q->local ? "delivered" : "relayed";
 	if (status_ok(q->status))
 		memcpy(r->status, q->status, strlen(q->status) + 1);
 	else
-		memcpy(r->status, action == BOUNCE_DELAYED ? "4.0.0" : "5.0.0", 6);
+		memcpy(r->status, action == BOUNCE_DELAYED ? "4.0.0" :
+		    action == BOUNCE_FAILED ? "5.0.0" : "2.0.0", 6);
 	r->attempts = q->attempts;
 	if (r->addr8 || r->orig8 || diag8 || remote8)
 		*any8 = true;
@@ -260,6 +283,7 @@ rinfo_free(struct rinfo *r)
 	free(r->orig);
 	free(r->diag);
 	free(r->remote);
+	free(r->orcpt_type);
 }
 
 /* the human-readable part */
@@ -270,7 +294,16 @@ make_text(struct strbuf *b, const struct queue_msg *msg, const struct rinfo *rs,
 	char date[64], *para;
 
 	strbuf_printf(b, "This is the mail system at %s.\n\n", hostname);
-	if (action == BOUNCE_FAILED)
+	if (action == BOUNCE_SUCCESS && n > 0 && strcmp(rs[0].action, "delivered") == 0)
+		put_folded(b, 0, "You asked for a report on the delivery of your "
+		    "message: it has been delivered to the mailboxes of the "
+		    "recipients below.", "");
+	else if (action == BOUNCE_SUCCESS)
+		put_folded(b, 0, "You asked for a report on the delivery of your "
+		    "message: it has been handed to the servers of the recipients "
+		    "below. Those servers send no delivery reports, so this is "
+		    "the last report you will get about them.", "");
+	else if (action == BOUNCE_FAILED)
 		put_folded(b, 0, "Your message could not be delivered to the "
 		    "recipients below. The mail system has given up on them: "
 		    "either a server refused them for good, or they could not "
@@ -315,8 +348,9 @@ make_text(struct strbuf *b, const struct queue_msg *msg, const struct rinfo *rs,
 		free(line);
 	}
 	buf_str(b, "\n");
-	put_folded(b, 0, "The delivery report and the header section of your "
-	    "message are attached.", "");
+	put_folded(b, 0, msg->ret == DSN_RET_FULL ? "The delivery report and "
+	    "your message are attached." : "The delivery report and the header "
+	    "section of your message are attached.", "");
 	strbuf_printf(b, "Queue ID: %s\n", msg->id);
 }
 
@@ -338,7 +372,14 @@ make_status(struct strbuf *b, const struct queue_msg *msg, const struct rinfo *r
 {
 	char date[64];
 	char *v;
+	bool ignored = false;
 
+	if (msg->envid != NULL && msg->envid[0] != '\0') {
+		/* RFC 3464 2.2.1: first, as the sender gave it (decoded) */
+		v = clean(msg->envid, DSN_ENVID_MAX, &ignored);
+		put_field(b, "Original-Envelope-Id", v);
+		free(v);
+	}
 	v = xasprintf("dns; %s", hostname);
 	put_field(b, "Reporting-MTA", v);
 	free(v);
@@ -349,11 +390,14 @@ make_status(struct strbuf *b, const struct queue_msg *msg, const struct rinfo *r
 		const struct rinfo *r = &rs[i];
 
 		buf_str(b, "\n");
-		if (r->orig != NULL)
+		if (r->orcpt_type != NULL) {
+			v = xasprintf("%s; %s", r->orcpt_type, r->orig);
+			put_field(b, "Original-Recipient", v);
+			free(v);
+		} else if (r->orig != NULL)
 			put_addr_field(b, "Original-Recipient", r->orig, r->orig8);
 		put_addr_field(b, "Final-Recipient", r->addr, r->addr8);
-		put_field(b, "Action", action == BOUNCE_DELAYED ? "delayed" :
-		    "failed");
+		put_field(b, "Action", r->action);
 		put_field(b, "Status", r->status);
 		if (r->remote[0] != '\0') {
 			v = xasprintf("dns; %s", r->remote);
@@ -460,7 +504,10 @@ build(const struct queue_msg *msg, const bool *which,
 	struct strbuf text = { 0 }, status = { 0 }, hdrs = { 0 }, out = { 0 };
 	struct rinfo *rs;
 	size_t n = 0;
-	bool status8 = false, hdrs8 = false, ignored = false;
+	bool status8 = false, hdrs8 = false, ignored = false, full8 = false;
+	/* RFC 3461 4.3: RET=FULL returns the message, if it is not too big */
+	bool full = msg->ret == DSN_RET_FULL && headers != NULL &&
+	    headers_len <= BOUNCE_FULL_MAX;
 	char *boundary = NULL, *owner, *host, date[64];
 
 	*len = 0;
@@ -486,7 +533,20 @@ build(const struct queue_msg *msg, const bool *which,
 
 	make_text(&text, msg, rs, n, action, host, until);
 	make_status(&status, msg, rs, n, action, host, now, until);
-	make_headers(&hdrs, headers, headers_len, &hdrs8);
+	if (full) {
+		const char *end = memmem(headers, headers_len, "\n\n", 2);
+		size_t hl = end ? (size_t)(end - headers) : headers_len;
+
+		for (size_t i = 0; i < headers_len; i++)
+			if ((unsigned char)headers[i] >= 0x80) {
+				full8 = true;
+				hdrs8 = hdrs8 || i < hl;	/* RFC 6532: message/global */
+			}
+		strbuf_add(&hdrs, headers, headers_len);
+		if (headers_len > 0 && headers[headers_len - 1] != '\n')
+			strbuf_add(&hdrs, "\n", 1);
+	} else
+		make_headers(&hdrs, headers, headers_len, &hdrs8);
 
 	/* a boundary that none of the parts holds (RFC 2046 5.1.1) */
 	for (;;) {
@@ -507,7 +567,8 @@ build(const struct queue_msg *msg, const bool *which,
 	else
 		strbuf_printf(&out, "To: <%s@%s>\n", owner, host);
 	put_field(&out, "Subject", action == BOUNCE_DELAYED ?
-	    "Delayed Mail (still being retried)" :
+	    "Delayed Mail (still being retried)" : action == BOUNCE_SUCCESS ?
+	    "Successful Mail Delivery Report" :
 	    "Undelivered Mail Returned to Sender");
 	strbuf_printf(&out, "Message-ID: <%" PRId64 ".%016" PRIx64 ".%s@%s>\n",
 	    (int64_t)now, random_u64(), msg->id[0] ? msg->id : "dsn", host);
@@ -515,7 +576,7 @@ build(const struct queue_msg *msg, const bool *which,
 	buf_str(&out, "MIME-Version: 1.0\n");
 	strbuf_printf(&out, "Content-Type: multipart/report; report-type=delivery-status;\n"
 	    "\tboundary=\"%s\"\n", boundary);
-	if (status8 || hdrs8)
+	if (status8 || hdrs8 || full8)
 		buf_str(&out, "Content-Transfer-Encoding: 8bit\n");
 	buf_str(&out, "\nThis is a MIME-encapsulated message.\n");
 
@@ -525,9 +586,17 @@ build(const struct queue_msg *msg, const bool *which,
 	put_part_head(&out, boundary, status8 ? "message/global-delivery-status" :
 	    "message/delivery-status", "Delivery report", status8);
 	strbuf_add(&out, status.p, status.len);
-	put_part_head(&out, boundary, hdrs8 ? "message/global-headers" :
-	    "text/rfc822-headers", action == BOUNCE_DELAYED ?
-	    "Delayed Message Headers" : "Undelivered Message Headers", hdrs8);
+	if (full)
+		put_part_head(&out, boundary, hdrs8 ? "message/global" :
+		    "message/rfc822", action == BOUNCE_DELAYED ? "Delayed Message" :
+		    action == BOUNCE_SUCCESS ? "Delivered Message" :
+		    "Undelivered Message", full8);
+	else
+		put_part_head(&out, boundary, hdrs8 ? "message/global-headers" :
+		    "text/rfc822-headers", action == BOUNCE_DELAYED ?
+		    "Delayed Message Headers" : action == BOUNCE_SUCCESS ?
+		    "Delivered Message Headers" : "Undelivered Message Headers",
+		    hdrs8);
 	if (hdrs.len > 0)
 		strbuf_add(&out, hdrs.p, hdrs.len);
 	strbuf_printf(&out, "\n--%s--\n", boundary);

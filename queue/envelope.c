@@ -27,14 +27,21 @@
  *	reported 0
  *	end
  *
+ * Version 2 adds the DSN parameters (RFC 3461): "envid" and "ret" (FULL,
+ * HDRS or empty) after smtputf8, "notify" (NEVER, or SUCCESS, FAILURE
+ * and DELAY joined by commas, or empty) and "orcpt" after reported.  A
+ * record is written in version 1 when it has none of them, so that an
+ * older chamoisd still reads it; a version 1 record reads as no DSN
+ * parameters at all (NOTIFY as if FAILURE,DELAY: RFC 3461 4.1).
+ *
  * The message fields come first, in this order, then one block per
  * recipient opened by "rcpt", then "end"; every field is required exactly
  * once and in order, so a truncated or spliced record is refused.  String
  * values are escaped: '%', control characters (LF and CR among them), DEL
  * and the space at either end of a value become %XX, so any byte but NUL
  * round-trips; octets >= 0x80 stay as they are (UTF-8 stays readable).
- * The first line names the version (QUEUE_RECORD_VERSION); a record of
- * another version is refused, never guessed at.
+ * The first line names the version (1 or 2); a record of another
+ * version is refused, never guessed at.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -85,13 +92,28 @@ static const char *const state_names[] = {
 	[RS_FAILED] = "failed",
 };
 
+/* has_dsn - whether m needs version 2 (a DSN parameter) */
+static bool
+has_dsn(const struct queue_msg *m)
+{
+	if ((m->envid && m->envid[0]) || m->ret != DSN_RET_DEFAULT)
+		return true;
+	for (size_t i = 0; i < m->nrcpts; i++)
+		if (m->rcpts[i].notify != 0 ||
+		    (m->rcpts[i].orcpt && m->rcpts[i].orcpt[0]))
+			return true;
+	return false;
+}
+
 /* queue_msg_encode - the record (text, one field a line); caller frees */
 char *
 queue_msg_encode(const struct queue_msg *m, size_t *len)
 {
 	struct strbuf r = { 0 };
+	bool v2 = has_dsn(m);
+	char notify[64];
 
-	strbuf_printf(&r, "%s %u\n", RECORD_MAGIC, QUEUE_RECORD_VERSION);
+	strbuf_printf(&r, "%s %u\n", RECORD_MAGIC, v2 ? 2 : 1);
 	rec_str(&r, "id", m->id);
 	strbuf_printf(&r, "created %lld\n", (long long)m->created);
 	rec_str(&r, "sender", m->sender);
@@ -100,6 +122,10 @@ queue_msg_encode(const struct queue_msg *m, size_t *len)
 	strbuf_printf(&r, "size %" PRIu64 "\n", m->size);
 	strbuf_printf(&r, "body8bit %d\n", m->body8bit ? 1 : 0);
 	strbuf_printf(&r, "smtputf8 %d\n", m->smtputf8 ? 1 : 0);
+	if (v2) {
+		rec_str(&r, "envid", m->envid);
+		rec_str(&r, "ret", dsn_ret_name(m->ret));
+	}
 	strbuf_printf(&r, "rcpts %zu\n", m->nrcpts);
 	for (size_t i = 0; i < m->nrcpts; i++) {
 		const struct queue_rcpt *rc = &m->rcpts[i];
@@ -118,6 +144,11 @@ queue_msg_encode(const struct queue_msg *m, size_t *len)
 		rec_str(&r, "reply", rc->last_reply);
 		rec_str(&r, "remote", rc->remote_mta);
 		strbuf_printf(&r, "reported %d\n", rc->reported ? 1 : 0);
+		if (v2) {
+			rec_str(&r, "notify", dsn_notify_format(rc->notify, notify,
+			    sizeof(notify)));
+			rec_str(&r, "orcpt", rc->orcpt);
+		}
 	}
 	strbuf_add(&r, "end\n", 4);
 	*len = r.len;
@@ -131,18 +162,6 @@ struct cur {
 	const char *p, *end;
 	char *val;		/* the current line's value, unescaped */
 };
-
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
 
 /*
  * next_field - the next line must be "key value" (or "key" alone when
@@ -173,8 +192,8 @@ next_field(struct cur *c, const char *key, bool bare)
 		if (ch == '%') {
 			int hi, lo;
 
-			if (nl - v < 3 || (hi = hexval(v[1])) < 0 ||
-			    (lo = hexval(v[2])) < 0 || (hi == 0 && lo == 0))
+			if (nl - v < 3 || (hi = hex_digit(v[1])) < 0 ||
+			    (lo = hex_digit(v[2])) < 0 || (hi == 0 && lo == 0))
 				return -1;
 			c->val[n++] = (char)(hi << 4 | lo);
 			v += 2;
@@ -265,7 +284,7 @@ valid_id(const char *s)
 }
 
 static int
-decode_rcpt(struct cur *c, struct queue_rcpt *rc)
+decode_rcpt(struct cur *c, struct queue_rcpt *rc, bool v2)
 {
 	long long v;
 	size_t st;
@@ -295,7 +314,13 @@ decode_rcpt(struct cur *c, struct queue_rcpt *rc)
 	    field_str(c, "remote", &rc->remote_mta) == -1 ||
 	    field_bool(c, "reported", &rc->reported) == -1)
 		return -1;
-	return 0;
+	if (!v2)
+		return 0;
+	if (next_field(c, "notify", false) == -1)
+		return -1;
+	if (c->val[0] != '\0' && (rc->notify = dsn_notify_parse(c->val)) == 0)
+		return -1;
+	return field_str(c, "orcpt", &rc->orcpt);
 }
 
 /* queue_msg_decode - 0, or -1 for a malformed record or an unknown version */
@@ -305,14 +330,15 @@ queue_msg_decode(const char *rec, size_t len, struct queue_msg *m)
 	struct cur c = { .p = rec, .end = rec + len };
 	long long v;
 	size_t i;
+	bool v2;
 
 	memset(m, 0, sizeof(*m));
 	if (memchr(rec, '\0', len) != NULL)
 		goto bad;
 	if (next_field(&c, RECORD_MAGIC, false) == -1 ||
-	    strcmp(c.val, "1") != 0)
+	    (strcmp(c.val, "1") != 0 && strcmp(c.val, "2") != 0))
 		goto bad;
-	m->version = QUEUE_RECORD_VERSION;
+	v2 = c.val[0] == '2';
 	if (next_field(&c, "id", false) == -1 || !valid_id(c.val))
 		goto bad;
 	memcpy(m->id, c.val, QUEUE_ID_LEN + 1);
@@ -326,8 +352,22 @@ queue_msg_decode(const char *rec, size_t len, struct queue_msg *m)
 	m->uid = (long)v;
 	if (field_u64(&c, "size", &m->size) == -1 ||
 	    field_bool(&c, "body8bit", &m->body8bit) == -1 ||
-	    field_bool(&c, "smtputf8", &m->smtputf8) == -1 ||
-	    field_ll(&c, "rcpts", 0, RECORD_MAX_RCPTS, &v) == -1)
+	    field_bool(&c, "smtputf8", &m->smtputf8) == -1)
+		goto bad;
+	if (v2) {
+		int r;
+
+		if (field_str(&c, "envid", &m->envid) == -1 ||
+		    next_field(&c, "ret", false) == -1)
+			goto bad;
+		if (c.val[0] == '\0')
+			m->ret = DSN_RET_DEFAULT;
+		else if ((r = dsn_ret_parse(c.val)) < 0)
+			goto bad;
+		else
+			m->ret = (enum dsn_ret)r;
+	}
+	if (field_ll(&c, "rcpts", 0, RECORD_MAX_RCPTS, &v) == -1)
 		goto bad;
 	/* the count is checked against the blocks, not trusted for an allocation */
 	for (i = 0; i < (size_t)v; i++) {
@@ -337,12 +377,14 @@ queue_msg_decode(const char *rec, size_t len, struct queue_msg *m)
 		rc = &m->rcpts[i];
 		memset(rc, 0, sizeof(*rc));
 		m->nrcpts = i + 1;
-		if (decode_rcpt(&c, rc) == -1)
+		if (decode_rcpt(&c, rc, v2) == -1)
 			goto bad;
 	}
 	if (next_field(&c, "end", true) == -1 || c.p != c.end)
 		goto bad;
 	free(c.val);
+	/* the version it would be written in again */
+	m->version = has_dsn(m) ? 2 : 1;
 	return 0;
 bad:
 	free(c.val);
@@ -359,8 +401,10 @@ queue_msg_free(struct queue_msg *m)
 		free(m->rcpts[i].orig);
 		free(m->rcpts[i].last_reply);
 		free(m->rcpts[i].remote_mta);
+		free(m->rcpts[i].orcpt);
 	}
 	free(m->rcpts);
+	free(m->envid);
 	free(m->sender);
 	free(m->owner);
 	memset(m, 0, sizeof(*m));
@@ -379,6 +423,7 @@ queue_msg_copy(struct queue_msg *dst, const struct queue_msg *src)
 	*dst = *src;
 	dst->sender = dup_or_null(src->sender);
 	dst->owner = dup_or_null(src->owner);
+	dst->envid = dup_or_null(src->envid);
 	dst->rcpts = NULL;
 	if (src->nrcpts > 0) {
 		dst->rcpts = xreallocarray(NULL, src->nrcpts, sizeof(*dst->rcpts));
@@ -391,6 +436,7 @@ queue_msg_copy(struct queue_msg *dst, const struct queue_msg *src)
 			d->orig = dup_or_null(s->orig);
 			d->last_reply = dup_or_null(s->last_reply);
 			d->remote_mta = dup_or_null(s->remote_mta);
+			d->orcpt = dup_or_null(s->orcpt);
 		}
 	}
 }

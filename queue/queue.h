@@ -22,7 +22,10 @@
 #include <sys/types.h>
 #include <time.h>
 
-#define QUEUE_RECORD_VERSION	1
+#include "../common/dsn.h"
+
+/* the newest record version (envelope.c: version 2 adds the DSN fields) */
+#define QUEUE_RECORD_VERSION	2
 #define QUEUE_ID_LEN		16	/* hex digits */
 
 enum rcpt_state {
@@ -43,6 +46,8 @@ struct queue_rcpt {
 	char *last_reply;	/* the last reply or diagnostic, one line */
 	char *remote_mta;	/* the host that gave it, or "" */
 	bool reported;		/* a failure or delay report was made for it */
+	unsigned notify;	/* NOTIFY (DSN_NOTIFY_*), 0: not given (RFC 3461 4.1) */
+	char *orcpt;		/* ORCPT "type;address" decoded, "" or NULL: none */
 };
 
 struct queue_msg {
@@ -57,6 +62,8 @@ struct queue_msg {
 	uint64_t size;		/* octets of the body */
 	bool body8bit;
 	bool smtputf8;
+	char *envid;		/* ENVID (RFC 3461 4.4) decoded, "" or NULL: none */
+	enum dsn_ret ret;	/* RET (RFC 3461 4.3) */
 	struct queue_rcpt *rcpts;
 	size_t nrcpts;
 };
@@ -167,19 +174,27 @@ const char *queue_from_domain(const char *msg, size_t len, char *out,
 enum bounce_action {
 	BOUNCE_FAILED,	/* Action: failed (permanent failure or expiry) */
 	BOUNCE_DELAYED,	/* Action: delayed (still trying) */
+	BOUNCE_SUCCESS,	/* Action: delivered (local) or relayed (a remote
+			   that takes no DSN parameters), NOTIFY=SUCCESS;
+			   select recipients of one kind per report */
 };
 /*
  * bounce_build - an RFC 3464 report (multipart/report;
  * report-type=delivery-status) about the recipients of msg selected by
  * which[i], LF form, addressed From: MAILER-DAEMON@hostname To: msg->owner,
  * with Auto-Submitted: auto-replied, a human-readable part, the
- * message/delivery-status part (Reporting-MTA, Arrival-Date, per recipient
- * Original-Recipient, Final-Recipient, Action, Status, Remote-MTA,
- * Diagnostic-Code, Last-Attempt-Date) and the original message's header
- * section (text/rfc822-headers).  headers is the original header section;
+ * message/delivery-status part (Original-Envelope-Id when ENVID was
+ * given, Reporting-MTA, Arrival-Date, per recipient Original-Recipient
+ * (ORCPT, else the address as given when it differs), Final-Recipient,
+ * Action, Status, Remote-MTA, Diagnostic-Code, Last-Attempt-Date) and the
+ * original message's header section (text/rfc822-headers), or with
+ * msg->ret FULL the whole message (message/rfc822) when it is at most
+ * BOUNCE_FULL_MAX octets.  headers is the original header section, or
+ * with RET=FULL the whole message;
  * retry_until (delayed reports: created + queue_lifetime) is when the
  * queue gives up.  Returns a malloc'd buffer and its length.
  */
+#define BOUNCE_FULL_MAX	(10 * 1024 * 1024)	/* RET=FULL: else headers only */
 char *bounce_build(const struct queue_msg *msg, const bool *which,
     enum bounce_action, const char *headers, size_t headers_len,
     const char *hostname, time_t now, time_t retry_until, size_t *len);

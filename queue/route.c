@@ -167,10 +167,14 @@ queue_end(struct smtpd_session *s, const char *refusal)
 	m->uid = -1;
 	m->smtputf8 = smtpd_tx_smtputf8(s) || smtpd_tx_header_non_ascii(s);
 	m->body8bit = smtpd_tx_body8bit(s);
+	m->envid = xstrdup(smtpd_tx_dsn(s, &m->ret));
 	rcpts = smtpd_tx_rcpts(s, &m->nrcpts);
 	m->rcpts = xcalloc(m->nrcpts, sizeof(*m->rcpts));
-	for (size_t i = 0; i < m->nrcpts; i++)
+	for (size_t i = 0; i < m->nrcpts; i++) {
 		m->rcpts[i].orig = xstrdup(rcpts[i]);
+		m->rcpts[i].orcpt = xstrdup(smtpd_tx_rcpt_dsn(s, i,
+		    &m->rcpts[i].notify));
+	}
 	b = xmalloc(sizeof(*b));
 	*b = q->body;			/* the queue takes the body over */
 	memset(&q->body, 0, sizeof(q->body));

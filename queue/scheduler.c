@@ -581,16 +581,21 @@ submit_done(void *arg)
 	free(j);
 }
 
+/* add_rcpt - a destination of recipient from (its orig and DSN parameters) */
 static void
 add_rcpt(struct queue_msg *m, struct queue_rcpt *out, size_t *n, const char *addr,
-    const char *orig, bool local)
+    const struct queue_rcpt *from, bool local)
 {
 	for (size_t i = 0; i < *n; i++)
 		if (strcmp(out[i].addr, addr) == 0)
 			return;
 	memset(&out[*n], 0, sizeof(out[*n]));
 	out[*n].addr = xstrdup(addr);
-	out[*n].orig = xstrdup(orig);
+	out[*n].orig = xstrdup(from->orig);
+	/* XXX an alias of several members passes NOTIFY to each, where RFC
+	   3461 6.2.7.3 would report "expanded" once */
+	out[*n].notify = from->notify;
+	out[*n].orcpt = xstrdup(from->orcpt ? from->orcpt : "");
 	out[*n].local = local;
 	out[*n].state = RS_PENDING;
 	out[*n].next_attempt = m->created;
@@ -632,11 +637,11 @@ expand(struct queue_msg *m)
 		    addr_key(&a, key, sizeof(key)) && (at = strrchr(key, '@')))
 			local_dom = config_is_local_domain(q.cfg, at + 1);
 		if (!local_dom) {
-			add_rcpt(m, out, &n, r->orig, r->orig, false);
+			add_rcpt(m, out, &n, r->orig, r, false);
 			continue;
 		}
 		if (!tables_resolve(q.tables, key, &exp)) {
-			add_rcpt(m, out, &n, r->orig, r->orig, true);
+			add_rcpt(m, out, &n, r->orig, r, true);
 			out[n - 1].state = RS_FAILED;
 			str_copy(out[n - 1].status, "5.1.1", sizeof(out[n - 1].status));
 			free(out[n - 1].last_reply);
@@ -649,9 +654,9 @@ expand(struct queue_msg *m)
 			out = xreallocarray(out, cap, sizeof(*out));
 		}
 		for (size_t k = 0; k < exp.nmailboxes; k++)
-			add_rcpt(m, out, &n, exp.mailboxes[k], r->orig, true);
+			add_rcpt(m, out, &n, exp.mailboxes[k], r, true);
 		if (exp.external)
-			add_rcpt(m, out, &n, exp.external, r->orig, false);
+			add_rcpt(m, out, &n, exp.external, r, false);
 		expansion_free(&exp);
 	}
 	for (size_t i = 0; i < m->nrcpts; i++) {
@@ -659,6 +664,7 @@ expand(struct queue_msg *m)
 		free(m->rcpts[i].orig);
 		free(m->rcpts[i].last_reply);
 		free(m->rcpts[i].remote_mta);
+		free(m->rcpts[i].orcpt);
 	}
 	free(m->rcpts);
 	m->rcpts = out;
@@ -913,6 +919,8 @@ report(struct qentry *e, const bool *which, enum bounce_action action)
 	/* the original header section: up to the first empty line */
 	hdr_end = e->body ? memmem(e->body, e->body_len, "\n\n", 2) : NULL;
 	hlen = hdr_end ? (size_t)(hdr_end - e->body) + 1 : e->body ? e->body_len : 0;
+	if (e->msg.ret == DSN_RET_FULL && e->body)
+		hlen = e->body_len;	/* RET=FULL: all of it (bounce_build) */
 	text = bounce_build(&e->msg, which, action, e->body ? e->body : "", hlen,
 	    q.cfg->hostname, clock_now(), e->msg.created +
 	    (time_t)q.cfg->queue_lifetime, &len);
@@ -943,7 +951,8 @@ report(struct qentry *e, const bool *which, enum bounce_action action)
 	j->md->copies[0].mailbox = j->mailbox;
 	j->md->copies[0].prefix = xasprintf("Return-Path: <>\nDelivered-To: %s\n", mb);
 	log_info("%s queue report action=%s owner=%s mailbox=%s", e->msg.id,
-	    action == BOUNCE_FAILED ? "failed" : "delayed",
+	    action == BOUNCE_FAILED ? "failed" : action == BOUNCE_DELAYED ?
+	    "delayed" : "success",
 	    log_field(f1, sizeof(f1), e->msg.owner), mb);
 	job(report_work, report_done, j);
 }
@@ -1066,6 +1075,41 @@ group_mta(const struct qgroup *g)
 	return g->c ? smtp_client_caps(g->c)->host : g->domain;
 }
 
+/*
+ * dsn_mail_params - RET= and ENVID= of m (RFC 3461 4.3, 4.4) appended to
+ * out, for a remote that offers DSN
+ */
+static void
+dsn_mail_params(const struct queue_msg *m, char *out, size_t size, bool space)
+{
+	size_t o = 0;
+
+	if (m->ret != DSN_RET_DEFAULT)
+		o += (size_t)snprintf(out, size, "%sRET=%s", space ? " " : "",
+		    dsn_ret_name(m->ret));
+	if (m->envid != NULL && m->envid[0] != '\0' && o < size) {
+		char *x = dsn_xtext_encode(m->envid);
+
+		snprintf(out + o, size - o, "%sENVID=%s", space || o ? " " : "", x);
+		free(x);
+	}
+}
+
+/* dsn_rcpt_params - NOTIFY= and ORCPT= of r (RFC 3461 4.1, 4.2); malloc'd */
+static char *
+dsn_rcpt_params(const struct queue_rcpt *r)
+{
+	char notify[64], *orcpt = NULL, *out;
+
+	dsn_notify_format(r->notify, notify, sizeof(notify));
+	if (r->orcpt != NULL && r->orcpt[0] != '\0')
+		orcpt = dsn_orcpt_param(r->orcpt);
+	out = xasprintf("%s%s%s%s%s", notify[0] ? "NOTIFY=" : "", notify,
+	    notify[0] && orcpt ? " " : "", orcpt ? "ORCPT=" : "", orcpt ? orcpt : "");
+	free(orcpt);
+	return out;
+}
+
 static void
 remote_client_cb(void *arg, enum smtp_client_event ev, enum smtp_cmd cmd,
     enum smtp_fail why, const struct smtp_reply *r)
@@ -1116,7 +1160,7 @@ remote_client_cb(void *arg, enum smtp_client_event ev, enum smtp_cmd cmd,
 		return;
 	}
 	case SC_READY: {
-		char params[128] = "";
+		char params[384] = "";
 		size_t o = 0;
 		bool need_utf8 = e->msg.smtputf8;
 
@@ -1137,11 +1181,19 @@ remote_client_cb(void *arg, enum smtp_client_event ev, enum smtp_cmd cmd,
 			o += (size_t)snprintf(params + o, sizeof(params) - o,
 			    "%sBODY=8BITMIME", o ? " " : "");
 		if (need_utf8)
-			snprintf(params + o, sizeof(params) - o, "%sSMTPUTF8",
-			    o ? " " : "");
+			o += (size_t)snprintf(params + o, sizeof(params) - o,
+			    "%sSMTPUTF8", o ? " " : "");
+		if (caps->dsn)
+			dsn_mail_params(&e->msg, params + o, sizeof(params) - o,
+			    o > 0);
 		smtp_client_mail(g->c, e->msg.sender, params);
-		for (size_t k = 0; k < g->n; k++)
-			smtp_client_rcpt(g->c, e->msg.rcpts[g->idx[k]].addr);
+		for (size_t k = 0; k < g->n; k++) {
+			const struct queue_rcpt *rc = &e->msg.rcpts[g->idx[k]];
+			char *rp = caps->dsn ? dsn_rcpt_params(rc) : NULL;
+
+			smtp_client_rcpt_params(g->c, rc->addr, rp);
+			free(rp);
+		}
 		smtp_client_data(g->c);
 		return;
 	}
@@ -1196,9 +1248,16 @@ remote_client_cb(void *arg, enum smtp_client_event ev, enum smtp_cmd cmd,
 		return;
 	}
 	case SMTP_CMD_DOT:
-		for (size_t k = 0; k < g->n; k++)
-			if (g->accepted[k])
-				reply_outcome(e, g->idx[k], r, mta, g->relay);
+		for (size_t k = 0; k < g->n; k++) {
+			if (!g->accepted[k])
+				continue;
+			/* RFC 3461 5.2: a server with DSN reports from now on;
+			   what it fails comes back to our user as mail */
+			if (smtp_client_caps(g->c)->dsn &&
+			    smtp_reply_class(r) == SMTP_CLASS_OK)
+				e->msg.rcpts[g->idx[k]].reported = true;
+			reply_outcome(e, g->idx[k], r, mta, g->relay);
+		}
 		smtp_client_quit(g->c);
 		g->c = NULL;
 		group_done(g);
@@ -1563,7 +1622,10 @@ attempt_finish(struct qentry *e)
 	time_t now = clock_now();
 	bool *fail = xcalloc(e->msg.nrcpts, sizeof(bool));
 	bool *delay = xcalloc(e->msg.nrcpts, sizeof(bool));
-	bool anyfail = false, anydelay = false;
+	bool *delivered = xcalloc(e->msg.nrcpts, sizeof(bool));
+	bool *relayed = xcalloc(e->msg.nrcpts, sizeof(bool));
+	bool anyfail = false, anydelay = false, anydelivered = false;
+	bool anyrelayed = false;
 
 	for (size_t i = 0; i < e->msg.nrcpts; i++) {
 		struct queue_rcpt *r = &e->msg.rcpts[i];
@@ -1595,22 +1657,40 @@ attempt_finish(struct qentry *e)
 				/* expiry and the delay notice come on time */
 				r->next_attempt = plan.next;
 				if (plan.notify) {
-					delay[i] = anydelay = true;
+					/* RFC 3461 4.1: NOTIFY says which */
+					if (dsn_wants(r->notify, DSN_NOTIFY_DELAY))
+						delay[i] = anydelay = true;
 					r->reported = true;
 				}
 			}
 		}
 		if (r->state == RS_FAILED && !r->reported) {
-			fail[i] = anyfail = true;
+			if (dsn_wants(r->notify, DSN_NOTIFY_FAILURE))
+				fail[i] = anyfail = true;
+			r->reported = true;
+		}
+		/* a remote with DSN took NOTIFY over: reported is set then */
+		if (r->state == RS_DELIVERED && !r->reported) {
+			if (dsn_wants(r->notify, DSN_NOTIFY_SUCCESS) && r->local)
+				delivered[i] = anydelivered = true;
+			else if (dsn_wants(r->notify, DSN_NOTIFY_SUCCESS))
+				relayed[i] = anyrelayed = true;
 			r->reported = true;
 		}
 	}
+	/* one report per event (one Action), about the recipients it concerns */
 	if (anyfail)
 		report(e, fail, BOUNCE_FAILED);
 	if (anydelay)
 		report(e, delay, BOUNCE_DELAYED);
+	if (anydelivered)
+		report(e, delivered, BOUNCE_SUCCESS);
+	if (anyrelayed)
+		report(e, relayed, BOUNCE_SUCCESS);
 	free(fail);
 	free(delay);
+	free(delivered);
+	free(relayed);
 	free(e->body);
 	e->body = NULL;
 	e->body_len = 0;

@@ -7,8 +7,9 @@
  * chamois-sendmail [-C FILE] [-t] [-i] [-f SENDER] [-F NAME] [RECIPIENT...]
  *
  * Also accepted, as other sendmail implementations do: -r ADDR (= -f),
- * -oi (= -i), -o... and -od... -oe... (ignored), -B TYPE, -N DSN, -R RET,
- * -V ENVID, -X FILE, -h HOPS, -L TAG, -O OPT, -A..., -G, -U (ignored), -bm
+ * -oi (= -i), -o... and -od... -oe... (ignored), -N NOTIFY, -R RET and
+ * -V ENVID (the DSN parameters, RFC 3461: passed on), -B TYPE, -X FILE,
+ * -h HOPS, -L TAG, -O OPT, -A..., -G, -U (ignored), -bm
  * (the default mode), -v (says what happened).  -bp, or the program
  * invoked as mailq, lists the queue (mailq.c).
  *
@@ -33,6 +34,7 @@
 #include "../common/addr.h"
 #include "../common/addrlist.h"
 #include "../common/config.h"
+#include "../common/dsn.h"
 #include "../common/util.h"
 #include "../config.h"
 #include "admin.h"
@@ -47,6 +49,40 @@ static void
 problem(void *arg, const char *line)
 {
 	fprintf(stderr, "chamois-sendmail: %s\n", line);
+}
+
+/*
+ * dsn_option - -N never|success,delay,failure, -R full|hdrs, -V envid
+ * (sendmail's DSN options) appended to the submit socket's DSN line in
+ * out; -1 (said on stderr) when the value is bad
+ */
+static int
+dsn_option(int opt, const char *v, char *out, size_t size)
+{
+	size_t o = strlen(out);
+	char *x = NULL;
+	bool ok;
+
+	if (opt == 'N')
+		ok = dsn_notify_parse(v) != 0;
+	else if (opt == 'R')
+		ok = dsn_ret_parse(v) >= 0;
+	else {
+		/* sendmail's -V is the id as it is: xtext on the wire */
+		x = dsn_xtext_encode(v);
+		ok = v[0] != '\0' && strlen(x) <= DSN_ENVID_MAX;
+		for (const char *p = v; ok && *p; p++)
+			ok = *p >= 0x20 && *p <= 0x7e;	/* RFC 3461 4.4 */
+	}
+	if (ok)
+		ok = bsnprintf(out + o, size - o, "%s%s=%s", o ? " " : "", opt == 'N' ?
+		    "NOTIFY" : opt == 'R' ? "RET" : "ENVID", x ? x : v);
+	free(x);
+	if (!ok)
+		fprintf(stderr, "chamois-sendmail: bad -%c value '%s' (%s)\n", opt, v,
+		    opt == 'N' ? "never, or success,delay,failure" : opt == 'R' ?
+		    "full or hdrs" : "printable ASCII, at most 100 octets as xtext");
+	return ok ? 0 : -1;
 }
 
 /* usage_to - the usage line; --help: stdout and 0, a wrong option: EX_USAGE */
@@ -161,8 +197,8 @@ read_reply(int fd, char *buf, size_t size)
 
 /* submit - the whole exchange with the daemon; returns the exit code */
 static int
-submit(const struct config *c, const char *sender, const struct addr_list *rcpts,
-    const char *msg, size_t len)
+submit(const struct config *c, const char *sender, const char *dsn,
+    const struct addr_list *rcpts, const char *msg, size_t len)
 {
 	struct sockaddr_un sun;
 	struct timeval tv = { REPLY_TIMEOUT_SEC, 0 };
@@ -190,7 +226,8 @@ submit(const struct config *c, const char *sender, const struct addr_list *rcpts
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	snprintf(num, sizeof(num), "%zu", len);
 	/* a write that fails means the daemon answered early: read why */
-	if (send_line(fd, "SENDER", sender) == 0) {
+	if (send_line(fd, "SENDER", sender) == 0 &&
+	    (dsn[0] == '\0' || send_line(fd, "DSN", dsn) == 0)) {
 		size_t i;
 
 		for (i = 0; i < rcpts->n; i++)
@@ -230,6 +267,7 @@ main(int argc, char **argv)
 {
 	const char *conf = CHAMOIS_CONFIG_FILE, *domain;
 	const char *opt_sender = NULL, *opt_name = NULL;
+	char dsn[3 * DSN_ENVID_MAX + 64] = "";
 	bool opt_t = false, opt_i = false, opt_bp;
 	struct addr_list rcpts = { 0 };
 	struct sm_input in;
@@ -288,7 +326,11 @@ main(int argc, char **argv)
 		case 'q':
 			fprintf(stderr, "chamois-sendmail: -q: use chamoisctl flush\n");
 			return EX_USAGE;
-		case 'B': case 'N': case 'R': case 'V': case 'X': case 'h':
+		case 'N': case 'R': case 'V':
+			if (dsn_option(ch, optarg, dsn, sizeof(dsn)) == -1)
+				return EX_USAGE;
+			break;
+		case 'B': case 'X': case 'h':
 		case 'L': case 'O': case 'A': case 'G': case 'U': case 'd':
 			break;
 		case ':':
@@ -447,7 +489,7 @@ main(int argc, char **argv)
 		msg = full;
 	}
 
-	rc = submit(c, sender, &rcpts, msg, len);
+	rc = submit(c, sender, dsn, &rcpts, msg, len);
 out:
 	free(msg);
 	free(sender);

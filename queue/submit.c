@@ -41,6 +41,7 @@
 #include "../common/body.h"
 #include "../common/clock.h"
 #include "../common/config.h"
+#include "../common/dsn.h"
 #include "../common/tables.h"
 #include "../common/util.h"
 #include "../common/worker.h"
@@ -72,6 +73,10 @@ struct submit_conn {
 	char **rcpts;
 	char **rcpt_keys;		/* addr_key of each, for duplicates */
 	size_t nrcpts;
+	bool dsn;			/* the DSN line came */
+	unsigned notify;		/* its NOTIFY (every recipient's), 0: none */
+	enum dsn_ret ret;
+	char envid[DSN_ENVID_MAX + 1];
 	uint64_t data_left;
 	/* the message, LF form */
 	bool pending_cr;		/* a CR was the last octet seen */
@@ -407,10 +412,13 @@ data_end(struct submit_conn *c)
 	m->size = c->body->size;
 	m->body8bit = c->body8bit;
 	m->smtputf8 = c->smtputf8;
+	m->envid = xstrdup(c->envid);
+	m->ret = c->ret;
 	m->rcpts = xcalloc(c->nrcpts, sizeof(*m->rcpts));
 	m->nrcpts = c->nrcpts;
 	for (size_t i = 0; i < c->nrcpts; i++) {
 		m->rcpts[i].orig = xstrdup(c->rcpts[i]);
+		m->rcpts[i].notify = c->notify;
 		m->rcpts[i].state = RS_PENDING;
 		m->rcpts[i].last_reply = xstrdup("");
 		m->rcpts[i].remote_mta = xstrdup("");
@@ -452,6 +460,33 @@ parse_addr(const char *v, bool null_ok, char *out, size_t size, bool *utf8)
 	return 0;
 }
 
+/*
+ * dsn_line - "DSN [NOTIFY=..] [RET=..] [ENVID=..]" (RFC 3461 syntax; the
+ * NOTIFY is every recipient's) into c; false if a parameter is bad
+ */
+static bool
+dsn_line(struct submit_conn *c, char *arg)
+{
+	char *tok, *save;
+	int r;
+
+	for (tok = strtok_r(arg, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
+		if (str_has_prefix_ci(tok, "NOTIFY=") && c->notify == 0) {
+			if ((c->notify = dsn_notify_parse(tok + 7)) == 0)
+				return false;
+		} else if (str_has_prefix_ci(tok, "RET=") && c->ret == DSN_RET_DEFAULT) {
+			if ((r = dsn_ret_parse(tok + 4)) < 0)
+				return false;
+			c->ret = (enum dsn_ret)r;
+		} else if (str_has_prefix_ci(tok, "ENVID=") && c->envid[0] == '\0') {
+			if (!dsn_envid_parse(tok + 6, c->envid, sizeof(c->envid)))
+				return false;
+		} else
+			return false;
+	}
+	return true;
+}
+
 /* command - one command line; false once c is gone (an ERR was sent) */
 static bool
 command(struct submit_conn *c, char *line)
@@ -472,6 +507,13 @@ command(struct submit_conn *c, char *line)
 		}
 		c->sender = xstrdup(addr);
 		c->state = SC_RCPT;
+	} else if (strcmp(line, "DSN") == 0 && c->state == SC_RCPT &&
+	    c->nrcpts == 0 && !c->dsn) {
+		c->dsn = true;
+		if (!dsn_line(c, arg)) {
+			reply_close(c, "ERR 501 5.5.4 bad DSN parameters");
+			return false;
+		}
 	} else if (strcmp(line, "RCPT") == 0 && c->state == SC_RCPT) {
 		if (parse_addr(arg, false, addr, sizeof(addr), &c->smtputf8) == -1 ||
 		    addr_parse(addr, &a, ADDR_F_UTF8) != ADDR_OK ||
@@ -522,7 +564,7 @@ command(struct submit_conn *c, char *line)
 		c->data_left = n;
 		c->state = SC_DATA;
 	} else if (strcmp(line, "SENDER") == 0 || strcmp(line, "RCPT") == 0 ||
-	    strcmp(line, "DATA") == 0) {
+	    strcmp(line, "DATA") == 0 || strcmp(line, "DSN") == 0) {
 		reply_close(c, "ERR 503 5.5.1 %s out of order", line);
 		return false;
 	} else {

@@ -8,6 +8,10 @@
  * ends with LF:
  *
  *	client: SENDER <address>	("SENDER " alone, or "SENDER <>", is <>)
+ *	client: DSN [NOTIFY=..] [RET=..] [ENVID=..]
+ *					optional, once, before the first RCPT:
+ *					RFC 3461's syntax (ENVID in xtext),
+ *					the NOTIFY every recipient's
  *	client: RCPT <address>		1 to max_recipients times
  *	client: DATA <octets>		then exactly that many octets of the
  *					message (LF line ends)

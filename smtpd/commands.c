@@ -386,6 +386,9 @@ cmd_ehlo(struct smtpd_session *s, char *arg)
 	lines[n++] = size;
 	lines[n++] = "8BITMIME";
 	lines[n++] = "ENHANCEDSTATUSCODES";
+	if (s->role != ROLE_MX)
+		/* RFC 3461; never on port 25: no reports to strangers */
+		lines[n++] = "DSN";
 	if (tls_available(s))
 		lines[n++] = "STARTTLS";
 	if (smtpd_auth && smtpd_auth->ehlo && (auth = smtpd_auth->ehlo(s)) != NULL)
@@ -475,7 +478,7 @@ cmd_mail(struct smtpd_session *s, char *arg)
 		return;
 	}
 	if ((err = smtpd_parse_mail(arg, &m, smtpd.cfg->max_message_size,
-	    s->role != ROLE_MX)) != NULL) {
+	    s->role != ROLE_MX, s->role != ROLE_MX)) != NULL) {
 		smtpd_reply(s, "%s", err);
 		return;
 	}
@@ -497,6 +500,8 @@ cmd_mail(struct smtpd_session *s, char *arg)
 	tx->smtputf8 = m.smtputf8;
 	tx->body8bit = m.body8bit;
 	tx->size_param = m.size;
+	tx->ret = m.ret;
+	str_copy(tx->envid, m.envid, sizeof(tx->envid));
 	tx->since = time(NULL);
 	str_copy(tx->relay, "none", sizeof(tx->relay));
 	s->tx = tx;
@@ -546,6 +551,11 @@ tx_add_rcpt(struct smtpd_tx *tx, const struct smtpd_pending_rcpt *p)
 	for (size_t i = 0; i < p->exp.nmailboxes; i++)
 		tx_add_mailbox(tx, p->exp.mailboxes[i]);
 	tx->rcpts = xreallocarray(tx->rcpts, tx->nrcpts + 1, sizeof(char *));
+	tx->orcpt = xreallocarray(tx->orcpt, tx->nrcpts + 1, sizeof(char *));
+	tx->notify = xreallocarray(tx->notify, tx->nrcpts + 1, sizeof(unsigned));
+	/* one RCPT is answered at a time: rcpt_dsn is this one's */
+	tx->orcpt[tx->nrcpts] = xstrdup(tx->rcpt_dsn.orcpt);
+	tx->notify[tx->nrcpts] = tx->rcpt_dsn.notify;
 	tx->rcpts[tx->nrcpts++] = xstrdup(p->shown);
 	log_info("%s smtp rcpt to=<%s> result=accepted route=%s", tx->id,
 	    log_field(f1, sizeof(f1), p->shown), log_field(f2, sizeof(f2), p->key));
@@ -730,7 +740,8 @@ cmd_rcpt(struct smtpd_session *s, char *arg)
 	char key[PATH_MAX_OCTETS + 1], shown[PATH_MAX_OCTETS + 1];
 	const char *err;
 
-	if ((err = smtpd_parse_rcpt(arg, &a)) != NULL) {
+	if ((err = smtpd_parse_rcpt(arg, &a, s->role != ROLE_MX ? &tx->rcpt_dsn :
+	    NULL)) != NULL) {
 		smtpd_reply(s, "%s", err);
 		return;
 	}
@@ -1172,6 +1183,26 @@ smtpd_tx_rcpts(const struct smtpd_session *s, size_t *n)
 	smtpd_loop_only();
 	*n = s->tx ? s->tx->nrcpts : 0;
 	return s->tx ? s->tx->rcpts : NULL;
+}
+
+const char *
+smtpd_tx_dsn(const struct smtpd_session *s, enum dsn_ret *ret)
+{
+	smtpd_loop_only();
+	*ret = s->tx ? s->tx->ret : DSN_RET_DEFAULT;
+	return s->tx ? s->tx->envid : "";
+}
+
+const char *
+smtpd_tx_rcpt_dsn(const struct smtpd_session *s, size_t i, unsigned *notify)
+{
+	smtpd_loop_only();
+	if (s->tx == NULL || i >= s->tx->nrcpts) {
+		*notify = 0;
+		return "";
+	}
+	*notify = s->tx->notify[i];
+	return s->tx->orcpt[i];
 }
 
 char *const *

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "../common/dsn.h"
 #include "../common/limits.h"
 #include "../common/util.h"
 #include "smtpd.h"
@@ -53,12 +54,13 @@ addr_is_ascii(const struct mailaddr *a)
 }
 
 /*
- * smtpd_parse_mail - "FROM:<path> [SIZE=n] [BODY=..] [SMTPUTF8] [AUTH=..]";
- * AUTH= only where AUTH is offered (RFC 4954 5)
+ * smtpd_parse_mail - "FROM:<path> [SIZE=n] [BODY=..] [SMTPUTF8] [AUTH=..]
+ * [RET=..] [ENVID=..]"; AUTH= only where AUTH is offered (RFC 4954 5),
+ * RET= and ENVID= only where DSN is (RFC 3461 4.3, 4.4)
  */
 const char *
 smtpd_parse_mail(char *arg, struct smtpd_mail_args *m, uint64_t max_size,
-    bool auth_offered)
+    bool auth_offered, bool dsn_offered)
 {
 	const char *p = path_arg(arg, "FROM:");
 	enum addr_status st;
@@ -96,6 +98,18 @@ smtpd_parse_mail(char *arg, struct smtpd_mail_args *m, uint64_t max_size,
 		} else if (auth_offered && str_has_prefix_ci(tok, "AUTH=")) {
 			/* RFC 4954 5: accepted, and not trusted: we know who
 			 * logged in */
+		} else if (dsn_offered && str_has_prefix_ci(tok, "RET=")) {
+			int r = dsn_ret_parse(tok + 4);
+
+			/* RFC 3461 4.3: once, FULL or HDRS */
+			if (r < 0 || m->ret != DSN_RET_DEFAULT)
+				return "501 5.5.4 Bad RET parameter";
+			m->ret = (enum dsn_ret)r;
+		} else if (dsn_offered && str_has_prefix_ci(tok, "ENVID=")) {
+			/* RFC 3461 4.4: once, xtext, 100 octets at most */
+			if (m->envid[0] != '\0' ||
+			    !dsn_envid_parse(tok + 6, m->envid, sizeof(m->envid)))
+				return "501 5.5.4 Bad ENVID parameter";
 		} else
 			return "555 5.5.4 Unsupported parameter";
 	}
@@ -106,26 +120,47 @@ smtpd_parse_mail(char *arg, struct smtpd_mail_args *m, uint64_t max_size,
 }
 
 /*
- * smtpd_parse_rcpt - "TO:<path>"; <postmaster> without a domain is
- * allowed (RFC 5321 4.1.1.3).  SMTPUTF8 is checked by the caller, which
- * knows the transaction.
+ * smtpd_parse_rcpt - "TO:<path> [NOTIFY=..] [ORCPT=..]"; <postmaster>
+ * without a domain is allowed (RFC 5321 4.1.1.3); the parameters only
+ * where DSN is offered (dsn not NULL; RFC 3461 4.1, 4.2).  SMTPUTF8 is
+ * checked by the caller, which knows the transaction.
  */
 const char *
-smtpd_parse_rcpt(char *arg, struct mailaddr *a)
+smtpd_parse_rcpt(char *arg, struct mailaddr *a, struct smtpd_rcpt_dsn *dsn)
 {
 	const char *p = path_arg(arg, "TO:");
 	enum addr_status st;
+	char *tok, *save;
 
 	if (p == NULL)
 		return "501 5.5.4 Syntax: RCPT TO:<address>";
 	st = addr_parse_path(&p, a, ADDR_F_UTF8 | ADDR_F_NODOMAIN);
 	if (st != ADDR_OK)
 		return addr_status_reply(st == ADDR_NULL ? ADDR_SYNTAX : st, false);
-	if (*p == ' ')
-		/* no RCPT parameter is advertised (no DSN extension) */
+	if (dsn != NULL)
+		memset(dsn, 0, sizeof(*dsn));
+	if (*p == ' ' && dsn == NULL)
+		/* no RCPT parameter is advertised without DSN */
 		return "555 5.5.4 Unsupported parameter";
-	if (*p != '\0')
+	if (*p != '\0' && *p != ' ')
 		return "501 5.1.3 Bad recipient address syntax";
+	for (tok = strtok_r((char *)p, " ", &save); tok;
+	    tok = strtok_r(NULL, " ", &save)) {
+		if (str_has_prefix_ci(tok, "NOTIFY=")) {
+			unsigned n = dsn_notify_parse(tok + 7);
+
+			/* RFC 3461 4.1: once; NEVER alone */
+			if (n == 0 || dsn->notify != 0)
+				return "501 5.5.4 Bad NOTIFY parameter";
+			dsn->notify = n;
+		} else if (str_has_prefix_ci(tok, "ORCPT=")) {
+			/* RFC 3461 4.2: once, addr-type;xtext, 500 octets */
+			if (dsn->orcpt[0] != '\0' ||
+			    !dsn_orcpt_parse(tok + 6, dsn->orcpt, sizeof(dsn->orcpt)))
+				return "501 5.5.4 Bad ORCPT parameter";
+		} else
+			return "555 5.5.4 Unsupported parameter";
+	}
 	return NULL;
 }
 

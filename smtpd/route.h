@@ -44,6 +44,7 @@
 
 #include "../common/body.h"
 #include "../common/config.h"
+#include "../common/dsn.h"
 #include "../common/limits.h"
 #include "../common/tables.h"
 
@@ -181,6 +182,15 @@ const char *smtpd_tx_id(const struct smtpd_session *);
 const char *smtpd_tx_sender(const struct smtpd_session *);
 /* smtpd_tx_rcpts - the accepted recipients as the client wrote them */
 char *const *smtpd_tx_rcpts(const struct smtpd_session *, size_t *n);
+/*
+ * smtpd_tx_dsn - MAIL's ENVID (decoded, "" if none) and RET (*ret), RFC
+ * 3461; smtpd_tx_rcpt_dsn - the i-th accepted recipient's ORCPT
+ * ("type;address" decoded, "" if none) and NOTIFY (*notify, 0 if none).
+ * Only the submission roles take them.
+ */
+const char *smtpd_tx_dsn(const struct smtpd_session *, enum dsn_ret *ret);
+const char *smtpd_tx_rcpt_dsn(const struct smtpd_session *, size_t i,
+    unsigned *notify);
 /* smtpd_tx_mailboxes - the local mailboxes of the transaction, each once */
 char *const *smtpd_tx_mailboxes(const struct smtpd_session *, size_t *n);
 /* smtpd_tx_received - our Received field for this message, LF form */

@@ -641,9 +641,13 @@ smtpd_tx_free(struct smtpd_tx *tx)
 {
 	if (tx == NULL)
 		return;
-	for (size_t i = 0; i < tx->nrcpts; i++)
+	for (size_t i = 0; i < tx->nrcpts; i++) {
 		free(tx->rcpts[i]);
+		free(tx->orcpt[i]);
+	}
 	free(tx->rcpts);
+	free(tx->orcpt);
+	free(tx->notify);
 	for (size_t i = 0; i < tx->nmailboxes; i++)
 		free(tx->mailboxes[i]);
 	free(tx->mailboxes);

@@ -83,6 +83,12 @@ struct smtpd_tx {
 	char *auth_results;		/* the checks' Authentication-Results */
 	char **rcpts;			/* RCPT addresses accepted, as given */
 	size_t nrcpts;
+	/* DSN (RFC 3461; the submission roles): MAIL's, each recipient's */
+	enum dsn_ret ret;
+	char envid[DSN_ENVID_MAX + 1];
+	struct smtpd_rcpt_dsn rcpt_dsn;	/* of the RCPT being answered */
+	unsigned *notify;		/* per accepted recipient */
+	char **orcpt;			/* per accepted recipient, "" if none */
 	char **mailboxes;		/* local mailboxes, each once */
 	size_t nmailboxes;
 	struct data_scanner scan;

@@ -24,6 +24,7 @@
 #include "../common/addr.h"
 #include "../common/body.h"
 #include "../common/config.h"
+#include "../common/dsn.h"
 #include "../common/tables.h"
 #include "dataphase.h"
 #include "route.h"
@@ -120,16 +121,27 @@ struct smtpd_mail_args {
 	bool smtputf8;		/* SMTPUTF8 (RFC 6531) */
 	bool body8bit;		/* BODY=8BITMIME (RFC 6152) */
 	uint64_t size;		/* SIZE= (RFC 1870), 0 if not given */
+	enum dsn_ret ret;	/* RET= (RFC 3461 4.3) */
+	char envid[DSN_ENVID_MAX + 1];	/* ENVID= decoded, "" if not given */
+};
+/* the DSN parameters of one RCPT (RFC 3461 4.1, 4.2) */
+struct smtpd_rcpt_dsn {
+	unsigned notify;	/* DSN_NOTIFY_*, 0 if not given */
+	char orcpt[DSN_ORCPT_MAX + 1];	/* "type;address" decoded, or "" */
 };
 /*
  * smtpd_parse_mail - "FROM:<path> [params]" into m: NULL, or the whole
  * refusal (a SIZE over max_size, an unknown parameter, AUTH= only where
- * auth_offered...); arg is modified
+ * auth_offered, RET= and ENVID= only where dsn_offered...); arg is modified
  */
 const char *smtpd_parse_mail(char *arg, struct smtpd_mail_args *, uint64_t max_size,
-    bool auth_offered);
-/* smtpd_parse_rcpt - "TO:<path>" into a: NULL, or the whole refusal */
-const char *smtpd_parse_rcpt(char *arg, struct mailaddr *);
+    bool auth_offered, bool dsn_offered);
+/*
+ * smtpd_parse_rcpt - "TO:<path> [params]" into a and, where DSN is
+ * offered (dsn not NULL), NOTIFY= and ORCPT= into dsn: NULL, or the
+ * whole refusal; arg is modified
+ */
+const char *smtpd_parse_rcpt(char *arg, struct mailaddr *, struct smtpd_rcpt_dsn *dsn);
 /* smtpd_parse_helo - the HELO/EHLO argument's first word into out; false if bad */
 bool smtpd_parse_helo(const char *arg, char *out, size_t size);
 

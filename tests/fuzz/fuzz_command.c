@@ -4,9 +4,12 @@
  * the verb and its spaces already gone).
  *
  * Input: one selector octet (low bits: MAIL, RCPT, HELO; 0x10: a 1 KiB
- * message size limit; 0x20: AUTH offered), then the argument.  Checks:
+ * message size limit; 0x20: AUTH offered; 0x40: DSN offered), then the
+ * argument.  Checks:
  * an error is a whole SMTP reply; an accepted path passes check_mailaddr;
  * MAIL's SIZE is within the limit and a non-ASCII sender needs SMTPUTF8;
+ * the DSN parameters (RFC 3461) come only where offered, decode to
+ * printable ASCII within their limits and round-trip through xtext;
  * HELO's word is 1..HELO_MAX printable octets, a prefix of the argument;
  * an accepted recipient, written into our Received field by the engine's
  * own builder (smtpd_received_header, with or without TLS and a login as
@@ -66,6 +69,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct smtpd_mail_args m;
 	struct mailaddr a;
+	struct smtpd_rcpt_dsn d;
 	const char *err;
 	char *arg, *orig, helo[HELO_MAX + 1];
 	uint64_t max;
@@ -80,12 +84,27 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	switch (sel % 3) {
 	case 0:
 		max = (sel & 0x10) ? 1024 : 26214400;
-		err = smtpd_parse_mail(arg, &m, max, (sel & 0x20) != 0);
+		err = smtpd_parse_mail(arg, &m, max, (sel & 0x20) != 0,
+		    (sel & 0x40) != 0);
 		if (err != NULL) {
 			check_reply(err);
 			break;
 		}
 		FUZZ_CHECK(m.size <= max);
+		/* DSN (RFC 3461 4.4): only where offered; printable, bounded */
+		FUZZ_CHECK((sel & 0x40) || (m.ret == DSN_RET_DEFAULT &&
+		    m.envid[0] == '\0'));
+		FUZZ_CHECK(strlen(m.envid) <= DSN_ENVID_MAX);
+		for (const char *q = m.envid; *q; q++)
+			FUZZ_CHECK(*q >= 0x20 && *q <= 0x7e);
+		if (m.envid[0] != '\0') {
+			/* xtext round-trips */
+			char *x = dsn_xtext_encode(m.envid), back[DSN_ENVID_MAX + 1];
+
+			FUZZ_CHECK(dsn_xtext_decode(x, back, sizeof(back)) &&
+			    strcmp(back, m.envid) == 0);
+			free(x);
+		}
 		FUZZ_CHECK(strncasecmp(orig, "FROM:", 5) == 0);
 		if (!m.null_sender) {
 			check_mailaddr(&m.addr, ADDR_F_UTF8);
@@ -96,13 +115,20 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		break;
 	case 1:
-		err = smtpd_parse_rcpt(arg, &a);
+		err = smtpd_parse_rcpt(arg, &a, (sel & 0x40) ? &d : NULL);
 		if (err != NULL) {
 			check_reply(err);
 			break;
 		}
 		FUZZ_CHECK(strncasecmp(orig, "TO:", 3) == 0);
 		check_mailaddr(&a, ADDR_F_UTF8 | ADDR_F_NODOMAIN);
+		if (sel & 0x40) {
+			FUZZ_CHECK((d.notify & DSN_NOTIFY_NEVER) == 0 ||
+			    d.notify == DSN_NOTIFY_NEVER);
+			FUZZ_CHECK(d.orcpt[0] == '\0' || strchr(d.orcpt, ';'));
+			for (const char *q = d.orcpt; *q; q++)
+				FUZZ_CHECK(*q >= 0x20 && *q <= 0x7e);
+		}
 		check_loop_detection(&a, sel);
 		break;
 	case 2:

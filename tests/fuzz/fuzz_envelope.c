@@ -59,7 +59,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(memcmp(&m, &zero, sizeof(m)) == 0);
 		return 0;
 	}
-	FUZZ_CHECK(m.version == QUEUE_RECORD_VERSION);
+	FUZZ_CHECK(m.version >= 1 && m.version <= QUEUE_RECORD_VERSION);
 	FUZZ_CHECK(strlen(m.id) == QUEUE_ID_LEN);
 	FUZZ_CHECK(m.sender && m.owner);
 	for (size_t i = 0; i < m.nrcpts; i++) {

@@ -128,8 +128,10 @@ def check(raw):
     need(status.get_content_type() in ("message/delivery-status",
                                         "message/global-delivery-status"),
          "part 2 type")
+    # the header section, or (RET=FULL, RFC 3461 4.3) the whole message
     need(headers.get_content_type() in ("text/rfc822-headers",
-                                         "message/global-headers"),
+                                         "message/global-headers",
+                                         "message/rfc822", "message/global"),
          "part 3 type")
     for p in parts:
         cte = p.get("Content-Transfer-Encoding", "7bit")
@@ -169,7 +171,12 @@ def check(raw):
     out["global"] = glob
 
     # the original header section
-    if headers.get_content_type() == "message/global-headers":
+    if headers.get_content_type() in ("message/rfc822", "message/global"):
+        inner = headers.get_payload()
+        need(isinstance(inner, list) and len(inner) == 1, "returned message")
+        out["headers"] = ["%s: %s" % kv for kv in fields(inner[0])]
+        out["returned_body"] = inner[0].get_payload()
+    elif headers.get_content_type() == "message/global-headers":
         inner = headers.get_payload()
         need(isinstance(inner, list) and len(inner) == 1, "global-headers")
         need(not inner[0].get_payload(), "global-headers: a body")

@@ -33,6 +33,8 @@
 struct rc {
 	const char *addr, *orig, *status, *reply, *remote;
 	unsigned attempts;
+	const char *orcpt;		/* DSN ORCPT "type;address", NULL: none */
+	bool local;
 };
 
 struct bounce_case {
@@ -46,6 +48,8 @@ struct bounce_case {
 	size_t headers_len;		/* 0: strlen(headers) */
 	const char *want[10];		/* substrings of the report */
 	const char *not_want[6];
+	const char *envid;		/* DSN ENVID, NULL: none */
+	enum dsn_ret ret;
 	const char *bug;
 };
 
@@ -65,6 +69,38 @@ struct bounce_case {
 static char long_words[3001], long_word[1600];
 
 static const struct bounce_case bounce_cases[] = {
+	/* DSN (RFC 3461): success reports, ENVID, ORCPT, RET=FULL */
+	{ .label = "delivered: ENVID and ORCPT", .golden = "dsn_delivered",
+	  .rcpts = { { .addr = "bob@example.com", .orig = "bob@example.com",
+	    .status = "2.0.0", .reply = "delivered to Maildir", .remote = "",
+	    .attempts = 1, .orcpt = "rfc822;Bob+x@Example.com", .local = true } },
+	  .nrcpts = 1, .which = { true }, .action = BOUNCE_SUCCESS,
+	  .envid = "QQ+314 x", .ret = DSN_RET_HDRS,
+	  .want = { "Subject: Successful Mail Delivery Report\n",
+		"\nOriginal-Envelope-Id: QQ+314 x\nReporting-MTA: dns; mail.example.com\n",
+		"\nOriginal-Recipient: rfc822; Bob+x@Example.com\n"
+		"Final-Recipient: rfc822; bob@example.com\nAction: delivered\n"
+		"Status: 2.0.0\n",
+		"it has been delivered\n",
+		"Content-Type: text/rfc822-headers\n" },
+	  .not_want = { "Action: relayed", "Will-Retry-Until" } },
+	{ .label = "relayed", .golden = "dsn_relayed",
+	  .rcpts = { { .addr = "bob@example.org", .orig = "bob@example.org",
+	    .status = "2.0.0", .reply = "250 2.0.0 Ok: queued as 12",
+	    .remote = "mx.example.org", .attempts = 1 } },
+	  .nrcpts = 1, .which = { true }, .action = BOUNCE_SUCCESS,
+	  .want = { "\nFinal-Recipient: rfc822; bob@example.org\nAction: relayed\n"
+		"Status: 2.0.0\nRemote-MTA: dns; mx.example.org\n",
+		"servers send no delivery reports" },
+	  .not_want = { "Original-Envelope-Id", "Original-Recipient" } },
+	{ .label = "failed with RET=FULL: the whole message", .golden = "dsn_ret_full",
+	  .rcpts = { BOB }, .nrcpts = 1, .which = { true }, .action = BOUNCE_FAILED,
+	  .ret = DSN_RET_FULL, .headers = STD_HEADERS "\nthe body\n",
+	  .want = { "Content-Type: message/rfc822\n",
+		"Content-Description: Undelivered Message\n",
+		"\nSubject: lunch\n", "\n\nthe body\n",
+		"The delivery report and your message are attached." },
+	  .not_want = { "text/rfc822-headers" } },
 	{ .label = "one failed recipient", .golden = "failed_one",
 	  .rcpts = { BOB }, .nrcpts = 1, .which = { true },
 	  .action = BOUNCE_FAILED,
@@ -369,7 +405,7 @@ run_bounce_case(void **state)
 		.version = QUEUE_RECORD_VERSION, .id = "0123456789abcdef",
 		.created = CREATED, .sender = "alice@example.com",
 		.owner = "alice@example.com", .uid = -1, .rcpts = rcpts,
-		.nrcpts = row->nrcpts,
+		.nrcpts = row->nrcpts, .envid = (char *)row->envid, .ret = row->ret,
 	};
 	const char *headers = row->headers ? row->headers : STD_HEADERS;
 	size_t hlen = row->headers_len ? row->headers_len : strlen(headers);
@@ -387,6 +423,10 @@ run_bounce_case(void **state)
 		snprintf(rcpts[i].status, sizeof(rcpts[i].status), "%s", c->status);
 		rcpts[i].last_reply = (char *)c->reply;
 		rcpts[i].remote_mta = (char *)c->remote;
+		rcpts[i].orcpt = (char *)c->orcpt;
+		rcpts[i].local = c->local;
+		if (row->action == BOUNCE_SUCCESS)
+			rcpts[i].state = RS_DELIVERED;
 	}
 	r = bounce_build(&msg, row->which, row->action, headers, hlen, HOST,
 	    NOW, 0, &len);

@@ -22,6 +22,8 @@ msg_equal(const struct queue_msg *a, const struct queue_msg *b)
 	assert_int_equal(a->size, b->size);
 	assert_int_equal(a->body8bit, b->body8bit);
 	assert_int_equal(a->smtputf8, b->smtputf8);
+	assert_string_equal(a->envid ? a->envid : "", b->envid ? b->envid : "");
+	assert_int_equal(a->ret, b->ret);
 	assert_int_equal(a->nrcpts, b->nrcpts);
 	for (size_t i = 0; i < a->nrcpts; i++) {
 		const struct queue_rcpt *x = &a->rcpts[i], *y = &b->rcpts[i];
@@ -38,6 +40,8 @@ msg_equal(const struct queue_msg *a, const struct queue_msg *b)
 		assert_string_equal(x->remote_mta ? x->remote_mta : "",
 		    y->remote_mta ? y->remote_mta : "");
 		assert_int_equal(x->reported, y->reported);
+		assert_int_equal(x->notify, y->notify);
+		assert_string_equal(x->orcpt ? x->orcpt : "", y->orcpt ? y->orcpt : "");
 	}
 }
 
@@ -97,6 +101,17 @@ static struct queue_rcpt rc_odd[] = {
 	  .remote_mta = "\r" },
 };
 
+/* version 2: the DSN parameters (RFC 3461) */
+static struct queue_rcpt rc_dsn[] = {
+	{ .addr = "bob@example.net", .orig = "bob@example.net", .state = RS_PENDING,
+	  .last_reply = "", .remote_mta = "", .notify = DSN_NOTIFY_SUCCESS |
+	  DSN_NOTIFY_DELAY, .orcpt = "rfc822;Bob@Example.NET" },
+	{ .addr = "carol@example.net", .orig = "carol@example.net", .state = RS_PENDING,
+	  .last_reply = "", .remote_mta = "", .notify = DSN_NOTIFY_NEVER, .orcpt = "" },
+	{ .addr = "dave@example.net", .orig = "dave@example.net", .state = RS_PENDING,
+	  .last_reply = "", .remote_mta = "" },
+};
+
 struct rt_case {
 	const char *label;
 	struct queue_msg msg;
@@ -128,6 +143,15 @@ static const struct rt_case rt_cases[] = {
 	    .version = 1, .id = "2222222222222222", .created = -1,
 	    .sender = "s", .owner = "o", .uid = -2147483648L - 5,
 	    .size = UINT64_MAX, .rcpts = rc_plain, .nrcpts = nitems(rc_plain) } },
+	{ .label = "round trip: DSN parameters (version 2)", .msg = {
+	    .version = 2, .id = "4444444444444444", .created = 1700000000,
+	    .sender = "alice@chamois.test", .owner = "alice", .uid = -1,
+	    .envid = "QQ314 x=y", .ret = DSN_RET_HDRS,
+	    .rcpts = rc_dsn, .nrcpts = nitems(rc_dsn) } },
+	{ .label = "round trip: RET alone (version 2)", .msg = {
+	    .version = 2, .id = "5555555555555555", .created = 1700000000,
+	    .sender = "alice@chamois.test", .owner = "alice", .uid = -1,
+	    .ret = DSN_RET_FULL, .rcpts = rc_plain, .nrcpts = nitems(rc_plain) } },
 };
 
 static void
@@ -206,6 +230,42 @@ test_golden(void **state)
 	free(rec);
 }
 
+/* version 2: the DSN fields, where they go */
+static void
+test_golden_v2(void **state)
+{
+	char *rec;
+	size_t len;
+
+	(void)state;
+	rec = queue_msg_encode(&rt_cases[6].msg, &len);
+	assert_non_null(strstr(rec, "chamois-queue 2\n"));
+	assert_non_null(strstr(rec, "\nsmtputf8 0\nenvid QQ314 x=y\nret HDRS\nrcpts 3\n"));
+	assert_non_null(strstr(rec, "\nreported 0\nnotify SUCCESS,DELAY\n"
+	    "orcpt rfc822;Bob@Example.NET\nrcpt\n"));
+	assert_non_null(strstr(rec, "\nnotify NEVER\norcpt \nrcpt\n"));
+	assert_non_null(strstr(rec, "\nnotify \norcpt \nend\n"));
+	free(rec);
+}
+
+/* a version 1 record (an older chamoisd's) reads as no DSN parameters */
+static void
+test_v1_reads(void **state)
+{
+	struct queue_msg m;
+
+	(void)state;
+	assert_int_equal(queue_msg_decode(golden, strlen(golden), &m), 0);
+	assert_int_equal(m.version, 1);
+	assert_true(m.envid == NULL || m.envid[0] == '\0');
+	assert_int_equal(m.ret, DSN_RET_DEFAULT);
+	assert_int_equal(m.rcpts[0].notify, 0);
+	assert_true(dsn_wants(m.rcpts[0].notify, DSN_NOTIFY_FAILURE));
+	assert_true(dsn_wants(m.rcpts[0].notify, DSN_NOTIFY_DELAY));
+	assert_false(dsn_wants(m.rcpts[0].notify, DSN_NOTIFY_SUCCESS));
+	queue_msg_free(&m);
+}
+
 /* escaping in the record: one line per field whatever the value holds */
 static void
 test_escaped_form(void **state)
@@ -273,6 +333,11 @@ static const struct bad_case bad_cases[] = {
 	{ .label = "bad: end without newline", .from = "end\n", .to = "end" },
 	{ .label = "bad: something after end", .from = "end\n", .to = "end\nrcpt\n" },
 	{ .label = "bad: NUL inside", .raw = "chamois-queue 1\n\0id", .rawlen = 19 },
+	{ .label = "bad: version 2 without its fields", .from = "chamois-queue 1",
+	  .to = "chamois-queue 2" },
+	{ .label = "bad: version 3", .from = "chamois-queue 1\n", .to = "chamois-queue 3\n" },
+	{ .label = "bad: DSN fields in version 1", .from = "smtputf8 0\n",
+	  .to = "smtputf8 0\nenvid x\nret \n" },
 };
 
 static char *
@@ -449,12 +514,14 @@ int
 main(void)
 {
 	struct CMUnitTest tests[nitems(rt_cases) + nitems(bad_cases) +
-	    nitems(done_cases) + 7];
+	    nitems(done_cases) + 9];
 	size_t n = 0;
 
 	UNIT_ROWS(tests, n, run_rt_case, rt_cases);
 	UNIT_TEST(tests, n, test_many_recipients);
 	UNIT_TEST(tests, n, test_golden);
+	UNIT_TEST(tests, n, test_golden_v2);
+	UNIT_TEST(tests, n, test_v1_reads);
 	UNIT_TEST(tests, n, test_escaped_form);
 	UNIT_ROWS(tests, n, run_bad_case, bad_cases);
 	UNIT_TEST(tests, n, test_truncated);

@@ -41,10 +41,56 @@ struct mail_case {
 	bool null_sender, smtputf8, body8bit;
 	uint64_t size;
 	bool auth;		/* AUTH is offered (the submission roles) */
+	bool dsn;		/* DSN is offered (the submission roles) */
+	enum dsn_ret ret;
+	const char *envid;	/* NULL: "" */
 	const char *bug;
 };
 
+#define R_BAD_RET	"501 5.5.4 Bad RET parameter"
+#define R_BAD_ENVID	"501 5.5.4 Bad ENVID parameter"
+#define R_BAD_NOTIFY	"501 5.5.4 Bad NOTIFY parameter"
+#define R_BAD_ORCPT	"501 5.5.4 Bad ORCPT parameter"
+/* X100: an ENVID of the most octets; "rfc822;" X490 "@eo": an ORCPT's */
+#define X10	"xxxxxxxxxx"
+#define X100	X10 X10 X10 X10 X10 X10 X10 X10 X10 X10
+#define X490	X100 X100 X100 X100 X10 X10 X10 X10 X10 X10 X10 X10 X10
+
 static const struct mail_case mail_cases[] = {
+	/* RFC 3461 4.3, 4.4: the submission roles only */
+	{ .label = "MAIL: RET=FULL", .in = "FROM:<a@example.org> RET=FULL",
+	  .dsn = true, .ret = DSN_RET_FULL, .local = "a", .domain = "example.org" },
+	{ .label = "MAIL: ret=hdrs", .in = "FROM:<a@example.org> ret=hdrs",
+	  .dsn = true, .ret = DSN_RET_HDRS, .local = "a", .domain = "example.org" },
+	{ .label = "MAIL: ENVID xtext decoded",
+	  .in = "FROM:<a@example.org> ENVID=QQ+2B314+3Dx+20y RET=HDRS", .dsn = true,
+	  .ret = DSN_RET_HDRS, .envid = "QQ+314=x y", .local = "a",
+	  .domain = "example.org" },
+	{ .label = "MAIL: ENVID of 100 octets", .in = "FROM:<a@example.org> ENVID=" X100,
+	  .dsn = true, .envid = X100, .local = "a", .domain = "example.org" },
+	{ .label = "MAIL: ENVID of 101 octets", .in = "FROM:<a@example.org> ENVID=" X100 "y",
+	  .dsn = true, .reply = R_BAD_ENVID },
+	{ .label = "MAIL: ENVID counted encoded", .in = "FROM:<a@example.org> ENVID="
+	  X10 X10 X10 X10 X10 X10 X10 X10 X10 "+2B+2B+2B+2B", .dsn = true,
+	  .reply = R_BAD_ENVID },
+	{ .label = "MAIL: ENVID empty", .in = "FROM:<a@example.org> ENVID=", .dsn = true,
+	  .reply = R_BAD_ENVID },
+	{ .label = "MAIL: ENVID raw '='", .in = "FROM:<a@example.org> ENVID=a=b",
+	  .dsn = true, .reply = R_BAD_ENVID },
+	{ .label = "MAIL: ENVID bad hexchar", .in = "FROM:<a@example.org> ENVID=a+4",
+	  .dsn = true, .reply = R_BAD_ENVID },
+	{ .label = "MAIL: ENVID decodes to a control", .in = "FROM:<a@example.org> ENVID=a+0A",
+	  .dsn = true, .reply = R_BAD_ENVID },
+	{ .label = "MAIL: ENVID twice", .in = "FROM:<a@example.org> ENVID=a ENVID=b",
+	  .dsn = true, .reply = R_BAD_ENVID },
+	{ .label = "MAIL: RET twice", .in = "FROM:<a@example.org> RET=FULL RET=HDRS",
+	  .dsn = true, .reply = R_BAD_RET },
+	{ .label = "MAIL: RET=ALL", .in = "FROM:<a@example.org> RET=ALL",
+	  .dsn = true, .reply = R_BAD_RET },
+	{ .label = "MAIL: RET= without DSN (mx)", .in = "FROM:<a@example.org> RET=FULL",
+	  .reply = R_UNSUPPORTED },
+	{ .label = "MAIL: ENVID= without DSN (mx)", .in = "FROM:<a@example.org> ENVID=x",
+	  .reply = R_UNSUPPORTED },
 	{ .label = "MAIL: plain", .in = "FROM:<alice@example.org>",
 	  .local = "alice", .domain = "example.org" },
 	{ .label = "MAIL: lower-case keyword", .in = "from:<alice@example.org>",
@@ -170,7 +216,8 @@ run_mail_case(void **state)
 	arg = strdup(c->in);	/* the parser may write into its argument */
 	assert_non_null(arg);
 	memset(&m, 0x5a, sizeof(m));
-	reply = smtpd_parse_mail(arg, &m, c->max ? c->max : MAX_SIZE, c->auth);
+	reply = smtpd_parse_mail(arg, &m, c->max ? c->max : MAX_SIZE, c->auth,
+	    c->dsn);
 	free(arg);
 	if (c->reply == NULL) {
 		if (reply != NULL)
@@ -189,6 +236,8 @@ run_mail_case(void **state)
 	assert_int_equal(m.smtputf8, c->smtputf8);
 	assert_int_equal(m.body8bit, c->body8bit);
 	assert_int_equal(m.size, c->size);
+	assert_int_equal(m.ret, c->ret);
+	assert_string_equal(m.envid, c->envid ? c->envid : "");
 }
 
 /* RCPT TO: */
@@ -198,10 +247,54 @@ struct rcpt_case {
 	const char *in;
 	const char *reply;
 	const char *local, *domain;
+	bool dsn;		/* DSN is offered (the submission roles) */
+	unsigned notify;
+	const char *orcpt;	/* NULL: "" */
 	const char *bug;
 };
 
 static const struct rcpt_case rcpt_cases[] = {
+	/* RFC 3461 4.1, 4.2: the submission roles only */
+	{ .label = "RCPT: NOTIFY=NEVER", .in = "TO:<b@example.org> NOTIFY=NEVER",
+	  .dsn = true, .notify = DSN_NOTIFY_NEVER, .local = "b", .domain = "example.org" },
+	{ .label = "RCPT: NOTIFY list, any case",
+	  .in = "TO:<b@example.org> notify=delay,Success,FAILURE", .dsn = true,
+	  .notify = DSN_NOTIFY_DELAY | DSN_NOTIFY_SUCCESS | DSN_NOTIFY_FAILURE,
+	  .local = "b", .domain = "example.org" },
+	{ .label = "RCPT: no parameter with DSN", .in = "TO:<b@example.org>",
+	  .dsn = true, .local = "b", .domain = "example.org" },
+	{ .label = "RCPT: ORCPT decoded", .in = "TO:<b@example.org> NOTIFY=SUCCESS "
+	  "ORCPT=rfc822;b+2Bx@example.org", .dsn = true, .notify = DSN_NOTIFY_SUCCESS,
+	  .orcpt = "rfc822;b+x@example.org", .local = "b", .domain = "example.org" },
+	{ .label = "RCPT: ORCPT of 500 octets", .in = "TO:<b@example.org> ORCPT=rfc822;"
+	  X490 "@eo", .dsn = true, .orcpt = "rfc822;" X490 "@eo", .local = "b",
+	  .domain = "example.org" },
+	{ .label = "RCPT: ORCPT of 501 octets", .in = "TO:<b@example.org> ORCPT=rfc822;"
+	  X490 "@e.o", .dsn = true, .reply = R_BAD_ORCPT },
+	{ .label = "RCPT: ORCPT without a type", .in = "TO:<b@example.org> ORCPT=b@example.org",
+	  .dsn = true, .reply = R_BAD_ORCPT },
+	{ .label = "RCPT: ORCPT empty type", .in = "TO:<b@example.org> ORCPT=;b@example.org",
+	  .dsn = true, .reply = R_BAD_ORCPT },
+	{ .label = "RCPT: ORCPT empty address", .in = "TO:<b@example.org> ORCPT=rfc822;",
+	  .dsn = true, .reply = R_BAD_ORCPT },
+	{ .label = "RCPT: ORCPT bad xtext", .in = "TO:<b@example.org> ORCPT=rfc822;b+zz",
+	  .dsn = true, .reply = R_BAD_ORCPT },
+	{ .label = "RCPT: ORCPT twice", .in = "TO:<b@example.org> ORCPT=rfc822;b "
+	  "ORCPT=rfc822;c", .dsn = true, .reply = R_BAD_ORCPT },
+	{ .label = "RCPT: NOTIFY=NEVER,SUCCESS", .in = "TO:<b@example.org> NOTIFY=NEVER,SUCCESS",
+	  .dsn = true, .reply = R_BAD_NOTIFY },
+	{ .label = "RCPT: NOTIFY twice the same", .in = "TO:<b@example.org> NOTIFY=DELAY,DELAY",
+	  .dsn = true, .reply = R_BAD_NOTIFY },
+	{ .label = "RCPT: NOTIFY empty", .in = "TO:<b@example.org> NOTIFY=",
+	  .dsn = true, .reply = R_BAD_NOTIFY },
+	{ .label = "RCPT: NOTIFY trailing comma", .in = "TO:<b@example.org> NOTIFY=DELAY,",
+	  .dsn = true, .reply = R_BAD_NOTIFY },
+	{ .label = "RCPT: NOTIFY= twice", .in = "TO:<b@example.org> NOTIFY=DELAY NOTIFY=SUCCESS",
+	  .dsn = true, .reply = R_BAD_NOTIFY },
+	{ .label = "RCPT: unknown parameter with DSN", .in = "TO:<b@example.org> FOO=1",
+	  .dsn = true, .reply = R_UNSUPPORTED },
+	{ .label = "RCPT: junk after '>' with DSN", .in = "TO:<b@example.org>x",
+	  .dsn = true, .reply = R_BAD_RCPT },
 	{ .label = "RCPT: plain", .in = "TO:<bob@example.org>",
 	  .local = "bob", .domain = "example.org" },
 	{ .label = "RCPT: lower-case keyword", .in = "to:<bob@example.org>",
@@ -249,6 +342,7 @@ run_rcpt_case(void **state)
 {
 	const struct rcpt_case *c = *state;
 	struct mailaddr a;
+	struct smtpd_rcpt_dsn d;
 	char *arg;
 	const char *reply;
 
@@ -256,13 +350,18 @@ run_rcpt_case(void **state)
 	arg = strdup(c->in);
 	assert_non_null(arg);
 	memset(&a, 0x5a, sizeof(a));
-	reply = smtpd_parse_rcpt(arg, &a);
+	memset(&d, 0x5a, sizeof(d));
+	reply = smtpd_parse_rcpt(arg, &a, c->dsn ? &d : NULL);
 	free(arg);
 	if (c->reply == NULL) {
 		if (reply != NULL)
 			fail_msg("got reply \"%s\", want none", reply);
 		assert_string_equal(a.local, c->local);
 		assert_string_equal(a.domain, c->domain);
+		if (c->dsn) {
+			assert_int_equal(d.notify, c->notify);
+			assert_string_equal(d.orcpt, c->orcpt ? c->orcpt : "");
+		}
 	} else {
 		if (reply == NULL)
 			fail_msg("got no reply, want \"%s\"", c->reply);

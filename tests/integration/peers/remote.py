@@ -41,6 +41,8 @@ Behaviour keywords (any step may be given a reply, a delay or a drop):
     smtputf8=False                    do not offer SMTPUTF8 (MAIL ... SMTPUTF8
                                       then gets aiosmtpd's 501)
     eightbitmime=False                do not offer 8BITMIME (BODY= gets 555)
+    dsn=True                          offer DSN (RFC 3461) and take RET, ENVID,
+                                      NOTIFY and ORCPT (else they get 555)
 
 Any reply starting with 421 closes the connection after it is sent.  After a
 non-2xx greeting every command but QUIT gets 503 (RFC 5321 3.1).  Defaults:
@@ -58,7 +60,8 @@ remote's part is already recorded):
                          bytes received, decrypted) .closed
     Transaction          .mail_from ('' for <>) .mail_options ['SIZE=..',
                          'BODY=8BITMIME', 'SMTPUTF8'] .rcpts [(addr, reply)]
-                         .accepted [addr] .tls .data_raw (dot-stuffed bytes as
+                         .accepted [addr] .rcpt_options {addr: ['NOTIFY=..']}
+                         .tls .data_raw (dot-stuffed bytes as
                          received, final dot excluded) .content (unstuffed)
                          .data_complete (final dot seen) .eod_reply .delivered
     Remote.delivered()   transactions that completed with a 2xx to the dot
@@ -122,6 +125,7 @@ class Transaction:
         self.tls = tls
         self.rcpts = []             # (address, reply sent)
         self.accepted = []
+        self.rcpt_options = {}      # address -> its RCPT parameters (upper case)
         self.data_started = False
         self.data_raw = b""
         self.data_complete = False
@@ -197,6 +201,14 @@ class RecordingSMTP(SMTP):
         if self.conn is not None:
             self.conn.raw += data
         super().data_received(data)
+
+    def _getparams(self, params):
+        # a remote with DSN takes its four parameters (RFC 3461)
+        result = super()._getparams(params)
+        if result is not None and self.remote.dsn:
+            for k in ("RET", "ENVID", "NOTIFY", "ORCPT"):
+                result.pop(k, None)
+        return result
 
     def behaviour(self, step, arg=None):
         """The configured reply for a step (None: default)."""
@@ -324,7 +336,8 @@ class _Handler:
         session.host_name = hostname
         out = [r for r in responses if not r.startswith("250-AUTH")
                and not (r == "250-8BITMIME" and not self.remote.eightbitmime)]
-        return out[:1] + ["250-PIPELINING", "250-ENHANCEDSTATUSCODES"] + out[1:]
+        return (out[:1] + ["250-PIPELINING", "250-ENHANCEDSTATUSCODES"] +
+                (["250-DSN"] if self.remote.dsn else []) + out[1:])
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         if server.conn is None:
@@ -360,6 +373,7 @@ class _Handler:
         if r is None:
             r = "250 2.1.5 Ok"
         tx.rcpts.append((address, r))
+        tx.rcpt_options[address] = list(rcpt_options)
         if r.startswith("2"):
             tx.accepted.append(address)
             envelope.rcpt_tos.append(address)
@@ -399,7 +413,7 @@ class Remote:
     def __init__(self, pool, name, address, port, listening=True, greeting=None,
                  ehlo=None, mail=None, rcpt=None, data=None, eod=None, delay=None,
                  drop=None, starttls=False, smtputf8=True, eightbitmime=True,
-                 hostname=None, hold=None, tls_cert=None):
+                 hostname=None, hold=None, tls_cert=None, dsn=False):
         if drop is not None and drop not in STEPS:
             raise ValueError("drop must be one of %s" % (STEPS,))
         if hold is not None and hold not in STEPS:
@@ -423,6 +437,7 @@ class Remote:
         self.tls_cert = tls_cert
         self.smtputf8 = smtputf8
         self.eightbitmime = eightbitmime
+        self.dsn = dsn
         self.connections = []
         self._handler = _Handler(self)
         self.controller = None
