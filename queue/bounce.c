@@ -265,7 +265,7 @@ rinfo_fill(struct rinfo *r, const struct queue_rcpt *q, enum bounce_action actio
 	r->diag = clean(q->last_reply, DIAG_MAX, &diag8);
 	r->remote = clean(q->remote_mta, 300, &remote8);
 	r->action = action == BOUNCE_DELAYED ? "delayed" : action == BOUNCE_FAILED ?
-	    "failed" : q->local ? "delivered" : "relayed";
+	    "failed" : q->expanded ? "expanded" : q->local ? "delivered" : "relayed";
 	if (status_ok(q->status))
 		memcpy(r->status, q->status, strlen(q->status) + 1);
 	else
@@ -294,7 +294,14 @@ make_text(struct strbuf *b, const struct queue_msg *msg, const struct rinfo *rs,
 	char date[64], *para;
 
 	strbuf_printf(b, "This is the mail system at %s.\n\n", hostname);
-	if (action == BOUNCE_SUCCESS && n > 0 && strcmp(rs[0].action, "delivered") == 0)
+	if (action == BOUNCE_SUCCESS && n > 0 && strcmp(rs[0].action, "expanded") == 0)
+		put_folded(b, 0, "You asked for a report on the delivery of your "
+		    "message: the addresses below are aliases of several "
+		    "recipients, and the message has been passed on to each of "
+		    "them. You will get no report of success for those "
+		    "recipients, only of a failure or a delay if you asked for "
+		    "it.", "");
+	else if (action == BOUNCE_SUCCESS && n > 0 && strcmp(rs[0].action, "delivered") == 0)
 		put_folded(b, 0, "You asked for a report on the delivery of your "
 		    "message: it has been delivered to the mailboxes of the "
 		    "recipients below.", "");

@@ -393,17 +393,25 @@ bad:
 }
 
 /* queue_msg_free - the fields, not the struct; leaves it zeroed */
+/* rcpts_free - n recipients and their array */
+static void
+rcpts_free(struct queue_rcpt *r, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(r[i].addr);
+		free(r[i].orig);
+		free(r[i].last_reply);
+		free(r[i].remote_mta);
+		free(r[i].orcpt);
+	}
+	free(r);
+}
+
 void
 queue_msg_free(struct queue_msg *m)
 {
-	for (size_t i = 0; i < m->nrcpts; i++) {
-		free(m->rcpts[i].addr);
-		free(m->rcpts[i].orig);
-		free(m->rcpts[i].last_reply);
-		free(m->rcpts[i].remote_mta);
-		free(m->rcpts[i].orcpt);
-	}
-	free(m->rcpts);
+	rcpts_free(m->rcpts, m->nrcpts);
+	rcpts_free(m->expanded, m->nexpanded);
 	free(m->envid);
 	free(m->sender);
 	free(m->owner);
@@ -416,6 +424,38 @@ dup_or_null(const char *s)
 	return s ? xstrdup(s) : NULL;
 }
 
+/* queue_msg_drop_expanded - see queue.h */
+void
+queue_msg_drop_expanded(struct queue_msg *m)
+{
+	rcpts_free(m->expanded, m->nexpanded);
+	m->expanded = NULL;
+	m->nexpanded = 0;
+}
+
+/* rcpts_copy - a deep copy of n recipients (NULL for none) */
+static struct queue_rcpt *
+rcpts_copy(const struct queue_rcpt *src, size_t n)
+{
+	struct queue_rcpt *dst;
+
+	if (n == 0)
+		return NULL;
+	dst = xreallocarray(NULL, n, sizeof(*dst));
+	for (size_t i = 0; i < n; i++) {
+		struct queue_rcpt *d = &dst[i];
+		const struct queue_rcpt *s = &src[i];
+
+		*d = *s;
+		d->addr = dup_or_null(s->addr);
+		d->orig = dup_or_null(s->orig);
+		d->last_reply = dup_or_null(s->last_reply);
+		d->remote_mta = dup_or_null(s->remote_mta);
+		d->orcpt = dup_or_null(s->orcpt);
+	}
+	return dst;
+}
+
 /* queue_msg_copy - a deep copy into dst (whose old contents are not freed) */
 void
 queue_msg_copy(struct queue_msg *dst, const struct queue_msg *src)
@@ -424,21 +464,8 @@ queue_msg_copy(struct queue_msg *dst, const struct queue_msg *src)
 	dst->sender = dup_or_null(src->sender);
 	dst->owner = dup_or_null(src->owner);
 	dst->envid = dup_or_null(src->envid);
-	dst->rcpts = NULL;
-	if (src->nrcpts > 0) {
-		dst->rcpts = xreallocarray(NULL, src->nrcpts, sizeof(*dst->rcpts));
-		for (size_t i = 0; i < src->nrcpts; i++) {
-			struct queue_rcpt *d = &dst->rcpts[i];
-			const struct queue_rcpt *s = &src->rcpts[i];
-
-			*d = *s;
-			d->addr = dup_or_null(s->addr);
-			d->orig = dup_or_null(s->orig);
-			d->last_reply = dup_or_null(s->last_reply);
-			d->remote_mta = dup_or_null(s->remote_mta);
-			d->orcpt = dup_or_null(s->orcpt);
-		}
-	}
+	dst->rcpts = rcpts_copy(src->rcpts, src->nrcpts);
+	dst->expanded = rcpts_copy(src->expanded, src->nexpanded);
 }
 
 /*

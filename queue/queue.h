@@ -48,6 +48,7 @@ struct queue_rcpt {
 	bool reported;		/* a failure or delay report was made for it */
 	unsigned notify;	/* NOTIFY (DSN_NOTIFY_*), 0: not given (RFC 3461 4.1) */
 	char *orcpt;		/* ORCPT "type;address" decoded, "" or NULL: none */
+	bool expanded;		/* an alias in queue_msg.expanded: Action expanded */
 };
 
 struct queue_msg {
@@ -66,6 +67,13 @@ struct queue_msg {
 	enum dsn_ret ret;	/* RET (RFC 3461 4.3) */
 	struct queue_rcpt *rcpts;
 	size_t nrcpts;
+	/*
+	 * the aliases of several destinations whose NOTIFY had SUCCESS: their
+	 * one "expanded" report (RFC 3461 5.2.7.3, doc/queue.md), made at the
+	 * message's first attempt; not kept in the record
+	 */
+	struct queue_rcpt *expanded;
+	size_t nexpanded;
 };
 
 /* envelope.c */
@@ -75,6 +83,8 @@ char *queue_msg_encode(const struct queue_msg *, size_t *len);
 int queue_msg_decode(const char *rec, size_t len, struct queue_msg *);
 void queue_msg_free(struct queue_msg *);	/* the fields, not the struct */
 void queue_msg_copy(struct queue_msg *dst, const struct queue_msg *src);
+/* queue_msg_drop_expanded - the expanded aliases reported: let them go */
+void queue_msg_drop_expanded(struct queue_msg *);
 void queue_new_id(char id[QUEUE_ID_LEN + 1]);
 /*
  * scheduler.c: queue_msg_prepare - what queue_submit makes of a new
@@ -176,7 +186,8 @@ enum bounce_action {
 	BOUNCE_DELAYED,	/* Action: delayed (still trying) */
 	BOUNCE_SUCCESS,	/* Action: delivered (local) or relayed (a remote
 			   that takes no DSN parameters), NOTIFY=SUCCESS;
-			   select recipients of one kind per report */
+			   or expanded (queue_rcpt.expanded); select
+			   recipients of one kind per report */
 };
 /*
  * bounce_build - an RFC 3464 report (multipart/report;

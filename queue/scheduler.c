@@ -592,8 +592,6 @@ add_rcpt(struct queue_msg *m, struct queue_rcpt *out, size_t *n, const char *add
 	memset(&out[*n], 0, sizeof(out[*n]));
 	out[*n].addr = xstrdup(addr);
 	out[*n].orig = xstrdup(from->orig);
-	/* XXX an alias of several members passes NOTIFY to each, where RFC
-	   3461 6.2.7.3 would report "expanded" once */
 	out[*n].notify = from->notify;
 	out[*n].orcpt = xstrdup(from->orcpt ? from->orcpt : "");
 	out[*n].local = local;
@@ -602,6 +600,34 @@ add_rcpt(struct queue_msg *m, struct queue_rcpt *out, size_t *n, const char *add
 	out[*n].last_reply = xstrdup("");
 	out[*n].remote_mta = xstrdup("");
 	(*n)++;
+}
+
+/*
+ * expanded_add - r, an alias of several destinations whose NOTIFY has
+ * SUCCESS, into m->expanded for its "expanded" report (RFC 3461 5.2.7.3,
+ * option (b) as Postfix does: the members go on with NOTIFY less SUCCESS,
+ * doc/queue.md); the NOTIFY its members get
+ */
+static unsigned
+expanded_add(struct queue_msg *m, const struct queue_rcpt *r)
+{
+	struct queue_rcpt *x;
+
+	m->expanded = xreallocarray(m->expanded, m->nexpanded + 1,
+	    sizeof(*m->expanded));
+	x = &m->expanded[m->nexpanded++];
+	memset(x, 0, sizeof(*x));
+	x->addr = xstrdup(r->orig);
+	x->orig = xstrdup(r->orig);
+	x->orcpt = xstrdup(r->orcpt ? r->orcpt : "");
+	x->notify = r->notify;
+	x->local = x->expanded = true;
+	x->state = RS_DELIVERED;
+	str_copy(x->status, "2.0.0", sizeof(x->status));
+	x->last_reply = xstrdup("250 2.0.0 alias expanded");
+	x->remote_mta = xstrdup("");
+	return r->notify == DSN_NOTIFY_SUCCESS ? DSN_NOTIFY_NEVER :
+	    r->notify & ~(unsigned)DSN_NOTIFY_SUCCESS;
 }
 
 /*
@@ -622,6 +648,7 @@ expand(struct queue_msg *m)
 		struct expansion exp;
 		const char *at;
 		bool local_dom = false;
+		size_t first;
 
 		if (cap < n + 64) {
 			cap = n + 64;
@@ -653,10 +680,18 @@ expand(struct queue_msg *m)
 			cap = n + exp.nmailboxes + 64;
 			out = xreallocarray(out, cap, sizeof(*out));
 		}
+		first = n;
 		for (size_t k = 0; k < exp.nmailboxes; k++)
 			add_rcpt(m, out, &n, exp.mailboxes[k], r, true);
 		if (exp.external)
 			add_rcpt(m, out, &n, exp.external, r, false);
+		if (exp.nmailboxes + (exp.external ? 1 : 0) > 1 &&
+		    (r->notify & DSN_NOTIFY_SUCCESS)) {
+			unsigned notify = expanded_add(m, r);
+
+			for (size_t k = first; k < n; k++)
+				out[k].notify = notify;
+		}
 		expansion_free(&exp);
 	}
 	for (size_t i = 0; i < m->nrcpts; i++) {
@@ -898,11 +933,13 @@ report_mailbox(const struct queue_msg *m)
 }
 
 /*
- * report - an RFC 3464 report about the recipients selected by which[]
- * into the owner's Maildir; a message from <> never gets one
+ * report_on - an RFC 3464 report about the recipients of about (e's
+ * message, or its expanded aliases) selected by which[] into the owner's
+ * Maildir; a message from <> never gets one
  */
 static void
-report(struct qentry *e, const bool *which, enum bounce_action action)
+report_on(struct qentry *e, const struct queue_msg *about, const bool *which,
+    enum bounce_action action)
 {
 	struct report_job *j;
 	const char *hdr_end;
@@ -921,7 +958,7 @@ report(struct qentry *e, const bool *which, enum bounce_action action)
 	hlen = hdr_end ? (size_t)(hdr_end - e->body) + 1 : e->body ? e->body_len : 0;
 	if (e->msg.ret == DSN_RET_FULL && e->body)
 		hlen = e->body_len;	/* RET=FULL: all of it (bounce_build) */
-	text = bounce_build(&e->msg, which, action, e->body ? e->body : "", hlen,
+	text = bounce_build(about, which, action, e->body ? e->body : "", hlen,
 	    q.cfg->hostname, clock_now(), e->msg.created +
 	    (time_t)q.cfg->queue_lifetime, &len);
 	j = xcalloc(1, sizeof(*j));
@@ -955,6 +992,26 @@ report(struct qentry *e, const bool *which, enum bounce_action action)
 	    "delayed" : "success",
 	    log_field(f1, sizeof(f1), e->msg.owner), mb);
 	job(report_work, report_done, j);
+}
+
+static void
+report(struct qentry *e, const bool *which, enum bounce_action action)
+{
+	report_on(e, &e->msg, which, action);
+}
+
+/* report_expanded - the expanded aliases' report, once (queue_msg.expanded) */
+static void
+report_expanded(struct qentry *e)
+{
+	struct queue_msg about = e->msg;
+
+	if (e->msg.nexpanded == 0)
+		return;
+	about.rcpts = e->msg.expanded;
+	about.nrcpts = e->msg.nexpanded;
+	report_on(e, &about, NULL, BOUNCE_SUCCESS);
+	queue_msg_drop_expanded(&e->msg);
 }
 
 /* ---- attempts -------------------------------------------------------------- */
@@ -1679,6 +1736,7 @@ attempt_finish(struct qentry *e)
 		}
 	}
 	/* one report per event (one Action), about the recipients it concerns */
+	report_expanded(e);
 	if (anyfail)
 		report(e, fail, BOUNCE_FAILED);
 	if (anydelay)

@@ -265,6 +265,51 @@ def test_remote_without_dsn_relayed_report(fwd_env, tmp_path):
     assert "remote.test" in b.get("remote-mta", ""), b
 
 
+def test_alias_of_several_gets_one_expanded_report(fwd_env, tmp_path):
+    """RFC 3461 5.2.7.3 (b), as Postfix does: an alias of several
+    destinations with NOTIFY=SUCCESS gets one "expanded" report; its
+    members go on without SUCCESS (no delivered or relayed report for
+    them, a failed one still as FAILURE asks); a one-member alias passes
+    NOTIFY on unchanged."""
+    r = fwd_env.remote("remote.test", rcpt={"dave@remote.test": "550 5.1.1 no such user dave"})
+    aliases = {"team@example.test": [BOB, OWNER, "carol@remote.test"],
+               "crew@example.test": [OWNER, "dave@remote.test"],
+               "solo@example.test": [ALICE]}
+    sub = submission_daemon(fwd_env.daemon, tmp_path / "sasl", mailboxes=MAILBOXES,
+                            aliases=aliases)
+    wait_ready(sub.d)
+    submit(sub, "ENVID=alias1", [("team@example.test", "NOTIFY=SUCCESS"),
+                                 ("crew@example.test", "NOTIFY=SUCCESS,FAILURE"),
+                                 ("solo@example.test", "NOTIFY=SUCCESS")],
+           message("to the team"))
+    wait_until(lambda: r.delivered(), 20, what="carol's copy")
+    # alice's Maildir: the three reports, and solo's copy of the message
+    reps = [x for x in settled_reports(sub.d, ALICE, want=3) if x["return_path"] == "<>"]
+    assert len(reps) == 3, reps
+    by = {}
+    for rep in reps:
+        check_report(rep, ALICE)
+        by.setdefault(action_of(rep), []).append(rep)
+    assert sorted(by) == ["delivered", "expanded", "failed"], sorted(by)
+    (exp,) = by["expanded"]
+    got = {b["final-recipient"].split(";", 1)[1].strip(): b for b in exp["recipients"]}
+    assert sorted(got) == ["crew@example.test", "team@example.test"], got
+    assert all(b["status"] == "2.0.0" for b in got.values()), got
+    assert exp["per_message"]["original-envelope-id"] == "alias1"
+    # solo: one member, NOTIFY passed on: alice's delivery is reported for it
+    (dlv,) = by["delivered"]
+    (b,) = dlv["recipients"]
+    assert b["final-recipient"] == "rfc822; %s" % ALICE, b
+    assert b["original-recipient"] == "rfc822; solo@example.test", b
+    # crew's NOTIFY kept FAILURE for its members: dave's refusal is reported
+    (fl,) = by["failed"]
+    assert [b["final-recipient"] for b in fl["recipients"]] == ["rfc822; dave@remote.test"]
+    # every member got the message; nothing went out as a report by mail
+    # one copy each, root named by both aliases too
+    assert len(sub.d.messages(BOB)) == 1 and len(sub.d.messages(OWNER)) == 1
+    assert not fwd_env.remotes.null_sender_attempts()
+
+
 # --------------------------------------------------------------------------
 # other clients: msmtp and chamois-sendmail
 
