@@ -12,7 +12,6 @@ extension (peers/remote.py) behind a dnsmasq MX; reports are read with
 Python's email package."""
 
 import shutil
-import socket
 import subprocess
 import time
 
@@ -22,7 +21,7 @@ from harness import crlf, dot_stuff, wait_until
 from peers.remote import fwd_env  # noqa: F401
 from peers.queue_util import (  # noqa: F401
     MAILBOXES, OWNER, qbins, ctl_ok, parse_report, queue, recipient_block, sendmail,
-    sendmail_ok, wait_empty, wait_queue, wait_ready)
+    sendmail_ok, submit_raw, wait_empty, wait_queue, wait_ready)
 from peers.sasl import ALICE, BOB, CLIENT_NAME, USERS, plain_b64, submission_daemon
 
 SLOW = 30
@@ -354,28 +353,6 @@ def test_sendmail_n_r_v(fwd_env, qbins):
                  args=["-N", "always"])
     assert p.returncode == 64, p
     fwd_env.assert_no_bounce(local={BOB: 2, OWNER: 1})
-
-
-def submit_raw(d, data, timeout=10):
-    """One connection to the submit socket; its one answer line."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    s.connect(str(d.queue_dir / "submit.sock"))
-    try:
-        s.sendall(data)
-    except OSError:
-        pass
-    out = b""
-    try:
-        while not out.endswith(b"\n"):
-            chunk = s.recv(1024)
-            if not chunk:
-                break
-            out += chunk
-    except ConnectionResetError:
-        pass
-    s.close()
-    return out.decode()
 
 
 def test_submit_socket_dsn_line(fwd_env):

@@ -21,6 +21,7 @@ import pytest
 from pathlib import Path
 
 from harness import ROOT, wait_until
+from peers.queue_util import submit_raw
 
 SENDMAIL = Path(os.environ.get("CHAMOIS_SENDMAIL") or ROOT / "bin" / "chamois-sendmail")
 EX_USAGE, EX_DATAERR, EX_TEMPFAIL = 64, 65, 75
@@ -300,27 +301,6 @@ def test_socket_modes(chamoisd):
 
 
 # -- the protocol, spoken directly ------------------------------------------
-
-
-def submit_raw(d, data, timeout=10):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    s.connect(str(d.queue_dir / "submit.sock"))
-    try:
-        s.sendall(data)
-    except OSError:
-        pass
-    out = b""
-    try:
-        while not out.endswith(b"\n"):
-            chunk = s.recv(1024)
-            if not chunk:
-                break
-            out += chunk
-    except ConnectionResetError:
-        pass
-    s.close()
-    return out.decode()
 
 
 def test_protocol_ok_and_errors(chamoisd):

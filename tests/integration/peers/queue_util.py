@@ -24,6 +24,7 @@ import email.policy
 import os
 import re
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
@@ -311,3 +312,26 @@ def relocate_state(d, root):
     d.queue_dir = root / "queue"
     d.maildir_root = root / "maildir"
     return d
+
+
+def submit_raw(d, data, timeout=10):
+    """One connection to d's submit socket (doc/protocol.md, "The submit
+    socket"): data sent, its one answer line."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(str(d.queue_dir / "submit.sock"))
+    try:
+        s.sendall(data)
+    except OSError:
+        pass
+    out = b""
+    try:
+        while not out.endswith(b"\n"):
+            chunk = s.recv(1024)
+            if not chunk:
+                break
+            out += chunk
+    except ConnectionResetError:
+        pass
+    s.close()
+    return out.decode()
