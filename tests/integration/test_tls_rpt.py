@@ -155,3 +155,18 @@ def test_counts_survive_a_restart(env, qbins):
                p["summary"]["total-failure-session-count"]) for p in rep["policies"]]
     assert sorted(totals) == [(0, 1), (1, 0)], rep
 
+
+
+def test_chamoisctl_dns_prints_our_tlsrpt_record_with_tlsrpt_rua(fwd_env, qbins):
+    """SPEC's "TLS-RPT where configured": each local domain's _smtp._tls
+    record (RFC 8460 3) when tlsrpt_rua says where reports go; none without."""
+    plain = fwd_env.daemon(dns=False, start=False)
+    assert "_smtp._tls" not in ctl_ok(qbins, plain, "dns")
+    d = fwd_env.daemon(dns=False, start=False,
+                       extra_conf="tlsrpt_rua tls-reports@example.test")
+    out = ctl_ok(qbins, d, "dns").splitlines()
+    domains = [l[2:] for l in out if l.startswith("; ") and ":" not in l]
+    assert domains, out
+    for dom in domains:
+        line = '_smtp._tls.%s. TXT "v=TLSRPTv1; rua=mailto:tls-reports@example.test"' % dom
+        assert line in out, out
