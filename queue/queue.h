@@ -262,14 +262,19 @@ struct ssl_ctx_st *relay_tls_new(const struct config *, char *err, size_t errsiz
  * tlsrpt.c - TLS-RPT reports (RFC 8460; doc/security.md "TLS-RPT"): the
  * counts of outbound/tlsrpt.c kept in queue_dir/tlsrpt, and each UTC day
  * (or tlsrpt_reports_send) a report mail per policy domain that publishes
- * _smtp._tls, queued from <> with the owner TLSRPT_OWNER
+ * _smtp._tls, queued from <> with the owner TLSRPT_OWNER to each mailto:
+ * rua, posted to each https: rua
  */
-#define TLSRPT_OWNER	"(tlsrpt)"
+#define TLSRPT_OWNER	"-tlsrpt"	/* whose reports are never made (sender <>) */
 /* tlsrpt_is_report - m is such a report: its sessions are not counted */
 bool tlsrpt_is_report(const struct queue_msg *m);
-/* tlsrpt_reports_init - with cfg's tlsrpt on: load the counts, start the timers */
+/*
+ * tlsrpt_reports_init - with cfg's tlsrpt on: load the counts, start the
+ * timers; an https: rua is posted to through sts's verified HTTPS (NULL,
+ * mta_sts no: https: rua are skipped)
+ */
 int tlsrpt_reports_init(struct event_base *, struct config *, struct resolver *,
-    char *err, size_t errsize);
+    struct sts *, char *err, size_t errsize);
 void tlsrpt_reports_configure(struct config *);	/* SIGHUP */
 void tlsrpt_reports_shutdown(void);	/* after the workers: the counts saved */
 /*

@@ -348,7 +348,7 @@ queue_init(struct event_base *base, struct config *cfg, struct tables *tables,
 	q.ckpt = event_new(base, -1, EV_PERSIST, ckpt_cb, NULL);
 	event_add(q.ckpt, &tv);
 	log_info("queue ready messages=%u dir=%s", n, dir);
-	if (tlsrpt_reports_init(base, cfg, resolver, err, errsize) == -1)
+	if (tlsrpt_reports_init(base, cfg, resolver, sts, err, errsize) == -1)
 		return -1;
 	schedule();
 	return 0;

@@ -6,8 +6,10 @@
  * chamoisctl tlsrpt send asks, the counts are taken and, for each policy
  * domain, _smtp._tls.DOMAIN TXT is looked up (RFC 8460 3): a domain with
  * one v=TLSRPTv1 record gets its report, the JSON of RFC 8460 4.4
- * gzip'ed, as a mail to each mailto: rua (RFC 8460 5.3); an https: rua
- * is logged and skipped.  A domain without the record gets nothing.
+ * gzip'ed, as a mail to each mailto: rua (RFC 8460 5.3) and as an HTTPS
+ * POST to each https: rua (RFC 8460 5.4: evhttp, the server's certificate
+ * verified as MTA-STS's are; only the answer's status is read).  A domain
+ * without the record gets nothing.
  *
  * The report mail has the null reverse-path and the owner TLSRPT_OWNER:
  * nothing reports its failures (no bounce for <>), and the queue's MX
@@ -19,9 +21,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <time.h>
 
+#include <event2/buffer.h>
 #include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 #include <openssl/evp.h>
 #include <zlib.h>
 
@@ -32,6 +38,7 @@
 #include "../common/limits.h"
 #include "../common/log.h"
 #include "../common/util.h"
+#include "../outbound/mtasts.h"
 #include "../outbound/resolver.h"
 #include "../outbound/tlsrpt.h"
 #include "queue.h"
@@ -40,11 +47,25 @@
 #define RUA_MAX		8		/* rua URIs of a record used */
 #define TXT_MAX		2048		/* octets of a TLSRPT record read */
 
+/* one report on its way to an https: rua */
+struct post {
+	TAILQ_ENTRY(post) entry;
+	char host[256], path[1024], what[600];
+	unsigned port;
+	unsigned char *gz;
+	size_t gzlen;
+	struct resolver_query *rq;
+	struct evhttp_connection *evcon;
+	struct event *free_ev;
+};
+
 static struct {
 	struct event_base *base;
 	struct config *cfg;
 	struct resolver *res;
+	struct sts *sts;
 	struct event *save_ev, *day_ev;
+	TAILQ_HEAD(, post) posts;
 } rp;
 
 /* a period's counts, shared by the look-ups of its domains */
@@ -147,6 +168,13 @@ tlsrpt_mail_build(const char *domain, const char *submitter, const char *from,
 	return b.p;
 }
 
+/* submitter_of - tlsrpt_submitter, else the host name */
+static const char *
+submitter_of(const struct config *c)
+{
+	return c->tlsrpt_submitter ? c->tlsrpt_submitter : c->hostname;
+}
+
 static void
 report_queued(void *arg, int error, const char *id)
 {
@@ -159,39 +187,57 @@ report_queued(void *arg, int error, const char *id)
 	free(what);
 }
 
+/*
+ * report_gz - domain i's report (a new report-id into id), gzip'ed; NULL
+ * (logged) on failure
+ */
+static unsigned char *
+report_gz(struct batch *b, size_t i, char *id, size_t idsize, size_t *glen)
+{
+	const struct config *c = b->cfg;
+	const char *domain = tlsrpt_domain(b->t, i);
+	char *contact = c->postmaster ? xstrdup(c->postmaster) :
+	    xasprintf("postmaster@%s", c->hostname);
+	char day[16], *json;
+	unsigned char *gz;
+	size_t jlen;
+	struct tm tm;
+
+	gmtime_r(&b->start, &tm);
+	strftime(day, sizeof(day), "%Y%m%d", &tm);
+	snprintf(id, idsize, "%s.%016llx.%s@%s", day,
+	    (unsigned long long)random_u64(), domain, submitter_of(c));
+	json = tlsrpt_json(b->t, i, submitter_of(c), contact, id, b->start,
+	    b->end, &jlen);
+	gz = gzip(json, jlen, glen);
+	free(json);
+	free(contact);
+	if (gz == NULL)
+		log_warnx("tlsrpt: gzip failed, no report for %s", domain);
+	return gz;
+}
+
 /* report_send - domain i's report to the mailto: address to */
 static void
 report_send(struct batch *b, size_t i, const char *to)
 {
 	const struct config *c = b->cfg;
 	const char *domain = tlsrpt_domain(b->t, i);
-	const char *submitter = c->tlsrpt_submitter ? c->tlsrpt_submitter :
-	    c->hostname;
 	char *contact = c->postmaster ? xstrdup(c->postmaster) :
 	    xasprintf("postmaster@%s", c->hostname);
-	char id[DOMAIN_MAX * 2 + 64], day[16], esc[LOG_ESC(256)];
-	char *json, *mail;
+	char id[DOMAIN_MAX * 2 + 64], esc[LOG_ESC(256)];
+	char *mail;
 	unsigned char *gz;
-	size_t jlen, glen, mlen;
+	size_t glen, mlen;
 	struct queue_msg *m;
 	struct body *body;
-	struct tm tm;
 
-	gmtime_r(&b->start, &tm);
-	strftime(day, sizeof(day), "%Y%m%d", &tm);
-	snprintf(id, sizeof(id), "%s.%016llx.%s@%s", day,
-	    (unsigned long long)random_u64(), domain, submitter);
-	json = tlsrpt_json(b->t, i, submitter, contact, id, b->start, b->end,
-	    &jlen);
-	gz = gzip(json, jlen, &glen);
-	free(json);
-	if (gz == NULL) {
-		log_warnx("tlsrpt: gzip failed, no report for %s", domain);
+	if ((gz = report_gz(b, i, id, sizeof(id), &glen)) == NULL) {
 		free(contact);
 		return;
 	}
-	mail = tlsrpt_mail_build(domain, submitter, contact, to, id, b->start,
-	    b->end, clock_now(), gz, glen, &mlen);
+	mail = tlsrpt_mail_build(domain, submitter_of(c), contact, to, id,
+	    b->start, b->end, clock_now(), gz, glen, &mlen);
 	free(gz);
 	free(contact);
 	m = xcalloc(1, sizeof(*m));
@@ -217,6 +263,119 @@ report_send(struct batch *b, size_t i, const char *to)
 	    log_field(esc, sizeof(esc), domain), to));
 }
 
+/* ---- https: rua (RFC 8460 5.4) ---- */
+
+static void
+post_free(struct post *p)
+{
+	TAILQ_REMOVE(&rp.posts, p, entry);
+	if (p->rq)
+		resolver_cancel(p->rq);
+	if (p->evcon)
+		evhttp_connection_free(p->evcon);
+	if (p->free_ev)
+		event_free(p->free_ev);
+	free(p->gz);
+	free(p);
+}
+
+static void
+post_free_cb(evutil_socket_t fd, short what, void *arg)
+{
+	post_free(arg);
+}
+
+/* post_end - log how it went; p goes from the loop (not inside evhttp) */
+static void
+post_end(struct post *p, const char *how, int code)
+{
+	if (code >= 200 && code < 300)
+		log_info("tlsrpt report posted %s status=%d", p->what, code);
+	else
+		log_warnx("tlsrpt report not posted %s: %s%.0d", p->what, how,
+		    code);
+	p->free_ev = evtimer_new(rp.base, post_free_cb, p);
+	event_active(p->free_ev, EV_TIMEOUT, 1);
+}
+
+static void
+post_done(struct evhttp_request *req, void *arg)
+{
+	struct post *p = arg;
+	int code = req ? evhttp_request_get_response_code(req) : 0;
+
+	post_end(p, code ? "HTTP " : "no answer (connection, TLS or "
+	    "certificate)", code);
+}
+
+static void
+post_resolved(void *arg, const struct mx_answer *ans)
+{
+	struct post *p = arg;
+	struct evhttp_request *req;
+	struct evkeyvalq *h;
+
+	p->rq = NULL;
+	if (ans->status != DNS_OK || ans->ntargets == 0) {
+		post_end(p, "the host has no address", 0);
+		return;
+	}
+	p->evcon = sts_https(rp.sts, &ans->targets[0], p->port, p->host);
+	req = evhttp_request_new(post_done, p);
+	h = evhttp_request_get_output_headers(req);
+	evhttp_add_header(h, "Host", p->host);
+	evhttp_add_header(h, "Content-Type", "application/tlsrpt+gzip");
+	evhttp_add_header(h, "Connection", "close");
+	evbuffer_add(evhttp_request_get_output_buffer(req), p->gz, p->gzlen);
+	if (evhttp_make_request(p->evcon, req, EVHTTP_REQ_POST, p->path) != 0)
+		post_end(p, "the request failed", 0);
+}
+
+/* report_post - domain i's report to the https: URI uri */
+static void
+report_post(struct batch *b, size_t i, const char *uri)
+{
+	struct evhttp_uri *u = evhttp_uri_parse(uri);
+	const char *host = u ? evhttp_uri_get_host(u) : NULL;
+	const char *path = u ? evhttp_uri_get_path(u) : NULL;
+	const char *query = u ? evhttp_uri_get_query(u) : NULL;
+	char id[DOMAIN_MAX * 2 + 64], esc[LOG_ESC(256)], u8[LOG_ESC(256)];
+	struct mx_target t;
+	struct post *p;
+
+	if (host == NULL || *host == '\0' || rp.sts == NULL) {
+		log_info("tlsrpt domain=%s rua=%s skipped (%s)",
+		    log_field(esc, sizeof(esc), tlsrpt_domain(b->t, i)),
+		    log_field(u8, sizeof(u8), uri), rp.sts == NULL ?
+		    "https: needs mta_sts yes" : "not a URI");
+		if (u)
+			evhttp_uri_free(u);
+		return;
+	}
+	p = xcalloc(1, sizeof(*p));
+	TAILQ_INSERT_TAIL(&rp.posts, p, entry);
+	str_copy(p->host, host, sizeof(p->host));
+	p->port = evhttp_uri_get_port(u) > 0 ? (unsigned)evhttp_uri_get_port(u) :
+	    443;
+	snprintf(p->path, sizeof(p->path), "%s%s%s", path && *path ? path : "/",
+	    query ? "?" : "", query ? query : "");
+	evhttp_uri_free(u);
+	snprintf(p->what, sizeof(p->what), "domain=%s rua=%s",
+	    log_field(esc, sizeof(esc), tlsrpt_domain(b->t, i)),
+	    log_field(u8, sizeof(u8), uri));
+	if ((p->gz = report_gz(b, i, id, sizeof(id), &p->gzlen)) == NULL) {
+		post_free(p);
+		return;
+	}
+	if (mx_host_target(p->host, &t)) {
+		struct mx_answer ans = { .status = DNS_OK, .targets = &t,
+		    .ntargets = 1 };
+
+		post_resolved(p, &ans);
+	} else
+		p->rq = resolver_host(rp.res, p->host, post_resolved, p);
+}
+
 static void
 batch_done(struct batch *b)
 {
@@ -229,7 +388,7 @@ batch_done(struct batch *b)
 
 /*
  * rua_each - the rua URIs of a TLSRPT record (RFC 8460 3: "v=TLSRPTv1;
- * rua=URI,URI"): a mailto: gets the report, an https: is skipped
+ * rua=URI,URI"): a mailto: gets the report mailed, an https: posted
  */
 static void
 rua_each(struct batch *b, size_t i, const char *rec)
@@ -256,9 +415,11 @@ rua_each(struct batch *b, size_t i, const char *rec)
 			if (str_has_prefix_ci(tok, "mailto:") &&
 			    addr_parse(tok + 7, &a, 0) == ADDR_OK)
 				report_send(b, i, tok + 7);
+			else if (str_has_prefix_ci(tok, "https://"))
+				report_post(b, i, tok);
 			else
-				log_info("tlsrpt domain=%s rua=%s skipped (only "
-				    "mailto: is used)", tlsrpt_domain(b->t, i),
+				log_info("tlsrpt domain=%s rua=%s skipped (neither "
+				    "mailto: nor https:)", tlsrpt_domain(b->t, i),
 				    log_field(esc, sizeof(esc), tok));
 		}
 	}
@@ -350,7 +511,7 @@ save_cb(evutil_socket_t fd, short what, void *arg)
 /* tlsrpt_reports_init - see queue.h */
 int
 tlsrpt_reports_init(struct event_base *base, struct config *cfg,
-    struct resolver *res, char *err, size_t errsize)
+    struct resolver *res, struct sts *sts, char *err, size_t errsize)
 {
 	char dir[4096];
 	time_t start;
@@ -366,6 +527,8 @@ tlsrpt_reports_init(struct event_base *base, struct config *cfg,
 	rp.base = base;
 	rp.cfg = config_ref(cfg);
 	rp.res = res;
+	rp.sts = sts;
+	TAILQ_INIT(&rp.posts);
 	rp.save_ev = event_new(base, -1, EV_PERSIST, save_cb, NULL);
 	event_add(rp.save_ev, &(struct timeval){ SAVE_EVERY, 0 });
 	rp.day_ev = evtimer_new(base, day_cb, NULL);
@@ -391,6 +554,8 @@ tlsrpt_reports_shutdown(void)
 {
 	if (rp.cfg == NULL)
 		return;
+	while (!TAILQ_EMPTY(&rp.posts))
+		post_free(TAILQ_FIRST(&rp.posts));
 	event_free(rp.save_ev);
 	event_free(rp.day_ev);
 	tlsrpt_close();

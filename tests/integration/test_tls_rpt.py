@@ -13,8 +13,11 @@ import base64
 import email
 import email.policy
 import gzip
+import http.server
 import json
 import re
+import ssl
+import threading
 
 import pytest
 
@@ -29,6 +32,7 @@ from peers.tlsca import TestCA
 ALIASES = {"fwd@example.test": ["carol@dane.test"]}
 CONF = "forward_rcpt_budget 20s\nforward_data_budget 20s"
 RUA = "tlsrpt@dane.test"
+REPORTS_ADDRESS = "127.0.0.22"      # not one of the remotes' (peers/remote.py)
 
 
 @pytest.fixture
@@ -170,3 +174,63 @@ def test_chamoisctl_dns_prints_our_tlsrpt_record_with_tlsrpt_rua(fwd_env, qbins)
     for dom in domains:
         line = '_smtp._tls.%s. TXT "v=TLSRPTv1; rua=mailto:tls-reports@example.test"' % dom
         assert line in out, out
+
+
+class ReportServer:
+    """https://reports.dane.test:PORT/, keeping what is POSTed to it."""
+
+    def __init__(self, cert, key):
+        self.posts = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length", "0"))
+                outer.posts.append((self.path, dict(self.headers), self.rfile.read(n)))
+                self.send_response(201)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.port = harness.pick_port((REPORTS_ADDRESS,))
+        self.httpd = http.server.ThreadingHTTPServer((REPORTS_ADDRESS, self.port), Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(10)
+
+
+def test_https_rua_gets_the_report_posted(env, qbins):
+    """RFC 8460 5.4: the gzip'ed JSON POSTed as application/tlsrpt+gzip,
+    the server's certificate verified for its name (tls_ca_file)."""
+    bad, good = two_mx(env)
+    ca = TestCA(env.dir / "ca")
+    server = ReportServer(*ca.leaf(env.dir / "reports", "reports.dane.test"))
+    try:
+        env.signed.a("reports.dane.test", REPORTS_ADDRESS)
+        env.signed._add("_smtp._tls.dane.test", "TXT",
+                        '"v=TLSRPTv1; rua=https://reports.dane.test:%d/v1/tlsrpt"'
+                        % server.port)
+        d = env.daemon(aliases=ALIASES, extra_conf=CONF + "\ntls_ca_file %s" % ca.cert)
+        forward_one(d)
+        assert "reporting on 1 policy domain" in ctl_ok(qbins, d, "tlsrpt", "send")
+        wait_until(lambda: "tlsrpt report posted" in d.log(), 30, what="the POST")
+        [(path, headers, body)] = server.posts
+    finally:
+        server.stop()
+    assert path == "/v1/tlsrpt"
+    assert headers["Content-Type"] == "application/tlsrpt+gzip"
+    assert headers["Host"] == "reports.dane.test"
+    rep = json.loads(gzip.decompress(body))
+    assert {p["policy"]["mx-host"]: p["summary"]["total-failure-session-count"]
+            for p in rep["policies"]} == {"mx1.dane.test": 1, "mx2.dane.test": 0}
+    assert "status=201" in d.log()
+    assert not reports_at(good)
