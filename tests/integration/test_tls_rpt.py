@@ -25,9 +25,11 @@ import harness
 from harness import sample_message, wait_until
 from peers import dnssec
 from peers.dnssec import SignedDNS, spki_sha256
-from peers.queue_util import ctl_ok, qbins, wait_empty  # noqa: F401
+from peers.queue_util import MAILBOXES, ctl_ok, qbins, sendmail_ok, wait_empty  # noqa: F401
 from peers.remote import assert_reply, fwd_env, transaction  # noqa: F401
 from peers.tlsca import TestCA
+from test_mta_sts import ALIASES as STS_ALIASES, daemon as sts_daemon, forward as sts_forward
+from test_mta_sts import policy, remote as sts_remote, sts  # noqa: F401
 
 ALIASES = {"fwd@example.test": ["carol@dane.test"]}
 CONF = "forward_rcpt_budget 20s\nforward_data_budget 20s"
@@ -234,3 +236,46 @@ def test_https_rua_gets_the_report_posted(env, qbins):
             for p in rep["policies"]} == {"mx1.dane.test": 1, "mx2.dane.test": 0}
     assert "status=201" in d.log()
     assert not reports_at(good)
+
+
+def test_queue_sessions_are_counted_too(env, qbins):
+    bad, good = two_mx(env)
+    env.signed._add("_smtp._tls.dane.test", "TXT", '"v=TLSRPTv1; rua=mailto:%s"' % RUA)
+    d = env.daemon(mailboxes=MAILBOXES)
+    sendmail_ok(qbins, d, ["carol@dane.test"],
+                "From: alice@example.test\nTo: carol@dane.test\nSubject: q\n\nhello\n",
+                sender="alice@example.test")
+    wait_until(lambda: good.delivered(), 30, what="the delivery")
+    wait_empty(qbins, d)
+    assert "reporting on 1 policy domain" in ctl_ok(qbins, d, "tlsrpt", "send")
+    wait_until(lambda: reports_at(good), 30, what="the report at the rua")
+    _, rep = report_of(reports_at(good)[0])
+    assert {p["policy"]["mx-host"]: (p["summary"]["total-successful-session-count"],
+                                     p["summary"]["total-failure-session-count"])
+            for p in rep["policies"]} == {"mx1.dane.test": (0, 1), "mx2.dane.test": (1, 0)}
+
+
+def test_mta_sts_failure_is_reported_as_an_sts_policy(fwd_env, sts, tmp_path, qbins):
+    """An MTA-STS enforce domain whose MX has a certificate no CA signed:
+    the forward gets 451 4.7.5, the report says certificate-not-trusted."""
+    ca, start = sts
+    r = sts_remote(fwd_env, ca, tmp_path, good_cert=False)       # self-signed
+    server = start(policy())
+    reports = fwd_env.remote("reports.test")
+    fwd_env.dns.raw("--txt-record=_smtp._tls.sts.test,v=TLSRPTv1; "
+                    "rua=mailto:tlsrpt@reports.test")
+    d = sts_daemon(fwd_env, ca, server, aliases=STS_ALIASES)
+    assert_reply(sts_forward(d)["rcpt"][0], "451 4.7.5")
+    assert "reporting on 1 policy domain" in ctl_ok(qbins, d, "tlsrpt", "send")
+    wait_until(lambda: reports.delivered(), 30, what="the report")
+    _, rep = report_of(reports.delivered()[0])
+    [p] = rep["policies"]
+    assert p["policy"]["policy-type"] == "sts"
+    assert p["policy"]["policy-domain"] == "sts.test"
+    assert p["policy"]["mx-host"] == "mx1.sts.test"
+    assert p["summary"] == {"total-successful-session-count": 0,
+                            "total-failure-session-count": 1}
+    [f] = p["failure-details"]
+    assert f["result-type"] == "certificate-not-trusted", f
+    assert f["receiving-mx-hostname"] == "mx1.sts.test"
+    assert not r.delivered()
