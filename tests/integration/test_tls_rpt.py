@@ -16,18 +16,15 @@ import gzip
 import http.server
 import json
 import re
-import ssl
-import threading
-
-import pytest
 
 import harness
 from harness import sample_message, wait_until
-from peers import dnssec
-from peers.dnssec import SignedDNS, spki_sha256
+from peers.dnssec import spki_sha256
 from peers.queue_util import MAILBOXES, ctl_ok, qbins, sendmail_ok, wait_empty  # noqa: F401
 from peers.remote import assert_reply, fwd_env, transaction  # noqa: F401
+from peers.https import HTTPSServer
 from peers.tlsca import TestCA
+from test_dane import env, mx  # noqa: F401 (env: the signed zone dane.test)
 from test_mta_sts import ALIASES as STS_ALIASES, daemon as sts_daemon, forward as sts_forward
 from test_mta_sts import policy, remote as sts_remote, sts  # noqa: F401
 
@@ -37,32 +34,16 @@ RUA = "tlsrpt@dane.test"
 REPORTS_ADDRESS = "127.0.0.22"      # not one of the remotes' (peers/remote.py)
 
 
-@pytest.fixture
-def env(fwd_env, tmp_path):
-    why = dnssec.available()
-    if why:
-        pytest.skip(why)
-    fwd_env.dns = SignedDNS(tmp_path / "dnssec")
-    fwd_env.signed = fwd_env.dns.zone("dane.test")
-    return fwd_env
-
-
-def mx(env, n, preference, cert):
-    host = "mx%d.dane.test" % n
-    r = env.remotes.add(host, hostname=host, starttls=True, tls_cert=cert)
-    env.signed.mx("dane.test", host, preference)
-    env.signed.a(host, r.address)
-    return r
-
-
 def two_mx(env):
     """mx1 (preferred) presents a certificate that matches no TLSA, mx2 the
     right one: a forward to dane.test makes one failed and one successful
     DANE session."""
     cert, key = harness.make_cert(env.dir / "ee")
     other = TestCA(env.dir / "other-ca").leaf(env.dir / "other", "mx1.dane.test")
-    bad = mx(env, 1, 10, other)
-    good = mx(env, 2, 20, (cert, key))
+    bad = mx(env, env.signed, "dane.test", 1, preference=10, starttls=True,
+             tls_cert=other)
+    good = mx(env, env.signed, "dane.test", 2, preference=20, starttls=True,
+              tls_cert=(cert, key))
     for host in ("mx1.dane.test", "mx2.dane.test"):
         env.signed.tlsa(host, env.remote_port, "3 1 1 " + spki_sha256(cert))
     return bad, good
@@ -196,18 +177,11 @@ class ReportServer:
             def log_message(self, *a):
                 pass
 
-        self.port = harness.pick_port((REPORTS_ADDRESS,))
-        self.httpd = http.server.ThreadingHTTPServer((REPORTS_ADDRESS, self.port), Handler)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(cert, key)
-        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
+        self.server = HTTPSServer(REPORTS_ADDRESS, cert, key, Handler)
+        self.port = self.server.port
 
     def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(10)
+        self.server.stop()
 
 
 def test_https_rua_gets_the_report_posted(env, qbins):
