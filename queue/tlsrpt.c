@@ -453,9 +453,9 @@ txt_cb(void *arg, enum dns_status st, char **texts, size_t n)
 	free(l);
 }
 
-/* tlsrpt_reports_send - see queue.h */
-size_t
-tlsrpt_reports_send(void)
+/* send_until - the counts taken, reported for the period ending at end */
+static size_t
+send_until(time_t end)
 {
 	struct tlsrpt_counts *t;
 	struct batch *b;
@@ -469,7 +469,7 @@ tlsrpt_reports_send(void)
 	b->cfg = config_ref(rp.cfg);
 	/* RFC 8460 4.4: the period from the UTC day its first session fell on */
 	b->start = tlsrpt_counts_start(t) - tlsrpt_counts_start(t) % 86400;
-	b->end = clock_now();
+	b->end = end;
 	b->pending = n + 1;
 	log_info("tlsrpt reporting domains=%zu", n);
 	for (size_t i = 0; i < n; i++) {
@@ -485,6 +485,13 @@ tlsrpt_reports_send(void)
 	return n;
 }
 
+/* tlsrpt_reports_send - see queue.h */
+size_t
+tlsrpt_reports_send(void)
+{
+	return send_until(clock_now());
+}
+
 /* day_arm - the next UTC day boundary (in at most a second if due now) */
 static void
 day_arm(bool due)
@@ -498,7 +505,10 @@ day_arm(bool due)
 static void
 day_cb(evutil_socket_t fd, short what, void *arg)
 {
-	tlsrpt_reports_send();
+	time_t now = clock_now();
+
+	/* RFC 8460 4.4's date-range: up to the last second of the day gone */
+	send_until(now - now % 86400 - 1);
 	day_arm(false);
 }
 

@@ -16,6 +16,7 @@ import gzip
 import http.server
 import json
 import re
+import time
 
 import harness
 from harness import sample_message, wait_until
@@ -253,3 +254,33 @@ def test_mta_sts_failure_is_reported_as_an_sts_policy(fwd_env, sts, tmp_path, qb
     assert f["result-type"] == "certificate-not-trusted", f
     assert f["receiving-mx-hostname"] == "mx1.sts.test"
     assert not r.delivered()
+
+
+def test_counts_of_a_day_gone_are_reported_at_start(env, qbins):
+    """Counts left in queue_dir/tlsrpt/counts from a day before the start
+    go out by themselves (the day boundary's path), the date-range that
+    whole UTC day."""
+    bad, good = two_mx(env)
+    env.signed._add("_smtp._tls.dane.test", "TXT", '"v=TLSRPTv1; rua=mailto:%s"' % RUA)
+    d = env.daemon(aliases=ALIASES, extra_conf=CONF, start=False)
+    day = (int(time.time()) // 86400 - 1) * 86400
+    (d.queue_dir / "tlsrpt").mkdir(parents=True, exist_ok=True)
+    (d.queue_dir / "tlsrpt" / "counts").write_text(
+        "tlsrpt 1 %d\nd dane.test\np tlsa 7 2 mx9.dane.test 3%%201%%201%%20ab\n"
+        "f starttls-not-supported 2 192.0.2.1 - mx9.dane.test no%%20STARTTLS\n"
+        % (day + 3600))
+    d.start()
+    wait_until(lambda: reports_at(good), 30, what="the report at the rua")
+    _, rep = report_of(reports_at(good)[0])
+    ymd = time.strftime("%Y-%m-%d", time.gmtime(day))
+    assert rep["date-range"] == {"start-datetime": ymd + "T00:00:00Z",
+                                 "end-datetime": ymd + "T23:59:59Z"}, rep
+    [p] = rep["policies"]
+    assert p["policy"]["mx-host"] == "mx9.dane.test"
+    assert p["policy"]["policy-string"] == ["3 1 1 ab"]
+    assert p["summary"] == {"total-successful-session-count": 7,
+                            "total-failure-session-count": 2}
+    assert p["failure-details"] == [{
+        "result-type": "starttls-not-supported", "sending-mta-ip": "192.0.2.1",
+        "receiving-mx-hostname": "mx9.dane.test", "failed-session-count": 2,
+        "failure-reason-code": "no STARTTLS"}]
