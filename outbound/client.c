@@ -1043,7 +1043,8 @@ client_start_tls(struct smtp_client *c)
 	    !client_dane_setup(c, ssl)) {
 		SSL_free(ssl);
 		c->state = CS_TLS;	/* no QUIT: the server awaits a handshake */
-		client_tls_fail(c, TR_TLSA_INVALID, "OpenSSL takes none of its TLSA records");
+		client_tls_fail(c, TR_TLSA_INVALID,
+		    "OpenSSL takes none of its TLSA records");
 		return;
 	}
 	if (c->tp == TP_STS || c->tp == TP_STS_TESTING) {
@@ -1245,7 +1246,8 @@ ehlo_done(struct smtp_client *c)
 		return;
 	}
 	if (client_tls_must(c) && !c->caps.tls) {
-		client_tls_fail(c, TR_STARTTLS_NOT_SUPPORTED, "no STARTTLS offered");
+		client_tls_fail(c, TR_STARTTLS_NOT_SUPPORTED,
+		    "no STARTTLS offered");
 		return;
 	}
 	if (c->tp == TP_STS_TESTING && !c->caps.tls)
