@@ -175,6 +175,14 @@ submitter_of(const struct config *c)
 	return c->tlsrpt_submitter ? c->tlsrpt_submitter : c->hostname;
 }
 
+/* contact_of - the reports' From and contact-info: postmaster (malloc'd) */
+static char *
+contact_of(const struct config *c)
+{
+	return c->postmaster ? xstrdup(c->postmaster) :
+	    xasprintf("postmaster@%s", c->hostname);
+}
+
 static void
 report_queued(void *arg, int error, const char *id)
 {
@@ -196,8 +204,7 @@ report_gz(struct batch *b, size_t i, char *id, size_t idsize, size_t *glen)
 {
 	const struct config *c = b->cfg;
 	const char *domain = tlsrpt_domain(b->t, i);
-	char *contact = c->postmaster ? xstrdup(c->postmaster) :
-	    xasprintf("postmaster@%s", c->hostname);
+	char *contact = contact_of(c);
 	char day[16], *json;
 	unsigned char *gz;
 	size_t jlen;
@@ -223,8 +230,7 @@ report_send(struct batch *b, size_t i, const char *to)
 {
 	const struct config *c = b->cfg;
 	const char *domain = tlsrpt_domain(b->t, i);
-	char *contact = c->postmaster ? xstrdup(c->postmaster) :
-	    xasprintf("postmaster@%s", c->hostname);
+	char *contact = contact_of(c);
 	char id[DOMAIN_MAX * 2 + 64], esc[LOG_ESC(256)];
 	char *mail;
 	unsigned char *gz;
@@ -394,6 +400,7 @@ static void
 rua_each(struct batch *b, size_t i, const char *rec)
 {
 	char buf[TXT_MAX], *s, *tok, *save = NULL, esc[LOG_ESC(256)];
+	char d[LOG_ESC(256)];
 	unsigned n = 0;
 
 	str_copy(buf, rec, sizeof(buf));
@@ -419,7 +426,8 @@ rua_each(struct batch *b, size_t i, const char *rec)
 				report_post(b, i, tok);
 			else
 				log_info("tlsrpt domain=%s rua=%s skipped (neither "
-				    "mailto: nor https:)", tlsrpt_domain(b->t, i),
+				    "mailto: nor https:)",
+				    log_field(d, sizeof(d), tlsrpt_domain(b->t, i)),
 				    log_field(esc, sizeof(esc), tok));
 		}
 	}
