@@ -21,6 +21,8 @@ pkgs="$pkgs certbot pebble"
 # DANE's signed test zones: ldns-keygen/ldns-signzone, nsd, unbound
 # (tests/integration/peers/dnssec.py, test_dane.py)
 pkgs="$pkgs ldnsutils nsd unbound"
+# TLS-RPT reports are gzip'ed (outbound/tlsrpt.c, queue/tlsrpt.c)
+pkgs="$pkgs zlib1g-dev"
 # libraries of the Exim unpacked by tests/integration/peers/exim.py
 pkgs="$pkgs libgnutls-dane0 libidn12 libpcre2-8-0"
 # content filters over milter (tests/integration/test_milter.py, doc/filters.md)

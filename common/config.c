@@ -114,6 +114,9 @@ static const struct param config_params[] = {
 	{ "tls_ca_file",		P_PATH, OFF(tls_ca_file), 0, 0, false },
 	{ "tls_cert",			P_PATH, OFF(tls_cert), 0, 0, false },
 	{ "tls_key",			P_PATH, OFF(tls_key), 0, 0, false },
+	{ "tlsrpt",			P_YESNO, OFF(tlsrpt), 0, 0, false },
+	{ "tlsrpt_rua",			P_ADDRESS, OFF(tlsrpt_rua), 0, 0, false },
+	{ "tlsrpt_submitter",		P_HOSTNAME, OFF(tlsrpt_submitter), 0, 0, false },
 	{ "user",			P_STRING, OFF(user), 0, 0, false },
 	{ "worker_threads",		P_UINT, OFF(worker_threads), 1, 256, false },
 };
@@ -560,7 +563,8 @@ parse_value(struct parser *p, const struct param *pm, char **words, int nwords)
 		}
 		free(*(char **)field);
 		*(char **)field = xstrdup(words[0]);
-		c->postmaster_line = p->line;
+		if (pm->offset == OFF(postmaster))
+			c->postmaster_line = p->line;
 		break;
 	}
 	case P_UINT:
@@ -796,6 +800,7 @@ config_defaults(struct config *c)
 	c->remote_port = 25;
 	c->dane = true;
 	c->mta_sts = true;
+	c->tlsrpt = true;
 	c->testing_mta_sts_port = 443;	/* RFC 8461 3.3: HTTPS */
 	c->queue_lifetime = 5 * 86400;
 	c->delay_warning_time = 4 * 3600;
@@ -1055,6 +1060,8 @@ config_free(struct config *c)
 	free(c->mailboxes);
 	free(c->aliases);
 	free(c->postmaster);
+	free(c->tlsrpt_rua);
+	free(c->tlsrpt_submitter);
 	free(c->maildir_root);
 	free(c->queue_dir);
 	free(c->sasl_db);

@@ -121,6 +121,9 @@ struct config {
 	bool dane;		/* TLSA of MX hosts make TLS required (doc/security.md) */
 	bool mta_sts;		/* MTA-STS policies are fetched and applied */
 	unsigned testing_mta_sts_port;	/* the policy's HTTPS port: 443 but in tests */
+	bool tlsrpt;		/* TLS-RPT counts and daily reports (doc/security.md) */
+	char *tlsrpt_rua;	/* our domains' rua address (chamoisctl dns), or NULL */
+	char *tlsrpt_submitter;	/* the reports' submitter; NULL: hostname */
 	int lines[64];		/* where each key was set, by table row */
 	int last_line;
 	unsigned refs;		/* holders beyond the first (config_ref) */

@@ -556,6 +556,7 @@ fwd_connect(struct fwd *f, const struct mx_target *targets, size_t n)
 	p.step_timeout.tv_sec = fwd_g.cfg->forward_rcpt_budget;
 	p.cb = fwd_client_cb;
 	p.arg = f;
+	p.policy_domain = f->domain;	/* TLS-RPT (doc/security.md) */
 	p.log_id = smtpd_tx_id(f->s) ? smtpd_tx_id(f->s) :
 	    smtpd_session_idstr(f->s);
 	f->state = FS_CONNECTING;

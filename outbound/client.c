@@ -44,6 +44,7 @@
 #include "../common/metrics.h"
 #include "../common/util.h"
 #include "client.h"
+#include "tlsrpt.h"
 
 #define CLIENT_HIWAT	(256 * 1024)	/* body output held before pausing */
 #define CLIENT_LOWAT	(64 * 1024)
@@ -109,6 +110,7 @@ struct smtp_client {
 	} tp;				/* this target's */
 	char policy_error[600];		/* the last target's policy failure, or "" */
 	const char *policy_name;	/* its policy: "dane" or "mta-sts" */
+	char policy_domain[256];	/* counted for TLS-RPT; "": not counted */
 };
 
 /* clients that are ending on their own (CS_QUIT), freed at exit if left */
@@ -126,9 +128,10 @@ static void client_wire_cb(struct evbuffer *, const struct evbuffer_cb_info *,
 static void client_close(struct smtp_client *);
 static void client_ready(struct smtp_client *);
 static void quit_timeout_cb(evutil_socket_t, short, void *);
-static void client_tls_fail(struct smtp_client *, const char *, ...)
-	__attribute__((format(printf, 2, 3)));
-static void client_sts_testing(struct smtp_client *, const char *);
+static void client_tls_fail(struct smtp_client *, enum tlsrpt_result,
+    const char *, ...) __attribute__((format(printf, 3, 4)));
+static void client_sts_testing(struct smtp_client *, enum tlsrpt_result,
+    const char *);
 
 /* client_tls_must - this target gets verified TLS or nothing */
 static bool
@@ -141,6 +144,64 @@ static const char *
 tp_name(enum tls_policy tp)
 {
 	return tp == TP_DANE ? "dane" : "mta-sts";
+}
+
+/* x509_result - the TLS-RPT result-type of a certificate that does not verify */
+static enum tlsrpt_result
+x509_result(long v)
+{
+	return v == X509_V_ERR_HOSTNAME_MISMATCH ? TR_CERTIFICATE_HOST_MISMATCH :
+	    v == X509_V_ERR_CERT_HAS_EXPIRED ? TR_CERTIFICATE_EXPIRED :
+	    TR_CERTIFICATE_NOT_TRUSTED;
+}
+
+/*
+ * client_tlsrpt - this session to the current target met its TLS policy
+ * (ok) or failed it (result, why), counted for TLS-RPT (RFC 8460 4.3)
+ * when the owner named a policy domain; DANE's policy-string is the
+ * host's usable TLSA records, MTA-STS's is left out
+ */
+static void
+client_tlsrpt(struct smtp_client *c, bool ok, enum tlsrpt_result result,
+    const char *why)
+{
+	const struct mx_target *t = &c->targets[c->cur];
+	struct tlsrpt_session s = { .ok = ok, .result = result, .reason = why };
+	char ps[MX_TLSA_MAX * (16 + 2 * MX_TLSA_DATA_MAX)] = "";
+	char src[INET6_ADDRSTRLEN] = "", dst[INET6_ADDRSTRLEN] = "";
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	size_t o = 0;
+
+	if (c->policy_domain[0] == '\0' || c->tp == TP_NONE)
+		return;
+	s.domain = c->policy_domain;
+	s.type = c->tp == TP_DANE ? TLSRPT_TLSA : TLSRPT_STS;
+	s.mx_host = t->host;
+	for (size_t i = 0; c->tp == TP_DANE && i < t->ntlsa; i++) {
+		const struct mx_tlsa *r = &t->tlsa[i];
+
+		o += (size_t)snprintf(ps + o, sizeof(ps) - o, "%s%u %u %u ",
+		    i ? "\n" : "", r->usage, r->selector, r->mtype);
+		for (size_t k = 0; k < r->len && o + 3 < sizeof(ps); k++)
+			o += (size_t)snprintf(ps + o, sizeof(ps) - o, "%02x",
+			    r->data[k]);
+	}
+	s.policy_string = ps[0] ? ps : NULL;
+	inet_ntop(t->ss.ss_family, t->ss.ss_family == AF_INET6 ?
+	    (const void *)&((const struct sockaddr_in6 *)&t->ss)->sin6_addr :
+	    (const void *)&((const struct sockaddr_in *)&t->ss)->sin_addr, dst,
+	    sizeof(dst));
+	if (c->bev && bufferevent_getfd(c->bev) != -1 &&
+	    getsockname(bufferevent_getfd(c->bev), (struct sockaddr *)&ss,
+	    &sl) == 0 && (ss.ss_family == AF_INET || ss.ss_family == AF_INET6))
+		inet_ntop(ss.ss_family, ss.ss_family == AF_INET6 ?
+		    (const void *)&((const struct sockaddr_in6 *)&ss)->sin6_addr :
+		    (const void *)&((const struct sockaddr_in *)&ss)->sin_addr, src,
+		    sizeof(src));
+	s.sending_ip = src;
+	s.receiving_ip = dst;
+	tlsrpt_count(&s);
 }
 
 /* smtp_reply_parse - one line of a reply, RFC 5321 4.2 */
@@ -466,6 +527,8 @@ client_connect(struct smtp_client *c)
 	if (unusable != NULL) {
 		c->policy_name = tp_name(c->tp);
 		metrics_tls_policy(c->tp == TP_DANE, false);
+		client_tlsrpt(c, false, c->tp == TP_DANE ? TR_DNSSEC_INVALID :
+		    TR_VALIDATION_FAILURE, unusable);
 		snprintf(c->policy_error, sizeof(c->policy_error), "%s: %s: %s",
 		    c->policy_name, t->host, unusable);
 		str_copy(c->last_error, c->policy_error, sizeof(c->last_error));
@@ -527,6 +590,9 @@ smtp_client_new(const struct smtp_client_params *p)
 	c->auth_user = p->auth_user ? xstrdup(p->auth_user) : NULL;
 	c->auth_pass = p->auth_pass ? xstrdup(p->auth_pass) : NULL;
 	c->p.verify_name = c->p.auth_user = c->p.auth_pass = NULL;
+	str_copy(c->policy_domain, p->policy_domain ? p->policy_domain : "",
+	    sizeof(c->policy_domain));
+	c->p.policy_domain = NULL;
 	if (p->source4)
 		c->source4 = *p->source4;
 	if (p->source6)
@@ -987,7 +1053,8 @@ client_start_tls(struct smtp_client *c)
 	    !client_dane_setup(c, ssl)) {
 		SSL_free(ssl);
 		c->state = CS_TLS;	/* no QUIT: the server awaits a handshake */
-		client_tls_fail(c, "OpenSSL takes none of its TLSA records");
+		client_tls_fail(c, TR_TLSA_INVALID,
+		    "OpenSSL takes none of its TLSA records");
 		return;
 	}
 	if (c->tp == TP_STS || c->tp == TP_STS_TESTING) {
@@ -1139,7 +1206,8 @@ auth_reply(struct smtp_client *c, const struct smtp_reply *r)
  * (RFC 7672 2.2, RFC 8461 5)
  */
 static void
-client_tls_fail(struct smtp_client *c, const char *fmt, ...)
+client_tls_fail(struct smtp_client *c, enum tlsrpt_result result,
+    const char *fmt, ...)
 {
 	char why[256], t[LOG_ESC(sizeof(why))], esc[LOG_ESC(sizeof(c->caps.host))];
 	va_list ap;
@@ -1153,6 +1221,7 @@ client_tls_fail(struct smtp_client *c, const char *fmt, ...)
 		    MSG_NOSIGNAL | MSG_DONTWAIT);
 	c->policy_name = tp_name(c->tp);
 	metrics_tls_policy(c->tp == TP_DANE, false);
+	client_tlsrpt(c, false, result, why);
 	snprintf(c->policy_error, sizeof(c->policy_error), "%s: %s: %s",
 	    c->policy_name, c->caps.host, why);
 	log_info("%s client policy-failed policy=%s host=%s addr=%s "
@@ -1164,7 +1233,8 @@ client_tls_fail(struct smtp_client *c, const char *fmt, ...)
 
 /* client_sts_testing - MTA-STS testing (RFC 8461 5): what enforce would refuse */
 static void
-client_sts_testing(struct smtp_client *c, const char *why)
+client_sts_testing(struct smtp_client *c, enum tlsrpt_result result,
+    const char *why)
 {
 	char t[LOG_ESC(256)], esc[LOG_ESC(sizeof(c->caps.host))];
 
@@ -1172,6 +1242,7 @@ client_sts_testing(struct smtp_client *c, const char *why)
 	    "reason=\"%s\" (testing: delivered anyway)", c->id,
 	    log_field(esc, sizeof(esc), c->caps.host), c->caps.addr,
 	    log_text(t, sizeof(t), why));
+	client_tlsrpt(c, false, result, why);
 }
 
 /* ehlo_done - EHLO answered 2xx: STARTTLS, AUTH or ready */
@@ -1185,11 +1256,12 @@ ehlo_done(struct smtp_client *c)
 		return;
 	}
 	if (client_tls_must(c) && !c->caps.tls) {
-		client_tls_fail(c, "no STARTTLS offered");
+		client_tls_fail(c, TR_STARTTLS_NOT_SUPPORTED,
+		    "no STARTTLS offered");
 		return;
 	}
 	if (c->tp == TP_STS_TESTING && !c->caps.tls)
-		client_sts_testing(c, "no TLS");
+		client_sts_testing(c, TR_STARTTLS_NOT_SUPPORTED, "no TLS");
 	if (c->p.tls_required && !c->caps.tls) {
 		client_policy_fail(c, "the relay offers no STARTTLS");
 		return;
@@ -1236,8 +1308,8 @@ client_reply(struct smtp_client *c, struct smtp_reply *r)
 		}
 		if (smtp_reply_class(r) != SMTP_CLASS_OK) {
 			if (client_tls_must(c) && !c->caps.tls) {
-				client_tls_fail(c, "EHLO refused: %d %s", r->code,
-				    r->text);
+				client_tls_fail(c, TR_STARTTLS_NOT_SUPPORTED,
+				    "EHLO refused: %d %s", r->code, r->text);
 				return;
 			}
 			if (c->p.tls_required && !c->caps.tls) {
@@ -1270,8 +1342,8 @@ client_reply(struct smtp_client *c, struct smtp_reply *r)
 		return;
 	case CS_STARTTLS:
 		if (r->code != 220 && client_tls_must(c)) {
-			client_tls_fail(c, "STARTTLS refused: %d %s", r->code,
-			    r->text);
+			client_tls_fail(c, TR_STARTTLS_NOT_SUPPORTED,
+			    "STARTTLS refused: %d %s", r->code, r->text);
 			return;
 		}
 		if (r->code != 220 && c->p.tls_required) {
@@ -1431,8 +1503,8 @@ client_event(struct smtp_client *c, struct bufferevent *bev, short what)
 			    c->targets[c->cur].dane == MX_DANE_VERIFY) {
 				if (v != X509_V_OK ||
 				    SSL_get0_dane_authority(ssl, NULL, NULL) < 0) {
-					client_tls_fail(c, "TLS: no TLSA record "
-					    "matched");
+					client_tls_fail(c, TR_VALIDATION_FAILURE,
+					    "TLS: no TLSA record matched");
 					return;
 				}
 				(void)SSL_get0_dane_tlsa(ssl, &u, &sel, &mt, NULL, NULL);
@@ -1442,8 +1514,9 @@ client_event(struct smtp_client *c, struct bufferevent *bev, short what)
 				str_copy(dane, " dane=encrypt", sizeof(dane));
 			else if (c->tp == TP_STS) {
 				if (v != X509_V_OK) {
-					client_tls_fail(c, "TLS: the certificate does "
-					    "not verify: %s",
+					client_tls_fail(c, x509_result(v),
+					    "TLS: the certificate does not "
+					    "verify: %s",
 					    X509_verify_cert_error_string(v));
 					return;
 				}
@@ -1453,12 +1526,14 @@ client_event(struct smtp_client *c, struct bufferevent *bev, short what)
 
 				snprintf(why, sizeof(why), "the certificate does not "
 				    "verify: %s", X509_verify_cert_error_string(v));
-				client_sts_testing(c, why);
+				client_sts_testing(c, x509_result(v), why);
 			}
 			c->caps.tls = true;
 			metrics_tls(false, SSL_get_version(ssl));
 			if (client_tls_must(c))
 				metrics_tls_policy(c->tp == TP_DANE, true);
+			if (c->tp != TP_STS_TESTING || v == X509_V_OK)
+				client_tlsrpt(c, true, TR_VALIDATION_FAILURE, NULL);
 			snprintf(c->caps.tls_info, sizeof(c->caps.tls_info), "%s %s",
 			    SSL_get_version(ssl), SSL_get_cipher_name(ssl));
 			log_info("%s client tls host=%s version=%s cipher=%s%s", c->id,
@@ -1490,13 +1565,14 @@ client_event(struct smtp_client *c, struct bufferevent *bev, short what)
 		if (e)
 			ERR_error_string_n(e, buf, sizeof(buf));
 		if (c->tp == TP_DANE && v != X509_V_OK)
-			client_tls_fail(c, "TLS: the certificate matches no TLSA "
-			    "record: %s", X509_verify_cert_error_string(v));
+			client_tls_fail(c, TR_VALIDATION_FAILURE, "TLS: the "
+			    "certificate matches no TLSA record: %s",
+			    X509_verify_cert_error_string(v));
 		else if (c->tp == TP_STS && v != X509_V_OK)
-			client_tls_fail(c, "TLS: the certificate does not verify: "
-			    "%s", X509_verify_cert_error_string(v));
+			client_tls_fail(c, x509_result(v), "TLS: the certificate "
+			    "does not verify: %s", X509_verify_cert_error_string(v));
 		else if (client_tls_must(c))
-			client_tls_fail(c, "TLS: %s", buf);
+			client_tls_fail(c, TR_VALIDATION_FAILURE, "TLS: %s", buf);
 		else if (c->p.tls_required && v != X509_V_OK)
 			client_policy_fail(c, "TLS: the certificate of %s does not "
 			    "verify: %s", c->verify_name ? c->verify_name :

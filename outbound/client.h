@@ -162,6 +162,13 @@ struct smtp_client_params {
 	/* outbound_family and outbound_address (chamois.conf(5)) */
 	int family;			/* AF_UNSPEC, AF_INET or AF_INET6 */
 	const struct sockaddr_storage *source4, *source6;	/* NULL: any */
+	/*
+	 * the recipient domain whose DANE or MTA-STS policy the targets
+	 * carry: each session under a policy is counted for TLS-RPT
+	 * (outbound/tlsrpt.h) under it; NULL: not counted (a relay, a TLS
+	 * report itself, RFC 8460 5.3).  Copied.
+	 */
+	const char *policy_domain;
 };
 
 /*

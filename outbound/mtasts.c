@@ -472,54 +472,64 @@ http_done(struct evhttp_request *req, void *arg)
 		entry_free(e);	/* not kept (the cache is full): this look-up's only */
 }
 
-/* fetch - the policy host's address is known: GET the policy over HTTPS */
-static void
-host_done(void *arg, const struct mx_answer *ans)
+/* sts_https - see mtasts.h */
+struct evhttp_connection *
+sts_https(struct sts *s, const struct mx_target *t, unsigned port,
+    const char *host)
 {
-	struct sts_query *q = arg;
-	char host[300], ip[INET6_ADDRSTRLEN];
+	char ip[INET6_ADDRSTRLEN];
+	struct evhttp_connection *evcon;
 	struct bufferevent *bev;
-	struct evhttp_request *req;
-	struct evkeyvalq *h;
-	const struct mx_target *t;
 	SSL *ssl;
 
-	q->rq = NULL;
-	if (ans->status != DNS_OK || ans->ntargets == 0) {
-		fallback(q, "policy host has no address");
-		return;
-	}
-	t = &ans->targets[0];
 	if (t->ss.ss_family == AF_INET6)
 		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)&t->ss)->sin6_addr,
 		    ip, sizeof(ip));
 	else
 		inet_ntop(AF_INET, &((const struct sockaddr_in *)&t->ss)->sin_addr,
 		    ip, sizeof(ip));
-	snprintf(host, sizeof(host), "mta-sts.%s", q->domain);
-	if ((ssl = SSL_new(q->s->ctx)) == NULL)
+	if ((ssl = SSL_new(s->ctx)) == NULL)
 		fatalx("SSL_new");
-	/* RFC 8461 3.3: a valid certificate for mta-sts.DOMAIN (RFC 6125) */
+	/* a valid certificate for host (RFC 6125; RFC 8461 3.3, RFC 8460 5.4) */
 	SSL_set_tlsext_host_name(ssl, host);
 	SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
 	if (SSL_set1_host(ssl, host) != 1)
 		fatalx("SSL_set1_host");
 	SSL_set_verify(ssl, SSL_VERIFY_PEER, NULL);
-	bev = bufferevent_openssl_socket_new(q->s->base, -1, ssl,
+	bev = bufferevent_openssl_socket_new(s->base, -1, ssl,
 	    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE |
 	    BEV_OPT_DEFER_CALLBACKS);
 	if (bev == NULL)
 		fatalx("bufferevent_openssl_socket_new");
 	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
 	/* an address, never a name: evhttp resolves nothing (it would block) */
-	q->evcon = evhttp_connection_base_bufferevent_new(q->s->base, NULL, bev,
-	    ip, (unsigned short)q->s->port);
-	if (q->evcon == NULL)
+	evcon = evhttp_connection_base_bufferevent_new(s->base, NULL, bev,
+	    ip, (unsigned short)port);
+	if (evcon == NULL)
 		fatalx("evhttp_connection_base_bufferevent_new");
-	evhttp_connection_set_timeout(q->evcon, STS_FETCH_TIMEOUT);
-	evhttp_connection_set_retries(q->evcon, 0);
-	evhttp_connection_set_max_body_size(q->evcon, STS_POLICY_MAX);
-	evhttp_connection_set_max_headers_size(q->evcon, 16384);
+	evhttp_connection_set_timeout(evcon, STS_FETCH_TIMEOUT);
+	evhttp_connection_set_retries(evcon, 0);
+	evhttp_connection_set_max_body_size(evcon, STS_POLICY_MAX);
+	evhttp_connection_set_max_headers_size(evcon, 16384);
+	return evcon;
+}
+
+/* fetch - the policy host's address is known: GET the policy over HTTPS */
+static void
+host_done(void *arg, const struct mx_answer *ans)
+{
+	struct sts_query *q = arg;
+	char host[300];
+	struct evhttp_request *req;
+	struct evkeyvalq *h;
+
+	q->rq = NULL;
+	if (ans->status != DNS_OK || ans->ntargets == 0) {
+		fallback(q, "policy host has no address");
+		return;
+	}
+	snprintf(host, sizeof(host), "mta-sts.%s", q->domain);
+	q->evcon = sts_https(q->s, &ans->targets[0], q->s->port, host);
 	req = evhttp_request_new(http_done, q);
 	h = evhttp_request_get_output_headers(req);
 	evhttp_add_header(h, "Host", host);

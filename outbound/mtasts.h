@@ -52,6 +52,17 @@ struct sts *sts_new(struct event_base *base, struct resolver *r, SSL_CTX *ctx,
 void sts_free(struct sts *);
 
 /*
+ * sts_https - an HTTPS connection (libevent's evhttp over
+ * bufferevent_openssl) to t's address on port, its certificate verified
+ * for host against s's CAs, a 10-second budget, bodies and headers
+ * bounded; the caller makes its request and frees it.  The policy
+ * fetch's, and TLS-RPT's https: rua (queue/tlsrpt.c).
+ */
+struct evhttp_connection;
+struct evhttp_connection *sts_https(struct sts *s, const struct mx_target *t,
+    unsigned port, const char *host);
+
+/*
  * tlspolicy_mx - resolver_mx of domain with its MTA-STS policy (s may be
  * NULL: none) applied: each target's sts and sts_match say what the
  * client must do.  cb runs once, on the loop, never from inside

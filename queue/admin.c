@@ -62,7 +62,7 @@
 #define ADMIN_HEADERS_MAX	(1024 * 1024)	/* SHOW prints at most this */
 
 enum admin_cmd { AC_NONE, AC_QUEUE, AC_SHOW, AC_FLUSH, AC_DELETE, AC_DUMP,
-    AC_RESTORE };
+    AC_RESTORE, AC_TLSRPT };
 
 enum admin_state {
 	AS_COMMAND,	/* reading the command line */
@@ -815,6 +815,7 @@ command(struct admin_conn *c, char *line)
 		{ "QUEUE", AC_QUEUE, false }, { "SHOW", AC_SHOW, true },
 		{ "FLUSH", AC_FLUSH, false }, { "DELETE", AC_DELETE, true },
 		{ "DUMP", AC_DUMP, false }, { "RESTORE", AC_RESTORE, false },
+		{ "TLSRPT", AC_TLSRPT, true },
 	};
 	char esc[128], *arg, *verb = line;
 	size_t i;
@@ -829,7 +830,7 @@ command(struct admin_conn *c, char *line)
 			break;
 	if (i == nitems(cmds)) {
 		reply_err(c, 500, "unknown command (QUEUE, SHOW id, FLUSH, "
-		    "DELETE id, DUMP, RESTORE)");
+		    "DELETE id, DUMP, RESTORE, TLSRPT SEND)");
 		return;
 	}
 	if (cmds[i].arg != (arg != NULL)) {
@@ -837,7 +838,11 @@ command(struct admin_conn *c, char *line)
 		    "needs a message id" : "takes no argument");
 		return;
 	}
-	if (arg && !valid_id(arg)) {
+	if (cmds[i].cmd == AC_TLSRPT && strcasecmp(arg, "send") != 0) {
+		reply_err(c, 501, "TLSRPT SEND is the one TLSRPT command");
+		return;
+	}
+	if (arg && cmds[i].cmd != AC_TLSRPT && !valid_id(arg)) {
 		reply_err(c, 501, "malformed message id (%d hex digits)",
 		    QUEUE_ID_LEN);
 		return;
@@ -892,6 +897,14 @@ command(struct admin_conn *c, char *line)
 		bufferevent_enable(c->bev, EV_READ);
 		cmd_restore(c);
 		break;
+	case AC_TLSRPT: {
+		size_t n = tlsrpt_reports_send();
+
+		evbuffer_add_printf(output(c), "reporting on %zu policy domain%s\n",
+		    n, n == 1 ? "" : "s");
+		reply_ok(c);
+		break;
+	}
 	case AC_NONE:
 		break;
 	}

@@ -3,7 +3,7 @@
  * daemon's admin socket queue_dir/admin.sock (queue/admin.h, chamoisctl(8)).
  *
  * chamoisctl [-f FILE] queue | show ID | flush | delete ID | dump [FILE] |
- *            restore [FILE]
+ *            restore [FILE] | tlsrpt send
  * chamoisctl [-f FILE] dkim-keygen [-t rsa|ed25519] DOMAIN SELECTOR FILE
  * chamoisctl [-f FILE] dns [--check] [DOMAIN...]
  *
@@ -93,6 +93,7 @@ usage_to(FILE *f, int code)
 {
 	fprintf(f, "usage: chamoisctl [-f FILE] queue | show ID | flush | "
 	    "delete ID | dump [FILE] | restore [FILE]\n"
+	    "       chamoisctl [-f FILE] tlsrpt send\n"
 	    "       chamoisctl [-f FILE] dkim-keygen [-t rsa|ed25519] DOMAIN "
 	    "SELECTOR FILE\n"
 	    "       chamoisctl [-f FILE] dns [--check] [DOMAIN...]\n"
@@ -860,7 +861,8 @@ check_cb(void *arg, enum dns_status st, char **t, size_t n)
 /*
  * dns_cmd - dns [--check] [DOMAIN...] (chamoisctl(8)): for each local
  * domain (or those named), its MX (the hostname), SPF, every DKIM key of
- * it or below it, DMARC; then the host's addresses and PTRs.  Zone-file
+ * it or below it, DMARC, TLS-RPT (with tlsrpt_rua); then the host's
+ * addresses and PTRs.  Zone-file
  * form; --check asks dns_server for each (c-ares, outbound/resolver.c)
  * and says ok, missing or differs.
  */
@@ -932,6 +934,13 @@ dns_cmd(const char *conf, int argc, char **argv)
 		    c->postmaster) : xasprintf("v=DMARC1; p=quarantine; "
 		    "rua=mailto:postmaster@%s", dom));
 		x->prefix = "v=DMARC1";
+		/* TLS-RPT reports about our domains (RFC 8460 3), when asked for */
+		if (c->tlsrpt_rua) {
+			snprintf(name, sizeof(name), "_smtp._tls.%s", dom);
+			x = want_add(&w, DNS_RR_TXT, name, xasprintf("v=TLSRPTv1; "
+			    "rua=mailto:%s", c->tlsrpt_rua));
+			x->prefix = "v=TLSRPTv1";
+		}
 	}
 	host_wants(&w, c->hostname);
 
@@ -989,6 +998,7 @@ main(int argc, char **argv)
 		{ "queue", "QUEUE", 0, 0 }, { "show", "SHOW", 1, 1 },
 		{ "flush", "FLUSH", 0, 0 }, { "delete", "DELETE", 1, 1 },
 		{ "dump", "DUMP", 0, 1 }, { "restore", "RESTORE", 0, 1 },
+		{ "tlsrpt", "TLSRPT", 1, 1 },
 	};
 	const char *conf = CHAMOIS_CONFIG_FILE, *arg;
 	struct config *c;
@@ -1027,6 +1037,8 @@ main(int argc, char **argv)
 	arg = nargs ? argv[optind + 1] : NULL;
 	if (arg && strcmp(arg, "-") == 0 && cmds[i].minargs == 0)
 		arg = NULL;		/* dump - / restore -: stdout / stdin */
+	if (strcmp(cmds[i].name, "tlsrpt") == 0 && strcmp(arg, "send") != 0)
+		usage();
 	if (arg && cmds[i].minargs == 1 && (strlen(arg) > 64 ||
 	    strpbrk(arg, " \t\r\n") != NULL)) {
 		fprintf(stderr, "chamoisctl: malformed message id\n");

@@ -284,6 +284,41 @@ void queue_next_hop(const struct config *, const char *domain, struct next_hop *
  */
 struct ssl_ctx_st *relay_tls_new(const struct config *, char *err, size_t errsize);
 
+/*
+ * tlsrpt.c - TLS-RPT reports (RFC 8460; doc/security.md "TLS-RPT"): the
+ * counts of outbound/tlsrpt.c kept in queue_dir/tlsrpt, and each UTC day
+ * (or tlsrpt_reports_send) a report mail per policy domain that publishes
+ * _smtp._tls, queued from <> with the owner TLSRPT_OWNER to each mailto:
+ * rua, posted to each https: rua
+ */
+#define TLSRPT_OWNER	"-tlsrpt"	/* whose reports are never made (sender <>) */
+/* tlsrpt_is_report - m is such a report: its sessions are not counted */
+bool tlsrpt_is_report(const struct queue_msg *m);
+/*
+ * tlsrpt_reports_init - with cfg's tlsrpt on: load the counts, start the
+ * timers; an https: rua is posted to through sts's verified HTTPS (NULL,
+ * mta_sts no: https: rua are skipped)
+ */
+int tlsrpt_reports_init(struct event_base *, struct config *, struct resolver *,
+    struct sts *, char *err, size_t errsize);
+void tlsrpt_reports_configure(struct config *);	/* SIGHUP */
+void tlsrpt_reports_shutdown(void);	/* after the workers: the counts saved */
+/*
+ * tlsrpt_reports_send - the counts so far are taken and reported now
+ * (chamoisctl tlsrpt send); the number of policy domains they name
+ */
+size_t tlsrpt_reports_send(void);
+/*
+ * tlsrpt_mail_build - the report mail (RFC 8460 5.3), LF form, malloc'd:
+ * Subject "Report Domain: domain Submitter: submitter Report-ID: <id>",
+ * TLS-Report-Domain, TLS-Report-Submitter, a multipart/report
+ * (report-type="tlsrpt") of a text part and gz[0..gzlen) as the
+ * application/tlsrpt+gzip attachment.  Pure but for the boundary's random.
+ */
+char *tlsrpt_mail_build(const char *domain, const char *submitter,
+    const char *from, const char *to, const char *report_id, time_t start,
+    time_t end, time_t now, const unsigned char *gz, size_t gzlen, size_t *len);
+
 /* queue_shutdown - after the loop: drop what is in flight, close the store */
 void queue_shutdown(void);
 /*

@@ -348,6 +348,8 @@ queue_init(struct event_base *base, struct config *cfg, struct tables *tables,
 	q.ckpt = event_new(base, -1, EV_PERSIST, ckpt_cb, NULL);
 	event_add(q.ckpt, &tv);
 	log_info("queue ready messages=%u dir=%s", n, dir);
+	if (tlsrpt_reports_init(base, cfg, resolver, sts, err, errsize) == -1)
+		return -1;
 	schedule();
 	return 0;
 }
@@ -382,6 +384,7 @@ queue_shutdown(void)
 	if (q.store)
 		qstore_close(q.store);
 	q.store = NULL;
+	tlsrpt_reports_shutdown();
 	queue_set_signer(NULL);
 	SSL_CTX_free(q.tls_relay);
 	q.tls_relay = NULL;
@@ -401,6 +404,7 @@ queue_configure(struct config *cfg, struct tables *tables)
 	q.tables = tables_ref(tables);
 	tables_free(ot);
 	config_free(oc);
+	tlsrpt_reports_configure(cfg);
 }
 
 /* queue_set_relay_tls - see queue.h */
@@ -1372,6 +1376,9 @@ remote_resolved(void *arg, const struct mx_answer *ans)
 	p.cb = remote_client_cb;
 	p.arg = g;
 	p.log_id = g->e->msg.id;
+	/* TLS-RPT counts the MX sessions, but not a report's own (RFC 8460 5.3) */
+	p.policy_domain = g->hop.kind == HOP_MX && !tlsrpt_is_report(&g->e->msg) ?
+	    g->domain : NULL;
 	smtp_client_outbound(&p, g->e->cfg);
 	if (g->hop.kind == HOP_RELAY) {
 		if (q.tls_relay == NULL) {

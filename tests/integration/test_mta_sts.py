@@ -11,7 +11,6 @@ RCPT and the queue defers; a testing policy only logs.
 
 import http.server
 import re
-import ssl
 import threading
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pytest
 
 import harness
 from harness import sample_message, wait_until
+from peers.https import HTTPSServer
 from peers.queue_util import (  # noqa: F401
     MAILBOXES, qbins, all_deferred, sendmail_ok, wait_empty, wait_queue, wait_ready)
 from peers.remote import assert_reply, fwd_env, transaction  # noqa: F401
@@ -56,21 +56,12 @@ class PolicyServer:
             def log_message(self, *a):
                 pass
 
-        self.port = harness.pick_port((POLICY_ADDRESS,))
-        self.httpd = http.server.ThreadingHTTPServer((POLICY_ADDRESS, self.port), Handler)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(cert, key)
-        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
+        self.server = HTTPSServer(POLICY_ADDRESS, cert, key, Handler)
+        self.port = self.server.port
 
     def stop(self):
         self.hold.set()
-        if self.httpd is not None:
-            self.httpd.shutdown()
-            self.httpd.server_close()
-            self.thread.join(10)
-            self.httpd = None
+        self.server.stop()
 
 
 @pytest.fixture
