@@ -1333,6 +1333,7 @@ remote_resolved(void *arg, const struct mx_answer *ans)
 {
 	struct qgroup *g = arg;
 	struct smtp_client_params p;
+	struct mx_target *plain = NULL;
 
 	g->q = NULL;
 	g->pq = NULL;
@@ -1371,6 +1372,20 @@ remote_resolved(void *arg, const struct mx_answer *ans)
 	p.tls = q.tls_client;
 	p.targets = ans->targets;
 	p.ntargets = ans->ntargets;
+	if (tlsrpt_is_report(&g->e->msg) && ans->ntargets > 0) {
+		/*
+		 * RFC 8460 5.3: a TLS report is delivered despite TLS failures,
+		 * so neither DANE nor MTA-STS holds it (doc/security.md)
+		 */
+		plain = xreallocarray(NULL, ans->ntargets, sizeof(*plain));
+		memcpy(plain, ans->targets, ans->ntargets * sizeof(*plain));
+		for (size_t i = 0; i < ans->ntargets; i++) {
+			plain[i].dane = MX_DANE_NONE;
+			plain[i].sts = MX_STS_NONE;
+			plain[i].ntlsa = 0;
+		}
+		p.targets = plain;
+	}
 	p.port = g->hop.port;
 	p.step_timeout.tv_sec = CLIENT_STEP_TIMEOUT;
 	p.cb = remote_client_cb;
@@ -1385,6 +1400,7 @@ remote_resolved(void *arg, const struct mx_answer *ans)
 			group_all(g, RS_DEFERRED, "4.7.0", "relay: no TLS context "
 			    "to verify it with (tls_ca_file)", "", false);
 			group_done(g);
+			free(plain);
 			return;
 		}
 		p.tls = q.tls_relay;
@@ -1400,10 +1416,12 @@ remote_resolved(void *arg, const struct mx_answer *ans)
 			group_all(g, RS_DEFERRED, "4.7.0", "relay: no SASL client",
 			    "", false);
 			group_done(g);
+			free(plain);
 			return;
 		}
 	}
 	g->c = smtp_client_new(&p);
+	free(plain);
 }
 
 /*

@@ -14,8 +14,9 @@
  * The report mail has the null reverse-path and the owner TLSRPT_OWNER:
  * nothing reports its failures (no bounce for <>), and the queue's MX
  * session carrying it is not counted for the next report (RFC 8460 5.3).
- * XXX: the report still meets the recipient domain's DANE or MTA-STS
- * policy; RFC 8460 5.3 would have it delivered despite TLS failures.
+ * It is delivered despite TLS failures (RFC 8460 5.3): the queue sends it
+ * with opportunistic TLS, neither DANE nor MTA-STS holding it
+ * (queue/scheduler.c remote_resolved, doc/security.md).
  */
 #include <errno.h>
 #include <stdio.h>
