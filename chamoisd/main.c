@@ -638,6 +638,8 @@ reload_done(void *arg)
 		body_spool_limit(c->spool_max_size);
 		if (c->sasl_db)
 			sub_sasl_reconfigure(c->sasl_db);
+		if (c->sasl_dovecot && root.cfg->sasl_dovecot)
+			sub_dovecot_init(root.base, c->sasl_dovecot);
 		if (j->relay_failed)
 			log_warnx("reload: relay_host's CAs could not be loaded; "
 			    "the old ones stay");
@@ -1035,6 +1037,9 @@ main(int argc, char **argv)
 		    config_line(root.cfg, "sasl_db"), err);
 		return 1;
 	}
+	/* Dovecot's auth service: connected on the loop (doc/users.md "Dovecot") */
+	if (root.cfg->sasl_dovecot)
+		sub_dovecot_init(root.base, root.cfg->sasl_dovecot);
 	/* relay_auth: libsasl2's client half, loaded before the privilege drop */
 	if (sub_sasl_client_init(err, sizeof(err)) == 0)
 		queue_set_relay_auth(&sub_sasl_client_ops);
@@ -1091,6 +1096,7 @@ main(int argc, char **argv)
 	queue_shutdown();
 	if (root.cfg->sasl_db)
 		sub_sasl_shutdown();
+	sub_dovecot_shutdown();
 	sub_limits_shutdown();
 	smtpd_listeners_stop();
 	for (size_t i = 0; i < nitems(signums); i++)

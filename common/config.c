@@ -50,6 +50,7 @@ enum param_type {
 	P_MILTER,	/* repeatable: unix:/PATH or HOST:PORT */
 	P_MILTER_ACTION,	/* tempfail or accept */
 	P_YESNO,	/* yes or no */
+	P_SASL_BACKEND,	/* cyrus, or dovecot SOCKET */
 };
 
 struct param {
@@ -104,6 +105,7 @@ static const struct param config_params[] = {
 	{ "relay_host",			P_NAMEPORT, OFF(relay_host), 0, 0, false },
 	{ "remote_port",		P_UINT, OFF(remote_port), 1, 65535, false },
 	{ "route",			P_ROUTE, OFF(routes), 0, 0, true },
+	{ "sasl_backend",		P_SASL_BACKEND, OFF(sasl_dovecot), 0, 0, false },
 	{ "sasl_db",			P_PATH, OFF(sasl_db), 0, 0, false },
 	{ "session_timeout",		P_DURATION, OFF(session_timeout), 1, 86400, false },
 	{ "shutdown_grace",		P_DURATION, OFF(shutdown_grace), 1, 3600, false },
@@ -493,6 +495,9 @@ parse_value(struct parser *p, const struct param *pm, char **words, int nwords)
 	struct config *c = p->c;
 	void *field = (char *)c + pm->offset;
 	int want = pm->type == P_DOMAINS ? -1 : pm->type == P_LISTEN ? 2 :
+	    pm->type == P_SASL_BACKEND ? (nwords > 0 &&
+	    strcmp(words[0], "dovecot") == 0 ?
+	    2 : 1) :
 	    pm->type == P_DKIM_KEY ? 3 : pm->type == P_ROUTE ? 2 : 1;
 
 	if (nwords == 0) {
@@ -685,6 +690,32 @@ parse_value(struct parser *p, const struct param *pm, char **words, int nwords)
 	case P_MILTER:
 		parse_milter(p, words[0]);
 		break;
+	case P_SASL_BACKEND: {
+		/* the socket's path must fit a sockaddr_un */
+		struct sockaddr_un sun;
+		char *path;
+
+		if (strcmp(words[0], "cyrus") == 0) {
+			free(c->sasl_dovecot);
+			c->sasl_dovecot = NULL;
+			break;
+		}
+		if (strcmp(words[0], "dovecot") != 0) {
+			PROBLEM(p, "%s: '%s' is neither cyrus nor dovecot",
+			    pm->name, words[0]);
+			return;
+		}
+		path = make_path(c, words[1]);
+		if (strlen(path) >= sizeof(sun.sun_path)) {
+			PROBLEM(p, "%s: the socket path is longer than %zu "
+			    "octets", pm->name, sizeof(sun.sun_path) - 1);
+			free(path);
+			return;
+		}
+		free(c->sasl_dovecot);
+		c->sasl_dovecot = path;
+		break;
+	}
 	case P_FAMILY:
 		if (strcmp(words[0], "any") == 0)
 			c->outbound_family = FAMILY_ANY;
@@ -907,7 +938,7 @@ config_check(struct parser *p)
 		PROBLEM(p, "tls_cert and tls_key go together");
 	if (sub && c->tls_cert == NULL)
 		PROBLEM(p, "a submission role needs tls_cert and tls_key");
-	if (sub && c->sasl_db == NULL)
+	if (sub && c->sasl_db == NULL && c->sasl_dovecot == NULL)
 		PROBLEM(p, "a submission role needs sasl_db");
 	if (c->relay_auth && c->relay_host == NULL)
 		PROBLEM(p, "relay_auth needs relay_host");
@@ -1032,6 +1063,7 @@ config_free(struct config *c)
 	free(c->maildir_root);
 	free(c->queue_dir);
 	free(c->sasl_db);
+	free(c->sasl_dovecot);
 	for (size_t i = 0; i < c->nsrs_secrets; i++)
 		free(c->srs_secrets[i]);
 	free(c->srs_secrets);

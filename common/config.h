@@ -64,6 +64,7 @@ struct config {
 	char *maildir_root;
 	char *queue_dir;
 	char *sasl_db;
+	char *sasl_dovecot;	/* sasl_backend dovecot SOCKET; NULL: Cyrus */
 	uint64_t max_message_size;
 	uint64_t spool_max_size;	/* all bodies' spool files (body.c) */
 	unsigned max_recipients;

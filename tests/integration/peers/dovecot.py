@@ -1,6 +1,6 @@
 """A real Dovecot (Debian's dovecot-imapd) reading chamoisd's Maildirs over IMAP.
 
-``Dovecot(base, maildir_root, users)`` writes its own config under ``base``
+``Dovecot(base, maildir_root, users, extra_conf="")`` writes its own config under ``base``
 (a test's tmp dir) and runs ``/usr/sbin/dovecot -F -c CONF``: base_dir,
 state_dir and log_path under ``base``, ``listen = 127.0.0.1``, one IMAP
 listener on a free loopback port, ``ssl = no``, ``disable_plaintext_auth =
@@ -67,7 +67,7 @@ class Dovecot:
 
     def __init__(self, base: Union[str, Path], maildir_root: Union[str, Path],
                  users: Union[Iterable[str], Dict[str, str]] = ("alice@example.test",),
-                 host: str = "127.0.0.1"):
+                 host: str = "127.0.0.1", extra_conf: str = ""):
         if not os.path.exists(DOVECOT):
             raise PeerUnavailable("%s missing (apt-get install dovecot-imapd)" % DOVECOT)
         if os.geteuid() != 0:
@@ -86,6 +86,7 @@ class Dovecot:
         else:
             self.users = {u: DEFAULT_PASSWORD for u in users}
         self.host = host
+        self.extra_conf = extra_conf
         self.port: Optional[int] = None
         self.conf = self.base / "dovecot.conf"
         self.passwd = self.base / "passwd"
@@ -161,8 +162,13 @@ service imap-login {{
     port = 0
   }}
 }}
-"""
+""" + self.extra_conf
         self.conf.write_text(conf)
+
+    @property
+    def auth_client(self) -> Path:
+        """Dovecot's auth-client socket (base_dir's), what sasl_backend names."""
+        return self.base / "run" / "auth-client"
 
     # -- process -------------------------------------------------------
     def start(self, timeout: float = 20) -> "Dovecot":
