@@ -74,6 +74,7 @@
 #include "../filter/engine.h"
 #include "../dkim/signer.h"
 #include "../forward/forward.h"
+#include "../local/lmtp.h"
 #include "../maildir/maildir.h"
 #include "../outbound/client.h"
 #include "../outbound/mtasts.h"
@@ -405,6 +406,7 @@ modules_configure(struct config *c, struct tables *t, SSL_CTX *mx, SSL_CTX *sub)
 {
 	smtpd_configure(c, t, mx, sub);
 	forward_configure(c);
+	lmtp_configure(root.base, c);
 	sub_configure(root.base, c, t);
 	queue_configure(c, t);
 	submit_configure(c, t);
@@ -915,6 +917,8 @@ outbound_init(const struct config *c)
 		fprintf(stderr, "%s\n", err);
 		return false;
 	}
+	/* local_delivery lmtp: connections are made when a delivery needs one */
+	lmtp_configure(root.base, c);
 	return true;
 }
 
@@ -1107,6 +1111,7 @@ main(int argc, char **argv)
 	if (root.stop_ev)
 		event_free(root.stop_ev);
 	forward_shutdown();
+	lmtp_shutdown();
 	sub_configure(NULL, NULL, NULL);
 	smtpd_shutdown();
 	smtp_clients_shutdown();

@@ -51,6 +51,7 @@ enum param_type {
 	P_MILTER_ACTION,	/* tempfail or accept */
 	P_YESNO,	/* yes or no */
 	P_SASL_BACKEND,	/* cyrus, or dovecot SOCKET */
+	P_LOCAL_DELIVERY,	/* maildir, or lmtp /PATH or ADDRESS:PORT */
 };
 
 struct param {
@@ -79,6 +80,7 @@ static const struct param config_params[] = {
 	{ "greeting_delay",		P_DURATION, OFF(greeting_delay), 0, 60, false },
 	{ "hostname",			P_HOSTNAME, OFF(hostname), 0, 0, false },
 	{ "listen",			P_LISTEN, OFF(listens), 0, 0, true },
+	{ "local_delivery",		P_LOCAL_DELIVERY, OFF(lmtp_text), 0, 0, false },
 	{ "maildir_root",		P_PATH, OFF(maildir_root), 0, 0, false },
 	{ "mailboxes",			P_PATH, OFF(mailboxes), 0, 0, false },
 	{ "max_connections",		P_UINT, OFF(max_connections), 1, 1000000, false },
@@ -347,6 +349,23 @@ parse_milter(struct parser *p, const char *w)
 	c->milters[c->nmilters++] = m;
 }
 
+/* parse_socket - "/PATH" (a Unix socket) or ADDRESS:PORT into ss */
+static bool
+parse_socket(const char *w, struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct sockaddr_un *un = (struct sockaddr_un *)ss;
+
+	if (w[0] != '/')
+		return config_parse_hostport(w, ss, len);
+	if (strlen(w) >= sizeof(un->sun_path))
+		return false;
+	memset(ss, 0, sizeof(*ss));
+	un->sun_family = AF_UNIX;
+	memcpy(un->sun_path, w, strlen(w) + 1);
+	*len = sizeof(*un);
+	return true;
+}
+
 /*
  * parse_dkim_key - "dkim_key DOMAIN SELECTOR FILE" (chamois.conf(5)):
  * DOMAIN as a lower-case A-label, SELECTOR a DNS label (RFC 6376 3.1:
@@ -495,8 +514,9 @@ parse_value(struct parser *p, const struct param *pm, char **words, int nwords)
 	struct config *c = p->c;
 	void *field = (char *)c + pm->offset;
 	int want = pm->type == P_DOMAINS ? -1 : pm->type == P_LISTEN ? 2 :
-	    pm->type == P_SASL_BACKEND ? (nwords > 0 &&
-	    strcmp(words[0], "dovecot") == 0 ?
+	    pm->type == P_SASL_BACKEND || pm->type == P_LOCAL_DELIVERY ?
+	    (nwords > 0 && (strcmp(words[0], "dovecot") == 0 ||
+	    strcmp(words[0], "lmtp") == 0) ?
 	    2 : 1) :
 	    pm->type == P_DKIM_KEY ? 3 : pm->type == P_ROUTE ? 2 : 1;
 
@@ -689,6 +709,25 @@ parse_value(struct parser *p, const struct param *pm, char **words, int nwords)
 		break;
 	case P_MILTER:
 		parse_milter(p, words[0]);
+		break;
+	case P_LOCAL_DELIVERY:
+		if (strcmp(words[0], "maildir") == 0) {
+			free(c->lmtp_text);
+			c->lmtp_text = NULL;
+			break;
+		}
+		if (strcmp(words[0], "lmtp") != 0) {
+			PROBLEM(p, "%s: '%s' is neither maildir nor lmtp",
+			    pm->name, words[0]);
+			return;
+		}
+		if (!parse_socket(words[1], &c->lmtp_ss, &c->lmtp_sslen)) {
+			PROBLEM(p, "%s: '%s' is neither /PATH nor ADDRESS:PORT "
+			    "(IPv6 as [::1]:PORT)", pm->name, words[1]);
+			return;
+		}
+		free(c->lmtp_text);
+		c->lmtp_text = xstrdup(words[1]);
 		break;
 	case P_SASL_BACKEND: {
 		/* the socket's path must fit a sockaddr_un */
@@ -1064,6 +1103,7 @@ config_free(struct config *c)
 	free(c->queue_dir);
 	free(c->sasl_db);
 	free(c->sasl_dovecot);
+	free(c->lmtp_text);
 	for (size_t i = 0; i < c->nsrs_secrets; i++)
 		free(c->srs_secrets[i]);
 	free(c->srs_secrets);
