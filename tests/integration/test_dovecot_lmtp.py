@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import Dialog, crlf, dot_stuff
+from harness import Dialog, crlf, dot_stuff, wait_log_match
 from peers.dovecot import Dovecot
 from peers.postfix import PeerUnavailable
 
@@ -193,3 +193,31 @@ def test_connections_are_reused(chamoisd, dovecot, tmp_path):
     # one connection did it all: Dovecot logged one LMTP connect
     assert dv.log().count("lmtp(") >= 5
     assert dv.log().count("Connect from") <= 1, dv.log()
+
+
+def test_the_queue_delivers_local_recipients_through_lmtp(chamoisd, dovecot, tmp_path):
+    """A logged-in user's mail to a local mailbox goes through the queue,
+    and the queue hands it to Dovecot's LMTP (SPEC 11), Sieve included."""
+    from peers.sasl import USERS, plain_b64, submission_daemon
+    dv = start_dovecot_for(dovecot, tmp_path)
+    (dv.home(BOB) / ".dovecot.sieve").write_text(
+        'require ["fileinto", "mailbox"];\nfileinto :create "FromAlice";\n')
+    dv.grant_access(BOB)
+    sub = submission_daemon(chamoisd, tmp_path / "sasl",
+                            mailboxes=(ALICE, BOB, CAROL),
+                            extra_conf="local_delivery lmtp %s\n" % dv.lmtp_socket)
+    msg = ("From: <%s>\nTo: <%s>\nSubject: queued for lmtp\n"
+           "Message-ID: <queued-lmtp@example.test>\n"
+           "Date: Thu, 01 Jan 2026 00:00:00 +0000\n\nvia the queue\n" % (ALICE, BOB))
+    with sub.dialog() as c:
+        c.cmd("AUTH PLAIN %s" % plain_b64(ALICE, USERS[ALICE]), "235")
+        c.cmd("MAIL FROM:<%s>" % ALICE, "250")
+        c.cmd("RCPT TO:<%s>" % BOB, "250")
+        c.cmd("DATA", "354")
+        c.send(dot_stuff(crlf(msg)) + b".\r\n")
+        c.expect("250", timeout=30)
+    wait_log_match(sub.d.log, r"to=<bob@example\.test> relay=lmtp .*status=sent")
+    (got,) = dv.fetch(BOB, mailbox="FromAlice")
+    assert got.endswith(crlf("\nvia the queue\n")), got
+    assert b"Subject: queued for lmtp" in got
+    assert sub.d.messages(BOB) == []
