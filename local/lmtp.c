@@ -12,7 +12,8 @@
  * recipients are asked, nothing is delivered) or, when a recipient was
  * taken, DATA, the message dot-stuffed with CRLF line ends, streamed as
  * the connection drains (never more than LMTP_HIWAT octets waiting), and
- * one reply per accepted recipient (RFC 2033 4.2).  Every reply has
+ * one reply per accepted recipient (RFC 2033 4.2).  The queue's local
+ * recipients use the same jobs (queue/scheduler.c lmtp_start).  Every reply has
  * LMTP_TIMEOUT; a reply line longer than SMTP_REPLY_MAX, a reply that is
  * not SMTP, the server closing or not answering in time ends the
  * connection, and every recipient of its job not yet answered gets
@@ -683,12 +684,6 @@ lmtp_shutdown(void)
 	}
 	free(lmtp.text);
 	lmtp.text = NULL;
-}
-
-bool
-lmtp_idle(void)
-{
-	return TAILQ_EMPTY(&lmtp.waiting) && lmtp.nconns == lmtp.nidle;
 }
 
 /* ---- the route (smtpd/route.h) ---- */

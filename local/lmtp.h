@@ -59,8 +59,6 @@ void lmtp_cancel(struct lmtp_job *);
 /* lmtp_configure - at start and on SIGHUP: the loop and the target in force */
 void lmtp_configure(struct event_base *, const struct config *);
 void lmtp_shutdown(void);
-/* lmtp_idle - no job waits or runs (the daemon may stop) */
-bool lmtp_idle(void);
 
 /* lmtp_route - local mailboxes through LMTP (smtpd/route.h) */
 extern const struct smtpd_route_ops lmtp_route;

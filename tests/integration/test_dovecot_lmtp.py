@@ -221,3 +221,24 @@ def test_the_queue_delivers_local_recipients_through_lmtp(chamoisd, dovecot, tmp
     assert got.endswith(crlf("\nvia the queue\n")), got
     assert b"Subject: queued for lmtp" in got
     assert sub.d.messages(BOB) == []
+
+
+def test_one_mailbox_failing_after_data_is_451_for_the_message(chamoisd, dovecot, tmp_path):
+    """bob is under his quota at RCPT, but the message does not fit what is
+    left: alice's mailbox takes it, bob's refuses it after DATA (552).  The
+    client gets 451 4.3.0 for the message (doc/users.md "Delivery through
+    Dovecot"): nothing lost for bob, nothing bounced; alice keeps her copy,
+    and the client's retry is the duplicate window."""
+    dv = start_dovecot_for(dovecot, tmp_path,
+                           user_fields={BOB: "userdb_quota_rule=*:storage=2"})
+    mx = lmtp_mx(chamoisd, dv.lmtp_socket)
+    with dialog(mx) as c:
+        c.cmd("RCPT TO:<%s>" % ALICE, "250")
+        c.cmd("RCPT TO:<%s>" % BOB, "250")
+        c.cmd("DATA", "354")
+        c.send(dot_stuff(crlf(message("too big for bob", body=("y" * 70 + "\n") * 60)))
+               + b".\r\n")
+        r = c.expect("451", timeout=30)
+        assert r.startswith("451 4.3.0 Delivered to 1 of 2 mailboxes"), r
+    assert len(dv.fetch(ALICE)) == 1
+    assert dv.fetch(BOB) == []
