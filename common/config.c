@@ -349,6 +349,28 @@ parse_milter(struct parser *p, const char *w)
 	c->milters[c->nmilters++] = m;
 }
 
+/*
+ * backend_word - the first word of "KEY OFF" or "KEY ON TARGET"
+ * (local_delivery, sasl_backend): 0 for off (*field freed, NULL), 1 for
+ * on (the caller reads TARGET), -1 after a problem
+ */
+static int
+backend_word(struct parser *p, const struct param *pm, const char *word,
+    const char *off, const char *on, char **field)
+{
+	if (strcmp(word, off) == 0) {
+		free(*field);
+		*field = NULL;
+		return 0;
+	}
+	if (strcmp(word, on) != 0) {
+		PROBLEM(p, "%s: '%s' is neither %s nor %s", pm->name, word, off,
+		    on);
+		return -1;
+	}
+	return 1;
+}
+
 /* parse_socket - "/PATH" (a Unix socket) or ADDRESS:PORT into ss */
 static bool
 parse_socket(const char *w, struct sockaddr_storage *ss, socklen_t *len)
@@ -711,16 +733,9 @@ parse_value(struct parser *p, const struct param *pm, char **words, int nwords)
 		parse_milter(p, words[0]);
 		break;
 	case P_LOCAL_DELIVERY:
-		if (strcmp(words[0], "maildir") == 0) {
-			free(c->lmtp_text);
-			c->lmtp_text = NULL;
+		if (backend_word(p, pm, words[0], "maildir", "lmtp",
+		    &c->lmtp_text) != 1)
 			break;
-		}
-		if (strcmp(words[0], "lmtp") != 0) {
-			PROBLEM(p, "%s: '%s' is neither maildir nor lmtp",
-			    pm->name, words[0]);
-			return;
-		}
 		if (!parse_socket(words[1], &c->lmtp_ss, &c->lmtp_sslen)) {
 			PROBLEM(p, "%s: '%s' is neither /PATH nor ADDRESS:PORT "
 			    "(IPv6 as [::1]:PORT)", pm->name, words[1]);
@@ -734,16 +749,9 @@ parse_value(struct parser *p, const struct param *pm, char **words, int nwords)
 		struct sockaddr_un sun;
 		char *path;
 
-		if (strcmp(words[0], "cyrus") == 0) {
-			free(c->sasl_dovecot);
-			c->sasl_dovecot = NULL;
+		if (backend_word(p, pm, words[0], "cyrus", "dovecot",
+		    &c->sasl_dovecot) != 1)
 			break;
-		}
-		if (strcmp(words[0], "dovecot") != 0) {
-			PROBLEM(p, "%s: '%s' is neither cyrus nor dovecot",
-			    pm->name, words[0]);
-			return;
-		}
 		path = make_path(c, words[1]);
 		if (strlen(path) >= sizeof(sun.sun_path)) {
 			PROBLEM(p, "%s: the socket path is longer than %zu "

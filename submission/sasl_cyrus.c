@@ -988,20 +988,6 @@ client_x_free(struct sub_sasl_client *x)
 	free(x);
 }
 
-/* offers - is mech in the relay's AUTH line? */
-static bool
-offers(const char *list, const char *mech)
-{
-	size_t n = strlen(mech);
-
-	for (const char *p = list; *p != '\0'; p += strcspn(p, " ")) {
-		p += strspn(p, " ");
-		if (strncasecmp(p, mech, n) == 0 && (p[n] == ' ' || p[n] == '\0'))
-			return true;
-	}
-	return false;
-}
-
 /* client_encode - libsasl2's output as base64 into x->out */
 static bool
 client_encode(struct sub_sasl_client *x, const char *out, unsigned outlen)
@@ -1026,7 +1012,7 @@ client_work(void *arg)
 	x->res = SMTP_AUTH_NEXT;
 	if (x->start) {
 		for (size_t i = 0; i < nitems(client_mechs) && r == SASL_NOMECH; i++) {
-			if (!offers(x->offered, client_mechs[i]))
+			if (!sub_sasl_mech_listed(x->offered, client_mechs[i]))
 				continue;
 			r = sasl_client_start(x->conn, client_mechs[i], NULL, &out,
 			    &outlen, &x->mech);

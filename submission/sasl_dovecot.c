@@ -133,13 +133,17 @@ answer(struct sub_sasl *s, enum sub_sasl_result r, const char *out)
 		done(s, r, out, s->ref);
 }
 
-/* dav_drop - the connection is gone: every request on it is TEMP */
+/*
+ * dav_drop - the connection is gone (why logged; NULL: we end it):
+ * every request on it is TEMP
+ */
 static void
 dav_drop(const char *why)
 {
 	struct sub_sasl *s;
 
-	log_warnx("sasl: dovecot %s: %s", dav.path, why);
+	if (why != NULL)
+		log_warnx("sasl: dovecot %s: %s", dav.path, why);
 	if (dav.bev != NULL) {
 		bufferevent_free(dav.bev);
 		dav.bev = NULL;
@@ -199,20 +203,6 @@ find(unsigned long id)
 	return NULL;
 }
 
-/* offered - is mech one of the mechanisms in list (space separated)? */
-static bool
-offered(const char *list, const char *mech)
-{
-	size_t n = strlen(mech);
-
-	for (const char *p = list; *p != '\0'; p += strcspn(p, " ")) {
-		p += strspn(p, " ");
-		if (strncasecmp(p, mech, n) == 0 && (p[n] == ' ' || p[n] == '\0'))
-			return true;
-	}
-	return false;
-}
-
 /* append - word to the space-separated list (size fits, checked) */
 static void
 append(char *list, size_t size, const char *word)
@@ -234,7 +224,7 @@ handshake_done(void)
 	char list[sizeof(dav.mechs)] = "";
 
 	for (size_t i = 0; i < nitems(dav_mechs); i++)
-		if (offered(dav.seen, dav_mechs[i]))
+		if (sub_sasl_mech_listed(dav.seen, dav_mechs[i]))
 			append(list, sizeof(list), dav_mechs[i]);
 	str_copy(dav.mechs, list, sizeof(dav.mechs));
 	dav.state = DAV_READY;
@@ -397,15 +387,7 @@ sub_dovecot_init(struct event_base *base, const char *socket_path)
 void
 sub_dovecot_shutdown(void)
 {
-	struct sub_sasl *s;
-
-	if (dav.bev != NULL) {
-		bufferevent_free(dav.bev);
-		dav.bev = NULL;
-	}
-	dav.state = DAV_DOWN;
-	while ((s = TAILQ_FIRST(&dav.requests)) != NULL)
-		answer(s, SUB_SASL_TEMP, "");
+	dav_drop(NULL);
 	free(dav.path);
 	dav.path = NULL;
 	dav.base = NULL;
@@ -538,7 +520,7 @@ dav_start_async(struct sub_sasl *s, const char *mech, const char *initial,
 	s->in_exchange = false;
 	s->done = done;
 	s->ref = ref;
-	if (!offered(dav.mechs, mech) || !str_copy(s->mech, mech,
+	if (!sub_sasl_mech_listed(dav.mechs, mech) || !str_copy(s->mech, mech,
 	    sizeof(s->mech))) {
 		free(line);
 		answer(s, SUB_SASL_NOMECH, "");

@@ -1,7 +1,8 @@
 /*
  * sasl_name.c - the login name a client's SASL message carries, for
  * counting failures per user (doc/users.md "Failed logins") before any
- * back end checks a password: shared by the Cyrus and Dovecot back ends.
+ * back end checks a password, and whether a mechanism is in a list:
+ * shared by the Cyrus and Dovecot back ends.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -47,4 +48,17 @@ sub_sasl_login_name(const char *mech, const char *in, size_t len, char *name,
 	}
 	name[o] = '\0';
 	return o > 0;
+}
+
+bool
+sub_sasl_mech_listed(const char *list, const char *mech)
+{
+	size_t n = strlen(mech);
+
+	for (const char *p = list; *p != '\0'; p += strcspn(p, " ")) {
+		p += strspn(p, " ");
+		if (strncasecmp(p, mech, n) == 0 && (p[n] == ' ' || p[n] == '\0'))
+			return true;
+	}
+	return false;
 }

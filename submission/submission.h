@@ -149,6 +149,8 @@ extern const struct sub_sasl_ops sub_sasl_cyrus_ops;
  */
 bool sub_sasl_login_name(const char *mech, const char *in, size_t len,
     char *name, size_t size);
+/* sub_sasl_mech_listed - is mech (any case) a word of list, space separated? */
+bool sub_sasl_mech_listed(const char *list, const char *mech);
 
 /* sasl_dovecot.c - sasl_backend dovecot SOCKET (doc/users.md "Dovecot") */
 struct event_base;

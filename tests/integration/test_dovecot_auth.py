@@ -10,8 +10,7 @@ import signal
 import pytest
 
 from harness import crlf, wait_log_match, wait_until
-from peers.dovecot import Dovecot
-from peers.postfix import PeerUnavailable
+from peers.dovecot import dovecots
 from peers.sasl import ALICE, BOB, USERS, Sub, b64, plain_b64
 import harness
 
@@ -20,23 +19,10 @@ SLOW = 30           # replies that come after a login delay (max 8 s)
 
 @pytest.fixture
 def dovecot(tmp_path):
-    made = []
-
-    def make(users=USERS):
-        try:
-            # no delay of its own: chamoisd's failure delays are the ones tested
-            dv = Dovecot(tmp_path / ("dv%d" % len(made)), tmp_path / "mail", users,
-                         extra_conf="auth_failure_delay = 0\n")
-        except PeerUnavailable as e:
-            pytest.skip("Dovecot cannot run here: %s" % e)
-        made.append(dv)
-        dv.start()
-        return dv
-
-    yield make
-    for dv in made:
-        dv.stop()
-        print("---- dovecot %s log ----\n%s" % (dv.base.name, dv.log()[-4000:]))
+    # no delay of its own: chamoisd's failure delays are the ones tested
+    with dovecots(tmp_path, prefix="dv", tail=4000) as make:
+        yield lambda users=USERS: make(tmp_path / "mail", users,
+                                       extra_conf="auth_failure_delay = 0\n")
 
 
 def dovecot_sub(chamoisd, dv, extra=""):

@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 
 from harness import Dialog, crlf, dot_stuff, wait_log_match
-from peers.dovecot import Dovecot
-from peers.postfix import PeerUnavailable
+from peers.dovecot import dovecots
 
 ALICE, BOB, CAROL = "alice@example.test", "bob@example.test", "carol@example.test"
 SENDER = "sender@remote.test"
@@ -26,27 +25,16 @@ SENDER = "sender@remote.test"
 
 @pytest.fixture
 def dovecot(tmp_path):
-    made = []
-
-    def make(maildir_root, users=(ALICE, BOB, CAROL), user_fields=None, extra=""):
-        try:
-            dv = Dovecot(tmp_path / ("dv%d" % len(made)), maildir_root, users,
-                         protocols="imap lmtp", user_fields=user_fields,
-                         extra_conf=LMTP_CONF + extra)
-        except PeerUnavailable as e:
-            pytest.skip("Dovecot cannot run here: %s" % e)
-        if not LMTP_BIN.exists():
-            pytest.skip("%s missing (apt-get install dovecot-lmtpd)" % LMTP_BIN)
-        made.append(dv)
-        dv.start()
-        for u in users:
-            dv.grant_access(u)
-        return dv
-
-    yield make
-    for dv in made:
-        dv.stop()
-        print("---- dovecot %s log ----\n%s" % (dv.base.name, dv.log()[-5000:]))
+    with dovecots(tmp_path, prefix="dv", tail=5000) as start:
+        def make(maildir_root, users=(ALICE, BOB, CAROL), user_fields=None, extra=""):
+            if not LMTP_BIN.exists():
+                pytest.skip("%s missing (apt-get install dovecot-lmtpd)" % LMTP_BIN)
+            dv = start(maildir_root, users, protocols="imap lmtp",
+                       user_fields=user_fields, extra_conf=LMTP_CONF + extra)
+            for u in users:
+                dv.grant_access(u)
+            return dv
+        yield make
 
 
 LMTP_BIN = Path("/usr/lib/dovecot/lmtp")

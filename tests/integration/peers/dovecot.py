@@ -34,6 +34,7 @@ expected"), so fetching checks chamoisd's S= too.
 
 from __future__ import annotations
 
+import contextlib
 import imaplib
 import os
 import pwd
@@ -301,3 +302,29 @@ service imap-login {{
                 m.logout()
             except Exception:
                 pass
+
+
+@contextlib.contextmanager
+def dovecots(tmp_path: Union[str, Path], prefix: str = "dovecot", tail: int = 6000):
+    """A test's Dovecots: ``make(maildir_root, users, **kw)`` starts one
+    under tmp_path (pytest.skip when this machine cannot run it); each is
+    stopped, and the tail of its log printed, when the block ends."""
+    import pytest
+    made: List[Dovecot] = []
+
+    def make(maildir_root, users, **kw) -> Dovecot:
+        try:
+            dv = Dovecot(Path(tmp_path) / ("%s%d" % (prefix, len(made))), maildir_root,
+                         users, **kw)
+        except PeerUnavailable as e:
+            pytest.skip("Dovecot peer cannot run here: %s" % e)
+        made.append(dv)
+        dv.start()
+        return dv
+
+    try:
+        yield make
+    finally:
+        for dv in made:
+            dv.stop()
+            print("---- dovecot %s log ----\n%s" % (dv.base.name, dv.log()[-tail:]))
