@@ -354,7 +354,10 @@ conn_new(void)
 	set_timeout(c, LMTP_TIMEOUT);
 	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&lmtp.ss,
 	    (int)lmtp.sslen) == -1) {
+		int e = errno;
+
 		conn_free(c);
+		errno = e;
 		return false;
 	}
 	return true;
