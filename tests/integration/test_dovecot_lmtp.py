@@ -5,17 +5,22 @@ plugin and dovecot-sieve; peers/dovecot.py).
 What a sender and the user see: the message read back over IMAP byte for
 byte (chamoisd's Received, then the message as sent; Dovecot adds
 Return-Path and Delivered-To), an unknown user and a user over quota
-refused at RCPT with Dovecot's own reply, a Sieve fileinto, Dovecot down
-a 4xx at RCPT, and a mailbox that fails after DATA while another took the
-message answered 451 (the message lost for no one).
+refused at RCPT with Dovecot's own reply, a Sieve fileinto, a Sieve
+vacation reply leaving through chamois-sendmail and the queue (and none
+for a sender chamoisd's Authentication-Results does not vouch for),
+Dovecot down a 4xx at RCPT, a mailbox that fails after DATA while another
+took the message answered 451 (the message lost for no one), connections
+reused, and the queue's local recipients delivered through LMTP too.
 """
 
 import os
+import re
 import smtplib
 from pathlib import Path
 
 import pytest
 
+import harness
 from harness import Dialog, crlf, dot_stuff, wait_log_match
 from peers.dovecot import dovecots
 
@@ -230,3 +235,48 @@ def test_one_mailbox_failing_after_data_is_451_for_the_message(chamoisd, dovecot
         assert r.startswith("451 4.3.0 Delivered to 1 of 2 mailboxes"), r
     assert len(dv.fetch(ALICE)) == 1
     assert dv.fetch(BOB) == []
+
+
+SENDMAIL = Path(__file__).resolve().parents[2] / "bin" / "chamois-sendmail"
+
+
+def test_vacation_reply_goes_out_through_the_queue_forged_sender_gets_none(
+        chamoisd, dovecot, tmp_path):
+    """alice's vacation answers everyone; carol's only a sender chamoisd's
+    Authentication-Results vouches for (the script of doc/users.md).  A
+    message from sender@remote.test, a domain with no SPF record (spf=none,
+    as a forger's would be), reaches both: alice's reply leaves from <>
+    through chamois-sendmail into chamoisd's queue, toward the sender;
+    carol's script sends none."""
+    mx = lmtp_mx(chamoisd, tmp_path / "dv0" / "run" / "lmtp")
+    harness.open_dirs_to_others(mx)
+    mx.conf.chmod(0o644)
+    extra = "sendmail_path = %s -C %s\n" % (SENDMAIL, mx.conf)
+    dv = start_dovecot_for(dovecot, tmp_path, extra=extra)
+    (dv.home(ALICE) / ".dovecot.sieve").write_text(
+        'require ["vacation"];\nvacation :days 1 :subject "Away" "alice is away.";\n')
+    (dv.home(CAROL) / ".dovecot.sieve").write_text(
+        'require ["vacation"];\n'
+        'if header :matches "Authentication-Results"\n'
+        '    ["mx.example.test;*dmarc=pass*", "mx.example.test;*spf=pass*"] {\n'
+        '  vacation :days 1 :subject "Away" "carol is away.";\n}\n')
+    for u in (ALICE, CAROL):
+        dv.grant_access(u)
+    with dialog(mx) as c:
+        for r in (ALICE, CAROL):
+            c.cmd("RCPT TO:<%s>" % r, "250")
+        c.cmd("DATA", "354")
+        c.send(dot_stuff(crlf(message("hello", to=ALICE))) + b".\r\n")
+        c.expect("250", timeout=30)
+    assert len(dv.fetch(CAROL)) == 1 and len(dv.fetch(ALICE)) == 1
+    # the reply went into the queue, from <>, to the sender, and is tried
+    m = wait_log_match(mx.log, r"queue submit uid=\d+ user=\S+ pid=\d+ from=<> "
+                       r"owner=\S+ nrcpts=1", timeout=30)
+    wait_log_match(mx.log, r"to=<sender@remote\.test> relay=", timeout=30)
+    assert len(re.findall(r"queue submit uid=", mx.log())) == 1, mx.log()
+    # both scripts ran: alice's sent its reply, carol's only filed the message
+    log = dv.log()
+    assert re.search(r"lmtp\(alice@example\.test\).*sieve: .*sent vacation response", log), log
+    assert re.search(r"lmtp\(carol@example\.test\).*sieve: .*stored mail into mailbox 'INBOX'",
+                     log), log
+    assert not re.search(r"lmtp\(carol@example\.test\).*vacation", log), log
