@@ -192,7 +192,8 @@ conn_drop(struct lmtp_conn *c, const char *why)
 	struct lmtp_job *j = c->job;
 	bool unready = c->state == C_GREETING || c->state == C_LHLO;
 
-	if (c->state != C_QUIT)
+	/* an idle connection that the server closes is no news */
+	if (c->state != C_QUIT && c->state != C_IDLE)
 		log_warnx("lmtp: %s: %s", lmtp.text ? lmtp.text : "?", why);
 	c->job = NULL;
 	conn_free(c);
@@ -590,8 +591,18 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 	(void)bev;
 	if (what & BEV_EVENT_CONNECTED)
 		return;
+	if ((what & BEV_EVENT_TIMEOUT) && c->state == C_IDLE) {
+		/* idle too long: QUIT, and close at its reply (STYLE 23) */
+		TAILQ_REMOVE(&lmtp.idle, c, entry);
+		lmtp.nidle--;
+		c->state = C_QUIT;
+		send_cmd(c, "QUIT");
+		set_timeout(c, LMTP_IDLE_TIMEOUT);
+		bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+		return;
+	}
 	if (what & BEV_EVENT_TIMEOUT)
-		conn_drop(c, c->state == C_IDLE ? "idle" : "no reply in time");
+		conn_drop(c, "no reply in time");
 	else if (what & BEV_EVENT_EOF)
 		conn_drop(c, "connection closed");
 	else {

@@ -18,7 +18,8 @@
  * is being (re)made waits in the same list and is sent after DONE.  The
  * connection is lost, with every request on it answered TEMP (454 4.7.0),
  * when Dovecot closes it, sends a line we cannot parse or longer than
- * DAV_LINE_MAX, or leaves a request unanswered for DAV_REPLY_TIMEOUT.
+ * DAV_LINE_MAX, or says nothing for DAV_REPLY_TIMEOUT while a request or
+ * the handshake waits for it.
  * The requests at once are bounded (DAV_REQUESTS_MAX; more get TEMP), and
  * so is what we hold of a line and of the mechanism list.
  *
@@ -127,7 +128,7 @@ answer(struct sub_sasl *s, enum sub_sasl_result r, const char *out)
 	if (r != SUB_SASL_CONTINUE)
 		s->in_exchange = false;
 	s->done = NULL;
-	if (dav.nrequests == 0 && dav.bev != NULL)
+	if (dav.nrequests == 0 && dav.state == DAV_READY)
 		bufferevent_set_timeouts(dav.bev, NULL, NULL);
 	if (done != NULL)
 		done(s, r, out, s->ref);
@@ -153,6 +154,15 @@ dav_drop(const char *why)
 		answer(s, SUB_SASL_TEMP, "");
 }
 
+/* waiting - Dovecot owes us something: it has DAV_REPLY_TIMEOUT to say it */
+static void
+waiting(void)
+{
+	struct timeval tv = { DAV_REPLY_TIMEOUT, 0 };
+
+	bufferevent_set_timeouts(dav.bev, &tv, NULL);
+}
+
 /* send_line - one line to Dovecot (connected) */
 static void
 send_line(struct sub_sasl *s)
@@ -160,11 +170,7 @@ send_line(struct sub_sasl *s)
 	bufferevent_write(dav.bev, s->line, s->linelen);
 	wipe(s->line, s->linelen);
 	s->line = NULL;
-	if (dav.nrequests == 1) {
-		struct timeval tv = { DAV_REPLY_TIMEOUT, 0 };
-
-		bufferevent_set_timeouts(dav.bev, &tv, NULL);
-	}
+	waiting();
 }
 
 /* request - s's line goes out, or waits for the handshake */
@@ -232,6 +238,8 @@ handshake_done(void)
 	TAILQ_FOREACH(s, &dav.requests, entry)
 		if (s->line != NULL)
 			send_line(s);
+	if (dav.nrequests == 0)
+		bufferevent_set_timeouts(dav.bev, NULL, NULL);
 }
 
 /* server_line - one line from Dovecot; false: drop the connection */
@@ -357,6 +365,7 @@ dav_connect(void)
 	dav.seen[0] = '\0';
 	bufferevent_setcb(dav.bev, read_cb, NULL, event_cb, NULL);
 	bufferevent_enable(dav.bev, EV_READ | EV_WRITE);
+	waiting();		/* the handshake too */
 	bsnprintf(hello, sizeof(hello), "VERSION\t1\t2\nCPID\t%ld\n",
 	    (long)getpid());
 	bufferevent_write(dav.bev, hello, strlen(hello));
