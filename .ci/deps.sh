@@ -7,7 +7,7 @@ set -eu
 pkgs="build-essential pkg-config openssl libssl-dev libevent-dev libdb5.3-dev
 libsasl2-dev libsasl2-modules sasl2-bin libc-ares-dev libidn2-dev libopendkim-dev libsystemd-dev libcmocka-dev
 python3 python3-pytest python3-pytest-xdist python3-aiosmtpd python3-dkim swaks libnet-ssleay-perl msmtp dnsmasq-base fail2ban
-dovecot-imapd iproute2 libicu72 libnsl2 netbase clang-14 libclang-rt-14-dev"
+dovecot-imapd dovecot-lmtpd dovecot-sieve iproute2 libicu72 libnsl2 netbase clang-14 libclang-rt-14-dev"
 # the inbound checks (checks/: SPF, DMARC) and their tests (pyspf, authres)
 pkgs="$pkgs libspf2-dev libopendmarc-dev python3-spf python3-authres"
 # dig and curl, for doc/install.md's checks (tests/integration/test_install_doc.py)

@@ -74,6 +74,7 @@
 #include "../filter/engine.h"
 #include "../dkim/signer.h"
 #include "../forward/forward.h"
+#include "../local/lmtp.h"
 #include "../maildir/maildir.h"
 #include "../outbound/client.h"
 #include "../outbound/mtasts.h"
@@ -430,6 +431,7 @@ modules_configure(struct config *c, struct tables *t, SSL_CTX *mx, SSL_CTX *sub)
 {
 	smtpd_configure(c, t, mx, sub);
 	forward_configure(c);
+	lmtp_configure(root.base, c);
 	sub_configure(root.base, c, t);
 	queue_configure(c, t);
 	submit_configure(c, t);
@@ -664,6 +666,8 @@ reload_done(void *arg)
 		body_spool_limit(c->spool_max_size);
 		if (c->sasl_db)
 			sub_sasl_reconfigure(c->sasl_db);
+		if (c->sasl_dovecot && root.cfg->sasl_dovecot)
+			sub_dovecot_init(root.base, c->sasl_dovecot);
 		if (j->relay_failed)
 			log_warnx("reload: relay_host's CAs could not be loaded; "
 			    "the old ones stay");
@@ -939,6 +943,8 @@ outbound_init(const struct config *c)
 		fprintf(stderr, "%s\n", err);
 		return false;
 	}
+	/* local_delivery lmtp: connections are made when a delivery needs one */
+	lmtp_configure(root.base, c);
 	return true;
 }
 
@@ -1061,6 +1067,9 @@ main(int argc, char **argv)
 		    config_line(root.cfg, "sasl_db"), err);
 		return 1;
 	}
+	/* Dovecot's auth service: connected on the loop (doc/users.md "Dovecot") */
+	if (root.cfg->sasl_dovecot)
+		sub_dovecot_init(root.base, root.cfg->sasl_dovecot);
 	/* relay_auth: libsasl2's client half, loaded before the privilege drop */
 	if (sub_sasl_client_init(err, sizeof(err)) == 0)
 		queue_set_relay_auth(&sub_sasl_client_ops);
@@ -1117,6 +1126,7 @@ main(int argc, char **argv)
 	queue_shutdown();
 	if (root.cfg->sasl_db)
 		sub_sasl_shutdown();
+	sub_dovecot_shutdown();
 	sub_limits_shutdown();
 	smtpd_listeners_stop();
 	for (size_t i = 0; i < nitems(signums); i++)
@@ -1127,6 +1137,7 @@ main(int argc, char **argv)
 	if (root.stop_ev)
 		event_free(root.stop_ev);
 	forward_shutdown();
+	lmtp_shutdown();
 	sub_configure(NULL, NULL, NULL);
 	smtpd_shutdown();
 	smtp_clients_shutdown();

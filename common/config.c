@@ -50,6 +50,8 @@ enum param_type {
 	P_MILTER,	/* repeatable: unix:/PATH or HOST:PORT */
 	P_MILTER_ACTION,	/* tempfail or accept */
 	P_YESNO,	/* yes or no */
+	P_SASL_BACKEND,	/* cyrus, or dovecot SOCKET */
+	P_LOCAL_DELIVERY,	/* maildir, or lmtp /PATH or ADDRESS:PORT */
 };
 
 struct param {
@@ -78,6 +80,7 @@ static const struct param config_params[] = {
 	{ "greeting_delay",		P_DURATION, OFF(greeting_delay), 0, 60, false },
 	{ "hostname",			P_HOSTNAME, OFF(hostname), 0, 0, false },
 	{ "listen",			P_LISTEN, OFF(listens), 0, 0, true },
+	{ "local_delivery",		P_LOCAL_DELIVERY, OFF(lmtp_text), 0, 0, false },
 	{ "maildir_root",		P_PATH, OFF(maildir_root), 0, 0, false },
 	{ "mailboxes",			P_PATH, OFF(mailboxes), 0, 0, false },
 	{ "max_connections",		P_UINT, OFF(max_connections), 1, 1000000, false },
@@ -104,6 +107,7 @@ static const struct param config_params[] = {
 	{ "relay_host",			P_NAMEPORT, OFF(relay_host), 0, 0, false },
 	{ "remote_port",		P_UINT, OFF(remote_port), 1, 65535, false },
 	{ "route",			P_ROUTE, OFF(routes), 0, 0, true },
+	{ "sasl_backend",		P_SASL_BACKEND, OFF(sasl_dovecot), 0, 0, false },
 	{ "sasl_db",			P_PATH, OFF(sasl_db), 0, 0, false },
 	{ "session_timeout",		P_DURATION, OFF(session_timeout), 1, 86400, false },
 	{ "shutdown_grace",		P_DURATION, OFF(shutdown_grace), 1, 3600, false },
@@ -375,6 +379,45 @@ parse_milter(struct parser *p, const char *w)
 }
 
 /*
+ * backend_word - the first word of "KEY OFF" or "KEY ON TARGET"
+ * (local_delivery, sasl_backend): 0 for off (*field freed, NULL), 1 for
+ * on (the caller reads TARGET), -1 after a problem
+ */
+static int
+backend_word(struct parser *p, const struct param *pm, const char *word,
+    const char *off, const char *on, char **field)
+{
+	if (strcmp(word, off) == 0) {
+		free(*field);
+		*field = NULL;
+		return 0;
+	}
+	if (strcmp(word, on) != 0) {
+		PROBLEM(p, "%s: '%s' is neither %s nor %s", pm->name, word, off,
+		    on);
+		return -1;
+	}
+	return 1;
+}
+
+/* parse_socket - "/PATH" (a Unix socket) or ADDRESS:PORT into ss */
+static bool
+parse_socket(const char *w, struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct sockaddr_un *un = (struct sockaddr_un *)ss;
+
+	if (w[0] != '/')
+		return config_parse_hostport(w, ss, len);
+	if (strlen(w) >= sizeof(un->sun_path))
+		return false;
+	memset(ss, 0, sizeof(*ss));
+	un->sun_family = AF_UNIX;
+	memcpy(un->sun_path, w, strlen(w) + 1);
+	*len = sizeof(*un);
+	return true;
+}
+
+/*
  * parse_dkim_key - "dkim_key DOMAIN SELECTOR FILE" (chamois.conf(5)):
  * DOMAIN as a lower-case A-label, SELECTOR a DNS label (RFC 6376 3.1:
  * dot-separated labels), one selector once per domain; the key itself is
@@ -522,6 +565,10 @@ parse_value(struct parser *p, const struct param *pm, char **words, int nwords)
 	struct config *c = p->c;
 	void *field = (char *)c + pm->offset;
 	int want = pm->type == P_DOMAINS ? -1 : pm->type == P_LISTEN ? 2 :
+	    pm->type == P_SASL_BACKEND || pm->type == P_LOCAL_DELIVERY ?
+	    (nwords > 0 && (strcmp(words[0], "dovecot") == 0 ||
+	    strcmp(words[0], "lmtp") == 0) ?
+	    2 : 1) :
 	    pm->type == P_DKIM_KEY ? 3 : pm->type == P_ROUTE ? 2 : 1;
 
 	if (nwords == 0) {
@@ -715,6 +762,37 @@ parse_value(struct parser *p, const struct param *pm, char **words, int nwords)
 	case P_MILTER:
 		parse_milter(p, words[0]);
 		break;
+	case P_LOCAL_DELIVERY:
+		if (backend_word(p, pm, words[0], "maildir", "lmtp",
+		    &c->lmtp_text) != 1)
+			break;
+		if (!parse_socket(words[1], &c->lmtp_ss, &c->lmtp_sslen)) {
+			PROBLEM(p, "%s: '%s' is neither /PATH nor ADDRESS:PORT "
+			    "(IPv6 as [::1]:PORT)", pm->name, words[1]);
+			return;
+		}
+		free(c->lmtp_text);
+		c->lmtp_text = xstrdup(words[1]);
+		break;
+	case P_SASL_BACKEND: {
+		/* the socket's path must fit a sockaddr_un */
+		struct sockaddr_un sun;
+		char *path;
+
+		if (backend_word(p, pm, words[0], "cyrus", "dovecot",
+		    &c->sasl_dovecot) != 1)
+			break;
+		path = make_path(c, words[1]);
+		if (strlen(path) >= sizeof(sun.sun_path)) {
+			PROBLEM(p, "%s: the socket path is longer than %zu "
+			    "octets", pm->name, sizeof(sun.sun_path) - 1);
+			free(path);
+			return;
+		}
+		free(c->sasl_dovecot);
+		c->sasl_dovecot = path;
+		break;
+	}
 	case P_FAMILY:
 		if (strcmp(words[0], "any") == 0)
 			c->outbound_family = FAMILY_ANY;
@@ -938,7 +1016,7 @@ config_check(struct parser *p)
 		PROBLEM(p, "tls_cert and tls_key go together");
 	if (sub && c->tls_cert == NULL)
 		PROBLEM(p, "a submission role needs tls_cert and tls_key");
-	if (sub && c->sasl_db == NULL)
+	if (sub && c->sasl_db == NULL && c->sasl_dovecot == NULL)
 		PROBLEM(p, "a submission role needs sasl_db");
 	if (c->relay_auth && c->relay_host == NULL)
 		PROBLEM(p, "relay_auth needs relay_host");
@@ -1065,6 +1143,8 @@ config_free(struct config *c)
 	free(c->maildir_root);
 	free(c->queue_dir);
 	free(c->sasl_db);
+	free(c->sasl_dovecot);
+	free(c->lmtp_text);
 	for (size_t i = 0; i < c->nsrs_secrets; i++)
 		free(c->srs_secrets[i]);
 	free(c->srs_secrets);

@@ -66,6 +66,11 @@ struct config {
 	char *maildir_root;
 	char *queue_dir;
 	char *sasl_db;
+	char *sasl_dovecot;	/* sasl_backend dovecot SOCKET; NULL: Cyrus */
+	/* local_delivery lmtp TARGET (its text NULL: maildir) */
+	char *lmtp_text;
+	struct sockaddr_storage lmtp_ss;
+	socklen_t lmtp_sslen;
 	uint64_t max_message_size;
 	uint64_t spool_max_size;	/* all bodies' spool files (body.c) */
 	unsigned max_recipients;

@@ -22,6 +22,7 @@
 #include "../common/clock.h"
 #include "../common/hmap.h"
 #include "../common/util.h"
+#include "../local/lmtp.h"
 #include "../local/local.h"
 #include "../smtpd/smtpd.h"
 #include "forward.h"
@@ -232,7 +233,9 @@ forward_mx_router(struct smtpd_session *s, const struct mailaddr *a,
 		return false;
 	}
 	route_of(exp, pick->key, sizeof(pick->key));
-	pick->ops = exp->external ? &forward_route : &local_route;
+	/* local mailboxes: Maildir, or Dovecot's LMTP (local_delivery lmtp) */
+	pick->ops = exp->external ? &forward_route :
+	    fwd_g.cfg->lmtp_text != NULL ? &lmtp_route : &local_route;
 	/* an alias to an address at a routed domain goes to its next hop */
 	pick->next_hop = exp->external != NULL && routed(exp->external);
 	return true;

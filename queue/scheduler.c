@@ -48,6 +48,7 @@
 #include "../common/util.h"
 #include "../common/worker.h"
 #include "../dkim/signer.h"
+#include "../local/lmtp.h"
 #include "../maildir/maildir.h"
 #include "../outbound/client.h"
 #include "../outbound/mtasts.h"
@@ -1096,11 +1097,51 @@ local_done(void *arg)
 	group_done(g);
 }
 
+/* lmtp_done - local_delivery lmtp: each mailbox's LMTP reply is its outcome */
+static void
+lmtp_done(void *arg, const struct lmtp_result *res)
+{
+	struct qgroup *g = arg;
+
+	job_end();
+	for (size_t k = 0; k < g->n; k++)
+		reply_outcome(g->e, g->idx[k], &res->data[k], "", "lmtp");
+	group_done(g);
+}
+
+/* lmtp_start - the group's mailboxes in one LMTP transaction (local/lmtp.h) */
+static void
+lmtp_start(struct qgroup *g)
+{
+	struct qentry *e = g->e;
+	char **rcpts = xcalloc(g->n, sizeof(char *));
+	struct lmtp_params p = {
+		.sender = e->msg.sender,
+		.rcpts = rcpts,
+		.nrcpts = g->n,
+		.body = &e->mdbody,
+		.smtputf8 = e->msg.smtputf8,
+		.body8bit = e->msg.body8bit,
+	};
+
+	for (size_t k = 0; k < g->n; k++)
+		rcpts[k] = e->msg.rcpts[g->idx[k]].addr;
+	q.jobs++;	/* queue_idle() waits for it, as for a worker job */
+	lmtp_submit(&p, NULL, lmtp_done, g);
+	free(rcpts);
+}
+
 static void
 local_start(struct qgroup *g)
 {
 	struct qentry *e = g->e;
-	struct maildir_delivery *d = xcalloc(1, sizeof(*d));
+	struct maildir_delivery *d;
+
+	if (e->cfg->lmtp_text != NULL) {
+		lmtp_start(g);
+		return;
+	}
+	d = xcalloc(1, sizeof(*d));
 
 	d->root = e->cfg->maildir_root;
 	d->hostname = e->cfg->hostname;

@@ -7,9 +7,12 @@
  * do with AUTH and its response lines, and whether the logged-in user may
  * use a sender; this file answers with the engine's API
  * (smtpd_auth_read_lines, smtpd_auth_success, smtpd_wait, smtpd_reply...),
- * never by touching the session.  SASL itself is sasl_cyrus.c's; this file
- * sees only CONTINUE / OK / FAIL / TEMP.  libsasl2's part of each step
- * runs on a worker thread (sub_sasl_start_async, sub_sasl_step_async):
+ * never by touching the session.  SASL itself is the back end's
+ * (sasl_cyrus.c, or sasl_dovecot.c with sasl_backend dovecot, through
+ * struct sub_sasl_ops); this file sees only CONTINUE / OK / FAIL / TEMP.
+ * Each step runs off the loop or without blocking it (Cyrus: libsasl2 on a
+ * worker thread; Dovecot: a request on its socket), through
+ * start_async and step_async:
  * meanwhile the session waits in ST_WAIT without its SASL state, which the
  * job owns, and the job finds the session again by its id (auth_done).
  *
@@ -44,6 +47,7 @@ static struct {
 	struct event_base *base;
 	struct config *cfg;
 	const struct tables *tables;
+	const struct sub_sasl_ops *ops;	/* sasl_ops() */
 } sub;
 
 /* one session's AUTH state (smtpd_auth_data) */
@@ -67,6 +71,20 @@ sub_configure(struct event_base *base, struct config *c,
 	if (old)
 		config_free(old);
 	sub.tables = t;
+}
+
+/*
+ * sasl_ops - the back end: Dovecot's with sasl_backend dovecot, chosen
+ * by the first configuration and kept (a SASL state in a session or a
+ * job belongs to it; chamois.conf(5): a changed back end needs a restart)
+ */
+static const struct sub_sasl_ops *
+sasl_ops(void)
+{
+	if (sub.ops == NULL)
+		sub.ops = sub.cfg != NULL && sub.cfg->sasl_dovecot != NULL ?
+		    &sub_sasl_dovecot_ops : &sub_sasl_cyrus_ops;
+	return sub.ops;
 }
 
 /* state - the session's AUTH state, made on first use */
@@ -93,7 +111,7 @@ session_sasl(struct smtpd_session *s)
 	if (a->sasl != NULL)
 		return a->sasl;
 	smtpd_session_sasl_addrs(s, &local, &remote);
-	a->sasl = sub_sasl_new(sub.cfg->hostname, local, remote,
+	a->sasl = sasl_ops()->session(sub.cfg->hostname, local, remote,
 	    smtpd_session_tls_bits(s));
 	return a->sasl;
 }
@@ -109,7 +127,7 @@ sub_ehlo_auth(struct smtpd_session *s)
 		return NULL;
 	if (session_sasl(s) == NULL)
 		return NULL;
-	mechs = sub_sasl_mechs(state(s)->sasl);
+	mechs = sasl_ops()->mechs(state(s)->sasl);
 	if (mechs == NULL || *mechs == '\0')
 		return NULL;
 	bsnprintf(line, sizeof(line), "AUTH %s", mechs);
@@ -124,7 +142,7 @@ auth_end(struct smtpd_session *s)
 	/* no password was checked (a success forgave it already) */
 	sub_auth_forgive(&a->auth_try, smtpd_session_addr_key(s));
 	/* a new exchange needs a fresh SASL state */
-	sub_sasl_free(a->sasl);
+	sasl_ops()->free(a->sasl);
 	a->sasl = NULL;
 	smtpd_auth_end(s);
 }
@@ -136,7 +154,7 @@ auth_ok(struct smtpd_session *s)
 	char f1[LOG_ESC(300)], f2[LOG_ESC(sizeof(a->auth_mech))];
 	const char *user;
 
-	smtpd_auth_success(s, sub_sasl_user(a->sasl));
+	smtpd_auth_success(s, sasl_ops()->user(a->sasl));
 	user = smtpd_session_user(s);
 	/* forgives this attempt only: no other failure is cleared */
 	sub_auth_succeeded(&a->auth_try, smtpd_session_addr_key(s), user,
@@ -185,7 +203,7 @@ auth_failed(struct smtpd_session *s, const char *user)
 	log_warnx("%s auth failed address=%s user=%s mechanism=%s delay=%ums",
 	    smtpd_session_idstr(s), smtpd_session_peer(s), shown,
 	    log_field(mech, sizeof(mech), a->auth_mech), ms);
-	sub_sasl_free(a->sasl);
+	sasl_ops()->free(a->sasl);
 	a->sasl = NULL;
 	/* the session waits on its own timer: nobody else is held up */
 	if (a->auth_timer == NULL)
@@ -210,7 +228,7 @@ auth_result(struct smtpd_session *s, enum sub_sasl_result r, const char *out)
 		auth_ok(s);
 		return;
 	case SUB_SASL_FAIL:
-		auth_failed(s, a->sasl ? sub_sasl_attempted(a->sasl) : NULL);
+		auth_failed(s, a->sasl ? sasl_ops()->attempted(a->sasl) : NULL);
 		return;
 	case SUB_SASL_TEMP:
 		log_warnx("%s auth temporary-failure address=%s mechanism=%s",
@@ -288,7 +306,7 @@ auth_done(struct sub_sasl *sasl, enum sub_sasl_result r, const char *out,
 	if (s == NULL || !smtpd_session_waiting(s)) {
 		log_info("%016llx auth abandoned reason=session-closed",
 		    (unsigned long long)id);
-		sub_sasl_free(sasl);
+		sasl_ops()->free(sasl);
 		return;
 	}
 	state(s)->sasl = sasl;
@@ -350,8 +368,8 @@ sub_cmd_auth(struct smtpd_session *s, char *arg)
 		smtpd_reply(s, "454 4.7.0 Temporary authentication failure");
 		return;
 	}
-	sub_sasl_set_name_check(a->sasl, user_check, a);
-	sub_sasl_start_async(auth_hand_off(s), mech, initial, auth_done,
+	sasl_ops()->set_name_check(a->sasl, user_check, a);
+	sasl_ops()->start_async(auth_hand_off(s), mech, initial, auth_done,
 	    smtpd_session_id(s));
 }
 
@@ -370,7 +388,7 @@ sub_auth_line(struct smtpd_session *s, char *line, size_t len)
 		smtpd_reply(s, "501 5.0.0 Authentication cancelled");
 		return;
 	}
-	sub_sasl_step_async(auth_hand_off(s), line, auth_done,
+	sasl_ops()->step_async(auth_hand_off(s), line, auth_done,
 	    smtpd_session_id(s));
 }
 
@@ -409,7 +427,7 @@ sub_session_free(struct smtpd_session *s)
 	 * the SASL state then (a->sasl is NULL) and frees it itself
 	 */
 	sub_auth_forgive(&a->auth_try, smtpd_session_addr_key(s));
-	sub_sasl_free(a->sasl);
+	sasl_ops()->free(a->sasl);
 	if (a->auth_timer)
 		event_free(a->auth_timer);
 	free(a);

@@ -58,6 +58,9 @@ dav_parse(char *line, size_t len, struct dav_line *out)
 		if (n < 2 || f[1][0] == '\0')
 			return DAV_BAD;
 		out->arg = f[1];
+		for (size_t i = 2; i < n; i++)
+			if (strcmp(f[i], "private") == 0)
+				out->private_mech = true;
 		return out->kind = DAV_MECH;
 	}
 	if (strcmp(f[0], "SPID") == 0)
@@ -119,11 +122,24 @@ int
 dav_format_auth(char *out, size_t size, unsigned long id, const char *mech,
     bool secured, const char *initial)
 {
+	return dav_format_auth_from(out, size, id, mech, secured, initial, NULL,
+	    NULL, false);
+}
+
+int
+dav_format_auth_from(char *out, size_t size, unsigned long id,
+    const char *mech, bool secured, const char *initial, const char *lip,
+    const char *rip, bool no_penalty)
+{
 	if (mech[0] == '\0' || !clean(mech) ||
-	    (initial != NULL && !clean(initial)))
+	    (initial != NULL && !clean(initial)) ||
+	    (lip != NULL && !clean(lip)) || (rip != NULL && !clean(rip)))
 		return -1;
-	return done(snprintf(out, size, "AUTH\t%lu\t%s\tservice=smtp%s%s%s\n",
-	    id, mech, secured ? "\tsecured" : "",
+	return done(snprintf(out, size,
+	    "AUTH\t%lu\t%s\tservice=smtp%s%s%s%s%s%s%s%s\n", id, mech,
+	    secured ? "\tsecured" : "", no_penalty ? "\tno-penalty" : "",
+	    lip != NULL ? "\tlip=" : "", lip != NULL ? lip : "",
+	    rip != NULL ? "\trip=" : "", rip != NULL ? rip : "",
 	    initial != NULL ? "\tresp=" : "", initial != NULL ? initial : ""),
 	    size);
 }

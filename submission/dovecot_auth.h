@@ -34,6 +34,7 @@ struct dav_line {
 	const char *arg;	/* MECH name, CONT challenge; points into the line */
 	const char *user;	/* OK/FAIL user=, or NULL; points into the line */
 	bool temp;		/* FAIL ... temp */
+	bool private_mech;	/* MECH ... private: not to be advertised */
 };
 
 /*
@@ -49,6 +50,14 @@ enum dav_kind dav_parse(char *line, size_t len, struct dav_line *out);
  */
 int dav_format_auth(char *out, size_t size, unsigned long id, const char *mech,
     bool secured, const char *initial);
+/*
+ * dav_format_auth_from - dav_format_auth with the connection's addresses
+ * (lip=, rip=: IP text, NULL to leave out) and, when no_penalty, Dovecot's
+ * "no-penalty" flag (its auth penalty off: chamoisd delays failures itself)
+ */
+int dav_format_auth_from(char *out, size_t size, unsigned long id,
+    const char *mech, bool secured, const char *initial, const char *lip,
+    const char *rip, bool no_penalty);
 /* dav_format_cont - "CONT\tid\tb64\n" into out; -1 as dav_format_auth */
 int dav_format_cont(char *out, size_t size, unsigned long id, const char *b64);
 

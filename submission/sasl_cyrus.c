@@ -847,47 +847,14 @@ sub_sasl_step_async(struct sub_sasl *s, const char *response,
 
 /*
  * note_attempt - the login name in the client's first message, so that
- * failures can be counted per user too (doc/protocol.md, "AUTH"): PLAIN's
- * authcid, LOGIN's first answer, SCRAM's "n=" attribute (RFC 5802 5.1,
- * "=2C" and "=3D" decoded).  Never the password.
+ * failures can be counted per user too (doc/protocol.md, "AUTH")
  */
 static void
 note_attempt(struct sub_sasl *s, const char *mech, const char *in, unsigned len)
 {
 	char name[257];
-	size_t o = 0;
-	const char *p, *e = in + len;
 
-	if (strcasecmp(mech, "PLAIN") == 0) {
-		if ((p = memchr(in, '\0', len)) == NULL)
-			return;
-		for (p++; p < e && *p && o + 1 < sizeof(name); p++)
-			name[o++] = *p;
-	} else if (strcasecmp(mech, "LOGIN") == 0) {
-		if (len == 0)
-			return;		/* the empty start of LOGIN */
-		for (p = in; p < e && *p && o + 1 < sizeof(name); p++)
-			name[o++] = *p;
-	} else if (strncasecmp(mech, "SCRAM-", 6) == 0) {
-		for (p = in; p + 2 < e && !(p[0] == ',' && p[1] == 'n' &&
-		    p[2] == '='); p++)
-			;
-		if (p + 2 >= e)
-			return;
-		for (p += 3; p < e && *p != ',' && o + 1 < sizeof(name); p++) {
-			if (*p == '=' && p + 2 < e && p[1] == '2' && p[2] == 'C') {
-				name[o++] = ',';
-				p += 2;
-			} else if (*p == '=' && p + 2 < e && p[1] == '3' && p[2] == 'D') {
-				name[o++] = '=';
-				p += 2;
-			} else
-				name[o++] = *p;
-		}
-	} else
-		return;
-	name[o] = '\0';
-	if (o > 0)
+	if (sub_sasl_login_name(mech, in, len, name, sizeof(name)))
 		s->attempted = xstrdup(name);
 }
 
@@ -912,6 +879,17 @@ sub_sasl_user(struct sub_sasl *s)
 {
 	return s->user;
 }
+
+const struct sub_sasl_ops sub_sasl_cyrus_ops = {
+	.session = sub_sasl_new,
+	.free = sub_sasl_free,
+	.mechs = sub_sasl_mechs,
+	.start_async = sub_sasl_start_async,
+	.step_async = sub_sasl_step_async,
+	.user = sub_sasl_user,
+	.attempted = sub_sasl_attempted,
+	.set_name_check = sub_sasl_set_name_check,
+};
 
 /* ---- the client side: AUTH to a relay (doc/queue.md "Relay host") ---- */
 
@@ -1010,20 +988,6 @@ client_x_free(struct sub_sasl_client *x)
 	free(x);
 }
 
-/* offers - is mech in the relay's AUTH line? */
-static bool
-offers(const char *list, const char *mech)
-{
-	size_t n = strlen(mech);
-
-	for (const char *p = list; *p != '\0'; p += strcspn(p, " ")) {
-		p += strspn(p, " ");
-		if (strncasecmp(p, mech, n) == 0 && (p[n] == ' ' || p[n] == '\0'))
-			return true;
-	}
-	return false;
-}
-
 /* client_encode - libsasl2's output as base64 into x->out */
 static bool
 client_encode(struct sub_sasl_client *x, const char *out, unsigned outlen)
@@ -1048,7 +1012,7 @@ client_work(void *arg)
 	x->res = SMTP_AUTH_NEXT;
 	if (x->start) {
 		for (size_t i = 0; i < nitems(client_mechs) && r == SASL_NOMECH; i++) {
-			if (!offers(x->offered, client_mechs[i]))
+			if (!sub_sasl_mech_listed(x->offered, client_mechs[i]))
 				continue;
 			r = sasl_client_start(x->conn, client_mechs[i], NULL, &out,
 			    &outlen, &x->mech);

@@ -117,6 +117,52 @@ const char *sub_sasl_attempted(struct sub_sasl *);
 void sub_sasl_set_name_check(struct sub_sasl *,
     bool (*check)(void *arg, const char *name), void *arg);
 
+/*
+ * The SASL back end behind AUTH (chamois.conf(5) sasl_db, sasl_backend):
+ * the sub_sasl_* calls above (Cyrus), or Dovecot's auth service
+ * (sasl_dovecot.c).  auth.c calls only through this table.  struct
+ * sub_sasl is each back end's own: a handle one back end made is only
+ * ever given back to that back end.
+ */
+struct sub_sasl_ops {
+	struct sub_sasl *(*session)(const char *hostname, const char *local,
+	    const char *remote, unsigned ssf);
+	void (*free)(struct sub_sasl *);
+	const char *(*mechs)(struct sub_sasl *);
+	void (*start_async)(struct sub_sasl *, const char *mech,
+	    const char *initial, sub_sasl_done_fn *, uint64_t ref);
+	void (*step_async)(struct sub_sasl *, const char *response,
+	    sub_sasl_done_fn *, uint64_t ref);
+	const char *(*user)(struct sub_sasl *);
+	const char *(*attempted)(struct sub_sasl *);
+	void (*set_name_check)(struct sub_sasl *,
+	    bool (*check)(void *arg, const char *name), void *arg);
+};
+extern const struct sub_sasl_ops sub_sasl_cyrus_ops;
+
+/* sasl_name.c */
+/*
+ * sub_sasl_login_name - the login name in a client's first decoded SASL
+ * message (in, len octets) for mech: PLAIN's authcid, LOGIN's first
+ * answer, SCRAM's "n=" (RFC 5802 5.1); never the password.  false when
+ * the message names none (e.g. LOGIN's empty start, another mechanism).
+ */
+bool sub_sasl_login_name(const char *mech, const char *in, size_t len,
+    char *name, size_t size);
+/* sub_sasl_mech_listed - is mech (any case) a word of list, space separated? */
+bool sub_sasl_mech_listed(const char *list, const char *mech);
+
+/* sasl_dovecot.c - sasl_backend dovecot SOCKET (doc/users.md "Dovecot") */
+struct event_base;
+extern const struct sub_sasl_ops sub_sasl_dovecot_ops;
+/*
+ * sub_dovecot_init - at start and on SIGHUP: Dovecot's auth-client socket
+ * to use from now on (a changed path drops the old connection); the
+ * connection is made on the loop, now, and again whenever it is needed
+ */
+void sub_dovecot_init(struct event_base *, const char *socket_path);
+void sub_dovecot_shutdown(void);
+
 /* limits.c - login attempts across connections, messages per hour */
 
 #define SUB_USER_KEY_MAX	320	/* a login name's key, NUL included */

@@ -12,8 +12,7 @@ import smtplib
 import pytest
 
 from harness import crlf, split_delivered, maildir_size_from_name
-from peers.dovecot import Dovecot
-from peers.postfix import PeerUnavailable
+from peers.dovecot import dovecots
 
 SENDER = "sender@remote.test"
 
@@ -21,21 +20,9 @@ SENDER = "sender@remote.test"
 @pytest.fixture
 def dovecot(tmp_path):
     """Factory: dovecot(mx, users) -> started Dovecot over mx's maildir_root."""
-    made = []
-
-    def make(mx, users=("alice@example.test", "bob@example.test")):
-        try:
-            dv = Dovecot(tmp_path / ("dovecot%d" % len(made)), mx.maildir_root, users)
-        except PeerUnavailable as e:
-            pytest.skip("Dovecot peer cannot run here: %s" % e)
-        made.append(dv)
-        dv.start()
-        return dv
-
-    yield make
-    for dv in made:
-        dv.stop()
-        print("---- dovecot %s log ----\n%s" % (dv.base.name, dv.log()[-6000:]))
+    with dovecots(tmp_path) as make:
+        yield lambda mx, users=("alice@example.test", "bob@example.test"): make(
+            mx.maildir_root, users)
 
 
 def long_header():

@@ -9,6 +9,7 @@
 #include <ftw.h>
 #include <netinet/in.h>
 #include <string.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "common/addr.h"
@@ -245,6 +246,28 @@ check_submission(const struct config *c, const char *dir)
 	assert_path(c->sasl_db, dir, "sasldb2");
 }
 
+/* sasl_backend dovecot instead of sasl_db; local_delivery lmtp */
+static void
+check_dovecot(const struct config *c, const char *dir)
+{
+	const struct sockaddr_un *un = (const struct sockaddr_un *)&c->lmtp_ss;
+
+	assert_null(c->sasl_db);
+	assert_path(c->sasl_dovecot, dir, "run/auth-client");
+	assert_string_equal(c->lmtp_text, "/run/dovecot/lmtp");
+	assert_int_equal(un->sun_family, AF_UNIX);
+	assert_string_equal(un->sun_path, "/run/dovecot/lmtp");
+}
+
+static void
+check_lmtp_inet(const struct config *c, const char *dir)
+{
+	(void)dir;
+	assert_null(c->sasl_dovecot);
+	assert_string_equal(c->lmtp_text, "127.0.0.1:24");
+	assert_int_equal(c->lmtp_ss.ss_family, AF_INET);
+}
+
 static void
 check_domains(const struct config *c, const char *dir)
 {
@@ -321,6 +344,25 @@ static const struct conf_case conf_cases[] = {
 	{ .label = "config: submission roles complete",
 	  .text = BASE "listen submission 127.0.0.1:587\nlisten submissions [::1]:465\n"
 	      "tls_cert cert.pem\ntls_key key.pem\nsasl_db sasldb2\n", .check = check_submission },
+	{ .label = "config: sasl_backend dovecot, local_delivery lmtp socket",
+	  .text = BASE "listen submission 127.0.0.1:587\ntls_cert cert.pem\n"
+	      "tls_key key.pem\nsasl_backend dovecot run/auth-client\n"
+	      "local_delivery lmtp /run/dovecot/lmtp\n", .check = check_dovecot },
+	{ .label = "config: sasl_backend cyrus, local_delivery lmtp ADDRESS:PORT",
+	  .text = BASE "sasl_backend cyrus\nlocal_delivery lmtp 127.0.0.1:24\n",
+	  .check = check_lmtp_inet },
+	{ .label = "config: local_delivery maildir",
+	  .text = BASE "local_delivery maildir\n" },
+	{ .label = "config: local_delivery and sasl_backend wrong",
+	  .text = BASE "local_delivery lmtp nowhere\nsasl_backend ldap\n",
+	  .problems = { { 7, "local_delivery: 'nowhere' is neither /PATH nor "
+	      "ADDRESS:PORT (IPv6 as [::1]:PORT)" },
+	      { 8, "sasl_backend: 'ldap' is neither cyrus nor dovecot" } } },
+	{ .label = "config: local_delivery neither", .text = BASE "local_delivery mbox\n",
+	  .problems = { { 7, "local_delivery: 'mbox' is neither maildir nor lmtp" } } },
+	{ .label = "config: local_delivery lmtp without target",
+	  .text = BASE "local_delivery lmtp\n",
+	  .problems = { { 7, "local_delivery: expected 2 values, got 1" } } },
 	{ .label = "config: domains folded, deduplicated",
 	  .text = BASE_NODOMAINS "domains Example.TEST xn--bcher-kva.example example.test "
 	      "other.test xn--BCHER-kva.example\n", .check = check_domains },

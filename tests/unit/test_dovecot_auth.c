@@ -104,14 +104,43 @@ test_format(void **state)
 	assert_int_equal(dav_format_auth(out, 10, 3, "PLAIN", false, NULL), -1);
 }
 
+/* what sasl_dovecot.c sends: the addresses and Dovecot's penalty off */
+static void
+test_format_from(void **state)
+{
+	char out[128], buf[64];
+	struct dav_line l;
+
+	(void)state;
+	assert_true(dav_format_auth_from(out, sizeof(out), 7, "PLAIN", true,
+	    "AGEAYg==", "127.0.0.1", "192.0.2.1", true) > 0);
+	assert_string_equal(out, "AUTH\t7\tPLAIN\tservice=smtp\tsecured\t"
+	    "no-penalty\tlip=127.0.0.1\trip=192.0.2.1\tresp=AGEAYg==\n");
+	assert_true(dav_format_auth_from(out, sizeof(out), 8, "LOGIN", true,
+	    NULL, NULL, "2001:db8::1", false) > 0);
+	assert_string_equal(out, "AUTH\t8\tLOGIN\tservice=smtp\tsecured\t"
+	    "rip=2001:db8::1\n");
+	/* an address is a value too: no field of its own */
+	assert_int_equal(dav_format_auth_from(out, sizeof(out), 9, "PLAIN", true,
+	    NULL, "127.0.0.1\tuser=root", NULL, true), -1);
+	/* MECH's private flag: a mechanism not to advertise */
+	strcpy(buf, "MECH\tOTP\tprivate");
+	assert_int_equal(dav_parse(buf, strlen(buf), &l), DAV_MECH);
+	assert_true(l.private_mech);
+	strcpy(buf, "MECH\tPLAIN\tplaintext");
+	assert_int_equal(dav_parse(buf, strlen(buf), &l), DAV_MECH);
+	assert_false(l.private_mech);
+}
+
 int
 main(void)
 {
-	struct CMUnitTest tests[nitems(parse_cases) + 2];
+	struct CMUnitTest tests[nitems(parse_cases) + 3];
 	size_t n = 0;
 
 	UNIT_ROWS(tests, n, test_parse, parse_cases);
 	UNIT_TEST(tests, n, test_parse_bounds);
 	UNIT_TEST(tests, n, test_format);
+	UNIT_TEST(tests, n, test_format_from);
 	UNIT_RUN(tests, n);
 }

@@ -1,6 +1,7 @@
 """A real Dovecot (Debian's dovecot-imapd) reading chamoisd's Maildirs over IMAP.
 
-``Dovecot(base, maildir_root, users)`` writes its own config under ``base``
+``Dovecot(base, maildir_root, users, extra_conf="", protocols="imap",
+user_fields={})`` writes its own config under ``base``
 (a test's tmp dir) and runs ``/usr/sbin/dovecot -F -c CONF``: base_dir,
 state_dir and log_path under ``base``, ``listen = 127.0.0.1``, one IMAP
 listener on a free loopback port, ``ssl = no``, ``disable_plaintext_auth =
@@ -33,6 +34,7 @@ expected"), so fetching checks chamoisd's S= too.
 
 from __future__ import annotations
 
+import contextlib
 import imaplib
 import os
 import pwd
@@ -67,7 +69,8 @@ class Dovecot:
 
     def __init__(self, base: Union[str, Path], maildir_root: Union[str, Path],
                  users: Union[Iterable[str], Dict[str, str]] = ("alice@example.test",),
-                 host: str = "127.0.0.1"):
+                 host: str = "127.0.0.1", extra_conf: str = "",
+                 protocols: str = "imap", user_fields: Optional[Dict[str, str]] = None):
         if not os.path.exists(DOVECOT):
             raise PeerUnavailable("%s missing (apt-get install dovecot-imapd)" % DOVECOT)
         if os.geteuid() != 0:
@@ -86,6 +89,9 @@ class Dovecot:
         else:
             self.users = {u: DEFAULT_PASSWORD for u in users}
         self.host = host
+        self.extra_conf = extra_conf
+        self.protocols = protocols
+        self.user_fields = dict(user_fields or {})
         self.port: Optional[int] = None
         self.conf = self.base / "dovecot.conf"
         self.passwd = self.base / "passwd"
@@ -125,11 +131,12 @@ listen = {self.host}
             if ":" in addr or ":" in pw or "\n" in addr + pw:
                 raise ValueError("unusable user/password for passwd-file: %r" % addr)
             home = "%s/./%s/%s" % (self.maildir_root, domain, local)
-            lines.append("%s:{PLAIN}%s:%d:%d::%s::\n" % (addr, pw, self.uid, self.gid, home))
+            lines.append("%s:{PLAIN}%s:%d:%d::%s::%s\n" % (addr, pw, self.uid, self.gid, home,
+                                                          self.user_fields.get(addr, "")))
         self.passwd.write_text("".join(lines))
         os.chmod(self.passwd, 0o600)
         conf = self.base_conf() + f"""\
-protocols = imap
+protocols = {self.protocols}
 ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
@@ -161,8 +168,18 @@ service imap-login {{
     port = 0
   }}
 }}
-"""
+""" + self.extra_conf
         self.conf.write_text(conf)
+
+    @property
+    def lmtp_socket(self) -> Path:
+        """Dovecot's LMTP socket (base_dir's), what local_delivery lmtp names."""
+        return self.base / "run" / "lmtp"
+
+    @property
+    def auth_client(self) -> Path:
+        """Dovecot's auth-client socket (base_dir's), what sasl_backend names."""
+        return self.base / "run" / "auth-client"
 
     # -- process -------------------------------------------------------
     def start(self, timeout: float = 20) -> "Dovecot":
@@ -285,3 +302,29 @@ service imap-login {{
                 m.logout()
             except Exception:
                 pass
+
+
+@contextlib.contextmanager
+def dovecots(tmp_path: Union[str, Path], prefix: str = "dovecot", tail: int = 6000):
+    """A test's Dovecots: ``make(maildir_root, users, **kw)`` starts one
+    under tmp_path (pytest.skip when this machine cannot run it); each is
+    stopped, and the tail of its log printed, when the block ends."""
+    import pytest
+    made: List[Dovecot] = []
+
+    def make(maildir_root, users, **kw) -> Dovecot:
+        try:
+            dv = Dovecot(Path(tmp_path) / ("%s%d" % (prefix, len(made))), maildir_root,
+                         users, **kw)
+        except PeerUnavailable as e:
+            pytest.skip("Dovecot peer cannot run here: %s" % e)
+        made.append(dv)
+        dv.start()
+        return dv
+
+    try:
+        yield make
+    finally:
+        for dv in made:
+            dv.stop()
+            print("---- dovecot %s log ----\n%s" % (dv.base.name, dv.log()[-tail:]))

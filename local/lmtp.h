@@ -1,0 +1,66 @@
+/*
+ * lmtp.h - local delivery through an LMTP server (RFC 2033), Dovecot's
+ * in practice: local_delivery lmtp TARGET (chamois.conf(5), doc/users.md
+ * "Delivery through Dovecot").  One small client with a bounded pool of
+ * reused connections, used by the session route (lmtp_route, the mx role)
+ * and by the queue (its local recipients).
+ */
+#ifndef CHAMOIS_LMTP_H
+#define CHAMOIS_LMTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../outbound/client.h"
+#include "../smtpd/smtpd.h"
+
+struct body;
+struct config;
+struct event_base;
+
+/* what a job learnt: one reply per recipient at RCPT, and after DATA */
+struct lmtp_result {
+	size_t n;
+	char *const *rcpts;		/* the job's recipients */
+	const struct smtp_reply *rcpt;	/* RCPT's reply (MAIL's when it failed) */
+	const struct smtp_reply *data;	/* after the dot; rcpt's when refused */
+};
+
+/* lmtp_done_fn - on the loop, once, unless the job was cancelled */
+typedef void lmtp_done_fn(void *arg, const struct lmtp_result *);
+
+struct lmtp_params {
+	const char *sender;		/* "" for <> */
+	char *const *rcpts;		/* addresses, as LMTP RCPT TO gets them */
+	size_t nrcpts;
+	/*
+	 * body NULL: a probe (MAIL, RCPT..., RSET), which asks without
+	 * delivering; else prefix (LF form, or NULL) and the body are sent
+	 * after DATA, dot-stuffed, CRLF
+	 */
+	const char *prefix;
+	const struct body *body;
+	bool smtputf8, body8bit;	/* MAIL parameters, when the server has them */
+};
+
+struct lmtp_job;
+/*
+ * lmtp_submit - a job for the next free connection (params are copied;
+ * the body is read until done: owned, when not NULL, is freed then);
+ * done gets arg.  The server down, a lost connection, a protocol error
+ * or no reply in time: every recipient not yet answered gets 451 4.4.2.
+ */
+struct lmtp_job *lmtp_submit(const struct lmtp_params *, struct body *owned,
+    lmtp_done_fn *done, void *arg);
+/* lmtp_cancel - done will not be called; a job mid-message ends its connection */
+void lmtp_cancel(struct lmtp_job *);
+
+/* lmtp_configure - at start and on SIGHUP: the loop and the target in force */
+void lmtp_configure(struct event_base *, const struct config *);
+void lmtp_shutdown(void);
+
+/* lmtp_route - local mailboxes through LMTP (smtpd/route.h) */
+extern const struct smtpd_route_ops lmtp_route;
+
+#endif

@@ -1,0 +1,282 @@
+"""Local delivery through a real Dovecot's LMTP (local_delivery lmtp TARGET,
+doc/users.md "Delivery through Dovecot"; Debian's dovecot-lmtpd, its quota
+plugin and dovecot-sieve; peers/dovecot.py).
+
+What a sender and the user see: the message read back over IMAP byte for
+byte (chamoisd's Received, then the message as sent; Dovecot adds
+Return-Path and Delivered-To), an unknown user and a user over quota
+refused at RCPT with Dovecot's own reply, a Sieve fileinto, a Sieve
+vacation reply leaving through chamois-sendmail and the queue (and none
+for a sender chamoisd's Authentication-Results does not vouch for),
+Dovecot down a 4xx at RCPT, a mailbox that fails after DATA while another
+took the message answered 451 (the message lost for no one), connections
+reused, and the queue's local recipients delivered through LMTP too.
+"""
+
+import os
+import re
+import smtplib
+from pathlib import Path
+
+import pytest
+
+import harness
+from harness import Dialog, crlf, dot_stuff, wait_log_match
+from peers.dovecot import dovecots
+
+ALICE, BOB, CAROL = "alice@example.test", "bob@example.test", "carol@example.test"
+SENDER = "sender@remote.test"
+
+
+@pytest.fixture
+def dovecot(tmp_path):
+    with dovecots(tmp_path, prefix="dv", tail=5000) as start:
+        def make(maildir_root, users=(ALICE, BOB, CAROL), user_fields=None, extra=""):
+            if not LMTP_BIN.exists():
+                pytest.skip("%s missing (apt-get install dovecot-lmtpd)" % LMTP_BIN)
+            dv = start(maildir_root, users, protocols="imap lmtp",
+                       user_fields=user_fields, extra_conf=LMTP_CONF + extra)
+            for u in users:
+                dv.grant_access(u)
+            return dv
+        yield make
+
+
+LMTP_BIN = Path("/usr/lib/dovecot/lmtp")
+# the quota plugin with its RCPT check (SPEC 11), and Sieve at delivery
+LMTP_CONF = """\
+mail_plugins = $mail_plugins quota
+lmtp_rcpt_check_quota = yes
+protocol lmtp {
+  mail_plugins = $mail_plugins sieve
+  # the home's "/./" is a chroot for IMAP only (peers/dovecot.py)
+  valid_chroot_dirs =
+}
+plugin {
+  quota = maildir:User quota
+  sieve = file:~/sieve;active=~/.dovecot.sieve
+}
+"""
+
+
+def lmtp_mx(chamoisd, dv_socket):
+    return chamoisd(mailboxes=(ALICE, BOB, CAROL),
+                    extra_conf="local_delivery lmtp %s\n" % dv_socket)
+
+
+def start_dovecot_for(dovecot, tmp_path, **kw):
+    """Dovecot first (its socket path goes into chamois.conf), over a
+    Maildir root of its own that chamoisd never writes.  Dovecot's LMTP
+    does not chroot as its IMAP does (peers/dovecot.py), so the mail uid
+    must pass through the test's directories (o+x, not listable)."""
+    root = tmp_path / "mail"
+    root.mkdir(parents=True, exist_ok=True)
+    for d in [root] + list(root.parents):
+        if d == Path("/"):
+            break
+        d.chmod(d.stat().st_mode | 0o001)
+    return dovecot(root, **kw)
+
+
+def message(subject, to=ALICE, body="Hello,\n\n.a dot line\nbye\n"):
+    return ("From: Sender <%s>\nTo: <%s>\nSubject: %s\n"
+            "Message-ID: <%s@remote.test>\nDate: Thu, 01 Jan 2026 00:00:00 +0000\n"
+            "\n%s" % (SENDER, to, subject, subject.replace(" ", "-"), body))
+
+
+def dialog(mx, sender=SENDER):
+    c = Dialog(mx.host, mx.port)
+    c.expect("220")
+    c.cmd("EHLO client.remote.test", "250")
+    c.cmd("MAIL FROM:<%s>" % sender, "250")
+    return c
+
+
+def test_delivered_through_lmtp_read_back_over_imap(chamoisd, dovecot, tmp_path):
+    dv = start_dovecot_for(dovecot, tmp_path)
+    mx = lmtp_mx(chamoisd, dv.lmtp_socket)
+    msg = message("through lmtp")
+    with smtplib.SMTP(mx.host, mx.port, local_hostname="client.remote.test",
+                      timeout=30) as s:
+        assert s.sendmail(SENDER, [ALICE, BOB], crlf(msg)) == {}
+    for who in (ALICE, BOB):
+        (got,) = dv.fetch(who)
+        # Dovecot's own Return-Path and Received (from our LHLO name),
+        # then the checks' Authentication-Results and our Received, then
+        # the message as sent, byte for byte (IMAP serves CRLF)
+        head = got[:len(got) - len(crlf(msg))]
+        assert got.endswith(crlf(msg)), got
+        assert head.startswith(b"Return-Path: <%s>\r\n"
+                               b"Received: from mx.example.test\r\n" % SENDER.encode()), got
+        assert b"with LMTP" in head, got
+        ar = head.index(b"\r\nAuthentication-Results: mx.example.test;")
+        ours = head.index(b"\r\nReceived: from client.remote.test")
+        assert ar < ours, got
+        assert head.endswith(b"\r\n"), got
+    assert "lmtp" in mx.log()
+    # nothing went to chamoisd's own Maildirs
+    assert mx.messages(ALICE) == []
+
+
+def test_unknown_to_dovecot_and_over_quota_refused_at_rcpt(chamoisd, dovecot, tmp_path):
+    """carol is in chamoisd's mailboxes but not in Dovecot's userdb; bob's
+    quota is full: both get Dovecot's reply at RCPT, alice's mail goes."""
+    dv = start_dovecot_for(dovecot, tmp_path, users=(ALICE, BOB),
+                           user_fields={BOB: "userdb_quota_rule=*:storage=1"})
+    mx = lmtp_mx(chamoisd, dv.lmtp_socket)
+    # bob's Maildir already holds more than his quota (1 KiB): Dovecot
+    # counts it when it first reads his quota
+    filler = dv.home(BOB) / "new" / "1.filler.vm,S=4096"
+    filler.write_bytes(b"Subject: filler\n\n" + b"x" * (4096 - 18) + b"\n")
+    os.chown(filler, dv.uid, dv.gid)
+    with dialog(mx) as c:
+        r = c.cmd("RCPT TO:<%s>" % CAROL, "550")
+        assert r.startswith("550 5.1.1"), r
+        r = c.cmd("RCPT TO:<%s>" % BOB, "552")
+        assert r.startswith("552 5.2.2"), r
+        c.cmd("RCPT TO:<%s>" % ALICE, "250 2.1.5")
+        c.cmd("DATA", "354")
+        c.send(dot_stuff(crlf(message("only alice"))) + b".\r\n")
+        c.expect("250 2.0.0", timeout=30)
+    assert len(dv.fetch(ALICE)) == 1
+    assert len(dv.fetch(BOB)) == 1      # the filler only
+
+
+def test_sieve_fileinto(chamoisd, dovecot, tmp_path):
+    dv = start_dovecot_for(dovecot, tmp_path)
+    home = dv.home(ALICE)
+    script = home / ".dovecot.sieve"
+    script.write_text('require ["fileinto", "mailbox"];\n'
+                      'if header :contains "Subject" "[list]" {\n'
+                      '  fileinto :create "Lists";\n  stop;\n}\n')
+    dv.grant_access(ALICE)
+    mx = lmtp_mx(chamoisd, dv.lmtp_socket)
+    with smtplib.SMTP(mx.host, mx.port, local_hostname="client.remote.test",
+                      timeout=30) as s:
+        s.sendmail(SENDER, [ALICE], crlf(message("[list] news")))
+        s.sendmail(SENDER, [ALICE], crlf(message("personal")))
+    lists = dv.fetch(ALICE, mailbox="Lists")
+    inbox = dv.fetch(ALICE)
+    assert len(lists) == 1 and b"Subject: [list] news" in lists[0], (lists, inbox)
+    assert len(inbox) == 1 and b"Subject: personal" in inbox[0], inbox
+
+
+def test_dovecot_down_is_4xx_at_rcpt(chamoisd, dovecot, tmp_path):
+    dv = start_dovecot_for(dovecot, tmp_path)
+    mx = lmtp_mx(chamoisd, dv.lmtp_socket)
+    dv.stop()
+    with dialog(mx) as c:
+        r = c.cmd("RCPT TO:<%s>" % ALICE, "451")
+        assert r.startswith("451 4.4.2"), r
+        c.cmd("QUIT", "221")
+    assert "lmtp:" in mx.log()
+    dv.start()
+    with dialog(mx) as c:
+        c.cmd("RCPT TO:<%s>" % ALICE, "250")
+
+
+def test_connections_are_reused(chamoisd, dovecot, tmp_path):
+    dv = start_dovecot_for(dovecot, tmp_path)
+    mx = lmtp_mx(chamoisd, dv.lmtp_socket)
+    with smtplib.SMTP(mx.host, mx.port, local_hostname="client.remote.test",
+                      timeout=30) as s:
+        for i in range(5):
+            assert s.sendmail(SENDER, [ALICE], crlf(message("reuse %d" % i))) == {}
+    assert len(dv.fetch(ALICE)) == 5
+    # one connection did it all: Dovecot logged one LMTP connect
+    assert dv.log().count("lmtp(") >= 5
+    assert dv.log().count("Connect from") <= 1, dv.log()
+
+
+def test_the_queue_delivers_local_recipients_through_lmtp(chamoisd, dovecot, tmp_path):
+    """A logged-in user's mail to a local mailbox goes through the queue,
+    and the queue hands it to Dovecot's LMTP (SPEC 11), Sieve included."""
+    from peers.sasl import USERS, plain_b64, submission_daemon
+    dv = start_dovecot_for(dovecot, tmp_path)
+    (dv.home(BOB) / ".dovecot.sieve").write_text(
+        'require ["fileinto", "mailbox"];\nfileinto :create "FromAlice";\n')
+    dv.grant_access(BOB)
+    sub = submission_daemon(chamoisd, tmp_path / "sasl",
+                            mailboxes=(ALICE, BOB, CAROL),
+                            extra_conf="local_delivery lmtp %s\n" % dv.lmtp_socket)
+    msg = ("From: <%s>\nTo: <%s>\nSubject: queued for lmtp\n"
+           "Message-ID: <queued-lmtp@example.test>\n"
+           "Date: Thu, 01 Jan 2026 00:00:00 +0000\n\nvia the queue\n" % (ALICE, BOB))
+    with sub.dialog() as c:
+        c.cmd("AUTH PLAIN %s" % plain_b64(ALICE, USERS[ALICE]), "235")
+        c.cmd("MAIL FROM:<%s>" % ALICE, "250")
+        c.cmd("RCPT TO:<%s>" % BOB, "250")
+        c.cmd("DATA", "354")
+        c.send(dot_stuff(crlf(msg)) + b".\r\n")
+        c.expect("250", timeout=30)
+    wait_log_match(sub.d.log, r"to=<bob@example\.test> relay=lmtp .*status=sent")
+    (got,) = dv.fetch(BOB, mailbox="FromAlice")
+    assert got.endswith(crlf("\nvia the queue\n")), got
+    assert b"Subject: queued for lmtp" in got
+    assert sub.d.messages(BOB) == []
+
+
+def test_one_mailbox_failing_after_data_is_451_for_the_message(chamoisd, dovecot, tmp_path):
+    """bob is under his quota at RCPT, but the message does not fit what is
+    left: alice's mailbox takes it, bob's refuses it after DATA (552).  The
+    client gets 451 4.3.0 for the message (doc/users.md "Delivery through
+    Dovecot"): nothing lost for bob, nothing bounced; alice keeps her copy,
+    and the client's retry is the duplicate window."""
+    dv = start_dovecot_for(dovecot, tmp_path,
+                           user_fields={BOB: "userdb_quota_rule=*:storage=2"})
+    mx = lmtp_mx(chamoisd, dv.lmtp_socket)
+    with dialog(mx) as c:
+        c.cmd("RCPT TO:<%s>" % ALICE, "250")
+        c.cmd("RCPT TO:<%s>" % BOB, "250")
+        c.cmd("DATA", "354")
+        c.send(dot_stuff(crlf(message("too big for bob", body=("y" * 70 + "\n") * 60)))
+               + b".\r\n")
+        r = c.expect("451", timeout=30)
+        assert r.startswith("451 4.3.0 Delivered to 1 of 2 mailboxes"), r
+    assert len(dv.fetch(ALICE)) == 1
+    assert dv.fetch(BOB) == []
+
+
+SENDMAIL = Path(__file__).resolve().parents[2] / "bin" / "chamois-sendmail"
+
+
+def test_vacation_reply_goes_out_through_the_queue_forged_sender_gets_none(
+        chamoisd, dovecot, tmp_path):
+    """alice's vacation answers everyone; carol's only a sender chamoisd's
+    Authentication-Results vouches for (the script of doc/users.md).  A
+    message from sender@remote.test, a domain with no SPF record (spf=none,
+    as a forger's would be), reaches both: alice's reply leaves from <>
+    through chamois-sendmail into chamoisd's queue, toward the sender;
+    carol's script sends none."""
+    mx = lmtp_mx(chamoisd, tmp_path / "dv0" / "run" / "lmtp")
+    harness.open_dirs_to_others(mx)
+    mx.conf.chmod(0o644)
+    extra = "sendmail_path = %s -C %s\n" % (SENDMAIL, mx.conf)
+    dv = start_dovecot_for(dovecot, tmp_path, extra=extra)
+    (dv.home(ALICE) / ".dovecot.sieve").write_text(
+        'require ["vacation"];\nvacation :days 1 :subject "Away" "alice is away.";\n')
+    (dv.home(CAROL) / ".dovecot.sieve").write_text(
+        'require ["vacation"];\n'
+        'if header :matches "Authentication-Results"\n'
+        '    ["mx.example.test;*dmarc=pass*", "mx.example.test;*spf=pass*"] {\n'
+        '  vacation :days 1 :subject "Away" "carol is away.";\n}\n')
+    for u in (ALICE, CAROL):
+        dv.grant_access(u)
+    with dialog(mx) as c:
+        for r in (ALICE, CAROL):
+            c.cmd("RCPT TO:<%s>" % r, "250")
+        c.cmd("DATA", "354")
+        c.send(dot_stuff(crlf(message("hello", to=ALICE))) + b".\r\n")
+        c.expect("250", timeout=30)
+    assert len(dv.fetch(CAROL)) == 1 and len(dv.fetch(ALICE)) == 1
+    # the reply went into the queue, from <>, to the sender, and is tried
+    m = wait_log_match(mx.log, r"queue submit uid=\d+ user=\S+ pid=\d+ from=<> "
+                       r"owner=\S+ nrcpts=1", timeout=30)
+    wait_log_match(mx.log, r"to=<sender@remote\.test> relay=", timeout=30)
+    assert len(re.findall(r"queue submit uid=", mx.log())) == 1, mx.log()
+    # both scripts ran: alice's sent its reply, carol's only filed the message
+    log = dv.log()
+    assert re.search(r"lmtp\(alice@example\.test\).*sieve: .*sent vacation response", log), log
+    assert re.search(r"lmtp\(carol@example\.test\).*sieve: .*stored mail into mailbox 'INBOX'",
+                     log), log
+    assert not re.search(r"lmtp\(carol@example\.test\).*vacation", log), log
