@@ -299,15 +299,22 @@ has_submission(const struct config *c)
 }
 
 /*
- * milter_hosts - the address of each milter named by its host, from
- * /etc/hosts (chamois.conf(5) "milter"): the count of those not there,
- * each told to fn
+ * named_hosts - the address of each milter and of the LMTP target named
+ * by its host, from /etc/hosts (chamois.conf(5) "milter",
+ * "local_delivery"): the count of those not there, each told to fn
  */
 static int
-milter_hosts(struct config *c, config_problem_fn fn, void *arg)
+named_hosts(struct config *c, config_problem_fn fn, void *arg)
 {
 	int problems = 0;
 
+	if (c->lmtp_host != NULL && !resolver_hosts_file(c->lmtp_host,
+	    c->lmtp_port, &c->lmtp_ss, &c->lmtp_sslen)) {
+		config_problem(fn, arg, c->path, config_line(c, "local_delivery"),
+		    "local_delivery: '%s' is not in /etc/hosts (a name is looked "
+		    "up there only: give its address)", c->lmtp_host);
+		problems++;
+	}
 	for (size_t i = 0; i < c->nmilters; i++) {
 		struct milter_conf *m = &c->milters[i];
 
@@ -346,7 +353,7 @@ load_all(const char *path, config_problem_fn fn, config_problem_fn warn,
 	if ((c = config_load_checked(path, fn, NULL, &problems)) == NULL)
 		return false;
 	problems += config_read_relay_auth(c, fn, NULL);
-	problems += milter_hosts(c, fn, NULL);
+	problems += named_hosts(c, fn, NULL);
 	/* without domains every mailbox line would be reported */
 	tables = c->mailboxes && (problems == 0 || c->ndomains > 0);
 	if (problems)
@@ -479,7 +486,7 @@ reload_work(void *arg)
 	if ((c = j->cfg = config_load(j->path, collect_problem, j)) == NULL)
 		return;
 	if (config_read_relay_auth(c, collect_problem, j) != 0 ||
-	    milter_hosts(c, collect_problem, j) != 0) {
+	    named_hosts(c, collect_problem, j) != 0) {
 		config_free(c);
 		c = j->cfg = NULL;
 		return;

@@ -766,9 +766,15 @@ parse_value(struct parser *p, const struct param *pm, char **words, int nwords)
 		if (backend_word(p, pm, words[0], "maildir", "lmtp",
 		    &c->lmtp_text) != 1)
 			break;
-		if (!parse_socket(words[1], &c->lmtp_ss, &c->lmtp_sslen)) {
-			PROBLEM(p, "%s: '%s' is neither /PATH nor ADDRESS:PORT "
-			    "(IPv6 as [::1]:PORT)", pm->name, words[1]);
+		free(c->lmtp_host);
+		c->lmtp_host = NULL;
+		c->lmtp_sslen = 0;
+		if (!parse_socket(words[1], &c->lmtp_ss, &c->lmtp_sslen) &&
+		    (words[1][0] == '/' ||
+		    (c->lmtp_host = host_name_port(words[1], &c->lmtp_port)) == NULL)) {
+			PROBLEM(p, "%s: '%s' is neither /PATH nor HOST:PORT (HOST "
+			    "an address, IPv6 as [::1]:PORT, or a name in "
+			    "/etc/hosts)", pm->name, words[1]);
 			return;
 		}
 		free(c->lmtp_text);
@@ -1145,6 +1151,7 @@ config_free(struct config *c)
 	free(c->sasl_db);
 	free(c->sasl_dovecot);
 	free(c->lmtp_text);
+	free(c->lmtp_host);
 	for (size_t i = 0; i < c->nsrs_secrets; i++)
 		free(c->srs_secrets[i]);
 	free(c->srs_secrets);

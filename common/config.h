@@ -70,7 +70,9 @@ struct config {
 	/* local_delivery lmtp TARGET (its text NULL: maildir) */
 	char *lmtp_text;
 	struct sockaddr_storage lmtp_ss;
-	socklen_t lmtp_sslen;
+	socklen_t lmtp_sslen;		/* 0 while lmtp_host is not looked up */
+	char *lmtp_host;		/* HOST:PORT with a name: for /etc/hosts */
+	unsigned lmtp_port;
 	uint64_t max_message_size;
 	uint64_t spool_max_size;	/* all bodies' spool files (body.c) */
 	unsigned max_recipients;

@@ -118,6 +118,24 @@ def test_delivered_through_lmtp_read_back_over_imap(chamoisd, dovecot, tmp_path)
     assert mx.messages(ALICE) == []
 
 
+def test_lmtp_target_named_by_a_host_in_etc_hosts(chamoisd, dovecot, tmp_path):
+    """local_delivery lmtp localhost:PORT: Dovecot's LMTP on TCP, its host
+    a name from /etc/hosts (chamois.conf(5))"""
+    port = harness.free_port()
+    dv = start_dovecot_for(dovecot, tmp_path, extra=(
+        "service lmtp {\n  inet_listener lmtp {\n    address = 127.0.0.1\n"
+        "    port = %d\n  }\n}\n" % port))
+    mx = chamoisd(mailboxes=(ALICE, BOB, CAROL),
+                  extra_conf="local_delivery lmtp localhost:%d\n" % port)
+    msg = message("by name")
+    with smtplib.SMTP(mx.host, mx.port, local_hostname="client.remote.test",
+                      timeout=30) as s:
+        assert s.sendmail(SENDER, [ALICE], crlf(msg)) == {}
+    (got,) = dv.fetch(ALICE)
+    assert got.endswith(crlf(msg)), got
+    assert mx.messages(ALICE) == []
+
+
 def test_unknown_to_dovecot_and_over_quota_refused_at_rcpt(chamoisd, dovecot, tmp_path):
     """carol is in chamoisd's mailboxes but not in Dovecot's userdb; bob's
     quota is full: both get Dovecot's reply at RCPT, alice's mail goes."""

@@ -246,6 +246,16 @@ check_submission(const struct config *c, const char *dir)
 	assert_path(c->sasl_db, dir, "sasldb2");
 }
 
+/* local_delivery lmtp NAME:PORT: kept for chamoisd's /etc/hosts look-up */
+static void
+check_lmtp_name(const struct config *c, const char *dir)
+{
+	assert_string_equal(c->lmtp_text, "localhost:24");
+	assert_string_equal(c->lmtp_host, "localhost");
+	assert_int_equal(c->lmtp_port, 24);
+	assert_int_equal(c->lmtp_sslen, 0);
+}
+
 /* sasl_backend dovecot instead of sasl_db; local_delivery lmtp */
 static void
 check_dovecot(const struct config *c, const char *dir)
@@ -351,12 +361,14 @@ static const struct conf_case conf_cases[] = {
 	{ .label = "config: sasl_backend cyrus, local_delivery lmtp ADDRESS:PORT",
 	  .text = BASE "sasl_backend cyrus\nlocal_delivery lmtp 127.0.0.1:24\n",
 	  .check = check_lmtp_inet },
+	{ .label = "config: local_delivery lmtp HOST:PORT, a name for /etc/hosts",
+	  .text = BASE "local_delivery lmtp localhost:24\n", .check = check_lmtp_name },
 	{ .label = "config: local_delivery maildir",
 	  .text = BASE "local_delivery maildir\n" },
 	{ .label = "config: local_delivery and sasl_backend wrong",
 	  .text = BASE "local_delivery lmtp nowhere\nsasl_backend ldap\n",
 	  .problems = { { 7, "local_delivery: 'nowhere' is neither /PATH nor "
-	      "ADDRESS:PORT (IPv6 as [::1]:PORT)" },
+	      "HOST:PORT (HOST an address, IPv6 as [::1]:PORT, or a name in /etc/hosts)" },
 	      { 8, "sasl_backend: 'ldap' is neither cyrus nor dovecot" } } },
 	{ .label = "config: local_delivery neither", .text = BASE "local_delivery mbox\n",
 	  .problems = { { 7, "local_delivery: 'mbox' is neither maildir nor lmtp" } } },
