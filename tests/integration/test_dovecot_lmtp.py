@@ -44,7 +44,11 @@ def dovecot(tmp_path):
 
 LMTP_BIN = Path("/usr/lib/dovecot/lmtp")
 # the quota plugin with its RCPT check (SPEC 11), and Sieve at delivery
+# default_vsz_limit 0 (no limit): Dovecot's 256M address-space limit
+# leaves a sanitizer build's chamois-sendmail (vacation replies) no room
+# for ASan's shadow memory
 LMTP_CONF = """\
+default_vsz_limit = 0
 mail_plugins = $mail_plugins quota
 lmtp_rcpt_check_quota = yes
 protocol lmtp {
