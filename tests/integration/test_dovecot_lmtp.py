@@ -26,7 +26,8 @@ import harness
 from harness import Dialog, crlf, dot_stuff, wait_log_match
 from peers.dovecot import dovecots
 from peers.queue_util import (  # noqa: F401
-    ctl_ok, parse_report, qbins, queue, wait_empty, wait_queue)
+    ctl_ok, mount_tmpfs, parse_report, qbins, queue, relocate_state, umount, wait_empty,
+    wait_queue)
 
 ALICE, BOB, CAROL = "alice@example.test", "bob@example.test", "carol@example.test"
 SENDER = "sender@remote.test"
@@ -241,7 +242,7 @@ def test_the_queue_delivers_local_recipients_through_lmtp(chamoisd, dovecot, tmp
 BIG = ("y" * 70 + "\n") * 60      # more than bob's 2 KiB quota
 
 
-def send_to_alice_and_bob(mx, msg):
+def send_to_alice_and_bob(mx, msg, reply="250"):
     """alice and bob both pass RCPT (bob is under his quota then); the
     final reply"""
     with dialog(mx) as c:
@@ -249,7 +250,7 @@ def send_to_alice_and_bob(mx, msg):
         c.cmd("RCPT TO:<%s>" % BOB, "250")
         c.cmd("DATA", "354")
         c.send(dot_stuff(crlf(msg)) + b".\r\n")
-        return c.expect("250", timeout=30)
+        return c.expect(reply, timeout=30)
 
 
 def test_one_mailbox_failing_after_data_is_queued_for_that_mailbox(
@@ -334,6 +335,38 @@ def test_one_mailbox_refusing_for_good_after_data_reported_to_postmaster(
     assert BOB in rcpt["final-recipient"], rep
     assert rcpt["status"] == "5.2.2", rep
     assert "to=<%s>" % SENDER not in mx.log(), mx.log()
+
+
+def test_partial_failure_the_queue_cannot_store_stays_451(
+        chamoisd, dovecot, qbins, tmp_path):
+    """The queue's disk is full: bob's copy cannot be stored, so the client
+    gets the 451 4.3.0 of before (its retry is the duplicate window of
+    doc/users.md) and nothing is queued."""
+    dv = start_dovecot_for(dovecot, tmp_path,
+                           user_fields={BOB: "userdb_quota_rule=*:storage=2"})
+    mx = lmtp_mx(chamoisd, dv.lmtp_socket)
+    mnt = mount_tmpfs(tmp_path / "fs", "2m")
+    try:
+        mx.stop()
+        relocate_state(mx, mnt)
+        mx.start()
+        with open(mnt / "filler", "wb") as f:
+            for _ in range(64):             # 4 MiB at most, on 2 MiB
+                try:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+                except OSError:
+                    break
+        r = send_to_alice_and_bob(mx, message("too big for bob", body=BIG), reply="451")
+        assert r.startswith("451 4.3.0 Delivered to 1 of 2 mailboxes"), r
+        assert "delivery not queued" in mx.log(), mx.log()
+        assert len(dv.fetch(ALICE)) == 1
+        assert dv.fetch(BOB) == []
+        (mnt / "filler").unlink()
+        assert queue(qbins, mx)[0] == {}
+    finally:
+        mx.stop()
+        umount(mnt)
 
 
 def test_every_mailbox_refusing_after_data_is_the_first_refusal(
