@@ -1058,6 +1058,8 @@ main(int argc, char **argv)
 	smtpd_set_router(ROLE_MX, forward_mx_router);
 	smtpd_set_router(ROLE_SUBMISSION, queue_router);
 	smtpd_set_router(ROLE_SUBMISSIONS, queue_router);
+	/* local_delivery lmtp: a partial failure's copy goes into the queue */
+	lmtp_set_requeue(queue_lmtp_requeue, NULL);
 	/* what the world sends is checked (doc/forwarding.md "Checks") */
 	mx_checks_init(root.resolver);
 	smtpd_set_checks(ROLE_MX, &mx_checks);

@@ -32,9 +32,13 @@
  * Authentication-Results field, first; Dovecot adds Return-Path and
  * Delivered-To) to every mailbox of the transaction.  The final reply:
  * 250 when every mailbox took it; the first refusal, mapped, when none
- * did; when some did and some did not, 451 4.3.0: the message is not
- * lost for the one that failed, and the client's retry gives those that
- * took it a second copy (the duplicate window of doc/users.md).
+ * did; when some did and some did not (a 4xx or a 5xx after DATA), the
+ * message as delivered goes into the queue for the mailboxes that did
+ * not take it (the requeue hook, lmtp_set_requeue: the queue retries it
+ * through this same client, its reports go to the postmaster) and the
+ * client gets 250 once the queue has it; 451 4.3.0 if it could not be
+ * queued, when the client's retry gives those that took it a second copy
+ * (the duplicate window of doc/users.md).
  */
 #include <sys/queue.h>
 #include <sys/socket.h>
@@ -110,6 +114,9 @@ static struct {
 	TAILQ_HEAD(, lmtp_conn) idle;
 	TAILQ_HEAD(, lmtp_conn) conns;
 	TAILQ_HEAD(, lmtp_job) waiting;
+	lmtp_requeue_fn *requeue;	/* the queue's, for a partial failure */
+	void *requeue_arg;
+	bool stopping;			/* lmtp_shutdown: the queue is gone */
 } lmtp = {
 	.idle = TAILQ_HEAD_INITIALIZER(lmtp.idle),
 	.conns = TAILQ_HEAD_INITIALIZER(lmtp.conns),
@@ -685,6 +692,7 @@ lmtp_shutdown(void)
 {
 	struct lmtp_conn *c;
 
+	lmtp.stopping = true;
 	fail_waiting("shutting down");
 	while ((c = TAILQ_FIRST(&lmtp.conns)) != NULL) {
 		struct lmtp_job *j = c->job;
@@ -700,6 +708,13 @@ lmtp_shutdown(void)
 	lmtp.text = NULL;
 }
 
+void
+lmtp_set_requeue(lmtp_requeue_fn *fn, void *arg)
+{
+	lmtp.requeue = fn;
+	lmtp.requeue_arg = arg;
+}
+
 /* ---- the route (smtpd/route.h) ---- */
 
 /* one session's route state: the job in flight, by session id */
@@ -707,7 +722,15 @@ struct lmtp_sess {
 	uint64_t sid;
 	struct lmtp_job *job;
 	bool end;			/* the job delivers (final dot) */
+	struct body *body;		/* its message, while it delivers */
 	char txid[40];
+};
+
+/* a partial failure's copy on its way into the queue (requeued) */
+struct lmtp_requeue {
+	uint64_t sid;
+	char txid[40];
+	size_t ok, n;			/* mailboxes that took it, in all */
 };
 
 static struct lmtp_sess *
@@ -784,6 +807,76 @@ lmtp_rcpt(struct smtpd_session *s, const char *shown,
 	ls->job = lmtp_submit(&p, NULL, probed, ls);
 }
 
+/* body_drop - the message a delivery owned */
+static void
+body_drop(struct body *b)
+{
+	if (b == NULL)
+		return;
+	body_free(b);
+	free(b);
+}
+
+/*
+ * requeued - the queue's answer about a partial failure's copy: 250 once
+ * it is durable there, else the 451 of before (doc/users.md "Delivery
+ * through Dovecot")
+ */
+static void
+requeued(void *arg, int error, const char *id)
+{
+	struct lmtp_requeue *rq = arg;
+	struct smtpd_session *s = smtpd_session_find(rq->sid);
+
+	if (error == 0)
+		log_info("%s delivery result=queued queue=%s mailboxes=%zu",
+		    rq->txid, id, rq->n - rq->ok);
+	else
+		log_warnx("%s delivery not queued mailboxes=%zu: %s", rq->txid,
+		    rq->n - rq->ok, strerror(error));
+	if (s == NULL) {
+		free(rq);
+		return;		/* queued all the same, or the client retries */
+	}
+	if (error == 0)
+		smtpd_tx_done(s, "250 2.0.0 Ok: delivered to %zu, %zu queued as %s",
+		    rq->ok, rq->n - rq->ok, id);
+	else
+		smtpd_tx_done(s, "451 4.3.0 Delivered to %zu of %zu mailboxes, "
+		    "try again later", rq->ok, rq->n);
+	free(rq);
+}
+
+/*
+ * requeue - the mailboxes of res that did not take the message into the
+ * queue, with body (taken over); false (body still the caller's) when
+ * there is no queue to take it
+ */
+static bool
+requeue(struct smtpd_session *s, struct lmtp_sess *ls,
+    const struct lmtp_result *res, size_t ok, struct body *body)
+{
+	struct lmtp_requeue *rq;
+	char **failed;
+	size_t n = 0;
+
+	if (lmtp.requeue == NULL || lmtp.stopping || body == NULL)
+		return false;
+	failed = xcalloc(res->n, sizeof(*failed));
+	for (size_t i = 0; i < res->n; i++)
+		if (smtp_reply_class(&res->data[i]) != SMTP_CLASS_OK)
+			failed[n++] = res->rcpts[i];
+	rq = xcalloc(1, sizeof(*rq));
+	rq->sid = ls->sid;
+	str_copy(rq->txid, ls->txid, sizeof(rq->txid));
+	rq->ok = ok;
+	rq->n = res->n;
+	lmtp.requeue(lmtp.requeue_arg, s, failed, n, smtpd_tx_auth_results(s),
+	    body, requeued, rq);
+	free(failed);
+	return true;
+}
+
 /* delivered - the final reply (doc/users.md "Delivery through Dovecot") */
 static void
 delivered(void *arg, const struct lmtp_result *res)
@@ -794,8 +887,10 @@ delivered(void *arg, const struct lmtp_result *res)
 	char out[SMTP_REPLY_TEXT_MAX + 32];
 	bool some_ok;
 	size_t ok = 0;
+	struct body *body = ls->body;
 
 	ls->job = NULL;
+	ls->body = NULL;
 	bad = first_refusal(res->data, res->n, &some_ok);
 	for (size_t i = 0; i < res->n; i++)
 		if (smtp_reply_class(&res->data[i]) == SMTP_CLASS_OK)
@@ -806,6 +901,7 @@ delivered(void *arg, const struct lmtp_result *res)
 	if (s == NULL) {
 		log_info("%s delivery result=%s client=gone", ls->txid,
 		    bad == NULL ? "delivered" : "not-delivered");
+		body_drop(body);
 		free(ls);
 		return;
 	}
@@ -814,9 +910,12 @@ delivered(void *arg, const struct lmtp_result *res)
 	else if (!some_ok) {
 		smtp_reply_map(bad, smtpd_tx_smtputf8(s), out, sizeof(out));
 		smtpd_tx_done(s, "%s", out);
-	} else
+	} else if (requeue(s, ls, res, ok, body))
+		return;		/* requeued answers; the queue owns body */
+	else
 		smtpd_tx_done(s, "451 4.3.0 Delivered to %zu of %zu mailboxes, "
 		    "try again later", ok, res->n);
+	body_drop(body);
 }
 
 static void
@@ -845,7 +944,8 @@ lmtp_end(struct smtpd_session *s, const char *refusal)
 	smtpd_tx_take_body(s, body);
 	p.body = body;
 	ls->end = true;
-	ls->job = lmtp_submit(&p, body, delivered, ls);
+	ls->body = body;	/* delivered() hands it to the queue or frees it */
+	ls->job = lmtp_submit(&p, NULL, delivered, ls);
 }
 
 static void

@@ -60,6 +60,23 @@ void lmtp_cancel(struct lmtp_job *);
 void lmtp_configure(struct event_base *, const struct config *);
 void lmtp_shutdown(void);
 
+/*
+ * lmtp_requeue_fn - the route's partial failure after DATA (doc/users.md
+ * "Delivery through Dovecot"): a copy of the message of s's transaction,
+ * prefix (LF form, or NULL) then body (taken over), for the n mailboxes
+ * that did not take it goes into the queue, its recipients those
+ * mailboxes; done(done_arg, 0 or errno, the queue id) runs on the loop
+ * once it is durable or could not be stored.  The queue provides it
+ * (queue/route.c), the composition root sets it: local/ does not know
+ * the queue (tests/check-layers.py).
+ */
+typedef void lmtp_requeued_fn(void *arg, int error, const char *id);
+typedef void lmtp_requeue_fn(void *hook_arg, struct smtpd_session *s,
+    char *const *mailboxes, size_t n, const char *prefix, struct body *body,
+    lmtp_requeued_fn *done, void *done_arg);
+/* lmtp_set_requeue - once, at start; without it a partial failure is 451 */
+void lmtp_set_requeue(lmtp_requeue_fn *, void *hook_arg);
+
 /* lmtp_route - local mailboxes through LMTP (smtpd/route.h) */
 extern const struct smtpd_route_ops lmtp_route;
 

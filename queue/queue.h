@@ -127,6 +127,10 @@ int qstore_put(struct queue_store *, const struct queue_msg *, const struct body
 int qstore_put_buf(struct queue_store *, const struct queue_msg *,
     const char *head, size_t headlen, const char *body, size_t len,
     char *err, size_t errsize);
+/* qstore_put_head - qstore_put with head[0..headlen) stored before b */
+int qstore_put_head(struct queue_store *, const struct queue_msg *,
+    const char *head, size_t headlen, const struct body *b, char *err,
+    size_t errsize);
 int qstore_body_read(const struct body *, char **out, size_t *len);
 /* qstore_update - the envelope only (recipient states) */
 int qstore_update(struct queue_store *, const struct queue_msg *);
@@ -332,6 +336,14 @@ void queue_shutdown(void);
  */
 typedef void (*queue_put_cb)(void *arg, int error, const char *id);
 void queue_submit(struct queue_msg *, struct body *, queue_put_cb, void *arg);
+/*
+ * queue_submit_prefixed - queue_submit with prefix (LF form, copied; NULL
+ * or "": none) stored before the body: the mx role's copy of a message
+ * for local mailboxes (queue/route.c queue_lmtp_requeue), never DKIM-signed;
+ * its recipients come with addr set, and are kept as they are
+ */
+void queue_submit_prefixed(struct queue_msg *, const char *prefix, struct body *,
+    queue_put_cb, void *arg);
 /* the administrator's view (admin.c) */
 void queue_foreach(void (*fn)(const struct queue_msg *, void *), void *arg);
 const struct queue_msg *queue_lookup(const char *id);

@@ -481,10 +481,11 @@ qstore_put_buf(struct queue_store *qs, const struct queue_msg *m,
 	return 0;
 }
 
-/* qstore_put - qstore_put_buf of the whole body b */
+/* qstore_put_head - qstore_put_buf of head and the whole body b */
 int
-qstore_put(struct queue_store *qs, const struct queue_msg *m, const struct body *b,
-    char *err, size_t errsize)
+qstore_put_head(struct queue_store *qs, const struct queue_msg *m,
+    const char *head, size_t headlen, const struct body *b, char *err,
+    size_t errsize)
 {
 	char *body;
 	size_t len;
@@ -496,11 +497,19 @@ qstore_put(struct queue_store *qs, const struct queue_msg *m, const struct body 
 		    strerror(e));
 		return (errno = e, -1);
 	}
-	r = qstore_put_buf(qs, m, NULL, 0, body, len, err, errsize);
+	r = qstore_put_buf(qs, m, head, headlen, body, len, err, errsize);
 	e = errno;
 	free(body);
 	errno = e;
 	return r;
+}
+
+/* qstore_put - qstore_put_head without a head */
+int
+qstore_put(struct queue_store *qs, const struct queue_msg *m, const struct body *b,
+    char *err, size_t errsize)
+{
+	return qstore_put_head(qs, m, NULL, 0, b, err, errsize);
 }
 
 static int

@@ -11,6 +11,11 @@
  * back once the envelope and body are durable in the store (scheduler.c,
  * queue_db.c); only then does the client get 250.  The callback knows the
  * session by id only: a client gone meanwhile leaves its message queued.
+ *
+ * queue_lmtp_requeue builds its message from the transaction the same
+ * way (tx_msg) for local/lmtp.c: the mx role's copy for the mailboxes
+ * that did not take it after DATA (doc/users.md "Delivery through
+ * Dovecot"), owned by the postmaster.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -132,6 +137,24 @@ queued(void *arg, int error, const char *id)
 		smtpd_tx_done(s, "%s", store_error_reply(error));
 }
 
+/*
+ * tx_msg - the queue's message of s's transaction, without recipients:
+ * its sender, owner (who gets the reports), MAIL parameters and ENVID
+ */
+static struct queue_msg *
+tx_msg(struct smtpd_session *s, const char *owner)
+{
+	struct queue_msg *m = xcalloc(1, sizeof(*m));
+
+	m->sender = xstrdup(smtpd_tx_sender(s));
+	m->owner = xstrdup(owner);
+	m->uid = -1;
+	m->smtputf8 = smtpd_tx_smtputf8(s) || smtpd_tx_header_non_ascii(s);
+	m->body8bit = smtpd_tx_body8bit(s);
+	m->envid = xstrdup(smtpd_tx_dsn(s, &m->ret));
+	return m;
+}
+
 /* queue_end - the final dot: hand the message to the queue */
 static void
 queue_end(struct smtpd_session *s, const char *refusal)
@@ -161,13 +184,7 @@ queue_end(struct smtpd_session *s, const char *refusal)
 		smtpd_tx_done(s, "%s", store_error_reply(smtpd_tx_store_errno(s)));
 		return;
 	}
-	m = xcalloc(1, sizeof(*m));
-	m->sender = xstrdup(sender);
-	m->owner = xstrdup(user ? user : "");
-	m->uid = -1;
-	m->smtputf8 = smtpd_tx_smtputf8(s) || smtpd_tx_header_non_ascii(s);
-	m->body8bit = smtpd_tx_body8bit(s);
-	m->envid = xstrdup(smtpd_tx_dsn(s, &m->ret));
+	m = tx_msg(s, user ? user : "");
 	rcpts = smtpd_tx_rcpts(s, &m->nrcpts);
 	m->rcpts = xcalloc(m->nrcpts, sizeof(*m->rcpts));
 	for (size_t i = 0; i < m->nrcpts; i++) {
@@ -185,6 +202,38 @@ queue_end(struct smtpd_session *s, const char *refusal)
 	sid = xmalloc(sizeof(*sid));
 	*sid = smtpd_session_id(s);
 	queue_submit(m, b, queued, sid);
+}
+
+/* queue_lmtp_requeue - see route.h */
+void
+queue_lmtp_requeue(void *hook_arg, struct smtpd_session *s,
+    char *const *mailboxes, size_t n, const char *prefix, struct body *body,
+    void (*done)(void *, int error, const char *id), void *done_arg)
+{
+	const struct config *cfg = smtpd_session_config(s);
+	char *owner = cfg->postmaster ? xstrdup(cfg->postmaster) :
+	    xasprintf("postmaster@%s", cfg->ndomains > 0 ? cfg->domains[0] :
+	    cfg->hostname);
+	struct queue_msg *m = tx_msg(s, owner);
+
+	(void)hook_arg;
+	free(owner);
+	/* the mailboxes as they are: the queue expands nothing (queue.h) */
+	m->nrcpts = n;
+	m->rcpts = xcalloc(n ? n : 1, sizeof(*m->rcpts));
+	for (size_t i = 0; i < n; i++) {
+		struct queue_rcpt *r = &m->rcpts[i];
+
+		r->addr = xstrdup(mailboxes[i]);
+		r->orig = xstrdup(mailboxes[i]);
+		r->local = true;
+		r->state = RS_PENDING;
+		r->next_attempt = clock_now();	/* at once (0 is never) */
+		r->last_reply = xstrdup("");
+		r->remote_mta = xstrdup("");
+		r->orcpt = xstrdup("");
+	}
+	queue_submit_prefixed(m, prefix, body, done, done_arg);
 }
 
 /* queue_rset - the transaction is over: its message (if any) goes */

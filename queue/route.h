@@ -17,5 +17,17 @@ extern const struct smtpd_route_ops queue_route;
  */
 bool queue_router(struct smtpd_session *, const struct mailaddr *,
     const char *key, const char *shown, struct smtpd_route_pick *);
+/*
+ * queue_lmtp_requeue - local/lmtp.c's requeue hook (lmtp_requeue_fn,
+ * set by chamoisd/main.c): the copy of the message of s's transaction,
+ * prefix then body (taken over), for the n mailboxes that did not take
+ * it after DATA, into the queue with those mailboxes as its recipients
+ * and the postmaster as its owner (reports into the postmaster's
+ * Maildir, none for <>); done as queue_submit's cb
+ */
+struct body;
+void queue_lmtp_requeue(void *hook_arg, struct smtpd_session *s,
+    char *const *mailboxes, size_t n, const char *prefix, struct body *body,
+    void (*done)(void *, int error, const char *id), void *done_arg);
 
 #endif

@@ -454,6 +454,7 @@ struct submit_job {
 	/* signed: the fields made (head) and the message they sign */
 	char *head, *signed_body;
 	size_t headlen, bodylen;
+	char *prefix;			/* queue_submit_prefixed: stored before body */
 };
 
 /*
@@ -490,7 +491,8 @@ submit_work(void *arg)
 		j->result = qstore_put_buf(q.store, j->msg, j->head, j->headlen,
 		    j->signed_body, j->bodylen, j->err, sizeof(j->err));
 	else
-		j->result = qstore_put(q.store, j->msg, j->body, j->err,
+		j->result = qstore_put_head(q.store, j->msg, j->prefix,
+		    j->prefix ? strlen(j->prefix) : 0, j->body, j->err,
 		    sizeof(j->err));
 	j->error = j->result ? errno : 0;
 }
@@ -583,6 +585,7 @@ submit_done(void *arg)
 	dkim_signer_free(j->signer);
 	free(j->head);
 	free(j->signed_body);
+	free(j->prefix);
 	free(j);
 }
 
@@ -745,18 +748,26 @@ queue_msg_prepare(struct queue_msg *m, const struct body *b)
 	expand(m);
 }
 
-void
-queue_submit(struct queue_msg *m, struct body *b, queue_put_cb cb, void *arg)
+/* submit - queue_submit(_prefixed) */
+static void
+submit(struct queue_msg *m, const char *prefix, struct body *b, queue_put_cb cb,
+    void *arg)
 {
 	struct submit_job *j = xcalloc(1, sizeof(*j));
 	bool restored = m->id[0] != '\0';
 
 	queue_msg_prepare(m, b);
+	if (prefix != NULL && prefix[0] != '\0') {
+		j->prefix = xstrdup(prefix);
+		m->size += strlen(prefix);
+	}
 	/*
 	 * a new message with a recipient on another server is signed; one
-	 * restored (chamoisctl restore) keeps the bytes it had
+	 * restored (chamoisctl restore) keeps the bytes it had, and a
+	 * prefixed one (local mailboxes: queue.h) is not
 	 */
-	if (!restored && dkim_signer_keys(q.signer) > 0 && has_remote(m))
+	if (!restored && j->prefix == NULL && dkim_signer_keys(q.signer) > 0 &&
+	    has_remote(m))
 		j->signer = dkim_signer_ref(q.signer);
 	j->msg = m;
 	j->body = b;
@@ -773,6 +784,19 @@ queue_submit(struct queue_msg *m, struct body *b, queue_put_cb cb, void *arg)
 		job_cpu(sign_work, sign_done, j);
 	else
 		job(submit_work, submit_done, j);
+}
+
+void
+queue_submit(struct queue_msg *m, struct body *b, queue_put_cb cb, void *arg)
+{
+	submit(m, NULL, b, cb, arg);
+}
+
+void
+queue_submit_prefixed(struct queue_msg *m, const char *prefix, struct body *b,
+    queue_put_cb cb, void *arg)
+{
+	submit(m, prefix, b, cb, arg);
 }
 
 /* ---- administration ----------------------------------------------------- */

@@ -9,8 +9,10 @@ refused at RCPT with Dovecot's own reply, a Sieve fileinto, a Sieve
 vacation reply leaving through chamois-sendmail and the queue (and none
 for a sender chamoisd's Authentication-Results does not vouch for),
 Dovecot down a 4xx at RCPT, a mailbox that fails after DATA while another
-took the message answered 451 (the message lost for no one), connections
-reused, and the queue's local recipients delivered through LMTP too.
+took the message queued for that mailbox alone (the client gets 250, no
+one a duplicate, the queue delivers it once the mailbox can take it, a
+refusal for good reported to the postmaster only), connections reused,
+and the queue's local recipients delivered through LMTP too.
 """
 
 import os
@@ -23,6 +25,9 @@ import pytest
 import harness
 from harness import Dialog, crlf, dot_stuff, wait_log_match
 from peers.dovecot import dovecots
+from peers.queue_util import (  # noqa: F401
+    ctl_ok, mount_tmpfs, parse_report, qbins, queue, relocate_state, umount, wait_empty,
+    wait_queue)
 
 ALICE, BOB, CAROL = "alice@example.test", "bob@example.test", "carol@example.test"
 SENDER = "sender@remote.test"
@@ -238,25 +243,152 @@ def test_the_queue_delivers_local_recipients_through_lmtp(chamoisd, dovecot, tmp
     assert sub.d.messages(BOB) == []
 
 
-def test_one_mailbox_failing_after_data_is_451_for_the_message(chamoisd, dovecot, tmp_path):
-    """bob is under his quota at RCPT, but the message does not fit what is
-    left: alice's mailbox takes it, bob's refuses it after DATA (552).  The
-    client gets 451 4.3.0 for the message (doc/users.md "Delivery through
-    Dovecot"): nothing lost for bob, nothing bounced; alice keeps her copy,
-    and the client's retry is the duplicate window."""
+BIG = ("y" * 70 + "\n") * 60      # more than bob's 2 KiB quota
+
+
+def send_to_alice_and_bob(mx, msg, reply="250"):
+    """alice and bob both pass RCPT (bob is under his quota then); the
+    final reply"""
+    with dialog(mx) as c:
+        c.cmd("RCPT TO:<%s>" % ALICE, "250")
+        c.cmd("RCPT TO:<%s>" % BOB, "250")
+        c.cmd("DATA", "354")
+        c.send(dot_stuff(crlf(msg)) + b".\r\n")
+        return c.expect(reply, timeout=30)
+
+
+def test_one_mailbox_failing_after_data_is_queued_for_that_mailbox(
+        chamoisd, dovecot, qbins, tmp_path):
+    """bob is under his quota at RCPT (a 6 KiB message in his 8 KiB), but
+    the message does not fit what is left, and Dovecot says so with a 4xx
+    (quota_full_tempfail): alice's mailbox takes it, bob's does not.  The
+    copy for bob goes into the queue and the client gets 250 (doc/users.md
+    "Delivery through Dovecot"), so it has no reason to send again: alice
+    keeps one copy.  The queue retries bob through the same LMTP client;
+    once bob has deleted his old message, the flush delivers his one copy,
+    as alice's was delivered (our Authentication-Results and Received),
+    and nothing is reported."""
+    dv = start_dovecot_for(dovecot, tmp_path,
+                           user_fields={BOB: "userdb_quota_rule=*:storage=8"},
+                           extra="quota_full_tempfail = yes\n")
+    # in bob's Maildir before Dovecot first reads his quota
+    filler = dv.home(BOB) / "new" / "1.filler.vm,S=6144"
+    filler.write_bytes(b"Subject: filler\n\n" + b"x" * (6144 - 18) + b"\n")
+    os.chown(filler, dv.uid, dv.gid)
+    mx = lmtp_mx(chamoisd, dv.lmtp_socket)
+    msg = message("too big for bob", body=BIG)
+    r = send_to_alice_and_bob(mx, msg)
+    m = re.match(r"250 2\.0\.0 Ok: delivered to 1, 1 queued as ([0-9a-f]{16})$", r)
+    assert m, r
+    qid = m.group(1)
+    assert len(dv.fetch(ALICE)) == 1
+    assert len(dv.fetch(BOB)) == 1      # the filler only
+    # in the queue for bob alone, tried once already and deferred
+    msgs = wait_queue(qbins, mx, lambda q: qid in q and q[qid]["rcpts"][0]["state"] ==
+                      "deferred", "bob's copy deferred in the queue")
+    assert msgs[qid]["sender"] == SENDER, msgs
+    assert [x["addr"] for x in msgs[qid]["rcpts"]] == [BOB], msgs
+    assert msgs[qid]["rcpts"][0]["reply"].startswith("452 4.2.2"), msgs
+    # bob frees his quota over IMAP
+    imap = dv.connect(BOB)
+    try:
+        assert imap.select("INBOX")[0] == "OK"
+        assert imap.store("1", "+FLAGS", "\\Deleted")[0] == "OK"
+        assert imap.expunge()[0] == "OK"
+    finally:
+        imap.logout()
+    ctl_ok(qbins, mx, "flush")
+    wait_empty(qbins, mx)
+    (alice,) = dv.fetch(ALICE)
+    (bob,) = dv.fetch(BOB)
+    for got in (alice, bob):
+        assert got.endswith(crlf(msg)), got
+        ar = got.index(b"\r\nAuthentication-Results: mx.example.test;")
+        ours = got.index(b"\r\nReceived: from client.remote.test")
+        assert ar < ours, got
+    # the copies alike below Dovecot's own Return-Path and Received
+    assert alice[alice.index(b"\r\nAuthentication-Results:"):] == \
+        bob[bob.index(b"\r\nAuthentication-Results:"):]
+    # no report anywhere, nothing toward the sender
+    assert "queue report" not in mx.log(), mx.log()
+    assert "to=<%s>" % SENDER not in mx.log(), mx.log()
+    assert mx.messages(ALICE) == []
+
+
+def test_one_mailbox_refusing_for_good_after_data_reported_to_postmaster(
+        chamoisd, dovecot, qbins, tmp_path):
+    """bob's mailbox refuses the message for good after DATA (552 5.2.2,
+    larger than his quota) while alice's takes it: the copy for bob is
+    queued all the same and the client gets 250; the queue's attempt
+    fails, and the report goes to the postmaster (here alice, the first
+    mailbox, in chamoisd's own Maildir), never toward the sender."""
     dv = start_dovecot_for(dovecot, tmp_path,
                            user_fields={BOB: "userdb_quota_rule=*:storage=2"})
+    mx = lmtp_mx(chamoisd, dv.lmtp_socket)
+    r = send_to_alice_and_bob(mx, message("too big for bob", body=BIG))
+    assert re.match(r"250 2\.0\.0 Ok: delivered to 1, 1 queued as [0-9a-f]{16}$", r), r
+    wait_empty(qbins, mx)
+    assert len(dv.fetch(ALICE)) == 1
+    assert dv.fetch(BOB) == []
+    harness.wait_until(lambda: mx.messages(ALICE), timeout=30,
+                       what="the report in the postmaster's Maildir")
+    (report,) = mx.messages(ALICE)
+    rep = parse_report(report)
+    (rcpt,) = rep["recipients"]
+    assert rcpt["action"] == "failed", rep
+    assert BOB in rcpt["final-recipient"], rep
+    assert rcpt["status"] == "5.2.2", rep
+    assert "to=<%s>" % SENDER not in mx.log(), mx.log()
+
+
+def test_partial_failure_the_queue_cannot_store_stays_451(
+        chamoisd, dovecot, qbins, tmp_path):
+    """The queue's disk is full: bob's copy cannot be stored, so the client
+    gets the 451 4.3.0 of before (its retry is the duplicate window of
+    doc/users.md) and nothing is queued."""
+    dv = start_dovecot_for(dovecot, tmp_path,
+                           user_fields={BOB: "userdb_quota_rule=*:storage=2"})
+    mx = lmtp_mx(chamoisd, dv.lmtp_socket)
+    mnt = mount_tmpfs(tmp_path / "fs", "2m")
+    try:
+        mx.stop()
+        relocate_state(mx, mnt)
+        mx.start()
+        with open(mnt / "filler", "wb") as f:
+            for _ in range(64):             # 4 MiB at most, on 2 MiB
+                try:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+                except OSError:
+                    break
+        r = send_to_alice_and_bob(mx, message("too big for bob", body=BIG), reply="451")
+        assert r.startswith("451 4.3.0 Delivered to 1 of 2 mailboxes"), r
+        assert "delivery not queued" in mx.log(), mx.log()
+        assert len(dv.fetch(ALICE)) == 1
+        assert dv.fetch(BOB) == []
+        (mnt / "filler").unlink()
+        assert queue(qbins, mx)[0] == {}
+    finally:
+        mx.stop()
+        umount(mnt)
+
+
+def test_every_mailbox_refusing_after_data_is_the_first_refusal(
+        chamoisd, dovecot, qbins, tmp_path):
+    """alice and bob both refuse after DATA: the client gets the first
+    refusal, mapped, and nothing is queued"""
+    fields = "userdb_quota_rule=*:storage=2"
+    dv = start_dovecot_for(dovecot, tmp_path, user_fields={ALICE: fields, BOB: fields})
     mx = lmtp_mx(chamoisd, dv.lmtp_socket)
     with dialog(mx) as c:
         c.cmd("RCPT TO:<%s>" % ALICE, "250")
         c.cmd("RCPT TO:<%s>" % BOB, "250")
         c.cmd("DATA", "354")
-        c.send(dot_stuff(crlf(message("too big for bob", body=("y" * 70 + "\n") * 60)))
-               + b".\r\n")
-        r = c.expect("451", timeout=30)
-        assert r.startswith("451 4.3.0 Delivered to 1 of 2 mailboxes"), r
-    assert len(dv.fetch(ALICE)) == 1
-    assert dv.fetch(BOB) == []
+        c.send(dot_stuff(crlf(message("too big for both", body=BIG))) + b".\r\n")
+        r = c.expect("552", timeout=30)
+        assert r.startswith("552 5.2.2"), r
+    assert queue(qbins, mx)[0] == {}
+    assert dv.fetch(ALICE) == [] and dv.fetch(BOB) == []
 
 
 SENDMAIL = Path(__file__).resolve().parents[2] / "bin" / "chamois-sendmail"
