@@ -911,6 +911,16 @@ report_work(void *arg)
 }
 
 static void
+report_job_free(struct report_job *j)
+{
+	maildir_delivery_free(j->md);
+	body_free(&j->body);
+	free(j->mailbox);
+	config_free(j->cfg);
+	free(j);
+}
+
+static void
 report_done(void *arg)
 {
 	struct report_job *j = arg;
@@ -924,11 +934,32 @@ report_done(void *arg)
 		log_warn("%s queue report LOST mailbox=%s step=%s", j->id,
 		    j->mailbox, j->md->failed_step ? j->md->failed_step : "?");
 	}
-	maildir_delivery_free(j->md);
-	body_free(&j->body);
-	free(j->mailbox);
-	config_free(j->cfg);
-	free(j);
+	report_job_free(j);
+}
+
+/*
+ * report_lmtp_done - local_delivery lmtp: the report went to the LMTP
+ * server (Sieve and quota apply, as to any local copy); one it did not
+ * take is written into the Maildir as without lmtp, rather than lost
+ * (doc/queue.md)
+ */
+static void
+report_lmtp_done(void *arg, const struct lmtp_result *res)
+{
+	struct report_job *j = arg;
+	const struct smtp_reply *r = &res->data[0];
+	char f[LOG_ESC(SMTP_REPLY_TEXT_MAX)];
+
+	job_end();
+	if (r->code >= 200 && r->code < 300) {
+		log_info("%s queue report delivered mailbox=%s relay=lmtp", j->id,
+		    j->mailbox);
+		report_job_free(j);
+		return;
+	}
+	log_warnx("%s queue report lmtp mailbox=%s refused=\"%d %s\": into the "
+	    "Maildir", j->id, j->mailbox, r->code, log_field(f, sizeof(f), r->text));
+	job(report_work, report_done, j);
 }
 
 /* report_mailbox - the Maildir the owner's reports go to, else postmaster's */
@@ -1020,6 +1051,20 @@ report_on(struct qentry *e, const struct queue_msg *about, const bool *which,
 	    action == BOUNCE_FAILED ? "failed" : action == BOUNCE_DELAYED ?
 	    "delayed" : "success",
 	    log_field(f1, sizeof(f1), e->msg.owner), mb);
+	if (j->cfg->lmtp_text != NULL) {
+		char *rcpt[1] = { j->mailbox };
+		struct lmtp_params p = {
+			.sender = "",
+			.rcpts = rcpt,
+			.nrcpts = 1,
+			.body = &j->body,
+			.body8bit = true,
+		};
+
+		q.jobs++;	/* queue_idle() waits for it, as for a worker job */
+		lmtp_submit(&p, NULL, report_lmtp_done, j);
+		return;
+	}
 	job(report_work, report_done, j);
 }
 

@@ -321,19 +321,21 @@ def test_one_mailbox_refusing_for_good_after_data_reported_to_postmaster(
     larger than his quota) while alice's takes it: the copy for bob is
     queued all the same and the client gets 250; the queue's attempt
     fails, and the report goes to the postmaster (here alice, the first
-    mailbox, in chamoisd's own Maildir), never toward the sender."""
+    mailbox) through Dovecot's LMTP as every local copy does, never toward
+    the sender."""
     dv = start_dovecot_for(dovecot, tmp_path,
                            user_fields={BOB: "userdb_quota_rule=*:storage=2"})
     mx = lmtp_mx(chamoisd, dv.lmtp_socket)
     r = send_to_alice_and_bob(mx, message("too big for bob", body=BIG))
     assert re.match(r"250 2\.0\.0 Ok: delivered to 1, 1 queued as [0-9a-f]{16}$", r), r
     wait_empty(qbins, mx)
-    assert len(dv.fetch(ALICE)) == 1
     assert dv.fetch(BOB) == []
-    harness.wait_until(lambda: mx.messages(ALICE), timeout=30,
-                       what="the report in the postmaster's Maildir")
-    (report,) = mx.messages(ALICE)
-    rep = parse_report(report)
+    harness.wait_until(lambda: len(dv.fetch(ALICE)) == 2, timeout=30,
+                       what="the report in the postmaster's mailbox")
+    assert "queue report delivered mailbox=%s relay=lmtp" % ALICE in mx.log()
+    assert mx.messages(ALICE) == []         # nothing in chamoisd's own Maildir
+    (report,) = [m for m in dv.fetch(ALICE) if m.startswith(b"Return-Path: <>")]
+    rep = parse_report(report.replace(b"\r\n", b"\n"))
     (rcpt,) = rep["recipients"]
     assert rcpt["action"] == "failed", rep
     assert BOB in rcpt["final-recipient"], rep
