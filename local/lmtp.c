@@ -746,16 +746,19 @@ sess(struct smtpd_session *s)
 	return ls;
 }
 
-/* first_refusal - the first recipient reply that is not 2xx, or NULL */
+/*
+ * first_refusal - the first recipient reply that is not 2xx, or NULL;
+ * *nok the count of those that are
+ */
 static const struct smtp_reply *
-first_refusal(const struct smtp_reply *r, size_t n, bool *some_ok)
+first_refusal(const struct smtp_reply *r, size_t n, size_t *nok)
 {
 	const struct smtp_reply *bad = NULL;
 
-	*some_ok = false;
+	*nok = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (smtp_reply_class(&r[i]) == SMTP_CLASS_OK)
-			*some_ok = true;
+			(*nok)++;
 		else if (bad == NULL)
 			bad = &r[i];
 	}
@@ -770,12 +773,12 @@ probed(void *arg, const struct lmtp_result *res)
 	struct smtpd_session *s = smtpd_session_find(ls->sid);
 	const struct smtp_reply *bad;
 	char out[SMTP_REPLY_TEXT_MAX + 32];
-	bool some_ok;
+	size_t ok;
 
 	ls->job = NULL;
 	if (s == NULL)
 		return;		/* the session's free dropped ls already */
-	bad = first_refusal(res->rcpt, res->n, &some_ok);
+	bad = first_refusal(res->rcpt, res->n, &ok);
 	if (bad == NULL) {
 		smtpd_rcpt_answer(s, "250 2.1.5 Ok");
 		return;
@@ -885,16 +888,12 @@ delivered(void *arg, const struct lmtp_result *res)
 	struct smtpd_session *s = smtpd_session_find(ls->sid);
 	const struct smtp_reply *bad;
 	char out[SMTP_REPLY_TEXT_MAX + 32];
-	bool some_ok;
-	size_t ok = 0;
+	size_t ok;
 	struct body *body = ls->body;
 
 	ls->job = NULL;
 	ls->body = NULL;
-	bad = first_refusal(res->data, res->n, &some_ok);
-	for (size_t i = 0; i < res->n; i++)
-		if (smtp_reply_class(&res->data[i]) == SMTP_CLASS_OK)
-			ok++;
+	bad = first_refusal(res->data, res->n, &ok);
 	metrics_message(MR_LOCAL, MO_DELIVERED, ok);
 	if (ok < res->n)
 		metrics_message(MR_LOCAL, MO_DEFERRED, res->n - ok);
@@ -907,7 +906,7 @@ delivered(void *arg, const struct lmtp_result *res)
 	}
 	if (bad == NULL)
 		smtpd_tx_done(s, "250 2.0.0 Ok: delivered as %s", ls->txid);
-	else if (!some_ok) {
+	else if (ok == 0) {
 		smtp_reply_map(bad, smtpd_tx_smtputf8(s), out, sizeof(out));
 		smtpd_tx_done(s, "%s", out);
 	} else if (requeue(s, ls, res, ok, body))
