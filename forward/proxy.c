@@ -54,6 +54,7 @@
 #include "../common/hmap.h"
 #include "../common/metrics.h"
 #include "../common/util.h"
+#include "../local/lmtp.h"
 #include "../local/local.h"
 #include "../maildir/maildir.h"
 #include "../outbound/client.h"
@@ -74,12 +75,14 @@ enum fwd_state {
 /* what the inbound session is waiting for */
 enum fwd_wait {
 	W_NONE,
+	W_PROBE,	/* the LMTP server's answer about the local mailboxes */
 	W_RCPT,		/* the remote's answer to a RCPT */
 	W_DATA,		/* 354 */
 	W_STREAM,	/* the held message going to the remote */
 	W_LOCAL,	/* local copies being synced in tmp/ */
 	W_DOT,		/* the remote's answer to the final dot */
 	W_COMMIT,	/* local copies moving into new/ */
+	W_LMTP,		/* local copies going to the LMTP server */
 	W_REMOVE,	/* local copies being removed before the last reply */
 };
 
@@ -351,6 +354,18 @@ finish(struct fwd *f, struct local_copies *lc, bool all, const char *reply)
 	    copies_removed, NULL);
 }
 
+/* rcpt_answer - the RCPT's reply: the client has the turn again */
+static void
+rcpt_answer(struct fwd *f, const char *reply)
+{
+	free(f->rcpt_shown);
+	f->rcpt_shown = NULL;
+	expansion_free(&f->rcpt_exp);
+	hold_run(f);
+	go_on(f);
+	smtpd_rcpt_answer(f->s, "%s", reply);
+}
+
 /* rcpt_done - the RCPT is answered: reply, remember it if accepted */
 static void
 rcpt_done(struct fwd *f, const char *reply)
@@ -375,12 +390,7 @@ rcpt_done(struct fwd *f, const char *reply)
 		    log_field(f2, sizeof(f2), f->rcpt_exp.external),
 		    log_text(t, sizeof(t), reply));
 	}
-	free(f->rcpt_shown);
-	f->rcpt_shown = NULL;
-	expansion_free(&f->rcpt_exp);
-	hold_run(f);
-	go_on(f);
-	smtpd_rcpt_answer(s, "%s", reply);
+	rcpt_answer(f, reply);
 }
 
 static bool
@@ -616,6 +626,13 @@ fwd_failed(struct fwd *f, enum smtp_fail why, const struct smtp_reply *r)
 		    "timed out" : why == SMTP_FAIL_CLOSING ? "is closing" :
 		    "was lost");
 	switch (f->wait) {
+	case W_PROBE:
+	case W_LOCAL:
+	case W_COMMIT:
+	case W_LMTP:
+	case W_REMOVE:
+		/* its done callback (probed, local_prepared...) finds it gone */
+		break;
 	case W_RCPT:
 		if (f->rcpt_shown)
 			rcpt_done(f, reply);
@@ -722,6 +739,12 @@ fwd_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	log_info("%s forward timeout domain=%s wait=%d", smtpd_session_idstr(s),
 	    log_field(esc, sizeof(esc), f->domain), (int)f->wait);
 	switch (f->wait) {
+	case W_PROBE:
+		/* the remote is not asked: the LMTP server did not answer */
+		lmtp_probe_cancel(s);
+		rcpt_answer(f, "451 4.4.2 The local delivery server did not "
+		    "answer in time, try again later");
+		return;
 	case W_RCPT:
 		fwd_close_remote(f);
 		rcpt_done(f, reply);
@@ -745,8 +768,9 @@ fwd_timeout_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	case W_LOCAL:
 	case W_COMMIT:
+	case W_LMTP:
 	case W_REMOVE:
-		/* a worker job is running: its done callback answers */
+		/* a worker job (or LMTP) is running: its done callback answers */
 		fwd_close_remote(f);
 		f->failed = true;
 		return;
@@ -775,6 +799,19 @@ fwd_hold_cb(evutil_socket_t fd, short what, void *arg)
 	fwd_release(f);
 	f->expired = true;
 }
+
+/*
+ * lmtp_copies - local_delivery lmtp: the local copies go to the LMTP
+ * server after the remote's 2xx, not into the Maildirs
+ */
+static bool
+lmtp_copies(struct smtpd_session *s)
+{
+	return smtpd_session_config(s)->lmtp_text != NULL;
+}
+
+static void probed(struct smtpd_session *, const char *, void *);
+static void rcpt_go(struct fwd *);
 
 /* fwd_rcpt - forward_route's rcpt: ask the target's server (route.h) */
 static void
@@ -855,6 +892,51 @@ fwd_rcpt(struct smtpd_session *s, const char *shown, const struct expansion *exp
 		    log_field(f1, sizeof(f1), shown),
 		    log_field(f2, sizeof(f2), exp->external));
 	}
+	if (lmtp_copies(s) && exp->nmailboxes > 0) {
+		/* the local mailboxes first: a refusal there asks no remote */
+		f->wait = W_PROBE;
+		lmtp_probe(s, &f->rcpt_exp, probed, NULL);
+		return;
+	}
+	rcpt_go(f);
+}
+
+/*
+ * probed - the LMTP server's answer about the RCPT's local mailboxes:
+ * its refusal is the RCPT's (doc/forwarding.md, "Local copies"), else
+ * the remote is asked
+ */
+static void
+probed(struct smtpd_session *s, const char *reply, void *arg)
+{
+	struct fwd *f = smtpd_route_data(s, &forward_route);
+
+	(void)arg;
+	if (f == NULL || f->wait != W_PROBE)
+		return;
+	if (reply[0] != '2') {
+		char f1[LOG_ESC(PATH_MAX_OCTETS)], t[LOG_ESC(REPLY_LINE_MAX)];
+
+		log_info("%s forward rcpt to=<%s> local-copy=refused result=\"%s\"",
+		    smtpd_tx_id(s), log_field(f1, sizeof(f1), f->rcpt_shown),
+		    log_text(t, sizeof(t), reply));
+		rcpt_answer(f, reply);
+		return;
+	}
+	f->wait = W_RCPT;
+	if (f->state == FS_DEAD) {
+		rcpt_done(f, "451 4.4.2 The next server was lost, try again later");
+		return;
+	}
+	rcpt_go(f);
+}
+
+/* rcpt_go - ask the remote about f's RCPT, connecting first if need be */
+static void
+rcpt_go(struct fwd *f)
+{
+	struct smtpd_session *s = f->s;
+
 	if (f->state == FS_READY)
 		send_rcpt(f);
 	else if (f->state == FS_RESOLVING && f->q == NULL && f->pq == NULL &&
@@ -969,6 +1051,33 @@ local_committed(struct smtpd_session *s, struct local_copies *lc, void *arg)
 	finish(f, lc, false, f->final_reply);
 }
 
+/*
+ * lmtp_delivered - the local copies, after the remote's 2xx, went to the
+ * LMTP server, or into the queue for the mailboxes that did not take them
+ * (doc/forwarding.md, "Local copies"): the client gets the remote's
+ * reply; when not even the queue could keep them, 451, and the client's
+ * retry gives the remote a second copy rather than losing the local one
+ */
+static void
+lmtp_delivered(struct smtpd_session *s, const char *reply, void *arg)
+{
+	struct fwd *f = smtpd_route_data(s, &forward_route);
+	char t[LOG_ESC(REPLY_LINE_MAX)];
+
+	(void)arg;
+	if (f == NULL)
+		return;
+	if (reply[0] == '2') {
+		tx_answer(f, f->final_reply);
+		return;
+	}
+	log_warnx("%s forward local-copy result=not-kept reply=\"%s\": the "
+	    "remote has the message, the client's retry sends it again",
+	    smtpd_tx_id(s), log_text(t, sizeof(t), reply));
+	tx_answer(f, "451 4.3.0 The message was forwarded but its local copy "
+	    "could not be kept, try again later");
+}
+
 /* dot_done - the remote answered our final dot */
 static void
 dot_done(struct fwd *f, const struct smtp_reply *r)
@@ -991,6 +1100,16 @@ dot_done(struct fwd *f, const struct smtp_reply *r)
 		f->wait = W_COMMIT;
 		local_copies_run(lc, LOCAL_COMMIT, s, local_committed, NULL);
 		return;
+	}
+	if (smtp_reply_class(r) == SMTP_CLASS_OK && lmtp_copies(s)) {
+		size_t n;
+
+		smtpd_tx_mailboxes(s, &n);
+		if (n > 0) {
+			f->wait = W_LMTP;
+			lmtp_deliver(s, true, lmtp_delivered, NULL);
+			return;
+		}
 	}
 	finish(f, lc, true, f->final_reply);	/* refused: the local copy goes too */
 }
@@ -1041,7 +1160,7 @@ streamed(struct fwd *f)
 
 	f->wait = W_LOCAL;
 	smtpd_tx_mailboxes(s, &nmailboxes);
-	if (nmailboxes > 0) {
+	if (nmailboxes > 0 && !lmtp_copies(s)) {
 		local_copies_run(local_copies_new(s), LOCAL_PREPARE, s,
 		    local_prepared, NULL);
 		return;

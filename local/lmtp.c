@@ -7,12 +7,16 @@
  * each greeted (220) and LHLO'd once and then reused for job after job;
  * at most LMTP_IDLE of them stay open between jobs, each for
  * LMTP_IDLE_TIMEOUT.  A job waits in a list until a connection is free.
- * A job is one LMTP transaction: MAIL and every RCPT pipelined (RFC 2920;
- * Dovecot's LMTP offers PIPELINING), then either RSET (a probe: the
- * recipients are asked, nothing is delivered) or, when a recipient was
- * taken, DATA, the message dot-stuffed with CRLF line ends, streamed as
- * the connection drains (never more than LMTP_HIWAT octets waiting), and
- * one reply per accepted recipient (RFC 2033 4.2).  The queue's local
+ * A probe is one LMTP transaction: MAIL and every RCPT pipelined (RFC
+ * 2920; Dovecot's LMTP offers PIPELINING), then RSET: the recipients are
+ * asked, nothing is delivered.  A delivery is one transaction per
+ * recipient on the same connection, MAIL and RCPT pipelined, then, when
+ * the recipient was taken, DATA, the message dot-stuffed with CRLF line
+ * ends, streamed as the connection drains (never more than LMTP_HIWAT
+ * octets waiting), and its reply (RFC 2033 4.2): Dovecot writes
+ * Delivered-To, and its Received's "for", only into a transaction with
+ * one recipient, and every copy has them as chamoisd's own Maildir
+ * delivery gives them.  The queue's local
  * recipients use the same jobs (queue/scheduler.c lmtp_start).  Every reply has
  * LMTP_TIMEOUT; a reply line longer than SMTP_REPLY_MAX, a reply that is
  * not SMTP, the server closing or not answering in time ends the
@@ -30,7 +34,8 @@
  * (an alias's other mailboxes stay out of the transaction).  At the final
  * dot one job delivers the message (our Received, and the checks'
  * Authentication-Results field, first; Dovecot adds Return-Path and
- * Delivered-To) to every mailbox of the transaction.  The final reply:
+ * Delivered-To) to every mailbox of the transaction, each in its own
+ * LMTP transaction.  The final reply:
  * 250 when every mailbox took it; the first refusal, mapped, when none
  * did; when some did and some did not (a 4xx or a 5xx after DATA), the
  * message as delivered goes into the queue for the mailboxes that did
@@ -95,6 +100,7 @@ struct lmtp_job {
 	struct body *owned;
 	bool smtputf8, body8bit, probe;
 	enum job_phase phase;
+	size_t first, count;		/* the recipients of this transaction */
 	size_t got;			/* replies of this phase */
 	struct smtp_reply *rcpt, *data;
 	size_t *accepted, naccepted;
@@ -126,6 +132,7 @@ static struct {
 static void dispatch(void);
 static void conn_free(struct lmtp_conn *);
 static void fail_waiting(const char *);
+static void conn_ready(struct lmtp_conn *);
 
 /* lost - the reply of a recipient whose connection went */
 static void
@@ -319,23 +326,57 @@ stream(struct lmtp_conn *c)
 	}
 }
 
-/* start - a job on a ready connection: MAIL and the RCPTs, pipelined */
+/*
+ * start_tx - the job's next transaction: MAIL and its RCPTs, pipelined.
+ * A probe asks about every recipient at once; a delivery has one
+ * transaction per recipient, so that Dovecot writes Delivered-To (and
+ * its Received's "for") into every copy, which it leaves out of a
+ * transaction with several (doc/users.md "Delivery through Dovecot")
+ */
+static void
+start_tx(struct lmtp_conn *c, struct lmtp_job *j)
+{
+	j->phase = J_RCPT;
+	j->got = 0;
+	j->count = j->probe ? j->n - j->first : 1;
+	j->naccepted = 0;
+	j->off = 0;
+	j->prefix_sent = j->dot_sent = false;
+	send_cmd(c, "MAIL FROM:<%s>%s%s", j->sender,
+	    j->smtputf8 && c->smtputf8 ? " SMTPUTF8" : "",
+	    j->body8bit && c->eightbit ? " BODY=8BITMIME" : "");
+	for (size_t i = j->first; i < j->first + j->count; i++)
+		send_cmd(c, "RCPT TO:<%s>", j->rcpts[i]);
+	if (j->probe)
+		send_cmd(c, "RSET");
+	set_timeout(c, LMTP_TIMEOUT);
+}
+
+/* start - a job on a ready connection */
 static void
 start(struct lmtp_conn *c, struct lmtp_job *j)
 {
 	c->state = C_BUSY;
 	c->job = j;
 	j->c = c;
-	j->phase = J_RCPT;
-	j->got = 0;
-	send_cmd(c, "MAIL FROM:<%s>%s%s", j->sender,
-	    j->smtputf8 && c->smtputf8 ? " SMTPUTF8" : "",
-	    j->body8bit && c->eightbit ? " BODY=8BITMIME" : "");
-	for (size_t i = 0; i < j->n; i++)
-		send_cmd(c, "RCPT TO:<%s>", j->rcpts[i]);
-	if (j->probe)
-		send_cmd(c, "RSET");
-	set_timeout(c, LMTP_TIMEOUT);
+	j->first = 0;
+	start_tx(c, j);
+}
+
+/*
+ * tx_over - the job's transaction is over on c, which is ready for more:
+ * the next one, or the job's answer
+ */
+static void
+tx_over(struct lmtp_conn *c, struct lmtp_job *j)
+{
+	if (!j->probe && j->first + j->count < j->n) {
+		j->first += j->count;
+		start_tx(c, j);
+		return;
+	}
+	job_finish(j);
+	conn_ready(c);
 }
 
 static void read_cb(struct bufferevent *, void *);
@@ -454,16 +495,16 @@ job_reply(struct lmtp_conn *c, const struct smtp_reply *r)
 			/* MAIL: a refusal is every RCPT's reply (as forward's) */
 			j->got++;
 			if (!ok)
-				for (size_t i = 0; i < j->n; i++)
+				for (size_t i = j->first; i < j->first + j->count; i++)
 					j->rcpt[i] = *r;
 			return;
 		}
-		if (j->rcpt[j->got - 1].code == 0) {
-			j->rcpt[j->got - 1] = *r;
+		if (j->rcpt[j->first + j->got - 1].code == 0) {
+			j->rcpt[j->first + j->got - 1] = *r;
 			if (ok)
-				j->accepted[j->naccepted++] = j->got - 1;
+				j->accepted[j->naccepted++] = j->first + j->got - 1;
 		}
-		if (j->got++ < j->n)
+		if (j->got++ < j->count)
 			return;
 		if (j->probe) {
 			j->phase = J_RSET;
@@ -478,9 +519,8 @@ job_reply(struct lmtp_conn *c, const struct smtp_reply *r)
 		send_cmd(c, "DATA");
 		return;
 	case J_RSET:
-		job_finish(j);
 		if (ok)
-			conn_ready(c);
+			tx_over(c, j);
 		else
 			conn_drop(c, "RSET refused");
 		return;
@@ -503,8 +543,7 @@ job_reply(struct lmtp_conn *c, const struct smtp_reply *r)
 		j->data[j->accepted[j->got++]] = *r;
 		if (j->got < j->naccepted)
 			return;
-		job_finish(j);
-		conn_ready(c);
+		tx_over(c, j);
 		return;
 	}
 }
@@ -715,22 +754,27 @@ lmtp_set_requeue(lmtp_requeue_fn *fn, void *arg)
 	lmtp.requeue_arg = arg;
 }
 
-/* ---- the route (smtpd/route.h) ---- */
+/* ---- the route (smtpd/route.h), and its steps for forward/ ---- */
 
 /* one session's route state: the job in flight, by session id */
 struct lmtp_sess {
 	uint64_t sid;
 	struct lmtp_job *job;
 	bool end;			/* the job delivers (final dot) */
+	bool requeue_all;		/* lmtp_deliver's: none taking it is queued too */
 	struct body *body;		/* its message, while it delivers */
 	char txid[40];
+	lmtp_tx_done_fn *done;		/* the step's caller */
+	void *arg;
 };
 
-/* a partial failure's copy on its way into the queue (requeued) */
+/* a failure's copy on its way into the queue (requeued) */
 struct lmtp_requeue {
 	uint64_t sid;
 	char txid[40];
 	size_t ok, n;			/* mailboxes that took it, in all */
+	lmtp_tx_done_fn *done;
+	void *arg;
 };
 
 static struct lmtp_sess *
@@ -779,17 +823,17 @@ probed(void *arg, const struct lmtp_result *res)
 	if (s == NULL)
 		return;		/* the session's free dropped ls already */
 	bad = first_refusal(res->rcpt, res->n, &ok);
-	if (bad == NULL) {
-		smtpd_rcpt_answer(s, "250 2.1.5 Ok");
-		return;
-	}
-	smtp_reply_map(bad, smtpd_tx_smtputf8(s), out, sizeof(out));
-	smtpd_rcpt_answer(s, "%s", out);
+	if (bad == NULL)
+		str_copy(out, "250 2.1.5 Ok", sizeof(out));
+	else
+		smtp_reply_map(bad, smtpd_tx_smtputf8(s), out, sizeof(out));
+	ls->done(s, out, ls->arg);
 }
 
-static void
-lmtp_rcpt(struct smtpd_session *s, const char *shown,
-    const struct expansion *exp)
+/* lmtp_probe - see lmtp.h */
+void
+lmtp_probe(struct smtpd_session *s, const struct expansion *exp,
+    lmtp_tx_done_fn *done, void *arg)
 {
 	struct lmtp_sess *ls = sess(s);
 	struct lmtp_params p = {
@@ -800,14 +844,43 @@ lmtp_rcpt(struct smtpd_session *s, const char *shown,
 		.body8bit = smtpd_tx_body8bit(s),
 	};
 
+	lmtp_cancel(ls->job);
+	ls->end = false;
+	ls->done = done;
+	ls->arg = arg;
+	ls->job = lmtp_submit(&p, NULL, probed, ls);
+}
+
+/* lmtp_probe_cancel - see lmtp.h */
+void
+lmtp_probe_cancel(struct smtpd_session *s)
+{
+	struct lmtp_sess *ls = smtpd_route_data(s, &lmtp_route);
+
+	if (ls != NULL && ls->job != NULL && !ls->end) {
+		lmtp_cancel(ls->job);
+		ls->job = NULL;
+	}
+}
+
+static void
+rcpt_answered(struct smtpd_session *s, const char *reply, void *arg)
+{
+	(void)arg;
+	smtpd_rcpt_answer(s, "%s", reply);
+}
+
+static void
+lmtp_rcpt(struct smtpd_session *s, const char *shown,
+    const struct expansion *exp)
+{
 	(void)shown;
 	if (exp->nmailboxes == 0) {
 		smtpd_rcpt_answer(s, "550 5.1.1 Recipient address rejected: "
 		    "User unknown");
 		return;
 	}
-	ls->end = false;
-	ls->job = lmtp_submit(&p, NULL, probed, ls);
+	lmtp_probe(s, exp, rcpt_answered, NULL);
 }
 
 /* body_drop - the message a delivery owned */
@@ -821,15 +894,16 @@ body_drop(struct body *b)
 }
 
 /*
- * requeued - the queue's answer about a partial failure's copy: 250 once
- * it is durable there, else the 451 of before (doc/users.md "Delivery
- * through Dovecot")
+ * requeued - the queue's answer about a failure's copy: 250 once it is
+ * durable there, else the 451 of before (doc/users.md "Delivery through
+ * Dovecot")
  */
 static void
 requeued(void *arg, int error, const char *id)
 {
 	struct lmtp_requeue *rq = arg;
 	struct smtpd_session *s = smtpd_session_find(rq->sid);
+	char out[SMTP_REPLY_TEXT_MAX + 32];
 
 	if (error == 0)
 		log_info("%s delivery result=queued queue=%s mailboxes=%zu",
@@ -837,16 +911,16 @@ requeued(void *arg, int error, const char *id)
 	else
 		log_warnx("%s delivery not queued mailboxes=%zu: %s", rq->txid,
 		    rq->n - rq->ok, strerror(error));
-	if (s == NULL) {
-		free(rq);
-		return;		/* queued all the same, or the client retries */
+	if (s != NULL) {
+		/* else queued all the same, or the client retries */
+		if (error == 0)
+			bsnprintf(out, sizeof(out), "250 2.0.0 Ok: delivered to %zu, "
+			    "%zu queued as %s", rq->ok, rq->n - rq->ok, id);
+		else
+			bsnprintf(out, sizeof(out), "451 4.3.0 Delivered to %zu of %zu "
+			    "mailboxes, try again later", rq->ok, rq->n);
+		rq->done(s, out, rq->arg);
 	}
-	if (error == 0)
-		smtpd_tx_done(s, "250 2.0.0 Ok: delivered to %zu, %zu queued as %s",
-		    rq->ok, rq->n - rq->ok, id);
-	else
-		smtpd_tx_done(s, "451 4.3.0 Delivered to %zu of %zu mailboxes, "
-		    "try again later", rq->ok, rq->n);
 	free(rq);
 }
 
@@ -874,6 +948,8 @@ requeue(struct smtpd_session *s, struct lmtp_sess *ls,
 	str_copy(rq->txid, ls->txid, sizeof(rq->txid));
 	rq->ok = ok;
 	rq->n = res->n;
+	rq->done = ls->done;
+	rq->arg = ls->arg;
 	lmtp.requeue(lmtp.requeue_arg, s, failed, n, smtpd_tx_auth_results(s),
 	    body, requeued, rq);
 	free(failed);
@@ -897,6 +973,14 @@ delivered(void *arg, const struct lmtp_result *res)
 	metrics_message(MR_LOCAL, MO_DELIVERED, ok);
 	if (ok < res->n)
 		metrics_message(MR_LOCAL, MO_DEFERRED, res->n - ok);
+	for (size_t i = 0; i < res->n; i++)
+		if (smtp_reply_class(&res->data[i]) == SMTP_CLASS_OK) {
+			char f1[LOG_ESC(PATH_MAX_OCTETS)];
+
+			log_info("%s delivery mailbox=%s result=delivered lmtp=%s",
+			    ls->txid, log_field(f1, sizeof(f1), res->rcpts[i]),
+			    lmtp.text ? lmtp.text : "");
+		}
 	if (s == NULL) {
 		log_info("%s delivery result=%s client=gone", ls->txid,
 		    bad == NULL ? "delivered" : "not-delivered");
@@ -905,20 +989,23 @@ delivered(void *arg, const struct lmtp_result *res)
 		return;
 	}
 	if (bad == NULL)
-		smtpd_tx_done(s, "250 2.0.0 Ok: delivered as %s", ls->txid);
-	else if (ok == 0) {
+		bsnprintf(out, sizeof(out), "250 2.0.0 Ok: delivered as %s",
+		    ls->txid);
+	else if (ok == 0 && !ls->requeue_all)
 		smtp_reply_map(bad, smtpd_tx_smtputf8(s), out, sizeof(out));
-		smtpd_tx_done(s, "%s", out);
-	} else if (requeue(s, ls, res, ok, body))
+	else if (requeue(s, ls, res, ok, body))
 		return;		/* requeued answers; the queue owns body */
 	else
-		smtpd_tx_done(s, "451 4.3.0 Delivered to %zu of %zu mailboxes, "
-		    "try again later", ok, res->n);
+		bsnprintf(out, sizeof(out), "451 4.3.0 Delivered to %zu of %zu "
+		    "mailboxes, try again later", ok, res->n);
 	body_drop(body);
+	ls->done(s, out, ls->arg);
 }
 
-static void
-lmtp_end(struct smtpd_session *s, const char *refusal)
+/* lmtp_deliver - see lmtp.h */
+void
+lmtp_deliver(struct smtpd_session *s, bool requeue_all, lmtp_tx_done_fn *done,
+    void *arg)
 {
 	struct lmtp_sess *ls = sess(s);
 	struct body *body;
@@ -933,30 +1020,42 @@ lmtp_end(struct smtpd_session *s, const char *refusal)
 		.body8bit = smtpd_tx_body8bit(s),
 	};
 
-	if (refusal != NULL) {
-		smtpd_tx_done(s, "%s", refusal);
-		return;
-	}
-	smtpd_tx_set_relay(s, "lmtp");
+	lmtp_cancel(ls->job);
 	str_copy(ls->txid, smtpd_tx_id(s), sizeof(ls->txid));
 	body = xcalloc(1, sizeof(*body));
 	smtpd_tx_take_body(s, body);
 	p.body = body;
 	ls->end = true;
+	ls->requeue_all = requeue_all;
+	ls->done = done;
+	ls->arg = arg;
 	ls->body = body;	/* delivered() hands it to the queue or frees it */
 	ls->job = lmtp_submit(&p, NULL, delivered, ls);
 }
 
 static void
+tx_answered(struct smtpd_session *s, const char *reply, void *arg)
+{
+	(void)arg;
+	smtpd_tx_done(s, "%s", reply);
+}
+
+static void
+lmtp_end(struct smtpd_session *s, const char *refusal)
+{
+	if (refusal != NULL) {
+		smtpd_tx_done(s, "%s", refusal);
+		return;
+	}
+	smtpd_tx_set_relay(s, "lmtp");
+	lmtp_deliver(s, false, tx_answered, NULL);
+}
+
+static void
 lmtp_rset(struct smtpd_session *s)
 {
-	struct lmtp_sess *ls = smtpd_route_data(s, &lmtp_route);
-
 	/* a delivery keeps going: its reply is this transaction's */
-	if (ls != NULL && ls->job != NULL && !ls->end) {
-		lmtp_cancel(ls->job);
-		ls->job = NULL;
-	}
+	lmtp_probe_cancel(s);
 }
 
 static void

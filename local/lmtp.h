@@ -77,6 +77,29 @@ typedef void lmtp_requeue_fn(void *hook_arg, struct smtpd_session *s,
 /* lmtp_set_requeue - once, at start; without it a partial failure is 451 */
 void lmtp_set_requeue(lmtp_requeue_fn *, void *hook_arg);
 
+/*
+ * The route's two steps, which forward/ uses too for the local copies of
+ * a forwarded address (doc/forwarding.md, "Local copies"): done(s, reply,
+ * arg) runs on the loop with the reply lmtp_route gives, unless the
+ * session has gone or the step was cancelled (the session's RSET and end
+ * cancel a probe; a delivery goes on).
+ */
+typedef void lmtp_tx_done_fn(struct smtpd_session *, const char *reply,
+    void *arg);
+/* lmtp_probe - ask about exp's mailboxes (a probe): 250 or Dovecot's refusal */
+void lmtp_probe(struct smtpd_session *, const struct expansion *,
+    lmtp_tx_done_fn *, void *arg);
+void lmtp_probe_cancel(struct smtpd_session *);
+/*
+ * lmtp_deliver - the message of s's transaction (the engine's body taken
+ * over) to its mailboxes: 250 when all took it; the first refusal, mapped,
+ * when none did, unless requeue_all; else the mailboxes that did not go
+ * into the queue (the requeue hook) and 250 once it has them, 451 4.3.0
+ * if it could not
+ */
+void lmtp_deliver(struct smtpd_session *, bool requeue_all,
+    lmtp_tx_done_fn *, void *arg);
+
 /* lmtp_route - local mailboxes through LMTP (smtpd/route.h) */
 extern const struct smtpd_route_ops lmtp_route;
 

@@ -25,6 +25,7 @@ import pytest
 import harness
 from harness import Dialog, crlf, dot_stuff, wait_log_match
 from peers.dovecot import dovecots
+from peers.remote import fwd_env, transaction  # noqa: F401
 from peers.queue_util import (  # noqa: F401
     ctl_ok, mount_tmpfs, parse_report, qbins, queue, relocate_state, umount, wait_empty,
     wait_queue)
@@ -110,14 +111,17 @@ def test_delivered_through_lmtp_read_back_over_imap(chamoisd, dovecot, tmp_path)
         assert s.sendmail(SENDER, [ALICE, BOB], crlf(msg)) == {}
     for who in (ALICE, BOB):
         (got,) = dv.fetch(who)
-        # Dovecot's own Return-Path and Received (from our LHLO name),
+        # Dovecot's own Return-Path, Delivered-To and Received (from our
+        # LHLO name, "for" the mailbox: one LMTP transaction per mailbox),
         # then the checks' Authentication-Results and our Received, then
         # the message as sent, byte for byte (IMAP serves CRLF)
         head = got[:len(got) - len(crlf(msg))]
         assert got.endswith(crlf(msg)), got
-        assert head.startswith(b"Return-Path: <%s>\r\n"
-                               b"Received: from mx.example.test\r\n" % SENDER.encode()), got
+        assert head.startswith(b"Return-Path: <%s>\r\nDelivered-To: %s\r\n"
+                               b"Received: from mx.example.test\r\n"
+                               % (SENDER.encode(), who.encode())), got
         assert b"with LMTP" in head, got
+        assert b"for <%s>" % who.encode() in head, got
         ar = head.index(b"\r\nAuthentication-Results: mx.example.test;")
         ours = head.index(b"\r\nReceived: from client.remote.test")
         assert ar < ours, got
@@ -436,3 +440,116 @@ def test_vacation_reply_goes_out_through_the_queue_forged_sender_gets_none(
     assert re.search(r"lmtp\(carol@example\.test\).*sieve: .*stored mail into mailbox 'INBOX'",
                      log), log
     assert not re.search(r"lmtp\(carol@example\.test\).*vacation", log), log
+
+
+# -- a forwarded address that keeps a local copy (doc/forwarding.md,
+# "Local copies"): with local_delivery lmtp the copy goes to Dovecot
+
+BOTH = "both@example.test"      # alice here, dave at the remote
+
+
+def lmtp_forwarder(fwd_env, dv, **kw):
+    return fwd_env.daemon(mailboxes=(ALICE, BOB, CAROL),
+                          aliases={BOTH: [ALICE, "dave@remote.test"]},
+                          extra_conf="local_delivery lmtp %s\n"
+                                     "forward_rcpt_budget 20s\nforward_data_budget 20s\n"
+                                     % dv.lmtp_socket, **kw)
+
+
+def test_forwarded_address_local_copy_delivered_through_lmtp(fwd_env, dovecot, tmp_path):
+    """both@ forwards to dave@remote.test and keeps a copy for alice: the
+    sender gets the remote's own reply, and alice's copy is in Dovecot,
+    with the original sender as its Return-Path (the remote sees the SRS
+    address), our Authentication-Results and Received, nothing in
+    chamoisd's own Maildirs"""
+    r = fwd_env.remote("remote.test", eod="250 2.0.0 Ok: queued as R3M0TE")
+    dv = start_dovecot_for(dovecot, tmp_path)
+    d = lmtp_forwarder(fwd_env, dv)
+    msg = message("forwarded and kept", to=BOTH)
+    out = transaction(d, SENDER, [BOTH], crlf(msg))
+    assert out["rcpt"][0].startswith("250 2.1.5"), out
+    assert out["eod"].startswith("250 2.0.0 Ok: queued as R3M0TE"), out
+    [tx] = r.delivered()
+    assert tx.accepted == ["dave@remote.test"]
+    assert tx.mail_from.startswith("SRS0="), tx.mail_from
+    (got,) = dv.fetch(ALICE)
+    assert got.endswith(crlf(msg)), got
+    assert got.startswith(b"Return-Path: <%s>\r\nDelivered-To: %s\r\n"
+                          % (SENDER.encode(), ALICE.encode())), got
+    assert got.index(b"\r\nAuthentication-Results: mx.example.test;") < \
+        got.index(b"\r\nReceived: from client.sender.test"), got
+    assert "delivery mailbox=%s result=delivered lmtp=" % ALICE in d.log()
+    fwd_env.assert_no_bounce(local={})
+
+
+def test_forwarded_address_remote_refusal_leaves_dovecot_nothing(fwd_env, dovecot, tmp_path):
+    """the remote refuses at its final dot: the sender gets that refusal
+    and alice's copy never reaches Dovecot (the copy goes only after the
+    remote's 2xx)"""
+    fwd_env.remote("remote.test", eod="554 5.7.1 rejected as spam")
+    dv = start_dovecot_for(dovecot, tmp_path)
+    d = lmtp_forwarder(fwd_env, dv)
+    out = transaction(d, SENDER, [BOTH], crlf(message("spam", to=BOTH)))
+    assert out["eod"].startswith("554 5.7.1"), out
+    assert dv.fetch(ALICE) == []
+    fwd_env.assert_no_bounce(local={})
+
+
+def test_forwarded_address_local_mailbox_over_quota_refused_at_rcpt(
+        fwd_env, dovecot, tmp_path):
+    """alice's quota is full: the RCPT for both@ gets Dovecot's 552 5.2.2
+    before the remote is asked, so nothing is forwarded and nothing is
+    bounced: the sender's server tells its user"""
+    r = fwd_env.remote("remote.test")
+    dv = start_dovecot_for(dovecot, tmp_path,
+                           user_fields={ALICE: "userdb_quota_rule=*:storage=1"})
+    filler = dv.home(ALICE) / "new" / "1.filler.vm,S=4096"
+    filler.write_bytes(b"Subject: filler\n\n" + b"x" * (4096 - 18) + b"\n")
+    os.chown(filler, dv.uid, dv.gid)
+    d = lmtp_forwarder(fwd_env, dv)
+    out = transaction(d, SENDER, [BOTH], crlf(message("over quota", to=BOTH)))
+    assert out["rcpt"][0].startswith("552 5.2.2"), out
+    assert out["eod"] is None
+    assert r.delivered() == [] and all(not c.transactions for c in r.connections), \
+        r.connections
+    assert "local-copy=refused" in d.log()
+    fwd_env.assert_no_bounce(local={})
+
+
+def test_forwarded_address_local_copy_failing_after_data_is_queued(
+        fwd_env, dovecot, qbins, tmp_path):
+    """alice passes RCPT but her copy does not fit after DATA (a 4xx with
+    quota_full_tempfail): the remote already has the message, so the sender
+    gets its 250 and alice's copy goes into the queue, which delivers it
+    once she has made room; nothing is reported, no one gets two"""
+    r = fwd_env.remote("remote.test")
+    dv = start_dovecot_for(dovecot, tmp_path,
+                           user_fields={ALICE: "userdb_quota_rule=*:storage=8"},
+                           extra="quota_full_tempfail = yes\n")
+    filler = dv.home(ALICE) / "new" / "1.filler.vm,S=6144"
+    filler.write_bytes(b"Subject: filler\n\n" + b"x" * (6144 - 18) + b"\n")
+    os.chown(filler, dv.uid, dv.gid)
+    d = lmtp_forwarder(fwd_env, dv)
+    msg = message("too big for alice", to=BOTH, body=BIG)
+    out = transaction(d, SENDER, [BOTH], crlf(msg))
+    assert out["eod"].startswith("250 2.0.0"), out
+    assert len(r.delivered()) == 1
+    m = wait_log_match(d.log, r"delivery result=queued queue=([0-9a-f]{16}) mailboxes=1")
+    qid = m.group(1)
+    msgs = wait_queue(qbins, d, lambda q: qid in q and q[qid]["rcpts"][0]["state"] ==
+                      "deferred", "alice's copy deferred in the queue")
+    assert [x["addr"] for x in msgs[qid]["rcpts"]] == [ALICE], msgs
+    imap = dv.connect(ALICE)
+    try:
+        assert imap.select("INBOX")[0] == "OK"
+        assert imap.store("1", "+FLAGS", "\\Deleted")[0] == "OK"
+        assert imap.expunge()[0] == "OK"
+    finally:
+        imap.logout()
+    ctl_ok(qbins, d, "flush")
+    wait_empty(qbins, d)
+    (got,) = dv.fetch(ALICE)
+    assert got.endswith(crlf(msg)), got
+    assert "queue report" not in d.log(), d.log()
+    assert len(r.delivered()) == 1
+    fwd_env.assert_no_bounce(local={})
