@@ -101,6 +101,7 @@ struct lmtp_job {
 	bool smtputf8, body8bit, probe;
 	enum job_phase phase;
 	size_t first, count;		/* the recipients of this transaction */
+	size_t *sent, nsent;		/* those of them its RCPTs name */
 	size_t got;			/* replies of this phase */
 	struct smtp_reply *rcpt, *data;
 	size_t *accepted, naccepted;
@@ -159,6 +160,7 @@ job_free(struct lmtp_job *j)
 	free(j->rcpt);
 	free(j->data);
 	free(j->accepted);
+	free(j->sent);
 	free(j);
 }
 
@@ -336,17 +338,47 @@ stream(struct lmtp_conn *c)
 static void
 start_tx(struct lmtp_conn *c, struct lmtp_job *j)
 {
-	j->phase = J_RCPT;
-	j->got = 0;
-	j->count = j->probe ? j->n - j->first : 1;
-	j->naccepted = 0;
-	j->off = 0;
-	j->prefix_sent = j->dot_sent = false;
+	bool utf8_sender = !str_is_ascii(j->sender, strlen(j->sender));
+
+	for (;;) {
+		j->phase = J_RCPT;
+		j->got = 0;
+		j->count = j->probe ? j->n - j->first : 1;
+		j->naccepted = j->nsent = 0;
+		j->off = 0;
+		j->prefix_sent = j->dot_sent = false;
+		/*
+		 * a server without SMTPUTF8 (Dovecot 2.3) cannot take a non-ASCII
+		 * address: refused here as the forward route refuses it (RFC
+		 * 6531 3.4), rather than with the server's syntax error
+		 */
+		for (size_t i = j->first; i < j->first + j->count; i++) {
+			if (c->smtputf8 || (!utf8_sender &&
+			    str_is_ascii(j->rcpts[i], strlen(j->rcpts[i])))) {
+				j->sent[j->nsent++] = i;
+				continue;
+			}
+			memset(&j->rcpt[i], 0, sizeof(j->rcpt[i]));
+			j->rcpt[i].code = 553;
+			str_copy(j->rcpt[i].esc, "5.6.7", sizeof(j->rcpt[i].esc));
+			str_copy(j->rcpt[i].text, "The local delivery server does not "
+			    "support SMTPUTF8 for this non-ASCII address",
+			    sizeof(j->rcpt[i].text));
+		}
+		if (j->nsent > 0)
+			break;
+		if (j->probe || j->first + j->count >= j->n) {
+			job_finish(j);
+			conn_ready(c);
+			return;
+		}
+		j->first += j->count;
+	}
 	send_cmd(c, "MAIL FROM:<%s>%s%s", j->sender,
 	    j->smtputf8 && c->smtputf8 ? " SMTPUTF8" : "",
 	    j->body8bit && c->eightbit ? " BODY=8BITMIME" : "");
-	for (size_t i = j->first; i < j->first + j->count; i++)
-		send_cmd(c, "RCPT TO:<%s>", j->rcpts[i]);
+	for (size_t k = 0; k < j->nsent; k++)
+		send_cmd(c, "RCPT TO:<%s>", j->rcpts[j->sent[k]]);
 	if (j->probe)
 		send_cmd(c, "RSET");
 	set_timeout(c, LMTP_TIMEOUT);
@@ -495,16 +527,16 @@ job_reply(struct lmtp_conn *c, const struct smtp_reply *r)
 			/* MAIL: a refusal is every RCPT's reply (as forward's) */
 			j->got++;
 			if (!ok)
-				for (size_t i = j->first; i < j->first + j->count; i++)
-					j->rcpt[i] = *r;
+				for (size_t k = 0; k < j->nsent; k++)
+					j->rcpt[j->sent[k]] = *r;
 			return;
 		}
-		if (j->rcpt[j->first + j->got - 1].code == 0) {
-			j->rcpt[j->first + j->got - 1] = *r;
+		if (j->rcpt[j->sent[j->got - 1]].code == 0) {
+			j->rcpt[j->sent[j->got - 1]] = *r;
 			if (ok)
-				j->accepted[j->naccepted++] = j->first + j->got - 1;
+				j->accepted[j->naccepted++] = j->sent[j->got - 1];
 		}
-		if (j->got++ < j->count)
+		if (j->got++ < j->nsent)
 			return;
 		if (j->probe) {
 			j->phase = J_RSET;
@@ -680,6 +712,7 @@ lmtp_submit(const struct lmtp_params *p, struct body *owned,
 	j->rcpt = xcalloc(j->n ? j->n : 1, sizeof(*j->rcpt));
 	j->data = xcalloc(j->n ? j->n : 1, sizeof(*j->data));
 	j->accepted = xcalloc(j->n ? j->n : 1, sizeof(*j->accepted));
+	j->sent = xcalloc(j->n ? j->n : 1, sizeof(*j->sent));
 	j->done = done;
 	j->arg = arg;
 	TAILQ_INSERT_TAIL(&lmtp.waiting, j, entry);
