@@ -18,7 +18,11 @@ rewritten:
   `doveadm pw` line, `doveadm auth test` and `curl`, with a private
   Dovecot (peers/dovecot.py's base_dir, state_dir, log) on a copy of
   Debian's /etc/dovecot, over the Maildirs of a chamoisd that runs as the
-  same unprivileged system user, read over IMAPS.
+  same unprivileged system user, read over IMAPS;
+* then section 7's LMTP and auth blocks on top: their conf.d files (the
+  sockets' user that account), the printf and sed on chamois.conf and
+  `chamoisd -n`; mail delivered through Dovecot's LMTP and a submission
+  login with Dovecot's password.
 """
 
 import grp
@@ -388,8 +392,11 @@ def login_fails(dv, user, password):
         m.logout()
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="Dovecot and `user` need root")
-def test_dovecot_local_conf_serves_chamoisd_maildirs(chamois_conf, tmp_path):
+def doc_dovecot(chamois_conf, tmp_path, extra_conf=""):
+    """Section 7's first block as a server has it: a chamoisd (config
+    written, not started) running as an unprivileged system account that
+    owns the Maildirs, and a DocDovecot (not started) with the doc's sed,
+    local.conf and password line; (c, dv, block, uid, account)"""
     need("doveadm", "dovecot-imapd")
     need("curl", "curl")
     try:
@@ -411,7 +418,8 @@ def test_dovecot_local_conf_serves_chamoisd_maildirs(chamois_conf, tmp_path):
     # chamoisd runs as that account and owns the Maildirs, as the package's
     # chamoisd (User=chamois) does
     c = chamois_conf(domains=("example.org",), mailboxes=(ALICE,),
-                     hostname="mail.example.org", extra_conf="user %s" % account)
+                     hostname="mail.example.org",
+                     extra_conf="user %s\n%s" % (account, extra_conf))
     open_dirs_to_others(c)
 
     sed = command_with(block, "10-auth.conf")
@@ -442,7 +450,12 @@ def test_dovecot_local_conf_serves_chamoisd_maildirs(chamois_conf, tmp_path):
             sh_ok(cmd.replace(DOVECOT_USERS, str(users)))
     assert users.read_text().startswith(ALICE + ":{SHA512-CRYPT}$6$"), users.read_text()
     assert users.stat().st_mode & 0o777 == 0o640
+    return c, dv, block, uid, account
 
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="Dovecot and `user` need root")
+def test_dovecot_local_conf_serves_chamoisd_maildirs(chamois_conf, tmp_path):
+    c, dv, block, uid, account = doc_dovecot(chamois_conf, tmp_path)
     c.start()
     try:
         msg = crlf("From: <sender@remote.test>\nTo: <%s>\nSubject: over IMAP\n"
@@ -490,4 +503,88 @@ def test_dovecot_local_conf_serves_chamoisd_maildirs(chamois_conf, tmp_path):
             print("---- dovecot log ----\n" + dv.log()[-6000:])
     finally:
         c.stop()
+        print("---- chamoisd log ----\n" + c.log()[-6000:])
+
+
+def heredoc(block, path):
+    m = re.search(r"^cat > %s <<'EOF'\n(.*?)^EOF$" % re.escape(path), block, re.S | re.M)
+    assert m, "no heredoc for %s in:\n%s" % (path, block)
+    return m.group(1)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="Dovecot and `user` need root")
+def test_dovecot_lmtp_and_auth_blocks(chamois_conf, tmp_path):
+    """Section 7's "Delivery through Dovecot" and "one password store"
+    blocks on top of the first: the doc's two conf.d files, its printf and
+    sed on chamois.conf, `chamoisd -n`; then mail for alice goes through
+    Dovecot's LMTP (read back over IMAPS, with Dovecot's Delivered-To and
+    no copy written by chamoisd itself), alice logs in on the submission
+    port with her Dovecot password, and the doc's journalctl line is in
+    the log"""
+    need("/usr/lib/dovecot/lmtp", "dovecot-lmtpd")
+    sub = free_port()
+    c, dv, block, uid, account = doc_dovecot(
+        chamois_conf, tmp_path,
+        extra_conf="listen submission 127.0.0.1:%d\nsasl_db %s\n" % (sub, SASLDB))
+    run_dir = str(dv.base / "run") + "/"
+    lmtp_block = block_with("99-chamois-lmtp.conf")
+    auth_block = block_with("99-chamois-auth.conf")
+    for blk, name in ((lmtp_block, "99-chamois-lmtp.conf"), (auth_block, "99-chamois-auth.conf")):
+        text = heredoc(blk, "/etc/dovecot/conf.d/" + name)
+        (dv.etc / "conf.d" / name).write_text(
+            replace_once(text, "user = chamois\n", "user = %s\n" % account))
+    conf = str(c.conf)
+    for blk, needle in ((lmtp_block, "local_delivery lmtp"), (auth_block, "sasl_backend dovecot")):
+        cmd = command_with(blk, needle).replace("/run/dovecot/", run_dir)
+        sh_ok(replace_once(cmd, "/etc/chamois/chamois.conf", conf))
+    lines = c.conf_lines()
+    assert "local_delivery lmtp %slmtp-chamois" % run_dir in lines, lines
+    assert "sasl_backend dovecot %schamois-auth" % run_dir in lines, lines
+    assert not any(l.startswith("sasl_db ") for l in lines), lines
+    for blk in (lmtp_block, auth_block):
+        assert "chamoisd -n\n" in commands(blk)
+    check = subprocess.run([str(c.binary), "-n", "-f", conf], capture_output=True, text=True,
+                           cwd=str(c.dir), timeout=30)
+    assert check.returncode == 0, (check.stdout, check.stderr)
+
+    dv.start()
+    try:
+        c.start()
+        msg = crlf("From: <sender@remote.test>\nTo: <%s>\nSubject: through LMTP\n"
+                   "Message-ID: <install-doc-lmtp@remote.test>\n\nSieve ran\n" % ALICE)
+        with smtplib.SMTP(c.host, c.port, local_hostname="client.remote.test",
+                          timeout=20) as s:
+            assert s.sendmail("sender@remote.test", [ALICE], msg) == {}
+        m = imaps(dv)
+        try:
+            m.login(ALICE, PASSWORD)
+            typ, data = m.select("INBOX", readonly=True)
+            assert typ == "OK" and data == [b"1"], (typ, data, dv.log()[-3000:])
+            typ, data = m.uid("FETCH", "1", "(RFC822)")
+            got = data[0][1]
+            assert got.endswith(msg), got
+            assert b"\r\nDelivered-To: %s\r\n" % ALICE.encode() in got, got
+        finally:
+            m.logout()
+        assert "relay=lmtp" in c.log(), c.log()
+        # submission: Dovecot's password, no sasldb anywhere
+        with smtplib.SMTP(c.host, sub, local_hostname="laptop.example.org", timeout=20) as s:
+            s.starttls(context=unverified_context())
+            s.ehlo("laptop.example.org")
+            code, _ = s.login(ALICE, PASSWORD)
+            assert code == 235
+        with smtplib.SMTP(c.host, sub, local_hostname="laptop.example.org", timeout=20) as s:
+            s.starttls(context=unverified_context())
+            s.ehlo("laptop.example.org")
+            with pytest.raises(smtplib.SMTPAuthenticationError) as e:
+                s.login(ALICE, "wrong-password")
+            assert e.value.smtp_code == 535
+        grep = command_with(auth_block, "journalctl -u chamoisd")
+        pattern = re.search(r"grep '([^']+)'", grep).group(1)
+        assert re.search(r"%s %schamois-auth ready mechanisms=\"[A-Z0-9 -]*PLAIN" % (
+            re.escape(pattern), re.escape(run_dir)), c.log()), c.log()
+    finally:
+        c.stop()
+        dv.stop()
+        print("---- dovecot log ----\n" + dv.log()[-6000:])
         print("---- chamoisd log ----\n" + c.log()[-6000:])
