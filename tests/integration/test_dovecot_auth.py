@@ -11,7 +11,7 @@ import pytest
 
 from harness import crlf, wait_log_match, wait_until
 from peers.dovecot import dovecots
-from peers.sasl import ALICE, BOB, USERS, Sub, b64, plain_b64
+from peers.sasl import ALICE, BOB, USERS, Sub, b64, plain_b64, run_scram
 import harness
 
 SLOW = 30           # replies that come after a login delay (max 8 s)
@@ -21,11 +21,11 @@ SLOW = 30           # replies that come after a login delay (max 8 s)
 def dovecot(tmp_path):
     # no delay of its own: chamoisd's failure delays are the ones tested
     with dovecots(tmp_path, prefix="dv", tail=4000) as make:
-        yield lambda users=USERS: make(tmp_path / "mail", users,
-                                       extra_conf="auth_failure_delay = 0\n")
+        yield lambda users=USERS, extra="": make(
+            tmp_path / "mail", users, extra_conf="auth_failure_delay = 0\n" + extra)
 
 
-def dovecot_sub(chamoisd, dv, extra=""):
+def dovecot_sub(chamoisd, dv, extra="", mechanisms="PLAIN LOGIN"):
     """chamoisd with both submission roles and AUTH through dv (no sasl_db)."""
     port, sport = harness.free_port(), harness.free_port()
     while sport == port:
@@ -33,7 +33,7 @@ def dovecot_sub(chamoisd, dv, extra=""):
     conf = ("listen submission 127.0.0.1:%d\nlisten submissions 127.0.0.1:%d\n"
             "sasl_backend dovecot %s\n" % (port, sport, dv.auth_client)) + extra
     d = chamoisd(extra_conf=conf)
-    wait_log_match(d.log, r"sasl: dovecot \S+ ready mechanisms=\"PLAIN LOGIN\"")
+    wait_log_match(d.log, r"sasl: dovecot \S+ ready mechanisms=\"%s\"" % mechanisms)
     return Sub(d, port, sport, dv.auth_client)
 
 
@@ -70,6 +70,32 @@ def test_plain_and_login_against_dovecot_passwd_file(chamoisd, dovecot):
     wait_until(lambda: len(d.messages(BOB)) == 1, 30, what="the message at bob's")
     assert b"Subject: through dovecot auth" in d.messages(BOB)[0]
     assert "Fatal" not in dv.log()
+
+
+def test_scram_against_dovecot(chamoisd, dovecot):
+    """Dovecot with SCRAM in its auth_mechanisms: chamoisd offers them (in
+    the order of the Cyrus back-end), and a SCRAM client (tests/sasl/scram_client.c) logs in
+    with each, Dovecot checking the proofs; a wrong password is 535 and
+    counted under the SCRAM user name, as with sasldb2"""
+    dv = dovecot(extra="auth_mechanisms = plain login scram-sha-1 scram-sha-256\n")
+    sub = dovecot_sub(chamoisd, dv, mechanisms="PLAIN LOGIN SCRAM-SHA-256 SCRAM-SHA-1")
+    s = sub.smtp_tls()
+    try:
+        assert s.esmtp_features["auth"].split() == [
+            "PLAIN", "LOGIN", "SCRAM-SHA-256", "SCRAM-SHA-1"], s.esmtp_features
+    finally:
+        s.close()
+    ok = run_scram(sub, ALICE, USERS[ALICE])
+    assert ok.returncode == 0 and "235" in ok.stdout, (ok.stdout, ok.stderr)
+    ok = run_scram(sub, BOB, USERS[BOB], implicit=True, mech="SCRAM-SHA-1")
+    assert ok.returncode == 0 and "235" in ok.stdout, (ok.stdout, ok.stderr)
+    log = sub.d.log()
+    assert "auth ok address=127.0.0.1 user=alice@example.test mechanism=SCRAM-SHA-256" in log
+    assert "auth ok address=127.0.0.1 user=bob@example.test mechanism=SCRAM-SHA-1" in log
+    bad = run_scram(sub, ALICE, "not the password")
+    assert bad.returncode == 1 and "535" in bad.stdout, (bad.stdout, bad.stderr)
+    wait_log_match(sub.d.log, r"auth failed address=127\.0\.0\.1 user=alice@example\.test "
+                   r"mechanism=SCRAM-SHA-256", timeout=SLOW)
 
 
 def test_wrong_password_and_unknown_user_are_535_with_the_fail2ban_line(chamoisd, dovecot):

@@ -6,13 +6,17 @@ What a sender and the user see: the message read back over IMAP byte for
 byte (chamoisd's Received, then the message as sent; Dovecot adds
 Return-Path and Delivered-To), an unknown user and a user over quota
 refused at RCPT with Dovecot's own reply, a Sieve fileinto, a Sieve
-vacation reply leaving through chamois-sendmail and the queue (and none
-for a sender chamoisd's Authentication-Results does not vouch for),
+vacation reply leaving through chamois-sendmail and the queue (for a
+sender whose SPF passes; none for a sender chamoisd's
+Authentication-Results does not vouch for),
 Dovecot down a 4xx at RCPT, a mailbox that fails after DATA while another
 took the message queued for that mailbox alone (the client gets 250, no
 one a duplicate, the queue delivers it once the mailbox can take it, a
 refusal for good reported to the postmaster only), connections reused,
-and the queue's local recipients delivered through LMTP too.
+the queue's local recipients delivered through LMTP too, and the local
+copy of a forwarded address: asked about at RCPT (over quota refuses the
+RCPT, nothing forwarded), delivered only after the remote's 2xx, queued
+when Dovecot fails it then.
 """
 
 import os
@@ -440,6 +444,43 @@ def test_vacation_reply_goes_out_through_the_queue_forged_sender_gets_none(
     assert re.search(r"lmtp\(carol@example\.test\).*sieve: .*stored mail into mailbox 'INBOX'",
                      log), log
     assert not re.search(r"lmtp\(carol@example\.test\).*vacation", log), log
+
+
+def test_vacation_reply_for_a_sender_whose_spf_passes(chamois_conf, dovecot, tmp_path):
+    """carol's script of doc/users.md answers a sender that chamoisd's
+    Authentication-Results vouches for: friend@pass.test, whose domain's
+    SPF record lists the address the message comes from (spf=pass), gets
+    carol's reply, from <> through chamois-sendmail and the queue"""
+    friend = "friend@pass.test"
+    mx = chamois_conf(mailboxes=(ALICE, BOB, CAROL),
+                      extra_conf="local_delivery lmtp %s\n"
+                                 % (tmp_path / "dv0" / "run" / "lmtp"))
+    mx.dns.raw("--txt-record=pass.test,v=spf1 ip4:127.0.0.1 -all")
+    mx.start()
+    harness.open_dirs_to_others(mx)
+    mx.conf.chmod(0o644)
+    dv = start_dovecot_for(dovecot, tmp_path,
+                           extra="sendmail_path = %s -C %s\n" % (SENDMAIL, mx.conf))
+    assert dv.lmtp_socket == tmp_path / "dv0" / "run" / "lmtp"
+    (dv.home(CAROL) / ".dovecot.sieve").write_text(
+        'require ["vacation"];\n'
+        'if header :matches "Authentication-Results"\n'
+        '    ["mx.example.test;*dmarc=pass*", "mx.example.test;*spf=pass*"] {\n'
+        '  vacation :days 1 :subject "Away" "carol is away.";\n}\n')
+    dv.grant_access(CAROL)
+    msg = message("hello carol", to=CAROL).replace(SENDER, friend)
+    with dialog(mx, sender=friend) as c:
+        c.cmd("RCPT TO:<%s>" % CAROL, "250")
+        c.cmd("DATA", "354")
+        c.send(dot_stuff(crlf(msg)) + b".\r\n")
+        c.expect("250", timeout=30)
+    (got,) = dv.fetch(CAROL)
+    assert re.search(rb"Authentication-Results: mx\.example\.test;\s+spf=pass", got), got
+    wait_log_match(mx.log, r"queue submit uid=\d+ user=\S+ pid=\d+ from=<> "
+                   r"owner=\S+ nrcpts=1", timeout=30)
+    wait_log_match(mx.log, r"to=<friend@pass\.test> relay=", timeout=30)
+    assert re.search(r"lmtp\(carol@example\.test\).*sieve: .*sent vacation response",
+                     dv.log()), dv.log()
 
 
 # -- a forwarded address that keeps a local copy (doc/forwarding.md,
