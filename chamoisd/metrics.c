@@ -21,6 +21,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
+#include "../common/clock.h"
 #include "../common/config.h"
 #include "../common/metrics.h"
 #include "../common/util.h"
@@ -60,7 +61,7 @@ request_cb(struct evhttp_request *req, void *arg)
 		return;
 	}
 	queue_foreach(count_msg, &q);
-	metrics_render(&sb, &q, time(NULL));
+	metrics_render(&sb, &q, clock_now());
 	if ((out = evbuffer_new()) == NULL) {
 		free(sb.p);
 		evhttp_send_error(req, HTTP_INTERNAL, NULL);

@@ -31,6 +31,7 @@
 #include <openssl/sha.h>	/* SHA256_DIGEST_LENGTH */
 
 #include "../common/addr.h"
+#include "../common/clock.h"
 #include "../common/util.h"
 #include "signer.h"
 
@@ -445,7 +446,7 @@ sign_key(const struct dkim_skey *k, const struct parsed *p,
 
 	strbuf_printf(&sig, "DKIM-Signature: v=1; a=%s; c=relaxed/relaxed; "
 	    "d=%s;\n\ts=%s; t=%lld; bh=", k->ed25519 ? "ed25519-sha256" :
-	    "rsa-sha256", k->domain, k->selector, (long long)time(NULL));
+	    "rsa-sha256", k->domain, k->selector, (long long)clock_now());
 	b64(&sig, p->bh, sizeof(p->bh), false);
 	strbuf_printf(&sig, ";\n\th=%s;\n\tb=", p->h.p);
 	strbuf_add(&data, p->fields.p, p->fields.len);

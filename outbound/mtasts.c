@@ -43,6 +43,7 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include "../common/clock.h"
 #include "../common/hmap.h"
 #include "../common/log.h"
 #include "../common/util.h"
@@ -324,7 +325,7 @@ cache_live(struct sts *s, const char *domain)
 {
 	const struct sts_entry *e = hmap_get(s->cache, domain);
 
-	return e != NULL && e->expires > time(NULL) ? e : NULL;
+	return e != NULL && e->expires > clock_now() ? e : NULL;
 }
 
 /* ---- a look-up ---- */
@@ -460,7 +461,7 @@ http_done(struct evhttp_request *req, void *arg)
 	}
 	str_copy(e->domain, q->domain, sizeof(e->domain));
 	str_copy(e->p.id, q->id, sizeof(e->p.id));
-	e->expires = time(NULL) + (time_t)e->p.max_age;
+	e->expires = clock_now() + (time_t)e->p.max_age;
 	log_info("mta-sts domain=%s policy fetched id=%s mode=%s max_age=%u mx=%zu",
 	    log_field(esc, sizeof(esc), q->domain), q->id,
 	    e->p.mode == STS_MODE_ENFORCE ? "enforce" :

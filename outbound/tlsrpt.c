@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../common/clock.h"
 #include "../common/log.h"
 #include "../common/util.h"
 #include "../common/worker.h"
@@ -625,7 +626,7 @@ tlsrpt_count(const struct tlsrpt_session *s)
 	if (tr.path == NULL || s->domain == NULL || *s->domain == '\0')
 		return;
 	if (tr.t == NULL)
-		tr.t = tlsrpt_counts_new(time(NULL));
+		tr.t = tlsrpt_counts_new(clock_now());
 	if (!tlsrpt_counts_add(tr.t, s) && !tr.t->capped) {
 		char esc[LOG_ESC(FIELD_MAX)];
 
@@ -652,7 +653,7 @@ tlsrpt_save(void)
 		j->data = tlsrpt_counts_text(tr.t, &j->len);
 	else
 		j->data = xasprintf("tlsrpt %d %lld\n", TLSRPT_FILE_VERSION,
-		    (long long)time(NULL));
+		    (long long)clock_now());
 	if (tr.t == NULL)
 		j->len = strlen(j->data);
 	tr.dirty = false;

@@ -502,7 +502,7 @@ cmd_mail(struct smtpd_session *s, char *arg)
 	tx->size_param = m.size;
 	tx->ret = m.ret;
 	str_copy(tx->envid, m.envid, sizeof(tx->envid));
-	tx->since = time(NULL);
+	tx->since = clock_now();
 	str_copy(tx->relay, "none", sizeof(tx->relay));
 	s->tx = tx;
 	smtpd_enter_state(s, ST_MAIL);

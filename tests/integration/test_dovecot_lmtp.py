@@ -92,6 +92,26 @@ def start_dovecot_for(dovecot, tmp_path, **kw):
     return dovecot(root, **kw)
 
 
+def fill(dv, user, size):
+    """a message of size octets in user's Maildir, before Dovecot first
+    reads the user's quota (it counts it then)"""
+    filler = dv.home(user) / "new" / ("1.filler.vm,S=%d" % size)
+    filler.write_bytes(b"Subject: filler\n\n" + b"x" * (size - 18) + b"\n")
+    os.chown(filler, dv.uid, dv.gid)
+
+
+def expunge_first(dv, user):
+    """user deletes the first message of the INBOX over IMAP (room in the
+    quota)"""
+    imap = dv.connect(user)
+    try:
+        assert imap.select("INBOX")[0] == "OK"
+        assert imap.store("1", "+FLAGS", "\\Deleted")[0] == "OK"
+        assert imap.expunge()[0] == "OK"
+    finally:
+        imap.logout()
+
+
 def message(subject, to=ALICE, body="Hello,\n\n.a dot line\nbye\n"):
     return ("From: Sender <%s>\nTo: <%s>\nSubject: %s\n"
             "Message-ID: <%s@remote.test>\nDate: Thu, 01 Jan 2026 00:00:00 +0000\n"
@@ -137,7 +157,8 @@ def test_delivered_through_lmtp_read_back_over_imap(chamoisd, dovecot, tmp_path)
 
 def test_lmtp_target_named_by_a_host_in_etc_hosts(chamoisd, dovecot, tmp_path):
     """local_delivery lmtp localhost:PORT: Dovecot's LMTP on TCP, its host
-    a name from /etc/hosts (chamois.conf(5))"""
+    a name from /etc/hosts (chamois.conf(5)); a reload (SIGHUP) to a name
+    that is not there fails, says which name, and keeps the old target"""
     port = harness.free_port()
     dv = start_dovecot_for(dovecot, tmp_path, extra=(
         "service lmtp {\n  inet_listener lmtp {\n    address = 127.0.0.1\n"
@@ -151,6 +172,15 @@ def test_lmtp_target_named_by_a_host_in_etc_hosts(chamoisd, dovecot, tmp_path):
     (got,) = dv.fetch(ALICE)
     assert got.endswith(crlf(msg)), got
     assert mx.messages(ALICE) == []
+    mx.write_conf(mx.conf.read_text().replace("local_delivery lmtp localhost:",
+                                              "local_delivery lmtp nosuch.invalid:"))
+    mx.reload()
+    wait_log_match(mx.log, r"'nosuch\.invalid' is not in /etc/hosts")
+    wait_log_match(mx.log, r"reload failed: config has errors; the old one stays")
+    with smtplib.SMTP(mx.host, mx.port, local_hostname="client.remote.test",
+                      timeout=30) as s:
+        assert s.sendmail(SENDER, [ALICE], crlf(message("after the reload"))) == {}
+    assert len(dv.fetch(ALICE)) == 2
 
 
 def test_unknown_to_dovecot_and_over_quota_refused_at_rcpt(chamoisd, dovecot, tmp_path):
@@ -161,9 +191,7 @@ def test_unknown_to_dovecot_and_over_quota_refused_at_rcpt(chamoisd, dovecot, tm
     mx = lmtp_mx(chamoisd, dv.lmtp_socket)
     # bob's Maildir already holds more than his quota (1 KiB): Dovecot
     # counts it when it first reads his quota
-    filler = dv.home(BOB) / "new" / "1.filler.vm,S=4096"
-    filler.write_bytes(b"Subject: filler\n\n" + b"x" * (4096 - 18) + b"\n")
-    os.chown(filler, dv.uid, dv.gid)
+    fill(dv, BOB, 4096)
     with dialog(mx) as c:
         r = c.cmd("RCPT TO:<%s>" % CAROL, "550")
         assert r.startswith("550 5.1.1"), r
@@ -280,9 +308,7 @@ def test_one_mailbox_failing_after_data_is_queued_for_that_mailbox(
                            user_fields={BOB: "userdb_quota_rule=*:storage=8"},
                            extra="quota_full_tempfail = yes\n")
     # in bob's Maildir before Dovecot first reads his quota
-    filler = dv.home(BOB) / "new" / "1.filler.vm,S=6144"
-    filler.write_bytes(b"Subject: filler\n\n" + b"x" * (6144 - 18) + b"\n")
-    os.chown(filler, dv.uid, dv.gid)
+    fill(dv, BOB, 6144)
     mx = lmtp_mx(chamoisd, dv.lmtp_socket)
     msg = message("too big for bob", body=BIG)
     r = send_to_alice_and_bob(mx, msg)
@@ -298,13 +324,7 @@ def test_one_mailbox_failing_after_data_is_queued_for_that_mailbox(
     assert [x["addr"] for x in msgs[qid]["rcpts"]] == [BOB], msgs
     assert msgs[qid]["rcpts"][0]["reply"].startswith("452 4.2.2"), msgs
     # bob frees his quota over IMAP
-    imap = dv.connect(BOB)
-    try:
-        assert imap.select("INBOX")[0] == "OK"
-        assert imap.store("1", "+FLAGS", "\\Deleted")[0] == "OK"
-        assert imap.expunge()[0] == "OK"
-    finally:
-        imap.logout()
+    expunge_first(dv, BOB)
     ctl_ok(qbins, mx, "flush")
     wait_empty(qbins, mx)
     (alice,) = dv.fetch(ALICE)
@@ -544,9 +564,7 @@ def test_forwarded_address_local_mailbox_over_quota_refused_at_rcpt(
     r = fwd_env.remote("remote.test")
     dv = start_dovecot_for(dovecot, tmp_path,
                            user_fields={ALICE: "userdb_quota_rule=*:storage=1"})
-    filler = dv.home(ALICE) / "new" / "1.filler.vm,S=4096"
-    filler.write_bytes(b"Subject: filler\n\n" + b"x" * (4096 - 18) + b"\n")
-    os.chown(filler, dv.uid, dv.gid)
+    fill(dv, ALICE, 4096)
     d = lmtp_forwarder(fwd_env, dv)
     out = transaction(d, SENDER, [BOTH], crlf(message("over quota", to=BOTH)))
     assert out["rcpt"][0].startswith("552 5.2.2"), out
@@ -567,9 +585,7 @@ def test_forwarded_address_local_copy_failing_after_data_is_queued(
     dv = start_dovecot_for(dovecot, tmp_path,
                            user_fields={ALICE: "userdb_quota_rule=*:storage=8"},
                            extra="quota_full_tempfail = yes\n")
-    filler = dv.home(ALICE) / "new" / "1.filler.vm,S=6144"
-    filler.write_bytes(b"Subject: filler\n\n" + b"x" * (6144 - 18) + b"\n")
-    os.chown(filler, dv.uid, dv.gid)
+    fill(dv, ALICE, 6144)
     d = lmtp_forwarder(fwd_env, dv)
     msg = message("too big for alice", to=BOTH, body=BIG)
     out = transaction(d, SENDER, [BOTH], crlf(msg))
@@ -580,13 +596,7 @@ def test_forwarded_address_local_copy_failing_after_data_is_queued(
     msgs = wait_queue(qbins, d, lambda q: qid in q and q[qid]["rcpts"][0]["state"] ==
                       "deferred", "alice's copy deferred in the queue")
     assert [x["addr"] for x in msgs[qid]["rcpts"]] == [ALICE], msgs
-    imap = dv.connect(ALICE)
-    try:
-        assert imap.select("INBOX")[0] == "OK"
-        assert imap.store("1", "+FLAGS", "\\Deleted")[0] == "OK"
-        assert imap.expunge()[0] == "OK"
-    finally:
-        imap.logout()
+    expunge_first(dv, ALICE)
     ctl_ok(qbins, d, "flush")
     wait_empty(qbins, d)
     (got,) = dv.fetch(ALICE)

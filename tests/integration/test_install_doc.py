@@ -383,6 +383,20 @@ def imaps(dv):
     return imaplib.IMAP4_SSL(dv.host, dv.port, ssl_context=unverified_context(), timeout=20)
 
 
+def imaps_only_message(dv, user):
+    """user logs in with PASSWORD; the INBOX's one message, as served"""
+    m = imaps(dv)
+    try:
+        m.login(user, PASSWORD)
+        typ, data = m.select("INBOX", readonly=True)
+        assert typ == "OK" and data == [b"1"], (typ, data, dv.log()[-3000:])
+        typ, data = m.uid("FETCH", "1", "(RFC822)")
+        assert typ == "OK" and isinstance(data[0], tuple), (typ, data)
+        return data[0][1]
+    finally:
+        m.logout()
+
+
 def login_fails(dv, user, password):
     m = imaps(dv)
     try:
@@ -484,17 +498,9 @@ def test_dovecot_local_conf_serves_chamoisd_maildirs(chamois_conf, tmp_path):
                                         "imaps://%s:%d/" % (dv.host, dv.port)))
             assert served == stored[0].decode(), served      # (text: CRLF read as LF)
             for user in (ALICE, "Alice@Example.ORG"):     # auth_username_format = %Lu
-                m = imaps(dv)
-                try:
-                    m.login(user, PASSWORD)
-                    typ, data = m.select("INBOX", readonly=True)
-                    assert typ == "OK" and data == [b"1"], (typ, data, dv.log()[-3000:])
-                    typ, data = m.uid("FETCH", "1", "(RFC822)")
-                    assert typ == "OK" and isinstance(data[0], tuple), (typ, data)
-                    assert data[0][1] == crlf(stored[0])
-                    assert data[0][1].endswith(msg)
-                finally:
-                    m.logout()
+                got = imaps_only_message(dv, user)
+                assert got == crlf(stored[0])
+                assert got.endswith(msg)
             # (each failure costs more of Dovecot's auth penalty: 2 s, 4 s...)
             login_fails(dv, ALICE, "wrong-password")
             login_fails(dv, "root", PASSWORD)
@@ -555,17 +561,9 @@ def test_dovecot_lmtp_and_auth_blocks(chamois_conf, tmp_path):
         with smtplib.SMTP(c.host, c.port, local_hostname="client.remote.test",
                           timeout=20) as s:
             assert s.sendmail("sender@remote.test", [ALICE], msg) == {}
-        m = imaps(dv)
-        try:
-            m.login(ALICE, PASSWORD)
-            typ, data = m.select("INBOX", readonly=True)
-            assert typ == "OK" and data == [b"1"], (typ, data, dv.log()[-3000:])
-            typ, data = m.uid("FETCH", "1", "(RFC822)")
-            got = data[0][1]
-            assert got.endswith(msg), got
-            assert b"\r\nDelivered-To: %s\r\n" % ALICE.encode() in got, got
-        finally:
-            m.logout()
+        got = imaps_only_message(dv, ALICE)
+        assert got.endswith(msg), got
+        assert b"\r\nDelivered-To: %s\r\n" % ALICE.encode() in got, got
         assert "relay=lmtp" in c.log(), c.log()
         # submission: Dovecot's password, no sasldb anywhere
         with smtplib.SMTP(c.host, sub, local_hostname="laptop.example.org", timeout=20) as s:
