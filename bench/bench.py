@@ -45,7 +45,14 @@ but the queue's: the cost of what changed since, measured side by side.
 milter that lets everything through (bench/milter_pass, built on
 Sendmail's libmilter), in the inbound and forward scenarios beside the
 others, and chamois-milter in the latency scenario: the cost of the
-milter protocol itself (doc/filters.md).
+milter protocol itself (doc/filters.md).  "chamois-lmtp" and
+"postfix-lmtp" deliver bench@bench.test through Dovecot's LMTP instead
+(chamoisd's local_delivery lmtp, Postfix's virtual_transport =
+lmtp:unix:), each with a Dovecot of its own (bench/servers/dovecot.py:
+Debian's dovecot-lmtpd, LMTP only, no quota or Sieve plugin: the plain
+delivery cost) writing into the Maildir the bench counts; in the inbound
+scenario beside the others.  A milter's and Dovecot's CPU count in their
+server's, and are also given apart.
 
 All servers run at once and their runs interleave (run 1 of each, then run
 2 of each, ...); latency and idle use freshly started servers.  Each figure
@@ -539,26 +546,14 @@ class Bench:
                 if srv:
                     servers[BASELINE] = srv
             if self.a.scenarios & {"inbound", "forward"}:
-                for name, port in MILTERED.items():
-                    base = name.split("-")[0]
-                    if base in servers:
-                        srv = self.start_server(base, name, milter=True, port=port)
-                        if srv:
-                            servers[name] = srv
+                self.start_beside(servers, servers, [(n, {"milter": True, "port": p})
+                                                     for n, p in MILTERED.items()])
             if "inbound" in self.a.scenarios:
-                for name, port in LMTP.items():
-                    base = name.split("-")[0]
-                    if base in servers:
-                        srv = self.start_server(base, name, lmtp=True, port=port)
-                        if srv:
-                            servers[name] = srv
+                self.start_beside(servers, servers, [(n, {"lmtp": True, "port": p})
+                                                     for n, p in LMTP.items()])
             if "queue" in self.a.scenarios:
-                for name, (keys, port) in SIGNED.items():
-                    base = name.split("-")[0]
-                    if base in servers:
-                        srv = self.start_server(base, name, dkim=keys, port=port)
-                        if srv:
-                            signed[name] = srv
+                self.start_beside(servers, signed, [(n, {"dkim": k, "port": p})
+                                                    for n, (k, p) in SIGNED.items()])
             self.load_scenarios(servers, signed, sink, quick)
         finally:
             for srv in list(servers.values()) + list(signed.values()):
@@ -606,6 +601,17 @@ class Bench:
                 server.stop()
             return None
         return server
+
+    def start_beside(self, servers, into, variants):
+        """variants: [(name, kw)]; each "BASE-..." name whose BASE is in
+        servers (it runs) is started as BASE's class with kw (a milter,
+        LMTP, DKIM keys, its own port) and put in into[name]."""
+        for name, kw in variants:
+            base = name.split("-")[0]
+            if base in servers:
+                srv = self.start_server(base, name, **kw)
+                if srv:
+                    into[name] = srv
 
     def load_scenarios(self, servers, signed, sink, quick):
         """inbound, forward and queue: every server is up, runs interleave;

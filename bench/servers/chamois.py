@@ -7,6 +7,9 @@ Layout of ``workdir`` (made by ``start()``)::
     mail/bench.test/bench/{tmp,new,cur}   bench@bench.test's Maildir
     Maildir -> mail/bench.test/bench      the name the bench looks at
     queue/        queue_dir: the Berkeley DB store, submit.sock, admin.sock
+    dovecot/ dovecot-mail/bench.test/bench   with ``lmtp`` (chamois-lmtp): its
+                  Dovecot and the Maildir it delivers into, which Maildir
+                  then names (servers/dovecot.py)
 
 What the config does, and why (checked by trial in a network namespace
 with dnsmasq on 127.0.0.1:53 and smtp-sink on 127.0.0.1:25):
