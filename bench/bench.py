@@ -45,7 +45,14 @@ but the queue's: the cost of what changed since, measured side by side.
 milter that lets everything through (bench/milter_pass, built on
 Sendmail's libmilter), in the inbound and forward scenarios beside the
 others, and chamois-milter in the latency scenario: the cost of the
-milter protocol itself (doc/filters.md).
+milter protocol itself (doc/filters.md).  "chamois-lmtp" and
+"postfix-lmtp" deliver bench@bench.test through Dovecot's LMTP instead
+(chamoisd's local_delivery lmtp, Postfix's virtual_transport =
+lmtp:unix:), each with a Dovecot of its own (bench/servers/dovecot.py:
+Debian's dovecot-lmtpd, LMTP only, no quota or Sieve plugin: the plain
+delivery cost) writing into the Maildir the bench counts; in the inbound
+scenario beside the others.  A milter's and Dovecot's CPU count in their
+server's, and are also given apart.
 
 All servers run at once and their runs interleave (run 1 of each, then run
 2 of each, ...); latency and idle use freshly started servers.  Each figure
@@ -88,6 +95,10 @@ BASELINE_PORT = 10029
 # unix socket: the cost of the milter protocol (issue 18, doc/filters.md)
 # and Postfix with the same milter (smtpd_milters); name -> port
 MILTERED = {"chamois-milter": 10030, "postfix-milter": 11030}
+# chamois and Postfix delivering bench@bench.test through Dovecot's LMTP,
+# each with a Dovecot of its own (servers/dovecot.py; issue 21), in the
+# inbound scenario only; name -> port
+LMTP = {"chamois-lmtp": 10031, "postfix-lmtp": 11031}
 # the DKIM key of client.test (SENDER's domain) that signs latency-dkim's
 # messages; its record is in the bench's dnsmasq
 CLIENT_SELECTOR = "bench"
@@ -206,10 +217,17 @@ class Sampler:
 
 
 def clear_maildir(md: Path) -> None:
+    """Empty the Maildir: its messages, and the index files and
+    dovecot-uidlist a Dovecot keeps in its top folder (LMTP), so that
+    every run delivers into an empty mailbox."""
     for sub in ("new", "cur", "tmp"):
         d = md / sub
         if d.is_dir():
             for f in os.scandir(d):
+                os.unlink(f.path)
+    if md.is_dir():
+        for f in os.scandir(md):
+            if f.name.startswith("dovecot") and f.is_file(follow_symlinks=False):
                 os.unlink(f.path)
 
 
@@ -230,6 +248,7 @@ def measure(server, work, what: str, timeout: float = 300.0) -> Dict:
     load = float(open("/proc/loadavg").read().split()[0])
     cpu0 = procstat.cpu_ticks(pids)
     mcpu0 = procstat.cpu_ticks(server.milter_pids())
+    lcpu0 = procstat.cpu_ticks(server.lmtp_pids())
     base = procstat.pss_kib(pids)
     sampler = Sampler(pids)
     t0 = time.monotonic()
@@ -249,6 +268,9 @@ def measure(server, work, what: str, timeout: float = 300.0) -> Dict:
     if server.milter_pids():       # of cpu_ms_per_msg, the milter's own
         res["milter_cpu_ms_per_msg"] = \
             (procstat.cpu_ticks(server.milter_pids()) - mcpu0) * 1000.0 / HZ / count
+    if server.lmtp_pids():         # of cpu_ms_per_msg, Dovecot's own
+        res["lmtp_cpu_ms_per_msg"] = \
+            (procstat.cpu_ticks(server.lmtp_pids()) - lcpu0) * 1000.0 / HZ / count
     return res
 
 
@@ -524,19 +546,14 @@ class Bench:
                 if srv:
                     servers[BASELINE] = srv
             if self.a.scenarios & {"inbound", "forward"}:
-                for name, port in MILTERED.items():
-                    base = name.split("-")[0]
-                    if base in servers:
-                        srv = self.start_server(base, name, milter=True, port=port)
-                        if srv:
-                            servers[name] = srv
+                self.start_beside(servers, servers, [(n, {"milter": True, "port": p})
+                                                     for n, p in MILTERED.items()])
+            if "inbound" in self.a.scenarios:
+                self.start_beside(servers, servers, [(n, {"lmtp": True, "port": p})
+                                                     for n, p in LMTP.items()])
             if "queue" in self.a.scenarios:
-                for name, (keys, port) in SIGNED.items():
-                    base = name.split("-")[0]
-                    if base in servers:
-                        srv = self.start_server(base, name, dkim=keys, port=port)
-                        if srv:
-                            signed[name] = srv
+                self.start_beside(servers, signed, [(n, {"dkim": k, "port": p})
+                                                    for n, (k, p) in SIGNED.items()])
             self.load_scenarios(servers, signed, sink, quick)
         finally:
             for srv in list(servers.values()) + list(signed.values()):
@@ -585,6 +602,17 @@ class Bench:
             return None
         return server
 
+    def start_beside(self, servers, into, variants):
+        """variants: [(name, kw)]; each "BASE-..." name whose BASE is in
+        servers (it runs) is started as BASE's class with kw (a milter,
+        LMTP, DKIM keys, its own port) and put in into[name]."""
+        for name, kw in variants:
+            base = name.split("-")[0]
+            if base in servers:
+                srv = self.start_server(base, name, **kw)
+                if srv:
+                    into[name] = srv
+
     def load_scenarios(self, servers, signed, sink, quick):
         """inbound, forward and queue: every server is up, runs interleave;
         signed (the servers with DKIM keys, SIGNED) takes part in queue only."""
@@ -608,12 +636,12 @@ class Bench:
                     count //= 10
                 self.interleaved("forward/%d" % sessions, [
                     (n, lambda s=s, n=n: run_forward(s, sink, sessions, count, self.server_log(n)))
-                    for n, s in servers.items()])
+                    for n, s in servers.items() if n not in LMTP])
         if "queue" in sc:
             self.interleaved("queue/20", [
                 (n, lambda s=s, n=n: run_queue(s, sink, 100 if quick else 1000, 20, self.server_log(n)))
                 for n, s in list(servers.items()) + list(signed.items())
-                if s.sendmail() and n != BASELINE and n not in MILTERED])
+                if s.sendmail() and n != BASELINE and n not in MILTERED and n not in LMTP])
 
     def fresh_scenarios(self, quick):
         """latency and idle: one server at a time, each run on a freshly
@@ -871,7 +899,8 @@ def report(res) -> str:
     out += signed_report(sc)
     out += compare_report(sc, BASELINE, "chamois", "## chamois against chamois-base (--baseline): "
                           "what the change costs")
-    out += milter_report(sc)
+    out += alongside_report(sc, "milter")
+    out += alongside_report(sc, "lmtp")
     d20 = disk.get("disk/20")
     if d20:
         rows = []
@@ -937,33 +966,51 @@ def compare_report(sc, before: str, after: str, title: str) -> List[str]:
             "|---|---|---|---|---|---|---|"] + rows + [""]
 
 
-def milter_report(sc) -> List[str]:
-    """chamois and Postfix, each without and with one pass-through milter
-    (bench/milter_pass): what the milter costs each, and chamois-milter
-    against postfix-milter."""
-    out = compare_report(sc, "chamois", "chamois-milter", "## chamois against chamois-milter "
-                         "(one pass-through milter, bench/milter_pass): what a milter costs")
-    out += compare_report(sc, "postfix", "postfix-milter", "## Postfix against postfix-milter "
-                          "(the same milter as smtpd_milters)")
+# chamois and Postfix each beside itself with a helper process, then the
+# two with it side by side (alongside_report): the two servers'
+# names with it, the field of the helper's own CPU, the titles
+ALONGSIDE = {
+    "milter": ("chamois-milter", "postfix-milter", "milter_cpu_ms_per_msg", "the milter",
+               "## chamois against chamois-milter (one pass-through milter, "
+               "bench/milter_pass): what a milter costs",
+               "## Postfix against postfix-milter (the same milter as smtpd_milters)",
+               "## With the milter: chamois-milter against postfix-milter"),
+    "lmtp": ("chamois-lmtp", "postfix-lmtp", "lmtp_cpu_ms_per_msg", "Dovecot",
+             "## chamois against chamois-lmtp (local_delivery lmtp, Dovecot's LMTP): "
+             "what delivering through Dovecot costs",
+             "## Postfix against postfix-lmtp (virtual_transport = lmtp:unix:, "
+             "the same Dovecot)",
+             "## Through Dovecot's LMTP: chamois-lmtp against postfix-lmtp"),
+}
+
+
+def alongside_report(sc, kind: str) -> List[str]:
+    """chamois and Postfix, each without and with ALONGSIDE[kind]'s helper
+    (a milter, or Dovecot's LMTP for local delivery): what the helper costs
+    each, and the two servers with it side by side, the helper's own CPU
+    given apart."""
+    ours, theirs, field, who, t_ours, t_theirs, t_both = ALONGSIDE[kind]
+    out = compare_report(sc, "chamois", ours, t_ours)
+    out += compare_report(sc, "postfix", theirs, t_theirs)
     rows = []
     for k in sorted(sc, key=lambda k: [int(x) if x.isdigit() else x for x in
                                        k.replace("k/", "/").split("/")]):
-        c, p = sc[k].get("chamois-milter"), sc[k].get("postfix-milter")
+        c, p = sc[k].get(ours), sc[k].get(theirs)
         if not c or not p:
             continue
         rows.append("| %s | %s | %s | %s | %s (%s) | %s (%s) | %s |" % (
             k, fmt(c.get("per_second")), fmt(p.get("per_second")),
             fmt(c["per_second"] / p["per_second"], "%.2f") if p.get("per_second") else "–",
-            fmt(c.get("cpu_ms_per_msg"), "%.3f"), fmt(c.get("milter_cpu_ms_per_msg"), "%.3f"),
-            fmt(p.get("cpu_ms_per_msg"), "%.3f"), fmt(p.get("milter_cpu_ms_per_msg"), "%.3f"),
+            fmt(c.get("cpu_ms_per_msg"), "%.3f"), fmt(c.get(field), "%.3f"),
+            fmt(p.get("cpu_ms_per_msg"), "%.3f"), fmt(p.get(field), "%.3f"),
             fmt(p["cpu_ms_per_msg"] / c["cpu_ms_per_msg"], "%.2f")
             if c.get("cpu_ms_per_msg") else "–"))
     if rows:
-        out += ["## With the milter: chamois-milter against postfix-milter", "",
-                "CPU ms per message of the whole server, milter included (in "
-                "brackets: the milter's own).", "",
-                "| scenario | chamois-milter msg/s | postfix-milter msg/s | × | "
-                "chamois-milter CPU ms/msg (milter) | postfix-milter (milter) | its CPU / this |",
+        out += [t_both, "",
+                "CPU ms per message of the whole server, %s included (in "
+                "brackets: %s's own)." % (who, who), "",
+                "| scenario | %s msg/s | %s msg/s | × | %s CPU ms/msg (%s) | %s (%s) "
+                "| its CPU / this |" % (ours, theirs, ours, who, theirs, who),
                 "|---|---|---|---|---|---|---|"] + rows + [""]
     return out
 

@@ -7,6 +7,9 @@ Layout of ``workdir`` (made by ``start()``)::
     mail/bench.test/bench/{tmp,new,cur}   bench@bench.test's Maildir
     Maildir -> mail/bench.test/bench      the name the bench looks at
     queue/        queue_dir: the Berkeley DB store, submit.sock, admin.sock
+    dovecot/ dovecot-mail/bench.test/bench   with ``lmtp`` (chamois-lmtp): its
+                  Dovecot and the Maildir it delivers into, which Maildir
+                  then names (servers/dovecot.py)
 
 What the config does, and why (checked by trial in a network namespace
 with dnsmasq on 127.0.0.1:53 and smtp-sink on 127.0.0.1:25):
@@ -68,6 +71,7 @@ from typing import Dict, List, Optional, Sequence
 from .common import (BENCH_DIR, DOMAIN, FWD_RCPT, FWD_TARGET, HOSTNAME,
                      LOCAL_RCPT, SENDER, Server, Unavailable, kill_tree,
                      make_maildir, start_milter_pass, wait_port)
+from .dovecot import lmtp_maildir, start_lmtp
 
 REPO = BENCH_DIR.parent
 BIN = REPO / "bin"            # the Makefile links the programs into bin/
@@ -102,7 +106,11 @@ class Chamois(Server):
     (a second chamoisd beside the first); ``milter``: run bench/milter_pass
     (a pass-through milter, libmilter) on workdir/milter.sock and name it
     in ``milter`` (its process counts in pids(), as Postfix's OpenDKIM
-    does).
+    does); ``lmtp``: deliver bench@bench.test through a Dovecot of its
+    own (servers/dovecot.py, under workdir/dovecot) with ``local_delivery
+    lmtp SOCKET``, into workdir/dovecot-mail/bench.test/bench, which
+    ``maildir`` and the workdir/Maildir link then name (its processes
+    count in pids() too, and in lmtp_pids()).
     Attributes beyond the interface: ``conf`` (the config file),
     ``log_path`` (chamoisd's stderr), ``queue_dir``, ``log()``,
     ``queue_listing()``."""
@@ -116,9 +124,11 @@ class Chamois(Server):
     def __init__(self, workdir: Path, extra: Optional[Dict[str, str]] = None,
                  verbose: bool = False, dkim: Sequence[str] = (),
                  port: Optional[int] = None, bin_dir: Optional[Path] = None,
-                 milter: bool = False):
+                 milter: bool = False, lmtp: bool = False):
         super().__init__(workdir)
         self.milter = milter
+        self.lmtp = lmtp
+        self.dovecot = None
         self.milter_proc: Optional[subprocess.Popen] = None
         self.bin = Path(bin_dir) if bin_dir else BIN
         self.extra = dict(extra or {})
@@ -132,7 +142,7 @@ class Chamois(Server):
         self.mail_root = self.workdir / "mail"
         local, domain = LOCAL_RCPT.split("@")
         # the real Maildir; workdir/Maildir is a symlink to it
-        self.maildir = self.mail_root / domain / local
+        self.maildir = lmtp_maildir(self.workdir) if lmtp else self.mail_root / domain / local
         self._logf = None
 
     @classmethod
@@ -160,6 +170,8 @@ class Chamois(Server):
         settings.update(LIMITS)
         if self.milter:
             settings["milter"] = f"unix:{self.workdir / 'milter.sock'}"
+        if self.dovecot is not None:
+            settings["local_delivery"] = f"lmtp {self.dovecot.lmtp_socket}"
         settings.update(self.extra)
         lines = ["# written by bench/servers/chamois.py",
                  f"listen mx 127.0.0.1:{self.port}"]
@@ -187,6 +199,8 @@ class Chamois(Server):
         return lines
 
     def start(self) -> None:
+        if self.lmtp:
+            self.dovecot = start_lmtp(self.workdir)
         self.write_config()
         r = subprocess.run([str(self.bin / "chamoisd"), "-n", "-f", str(self.conf)],
                            capture_output=True, text=True, timeout=30)
@@ -217,16 +231,22 @@ class Chamois(Server):
         # shutdown_grace (5s); kill_tree falls back to SIGKILL after 15s.
         kill_tree(self.proc, signal.SIGTERM, timeout=15)
         kill_tree(self.milter_proc, signal.SIGTERM, timeout=5)
+        if self.dovecot is not None:
+            self.dovecot.stop()
         if self._logf is not None:
             self._logf.close()
             self._logf = None
 
     def pids(self) -> List[int]:
         return [p.pid for p in (self.proc, self.milter_proc)
-                if p is not None and p.poll() is None]
+                if p is not None and p.poll() is None] + self.lmtp_pids()
 
     def milter_pids(self) -> List[int]:
         p = self.milter_proc
+        return [p.pid] if p is not None and p.poll() is None else []
+
+    def lmtp_pids(self) -> List[int]:
+        p = self.dovecot.proc if self.dovecot is not None else None
         return [p.pid] if p is not None and p.poll() is None else []
 
     def sendmail(self) -> Optional[List[str]]:

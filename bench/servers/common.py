@@ -12,7 +12,8 @@ The bench runs inside a network namespace that has only loopback.  Inside it:
 * each server listens for SMTP on 127.0.0.1 at its own port (below) and
   takes mail for ``bench.test``:
     - ``bench@bench.test`` is a local mailbox, delivered into ``maildir``
-      (a Maildir: tmp/ new/ cur/); the bench counts files in ``new/``;
+      (a Maildir: tmp/ new/ cur/), by the server or by its Dovecot
+      (``lmtp``); the bench counts the messages in ``new/`` (count_new);
     - ``fwd@bench.test`` is forwarded (an alias) to ``sink@sink.test``;
   and relays nothing else.
 """
@@ -118,10 +119,24 @@ def make_maildir(path: Path, owner: Optional[str] = None) -> None:
 
 
 def count_new(maildir: Path) -> int:
-    try:
-        return len(os.listdir(maildir / "new"))
-    except FileNotFoundError:
-        return 0
+    """The messages delivered into ``maildir``: the files of new/, and of
+    cur/ should a reader have moved one there, each message once.  A name
+    is ``UNIQUE`` in new/ and ``UNIQUE:2,FLAGS`` in cur/ (chamoisd's
+    ``T.MusecPpidQnRrand.HOST,S=N``, Dovecot's ``T.MusecPpid.HOST,S=N,W=N``,
+    Postfix's virtual(8) ``T.VdevIinodeMusec.HOST``), so a message is its name up
+    to the ":"; cur/ is read before new/, and a file renamed between the two
+    readings is missed once (counted at the next poll), never counted
+    twice.  Names that start with "." are not messages (Maildir's rule);
+    Dovecot's index files and dovecot-uidlist are in the top folder, not
+    here."""
+    names = set()
+    for sub in ("cur", "new"):
+        try:
+            names.update(n.split(":", 1)[0] for n in os.listdir(maildir / sub)
+                         if not n.startswith("."))
+        except FileNotFoundError:
+            pass
+    return len(names)
 
 
 def kill_tree(proc: Optional[subprocess.Popen], sig=signal.SIGTERM, timeout=10.0) -> None:
@@ -181,6 +196,12 @@ class Server:
 
     def milter_pids(self) -> List[int]:
         """Of pids(), those of a milter it runs (its CPU is also given
+        apart)."""
+        return []
+
+    def lmtp_pids(self) -> List[int]:
+        """Of pids(), those of the LMTP server it delivers through (the
+        bench's Dovecot, servers/dovecot.py; its CPU is also given
         apart)."""
         return []
 

@@ -108,6 +108,17 @@ that lets everything through) runs on ``workdir/milter.sock`` and
 ``smtpd_milters`` names it: the mail from smtp-source passes it, as
 chamois-milter's does; its process counts in pids() too.
 
+With ``lmtp`` ("postfix-lmtp", issue 21), bench@bench.test is delivered
+by a Dovecot of its own (servers/dovecot.py, under ``workdir/dovecot``):
+``virtual_transport = lmtp:unix:SOCKET`` (bench.test stays a virtual
+mailbox domain, so virtual_mailbox_maps still says which recipients
+exist at RCPT; Postfix does not ask Dovecot then), with the ``lmtp``
+service in master.cf (unchrooted, as the mail owner; Dovecot's socket is
+0666), Postfix's defaults otherwise (lmtp_destination_concurrency_limit
+20, lmtp_connection_cache_on_demand).  The Maildir is then ``workdir/dovecot-mail/bench.test/
+bench``, where the Dovecot's userdb puts it; its processes count in
+pids() and lmtp_pids().
+
 drained() walks the queue directories (maildrop, incoming, active,
 deferred, hold) instead of running ``postqueue -p``, which would make
 master run showq and so charge the poll to Postfix's CPU.
@@ -131,6 +142,7 @@ from typing import Dict, List, Optional, Sequence
 from .common import (BENCH_DIR, DOMAIN, FWD_RCPT, FWD_TARGET, HOSTNAME,
                      LOCAL_RCPT, SENDER, Server, Unavailable, kill_tree,
                      make_maildir, start_milter_pass, unpack, wait_port)
+from .dovecot import lmtp_maildir, start_lmtp
 
 sys.path.insert(0, str(BENCH_DIR.parent / "tests" / "integration"))
 from peers.postfix import MASTER_CF_SERVICES, stop_instance  # noqa: E402  (the tests' own)
@@ -145,6 +157,7 @@ MASTER_CF = """\
 # service type  private unpriv  chroot  wakeup  maxproc command + args
 127.0.0.1:%(port)d inet n - n - %(smtpd_maxproc)s smtpd
 virtual   unix  -       n       n       -       -       virtual
+lmtp      unix  -       -       n       -       -       lmtp
 """ + MASTER_CF_SERVICES.replace("%", "%%")
 
 
@@ -183,10 +196,14 @@ class Postfix(Server):
 
     def __init__(self, workdir: Path, extra: Optional[Dict[str, str]] = None,
                  process_limit: Optional[int] = None, dkim: Sequence[str] = (),
-                 port: Optional[int] = None, milter: bool = False):
+                 port: Optional[int] = None, milter: bool = False, lmtp: bool = False):
         super().__init__(workdir)
         self.extra = dict(extra or {})
         self.pass_milter = milter
+        self.lmtp = lmtp
+        self.dovecot = None
+        if lmtp:       # where the Dovecot's userdb puts bench@bench.test
+            self.maildir = lmtp_maildir(self.workdir)
         if milter and dkim:
             raise Unavailable("one milter at a time: OpenDKIM (dkim) or milter_pass")
         self.process_limit = process_limit
@@ -325,6 +342,8 @@ class Postfix(Server):
             "maximal_backoff_time": "20s",
             "smtputf8_enable": "yes",
         }
+        if self.dovecot is not None:
+            cf["virtual_transport"] = f"lmtp:unix:{self.dovecot.lmtp_socket}"
         cf.update(self.extra)
         return cf
 
@@ -379,6 +398,8 @@ class Postfix(Server):
         if self.root is None:
             self.prepare()
             self.root = unpack("postfix")
+        if self.lmtp:
+            self.dovecot = start_lmtp(self.workdir)
         self.write_config()
         if self.dkim:
             self.start_milter()
@@ -444,10 +465,14 @@ class Postfix(Server):
         pids = [pid] if pid and os.path.exists(f"/proc/{pid}") else []
         if self.milter and self.milter.poll() is None:
             pids.append(self.milter.pid)
-        return pids
+        return pids + self.lmtp_pids()
 
     def milter_pids(self) -> List[int]:
         return [self.milter.pid] if self.milter and self.milter.poll() is None else []
+
+    def lmtp_pids(self) -> List[int]:
+        p = self.dovecot.proc if self.dovecot is not None else None
+        return [p.pid] if p is not None and p.poll() is None else []
 
     def _our_pids(self) -> List[int]:
         """Every process of this instance: MAIL_CONFIG=our config dir in its
@@ -469,12 +494,13 @@ class Postfix(Server):
         return found
 
     def stop(self) -> None:
-        if not self._started:
-            return
-        self._started = False
-        stop_instance(lambda: self.cmd("postfix", "stop", check=False, timeout=30),
-                      self._our_pids, 15)
-        kill_tree(self.milter)
+        if self._started:
+            self._started = False
+            stop_instance(lambda: self.cmd("postfix", "stop", check=False, timeout=30),
+                          self._our_pids, 15)
+            kill_tree(self.milter)
+        if self.dovecot is not None:       # started before Postfix, so stopped whatever failed
+            self.dovecot.stop()
 
     # -- queue ---------------------------------------------------------
     def sendmail(self) -> Optional[List[str]]:

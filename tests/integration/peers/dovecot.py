@@ -4,7 +4,9 @@
 user_fields={})`` writes its own config under ``base``
 (a test's tmp dir) and runs ``/usr/sbin/dovecot -F -c CONF``: base_dir,
 state_dir and log_path under ``base``, ``listen = 127.0.0.1``, one IMAP
-listener on a free loopback port, ``ssl = no``, ``disable_plaintext_auth =
+listener on a free loopback port (none without "imap" in ``protocols``:
+start() then waits for the LMTP socket's greeting; the bench's
+chamois-lmtp and postfix-lmtp), ``ssl = no``, ``disable_plaintext_auth =
 no``, passdb/userdb a passwd-file with ``{PLAIN}`` passwords.  The system
 dovecot service is neither used nor touched.
 
@@ -39,6 +41,7 @@ import imaplib
 import os
 import pwd
 import signal
+import socket
 import subprocess
 import time
 import uuid
@@ -189,13 +192,35 @@ service imap-login {{
                                      stdin=subprocess.DEVNULL, stdout=self._out,
                                      stderr=subprocess.STDOUT)
         try:
-            wait_port(self.host, self.port, time.monotonic() + timeout,
-                      proc_alive=lambda: self.proc.poll() is None)
+            if "imap" in self.protocols.split():
+                wait_port(self.host, self.port, time.monotonic() + timeout,
+                          proc_alive=lambda: self.proc.poll() is None)
+            else:
+                self.wait_lmtp(time.monotonic() + timeout)
         except Exception as e:
             self.stop()
             raise RuntimeError("Dovecot did not start: %s\n%s\n%s" % (
                 e, (self.base / "dovecot.stderr").read_text(errors="replace"), self.log()))
         return self
+
+    def wait_lmtp(self, deadline: float) -> None:
+        """Wait until the LMTP socket greets (220): how start() knows an
+        instance without IMAP (protocols = lmtp, the bench's) is up."""
+        last = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("dovecot exited with %d" % self.proc.returncode)
+            try:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                    s.settimeout(2.0)
+                    s.connect(str(self.lmtp_socket))
+                    if s.recv(512).startswith(b"220"):
+                        s.sendall(b"QUIT\r\n")
+                        return
+            except OSError as e:
+                last = e
+            time.sleep(0.05)
+        raise TimeoutError("%s did not greet in time (%s)" % (self.lmtp_socket, last))
 
     def _children(self, pid: int) -> List[int]:
         out = []
