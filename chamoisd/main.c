@@ -625,6 +625,8 @@ keep_start_settings(struct config *c, const struct config *old)
 		    changed[i]);
 }
 
+static void raise_fd_limit(const struct config *);
+
 /* reload_done - on the loop: what parsed soundly goes into force */
 static void
 reload_done(void *arg)
@@ -671,6 +673,7 @@ reload_done(void *arg)
 			    root.tls_sub : NULL;
 		}
 		body_spool_limit(c->spool_max_size);
+		raise_fd_limit(c);
 		if (c->sasl_db)
 			sub_sasl_reconfigure(c->sasl_db);
 		if (c->sasl_dovecot && root.cfg->sasl_dovecot)
@@ -968,7 +971,8 @@ usage(int code)
  * raise_fd_limit - room for every connection the limits allow: a session
  * each, its forwarding connection, the queue's deliveries, and some for
  * listeners, the store, DNS and Maildir files.  Raised before the drop,
- * while root may still raise the hard limit.
+ * while root may still raise the hard limit, and on reload, when only the
+ * soft limit can grow (up to the hard one).
  */
 static void
 raise_fd_limit(const struct config *c)

@@ -257,9 +257,33 @@ def test_open_file_limit_raised_to_fit_max_connections(chamoisd):
         d = chamoisd(extra_conf="max_connections 1000\n")
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert soft_nofile(d) >= 1000
+
+
+def soft_nofile(d):
     limits = Path("/proc/%d/limits" % d.proc.pid).read_text()
     line = next(l for l in limits.splitlines() if l.startswith("Max open files"))
-    assert int(line.split()[3]) >= 1000, line
+    return int(line.split()[3])
+
+
+def test_open_file_limit_follows_max_connections_on_reload(chamoisd):
+    """a SIGHUP that raises max_connections raises the soft open-file
+    limit again, up to the hard limit (chamois.conf(5))"""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 4000:
+        pytest.skip("hard open-file limit %d is too low to show it" % hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+    try:
+        d = chamoisd(extra_conf="max_connections 100\n")
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    before = soft_nofile(d)
+    assert before < 3000, before
+    d.write_conf(d.conf.read_text().replace("max_connections 100\n",
+                                            "max_connections 3000\n"))
+    d.reload()
+    wait_until(lambda: soft_nofile(d) >= 3000, 10, what="the raised open-file limit")
 
 
 # -- spool_max_size (doc/security.md "Spool space") ------------------------
