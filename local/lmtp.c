@@ -121,6 +121,7 @@ static struct {
 	TAILQ_HEAD(, lmtp_conn) idle;
 	TAILQ_HEAD(, lmtp_conn) conns;
 	TAILQ_HEAD(, lmtp_job) waiting;
+	struct event *kick;		/* dispatch on the loop's next turn */
 	lmtp_requeue_fn *requeue;	/* the queue's, for a partial failure */
 	void *requeue_arg;
 	bool stopping;			/* lmtp_shutdown: the queue is gone */
@@ -717,8 +718,21 @@ lmtp_submit(const struct lmtp_params *p, struct body *owned,
 	j->arg = arg;
 	TAILQ_INSERT_TAIL(&lmtp.waiting, j, entry);
 	j->waiting = true;
-	dispatch();
+	/*
+	 * on the loop's next turn, never from here: a job can end at once
+	 * (an idle connection, no address it may send, the server gone), and
+	 * its done must not run before the caller has the job
+	 */
+	if (lmtp.kick == NULL)
+		fatalx("lmtp_submit before lmtp_configure");
+	event_active(lmtp.kick, EV_TIMEOUT, 0);
 	return j;
+}
+
+static void
+kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	dispatch();
 }
 
 void
@@ -741,6 +755,9 @@ lmtp_configure(struct event_base *base, const struct config *c)
 	struct lmtp_conn *conn;
 
 	lmtp.base = base;
+	if (lmtp.kick == NULL && base != NULL &&
+	    (lmtp.kick = event_new(base, -1, 0, kick_cb, NULL)) == NULL)
+		fatalx("lmtp: event_new");
 	if (c != NULL && c->hostname != NULL)
 		str_copy(lmtp.hostname, c->hostname, sizeof(lmtp.hostname));
 	if (c == NULL || c->lmtp_text == NULL) {
@@ -778,6 +795,9 @@ lmtp_shutdown(void)
 	}
 	free(lmtp.text);
 	lmtp.text = NULL;
+	if (lmtp.kick != NULL)
+		event_free(lmtp.kick);
+	lmtp.kick = NULL;
 }
 
 void

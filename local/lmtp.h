@@ -48,7 +48,8 @@ struct lmtp_job;
 /*
  * lmtp_submit - a job for the next free connection (params are copied;
  * the body is read until done: owned, when not NULL, is freed then);
- * done gets arg.  The server down, a lost connection, a protocol error
+ * done gets arg, on a later turn of the loop, never before lmtp_submit
+ * has returned (lmtp_configure first).  The server down, a lost connection, a protocol error
  * or no reply in time: every recipient not yet answered gets 451 4.4.2.
  */
 struct lmtp_job *lmtp_submit(const struct lmtp_params *, struct body *owned,

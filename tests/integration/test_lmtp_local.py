@@ -175,6 +175,16 @@ def test_non_ascii_mailbox_refused_at_rcpt_without_smtputf8_at_dovecot(chamoisd)
     (content,) = d.messages("alice@example.test")
     assert content.endswith(msg.replace(b"\r\n", b"\n"))
     assert d.messages("jörg@example.test") == []
+    # again with the LMTP connection idle, so the refusal comes without
+    # waiting for it; the transaction's end then cancels nothing stale
+    for _ in range(2):
+        with d.dialog() as c:
+            c.cmd("EHLO client.remote.test", "250")
+            c.cmd("MAIL FROM:<s@remote.test> SMTPUTF8", "250 2.1.0")
+            c.cmd("RCPT TO:<jörg@example.test>".encode("utf-8"), "553 5.6.7")
+            c.cmd("RSET", "250")
+            c.cmd("QUIT", "221")
+    assert d.proc.poll() is None
 
 
 def lhlo_keywords(dv):
