@@ -1100,7 +1100,7 @@ lmtp_end(struct smtpd_session *s, const char *refusal)
 		smtpd_tx_done(s, "%s", refusal);
 		return;
 	}
-	smtpd_tx_set_relay(s, "lmtp");
+	smtpd_tx_set_relay(s, "local");	/* a local copy (doc/protocol.md) */
 	lmtp_deliver(s, false, tx_answered, NULL);
 }
 

@@ -1174,7 +1174,7 @@ lmtp_done(void *arg, const struct lmtp_result *res)
 
 	job_end();
 	for (size_t k = 0; k < g->n; k++)
-		reply_outcome(g->e, g->idx[k], &res->data[k], "", "lmtp");
+		reply_outcome(g->e, g->idx[k], &res->data[k], "", "local");
 	group_done(g);
 }
 

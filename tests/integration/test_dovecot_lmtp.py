@@ -150,7 +150,7 @@ def test_delivered_through_lmtp_read_back_over_imap(chamoisd, dovecot, tmp_path)
         ours = head.index(b"\r\nReceived: from client.remote.test")
         assert ar < ours, got
         assert head.endswith(b"\r\n"), got
-    assert "lmtp" in mx.log()
+    assert "delivery mailbox=%s result=delivered lmtp=" % ALICE in mx.log()
     # nothing went to chamoisd's own Maildirs
     assert mx.messages(ALICE) == []
 
@@ -272,7 +272,7 @@ def test_the_queue_delivers_local_recipients_through_lmtp(chamoisd, dovecot, tmp
         c.cmd("DATA", "354")
         c.send(dot_stuff(crlf(msg)) + b".\r\n")
         c.expect("250", timeout=30)
-    wait_log_match(sub.d.log, r"to=<bob@example\.test> relay=lmtp .*status=sent")
+    wait_log_match(sub.d.log, r"to=<bob@example\.test> relay=local .*status=sent")
     (got,) = dv.fetch(BOB, mailbox="FromAlice")
     assert got.endswith(crlf("\nvia the queue\n")), got
     assert b"Subject: queued for lmtp" in got

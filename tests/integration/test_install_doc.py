@@ -564,7 +564,7 @@ def test_dovecot_lmtp_and_auth_blocks(chamois_conf, tmp_path):
         got = imaps_only_message(dv, ALICE)
         assert got.endswith(msg), got
         assert b"\r\nDelivered-To: %s\r\n" % ALICE.encode() in got, got
-        assert "relay=lmtp" in c.log(), c.log()
+        assert "result=delivered lmtp=" in c.log(), c.log()
         # submission: Dovecot's password, no sasldb anywhere
         with smtplib.SMTP(c.host, sub, local_hostname="laptop.example.org", timeout=20) as s:
             s.starttls(context=unverified_context())
